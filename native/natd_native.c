@@ -1,0 +1,269 @@
+/*
+ * natd's native helpers: the few socket calls Node cannot make itself.
+ *
+ * - Device-bound UDP/TCP sockets (SO_BINDTODEVICE): without them, a socket on 0.0.0.0:67 also answers the uplink
+ *   and sends OFFERs out of the default route. Node adopts the returned fd (dgram bind({fd}) / net listen({fd})).
+ * - SO_NO_CHECK: DHCP replies leave with UDP checksum 0 (legal for IPv4), so a guest never sees the partial checksum
+ *   that tx offload leaves on a veth/tap (the old iptables CHECKSUM --checksum-fill problem).
+ * - SIOCSARP: seeds the neighbour entry for a unicast DHCP reply to a client that has no address yet (RFC 2131 4.1).
+ * - sd_notify: systemd's notify socket is a unix datagram socket, which Node cannot send to.
+ *
+ * Every failure throws a JS Error whose `code` is the errno name (ENODEV, EPERM, ...) and whose `syscall` names the
+ * call, so the TypeScript side can turn it into a clear message. Nothing here aborts the process.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef SO_NO_CHECK
+#define SO_NO_CHECK 11
+#endif
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case ENODEV: return "ENODEV";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EINVAL: return "EINVAL";
+    case ENOENT: return "ENOENT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EMFILE: return "EMFILE";
+    case ENOBUFS: return "ENOBUFS";
+    case ENXIO: return "ENXIO";
+    default: return "EUNKNOWN";
+  }
+}
+
+static napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s(%s): %s", syscall, detail ? detail : "", strerror(err));
+  napi_value code, message, error, sys;
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  napi_set_named_property(env, error, "syscall", sys);
+  napi_value errnum;
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
+  return NULL;
+}
+
+/* Reads a string argument into buf; returns 0 on success. */
+static int get_string(napi_env env, napi_value value, char *buf, size_t size) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, buf, size, &len) != napi_ok) return -1;
+  if (len >= size - 1) return -1;
+  return 0;
+}
+
+/* Parses (device, address, port) shared by both socket openers. */
+static int get_bind_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, char *device,
+                         struct sockaddr_in *addr) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    throw_type(env, "expected (device: string, address: string, port: number, ...)");
+    return -1;
+  }
+  char address[64];
+  int32_t port = 0;
+  if (get_string(env, argv[0], device, IFNAMSIZ) != 0 || device[0] == '\0') {
+    throw_type(env, "device must be a non-empty interface name of at most 15 characters");
+    return -1;
+  }
+  if (get_string(env, argv[1], address, sizeof address) != 0) {
+    throw_type(env, "address must be a string");
+    return -1;
+  }
+  if (napi_get_value_int32(env, argv[2], &port) != napi_ok || port < 0 || port > 65535) {
+    throw_type(env, "port must be an integer 0-65535");
+    return -1;
+  }
+  memset(addr, 0, sizeof *addr);
+  addr->sin_family = AF_INET;
+  addr->sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, address, &addr->sin_addr) != 1) {
+    throw_type(env, "address must be a dotted IPv4 address");
+    return -1;
+  }
+  return 0;
+}
+
+/* Applies the options every natd socket needs; on failure closes fd and throws. */
+static int prepare_socket(napi_env env, int fd, const char *device) {
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    int err = errno; close(fd); throw_errno(env, "setsockopt", "SO_REUSEADDR", err); return -1;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, (socklen_t)strlen(device) + 1) != 0) {
+    int err = errno; close(fd); throw_errno(env, "setsockopt", device, err); return -1;
+  }
+  return 0;
+}
+
+static int get_bool(napi_env env, napi_value value) {
+  bool out = false;
+  napi_valuetype t;
+  if (napi_typeof(env, value, &t) == napi_ok && t == napi_boolean) napi_get_value_bool(env, value, &out);
+  return out ? 1 : 0;
+}
+
+/* openUdpSocket(device, address, port, noChecksum?) -> fd */
+static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char device[IFNAMSIZ];
+  struct sockaddr_in addr;
+  napi_get_undefined(env, &argv[3]);
+  if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
+  int no_check = get_bool(env, argv[3]);
+
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", "udp", errno);
+  if (prepare_socket(env, fd, device) != 0) return NULL;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0) {
+    int err = errno; close(fd); return throw_errno(env, "setsockopt", "SO_BROADCAST", err);
+  }
+  if (no_check && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0) {
+    int err = errno; close(fd); return throw_errno(env, "setsockopt", "SO_NO_CHECK", err);
+  }
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    int err = errno; close(fd); return throw_errno(env, "bind", device, err);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* openTcpListener(device, address, port, backlog) -> fd (already listening) */
+static napi_value open_tcp_listener(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char device[IFNAMSIZ];
+  struct sockaddr_in addr;
+  napi_get_undefined(env, &argv[3]);
+  if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
+  int32_t backlog = 128;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[3], &t) == napi_ok && t == napi_number) napi_get_value_int32(env, argv[3], &backlog);
+
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", "tcp", errno);
+  if (prepare_socket(env, fd, device) != 0) return NULL;
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    int err = errno; close(fd); return throw_errno(env, "bind", device, err);
+  }
+  if (listen(fd, backlog) != 0) {
+    int err = errno; close(fd); return throw_errno(env, "listen", device, err);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+static int parse_mac(const char *text, unsigned char out[6]) {
+  unsigned int b[6];
+  char tail;
+  if (sscanf(text, "%x:%x:%x:%x:%x:%x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6) return -1;
+  for (int i = 0; i < 6; i++) {
+    if (b[i] > 255) return -1;
+    out[i] = (unsigned char)b[i];
+  }
+  return 0;
+}
+
+/* setNeighbour(device, address, mac): a complete ARP entry, so a unicast reply to a client without an address
+ * goes out without an ARP request it could not answer. */
+static napi_value set_neighbour(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char device[IFNAMSIZ], address[64], mac_text[64]; /* device < IFNAMSIZ == sizeof arp_dev */
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      get_string(env, argv[0], device, sizeof device) != 0 || get_string(env, argv[1], address, sizeof address) != 0 ||
+      get_string(env, argv[2], mac_text, sizeof mac_text) != 0)
+    return throw_type(env, "expected (device: string, address: string, mac: string)");
+
+  struct arpreq req;
+  memset(&req, 0, sizeof req);
+  struct sockaddr_in *pa = (struct sockaddr_in *)&req.arp_pa;
+  pa->sin_family = AF_INET;
+  if (inet_pton(AF_INET, address, &pa->sin_addr) != 1) return throw_type(env, "address must be a dotted IPv4 address");
+  unsigned char mac[6];
+  if (parse_mac(mac_text, mac) != 0) return throw_type(env, "mac must look like 52:54:00:12:34:56");
+  req.arp_ha.sa_family = ARPHRD_ETHER;
+  memcpy(req.arp_ha.sa_data, mac, 6);
+  req.arp_flags = ATF_COM;
+  memcpy(req.arp_dev, device, strlen(device) + 1); /* device fits: get_string checked IFNAMSIZ */
+
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", "arp", errno);
+  int rc = ioctl(fd, SIOCSARP, &req);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return throw_errno(env, "ioctl", "SIOCSARP", err);
+  return NULL;
+}
+
+/* sdNotify(state) -> boolean: true when sent, false when not run by systemd (no NOTIFY_SOCKET). */
+static napi_value sd_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char state[512];
+  napi_value result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      get_string(env, argv[0], state, sizeof state) != 0)
+    return throw_type(env, "expected (state: string)");
+  const char *path = getenv("NOTIFY_SOCKET");
+  if (path == NULL || path[0] == '\0') {
+    napi_get_boolean(env, false, &result);
+    return result;
+  }
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  size_t len = strlen(path);
+  if (len >= sizeof sun.sun_path) return throw_errno(env, "sd_notify", path, ENAMETOOLONG);
+  memcpy(sun.sun_path, path, len);
+  if (sun.sun_path[0] == '@') sun.sun_path[0] = '\0'; /* abstract namespace */
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", "unix", errno);
+  ssize_t sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+  int err = errno;
+  close(fd);
+  if (sent < 0) return throw_errno(env, "sendto", path, err);
+  napi_get_boolean(env, true, &result);
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"openUdpSocket", NULL, open_udp_socket, NULL, NULL, NULL, napi_default, NULL},
+    {"openTcpListener", NULL, open_tcp_listener, NULL, NULL, NULL, napi_default, NULL},
+    {"setNeighbour", NULL, set_neighbour, NULL, NULL, NULL, napi_default, NULL},
+    {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
