@@ -27,6 +27,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Room to detect names that are too long (IFNAMSIZ - 1 characters at most). */
+#define DEVICE_BUF 64
+
 #ifndef SO_NO_CHECK
 #define SO_NO_CHECK 11
 #endif
@@ -87,7 +90,7 @@ static int get_bind_args(napi_env env, napi_callback_info info, size_t want, nap
   }
   char address[64];
   int32_t port = 0;
-  if (get_string(env, argv[0], device, IFNAMSIZ) != 0 || device[0] == '\0') {
+  if (get_string(env, argv[0], device, DEVICE_BUF) != 0 || device[0] == '\0' || strlen(device) >= IFNAMSIZ) {
     throw_type(env, "device must be a non-empty interface name of at most 15 characters");
     return -1;
   }
@@ -131,7 +134,7 @@ static int get_bool(napi_env env, napi_value value) {
 /* openUdpSocket(device, address, port, noChecksum?) -> fd */
 static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  char device[IFNAMSIZ];
+  char device[DEVICE_BUF];
   struct sockaddr_in addr;
   napi_get_undefined(env, &argv[3]);
   if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
@@ -158,7 +161,7 @@ static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
 /* openTcpListener(device, address, port, backlog) -> fd (already listening) */
 static napi_value open_tcp_listener(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  char device[IFNAMSIZ];
+  char device[DEVICE_BUF];
   struct sockaddr_in addr;
   napi_get_undefined(env, &argv[3]);
   if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
@@ -196,10 +199,10 @@ static int parse_mac(const char *text, unsigned char out[6]) {
 static napi_value set_neighbour(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  char device[IFNAMSIZ], address[64], mac_text[64]; /* device < IFNAMSIZ == sizeof arp_dev */
+  char device[DEVICE_BUF], address[64], mac_text[64];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
       get_string(env, argv[0], device, sizeof device) != 0 || get_string(env, argv[1], address, sizeof address) != 0 ||
-      get_string(env, argv[2], mac_text, sizeof mac_text) != 0)
+      get_string(env, argv[2], mac_text, sizeof mac_text) != 0 || strlen(device) >= sizeof((struct arpreq *)0)->arp_dev)
     return throw_type(env, "expected (device: string, address: string, mac: string)");
 
   struct arpreq req;
@@ -212,7 +215,7 @@ static napi_value set_neighbour(napi_env env, napi_callback_info info) {
   req.arp_ha.sa_family = ARPHRD_ETHER;
   memcpy(req.arp_ha.sa_data, mac, 6);
   req.arp_flags = ATF_COM;
-  memcpy(req.arp_dev, device, strlen(device) + 1); /* device fits: get_string checked IFNAMSIZ */
+  memcpy(req.arp_dev, device, strlen(device) + 1); /* length checked above */
 
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", "arp", errno);

@@ -1,0 +1,122 @@
+/**
+ * The DHCP data model shared by codec, request parser, pure core, lease store and transport.
+ * Addresses are unsigned 32-bit numbers (see net/ipv4.ts); MACs are lower-case "aa:bb:cc:dd:ee:ff" strings;
+ * client ids are lower-case hex strings; times are milliseconds since the epoch.
+ */
+
+export const DhcpMessageType = {
+  DISCOVER: 1,
+  OFFER: 2,
+  REQUEST: 3,
+  DECLINE: 4,
+  ACK: 5,
+  NAK: 6,
+  RELEASE: 7,
+  INFORM: 8,
+} as const;
+export type DhcpMessageTypeCode = (typeof DhcpMessageType)[keyof typeof DhcpMessageType];
+
+/** A decoded BOOTP/DHCP packet (RFC 2131 §2), options still raw by code (overload already merged). */
+export interface DhcpPacket {
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  flags: number;
+  ciaddr: number;
+  yiaddr: number;
+  siaddr: number;
+  giaddr: number;
+  /** 16 raw bytes */
+  chaddr: Uint8Array;
+  sname: string;
+  file: string;
+  /** option code -> concatenated value (RFC 3396 concatenation of repeated options) */
+  options: Map<number, Uint8Array>;
+}
+
+/** A validated client message: what the core decides on. */
+export interface DhcpRequest {
+  type: DhcpMessageTypeCode;
+  xid: number;
+  flags: number;
+  /** broadcast bit (0x8000) set */
+  broadcast: boolean;
+  ciaddr: number;
+  giaddr: number;
+  hops: number;
+  htype: number;
+  /** chaddr as MAC string (first hlen bytes when htype 1 / hlen 6) */
+  mac: string;
+  /** raw chaddr bytes, echoed in replies */
+  chaddr: Uint8Array;
+  /** option 61 when present (hex), else `${htype hex}` + chaddr hex — the lease key */
+  clientId: string;
+  /** option 50 */
+  requestedAddress?: number;
+  /** option 54 */
+  serverId?: number;
+  /** option 55, in client order */
+  parameterRequestList: number[];
+  /** option 57, clamped to [576, 1500] */
+  maxMessageSize: number;
+  /** option 12, sanitised to a DNS label; undefined when absent or nothing usable */
+  hostname?: string;
+  /** option 81 name (first label, sanitised) when present */
+  fqdnHostname?: string;
+  /** option 81 flags, echoed back when the client sent it */
+  fqdnFlags?: number;
+  /** option 51 */
+  requestedLeaseSeconds?: number;
+  /** option 60 (vendor class), text */
+  vendorClass?: string;
+}
+
+/** A lease as stored and served. */
+export interface Lease {
+  clientId: string;
+  mac: string;
+  address: number;
+  /** sanitised DNS label, when the client gave one or a reservation names it */
+  hostname?: string;
+  /** ms epoch; Infinity is never used (a reservation still gets a finite lease) */
+  expiresAt: number;
+}
+
+/** A static MAC -> address reservation, optionally named. */
+export interface Reservation {
+  mac: string;
+  address: number;
+  hostname?: string;
+}
+
+/** What the core wants persisted before the reply leaves. */
+export type LeaseChange =
+  | { kind: 'bind'; lease: Lease }
+  | { kind: 'release'; clientId: string; address: number }
+  | { kind: 'decline'; address: number; until: number };
+
+/** Where a reply goes (RFC 2131 §4.1). The transport turns this into a socket send. */
+export type ReplyDestination =
+  | { kind: 'broadcast'; port: 68 }
+  /** unicast to an address the client does not own yet: seed the neighbour entry with mac first */
+  | { kind: 'unicast-new'; address: number; mac: string; port: 68 }
+  /** unicast to a configured client (ciaddr) */
+  | { kind: 'unicast'; address: number; port: 68 }
+  /** relayed: to giaddr:67 */
+  | { kind: 'relay'; address: number; port: 67 };
+
+export interface DhcpReply {
+  packet: DhcpPacket;
+  destination: ReplyDestination;
+}
+
+/** The core's answer to one request: an optional reply, the changes to persist first, and a note for counters/logs. */
+export interface CoreResult {
+  reply?: DhcpReply;
+  changes: LeaseChange[];
+  /** short machine-readable outcome, e.g. 'offer', 'ack', 'nak:wrong-subnet', 'ignore:other-server', 'ignore:pool-exhausted' */
+  outcome: string;
+}

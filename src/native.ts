@@ -1,0 +1,83 @@
+/**
+ * Typed access to natd's N-API addon (native/natd_native.c). Errors from the addon carry an errno `code`; they are
+ * turned into NatdError here with a message an operator can act on.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { ErrorCodes, NatdError } from './errors.js';
+
+interface NativeAddon {
+  openUdpSocket(device: string, address: string, port: number, noChecksum?: boolean): number;
+  openTcpListener(device: string, address: string, port: number, backlog?: number): number;
+  setNeighbour(device: string, address: string, mac: string): void;
+  sdNotify(state: string): boolean;
+}
+
+let addon: NativeAddon | undefined;
+
+function findProjectRoot(): string {
+  // dist/src/native.js or src/native.ts (vitest): walk up to the folder holding native/
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    dir = path.dirname(dir);
+    const candidate = path.join(dir, 'native', 'build', 'Release', 'natd_native.node');
+    try {
+      createRequire(import.meta.url).resolve(candidate);
+      return dir;
+    } catch {
+      /* keep walking */
+    }
+  }
+  throw new NatdError(ErrorCodes.NATIVE, 'native addon not built: run `npm ci` (it builds native/ with node-gyp)');
+}
+
+export function loadNative(): NativeAddon {
+  if (!addon) {
+    const root = findProjectRoot();
+    addon = createRequire(import.meta.url)(path.join(root, 'native', 'build', 'Release', 'natd_native.node')) as NativeAddon;
+  }
+  return addon;
+}
+
+function explain(err: unknown, what: string, device: string): NatdError {
+  const code = (err as { code?: string }).code;
+  const detail = (err as Error).message;
+  let hint: string;
+  switch (code) {
+    case 'ENODEV': hint = `interface ${device} does not exist`; break;
+    case 'EPERM':
+    case 'EACCES': hint = 'permission denied: natd needs CAP_NET_RAW (bind to device) and CAP_NET_BIND_SERVICE'; break;
+    case 'EADDRINUSE': hint = 'address already in use: another DHCP/DNS server (dnsmasq?) holds it on this interface'; break;
+    case 'EADDRNOTAVAIL': hint = `the address is not configured on ${device}`; break;
+    default: hint = detail;
+  }
+  return new NatdError(ErrorCodes.BIND, `cannot open ${what} on ${device}: ${hint}`, { cause: err });
+}
+
+export function openDeviceUdpSocket(device: string, address: string, port: number, noChecksum = false): number {
+  try {
+    return loadNative().openUdpSocket(device, address, port, noChecksum);
+  } catch (err) {
+    if (err instanceof NatdError) throw err;
+    throw explain(err, `UDP ${address}:${port}`, device);
+  }
+}
+
+export function openDeviceTcpListener(device: string, address: string, port: number, backlog = 128): number {
+  try {
+    return loadNative().openTcpListener(device, address, port, backlog);
+  } catch (err) {
+    if (err instanceof NatdError) throw err;
+    throw explain(err, `TCP ${address}:${port}`, device);
+  }
+}
+
+export function setNeighbour(device: string, address: string, mac: string): void {
+  loadNative().setNeighbour(device, address, mac);
+}
+
+/** Sends a state to systemd's notify socket; false when not started by systemd. */
+export function sdNotify(state: string): boolean {
+  return loadNative().sdNotify(state);
+}
