@@ -120,3 +120,37 @@ export interface CoreResult {
   /** short machine-readable outcome, e.g. 'offer', 'ack', 'nak:wrong-subnet', 'ignore:other-server', 'ignore:pool-exhausted' */
   outcome: string;
 }
+
+/** Option codes natd reads or writes (RFC 2132 unless noted). */
+export const DhcpOption = {
+  PAD: 0,
+  SUBNET_MASK: 1,
+  ROUTER: 3,
+  DNS_SERVERS: 6,
+  HOSTNAME: 12,
+  DOMAIN_NAME: 15,
+  BROADCAST_ADDRESS: 28,
+  REQUESTED_ADDRESS: 50,
+  LEASE_TIME: 51,
+  OVERLOAD: 52,
+  MESSAGE_TYPE: 53,
+  SERVER_ID: 54,
+  PARAMETER_REQUEST_LIST: 55,
+  MESSAGE: 56,
+  MAX_MESSAGE_SIZE: 57,
+  RENEWAL_TIME: 58,
+  REBINDING_TIME: 59,
+  VENDOR_CLASS: 60,
+  CLIENT_ID: 61,
+  /** RFC 4702 */
+  CLIENT_FQDN: 81,
+  /** RFC 3397 */
+  DOMAIN_SEARCH: 119,
+  /** RFC 3442 */
+  CLASSLESS_ROUTES: 121,
+  END: 255,
+} as const;
+
+export const DHCP_MAGIC_COOKIE = 0x63825363;
+export const BOOTREQUEST = 1;
+export const BOOTREPLY = 2;
