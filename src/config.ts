@@ -1,0 +1,237 @@
+/**
+ * Configuration: flags and an optional JSON config file, validated once with zod into one frozen object.
+ * Flags win over the file. Every problem is reported together, each naming its field and value, and nothing on
+ * the system is touched before validation passes.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ErrorCodes, NatdError } from './errors.js';
+import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
+import type { LogLevel } from './log.js';
+
+export const DEFAULT_SUBNET = '10.10.0.1/24';
+export const DEFAULT_LEASE_SECONDS = 3600;
+export const DEFAULT_STATE_ROOT = '/var/lib/natd';
+export const DEFAULT_RUN_ROOT = '/run/natd';
+
+/** Raw settings before validation: the union of what flags and the config file can say. */
+export interface RawSettings {
+  bridge?: unknown;
+  subnet?: unknown;
+  dhcpRange?: unknown;
+  leaseTime?: unknown;
+  domain?: unknown;
+  upstreams?: unknown;
+  stateDir?: unknown;
+  controlSocket?: unknown;
+  forwards?: unknown;
+  hostsfile?: unknown;
+  hostsFile?: unknown;
+  reservations?: unknown;
+  logLevel?: unknown;
+  bridgeMac?: unknown;
+  cacheSize?: unknown;
+  masqueradePorts?: unknown;
+  resolvConf?: unknown;
+  dns?: unknown;
+  firewall?: unknown;
+}
+
+const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
+
+const durationSeconds = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+)\s*([smhd]?)$/.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: 'expected a duration like 3600, 90s, 30m, 1h or 1d' });
+    return z.NEVER;
+  }
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+});
+
+const reservationSchema = z.object({
+  mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
+  address: ipv4,
+  hostname: z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, 'not a DNS label').optional(),
+});
+
+const settingsSchema = z
+  .object({
+    bridge: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, 'an interface name of 1-15 letters, digits, _ . -'),
+    subnet: z
+      .string()
+      .refine((s) => parseCidr(s) !== undefined, { message: 'expected the gateway address with prefix, e.g. 10.10.0.1/24' })
+      .optional(),
+    dhcpRange: z
+      .string()
+      .regex(/^[\d.]+-[\d.]+$/, 'expected START-END, e.g. 10.10.0.10-10.10.0.200')
+      .optional(),
+    leaseTime: durationSeconds.default(DEFAULT_LEASE_SECONDS),
+    domain: z
+      .string()
+      .regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'not a domain name')
+      .optional(),
+    upstreams: z.array(ipv4).default([]),
+    stateDir: z.string().min(1).optional(),
+    controlSocket: z.string().min(1).optional(),
+    forwards: z.array(z.string()).default([]),
+    hostsfile: z.string().min(1).optional(),
+    reservations: z.array(reservationSchema).default([]),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    bridgeMac: z
+      .string()
+      .refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address' })
+      .optional(),
+    cacheSize: z.number().int().min(0).max(1_000_000).default(10_000),
+    masqueradePorts: z
+      .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+      .refine(([a, b]) => a <= b, { message: 'first port must not exceed the second' })
+      .default([1024, 65535]),
+    resolvConf: z.string().default('/etc/resolv.conf'),
+    dns: z.boolean().default(true),
+    firewall: z.boolean().default(true),
+  })
+  .strict();
+
+export interface Config {
+  readonly bridge: string;
+  /** gateway address + prefix requested; undefined = take it from the bridge, or DEFAULT_SUBNET when creating it */
+  readonly subnetCidr: string | undefined;
+  readonly dhcpRange: { readonly start: number; readonly end: number } | undefined;
+  readonly leaseTimeSeconds: number;
+  readonly domain: string | undefined;
+  readonly upstreams: readonly string[];
+  readonly stateDir: string;
+  readonly controlSocket: string;
+  readonly forwards: readonly string[];
+  readonly hostsfile: string | undefined;
+  readonly reservations: readonly { readonly mac: string; readonly address: number; readonly hostname?: string }[];
+  readonly logLevel: LogLevel;
+  readonly bridgeMac: string | undefined;
+  readonly cacheSize: number;
+  readonly masqueradePorts: readonly [number, number];
+  readonly resolvConf: string;
+  readonly dns: boolean;
+  readonly firewall: boolean;
+  /** where the config file was, when one was given (SIGHUP re-reads it) */
+  readonly configFile: string | undefined;
+}
+
+function configError(problems: string[]): NatdError {
+  const text = problems.length === 1 ? problems[0]! : `${problems.length} problems:\n  ${problems.join('\n  ')}`;
+  return new NatdError(ErrorCodes.CONFIG, `invalid configuration: ${text}`);
+}
+
+/** Reads a JSON config file; errors name the file. */
+export function readConfigFile(file: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw configError([`config: cannot read ${file}: ${(err as Error).message}`]);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as RawSettings;
+  } catch (err) {
+    throw configError([`config: ${file} is not valid JSON: ${(err as Error).message}`]);
+  }
+}
+
+function describeValue(raw: Record<string, unknown>, path: PropertyKey[]): string {
+  let v: unknown = raw;
+  for (const key of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined;
+  if (v === undefined) return '';
+  const text = JSON.stringify(v);
+  return ` (got ${text && text.length > 60 ? text.slice(0, 57) + '...' : text})`;
+}
+
+/** Validates settings (file first, flags over it) into the frozen Config. Throws NatdError(CONFIG) listing all problems. */
+export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}, configFile?: string): Config {
+  const merged: Record<string, unknown> = { ...fileSettings };
+  if (merged.hostsFile !== undefined && merged.hostsfile === undefined) {
+    merged.hostsfile = merged.hostsFile;
+    delete merged.hostsFile;
+  }
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+
+  const parsed = settingsSchema.safeParse(merged);
+  if (!parsed.success) {
+    throw configError(
+      parsed.error.issues.map((i) => {
+        const field = i.path.length ? i.path.join('.') : 'config';
+        const message = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message;
+        return `${field}: ${message}${describeValue(merged, i.path)}`;
+      }),
+    );
+  }
+  const s = parsed.data;
+  const problems: string[] = [];
+
+  let subnet: Subnet | undefined;
+  if (s.subnet) {
+    const cidr = parseCidr(s.subnet)!;
+    subnet = cidr.subnet;
+    if (cidr.subnet.prefix > 30) problems.push(`subnet: prefix /${cidr.subnet.prefix} leaves no room for guests (got "${s.subnet}")`);
+    if (cidr.address === cidr.subnet.network || cidr.address === cidr.subnet.broadcast)
+      problems.push(`subnet: give the gateway address, not the network or broadcast address (got "${s.subnet}")`);
+  }
+
+  let dhcpRange: Config['dhcpRange'];
+  if (s.dhcpRange) {
+    const [a, b] = s.dhcpRange.split('-');
+    const start = parseIpv4(a!);
+    const end = parseIpv4(b!);
+    if (start === undefined || end === undefined) problems.push(`dhcpRange: not two IPv4 addresses (got "${s.dhcpRange}")`);
+    else if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
+    else if (subnet && (!subnetContains(subnet, start) || !subnetContains(subnet, end)))
+      problems.push(`dhcpRange: ${s.dhcpRange} is not inside subnet ${s.subnet}`);
+    else dhcpRange = Object.freeze({ start, end });
+  }
+
+  const reservations = s.reservations.map((r, i) => {
+    const address = parseIpv4(r.address)!;
+    if (subnet && !subnetContains(subnet, address)) problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
+    return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
+  });
+
+  if (problems.length) throw configError(problems);
+
+  return Object.freeze({
+    bridge: s.bridge,
+    subnetCidr: s.subnet,
+    dhcpRange,
+    leaseTimeSeconds: s.leaseTime,
+    domain: s.domain?.toLowerCase(),
+    upstreams: Object.freeze([...s.upstreams]),
+    stateDir: s.stateDir ?? `${DEFAULT_STATE_ROOT}/${s.bridge}`,
+    controlSocket: s.controlSocket ?? `${DEFAULT_RUN_ROOT}/${s.bridge}.sock`,
+    forwards: Object.freeze([...s.forwards]),
+    hostsfile: s.hostsfile,
+    reservations: Object.freeze(reservations),
+    logLevel: s.logLevel,
+    bridgeMac: s.bridgeMac ? normalizeMac(s.bridgeMac) : undefined,
+    cacheSize: s.cacheSize,
+    masqueradePorts: Object.freeze([s.masqueradePorts[0], s.masqueradePorts[1]]) as readonly [number, number],
+    resolvConf: s.resolvConf,
+    dns: s.dns,
+    firewall: s.firewall,
+    configFile,
+  });
+}
+
+/** Default dynamic range for a subnet: skip the first 9 hosts (gateway, static guests), end before broadcast. */
+export function defaultDhcpRange(subnet: Subnet, gateway: number): { start: number; end: number } {
+  const size = subnet.broadcast - subnet.network - 1;
+  const skip = size > 20 ? 9 : 1;
+  let start = subnet.network + 1 + skip;
+  const end = subnet.broadcast - 1;
+  if (start === gateway) start++;
+  return { start, end };
+}
+
+export function describeRange(range: { start: number; end: number }): string {
+  return `${formatIpv4(range.start)}-${formatIpv4(range.end)}`;
+}

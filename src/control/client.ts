@@ -1,0 +1,36 @@
+/** The CLI side of the control interface: one request, one response, a clear error when no daemon listens. */
+import net from 'node:net';
+import { ErrorCodes, NatdError } from '../errors.js';
+import type { ControlResponse } from './server.js';
+
+export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const conn = net.createConnection(socketPath);
+    let buffered = '';
+    conn.setEncoding('utf8');
+    conn.setTimeout(timeoutMs, () => {
+      conn.destroy();
+      reject(new NatdError(ErrorCodes.CONTROL, `no answer from natd at ${socketPath} within ${timeoutMs} ms`));
+    });
+    conn.on('connect', () => conn.write(JSON.stringify({ command, args }) + '\n'));
+    conn.on('data', (chunk: string) => (buffered += chunk));
+    conn.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+        reject(new NatdError(ErrorCodes.NO_DAEMON, `natd is not running (no control socket at ${socketPath})`));
+      } else if (err.code === 'EACCES') {
+        reject(new NatdError(ErrorCodes.CONTROL, `permission denied on ${socketPath}: run as root`));
+      } else reject(new NatdError(ErrorCodes.CONTROL, `control socket ${socketPath}: ${err.message}`));
+    });
+    conn.on('end', () => {
+      let response: ControlResponse;
+      try {
+        response = JSON.parse(buffered) as ControlResponse;
+      } catch {
+        reject(new NatdError(ErrorCodes.CONTROL, 'malformed answer from natd'));
+        return;
+      }
+      if (response.ok) resolve(response.result);
+      else reject(new NatdError(ErrorCodes.CONTROL, response.error));
+    });
+  });
+}

@@ -1,0 +1,100 @@
+/** CLI subcommands that talk to a running daemon: argument parsing, the call, and human or JSON output. */
+import { parseArgs } from 'node:util';
+import { DEFAULT_RUN_ROOT } from '../config.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import { callDaemon } from './client.js';
+
+export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics']);
+
+const OPTIONS = {
+  bridge: { type: 'string' },
+  'control-socket': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+/** Renders rows as an aligned text table with a header. */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+function remaining(expiresAt: number): string {
+  const s = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string }
+interface ReservationRow { mac: string; address: string; hostname?: string; source?: string }
+interface ForwardRow { spec: string; protocol: string; host: string; guest: string }
+
+function render(command: string, sub: string | undefined, result: unknown): string {
+  switch (command) {
+    case 'leases': {
+      const rows = result as LeaseRow[];
+      if (!rows.length) return 'no leases\n';
+      return formatTable(['ADDRESS', 'MAC', 'HOSTNAME', 'EXPIRES IN', 'CLIENT ID'],
+        rows.map((l) => [l.address, l.mac, l.hostname ?? '-', remaining(l.expiresAt), l.clientId]));
+    }
+    case 'reservations':
+      if (sub === 'list') {
+        const rows = result as ReservationRow[];
+        if (!rows.length) return 'no reservations\n';
+        return formatTable(['MAC', 'ADDRESS', 'NAME', 'SOURCE'], rows.map((r) => [r.mac, r.address, r.hostname ?? '-', r.source ?? '-']));
+      }
+      return `${sub === 'add' ? 'added' : 'removed'}\n`;
+    case 'forwards':
+      if (sub === 'list') {
+        const rows = result as ForwardRow[];
+        if (!rows.length) return 'no port forwards\n';
+        return formatTable(['PROTO', 'HOST', 'GUEST', 'SPEC'], rows.map((f) => [f.protocol, f.host, f.guest, f.spec]));
+      }
+      return `${sub === 'add' ? 'added' : 'removed'}\n`;
+    case 'reload':
+      return 'reloaded\n';
+    case 'metrics':
+      return String(result);
+    default:
+      return JSON.stringify(result, null, 2) + '\n';
+  }
+}
+
+const SUBCOMMANDS: Record<string, string[]> = {
+  reservations: ['list', 'add', 'remove'],
+  forwards: ['list', 'add', 'remove'],
+};
+
+export async function runControlCommand(command: string, argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new NatdError(ErrorCodes.CONFIG, (err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  const bridge = values.bridge ?? 'virbr10';
+  const socketPath = values['control-socket'] ?? `${DEFAULT_RUN_ROOT}/${bridge}.sock`;
+  let sub: string | undefined;
+  let args: Record<string, unknown> = {};
+  const allowed = SUBCOMMANDS[command];
+  if (allowed) {
+    sub = positionals[0] ?? 'list';
+    if (!allowed.includes(sub)) throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: expected one of ${allowed.join(', ')}, got "${sub}"`);
+    const rest = positionals.slice(1);
+    if (command === 'reservations' && sub === 'add') {
+      if (rest.length < 2) throw new NatdError(ErrorCodes.COMMAND, 'usage: natd reservations add MAC ADDRESS [NAME]');
+      args = { mac: rest[0], address: rest[1], hostname: rest[2] };
+    } else if (command === 'reservations' && sub === 'remove') {
+      if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, 'usage: natd reservations remove MAC|ADDRESS|NAME');
+      args = { key: rest[0] };
+    } else if (command === 'forwards' && sub !== 'list') {
+      if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, `usage: natd forwards ${sub} [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT`);
+      args = { spec: rest[0] };
+    }
+  }
+  const result = await callDaemon(socketPath, sub ? `${command}.${sub}` : command, args);
+  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : render(command, sub, result));
+  return 0;
+}

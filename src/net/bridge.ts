@@ -1,0 +1,112 @@
+/**
+ * The bridge natd serves: read its IPv4 address (which decides the subnet), or create it the way the classic recipe
+ * did (STP on, a pinned MAC so the address does not follow whichever VM port came up first). natd never deletes a
+ * bridge: guests may be attached to it across restarts.
+ */
+import { createHash } from 'node:crypto';
+import { ErrorCodes, NatdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatIpv4, parseCidr, type Subnet } from './ipv4.js';
+import { runIp, type IpRunner } from './ip-command.js';
+
+export interface BridgeInfo {
+  name: string;
+  mac: string;
+  gateway: number;
+  subnet: Subnet;
+  /** true when natd created the bridge in this run */
+  created: boolean;
+}
+
+interface IpAddrJson {
+  ifname: string;
+  address?: string;
+  operstate?: string;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+/** A libvirt-style 52:54:00:xx:xx:xx MAC derived from the bridge name, stable across hosts and restarts. */
+export function pinnedMacFor(bridge: string): string {
+  const h = createHash('sha256').update(`natd:${bridge}`).digest();
+  return ['52', '54', '00', ...[h[0]!, h[1]!, h[2]!].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+async function showLink(ip: IpRunner, name: string): Promise<IpAddrJson | undefined> {
+  try {
+    const out = await ip(['-j', '-d', 'addr', 'show', 'dev', name]);
+    return (JSON.parse(out) as IpAddrJson[])[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** A name for the dummy port (IFNAMSIZ allows 15 characters). */
+function dummyNameFor(bridge: string): string {
+  return `${bridge.slice(0, 9)}-nic`;
+}
+
+async function createBridge(ip: IpRunner, name: string, mac: string, logger: Logger): Promise<void> {
+  await ip(['link', 'add', name, 'type', 'bridge', 'stp_state', '1']);
+  // The recipe's dummy port keeps the MAC fixed; this kernel family may lack the dummy type, so fall back to
+  // setting the bridge's own address (a bridge with an explicitly set MAC keeps it as ports come and go).
+  const dummy = dummyNameFor(name);
+  try {
+    await ip(['link', 'add', dummy, 'address', mac, 'type', 'dummy']);
+    await ip(['link', 'set', dummy, 'master', name]);
+    await ip(['link', 'set', dummy, 'up']);
+  } catch (err) {
+    logger.info('no dummy link type here; pinning the bridge MAC directly', { bridge: name, reason: (err as Error).message });
+  }
+  await ip(['link', 'set', name, 'address', mac]);
+}
+
+/**
+ * Makes sure the bridge exists, is up and carries the wanted gateway address; returns what natd will serve.
+ * wantedCidr: from --subnet; when undefined the bridge's own first IPv4 address decides, or defaultCidr when the
+ * bridge has none.
+ */
+export async function ensureBridge(
+  opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; logger: Logger },
+  ip: IpRunner = runIp,
+): Promise<BridgeInfo> {
+  const { name, logger } = opts;
+  let link = await showLink(ip, name);
+  let created = false;
+  if (!link) {
+    const mac = opts.mac ?? pinnedMacFor(name);
+    try {
+      await createBridge(ip, name, mac, logger);
+    } catch (err) {
+      throw new NatdError(ErrorCodes.BRIDGE, `cannot create bridge ${name}: ${(err as Error).message}`, { cause: err });
+    }
+    created = true;
+    logger.info('created bridge', { bridge: name, mac });
+    link = await showLink(ip, name);
+    if (!link) throw new NatdError(ErrorCodes.BRIDGE, `bridge ${name} vanished right after creation`);
+  } else if (link.linkinfo?.info_kind && link.linkinfo.info_kind !== 'bridge') {
+    throw new NatdError(ErrorCodes.BRIDGE, `${name} exists but is a ${link.linkinfo.info_kind}, not a bridge`);
+  }
+
+  const existing = (link.addr_info ?? []).filter((a) => a.family === 'inet');
+  let cidrText = opts.wantedCidr;
+  if (!cidrText) {
+    const first = existing[0];
+    cidrText = first ? `${first.local}/${first.prefixlen}` : opts.defaultCidr;
+  }
+  const cidr = parseCidr(cidrText);
+  if (!cidr) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse ${cidrText}`);
+  const gatewayText = formatIpv4(cidr.address);
+  if (!existing.some((a) => a.local === gatewayText && a.prefixlen === cidr.subnet.prefix)) {
+    try {
+      await ip(['addr', 'add', `${gatewayText}/${cidr.subnet.prefix}`, 'brd', '+', 'dev', name]);
+    } catch (err) {
+      throw new NatdError(ErrorCodes.BRIDGE, `cannot add ${cidrText} to ${name}: ${(err as Error).message}`, { cause: err });
+    }
+    logger.info('added gateway address to bridge', { bridge: name, address: cidrText });
+  }
+  if (link.operstate === undefined || link.operstate === 'DOWN' || created) await ip(['link', 'set', name, 'up']);
+
+  const after = await showLink(ip, name);
+  return { name, mac: after?.address ?? link.address ?? '', gateway: cidr.address, subnet: cidr.subnet, created };
+}

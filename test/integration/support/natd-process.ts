@@ -1,0 +1,93 @@
+/** Starts the built natd (dist/) inside a namespace and waits until it logs that it is ready. */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Topology } from './netns.js';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
+export const FIXTURES = path.join(PROJECT_ROOT, 'test', 'fixtures');
+
+export interface NatdHandle {
+  child: ChildProcess;
+  stateDir: string;
+  controlSocket: string;
+  /** every JSON log line so far */
+  logs: Record<string, unknown>[];
+  /** resolves with the first log line matching the predicate */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stderr(): string;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export async function startNatd(topology: Topology, args: string[], options: { stateDir?: string; waitReady?: boolean } = {}): Promise<NatdHandle> {
+  const stateDir = options.stateDir ?? tempDir('natd-state-');
+  const controlSocket = path.join(stateDir, 'control.sock');
+  const child = topology.spawn(topology.host, [
+    process.execPath, NATD_CLI, '--state-dir', stateDir, '--control-socket', controlSocket, ...args,
+  ]);
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let stderr = '';
+  let partial = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    partial += chunk;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        parsed = { msg: line, unparsed: true };
+      }
+      logs.push(parsed);
+      for (const w of [...waiters]) if (w.match(parsed)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(parsed);
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => (stderr += chunk));
+
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000) => {
+    const seen = logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`natd log line not seen within ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-10))}`)), timeoutMs);
+      const onExit = (code: number | null) => {
+        clearTimeout(timer);
+        reject(new Error(`natd exited (${code}) before the expected log line; stderr: ${stderr}`));
+      };
+      child.once('exit', onExit);
+      waiters.push({ match, resolve: (l) => { clearTimeout(timer); child.off('exit', onExit); resolve(l); } });
+    });
+  };
+
+  const handle: NatdHandle = { child, stateDir, controlSocket, logs, waitForLog, stderr: () => stderr };
+  if (options.waitReady !== false) await waitForLog((l) => l.msg === 'natd ready');
+  return handle;
+}
+
+/** Runs busybox udhcpc once in a vm namespace; returns the parsed event lines. */
+export async function runUdhcpc(topology: Topology, ns: string, extra: string[] = [], timeoutMs = 20_000): Promise<{ code: number; events: Record<string, string>[] }> {
+  const log = path.join(tempDir('udhcpc-'), 'events.log');
+  const r = await topology.run(ns, [
+    'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1',
+    '-s', path.join(FIXTURES, 'udhcpc-script.sh'), ...extra,
+  ], { timeoutMs });
+  const { readFileSync, existsSync } = await import('node:fs');
+  const events = existsSync(log)
+    ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) =>
+        Object.fromEntries(line.split(' ').map((kv) => { const i = kv.indexOf('='); return [kv.slice(0, i), kv.slice(i + 1)]; })))
+    : [];
+  return { code: r.code, events };
+}
