@@ -107,14 +107,15 @@ export class DhcpTransport {
     if (result.outcome.startsWith('ignore:')) {
       this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: parsed.request.mac });
     }
+    const maxSize = parsed.request.maxMessageSize;
     if (result.changes.length === 0) {
-      this.send(result);
+      this.send(result, maxSize);
       return;
     }
     this.opts.commit(result.changes).then(
       () => {
         this.opts.onCommitted?.(result.changes);
-        this.send(result);
+        this.send(result, maxSize);
       },
       (err: unknown) => {
         // Not durable, so not acknowledged: the client retries and we answer once the disk works again.
@@ -124,14 +125,15 @@ export class DhcpTransport {
     );
   }
 
-  private send(result: CoreResult): void {
+  /** maxSize: the client's option 57 (whole IP datagram), which the encoder respects. */
+  private send(result: CoreResult, maxSize: number): void {
     const reply = result.reply;
     if (!reply || this.closed) return;
     const type = reply.packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0] ?? 0;
     const name = MESSAGE_NAMES[type] ?? `type-${type}`;
     let bytes: Buffer;
     try {
-      bytes = encodeDhcpPacket(reply.packet);
+      bytes = encodeDhcpPacket(reply.packet, maxSize);
     } catch (err) {
       this.counters.sendFailures++;
       this.opts.logger.error('cannot encode DHCP reply', { error: (err as Error).message });
