@@ -59,7 +59,7 @@ async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logg
       return reservations;
     }
     const parsed = parseHostsfile(text, config.hostsfile, bridge.subnet);
-    for (const p of parsed.problems) logger.warn('hostsfile line skipped', { file: p.file, line: p.line, problem: p.message });
+    for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
     const taken = new Set(reservations.map((r) => r.mac));
     for (const r of parsed.reservations) if (!taken.has(r.mac)) reservations.push(r);
   }

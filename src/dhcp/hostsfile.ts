@@ -1,0 +1,186 @@
+/**
+ * dnsmasq-style dhcp-hostsfile: one static reservation per line, comma-separated fields in any order
+ * (`52:54:00:be:0a:f3,10.10.0.5,web`). Operators bring these files from dnsmasq, and natd writes its own
+ * reservations in the same format so they stay readable and portable.
+ *
+ * The parser never throws: every line that cannot be used is reported with its file and line number, and the rest
+ * still loads (first definition wins on a conflict), like dnsmasq does on SIGHUP.
+ */
+import type { Reservation } from './types.js';
+import { formatIpv4, normalizeMac, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+
+/** Something wrong (or worth knowing) about one line of an operator's file. */
+export interface FileProblem {
+  file: string;
+  line: number;
+  message: string;
+}
+
+export interface HostsfileResult {
+  reservations: Reservation[];
+  problems: FileProblem[];
+}
+
+/**
+ * Turns a host name into one DNS label: first label of a dotted name, lower-case, characters outside a-z0-9-
+ * replaced by '-', no leading/trailing '-', at most 63 characters. Undefined when nothing usable remains.
+ */
+export function sanitizeHostname(name: string): string | undefined {
+  const firstLabel = name.trim().split('.')[0] ?? '';
+  const label = firstLabel
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+/, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return label === '' ? undefined : label;
+}
+
+// dnsmasq lease-time field: seconds, or a number with s/m/h/d/w, or "infinite".
+const LEASE_TIME = /^(?:\d+[smhdw]?|infinite)$/i;
+const MAX_LINE_LENGTH = 4096;
+
+interface ParsedLine {
+  reservation?: Reservation;
+  /** fatal for the line */
+  error?: string;
+  /** the line still loads */
+  notes: string[];
+  leaseTime: boolean;
+}
+
+/** Classifies the fields of one (comment-free, non-blank) line. */
+function parseLine(text: string): ParsedLine {
+  const notes: string[] = [];
+  const macs: string[] = [];
+  const addresses: number[] = [];
+  const names: string[] = [];
+  let leaseTime = false;
+
+  for (const raw of text.split(',')) {
+    const field = raw.trim();
+    if (field === '') continue;
+    const mac = normalizeMac(field);
+    const address = mac === undefined ? parseIpv4(field) : undefined;
+    if (mac !== undefined) macs.push(mac);
+    else if (address !== undefined) addresses.push(address);
+    else if (LEASE_TIME.test(field)) leaseTime = true;
+    else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes, leaseTime };
+    else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd has no tags)`);
+    else if (/^id:/i.test(field)) notes.push(`client id '${field}' ignored; the reservation is keyed by MAC only`);
+    else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes, leaseTime };
+    else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored (natd serves DHCPv4 only)`);
+    else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) names.push(field);
+    else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes, leaseTime };
+  }
+
+  if (macs.length !== 1) {
+    const error = macs.length === 0 ? 'no MAC address' : 'more than one MAC address (not supported by natd)';
+    return { error, notes, leaseTime };
+  }
+  if (addresses.length !== 1) {
+    const error = addresses.length === 0 ? 'no IPv4 address (natd reservations need one)' : 'more than one IPv4 address';
+    return { error, notes, leaseTime };
+  }
+  if (names.length > 1) return { error: 'more than one host name', notes, leaseTime };
+
+  const reservation: Reservation = { mac: macs[0]!, address: addresses[0]! };
+  const name = names[0];
+  if (name !== undefined) {
+    const label = sanitizeHostname(name);
+    if (label === undefined) notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
+    else {
+      if (label !== name.toLowerCase()) notes.push(`host name '${name}' used as '${label}'`);
+      reservation.hostname = label;
+    }
+  }
+  return { reservation, notes, leaseTime };
+}
+
+/** Removes a comment: '#' at the start of the line or after whitespace. */
+function stripComment(line: string): string {
+  const m = /(?:^|\s)#/.exec(line);
+  return m ? line.slice(0, m.index) : line;
+}
+
+export function parseHostsfile(text: string, file: string, subnet?: Subnet): HostsfileResult {
+  const reservations: Reservation[] = [];
+  const problems: FileProblem[] = [];
+  const byMac = new Map<string, number>();
+  const byAddress = new Map<number, number>();
+  const byName = new Map<string, number>();
+  let leaseTimeNoted = false;
+
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const report = (message: string): void => void problems.push({ file, line: lineNo, message });
+    // Accept a pasted dnsmasq.conf line too.
+    const content = stripComment(lines[i]!).trim().replace(/^dhcp-host\s*=\s*/, '');
+    if (content === '') continue;
+    if (content.length > MAX_LINE_LENGTH) {
+      report('line too long; skipped');
+      continue;
+    }
+
+    const parsed = parseLine(content);
+    for (const note of parsed.notes) report(note);
+    if (parsed.leaseTime && !leaseTimeNoted) {
+      leaseTimeNoted = true;
+      report("lease times in this file are ignored; natd's --lease-time applies to every lease");
+    }
+    const r = parsed.reservation;
+    if (!r) {
+      report(`${parsed.error ?? 'malformed'}; line skipped`);
+      continue;
+    }
+
+    const ip = formatIpv4(r.address);
+    if (subnet && !subnetContains(subnet, r.address)) {
+      report(`address ${ip} is outside the subnet; line skipped`);
+      continue;
+    }
+    if (subnet && subnet.prefix < 31 && (r.address === subnet.network || r.address === subnet.broadcast)) {
+      report(`address ${ip} is the subnet's ${r.address === subnet.network ? 'network' : 'broadcast'} address; line skipped`);
+      continue;
+    }
+    const macLine = byMac.get(r.mac);
+    if (macLine !== undefined) {
+      report(`MAC ${r.mac} already reserved at line ${macLine}; line skipped`);
+      continue;
+    }
+    const addressLine = byAddress.get(r.address);
+    if (addressLine !== undefined) {
+      report(`address ${ip} already reserved for another MAC at line ${addressLine}; line skipped`);
+      continue;
+    }
+    if (r.hostname !== undefined) {
+      const nameLine = byName.get(r.hostname);
+      if (nameLine !== undefined) {
+        report(`host name '${r.hostname}' already used at line ${nameLine}; line skipped`);
+        continue;
+      }
+      byName.set(r.hostname, lineNo);
+    }
+    byMac.set(r.mac, lineNo);
+    byAddress.set(r.address, lineNo);
+    reservations.push(r);
+  }
+  return { reservations, problems };
+}
+
+/**
+ * natd's own reservations file, readable back by parseHostsfile and by dnsmasq. A name that reads as a lease time
+ * (`12`, `1h`, `infinite`) is ambiguous in this format, for dnsmasq too: callers should not accept such names.
+ */
+export function formatHostsfile(reservations: readonly Reservation[]): string {
+  const lines = ['# natd reservations: MAC,address[,name] (dnsmasq dhcp-hostsfile format)'];
+  for (const r of reservations) {
+    const fields = [r.mac, formatIpv4(r.address)];
+    // Re-sanitised so a name that came in through another path can never break the line format.
+    const name = r.hostname === undefined ? undefined : sanitizeHostname(r.hostname);
+    if (name !== undefined) fields.push(name);
+    lines.push(fields.join(','));
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,539 @@
+/**
+ * Durable DHCP state: an append-only JSON-lines journal (`leases.jsonl`) in the state dir.
+ *
+ * - Nothing acknowledged is lost: commit() resolves only after write + fdatasync, and the DHCP transport sends
+ *   the ACK after that.
+ * - Group commit: changes that arrive while a sync is in flight wait and go out together in the next single
+ *   write + fdatasync, so N concurrent clients share one sync instead of paying N.
+ * - Compaction rewrites the live set through writeFileAtomic (temp + fsync + rename); it runs inside the same queue
+ *   as commits, so a commit racing with it is simply written to the new file afterwards.
+ * - Recovery: only newline-terminated lines count. A torn tail (crash mid-write) is truncated away with a warning;
+ *   an unreadable line in the middle means the file is damaged: it is moved aside to `leases.jsonl.corrupt-<ts>`,
+ *   logged as an error, and natd continues with what was readable before it.
+ *
+ * Addresses are dotted strings in the file so an operator can read it.
+ */
+import { access, mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Lease, LeaseChange } from './types.js';
+import type { Logger } from '../log.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
+import { writeFileAtomic } from '../state/atomic-file.js';
+
+export const JOURNAL_FILE = 'leases.jsonl';
+export const LOCK_FILE = 'leases.lock';
+const DEFAULT_COMPACT_MIN_BYTES = 1024 * 1024;
+/** Compact when the journal is this many times the size of the live set. */
+const COMPACT_RATIO = 4;
+
+export interface LeaseStoreOptions {
+  logger: Logger;
+  now?: () => number;
+  /** Journal size below which compaction never runs (default 1 MiB; tests lower it). */
+  compactMinBytes?: number;
+}
+
+export interface LeaseStoreStats {
+  /** commit() calls made durable */
+  commits: number;
+  /** fdatasync calls on the journal */
+  syncs: number;
+  /** bytes appended to the journal */
+  bytes: number;
+  compactions: number;
+  /** current journal size */
+  journalBytes: number;
+}
+
+export interface LoadedState {
+  leases: Lease[];
+  declined: { address: number; until: number }[];
+}
+
+// ---- record format ---------------------------------------------------------------------------------------------
+
+type JournalRecord =
+  | { op: 'bind'; clientId: string; mac: string; address: string; hostname?: string; expiresAt: number }
+  | { op: 'release'; clientId: string; address: string }
+  | { op: 'decline'; address: string; until: number };
+
+function toRecord(change: LeaseChange): JournalRecord {
+  switch (change.kind) {
+    case 'bind': {
+      const l = change.lease;
+      const rec: JournalRecord = { op: 'bind', clientId: l.clientId, mac: l.mac, address: formatIpv4(l.address), expiresAt: l.expiresAt };
+      if (l.hostname !== undefined) rec.hostname = l.hostname;
+      return rec;
+    }
+    case 'release':
+      return { op: 'release', clientId: change.clientId, address: formatIpv4(change.address) };
+    case 'decline':
+      return { op: 'decline', address: formatIpv4(change.address), until: change.until };
+  }
+}
+
+const CLIENT_ID = /^[0-9a-f]{1,512}$/;
+const MAC = /^(?:[0-9a-f]{2}(?::[0-9a-f]{2}){0,15})?$/;
+
+function isTime(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v);
+}
+
+/** Parses one journal line back into a change; undefined when the line is not a record natd wrote. */
+export function parseJournalLine(line: string): LeaseChange | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const r = value as Record<string, unknown>;
+  const address = typeof r.address === 'string' ? parseIpv4(r.address) : undefined;
+  if (address === undefined) return undefined;
+  switch (r.op) {
+    case 'bind': {
+      if (typeof r.clientId !== 'string' || !CLIENT_ID.test(r.clientId)) return undefined;
+      if (typeof r.mac !== 'string' || !MAC.test(r.mac) || !isTime(r.expiresAt)) return undefined;
+      if (r.hostname !== undefined && (typeof r.hostname !== 'string' || r.hostname.length > 255)) return undefined;
+      const lease: Lease = { clientId: r.clientId, mac: r.mac, address, expiresAt: r.expiresAt };
+      if (typeof r.hostname === 'string') lease.hostname = r.hostname;
+      return { kind: 'bind', lease };
+    }
+    case 'release':
+      if (typeof r.clientId !== 'string' || !CLIENT_ID.test(r.clientId)) return undefined;
+      return { kind: 'release', clientId: r.clientId, address };
+    case 'decline':
+      return isTime(r.until) ? { kind: 'decline', address, until: r.until } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Serialises a change to its journal line (with newline); throws on a change that would not load back. */
+function encodeChange(change: LeaseChange): string {
+  const line = JSON.stringify(toRecord(change));
+  if (parseJournalLine(line) === undefined) {
+    throw new NatdError(ErrorCodes.STATE, `refusing to journal an invalid lease change: ${line.slice(0, 200)}`);
+  }
+  return line + '\n';
+}
+
+// ---- in-memory replay ------------------------------------------------------------------------------------------
+
+/** The state the journal describes: one lease per client, one client per address, plus quarantined addresses. */
+class ReplayState {
+  readonly byClient = new Map<string, Lease>();
+  readonly byAddress = new Map<number, string>();
+  readonly declined = new Map<number, number>();
+
+  apply(change: LeaseChange): void {
+    switch (change.kind) {
+      case 'bind': {
+        const { lease } = change;
+        this.removeClient(lease.clientId);
+        // An address moves to its newest holder (the old lease expired or was taken over).
+        const holder = this.byAddress.get(lease.address);
+        if (holder !== undefined) this.removeClient(holder);
+        this.declined.delete(lease.address);
+        this.byClient.set(lease.clientId, { ...lease });
+        this.byAddress.set(lease.address, lease.clientId);
+        break;
+      }
+      case 'release':
+        if (this.byClient.get(change.clientId)?.address === change.address) this.removeClient(change.clientId);
+        break;
+      case 'decline': {
+        const holder = this.byAddress.get(change.address);
+        if (holder !== undefined) this.removeClient(holder);
+        this.declined.set(change.address, change.until);
+        break;
+      }
+    }
+  }
+
+  private removeClient(clientId: string): void {
+    const old = this.byClient.get(clientId);
+    if (!old) return;
+    this.byClient.delete(clientId);
+    if (this.byAddress.get(old.address) === clientId) this.byAddress.delete(old.address);
+  }
+
+  /** Unexpired state at `now`. */
+  live(now: number): LoadedState {
+    const leases = [...this.byClient.values()].filter((l) => l.expiresAt > now).map((l) => ({ ...l }));
+    const declined = [...this.declined].filter(([, until]) => until > now).map(([address, until]) => ({ address, until }));
+    return { leases, declined };
+  }
+
+  /** Forgets expired leases and quarantines (they would be dropped on the next load anyway). */
+  prune(now: number): void {
+    for (const [clientId, lease] of this.byClient) if (lease.expiresAt <= now) this.removeClient(clientId);
+    for (const [address, until] of this.declined) if (until <= now) this.declined.delete(address);
+  }
+
+  /** The live state as journal lines, for compaction. */
+  snapshot(now: number): string {
+    const { leases, declined } = this.live(now);
+    let out = '';
+    for (const lease of leases) out += encodeChange({ kind: 'bind', lease });
+    for (const d of declined) out += encodeChange({ kind: 'decline', ...d });
+    return out;
+  }
+
+  /** Rough size of the live set in journal bytes (drives the compaction threshold without serialising). */
+  approximateBytes(): number {
+    return this.byClient.size * 140 + this.declined.size * 50;
+  }
+}
+
+// ---- recovery --------------------------------------------------------------------------------------------------
+
+interface JournalScan {
+  /** bytes of the file that hold complete, valid records */
+  goodBytes: number;
+  /** 1-based line number of a damaged line followed by more data, if any */
+  corruptLine?: number;
+  /** bytes after goodBytes dropped as a torn tail */
+  tornBytes: number;
+  tornPreview?: string;
+}
+
+/** True when data[from..] holds nothing but whitespace or NUL bytes (what a crash can leave after the last write). */
+function onlyFiller(data: Buffer, from: number): boolean {
+  for (let i = from; i < data.length; i++) {
+    const b = data[i]!;
+    if (b !== 0x00 && b !== 0x0a && b !== 0x0d && b !== 0x20 && b !== 0x09) return false;
+  }
+  return true;
+}
+
+/** Replays `data` into `state`, stopping at the first unusable line. Only newline-terminated lines count. */
+function scanJournal(data: Buffer, state: ReplayState): JournalScan {
+  let offset = 0;
+  let lineNo = 0;
+  while (offset < data.length) {
+    lineNo++;
+    const newline = data.indexOf(0x0a, offset);
+    const end = newline === -1 ? data.length : newline;
+    const text = data.toString('utf8', offset, end);
+    const change = newline === -1 || text.trim() === '' ? undefined : parseJournalLine(text);
+    if (change === undefined && newline !== -1 && text.trim() === '') {
+      offset = newline + 1; // a blank line (hand edit): harmless
+      continue;
+    }
+    if (change === undefined) {
+      // Unterminated, or nothing but filler after it: the write a crash cut short. Anything else is damage.
+      if (newline === -1 || onlyFiller(data, newline + 1)) {
+        return { goodBytes: offset, tornBytes: data.length - offset, tornPreview: text.slice(0, 120) };
+      }
+      return { goodBytes: offset, corruptLine: lineNo, tornBytes: 0 };
+    }
+    state.apply(change);
+    offset = newline + 1;
+  }
+  return { goodBytes: offset, tornBytes: 0 };
+}
+
+// ---- lock ------------------------------------------------------------------------------------------------------
+
+/** Dirs locked by this process: a second open() of the same dir here must fail even though the pid is ours. */
+const lockedHere = new Set<string>();
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Exclusive use of the state dir, so two daemons never interleave journal writes. Node has no flock(2), so this is
+ * an O_EXCL-created lock file holding the owner's pid. A lock left by a killed process (kill -9, power cut) is
+ * stale when that pid no longer runs, and is taken over. Limitation: if an unrelated process reuses the dead
+ * owner's pid, start fails with a message naming the lock file to remove.
+ */
+async function acquireLock(dir: string): Promise<string> {
+  const path = join(dir, LOCK_FILE);
+  if (lockedHere.has(path)) throw new NatdError(ErrorCodes.STATE, `lease store ${dir} is already open in this process`);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(path, 'wx', 0o640);
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+      } finally {
+        await handle.close();
+      }
+      lockedHere.add(path);
+      return path;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
+      throw new NatdError(ErrorCodes.STATE, `lease store ${dir} is in use by pid ${owner} (lock file ${path}; remove it if that is not natd)`);
+    }
+    await unlink(path).catch(() => undefined); // stale: its owner is gone (or it is ours from before a restart)
+  }
+  throw new NatdError(ErrorCodes.STATE, `could not take the lock ${path}`);
+}
+
+async function releaseLock(path: string): Promise<void> {
+  lockedHere.delete(path);
+  const owner = await readFile(path, 'utf8').catch(() => '');
+  if (Number.parseInt(owner, 10) === process.pid) await unlink(path).catch(() => undefined);
+}
+
+// ---- the store -------------------------------------------------------------------------------------------------
+
+interface PendingCommit {
+  data: string;
+  changes: LeaseChange[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class LeaseStore {
+  private readonly pending: PendingCommit[] = [];
+  private draining: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  /** set when the journal may hold bytes we could not roll back: no further commit may be acknowledged */
+  private broken: Error | undefined;
+  private compactBlockedUntil = 0;
+  private readonly counters = { commits: 0, syncs: 0, bytes: 0, compactions: 0 };
+
+  private constructor(
+    private readonly journalPath: string,
+    private readonly lockPath: string,
+    private handle: FileHandle,
+    private journalBytes: number,
+    private readonly state: ReplayState,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+    private readonly compactMinBytes: number,
+  ) {}
+
+  static async open(dir: string, opts: LeaseStoreOptions): Promise<LeaseStore> {
+    const now = opts.now ?? Date.now;
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    const lockPath = await acquireLock(dir);
+    try {
+      const journalPath = join(dir, JOURNAL_FILE);
+      const state = new ReplayState();
+      const journalBytes = await recoverJournal(journalPath, state, opts.logger, now);
+      const handle = await open(journalPath, 'a', 0o640);
+      return new LeaseStore(journalPath, lockPath, handle, journalBytes, state, opts.logger, now, opts.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES);
+    } catch (err) {
+      await releaseLock(lockPath);
+      throw err;
+    }
+  }
+
+  /** The unexpired leases and quarantined addresses at `now`, as replayed from the journal and later commits. */
+  load(now: number): LoadedState {
+    return this.state.live(now);
+  }
+
+  /** Persists the changes; resolves once they are on disk. An empty list resolves at once. */
+  commit(changes: readonly LeaseChange[]): Promise<void> {
+    if (this.closing) return Promise.reject(new NatdError(ErrorCodes.STATE, 'lease store is closed'));
+    if (changes.length === 0) return Promise.resolve();
+    let data: string;
+    try {
+      data = changes.map(encodeChange).join('');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ data, changes: [...changes], resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  /** Rewrites the journal as the live set now (normally automatic). */
+  compact(): Promise<void> {
+    if (this.closing) return Promise.reject(new NatdError(ErrorCodes.STATE, 'lease store is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ data: '', changes: [], resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  stats(): LeaseStoreStats {
+    return { ...this.counters, journalBytes: this.journalBytes };
+  }
+
+  /** Flushes pending commits, closes the journal and releases the lock. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      while (this.draining) await this.draining;
+      await this.handle.close().catch(() => undefined);
+      await releaseLock(this.lockPath);
+    })();
+    return this.closing;
+  }
+
+  /** The one writer: takes everything queued so far as one batch, writes it, syncs once, repeats. */
+  private async drain(): Promise<void> {
+    try {
+      await Promise.resolve(); // let commits made in the same tick join the first batch
+      await this.drainQueue();
+    } finally {
+      // A commit may have queued after the loop's last check (while this promise settled): start again for it.
+      this.draining = undefined;
+      if (this.pending.length > 0) this.draining = this.drain();
+    }
+  }
+
+  private async drainQueue(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0);
+      const writes = batch.filter((p) => p.data !== '');
+      const compactors = batch.filter((p) => p.data === ''); // compact() calls
+      try {
+        if (writes.length > 0) await this.appendDurably(writes);
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+        continue;
+      }
+      if (compactors.length > 0 || this.shouldCompact()) {
+        try {
+          await this.compactNow();
+          for (const p of compactors) p.resolve();
+        } catch (err) {
+          for (const p of compactors) p.reject(err);
+        }
+      }
+    }
+  }
+
+  private async appendDurably(writes: PendingCommit[]): Promise<void> {
+    if (this.broken) throw this.broken;
+    const buffer = Buffer.from(writes.map((p) => p.data).join(''), 'utf8');
+    try {
+      let written = 0;
+      while (written < buffer.length) {
+        const { bytesWritten } = await this.handle.write(buffer, written, buffer.length - written);
+        written += bytesWritten;
+      }
+      await this.handle.datasync();
+    } catch (err) {
+      await this.rollBack(err);
+      throw new NatdError(ErrorCodes.STATE, `lease journal write failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.counters.syncs++;
+    this.counters.bytes += buffer.length;
+    this.journalBytes += buffer.length;
+    for (const p of writes) {
+      for (const change of p.changes) this.state.apply(change);
+      this.counters.commits++;
+      p.resolve();
+    }
+  }
+
+  /** A failed append may have left part of a line: cut it off so later records do not follow garbage. */
+  private async rollBack(cause: unknown): Promise<void> {
+    try {
+      await this.handle.truncate(this.journalBytes);
+      await this.handle.datasync();
+    } catch (err) {
+      this.broken = new NatdError(ErrorCodes.STATE, `lease journal ${this.journalPath} is in an unknown state after a failed write`, { cause: err });
+      this.logger.error('lease journal unusable until restart', { path: this.journalPath, error: String(err), cause: String(cause) });
+    }
+  }
+
+  private shouldCompact(): boolean {
+    if (this.journalBytes < this.compactBlockedUntil) return false;
+    return this.journalBytes > Math.max(this.compactMinBytes, COMPACT_RATIO * this.state.approximateBytes());
+  }
+
+  private async compactNow(): Promise<void> {
+    if (this.broken) throw this.broken;
+    const before = this.journalBytes;
+    const now = this.now();
+    this.state.prune(now);
+    const snapshot = Buffer.from(this.state.snapshot(now), 'utf8');
+    try {
+      await writeFileAtomic(this.journalPath, snapshot, { mode: 0o640 });
+    } catch (err) {
+      // Not fatal: the old journal is intact. Wait for it to double before trying again.
+      this.compactBlockedUntil = before * 2;
+      this.logger.error('lease journal compaction failed, keeping the journal', { path: this.journalPath, error: String(err) });
+      throw err;
+    }
+    // The old handle points at the replaced inode; appends must go to the new file.
+    const old = this.handle;
+    try {
+      this.handle = await open(this.journalPath, 'a', 0o640);
+    } catch (err) {
+      this.broken = new NatdError(ErrorCodes.STATE, `cannot reopen lease journal ${this.journalPath} after compaction`, { cause: err });
+      throw this.broken;
+    } finally {
+      await old.close().catch(() => undefined);
+    }
+    this.journalBytes = snapshot.length;
+    this.counters.compactions++;
+    this.logger.info('lease journal compacted', { path: this.journalPath, beforeBytes: before, afterBytes: snapshot.length });
+  }
+}
+
+/** `base`, or `base-1`, `base-2`, ... so an earlier damaged file is never overwritten. */
+async function unusedPath(base: string): Promise<string> {
+  for (let i = 0; ; i++) {
+    const candidate = i === 0 ? base : `${base}-${i}`;
+    try {
+      await access(candidate);
+    } catch {
+      return candidate;
+    }
+  }
+}
+
+/**
+ * Reads the journal into `state`, repairs it on disk (torn tail cut, damaged file moved aside and replaced by its
+ * readable part) and returns its size.
+ */
+async function recoverJournal(journalPath: string, state: ReplayState, logger: Logger, now: () => number): Promise<number> {
+  let data: Buffer;
+  try {
+    data = await readFile(journalPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    // New journal: make its directory entry durable before the first commit is acknowledged.
+    await writeFileAtomic(journalPath, '', { mode: 0o640 });
+    return 0;
+  }
+
+  const scan = scanJournal(data, state);
+  if (scan.corruptLine !== undefined) {
+    const aside = await unusedPath(`${journalPath}.corrupt-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`);
+    await rename(journalPath, aside);
+    const readable = state.snapshot(now());
+    await writeFileAtomic(journalPath, readable, { mode: 0o640 });
+    logger.error('lease journal is damaged: moved aside, continuing with the leases read before the damage', {
+      path: journalPath,
+      movedTo: aside,
+      line: scan.corruptLine,
+      leasesKept: state.live(now()).leases.length,
+    });
+    return Buffer.byteLength(readable);
+  }
+  if (scan.tornBytes > 0) {
+    const handle = await open(journalPath, 'r+');
+    try {
+      await handle.truncate(scan.goodBytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    logger.warn('lease journal ended with an incomplete record (interrupted write); dropped it', {
+      path: journalPath,
+      droppedBytes: scan.tornBytes,
+      preview: scan.tornPreview,
+    });
+  }
+  return scan.goodBytes;
+}
