@@ -6,8 +6,11 @@
  * The parser never throws: every line that cannot be used is reported with its file and line number, and the rest
  * still loads (first definition wins on a conflict), like dnsmasq does on SIGHUP.
  */
+import { sanitizeHostname } from '../net/hostname.js';
 import type { Reservation } from './types.js';
 import { formatIpv4, normalizeMac, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+
+export { sanitizeHostname };
 
 /** Something wrong (or worth knowing) about one line of an operator's file. */
 export interface FileProblem {
@@ -19,21 +22,6 @@ export interface FileProblem {
 export interface HostsfileResult {
   reservations: Reservation[];
   problems: FileProblem[];
-}
-
-/**
- * Turns a host name into one DNS label: first label of a dotted name, lower-case, characters outside a-z0-9-
- * replaced by '-', no leading/trailing '-', at most 63 characters. Undefined when nothing usable remains.
- */
-export function sanitizeHostname(name: string): string | undefined {
-  const firstLabel = name.trim().split('.')[0] ?? '';
-  const label = firstLabel
-    .toLowerCase()
-    .replace(/[^a-z0-9-]/g, '-')
-    .replace(/^-+/, '')
-    .slice(0, 63)
-    .replace(/-+$/, '');
-  return label === '' ? undefined : label;
 }
 
 // dnsmasq lease-time field: seconds, or a number with s/m/h/d/w, or "infinite".

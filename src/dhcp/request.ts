@@ -4,6 +4,9 @@
  */
 import { DhcpDecodeError, decodeDhcpPacket, decodeFqdnOption, readU16, readU32 } from './codec.js';
 import { BOOTREQUEST, DhcpMessageType, DhcpOption, type DhcpMessageTypeCode, type DhcpPacket, type DhcpRequest } from './types.js';
+import { sanitizeHostname } from '../net/hostname.js';
+
+export { sanitizeHostname };
 import { formatMac } from '../net/ipv4.js';
 
 export type ParseRequestResult = { ok: true; request: DhcpRequest } | { ok: false; reason: string };
@@ -106,23 +109,6 @@ export function decodeAndParse(buf: Uint8Array): ParseRequestResult {
     // Unreachable by design (the fuzz test asserts it); still, a bad packet must never stop the server.
     return fail('parse:internal-error');
   }
-}
-
-const MAX_LABEL = 63;
-
-/**
- * Reduces a client-supplied name to one DNS label: its first dot-separated part, lower-case a-z0-9 and '-', each
- * run of other characters replaced by one '-', no leading or trailing '-', at most 63 characters.
- * Undefined when nothing usable is left.
- */
-export function sanitizeHostname(raw: string): string | undefined {
-  const firstLabel = raw.trim().split('.', 1)[0]!;
-  let label = firstLabel
-    .replace(/[A-Z]/g, (c) => c.toLowerCase())
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/^-+/, '');
-  label = label.slice(0, MAX_LABEL).replace(/-+$/, '');
-  return label.length > 0 ? label : undefined;
 }
 
 /** undefined: absent; null: present but not 4 bytes. */
