@@ -40,6 +40,6 @@ export class LeaseNames {
     const name = this.byAddress.get(address);
     if (name === undefined) return;
     this.byAddress.delete(address);
-    this.names.removeHost(name, address);
+    this.names.removeHost(name, address, 'lease');
   }
 }

@@ -1,0 +1,182 @@
+/**
+ * Cache of raw upstream responses. Entries are stored as received and served as copies with the id rewritten
+ * and TTLs lowered by the time spent in the cache, so the forwarder never decodes or re-encodes a packet.
+ * Bounded by entry count (LRU: a Map iterates in insertion order, a hit re-inserts its key at the end).
+ * The clock is injected; expiry is checked lazily on access, no timers.
+ */
+import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
+import {
+  DnsWireError,
+  FLAG_CD,
+  HEADER_LENGTH,
+  forEachRecord,
+  getRcode,
+  isTruncated,
+  plainNameEnd,
+  readU16,
+  readU32,
+  rewriteTtls,
+  setId,
+  skipName,
+} from './wire.js';
+
+export interface DnsCacheOptions {
+  /** default 10,000 */
+  maxEntries?: number;
+  /** how long a SERVFAIL is remembered, default 5 s */
+  servfailSeconds?: number;
+  /** cap on any entry's lifetime, default 86,400 s */
+  maxTtlSeconds?: number;
+  /** cap on negative answers (RFC 2308 §5 suggests 1-3 hours), default 10,800 s */
+  maxNegativeTtlSeconds?: number;
+  /** milliseconds, like Date.now (the default) */
+  now?: () => number;
+}
+
+export interface DnsCacheStats {
+  hits: number;
+  misses: number;
+  evictions: number;
+}
+
+interface CacheEntry {
+  response: Buffer;
+  storedAt: number;
+  expiresAt: number;
+}
+
+/**
+ * The cache key for a query: its question plus the EDNS/DNSSEC flavour of the client. A response to a client
+ * without EDNS must not carry an OPT record (RFC 6891 §7), one for DO=1 carries signatures a DO=0 client did
+ * not ask for, and CD=1 may get data a validating upstream would have refused.
+ */
+export function cacheKey(query: ParsedQuery): string {
+  const edns = query.hasEdns ? (query.dnssecOk ? 'd' : 'e') : '-';
+  const cd = (query.flags & FLAG_CD) !== 0 ? 'c' : '-';
+  return `${query.key}|${edns}${cd}`;
+}
+
+/**
+ * How long a response may be cached, in seconds; 0 = not at all. Positive answers live as long as their
+ * shortest answer record; NXDOMAIN/NODATA per RFC 2308 §5 as long as min(SOA TTL, SOA minimum) of the SOA in the
+ * authority section (no SOA, no caching); SERVFAIL briefly; truncated and other responses never.
+ * Throws DnsWireError when the records cannot be walked.
+ */
+function cacheSeconds(response: Uint8Array, opts: Required<Omit<DnsCacheOptions, 'now'>>): number {
+  if (response.length < HEADER_LENGTH || isTruncated(response)) return 0;
+  const rcode = getRcode(response);
+  if (rcode !== DnsRcode.NOERROR && rcode !== DnsRcode.NXDOMAIN && rcode !== DnsRcode.SERVFAIL) return 0;
+
+  let answerMin = Infinity;
+  let answers = 0;
+  let negative = Infinity;
+  forEachRecord(response, (record) => {
+    if (record.section === 'answer') {
+      answers++;
+      answerMin = Math.min(answerMin, record.ttl);
+    } else if (record.section === 'authority' && record.type === DnsType.SOA) {
+      // SOA rdata: mname, rname, then serial refresh retry expire minimum (5 × 32 bits)
+      const rdataEnd = record.rdataOffset + record.rdataLength;
+      const afterNames = skipName(response, skipName(response, record.rdataOffset));
+      if (afterNames + 20 !== rdataEnd) throw new DnsWireError('SOA rdata has the wrong length');
+      negative = Math.min(negative, record.ttl, readU32(response, afterNames + 16));
+    }
+  });
+
+  // checked after the walk: whatever is stored must be a message get() can rewrite
+  if (rcode === DnsRcode.SERVFAIL) return opts.servfailSeconds;
+  const isNegative = rcode === DnsRcode.NXDOMAIN || answers === 0;
+  if (isNegative) return Number.isFinite(negative) ? Math.min(negative, opts.maxNegativeTtlSeconds, opts.maxTtlSeconds) : 0;
+  // A CNAME chain ending in NODATA carries both: the shorter lifetime wins.
+  return Math.min(answerMin, negative, opts.maxTtlSeconds);
+}
+
+export class DnsCache {
+  private readonly entries = new Map<string, CacheEntry>();
+  private readonly limits: Required<Omit<DnsCacheOptions, 'now'>>;
+  private readonly now: () => number;
+  private hits = 0;
+  private misses = 0;
+  private evictions = 0;
+
+  constructor(opts: DnsCacheOptions = {}) {
+    this.limits = {
+      maxEntries: Math.max(1, opts.maxEntries ?? 10_000),
+      servfailSeconds: opts.servfailSeconds ?? 5,
+      maxTtlSeconds: opts.maxTtlSeconds ?? 86_400,
+      maxNegativeTtlSeconds: opts.maxNegativeTtlSeconds ?? 10_800,
+    };
+    this.now = opts.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * A copy of the cached response with `id` set and TTLs lowered by the whole seconds it spent here, or
+   * undefined (a miss; expired entries are removed). When `query` (the client's raw query) is given, the
+   * question name is copied from it so clients that randomise letter case (DNS 0x20) see their own spelling.
+   */
+  get(key: string, id: number, query?: Uint8Array): Buffer | undefined {
+    const entry = this.entries.get(key);
+    const now = this.now();
+    if (!entry || now >= entry.expiresAt) {
+      if (entry) this.entries.delete(key);
+      this.misses++;
+      return undefined;
+    }
+    this.entries.delete(key); // re-insert: most recently used goes last
+    this.entries.set(key, entry);
+    this.hits++;
+    // validated when stored, so the walk cannot fail here
+    const out = rewriteTtls(entry.response, Math.floor((now - entry.storedAt) / 1000));
+    setId(out, id);
+    if (query) copyQuestionSpelling(query, out);
+    return out;
+  }
+
+  /** Files a response under `key` when it is cacheable (see cacheSeconds); malformed responses are ignored. */
+  store(key: string, response: Uint8Array): void {
+    let seconds: number;
+    try {
+      seconds = cacheSeconds(response, this.limits);
+    } catch (err) {
+      if (err instanceof DnsWireError) return;
+      throw err;
+    }
+    if (seconds <= 0) return;
+    const now = this.now();
+    this.entries.delete(key);
+    this.entries.set(key, { response: Buffer.from(response), storedAt: now, expiresAt: now + seconds * 1000 });
+    while (this.entries.size > this.limits.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      this.evictions++;
+    }
+  }
+
+  stats(): DnsCacheStats {
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions };
+  }
+
+  /** Drops every entry (the counters keep counting). */
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+/** Copies the query's question name over the response's when both are written out in full with equal length. */
+function copyQuestionSpelling(query: Uint8Array, response: Buffer): void {
+  if (query.length < HEADER_LENGTH || readU16(query, 4) !== 1 || readU16(response, 4) !== 1) return;
+  const queryEnd = plainNameEnd(query, HEADER_LENGTH);
+  if (queryEnd === undefined || queryEnd !== plainNameEnd(response, HEADER_LENGTH)) return;
+  for (let i = HEADER_LENGTH; i < queryEnd; i++) {
+    if (asciiLower(query[i]!) !== asciiLower(response[i]!)) return; // not the same name after all
+  }
+  response.set(query.subarray(HEADER_LENGTH, queryEnd), HEADER_LENGTH);
+}
+
+function asciiLower(byte: number): number {
+  return byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
+}

@@ -1,0 +1,300 @@
+/**
+ * Names natd answers itself: the gateway, every VM with a hostname (from its lease or reservation) and static
+ * entries from a hosts-format file, as `name` and `name.<domain>` with PTR records to match. Plus the policy for
+ * names that are not local: domain-needed and bogus-priv, as dnsmasq does them for libvirt.
+ *
+ * Intended use by the server: `lookup(question)` first; when it returns undefined, `policyFor(question)` decides:
+ * 'forward' → upstream; anything else → NXDOMAIN answered locally, never forwarded.
+ */
+import { formatIpv4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import type { LocalRecord } from './answers.js';
+import { DNS_CLASS_IN, DnsRcode, DnsType, type DnsQuestion } from './types.js';
+
+export type HostSource = 'lease' | 'reservation' | 'static';
+/** The gateway's own name is built in and outranks everything. */
+type EntrySource = HostSource | 'gateway';
+
+/**
+ * When one name comes from several sources: an administrator's hosts file beats a reservation, which beats
+ * whatever hostname a guest announced in its lease (a guest must not take over a reserved name).
+ */
+const PRECEDENCE: Record<EntrySource, number> = { gateway: 3, static: 2, reservation: 1, lease: 0 };
+
+export interface LocalAnswer {
+  rcode: number;
+  records: LocalRecord[];
+  authoritative: true;
+}
+
+export interface LocalNamesOptions {
+  domain?: string;
+  subnet: Subnet;
+  gatewayAddress: number;
+  /** default 'gateway' */
+  gatewayName?: string;
+  /** TTL of local records; default 0 like dnsmasq's local-ttl, so lease changes are seen at once */
+  ttlSeconds?: number;
+}
+
+interface HostEntry {
+  name: string;
+  address: number;
+  source: EntrySource;
+}
+
+const REVERSE_SUFFIX = 'in-addr.arpa';
+const NAME_LABEL = /^[a-z0-9_-]{1,63}$/;
+
+/** Lower case, no trailing dot. */
+function normalizeName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/** The configured domain in table form, or undefined when none is set. */
+function normalizeDomain(domain: string | undefined): string | undefined {
+  const normalized = domain ? normalizeName(domain).replace(/^\.+/, '') : '';
+  return normalized === '' ? undefined : normalized;
+}
+
+/** Host names natd will publish: LDH labels (plus '_', seen in the wild), at most 253 characters. */
+export function isValidHostName(name: string): boolean {
+  return name.length > 0 && name.length <= 253 && name.split('.').every((label) => NAME_LABEL.test(label));
+}
+
+/**
+ * The IPv4 block an in-addr.arpa name sits in: the octets read from the right as far as they are valid
+ * (so "junk.10.in-addr.arpa" is still inside 10/8), `exact` when the name is nothing but those octets.
+ */
+function reverseZone(name: string): { network: number; prefix: number; exact: boolean } | undefined {
+  if (name !== REVERSE_SUFFIX && !name.endsWith(`.${REVERSE_SUFFIX}`)) return undefined;
+  const labels = name === REVERSE_SUFFIX ? [] : name.slice(0, -REVERSE_SUFFIX.length - 1).split('.');
+  let network = 0;
+  let octets = 0;
+  for (let i = labels.length - 1; i >= 0 && octets < 4; i--) {
+    const label = labels[i]!;
+    if (!/^(0|[1-9]\d{0,2})$/.test(label) || Number(label) > 255) break;
+    network = (network | (Number(label) << (24 - 8 * octets))) >>> 0;
+    octets++;
+  }
+  return { network, prefix: 8 * octets, exact: octets === labels.length };
+}
+
+/** Reverse zones never sent upstream (bogus-priv): private, shared, loopback and link-local space. */
+const PRIVATE_RANGES: { network: number; prefix: number }[] = [
+  ['10.0.0.0', 8],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+].map(([address, prefix]) => ({ network: parseIpv4(address as string)!, prefix: prefix as number }));
+
+function blockInside(block: { network: number; prefix: number }, range: { network: number; prefix: number }): boolean {
+  if (block.prefix < range.prefix) return false;
+  const mask = range.prefix === 0 ? 0 : (0xffffffff << (32 - range.prefix)) >>> 0;
+  return ((block.network & mask) >>> 0) === range.network;
+}
+
+/**
+ * Types a validating stub legitimately asks about a bare TLD; domain-needed must not break DNSSEC lookups.
+ * (DS 43 and DNSKEY 48 are not in DnsType.)
+ */
+const TLD_TYPES = new Set<number>([DnsType.NS, DnsType.SOA, 43, 48]);
+
+export type NamePolicy = 'local' | 'forward' | 'refuse-single-label' | 'private-reverse';
+
+/**
+ * What to do with a question that LocalNames.lookup did not answer:
+ * - 'local': inside natd's own zones (the local domain, the subnet's reverse zone) → NXDOMAIN locally;
+ * - 'private-reverse': reverse lookup in private space (bogus-priv) → NXDOMAIN locally, never leaked upstream;
+ * - 'refuse-single-label': a bare name that is not local (domain-needed) → NXDOMAIN locally;
+ * - 'forward': send upstream.
+ */
+export function policyFor(question: DnsQuestion, opts: { domain?: string; subnet: Subnet }): NamePolicy {
+  const name = normalizeName(question.name);
+  const domain = normalizeDomain(opts.domain);
+  if (domain && (name === domain || name.endsWith(`.${domain}`))) return 'local';
+  const zone = reverseZone(name);
+  if (zone) {
+    if (blockInside(zone, opts.subnet)) return 'local';
+    if (PRIVATE_RANGES.some((range) => blockInside(zone, range))) return 'private-reverse';
+    return 'forward';
+  }
+  if (name !== '' && !name.includes('.') && !TLD_TYPES.has(question.type)) return 'refuse-single-label';
+  return 'forward';
+}
+
+export class LocalNames {
+  private readonly byName = new Map<string, HostEntry[]>();
+  private readonly byAddress = new Map<number, HostEntry[]>();
+  private readonly domain: string | undefined;
+  private readonly subnet: Subnet;
+  private readonly ttl: number;
+
+  constructor(opts: LocalNamesOptions) {
+    this.domain = normalizeDomain(opts.domain);
+    this.subnet = opts.subnet;
+    this.ttl = opts.ttlSeconds ?? 0;
+    this.add({ name: this.hostKey(opts.gatewayName ?? 'gateway'), address: opts.gatewayAddress >>> 0, source: 'gateway' });
+  }
+
+  /**
+   * Publishes `name` → `address`. A lease or reservation name has one address (the latest wins) and an address
+   * one lease/reservation name; static names may have several addresses (hosts files repeat names).
+   * Returns false, changing nothing, when the name is not a valid host name (guests send anything).
+   */
+  setHost(name: string, address: number, source: HostSource): boolean {
+    const key = this.hostKey(name);
+    if (!isValidHostName(key)) return false;
+    const entry: HostEntry = { name: key, address: address >>> 0, source };
+    if (source === 'static') {
+      if (this.byName.get(key)?.some((e) => e.source === source && e.address === entry.address)) return true;
+    } else {
+      const related = [...(this.byName.get(key) ?? []), ...(this.byAddress.get(entry.address) ?? [])];
+      this.removeWhere((e) => e.source === source && (e.name === key || e.address === entry.address), related);
+    }
+    this.add(entry);
+    return true;
+  }
+
+  /** Unpublishes `name` (only its entries with `address`, only from `source`, when given). */
+  removeHost(name: string, address?: number, source?: HostSource): void {
+    const key = this.hostKey(name);
+    const addr = address === undefined ? undefined : address >>> 0;
+    this.removeWhere(
+      (e) =>
+        e.source !== 'gateway' && (addr === undefined || e.address === addr) && (source === undefined || e.source === source),
+      this.byName.get(key) ?? [],
+    );
+  }
+
+  clearSource(source: HostSource): void {
+    this.removeWhere((e) => e.source === source);
+  }
+
+  /** Replaces every static entry with the given hosts-file entries (a reload). */
+  replaceStatic(entries: readonly HostsEntry[]): void {
+    this.clearSource('static');
+    for (const entry of entries) for (const name of entry.names) this.setHost(name, entry.address, 'static');
+  }
+
+  /**
+   * The local answer to `question`, or undefined when the name is not natd's to answer (see policyFor).
+   * Known name: A records (A/ANY) or NODATA (any other type). Unknown name under the local domain, or an
+   * address in the subnet with no host: NXDOMAIN.
+   */
+  lookup(question: DnsQuestion): LocalAnswer | undefined {
+    if (question.class !== DNS_CLASS_IN) return undefined;
+    const name = normalizeName(question.name);
+    const zone = reverseZone(name);
+    if (zone) return zone.exact && zone.prefix === 32 ? this.lookupAddress(zone.network, question.type) : undefined;
+
+    const domain = this.domain;
+    if (domain && name === domain) return answer(DnsRcode.NOERROR, []); // the zone apex exists, holds no A
+    const inDomain = domain !== undefined && name.endsWith(`.${domain}`);
+    const entries = this.winners(this.byName.get(inDomain ? name.slice(0, -domain.length - 1) : name));
+    if (entries.length === 0) return inDomain ? answer(DnsRcode.NXDOMAIN, []) : undefined;
+    if (question.type !== DnsType.A && question.type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
+    const addresses = [...new Set(entries.map((e) => e.address))];
+    return answer(DnsRcode.NOERROR, addresses.map((a) => ({ type: DnsType.A, ttl: this.ttl, data: formatIpv4(a) })));
+  }
+
+  private lookupAddress(address: number, type: number): LocalAnswer | undefined {
+    // an entry speaks for its address only if its name resolves to it (its source wins for that name)
+    const candidates = (this.byAddress.get(address) ?? []).filter((e) => this.winners(this.byName.get(e.name)).includes(e));
+    const best = this.winners(candidates)[0];
+    if (!best) return subnetContains(this.subnet, address) ? answer(DnsRcode.NXDOMAIN, []) : undefined;
+    if (type !== DnsType.PTR && type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
+    return answer(DnsRcode.NOERROR, [{ type: DnsType.PTR, ttl: this.ttl, data: this.fullName(best.name) }]);
+  }
+
+  /** Entries from the highest-ranking source among `entries`, in insertion order. */
+  private winners(entries: readonly HostEntry[] | undefined): HostEntry[] {
+    if (!entries || entries.length === 0) return [];
+    const top = Math.max(...entries.map((e) => PRECEDENCE[e.source]));
+    return entries.filter((e) => PRECEDENCE[e.source] === top);
+  }
+
+  /** Table key: normalized, with the local domain stripped so "vm1" and "vm1.<domain>" are one host. */
+  private hostKey(name: string): string {
+    const key = normalizeName(name);
+    return this.domain && key.endsWith(`.${this.domain}`) ? key.slice(0, -this.domain.length - 1) : key;
+  }
+
+  private fullName(key: string): string {
+    return this.domain && !key.includes('.') ? `${key}.${this.domain}` : key;
+  }
+
+  private add(entry: HostEntry): void {
+    append(this.byName, entry.name, entry);
+    append(this.byAddress, entry.address, entry);
+  }
+
+  /** Removes the matching entries among `candidates` (all entries when omitted) from both indexes. */
+  private removeWhere(matches: (entry: HostEntry) => boolean, candidates?: readonly HostEntry[]): void {
+    for (const entry of (candidates ?? [...this.byName.values()].flat()).filter(matches)) {
+      detach(this.byName, entry.name, entry);
+      detach(this.byAddress, entry.address, entry);
+    }
+  }
+}
+
+function answer(rcode: number, records: LocalRecord[]): LocalAnswer {
+  return { rcode, records, authoritative: true };
+}
+
+function append<K>(index: Map<K, HostEntry[]>, key: K, entry: HostEntry): void {
+  const list = index.get(key);
+  if (list) list.push(entry);
+  else index.set(key, [entry]);
+}
+
+function detach<K>(index: Map<K, HostEntry[]>, key: K, entry: HostEntry): void {
+  const list = index.get(key);
+  if (!list) return;
+  const rest = list.filter((e) => e !== entry);
+  if (rest.length === 0) index.delete(key);
+  else index.set(key, rest);
+}
+
+export interface HostsEntry {
+  address: number;
+  names: string[];
+}
+
+export interface HostsProblem {
+  file: string;
+  line: number;
+  message: string;
+}
+
+/**
+ * Reads hosts-format text ("address name [alias…]", '#' comments). IPv4 lines become entries; IPv6 lines are
+ * skipped without complaint (natd serves IPv4 only); anything else unusable is reported with file and line.
+ */
+export function parseHostsFormat(text: string, file: string): { entries: HostsEntry[]; problems: HostsProblem[] } {
+  const entries: HostsEntry[] = [];
+  const problems: HostsProblem[] = [];
+  text.split(/\r?\n/).forEach((rawLine, index) => {
+    const fields = rawLine.replace(/#.*/, '').trim().split(/\s+/).filter(Boolean);
+    if (fields.length === 0) return;
+    const line = index + 1;
+    const [addressText, ...nameFields] = fields as [string, ...string[]];
+    if (addressText.includes(':')) return;
+    const address = parseIpv4(addressText);
+    if (address === undefined) {
+      problems.push({ file, line, message: `"${addressText}" is not an IPv4 address` });
+      return;
+    }
+    const names: string[] = [];
+    for (const field of nameFields) {
+      const name = normalizeName(field);
+      if (isValidHostName(name)) names.push(name);
+      else problems.push({ file, line, message: `"${field}" is not a valid host name` });
+    }
+    if (nameFields.length === 0) problems.push({ file, line, message: `no name for ${addressText}` });
+    if (names.length > 0) entries.push({ address, names });
+  });
+  return { entries, problems };
+}

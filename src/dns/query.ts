@@ -1,0 +1,93 @@
+/**
+ * Turns a received DNS message into a validated query or a rejection that says what to answer. Pure and
+ * total: any byte string gets a result, nothing throws (network input must never stop the server).
+ */
+import { DNS_CLASS_IN, DnsRcode, DnsType, type QueryParseResult, type RejectedQuery } from './types.js';
+import { DnsWireError, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRecord, plainNameEnd, questionKey, readName, readU16 } from './wire.js';
+
+/** RFC 1035's limit when the client sends no OPT record. */
+export const MIN_UDP_PAYLOAD = 512;
+/** Larger advertisements are clamped: beyond this, fragments are the usual result, not bigger answers. */
+export const MAX_UDP_PAYLOAD = 4096;
+const EDNS_DO_BIT = 0x8000;
+
+function reject(reason: RejectedQuery['reason'], id?: number, rcode?: number): QueryParseResult {
+  const rejected: RejectedQuery = { reason };
+  if (rcode !== undefined && id !== undefined) {
+    rejected.rcode = rcode;
+    rejected.id = id;
+  }
+  return { ok: false, rejected };
+}
+
+interface EdnsInfo {
+  hasEdns: boolean;
+  udpPayloadSize: number;
+  dnssecOk: boolean;
+}
+
+/** Reads the OPT pseudo-record from the additional section; throws DnsWireError on overruns or a second OPT. */
+function readEdns(buf: Uint8Array): EdnsInfo {
+  const edns: EdnsInfo = { hasEdns: false, udpPayloadSize: MIN_UDP_PAYLOAD, dnssecOk: false };
+  forEachRecord(buf, (record) => {
+    if (record.type !== DnsType.OPT || record.section !== 'additional') return;
+    // RFC 6891 §6.1.1: more than one OPT is a format error
+    if (edns.hasEdns) throw new DnsWireError('more than one OPT record');
+    edns.hasEdns = true;
+    edns.udpPayloadSize = Math.min(MAX_UDP_PAYLOAD, Math.max(MIN_UDP_PAYLOAD, record.class));
+    edns.dnssecOk = (record.ttl & EDNS_DO_BIT) !== 0;
+  });
+  return edns;
+}
+
+function parseValidated(buf: Uint8Array): QueryParseResult {
+  // Too short to hold an id: nothing sensible to answer.
+  if (buf.length < HEADER_LENGTH) return reject('short');
+  const id = readU16(buf, 0);
+  const flags = readU16(buf, 2);
+  // Never answer a response: two resolvers answering each other's answers would loop forever.
+  if ((flags & FLAG_QR) !== 0) return reject('response');
+  if (((flags >>> OPCODE_SHIFT) & 0x0f) !== 0) return reject('opcode', id, DnsRcode.NOTIMP);
+  // RFC 1035 would suggest FORMERR; issue 4 asks for REFUSED, which also tells clients not to retry the same way.
+  if (readU16(buf, 4) !== 1) return reject('qdcount', id, DnsRcode.REFUSED);
+
+  const { name, end } = readName(buf, HEADER_LENGTH);
+  // a pointer in the first name could only aim into the header
+  if (plainNameEnd(buf, HEADER_LENGTH) !== end || end + 4 > buf.length) return reject('malformed', id, DnsRcode.FORMERR);
+  const type = readU16(buf, end);
+  const qclass = readU16(buf, end + 2);
+  // Only the Internet class is served: CH (version.bind and friends) and the rest are not our business.
+  if (qclass !== DNS_CLASS_IN) return reject('class', id, DnsRcode.REFUSED);
+
+  const edns = readEdns(buf); // bytes after the last record are tolerated
+  const lowerName = name.toLowerCase();
+  return {
+    ok: true,
+    query: {
+      id,
+      flags,
+      recursionDesired: (flags & FLAG_RD) !== 0,
+      question: { name: lowerName, type, class: qclass },
+      key: questionKey(lowerName, type, qclass),
+      udpPayloadSize: edns.udpPayloadSize,
+      hasEdns: edns.hasEdns,
+      dnssecOk: edns.dnssecOk,
+      raw: buf,
+    },
+  };
+}
+
+/**
+ * Validates a query. Outcomes: fewer than 12 bytes or QR=1 → dropped (no rcode); opcode other than QUERY →
+ * NOTIMP; qdcount other than 1 → REFUSED; a bad name, overrun or second OPT → FORMERR; class other than IN →
+ * REFUSED. `query.raw` is `buf` itself (not a copy).
+ */
+export function parseQuery(buf: Uint8Array): QueryParseResult {
+  try {
+    return parseValidated(buf);
+  } catch {
+    // DnsWireError is the expected failure. Anything else would be a bug here, but a datagram must still not
+    // crash the server, so it is answered the same way.
+    return reject('malformed', buf.length >= 2 ? readU16(buf, 0) : undefined, DnsRcode.FORMERR);
+  }
+}

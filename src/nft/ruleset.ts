@@ -1,0 +1,426 @@
+/**
+ * The pure ruleset builder: configuration in, one nft JSON batch out (no I/O). Everything natd does in nftables is
+ * in ONE table it owns, rebuilt whole on every full apply; port forwards are map elements, so adding or removing
+ * one is an element change (`buildForwardChange`) and never rebuilds the table.
+ *
+ * Family `inet`, not `ip`: masquerade and DNAT are IPv4-only (their rules say `ip …` / `dnat ip to`), but rejecting
+ * IPv6 that is routed through the bridge needs a table that sees IPv6 too. NAT chains in an inet table need
+ * Linux >= 5.2.
+ *
+ * Port forwards use two maps with the same key, one giving the guest address and one the guest port, because
+ * nft 1.0.6 cannot create a map with concatenated data from JSON. Forwards bound to one host address are keyed
+ * `ip daddr . meta l4proto . th dport`; forwards on any local address are keyed `meta l4proto . th dport` and
+ * matched with `fib daddr type local`. The bound maps are consulted first, so a bound forward wins.
+ *
+ * `rules/natd.template.json` is this builder's output for EXAMPLE_INPUT and `rules/natd.nft` the same in nft text;
+ * a golden test keeps all three in step.
+ */
+import { ErrorCodes, NatdError } from '../errors.js';
+import { formatIpv4, formatSubnet, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
+import { formatForwardSpec, type PortForward } from './forward-spec.js';
+import type {
+  NftBatch,
+  NftChain,
+  NftCommand,
+  NftElementKey,
+  NftExpression,
+  NftFamily,
+  NftMap,
+  NftMapElement,
+  NftRule,
+  NftStatement,
+} from './schema.js';
+
+export type { PortForward } from './forward-spec.js';
+
+// ---- names first
+
+export const TABLE_FAMILY: NftFamily = 'inet';
+
+export const CHAIN = {
+  prerouting: 'prerouting',
+  output: 'output',
+  postrouting: 'postrouting',
+  forward: 'forward',
+  input: 'input',
+} as const;
+
+/** Integer priorities (the named ones written as strings make hook-less chains in nft 1.0.6 JSON). */
+export const PRIORITY = {
+  dstnat: -100,
+  srcnat: 100,
+  filter: 0,
+} as const;
+
+export const MAP = {
+  /** `meta l4proto . th dport` → guest address / guest port, for forwards on any local address */
+  anyAddr: 'fwd_any_addr',
+  anyPort: 'fwd_any_port',
+  /** `ip daddr . meta l4proto . th dport` → guest address / guest port, for forwards bound to one host address */
+  boundAddr: 'fwd_bound_addr',
+  boundPort: 'fwd_bound_port',
+} as const;
+
+const NEVER_MASQUERADE_TO = { multicastLocal: { addr: '224.0.0.0', len: 24 }, broadcast: '255.255.255.255' } as const;
+const LOOPBACK = { addr: '127.0.0.0', len: 8 } as const;
+export const DEFAULT_MASQUERADE_PORTS: [number, number] = [1024, 65535];
+
+export interface RulesetInput {
+  /** Table name, e.g. 'natd-br0'. */
+  table: string;
+  bridge: string;
+  subnet: Subnet;
+  gateway: number;
+  /** Source-port range for masqueraded TCP/UDP; default [1024, 65535]. */
+  masqueradePorts?: [number, number];
+  forwards: PortForward[];
+  /** Accept IPv6 routed through the bridge instead of rejecting it. */
+  allowIpv6Forward?: boolean;
+}
+
+/** The documented example behind rules/natd.template.json and rules/natd.nft. */
+export const EXAMPLE_INPUT: RulesetInput = {
+  table: 'natd-br0',
+  bridge: 'br0',
+  subnet: makeSubnet(0x0a4d0000, 24), // 10.77.0.0/24
+  gateway: 0x0a4d0001, // 10.77.0.1
+  masqueradePorts: [1024, 65535],
+  forwards: [
+    { protocol: 'tcp', hostPort: 2222, guestAddress: 0x0a4d0032, guestPort: 22 }, // tcp:2222=10.77.0.50:22
+    { protocol: 'udp', hostPort: 5353, guestAddress: 0x0a4d0032, guestPort: 53 }, // udp:5353=10.77.0.50:53
+    { protocol: 'tcp', hostAddress: 0xc6336401, hostPort: 8080, guestAddress: 0x0a4d0033, guestPort: 80 }, // tcp:198.51.100.1:8080=10.77.0.51:80
+  ],
+};
+
+// ---- expression helpers
+
+const ipSaddr: NftExpression = { payload: { protocol: 'ip', field: 'saddr' } };
+const ipDaddr: NftExpression = { payload: { protocol: 'ip', field: 'daddr' } };
+const l4proto: NftExpression = { meta: { key: 'l4proto' } };
+const thDport: NftExpression = { payload: { protocol: 'th', field: 'dport' } };
+const iifname: NftExpression = { meta: { key: 'iifname' } };
+const oifname: NftExpression = { meta: { key: 'oifname' } };
+
+const eq = (left: NftExpression, right: NftExpression): NftStatement => ({ match: { op: '==', left, right } });
+const ne = (left: NftExpression, right: NftExpression): NftStatement => ({ match: { op: '!=', left, right } });
+/** A flag test (`ct status dnat`, `ct state established,related`). In JSON this is op "in": op "==" compiles to an
+ *  exact comparison of the whole bitmask, which never matches a real connection. */
+const has = (left: NftExpression, right: NftExpression): NftStatement => ({ match: { op: 'in', left, right } });
+const accept: NftStatement = { accept: null };
+const rejectPortUnreachable: NftStatement = { reject: { type: 'icmpx', expr: 'port-unreachable' } };
+
+function subnetPrefix(subnet: Subnet): NftExpression {
+  return { prefix: { addr: formatIpv4(subnet.network), len: subnet.prefix } };
+}
+
+/** `dnat ip to KEY map @addrMap : KEY map @portMap` */
+function dnatThroughMaps(key: NftExpression, addrMap: string, portMap: string): NftStatement {
+  return { dnat: { family: 'ip', addr: { map: { key, data: `@${addrMap}` } }, port: { map: { key, data: `@${portMap}` } } } };
+}
+
+/** A bound key (`ip daddr . meta l4proto . th dport`) or an any-address key (`meta l4proto . th dport`). */
+const boundKey: NftExpression = { concat: [ipDaddr, l4proto, thDport] };
+const anyKey: NftExpression = { concat: [l4proto, thDport] };
+
+// ---- the table: validation, chains, maps
+
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
+const IFNAME_RE = /^[^\s/"\\]{1,15}$/;
+
+function invalid(message: string): never {
+  throw new NatdError(ErrorCodes.CONFIG, `nft ruleset: ${message}`);
+}
+
+/** A forward's map key as text, e.g. "tcp . 2222" or "198.51.100.1 . tcp . 8080": equal keys collide in a map. */
+export function forwardKey(forward: PortForward): string {
+  const tail = `${forward.protocol} . ${forward.hostPort}`;
+  return forward.hostAddress === undefined ? tail : `${formatIpv4(forward.hostAddress)} . ${tail}`;
+}
+
+function validatePort(port: number, what: string): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) invalid(`${what} ${port} is not a port in 1-65535`);
+}
+
+function validateForwards(forwards: readonly PortForward[]): void {
+  const seen = new Set<string>();
+  for (const f of forwards) {
+    validatePort(f.hostPort, `forward ${formatForwardSpec(f)}: host port`);
+    validatePort(f.guestPort, `forward ${formatForwardSpec(f)}: guest port`);
+    const key = forwardKey(f);
+    if (seen.has(key)) invalid(`two forwards use ${key}`);
+    seen.add(key);
+  }
+}
+
+function validateInput(input: RulesetInput): [number, number] {
+  if (!NAME_RE.test(input.table)) invalid(`table name "${input.table}" is not a valid nft identifier`);
+  if (!IFNAME_RE.test(input.bridge)) invalid(`bridge name "${input.bridge}" is not an interface name`);
+  if (!subnetContains(input.subnet, input.gateway)) {
+    invalid(`gateway ${formatIpv4(input.gateway)} is outside ${formatSubnet(input.subnet)}`);
+  }
+  const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
+  validatePort(ports[0], 'masquerade port range start');
+  validatePort(ports[1], 'masquerade port range end');
+  if (ports[0] > ports[1]) invalid(`masquerade port range ${ports[0]}-${ports[1]} is empty`);
+  validateForwards(input.forwards);
+  return ports;
+}
+
+function baseChain(input: RulesetInput, name: string, type: NftChain['type'], hook: NftChain['hook'], prio: number): NftChain {
+  return { family: TABLE_FAMILY, table: input.table, name, type, hook, prio, policy: 'accept' };
+}
+
+/** The five base chains, all `policy accept`: natd decides nothing about traffic that does not touch its bridge. */
+export function buildChains(input: RulesetInput): NftChain[] {
+  return [
+    baseChain(input, CHAIN.prerouting, 'nat', 'prerouting', PRIORITY.dstnat),
+    baseChain(input, CHAIN.output, 'nat', 'output', PRIORITY.dstnat),
+    baseChain(input, CHAIN.postrouting, 'nat', 'postrouting', PRIORITY.srcnat),
+    baseChain(input, CHAIN.forward, 'filter', 'forward', PRIORITY.filter),
+    baseChain(input, CHAIN.input, 'filter', 'input', PRIORITY.filter),
+  ];
+}
+
+function elementKey(forward: PortForward): NftElementKey {
+  return forward.hostAddress === undefined
+    ? { concat: [forward.protocol, forward.hostPort] }
+    : { concat: [formatIpv4(forward.hostAddress), forward.protocol, forward.hostPort] };
+}
+
+function addrElement(forward: PortForward): NftMapElement {
+  return [elementKey(forward), formatIpv4(forward.guestAddress)];
+}
+function portElement(forward: PortForward): NftMapElement {
+  return [elementKey(forward), forward.guestPort];
+}
+
+/** Which map pair a forward lives in. */
+function mapsFor(forward: PortForward): { addr: string; port: string } {
+  return forward.hostAddress === undefined
+    ? { addr: MAP.anyAddr, port: MAP.anyPort }
+    : { addr: MAP.boundAddr, port: MAP.boundPort };
+}
+
+/** The four forward maps with their elements (a map without elements has no `elem`). */
+export function buildMaps(input: RulesetInput): NftMap[] {
+  const anyForwards = input.forwards.filter((f) => f.hostAddress === undefined);
+  const boundForwards = input.forwards.filter((f) => f.hostAddress !== undefined);
+  const map = (name: string, type: NftMap['type'], data: NftMap['map'], elem: NftMapElement[]): NftMap => {
+    const m: NftMap = { family: TABLE_FAMILY, table: input.table, name, type, map: data };
+    if (elem.length > 0) m.elem = elem;
+    return m;
+  };
+  return [
+    map(MAP.anyAddr, ['inet_proto', 'inet_service'], 'ipv4_addr', anyForwards.map(addrElement)),
+    map(MAP.anyPort, ['inet_proto', 'inet_service'], 'inet_service', anyForwards.map(portElement)),
+    map(MAP.boundAddr, ['ipv4_addr', 'inet_proto', 'inet_service'], 'ipv4_addr', boundForwards.map(addrElement)),
+    map(MAP.boundPort, ['ipv4_addr', 'inet_proto', 'inet_service'], 'inet_service', boundForwards.map(portElement)),
+  ];
+}
+
+// ---- rules, one small function each; the comment shows the rule in nft text (example input)
+
+type RuleBody = { expr: NftStatement[]; comment: string };
+
+/** dnat ip to ip daddr . meta l4proto . th dport map @fwd_bound_addr : ip daddr . meta l4proto . th dport map @fwd_bound_port */
+function dnatBound(): RuleBody {
+  return { expr: [dnatThroughMaps(boundKey, MAP.boundAddr, MAP.boundPort)], comment: 'natd: port forwards on one host address' };
+}
+
+/** meta nfproto ipv4 fib daddr type local
+ *    dnat ip to meta l4proto . th dport map @fwd_any_addr : meta l4proto . th dport map @fwd_any_port */
+function dnatAnyLocal(): RuleBody {
+  return {
+    expr: [
+      eq({ meta: { key: 'nfproto' } }, 'ipv4'),
+      eq({ fib: { result: 'type', flags: ['daddr'] } }, 'local'),
+      dnatThroughMaps(anyKey, MAP.anyAddr, MAP.anyPort),
+    ],
+    comment: 'natd: port forwards on any local address',
+  };
+}
+
+/** Output (the host's own connections to its forwarded ports), loopback excluded: 127/8 cannot be routed to a guest.
+ *  ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @fwd_any_addr : … @fwd_any_port */
+function dnatAnyLocalFromHost(): RuleBody {
+  return {
+    expr: [
+      ne(ipDaddr, { prefix: LOOPBACK }),
+      eq({ fib: { result: 'type', flags: ['daddr'] } }, 'local'),
+      dnatThroughMaps(anyKey, MAP.anyAddr, MAP.anyPort),
+    ],
+    comment: 'natd: the host reaching its own port forwards',
+  };
+}
+
+/** Hairpin: a guest reaching a forward that lands on another guest is masqueraded, so replies return through the host.
+ *  oifname "br0" ip saddr 10.77.0.0/24 ip daddr 10.77.0.0/24 ct status dnat masquerade */
+function masqueradeHairpin(input: RulesetInput): RuleBody {
+  return {
+    expr: [
+      eq(oifname, input.bridge),
+      eq(ipSaddr, subnetPrefix(input.subnet)),
+      eq(ipDaddr, subnetPrefix(input.subnet)),
+      has({ ct: { key: 'status' } }, 'dnat'),
+      { masquerade: null },
+    ],
+    comment: 'natd: hairpin port forwards',
+  };
+}
+
+/** ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 ip daddr != 224.0.0.0/24 ip daddr != 255.255.255.255 */
+function fromSubnetToOutside(input: RulesetInput): NftStatement[] {
+  return [
+    eq(ipSaddr, subnetPrefix(input.subnet)),
+    ne(ipDaddr, subnetPrefix(input.subnet)),
+    ne(ipDaddr, { prefix: NEVER_MASQUERADE_TO.multicastLocal }),
+    ne(ipDaddr, NEVER_MASQUERADE_TO.broadcast),
+  ];
+}
+
+/** … meta l4proto { tcp, udp } masquerade to :1024-65535 */
+function masqueradeTcpUdp(input: RulesetInput, ports: [number, number]): RuleBody {
+  return {
+    expr: [...fromSubnetToOutside(input), eq(l4proto, { set: ['tcp', 'udp'] }), { masquerade: { port: { range: ports } } }],
+    comment: 'natd: guests to outside, tcp/udp',
+  };
+}
+
+/** … masquerade   (ICMP and every other protocol) */
+function masqueradeOther(input: RulesetInput): RuleBody {
+  return { expr: [...fromSubnetToOutside(input), { masquerade: null }], comment: 'natd: guests to outside, other protocols' };
+}
+
+/** oifname "br0" ip daddr 10.77.0.0/24 ct state established,related accept */
+function acceptReplies(input: RulesetInput): RuleBody {
+  return {
+    expr: [
+      eq(oifname, input.bridge),
+      eq(ipDaddr, subnetPrefix(input.subnet)),
+      has({ ct: { key: 'state' } }, ['established', 'related']),
+      accept,
+    ],
+    comment: 'natd: replies to guests',
+  };
+}
+
+/** oifname "br0" ip daddr 10.77.0.0/24 ct status dnat accept   (new connections that came through a port forward) */
+function acceptForwarded(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(oifname, input.bridge), eq(ipDaddr, subnetPrefix(input.subnet)), has({ ct: { key: 'status' } }, 'dnat'), accept],
+    comment: 'natd: port forwards to guests',
+  };
+}
+
+/** iifname "br0" ip saddr 10.77.0.0/24 accept */
+function acceptFromGuests(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(iifname, input.bridge), eq(ipSaddr, subnetPrefix(input.subnet)), accept],
+    comment: 'natd: guests to anywhere',
+  };
+}
+
+/** iifname "br0" oifname "br0" accept */
+function acceptGuestToGuest(input: RulesetInput): RuleBody {
+  return { expr: [eq(iifname, input.bridge), eq(oifname, input.bridge), accept], comment: 'natd: guest to guest' };
+}
+
+/** meta nfproto ipv6 iifname "br0" accept  /  meta nfproto ipv6 oifname "br0" accept   (only with allowIpv6Forward) */
+function acceptIpv6(input: RulesetInput, direction: 'iifname' | 'oifname'): RuleBody {
+  return {
+    expr: [eq({ meta: { key: 'nfproto' } }, 'ipv6'), eq({ meta: { key: direction } }, input.bridge), accept],
+    comment: `natd: IPv6 ${direction === 'iifname' ? 'from' : 'to'} the bridge allowed`,
+  };
+}
+
+/** iifname "br0" reject with icmpx type port-unreachable  /  oifname "br0" … (IPv6 included unless allowed above) */
+function rejectRest(input: RulesetInput, direction: 'iifname' | 'oifname'): RuleBody {
+  return {
+    expr: [eq({ meta: { key: direction } }, input.bridge), rejectPortUnreachable],
+    comment: `natd: reject the rest ${direction === 'iifname' ? 'from' : 'to'} the bridge`,
+  };
+}
+
+/** iifname "br0" udp dport 67 accept */
+function acceptDhcp(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(iifname, input.bridge), eq({ payload: { protocol: 'udp', field: 'dport' } }, 67), accept],
+    comment: 'natd: DHCP from guests',
+  };
+}
+
+/** iifname "br0" ip daddr 10.77.0.1 udp dport 53 accept   (and the same for tcp) */
+function acceptDns(input: RulesetInput, protocol: 'udp' | 'tcp'): RuleBody {
+  return {
+    expr: [
+      eq(iifname, input.bridge),
+      eq(ipDaddr, formatIpv4(input.gateway)),
+      eq({ payload: { protocol, field: 'dport' } }, 53),
+      accept,
+    ],
+    comment: `natd: DNS (${protocol}) from guests`,
+  };
+}
+
+/** Rule bodies per chain, in order. */
+export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typeof CHAIN], RuleBody[]> {
+  const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
+  const ipv6 = input.allowIpv6Forward ? [acceptIpv6(input, 'iifname'), acceptIpv6(input, 'oifname')] : [];
+  return {
+    prerouting: [dnatBound(), dnatAnyLocal()],
+    output: [dnatBound(), dnatAnyLocalFromHost()],
+    postrouting: [masqueradeHairpin(input), masqueradeTcpUdp(input, ports), masqueradeOther(input)],
+    forward: [
+      acceptReplies(input),
+      acceptForwarded(input),
+      acceptFromGuests(input),
+      acceptGuestToGuest(input),
+      ...ipv6,
+      rejectRest(input, 'iifname'),
+      rejectRest(input, 'oifname'),
+    ],
+    // policy accept and no reject: these accepts state intent (and win if natd's table is the only one)
+    input: [acceptDhcp(input), acceptDns(input, 'udp'), acceptDns(input, 'tcp')],
+  };
+}
+
+// ---- batches
+
+/** The full apply: `add table; delete table; add table; …everything…`, atomic in one batch. */
+export function buildRuleset(input: RulesetInput): NftBatch {
+  validateInput(input);
+  const table = { family: TABLE_FAMILY, name: input.table };
+  const commands: NftCommand[] = [{ add: { table } }, { delete: { table } }, { add: { table } }];
+  for (const chain of buildChains(input)) commands.push({ add: { chain } });
+  for (const map of buildMaps(input)) commands.push({ add: { map } });
+  for (const [chain, bodies] of Object.entries(buildRules(input))) {
+    for (const body of bodies) {
+      const rule: NftRule = { family: TABLE_FAMILY, table: input.table, chain, expr: body.expr, comment: body.comment };
+      commands.push({ add: { rule } });
+    }
+  }
+  return { nftables: commands };
+}
+
+/**
+ * A runtime forward change as element commands in one batch: deletes first, then adds (re-adding an existing key
+ * fails, so changing a forward is remove + add). Only `input.table` is used. An empty change gives an empty batch,
+ * which the caller should skip (applyBatch refuses it).
+ */
+export function buildForwardChange(input: RulesetInput, add: PortForward[], remove: PortForward[]): NftBatch {
+  validateForwards(add);
+  validateForwards(remove);
+  const commands: NftCommand[] = [];
+  const element = (name: string) => ({ family: TABLE_FAMILY, table: input.table, name });
+  for (const f of remove) {
+    const maps = mapsFor(f);
+    commands.push({ delete: { element: { ...element(maps.addr), elem: [elementKey(f)] } } });
+    commands.push({ delete: { element: { ...element(maps.port), elem: [elementKey(f)] } } });
+  }
+  for (const f of add) {
+    const maps = mapsFor(f);
+    commands.push({ add: { element: { ...element(maps.addr), elem: [addrElement(f)] } } });
+    commands.push({ add: { element: { ...element(maps.port), elem: [portElement(f)] } } });
+  }
+  return { nftables: commands };
+}

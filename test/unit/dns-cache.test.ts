@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import dnsPacket from 'dns-packet';
+import { DnsCache, cacheKey } from '../../src/dns/cache.js';
+import { parseQuery } from '../../src/dns/query.js';
+import { DnsRcode } from '../../src/dns/types.js';
+
+/** dns-packet decodes these fields, its type definitions leave them out */
+const ttlOf = (record: dnsPacket.Answer) => (record as { ttl?: number }).ttl;
+const rcodeOf = (buf: Buffer) => (dnsPacket.decode(buf) as { rcode?: string }).rcode;
+
+function clock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (seconds: number) => void (now += seconds * 1000) };
+}
+
+function reply(opts: {
+  name?: string;
+  answers?: dnsPacket.Answer[];
+  authorities?: dnsPacket.Answer[];
+  rcode?: number;
+  truncated?: boolean;
+}): Buffer {
+  const buf = dnsPacket.encode({
+    type: 'response',
+    id: 1,
+    flags: dnsPacket.RECURSION_AVAILABLE | (opts.truncated ? dnsPacket.TRUNCATED_RESPONSE : 0),
+    questions: [{ type: 'A', name: opts.name ?? 'example.com' }],
+    answers: opts.answers ?? [],
+    authorities: opts.authorities ?? [],
+  });
+  buf[3] = (buf[3]! & 0xf0) | (opts.rcode ?? 0);
+  return buf;
+}
+
+const a = (ttl: number, data = '192.0.2.1'): dnsPacket.Answer => ({ type: 'A', name: 'example.com', ttl, data });
+const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({
+  type: 'SOA',
+  name: 'com',
+  ttl,
+  data: { mname: 'ns.com', rname: 'hostmaster.com', serial: 1, refresh: 2, retry: 3, expire: 4, minimum },
+});
+
+describe('DnsCache', () => {
+  it('serves a copy with the id rewritten and TTLs lowered by whole elapsed seconds, until the shortest expires', () => {
+    const t = clock();
+    const cache = new DnsCache({ maxEntries: 10, now: t.now });
+    const stored = reply({ answers: [a(300), a(60, '192.0.2.2')] });
+    cache.store('k', stored);
+    stored.fill(0); // the cache kept its own copy
+
+    t.advance(10.9);
+    const first = cache.get('k', 0xaaaa)!;
+    const decoded = dnsPacket.decode(first);
+    expect(decoded.id).toBe(0xaaaa);
+    expect(decoded.answers!.map(ttlOf)).toEqual([290, 50]);
+    first.fill(0); // callers may scribble on what they get
+    expect(dnsPacket.decode(cache.get('k', 1)!).answers!.map(ttlOf)).toEqual([290, 50]);
+
+    t.advance(49);
+    expect(cache.get('k', 2)).toBeDefined();
+    t.advance(1);
+    expect(cache.get('k', 3)).toBeUndefined();
+    expect(cache.size).toBe(0);
+    expect(cache.stats()).toEqual({ hits: 3, misses: 1, evictions: 0 });
+  });
+
+  it('caches NXDOMAIN and NODATA for min(SOA TTL, SOA minimum), and not at all without a SOA', () => {
+    const t = clock();
+    const cache = new DnsCache({ maxEntries: 10, now: t.now });
+    cache.store('nx', reply({ rcode: DnsRcode.NXDOMAIN, authorities: [soa(900, 30)] }));
+    cache.store('nodata', reply({ authorities: [soa(20, 3600)] }));
+    cache.store('bare-nx', reply({ rcode: DnsRcode.NXDOMAIN }));
+    expect(cache.size).toBe(2);
+
+    t.advance(19);
+    expect(dnsPacket.decode(cache.get('nodata', 1)!).authorities!.map(ttlOf)[0]).toBe(1);
+    expect(rcodeOf(cache.get('nx', 1)!)).toBe('NXDOMAIN');
+    t.advance(1);
+    expect(cache.get('nodata', 1)).toBeUndefined();
+    t.advance(9);
+    expect(cache.get('nx', 1)).toBeDefined();
+    t.advance(1);
+    expect(cache.get('nx', 1)).toBeUndefined();
+  });
+
+  it('remembers SERVFAIL only for servfailSeconds', () => {
+    const t = clock();
+    const cache = new DnsCache({ maxEntries: 10, servfailSeconds: 3, now: t.now });
+    cache.store('sf', reply({ rcode: DnsRcode.SERVFAIL }));
+    t.advance(2.5);
+    expect(rcodeOf(cache.get('sf', 1)!)).toBe('SERVFAIL');
+    t.advance(0.5);
+    expect(cache.get('sf', 1)).toBeUndefined();
+  });
+
+  it('never caches truncated, zero-TTL, REFUSED or malformed responses', () => {
+    const cache = new DnsCache({ maxEntries: 10 });
+    cache.store('tc', reply({ answers: [a(300)], truncated: true }));
+    cache.store('zero', reply({ answers: [a(300), a(0)] }));
+    cache.store('refused', reply({ rcode: DnsRcode.REFUSED }));
+    cache.store('junk', reply({ answers: [a(300)] }).subarray(0, 40));
+    cache.store('tiny', Buffer.alloc(5));
+    expect(cache.size).toBe(0);
+  });
+
+  it('caps lifetimes at maxTtlSeconds', () => {
+    const t = clock();
+    const cache = new DnsCache({ maxEntries: 10, maxTtlSeconds: 100, now: t.now });
+    cache.store('k', reply({ answers: [a(1_000_000)] }));
+    t.advance(100);
+    expect(cache.get('k', 1)).toBeUndefined();
+  });
+
+  it('stays at maxEntries under a flood of 20,000 unique names, evicting the least recently used', () => {
+    const cache = new DnsCache({ maxEntries: 1000 });
+    const response = reply({ answers: [a(300)] });
+    cache.store('keep', response);
+    let largest = 0;
+    for (let i = 0; i < 20_000; i++) {
+      cache.store(`name-${i}.example|1|1`, response);
+      if (i % 500 === 0) cache.get('keep', 1); // touched often, so never the oldest
+      largest = Math.max(largest, cache.size);
+    }
+    expect(largest).toBe(1000);
+    expect(cache.size).toBe(1000);
+    expect(cache.get('keep', 1)).toBeDefined();
+    expect(cache.get('name-0.example|1|1', 1)).toBeUndefined();
+    expect(cache.get('name-19999.example|1|1', 1)).toBeDefined();
+    expect(cache.stats().evictions).toBe(20_001 - 1000);
+    cache.clear();
+    expect(cache.size).toBe(0);
+  });
+
+  it('echoes the client spelling of the question (DNS 0x20) when given the query', () => {
+    const cache = new DnsCache({ maxEntries: 10 });
+    cache.store('k', reply({ name: 'example.com', answers: [a(300)] }));
+    const q = dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'ExAmPlE.cOm' }] });
+    expect(dnsPacket.decode(cache.get('k', 9, q)!).questions![0]!.name).toBe('ExAmPlE.cOm');
+    const other = dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'EXAMPLE.net' }] });
+    expect(dnsPacket.decode(cache.get('k', 9, other)!).questions![0]!.name).toBe('example.com');
+  });
+
+  it('keys queries by question and EDNS/DNSSEC flavour', () => {
+    const key = (opt?: { do: boolean }, cd = false) => {
+      const result = parseQuery(
+        dnsPacket.encode({
+          type: 'query',
+          id: 1,
+          flags: cd ? dnsPacket.CHECKING_DISABLED : 0,
+          questions: [{ type: 'A', name: 'Example.com' }],
+          additionals: opt ? [{ type: 'OPT', name: '.', flags: opt.do ? dnsPacket.DNSSEC_OK : 0 } as dnsPacket.Answer] : [],
+        }),
+      );
+      if (!result.ok) throw new Error('rejected');
+      return cacheKey(result.query);
+    };
+    const keys = new Set([key(), key({ do: false }), key({ do: true }), key({ do: true }, true)]);
+    expect(keys.size).toBe(4);
+    expect(key()).toMatch(/^example\.com\|1\|1\|/);
+  });
+});
