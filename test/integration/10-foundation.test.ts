@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, runUdhcpc, startNatd, type NatdHandle } from './support/natd-process.js';
+import { FIXTURES, runUdhcpc, startNatd, waitForListener, type NatdHandle } from './support/natd-process.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -74,10 +74,11 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
   });
 
   it('masquerades a TCP connection from a vm to the wan with the host uplink address', async () => {
-    const server = topo.spawn(topo.wan, ['socat', 'TCP-LISTEN:8080,reuseaddr,fork', 'SYSTEM:echo peer=$SOCAT_PEERADDR:$SOCAT_PEERPORT']);
-    await new Promise((r) => setTimeout(r, 300));
-    const out = await topo.runOk(topo.vm(1).ns, ['socat', '-T', '5', '-', `TCP:${UPLINK_WAN}:8080,connect-timeout=5`], { input: '' });
-    const m = /peer=([\d.]+):(\d+)/.exec(out);
+    const server = topo.spawn(topo.wan, ['socat', 'TCP-LISTEN:8080,reuseaddr,fork', 'SYSTEM:echo peer=$SOCAT_PEERADDR port=$SOCAT_PEERPORT']);
+    await waitForListener(topo, topo.wan, 8080);
+    // -t: after our (empty) stdin ends, keep reading the server's line for up to 3 s
+    const out = await topo.runOk(topo.vm(1).ns, ['socat', '-t', '3', '-T', '5', '-', `TCP:${UPLINK_WAN}:8080,connect-timeout=5`], { input: '' });
+    const m = /peer=([\d.]+) port=(\d+)/.exec(out);
     expect(m).not.toBeNull();
     expect(m![1]).toBe(UPLINK_HOST);
     expect(Number(m![2])).toBeGreaterThanOrEqual(1024);

@@ -91,3 +91,14 @@ export async function runUdhcpc(topology: Topology, ns: string, extra: string[] 
     : [];
   return { code: r.code, events };
 }
+
+/** Polls `ss` in a namespace until something listens on the TCP port (bounded). */
+export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await topology.run(ns, ['ss', '-Hltn', `sport = :${port}`]);
+    if (r.stdout.trim()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing listens on tcp port ${port} in ${ns} after ${timeoutMs} ms`);
+}
