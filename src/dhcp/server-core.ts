@@ -1,0 +1,575 @@
+/**
+ * The pure DHCPv4 server core (RFC 2131): (state, parsed request, now) → (reply?, changes to persist, outcome).
+ * No sockets, timers or files: the transport receives and parses, calls `handle`, persists `changes`, then sends.
+ *
+ * State is the lease table, the pool (reservations and in-memory offers) and the decline quarantine. The core updates
+ * its own state immediately; the caller makes the changes durable before the reply leaves.
+ *
+ * natd is authoritative for its bridge (as libvirt's dnsmasq with dhcp-authoritative): a client whose lease record
+ * was lost is healed with an ACK when its address is free, instead of being left waiting.
+ */
+import { NatdError, ErrorCodes } from '../errors.js';
+import { subnetContains, type Subnet } from '../net/ipv4.js';
+import {
+  encodeClasslessRoutes,
+  encodeDomainSearch,
+  encodeIpv4List,
+  encodeString,
+  encodeU32,
+  FqdnFlags,
+  type ClasslessRoute,
+} from './codec.js';
+import { LeaseTable } from './lease-table.js';
+import { AddressPool, type InUsePredicate } from './pool.js';
+import {
+  BOOTREPLY,
+  DhcpMessageType,
+  DhcpOption,
+  type CoreResult,
+  type DhcpPacket,
+  type DhcpRequest,
+  type Lease,
+  type LeaseChange,
+  type ReplyDestination,
+  type Reservation,
+} from './types.js';
+
+export interface CoreConfig {
+  serverAddress: number;
+  subnet: Subnet;
+  router: number;
+  dnsServers: number[];
+  domain?: string;
+  searchDomains?: string[];
+  classlessRoutes?: { network: number; prefix: number; router: number }[];
+  leaseTimeSeconds: number;
+  rangeStart: number;
+  rangeEnd: number;
+  declineQuarantineSeconds?: number;
+  offerHoldSeconds?: number;
+}
+
+export interface CoreDeps {
+  /** ARP/ICMP evidence that an address is in use, consulted before offering an address the client never held */
+  isKnownInUse?: InUsePredicate;
+}
+
+export interface HandleOptions {
+  /**
+   * Address of the interface the request arrived on. Used as our server identifier in replies, and a request
+   * naming it (option 54) is ours as well as one naming config.serverAddress.
+   */
+  receivedOnInterfaceAddress?: number;
+}
+
+export interface CoreStats {
+  leases: number;
+  /** addresses of the dynamic range nobody holds, is offered, reserved or quarantined */
+  free: number;
+  offers: number;
+  quarantined: number;
+  reservations: number;
+  rangeSize: number;
+}
+
+/** dnsmasq's DECLINE back-off: long enough for the conflicting host to be noticed by an operator. */
+const DEFAULT_DECLINE_QUARANTINE_SECONDS = 600;
+/** An OFFER holds its address this long; clients answer within seconds. */
+const DEFAULT_OFFER_HOLD_SECONDS = 30;
+/** A client may ask for a shorter lease, but not one that makes it renew in a storm. */
+const MIN_LEASE_SECONDS = 60;
+const BROADCAST_FLAG = 0x8000;
+/** Sent when the client's PRL is absent: everything configured. */
+const DEFAULT_OPTION_ORDER = [
+  DhcpOption.SUBNET_MASK,
+  DhcpOption.ROUTER,
+  DhcpOption.DNS_SERVERS,
+  DhcpOption.DOMAIN_NAME,
+  DhcpOption.BROADCAST_ADDRESS,
+  DhcpOption.DOMAIN_SEARCH,
+  DhcpOption.CLASSLESS_ROUTES,
+];
+
+type NakReason = 'nak:wrong-subnet' | 'nak:wrong-address' | 'nak:reserved-elsewhere' | 'nak:unavailable';
+
+/** The request with every number forced into range, so nothing a peer sends can make the encoder throw. */
+interface Req extends DhcpRequest {
+  serverIsUs: boolean;
+}
+
+export class DhcpServerCore {
+  readonly leases: LeaseTable;
+  private readonly pool: AddressPool;
+  private readonly config: Readonly<CoreConfig>;
+  /** configured option values, encoded once */
+  private readonly configured = new Map<number, Uint8Array>();
+  private readonly quarantineMs: number;
+  private readonly offerHoldMs: number;
+  /** the latest clock the caller gave us, so stats() needs no clock of its own */
+  private lastNow = 0;
+
+  constructor(config: CoreConfig, reservations: Reservation[], deps: CoreDeps = {}) {
+    this.config = Object.freeze({ ...config });
+    this.leases = new LeaseTable();
+    this.pool = new AddressPool(
+      {
+        subnet: config.subnet,
+        rangeStart: config.rangeStart,
+        rangeEnd: config.rangeEnd,
+        excluded: [config.serverAddress, config.router].filter((a) => a !== 0),
+      },
+      this.leases,
+      deps.isKnownInUse,
+    );
+    this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
+    this.offerHoldMs = (config.offerHoldSeconds ?? DEFAULT_OFFER_HOLD_SECONDS) * 1000;
+    this.encodeConfiguredOptions();
+    this.pool.setReservations(reservations);
+  }
+
+  /** Replaces the reservations (SIGHUP, control API); returns the entries skipped as invalid or conflicting. */
+  setReservations(reservations: Reservation[]): Reservation[] {
+    return this.pool.setReservations(reservations);
+  }
+
+  /** Loads leases (and quarantines) from the store at start; expired and foreign ones are dropped. */
+  restore(leases: Lease[], now: number, declined: Array<{ address: number; until: number }> = []): void {
+    for (const lease of leases) {
+      const address = lease.address >>> 0;
+      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put({ ...lease, address });
+    }
+    for (const { address, until } of declined) {
+      if (until > now) this.leases.decline(address >>> 0, until);
+    }
+  }
+
+  /** Figures for the control API; `now` defaults to the time of the latest request. */
+  stats(now = this.lastNow): CoreStats {
+    this.sweep(now);
+    return {
+      leases: this.leases.size,
+      free: this.pool.freeCount(now),
+      offers: this.pool.holdCount,
+      quarantined: this.leases.quarantined().length,
+      reservations: this.pool.reservationCount,
+      rangeSize: this.pool.rangeSize,
+    };
+  }
+
+  /**
+   * Decides on one request. Leases that expired since the last call are swept first and reported as 'release'
+   * changes ahead of the request's own, so the store and the DNS names follow expiry without a timer here.
+   */
+  handle(request: DhcpRequest, now: number, opts: HandleOptions = {}): CoreResult {
+    const expired = this.sweep(now);
+    const result = this.decide(request, now, opts);
+    if (expired.length === 0) return result;
+    const released: LeaseChange[] = expired.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
+    return { ...result, changes: [...released, ...result.changes] };
+  }
+
+  private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
+    const req = this.normalise(request, opts);
+    const serverId = (opts.receivedOnInterfaceAddress ?? this.config.serverAddress) >>> 0;
+    switch (req.type) {
+      case DhcpMessageType.DISCOVER:
+        return this.discover(req, now, serverId);
+      case DhcpMessageType.REQUEST:
+        return this.request(req, now, serverId);
+      case DhcpMessageType.DECLINE:
+        return this.decline(req, now);
+      case DhcpMessageType.RELEASE:
+        return this.release(req);
+      case DhcpMessageType.INFORM:
+        return this.inform(req, serverId);
+      default:
+        return ignore('ignore:unexpected-type');
+    }
+  }
+
+  // ---- message handlers ---------------------------------------------------------------------------------------
+
+  private discover(req: Req, now: number, serverId: number): CoreResult {
+    const address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress);
+    if (address === undefined) return ignore('ignore:pool-exhausted');
+    // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
+    this.pool.hold(req.clientId, address, now + this.offerHoldMs);
+    const leaseSeconds = this.leaseSecondsFor(req);
+    const hostname = this.hostnameFor(req, address);
+    return {
+      reply: this.reply(req, DhcpMessageType.OFFER, serverId, { yiaddr: address, leaseSeconds, hostname }),
+      changes: [],
+      outcome: 'offer',
+    };
+  }
+
+  /** RFC 2131 §4.3.2: the options present tell which state the client is in. */
+  private request(req: Req, now: number, serverId: number): CoreResult {
+    if (req.serverId !== undefined) return this.requestSelecting(req, now, serverId);
+    if (req.ciaddr !== 0) return this.requestRenewing(req, now, serverId);
+    if (req.requestedAddress !== undefined) return this.requestInitReboot(req, now, serverId);
+    return ignore('ignore:malformed-request');
+  }
+
+  /** SELECTING: the client picked one server's offer and names it in option 54. */
+  private requestSelecting(req: Req, now: number, serverId: number): CoreResult {
+    if (!req.serverIsUs) {
+      // It took another server's offer: ours is free again. Silence, per the RFC.
+      this.pool.releaseHold(req.clientId);
+      return ignore('ignore:other-server');
+    }
+    const address = req.requestedAddress ?? (req.ciaddr || undefined);
+    if (address === undefined) return ignore('ignore:malformed-request');
+    // The client may have held another lease with us before; selecting a new address moves it.
+    const nak = this.bindRefusal(req, address, now, false);
+    if (nak) return this.nak(req, serverId, nak);
+    return this.bind(req, address, now, serverId);
+  }
+
+  /**
+   * INIT-REBOOT: the client verifies the address it remembers (option 50, no server id, ciaddr 0). As the
+   * authoritative server we NAK what we would not give it (it costs the client one DISCOVER round, and it has not
+   * started using the address yet) and ACK a free address even without a record, so a lost lease store heals.
+   */
+  private requestInitReboot(req: Req, now: number, serverId: number): CoreResult {
+    const address = req.requestedAddress!;
+    const nak = this.bindRefusal(req, address, now, true);
+    if (nak) return this.nak(req, serverId, nak, address);
+    return this.bind(req, address, now, serverId);
+  }
+
+  /**
+   * RENEWING (unicast at T1) or REBINDING (broadcast at T2): ciaddr is the address in use; both are handled alike.
+   * Our lease → ACK extending it; no record and the address free for this client → ACK (heal, as INIT-REBOOT).
+   * NAK only when certain the client must not keep the address: wrong subnet, our record binds the client
+   * elsewhere, the address belongs to someone else (lease, offer, reservation) or was declined.
+   * An address in our subnet but outside anything we hand out, that nobody holds, is ignored: we cannot vouch for
+   * it, and a NAK would cut a working client's connection on a guess; it stops using it at lease end anyway.
+   */
+  private requestRenewing(req: Req, now: number, serverId: number): CoreResult {
+    const address = req.ciaddr;
+    const known = this.leases.getByClient(req.clientId)?.address === address;
+    const nak = this.bindRefusal(req, address, now, true);
+    if (nak === 'nak:unavailable' && !known && this.isUnclaimedOutsidePool(address, now)) {
+      return ignore('ignore:unknown-lease');
+    }
+    if (nak) return this.nak(req, serverId, nak, address);
+    return this.bind(req, address, now, serverId);
+  }
+
+  /** DECLINE: the client found the address in use (ARP). Quarantine it and drop the client's lease or offer. */
+  private decline(req: Req, now: number): CoreResult {
+    if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
+    const address = req.requestedAddress ?? (req.ciaddr || undefined);
+    if (address === undefined) return ignore('ignore:malformed-decline');
+    const lease = this.leases.getByClient(req.clientId);
+    const offered = this.pool.heldFor(req.clientId, now);
+    // Only the client holding the address may decline it, or one host could quarantine the whole pool.
+    if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
+    const changes: LeaseChange[] = [];
+    this.pool.releaseHold(req.clientId);
+    if (lease?.address === address) {
+      this.leases.remove(req.clientId);
+      changes.push({ kind: 'release', clientId: req.clientId, address });
+    }
+    const until = now + this.quarantineMs;
+    this.leases.decline(address, until);
+    changes.push({ kind: 'decline', address, until });
+    return { changes, outcome: 'decline' };
+  }
+
+  /** RELEASE: the client gives its address (ciaddr) back. No reply. */
+  private release(req: Req): CoreResult {
+    if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
+    const lease = this.leases.getByClient(req.clientId);
+    this.pool.releaseHold(req.clientId);
+    if (!lease || lease.address !== req.ciaddr) return ignore('ignore:release-unknown');
+    this.leases.remove(req.clientId);
+    return { changes: [{ kind: 'release', clientId: req.clientId, address: lease.address }], outcome: 'release' };
+  }
+
+  /** INFORM: a client configured by other means asks for options only (no yiaddr, no lease time). */
+  private inform(req: Req, serverId: number): CoreResult {
+    if (req.ciaddr === 0) return ignore('ignore:malformed-inform');
+    if (req.giaddr === 0 && !subnetContains(this.config.subnet, req.ciaddr)) return ignore('ignore:wrong-subnet');
+    return { reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: 0 }), changes: [], outcome: 'inform' };
+  }
+
+  // ---- decisions ----------------------------------------------------------------------------------------------
+
+  /**
+   * Why this client may not be bound to this address now, or undefined when it may.
+   * `strictRecord`: the client claims an address it believes it holds (INIT-REBOOT, RENEWING), so a record of ours
+   * binding it elsewhere wins; in SELECTING it is choosing afresh and may move.
+   */
+  private bindRefusal(req: Req, address: number, now: number, strictRecord: boolean): NakReason | undefined {
+    if (!subnetContains(this.config.subnet, address)) return 'nak:wrong-subnet';
+    const reservation = this.pool.reservationForMac(req.mac);
+    // A client with a reservation moves to it as soon as it is free (it may have been busy when it last came).
+    if (reservation && reservation.address !== address &&
+        this.pool.isFreeFor(reservation.address, req.clientId, req.mac, now)) {
+      return 'nak:reserved-elsewhere';
+    }
+    const lease = this.leases.getByClient(req.clientId);
+    if (strictRecord && lease && lease.address !== address) return 'nak:wrong-address';
+    if (!this.pool.isOfferable(address, req.clientId, req.mac, now)) return 'nak:unavailable';
+    return undefined;
+  }
+
+  /** In our subnet, outside the range and every reservation, held by nobody, not declined. */
+  private isUnclaimedOutsidePool(address: number, now: number): boolean {
+    return (
+      this.pool.isAssignable(address) &&
+      !this.pool.inRange(address) &&
+      this.pool.reservationAt(address) === undefined &&
+      this.leases.getByAddress(address) === undefined &&
+      !this.leases.isQuarantined(address, now)
+    );
+  }
+
+  private bind(req: Req, address: number, now: number, serverId: number): CoreResult {
+    const changes: LeaseChange[] = [];
+    const holder = this.leases.getByAddress(address);
+    if (holder && holder.clientId !== req.clientId) {
+      // Only reachable when the MAC's reservation takes over its own lease made under another client id.
+      this.leases.remove(holder.clientId);
+      changes.push({ kind: 'release', clientId: holder.clientId, address });
+    }
+    const leaseSeconds = this.leaseSecondsFor(req);
+    const lease: Lease = {
+      clientId: req.clientId,
+      mac: req.mac,
+      address,
+      expiresAt: now + leaseSeconds * 1000,
+    };
+    const hostname = this.hostnameFor(req, address);
+    if (hostname !== undefined) lease.hostname = hostname;
+    this.pool.releaseHold(req.clientId);
+    this.leases.put(lease);
+    changes.push({ kind: 'bind', lease: { ...lease } });
+    return {
+      reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: address, leaseSeconds, hostname }),
+      changes,
+      outcome: 'ack',
+    };
+  }
+
+  /**
+   * A NAK ends any offer we held for the client, and the client's lease on the refused address (e.g. now reserved
+   * for another MAC, or out of range): it has been told to stop using it, so the address is free at once.
+   */
+  private nak(req: Req, serverId: number, reason: NakReason, refused?: number): CoreResult {
+    this.pool.releaseHold(req.clientId);
+    const changes: LeaseChange[] = [];
+    const lease = this.leases.getByClient(req.clientId);
+    if (lease && refused !== undefined && lease.address === refused) {
+      this.leases.remove(req.clientId);
+      changes.push({ kind: 'release', clientId: req.clientId, address: refused });
+    }
+    return { reply: this.reply(req, DhcpMessageType.NAK, serverId, { yiaddr: 0, reason }), changes, outcome: reason };
+  }
+
+  /** requestedLeaseSeconds only shortens the configured time, and not below MIN_LEASE_SECONDS. */
+  private leaseSecondsFor(req: Req): number {
+    const configured = clampU32(Math.floor(this.config.leaseTimeSeconds));
+    const asked = req.requestedLeaseSeconds;
+    if (asked === undefined || !Number.isFinite(asked) || asked <= 0 || asked >= configured) return configured;
+    return Math.max(Math.floor(asked), Math.min(MIN_LEASE_SECONDS, configured));
+  }
+
+  /** A reservation's name wins over the client's; then option 81, option 12, and the name the lease already had. */
+  private hostnameFor(req: Req, address: number): string | undefined {
+    const reservation = this.pool.reservationAt(address);
+    if (reservation?.mac === req.mac && reservation.hostname) return reservation.hostname;
+    const known = this.leases.getByClient(req.clientId);
+    return req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
+  }
+
+  private sweep(now: number): Lease[] {
+    if (now > this.lastNow) this.lastNow = now;
+    this.pool.sweepHolds(now);
+    return this.leases.sweepExpired(now);
+  }
+
+  private normalise(request: DhcpRequest, opts: HandleOptions): Req {
+    const optionalU32 = (v: number | undefined): number | undefined => (v === undefined ? undefined : v >>> 0);
+    const serverId = optionalU32(request.serverId);
+    const received = optionalU32(opts.receivedOnInterfaceAddress);
+    return {
+      ...request,
+      ciaddr: request.ciaddr >>> 0,
+      giaddr: request.giaddr >>> 0,
+      requestedAddress: optionalU32(request.requestedAddress),
+      serverId,
+      serverIsUs: serverId !== undefined && (serverId === this.config.serverAddress >>> 0 || serverId === received),
+    };
+  }
+
+  // ---- replies ------------------------------------------------------------------------------------------------
+
+  private reply(
+    req: Req,
+    type: number,
+    serverId: number,
+    detail: { yiaddr: number; leaseSeconds?: number; hostname?: string | undefined; reason?: string },
+  ): { packet: DhcpPacket; destination: ReplyDestination } {
+    const nak = type === DhcpMessageType.NAK;
+    const inform = req.type === DhcpMessageType.INFORM;
+    let flags = req.flags & 0xffff;
+    // §4.3.2: a relayed NAK gets the broadcast bit, so the relay broadcasts it on the client's segment.
+    if (nak && req.giaddr !== 0) flags |= BROADCAST_FLAG;
+    const chaddr = new Uint8Array(16);
+    chaddr.set(req.chaddr.subarray(0, 16));
+    const packet: DhcpPacket = {
+      op: BOOTREPLY,
+      htype: req.htype & 0xff,
+      hlen: hardwareLength(req.mac),
+      hops: 0,
+      xid: req.xid >>> 0,
+      secs: 0,
+      flags,
+      // Table 3: ACK/INFORM-ACK echo ciaddr, OFFER and NAK carry 0.
+      ciaddr: type === DhcpMessageType.ACK ? req.ciaddr : 0,
+      yiaddr: detail.yiaddr,
+      siaddr: 0,
+      giaddr: req.giaddr,
+      chaddr,
+      sname: '',
+      file: '',
+      options: nak
+        ? this.nakOptions(serverId, detail.reason ?? 'nak')
+        : this.replyOptions(req, type, serverId, inform ? undefined : detail.leaseSeconds, detail.hostname),
+    };
+    return { packet, destination: destinationOf(req, nak, detail.yiaddr) };
+  }
+
+  private nakOptions(serverId: number, reason: string): Map<number, Uint8Array> {
+    return new Map([
+      [DhcpOption.MESSAGE_TYPE, Uint8Array.of(DhcpMessageType.NAK)],
+      [DhcpOption.SERVER_ID, encodeU32(serverId)],
+      [DhcpOption.MESSAGE, encodeString(NAK_MESSAGES[reason] ?? 'request refused')],
+    ]);
+  }
+
+  /**
+   * Insertion order is the codec's priority when the client's size limit forces it to drop options: the
+   * mandatory ones first, then the client's own option 55 order.
+   */
+  private replyOptions(
+    req: Req,
+    type: number,
+    serverId: number,
+    leaseSeconds: number | undefined,
+    hostname: string | undefined,
+  ): Map<number, Uint8Array> {
+    const options = new Map<number, Uint8Array>();
+    options.set(DhcpOption.MESSAGE_TYPE, Uint8Array.of(type));
+    options.set(DhcpOption.SERVER_ID, encodeU32(serverId));
+    if (leaseSeconds !== undefined) {
+      options.set(DhcpOption.LEASE_TIME, encodeU32(leaseSeconds));
+      options.set(DhcpOption.RENEWAL_TIME, encodeU32(Math.floor(leaseSeconds * 0.5)));
+      options.set(DhcpOption.REBINDING_TIME, encodeU32(Math.floor(leaseSeconds * 0.875)));
+    }
+    // Mask and router always: without them a client that forgot to ask has no working network.
+    for (const code of [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER]) {
+      const value = this.configured.get(code);
+      if (value) options.set(code, value);
+    }
+    const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : DEFAULT_OPTION_ORDER;
+    for (const code of wanted) {
+      const value = this.configured.get(code);
+      if (value && !options.has(code)) options.set(code, value);
+    }
+    if (req.fqdnFlags !== undefined && leaseSeconds !== undefined) {
+      options.set(DhcpOption.CLIENT_FQDN, this.fqdnReply(req.fqdnFlags, hostname));
+    }
+    return options;
+  }
+
+  /**
+   * RFC 4702 §4: natd serves its guests' names from its own DNS, i.e. it does the A-record "update": S set, O set
+   * when that overrides the client's wish to do it itself, unless the client asked for no update at all (N).
+   * RCODE1/2 are 255 as §3.2 asks of servers. The name is the lease's, in the encoding the client used (E).
+   */
+  private fqdnReply(clientFlags: number, hostname: string | undefined): Uint8Array {
+    const encoding = clientFlags & FqdnFlags.E;
+    let flags: number;
+    if (clientFlags & FqdnFlags.N) flags = FqdnFlags.N | encoding;
+    else flags = FqdnFlags.S | (clientFlags & FqdnFlags.S ? 0 : FqdnFlags.O) | encoding;
+    const labels = hostname ? [hostname, ...(this.config.domain ? this.config.domain.split('.') : [])] : [];
+    const usable = labels.filter((l) => l.length > 0 && Buffer.byteLength(l) <= 63);
+    let name: Uint8Array;
+    if (encoding) {
+      const parts: number[] = [];
+      for (const label of usable) {
+        const bytes = Buffer.from(label, 'utf8');
+        parts.push(bytes.length, ...bytes);
+      }
+      // Fully qualified (root label) only when we know the domain; a bare host label stays partial.
+      if (usable.length > 1) parts.push(0);
+      name = Uint8Array.from(parts);
+    } else {
+      name = encodeString(usable.join('.'));
+    }
+    const out = new Uint8Array(3 + name.length);
+    out.set([flags, 255, 255]);
+    out.set(name, 3);
+    return out;
+  }
+
+  private encodeConfiguredOptions(): void {
+    const c = this.config;
+    try {
+      this.configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
+      if (c.router !== 0) this.configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
+      if (c.dnsServers.length > 0) this.configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
+      if (c.domain) this.configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
+      this.configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
+      if (c.searchDomains && c.searchDomains.length > 0) {
+        this.configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
+      }
+      if (c.classlessRoutes && c.classlessRoutes.length > 0) {
+        // RFC 3442 §2: a client given option 121 ignores option 3, so the default route must be in 121 too.
+        const routes: ClasslessRoute[] = [...c.classlessRoutes];
+        if (c.router !== 0 && !routes.some((r) => r.prefix === 0)) routes.push({ network: 0, prefix: 0, router: c.router });
+        this.configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
+      }
+    } catch (err) {
+      throw new NatdError(ErrorCodes.CONFIG, `DHCP options cannot be encoded: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+const NAK_MESSAGES: Record<string, string> = {
+  'nak:wrong-subnet': 'address not on this network',
+  'nak:wrong-address': 'address is not the one leased to this client',
+  'nak:reserved-elsewhere': 'a different address is reserved for this client',
+  'nak:unavailable': 'address not available',
+};
+
+function ignore(outcome: string): CoreResult {
+  return { changes: [], outcome };
+}
+
+/**
+ * RFC 2131 §4.1: relayed → the relay agent's server port; a NAK → broadcast; a configured client (ciaddr) →
+ * unicast; the client asked for broadcast → broadcast; else unicast to the new address, which needs the
+ * neighbour entry seeded with the MAC (only possible for Ethernet-style 6-byte addresses).
+ */
+export function destinationOf(req: DhcpRequest, nak: boolean, yiaddr: number): ReplyDestination {
+  if (req.giaddr !== 0) return { kind: 'relay', address: req.giaddr >>> 0, port: 67 };
+  if (nak) return { kind: 'broadcast', port: 68 };
+  if (req.ciaddr !== 0) return { kind: 'unicast', address: req.ciaddr >>> 0, port: 68 };
+  if (req.broadcast || (req.flags & BROADCAST_FLAG) !== 0) return { kind: 'broadcast', port: 68 };
+  if (yiaddr !== 0 && hardwareLength(req.mac) === 6) return { kind: 'unicast-new', address: yiaddr, mac: req.mac, port: 68 };
+  return { kind: 'broadcast', port: 68 };
+}
+
+/** chaddr length as the parser saw it: the MAC string has one "xx" per byte. */
+function hardwareLength(mac: string): number {
+  return mac.length === 0 ? 0 : Math.min(16, Math.floor((mac.length + 1) / 3));
+}
+
+function clampU32(n: number): number {
+  return Number.isFinite(n) ? Math.min(0xffffffff, Math.max(1, n)) : 1;
+}

@@ -1,0 +1,379 @@
+/**
+ * The DNS transport: UDP and TCP sockets in, one pipeline per query, answers out.
+ *
+ *   source in subnet? → parseQuery → local names → policy (domain-needed, bogus-priv) → cache → upstream
+ *
+ * natd is never an open resolver: only sources inside the bridge subnet are served (not even 127.0.0.1, since the
+ * sockets are bound to the bridge; a host-local client has the host's own resolver). Identical questions in flight
+ * share one upstream query. Nothing a peer sends can throw out of here: bad input is counted and answered or
+ * dropped, socket errors are logged (rate-limited) and the server carries on.
+ *
+ * The server owns the sockets it is given: close() closes them.
+ */
+import type dgram from 'node:dgram';
+import type net from 'node:net';
+import type { Logger } from '../log.js';
+import { parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
+import { cacheKey, type DnsCache } from './cache.js';
+import { policyFor, type LocalNames } from './local-names.js';
+import { parseQuery } from './query.js';
+import { DnsRcode, type ParsedQuery } from './types.js';
+import type { UpstreamClient } from './upstream.js';
+import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
+
+export interface DnsServerOptions {
+  /** bound UDP socket (the server takes it over) */
+  udp: dgram.Socket;
+  /** listening TCP server (the server takes it over) */
+  tcp?: net.Server;
+  subnet: Subnet;
+  localNames: LocalNames;
+  cache: DnsCache;
+  upstream: UpstreamClient;
+  domain?: string;
+  logger: Logger;
+  /** a TCP connection with nothing in flight is closed after this long without traffic (default 10 s) */
+  tcpIdleMs?: number;
+  /** open TCP connections at most; when full the oldest idle one makes room, else the new one is closed (default 64) */
+  maxTcpConnections?: number;
+}
+
+export interface DnsServerStats {
+  /** messages received (UDP datagrams and TCP frames), whatever became of them */
+  queries: number;
+  udp: number;
+  tcp: number;
+  cacheHits: number;
+  /** questions sent upstream (coalesced duplicates not counted) */
+  forwarded: number;
+  /** questions answered from local names or by policy (domain-needed, bogus-priv) */
+  local: number;
+  /** REFUSED answers, plus TCP connections from outside the subnet closed at once */
+  refused: number;
+  formerr: number;
+  notimp: number;
+  /** messages ignored: QR=1, shorter than a header, garbage TCP frames */
+  dropped: number;
+  servfail: number;
+  /** queries answered from another client's identical upstream query */
+  coalesced: number;
+}
+
+/** RFC 1035: the UDP limit for a client without EDNS, and the largest TCP message. */
+const UDP_DEFAULT_LIMIT = 512;
+const TCP_MAX_MESSAGE = 65_535;
+/** Queries one TCP connection may have in flight before the server stops reading from it. */
+const TCP_MAX_PIPELINED = 16;
+
+interface Outcome {
+  /** undefined: send nothing */
+  response?: Buffer | Promise<Buffer>;
+  /** the client's UDP payload limit */
+  udpLimit: number;
+  /** TCP: the peer sent something that is not a DNS query, so the connection ends after the answer */
+  endConnection: boolean;
+}
+
+interface TcpConnection {
+  socket: net.Socket;
+  buffered: Buffer;
+  inFlight: number;
+  lastActivity: number;
+}
+
+export class DnsServer {
+  private readonly opts: DnsServerOptions;
+  private readonly tcpIdleMs: number;
+  private readonly maxTcpConnections: number;
+  private readonly connections = new Set<TcpConnection>();
+  /** upstream queries in flight by cache key: later identical questions wait on the same reply */
+  private readonly inFlight = new Map<string, Promise<Buffer | undefined>>();
+  private readonly counters: DnsServerStats = {
+    queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
+    servfail: 0, coalesced: 0,
+  };
+  private started = false;
+  private closing: Promise<void> | undefined;
+  private readonly onUdpMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => this.handleDatagram(msg, rinfo);
+  private readonly onUdpError = (err: Error): void => this.opts.logger.warnLimited('dns-udp', 'DNS UDP socket error, ignoring', { error: String(err) });
+  private readonly onTcpConnection = (socket: net.Socket): void => this.acceptConnection(socket);
+  private readonly onTcpError = (err: Error): void => this.opts.logger.warnLimited('dns-tcp', 'DNS TCP server error, ignoring', { error: String(err) });
+
+  constructor(opts: DnsServerOptions) {
+    this.opts = opts;
+    this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
+    this.maxTcpConnections = opts.maxTcpConnections ?? 64;
+  }
+
+  start(): void {
+    if (this.started || this.closing) return;
+    this.started = true;
+    this.opts.udp.on('message', this.onUdpMessage);
+    this.opts.udp.on('error', this.onUdpError);
+    this.opts.tcp?.on('connection', this.onTcpConnection);
+    this.opts.tcp?.on('error', this.onTcpError);
+  }
+
+  /** Stops serving and closes the sockets and every TCP connection. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const { udp, tcp } = this.opts;
+      udp.off('message', this.onUdpMessage);
+      tcp?.off('connection', this.onTcpConnection);
+      for (const conn of this.connections) conn.socket.destroy();
+      this.connections.clear();
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          try {
+            udp.close(() => resolve());
+          } catch {
+            resolve(); // already closed
+          }
+        }),
+        new Promise<void>((resolve) => (tcp && tcp.listening ? tcp.close(() => resolve()) : resolve())),
+      ]);
+    })();
+    return this.closing;
+  }
+
+  stats(): DnsServerStats {
+    return { ...this.counters };
+  }
+
+  // ---- UDP ----
+
+  private handleDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.counters.udp++;
+    const outcome = this.process(msg, this.inSubnet(rinfo.address));
+    if (outcome.response === undefined) return;
+    const send = (response: Buffer): void => {
+      if (this.closing) return;
+      const fitted = truncateForUdp(response, outcome.udpLimit);
+      const failed = (err: unknown): void => this.opts.logger.warnLimited('dns-udp-send', 'DNS UDP reply not sent, ignoring', { error: String(err) });
+      try {
+        this.opts.udp.send(fitted, rinfo.port, rinfo.address, (err) => err && failed(err));
+      } catch (err) {
+        failed(err); // the socket was closed under us
+      }
+    };
+    if (outcome.response instanceof Promise) void outcome.response.then(send);
+    else send(outcome.response);
+  }
+
+  // ---- TCP ----
+
+  private acceptConnection(socket: net.Socket): void {
+    socket.on('error', (err) => this.opts.logger.warnLimited('dns-tcp-conn', 'DNS TCP connection error, ignoring', { error: String(err) }));
+    if (this.closing || !this.inSubnet(socket.remoteAddress ?? '')) {
+      if (!this.closing) this.counters.refused++;
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.maxTcpConnections && !this.evictIdleConnection()) {
+      this.opts.logger.warnLimited('dns-tcp-full', 'too many DNS TCP connections, closing a new one');
+      socket.destroy();
+      return;
+    }
+    const conn: TcpConnection = { socket, buffered: Buffer.alloc(0), inFlight: 0, lastActivity: performance.now() };
+    this.connections.add(conn);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.tcpIdleMs);
+    // a stalled client (half a frame, or nothing) is cut off; one still waiting for an answer is not
+    socket.on('timeout', () => {
+      if (conn.inFlight === 0) socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => this.onTcpData(conn, chunk));
+    socket.on('close', () => this.connections.delete(conn));
+  }
+
+  /** Closes the connection idle the longest; false when every connection has queries in flight. */
+  private evictIdleConnection(): boolean {
+    let oldest: TcpConnection | undefined;
+    for (const conn of this.connections) {
+      if (conn.inFlight === 0 && (!oldest || conn.lastActivity < oldest.lastActivity)) oldest = conn;
+    }
+    if (!oldest) return false;
+    oldest.socket.destroy();
+    this.connections.delete(oldest);
+    return true;
+  }
+
+  private onTcpData(conn: TcpConnection, chunk: Buffer): void {
+    conn.lastActivity = performance.now();
+    conn.buffered = conn.buffered.length === 0 ? chunk : Buffer.concat([conn.buffered, chunk]);
+    while (conn.buffered.length >= 2 && !conn.socket.destroyed) {
+      const length = conn.buffered.readUInt16BE(0);
+      if (length < HEADER_LENGTH) {
+        this.counters.queries++;
+        this.counters.tcp++;
+        this.counters.dropped++;
+        conn.socket.destroy();
+        return;
+      }
+      if (conn.buffered.length < 2 + length) return;
+      const message = conn.buffered.subarray(2, 2 + length);
+      conn.buffered = conn.buffered.subarray(2 + length);
+      this.handleTcpMessage(conn, message);
+    }
+  }
+
+  private handleTcpMessage(conn: TcpConnection, message: Buffer): void {
+    this.counters.tcp++;
+    const outcome = this.process(message, true); // the source was checked when the connection was accepted
+    const { socket } = conn;
+    if (outcome.response === undefined) {
+      socket.destroy();
+      return;
+    }
+    const send = (response: Buffer): void => {
+      if (socket.destroyed || !socket.writable) return;
+      const body = response.length > TCP_MAX_MESSAGE ? truncateForUdp(response, TCP_MAX_MESSAGE) : response;
+      const framed = Buffer.allocUnsafe(2 + body.length);
+      framed.writeUInt16BE(body.length, 0);
+      body.copy(framed, 2);
+      socket.write(framed);
+      conn.lastActivity = performance.now();
+    };
+    if (outcome.endConnection && !(outcome.response instanceof Promise)) {
+      send(outcome.response); // e.g. FORMERR, then no more from this peer
+      conn.buffered = Buffer.alloc(0);
+      socket.pause();
+      socket.end();
+      return;
+    }
+    if (!(outcome.response instanceof Promise)) {
+      send(outcome.response);
+      return;
+    }
+    // pipelined queries are answered as they complete; too many at once and reading pauses
+    conn.inFlight++;
+    if (conn.inFlight >= TCP_MAX_PIPELINED) socket.pause();
+    void outcome.response.then((response) => {
+      conn.inFlight--;
+      send(response);
+      if (conn.inFlight < TCP_MAX_PIPELINED && !socket.destroyed) socket.resume();
+    });
+  }
+
+  // ---- the pipeline ----
+
+  /** One message from a client → what to answer. Never throws. */
+  private process(raw: Buffer, allowed: boolean): Outcome {
+    this.counters.queries++;
+    const parsed = parseQuery(raw);
+    if (!parsed.ok) {
+      const { rcode, id, reason } = parsed.rejected;
+      if (rcode === undefined || id === undefined) {
+        this.counters.dropped++;
+        return { udpLimit: UDP_DEFAULT_LIMIT, endConnection: true };
+      }
+      const answerRcode = allowed ? rcode : DnsRcode.REFUSED;
+      this.countRcode(answerRcode);
+      return {
+        response: buildErrorResponse({ id, raw }, answerRcode),
+        udpLimit: UDP_DEFAULT_LIMIT,
+        endConnection: reason === 'malformed',
+      };
+    }
+    const query = parsed.query;
+    const outcome = (response: Buffer | Promise<Buffer>): Outcome => ({ response, udpLimit: query.udpPayloadSize, endConnection: false });
+    if (!allowed) {
+      this.counters.refused++;
+      return outcome(buildErrorResponse(query, DnsRcode.REFUSED));
+    }
+    try {
+      const local = this.answerLocally(query);
+      if (local) return outcome(local);
+    } catch (err) {
+      // unusable local data (a bad record) is our bug, not the client's: SERVFAIL and carry on
+      this.opts.logger.warnLimited('dns-local', 'local DNS answer failed', { name: query.question.name, error: String(err) });
+      this.counters.servfail++;
+      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+    }
+    const key = cacheKey(query);
+    const cached = this.opts.cache.get(key, query.id, query.raw);
+    if (cached) {
+      this.counters.cacheHits++;
+      return outcome(cached);
+    }
+    return outcome(this.forward(query, key));
+  }
+
+  /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
+  private answerLocally(query: ParsedQuery): Buffer | undefined {
+    const { question } = query;
+    const found = this.opts.localNames.lookup(question);
+    if (found) {
+      this.counters.local++;
+      return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode });
+    }
+    const policy = policyFor(question, { ...(this.opts.domain ? { domain: this.opts.domain } : {}), subnet: this.opts.subnet });
+    if (policy === 'forward') return undefined;
+    // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
+    // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
+    this.counters.local++;
+    return buildLocalAnswer(query, [], { authoritative: policy === 'local', rcode: DnsRcode.NXDOMAIN });
+  }
+
+  /** Sends the question upstream, or joins an identical one in flight; resolves with the client's response. */
+  private async forward(query: ParsedQuery, key: string): Promise<Buffer> {
+    let pending = this.inFlight.get(key);
+    if (pending) this.counters.coalesced++;
+    else {
+      this.counters.forwarded++;
+      pending = this.opts.upstream
+        .query(query.raw, query.key)
+        .catch(() => undefined) // never rejects by contract; a rejection here must not become an unhandled one
+        .then((reply) => {
+          this.inFlight.delete(key);
+          try {
+            if (reply) this.opts.cache.store(key, reply);
+          } catch (err) {
+            this.opts.logger.warnLimited('dns-cache-store', 'caching an upstream reply failed, ignoring', { error: String(err) });
+          }
+          return reply;
+        });
+      this.inFlight.set(key, pending);
+    }
+    const reply = await pending;
+    if (!reply || reply.length < HEADER_LENGTH) {
+      this.counters.servfail++;
+      return buildErrorResponse(query, DnsRcode.SERVFAIL);
+    }
+    const response = Buffer.from(reply); // each waiter gets its own copy with its own id
+    setId(response, query.id);
+    copyQuestionSpelling(query.raw, response);
+    return response;
+  }
+
+  private countRcode(rcode: number): void {
+    if (rcode === DnsRcode.FORMERR) this.counters.formerr++;
+    else if (rcode === DnsRcode.NOTIMP) this.counters.notimp++;
+    else if (rcode === DnsRcode.REFUSED) this.counters.refused++;
+    else if (rcode === DnsRcode.SERVFAIL) this.counters.servfail++;
+  }
+
+  private inSubnet(address: string): boolean {
+    // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
+    const v4 = parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address);
+    return v4 !== undefined && subnetContains(this.opts.subnet, v4);
+  }
+}
+
+/**
+ * Gives the client back its own spelling of the question (clients using DNS 0x20 check it) when a reply was fetched
+ * for another client's identically-keyed query. Only plain names of the same length and letters are touched.
+ */
+function copyQuestionSpelling(query: Uint8Array, response: Buffer): void {
+  const end = plainNameEnd(query, HEADER_LENGTH);
+  if (end === undefined || end !== plainNameEnd(response, HEADER_LENGTH)) return;
+  for (let i = HEADER_LENGTH; i < end; i++) {
+    if (asciiLower(query[i]!) !== asciiLower(response[i]!)) return;
+  }
+  response.set(query.subarray(HEADER_LENGTH, end), HEADER_LENGTH);
+}
+
+function asciiLower(byte: number): number {
+  return byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
+}
