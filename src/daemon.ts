@@ -9,6 +9,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { Config } from './config.js';
 import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from './config.js';
 import { ErrorCodes, NatdError } from './errors.js';
@@ -19,7 +20,11 @@ import { formatIpv4, formatSubnet, subnetContains } from './net/ipv4.js';
 import { openDeviceTcpListener, openDeviceUdpSocket, sdNotify, setNeighbour } from './native.js';
 import { DhcpServerCore } from './dhcp/server-core.js';
 import { LeaseStore } from './dhcp/lease-store.js';
-import { parseHostsfile } from './dhcp/hostsfile.js';
+import { formatHostsfile, parseHostsfile } from './dhcp/hostsfile.js';
+import { writeFileAtomic } from './state/atomic-file.js';
+import { ControlServer, type ControlHandler } from './control/server.js';
+import { normalizeMac, parseIpv4 } from './net/ipv4.js';
+import { sanitizeHostname } from './net/hostname.js';
 import { DhcpTransport } from './dhcp/transport.js';
 import type { Reservation } from './dhcp/types.js';
 import { LocalNames } from './dns/local-names.js';
@@ -47,22 +52,44 @@ export interface Daemon {
   status(): Record<string, unknown>;
 }
 
-/** Reservations from the config plus the hostsfile; hostsfile problems are logged with file:line, the rest loads. */
-async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logger): Promise<Reservation[]> {
-  const reservations: Reservation[] = config.reservations.map((r) => ({ ...r }));
-  if (config.hostsfile) {
-    let text: string;
-    try {
-      text = await readFile(config.hostsfile, 'utf8');
-    } catch (err) {
-      logger.warn('cannot read hostsfile; no reservations from it', { file: config.hostsfile, error: (err as Error).message });
-      return reservations;
-    }
-    const parsed = parseHostsfile(text, config.hostsfile, bridge.subnet);
-    for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
-    const taken = new Set(reservations.map((r) => r.mac));
-    for (const r of parsed.reservations) if (!taken.has(r.mac)) reservations.push(r);
+const RUNTIME_RESERVATIONS_FILE = 'reservations';
+
+export type ReservationSource = 'config' | 'hostsfile' | 'runtime';
+export interface SourcedReservation extends Reservation {
+  source: ReservationSource;
+}
+
+/** Reads a hostsfile-format file; problems are logged with file:line and the rest loads. Missing file: none. */
+async function readHostsfile(file: string, bridge: BridgeInfo, logger: Logger, optional: boolean): Promise<Reservation[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (!optional) logger.warn('cannot read hostsfile; no reservations from it', { file, error: (err as Error).message });
+    return [];
   }
+  const parsed = parseHostsfile(text, file, bridge.subnet);
+  for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
+  return parsed.reservations;
+}
+
+/**
+ * Reservations from the config, the hostsfile and the runtime file (added with `natd reservations add`), in that
+ * order of precedence: a MAC or address already reserved by an earlier source is skipped with a warning.
+ */
+async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logger): Promise<SourcedReservation[]> {
+  const reservations: SourcedReservation[] = [];
+  const add = (r: Reservation, source: ReservationSource) => {
+    const clash = reservations.find((x) => x.mac === r.mac || x.address === r.address);
+    if (clash) {
+      logger.warn('reservation skipped: conflicts with an earlier one', { mac: r.mac, address: formatIpv4(r.address), source, earlier: clash.source });
+      return;
+    }
+    reservations.push({ ...r, source });
+  };
+  for (const r of config.reservations) add(r, 'config');
+  if (config.hostsfile) for (const r of await readHostsfile(config.hostsfile, bridge, logger, false)) add(r, 'hostsfile');
+  for (const r of await readHostsfile(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), bridge, logger, true)) add(r, 'runtime');
   for (const r of reservations) {
     if (!subnetContains(bridge.subnet, r.address)) logger.warn('reservation outside the bridge subnet ignored', { mac: r.mac, address: formatIpv4(r.address) });
   }
@@ -94,8 +121,11 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   let upstream: UpstreamClient | undefined;
   let leaseNames: LeaseNames | undefined;
   let firewall: Firewall | undefined;
+  let reservations: SourcedReservation[] = [];
+  let control: ControlServer | undefined;
   let closing: Promise<void> | undefined;
   let started = false;
+  const resolveName = (name: string): number | undefined => reservations.find((r) => r.hostname === name)?.address;
 
   async function start(): Promise<void> {
     try {
@@ -129,7 +159,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     closers.push({ name: 'lease store', close: () => store?.close() });
     const restored = store.load(now());
 
-    const reservations = await loadReservations(config, bridge, logger);
+    reservations = await loadReservations(config, bridge, logger);
     const gateway = bridge.gateway;
     core = new DhcpServerCore(
       {
@@ -144,8 +174,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       },
       reservations,
     );
-    core.restore(restored.leases, now());
-    for (const d of restored.declined) core.leases.decline(d.address, d.until);
+    core.restore(restored.leases, now(), restored.declined);
     logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
 
     if (config.dns) {
@@ -175,10 +204,14 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     closers.push({ name: 'expiry sweep', close: () => clearInterval(sweep) });
 
     if (config.firewall) {
-      firewall = new Firewall({ config, bridge, logger, resolveName: (name) => reservations.find((r) => r.hostname === name)?.address });
+      firewall = new Firewall({ config, bridge, logger, resolveName });
       await firewall.start();
       closers.push({ name: 'firewall', close: () => firewall?.close() });
     }
+
+    control = new ControlServer(config.controlSocket, controlHandlers(), logger);
+    await control.start();
+    closers.push({ name: 'control socket', close: () => control?.close() });
   }
 
   async function startDns(localNames: LocalNames): Promise<void> {
@@ -223,13 +256,79 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   async function reload(newConfig?: Config): Promise<void> {
     if (!started || !bridge || !core) return;
     if (newConfig) config = newConfig;
-    const reservations = await loadReservations(config, bridge, logger);
-    core.setReservations(reservations);
-    leaseNames?.setReservations(reservations);
-    if (upstream && !config.upstreams.length) upstream.setServers(await upstreamsFrom(config, formatIpv4(bridge.gateway), logger));
-    else if (upstream) upstream.setServers(config.upstreams.map((address) => ({ address })));
-    await firewall?.reload(config, (name) => reservations.find((r) => r.hostname === name)?.address);
+    reservations = await loadReservations(config, bridge, logger);
+    applyReservations();
+    if (upstream) upstream.setServers(await upstreamsFrom(config, formatIpv4(bridge.gateway), logger));
+    await firewall?.reload(config, resolveName);
     logger.info('reloaded', { reservations: reservations.length });
+  }
+
+  function applyReservations(): void {
+    core!.setReservations(reservations);
+    leaseNames?.setReservations(reservations);
+  }
+
+  async function saveRuntimeReservations(): Promise<void> {
+    const runtime = reservations.filter((r) => r.source === 'runtime');
+    await writeFileAtomic(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), formatHostsfile(runtime));
+  }
+
+  async function addReservation(args: Record<string, unknown>): Promise<unknown> {
+    const mac = normalizeMac(String(args.mac ?? ''));
+    const address = parseIpv4(String(args.address ?? ''));
+    const rawName = args.hostname === undefined || args.hostname === null ? undefined : String(args.hostname);
+    const hostname = rawName === undefined ? undefined : sanitizeHostname(rawName);
+    if (!mac) throw new NatdError(ErrorCodes.CONFIG, `mac: not a MAC address (got "${String(args.mac)}")`);
+    if (address === undefined) throw new NatdError(ErrorCodes.CONFIG, `address: not an IPv4 address (got "${String(args.address)}")`);
+    if (!subnetContains(bridge!.subnet, address) || address === bridge!.gateway || address === bridge!.subnet.network || address === bridge!.subnet.broadcast)
+      throw new NatdError(ErrorCodes.CONFIG, `address: ${formatIpv4(address)} is not a guest address of ${formatSubnet(bridge!.subnet)}`);
+    if (rawName !== undefined && hostname !== rawName.toLowerCase())
+      throw new NatdError(ErrorCodes.CONFIG, `hostname: "${rawName}" is not a DNS label (letters, digits, '-')`);
+    const clash = reservations.find((r) => r.mac === mac || r.address === address || (hostname && r.hostname === hostname));
+    if (clash) throw new NatdError(ErrorCodes.CONFIG, `conflicts with the ${clash.source} reservation ${clash.mac},${formatIpv4(clash.address)}${clash.hostname ? ',' + clash.hostname : ''}`);
+    const holder = core!.leases.getByAddress(address);
+    if (holder && holder.mac !== mac && holder.expiresAt > now())
+      throw new NatdError(ErrorCodes.CONFIG, `address: ${formatIpv4(address)} is leased to ${holder.mac} until ${new Date(holder.expiresAt).toISOString()}`);
+    reservations = [...reservations, { mac, address, ...(hostname ? { hostname } : {}), source: 'runtime' }];
+    await saveRuntimeReservations();
+    applyReservations();
+    logger.info('reservation added', { mac, address: formatIpv4(address), hostname });
+    return { mac, address: formatIpv4(address), hostname };
+  }
+
+  async function removeReservation(args: Record<string, unknown>): Promise<unknown> {
+    const key = String(args.key ?? '').toLowerCase();
+    const match = reservations.find((r) => r.mac === normalizeMac(key) || formatIpv4(r.address) === key || r.hostname === key);
+    if (!match) throw new NatdError(ErrorCodes.CONFIG, `no reservation matches "${key}"`);
+    if (match.source !== 'runtime')
+      throw new NatdError(ErrorCodes.CONFIG, `the reservation for ${match.mac} comes from the ${match.source}; remove it there and reload`);
+    reservations = reservations.filter((r) => r !== match);
+    await saveRuntimeReservations();
+    applyReservations();
+    logger.info('reservation removed', { mac: match.mac, address: formatIpv4(match.address) });
+    return { mac: match.mac, address: formatIpv4(match.address) };
+  }
+
+  function controlHandlers(): Record<string, ControlHandler> {
+    const needFirewall = (): Firewall => {
+      if (!firewall) throw new NatdError(ErrorCodes.CONFIG, 'the firewall is disabled (--no-firewall)');
+      return firewall;
+    };
+    return {
+      status: () => status(),
+      leases: () =>
+        core!.leases.all().filter((l) => l.expiresAt > now()).sort((a, b) => a.address - b.address).map((l) => ({
+          address: formatIpv4(l.address), mac: l.mac, hostname: l.hostname, expiresAt: l.expiresAt, clientId: l.clientId,
+        })),
+      'reservations.list': () =>
+        reservations.map((r) => ({ mac: r.mac, address: formatIpv4(r.address), hostname: r.hostname, source: r.source })),
+      'reservations.add': addReservation,
+      'reservations.remove': removeReservation,
+      'forwards.list': () => needFirewall().listForwards(),
+      'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
+      'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
+      reload: () => reload(),
+    };
   }
 
   function close(): Promise<void> {
