@@ -45,6 +45,7 @@ Usage:
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
   natd reload [--bridge NAME]
+  natd demo                             a safe first try in throwaway namespaces
 
 Daemon options:
   --bridge NAME            bridge to serve (required)
@@ -164,6 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (first !== undefined && CONTROL_COMMANDS.has(first)) return runControlCommand(first, rest);
+  if (first === 'demo') return (await import('./demo.js')).runDemo();
   if (first !== undefined && !first.startsWith('-')) {
     throw new NatdError(ErrorCodes.COMMAND, `unknown command "${first}"; see natd --help`);
   }
