@@ -15,7 +15,7 @@ const ip = (text: string): number => parseIpv4(text)!;
 const T0 = 1_700_000_000_000;
 const SERVER = ip('10.10.0.1');
 const SUBNET = makeSubnet(SERVER, 24);
-const MACS = Array.from({ length: 12 }, (_, i) => `52:54:00:00:00:${i.toString(16).padStart(2, '0')}`);
+const MACS = Array.from({ length: 16 }, (_, i) => `52:54:00:00:00:${i.toString(16).padStart(2, '0')}`);
 const RESERVATIONS: Reservation[] = [
   { mac: MACS[7]!, address: ip('10.10.0.105'), hostname: 'inside' },
   { mac: MACS[8]!, address: ip('10.10.0.20'), hostname: 'outside' },
@@ -85,63 +85,88 @@ const step = fc.record({
   /** ms the clock moves first: mostly small, sometimes past a lease, an offer hold or a quarantine */
   advance: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 5_000 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 700_000 }) }),
   receivedOn: fc.option(fc.constantFrom(SERVER, ip('10.10.0.3')), { nil: undefined }),
+  /** speak about the address this client was last given, as a real client would (renew, release, decline) */
+  coherent: fc.boolean(),
 });
+
+/** Points the request at the address the client was last offered or acknowledged. */
+function followUp(request: DhcpRequest, known: number | undefined): DhcpRequest {
+  if (known === undefined) return request;
+  const usesCiaddr = request.type === DhcpMessageType.RELEASE || request.type === DhcpMessageType.INFORM || request.ciaddr !== 0;
+  return { ...request, requestedAddress: known, ...(usesCiaddr ? { ciaddr: known } : {}) };
+}
+
+/** Plain checks: 100,000 steps × every lease is too many for expect()'s bookkeeping. */
+function check(condition: unknown, what: string): void {
+  if (!condition) throw new Error(`invariant broken: ${what}`);
+}
 
 function checkInvariants(core: DhcpServerCore, now: number): void {
   const leases = core.leases.all();
-  expect(leases.length).toBe(core.leases.size);
-  expect(new Set(leases.map((l) => l.address)).size).toBe(leases.length);
+  check(leases.length === core.leases.size, 'size matches the client index');
+  check(new Set(leases.map((l) => l.address)).size === leases.length, 'no address held by two clients');
   for (const lease of leases) {
-    expect(core.leases.getByAddress(lease.address)?.clientId).toBe(lease.clientId);
-    expect(core.leases.getByClient(lease.clientId)?.address).toBe(lease.address);
-    expect(subnetContains(SUBNET, lease.address)).toBe(true);
-    expect([SERVER, SUBNET.network, SUBNET.broadcast]).not.toContain(lease.address);
-    expect(lease.expiresAt).toBeGreaterThan(now);
-    expect(core.leases.isQuarantined(lease.address, now)).toBe(false);
+    check(core.leases.getByAddress(lease.address)?.clientId === lease.clientId, 'address index agrees');
+    check(core.leases.getByClient(lease.clientId)?.address === lease.address, 'client index agrees');
+    check(subnetContains(SUBNET, lease.address), 'lease inside the subnet');
+    check(![SERVER, SUBNET.network, SUBNET.broadcast].includes(lease.address), 'lease on a host address');
+    check(lease.expiresAt > now, 'expired leases are swept');
+    check(!core.leases.isQuarantined(lease.address, now), 'no lease on a quarantined address');
     const reserved = RESERVATIONS.find((r) => r.address === lease.address);
-    if (reserved) expect(lease.mac).toBe(reserved.mac);
+    check(!reserved || lease.mac === reserved.mac, 'reserved address leased only to its MAC');
   }
 }
 
 function checkReply(core: DhcpServerCore, request: DhcpRequest, result: CoreResult, now: number): void {
-  expect(typeof result.outcome).toBe('string');
+  check(typeof result.outcome === 'string' && result.outcome.length > 0, 'an outcome');
   const reply = result.reply;
   if (!reply) return;
-  const bytes = encodeDhcpPacket(reply.packet, 576);
-  expect(bytes.length).toBeLessThanOrEqual(548);
+  check(encodeDhcpPacket(reply.packet, 576).length <= 548, 'reply fits 576 bytes');
   const type = reply.packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0];
   const yiaddr = reply.packet.yiaddr;
   if (type === DhcpMessageType.OFFER) {
     const holder = core.leases.getByAddress(yiaddr);
-    if (holder) expect(holder.clientId).toBe(request.clientId);
-    expect(core.leases.isQuarantined(yiaddr, now)).toBe(false);
     const reserved = RESERVATIONS.find((r) => r.address === yiaddr);
-    if (reserved) expect(request.mac).toBe(reserved.mac);
+    check(!reserved || request.mac === reserved.mac, 'reserved address offered only to its MAC');
+    // only a reservation may take over a lease, and only one its own MAC holds under another client id
+    check(!holder || holder.clientId === request.clientId || (reserved && holder.mac === request.mac), 'offer of a leased address');
+    check(!core.leases.isQuarantined(yiaddr, now), 'offer of a quarantined address');
   }
   if (type === DhcpMessageType.ACK && yiaddr !== 0) {
-    expect(core.leases.getByClient(request.clientId)?.address).toBe(yiaddr);
+    check(core.leases.getByClient(request.clientId)?.address === yiaddr, 'ACKed address recorded for the client');
   }
 }
 
 describe('DHCP core fuzz', () => {
   it('survives 100,000 arbitrary requests with its table consistent', () => {
     let handled = 0;
+    const outcomes = new Map<string, number>();
     fc.assert(
       fc.property(fc.array(step, { minLength: 1000, maxLength: 1000 }), (steps) => {
         const core = new DhcpServerCore(CONFIG, RESERVATIONS);
         let now = T0;
-        for (const { request, advance, receivedOn } of steps) {
+        const given = new Map<string, number>();
+        for (const step of steps) {
+          const { advance, receivedOn } = step;
+          const request = step.coherent ? followUp(step.request, given.get(step.request.clientId)) : step.request;
           now += advance;
           const result = core.handle(request, now, receivedOn === undefined ? {} : { receivedOnInterfaceAddress: receivedOn });
           handled++;
+          outcomes.set(result.outcome, (outcomes.get(result.outcome) ?? 0) + 1);
+          if (result.reply && result.reply.packet.yiaddr !== 0) given.set(request.clientId, result.reply.packet.yiaddr);
           checkReply(core, request, result, now);
           checkInvariants(core, now);
         }
         const stats = core.stats(now);
         expect(stats.free).toBeLessThanOrEqual(stats.rangeSize);
       }),
-      { numRuns: 100 },
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 100), endOnFailure: true },
     );
-    expect(handled).toBeGreaterThanOrEqual(100_000);
+    if (process.env.FUZZ_RUNS) console.log(Object.fromEntries([...outcomes].sort((a, b) => b[1] - a[1])));
+    else expect(handled).toBeGreaterThanOrEqual(100_000);
+    // the generator must reach every decision, or the run proves little
+    for (const outcome of ['offer', 'ack', 'nak:unavailable', 'nak:wrong-subnet', 'decline', 'release', 'inform', 'ignore:other-server', 'ignore:pool-exhausted']) {
+      expect(outcomes.get(outcome) ?? 0, outcome).toBeGreaterThan(0);
+    }
   }, 120_000);
 });
