@@ -26,6 +26,7 @@ import { ControlServer, type ControlHandler } from './control/server.js';
 import { normalizeMac, parseIpv4 } from './net/ipv4.js';
 import { sanitizeHostname } from './net/hostname.js';
 import { DhcpTransport } from './dhcp/transport.js';
+import { ConflictDetector, pingProbe } from './dhcp/probe.js';
 import type { Reservation } from './dhcp/types.js';
 import { LocalNames } from './dns/local-names.js';
 import { DnsCache } from './dns/cache.js';
@@ -161,6 +162,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
     reservations = await loadReservations(config, bridge, logger);
     const gateway = bridge.gateway;
+    const conflicts = new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now });
     core = new DhcpServerCore(
       {
         serverAddress: gateway,
@@ -173,6 +175,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
         rangeEnd: range.end,
       },
       reservations,
+      { isKnownInUse: conflicts.isKnownInUse },
     );
     core.restore(restored.leases, now(), restored.declined);
     logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
@@ -196,6 +199,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       setNeighbour,
       logger,
       now,
+      conflicts,
     });
     dhcp.start();
     closers.push({ name: 'dhcp', close: () => dhcp?.close() });

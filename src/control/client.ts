@@ -16,7 +16,7 @@ export function callDaemon(socketPath: string, command: string, args: Record<str
     conn.on('data', (chunk: string) => (buffered += chunk));
     conn.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new NatdError(ErrorCodes.NO_DAEMON, `natd is not running (no control socket at ${socketPath})`));
+        reject(new NatdError(ErrorCodes.NO_DAEMON, `no daemon is running (no control socket at ${socketPath})`));
       } else if (err.code === 'EACCES') {
         reject(new NatdError(ErrorCodes.CONTROL, `permission denied on ${socketPath}: run as root`));
       } else reject(new NatdError(ErrorCodes.CONTROL, `control socket ${socketPath}: ${err.message}`));

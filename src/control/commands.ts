@@ -12,11 +12,35 @@ const OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
+/**
+ * A parseArgs error as one short line. Node appends advice about positionals that start with '-' to its
+ * unknown-option message; natd takes no such positionals, so only the first sentence is kept.
+ */
+export function flagError(err: unknown): NatdError {
+  const first = (err as Error).message.split('. ')[0]!.replace(/\.$/, '');
+  return new NatdError(ErrorCodes.CONFIG, `${first}; see natd --help`);
+}
+
 /** Renders rows as an aligned text table with a header. */
 export function formatTable(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** Nested values as `key=value` pairs with dotted keys, e.g. `cache.hits=3 upstream.failures=0`. */
+function flatten(value: unknown, prefix = ''): string[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [`${prefix}=${Array.isArray(value) ? value.join(',') : String(value)}`];
+  return Object.entries(value).filter(([, v]) => v !== undefined).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+}
+
+/** Status for people: one line per component, scalars as they are, nested counters as key=value pairs. */
+export function formatStatus(status: Record<string, unknown>): string {
+  const rows = Object.entries(status)
+    .filter(([, v]) => v !== undefined)
+    .map(([key, v]) => [key, v !== null && typeof v === 'object' && !Array.isArray(v) ? flatten(v).join(' ') : String(v)]);
+  const width = Math.max(...rows.map(([k]) => k!.length));
+  return rows.map(([k, v]) => `${k!.padEnd(width)}  ${v}`).join('\n') + '\n';
 }
 
 function remaining(expiresAt: number): string {
@@ -54,6 +78,8 @@ function render(command: string, sub: string | undefined, result: unknown): stri
       return `${sub === 'add' ? 'added' : 'removed'}\n`;
     case 'reload':
       return 'reloaded\n';
+    case 'status':
+      return formatStatus(result as Record<string, unknown>);
     case 'metrics':
       return String(result);
     default:
@@ -71,7 +97,7 @@ export async function runControlCommand(command: string, argv: string[]): Promis
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new NatdError(ErrorCodes.CONFIG, (err as Error).message);
+    throw flagError(err);
   }
   const { values, positionals } = parsed;
   const bridge = values.bridge ?? 'virbr10';

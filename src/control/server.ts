@@ -21,6 +21,8 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 
 export class ControlServer {
   private server: net.Server | undefined;
+  /** open client connections: closing must not wait for an idle client (SIGTERM has to finish within seconds) */
+  private readonly connections = new Set<net.Socket>();
 
   constructor(
     private readonly socketPath: string,
@@ -45,6 +47,8 @@ export class ControlServer {
   }
 
   private serve(conn: net.Socket): void {
+    this.connections.add(conn);
+    conn.once('close', () => this.connections.delete(conn));
     let buffered = '';
     conn.setEncoding('utf8');
     conn.setTimeout(10_000, () => conn.destroy());
@@ -52,6 +56,7 @@ export class ControlServer {
     conn.on('data', (chunk: string) => {
       buffered += chunk;
       if (buffered.length > MAX_REQUEST_BYTES) {
+        conn.removeAllListeners('data');
         conn.end(JSON.stringify({ ok: false, error: 'request too large' }) + '\n');
         return;
       }
@@ -85,7 +90,9 @@ export class ControlServer {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const conn of this.connections) conn.destroy();
+    await closed;
     rmSync(this.socketPath, { force: true });
   }
 }

@@ -2,12 +2,14 @@
  * The thin I/O shell around the pure DHCP core: socket → parse → core → persist → reply.
  * Nothing a peer sends can stop it: every failure is counted, logged rate-limited, and the packet dropped.
  * An ACK leaves only after the lease change is on disk (the store's commit resolves after fdatasync).
+ * An OFFER of an address nobody probed recently waits for a conflict probe (probe.ts); only that client waits.
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
 import type { Logger } from '../log.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';
+import type { ConflictStats, ProbeVerdict } from './probe.js';
 import { decodeAndParse } from './request.js';
 import { DhcpOption, type CoreResult, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
 
@@ -20,6 +22,15 @@ const MESSAGE_NAMES: Record<number, string> = {
 
 export interface DhcpCoreLike {
   handle(request: DhcpRequest, now: number): CoreResult;
+  /** the client's current lease, which needs no conflict probe (it is using the address itself) */
+  leases?: { getByClient(clientId: string): { address: number } | undefined };
+}
+
+/** What the transport needs from the conflict detector (probe.ts). */
+export interface ConflictCheck {
+  cached(address: number): 'in-use' | 'free' | undefined;
+  check(address: number, clientMac: string): Promise<ProbeVerdict>;
+  stats(): ConflictStats;
 }
 
 export interface DhcpTransportOptions {
@@ -34,6 +45,11 @@ export interface DhcpTransportOptions {
   setNeighbour(device: string, address: string, mac: string): void;
   logger: Logger;
   now?: () => number;
+  /**
+   * Probes an offered address first. Feed the same detector to the core as `CoreDeps.isKnownInUse`, so the
+   * DISCOVER re-run after an in-use verdict is offered another address.
+   */
+  conflicts?: ConflictCheck;
 }
 
 export interface DhcpStats {
@@ -43,6 +59,9 @@ export interface DhcpStats {
   outcomes: Record<string, number>;
   commitFailures: number;
   sendFailures: number;
+  /** DISCOVERs waiting for a conflict probe right now */
+  heldDiscovers: number;
+  probes?: ConflictStats;
 }
 
 function bump(counter: Record<string, number>, key: string): void {
@@ -50,8 +69,10 @@ function bump(counter: Record<string, number>, key: string): void {
 }
 
 export class DhcpTransport {
-  private readonly counters: DhcpStats = { received: 0, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0 };
+  private readonly counters: DhcpStats = { received: 0, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0 };
   private closed = false;
+  /** clientId -> the newest DISCOVER of a client whose offer waits for a probe (retransmissions replace it) */
+  private readonly heldDiscovers = new Map<string, { request: DhcpRequest; from: string }>();
   private readonly now: () => number;
 
   constructor(private readonly opts: DhcpTransportOptions) {
@@ -64,7 +85,10 @@ export class DhcpTransport {
   }
 
   stats(): DhcpStats {
-    return structuredClone(this.counters);
+    const stats = structuredClone(this.counters);
+    stats.heldDiscovers = this.heldDiscovers.size;
+    if (this.opts.conflicts) stats.probes = this.opts.conflicts.stats();
+    return stats;
   }
 
   /** Stops taking packets; in-flight commits still finish (the store flushes them on close). */
@@ -94,20 +118,29 @@ export class DhcpTransport {
       this.drop(parsed.reason, from);
       return;
     }
+    this.process(parsed.request, from);
+  }
+
+  /**
+   * Core → (probe) → persist → reply. `probed`: the address a finished probe was about, when this is the re-run of
+   * a held DISCOVER; offering it now needs no second probe (the core chose it knowing the verdict).
+   */
+  private process(request: DhcpRequest, from: string, probed?: number): void {
     let result: CoreResult;
     try {
-      result = this.opts.core.handle(parsed.request, this.now());
+      result = this.opts.core.handle(request, this.now());
     } catch (err) {
       // A core bug must not take the server down with it; the fuzz tests are there so this never fires.
       this.drop('core-exception', from);
       this.opts.logger.error('DHCP core threw, packet dropped', { error: (err as Error).stack });
       return;
     }
-    bump(this.counters.outcomes, result.outcome);
+    if (probed === undefined) bump(this.counters.outcomes, result.outcome);
     if (result.outcome.startsWith('ignore:')) {
-      this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: parsed.request.mac });
+      this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: request.mac });
     }
-    const maxSize = parsed.request.maxMessageSize;
+    if (this.holdForProbe(request, from, result, probed)) return;
+    const maxSize = request.maxMessageSize;
     if (result.changes.length === 0) {
       this.send(result, maxSize);
       return;
@@ -123,6 +156,32 @@ export class DhcpTransport {
         this.opts.logger.warnLimited('dhcp:commit', 'cannot persist lease change; reply withheld', { error: (err as Error).message });
       },
     );
+  }
+
+  /**
+   * True when the OFFER must wait for a conflict probe of its address; the probe's end re-runs the client's newest
+   * DISCOVER. Not probed: the client's own lease, an address with a fresh verdict, the address just probed.
+   */
+  private holdForProbe(request: DhcpRequest, from: string, result: CoreResult, probed: number | undefined): boolean {
+    const conflicts = this.opts.conflicts;
+    if (!conflicts || result.outcome !== 'offer' || !result.reply) return false;
+    const address = result.reply.packet.yiaddr >>> 0;
+    if (address === 0 || address === probed) return false;
+    if (this.opts.core.leases?.getByClient(request.clientId)?.address === address) return false;
+    if (conflicts.cached(address) !== undefined) return false;
+    const alreadyWaiting = this.heldDiscovers.has(request.clientId);
+    this.heldDiscovers.set(request.clientId, { request, from });
+    if (alreadyWaiting) return true;
+    void conflicts.check(address, request.mac).then((verdict) => {
+      const newest = this.heldDiscovers.get(request.clientId);
+      this.heldDiscovers.delete(request.clientId);
+      if (!newest || this.closed) return;
+      if (verdict === 'in-use') {
+        this.opts.logger.warn('address in use, skipped', { address: formatIpv4(address), mac: request.mac });
+      }
+      this.process(newest.request, newest.from, address);
+    });
+    return true;
   }
 
   /** maxSize: the client's option 57 (whole IP datagram), which the encoder respects. */

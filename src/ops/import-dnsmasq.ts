@@ -104,8 +104,8 @@ const NO_EFFECT: Record<string, string> = {
   'bind-dynamic': 'natd always binds its sockets to the bridge device',
   'except-interface': 'natd serves only its bridge',
   'no-dhcp-interface': 'natd serves only its bridge',
-  'domain-needed': "natd's DNS forwarder applies this policy itself",
-  'bogus-priv': "natd's DNS forwarder applies this policy itself",
+  'domain-needed': 'natd always applies it (bare names are answered locally, never forwarded)',
+  'bogus-priv': 'natd always applies it (private reverse lookups are answered locally)',
   'expand-hosts': 'natd answers VM names both bare and qualified with the domain',
   'no-hosts': 'natd does not read /etc/hosts',
   'dhcp-no-override': 'natd never overloads the file/sname fields',
@@ -424,12 +424,12 @@ function settingsSubnet(settings: RawSettings): Subnet | undefined {
   return parsed === undefined ? undefined : makeSubnet(parsed, Number(prefix));
 }
 
-/** Reservations from the conf's dhcp-host lines, then the hostsfile; a MAC or address already taken is skipped. */
+/** Adds `second` to `first`; an entry whose MAC or address is already taken is skipped (first definition wins). */
 function mergeReservations(first: Reservation[], second: Reservation[], file: string, skipped: FileProblem[]): Reservation[] {
   const merged = [...first];
   for (const r of second) {
     const clash = merged.find((m) => m.mac === r.mac || m.address === r.address);
-    if (clash) skipped.push({ file, line: 0, message: `reservation ${r.mac} ${formatIpv4(r.address)} clashes with a dhcp-host line; skipped` });
+    if (clash) skipped.push({ file, line: 0, message: `reservation ${r.mac} ${formatIpv4(r.address)} clashes with ${clash.mac} ${formatIpv4(clash.address)}; skipped` });
     else merged.push(r);
   }
   return merged;
@@ -448,19 +448,21 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   const conf = parseDnsmasqConf(confText, opts.confFile);
   const skipped: FileProblem[] = conf.problems.map((p) => ({ file: opts.confFile, ...p }));
   const baseDir = dirname(resolve(opts.confFile));
-  const reservationsFile = join(opts.outDir, RESERVATIONS_FILE);
-  const journal = join(opts.outDir, JOURNAL_FILE);
+  const outDir = resolve(opts.outDir); // the config must name it absolutely
+  const reservationsFile = join(outDir, RESERVATIONS_FILE);
+  const journal = join(outDir, JOURNAL_FILE);
 
   if (conf.settings.bridge === undefined) {
     throw new NatdError(ErrorCodes.CONFIG, `${opts.confFile} has no interface= line; natd needs the bridge name`);
   }
   const subnet = settingsSubnet(conf.settings);
 
-  let reservations = conf.hosts.filter((r) => {
+  const inSubnet = conf.hosts.filter((r) => {
     if (!subnet || subnetContains(subnet, r.address)) return true;
     skipped.push({ file: opts.confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
     return false;
   });
+  let reservations = mergeReservations([], inSubnet, opts.confFile, skipped);
   const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
   const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
   if (hostsfile !== undefined && hostsText !== undefined) {
@@ -480,7 +482,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
     expiredLeases = parsed.leases.length - leases.length;
   }
 
-  const settings: RawSettings = { ...conf.settings, stateDir: opts.outDir, hostsfile: reservationsFile };
+  const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
   try {
     resolveConfig({}, settings);
   } catch (err) {
@@ -488,7 +490,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
 
   await checkTargets(opts, reservationsFile, journal);
-  await writeLeases(opts.outDir, leases, opts.force === true);
+  await writeLeases(outDir, leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
   await writeFileAtomic(opts.configOut, JSON.stringify(settings, null, 2) + '\n');
 
@@ -509,8 +511,8 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
 }
 
 /** Writes the leases through LeaseStore, so the journal is exactly what the daemon reads (and its lock is honoured). */
-async function writeLeases(dir: string, leases: Lease[], replace: boolean): Promise<void> {
-  const store = await LeaseStore.open(dir, { logger: silentLogger });
+async function writeLeases(dir: string, leases: Lease[], replace: boolean, now: number): Promise<void> {
+  const store = await LeaseStore.open(dir, { logger: silentLogger, now: () => now });
   try {
     if (replace) {
       // --force: the imported leases replace whatever the journal held.

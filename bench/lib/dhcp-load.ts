@@ -1,0 +1,329 @@
+#!/usr/bin/env node
+/**
+ * The project's DHCP load generator (Debian here ships no perfdhcp). Runs inside a client namespace and plays many
+ * simulated clients, each with its own MAC (02:b0 + 32 bits, locally administered), through a full DORA:
+ * DISCOVER → OFFER → REQUEST → ACK. The broadcast flag is set, so every reply comes back broadcast to our one
+ * socket on 0.0.0.0:68 (bound to the device with natd's own addon, so it works before the interface has an address).
+ *
+ * Two modes:
+ *   open    new exchanges start at a fixed offered rate for a fixed time, whatever the server does (a slow
+ *           server cannot slow the offered load down, so drops show up instead of hidden queueing)
+ *   closed  keeps N exchanges in flight until `count` have completed (used to fill the lease table quickly)
+ * An exchange not finished within the timeout is a drop; there are no retransmissions.
+ *
+ *   node dist/bench/lib/dhcp-load.js --device eth0 --mode open --rate 2000 --duration-ms 2000 --first-client 0
+ *   node dist/bench/lib/dhcp-load.js --device eth0 --mode closed --concurrency 64 --count 10000 --max-ms 60000
+ * prints one JSON line (LoadResult).
+ */
+import dgram from 'node:dgram';
+import { realpathSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeString, encodeU32 } from '../../src/dhcp/codec.js';
+import { DhcpMessageType, DhcpOption } from '../../src/dhcp/types.js';
+import { openDeviceUdpSocket } from '../../src/native.js';
+import { percentileSorted } from './stats.js';
+import { assertInsideNamespace } from './netns-guard.js';
+
+const BROADCAST_FLAG = 0x8000;
+const MAC_OUI = [0x02, 0xb0] as const;
+const PARAMETER_REQUEST_LIST = Uint8Array.from([
+  DhcpOption.SUBNET_MASK, DhcpOption.ROUTER, DhcpOption.DNS_SERVERS, DhcpOption.DOMAIN_NAME, DhcpOption.LEASE_TIME,
+]);
+const TICK_MS = 1;
+
+export type LoadMode =
+  | { kind: 'open'; rate: number; durationMs: number }
+  | { kind: 'closed'; concurrency: number; count: number; maxMs: number };
+
+export interface LoadOptions {
+  device: string;
+  mode: LoadMode;
+  /** an exchange not completed this long after its DISCOVER counts as dropped */
+  timeoutMs: number;
+  /** index of the first simulated client; callers give each run its own range so MACs never repeat */
+  firstClient: number;
+  /** names are `<prefix><index>` (option 12), so the DNS benchmark can ask for them */
+  hostnamePrefix: string;
+  /** when set, the hostnames that got an ACK are written here, one per line */
+  namesOut?: string;
+}
+
+export interface LoadResult {
+  mode: LoadMode['kind'];
+  /** open mode: the rate asked for; closed mode: 0 */
+  offeredRate: number;
+  /** exchanges started per second while starting them (shows when the generator itself falls behind) */
+  achievedOfferedRate: number;
+  started: number;
+  completed: number;
+  dropped: number;
+  naks: number;
+  /** first DISCOVER to the last completion (or end of the send window, whichever is later), seconds */
+  elapsedSeconds: number;
+  completedPerSecond: number;
+  dropRatio: number;
+  /** DISCOVER sent → ACK received, milliseconds */
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  sendErrors: number;
+}
+
+const enum Phase {
+  Discovering,
+  Requesting,
+}
+
+interface Exchange {
+  index: number;
+  chaddr: Uint8Array;
+  phase: Phase;
+  startedAt: number;
+}
+
+/**
+ * The client's MAC: 02:b0 and a 32-bit bijective mix of its index, so MACs never repeat yet look random. Sequential
+ * MACs would be unfair to servers that hash the MAC into the pool (neighbouring hashes pile up on one free address);
+ * real VM MACs (libvirt's 52:54:00:xx:xx:xx) are random.
+ */
+function macBytes(index: number): Uint8Array {
+  let h = index >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x045d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x045d9f3b);
+  h = (h ^ (h >>> 16)) >>> 0;
+  const chaddr = new Uint8Array(16);
+  chaddr[0] = MAC_OUI[0];
+  chaddr[1] = MAC_OUI[1];
+  chaddr[2] = (h >>> 24) & 0xff;
+  chaddr[3] = (h >>> 16) & 0xff;
+  chaddr[4] = (h >>> 8) & 0xff;
+  chaddr[5] = h & 0xff;
+  return chaddr;
+}
+
+function sameMac(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 6; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Runs one load and resolves with its numbers. Never throws on what the server sends: junk is ignored. */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  assertInsideNamespace('dhcp-load');
+  const socket = dgram.createSocket({ type: 'udp4' });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ fd: openDeviceUdpSocket(options.device, '0.0.0.0', 68) }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.setBroadcast(true);
+  try {
+    socket.setRecvBufferSize(4 * 1024 * 1024);
+    socket.setSendBufferSize(4 * 1024 * 1024);
+  } catch {
+    /* capped by net.core.[rw]mem_max; the defaults still work */
+  }
+  try {
+    return await drive(socket, options);
+  } finally {
+    socket.close();
+  }
+}
+
+function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> {
+  const { mode, timeoutMs, firstClient, hostnamePrefix } = options;
+  const inFlight = new Map<number, Exchange>(); // by xid
+  const latencies: number[] = [];
+  const ackedNames: string[] = [];
+  const xidBase = (Math.random() * 0x1_0000_0000) >>> 0;
+  let started = 0;
+  let completed = 0;
+  let dropped = 0;
+  let naks = 0;
+  let sendErrors = 0;
+  let lastCompletion = 0;
+  let sendWindowEnd = 0;
+  const t0 = performance.now();
+
+  const send = (bytes: Buffer) =>
+    socket.send(bytes, 67, '255.255.255.255', (err) => {
+      if (err) sendErrors++;
+    });
+
+  const request = (exchange: Exchange, type: number, extra: [number, Uint8Array][] = []): Buffer => {
+    const index = exchange.index;
+    const packet = emptyPacket();
+    packet.xid = (xidBase + index) >>> 0;
+    packet.flags = BROADCAST_FLAG;
+    packet.chaddr = exchange.chaddr;
+    packet.options.set(DhcpOption.MESSAGE_TYPE, Uint8Array.of(type));
+    packet.options.set(DhcpOption.HOSTNAME, encodeString(`${hostnamePrefix}${index}`));
+    packet.options.set(DhcpOption.PARAMETER_REQUEST_LIST, PARAMETER_REQUEST_LIST);
+    for (const [code, value] of extra) packet.options.set(code, value);
+    return encodeDhcpPacket(packet);
+  };
+
+  const startOne = () => {
+    const index = firstClient + started;
+    started++;
+    const exchange: Exchange = { index, chaddr: macBytes(index), phase: Phase.Discovering, startedAt: performance.now() };
+    inFlight.set((xidBase + index) >>> 0, exchange);
+    send(request(exchange, DhcpMessageType.DISCOVER));
+  };
+
+  socket.on('message', (msg) => {
+    let packet;
+    try {
+      packet = decodeDhcpPacket(msg);
+    } catch {
+      return;
+    }
+    const exchange = inFlight.get(packet.xid);
+    if (!exchange || !sameMac(packet.chaddr, exchange.chaddr)) return;
+    const type = packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0];
+    if (type === DhcpMessageType.OFFER && exchange.phase === Phase.Discovering) {
+      const serverId = packet.options.get(DhcpOption.SERVER_ID);
+      if (!serverId) return;
+      exchange.phase = Phase.Requesting;
+      send(request(exchange, DhcpMessageType.REQUEST, [
+        [DhcpOption.REQUESTED_ADDRESS, encodeU32(packet.yiaddr)],
+        [DhcpOption.SERVER_ID, serverId],
+      ]));
+    } else if (type === DhcpMessageType.ACK && exchange.phase === Phase.Requesting) {
+      const now = performance.now();
+      inFlight.delete(packet.xid);
+      completed++;
+      lastCompletion = now;
+      latencies.push(now - exchange.startedAt);
+      if (options.namesOut) ackedNames.push(`${hostnamePrefix}${exchange.index}`);
+      if (mode.kind === 'closed') refill();
+    } else if (type === DhcpMessageType.NAK) {
+      inFlight.delete(packet.xid);
+      naks++;
+      if (mode.kind === 'closed') refill();
+    }
+  });
+
+  const expire = (now: number) => {
+    for (const [xid, exchange] of inFlight) {
+      if (now - exchange.startedAt < timeoutMs) break; // insertion order = start order
+      inFlight.delete(xid);
+      dropped++;
+    }
+  };
+
+  const closedDone = () =>
+    mode.kind === 'closed' && (completed >= mode.count || performance.now() - t0 >= mode.maxMs);
+  function refill(): void {
+    if (mode.kind !== 'closed' || closedDone()) return;
+    while (inFlight.size < mode.concurrency && completed + inFlight.size < mode.count) startOne();
+  }
+
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearInterval(timer);
+      dropped += inFlight.size; // still unanswered when we stop waiting
+      inFlight.clear();
+      if (options.namesOut) writeFileSync(options.namesOut, ackedNames.join('\n') + '\n');
+      latencies.sort((a, b) => a - b);
+      const end = Math.max(lastCompletion, sendWindowEnd || t0);
+      const elapsedSeconds = Math.max(1e-3, (end - t0) / 1000);
+      const sendSeconds = Math.max(1e-3, ((sendWindowEnd || end) - t0) / 1000);
+      resolve({
+        mode: mode.kind,
+        offeredRate: mode.kind === 'open' ? mode.rate : 0,
+        achievedOfferedRate: started / sendSeconds,
+        started,
+        completed,
+        dropped,
+        naks,
+        elapsedSeconds,
+        completedPerSecond: completed / elapsedSeconds,
+        dropRatio: started ? dropped / started : 0,
+        latencyMs: {
+          p50: percentileSorted(latencies, 50),
+          p90: percentileSorted(latencies, 90),
+          p99: percentileSorted(latencies, 99),
+          max: latencies.length ? latencies[latencies.length - 1]! : 0,
+        },
+        sendErrors,
+      });
+    };
+
+    const timer = setInterval(() => {
+      const now = performance.now();
+      expire(now);
+      if (mode.kind === 'open') {
+        const elapsed = now - t0;
+        if (elapsed < mode.durationMs) {
+          const due = Math.floor((elapsed * mode.rate) / 1000);
+          while (started < due) startOne();
+        } else {
+          if (!sendWindowEnd) sendWindowEnd = now;
+          if (inFlight.size === 0 || now - sendWindowEnd >= timeoutMs) finish();
+        }
+      } else {
+        if (closedDone()) {
+          sendWindowEnd = now;
+          finish();
+        } else {
+          refill(); // dropped exchanges free their slots: new clients keep the fill going
+        }
+      }
+    }, TICK_MS);
+  });
+}
+
+function parseCli(argv: string[]): LoadOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      device: { type: 'string', default: 'eth0' },
+      mode: { type: 'string', default: 'open' },
+      rate: { type: 'string', default: '1000' },
+      'duration-ms': { type: 'string', default: '2000' },
+      concurrency: { type: 'string', default: '64' },
+      count: { type: 'string', default: '1000' },
+      'max-ms': { type: 'string', default: '60000' },
+      'timeout-ms': { type: 'string', default: '2000' },
+      'first-client': { type: 'string', default: '0' },
+      'hostname-prefix': { type: 'string', default: 'b' },
+      'names-out': { type: 'string' },
+    },
+  });
+  const num = (name: keyof typeof values): number => {
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: not a non-negative number (got "${String(values[name])}")`);
+    return n;
+  };
+  const mode: LoadMode = values.mode === 'closed'
+    ? { kind: 'closed', concurrency: Math.max(1, num('concurrency')), count: num('count'), maxMs: num('max-ms') }
+    : { kind: 'open', rate: num('rate'), durationMs: num('duration-ms') };
+  return {
+    device: values.device!,
+    mode,
+    timeoutMs: num('timeout-ms'),
+    firstClient: num('first-client'),
+    hostnamePrefix: values['hostname-prefix']!,
+    ...(values['names-out'] ? { namesOut: values['names-out'] } : {}),
+  };
+}
+
+function invokedDirectly(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  runLoad(parseCli(process.argv.slice(2))).then(
+    (result) => process.stdout.write(JSON.stringify(result) + '\n'),
+    (err: unknown) => {
+      process.stderr.write(`dhcp-load: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,150 @@
+/**
+ * Starting the two servers under test on br0 in the host namespace, with equivalent settings:
+ * the same pool, lease time, domain, upstream and cache size. The PID we hold is the server's own
+ * (`ip netns exec` execs the command), so /proc/<pid> readings are the server's.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { BENCH_PREFIX, BRIDGE, GATEWAY, POOL_END, POOL_START, PROJECT_ROOT, UPLINK_WAN, type BenchNetwork } from './topology.js';
+
+export type ServerKind = 'natd' | 'dnsmasq';
+export const SERVER_KINDS: readonly ServerKind[] = ['natd', 'dnsmasq'];
+
+export const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
+export const CACHE_SIZE = 10_000;
+export const DOMAIN = 'vm';
+/** dnsmasq's default --dhcp-lease-max is 1,000: raised so it can hold the benchmark's 10,000 leases */
+const DNSMASQ_LEASE_MAX = 65_536;
+
+export interface RunningServer {
+  kind: ServerKind;
+  pid: number;
+  child: ChildProcess;
+  /** natd's control socket (undefined for dnsmasq) */
+  controlSocket?: string;
+  /** the dnsmasq lease file (undefined for natd) */
+  leaseFile?: string;
+  /** the last output, for error messages */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** natd only: write a V8 CPU profile into this directory on exit */
+  cpuProfileDir?: string;
+  /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off) */
+  extraArgs?: string[];
+}
+
+function natdArgv(stateDir: string, controlSocket: string, options: StartOptions): string[] {
+  const nodeFlags = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  return [
+    process.execPath, ...nodeFlags, NATD_CLI,
+    '--bridge', BRIDGE,
+    '--subnet', `${GATEWAY}/${BENCH_PREFIX}`,
+    '--dhcp-range', `${POOL_START}-${POOL_END}`,
+    '--lease-time', '1h',
+    '--upstream', UPLINK_WAN,
+    '--domain', DOMAIN,
+    '--cache-size', String(CACHE_SIZE),
+    '--state-dir', stateDir,
+    '--control-socket', controlSocket,
+    '--log-level', 'warn',
+    ...(options.extraArgs ?? []),
+  ];
+}
+
+/**
+ * dnsmasq as the issue gives it, plus: no config file of the host's, a pid file in our work dir, its log on stderr
+ * (not the host's syslog) without the routine per-packet DHCP lines (natd logs none either: --quiet-dhcp), room
+ * for 10,000 leases, and running as root so it can write the lease file in our root-owned work dir.
+ */
+function dnsmasqArgv(dir: string, leaseFile: string): string[] {
+  return [
+    'dnsmasq', '--no-daemon', '--conf-file=/dev/null', `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
+    '--log-facility=-', '--quiet-dhcp',
+    `--interface=${BRIDGE}`, '--bind-interfaces', '--except-interface=lo',
+    `--dhcp-range=${POOL_START},${POOL_END},1h`, `--dhcp-leasefile=${leaseFile}`, `--dhcp-lease-max=${DNSMASQ_LEASE_MAX}`,
+    '--no-ping', `--server=${UPLINK_WAN}`, '--no-resolv', `--cache-size=${CACHE_SIZE}`, `--domain=${DOMAIN}`,
+    '--dhcp-authoritative', '--user=root', '--group=root',
+  ];
+}
+
+/** Resolves once the combined output matches `ready`; rejects on exit or after timeoutMs. */
+function waitForOutput(child: ChildProcess, ready: RegExp, timeoutMs: number, output: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (ready.test(output())) {
+        cleanup();
+        resolve();
+      }
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`server exited (${code}) before it was ready: ${output().slice(-2000)}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`server not ready after ${timeoutMs} ms: ${output().slice(-2000)}`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.stdout?.off('data', check);
+      child.stderr?.off('data', check);
+      child.off('exit', onExit);
+    };
+    child.stdout?.on('data', check);
+    child.stderr?.on('data', check);
+    child.once('exit', onExit);
+    check();
+  });
+}
+
+export async function startServer(net: BenchNetwork, kind: ServerKind, options: StartOptions = {}): Promise<RunningServer> {
+  const dir = path.join(net.workDir, kind);
+  mkdirSync(dir, { recursive: true });
+  const controlSocket = path.join(dir, 'control.sock');
+  const leaseFile = path.join(dir, 'dnsmasq.leases');
+  const argv = kind === 'natd' ? natdArgv(path.join(dir, 'state'), controlSocket, options) : dnsmasqArgv(dir, leaseFile);
+  const child = net.topology.spawn(net.hostNs, argv);
+  // keep only the tail: a chatty server must not grow our memory, and a full pipe would block it
+  let tail = '';
+  const keep = (chunk: string) => {
+    tail = (tail + chunk).slice(-16_384);
+  };
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const output = () => tail;
+
+  if (kind === 'natd') {
+    // natd logs at warn here, so wait for its control socket to answer instead of the "natd ready" info line
+    await waitForNatdControl(net, child, controlSocket, output);
+  } else {
+    await waitForOutput(child, /started, version/, 15_000, output);
+  }
+  if (child.pid === undefined) throw new Error(`${kind} has no PID`);
+  return {
+    kind,
+    pid: child.pid,
+    child,
+    ...(kind === 'natd' ? { controlSocket } : { leaseFile }),
+    output,
+    stop: async () => {
+      await net.topology.stop(child, 5000);
+    },
+  };
+}
+
+async function waitForNatdControl(net: BenchNetwork, child: ChildProcess, controlSocket: string, output: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`natd exited before it was ready: ${output().slice(-2000)}`);
+    const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', controlSocket]);
+    if (r.code === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`natd not ready after 20 s: ${output().slice(-2000)}`);
+}

@@ -1,0 +1,138 @@
+/**
+ * Prometheus text exposition format (version 0.0.4) for natd's counters: served on the control socket
+ * (`natd metrics`) and optionally on a TCP address. Pure: the daemon fills MetricsInput from its components'
+ * stats and this renders it. Counters end in `_total`; every sample carries the `bridge` label, so several natd
+ * instances on one host can be scraped into one series set.
+ */
+
+/** What the daemon reports; every count is cumulative since start unless named as a current value. */
+export interface MetricsInput {
+  bridge: string;
+  dhcp: {
+    /** messages received, by DHCP message type name (discover, request, release, …) */
+    received: Readonly<Record<string, number>>;
+    /** messages sent, by type name (offer, ack, nak) */
+    sent: Readonly<Record<string, number>>;
+    /** packets dropped before the core, by reason */
+    dropped?: Readonly<Record<string, number>>;
+    /** current number of unexpired leases */
+    leasesActive: number;
+    /** current number of addresses in the range neither leased, reserved nor quarantined */
+    freeAddresses: number;
+  };
+  /** absent when natd's DNS is switched off */
+  dns?: {
+    queries: number;
+    cacheHits: number;
+    /** current number of cached responses */
+    cacheEntries: number;
+    /** questions sent to upstream servers */
+    upstreamQueries: number;
+    /** upstream queries that failed or timed out */
+    upstreamFailures: number;
+    /** mean upstream response time in seconds (0 before the first answer) */
+    upstreamLatencyAvgSeconds: number;
+  };
+  /** absent when natd manages no firewall */
+  firewall?: {
+    /** full applies of natd's table (start, reload, heal) */
+    applies: number;
+    /** re-applies after another program removed or changed the table */
+    heals: number;
+  };
+}
+
+type Labels = Readonly<Record<string, string>>;
+
+interface Family {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  samples: { labels: Labels; value: number }[];
+}
+
+/** Label values escape backslash, double quote and newline. */
+function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** HELP text escapes backslash and newline. */
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return String(value);
+}
+
+/** Label names are fixed in this module; only label values come from data (message types, drop reasons). */
+function formatLabels(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabelValue(v)}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function renderFamily(f: Family): string {
+  const lines = [`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`];
+  for (const s of f.samples) lines.push(`${f.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
+  return lines.join('\n');
+}
+
+/** One sample per key, sorted so the output is stable between scrapes. */
+function byKey(bridge: string, labelName: string, counts: Readonly<Record<string, number>>, extra: Labels = {}): Family['samples'] {
+  return Object.keys(counts)
+    .sort()
+    .map((key) => ({ labels: { bridge, ...extra, [labelName]: key }, value: counts[key]! }));
+}
+
+function families(m: MetricsInput): Family[] {
+  const b = { bridge: m.bridge };
+  const one = (value: number): Family['samples'] => [{ labels: b, value }];
+  const out: Family[] = [
+    {
+      name: 'natd_dhcp_messages_total',
+      help: 'DHCP messages received (direction="in") and sent (direction="out"), by message type.',
+      type: 'counter',
+      samples: [...byKey(m.bridge, 'type', m.dhcp.received, { direction: 'in' }), ...byKey(m.bridge, 'type', m.dhcp.sent, { direction: 'out' })],
+    },
+  ];
+  if (m.dhcp.dropped) {
+    out.push({ name: 'natd_dhcp_dropped_total', help: 'DHCP packets dropped before processing, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dhcp.dropped) });
+  }
+  out.push(
+    { name: 'natd_dhcp_leases_active', help: 'Unexpired DHCP leases.', type: 'gauge', samples: one(m.dhcp.leasesActive) },
+    { name: 'natd_dhcp_free_addresses', help: 'Addresses in the DHCP range available for new leases.', type: 'gauge', samples: one(m.dhcp.freeAddresses) },
+  );
+  if (m.dns) {
+    out.push(
+      { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },
+      { name: 'natd_dns_cache_hits_total', help: 'DNS queries answered from the cache.', type: 'counter', samples: one(m.dns.cacheHits) },
+      { name: 'natd_dns_cache_entries', help: 'DNS responses in the cache.', type: 'gauge', samples: one(m.dns.cacheEntries) },
+      { name: 'natd_dns_upstream_queries_total', help: 'DNS questions forwarded to upstream servers.', type: 'counter', samples: one(m.dns.upstreamQueries) },
+      { name: 'natd_dns_upstream_failures_total', help: 'Upstream DNS queries that failed or timed out.', type: 'counter', samples: one(m.dns.upstreamFailures) },
+      {
+        name: 'natd_dns_upstream_latency_avg_seconds',
+        help: 'Mean upstream DNS response time since start.',
+        type: 'gauge',
+        samples: one(m.dns.upstreamLatencyAvgSeconds),
+      },
+    );
+  }
+  if (m.firewall) {
+    out.push(
+      { name: 'natd_ruleset_applies_total', help: "Full applies of natd's nftables table.", type: 'counter', samples: one(m.firewall.applies) },
+      { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
+    );
+  }
+  return out;
+}
+
+/** Renders the metrics as Prometheus text (ends with a newline, as the format requires). */
+export function formatPrometheus(metrics: MetricsInput): string {
+  return families(metrics).map(renderFamily).join('\n') + '\n';
+}
+
+/** The Content-Type for an HTTP exposition of formatPrometheus output. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

@@ -1,0 +1,111 @@
+/**
+ * Drives test/fixtures/dhcp-sim.mjs (many simulated DHCP clients in one vm namespace) and reads back what the
+ * clients were promised; also a junk-datagram sender. Both run inside a vm namespace with a link-local address
+ * on eth0, so the kernel can route 255.255.255.255 without the vm holding an address of the bridge subnet.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Topology } from './netns.js';
+import { FIXTURES, tempDir } from './natd-process.js';
+
+export interface DhcpSim {
+  child: ChildProcess;
+  logFile: string;
+  /** the newest ACKed address per MAC, as logged by the clients */
+  acked(): Map<string, string>;
+  /** how many ACK and NAK lines the clients logged */
+  counts(): { acks: number; naks: number };
+  stop(): Promise<void>;
+}
+
+export interface DhcpSimOptions {
+  clients: number;
+  /** how often a bound client re-confirms its address (INIT-REBOOT), ms */
+  reconfirmMs?: number;
+  retryMs?: number;
+  /** first two MAC bytes, distinct per simulator sharing a bridge */
+  macPrefix?: string;
+}
+
+/**
+ * Gives the vm's eth0 a link-local address and a route for 255.255.255.255 (once), so a plain UDP socket can
+ * broadcast DHCP without a lease (real clients use raw sockets for that).
+ */
+export async function linkLocal(topology: Topology, ns: string, address = '169.254.77.2'): Promise<void> {
+  const shown = await topology.runOk(ns, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+  if (!shown.includes(`${address}/`)) await topology.runOk(ns, ['ip', 'addr', 'add', `${address}/16`, 'dev', 'eth0']);
+  await topology.runOk(ns, ['ip', 'route', 'replace', '255.255.255.255/32', 'dev', 'eth0']);
+}
+
+export async function startDhcpSim(topology: Topology, ns: string, opts: DhcpSimOptions): Promise<DhcpSim> {
+  await linkLocal(topology, ns);
+  const logFile = path.join(tempDir('dhcp-sim-'), 'acks.log');
+  const child = topology.spawn(ns, [
+    process.execPath, path.join(FIXTURES, 'dhcp-sim.mjs'), '--clients', String(opts.clients), '--log', logFile,
+    '--reconfirm-ms', String(opts.reconfirmMs ?? 300), '--retry-ms', String(opts.retryMs ?? 700),
+    '--mac-prefix', opts.macPrefix ?? '02:5e',
+  ]);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+    child.once('exit', (code) => reject(new Error(`dhcp-sim exited ${code}: ${stderr}`)));
+  });
+  const lines = (): string[] => (existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter(Boolean) : []);
+  return {
+    child,
+    logFile,
+    acked() {
+      const last = new Map<string, string>();
+      for (const line of lines()) {
+        const [kind, mac, address] = line.split(' ');
+        if (kind === 'ack' && mac && address) last.set(mac, address);
+      }
+      return last;
+    },
+    counts() {
+      const all = lines();
+      return { acks: all.filter((l) => l.startsWith('ack ')).length, naks: all.filter((l) => l.startsWith('nak ')).length };
+    },
+    async stop() {
+      await topology.stop(child);
+    },
+  };
+}
+
+/**
+ * Sends `count` junk datagrams to 255.255.255.255:67 from a vm: random bytes of random length, truncated copies of
+ * a valid DISCOVER, a DISCOVER with a wrong magic cookie, and BOOTREPLYs (op=2). Resolves with how many were sent.
+ */
+export async function sendJunk(topology: Topology, ns: string, count: number): Promise<number> {
+  await linkLocal(topology, ns);
+  const codec = path.join(FIXTURES, '..', '..', 'dist', 'src', 'dhcp', 'codec.js');
+  const script = `
+    const dgram = await import('node:dgram');
+    const { randomBytes } = await import('node:crypto');
+    const { encodeDhcpPacket, emptyPacket } = await import(${JSON.stringify(codec)});
+    const p = emptyPacket(1);
+    p.chaddr.set([2, 0x6a, 0, 0, 0, 1]);
+    p.options = new Map([[53, Uint8Array.of(1)]]);
+    const valid = encodeDhcpPacket(p);
+    const kinds = [
+      () => randomBytes(1 + Math.floor(Math.random() * 600)),
+      () => valid.subarray(0, Math.floor(Math.random() * valid.length)),
+      () => { const b = Buffer.from(valid); b.writeUInt32BE(0x63825364, 236); return b; },
+      () => { const b = Buffer.from(valid); b[0] = 2; return b; },
+    ];
+    const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    await new Promise((r) => s.bind(0, r));
+    s.setBroadcast(true);
+    let sent = 0;
+    for (let i = 0; i < ${count}; i++) {
+      await new Promise((r) => s.send(kinds[i % kinds.length](), 67, '255.255.255.255', (err) => { if (!err) sent++; r(); }));
+      if (i % 200 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    console.log(sent);
+    s.close();
+  `;
+  const out = await topology.runOk(ns, [process.execPath, '--input-type=module', '-e', script], { timeoutMs: 60_000 });
+  return Number(out.trim());
+}

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { formatPrometheus, type MetricsInput } from '../../src/ops/metrics.js';
+
+interface Sample { name: string; labels: Record<string, string>; value: number }
+interface Exposition { help: Map<string, string>; type: Map<string, string>; samples: Sample[] }
+
+/** A strict reader of the text format, independent of the writer: throws on any line it does not accept. */
+function parseExposition(text: string): Exposition {
+  expect(text.endsWith('\n')).toBe(true);
+  const out: Exposition = { help: new Map(), type: new Map(), samples: [] };
+  const unescape = (s: string) => s.replace(/\\(\\|"|n)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
+  for (const line of text.slice(0, -1).split('\n')) {
+    let m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (m) { out.help.set(m[1]!, m[2]!); continue; }
+    m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
+    if (m) { out.type.set(m[1]!, m[2]!); continue; }
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`not an exposition line: ${JSON.stringify(line)}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = unescape(l[2]!);
+    const name = m[1]!;
+    expect(out.type.has(name), `${name} has a TYPE line before its samples`).toBe(true);
+    const text = m[3]!;
+    out.samples.push({ name, labels, value: text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text) });
+  }
+  return out;
+}
+
+const input: MetricsInput = {
+  bridge: 'virbr10',
+  dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184 },
+  dns: { queries: 5000, cacheHits: 3100, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
+  firewall: { applies: 3, heals: 1 },
+};
+
+const value = (e: Exposition, name: string, labels: Record<string, string> = {}) =>
+  e.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).map((s) => s.value);
+
+describe('formatPrometheus', () => {
+  it('exposes every metric with HELP and TYPE, counters ending in _total', () => {
+    const e = parseExposition(formatPrometheus(input));
+    for (const [name, type] of e.type) {
+      expect(e.help.get(name), name).toBeTruthy();
+      expect(name.endsWith('_total'), name).toBe(type === 'counter');
+    }
+    expect(e.samples.every((s) => s.labels.bridge === 'virbr10')).toBe(true);
+    expect(value(e, 'natd_dhcp_messages_total', { direction: 'in', type: 'discover' })).toEqual([12]);
+    expect(value(e, 'natd_dhcp_messages_total', { direction: 'out', type: 'nak' })).toEqual([1]);
+    expect(value(e, 'natd_dhcp_dropped_total', { reason: 'not-bootrequest' })).toEqual([3]);
+    expect(value(e, 'natd_dhcp_leases_active')).toEqual([7]);
+    expect(value(e, 'natd_dhcp_free_addresses')).toEqual([184]);
+    expect(value(e, 'natd_dns_queries_total')).toEqual([5000]);
+    expect(value(e, 'natd_dns_cache_hits_total')).toEqual([3100]);
+    expect(value(e, 'natd_dns_cache_entries')).toEqual([420]);
+    expect(value(e, 'natd_dns_upstream_failures_total')).toEqual([4]);
+    expect(value(e, 'natd_dns_upstream_latency_avg_seconds')).toEqual([0.0123]);
+    expect(value(e, 'natd_ruleset_applies_total')).toEqual([3]);
+    expect(value(e, 'natd_ruleset_heals_total')).toEqual([1]);
+    expect(e.type.get('natd_dns_upstream_latency_avg_seconds')).toBe('gauge');
+  });
+
+  it('leaves out the DNS and firewall families when those parts are off, and is stable in order', () => {
+    const { dns: _dns, firewall: _fw, ...dhcpOnly } = input;
+    const e = parseExposition(formatPrometheus(dhcpOnly));
+    expect([...e.type.keys()].filter((n) => /dns|ruleset/.test(n))).toEqual([]);
+    const shuffled = { ...input, dhcp: { ...input.dhcp, received: { release: 1, request: 10, discover: 12 } } };
+    expect(formatPrometheus(shuffled)).toBe(formatPrometheus(input));
+  });
+
+  it('escapes label values and renders special numbers (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ maxLength: 12 }), fc.oneof(fc.nat(), fc.constantFrom(NaN, Infinity))),
+        fc.string({ maxLength: 20 }),
+        (received, bridge) => {
+          const e = parseExposition(formatPrometheus({ ...input, bridge, dhcp: { ...input.dhcp, received } }));
+          const got = Object.fromEntries(e.samples.filter((s) => s.name === 'natd_dhcp_messages_total' && s.labels.direction === 'in').map((s) => [s.labels.type!, s.value]));
+          expect(got).toEqual(received);
+          expect(e.samples.every((s) => s.labels.bridge === bridge)).toBe(true);
+        },
+      ),
+    );
+  });
+});
