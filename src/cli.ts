@@ -13,6 +13,7 @@ import { exitStatusFor, ErrorCodes, NatdError } from './errors.js';
 import { createLogger } from './log.js';
 import { buildDaemon } from './daemon.js';
 import { runControlCommand, CONTROL_COMMANDS } from './control/commands.js';
+import { OPS_COMMANDS, runOpsCommand } from './ops/commands.js';
 
 const DAEMON_OPTIONS = {
   bridge: { type: 'string' },
@@ -31,6 +32,7 @@ const DAEMON_OPTIONS = {
   'cache-size': { type: 'string' },
   'no-dns': { type: 'boolean' },
   'no-firewall': { type: 'boolean' },
+  'metrics-listen': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -45,7 +47,12 @@ Usage:
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
   natd reload [--bridge NAME]
+  natd metrics [--bridge NAME]          Prometheus text from the running daemon
   natd demo                             a safe first try in throwaway namespaces
+  natd import-dnsmasq DNSMASQ.CONF [--state-dir DIR] [--config-out FILE] [--force]
+                                        take over a dnsmasq set-up: config, reservations, leases
+  natd libvirt-xml [--bridge NAME]      the <network> for virsh net-define, and a VM <interface>
+  natd doctor [--bridge NAME]           find what else on the host would break DHCP, DNS or NAT
 
 Daemon options:
   --bridge NAME            bridge to serve (required)
@@ -61,6 +68,7 @@ Daemon options:
   --config FILE            JSON config file (same names, camelCase); flags win
   --log-level LEVEL        debug|info|warn|error (default info)
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
+  --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
 
 Examples:
   natd --bridge virbr10
@@ -110,6 +118,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     cacheSize: cacheSize !== undefined && Number.isFinite(cacheSize) ? cacheSize : v['cache-size'],
     dns: v['no-dns'] ? false : undefined,
     firewall: v['no-firewall'] ? false : undefined,
+    metricsListen: v['metrics-listen'],
   };
 }
 
@@ -166,6 +175,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (first !== undefined && CONTROL_COMMANDS.has(first)) return runControlCommand(first, rest);
   if (first === 'demo') return (await import('./demo.js')).runDemo();
+  if (first !== undefined && OPS_COMMANDS.has(first)) return runOpsCommand(first, rest);
   if (first !== undefined && !first.startsWith('-')) {
     throw new NatdError(ErrorCodes.COMMAND, `unknown command "${first}"; see natd --help`);
   }

@@ -35,6 +35,7 @@ export interface RawSettings {
   resolvConf?: unknown;
   dns?: unknown;
   firewall?: unknown;
+  metricsListen?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -91,6 +92,10 @@ const settingsSchema = z
     resolvConf: z.string().default('/etc/resolv.conf'),
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
+    metricsListen: z
+      .string()
+      .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
+      .optional(),
   })
   .strict();
 
@@ -114,6 +119,8 @@ export interface Config {
   readonly resolvConf: string;
   readonly dns: boolean;
   readonly firewall: boolean;
+  /** ADDRESS:PORT for a Prometheus /metrics endpoint, when wanted */
+  readonly metricsListen: string | undefined;
   /** where the config file was, when one was given (SIGHUP re-reads it) */
   readonly configFile: string | undefined;
 }
@@ -218,6 +225,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     resolvConf: s.resolvConf,
     dns: s.dns,
     firewall: s.firewall,
+    metricsListen: s.metricsListen,
     configFile,
   });
 }

@@ -35,6 +35,9 @@ import { DnsServer } from './dns/server.js';
 import { parseResolvConf, watchResolvConf } from './dns/resolv-conf.js';
 import { LeaseNames } from './lease-names.js';
 import { Firewall } from './firewall.js';
+import { formatPrometheus, PROMETHEUS_CONTENT_TYPE, type MetricsInput } from './ops/metrics.js';
+import { registerWithResolved } from './ops/resolved.js';
+import http from 'node:http';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;
@@ -53,7 +56,8 @@ export interface Daemon {
   status(): Record<string, unknown>;
 }
 
-const RUNTIME_RESERVATIONS_FILE = 'reservations';
+// not 'reservations': import-dnsmasq writes the imported hostsfile under that name
+const RUNTIME_RESERVATIONS_FILE = 'runtime-reservations';
 
 export type ReservationSource = 'config' | 'hostsfile' | 'runtime';
 export interface SourcedReservation extends Reservation {
@@ -216,6 +220,13 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     control = new ControlServer(config.controlSocket, controlHandlers(), logger);
     await control.start();
     closers.push({ name: 'control socket', close: () => control?.close() });
+    if (config.metricsListen) await startMetricsListener(config.metricsListen);
+
+    if (config.dns) {
+      // so the host itself resolves the guests' names when systemd-resolved runs; undone on stop
+      const resolved = await registerWithResolved({ bridge: config.bridge, address: formatIpv4(gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
+      if (resolved.registered) closers.push({ name: 'systemd-resolved', close: () => resolved.undo() });
+    }
   }
 
   async function startDns(localNames: LocalNames): Promise<void> {
@@ -332,6 +343,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
       'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
       reload: () => reload(),
+      metrics: () => formatPrometheus(metricsInput()),
     };
   }
 
@@ -347,6 +359,41 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       }
     })();
     return closing;
+  }
+
+  function metricsInput(): MetricsInput {
+    const d = dhcp?.stats();
+    const c = core?.stats();
+    const dnsStats = dns?.stats();
+    const up = upstream?.stats();
+    return {
+      bridge: config.bridge,
+      dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0 },
+      ...(dnsStats && up
+        ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000 } }
+        : {}),
+      ...(firewall ? { firewall: firewall.counters() } : {}),
+    };
+  }
+
+  /** Optional Prometheus endpoint on TCP (the control socket always serves `natd metrics`). */
+  async function startMetricsListener(listen: string): Promise<void> {
+    const i = listen.lastIndexOf(':');
+    const host = listen.slice(0, i);
+    const port = Number(listen.slice(i + 1));
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(formatPrometheus(metricsInput()));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    closers.push({ name: 'metrics listener', close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    logger.info('metrics served', { url: `http://${listen}/metrics` });
   }
 
   function status(): Record<string, unknown> {

@@ -54,6 +54,8 @@ export interface DhcpTransportOptions {
 
 export interface DhcpStats {
   received: number;
+  /** parsed client messages by type name (discover, request, …) */
+  receivedByType: Record<string, number>;
   dropped: Record<string, number>;
   sent: Record<string, number>;
   outcomes: Record<string, number>;
@@ -69,7 +71,7 @@ function bump(counter: Record<string, number>, key: string): void {
 }
 
 export class DhcpTransport {
-  private readonly counters: DhcpStats = { received: 0, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0 };
+  private readonly counters: DhcpStats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0 };
   private closed = false;
   /** clientId -> the newest DISCOVER of a client whose offer waits for a probe (retransmissions replace it) */
   private readonly heldDiscovers = new Map<string, { request: DhcpRequest; from: string }>();
@@ -118,6 +120,7 @@ export class DhcpTransport {
       this.drop(parsed.reason, from);
       return;
     }
+    bump(this.counters.receivedByType, MESSAGE_NAMES[parsed.request.type] ?? `type-${parsed.request.type}`);
     this.process(parsed.request, from);
   }
 
