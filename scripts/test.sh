@@ -4,6 +4,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+# tests are TypeScript too: a type error in them is a failure, not something vitest's transpiler hides
+if ! npm run --silent typecheck; then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 results=$(mktemp /tmp/natd-vitest.XXXXXX.json)
 npx vitest run --reporter=default --reporter=json --outputFile="$results" "$@"
 status=$?
