@@ -33,6 +33,7 @@ const DAEMON_OPTIONS = {
   'no-dns': { type: 'boolean' },
   'no-firewall': { type: 'boolean' },
   'metrics-listen': { type: 'string' },
+  'allow-ipv6-forward': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -68,6 +69,7 @@ Daemon options:
   --config FILE            JSON config file (same names, camelCase); flags win
   --log-level LEVEL        debug|info|warn|error (default info)
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
+  --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
   --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
 
 Examples:
@@ -119,6 +121,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dns: v['no-dns'] ? false : undefined,
     firewall: v['no-firewall'] ? false : undefined,
     metricsListen: v['metrics-listen'],
+    allowIpv6Forward: v['allow-ipv6-forward'] ? true : undefined,
   };
 }
 

@@ -36,6 +36,7 @@ export interface RawSettings {
   dns?: unknown;
   firewall?: unknown;
   metricsListen?: unknown;
+  allowIpv6Forward?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -92,6 +93,7 @@ const settingsSchema = z
     resolvConf: z.string().default('/etc/resolv.conf'),
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
+    allowIpv6Forward: z.boolean().default(false),
     metricsListen: z
       .string()
       .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
@@ -119,6 +121,8 @@ export interface Config {
   readonly resolvConf: string;
   readonly dns: boolean;
   readonly firewall: boolean;
+  /** let IPv6 routed through the bridge pass instead of rejecting it */
+  readonly allowIpv6Forward: boolean;
   /** ADDRESS:PORT for a Prometheus /metrics endpoint, when wanted */
   readonly metricsListen: string | undefined;
   /** where the config file was, when one was given (SIGHUP re-reads it) */
@@ -226,6 +230,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dns: s.dns,
     firewall: s.firewall,
     metricsListen: s.metricsListen,
+    allowIpv6Forward: s.allowIpv6Forward,
     configFile,
   });
 }

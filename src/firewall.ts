@@ -12,7 +12,7 @@ import type { Logger } from './log.js';
 import type { BridgeInfo } from './net/bridge.js';
 import { formatIpv4 } from './net/ipv4.js';
 import { writeFileAtomic } from './state/atomic-file.js';
-import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward } from './nft/forward-spec.js';
+import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward, type PortForwardSpec } from './nft/forward-spec.js';
 import { buildForwardChange, buildRuleset, forwardKey, TABLE_FAMILY, type RulesetInput } from './nft/ruleset.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './nft/apply.js';
 import { startHealer, type Healer } from './nft/healer.js';
@@ -49,11 +49,18 @@ function checkNotServicePort(forward: PortForward, spec: string): void {
   }
 }
 
+/** The map key of a spec's host side (the guest does not take part in it). */
+function hostKeyOf(spec: PortForwardSpec): string {
+  return forwardKey({ protocol: spec.protocol, hostPort: spec.hostPort, guestAddress: 0, guestPort: spec.guestPort, ...(spec.hostAddress === undefined ? {} : { hostAddress: spec.hostAddress }) });
+}
+
 export class Firewall {
   private config: Config;
   private resolveName: NameResolver;
   private runtimeSpecs: string[] = [];
   private healer: Healer | undefined;
+  /** what is in the kernel now: heals restore exactly this, element changes start from it */
+  private applied: RulesetInput | undefined;
   private applies = 0;
   private closed = false;
   /** serialises applies, element changes and heals: nft batches must not interleave */
@@ -78,12 +85,15 @@ export class Firewall {
     return next;
   }
 
-  /** Resolves specs to forwards; every bad spec is named. */
-  private resolveAll(specs: readonly string[]): PortForward[] {
+  /**
+   * Resolves specs to forwards; every bad spec is named. `lenient` specs (runtime ones) that fail are skipped with
+   * a warning instead: a reservation that went away must not stop the NAT for every guest.
+   */
+  private resolveAll(specs: readonly string[], lenient: readonly string[] = []): PortForward[] {
     const problems: string[] = [];
     const forwards: PortForward[] = [];
     const keys = new Set<string>();
-    for (const spec of specs) {
+    for (const spec of [...specs, ...lenient]) {
       try {
         const forward = resolveForward(parseForwardSpec(spec), this.resolveName);
         checkNotServicePort(forward, spec);
@@ -92,6 +102,10 @@ export class Firewall {
         keys.add(key);
         forwards.push(forward);
       } catch (err) {
+        if (!specs.includes(spec)) {
+          this.opts.logger.warn('runtime port forward left out of the table', { forward: spec, error: (err as Error).message });
+          continue;
+        }
         problems.push((err as Error).message);
       }
     }
@@ -107,27 +121,29 @@ export class Firewall {
       gateway: this.opts.bridge.gateway,
       masqueradePorts: [this.config.masqueradePorts[0], this.config.masqueradePorts[1]],
       forwards,
+      allowIpv6Forward: this.config.allowIpv6Forward,
     };
   }
 
   private currentInput(): RulesetInput {
-    return this.input(this.resolveAll([...this.config.forwards, ...this.runtimeSpecs]));
+    return this.input(this.resolveAll(this.config.forwards, this.runtimeSpecs));
   }
 
   async start(): Promise<void> {
     this.runtimeSpecs = await this.readRuntimeSpecs();
     await this.serial(() => this.applyFull('start'));
     this.healer = startHealer({
-      check: () => this.serial(() => tableIntact(this.currentInput())),
-      reapply: () => this.serial(() => this.applyFull('heal')),
+      check: () => this.serial(() => tableIntact(this.applied!)),
+      reapply: () => this.serial(() => this.applyFull('heal', this.applied)),
       ...(this.opts.healIntervalMs ? { intervalMs: this.opts.healIntervalMs } : {}),
       logger: this.opts.logger,
     });
   }
 
-  private async applyFull(reason: string): Promise<void> {
-    const input = this.currentInput();
+  /** Full apply of `input` (default: derived from the current inputs). */
+  private async applyFull(reason: string, input: RulesetInput = this.currentInput()): Promise<void> {
     await applyAndVerify(input);
+    this.applied = input;
     this.applies++;
     this.opts.logger.info('nftables table applied', { table: `${TABLE_FAMILY} ${this.table}`, reason, forwards: input.forwards.length });
   }
@@ -147,12 +163,18 @@ export class Firewall {
 
   listForwards(): ForwardView[] {
     const view = (spec: string, source: ForwardView['source']): ForwardView => {
-      const f = resolveForward(parseForwardSpec(spec), this.resolveName);
+      const parsed = parseForwardSpec(spec);
+      let guest: string;
+      try {
+        guest = `${formatIpv4(resolveForward(parsed, this.resolveName).guestAddress)}:${parsed.guestPort}`;
+      } catch {
+        guest = `${'name' in parsed.guest ? parsed.guest.name : '?'}:${parsed.guestPort} (no such reservation; not in the table)`;
+      }
       return {
-        spec: formatForwardSpec(parseForwardSpec(spec)),
-        protocol: f.protocol,
-        host: `${f.hostAddress === undefined ? '*' : formatIpv4(f.hostAddress)}:${f.hostPort}`,
-        guest: `${formatIpv4(f.guestAddress)}:${f.guestPort}`,
+        spec: formatForwardSpec(parsed),
+        protocol: parsed.protocol,
+        host: `${parsed.hostAddress === undefined ? '*' : formatIpv4(parsed.hostAddress)}:${parsed.hostPort}`,
+        guest,
         source,
       };
     };
@@ -163,13 +185,16 @@ export class Firewall {
   addForward(spec: string): Promise<void> {
     return this.serial(async () => {
       const canonical = formatForwardSpec(parseForwardSpec(spec));
-      const before = this.currentInput();
+      const before = this.applied!;
       const [forward] = this.resolveAll([canonical]);
-      const next = [...this.runtimeSpecs, canonical];
-      const after = this.input(this.resolveAll([...this.config.forwards, ...next])); // rejects a duplicate host key
+      const key = forwardKey(forward!);
+      if (before.forwards.some((f) => forwardKey(f) === key) || this.runtimeSpecs.includes(canonical))
+        throw new NatdError(ErrorCodes.CONFIG, `forward "${canonical}": host side ${key} is already forwarded`);
+      const after = { ...before, forwards: [...before.forwards, forward!] };
       buildRuleset(after); // validates the whole result before touching anything
       await applyBatch(buildForwardChange(before, [forward!], []));
-      this.runtimeSpecs = next;
+      this.applied = after;
+      this.runtimeSpecs = [...this.runtimeSpecs, canonical];
       await this.writeRuntimeSpecs();
       this.opts.logger.info('port forward added', { forward: canonical });
     });
@@ -185,9 +210,14 @@ export class Firewall {
           ? `forward ${canonical} comes from the configuration; remove it there and reload`
           : `no runtime forward ${canonical}`);
       }
-      const before = this.currentInput();
-      const [forward] = this.resolveAll([canonical]);
-      await applyBatch(buildForwardChange(before, [], [forward!]));
+      const before = this.applied!;
+      // by host side, as applied: the guest's reservation may be gone by now
+      const key = hostKeyOf(parseForwardSpec(canonical));
+      const forward = before.forwards.find((f) => forwardKey(f) === key);
+      if (forward) {
+        await applyBatch(buildForwardChange(before, [], [forward]));
+        this.applied = { ...before, forwards: before.forwards.filter((f) => f !== forward) };
+      }
       this.runtimeSpecs = this.runtimeSpecs.filter((_, i) => i !== index);
       await this.writeRuntimeSpecs();
       this.opts.logger.info('port forward removed', { forward: canonical });
