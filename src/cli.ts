@@ -27,6 +27,7 @@ const DAEMON_OPTIONS = {
   config: { type: 'string' },
   forward: { type: 'string', multiple: true },
   hostsfile: { type: 'string' },
+  'addn-hosts': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   'bridge-mac': { type: 'string' },
   'cache-size': { type: 'string' },
@@ -65,6 +66,7 @@ Daemon options:
   --upstream ADDR          upstream DNS server (repeatable; default: /etc/resolv.conf)
   --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable)
   --hostsfile FILE         dnsmasq-style reservations: MAC,IP[,NAME] per line (re-read on SIGHUP)
+  --addn-hosts FILE        extra DNS names in /etc/hosts format (repeatable; re-read on SIGHUP)
   --state-dir DIR          leases and runtime state (default /var/lib/natd/BRIDGE)
   --config FILE            JSON config file (same names, camelCase); flags win
   --log-level LEVEL        debug|info|warn|error (default info)
@@ -115,6 +117,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     controlSocket: v['control-socket'],
     forwards: v.forward,
     hostsfile: v.hostsfile,
+    addnHosts: v['addn-hosts'],
     logLevel: v['log-level'],
     bridgeMac: v['bridge-mac'],
     cacheSize: cacheSize !== undefined && Number.isFinite(cacheSize) ? cacheSize : v['cache-size'],

@@ -26,7 +26,7 @@ export interface RawSettings {
   controlSocket?: unknown;
   forwards?: unknown;
   hostsfile?: unknown;
-  hostsFile?: unknown;
+  addnHosts?: unknown;
   reservations?: unknown;
   logLevel?: unknown;
   bridgeMac?: unknown;
@@ -79,6 +79,7 @@ const settingsSchema = z
     controlSocket: z.string().min(1).optional(),
     forwards: z.array(z.string()).default([]),
     hostsfile: z.string().min(1).optional(),
+    addnHosts: z.array(z.string().min(1)).default([]),
     reservations: z.array(reservationSchema).default([]),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     bridgeMac: z
@@ -113,6 +114,8 @@ export interface Config {
   readonly controlSocket: string;
   readonly forwards: readonly string[];
   readonly hostsfile: string | undefined;
+  /** extra DNS records in /etc/hosts format (dnsmasq's addn-hosts) */
+  readonly addnHosts: readonly string[];
   readonly reservations: readonly { readonly mac: string; readonly address: number; readonly hostname?: string }[];
   readonly logLevel: LogLevel;
   readonly bridgeMac: string | undefined;
@@ -162,10 +165,6 @@ function describeValue(raw: Record<string, unknown>, path: PropertyKey[]): strin
 /** Validates settings (file first, flags over it) into the frozen Config. Throws NatdError(CONFIG) listing all problems. */
 export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}, configFile?: string): Config {
   const merged: Record<string, unknown> = { ...fileSettings };
-  if (merged.hostsFile !== undefined && merged.hostsfile === undefined) {
-    merged.hostsfile = merged.hostsFile;
-    delete merged.hostsFile;
-  }
   for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
 
   const parsed = settingsSchema.safeParse(merged);
@@ -221,6 +220,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     controlSocket: s.controlSocket ?? `${DEFAULT_RUN_ROOT}/${s.bridge}.sock`,
     forwards: Object.freeze([...s.forwards]),
     hostsfile: s.hostsfile,
+    addnHosts: Object.freeze([...s.addnHosts]),
     reservations: Object.freeze(reservations),
     logLevel: s.logLevel,
     bridgeMac: s.bridgeMac ? normalizeMac(s.bridgeMac) : undefined,

@@ -28,7 +28,7 @@ import { sanitizeHostname } from './net/hostname.js';
 import { DhcpTransport } from './dhcp/transport.js';
 import { ConflictDetector, pingProbe } from './dhcp/probe.js';
 import type { Reservation } from './dhcp/types.js';
-import { LocalNames } from './dns/local-names.js';
+import { LocalNames, parseHostsFormat, type HostsEntry } from './dns/local-names.js';
 import { DnsCache } from './dns/cache.js';
 import { UpstreamClient } from './dns/upstream.js';
 import { DnsServer } from './dns/server.js';
@@ -101,6 +101,24 @@ async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logg
   return reservations.filter((r) => subnetContains(bridge.subnet, r.address) && r.address !== bridge.gateway);
 }
 
+/** Static DNS records from hosts-format files; problems are logged with file:line and the rest loads. */
+async function loadStaticHosts(files: readonly string[], logger: Logger): Promise<HostsEntry[]> {
+  const entries: HostsEntry[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      logger.warn('cannot read hosts file; no names from it', { file, error: (err as Error).message });
+      continue;
+    }
+    const parsed = parseHostsFormat(text, file);
+    for (const p of parsed.problems) logger.warn('hosts file problem', { file: p.file, line: p.line, problem: p.message });
+    entries.push(...parsed.entries);
+  }
+  return entries;
+}
+
 async function upstreamsFrom(config: Config, gateway: string, logger: Logger): Promise<{ address: string }[]> {
   if (config.upstreams.length) return config.upstreams.map((address) => ({ address }));
   try {
@@ -125,6 +143,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   let cache: DnsCache | undefined;
   let upstream: UpstreamClient | undefined;
   let leaseNames: LeaseNames | undefined;
+  let localNames: LocalNames | undefined;
   let firewall: Firewall | undefined;
   let reservations: SourcedReservation[] = [];
   let control: ControlServer | undefined;
@@ -185,10 +204,11 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
 
     if (config.dns) {
-      const localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: gateway });
+      localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: gateway });
       leaseNames = new LeaseNames(localNames);
       leaseNames.setReservations(reservations);
       leaseNames.restore(core.leases.all());
+      localNames.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
       await startDns(localNames);
     }
 
@@ -273,6 +293,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     if (newConfig) config = newConfig;
     reservations = await loadReservations(config, bridge, logger);
     applyReservations();
+    localNames?.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
     if (upstream) upstream.setServers(await upstreamsFrom(config, formatIpv4(bridge.gateway), logger));
     await firewall?.reload(config, resolveName);
     logger.info('reloaded', { reservations: reservations.length });

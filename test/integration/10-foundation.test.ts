@@ -3,10 +3,10 @@
  * the NAT, and no DHCP answer on a non-bridge interface.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, runUdhcpc, startNatd, waitForListener, type NatdHandle } from './support/natd-process.js';
+import { FIXTURES, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from './support/natd-process.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -21,7 +21,9 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
       upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
       upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
     });
-    natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm']);
+    const hosts = path.join(tempDir('natd-hosts-'), 'hosts');
+    writeFileSync(hosts, '# static names\n10.77.0.99 printer printer.lan\n');
+    natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--addn-hosts', hosts]);
   });
 
   afterAll(async () => {
@@ -71,6 +73,8 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
     expect(local.trim()).toBe(vm1Addr);
     const qualified = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'alpha.vm', 'A']);
     expect(qualified.trim()).toBe(vm1Addr);
+    const fromHostsFile = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'printer.lan', 'A']);
+    expect(fromHostsFile.trim()).toBe('10.77.0.99');
   });
 
   it('masquerades a TCP connection from a vm to the wan with the host uplink address', async () => {
