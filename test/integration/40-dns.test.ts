@@ -73,6 +73,8 @@ describe.skipIf(needsRoot)('natd DNS in namespaces', () => {
     await startUpstream(upstreamLog);
     const hostsfile = path.join(tempDir('natd-dns-hosts-'), 'hostsfile');
     writeFileSync(hostsfile, `${topo.vm(2).mac},${RESERVED_ADDR},${RESERVED_NAME}\n`);
+    // no nftables table: whatever is refused or unanswered below is natd's own doing (10-foundation covers dig
+    // with the firewall on)
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', DOMAIN, '--hostsfile', hostsfile, '--no-firewall']);
     const lease = await runUdhcpc(topo, topo.vm(1).ns, ['-x', 'hostname:alpha']);
     const bound = lease.events.find((e) => e.event === 'bound');
@@ -132,6 +134,17 @@ describe.skipIf(needsRoot)('natd DNS in namespaces', () => {
     expect(rdata(short)).toEqual([RESERVED_ADDR]);
     expect(rdata(qualified)).toEqual([RESERVED_ADDR]);
     expect(rdata(ptr)).toEqual([`${RESERVED_NAME}.${DOMAIN}.`]);
+  });
+
+  it('publishes only the first label of a guest-announced name: a guest cannot shadow a public name', async () => {
+    const vm3 = topo.addVm(3);
+    const lease = await runUdhcpc(topo, vm3.ns, ['-x', 'hostname:shadow.example.test']);
+    const address = lease.events.find((e) => e.event === 'bound')?.ip;
+    expect(address).toMatch(/^10\.77\.0\.\d+$/);
+    expect(rdata(await vmDig(['shadow', 'A']))).toEqual([address]);
+    expect(rdata(await vmDig([`shadow.${DOMAIN}`, 'A']))).toEqual([address]);
+    const publicName = await expectForwarded('shadow.example.test', 'A');
+    expect(rdata(publicName)).not.toContain(address);
   });
 
   it('answers AAAA for a local name with NODATA (NOERROR, no answer), not NXDOMAIN', async () => {

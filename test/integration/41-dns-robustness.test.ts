@@ -172,9 +172,11 @@ describe.skipIf(needsRoot)('natd DNS under bad input', () => {
     const delta = (k: keyof DnsStats) => after[k] - before[k];
     console.log('fuzz summary', summary, 'natd counters delta', Object.fromEntries((['queries', 'udp', 'tcp', 'dropped', 'formerr', 'refused', 'notimp'] as const).map((k) => [k, delta(k)])));
 
-    // natd is alive and still answers, over UDP and TCP, forwarded and local names
+    // natd is alive and still answers, over UDP and TCP, forwarded and local names; nothing went wrong inside it
     expect(natd.child.exitCode).toBeNull();
     expect(natd.child.signalCode).toBeNull();
+    expect(natd.stderr()).toBe('');
+    expect(natd.logs.filter((l) => l.level === 'error')).toEqual([]);
     expect(await digShort(['after-fuzz.example.test', 'A'])).toMatch(/^203\.0\.113\.\d+$/);
     expect(await digShort(['+tcp', 'after-fuzz-tcp.example.test', 'A'])).toMatch(/^203\.0\.113\.\d+$/);
     expect(await digShort(['fuzzer', 'A'])).toMatch(/^10\.77\.0\.\d+$/);
