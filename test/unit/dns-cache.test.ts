@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import dnsPacket from 'dns-packet';
+import fc from 'fast-check';
 import { DnsCache, cacheKey } from '../../src/dns/cache.js';
 import { parseQuery } from '../../src/dns/query.js';
 import { DnsRcode } from '../../src/dns/types.js';
@@ -157,5 +158,45 @@ describe('DnsCache', () => {
     const keys = new Set([key(), key({ do: false }), key({ do: true }), key({ do: true }, true)]);
     expect(keys.size).toBe(4);
     expect(key()).toMatch(/^example\.com\|1\|1\|/);
+  });
+});
+
+describe('DnsCache eviction', () => {
+  it('keeps exactly the entries a reference LRU keeps, across stores, hits and clears', () => {
+    const response = reply({ answers: [a(300)] });
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('store' as const), key: fc.integer({ min: 0, max: 30 }) }),
+      fc.record({ kind: fc.constant('get' as const), key: fc.integer({ min: 0, max: 30 }) }),
+      fc.record({ kind: fc.constant('clear' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 200 }), (maxEntries, ops) => {
+        const cache = new DnsCache({ maxEntries, now: () => 1_000_000 });
+        const reference: string[] = []; // least recently used first
+        const touch = (key: string) => {
+          reference.splice(reference.indexOf(key), 1);
+          reference.push(key);
+        };
+        for (const o of ops) {
+          if (o.kind === 'clear') {
+            cache.clear();
+            reference.length = 0;
+          } else if (o.kind === 'store') {
+            const key = `k${o.key}`;
+            cache.store(key, response);
+            if (reference.includes(key)) touch(key);
+            else reference.push(key);
+            if (reference.length > maxEntries) reference.shift();
+          } else {
+            const key = `k${o.key}`;
+            const hit = cache.get(key, 7) !== undefined;
+            expect(hit).toBe(reference.includes(key));
+            if (hit) touch(key);
+          }
+          expect(cache.size).toBe(reference.length);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
