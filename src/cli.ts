@@ -12,7 +12,7 @@ import { readConfigFile, resolveConfig, type Config, type RawSettings } from './
 import { exitStatusFor, ErrorCodes, NatdError } from './errors.js';
 import { createLogger } from './log.js';
 import { buildDaemon } from './daemon.js';
-import { runControlCommand, CONTROL_COMMANDS } from './control/commands.js';
+import { runControlCommand, CONTROL_COMMANDS, flagError } from './control/commands.js';
 import { OPS_COMMANDS, runOpsCommand } from './ops/commands.js';
 
 const DAEMON_OPTIONS = {
@@ -99,7 +99,7 @@ function parseDaemonArgs(args: string[]) {
   try {
     return parseArgs({ args, options: DAEMON_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new NatdError(ErrorCodes.CONFIG, (err as Error).message);
+    throw flagError(err);
   }
 }
 
@@ -139,7 +139,7 @@ export function configFromArgs(values: DaemonValues): Config {
 async function runDaemon(values: DaemonValues): Promise<void> {
   const config = configFromArgs(values);
   const logger = createLogger({ level: config.logLevel });
-  const daemon = buildDaemon(config, { logger });
+  const daemon = buildDaemon(config, { logger, loadConfig: () => configFromArgs(values) });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -148,6 +148,11 @@ async function runDaemon(values: DaemonValues): Promise<void> {
     }
     stopping = true;
     logger.info('stopping', { signal });
+    // the promise to systemd and operators: gone within 2 s even if nft or the disk hangs
+    setTimeout(() => {
+      logger.error('stop did not finish in time; exiting');
+      process.exit(1);
+    }, 1800).unref();
     daemon.close().then(
       () => process.exit(0),
       (err: unknown) => {

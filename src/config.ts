@@ -41,11 +41,12 @@ export interface RawSettings {
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
 
-const durationSeconds = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+const DURATION_HINT = 'expected seconds or a duration like 3600, 90s, 30m, 1h or 1d';
+const durationSeconds = z.union([z.number().int().positive(), z.string()], { error: DURATION_HINT }).transform((v, ctx) => {
   if (typeof v === 'number') return v;
   const m = /^(\d+)\s*([smhd]?)$/.exec(v.trim());
   if (!m) {
-    ctx.addIssue({ code: 'custom', message: 'expected a duration like 3600, 90s, 30m, 1h or 1d' });
+    ctx.addIssue({ code: 'custom', message: DURATION_HINT });
     return z.NEVER;
   }
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];

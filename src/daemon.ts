@@ -14,9 +14,9 @@ import type { Config } from './config.js';
 import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from './config.js';
 import { ErrorCodes, NatdError } from './errors.js';
 import type { Logger } from './log.js';
-import { ensureBridge, type BridgeInfo } from './net/bridge.js';
+import { ensureBridge, readBridgeCidr, type BridgeInfo } from './net/bridge.js';
 import { enableForwarding } from './net/sysctl.js';
-import { formatIpv4, formatSubnet, subnetContains } from './net/ipv4.js';
+import { formatIpv4, formatSubnet, parseCidr, subnetContains, type Subnet } from './net/ipv4.js';
 import { openDeviceTcpListener, openDeviceUdpSocket, sdNotify, setNeighbour } from './native.js';
 import { DhcpServerCore } from './dhcp/server-core.js';
 import { LeaseStore } from './dhcp/lease-store.js';
@@ -46,6 +46,8 @@ const EXPIRY_SWEEP_MS = 30_000;
 export interface DaemonDeps {
   logger: Logger;
   now?: () => number;
+  /** re-reads flags + config file for `natd reload` (SIGHUP passes the new config itself) */
+  loadConfig?: () => Config;
 }
 
 export interface Daemon {
@@ -164,6 +166,11 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   }
 
   async function startInOrder(): Promise<void> {
+    // Check the DHCP range against the subnet natd will serve before anything on the system changes.
+    const planned = parseCidr(config.subnetCidr ?? (await readBridgeCidr(config.bridge)) ?? DEFAULT_SUBNET);
+    if (!planned) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse the bridge's address`);
+    checkRange(config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address), planned.subnet);
+
     bridge = await ensureBridge({
       name: config.bridge,
       ...(config.subnetCidr ? { wantedCidr: config.subnetCidr } : {}),
@@ -174,9 +181,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     await enableForwarding(config.bridge, logger);
 
     const range = config.dhcpRange ?? defaultDhcpRange(bridge.subnet, bridge.gateway);
-    if (!subnetContains(bridge.subnet, range.start) || !subnetContains(bridge.subnet, range.end)) {
-      throw new NatdError(ErrorCodes.CONFIG, `dhcpRange: ${describeRange(range)} is not inside the bridge subnet ${formatSubnet(bridge.subnet)}`);
-    }
+    checkRange(range, bridge.subnet);
 
     mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
     store = await LeaseStore.open(config.stateDir, { logger, now });
@@ -288,14 +293,24 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     if (expired.length) leaseNames?.apply(expired.map((l) => ({ kind: 'release' as const, clientId: l.clientId, address: l.address })));
   }
 
+  /**
+   * Re-reads what the config names and applies it. The firewall goes first because it is the part that can refuse
+   * (e.g. a forward naming a reservation that is gone): then nothing else changes either.
+   */
   async function reload(newConfig?: Config): Promise<void> {
     if (!started || !bridge || !core) return;
-    if (newConfig) config = newConfig;
+    const previous = { config, reservations };
+    config = newConfig ?? deps.loadConfig?.() ?? config;
     reservations = await loadReservations(config, bridge, logger);
+    try {
+      await firewall?.reload(config, resolveName);
+    } catch (err) {
+      ({ config, reservations } = previous);
+      throw err;
+    }
     applyReservations();
     localNames?.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
     if (upstream) upstream.setServers(await upstreamsFrom(config, formatIpv4(bridge.gateway), logger));
-    await firewall?.reload(config, resolveName);
     logger.info('reloaded', { reservations: reservations.length });
   }
 
@@ -338,6 +353,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     if (!match) throw new NatdError(ErrorCodes.CONFIG, `no reservation matches "${key}"`);
     if (match.source !== 'runtime')
       throw new NatdError(ErrorCodes.CONFIG, `the reservation for ${match.mac} comes from the ${match.source}; remove it there and reload`);
+    if (match.hostname && firewall?.guestNames().has(match.hostname))
+      throw new NatdError(ErrorCodes.CONFIG, `port forwards name "${match.hostname}"; remove them first (natd forwards list)`);
     reservations = reservations.filter((r) => r !== match);
     await saveRuntimeReservations();
     applyReservations();
@@ -429,6 +446,12 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   }
 
   return { start, reload, close, status };
+}
+
+function checkRange(range: { start: number; end: number }, subnet: Subnet): void {
+  if (!subnetContains(subnet, range.start) || !subnetContains(subnet, range.end)) {
+    throw new NatdError(ErrorCodes.CONFIG, `dhcpRange: ${describeRange(range)} is not inside the bridge subnet ${formatSubnet(subnet)}`);
+  }
 }
 
 function bindFd(socket: dgram.Socket, fd: number): Promise<void> {

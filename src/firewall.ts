@@ -161,6 +161,16 @@ export class Firewall {
     }
   }
 
+  /** Reservation names the forwards refer to: removing such a reservation would orphan a forward. */
+  guestNames(): Set<string> {
+    const names = new Set<string>();
+    for (const spec of [...this.config.forwards, ...this.runtimeSpecs]) {
+      const guest = parseForwardSpec(spec).guest;
+      if ('name' in guest) names.add(guest.name);
+    }
+    return names;
+  }
+
   listForwards(): ForwardView[] {
     const view = (spec: string, source: ForwardView['source']): ForwardView => {
       const parsed = parseForwardSpec(spec);

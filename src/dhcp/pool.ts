@@ -188,14 +188,13 @@ export class AddressPool {
 
   /** Picks an address for the client, or undefined when the pool has nothing for it. */
   choose(clientId: string, mac: string, now: number, requested?: number): number | undefined {
-    const known = [
-      this.reservationsByMac.get(mac)?.address,
-      this.table.getByClient(clientId)?.address,
-      this.heldFor(clientId, now),
-    ];
+    const known = [this.reservationsByMac.get(mac)?.address, this.table.getByClient(clientId)?.address];
     for (const address of known) {
       if (address !== undefined && this.isOfferable(address, clientId, mac, now)) return address;
     }
+    // An offer is not a lease: in-use evidence that arrived after it was made (an async probe) withdraws it.
+    const held = this.heldFor(clientId, now);
+    if (held !== undefined && this.isOfferable(held, clientId, mac, now) && !this.isKnownInUse(held)) return held;
     for (const address of [this.table.lastAddressOf(clientId), requested]) {
       if (address !== undefined && this.isFreshCandidate(address, clientId, mac, now, false)) return address;
     }

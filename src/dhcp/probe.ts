@@ -1,16 +1,17 @@
 /**
  * Conflict detection before an OFFER (RFC 2131 §4.4.1 "SHOULD probe"): is some host already using the address?
  *
- * The probe is one ICMP echo sent by spawning `ping -I <bridge>`: Node has no raw sockets, so an ARP probe would need
- * new native code, while ping is on every host natd runs on and carries its own CAP_NET_RAW. When the echo is
- * answered, the neighbour table (filled by the ARP exchange the echo caused) tells whose MAC answered, so the client
- * itself still holding the address is not mistaken for a conflict. A host that drops ICMP is not detected; the
- * client's own ARP check and DECLINE cover that case.
+ * The probe flushes the address's neighbour entry, sends one ICMP echo by spawning `ping -I <bridge>` (so the kernel
+ * ARPs for the address first), then reads the neighbour entry back. The address is in use when the echo is answered
+ * or when ARP was (a host that drops ICMP still has to answer ARP to use the address). Node has no raw sockets, so
+ * a hand-made ARP probe would need new native code; ping is on every host natd runs on and has its own CAP_NET_RAW.
+ * The answering MAC is known from the neighbour entry, so the client itself still holding the address is not
+ * mistaken for a conflict.
  *
- * Results are cached (an address in use for a minute, a free one for half a minute) so a retransmitted DISCOVER or
- * the next client costs nothing, probes for the same address share one ping, and at most `maxConcurrent` run at a
- * time. Past `maxQueued` waiting probes the detector answers 'skipped' at once: under a DISCOVER storm natd offers
- * unprobed rather than stall every client (dnsmasq stops pinging when busy for the same reason).
+ * Results are cached (an address in use for a minute; a free one only a few seconds, since a host may take it at any
+ * time) so a retransmitted DISCOVER costs nothing; probes for the same address share one ping, and at most
+ * `maxConcurrent` run at a time. Past `maxQueued` waiting probes the detector answers 'skipped' at once: under a
+ * DISCOVER storm natd offers unprobed rather than stall every client (dnsmasq stops pinging when busy, likewise).
  */
 import { execFile } from 'node:child_process';
 import { formatIpv4, normalizeMac } from '../net/ipv4.js';
@@ -48,7 +49,7 @@ export interface ConflictDetectorOptions {
 const DEFAULT_MAX_CONCURRENT = 8;
 const DEFAULT_MAX_QUEUED = 128;
 const DEFAULT_IN_USE_TTL_MS = 60_000;
-const DEFAULT_FREE_TTL_MS = 30_000;
+const DEFAULT_FREE_TTL_MS = 3_000;
 /** Bound on remembered results; entries are cheap but a scan of a /16 should not grow the map forever. */
 const MAX_CACHE_ENTRIES = 4096;
 
@@ -166,18 +167,22 @@ export interface PingProbeOptions {
   ipCommand?: string;
 }
 
-/** A ProbeFn that sends one ICMP echo out of `device` and, when answered, reads the answering MAC. */
+/** A ProbeFn: fresh ARP + one ICMP echo out of `device`; answered when either got an answer. */
 export function pingProbe(opts: PingProbeOptions): ProbeFn {
   const timeoutMs = opts.timeoutMs ?? 500;
   const seconds = (timeoutMs / 1000).toFixed(3);
+  const ipCommand = opts.ipCommand ?? 'ip';
   return async (address) => {
+    // natd itself seeds entries for unicast OFFERs: without the flush the echo would go to whichever MAC held the
+    // address last, and an old entry would look like an ARP answer
+    await run(ipCommand, ['neigh', 'flush', 'to', address, 'dev', opts.device], 2000);
     const ping = await run(opts.pingCommand ?? 'ping', ['-n', '-q', '-c', '1', '-W', seconds, '-I', opts.device, address], timeoutMs + 2000);
     // iputils: 0 = reply received, 1 = no reply, anything else = could not ping at all
-    if (ping.code === 1) return { answered: false };
-    if (ping.code !== 0) return { answered: false, error: ping.stderr.trim() || `ping exited ${ping.code}` };
-    const neigh = await run(opts.ipCommand ?? 'ip', ['-j', 'neigh', 'show', 'to', address, 'dev', opts.device], 2000);
+    if (ping.code !== 0 && ping.code !== 1) return { answered: false, error: ping.stderr.trim() || `ping exited ${ping.code}` };
+    const neigh = await run(ipCommand, ['-j', 'neigh', 'show', 'to', address, 'dev', opts.device], 2000);
     const mac = neigh.code === 0 ? macFromNeighJson(neigh.stdout, address) : undefined;
-    return mac ? { answered: true, mac } : { answered: true };
+    if (mac) return { answered: true, mac };
+    return { answered: ping.code === 0 };
   };
 }
 

@@ -41,6 +41,13 @@ async function showLink(ip: IpRunner, name: string): Promise<IpAddrJson | undefi
   }
 }
 
+/** The bridge's first IPv4 address as "a.b.c.d/len", or undefined when it has none or does not exist. Read-only. */
+export async function readBridgeCidr(name: string, ip: IpRunner = runIp): Promise<string | undefined> {
+  const link = await showLink(ip, name);
+  const first = (link?.addr_info ?? []).find((a) => a.family === 'inet');
+  return first ? `${first.local}/${first.prefixlen}` : undefined;
+}
+
 /** A name for the dummy port (IFNAMSIZ allows 15 characters). */
 function dummyNameFor(bridge: string): string {
   return `${bridge.slice(0, 9)}-nic`;

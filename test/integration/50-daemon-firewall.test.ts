@@ -213,6 +213,31 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect(await bystander()).toBe(bystanderBefore);
   });
 
+  it('a runtime forward whose reservation disappears is left out; reload and heal keep working', async () => {
+    await tcpEcho(topo.vm(2).ns, 90);
+    expect((await cli(['forwards', 'add', 'tcp:9090=db:90'])).code).toBe(0);
+    expect((await tcpConnect(topo.wan, `${UPLINK_HOST}:9090`)).ok).toBe(true);
+
+    writeFileSync(hostsfile, `${topo.vm(1).mac},${WEB},web\n`); // db is gone
+    const reloadsBefore = natd.logs.filter((l) => l.msg === 'reloaded').length;
+    natd.child.kill('SIGHUP');
+    await waitFor('reload log line', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloadsBefore);
+    expect(natd.logs.some((l) => l.msg === 'runtime port forward left out of the table' && l.forward === 'tcp:9090=db:90')).toBe(true);
+    expect((await tcpConnect(topo.wan, `${UPLINK_HOST}:9090`)).ok).toBe(false);
+    const listed = await cli(['forwards', 'list']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/tcp:9090=db:90/);
+
+    const healsBefore = natd.logs.filter((l) => l.msg === 'nft table re-applied').length;
+    await topo.runOk(topo.host, ['nft', 'delete', 'table', 'inet', TABLE]);
+    await waitFor('heal', async () => natd.logs.filter((l) => l.msg === 'nft table re-applied').length > healsBefore);
+    expect((await tcpConnect(topo.wan, `${UPLINK_HOST}:2222`)).ok).toBe(true);
+
+    const remove = await cli(['forwards', 'remove', 'tcp:9090=db:90']);
+    expect(remove.code, remove.stderr).toBe(0);
+    expect((await cli(['forwards', 'list'])).stdout).not.toContain('9090');
+  });
+
   it('rejects IPv6 routed through the bridge while it runs (ping6 and TCP)', async () => {
     const ping = await topo.run(topo.vm(1).ns, ['ping', '-6', '-c', '1', '-w', '2', V6.wan]);
     expect(ping.code).not.toBe(0);
