@@ -35,6 +35,8 @@ const DAEMON_OPTIONS = {
   'no-firewall': { type: 'boolean' },
   'metrics-listen': { type: 'string' },
   'allow-ipv6-forward': { type: 'boolean' },
+  'search-domain': { type: 'string', multiple: true },
+  route: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -64,6 +66,8 @@ Daemon options:
   --lease-time DURATION    3600, 90s, 30m, 1h, 1d (default 1h)
   --domain NAME            DNS domain for the guests' names, e.g. vm
   --upstream ADDR          upstream DNS server (repeatable; default: /etc/resolv.conf)
+  --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
+  --route NET/LEN=ROUTER   extra classless static route for the guests (repeatable), e.g. 192.168.50.0/24=10.10.0.2
   --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable)
   --hostsfile FILE         dnsmasq-style reservations: MAC,IP[,NAME] per line (re-read on SIGHUP)
   --addn-hosts FILE        extra DNS names in /etc/hosts format (repeatable; re-read on SIGHUP)
@@ -125,6 +129,8 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     firewall: v['no-firewall'] ? false : undefined,
     metricsListen: v['metrics-listen'],
     allowIpv6Forward: v['allow-ipv6-forward'] ? true : undefined,
+    searchDomains: v['search-domain'],
+    routes: v.route,
   };
 }
 

@@ -37,6 +37,8 @@ export interface RawSettings {
   firewall?: unknown;
   metricsListen?: unknown;
   allowIpv6Forward?: unknown;
+  searchDomains?: unknown;
+  routes?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -52,6 +54,8 @@ const durationSeconds = z.union([z.number().int().positive(), z.string()], { err
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
   return Number(m[1]) * unit;
 });
+
+const DOMAIN_RE = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 const reservationSchema = z.object({
   mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
@@ -71,10 +75,7 @@ const settingsSchema = z
       .regex(/^[\d.]+-[\d.]+$/, 'expected START-END, e.g. 10.10.0.10-10.10.0.200')
       .optional(),
     leaseTime: durationSeconds.default(DEFAULT_LEASE_SECONDS),
-    domain: z
-      .string()
-      .regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'not a domain name')
-      .optional(),
+    domain: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
     upstreams: z.array(ipv4).default([]),
     stateDir: z.string().min(1).optional(),
     controlSocket: z.string().min(1).optional(),
@@ -96,6 +97,8 @@ const settingsSchema = z
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
     allowIpv6Forward: z.boolean().default(false),
+    searchDomains: z.array(z.string().regex(DOMAIN_RE, 'not a domain name')).optional(),
+    routes: z.array(z.string().regex(/^[\d.]+\/\d{1,2}=[\d.]+$/, 'expected NETWORK/PREFIX=ROUTER, e.g. 192.168.50.0/24=10.10.0.2')).default([]),
     metricsListen: z
       .string()
       .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
@@ -125,6 +128,10 @@ export interface Config {
   readonly resolvConf: string;
   readonly dns: boolean;
   readonly firewall: boolean;
+  /** DHCP option 119; default: the domain, when one is set */
+  readonly searchDomains: readonly string[];
+  /** DHCP option 121 (classless static routes) besides the default route */
+  readonly routes: readonly { readonly network: number; readonly prefix: number; readonly router: number }[];
   /** let IPv6 routed through the bridge pass instead of rejecting it */
   readonly allowIpv6Forward: boolean;
   /** ADDRESS:PORT for a Prometheus /metrics endpoint, when wanted */
@@ -202,6 +209,19 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     else dhcpRange = Object.freeze({ start, end });
   }
 
+  const routes = s.routes.map((text, i) => {
+    const [cidrText, routerText] = text.split('=');
+    const cidr = parseCidr(cidrText!);
+    const router = parseIpv4(routerText!);
+    if (!cidr || router === undefined) {
+      problems.push(`routes.${i}: not NETWORK/PREFIX=ROUTER (got "${text}")`);
+      return undefined;
+    }
+    if (cidr.address !== cidr.subnet.network) problems.push(`routes.${i}: ${cidrText} has host bits set; use ${formatIpv4(cidr.subnet.network)}/${cidr.subnet.prefix}`);
+    if (subnet && !subnetContains(subnet, router)) problems.push(`routes.${i}: router ${routerText} is not inside subnet ${s.subnet}`);
+    return Object.freeze({ network: cidr.subnet.network, prefix: cidr.subnet.prefix, router });
+  }).filter((r) => r !== undefined);
+
   const reservations = s.reservations.map((r, i) => {
     const address = parseIpv4(r.address)!;
     if (subnet && !subnetContains(subnet, address)) problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
@@ -232,6 +252,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     firewall: s.firewall,
     metricsListen: s.metricsListen,
     allowIpv6Forward: s.allowIpv6Forward,
+    searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
+    routes: Object.freeze(routes),
     configFile,
   });
 }

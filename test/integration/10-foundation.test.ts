@@ -23,7 +23,8 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
     });
     const hosts = path.join(tempDir('natd-hosts-'), 'hosts');
     writeFileSync(hosts, '# static names\n10.77.0.99 printer printer.lan\n');
-    natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--addn-hosts', hosts]);
+    natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--addn-hosts', hosts,
+      '--route', '192.168.50.0/24=10.77.0.2', '--search-domain', 'vm', '--search-domain', 'example.test']);
   });
 
   afterAll(async () => {
@@ -31,7 +32,7 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
   });
 
   it('gives a udhcpc client in a vm a lease with router, DNS, mask and lease time', async () => {
-    const r = await runUdhcpc(topo, topo.vm(1).ns, ['-x', 'hostname:alpha']);
+    const r = await runUdhcpc(topo, topo.vm(1).ns, ['-x', 'hostname:alpha', '-O', 'staticroutes', '-O', 'search']);
     expect(r.code).toBe(0);
     const bound = r.events.find((e) => e.event === 'bound');
     expect(bound).toBeDefined();
@@ -41,6 +42,10 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
     expect(bound!.mask).toBe('24');
     expect(Number(bound!.lease)).toBe(3600);
     expect(bound!.serverid).toBe(GATEWAY);
+    expect(bound!.domain).toBe('vm');
+    // option 121 carries the configured route and, per RFC 3442, the default route too; option 119 the search list
+    expect(bound!.staticroutes).toBe(`192.168.50.0/24,10.77.0.2,0.0.0.0/0,${GATEWAY}`);
+    expect(bound!.search).toBe('vm,example.test');
     // the address is really configured in the vm
     const addr = await topo.runOk(topo.vm(1).ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0']);
     expect(addr).toContain(bound!.ip);
