@@ -29,4 +29,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
    || [ ! -f native/build/Release/natd_native.node ]; then
   npm ci --no-audit --no-fund
 fi
-npm run --silent build
+# rebuild only when a source changed since the last build (a rebuild under running tests would swap dist/ under them)
+stamp=dist/.build-stamp
+if [ ! -f "$stamp" ] || [ -n "$(find src bench tsconfig.json package-lock.json -newer "$stamp" -print -quit)" ]; then
+  npm run --silent build
+  touch "$stamp"
+fi

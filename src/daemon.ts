@@ -439,6 +439,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   function status(): Record<string, unknown> {
     return {
       bridge: config.bridge,
+      pid: process.pid,
       subnet: bridge ? formatSubnet(bridge.subnet) : undefined,
       gateway: bridge ? formatIpv4(bridge.gateway) : undefined,
       dhcp: { ...dhcp?.stats(), ...core?.stats() },
