@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 declare -A PACKAGES=(
   [nft]=nftables [ip]=iproute2 [busybox]=busybox [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dig]=dnsutils [tcpdump]=tcpdump [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf [ping]=iputils-ping
-  [nc]=netcat-openbsd [socat]=socat [make]=make [g++]=g++ [python3]=python3 [systemd-analyze]=systemd
+  [nc]=netcat-openbsd [socat]=socat [ethtool]=ethtool [make]=make [g++]=g++ [python3]=python3 [systemd-analyze]=systemd
 )
 missing=()
 for tool in "${!PACKAGES[@]}"; do

@@ -35,6 +35,7 @@ const DAEMON_OPTIONS = {
   'no-firewall': { type: 'boolean' },
   'metrics-listen': { type: 'string' },
   'allow-ipv6-forward': { type: 'boolean' },
+  'no-ping': { type: 'boolean' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   json: { type: 'boolean' },
@@ -74,6 +75,7 @@ Daemon options:
   --state-dir DIR          leases and runtime state (default /var/lib/natd/BRIDGE)
   --config FILE            JSON config file (same names, camelCase); flags win
   --log-level LEVEL        debug|info|warn|error (default info)
+  --no-ping                offer new addresses without the conflict ping first (as dnsmasq --no-ping)
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
   --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
   --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
@@ -129,6 +131,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     firewall: v['no-firewall'] ? false : undefined,
     metricsListen: v['metrics-listen'],
     allowIpv6Forward: v['allow-ipv6-forward'] ? true : undefined,
+    conflictProbe: v['no-ping'] ? false : undefined,
     searchDomains: v['search-domain'],
     routes: v.route,
   };

@@ -39,6 +39,7 @@ export interface RawSettings {
   allowIpv6Forward?: unknown;
   searchDomains?: unknown;
   routes?: unknown;
+  conflictProbe?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -97,6 +98,7 @@ const settingsSchema = z
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
     allowIpv6Forward: z.boolean().default(false),
+    conflictProbe: z.boolean().default(true),
     searchDomains: z.array(z.string().regex(DOMAIN_RE, 'not a domain name')).optional(),
     routes: z.array(z.string().regex(/^[\d.]+\/\d{1,2}=[\d.]+$/, 'expected NETWORK/PREFIX=ROUTER, e.g. 192.168.50.0/24=10.10.0.2')).default([]),
     metricsListen: z
@@ -132,6 +134,8 @@ export interface Config {
   readonly searchDomains: readonly string[];
   /** DHCP option 121 (classless static routes) besides the default route */
   readonly routes: readonly { readonly network: number; readonly prefix: number; readonly router: number }[];
+  /** ping an address before offering it for the first time (dnsmasq's default; off = its --no-ping) */
+  readonly conflictProbe: boolean;
   /** let IPv6 routed through the bridge pass instead of rejecting it */
   readonly allowIpv6Forward: boolean;
   /** ADDRESS:PORT for a Prometheus /metrics endpoint, when wanted */
@@ -252,6 +256,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     firewall: s.firewall,
     metricsListen: s.metricsListen,
     allowIpv6Forward: s.allowIpv6Forward,
+    conflictProbe: s.conflictProbe,
     searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
     routes: Object.freeze(routes),
     configFile,

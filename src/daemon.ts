@@ -190,7 +190,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
     reservations = await loadReservations(config, bridge, logger);
     const gateway = bridge.gateway;
-    const conflicts = new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now });
+    const conflicts = config.conflictProbe ? new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now }) : undefined;
     core = new DhcpServerCore(
       {
         serverAddress: gateway,
@@ -205,7 +205,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
         rangeEnd: range.end,
       },
       reservations,
-      { isKnownInUse: conflicts.isKnownInUse },
+      conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
     );
     core.restore(restored.leases, now(), restored.declined);
     logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
@@ -230,7 +230,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       setNeighbour,
       logger,
       now,
-      conflicts,
+      ...(conflicts ? { conflicts } : {}),
     });
     dhcp.start();
     closers.push({ name: 'dhcp', close: () => dhcp?.close() });

@@ -101,11 +101,81 @@ export async function sendJunk(topology: Topology, ns: string, count: number): P
     let sent = 0;
     for (let i = 0; i < ${count}; i++) {
       await new Promise((r) => s.send(kinds[i % kinds.length](), 67, '255.255.255.255', (err) => { if (!err) sent++; r(); }));
-      if (i % 200 === 0) await new Promise((r) => setTimeout(r, 5));
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 2));
     }
     console.log(sent);
     s.close();
   `;
   const out = await topology.runOk(ns, [process.execPath, '--input-type=module', '-e', script], { timeoutMs: 60_000 });
   return Number(out.trim());
+}
+
+/** One DHCP packet as `tcpdump -n -vv` decoded it. */
+export interface CapturedDhcp {
+  /** position in the capture */
+  index: number;
+  src: string;
+  dst: string;
+  /** 'ok' correct, 'bad' wrong checksum, 'none' zero (no checksum), 'unknown' tcpdump said nothing */
+  checksum: 'ok' | 'bad' | 'none' | 'unknown';
+  op: 'request' | 'reply';
+  xid: string;
+  mac?: string;
+  type?: string;
+  ciaddr?: string;
+  yiaddr?: string;
+  requested?: string;
+  serverId?: string;
+}
+
+/** Starts tcpdump writing DHCP packets of `device` in `ns` to a pcap file; resolves once it captures. */
+export async function startCapture(topology: Topology, ns: string, device: string): Promise<{ file: string; child: ChildProcess }> {
+  const file = path.join(tempDir('dhcp-cap-'), 'dhcp.pcap');
+  const child = topology.spawn(ns, ['tcpdump', '-i', device, '-n', '--immediate-mode', '-U', '-w', file, 'udp port 67 or udp port 68']);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('tcpdump did not start')), 10_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { file, child };
+}
+
+/** Reads a capture (it may still be written) into packets. */
+export async function readCapture(topology: Topology, ns: string, file: string): Promise<CapturedDhcp[]> {
+  const r = await topology.run(ns, ['tcpdump', '-r', file, '-n', '-vv']);
+  return parseTcpdumpDhcp(r.stdout);
+}
+
+export function parseTcpdumpDhcp(text: string): CapturedDhcp[] {
+  const packets: CapturedDhcp[] = [];
+  let current: CapturedDhcp | undefined;
+  for (const line of text.split('\n')) {
+    const header = /^\s+(\d+\.\d+\.\d+\.\d+)\.\d+ > (\d+\.\d+\.\d+\.\d+)\.\d+: (\[[^\]]*\])? ?BOOTP\/DHCP, (Request|Reply).*xid (0x[0-9a-f]+)/.exec(line);
+    if (header) {
+      const sum = header[3] ?? '';
+      current = {
+        index: packets.length,
+        src: header[1]!,
+        dst: header[2]!,
+        checksum: sum.includes('sum ok') ? 'ok' : sum.includes('bad udp cksum') ? 'bad' : sum.includes('no cksum') ? 'none' : 'unknown',
+        op: header[4] === 'Request' ? 'request' : 'reply',
+        xid: header[5]!,
+      };
+      packets.push(current);
+      continue;
+    }
+    if (!current) continue;
+    const field = (re: RegExp) => re.exec(line)?.[1];
+    current.mac ??= field(/Client-Ethernet-Address ([0-9a-f:]{17})/);
+    current.ciaddr ??= field(/Client-IP (\S+)/);
+    current.yiaddr ??= field(/Your-IP (\S+)/);
+    current.type ??= field(/DHCP-Message \(53\), length 1: (\S+)/);
+    current.requested ??= field(/Requested-IP \(50\), length 4: (\S+)/);
+    current.serverId ??= field(/Server-ID \(54\), length 4: (\S+)/);
+  }
+  return packets;
 }

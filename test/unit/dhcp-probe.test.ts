@@ -1,0 +1,208 @@
+/**
+ * Conflict probing: the detector's cache, sharing, concurrency bound and overload answer; the neighbour-table
+ * parser; and, through the real transport and core with a fake socket, that a DISCOVER waits for its probe alone and
+ * an address found in use is replaced by another one.
+ */
+import { EventEmitter } from 'node:events';
+import type dgram from 'node:dgram';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket } from '../../src/dhcp/codec.js';
+import { ConflictDetector, macFromNeighJson, type ProbeAnswer } from '../../src/dhcp/probe.js';
+import { DhcpServerCore } from '../../src/dhcp/server-core.js';
+import { DhcpTransport } from '../../src/dhcp/transport.js';
+import { DhcpOption } from '../../src/dhcp/types.js';
+import type { Logger } from '../../src/log.js';
+import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+
+const ip = (text: string): number => parseIpv4(text)!;
+
+/** A probe whose answers the test releases by hand. */
+function manualProbe() {
+  const pending = new Map<string, (a: ProbeAnswer) => void>();
+  const calls: string[] = [];
+  const probe = (address: string) => {
+    calls.push(address);
+    return new Promise<ProbeAnswer>((resolve) => pending.set(address, resolve));
+  };
+  const answer = (address: string, a: ProbeAnswer) => {
+    const resolve = pending.get(address);
+    if (!resolve) throw new Error(`no probe of ${address} running`);
+    pending.delete(address);
+    resolve(a);
+  };
+  return { probe, answer, calls, pending };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('ConflictDetector', () => {
+  it('remembers an answered address as in use until its TTL ends, a silent one as free for less', async () => {
+    let now = 1000;
+    const p = manualProbe();
+    const d = new ConflictDetector({ probe: p.probe, inUseTtlMs: 60_000, freeTtlMs: 3000, now: () => now });
+    const busy = d.check(ip('10.0.0.5'), '52:54:00:00:00:01');
+    const idle = d.check(ip('10.0.0.6'), '52:54:00:00:00:01');
+    p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
+    p.answer('10.0.0.6', { answered: false });
+    expect([await busy, await idle]).toEqual(['in-use', 'free']);
+    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.6'))).toBe('free');
+    now += 3000;
+    expect(d.cached(ip('10.0.0.6'))).toBeUndefined();
+    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    now += 57_000;
+    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(false);
+    expect(d.stats()).toMatchObject({ probes: 2, inUse: 1 });
+  });
+
+  it('does not count the requesting client answering for its own address as a conflict', async () => {
+    const p = manualProbe();
+    const d = new ConflictDetector({ probe: p.probe });
+    const verdict = d.check(ip('10.0.0.5'), '52:54:00:00:00:01');
+    p.answer('10.0.0.5', { answered: true, mac: '52:54:00:00:00:01' });
+    expect(await verdict).toBe('free');
+  });
+
+  it('shares one probe between checks of the same address', async () => {
+    const p = manualProbe();
+    const d = new ConflictDetector({ probe: p.probe });
+    const a = d.check(ip('10.0.0.5'), '52:54:00:00:00:01');
+    const b = d.check(ip('10.0.0.5'), '52:54:00:00:00:02');
+    await flush();
+    expect(p.calls).toEqual(['10.0.0.5']);
+    p.answer('10.0.0.5', { answered: false });
+    expect([await a, await b]).toEqual(['free', 'free']);
+  });
+
+  it('runs at most maxConcurrent probes, queues maxQueued more and skips the rest at once', async () => {
+    const p = manualProbe();
+    const d = new ConflictDetector({ probe: p.probe, maxConcurrent: 2, maxQueued: 1 });
+    const verdicts = [1, 2, 3, 4].map((n) => d.check(ip(`10.0.0.${n}`), '52:54:00:00:00:01'));
+    await flush();
+    expect(p.calls).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(d.stats()).toMatchObject({ running: 2, queued: 1, skipped: 1 });
+    expect(await verdicts[3]).toBe('skipped');
+    p.answer('10.0.0.1', { answered: false });
+    await flush();
+    await flush();
+    expect(p.calls).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+    p.answer('10.0.0.2', { answered: false });
+    p.answer('10.0.0.3', { answered: true });
+    expect(await Promise.all(verdicts.slice(0, 3))).toEqual(['free', 'free', 'in-use']);
+    expect(d.stats()).toMatchObject({ running: 0, queued: 0 });
+  });
+
+  it('learns nothing from a probe that could not run or threw', async () => {
+    const d = new ConflictDetector({
+      probe: async (address) => {
+        if (address.endsWith('.1')) throw new Error('spawn ping ENOENT');
+        return { answered: false, error: 'permission denied' };
+      },
+    });
+    expect(await d.check(ip('10.0.0.1'), '52:54:00:00:00:01')).toBe('skipped');
+    expect(await d.check(ip('10.0.0.2'), '52:54:00:00:00:01')).toBe('skipped');
+    expect(d.cached(ip('10.0.0.1'))).toBeUndefined();
+    expect(d.stats().errors).toBe(2);
+  });
+});
+
+describe('macFromNeighJson', () => {
+  it('finds the lladdr of the address and nothing for an incomplete entry', () => {
+    const text = JSON.stringify([
+      { dst: '10.0.0.9', dev: 'br0', state: ['INCOMPLETE'] },
+      { dst: '10.0.0.5', dev: 'br0', lladdr: '52:54:00:AB:cd:01', state: ['REACHABLE'] },
+    ]);
+    expect(macFromNeighJson(text, '10.0.0.5')).toBe('52:54:00:ab:cd:01');
+    expect(macFromNeighJson(text, '10.0.0.9')).toBeUndefined();
+  });
+
+  it('never throws on any text', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json()), fc.ipV4(), (text, address) => {
+        const mac = macFromNeighJson(text, address);
+        expect(mac === undefined || /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('DhcpTransport with conflict probing', () => {
+  class FakeSocket extends EventEmitter {
+    readonly sent: { bytes: Buffer; port: number; address: string }[] = [];
+    send(bytes: Buffer, port: number, address: string, cb: (err: Error | null) => void): void {
+      this.sent.push({ bytes, port, address });
+      cb(null);
+    }
+    close(cb: () => void): void {
+      cb();
+    }
+  }
+
+  function setup() {
+    const server = ip('10.10.0.1');
+    const p = manualProbe();
+    const conflicts = new ConflictDetector({ probe: p.probe });
+    const core = new DhcpServerCore(
+      { serverAddress: server, subnet: makeSubnet(server, 24), router: server, dnsServers: [], leaseTimeSeconds: 3600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') },
+      [],
+      { isKnownInUse: conflicts.isKnownInUse },
+    );
+    const socket = new FakeSocket();
+    const warnings: Record<string, unknown>[] = [];
+    const logger: Logger = {
+      debug() {}, info() {}, error() {}, warnLimited() {},
+      warn: (msg, fields) => warnings.push({ msg, ...fields }),
+    };
+    const transport = new DhcpTransport({
+      socket: socket as unknown as dgram.Socket, bridge: 'br0', core, conflicts, logger,
+      commit: async () => undefined, setNeighbour: () => undefined,
+    });
+    transport.start();
+    const discover = (n: number) => {
+      const packet = emptyPacket(1);
+      packet.xid = n;
+      packet.flags = 0x8000; // broadcast replies: no neighbour seeding involved
+      packet.chaddr.set([0x52, 0x54, 0, 0, 0, n]);
+      packet.options = new Map([[DhcpOption.MESSAGE_TYPE, Uint8Array.of(1)]]);
+      socket.emit('message', encodeDhcpPacket(packet), { address: '0.0.0.0', port: 68 });
+    };
+    const offers = () => socket.sent.map((s) => decodeDhcpPacket(s.bytes)).map((pk) => ({ xid: pk.xid, yiaddr: formatIpv4(pk.yiaddr) }));
+    return { p, socket, transport, warnings, discover, offers };
+  }
+
+  it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
+    const t = setup();
+    t.discover(1);
+    t.discover(2);
+    await flush();
+    expect(t.p.calls).toHaveLength(2);
+    expect(t.offers()).toEqual([]);
+    expect(t.transport.stats().heldDiscovers).toBe(2);
+    t.p.answer(t.p.calls[1]!, { answered: false });
+    await flush();
+    expect(t.offers()).toEqual([{ xid: 2, yiaddr: t.p.calls[1] }]);
+    // a retransmission while the probe runs joins it instead of starting another
+    t.discover(1);
+    await flush();
+    expect(t.p.calls).toHaveLength(2);
+  });
+
+  it('offers another address when the first one answers, and logs it', async () => {
+    const t = setup();
+    t.discover(1);
+    await flush();
+    const first = t.p.calls[0]!;
+    t.p.answer(first, { answered: true, mac: '52:54:00:99:99:99' });
+    await flush();
+    expect(t.offers()).toEqual([]);
+    const second = t.p.calls[1]!;
+    expect(second).not.toBe(first);
+    t.p.answer(second, { answered: false });
+    await flush();
+    expect(t.offers()).toEqual([{ xid: 1, yiaddr: second }]);
+    expect(t.warnings).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
+    expect(t.transport.stats().probes).toMatchObject({ probes: 2, inUse: 1 });
+  });
+});
