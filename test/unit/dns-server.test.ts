@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { DnsCache } from '../../src/dns/cache.js';
 import { LocalNames } from '../../src/dns/local-names.js';
 import { DnsServer } from '../../src/dns/server.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
+import { startFakeUpstream } from './support/fake-upstream.js';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -25,26 +26,7 @@ interface Decoded {
 }
 const decode = (buf: Buffer): Decoded => dnsPacket.decode(buf) as unknown as Decoded;
 
-const FAKE_UPSTREAM = new URL('../fixtures/fake-upstream.mjs', import.meta.url).pathname;
 const LOOPBACK = parseCidr('127.0.0.1/8')!.subnet;
-
-/** Runs fake-upstream.mjs on a random loopback port; resolves once it prints `listening`. */
-async function startFakeUpstream(logFile: string, extra: string[] = []): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(process.execPath, [FAKE_UPSTREAM, '--listen', '127.0.0.1:0', '--log', logFile, ...extra], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`fake upstream exited with ${code}`)));
-  });
-  const match = /^listening 127\.0\.0\.1:(\d+)$/.exec(line);
-  if (!match) throw new Error(`unexpected fake upstream output: ${line}`);
-  return { port: Number(match[1]), child };
-}
 
 function makeQuery(name: string, type: string, id = 1234, opts: { edns?: number } = {}): Buffer {
   return dnsPacket.encode({

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import dnsPacket from 'dns-packet';
 import { silentLogger } from '../../src/log.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
+import { startFakeUpstream } from './support/fake-upstream.js';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -19,25 +20,6 @@ interface Decoded {
 }
 const decode = (buf: Buffer): Decoded => dnsPacket.decode(buf) as unknown as Decoded;
 
-const FAKE_UPSTREAM = new URL('../fixtures/fake-upstream.mjs', import.meta.url).pathname;
-
-/** Runs fake-upstream.mjs on a random loopback port; resolves once it prints `listening`. */
-async function startFakeUpstream(logFile: string, extra: string[] = []): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(process.execPath, [FAKE_UPSTREAM, '--listen', '127.0.0.1:0', '--log', logFile, ...extra], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`fake upstream exited with ${code}`)));
-  });
-  const match = /^listening 127\.0\.0\.1:(\d+)$/.exec(line);
-  if (!match) throw new Error(`unexpected fake upstream output: ${line}`);
-  return { port: Number(match[1]), child };
-}
 
 function makeQuery(name: string, type: string, opts: { id?: number; dnssecOk?: boolean } = {}): Buffer {
   return dnsPacket.encode({
