@@ -166,10 +166,12 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   }
 
   async function startInOrder(): Promise<void> {
-    // Check the DHCP range against the subnet natd will serve before anything on the system changes.
+    // Check the DHCP range against the subnet natd will serve before anything on the system changes; ensureBridge
+    // picks the subnet by the same precedence (--subnet, the bridge's address, the default).
     const planned = parseCidr(config.subnetCidr ?? (await readBridgeCidr(config.bridge)) ?? DEFAULT_SUBNET);
     if (!planned) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse the bridge's address`);
-    checkRange(config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address), planned.subnet);
+    const range = config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address);
+    checkRange(range, planned.subnet);
 
     bridge = await ensureBridge({
       name: config.bridge,
@@ -180,63 +182,22 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     });
     await enableForwarding(config.bridge, logger);
 
-    const range = config.dhcpRange ?? defaultDhcpRange(bridge.subnet, bridge.gateway);
-    checkRange(range, bridge.subnet);
-
     mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
     store = await LeaseStore.open(config.stateDir, { logger, now });
     closers.push({ name: 'lease store', close: () => store?.close() });
-    const restored = store.load(now());
-
     reservations = await loadReservations(config, bridge, logger);
-    const gateway = bridge.gateway;
     const conflicts = config.conflictProbe ? new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now }) : undefined;
-    core = new DhcpServerCore(
-      {
-        serverAddress: gateway,
-        subnet: bridge.subnet,
-        router: gateway,
-        dnsServers: config.dns ? [gateway] : [],
-        ...(config.domain ? { domain: config.domain } : {}),
-        ...(config.searchDomains.length ? { searchDomains: [...config.searchDomains] } : {}),
-        ...(config.routes.length ? { classlessRoutes: config.routes.map((r) => ({ ...r })) } : {}),
-        leaseTimeSeconds: config.leaseTimeSeconds,
-        rangeStart: range.start,
-        rangeEnd: range.end,
-      },
-      reservations,
-      conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
-    );
-    core.restore(restored.leases, now(), restored.declined);
-    logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
+    core = buildCore(bridge, range, conflicts);
 
     if (config.dns) {
-      localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: gateway });
+      localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: bridge.gateway });
       leaseNames = new LeaseNames(localNames);
       leaseNames.setReservations(reservations);
       leaseNames.restore(core.leases.all());
       localNames.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
       await startDns(localNames);
     }
-
-    const dhcpSocket = dgram.createSocket({ type: 'udp4' });
-    await bindFd(dhcpSocket, openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true));
-    dhcp = new DhcpTransport({
-      socket: dhcpSocket,
-      bridge: config.bridge,
-      core,
-      commit: (changes) => store!.commit(changes),
-      onCommitted: (changes) => leaseNames?.apply(changes),
-      setNeighbour,
-      logger,
-      now,
-      ...(conflicts ? { conflicts } : {}),
-    });
-    dhcp.start();
-    closers.push({ name: 'dhcp', close: () => dhcp?.close() });
-    const sweep = setInterval(sweepExpired, EXPIRY_SWEEP_MS);
-    sweep.unref();
-    closers.push({ name: 'expiry sweep', close: () => clearInterval(sweep) });
+    await startDhcp(core, conflicts);
 
     if (config.firewall) {
       firewall = new Firewall({ config, bridge, logger, resolveName });
@@ -251,9 +212,56 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
     if (config.dns) {
       // so the host itself resolves the guests' names when systemd-resolved runs; undone on stop
-      const resolved = await registerWithResolved({ bridge: config.bridge, address: formatIpv4(gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
+      const resolved = await registerWithResolved({ bridge: config.bridge, address: formatIpv4(bridge.gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
       if (resolved.registered) closers.push({ name: 'systemd-resolved', close: () => resolved.undo() });
     }
+  }
+
+  /** The pure DHCP core with the leases the journal holds. */
+  function buildCore(served: BridgeInfo, range: { start: number; end: number }, conflicts: ConflictDetector | undefined): DhcpServerCore {
+    const gateway = served.gateway;
+    const built = new DhcpServerCore(
+      {
+        serverAddress: gateway,
+        subnet: served.subnet,
+        router: gateway,
+        dnsServers: config.dns ? [gateway] : [],
+        ...(config.domain ? { domain: config.domain } : {}),
+        ...(config.searchDomains.length ? { searchDomains: [...config.searchDomains] } : {}),
+        ...(config.routes.length ? { classlessRoutes: config.routes.map((r) => ({ ...r })) } : {}),
+        leaseTimeSeconds: config.leaseTimeSeconds,
+        rangeStart: range.start,
+        rangeEnd: range.end,
+      },
+      reservations,
+      conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
+    );
+    const restored = store!.load(now());
+    built.restore(restored.leases, now(), restored.declined);
+    logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
+    return built;
+  }
+
+  /** The DHCP socket (0.0.0.0:67 bound to the bridge, zero UDP checksum) and its transport. */
+  async function startDhcp(dhcpCore: DhcpServerCore, conflicts: ConflictDetector | undefined): Promise<void> {
+    const socket = dgram.createSocket({ type: 'udp4' });
+    await bindFd(socket, openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true));
+    dhcp = new DhcpTransport({
+      socket,
+      bridge: config.bridge,
+      core: dhcpCore,
+      commit: (changes) => store!.commit(changes),
+      onCommitted: (changes) => leaseNames?.apply(changes),
+      setNeighbour,
+      logger,
+      now,
+      ...(conflicts ? { conflicts } : {}),
+    });
+    dhcp.start();
+    closers.push({ name: 'dhcp', close: () => dhcp?.close() });
+    const sweep = setInterval(sweepExpired, EXPIRY_SWEEP_MS);
+    sweep.unref();
+    closers.push({ name: 'expiry sweep', close: () => clearInterval(sweep) });
   }
 
   async function startDns(localNames: LocalNames): Promise<void> {
