@@ -216,7 +216,7 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
   const closedDone = () =>
     mode.kind === 'closed' && (completed >= mode.count || performance.now() - t0 >= mode.maxMs);
   function refill(): void {
-    if (mode.kind !== 'closed' || closedDone()) return;
+    if (mode.kind !== 'closed' || sendWindowEnd || closedDone()) return;
     while (inFlight.size < mode.concurrency && completed + inFlight.size < mode.count) startOne();
   }
 
@@ -254,23 +254,22 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
     const timer = setInterval(() => {
       const now = performance.now();
       expire(now);
-      if (mode.kind === 'open') {
-        const elapsed = now - t0;
-        if (elapsed < mode.durationMs) {
-          const due = Math.floor((elapsed * mode.rate) / 1000);
-          while (started < due) startOne();
-        } else {
-          if (!sendWindowEnd) sendWindowEnd = now;
-          if (inFlight.size === 0 || now - sendWindowEnd >= timeoutMs) finish();
-        }
-      } else {
-        if (closedDone()) {
-          sendWindowEnd = now;
-          finish();
-        } else {
+      if (!sendWindowEnd) {
+        if (mode.kind === 'open') {
+          const elapsed = now - t0;
+          if (elapsed < mode.durationMs) {
+            const due = Math.floor((elapsed * mode.rate) / 1000);
+            while (started < due) startOne();
+            return;
+          }
+        } else if (!closedDone()) {
           refill(); // dropped exchanges free their slots: new clients keep the fill going
+          return;
         }
+        sendWindowEnd = now;
       }
+      // nothing new starts now; exchanges already under way get their full timeout
+      if (inFlight.size === 0 || now - sendWindowEnd >= timeoutMs) finish();
     }, TICK_MS);
   });
 }

@@ -3,9 +3,10 @@
  * the same pool, lease time, domain, upstream and cache size. The PID we hold is the server's own
  * (`ip netns exec` execs the command), so /proc/<pid> readings are the server's.
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { writeDnsmasqLeases, writeNatdLeases, type SeedLease } from './seed-leases.js';
 import { BENCH_PREFIX, BRIDGE, GATEWAY, POOL_END, POOL_START, PROJECT_ROOT, UPLINK_WAN, type BenchNetwork } from './topology.js';
 
 export type ServerKind = 'natd' | 'dnsmasq';
@@ -31,14 +32,47 @@ export interface RunningServer {
 }
 
 export interface StartOptions {
+  /** a fresh directory per instance (its state, leases and sockets live there) */
+  instance: string;
+  /** leases the server holds when it starts */
+  seed?: readonly SeedLease[];
   /** natd only: write a V8 CPU profile into this directory on exit */
   cpuProfileDir?: string;
+  /** natd only: extra flags for node itself (e.g. heap sizing experiments) */
+  nodeFlags?: string[];
   /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off) */
   extraArgs?: string[];
 }
 
+/** Flags natd may grow to turn its pre-OFFER ICMP probe off (the counterpart of dnsmasq's --no-ping). */
+const NATD_NO_PROBE_FLAGS = ['--no-ping', '--no-probe', '--no-conflict-probe', '--no-conflict-check', '--no-icmp-probe'];
+
+export interface ConflictCheck {
+  /** the flag passed to turn the check off, when the server has one */
+  flag?: string;
+  /** what the server did before offering a new address, for the results table */
+  description: string;
+}
+
+/** What each server does before offering an address, and how the benchmark runs it. */
+export function conflictChecks(): Record<ServerKind, ConflictCheck> {
+  let help = '';
+  try {
+    help = execFileSync(process.execPath, [NATD_CLI, '--help'], { encoding: 'utf8' });
+  } catch {
+    /* no help: assume no flag */
+  }
+  const flag = NATD_NO_PROBE_FLAGS.find((f) => new RegExp(`(^|\\s)${f}(\\s|$|,)`, 'm').test(help));
+  return {
+    natd: flag
+      ? { flag, description: `none (${flag}; natd otherwise sends one ICMP echo per new address before the OFFER)` }
+      : { description: 'ICMP echo probe (ping -I br0) per new address before the OFFER, as natd has no flag to turn it off' },
+    dnsmasq: { flag: '--no-ping', description: 'none (--no-ping)' },
+  };
+}
+
 function natdArgv(stateDir: string, controlSocket: string, options: StartOptions): string[] {
-  const nodeFlags = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  const nodeFlags = [...(options.nodeFlags ?? []), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
   return [
     process.execPath, ...nodeFlags, NATD_CLI,
     '--bridge', BRIDGE,
@@ -101,12 +135,15 @@ function waitForOutput(child: ChildProcess, ready: RegExp, timeoutMs: number, ou
   });
 }
 
-export async function startServer(net: BenchNetwork, kind: ServerKind, options: StartOptions = {}): Promise<RunningServer> {
-  const dir = path.join(net.workDir, kind);
+export async function startServer(net: BenchNetwork, kind: ServerKind, options: StartOptions): Promise<RunningServer> {
+  const dir = path.join(net.workDir, `${kind}-${options.instance}`);
   mkdirSync(dir, { recursive: true });
   const controlSocket = path.join(dir, 'control.sock');
   const leaseFile = path.join(dir, 'dnsmasq.leases');
-  const argv = kind === 'natd' ? natdArgv(path.join(dir, 'state'), controlSocket, options) : dnsmasqArgv(dir, leaseFile);
+  const stateDir = path.join(dir, 'state');
+  if (options.seed && kind === 'natd') await writeNatdLeases(stateDir, options.seed);
+  if (options.seed && kind === 'dnsmasq') writeDnsmasqLeases(leaseFile, options.seed);
+  const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : dnsmasqArgv(dir, leaseFile);
   const child = net.topology.spawn(net.hostNs, argv);
   // keep only the tail: a chatty server must not grow our memory, and a full pipe would block it
   let tail = '';

@@ -24,6 +24,24 @@ export const POOL_END = '10.77.200.250';
 export const DNSPERF_ADDRESS = '10.77.255.2';
 export const UPSTREAM_SCRIPT = path.join(PROJECT_ROOT, 'test', 'fixtures', 'fake-upstream.mjs');
 
+const liveWorkDirs = new Set<string>();
+let cleanupInstalled = false;
+
+/**
+ * Work dirs are removed on exit and on SIGINT/SIGTERM too. Registered before the first Topology is made, so these
+ * run before the Topology's own signal handler (which deletes the namespaces and re-raises the signal).
+ */
+function installWorkDirCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  const removeAll = () => {
+    for (const dir of liveWorkDirs) rmSync(dir, { recursive: true, force: true });
+    liveWorkDirs.clear();
+  };
+  process.on('exit', removeAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, removeAll);
+}
+
 export class BenchNetwork {
   private upstream: ChildProcess | undefined;
 
@@ -47,10 +65,35 @@ export class BenchNetwork {
     return this.topology.host;
   }
 
+  /** PID of the fake upstream DNS server (its CPU use shows when it, not the server under test, is the limit) */
+  get upstreamPid(): number | undefined {
+    return this.upstream?.pid;
+  }
+
+  /** UDP receive-buffer overflows so far in a namespace (/proc/net/snmp is per namespace): datagrams the kernel dropped */
+  async udpRcvbufErrors(ns: string): Promise<number> {
+    const snmp = await this.topology.runOk(ns, ['cat', '/proc/net/snmp']);
+    const lines = snmp.split('\n').filter((l) => l.startsWith('Udp:'));
+    const names = lines[0]?.split(/\s+/) ?? [];
+    const values = lines[1]?.split(/\s+/) ?? [];
+    const i = names.indexOf('RcvbufErrors');
+    return i > 0 ? Number(values[i]) : NaN;
+  }
+
   /** Builds the namespaces and starts the fake upstream; on failure everything made so far is removed. */
   static async create(): Promise<BenchNetwork> {
-    const topology = Topology.create({ vms: 2 });
-    const net = new BenchNetwork(topology, mkdtempSync(path.join(tmpdir(), 'natd-bench-')));
+    installWorkDirCleanup();
+    const workDir = mkdtempSync(path.join(tmpdir(), 'natd-bench-'));
+    liveWorkDirs.add(workDir);
+    let topology: Topology;
+    try {
+      topology = Topology.create({ vms: 2 });
+    } catch (err) {
+      rmSync(workDir, { recursive: true, force: true });
+      liveWorkDirs.delete(workDir);
+      throw err;
+    }
+    const net = new BenchNetwork(topology, workDir);
     try {
       await net.readdress();
       await net.startUpstream();
@@ -96,6 +139,7 @@ export class BenchNetwork {
       await this.topology.destroy();
     } finally {
       rmSync(this.workDir, { recursive: true, force: true });
+      liveWorkDirs.delete(this.workDir);
     }
   }
 }
