@@ -5,7 +5,7 @@
  * needs Node 22); every error is one line naming the problem, with a non-zero exit status.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readConfigFile, resolveConfig, type Config, type RawSettings } from './config.js';
@@ -14,6 +14,7 @@ import { createLogger } from './log.js';
 import { buildDaemon } from './daemon.js';
 import { runControlCommand, CONTROL_COMMANDS, flagError } from './control/commands.js';
 import { OPS_COMMANDS, runOpsCommand } from './ops/commands.js';
+import { isEntryPoint } from './entrypoint.js';
 
 const DAEMON_OPTIONS = {
   bridge: { type: 'string' },
@@ -212,15 +213,7 @@ export async function main(argv: string[]): Promise<number> {
   return -1; // keeps running
 }
 
-function invokedDirectly(): boolean {
-  // npm's bin link points at this file through a symlink, so compare real paths
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-if (invokedDirectly()) {
+if (isEntryPoint(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (status) => {
       if (status >= 0) process.exitCode = status;

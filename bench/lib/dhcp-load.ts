@@ -16,15 +16,15 @@
  * prints one JSON line (LoadResult).
  */
 import dgram from 'node:dgram';
-import { realpathSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeString, encodeU32 } from '../../src/dhcp/codec.js';
 import { DhcpMessageType, DhcpOption } from '../../src/dhcp/types.js';
 import { openDeviceUdpSocket } from '../../src/native.js';
 import { percentileSorted } from './stats.js';
 import { assertInsideNamespace } from './netns-guard.js';
+import { isEntryPoint } from '../../src/entrypoint.js';
 
 const BROADCAST_FLAG = 0x8000;
 const MAC_OUI = [0x02, 0xb0] as const;
@@ -309,15 +309,8 @@ function parseCli(argv: string[]): LoadOptions {
   };
 }
 
-function invokedDirectly(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
 
-if (invokedDirectly()) {
+if (isEntryPoint(import.meta.url)) {
   runLoad(parseCli(process.argv.slice(2))).then(
     (result) => process.stdout.write(JSON.stringify(result) + '\n'),
     (err: unknown) => {

@@ -11,15 +11,14 @@
  *   forwardAdd       one port forward added at runtime (one element batch: two map elements)
  *   forwardRemove    the same forward removed again
  */
-import { realpathSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { applyAndVerify, applyBatch, deleteTable } from '../../src/nft/apply.js';
 import { buildForwardChange, buildRuleset, TABLE_FAMILY, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
 import { median } from './stats.js';
 import { assertInsideNamespace } from './netns-guard.js';
+import { isEntryPoint } from '../../src/entrypoint.js';
 
 export interface NftTiming {
   repeat: number;
@@ -76,15 +75,8 @@ export async function timeNft(bridge: string, repeat: number): Promise<NftTiming
   };
 }
 
-function invokedDirectly(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
 
-if (invokedDirectly()) {
+if (isEntryPoint(import.meta.url)) {
   const { values } = parseArgs({ options: { repeat: { type: 'string', default: '10' }, bridge: { type: 'string', default: 'br0' } } });
   timeNft(values.bridge!, Math.max(1, Number(values.repeat) || 10)).then(
     (timing) => process.stdout.write(JSON.stringify(timing) + '\n'),
