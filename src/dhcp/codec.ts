@@ -4,7 +4,7 @@
  * Decoding checks every bound and throws only DhcpDecodeError, whose `reason` is a stable slug for counters.
  * Encoding never writes past the size the client accepts: options that do not fit are dropped, lowest priority first.
  */
-import { BOOTREQUEST, DHCP_MAGIC_COOKIE, DhcpOption, type DhcpPacket } from './types.js';
+import { BOOTREQUEST, DHCP_MAGIC_COOKIE, DhcpOption, MAX_HLEN, MIN_MAX_MESSAGE_SIZE, type DhcpPacket } from './types.js';
 import { ipv4FromBytes } from '../net/ipv4.js';
 
 export type DhcpDecodeReason =
@@ -32,9 +32,7 @@ const FILE_OFFSET = 108;
 const FILE_SIZE = 128;
 const COOKIE_OFFSET = 236;
 const OPTIONS_OFFSET = 240;
-const MAX_HLEN = 16;
-/** RFC 2131: clients accept at least 576-byte IP datagrams; option 57 is counted the same way. */
-export const DEFAULT_MAX_MESSAGE_SIZE = 576;
+export const DEFAULT_MAX_MESSAGE_SIZE = MIN_MAX_MESSAGE_SIZE;
 /** IPv4 (no options) + UDP headers: option 57 counts them, our payload does not. */
 const IP_UDP_HEADER_SIZE = 28;
 /** BOOTP minimum message size (RFC 1542 §3.4); some old clients drop anything shorter. */

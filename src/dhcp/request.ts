@@ -3,7 +3,7 @@
  * Nothing here throws on network input; a packet the core must not act on becomes { ok: false, reason }.
  */
 import { DhcpDecodeError, decodeDhcpPacket, decodeFqdnOption, readU16, readU32 } from './codec.js';
-import { BOOTREQUEST, DhcpMessageType, DhcpOption, type DhcpMessageTypeCode, type DhcpPacket, type DhcpRequest } from './types.js';
+import { BOOTREQUEST, DhcpMessageType, DhcpOption, type DhcpMessageTypeCode, type DhcpPacket, type DhcpRequest, MAX_HLEN, MIN_MAX_MESSAGE_SIZE, BROADCAST_FLAG } from './types.js';
 import { sanitizeHostname } from '../net/hostname.js';
 
 export { sanitizeHostname };
@@ -13,10 +13,7 @@ export type ParseRequestResult = { ok: true; request: DhcpRequest } | { ok: fals
 
 const ETHERNET = 1;
 const ETHERNET_HLEN = 6;
-const MAX_HLEN = 16;
-const MIN_MAX_MESSAGE_SIZE = 576;
 const MAX_MAX_MESSAGE_SIZE = 1500;
-const BROADCAST_FLAG = 0x8000;
 
 const CLIENT_MESSAGE_TYPES: ReadonlySet<number> = new Set([
   DhcpMessageType.DISCOVER,

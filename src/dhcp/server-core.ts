@@ -21,8 +21,7 @@ import {
 } from './codec.js';
 import { LeaseTable } from './lease-table.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
-import {
-  BOOTREPLY,
+import { BOOTREPLY,
   DhcpMessageType,
   DhcpOption,
   type CoreResult,
@@ -31,8 +30,7 @@ import {
   type Lease,
   type LeaseChange,
   type ReplyDestination,
-  type Reservation,
-} from './types.js';
+  type Reservation, BROADCAST_FLAG } from './types.js';
 
 export interface CoreConfig {
   serverAddress: number;
@@ -78,7 +76,6 @@ const DEFAULT_DECLINE_QUARANTINE_SECONDS = 600;
 const DEFAULT_OFFER_HOLD_SECONDS = 30;
 /** A client may ask for a shorter lease, but not one that makes it renew in a storm. */
 const MIN_LEASE_SECONDS = 60;
-const BROADCAST_FLAG = 0x8000;
 /** Sent when the client's PRL is absent: everything configured. */
 const DEFAULT_OPTION_ORDER = [
   DhcpOption.SUBNET_MASK,

@@ -152,5 +152,11 @@ export const DhcpOption = {
 } as const;
 
 export const DHCP_MAGIC_COOKIE = 0x63825363;
+/** chaddr is 16 bytes (RFC 2131 figure 1) */
+export const MAX_HLEN = 16;
+/** the BROADCAST bit of the flags field (RFC 2131 §2) */
+export const BROADCAST_FLAG = 0x8000;
+/** RFC 2131: every client accepts 576-byte IP datagrams; option 57 counts the same way */
+export const MIN_MAX_MESSAGE_SIZE = 576;
 export const BOOTREQUEST = 1;
 export const BOOTREPLY = 2;
