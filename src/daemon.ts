@@ -271,11 +271,13 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     closers.push({ name: 'dns upstream', close: () => upstream?.close() });
 
     const udp = dgram.createSocket({ type: 'udp4' });
-    await bindFd(udp, openDeviceUdpSocket(config.bridge, gatewayText, DNS_PORT));
+    const udpFd = openDeviceUdpSocket(config.bridge, gatewayText, DNS_PORT);
+    await bindFd(udp, udpFd);
     const tcp = net.createServer();
     await listenFd(tcp, openDeviceTcpListener(config.bridge, gatewayText, DNS_PORT));
     dns = new DnsServer({
       udp,
+      udpFd, // answers go out through the addon's sendto (cheaper than dgram.send)
       tcp,
       subnet: bridge!.subnet,
       localNames,

@@ -12,6 +12,7 @@ interface NativeAddon {
   openTcpListener(device: string, address: string, port: number, backlog?: number): number;
   setNeighbour(device: string, address: string, mac: string): void;
   sdNotify(state: string): boolean;
+  sendTo(fd: number, buffer: Uint8Array, offset: number, length: number, address: number, port: number): boolean;
 }
 
 let addon: NativeAddon | undefined;
@@ -80,4 +81,14 @@ export function setNeighbour(device: string, address: string, mac: string): void
 /** Sends a state to systemd's notify socket; false when not started by systemd. */
 export function sdNotify(state: string): boolean {
   return loadNative().sdNotify(state);
+}
+
+/**
+ * Sends one UDP datagram on a socket natd opened (fd from openDeviceUdpSocket) with a plain sendto(), bypassing
+ * dgram's per-datagram request and callback machinery. `address` is an IPv4 address as an unsigned 32-bit number.
+ * Returns false when the socket's send buffer is full (EAGAIN): the caller should queue it some other way.
+ * Throws the addon's errno-coded Error (code ENETUNREACH, EBADF, ...) on any other failure.
+ */
+export function sendUdpDatagram(fd: number, buffer: Uint8Array, address: number, port: number): boolean {
+  return loadNative().sendTo(fd, buffer, 0, buffer.length, address, port);
 }

@@ -1,6 +1,7 @@
 /**
  * Cache of raw upstream responses. Entries are stored as received and served as copies with the id rewritten
  * and TTLs lowered by the time spent in the cache, so the forwarder never decodes or re-encodes a packet.
+ * The stored copy is aged in place, at most once per elapsed second, so most hits are one memcpy.
  * Bounded by entry count (LRU: a Map iterates in insertion order, a hit re-inserts its key at the end).
  * The clock is injected; expiry is checked lazily on access, no timers.
  */
@@ -15,9 +16,9 @@ import {
   plainNameEnd,
   readU16,
   readU32,
-  rewriteTtls,
   setId,
   skipName,
+  writeU32,
 } from './wire.js';
 
 export interface DnsCacheOptions {
@@ -40,7 +41,9 @@ export interface DnsCacheStats {
 }
 
 interface CacheEntry {
+  /** the upstream response with every TTL (OPT excepted) lowered by agedSeconds, floored at 0 */
   response: Buffer;
+  agedSeconds: number;
   storedAt: number;
   expiresAt: number;
 }
@@ -131,8 +134,13 @@ export class DnsCache {
     this.entries.delete(key); // re-insert: most recently used goes last
     this.entries.set(key, entry);
     this.hits++;
-    // validated when stored, so the walk cannot fail here
-    const out = rewriteTtls(entry.response, Math.floor((now - entry.storedAt) / 1000));
+    const elapsed = Math.floor((now - entry.storedAt) / 1000);
+    // aging is cumulative and exact: max(0, max(0, t - a) - b) = max(0, t - a - b). A clock that went back is ignored.
+    if (elapsed > entry.agedSeconds) {
+      lowerTtls(entry.response, elapsed - entry.agedSeconds);
+      entry.agedSeconds = elapsed;
+    }
+    const out = Buffer.from(entry.response);
     setId(out, id);
     if (query) copyQuestionSpelling(query, out);
     return out;
@@ -150,7 +158,7 @@ export class DnsCache {
     if (seconds <= 0) return;
     const now = this.now();
     this.entries.delete(key);
-    this.entries.set(key, { response: Buffer.from(response), storedAt: now, expiresAt: now + seconds * 1000 });
+    this.entries.set(key, { response: Buffer.from(response), agedSeconds: 0, storedAt: now, expiresAt: now + seconds * 1000 });
     while (this.entries.size > this.limits.maxEntries) this.evictOldest();
   }
 
@@ -181,6 +189,13 @@ export class DnsCache {
     this.entries.clear();
     this.evictionCursor = undefined;
   }
+}
+
+/** Lowers every TTL but OPT's by `seconds`, floored at 0. The response was validated when stored: the walk cannot fail. */
+function lowerTtls(response: Buffer, seconds: number): void {
+  forEachRecord(response, (record) => {
+    if (record.type !== DnsType.OPT) writeU32(response, record.ttlOffset, record.ttl > seconds ? record.ttl - seconds : 0);
+  });
 }
 
 /** Copies the query's question name over the response's when both are written out in full with equal length. */

@@ -13,6 +13,7 @@
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { Logger } from '../log.js';
+import { sendUdpDatagram } from '../native.js';
 import { parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, type DnsCache } from './cache.js';
@@ -25,6 +26,12 @@ import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 export interface DnsServerOptions {
   /** bound UDP socket (the server takes it over) */
   udp: dgram.Socket;
+  /**
+   * The IPv4 socket's file descriptor when natd opened it (openDeviceUdpSocket): answers then go out with one
+   * sendto() through the addon instead of dgram.send, which costs several times more per datagram. Receiving stays
+   * with `udp`. Without it every answer goes through dgram.send.
+   */
+  udpFd?: number;
   /** listening TCP server (the server takes it over) */
   tcp?: net.Server;
   subnet: Subnet;
@@ -65,6 +72,10 @@ const UDP_DEFAULT_LIMIT = 512;
 const TCP_MAX_MESSAGE = 65_535;
 /** Queries one TCP connection may have in flight before the server stops reading from it. */
 const TCP_MAX_PIPELINED = 16;
+/** Source addresses whose access check is remembered; the map starts over when full (a /16 has 65,534 hosts). */
+const SOURCE_CACHE_MAX = 4096;
+/** In the source cache: the address is outside the subnet (or not IPv4). */
+const SOURCE_REFUSED = -1;
 
 interface Outcome {
   /** undefined: send nothing */
@@ -93,6 +104,10 @@ export class DnsServer {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0,
   };
+  /** rinfo.address → its IPv4 number when inside the subnet, else SOURCE_REFUSED: spares a parse per datagram */
+  private readonly sources = new Map<string, number>();
+  /** policyFor's context, built once rather than per query */
+  private readonly policyContext: Parameters<typeof policyFor>[1];
   private started = false;
   private closing: Promise<void> | undefined;
   private readonly onUdpMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => this.handleDatagram(msg, rinfo);
@@ -104,6 +119,7 @@ export class DnsServer {
     this.opts = opts;
     this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
     this.maxTcpConnections = opts.maxTcpConnections ?? 64;
+    this.policyContext = { ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet };
   }
 
   start(): void {
@@ -145,21 +161,31 @@ export class DnsServer {
 
   private handleDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.counters.udp++;
-    const outcome = this.process(msg, this.inSubnet(rinfo.address));
-    if (outcome.response === undefined) return;
-    const send = (response: Buffer): void => {
-      if (this.closing) return;
-      const fitted = truncateForUdp(response, outcome.udpLimit);
-      const failed = (err: unknown): void => this.opts.logger.warnLimited('dns-udp-send', 'DNS UDP reply not sent, ignoring', { error: String(err) });
-      try {
-        this.opts.udp.send(fitted, rinfo.port, rinfo.address, (err) => err && failed(err));
-      } catch (err) {
-        failed(err); // the socket was closed under us
-      }
-    };
-    if (outcome.response instanceof Promise) void outcome.response.then(send);
-    else send(outcome.response);
+    const source = this.sourceNumber(rinfo.address);
+    const outcome = this.process(msg, source !== SOURCE_REFUSED);
+    const { response, udpLimit } = outcome;
+    if (response === undefined) return;
+    if (response instanceof Promise) void response.then((ready) => this.sendUdp(ready, udpLimit, rinfo, source));
+    else this.sendUdp(response, udpLimit, rinfo, source);
   }
+
+  /** `source`: the client's address as a number, SOURCE_REFUSED when outside the subnet (sent via dgram). */
+  private sendUdp(response: Buffer, udpLimit: number, rinfo: dgram.RemoteInfo, source: number): void {
+    if (this.closing) return;
+    const fitted = truncateForUdp(response, udpLimit);
+    try {
+      const { udpFd } = this.opts;
+      // false: the send buffer is full; dgram queues the datagram in libuv until it drains
+      if (udpFd !== undefined && source !== SOURCE_REFUSED && sendUdpDatagram(udpFd, fitted, source, rinfo.port)) return;
+      this.opts.udp.send(fitted, rinfo.port, rinfo.address, this.onUdpSent);
+    } catch (err) {
+      this.onUdpSent(err as Error); // the socket was closed under us, or sendto failed (e.g. ENETUNREACH)
+    }
+  }
+
+  private readonly onUdpSent = (err: Error | null): void => {
+    if (err) this.opts.logger.warnLimited('dns-udp-send', 'DNS UDP reply not sent, ignoring', { error: String(err) });
+  };
 
   // ---- TCP ----
 
@@ -308,7 +334,7 @@ export class DnsServer {
       this.counters.local++;
       return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode });
     }
-    const policy = policyFor(question, { ...(this.opts.domain ? { domain: this.opts.domain } : {}), subnet: this.opts.subnet });
+    const policy = policyFor(question, this.policyContext);
     if (policy === 'forward') return undefined;
     // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
     // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
@@ -355,9 +381,19 @@ export class DnsServer {
   }
 
   private inSubnet(address: string): boolean {
+    return this.sourceNumber(address) !== SOURCE_REFUSED;
+  }
+
+  /** The source's IPv4 address as a number when it may be served, else SOURCE_REFUSED; remembered per string. */
+  private sourceNumber(address: string): number {
+    const known = this.sources.get(address);
+    if (known !== undefined) return known;
     // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
     const v4 = parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address);
-    return v4 !== undefined && subnetContains(this.opts.subnet, v4);
+    const result = v4 !== undefined && subnetContains(this.opts.subnet, v4) ? v4 : SOURCE_REFUSED;
+    if (this.sources.size >= SOURCE_CACHE_MAX) this.sources.clear();
+    this.sources.set(address, result);
+    return result;
   }
 }
 
