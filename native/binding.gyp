@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "natd_native",
-      "sources": ["natd_native.c"],
+      "sources": ["natd_native.c", "udp_batch.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]

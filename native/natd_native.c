@@ -7,14 +7,13 @@
  *   that tx offload leaves on a veth/tap (the old iptables CHECKSUM --checksum-fill problem).
  * - SIOCSARP: seeds the neighbour entry for a unicast DHCP reply to a client that has no address yet (RFC 2131 4.1).
  * - sd_notify: systemd's notify socket is a unix datagram socket, which Node cannot send to.
- * - sendTo: one plain sendto() on a socket natd opened; dgram.send costs several times more per datagram (request
- *   object, address lookup, nextTick callback), which dominated natd's DNS answer path.
+ * - Batched UDP I/O for the DNS socket (udp_batch.c).
  *
  * Every failure throws a JS Error whose `code` is the errno name (ENODEV, EPERM, ...) and whose `syscall` names the
  * call, so the TypeScript side can turn it into a clear message. Nothing here aborts the process.
  */
 #define _GNU_SOURCE
-#include <node_api.h>
+#include "natd_native.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +59,7 @@ static const char *errno_name(int err) {
   }
 }
 
-static napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err) {
+napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s(%s): %s", syscall, detail ? detail : "", strerror(err));
   napi_value code, message, error, sys;
@@ -76,7 +75,7 @@ static napi_value throw_errno(napi_env env, const char *syscall, const char *det
   return NULL;
 }
 
-static napi_value throw_type(napi_env env, const char *msg) {
+napi_value throw_type(napi_env env, const char *msg) {
   napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
   return NULL;
 }
@@ -267,56 +266,15 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* sendTo(fd, buffer, offset, length, address, port) -> boolean. address is the IPv4 address as an unsigned 32-bit
- * number (natd's representation). true: the datagram was handed to the kernel; false: the socket buffer is full
- * (EAGAIN), so the caller can queue it through libuv instead of losing it. Other errors throw. */
-static napi_value send_to(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  int32_t fd = -1, port = -1;
-  uint32_t offset = 0, length = 0, address = 0;
-  void *data = NULL;
-  size_t size = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
-      napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &offset) != napi_ok || napi_get_value_uint32(env, argv[3], &length) != napi_ok ||
-      napi_get_value_uint32(env, argv[4], &address) != napi_ok || napi_get_value_int32(env, argv[5], &port) != napi_ok)
-    return throw_type(env, "expected (fd: number, buffer: Buffer, offset: number, length: number, address: u32, port: number)");
-  if ((size_t)offset > size || (size_t)length > size - offset) return throw_type(env, "offset/length outside the buffer");
-  if (port < 1 || port > 65535) return throw_type(env, "port must be an integer 1-65535");
-
-  struct sockaddr_in to;
-  memset(&to, 0, sizeof to);
-  to.sin_family = AF_INET;
-  to.sin_port = htons((uint16_t)port);
-  to.sin_addr.s_addr = htonl(address);
-  ssize_t sent;
-  do {
-    sent = sendto(fd, (const char *)data + offset, length, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to);
-  } while (sent < 0 && errno == EINTR);
-  napi_value result;
-  if (sent < 0) {
-    int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      napi_get_boolean(env, false, &result);
-      return result;
-    }
-    return throw_errno(env, "sendto", "udp", err);
-  }
-  napi_get_boolean(env, true, &result);
-  return result;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"openUdpSocket", NULL, open_udp_socket, NULL, NULL, NULL, napi_default, NULL},
     {"openTcpListener", NULL, open_tcp_listener, NULL, NULL, NULL, napi_default, NULL},
     {"setNeighbour", NULL, set_neighbour, NULL, NULL, NULL, napi_default, NULL},
     {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_default, NULL},
-    {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  register_udp_batch(env, exports);
   return exports;
 }
 

@@ -12,8 +12,13 @@ interface NativeAddon {
   openTcpListener(device: string, address: string, port: number, backlog?: number): number;
   setNeighbour(device: string, address: string, mac: string): void;
   sdNotify(state: string): boolean;
-  sendTo(fd: number, buffer: Uint8Array, offset: number, length: number, address: number, port: number): boolean;
+  udpReceiverStart(fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpReceiverHandle;
+  udpReceiverStop(handle: UdpReceiverHandle): void;
+  udpSendBatch(fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined;
 }
+
+/** Opaque handle of a running batch receiver (an N-API external). */
+export type UdpReceiverHandle = { readonly __udpReceiver: unique symbol };
 
 let addon: NativeAddon | undefined;
 
@@ -84,11 +89,16 @@ export function sdNotify(state: string): boolean {
 }
 
 /**
- * Sends one UDP datagram on a socket natd opened (fd from openDeviceUdpSocket) with a plain sendto(), bypassing
- * dgram's per-datagram request and callback machinery. `address` is an IPv4 address as an unsigned 32-bit number.
- * Returns false when the socket's send buffer is full (EAGAIN): the caller should queue it some other way.
- * Throws the addon's errno-coded Error (code ENETUNREACH, EBADF, ...) on any other failure.
+ * Batched UDP I/O (native/udp_batch.c), for the DNS socket. The receiver takes the fd over (stop closes it) and
+ * calls onBatch(count) once per recvmmsg() with slot i of `slab` holding datagram i and meta[3i..3i+2] its length,
+ * source address (IPv4 as a number) and port; a length of 0xffffffff marks a datagram that did not fit its slot.
+ * sendBatch sends datagrams[i] to (meta[2i], meta[2i+1]) for i < count with sendmmsg(); it reports how many could
+ * not be sent and why.
  */
-export function sendUdpDatagram(fd: number, buffer: Uint8Array, address: number, port: number): boolean {
-  return loadNative().sendTo(fd, buffer, 0, buffer.length, address, port);
-}
+export const udpBatch = {
+  start: (fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpReceiverHandle =>
+    loadNative().udpReceiverStart(fd, slab, meta, slotSize, onBatch),
+  stop: (handle: UdpReceiverHandle): void => loadNative().udpReceiverStop(handle),
+  send: (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined =>
+    loadNative().udpSendBatch(fd, datagrams, meta, count),
+};

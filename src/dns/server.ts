@@ -10,10 +10,8 @@
  *
  * The server owns the sockets it is given: close() closes them.
  */
-import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { Logger } from '../log.js';
-import { sendUdpDatagram } from '../native.js';
 import { parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, type DnsCache } from './cache.js';
@@ -21,17 +19,12 @@ import { policyFor, type LocalNames } from './local-names.js';
 import { parseQuery } from './query.js';
 import { DnsRcode, type ParsedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
+import { NOT_IPV4, type DnsUdpTransport, type UdpHandlers } from './udp-transport.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 
 export interface DnsServerOptions {
-  /** bound UDP socket (the server takes it over) */
-  udp: dgram.Socket;
-  /**
-   * The IPv4 socket's file descriptor when natd opened it (openDeviceUdpSocket): answers then go out with one
-   * sendto() through the addon instead of dgram.send, which costs several times more per datagram. Receiving stays
-   * with `udp`. Without it every answer goes through dgram.send.
-   */
-  udpFd?: number;
+  /** the bound UDP socket behind a transport (the server takes it over) */
+  udp: DnsUdpTransport;
   /** listening TCP server (the server takes it over) */
   tcp?: net.Server;
   subnet: Subnet;
@@ -72,10 +65,6 @@ const UDP_DEFAULT_LIMIT = 512;
 const TCP_MAX_MESSAGE = 65_535;
 /** Queries one TCP connection may have in flight before the server stops reading from it. */
 const TCP_MAX_PIPELINED = 16;
-/** Source addresses whose access check is remembered; the map starts over when full (a /16 has 65,534 hosts). */
-const SOURCE_CACHE_MAX = 4096;
-/** In the source cache: the address is outside the subnet (or not IPv4). */
-const SOURCE_REFUSED = -1;
 
 interface Outcome {
   /** undefined: send nothing */
@@ -104,14 +93,19 @@ export class DnsServer {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0,
   };
-  /** rinfo.address → its IPv4 number when inside the subnet, else SOURCE_REFUSED: spares a parse per datagram */
-  private readonly sources = new Map<string, number>();
   /** policyFor's context, built once rather than per query */
   private readonly policyContext: Parameters<typeof policyFor>[1];
   private started = false;
   private closing: Promise<void> | undefined;
-  private readonly onUdpMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => this.handleDatagram(msg, rinfo);
-  private readonly onUdpError = (err: Error): void => this.opts.logger.warnLimited('dns-udp', 'DNS UDP socket error, ignoring', { error: String(err) });
+  private readonly udpHandlers: UdpHandlers = {
+    message: (msg, address, port) => this.handleDatagram(msg, address, port),
+    dropped: () => {
+      this.counters.udp++;
+      this.counters.queries++;
+      this.counters.dropped++;
+    },
+    warn: (what, detail) => this.opts.logger.warnLimited(what, detail),
+  };
   private readonly onTcpConnection = (socket: net.Socket): void => this.acceptConnection(socket);
   private readonly onTcpError = (err: Error): void => this.opts.logger.warnLimited('dns-tcp', 'DNS TCP server error, ignoring', { error: String(err) });
 
@@ -125,8 +119,7 @@ export class DnsServer {
   start(): void {
     if (this.started || this.closing) return;
     this.started = true;
-    this.opts.udp.on('message', this.onUdpMessage);
-    this.opts.udp.on('error', this.onUdpError);
+    this.opts.udp.start(this.udpHandlers);
     this.opts.tcp?.on('connection', this.onTcpConnection);
     this.opts.tcp?.on('error', this.onTcpError);
   }
@@ -135,18 +128,11 @@ export class DnsServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const { udp, tcp } = this.opts;
-      udp.off('message', this.onUdpMessage);
       tcp?.off('connection', this.onTcpConnection);
       for (const conn of this.connections) conn.socket.destroy();
       this.connections.clear();
       await Promise.all([
-        new Promise<void>((resolve) => {
-          try {
-            udp.close(() => resolve());
-          } catch {
-            resolve(); // already closed
-          }
-        }),
+        udp.close(),
         new Promise<void>((resolve) => (tcp && tcp.listening ? tcp.close(() => resolve()) : resolve())),
       ]);
     })();
@@ -159,33 +145,18 @@ export class DnsServer {
 
   // ---- UDP ----
 
-  private handleDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private handleDatagram(msg: Buffer, address: number, port: number): void {
     this.counters.udp++;
-    const source = this.sourceNumber(rinfo.address);
-    const outcome = this.process(msg, source !== SOURCE_REFUSED);
+    const outcome = this.process(msg, this.mayServe(address));
     const { response, udpLimit } = outcome;
     if (response === undefined) return;
-    if (response instanceof Promise) void response.then((ready) => this.sendUdp(ready, udpLimit, rinfo, source));
-    else this.sendUdp(response, udpLimit, rinfo, source);
+    if (response instanceof Promise) void response.then((ready) => this.sendUdp(ready, udpLimit, address, port));
+    else this.sendUdp(response, udpLimit, address, port);
   }
 
-  /** `source`: the client's address as a number, SOURCE_REFUSED when outside the subnet (sent via dgram). */
-  private sendUdp(response: Buffer, udpLimit: number, rinfo: dgram.RemoteInfo, source: number): void {
-    if (this.closing) return;
-    const fitted = truncateForUdp(response, udpLimit);
-    try {
-      const { udpFd } = this.opts;
-      // false: the send buffer is full; dgram queues the datagram in libuv until it drains
-      if (udpFd !== undefined && source !== SOURCE_REFUSED && sendUdpDatagram(udpFd, fitted, source, rinfo.port)) return;
-      this.opts.udp.send(fitted, rinfo.port, rinfo.address, this.onUdpSent);
-    } catch (err) {
-      this.onUdpSent(err as Error); // the socket was closed under us, or sendto failed (e.g. ENETUNREACH)
-    }
+  private sendUdp(response: Buffer, udpLimit: number, address: number, port: number): void {
+    if (!this.closing) this.opts.udp.reply(truncateForUdp(response, udpLimit), address, port);
   }
-
-  private readonly onUdpSent = (err: Error | null): void => {
-    if (err) this.opts.logger.warnLimited('dns-udp-send', 'DNS UDP reply not sent, ignoring', { error: String(err) });
-  };
 
   // ---- TCP ----
 
@@ -381,19 +352,12 @@ export class DnsServer {
   }
 
   private inSubnet(address: string): boolean {
-    return this.sourceNumber(address) !== SOURCE_REFUSED;
+    // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
+    return this.mayServe(parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address) ?? NOT_IPV4);
   }
 
-  /** The source's IPv4 address as a number when it may be served, else SOURCE_REFUSED; remembered per string. */
-  private sourceNumber(address: string): number {
-    const known = this.sources.get(address);
-    if (known !== undefined) return known;
-    // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
-    const v4 = parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address);
-    const result = v4 !== undefined && subnetContains(this.opts.subnet, v4) ? v4 : SOURCE_REFUSED;
-    if (this.sources.size >= SOURCE_CACHE_MAX) this.sources.clear();
-    this.sources.set(address, result);
-    return result;
+  private mayServe(address: number): boolean {
+    return address !== NOT_IPV4 && subnetContains(this.opts.subnet, address);
   }
 }
 

@@ -12,6 +12,7 @@ import { parseCidr, parseIpv4, type Subnet } from '../../src/net/ipv4.js';
 import { DnsCache } from '../../src/dns/cache.js';
 import { LocalNames } from '../../src/dns/local-names.js';
 import { DnsServer } from '../../src/dns/server.js';
+import { DgramUdpTransport } from '../../src/dns/udp-transport.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
 import { startFakeUpstream } from './support/fake-upstream.js';
 
@@ -58,7 +59,7 @@ async function startServer(upstreamPort: number, subnet: Subnet, extra: { tcpIdl
     servers: [{ address: '127.0.0.1', port: upstreamPort }], logger: silentLogger, timeoutMs: 150, budgetMs: extra.budgetMs ?? 1000,
   });
   const server = new DnsServer({
-    udp, tcp, subnet, localNames, cache, upstream, domain: 'vm.test', logger: silentLogger,
+    udp: new DgramUdpTransport(udp), tcp, subnet, localNames, cache, upstream, domain: 'vm.test', logger: silentLogger,
     ...(extra.tcpIdleMs ? { tcpIdleMs: extra.tcpIdleMs } : {}),
     ...(extra.maxTcpConnections ? { maxTcpConnections: extra.maxTcpConnections } : {}),
   });

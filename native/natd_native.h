@@ -1,0 +1,14 @@
+/* Shared by the addon's source files: errors thrown the same way everywhere, and each file's registration. */
+#ifndef NATD_NATIVE_H
+#define NATD_NATIVE_H
+#include <node_api.h>
+
+/* Throws an Error whose `code` is the errno name and whose `syscall` names the call; returns NULL. */
+napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err);
+/* Throws a TypeError (bad arguments from the TypeScript side); returns NULL. */
+napi_value throw_type(napi_env env, const char *msg);
+
+/* udp_batch.c: udpReceiverStart, udpReceiverStop, udpSendBatch */
+void register_udp_batch(napi_env env, napi_value exports);
+
+#endif

@@ -1,0 +1,157 @@
+/**
+ * How the DNS server takes UDP queries in and sends answers out. Two implementations of one small interface:
+ *
+ * - BatchUdpTransport: the daemon's. The addon reads with recvmmsg() and calls JS once per batch; answers given
+ *   while a batch is delivered leave together with one sendmmsg(). Node's dgram costs a syscall, a JS callback and
+ *   several objects per datagram each way, which made cache hits cost natd twice dnsmasq's CPU (bench/PROFILE.md).
+ * - DgramUdpTransport: any node:dgram socket (unit tests, sockets natd did not open itself).
+ *
+ * Addresses are IPv4 numbers (natd's DNS socket is IPv4); a source that is not IPv4 arrives as NOT_IPV4.
+ */
+import type dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
+import os from 'node:os';
+import { udpBatch, type UdpReceiverHandle } from '../native.js';
+import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
+
+export const NOT_IPV4 = -1;
+
+export interface UdpHandlers {
+  /** one datagram; `message` is the handler's to keep */
+  message(message: Buffer, address: number, port: number): void;
+  /** a datagram was dropped before it reached `message` (too large for a receive slot) */
+  dropped(): void;
+  /** a socket error or an answer that could not be sent; the transport carries on */
+  warn(what: string, detail: string): void;
+}
+
+export interface DnsUdpTransport {
+  start(handlers: UdpHandlers): void;
+  /** Sends an answer; answers given from inside `message` may be held until the batch is delivered. */
+  reply(message: Buffer, address: number, port: number): void;
+  /** Stops receiving and closes the socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Largest query accepted over UDP: queries are a header, one question and an OPT record, far below this. */
+const SLOT_SIZE = 2048;
+/** Datagrams per recvmmsg()/sendmmsg(). */
+const BATCH = 64;
+const TRUNCATED = 0xffff_ffff;
+
+export class BatchUdpTransport implements DnsUdpTransport {
+  // allocUnsafeSlow: a buffer of its own (not a slice of Node's shared pool), as the addon holds on to it
+  private readonly slab = Buffer.allocUnsafeSlow(SLOT_SIZE * BATCH);
+  private readonly meta = new Uint32Array(3 * BATCH);
+  private readonly outgoing: Buffer[] = [];
+  private readonly outgoingMeta = new Uint32Array(2 * BATCH);
+  private handlers: UdpHandlers | undefined;
+  private receiver: UdpReceiverHandle | undefined;
+  private delivering = false;
+  private closed = false;
+
+  /** `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. */
+  constructor(private readonly fd: number) {}
+
+  start(handlers: UdpHandlers): void {
+    if (this.receiver || this.closed) return;
+    this.handlers = handlers;
+    this.receiver = udpBatch.start(this.fd, this.slab, this.meta, SLOT_SIZE, this.onBatch);
+  }
+
+  reply(message: Buffer, address: number, port: number): void {
+    if (this.closed || address === NOT_IPV4) return;
+    const index = this.outgoing.length;
+    this.outgoing.push(message);
+    this.outgoingMeta[2 * index] = address;
+    this.outgoingMeta[2 * index + 1] = port;
+    if (!this.delivering || this.outgoing.length === BATCH) this.flush();
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.outgoing.length = 0;
+      if (this.receiver) udpBatch.stop(this.receiver);
+      else closeSync(this.fd);
+    }
+    return Promise.resolve();
+  }
+
+  private readonly onBatch = (count: number): void => {
+    const handlers = this.handlers!;
+    const { meta, slab } = this;
+    this.delivering = true;
+    try {
+      for (let i = 0; i < count && !this.closed; i++) {
+        const length = meta[3 * i]!;
+        if (length === TRUNCATED) {
+          handlers.dropped();
+          continue;
+        }
+        const start = i * SLOT_SIZE;
+        // a copy: the slot is overwritten by the next batch, while a forwarded query lives on until its answer
+        handlers.message(Buffer.from(slab.subarray(start, start + length)), meta[3 * i + 1]!, meta[3 * i + 2]!);
+      }
+    } finally {
+      this.delivering = false;
+      this.flush();
+    }
+  };
+
+  private flush(): void {
+    const count = this.outgoing.length;
+    if (count === 0) return;
+    try {
+      const result = udpBatch.send(this.fd, this.outgoing, this.outgoingMeta, count);
+      if (result) this.handlers?.warn('dns-udp-send', `${result.failed} DNS UDP answer(s) not sent: ${errnoName(result.errno)}`);
+    } catch (err) {
+      this.handlers?.warn('dns-udp-send', `DNS UDP answers not sent: ${String(err)}`);
+    } finally {
+      this.outgoing.length = 0;
+    }
+  }
+}
+
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
+}
+
+export class DgramUdpTransport implements DnsUdpTransport {
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly socket: dgram.Socket) {}
+
+  start(handlers: UdpHandlers): void {
+    this.socket.on('message', (message, rinfo) => {
+      // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
+      const text = rinfo.address.startsWith('::ffff:') ? rinfo.address.slice(7) : rinfo.address;
+      handlers.message(message, parseIpv4(text) ?? NOT_IPV4, rinfo.port);
+    });
+    this.socket.on('error', (err) => handlers.warn('dns-udp', `DNS UDP socket error, ignoring: ${String(err)}`));
+    this.onSendError = (err) => err && handlers.warn('dns-udp-send', `DNS UDP answer not sent: ${String(err)}`);
+  }
+
+  reply(message: Buffer, address: number, port: number): void {
+    if (this.closing || address === NOT_IPV4) return;
+    try {
+      this.socket.send(message, port, formatIpv4(address), this.onSendError);
+    } catch (err) {
+      this.onSendError(err as Error); // closed under us
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        resolve(); // already closed
+      }
+    });
+    return this.closing;
+  }
+
+  private onSendError: (err: Error | null) => void = () => {};
+}
