@@ -15,14 +15,20 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** User + system CPU seconds the process has used so far (all its threads). */
-export function cpuSeconds(pid: number): number {
+/** User and system CPU seconds the process has used so far (all its threads). */
+export function cpuTimes(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // the command name (field 2) may contain spaces and parentheses: count fields after the last ')'
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(fields[11]); // field 14 overall
   const stime = Number(fields[12]); // field 15 overall
-  return (utime + stime) / clockTicks();
+  return { user: utime / clockTicks(), system: stime / clockTicks() };
+}
+
+/** User + system CPU seconds the process has used so far (all its threads). */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 /** A /proc/<pid>/status memory line (VmHWM, VmRSS, ...) in MiB. */

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { LoadResult } from './dhcp-load.js';
 import { runDnsperf, writeQueryFile, type DnsperfResult } from './dnsperf.js';
 import type { NftTiming } from './nft-timing.js';
-import { cpuSeconds, statusMiB } from './proc.js';
+import { cpuSeconds, cpuTimes, statusMiB } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
 import { DOMAIN, NATD_CLI, startServer, type RunningServer, type ServerKind } from './servers.js';
 import { median } from './stats.js';
@@ -157,12 +157,16 @@ async function dnsScenario(net: BenchNetwork, server: RunningServer, s: RunSetti
   const upstreamPid = net.upstreamPid;
   const upstreamBefore = upstreamPid ? cpuSeconds(upstreamPid) : NaN;
   const t0 = performance.now();
+  const timesBefore = cpuTimes(server.pid);
   const { value, cpu } = await withCpu(server, () => runDnsperf(net, {
     queryFile: file, seconds: s.dnsSeconds, maxQps: s.dnsMaxQps[scenario], ...(scenario === 'miss' ? { passes: 1 } : {}),
   }));
   const upstreamCpu = upstreamPid ? (cpuSeconds(upstreamPid) - upstreamBefore) / ((performance.now() - t0) / 1000) : NaN;
+  const timesAfter = cpuTimes(server.pid);
+  const userShare = (timesAfter.user - timesBefore.user) / Math.max(cpu, 1e-9);
   const noerror = value.rcodes.NOERROR ?? 0;
   s.log(`  ${server.kind} dns ${scenario}: ${value.qps.toFixed(0)} q/s, avg ${value.avgMs.toFixed(2)} ms, p99 ${value.p99Ms.toFixed(2)} ms, ` +
+    `CPU ${(per10k(cpu, value.completed) * 100).toFixed(2)} µs/query (${(userShare * 100).toFixed(0)}% user), ` +
     `lost ${value.lost}, NOERROR ${value.completed ? ((noerror / value.completed) * 100).toFixed(1) : '0'}%` +
     (scenario === 'miss' ? `, upstream at ${(upstreamCpu * 100).toFixed(0)}% of a core` : ''));
   return { ...value, cpuPer10k: per10k(cpu, value.completed), upstreamCpu };

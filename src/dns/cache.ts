@@ -40,11 +40,16 @@ export interface DnsCacheStats {
   evictions: number;
 }
 
+/** A hit moves its entry to the most recently used end at most this often. */
+const TOUCH_INTERVAL_MS = 1000;
+
 interface CacheEntry {
   /** the upstream response with every TTL (OPT excepted) lowered by agedSeconds, floored at 0 */
   response: Buffer;
   agedSeconds: number;
   storedAt: number;
+  /** when the entry last moved to the most recently used end */
+  touchedAt: number;
   expiresAt: number;
 }
 
@@ -131,8 +136,13 @@ export class DnsCache {
       this.misses++;
       return undefined;
     }
-    this.entries.delete(key); // re-insert: most recently used goes last
-    this.entries.set(key, entry);
+    // re-insert: most recently used goes last. At most once a second per entry: a Map delete + set costs more than
+    // the rest of a hit, and LRU order to the second is all eviction needs.
+    if (now - entry.touchedAt >= TOUCH_INTERVAL_MS) {
+      entry.touchedAt = now;
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+    }
     this.hits++;
     const elapsed = Math.floor((now - entry.storedAt) / 1000);
     // aging is cumulative and exact: max(0, max(0, t - a) - b) = max(0, t - a - b). A clock that went back is ignored.
@@ -158,7 +168,7 @@ export class DnsCache {
     if (seconds <= 0) return;
     const now = this.now();
     this.entries.delete(key);
-    this.entries.set(key, { response: Buffer.from(response), agedSeconds: 0, storedAt: now, expiresAt: now + seconds * 1000 });
+    this.entries.set(key, { response: Buffer.from(response), agedSeconds: 0, storedAt: now, touchedAt: now, expiresAt: now + seconds * 1000 });
     while (this.entries.size > this.limits.maxEntries) this.evictOldest();
   }
 
@@ -203,10 +213,15 @@ function copyQuestionSpelling(query: Uint8Array, response: Buffer): void {
   if (query.length < HEADER_LENGTH || readU16(query, 4) !== 1 || readU16(response, 4) !== 1) return;
   const queryEnd = plainNameEnd(query, HEADER_LENGTH);
   if (queryEnd === undefined || queryEnd !== plainNameEnd(response, HEADER_LENGTH)) return;
+  let sameSpelling = true;
   for (let i = HEADER_LENGTH; i < queryEnd; i++) {
-    if (asciiLower(query[i]!) !== asciiLower(response[i]!)) return; // not the same name after all
+    const asked = query[i]!;
+    const stored = response[i]!;
+    if (asked === stored) continue;
+    if (asciiLower(asked) !== asciiLower(stored)) return; // not the same name after all
+    sameSpelling = false;
   }
-  response.set(query.subarray(HEADER_LENGTH, queryEnd), HEADER_LENGTH);
+  if (!sameSpelling) response.set(query.subarray(HEADER_LENGTH, queryEnd), HEADER_LENGTH);
 }
 
 function asciiLower(byte: number): number {
