@@ -3,7 +3,7 @@
  * total: any byte string gets a result, nothing throws (network input must never stop the server).
  */
 import { DNS_CLASS_IN, DnsRcode, DnsType, type QueryParseResult, type RejectedQuery } from './types.js';
-import { DnsWireError, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRecord, plainNameEnd, questionKey, readName, readU16 } from './wire.js';
+import { DnsWireError, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRecord, plainNameEnd, questionKey, readLowerPlainName, readName, readU16 } from './wire.js';
 
 /** RFC 1035's limit when the client sends no OPT record. */
 export const MIN_UDP_PAYLOAD = 512;
@@ -27,7 +27,17 @@ interface EdnsInfo {
 }
 
 /** Reads the OPT pseudo-record from the additional section; throws DnsWireError on overruns or a second OPT. */
-function readEdns(buf: Uint8Array): EdnsInfo {
+function readEdns(buf: Uint8Array, questionEnd: number): EdnsInfo {
+  // the usual query: one question, then nothing or a lone OPT (root name) that ends the message
+  const ancount = readU16(buf, 6);
+  const nscount = readU16(buf, 8);
+  const arcount = readU16(buf, 10);
+  if (ancount === 0 && nscount === 0 && arcount === 0) return { hasEdns: false, udpPayloadSize: MIN_UDP_PAYLOAD, dnssecOk: false };
+  const record = questionEnd + 4;
+  if (ancount === 0 && nscount === 0 && arcount === 1 && buf[record] === 0 && record + 11 <= buf.length &&
+      readU16(buf, record + 1) === DnsType.OPT && record + 11 + readU16(buf, record + 9) <= buf.length) {
+    return { hasEdns: true, udpPayloadSize: Math.min(MAX_UDP_PAYLOAD, Math.max(MIN_UDP_PAYLOAD, readU16(buf, record + 3))), dnssecOk: (readU16(buf, record + 7) & EDNS_DO_BIT) !== 0 };
+  }
   const edns: EdnsInfo = { hasEdns: false, udpPayloadSize: MIN_UDP_PAYLOAD, dnssecOk: false };
   forEachRecord(buf, (record) => {
     if (record.type !== DnsType.OPT || record.section !== 'additional') return;
@@ -51,16 +61,24 @@ function parseValidated(buf: Uint8Array): QueryParseResult {
   // RFC 1035 would suggest FORMERR; issue 4 asks for REFUSED, which also tells clients not to retry the same way.
   if (readU16(buf, 4) !== 1) return reject('qdcount', id, DnsRcode.REFUSED);
 
-  const { name, end } = readName(buf, HEADER_LENGTH);
   // a pointer in the first name could only aim into the header
-  if (plainNameEnd(buf, HEADER_LENGTH) !== end || end + 4 > buf.length) return reject('malformed', id, DnsRcode.FORMERR);
+  const plain = readLowerPlainName(buf, HEADER_LENGTH);
+  let lowerName: string;
+  let end: number;
+  if (plain) ({ name: lowerName, end } = plain);
+  else {
+    const read = readName(buf, HEADER_LENGTH);
+    if (plainNameEnd(buf, HEADER_LENGTH) !== read.end) return reject('malformed', id, DnsRcode.FORMERR);
+    lowerName = read.name.toLowerCase();
+    end = read.end;
+  }
+  if (end + 4 > buf.length) return reject('malformed', id, DnsRcode.FORMERR);
   const type = readU16(buf, end);
   const qclass = readU16(buf, end + 2);
   // Only the Internet class is served: CH (version.bind and friends) and the rest are not our business.
   if (qclass !== DNS_CLASS_IN) return reject('class', id, DnsRcode.REFUSED);
 
-  const edns = readEdns(buf); // bytes after the last record are tolerated
-  const lowerName = name.toLowerCase();
+  const edns = readEdns(buf, end); // bytes after the last record are tolerated
   return {
     ok: true,
     query: {

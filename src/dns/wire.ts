@@ -99,6 +99,36 @@ export function readName(buf: Uint8Array, offset: number): { name: string; end: 
   }
 }
 
+/** Scratch space for readLowerPlainName: a name is at most 255 octets on the wire, so at most 254 characters. */
+const plainNameScratch = Buffer.alloc(MAX_NAME_WIRE_LENGTH);
+
+/**
+ * The fast path of `readName(buf, offset).name.toLowerCase()` for the usual question: labels only (no pointer), every
+ * byte printable ASCII other than '.' and '\\' (nothing to escape). The name is lowered into a scratch buffer and
+ * decoded once, instead of one string concatenation per character. Undefined when the name does not qualify or is
+ * malformed: the caller then takes readName, which says what is wrong.
+ */
+export function readLowerPlainName(buf: Uint8Array, offset: number): { name: string; end: number } | undefined {
+  let pos = offset;
+  let length = 0;
+  for (;;) {
+    if (pos >= buf.length) return undefined;
+    const labelLength = buf[pos]!;
+    if (labelLength === 0) break;
+    if (labelLength > MAX_LABEL_LENGTH || pos + 1 + labelLength > buf.length) return undefined; // pointer or overrun
+    // on the wire a name takes 2 octets more than its dotted form: longer than 255 there is readName's error to report
+    if (length + (length > 0 ? 1 : 0) + labelLength > MAX_NAME_WIRE_LENGTH - 2) return undefined;
+    if (length > 0) plainNameScratch[length++] = 0x2e;
+    for (let i = pos + 1; i <= pos + labelLength; i++) {
+      const byte = buf[i]!;
+      if (byte <= 0x20 || byte >= 0x7f || byte === 0x2e || byte === 0x5c) return undefined;
+      plainNameScratch[length++] = byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
+    }
+    pos += 1 + labelLength;
+  }
+  return { name: plainNameScratch.toString('latin1', 0, length), end: pos + 1 };
+}
+
 /**
  * Steps over a name without decoding it: labels are bounds-checked, a pointer ends the name (its target is not
  * followed; readers that need the text use readName).

@@ -191,6 +191,60 @@ describe('parseQuery: bad queries', () => {
   });
 });
 
+/**
+ * The general-purpose reading parseQuery's fast paths stand in for (readName + lower case; the OPT record found by a
+ * walk over every record): on any input, an accepted query must carry exactly what it gives, and input it cannot
+ * read must be rejected.
+ */
+function referenceReading(buf: Uint8Array): { name: string; hasEdns: boolean; udpPayloadSize: number; dnssecOk: boolean } | 'unreadable' {
+  try {
+    const { name } = readName(buf, 12);
+    let edns = { hasEdns: false, udpPayloadSize: 512, dnssecOk: false };
+    forEachRecord(buf, (record) => {
+      if (record.type === DnsType.OPT && record.section === 'additional' && !edns.hasEdns) {
+        edns = { hasEdns: true, udpPayloadSize: Math.min(4096, Math.max(512, record.class)), dnssecOk: (record.ttl & 0x8000) !== 0 };
+      }
+    });
+    return { name: name.toLowerCase(), ...edns };
+  } catch {
+    return 'unreadable';
+  }
+}
+
+describe('parseQuery fast paths', () => {
+  const seeds = [
+    query({ edns: { size: 1232, do: true } }),
+    query({ name: 'Mixed-Case_Host.Example.ORG', edns: { size: 4096 } }),
+    query({ name: 'a.very.long.name.example.org', type: 'TXT' }),
+    rawQuery([3, 0x61, 0x2e, 0x62, 0, 0, 1, 0, 1]), // a dot inside a label
+    rawQuery([3, 0x41, 0xff, 0x20, 0, 0, 1, 0, 1]), // bytes that must be escaped
+  ];
+
+  it('read the same name and EDNS as the general reader, for valid and mangled queries alike', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), (seed, edits) => {
+        const copy = Buffer.from(seed);
+        for (const [at, value] of edits) copy[at % copy.length] = value;
+        const result = parseQuery(copy);
+        const reference = referenceReading(copy);
+        if (!result.ok) return;
+        expect(reference).not.toBe('unreadable');
+        const { question, hasEdns, udpPayloadSize, dnssecOk } = result.query;
+        expect({ name: question.name, hasEdns, udpPayloadSize, dnssecOk }).toEqual(reference);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('reject a name of 254 characters (256 octets on the wire) and accept one of 253', () => {
+    // 63+1+63+1+63+1+61 = 253 characters; one more in the last label makes 254
+    const ok = rawQuery([63, ...Array(63).fill(0x61), 63, ...Array(63).fill(0x61), 63, ...Array(63).fill(0x61), 61, ...Array(61).fill(0x62), 0, 0, 1, 0, 1]);
+    const tooLong = rawQuery([63, ...Array(63).fill(0x61), 63, ...Array(63).fill(0x61), 63, ...Array(63).fill(0x61), 62, ...Array(62).fill(0x62), 0, 0, 1, 0, 1]);
+    expect(accepted(ok).question.name).toHaveLength(253);
+    expect(rejected(tooLong)).toMatchObject({ reason: 'malformed', rcode: DnsRcode.FORMERR });
+  });
+});
+
 describe('wire helpers', () => {
   it('follow compression pointers and report where the name ends', () => {
     // header, then "example.com" at 12, then "www" + pointer to 12 at 25
