@@ -43,6 +43,7 @@ interface HostEntry {
 }
 
 const REVERSE_SUFFIX = 'in-addr.arpa';
+const DOTTED_REVERSE_SUFFIX = `.${REVERSE_SUFFIX}`;
 const NAME_LABEL = /^[a-z0-9_-]{1,63}$/;
 
 /** Lower case, no trailing dot. */
@@ -67,7 +68,7 @@ export function isValidHostName(name: string): boolean {
  * (so "junk.10.in-addr.arpa" is still inside 10/8), `exact` when the name is nothing but those octets.
  */
 function reverseZone(name: string): { network: number; prefix: number; exact: boolean } | undefined {
-  if (name !== REVERSE_SUFFIX && !name.endsWith(`.${REVERSE_SUFFIX}`)) return undefined;
+  if (name !== REVERSE_SUFFIX && !name.endsWith(DOTTED_REVERSE_SUFFIX)) return undefined;
   const labels = name === REVERSE_SUFFIX ? [] : name.slice(0, -REVERSE_SUFFIX.length - 1).split('.');
   let network = 0;
   let octets = 0;
@@ -112,28 +113,40 @@ export type NamePolicy = 'local' | 'forward' | 'refuse-single-label' | 'private-
  * - 'forward': send upstream.
  */
 export function policyFor(question: DnsQuestion, opts: { domain?: string; subnet: Subnet }): NamePolicy {
-  const name = normalizeName(question.name);
+  return namePolicy(opts)(question);
+}
+
+/** policyFor with the configuration prepared once, for the server's per-query use. */
+export function namePolicy(opts: { domain?: string; subnet: Subnet }): (question: DnsQuestion) => NamePolicy {
   const domain = normalizeDomain(opts.domain);
-  if (domain && (name === domain || name.endsWith(`.${domain}`))) return 'local';
-  const zone = reverseZone(name);
-  if (zone) {
-    if (blockInside(zone, opts.subnet)) return 'local';
-    if (PRIVATE_RANGES.some((range) => blockInside(zone, range))) return 'private-reverse';
+  const domainSuffix = domain ? `.${domain}` : undefined;
+  const { subnet } = opts;
+  return (question) => {
+    const name = normalizeName(question.name);
+    if (domain && (name === domain || name.endsWith(domainSuffix!))) return 'local';
+    const zone = reverseZone(name);
+    if (zone) {
+      if (blockInside(zone, subnet)) return 'local';
+      if (PRIVATE_RANGES.some((range) => blockInside(zone, range))) return 'private-reverse';
+      return 'forward';
+    }
+    if (name !== '' && !name.includes('.') && !TLD_TYPES.has(question.type)) return 'refuse-single-label';
     return 'forward';
-  }
-  if (name !== '' && !name.includes('.') && !TLD_TYPES.has(question.type)) return 'refuse-single-label';
-  return 'forward';
+  };
 }
 
 export class LocalNames {
   private readonly byName = new Map<string, HostEntry[]>();
   private readonly byAddress = new Map<number, HostEntry[]>();
   private readonly domain: string | undefined;
+  /** `.${domain}`, built once */
+  private readonly domainSuffix: string | undefined;
   private readonly subnet: Subnet;
   private readonly ttl: number;
 
   constructor(opts: LocalNamesOptions) {
     this.domain = normalizeDomain(opts.domain);
+    this.domainSuffix = this.domain ? `.${this.domain}` : undefined;
     this.subnet = opts.subnet;
     this.ttl = opts.ttlSeconds ?? 0;
     this.add({ name: this.hostKey(opts.gatewayName ?? 'gateway'), address: opts.gatewayAddress >>> 0, source: 'gateway' });
@@ -192,7 +205,7 @@ export class LocalNames {
 
     const domain = this.domain;
     if (domain && name === domain) return answer(DnsRcode.NOERROR, []); // the zone apex exists, holds no A
-    const inDomain = domain !== undefined && name.endsWith(`.${domain}`);
+    const inDomain = domain !== undefined && name.endsWith(this.domainSuffix!);
     const entries = this.winners(this.byName.get(inDomain ? name.slice(0, -domain.length - 1) : name));
     if (entries.length === 0) return inDomain ? answer(DnsRcode.NXDOMAIN, []) : undefined;
     if (question.type !== DnsType.A && question.type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
@@ -210,8 +223,8 @@ export class LocalNames {
   }
 
   /** Entries from the highest-ranking source among `entries`, in insertion order. */
-  private winners(entries: readonly HostEntry[] | undefined): HostEntry[] {
-    if (!entries || entries.length === 0) return [];
+  private winners(entries: readonly HostEntry[] | undefined): readonly HostEntry[] {
+    if (!entries || entries.length === 0) return NO_ENTRIES;
     const top = Math.max(...entries.map((e) => PRECEDENCE[e.source]));
     return entries.filter((e) => PRECEDENCE[e.source] === top);
   }
@@ -239,6 +252,8 @@ export class LocalNames {
     }
   }
 }
+
+const NO_ENTRIES: readonly HostEntry[] = Object.freeze([]);
 
 function answer(rcode: number, records: LocalRecord[]): LocalAnswer {
   return { rcode, records, authoritative: true };

@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, type DnsCache } from './cache.js';
-import { policyFor, type LocalNames } from './local-names.js';
+import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
 import { DnsRcode, type ParsedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
@@ -93,8 +93,8 @@ export class DnsServer {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0,
   };
-  /** policyFor's context, built once rather than per query */
-  private readonly policyContext: Parameters<typeof policyFor>[1];
+  /** domain-needed / bogus-priv decisions, with the configuration prepared once */
+  private readonly policyFor: (question: ParsedQuery['question']) => NamePolicy;
   private started = false;
   private closing: Promise<void> | undefined;
   private readonly udpHandlers: UdpHandlers = {
@@ -113,7 +113,7 @@ export class DnsServer {
     this.opts = opts;
     this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
     this.maxTcpConnections = opts.maxTcpConnections ?? 64;
-    this.policyContext = { ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet };
+    this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
   }
 
   start(): void {
@@ -305,7 +305,7 @@ export class DnsServer {
       this.counters.local++;
       return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode });
     }
-    const policy = policyFor(question, this.policyContext);
+    const policy = this.policyFor(question);
     if (policy === 'forward') return undefined;
     // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
     // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
@@ -314,7 +314,9 @@ export class DnsServer {
   }
 
   /** Sends the question upstream, or joins an identical one in flight; resolves with the client's response. */
-  private async forward(query: ParsedQuery, key: string): Promise<Buffer> {
+  private async forward(received: ParsedQuery, key: string): Promise<Buffer> {
+    // a UDP query may be a view of a receive buffer the next batch overwrites; the wait needs bytes of its own
+    const query: ParsedQuery = { ...received, raw: Buffer.from(received.raw) };
     let pending = this.inFlight.get(key);
     if (pending) this.counters.coalesced++;
     else {

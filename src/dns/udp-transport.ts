@@ -17,7 +17,7 @@ import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 export const NOT_IPV4 = -1;
 
 export interface UdpHandlers {
-  /** one datagram; `message` is the handler's to keep */
+  /** one datagram; `message` is valid during the call only (it may be a view of a reused receive buffer) */
   message(message: Buffer, address: number, port: number): void;
   /** a datagram was dropped before it reached `message` (too large for a receive slot) */
   dropped(): void;
@@ -90,8 +90,8 @@ export class BatchUdpTransport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        // a copy: the slot is overwritten by the next batch, while a forwarded query lives on until its answer
-        handlers.message(Buffer.from(slab.subarray(start, start + length)), meta[3 * i + 1]!, meta[3 * i + 2]!);
+        // a view, not a copy: most queries are answered at once; the server copies the few it must keep
+        handlers.message(slab.subarray(start, start + length), meta[3 * i + 1]!, meta[3 * i + 2]!);
       }
     } finally {
       this.delivering = false;

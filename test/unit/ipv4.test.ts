@@ -11,6 +11,16 @@ describe('ipv4', () => {
       expect(parseIpv4(bad)).toBeUndefined();
     }
   });
+  it('accepts exactly four dot-separated decimal octets of 1-3 digits (leading zeros read as decimal)', () => {
+    const reference = (text: string): number | undefined => {
+      const parts = text.split('.');
+      if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
+      return parts.reduce((value, p) => value * 256 + Number(p), 0) >>> 0;
+    };
+    const text = fc.string({ unit: fc.constantFrom('0', '1', '2', '5', '9', '.', '.', 'x', ' ', '-'), maxLength: 18 });
+    fc.assert(fc.property(text, (t) => parseIpv4(t) === reference(t)), { numRuns: 5000 });
+    expect(parseIpv4('010.001.000.255')).toBe(parseIpv4('10.1.0.255'));
+  });
   it('parses a CIDR into address and subnet', () => {
     const c = parseCidr('10.10.0.1/24')!;
     expect(formatIpv4(c.address)).toBe('10.10.0.1');
