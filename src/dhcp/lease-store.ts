@@ -20,6 +20,7 @@ import type { Logger } from '../log.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
+import { storedLease } from './lease-table.js';
 
 export const JOURNAL_FILE = 'leases.jsonl';
 export const LOCK_FILE = 'leases.lock';
@@ -137,7 +138,7 @@ class ReplayState {
         const holder = this.byAddress.get(lease.address);
         if (holder !== undefined) this.removeClient(holder);
         this.declined.delete(lease.address);
-        this.byClient.set(lease.clientId, { ...lease });
+        this.byClient.set(lease.clientId, storedLease(lease));
         this.byAddress.set(lease.address, lease.clientId);
         break;
       }
@@ -160,9 +161,9 @@ class ReplayState {
     if (this.byAddress.get(old.address) === clientId) this.byAddress.delete(old.address);
   }
 
-  /** Unexpired state at `now`. */
+  /** Unexpired state at `now`; the leases are the stored (frozen, shareable) objects. */
   live(now: number): LoadedState {
-    const leases = [...this.byClient.values()].filter((l) => l.expiresAt > now).map((l) => ({ ...l }));
+    const leases = [...this.byClient.values()].filter((l) => l.expiresAt > now);
     const declined = [...this.declined].filter(([, until]) => until > now).map(([address, until]) => ({ address, until }));
     return { leases, declined };
   }

@@ -19,7 +19,7 @@ import {
   FqdnFlags,
   type ClasslessRoute,
 } from './codec.js';
-import { LeaseTable } from './lease-table.js';
+import { LeaseTable, storedLease } from './lease-table.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -133,7 +133,7 @@ export class DhcpServerCore {
   restore(leases: Lease[], now: number, declined: Array<{ address: number; until: number }> = []): void {
     for (const lease of leases) {
       const address = lease.address >>> 0;
-      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put({ ...lease, address });
+      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put(lease.address === address ? lease : { ...lease, address });
     }
     for (const { address, until } of declined) {
       if (until > now) this.leases.decline(address >>> 0, until);
@@ -342,8 +342,9 @@ export class DhcpServerCore {
     const hostname = this.hostnameFor(req, address);
     if (hostname !== undefined) lease.hostname = hostname;
     this.pool.releaseHold(req.clientId);
-    this.leases.put(lease);
-    changes.push({ kind: 'bind', lease: { ...lease } });
+    const stored = storedLease(lease); // frozen: the table, the store's replay and the change share it
+    this.leases.put(stored);
+    changes.push({ kind: 'bind', lease: stored });
     return {
       reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: address, leaseSeconds, hostname }),
       changes,
