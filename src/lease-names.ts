@@ -6,9 +6,8 @@ import type { LocalNames } from './dns/local-names.js';
 import type { Lease, LeaseChange, Reservation } from './dhcp/types.js';
 
 export class LeaseNames {
-  /** address -> hostname currently published from a lease */
-  private readonly byAddress = new Map<number, string>();
-
+  // No table of its own: LocalNames holds one 'lease' entry per address, which is what a lease published
+  // (a map from address to name here cost about 30 bytes per lease, issue 7).
   constructor(private readonly names: LocalNames) {}
 
   setReservations(reservations: readonly Reservation[]): void {
@@ -23,23 +22,15 @@ export class LeaseNames {
   apply(changes: readonly LeaseChange[]): void {
     for (const change of changes) {
       if (change.kind === 'bind') this.bind(change.lease);
-      else this.unbind(change.address);
+      else this.names.removeAddress(change.address, 'lease');
     }
   }
 
+  /**
+   * The lease's name now names its address. setHost also drops the name the address had before, and the name from
+   * another address; a lease without a usable name leaves its address unnamed.
+   */
   private bind(lease: Lease): void {
-    const previous = this.byAddress.get(lease.address);
-    if (previous === lease.hostname) return;
-    if (previous !== undefined) this.unbind(lease.address);
-    if (!lease.hostname) return;
-    this.byAddress.set(lease.address, lease.hostname);
-    this.names.setHost(lease.hostname, lease.address, 'lease');
-  }
-
-  private unbind(address: number): void {
-    const name = this.byAddress.get(address);
-    if (name === undefined) return;
-    this.byAddress.delete(address);
-    this.names.removeHost(name, address, 'lease');
+    if (!lease.hostname || !this.names.setHost(lease.hostname, lease.address, 'lease')) this.names.removeAddress(lease.address, 'lease');
   }
 }

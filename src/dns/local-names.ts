@@ -42,6 +42,12 @@ interface HostEntry {
   source: EntrySource;
 }
 
+/**
+ * What an index holds under one key: the entry itself in the usual case (one VM, one name, one address), an array
+ * only when there are several. A one-element array per name and per address cost 112 bytes per VM (issue 7).
+ */
+type Slot = HostEntry | HostEntry[];
+
 const REVERSE_SUFFIX = 'in-addr.arpa';
 const DOTTED_REVERSE_SUFFIX = `.${REVERSE_SUFFIX}`;
 const NAME_LABEL = /^[a-z0-9_-]{1,63}$/;
@@ -136,8 +142,8 @@ export function namePolicy(opts: { domain?: string; subnet: Subnet }): (question
 }
 
 export class LocalNames {
-  private readonly byName = new Map<string, HostEntry[]>();
-  private readonly byAddress = new Map<number, HostEntry[]>();
+  private readonly byName = new Map<string, Slot>();
+  private readonly byAddress = new Map<number, Slot>();
   private readonly domain: string | undefined;
   /** `.${domain}`, built once */
   private readonly domainSuffix: string | undefined;
@@ -162,13 +168,20 @@ export class LocalNames {
     if (!isValidHostName(key)) return false;
     const entry: HostEntry = { name: key, address: address >>> 0, source };
     if (source === 'static') {
-      if (this.byName.get(key)?.some((e) => e.source === source && e.address === entry.address)) return true;
+      if (entriesIn(this.byName.get(key)).some((e) => e.source === source && e.address === entry.address)) return true;
     } else {
-      const related = [...(this.byName.get(key) ?? []), ...(this.byAddress.get(entry.address) ?? [])];
+      const related = [...entriesIn(this.byName.get(key)), ...entriesIn(this.byAddress.get(entry.address))];
+      // already published (a lease renewed): one entry per name and per address for this source, so nothing to move
+      if (related.some((e) => e.source === source && e.name === key && e.address === entry.address)) return true;
       this.removeWhere((e) => e.source === source && (e.name === key || e.address === entry.address), related);
     }
     this.add(entry);
     return true;
+  }
+
+  /** Unpublishes whatever names `source` gave `address`. */
+  removeAddress(address: number, source: HostSource): void {
+    this.removeWhere((e) => e.source === source, entriesIn(this.byAddress.get(address >>> 0)));
   }
 
   /** Unpublishes `name` (only its entries with `address`, only from `source`, when given). */
@@ -178,7 +191,7 @@ export class LocalNames {
     this.removeWhere(
       (e) =>
         e.source !== 'gateway' && (addr === undefined || e.address === addr) && (source === undefined || e.source === source),
-      this.byName.get(key) ?? [],
+      entriesIn(this.byName.get(key)),
     );
   }
 
@@ -215,7 +228,7 @@ export class LocalNames {
 
   private lookupAddress(address: number, type: number): LocalAnswer | undefined {
     // an entry speaks for its address only if its name resolves to it (its source wins for that name)
-    const candidates = (this.byAddress.get(address) ?? []).filter((e) => this.winners(this.byName.get(e.name)).includes(e));
+    const candidates = entriesIn(this.byAddress.get(address)).filter((e) => this.winners(this.byName.get(e.name)).includes(e));
     const best = this.winners(candidates)[0];
     if (!best) return subnetContains(this.subnet, address) ? answer(DnsRcode.NXDOMAIN, []) : undefined;
     if (type !== DnsType.PTR && type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
@@ -223,8 +236,10 @@ export class LocalNames {
   }
 
   /** Entries from the highest-ranking source among `entries`, in insertion order. */
-  private winners(entries: readonly HostEntry[] | undefined): readonly HostEntry[] {
-    if (!entries || entries.length === 0) return NO_ENTRIES;
+  private winners(entries: Slot | readonly HostEntry[] | undefined): readonly HostEntry[] {
+    if (entries === undefined) return NO_ENTRIES;
+    if (!Array.isArray(entries)) return [entries as HostEntry];
+    if (entries.length === 0) return NO_ENTRIES;
     const top = Math.max(...entries.map((e) => PRECEDENCE[e.source]));
     return entries.filter((e) => PRECEDENCE[e.source] === top);
   }
@@ -259,18 +274,29 @@ function answer(rcode: number, records: LocalRecord[]): LocalAnswer {
   return { rcode, records, authoritative: true };
 }
 
-function append<K>(index: Map<K, HostEntry[]>, key: K, entry: HostEntry): void {
-  const list = index.get(key);
-  if (list) list.push(entry);
-  else index.set(key, [entry]);
+/** The entries of an index slot as an array (never the caller's to change). */
+function entriesIn(slot: Slot | undefined): readonly HostEntry[] {
+  if (slot === undefined) return NO_ENTRIES;
+  return Array.isArray(slot) ? slot : [slot];
 }
 
-function detach<K>(index: Map<K, HostEntry[]>, key: K, entry: HostEntry): void {
-  const list = index.get(key);
-  if (!list) return;
-  const rest = list.filter((e) => e !== entry);
+function append<K>(index: Map<K, Slot>, key: K, entry: HostEntry): void {
+  const slot = index.get(key);
+  if (slot === undefined) index.set(key, entry);
+  else index.set(key, Array.isArray(slot) ? [...slot, entry] : [slot, entry]);
+}
+
+/** Removes `entry` from the slot under `key`. Slot arrays are replaced, never changed, so callers may iterate one. */
+function detach<K>(index: Map<K, Slot>, key: K, entry: HostEntry): void {
+  const slot = index.get(key);
+  if (slot === undefined) return;
+  if (!Array.isArray(slot)) {
+    if (slot === entry) index.delete(key);
+    return;
+  }
+  const rest = slot.filter((e) => e !== entry);
   if (rest.length === 0) index.delete(key);
-  else index.set(key, rest);
+  else index.set(key, rest.length === 1 ? rest[0]! : rest);
 }
 
 export interface HostsEntry {
