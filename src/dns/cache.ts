@@ -9,7 +9,9 @@
  * instead of Node's shared Buffer pool. In the pool each one sat among short-lived buffers (every packet read, every
  * answer sent) and kept its whole 8 KiB pool slab alive: 2.1 MiB of slabs for 0.55 MiB of answers. A slab here holds
  * cached responses only and is freed once they are all gone; a hit moves its response to the newest slab (at most
- * once a second, with the LRU re-order), so a few hot names do not pin old slabs. Keys are stored flat (see flatKey).
+ * once a second, with the LRU re-order), so a few hot names do not pin old slabs. An entry locates its response by
+ * offset and length instead of holding a Buffer view (96 bytes each), keeps its times as small offsets (see
+ * CacheEntry), and its key flat (see flatKey).
  */
 import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
 import {
@@ -48,7 +50,7 @@ export interface DnsCacheStats {
 
 /** A hit moves its entry to the most recently used end at most this often. */
 const TOUCH_INTERVAL_MS = 1000;
-/** Size of one slab of stored responses. */
+/** Size of one slab of stored responses, in bytes. */
 const SLAB_BYTES = 16 * 1024;
 /** Responses longer than this (big TXT or DNSSEC answers, TCP) get a buffer of their own rather than slab space. */
 const SLAB_MAX_RESPONSE = 1024;
@@ -56,13 +58,21 @@ const SLAB_MAX_RESPONSE = 1024;
 interface CacheEntry {
   /** the key as stored: flat, and kept when a hit re-inserts the entry under the (concatenated) key it looked up */
   key: string;
-  /** the upstream response with every TTL (OPT excepted) lowered by agedSeconds, floored at 0; a view into a slab */
-  response: Buffer;
+  /**
+   * The upstream response, with every TTL (OPT excepted) lowered by agedSeconds and floored at 0, is bytes
+   * [offset, offset + length) of `slab`: a slab, or a buffer of its own for a long response.
+   */
+  slab: ArrayBuffer;
+  offset: number;
+  length: number;
   agedSeconds: number;
+  /** ms epoch. The other times are kept as milliseconds after it: small integers, held in the entry itself, where
+   *  another ms epoch would be a separate 16-byte number object each */
   storedAt: number;
-  /** when the entry last moved to the most recently used end */
-  touchedAt: number;
-  expiresAt: number;
+  /** the entry expires this long after storedAt */
+  lifetimeMs: number;
+  /** when, after storedAt, the entry last moved to the most recently used end */
+  touchedMs: number;
 }
 
 /**
@@ -127,7 +137,7 @@ export class DnsCache {
   /** oldest-first walk over the keys, kept across evictions (see evictOldest) */
   private evictionCursor: IterableIterator<string> | undefined;
   /** the slab new responses are copied into, and how much of it is taken */
-  private slab: Buffer | undefined;
+  private slab: ArrayBuffer | undefined;
   private slabUsed = 0;
   private hits = 0;
   private misses = 0;
@@ -155,29 +165,30 @@ export class DnsCache {
   get(key: string, id: number, query?: Uint8Array): Buffer | undefined {
     const entry = this.entries.get(key);
     const now = this.now();
-    if (!entry || now >= entry.expiresAt) {
+    const age = entry ? now - entry.storedAt : 0;
+    if (!entry || age >= entry.lifetimeMs) {
       if (entry) this.entries.delete(key);
       this.misses++;
       return undefined;
     }
     // re-insert: most recently used goes last. At most once a second per entry: a Map delete + set costs more than
     // the rest of a hit, and LRU order to the second is all eviction needs.
-    if (now - entry.touchedAt >= TOUCH_INTERVAL_MS) {
-      entry.touchedAt = now;
+    if (age - entry.touchedMs >= TOUCH_INTERVAL_MS) {
+      entry.touchedMs = age;
       this.entries.delete(entry.key);
       this.entries.set(entry.key, entry);
       // a hot entry leaves its old slab, so that slab can go once its cold entries are evicted
-      const { response } = entry;
-      if (response.length <= SLAB_MAX_RESPONSE && response.buffer !== this.slab?.buffer) entry.response = this.copyIn(response);
+      if (entry.length <= SLAB_MAX_RESPONSE && entry.slab !== this.slab) this.place(entry, bytesOf(entry));
     }
     this.hits++;
-    const elapsed = Math.floor((now - entry.storedAt) / 1000);
+    const elapsed = Math.floor(age / 1000);
     // aging is cumulative and exact: max(0, max(0, t - a) - b) = max(0, t - a - b). A clock that went back is ignored.
     if (elapsed > entry.agedSeconds) {
-      lowerTtls(entry.response, elapsed - entry.agedSeconds);
+      lowerTtls(bytesOf(entry), elapsed - entry.agedSeconds);
       entry.agedSeconds = elapsed;
     }
-    const out = Buffer.from(entry.response);
+    const out = Buffer.allocUnsafe(entry.length);
+    out.set(bytesOf(entry));
     setId(out, id);
     if (query) copyQuestionSpelling(query, out);
     return out;
@@ -195,27 +206,30 @@ export class DnsCache {
     if (seconds <= 0) return;
     const now = this.now();
     const stored = flatKey(key);
+    const entry: CacheEntry = { key: stored, slab: NO_SLAB, offset: 0, length: 0, agedSeconds: 0, storedAt: now, lifetimeMs: seconds * 1000, touchedMs: 0 };
+    this.place(entry, response);
     this.entries.delete(stored);
-    this.entries.set(stored, { key: stored, response: this.copyIn(response), agedSeconds: 0, storedAt: now, touchedAt: now, expiresAt: now + seconds * 1000 });
+    this.entries.set(stored, entry);
     while (this.entries.size > this.limits.maxEntries) this.evictOldest();
   }
 
-  /** A copy of `response` in the current slab (a new slab when it is full), or in a buffer of its own when long. */
-  private copyIn(response: Uint8Array): Buffer {
+  /** Copies `response` into the current slab (a new one when it is full), or a buffer of its own when long. */
+  private place(entry: CacheEntry, response: Uint8Array): void {
     const length = response.length;
     if (length > SLAB_MAX_RESPONSE) {
-      const own = Buffer.allocUnsafeSlow(length);
-      own.set(response);
-      return own;
+      entry.slab = new ArrayBuffer(length);
+      entry.offset = 0;
+    } else {
+      if (!this.slab || this.slabUsed + length > SLAB_BYTES) {
+        this.slab = new ArrayBuffer(SLAB_BYTES);
+        this.slabUsed = 0;
+      }
+      entry.slab = this.slab;
+      entry.offset = this.slabUsed;
+      this.slabUsed += length;
     }
-    if (!this.slab || this.slabUsed + length > SLAB_BYTES) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.slabUsed = 0;
-    }
-    const copy = this.slab.subarray(this.slabUsed, this.slabUsed + length);
-    copy.set(response);
-    this.slabUsed += length;
-    return copy;
+    entry.length = length;
+    new Uint8Array(entry.slab, entry.offset, length).set(response);
   }
 
   /**
@@ -248,8 +262,15 @@ export class DnsCache {
   }
 }
 
+const NO_SLAB = new ArrayBuffer(0);
+
+/** The entry's response, in place (a view: changes go to the stored copy). */
+function bytesOf(entry: CacheEntry): Uint8Array {
+  return new Uint8Array(entry.slab, entry.offset, entry.length);
+}
+
 /** Lowers every TTL but OPT's by `seconds`, floored at 0. The response was validated when stored: the walk cannot fail. */
-function lowerTtls(response: Buffer, seconds: number): void {
+function lowerTtls(response: Uint8Array, seconds: number): void {
   forEachRecord(response, (record) => {
     if (record.type !== DnsType.OPT) writeU32(response, record.ttlOffset, record.ttl > seconds ? record.ttl - seconds : 0);
   });

@@ -134,6 +134,30 @@ describe('DnsCache', () => {
     expect(cache.size).toBe(0);
   });
 
+  it('keeps every response intact while responses fill slabs and hits move hot ones to the newest slab', () => {
+    const t = clock();
+    const cache = new DnsCache({ maxEntries: 2000, now: t.now });
+    const name = (i: number) => `host-${i}.example`;
+    const big = reply({ name: 'big.example', answers: Array.from({ length: 40 }, (_, i) => a(600, `192.0.2.${i + 1}`)) });
+    expect(big.length).toBeGreaterThan(1024); // stored in a buffer of its own
+    cache.store('big', big);
+    for (let i = 0; i < 1500; i++) {
+      cache.store(`k${i}`, reply({ name: name(i), answers: [a(600, `198.51.100.${i % 250}`)] }));
+      if (i % 100 === 0) {
+        t.advance(1.5); // every hit below re-orders (and moves) its entry
+        for (const j of [0, Math.min(7, i), i]) {
+          const decoded = dnsPacket.decode(cache.get(`k${j}`, 42)!);
+          expect(decoded.questions![0]!.name).toBe(name(j));
+          expect(decoded.answers!.map((r) => (r as { data: string }).data)).toEqual([`198.51.100.${j % 250}`]);
+        }
+        expect(dnsPacket.decode(cache.get('big', 1)!).answers).toHaveLength(40);
+      }
+    }
+    const aged = dnsPacket.decode(cache.get('k0', 1)!);
+    expect(aged.answers!.map(ttlOf)).toEqual([600 - Math.floor(15 * 1.5)]);
+    expect(dnsPacket.decode(cache.get('k1499', 1)!).questions![0]!.name).toBe(name(1499));
+  });
+
   it('echoes the client spelling of the question (DNS 0x20) when given the query', () => {
     const cache = new DnsCache({ maxEntries: 10 });
     cache.store('k', reply({ name: 'example.com', answers: [a(300)] }));
