@@ -206,11 +206,14 @@ const WHY = {
     'batched socket I/O (recvmmsg/sendmmsg through the native addon) so one JS turn answers many queries.',
   misses: 'The fake upstream (one Node process) is not the limit (it runs well below one core, see the table); the ratio moves ' +
     'with dnsmasq\'s own variance on this shared 2-core machine. natd\'s miss path shows the same per-datagram send cost as hits.',
-  rss: 'natd\'s live JavaScript heap with 10,000 leases and a full cache is about 23 MB (heap snapshot); bare Node is about ' +
-    '40 MiB RSS and loading natd\'s code (zod alone about 13 MiB) brings it to about 59 MiB before any lease. The rest of ' +
-    'the peak is V8 heap headroom grown under load (young generation 16 MiB semi-spaces, old space grown without pressure). ' +
-    'Capping the heap (the heap-capped row) brings the peak to about 83 MiB at no measurable cost in cache-hit rate; dropping zod ' +
-    '(a hand-written validator for the one config object) would likely take it to about 70 MiB, under 80 MB.',
+  rss: 'Where the peak goes (phase C of a quick run, /proc smaps, V8 heap statistics and snapshots; the loaded-DHCP step ' +
+    'adds one lease per exchange, so natd holds about 15,000 leases in a quick run and about 24,000 in a full one): about ' +
+    '42 MiB is file-backed pages of the node binary and its libraries (bare node: 35 MiB; the code natd runs, TurboFan ' +
+    'included, pages in the rest); about 27 MiB is V8 heap, of which about 19 MiB live (Node and natd\'s modules about ' +
+    '8 MiB, zod about 3 of it; 15,000 leases about 6; 10,000 cached answers about 2.2) and the rest V8\'s minimum 8 MiB ' +
+    'old-space growing step; about 12 MiB is malloc, half of it memory that V8\'s four compiler threads freed and glibc ' +
+    'keeps at the top of their arenas (its dynamic trim threshold). A fixed M_TRIM_THRESHOLD set by the native addon ' +
+    'returns that (measured: -5.6 MiB); a hand-written config validator instead of zod would save about 3 MiB more.',
 } as const;
 
 export function checkTargets(runs: ServerRunResult[]): Target[] {
