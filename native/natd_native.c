@@ -7,7 +7,7 @@
  *   that tx offload leaves on a veth/tap (the old iptables CHECKSUM --checksum-fill problem).
  * - SIOCSARP: seeds the neighbour entry for a unicast DHCP reply to a client that has no address yet (RFC 2131 4.1).
  * - sd_notify: systemd's notify socket is a unix datagram socket, which Node cannot send to.
- * - Batched UDP I/O for the DNS socket (udp_batch.c).
+ * - Batched UDP I/O for the DNS socket (udp_batch.c) and the forwarder's upstream sockets (udp_client.c).
  *
  * Every failure throws a JS Error whose `code` is the errno name (ENODEV, EPERM, ...) and whose `syscall` names the
  * call, so the TypeScript side can turn it into a clear message. Nothing here aborts the process.
@@ -275,6 +275,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   register_udp_batch(env, exports);
+  register_udp_client(env, exports);
   return exports;
 }
 

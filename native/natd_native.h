@@ -10,5 +10,7 @@ napi_value throw_type(napi_env env, const char *msg);
 
 /* udp_batch.c: udpReceiverStart, udpReceiverStop, udpSendBatch */
 void register_udp_batch(napi_env env, napi_value exports);
+/* udp_client.c: openUdpClientSocket, udpSendQuery, udpGroupStart/Add/Remove/Stop (the forwarder's upstream sockets) */
+void register_udp_client(napi_env env, napi_value exports);
 
 #endif

@@ -15,10 +15,18 @@ interface NativeAddon {
   udpReceiverStart(fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpReceiverHandle;
   udpReceiverStop(handle: UdpReceiverHandle): void;
   udpSendBatch(fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined;
+  openUdpClientSocket(address: string, port: number): number;
+  udpSendQuery(fd: number, query: Uint8Array, id: number): number;
+  udpGroupStart(slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpGroupHandle;
+  udpGroupAdd(handle: UdpGroupHandle, fd: number, tag: number): void;
+  udpGroupRemove(handle: UdpGroupHandle, fd: number): void;
+  udpGroupStop(handle: UdpGroupHandle): void;
 }
 
 /** Opaque handle of a running batch receiver (an N-API external). */
 export type UdpReceiverHandle = { readonly __udpReceiver: unique symbol };
+/** Opaque handle of a receiver group (an N-API external). */
+export type UdpGroupHandle = { readonly __udpGroup: unique symbol };
 
 let addon: NativeAddon | undefined;
 
@@ -101,4 +109,27 @@ export const udpBatch = {
   stop: (handle: UdpReceiverHandle): void => loadNative().udpReceiverStop(handle),
   send: (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined =>
     loadNative().udpSendBatch(fd, datagrams, meta, count),
+};
+
+/**
+ * The forwarder's upstream sockets (native/udp_client.c).
+ * - open: a UDP socket connected to an IPv4 server from a random ephemeral port.
+ * - sendQuery: sends `query` with its id replaced by `id` (the buffer is not changed). 0: sent; a positive errno: not
+ *   sent; a negative errno: sent, after the socket reported that error for an earlier datagram (an ICMP error).
+ * - groupStart/Add/Remove/Stop: one receiver for many such sockets. Each wakeup reads every ready socket, then calls
+ *   onBatch(count) once: entry i is meta[4i..4i+3] = (length, source address as a number, source port, the tag the
+ *   socket was added with), its bytes in slot i of `slab`. A length of UDP_GROUP_TRUNCATED marks a datagram that
+ *   did not fit its slot, UDP_GROUP_ERROR a receive error (its errno in the address field, e.g. ECONNREFUSED after an
+ *   ICMP port unreachable). add hands the fd over; remove closes it; stop does not close member fds.
+ */
+export const UDP_GROUP_TRUNCATED = 0xffff_ffff;
+export const UDP_GROUP_ERROR = 0xffff_fffe;
+export const udpClient = {
+  open: (address: string, port: number): number => loadNative().openUdpClientSocket(address, port),
+  sendQuery: (fd: number, query: Uint8Array, id: number): number => loadNative().udpSendQuery(fd, query, id),
+  groupStart: (slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpGroupHandle =>
+    loadNative().udpGroupStart(slab, meta, slotSize, onBatch),
+  groupAdd: (handle: UdpGroupHandle, fd: number, tag: number): void => loadNative().udpGroupAdd(handle, fd, tag),
+  groupRemove: (handle: UdpGroupHandle, fd: number): void => loadNative().udpGroupRemove(handle, fd),
+  groupStop: (handle: UdpGroupHandle): void => loadNative().udpGroupStop(handle),
 };

@@ -9,22 +9,40 @@
  * Why a rotated pool rather than one socket per query: measured on this machine (Node 20, loopback, 50 queries in
  * flight) a fresh socket per query costs ~9 µs more per query (44-52k q/s against 65-76k q/s for a pool), a third of
  * the forwarding budget. A pool of 32 sockets, each retired after 64 queries, still gives an off-path attacker 32
- * unknown ports that change constantly on top of the 16-bit id. (Sockets are not connected, so an ICMP "port
- * unreachable" does not shorten a timeout; failover is driven by timeouts only.)
+ * unknown ports that change constantly on top of the 16-bit id.
+ *
+ * Sockets: for an IPv4 server, a pool of the addon's sockets connected to that server, all of a client's sockets
+ * read by one receiver group (native/udp_client.c): one JS call per wakeup for the replies of every ready socket,
+ * and a send is one call with no copy of the query. dgram cost a nextTick address lookup, a request object and a
+ * callback per send, and a JS callback, a Buffer and an rinfo object per reply: with a setTimeout per attempt and the
+ * reply's question decoded into a string, natd spent ~36-50 µs of CPU per cache miss, against ~17-24 µs now (loopback
+ * and bench --quick, this 2-core machine). A connected socket also only ever receives datagrams from its server's
+ * address and port (the kernel drops the rest; the checks here stay), and it sees ICMP errors: they are logged, but
+ * failover stays driven by time-outs. IPv6 servers, and IPv4 ones when the addon cannot open a socket, use one pool
+ * of unconnected dgram sockets per address family.
  *
  * Failover: one server at a time in configured order, the next one after `timeoutMs`, within `budgetMs` in total.
  * Replies from earlier attempts stay acceptable until the query ends (a slow server still counts). A server that
  * times out repeatedly is skipped for a back-off period that doubles on each failure; when the period ends it gets a
  * copy of one real query in parallel with the healthy server (a probe that costs the client no latency), and any
  * reply from it clears its record.
+ *
+ * Time-outs: no timer per attempt. An attempt's time-out is always `timeoutMs` and a query's budget always
+ * `budgetMs`, so attempts and queries sit in two lists that are sorted by deadline just by appending; one timer,
+ * armed for the earliest head, sweeps both (a setTimeout per attempt was a Timeout object, a closure and a
+ * clearTimeout per query).
  */
 import dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
+import { UDP_GROUP_ERROR, UDP_GROUP_TRUNCATED, udpClient, type UdpGroupHandle } from '../native.js';
+import { parseIpv4 } from '../net/ipv4.js';
 import { DnsRcode } from './types.js';
-import { getRcode, HEADER_LENGTH, isTruncated, readU16, responseQuestionKey, setId } from './wire.js';
+import { HEADER_LENGTH, plainNameEnd, readU16, responseQuestionKey, setId } from './wire.js';
 
 export interface UpstreamServer {
   address: string;
@@ -41,7 +59,7 @@ export interface UpstreamClientOptions {
   logger: Logger;
   /** clock for back-off decisions (default Date.now); time-outs and latency use the monotonic clock */
   now?: () => number;
-  /** UDP sockets per address family (default 32) */
+  /** UDP sockets per IPv4 server, and per address family for dgram sockets (default 32) */
   socketPoolSize?: number;
   /** queries a socket sends before it is replaced by one on a new random port (default 64) */
   queriesPerSocket?: number;
@@ -52,6 +70,8 @@ export interface UpstreamClientOptions {
   /** first back-off period, doubled per further failure up to backoffMaxMs (defaults 2 s, 120 s) */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** IPv4 servers through the addon's connected sockets (default true); false: dgram for every server */
+  nativeSockets?: boolean;
 }
 
 export interface UpstreamServerStats {
@@ -74,7 +94,8 @@ export interface UpstreamStats {
   timeouts: number;
   /** queries given up (the caller answers SERVFAIL) */
   failures: number;
-  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late */
+  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (datagrams from
+   * another address or port than the server's never reach a connected socket, so they are not counted) */
   spoofed: number;
   latencyMsAvg: number;
   perServer: UpstreamServerStats[];
@@ -82,9 +103,13 @@ export interface UpstreamStats {
 
 interface ServerState {
   address: string;
+  /** the address as a number when it is IPv4, else NOT_IPV4 */
+  address4: number;
   port: number;
   family: 4 | 6;
   label: string;
+  /** where its sockets come from: its own pool of connected sockets, or the family's dgram pool */
+  pool: PooledSocket[];
   sent: number;
   received: number;
   timeouts: number;
@@ -95,45 +120,123 @@ interface ServerState {
   skipUntil: number;
 }
 
+/** One socket of a pool. Replies go to the client's onReply; `keep` turns a reply accepted there into a Buffer. */
 interface PooledSocket {
-  socket: dgram.Socket;
-  family: 4 | 6;
+  readonly pool: PooledSocket[];
   uses: number;
   inFlight: number;
   retired: boolean;
+  send(raw: Uint8Array, id: number, server: ServerState): void;
+  keep(buf: Buffer, start: number, length: number): Buffer;
+  close(): void;
 }
 
-interface Attempt {
-  id: number;
-  server: ServerState;
-  pooled: PooledSocket;
-  sentAt: number;
-  query: PendingQuery;
-  answered: boolean;
+/** What a pooled socket reports to its client. */
+interface SocketOwner {
+  /** `pooled` undefined: a datagram for a socket closed since it arrived (a late reply) */
+  onReply(pooled: PooledSocket | undefined, buf: Buffer, start: number, length: number, address: number | string, port: number): void;
+  onSendError(server: ServerState, error: string): void;
+  /** a socket that cannot be used any more (dgram error) */
+  onSocketError(pooled: PooledSocket, error: string): void;
+  /** an error the kernel reported on a connected socket: an ICMP unreachable for an earlier query */
+  onReceiveError(server: ServerState, error: string): void;
 }
 
-interface PendingQuery {
-  raw: Uint8Array;
-  key: string;
+/** A node of a DeadlineList: linked through its own fields, so a list costs no allocation per entry. */
+interface Listed<T> {
   deadline: number;
-  order: ServerState[];
-  step: number;
-  attempts: Attempt[];
-  /** servers that already answered this query (a SERVFAIL/REFUSED moves on to one not in here) */
-  answeredBy: Set<ServerState>;
+  prev: T | undefined;
+  next: T | undefined;
+  listed: boolean;
+}
+
+class Attempt implements Listed<Attempt> {
+  /** performance.now() + timeoutMs; only the attempt a query waits on is listed (probes are not) */
+  deadline = 0;
+  prev: Attempt | undefined = undefined;
+  next: Attempt | undefined = undefined;
+  listed = false;
+  pooled: PooledSocket | undefined = undefined;
+  answered = false;
+
+  constructor(
+    /** -1: no id was free, nothing was sent; the attempt only waits its time-out */
+    readonly id: number,
+    readonly server: ServerState,
+    readonly query: PendingQuery,
+    readonly sentAt: number,
+  ) {}
+}
+
+class PendingQuery implements Listed<PendingQuery> {
+  prev: PendingQuery | undefined = undefined;
+  next: PendingQuery | undefined = undefined;
+  listed = false;
+  step = 0;
+  attempts: Attempt[] = [];
+  /** the attempt whose time-out moves the query on */
+  current: Attempt | undefined = undefined;
+  /** servers that answered SERVFAIL/REFUSED (the query moves on to one not in here) */
+  answeredBy: ServerState[] | undefined = undefined;
   /** a SERVFAIL/REFUSED reply kept in case no other server does better */
-  fallback?: Buffer;
-  timer?: NodeJS.Timeout;
-  done: boolean;
-  resolve: (reply: Buffer | undefined) => void;
+  fallback: Buffer | undefined = undefined;
+  /** a truncated reply while the TCP retry runs (the answer if TCP fails) */
+  truncated: Buffer | undefined = undefined;
+  done = false;
+
+  constructor(
+    readonly raw: Uint8Array,
+    readonly key: string,
+    /** end of the question (name, type, class) in `raw`; -1 when it cannot be compared byte by byte */
+    readonly questionEnd: number,
+    /** performance.now() + budgetMs */
+    readonly deadline: number,
+    readonly order: ServerState[],
+    readonly resolve: (reply: Buffer | undefined) => void,
+  ) {}
+}
+
+/** A doubly linked list in deadline order, as long as entries are appended with non-decreasing deadlines. */
+class DeadlineList<T extends Listed<T>> {
+  head: T | undefined = undefined;
+  private tail: T | undefined = undefined;
+  size = 0;
+
+  push(node: T): void {
+    node.prev = this.tail;
+    node.next = undefined;
+    if (this.tail) this.tail.next = node;
+    else this.head = node;
+    this.tail = node;
+    node.listed = true;
+    this.size++;
+  }
+
+  remove(node: T): void {
+    if (!node.listed) return;
+    if (node.prev) node.prev.next = node.next;
+    else this.head = node.next;
+    if (node.next) node.next.prev = node.prev;
+    else this.tail = node.prev;
+    node.prev = node.next = undefined;
+    node.listed = false;
+    this.size--;
+  }
 }
 
 const DNS_PORT = 53;
+const NOT_IPV4 = -1;
 const RANDOM_POOL_BYTES = 4096;
 /** An attempt with less time than this left in the budget could not get an answer back anyway. */
 const MIN_ATTEMPT_MS = 20;
+/** Receive slots of the addon's sockets: a whole UDP datagram fits (replies are as large as the client allows). */
+const RECEIVE_SLOT = 65_536;
+/** Replies handed to JS at most per call, from all of a client's addon sockets. The slab is mostly untouched
+ * address space: only the pages replies land in are ever backed by memory. */
+const RECEIVE_BATCH = 64;
+const ID_SPACE = 65_536;
 
-export class UpstreamClient {
+export class UpstreamClient implements SocketOwner {
   private servers: ServerState[] = [];
   private readonly timeoutMs: number;
   private readonly budgetMs: number;
@@ -145,10 +248,19 @@ export class UpstreamClient {
   private readonly failuresBeforeBackoff: number;
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
-  private readonly pools: Record<4 | 6, PooledSocket[]> = { 4: [], 6: [] };
+  private readonly nativeSockets: boolean;
+  private readonly dgramPools: Record<4 | 6, PooledSocket[]> = { 4: [], 6: [] };
   private readonly allSockets = new Set<PooledSocket>();
-  private readonly attemptsById = new Map<number, Attempt>();
-  private readonly queries = new Set<PendingQuery>();
+  /** the addon's receiver for every IPv4 socket; undefined until the first one, null once it proved unusable */
+  private nativeGroup: NativeSocketGroup | undefined | null;
+  /** attempts in flight by id: an array indexed by the 16-bit id (no hashing, nothing allocated per entry) */
+  private readonly attemptsById: (Attempt | undefined)[] = new Array<Attempt | undefined>(ID_SPACE).fill(undefined);
+  /** every query in flight, in budget-deadline order */
+  private readonly queries = new DeadlineList<PendingQuery>();
+  /** the attempt each query waits on, in time-out order */
+  private readonly timeouts = new DeadlineList<Attempt>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepAt = 0;
   private readonly tcpSockets = new Set<net.Socket>();
   private readonly random = Buffer.alloc(RANDOM_POOL_BYTES);
   private randomOffset = RANDOM_POOL_BYTES;
@@ -166,6 +278,7 @@ export class UpstreamClient {
     this.failuresBeforeBackoff = opts.failuresBeforeBackoff ?? 2;
     this.backoffBaseMs = opts.backoffBaseMs ?? 2000;
     this.backoffMaxMs = opts.backoffMaxMs ?? 120_000;
+    this.nativeSockets = opts.nativeSockets ?? true;
     this.setServers(opts.servers);
   }
 
@@ -182,12 +295,20 @@ export class UpstreamClient {
       const canonical = family === 6 ? canonicalIpv6(address) : address;
       const label = family === 6 ? `[${canonical}]:${port}` : `${canonical}:${port}`;
       if (next.some((s) => s.label === label)) continue;
+      const kept = previous.get(label);
+      previous.delete(label);
+      const address4 = family === 4 ? parseIpv4(canonical) ?? NOT_IPV4 : NOT_IPV4;
       next.push(
-        previous.get(label) ?? {
-          address: canonical, port, family: family as 4 | 6, label,
+        kept ?? {
+          address: canonical, address4, port, family: family as 4 | 6, label,
+          pool: this.nativeSockets && address4 !== NOT_IPV4 ? [] : this.dgramPools[family as 4 | 6],
           sent: 0, received: 0, timeouts: 0, latencyTotalMs: 0, consecutiveFailures: 0, backoffMs: 0, skipUntil: 0,
         },
       );
+    }
+    // a server that left takes its own sockets with it, each once its last reply is in
+    for (const gone of previous.values()) {
+      if (gone.pool !== this.dgramPools[gone.family]) for (const pooled of [...gone.pool]) this.retire(pooled);
     }
     this.servers = next;
   }
@@ -195,23 +316,15 @@ export class UpstreamClient {
   /**
    * Forwards `raw` (a client's query, forwarded unchanged except its id) and resolves with the upstream's reply,
    * still carrying the upstream id, or undefined when no server answered within the budget. Never rejects.
-   * `key` is the query's `${name}|${type}|${class}`; the reply's question must match it.
+   * `key` is the query's `${name}|${type}|${class}`; the reply's question must match it (compared as bytes with the
+   * question in `raw`, letter case aside). `raw` must not change until the promise settles.
    */
   query(raw: Uint8Array, key: string): Promise<Buffer | undefined> {
     if (this.closed || this.servers.length === 0 || raw.length < HEADER_LENGTH || this.queries.size >= this.maxInFlight) {
       this.counters.failures++;
       return Promise.resolve(undefined);
     }
-    return new Promise((resolve) => {
-      const { order, probes } = this.plan();
-      const query: PendingQuery = {
-        raw, key, order, step: 0, attempts: [], answeredBy: new Set(), done: false, resolve,
-        deadline: performance.now() + this.budgetMs,
-      };
-      this.queries.add(query);
-      for (const probe of probes) this.send(query, probe);
-      this.nextStep(query);
-    });
+    return new Promise((resolve) => this.start(raw, key, resolve));
   }
 
   stats(): UpstreamStats {
@@ -240,11 +353,26 @@ export class UpstreamClient {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const query of [...this.queries]) this.finish(query, undefined);
-    for (const pooled of this.allSockets) closeQuietly(pooled.socket);
+    while (this.queries.head) this.finish(this.queries.head, undefined);
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const pooled of this.allSockets) pooled.close();
     this.allSockets.clear();
+    this.nativeGroup?.stop();
     for (const s of this.tcpSockets) s.destroy();
     this.tcpSockets.clear();
+  }
+
+  private start(raw: Uint8Array, key: string, resolve: (reply: Buffer | undefined) => void): void {
+    const now = performance.now();
+    let order = this.servers;
+    let probes: ServerState[] | undefined;
+    if (anyBackedOff(order)) ({ order, probes } = this.plan());
+    const query = new PendingQuery(raw, key, questionEnd(raw), now + this.budgetMs, order, resolve);
+    this.queries.push(query);
+    if (this.queries.head === query) this.armSweep(query.deadline);
+    if (probes) for (const probe of probes) this.send(query, probe, now);
+    this.nextStep(query, now);
   }
 
   /**
@@ -266,79 +394,100 @@ export class UpstreamClient {
     return { order, probes };
   }
 
-  /** Sends to the next server in the query's order and arms the per-attempt timer; ends the query at the budget. */
-  private nextStep(query: PendingQuery): void {
+  /** Sends to the next server in the query's order and lists the attempt's time-out; ends the query when the
+   * budget cannot fit another attempt. */
+  private nextStep(query: PendingQuery, now: number): void {
     if (query.done) return;
-    const remaining = query.deadline - performance.now();
+    const remaining = query.deadline - now;
     // a SERVFAIL/REFUSED moves on only to servers that have not answered yet
-    const candidates = query.fallback ? query.order.filter((s) => !query.answeredBy.has(s)) : query.order;
+    const answered = query.answeredBy;
+    const candidates = answered ? query.order.filter((s) => !answered.includes(s)) : query.order;
     if (remaining < MIN_ATTEMPT_MS || candidates.length === 0) {
       this.finish(query, query.fallback);
       return;
     }
     const server = candidates[query.step++ % candidates.length]!;
-    const attempt = this.send(query, server);
-    query.timer = setTimeout(() => {
-      query.timer = undefined;
-      if (attempt && !attempt.answered) this.recordTimeout(server);
-      this.nextStep(query);
-    }, Math.min(this.timeoutMs, remaining));
+    const attempt = this.send(query, server, now);
+    // the budget list ends the query if its budget runs out first
+    attempt.deadline = now + this.timeoutMs;
+    query.current = attempt;
+    this.timeouts.push(attempt);
+    if (this.timeouts.head === attempt) this.armSweep(attempt.deadline);
   }
 
-  private send(query: PendingQuery, server: ServerState): Attempt | undefined {
+  private send(query: PendingQuery, server: ServerState, now: number): Attempt {
     const id = this.freshId();
-    if (id === undefined) return undefined;
-    const pooled = this.acquireSocket(server.family);
-    const message = Buffer.from(query.raw);
-    setId(message, id);
-    const attempt: Attempt = { id, server, pooled, sentAt: performance.now(), query, answered: false };
-    this.attemptsById.set(id, attempt);
+    const attempt = new Attempt(id ?? -1, server, query, now);
+    if (id === undefined) return attempt;
+    const pooled = this.acquireSocket(server);
+    attempt.pooled = pooled;
+    this.attemptsById[id] = attempt;
     query.attempts.push(attempt);
     this.counters.sent++;
     server.sent++;
-    pooled.socket.send(message, server.port, server.address, (err) => {
-      if (err) this.logger.warnLimited('dns-upstream-send', 'sending to upstream failed', { server: server.label, error: String(err) });
-    });
+    pooled.send(query.raw, id, server);
     return attempt;
   }
 
-  private onReply(pooled: PooledSocket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const attempt = msg.length >= HEADER_LENGTH ? this.attemptsById.get(readU16(msg, 0)) : undefined;
+  /** A datagram on one of the pool's sockets: `length` bytes at `start` of `buf` (valid during this call only). */
+  onReply(pooled: PooledSocket | undefined, buf: Buffer, start: number, length: number, address: number | string, port: number): void {
+    const attempt = length >= HEADER_LENGTH ? this.attemptsById[(buf[start]! << 8) | buf[start + 1]!] : undefined;
     if (
       attempt === undefined ||
+      pooled === undefined ||
       attempt.pooled !== pooled ||
-      rinfo.port !== attempt.server.port ||
-      rinfo.address !== attempt.server.address ||
-      (msg[2]! & 0x80) === 0 || // QR must be set
-      responseQuestionKey(msg) !== attempt.query.key
+      port !== attempt.server.port ||
+      (typeof address === 'number' ? address !== attempt.server.address4 : address !== attempt.server.address) ||
+      (buf[start + 2]! & 0x80) === 0 || // QR must be set
+      !sameQuestion(buf, start, length, attempt.query.raw, attempt.query.questionEnd, attempt.query.key)
     ) {
       this.counters.spoofed++;
       return;
     }
+    const reply = pooled.keep(buf, start, length);
     const { query, server } = attempt;
     attempt.answered = true;
-    this.attemptsById.delete(attempt.id);
+    this.attemptsById[attempt.id] = undefined;
     this.recordReply(server, performance.now() - attempt.sentAt);
-    query.answeredBy.add(server);
 
-    if (isTruncated(msg)) {
-      this.retryOverTcp(query, server, msg);
+    if ((reply[2]! & 0x02) !== 0) { // TC
+      this.retryOverTcp(query, server, reply);
       return;
     }
-    const rcode = getRcode(msg);
-    if ((rcode === DnsRcode.SERVFAIL || rcode === DnsRcode.REFUSED) && query.order.some((s) => !query.answeredBy.has(s))) {
-      query.fallback = msg;
-      query.step = 0;
-      if (query.timer) clearTimeout(query.timer);
-      this.nextStep(query);
-      return;
+    const rcode = reply[3]! & 0x0f;
+    if (rcode === DnsRcode.SERVFAIL || rcode === DnsRcode.REFUSED) {
+      const answeredBy = (query.answeredBy ??= []);
+      answeredBy.push(server);
+      if (query.order.some((s) => !answeredBy.includes(s))) {
+        query.fallback = reply;
+        query.step = 0;
+        this.stopWaiting(query);
+        this.nextStep(query, performance.now());
+        return;
+      }
     }
-    this.finish(query, msg);
+    this.finish(query, reply);
+  }
+
+  onSendError(server: ServerState, error: string): void {
+    this.logger.warnLimited('dns-upstream-send', 'sending to upstream failed', { server: server.label, error });
+  }
+
+  /** A socket that failed is replaced; it closes once nothing waits on it. */
+  onSocketError(pooled: PooledSocket, error: string): void {
+    this.logger.warnLimited('dns-upstream-socket', 'upstream socket error', { error });
+    this.retire(pooled);
+  }
+
+  /** Logged only: the attempts on that socket still end by reply or time-out, as with dgram. */
+  onReceiveError(server: ServerState, error: string): void {
+    this.logger.warnLimited(`dns-upstream-unreachable:${server.label}`, 'upstream reported unreachable', { server: server.label, error });
   }
 
   /** A truncated UDP reply: ask the same server over TCP; if that fails, the truncated reply is still an answer. */
   private retryOverTcp(query: PendingQuery, server: ServerState, truncated: Buffer): void {
     this.stopUdp(query);
+    query.truncated = truncated;
     const remaining = Math.max(0, query.deadline - performance.now());
     const id = readU16(truncated, 0);
     const message = Buffer.from(query.raw);
@@ -346,7 +495,7 @@ export class UpstreamClient {
     this.counters.sent++;
     server.sent++;
     void this.tcpExchange(server, message, Math.min(remaining, this.timeoutMs * 2)).then((reply) => {
-      const valid = reply !== undefined && reply.length >= HEADER_LENGTH && readU16(reply, 0) === id && responseQuestionKey(reply) === query.key;
+      const valid = reply !== undefined && reply.length >= HEADER_LENGTH && readU16(reply, 0) === id && sameQuestion(reply, 0, reply.length, query.raw, query.questionEnd, query.key);
       if (reply !== undefined && !valid) this.counters.spoofed++;
       this.finish(query, valid ? reply : truncated);
     });
@@ -386,13 +535,18 @@ export class UpstreamClient {
     });
   }
 
+  /** The query no longer waits on its current attempt's time-out (a reply to it may still be accepted). */
+  private stopWaiting(query: PendingQuery): void {
+    if (query.current) this.timeouts.remove(query.current);
+    query.current = undefined;
+  }
+
   /** Stops the UDP side of a query: no more attempts, no more replies accepted for it. */
   private stopUdp(query: PendingQuery): void {
-    if (query.timer) clearTimeout(query.timer);
-    query.timer = undefined;
+    this.stopWaiting(query);
     for (const attempt of query.attempts) {
-      if (this.attemptsById.get(attempt.id) === attempt) this.attemptsById.delete(attempt.id);
-      this.releaseSocket(attempt.pooled);
+      if (this.attemptsById[attempt.id] === attempt) this.attemptsById[attempt.id] = undefined;
+      if (attempt.pooled) this.releaseSocket(attempt.pooled);
     }
     query.attempts = [];
   }
@@ -401,10 +555,43 @@ export class UpstreamClient {
     if (query.done) return;
     query.done = true;
     this.stopUdp(query);
-    this.queries.delete(query);
+    this.queries.remove(query);
     if (reply === undefined) this.counters.failures++;
     query.resolve(reply);
   }
+
+  // ---- time-outs ----
+
+  /** Makes sure the sweep runs no later than `deadline`. */
+  private armSweep(deadline: number): void {
+    if (this.closed || (this.sweepTimer !== undefined && this.sweepAt <= deadline)) return;
+    if (this.sweepTimer !== undefined) clearTimeout(this.sweepTimer);
+    this.sweepAt = deadline;
+    // a timer can fire up to a millisecond before performance.now() reaches the deadline: the sweep re-arms then
+    this.sweepTimer = setTimeout(this.sweep, Math.max(1, Math.ceil(deadline - performance.now())));
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepTimer = undefined;
+    const now = performance.now();
+    for (let attempt = this.timeouts.head; attempt && attempt.deadline <= now; attempt = this.timeouts.head) {
+      this.timeouts.remove(attempt);
+      const { query } = attempt;
+      query.current = undefined;
+      if (attempt.id >= 0 && !attempt.answered) this.recordTimeout(attempt.server);
+      this.nextStep(query, now);
+    }
+    for (let query = this.queries.head; query && query.deadline <= now; query = this.queries.head) {
+      // budget over: the attempt it waited on counts as timed out, as it would have at its own (shortened) time-out
+      const waited = query.current;
+      if (waited && waited.id >= 0 && !waited.answered) this.recordTimeout(waited.server);
+      this.finish(query, query.truncated ?? query.fallback);
+    }
+    const next = Math.min(this.timeouts.head?.deadline ?? Infinity, this.queries.head?.deadline ?? Infinity);
+    if (next !== Infinity) this.armSweep(next);
+  };
+
+  // ---- server health ----
 
   private recordReply(server: ServerState, latencyMs: number): void {
     this.counters.received++;
@@ -428,78 +615,270 @@ export class UpstreamClient {
     });
   }
 
+  // ---- ids and sockets ----
+
   /** A random id that no attempt in flight uses (undefined only if the id space is nearly exhausted). */
   private freshId(): number | undefined {
     for (let tries = 0; tries < 64; tries++) {
-      if (this.randomOffset + 2 > RANDOM_POOL_BYTES) {
-        randomFillSync(this.random);
-        this.randomOffset = 0;
-      }
-      const id = this.random.readUInt16BE(this.randomOffset);
-      this.randomOffset += 2;
-      if (!this.attemptsById.has(id)) return id;
+      const id = this.random16();
+      if (this.attemptsById[id] === undefined) return id;
     }
     return undefined;
   }
 
-  /** A random socket of the family's pool; the pool is topped up with fresh sockets (new random ports). */
-  private acquireSocket(family: 4 | 6): PooledSocket {
-    const pool = this.pools[family];
-    let pooled: PooledSocket;
+  private random16(): number {
+    if (this.randomOffset + 2 > RANDOM_POOL_BYTES) {
+      randomFillSync(this.random);
+      this.randomOffset = 0;
+    }
+    const r = (this.random[this.randomOffset]! << 8) | this.random[this.randomOffset + 1]!;
+    this.randomOffset += 2;
+    return r;
+  }
+
+  /** A random socket of the server's pool; the pool is topped up with fresh sockets (new random ports). */
+  private acquireSocket(server: ServerState): PooledSocket {
+    const dgramPool = this.dgramPools[server.family];
+    let pool = server.pool;
+    let pooled: PooledSocket | undefined;
     if (pool.length < this.poolSize) {
-      pooled = this.openSocket(family);
-      pool.push(pooled);
-    } else {
-      pooled = pool[this.randomIndex(pool.length)]!;
+      if (pool !== dgramPool) pooled = this.openNativeSocket(server);
+      if (!pooled) pool = dgramPool; // this attempt goes by dgram; the next one tries the addon again
+      if (!pooled && pool.length < this.poolSize) pooled = this.openDgramSocket(server.family);
     }
+    pooled ??= pool[this.random16() % pool.length]!;
     pooled.inFlight++;
-    if (++pooled.uses >= this.queriesPerSocket) {
-      pooled.retired = true; // closes once its last reply is in; the next acquire opens a replacement
-      pool.splice(pool.indexOf(pooled), 1);
-    }
+    if (++pooled.uses >= this.queriesPerSocket) this.retire(pooled); // the next acquire opens a replacement
     return pooled;
+  }
+
+  /** A new socket of the addon connected to `server`, in its pool; undefined when the addon cannot open one. */
+  private openNativeSocket(server: ServerState): PooledSocket | undefined {
+    if (this.nativeGroup === null) return undefined;
+    try {
+      this.nativeGroup ??= new NativeSocketGroup(this);
+    } catch (err) {
+      this.nativeGroup = null; // the addon is not there: dgram from now on
+      this.logger.warn('cannot use the addon for upstream sockets, using dgram', { error: String(err) });
+      return undefined;
+    }
+    try {
+      const pooled = this.nativeGroup.open(server);
+      server.pool.push(pooled);
+      this.allSockets.add(pooled);
+      return pooled;
+    } catch (err) {
+      this.logger.warnLimited('dns-upstream-socket', 'cannot open an upstream socket, using dgram', { server: server.label, error: String(err) });
+      return undefined;
+    }
   }
 
   private releaseSocket(pooled: PooledSocket): void {
     pooled.inFlight--;
     if (pooled.retired && pooled.inFlight === 0) {
       this.allSockets.delete(pooled);
-      closeQuietly(pooled.socket);
+      pooled.close();
     }
   }
 
-  private openSocket(family: 4 | 6): PooledSocket {
-    const socket = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
-    const pooled: PooledSocket = { socket, family, uses: 0, inFlight: 0, retired: false };
-    socket.on('message', (msg, rinfo) => this.onReply(pooled, msg, rinfo));
-    socket.on('error', (err) => {
-      this.logger.warnLimited('dns-upstream-socket', 'upstream socket error', { error: String(err) });
-      const pool = this.pools[family];
-      // a socket that failed is replaced; it closes once nothing waits on it
-      if (!pooled.retired) {
-        pooled.retired = true;
-        if (pool.includes(pooled)) pool.splice(pool.indexOf(pooled), 1);
-        if (pooled.inFlight === 0) {
-          this.allSockets.delete(pooled);
-          closeQuietly(pooled.socket);
-        }
-      }
-    });
-    // port 0: the kernel picks a random ephemeral port; sends issued before the bind completes are queued by Node
-    socket.bind({ port: 0, address: family === 4 ? '0.0.0.0' : '::' });
+  /** Takes a socket out of its pool; it closes once its last reply is in. */
+  private retire(pooled: PooledSocket): void {
+    if (pooled.retired) return;
+    pooled.retired = true;
+    const index = pooled.pool.indexOf(pooled);
+    if (index >= 0) pooled.pool.splice(index, 1);
+    if (pooled.inFlight === 0) {
+      this.allSockets.delete(pooled);
+      pooled.close();
+    }
+  }
+
+  private openDgramSocket(family: 4 | 6): PooledSocket {
+    const pooled = new DgramUpstreamSocket(this, family, this.dgramPools[family]);
+    this.dgramPools[family].push(pooled);
     this.allSockets.add(pooled);
     return pooled;
   }
+}
 
-  private randomIndex(n: number): number {
-    if (this.randomOffset + 2 > RANDOM_POOL_BYTES) {
-      randomFillSync(this.random);
-      this.randomOffset = 0;
-    }
-    const r = this.random.readUInt16BE(this.randomOffset);
-    this.randomOffset += 2;
-    return r % n;
+/**
+ * The addon's receiver for all of a client's IPv4 sockets (native/udp_client.c): one epoll set, one JS call per
+ * wakeup for the replies of every socket. Each socket is known to it by a tag that is never reused (until 2^31
+ * sockets later), so a datagram read before its socket closed cannot be taken for one of a newer socket.
+ */
+class NativeSocketGroup {
+  // allocUnsafeSlow: a buffer of its own (not a slice of Node's shared pool), as the addon holds on to it
+  private readonly slab = Buffer.allocUnsafeSlow(RECEIVE_SLOT * RECEIVE_BATCH);
+  private readonly meta = new Uint32Array(4 * RECEIVE_BATCH);
+  private readonly handle: UdpGroupHandle;
+  private readonly byTag = new Map<number, NativeUpstreamSocket>();
+  private nextTag = 0;
+  private stopped = false;
+
+  constructor(readonly owner: SocketOwner) {
+    this.handle = udpClient.groupStart(this.slab, this.meta, RECEIVE_SLOT, this.onBatch);
   }
+
+  open(server: ServerState): NativeUpstreamSocket {
+    const fd = udpClient.open(server.address, server.port);
+    const tag = this.nextTag;
+    try {
+      udpClient.groupAdd(this.handle, fd, tag);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    this.nextTag = (tag + 1) & 0x7fff_ffff;
+    const socket = new NativeUpstreamSocket(this, fd, tag, server);
+    this.byTag.set(tag, socket);
+    return socket;
+  }
+
+  close(socket: NativeUpstreamSocket): void {
+    if (this.byTag.get(socket.tag) !== socket) return;
+    this.byTag.delete(socket.tag);
+    udpClient.groupRemove(this.handle, socket.fd); // closes the fd
+  }
+
+  /** After every socket was closed. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    udpClient.groupStop(this.handle);
+  }
+
+  private readonly onBatch = (count: number): void => {
+    const { slab, meta, owner } = this;
+    for (let i = 0; i < count; i++) {
+      const length = meta[4 * i]!;
+      const socket = this.byTag.get(meta[4 * i + 3]!);
+      if (length === UDP_GROUP_ERROR) {
+        if (socket) owner.onReceiveError(socket.server, errnoName(meta[4 * i + 1]!));
+      } else if (length === UDP_GROUP_TRUNCATED) {
+        owner.onReply(socket, slab, 0, 0, NOT_IPV4, 0); // larger than a slot cannot happen over IPv4: matches nothing
+      } else {
+        owner.onReply(socket, slab, i * RECEIVE_SLOT, length, meta[4 * i + 1]!, meta[4 * i + 2]!);
+      }
+    }
+  };
+}
+
+/** A socket of the addon connected to one IPv4 server, read by the client's NativeSocketGroup. */
+class NativeUpstreamSocket implements PooledSocket {
+  readonly pool: PooledSocket[];
+  uses = 0;
+  inFlight = 0;
+  retired = false;
+
+  constructor(
+    private readonly group: NativeSocketGroup,
+    readonly fd: number,
+    readonly tag: number,
+    readonly server: ServerState,
+  ) {
+    this.pool = server.pool;
+  }
+
+  send(raw: Uint8Array, id: number, server: ServerState): void {
+    const errno = udpClient.sendQuery(this.fd, raw, id);
+    if (errno > 0) this.group.owner.onSendError(server, errnoName(errno));
+    else if (errno < 0) this.group.owner.onReceiveError(server, errnoName(-errno)); // sent; an earlier one was refused
+  }
+
+  keep(buf: Buffer, start: number, length: number): Buffer {
+    const copy = Buffer.allocUnsafe(length);
+    buf.copy(copy, 0, start, start + length);
+    return copy;
+  }
+
+  close(): void {
+    this.group.close(this);
+  }
+}
+
+/** An unconnected dgram socket on a random port, shared by every server of its address family. */
+class DgramUpstreamSocket implements PooledSocket {
+  uses = 0;
+  inFlight = 0;
+  retired = false;
+  private readonly socket: dgram.Socket;
+
+  constructor(private readonly owner: SocketOwner, family: 4 | 6, readonly pool: PooledSocket[]) {
+    this.socket = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+    this.socket.on('message', (msg, rinfo) => owner.onReply(this, msg, 0, msg.length, rinfo.address, rinfo.port));
+    this.socket.on('error', (err) => owner.onSocketError(this, String(err)));
+    // port 0: the kernel picks a random ephemeral port; sends issued before the bind completes are queued by Node
+    this.socket.bind({ port: 0, address: family === 4 ? '0.0.0.0' : '::' });
+  }
+
+  send(raw: Uint8Array, id: number, server: ServerState): void {
+    const message = Buffer.from(raw);
+    setId(message, id);
+    this.socket.send(message, server.port, server.address, (err) => {
+      if (err) this.owner.onSendError(server, String(err));
+    });
+  }
+
+  keep(buf: Buffer): Buffer {
+    return buf; // dgram gave this datagram a Buffer of its own
+  }
+
+  close(): void {
+    try {
+      this.socket.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function anyBackedOff(servers: ServerState[]): boolean {
+  for (const s of servers) if (s.skipUntil !== 0) return true;
+  return false;
+}
+
+/** End of the question in a query whose one question is written out in full, else -1. */
+function questionEnd(raw: Uint8Array): number {
+  if (readU16(raw, 4) !== 1) return -1;
+  const nameEnd = plainNameEnd(raw, HEADER_LENGTH);
+  return nameEnd === undefined || nameEnd + 4 > raw.length ? -1 : nameEnd + 4;
+}
+
+/**
+ * Whether the message at `start` has exactly one question, the query's: the same name (ASCII letter case aside, as
+ * DNS compares names) with the same type and class. Byte for byte against the query's own question (`raw` up to
+ * `end`, from questionEnd) rather than decoding the reply's name into a key string: cheaper, and the same answer
+ * (the key is that name lowered). A query whose question cannot be compared that way (end -1) is matched by key.
+ */
+function sameQuestion(buf: Uint8Array, start: number, length: number, raw: Uint8Array, end: number, key: string): boolean {
+  if (end < 0) {
+    const message = start === 0 && length === buf.length ? buf : buf.subarray(start, start + length);
+    return responseQuestionKey(message) === key;
+  }
+  if (length < end || buf[start + 4] !== 0 || buf[start + 5] !== 1) return false;
+  const nameEnd = end - 4;
+  for (let i = HEADER_LENGTH; i < nameEnd; i++) {
+    const a = buf[start + i]!;
+    const b = raw[i]!;
+    // label lengths (< 64) never fold, so they must match exactly
+    if (a !== b && asciiLower(a) !== asciiLower(b)) return false;
+  }
+  for (let i = nameEnd; i < end; i++) if (buf[start + i] !== raw[i]) return false;
+  return true;
+}
+
+/** The reply check of the client, for tests: does `reply` carry the question of `raw`, whose key is `key`? */
+export function replyMatchesQuery(reply: Uint8Array, raw: Uint8Array, key: string): boolean {
+  return sameQuestion(reply, 0, reply.length, raw, questionEnd(raw), key);
+}
+
+function asciiLower(byte: number): number {
+  return byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
+}
+
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
 }
 
 function canonicalIpv6(address: string): string {
@@ -509,13 +888,5 @@ function canonicalIpv6(address: string): string {
     return scope === undefined ? canonical : `${canonical}%${scope}`;
   } catch {
     return address;
-  }
-}
-
-function closeQuietly(socket: dgram.Socket): void {
-  try {
-    socket.close();
-  } catch {
-    // already closed
   }
 }

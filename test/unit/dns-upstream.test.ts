@@ -1,12 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
-import { silentLogger } from '../../src/log.js';
-import { UpstreamClient } from '../../src/dns/upstream.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import { replyMatchesQuery, UpstreamClient } from '../../src/dns/upstream.js';
+import { responseQuestionKey } from '../../src/dns/wire.js';
+import * as native from '../../src/native.js';
 import { startFakeUpstream } from './support/fake-upstream.js';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
@@ -72,7 +76,30 @@ async function startResponder(answering: boolean, onQuery?: (r: Responder, msg: 
   return responder;
 }
 
-describe('UpstreamClient', () => {
+/** A logger that keeps its warnings, for tests that expect one. */
+function capturingLogger(): Logger & { warnings: { msg: string; fields?: Record<string, unknown> }[] } {
+  const warnings: { msg: string; fields?: Record<string, unknown> }[] = [];
+  const warn = (msg: string, fields?: Record<string, unknown>): void => void warnings.push({ msg, ...(fields ? { fields } : {}) });
+  return { ...silentLogger, warnings, warn, warnLimited: (_key, msg, fields) => warn(msg, fields) };
+}
+
+/** A free UDP port on 127.0.0.1 that nothing listens on (a datagram to it comes back as ICMP port unreachable). */
+async function closedPort(): Promise<number> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Everything runs over both kinds of pooled socket: the addon's, connected to one IPv4 server each and read by one
+ * receiver group (the daemon's), and dgram's (IPv6 servers, or IPv4 without the addon).
+ */
+describe.each([
+  { kind: 'addon', nativeSockets: true },
+  { kind: 'dgram', nativeSockets: false },
+])('UpstreamClient over $kind sockets', ({ kind, nativeSockets }) => {
   let dir: string;
   let logFile: string;
   let fake: { port: number; child: ChildProcess };
@@ -94,7 +121,7 @@ describe('UpstreamClient', () => {
   });
 
   const client = (opts: Partial<ConstructorParameters<typeof UpstreamClient>[0]> & { servers: { address: string; port?: number }[] }): UpstreamClient => {
-    const c = new UpstreamClient({ logger: silentLogger, ...opts });
+    const c = new UpstreamClient({ logger: silentLogger, nativeSockets, ...opts });
     clients.push(c);
     return c;
   };
@@ -128,24 +155,100 @@ describe('UpstreamClient', () => {
     expect(opt && opt.flags & dnsPacket.DNSSEC_OK).toBeTruthy();
   });
 
-  it('ignores replies with the wrong id, the wrong question or from the wrong source', async () => {
-    const impostor = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => impostor.bind(0, '127.0.0.2', resolve));
+  it('ignores replies with the wrong id, the wrong question, no QR bit, or from the wrong address or port', async () => {
+    const wrongAddress = dgram.createSocket('udp4');
+    const wrongPort = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => wrongPort.bind(0, '127.0.0.1', resolve));
     const r = await responder(false, (self, msg, rinfo) => {
       const id = msg.readUInt16BE(0);
       self.socket.send(answerTo(msg, '192.0.2.66', { id: id ^ 1 }), rinfo.port, rinfo.address);
       self.socket.send(answerTo(msg, '192.0.2.66', { name: 'other.example.test' }), rinfo.port, rinfo.address);
-      impostor.send(answerTo(msg, '192.0.2.66'), rinfo.port, rinfo.address);
+      const notAResponse = answerTo(msg, '192.0.2.66');
+      notAResponse[2]! &= 0x7f;
+      self.socket.send(notAResponse, rinfo.port, rinfo.address);
+      wrongAddress.send(answerTo(msg, '192.0.2.66'), rinfo.port, rinfo.address);
+      wrongPort.send(answerTo(msg, '192.0.2.66'), rinfo.port, rinfo.address);
       setTimeout(() => self.socket.send(answerTo(msg, '192.0.2.1'), rinfo.port, rinfo.address), 50);
     });
+    // the server's port on another address
+    await new Promise<void>((resolve) => wrongAddress.bind(r.port, '127.0.0.2', resolve));
     try {
       const c = client({ servers: [{ address: '127.0.0.1', port: r.port }] });
       const reply = await c.query(makeQuery('spoof.example.test', 'A'), keyOf('spoof.example.test', 1));
       expect(decode(reply!).answers![0]!.data).toBe('192.0.2.1');
-      expect(c.stats().spoofed).toBe(3);
+      // a connected socket never even receives datagrams from another address or port: the kernel drops them
+      expect(c.stats().spoofed).toBe(kind === 'addon' ? 3 : 5);
     } finally {
-      impostor.close();
+      wrongAddress.close();
+      wrongPort.close();
     }
+  });
+
+  it('ignores a reply that arrives on another socket than its query left from, and one that comes too late', async () => {
+    const held: { msg: Buffer; rinfo: dgram.RemoteInfo }[] = [];
+    const r = await responder(false, (self, msg, rinfo) => {
+      held.push({ msg, rinfo });
+      if (held.length < 2) return;
+      const [a, b] = held as [typeof held[0], typeof held[0]];
+      expect(a.rinfo.port).not.toBe(b.rinfo.port); // a pool of two: the first two queries open both sockets
+      // each answer to the other query's socket first (dropped), then the right ones, then one of them again (late)
+      self.socket.send(answerTo(a.msg, '192.0.2.66'), b.rinfo.port, b.rinfo.address);
+      self.socket.send(answerTo(b.msg, '192.0.2.66'), a.rinfo.port, a.rinfo.address);
+      setTimeout(() => {
+        self.socket.send(answerTo(a.msg, '192.0.2.1'), a.rinfo.port, a.rinfo.address);
+        self.socket.send(answerTo(b.msg, '192.0.2.2'), b.rinfo.port, b.rinfo.address);
+      }, 30);
+      setTimeout(() => self.socket.send(answerTo(a.msg, '192.0.2.66'), a.rinfo.port, a.rinfo.address), 60);
+    });
+    const c = client({ servers: [{ address: '127.0.0.1', port: r.port }], socketPoolSize: 2 });
+    const [first, second] = await Promise.all([
+      c.query(makeQuery('first.example.test', 'A'), keyOf('first.example.test', 1)),
+      c.query(makeQuery('second.example.test', 'A'), keyOf('second.example.test', 1)),
+    ]);
+    expect(decode(first!).answers![0]!.data).toBe('192.0.2.1');
+    expect(decode(second!).answers![0]!.data).toBe('192.0.2.2');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(c.stats()).toMatchObject({ received: 2, spoofed: 3 });
+  });
+
+  it('matches the question whatever its letter case, and carries large UDP replies whole', async () => {
+    // a query in mixed case (DNS 0x20) answered with the name lowered: the same question
+    const lowering = await responder(false, (self, msg, rinfo) => {
+      self.socket.send(answerTo(msg, '192.0.2.1', { name: 'mixed.example.test' }), rinfo.port, rinfo.address);
+    });
+    const lowered = client({ servers: [{ address: '127.0.0.1', port: lowering.port }] });
+    const mixed = await lowered.query(makeQuery('MiXeD.ExAmPlE.TeSt', 'A'), keyOf('mixed.example.test', 1));
+    expect(decode(mixed!).questions[0]!.name).toBe('mixed.example.test');
+    expect(lowered.stats().spoofed).toBe(0);
+
+    const c = client({ servers: [{ address: '127.0.0.1', port: fake.port }] });
+    // EDNS 4096: ~3 kB over UDP, larger than an Ethernet frame, arrives in one piece without a TCP retry
+    const before = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    const big = dnsPacket.encode({
+      id: 1, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'big.example.test', type: 'TXT' }],
+      additionals: [{ name: '.', type: 'OPT', udpPayloadSize: 4096, flags: 0, options: [] } as never],
+    });
+    const reply = await c.query(big, keyOf('big.example.test', 16));
+    expect(reply!.length).toBeGreaterThan(3000);
+    expect(decode(reply!).flags & dnsPacket.TRUNCATED_RESPONSE).toBe(0);
+    const after = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    expect(after).toBe(before);
+  });
+
+  it('times out many queries at once, each attempt once, within the budget', async () => {
+    const dead = await responder(false);
+    const c = client({ servers: [{ address: '127.0.0.1', port: dead.port }], timeoutMs: 100, budgetMs: 250 });
+    const started = performance.now();
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => c.query(makeQuery(`t${i}.example.test`, 'A'), keyOf(`t${i}.example.test`, 1))),
+    );
+    const elapsed = performance.now() - started;
+    expect(replies.every((reply) => reply === undefined)).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(245);
+    expect(elapsed).toBeLessThan(1000);
+    // attempts at 0, 100 and 200 ms; the third ends with the budget at 250
+    expect(dead.queries).toHaveLength(150);
+    expect(c.stats()).toMatchObject({ sent: 150, timeouts: 150, failures: 50, received: 0 });
   });
 
   it('uses a fresh id per attempt and spreads queries over rotating source ports', async () => {
@@ -254,5 +357,138 @@ describe('UpstreamClient', () => {
     c.close();
     expect(await pending).toBeUndefined();
     expect(await c.query(makeQuery('after.example.test', 'A'), keyOf('after.example.test', 1))).toBeUndefined();
+  });
+});
+
+describe('UpstreamClient: addon sockets in particular', () => {
+  const clients: UpstreamClient[] = [];
+  const sockets: dgram.Socket[] = [];
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+    for (const s of sockets.splice(0)) s.close();
+  });
+
+  it('logs an ICMP port unreachable from a server and still fails over on the time-out', async () => {
+    const logger = capturingLogger();
+    const good = await startResponder(true);
+    sockets.push(good.socket);
+    const refusing = await closedPort();
+    const c = new UpstreamClient({
+      servers: [{ address: '127.0.0.1', port: refusing }, { address: '127.0.0.1', port: good.port }],
+      timeoutMs: 100, socketPoolSize: 1, logger,
+    });
+    clients.push(c);
+    const started = performance.now();
+    expect(await c.query(makeQuery('icmp.example.test', 'A'), keyOf('icmp.example.test', 1))).toBeDefined();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(95);
+    expect(logger.warnings).toContainEqual({
+      msg: 'upstream reported unreachable',
+      fields: { server: `127.0.0.1:${refusing}`, error: 'ECONNREFUSED' },
+    });
+    expect(c.stats().perServer[0]).toMatchObject({ sent: 1, timeouts: 1 });
+  });
+
+  it('still sends a query from a socket whose earlier query was refused', async () => {
+    // on loopback the ICMP error of a datagram is pending on the socket as soon as the send returns, and a connected
+    // socket reports it by failing the NEXT send, which the kernel then drops: the addon sends that one again
+    const logger = capturingLogger();
+    const port = await closedPort();
+    const c = new UpstreamClient({ servers: [{ address: '127.0.0.1', port }], timeoutMs: 2000, socketPoolSize: 1, logger });
+    clients.push(c);
+    const first = c.query(makeQuery('one.example.test', 'A'), keyOf('one.example.test', 1));
+    const fd = native.openDeviceUdpSocket('lo', '127.0.0.1', port); // bound at once, unlike dgram's bind
+    const second = c.query(makeQuery('two.example.test', 'A'), keyOf('two.example.test', 1));
+    const server = dgram.createSocket('udp4');
+    sockets.push(server);
+    const seen: string[] = [];
+    server.on('message', (msg, rinfo) => {
+      seen.push(dnsPacket.decode(msg).questions![0]!.name);
+      server.send(answerTo(msg, '192.0.2.1'), rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => server.bind({ fd }, resolve));
+    expect(await second).toBeDefined();
+    expect(seen).toEqual(['two.example.test']);
+    expect(logger.warnings).toContainEqual({
+      msg: 'upstream reported unreachable',
+      fields: { server: `127.0.0.1:${port}`, error: 'ECONNREFUSED' },
+    });
+    c.close();
+    expect(await first).toBeUndefined();
+  });
+
+  it('closes retired sockets as their last reply comes in, and every socket on close()', async () => {
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const r = await startResponder(true);
+    sockets.push(r.socket);
+    const before = fds();
+    const c = new UpstreamClient({ servers: [{ address: '127.0.0.1', port: r.port }], socketPoolSize: 4, queriesPerSocket: 8, logger: silentLogger });
+    clients.push(c);
+    for (let round = 0; round < 10; round++) {
+      const replies = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => c.query(makeQuery(`r${round}-${i}.example.test`, 'A'), keyOf(`r${round}-${i}.example.test`, 1))),
+      );
+      expect(replies.every((reply) => reply !== undefined)).toBe(true);
+      // the pool, plus the receiver group's epoll fd, and nothing left over from 500 queries over 63 sockets
+      expect(fds() - before).toBeLessThanOrEqual(4 + 1);
+    }
+    expect(new Set(r.queries.map((q) => q.rinfo.port)).size).toBeGreaterThanOrEqual(500 / 8);
+    c.close();
+    expect(fds()).toBe(before);
+  });
+
+  it('serves an IPv6 server through dgram next to IPv4 servers through the addon', async () => {
+    const v6 = dgram.createSocket('udp6');
+    sockets.push(v6);
+    await new Promise<void>((resolve) => v6.bind(0, '::1', resolve));
+    v6.on('message', (msg, rinfo) => v6.send(answerTo(msg, '192.0.2.6'), rinfo.port, rinfo.address));
+    const c = new UpstreamClient({ servers: [{ address: '::1', port: v6.address().port }], logger: silentLogger });
+    clients.push(c);
+    const reply = await c.query(makeQuery('six.example.test', 'A'), keyOf('six.example.test', 1));
+    expect(decode(reply!).answers![0]!.data).toBe('192.0.2.6');
+    expect(c.stats()).toMatchObject({ received: 1, spoofed: 0 });
+  });
+});
+
+describe('replyMatchesQuery', () => {
+  /** A query for `labels` (raw bytes, any octet), type and class, header and question only. */
+  const encodeQuestion = (id: number, labels: Uint8Array[], type: number, qclass: number): Buffer => {
+    const parts = [Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0])];
+    for (const label of labels) parts.push(Buffer.from([label.length]), Buffer.from(label));
+    parts.push(Buffer.from([0, type >> 8, type & 0xff, qclass >> 8, qclass & 0xff]));
+    return Buffer.concat(parts);
+  };
+  const letters = fc.uint8Array({ minLength: 1, maxLength: 12 }).map((b) => b.map((x) => [0x41, 0x61, 0x2e, 0x5c, 0x00, 0xc3, 0x5a, 0x7a][x % 8]!));
+  const anyBytes = fc.uint8Array({ minLength: 1, maxLength: 12 });
+  const labels = fc.array(fc.oneof(letters, anyBytes), { minLength: 1, maxLength: 4 });
+
+  it('agrees with comparing the keys of both questions, byte edits and letter case changes included', () => {
+    fc.assert(
+      fc.property(labels, fc.integer({ min: 0, max: 0xffff }), fc.constantFrom(1, 3, 0x41, 0x61), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), fc.boolean(),
+        (name, type, qclass, edits, flipCase) => {
+          const raw = encodeQuestion(7, name, type, qclass);
+          const key = responseQuestionKey(raw)!;
+          const reply = Buffer.from(raw);
+          reply[2]! |= 0x80;
+          if (flipCase) for (let i = 12; i < reply.length - 5; i++) if (/[a-zA-Z]/.test(String.fromCharCode(reply[i]!))) reply[i]! ^= 0x20;
+          for (const [at, value] of edits) reply[at % reply.length] = value;
+          expect(replyMatchesQuery(reply, raw, key)).toBe(responseQuestionKey(reply) === key);
+        }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('requires the same type and class, and exactly one question', () => {
+    const raw = encodeQuestion(1, [Buffer.from('www'), Buffer.from('Example'), Buffer.from('test')], 1, 1);
+    const key = 'www.example.test|1|1';
+    expect(replyMatchesQuery(encodeQuestion(2, [Buffer.from('WWW'), Buffer.from('example'), Buffer.from('TEST')], 1, 1), raw, key)).toBe(true);
+    expect(replyMatchesQuery(encodeQuestion(2, [Buffer.from('www'), Buffer.from('example'), Buffer.from('test')], 28, 1), raw, key)).toBe(false);
+    expect(replyMatchesQuery(encodeQuestion(2, [Buffer.from('www'), Buffer.from('example'), Buffer.from('test')], 1, 3), raw, key)).toBe(false);
+    // type 0x41 against 0x61: letters in the type field are not letters
+    const typeA = encodeQuestion(2, [Buffer.from('x')], 0x41, 1);
+    expect(replyMatchesQuery(encodeQuestion(2, [Buffer.from('x')], 0x61, 1), typeA, 'x|65|1')).toBe(false);
+    const two = encodeQuestion(2, [Buffer.from('www'), Buffer.from('example'), Buffer.from('test')], 1, 1);
+    two[5] = 2;
+    expect(replyMatchesQuery(two, raw, key)).toBe(false);
+    expect(replyMatchesQuery(two.subarray(0, 20), raw, key)).toBe(false);
   });
 });
