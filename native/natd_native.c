@@ -8,6 +8,7 @@
  * - SIOCSARP: seeds the neighbour entry for a unicast DHCP reply to a client that has no address yet (RFC 2131 4.1).
  * - sd_notify: systemd's notify socket is a unix datagram socket, which Node cannot send to.
  * - Batched UDP I/O for the DNS socket (udp_batch.c) and the forwarder's upstream sockets (udp_client.c).
+ * - A fixed malloc trim threshold, set once when the addon loads (see init).
  *
  * Every failure throws a JS Error whose `code` is the errno name (ENODEV, EPERM, ...) and whose `syscall` names the
  * call, so the TypeScript side can turn it into a clear message. Nothing here aborts the process.
@@ -17,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
@@ -267,6 +269,12 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
+#ifdef __GLIBC__
+  /* A fixed trim threshold (setting it also stops glibc from raising it by itself) hands memory freed at the top of
+   * an arena back to the kernel. Without it V8's compiler threads keep several MiB freed but resident in their
+   * arenas: about 6 MiB of natd's peak RSS with 10,000 leases (issue 7), for no measurable CPU cost. */
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+#endif
   napi_property_descriptor props[] = {
     {"openUdpSocket", NULL, open_udp_socket, NULL, NULL, NULL, napi_default, NULL},
     {"openTcpListener", NULL, open_tcp_listener, NULL, NULL, NULL, napi_default, NULL},
