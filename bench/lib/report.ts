@@ -203,21 +203,18 @@ export function ladderTable(runs: ServerRunResult[], kind: ServerKind): Table {
  * and heap snapshots; shown only while the target is still missed.
  */
 const WHY = {
-  hits: 'natd spends 2-3x dnsmasq\'s CPU per answered query. In the CPU profile of a cache-hit run about a third of ' +
-    'natd\'s busy time is Node\'s per-datagram send path (dgram doSend: one sendmsg per answer through libuv) and another ' +
-    'tenth native receive/dispatch ("(program)"); natd\'s own code (cache get, local-name policy, query parse, parseIpv4 ' +
-    'of the source address on every datagram) is each 1-4%. No single JS hot spot is left to fix: closing the gap needs ' +
-    'batched socket I/O (recvmmsg/sendmmsg through the native addon) so one JS turn answers many queries.',
-  misses: 'The fake upstream (one Node process) is not the limit (it runs well below one core, see the table); the ratio moves ' +
-    'with dnsmasq\'s own variance on this shared 2-core machine. natd\'s miss path shows the same per-datagram send cost as hits.',
-  rss: 'Where the peak goes (phase C of a quick run, /proc smaps, V8 heap statistics and snapshots; the loaded-DHCP step ' +
-    'adds one lease per exchange, so natd holds about 15,000 leases in a quick run and about 24,000 in a full one): about ' +
-    '42 MiB is file-backed pages of the node binary and its libraries (bare node: 35 MiB; the code natd runs, TurboFan ' +
-    'included, pages in the rest); about 27 MiB is V8 heap, of which about 19 MiB live (Node and natd\'s modules about ' +
-    '8 MiB, zod about 3 of it; 15,000 leases about 6; 10,000 cached answers about 2.2) and the rest V8\'s minimum 8 MiB ' +
-    'old-space growing step; about 12 MiB is malloc, half of it memory that V8\'s four compiler threads freed and glibc ' +
-    'keeps at the top of their arenas (its dynamic trim threshold). A fixed M_TRIM_THRESHOLD set by the native addon ' +
-    'returns that (measured: -5.6 MiB); a hand-written config validator instead of zod would save about 3 MiB more.',
+  hits: 'natd and dnsmasq now spend about the same CPU per answered hit (about 7 us; see the CPU rows): DNS datagrams ' +
+    'go through the addon\'s batched recvmmsg/sendmmsg (about 40 per call under dnsperf), the query parser and the cache ' +
+    'lookup take well under 1 us each. A run that lands just below 1.0x is within the spread of this shared 2-core ' +
+    'machine (see "Every run"); a large gap means a regression: profile with `npm run bench -- --profile`.',
+  misses: 'The fake upstream (one Node process) is not the limit while it runs below one core (see its row). natd\'s ' +
+    'miss path spends about 20 us CPU per query (connected upstream sockets on one epoll receiver group); the ratio ' +
+    'moves mostly with dnsmasq\'s own variance on this shared machine.',
+  rss: 'Where the peak goes (/proc smaps, V8 heap statistics and snapshots): about 42 MiB is file-backed pages of the ' +
+    'node binary and its libraries (bare node: 35 MiB); about 30 MiB is V8 heap (Node and natd\'s modules about 8 MiB, ' +
+    'zod about 3 of it; 10,000 leases and 10,000 cached answers a few MiB each; the rest V8\'s old-space growing step); ' +
+    'malloc stays small since the addon fixes glibc\'s trim threshold. A hand-written config validator instead of zod ' +
+    'would save about 3 MiB more.',
 } as const;
 
 export function checkTargets(runs: ServerRunResult[]): Target[] {

@@ -11,7 +11,7 @@
  * the forwarding budget. A pool of 32 sockets, each retired after 64 queries, still gives an off-path attacker 32
  * unknown ports that change constantly on top of the 16-bit id.
  *
- * Sockets: for an IPv4 server, a pool of the addon's sockets connected to that server, all of a client's sockets
+ * Sockets (upstream-sockets.ts): for an IPv4 server, a pool of the addon's sockets connected to that server, all of a client's sockets
  * read by one receiver group (native/udp_client.c): one JS call per wakeup for the replies of every ready socket,
  * and a send is one call with no copy of the query. dgram cost a nextTick address lookup, a request object and a
  * callback per send, and a JS callback, a Buffer and an rinfo object per reply: with a setTimeout per attempt and the
@@ -32,17 +32,16 @@
  * armed for the earliest head, sweeps both (a setTimeout per attempt was a Timeout object, a closure and a
  * clearTimeout per query).
  */
-import dgram from 'node:dgram';
-import { closeSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
-import { UDP_GROUP_ERROR, UDP_GROUP_TRUNCATED, udpClient, type UdpGroupHandle } from '../native.js';
 import { parseIpv4 } from '../net/ipv4.js';
+import { DeadlineList, type Listed } from './deadline-list.js';
+import { questionEnd, sameQuestion } from './reply-match.js';
 import { DnsRcode } from './types.js';
-import { HEADER_LENGTH, plainNameEnd, readU16, responseQuestionKey, setId } from './wire.js';
+import { DgramUpstreamSocket, NativeSocketGroup, NOT_IPV4, type PooledSocket, type SocketOwner, type SocketTarget } from './upstream-sockets.js';
+import { HEADER_LENGTH, readU16, setId } from './wire.js';
 
 export interface UpstreamServer {
   address: string;
@@ -101,15 +100,10 @@ export interface UpstreamStats {
   perServer: UpstreamServerStats[];
 }
 
-interface ServerState {
-  address: string;
+interface ServerState extends SocketTarget {
   /** the address as a number when it is IPv4, else NOT_IPV4 */
   address4: number;
-  port: number;
   family: 4 | 6;
-  label: string;
-  /** where its sockets come from: its own pool of connected sockets, or the family's dgram pool */
-  pool: PooledSocket[];
   sent: number;
   received: number;
   timeouts: number;
@@ -118,36 +112,6 @@ interface ServerState {
   backoffMs: number;
   /** back-off clock time before which the server is not used (0 = healthy) */
   skipUntil: number;
-}
-
-/** One socket of a pool. Replies go to the client's onReply; `keep` turns a reply accepted there into a Buffer. */
-interface PooledSocket {
-  readonly pool: PooledSocket[];
-  uses: number;
-  inFlight: number;
-  retired: boolean;
-  send(raw: Uint8Array, id: number, server: ServerState): void;
-  keep(buf: Buffer, start: number, length: number): Buffer;
-  close(): void;
-}
-
-/** What a pooled socket reports to its client. */
-interface SocketOwner {
-  /** `pooled` undefined: a datagram for a socket closed since it arrived (a late reply) */
-  onReply(pooled: PooledSocket | undefined, buf: Buffer, start: number, length: number, address: number | string, port: number): void;
-  onSendError(server: ServerState, error: string): void;
-  /** a socket that cannot be used any more (dgram error) */
-  onSocketError(pooled: PooledSocket, error: string): void;
-  /** an error the kernel reported on a connected socket: an ICMP unreachable for an earlier query */
-  onReceiveError(server: ServerState, error: string): void;
-}
-
-/** A node of a DeadlineList: linked through its own fields, so a list costs no allocation per entry. */
-interface Listed<T> {
-  deadline: number;
-  prev: T | undefined;
-  next: T | undefined;
-  listed: boolean;
 }
 
 class Attempt implements Listed<Attempt> {
@@ -196,44 +160,10 @@ class PendingQuery implements Listed<PendingQuery> {
   ) {}
 }
 
-/** A doubly linked list in deadline order, as long as entries are appended with non-decreasing deadlines. */
-class DeadlineList<T extends Listed<T>> {
-  head: T | undefined = undefined;
-  private tail: T | undefined = undefined;
-  size = 0;
-
-  push(node: T): void {
-    node.prev = this.tail;
-    node.next = undefined;
-    if (this.tail) this.tail.next = node;
-    else this.head = node;
-    this.tail = node;
-    node.listed = true;
-    this.size++;
-  }
-
-  remove(node: T): void {
-    if (!node.listed) return;
-    if (node.prev) node.prev.next = node.next;
-    else this.head = node.next;
-    if (node.next) node.next.prev = node.prev;
-    else this.tail = node.prev;
-    node.prev = node.next = undefined;
-    node.listed = false;
-    this.size--;
-  }
-}
-
 const DNS_PORT = 53;
-const NOT_IPV4 = -1;
 const RANDOM_POOL_BYTES = 4096;
 /** An attempt with less time than this left in the budget could not get an answer back anyway. */
 const MIN_ATTEMPT_MS = 20;
-/** Receive slots of the addon's sockets: a whole UDP datagram fits (replies are as large as the client allows). */
-const RECEIVE_SLOT = 65_536;
-/** Replies handed to JS at most per call, from all of a client's addon sockets. The slab is mostly untouched
- * address space: only the pages replies land in are ever backed by memory. */
-const RECEIVE_BATCH = 64;
 const ID_SPACE = 65_536;
 
 export class UpstreamClient implements SocketOwner {
@@ -469,7 +399,7 @@ export class UpstreamClient implements SocketOwner {
     this.finish(query, reply);
   }
 
-  onSendError(server: ServerState, error: string): void {
+  onSendError(server: SocketTarget, error: string): void {
     this.logger.warnLimited('dns-upstream-send', 'sending to upstream failed', { server: server.label, error });
   }
 
@@ -480,7 +410,7 @@ export class UpstreamClient implements SocketOwner {
   }
 
   /** Logged only: the attempts on that socket still end by reply or time-out, as with dgram. */
-  onReceiveError(server: ServerState, error: string): void {
+  onReceiveError(server: SocketTarget, error: string): void {
     this.logger.warnLimited(`dns-upstream-unreachable:${server.label}`, 'upstream reported unreachable', { server: server.label, error });
   }
 
@@ -701,184 +631,9 @@ export class UpstreamClient implements SocketOwner {
   }
 }
 
-/**
- * The addon's receiver for all of a client's IPv4 sockets (native/udp_client.c): one epoll set, one JS call per
- * wakeup for the replies of every socket. Each socket is known to it by a tag that is never reused (until 2^31
- * sockets later), so a datagram read before its socket closed cannot be taken for one of a newer socket.
- */
-class NativeSocketGroup {
-  // allocUnsafeSlow: a buffer of its own (not a slice of Node's shared pool), as the addon holds on to it
-  private readonly slab = Buffer.allocUnsafeSlow(RECEIVE_SLOT * RECEIVE_BATCH);
-  private readonly meta = new Uint32Array(4 * RECEIVE_BATCH);
-  private readonly handle: UdpGroupHandle;
-  private readonly byTag = new Map<number, NativeUpstreamSocket>();
-  private nextTag = 0;
-  private stopped = false;
-
-  constructor(readonly owner: SocketOwner) {
-    this.handle = udpClient.groupStart(this.slab, this.meta, RECEIVE_SLOT, this.onBatch);
-  }
-
-  open(server: ServerState): NativeUpstreamSocket {
-    const fd = udpClient.open(server.address, server.port);
-    const tag = this.nextTag;
-    try {
-      udpClient.groupAdd(this.handle, fd, tag);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    this.nextTag = (tag + 1) & 0x7fff_ffff;
-    const socket = new NativeUpstreamSocket(this, fd, tag, server);
-    this.byTag.set(tag, socket);
-    return socket;
-  }
-
-  close(socket: NativeUpstreamSocket): void {
-    if (this.byTag.get(socket.tag) !== socket) return;
-    this.byTag.delete(socket.tag);
-    udpClient.groupRemove(this.handle, socket.fd); // closes the fd
-  }
-
-  /** After every socket was closed. */
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    udpClient.groupStop(this.handle);
-  }
-
-  private readonly onBatch = (count: number): void => {
-    const { slab, meta, owner } = this;
-    for (let i = 0; i < count; i++) {
-      const length = meta[4 * i]!;
-      const socket = this.byTag.get(meta[4 * i + 3]!);
-      if (length === UDP_GROUP_ERROR) {
-        if (socket) owner.onReceiveError(socket.server, errnoName(meta[4 * i + 1]!));
-      } else if (length === UDP_GROUP_TRUNCATED) {
-        owner.onReply(socket, slab, 0, 0, NOT_IPV4, 0); // larger than a slot cannot happen over IPv4: matches nothing
-      } else {
-        owner.onReply(socket, slab, i * RECEIVE_SLOT, length, meta[4 * i + 1]!, meta[4 * i + 2]!);
-      }
-    }
-  };
-}
-
-/** A socket of the addon connected to one IPv4 server, read by the client's NativeSocketGroup. */
-class NativeUpstreamSocket implements PooledSocket {
-  readonly pool: PooledSocket[];
-  uses = 0;
-  inFlight = 0;
-  retired = false;
-
-  constructor(
-    private readonly group: NativeSocketGroup,
-    readonly fd: number,
-    readonly tag: number,
-    readonly server: ServerState,
-  ) {
-    this.pool = server.pool;
-  }
-
-  send(raw: Uint8Array, id: number, server: ServerState): void {
-    const errno = udpClient.sendQuery(this.fd, raw, id);
-    if (errno > 0) this.group.owner.onSendError(server, errnoName(errno));
-    else if (errno < 0) this.group.owner.onReceiveError(server, errnoName(-errno)); // sent; an earlier one was refused
-  }
-
-  keep(buf: Buffer, start: number, length: number): Buffer {
-    const copy = Buffer.allocUnsafe(length);
-    buf.copy(copy, 0, start, start + length);
-    return copy;
-  }
-
-  close(): void {
-    this.group.close(this);
-  }
-}
-
-/** An unconnected dgram socket on a random port, shared by every server of its address family. */
-class DgramUpstreamSocket implements PooledSocket {
-  uses = 0;
-  inFlight = 0;
-  retired = false;
-  private readonly socket: dgram.Socket;
-
-  constructor(private readonly owner: SocketOwner, family: 4 | 6, readonly pool: PooledSocket[]) {
-    this.socket = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
-    this.socket.on('message', (msg, rinfo) => owner.onReply(this, msg, 0, msg.length, rinfo.address, rinfo.port));
-    this.socket.on('error', (err) => owner.onSocketError(this, String(err)));
-    // port 0: the kernel picks a random ephemeral port; sends issued before the bind completes are queued by Node
-    this.socket.bind({ port: 0, address: family === 4 ? '0.0.0.0' : '::' });
-  }
-
-  send(raw: Uint8Array, id: number, server: ServerState): void {
-    const message = Buffer.from(raw);
-    setId(message, id);
-    this.socket.send(message, server.port, server.address, (err) => {
-      if (err) this.owner.onSendError(server, String(err));
-    });
-  }
-
-  keep(buf: Buffer): Buffer {
-    return buf; // dgram gave this datagram a Buffer of its own
-  }
-
-  close(): void {
-    try {
-      this.socket.close();
-    } catch {
-      // already closed
-    }
-  }
-}
-
 function anyBackedOff(servers: ServerState[]): boolean {
   for (const s of servers) if (s.skipUntil !== 0) return true;
   return false;
-}
-
-/** End of the question in a query whose one question is written out in full, else -1. */
-function questionEnd(raw: Uint8Array): number {
-  if (readU16(raw, 4) !== 1) return -1;
-  const nameEnd = plainNameEnd(raw, HEADER_LENGTH);
-  return nameEnd === undefined || nameEnd + 4 > raw.length ? -1 : nameEnd + 4;
-}
-
-/**
- * Whether the message at `start` has exactly one question, the query's: the same name (ASCII letter case aside, as
- * DNS compares names) with the same type and class. Byte for byte against the query's own question (`raw` up to
- * `end`, from questionEnd) rather than decoding the reply's name into a key string: cheaper, and the same answer
- * (the key is that name lowered). A query whose question cannot be compared that way (end -1) is matched by key.
- */
-function sameQuestion(buf: Uint8Array, start: number, length: number, raw: Uint8Array, end: number, key: string): boolean {
-  if (end < 0) {
-    const message = start === 0 && length === buf.length ? buf : buf.subarray(start, start + length);
-    return responseQuestionKey(message) === key;
-  }
-  if (length < end || buf[start + 4] !== 0 || buf[start + 5] !== 1) return false;
-  const nameEnd = end - 4;
-  for (let i = HEADER_LENGTH; i < nameEnd; i++) {
-    const a = buf[start + i]!;
-    const b = raw[i]!;
-    // label lengths (< 64) never fold, so they must match exactly
-    if (a !== b && asciiLower(a) !== asciiLower(b)) return false;
-  }
-  for (let i = nameEnd; i < end; i++) if (buf[start + i] !== raw[i]) return false;
-  return true;
-}
-
-/** The reply check of the client, for tests: does `reply` carry the question of `raw`, whose key is `key`? */
-export function replyMatchesQuery(reply: Uint8Array, raw: Uint8Array, key: string): boolean {
-  return sameQuestion(reply, 0, reply.length, raw, questionEnd(raw), key);
-}
-
-function asciiLower(byte: number): number {
-  return byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
 }
 
 function canonicalIpv6(address: string): string {
