@@ -1,13 +1,15 @@
 /**
- * Issue 3, real clients: busybox udhcpc, ISC dhclient and dhcpcd, each in its own vm namespace and all at once,
+ * Issue 3, real clients: busybox udhcpc, ISC dhclient, dhcpcd and systemd-networkd (the client of most current
+ * cloud images: an RFC 4361 client id from a DUID), each in its own vm namespace and all at once,
  * go through obtain → renew at T1 (unicast) → rebind at T2 (broadcast, unicast to the server blocked by nft in the
- * vm) → reboot (restart with the previous address) → release. Three more vms, named in natd's --hostsfile, get their
+ * vm) → reboot (restart with the previous address) → release. Four more vms, named in natd's --hostsfile, get their
  * reserved address (outside the dynamic range). Evidence comes from a capture on the bridge and natd's control
  * socket, not from the clients' own claims. natd runs with a 20 s lease (T1 10 s, T2 17.5 s; dhcpcd's minimum).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GATEWAY, isRoot, Topology, type Vm } from './support/netns.js';
 import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
@@ -15,10 +17,11 @@ import { readCapture, startCapture, type CapturedDhcp } from './support/dhcp-sim
 
 const needsRoot = !isRoot() && !process.env.CI;
 const RANGE = '10.77.0.10-10.77.0.200';
-const RESERVED = ['10.77.0.240', '10.77.0.241', '10.77.0.242'];
+const RESERVED = ['10.77.0.240', '10.77.0.241', '10.77.0.242', '10.77.0.243'];
 const STEPS = ['obtain', 'renew', 'rebind', 'reboot', 'release', 'reservation'] as const;
 type Step = (typeof STEPS)[number];
-type ClientName = 'udhcpc' | 'dhclient' | 'dhcpcd';
+const CLIENT_NAMES = ['udhcpc', 'dhclient', 'dhcpcd', 'networkd'] as const;
+type ClientName = (typeof CLIENT_NAMES)[number];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -34,6 +37,10 @@ class ClientRun {
   private child: ChildProcess | undefined;
 
   constructor(readonly name: ClientName, readonly topo: Topology, readonly vm: Vm, readonly iface: string) {
+    if (name === 'networkd') {
+      this.prepareNetworkd();
+      return;
+    }
     // dhclient and dhcpcd run their script with a clean environment: a wrapper carries the log path.
     const fixture = { udhcpc: 'udhcpc-script.sh', dhclient: 'dhclient-script.sh', dhcpcd: 'dhcpcd-hook.sh' }[name];
     const logVar = { udhcpc: 'UDHCPC_LOG', dhclient: 'DHCLIENT_LOG', dhcpcd: 'DHCPCD_LOG' }[name];
@@ -41,6 +48,34 @@ class ClientRun {
     chmodSync(this.script, 0o755);
     // dhclient's default 10 s first retry would jump from T1 straight past the 20 s expiry, skipping T2
     writeFileSync(path.join(this.dir, 'dhclient.conf'), 'initial-interval 1;\nbackoff-cutoff 2;\n');
+  }
+
+  /**
+   * systemd-networkd runs in a private mount and UTS namespace of its vm: its own empty /run/systemd, no D-Bus,
+   * only our .network file, a machine id of its own (the DUID in its client id comes from it, as each VM has its
+   * own), and a read-only /sys so it does not wait for udev. Nothing of the host's networkd state is touched.
+   */
+  private prepareNetworkd(): void {
+    const networkDir = path.join(this.dir, 'network');
+    mkdirSync(networkDir);
+    writeFileSync(path.join(networkDir, `50-${this.iface}.network`), [
+      '[Match]', `Name=${this.iface}`, '',
+      '[Network]', 'DHCP=ipv4', 'LinkLocalAddressing=no', 'IPv6AcceptRA=no', '',
+      '[DHCPv4]', 'UseHostname=no', 'UseDNS=no', 'SendRelease=yes', '',
+    ].join('\n'));
+    writeFileSync(path.join(this.dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
+    writeFileSync(this.script, [
+      '#!/bin/sh', 'set -e',
+      'mount -t tmpfs -o mode=0755 tmpfs /run/systemd',
+      'mkdir /run/systemd/netif && chown systemd-network:systemd-network /run/systemd/netif',
+      '[ -d /run/dbus ] && mount -t tmpfs tmpfs /run/dbus',
+      `mount --bind ${networkDir} /etc/systemd/network`,
+      `mount --bind ${path.join(this.dir, 'machine-id')} /etc/machine-id`,
+      'mount -o remount,ro /sys',
+      'exec env SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL=debug /lib/systemd/systemd-networkd',
+      '',
+    ].join('\n'));
+    chmodSync(this.script, 0o755);
   }
 
   get script(): string {
@@ -58,6 +93,8 @@ class ClientRun {
       dhclient: ['dhclient', '-d', '-v', ...this.dhclientFiles(), this.iface],
       // -L: no IPv4LL, -A: no ARP probe of the offered address (5 s saved; natd probes before offering)
       dhcpcd: ['dhcpcd', '-B', '-4', '-d', '-f', '/dev/null', '-c', this.script, '-L', '-A', this.iface],
+      // restarted, networkd starts over with a DISCOVER (its lease state lived in the private /run, as across a reboot)
+      networkd: ['unshare', '--mount', '--uts', '--propagation', 'private', this.script],
     }[this.name];
     this.child = this.topo.spawn(this.vm.ns, argv);
     this.child.stdout!.resume();
@@ -73,9 +110,10 @@ class ClientRun {
     await exited;
   }
 
-  /** The client's own release command: `udhcpc -R` releases on SIGTERM, `dhclient -r`, `dhcpcd -k`. */
+  /** The client's own release command: `udhcpc -R` and networkd (SendRelease=yes) release on SIGTERM, `dhclient -r`,
+   * `dhcpcd -k`. */
   async release(): Promise<void> {
-    if (this.name === 'udhcpc') await this.topo.stop(this.child!, 5000);
+    if (this.name === 'udhcpc' || this.name === 'networkd') await this.topo.stop(this.child!, 5000);
     else if (this.name === 'dhclient') await this.topo.runOk(this.vm.ns, ['dhclient', '-r', ...this.dhclientFiles(), this.iface]);
     else await this.topo.runOk(this.vm.ns, ['dhcpcd', '-4', '-k', this.iface]);
     await this.topo.stop(this.child!, 5000);
@@ -143,19 +181,19 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
   }
 
   beforeAll(async () => {
-    topo = Topology.create({ vms: 6 });
-    const names: ClientName[] = ['udhcpc', 'dhclient', 'dhcpcd'];
-    const ifaces = names.map((n, i) => (n === 'dhcpcd' ? `ndc${process.pid % 100000}${i}` : 'eth0'));
+    const count = CLIENT_NAMES.length;
+    topo = Topology.create({ vms: 2 * count });
+    const ifaces = CLIENT_NAMES.map((n, i) => (n === 'dhcpcd' ? `ndc${process.pid % 100000}${i}` : 'eth0'));
     for (const [i, vm] of topo.vms.entries()) {
-      const name = names[i % 3]!;
-      let iface = ifaces[i % 3]!;
+      const name = CLIENT_NAMES[i % count]!;
+      let iface = ifaces[i % count]!;
       if (name === 'dhcpcd') {
         iface = `${iface}${i >= 3 ? 'r' : ''}`;
         await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'down']);
         await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'name', iface]);
         await topo.runOk(vm.ns, ['ip', 'link', 'set', iface, 'up']);
       }
-      (i < 3 ? clients : reserved).push(new ClientRun(name, topo, vm, iface));
+      (i < count ? clients : reserved).push(new ClientRun(name, topo, vm, iface));
     }
     const hostsfile = path.join(tempDir('natd-hosts-'), 'hosts');
     writeFileSync(hostsfile, reserved.map((c, i) => `${c.vm.mac},${RESERVED[i]},res-${c.name}\n`).join(''));
@@ -233,13 +271,15 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
       const { request } = await waitForExchange(mark, (p) => p.mac === c.vm.mac && p.type === 'Request' && p.requested === a, 15_000);
       const all = (await packets()).slice(mark).filter((p) => p.mac === c.vm.mac && p.op === 'request');
       const discovered = all.some((p) => p.type === 'Discover');
-      if (c.name !== 'udhcpc') {
+      if (c.name !== 'udhcpc' && c.name !== 'networkd') {
         // INIT-REBOOT: option 50, no ciaddr, no server id, and no DISCOVER before it
         if (discovered || request.ciaddr || request.serverId) throw new Error(`not an INIT-REBOOT: ${JSON.stringify(all)}`);
         return 'ok (INIT-REBOOT → ACK same address)';
       }
-      // busybox udhcpc has no INIT-REBOOT state: `-r ADDR` sends a DISCOVER carrying option 50, then selects
-      return discovered ? 'ok (DISCOVER with option 50 → same address; udhcpc has no INIT-REBOOT)' : 'ok';
+      // busybox udhcpc has no INIT-REBOOT state: `-r ADDR` sends a DISCOVER carrying option 50, then selects;
+      // networkd, its lease state gone with /run, sends a plain DISCOVER: natd offers its old address again
+      if (!discovered) return 'ok';
+      return c.name === 'udhcpc' ? 'ok (DISCOVER with option 50 → same address; udhcpc has no INIT-REBOOT)' : 'ok (DISCOVER → same address for its client id)';
     });
   }, 25_000);
 
