@@ -265,9 +265,13 @@ export class DhcpServerCore {
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
     const changes: LeaseChange[] = [];
     this.pool.releaseHold(req.clientId);
-    if (lease?.address === address) {
-      this.leases.remove(req.clientId);
-      changes.push({ kind: 'release', clientId: req.clientId, address });
+    // Usually the decliner's own lease. It can be another client id's: a reservation offered to a MAC whose old
+    // lease (same MAC, other client id) still holds the address. A declined address is bound to nobody (as Kea
+    // marks the address itself declined), so that lease ends too.
+    const holder = this.leases.getByAddress(address);
+    if (holder) {
+      this.leases.remove(holder.clientId);
+      changes.push({ kind: 'release', clientId: holder.clientId, address });
     }
     const until = now + this.quarantineMs;
     this.leases.decline(address, until);

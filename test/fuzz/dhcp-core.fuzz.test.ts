@@ -154,13 +154,24 @@ describe('DHCP core fuzz', () => {
           handled++;
           outcomes.set(result.outcome, (outcomes.get(result.outcome) ?? 0) + 1);
           if (result.reply && result.reply.packet.yiaddr !== 0) given.set(request.clientId, result.reply.packet.yiaddr);
-          checkReply(core, request, result, now);
-          checkInvariants(core, now);
+          try {
+            checkReply(core, request, result, now);
+            checkInvariants(core, now);
+          } catch (err) {
+            // the counterexample is 1000 steps long: name the step that broke it
+            const { type, clientId, mac, ciaddr, requestedAddress, serverId } = request;
+            throw new Error(`${(err as Error).message}, after outcome ${result.outcome} of ${JSON.stringify({ type, clientId, mac, ciaddr, requestedAddress, serverId })}`);
+          }
         }
         const stats = core.stats(now);
         expect(stats.free).toBeLessThanOrEqual(stats.rangeSize);
       }),
-      { numRuns: Number(process.env.FUZZ_RUNS ?? 100), endOnFailure: true },
+      {
+        numRuns: Number(process.env.FUZZ_RUNS ?? 100),
+        endOnFailure: true,
+        // replay a failure that CI printed: FUZZ_SEED=<seed> FUZZ_PATH=<path>
+        ...(process.env.FUZZ_SEED ? { seed: Number(process.env.FUZZ_SEED), path: process.env.FUZZ_PATH } : {}),
+      },
     );
     if (process.env.FUZZ_RUNS) console.log(Object.fromEntries([...outcomes].sort((a, b) => b[1] - a[1])));
     else expect(handled).toBeGreaterThanOrEqual(100_000);

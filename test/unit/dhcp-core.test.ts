@@ -477,6 +477,24 @@ describe('reservations', () => {
     expect(core.leases.getByAddress(ip('10.10.0.5'))?.clientId).toBe('ff00112233');
     expect(core.leases.size).toBe(1);
   });
+
+  it('a decline of the reservation offered under a new client id ends the old lease on it too', () => {
+    // found by the core fuzz: the old lease stayed on the quarantined address
+    const core = newCore({ declineQuarantineSeconds: 600 }, [{ mac: reservedMac, address: ip('10.10.0.5') }]);
+    const oldId = request(7).clientId;
+    obtain(core, 7);
+    const newId = { clientId: 'ff00112233' };
+    expect(core.handle(request(7, newId), T0 + 10).reply!.packet.yiaddr).toBe(ip('10.10.0.5'));
+    const decline = core.handle(request(7, { ...newId, type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.5'), serverId: SERVER }), T0 + 20);
+    expect(decline.outcome).toBe('decline');
+    expect(decline.changes).toEqual([
+      { kind: 'release', clientId: oldId, address: ip('10.10.0.5') },
+      { kind: 'decline', address: ip('10.10.0.5'), until: T0 + 20 + 600_000 },
+    ]);
+    expect(core.leases.size).toBe(0);
+    // the old client id renewing the address is told no while the quarantine lasts
+    expect(replyType(core.handle(renew(7, ip('10.10.0.5')), T0 + 30))).toBe('NAK');
+  });
 });
 
 describe('expiry and restore', () => {
