@@ -29,6 +29,7 @@ interface LeaseRow {
   address: string;
   mac: string;
   expiresAt: number;
+  clientId: string;
 }
 
 /** One DHCP client program running in one vm, with the ways this test drives it. */
@@ -51,26 +52,28 @@ class ClientRun {
   }
 
   /**
-   * systemd-networkd runs in a private mount and UTS namespace of its vm: its own empty /run/systemd, no D-Bus,
-   * only our .network file, a machine id of its own (the DUID in its client id comes from it, as each VM has its
-   * own), and a read-only /sys so it does not wait for udev. Nothing of the host's networkd state is touched.
+   * systemd-networkd runs in a private mount and UTS namespace of its vm, on a tmpfs /run of its own (so no D-Bus and
+   * none of the host's networkd state), with only our .network file (the host's /etc/systemd/network hidden), and a
+   * read-only /sys so it does not wait for udev. Its DUID (the base of its RFC 4361 client id) is set in the .network
+   * file, random per vm as each VM has its own machine id: nothing depends on the host's /etc/machine-id.
    */
   private prepareNetworkd(): void {
-    const networkDir = path.join(this.dir, 'network');
-    mkdirSync(networkDir);
-    writeFileSync(path.join(networkDir, `50-${this.iface}.network`), [
+    const networkFile = path.join(this.dir, '00-natd-test.network');
+    const duid = [...randomBytes(16)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    writeFileSync(networkFile, [
       '[Match]', `Name=${this.iface}`, '',
       '[Network]', 'DHCP=ipv4', 'LinkLocalAddressing=no', 'IPv6AcceptRA=no', '',
-      '[DHCPv4]', 'UseHostname=no', 'UseDNS=no', 'SendRelease=yes', '',
+      '[DHCPv4]', 'UseHostname=no', 'UseDNS=no', 'SendRelease=yes', 'DUIDType=uuid', `DUIDRawData=${duid}`, '',
     ].join('\n'));
-    writeFileSync(path.join(this.dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
+    const hidden = path.join(this.dir, 'empty');
+    mkdirSync(hidden);
     writeFileSync(this.script, [
       '#!/bin/sh', 'set -e',
-      'mount -t tmpfs -o mode=0755 tmpfs /run/systemd',
-      'mkdir /run/systemd/netif && chown systemd-network:systemd-network /run/systemd/netif',
-      '[ -d /run/dbus ] && mount -t tmpfs tmpfs /run/dbus',
-      `mount --bind ${networkDir} /etc/systemd/network`,
-      `mount --bind ${path.join(this.dir, 'machine-id')} /etc/machine-id`,
+      'mount -t tmpfs -o mode=0755 tmpfs /run',
+      'mkdir -p /run/systemd/netif /run/systemd/network',
+      'chown systemd-network:systemd-network /run/systemd/netif',
+      `cp ${networkFile} /run/systemd/network/`,
+      `if [ -d /etc/systemd/network ]; then mount --bind ${hidden} /etc/systemd/network; fi`,
       'mount -o remount,ro /sys',
       'exec env SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL=debug /lib/systemd/systemd-networkd',
       '',
@@ -228,6 +231,11 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
       const lease = (await leases()).find((l) => l.mac === c.vm.mac);
       if (lease?.address !== address || !inRange(address)) throw new Error(`natd lease ${JSON.stringify(lease)} vs ${address}`);
       addressOf.set(c.name, address);
+      // networkd identifies itself by an RFC 4361 client id (type 255: IAID + DUID), the others by their MAC
+      if (c.name === 'networkd') {
+        if (!lease.clientId.startsWith('ff')) throw new Error(`networkd lease without its RFC 4361 client id: ${lease.clientId}`);
+        return `ok (${address}, RFC 4361 client id)`;
+      }
       return `ok (${address})`;
     });
     expect(await obtainReserved).toEqual(RESERVED);
