@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import os from 'node:os';
 import path from 'node:path';
 import { ErrorCodes, NatdError } from './errors.js';
 
@@ -133,3 +134,9 @@ export const udpClient = {
   groupRemove: (handle: UdpGroupHandle, fd: number): void => loadNative().udpGroupRemove(handle, fd),
   groupStop: (handle: UdpGroupHandle): void => loadNative().udpGroupStop(handle),
 };
+
+/** The name of an errno the addon returned (ECONNREFUSED...), for log lines. */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
+}

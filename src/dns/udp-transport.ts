@@ -10,8 +10,7 @@
  */
 import type dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
-import os from 'node:os';
-import { udpBatch, type UdpReceiverHandle } from '../native.js';
+import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 
 export const NOT_IPV4 = -1;
@@ -111,11 +110,6 @@ export class BatchUdpTransport implements DnsUdpTransport {
       this.outgoing.length = 0;
     }
   }
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
 }
 
 export class DgramUdpTransport implements DnsUdpTransport {

@@ -5,8 +5,7 @@
  */
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
-import os from 'node:os';
-import { UDP_GROUP_ERROR, UDP_GROUP_TRUNCATED, udpClient, type UdpGroupHandle } from '../native.js';
+import { errnoName, UDP_GROUP_ERROR, UDP_GROUP_TRUNCATED, udpClient, type UdpGroupHandle } from '../native.js';
 import { setId } from './wire.js';
 
 /** The address a datagram came from when it is not IPv4 (an IPv4 source is reported as a number). */
@@ -181,7 +180,3 @@ export class DgramUpstreamSocket implements PooledSocket {
   }
 }
 
-export function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
-}
