@@ -179,4 +179,3 @@ export class DgramUpstreamSocket implements PooledSocket {
     }
   }
 }
-
