@@ -191,7 +191,7 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
       const name = CLIENT_NAMES[i % count]!;
       let iface = ifaces[i % count]!;
       if (name === 'dhcpcd') {
-        iface = `${iface}${i >= 3 ? 'r' : ''}`;
+        iface = `${iface}${i >= count ? 'r' : ''}`;
         await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'down']);
         await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'name', iface]);
         await topo.runOk(vm.ns, ['ip', 'link', 'set', iface, 'up']);
