@@ -104,7 +104,7 @@ describe.skipIf(needsRoot)('QEMU guests (iPXE over virtio-net and e1000 on tap p
       expect({ mask, gateway }).toEqual({ mask: '255.255.255.0', gateway: GATEWAY });
       const lease = leases.find((l) => l.mac === g.guest.mac);
       expect(lease?.address).toBe(address);
-      if ('reserved' in g.guest) expect(address).toBe(g.guest.reserved);
+      if ('reserved' in g.guest) expect({ address, hostname: lease?.hostname }).toEqual({ address: g.guest.reserved, hostname: 'pxe-e1000' });
       else expect(Number(address.split('.')[3])).toBeGreaterThanOrEqual(10);
       const types = packets.filter((p) => p.mac === g.guest.mac).map((p) => p.type);
       expect(types).toEqual(expect.arrayContaining(['Discover', 'Offer', 'Request', 'ACK']));
