@@ -12,14 +12,14 @@
  */
 import type net from 'node:net';
 import type { Logger } from '../log.js';
-import { parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { NOT_IPV4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
 import { DnsRcode, type ParsedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
-import { NOT_IPV4, type DnsUdpTransport, type UdpHandlers } from './udp-transport.js';
+import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 
 export interface DnsServerOptions {

@@ -11,9 +11,7 @@
 import type dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
-import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
-
-export const NOT_IPV4 = -1;
+import { formatIpv4, NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
 
 export interface UdpHandlers {
   /** one datagram; `message` is valid during the call only (it may be a view of a reused receive buffer) */

@@ -6,10 +6,8 @@
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import { errnoName, UDP_GROUP_ERROR, UDP_GROUP_TRUNCATED, udpClient, type UdpGroupHandle } from '../native.js';
+import { NOT_IPV4 } from '../net/ipv4.js';
 import { setId } from './wire.js';
-
-/** The address a datagram came from when it is not IPv4 (an IPv4 source is reported as a number). */
-export const NOT_IPV4 = -1;
 
 /** What a socket needs to know of the server it sends to. */
 export interface SocketTarget {

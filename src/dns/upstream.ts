@@ -11,12 +11,12 @@
  * the forwarding budget. A pool of 32 sockets, each retired after 64 queries, still gives an off-path attacker 32
  * unknown ports that change constantly on top of the 16-bit id.
  *
- * Sockets (upstream-sockets.ts): for an IPv4 server, a pool of the addon's sockets connected to that server, all of a client's sockets
- * read by one receiver group (native/udp_client.c): one JS call per wakeup for the replies of every ready socket,
- * and a send is one call with no copy of the query. dgram cost a nextTick address lookup, a request object and a
- * callback per send, and a JS callback, a Buffer and an rinfo object per reply: with a setTimeout per attempt and the
- * reply's question decoded into a string, natd spent ~36-50 µs of CPU per cache miss, against ~17-24 µs now (loopback
- * and bench --quick, this 2-core machine). A connected socket also only ever receives datagrams from its server's
+ * Sockets (upstream-sockets.ts): for an IPv4 server, a pool of the addon's sockets connected to that server, all of
+ * a client's sockets read by one receiver group (native/udp_client.c): one JS call per wakeup for the replies of
+ * every ready socket, and a send is one call with no copy of the query. dgram cost a nextTick address lookup, a
+ * request object and a callback per send, and a JS callback, a Buffer and an rinfo object per reply: with a
+ * setTimeout per attempt and the reply's question decoded into a string, natd spent ~36-50 µs of CPU per cache miss,
+ * against ~17-24 µs now (loopback and bench --quick, this 2-core machine). A connected socket also only ever receives datagrams from its server's
  * address and port (the kernel drops the rest; the checks here stay), and it sees ICMP errors: they are logged, but
  * failover stays driven by time-outs. IPv6 servers, and IPv4 ones when the addon cannot open a socket, use one pool
  * of unconnected dgram sockets per address family.
@@ -36,11 +36,11 @@ import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
-import { parseIpv4 } from '../net/ipv4.js';
+import { NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
 import { DeadlineList, type Listed } from './deadline-list.js';
 import { questionEnd, sameQuestion } from './reply-match.js';
 import { DnsRcode } from './types.js';
-import { DgramUpstreamSocket, NativeSocketGroup, NOT_IPV4, type PooledSocket, type SocketOwner, type SocketTarget } from './upstream-sockets.js';
+import { DgramUpstreamSocket, NativeSocketGroup, type PooledSocket, type SocketOwner, type SocketTarget } from './upstream-sockets.js';
 import { HEADER_LENGTH, readU16, setId } from './wire.js';
 
 export interface UpstreamServer {

@@ -1,5 +1,8 @@
 /** IPv4 address arithmetic on unsigned 32-bit numbers: the one representation pool, DNS and nft code share. */
 
+/** Stands for an address that is not IPv4 where addresses are IPv4 numbers (a socket's source, a server). */
+export const NOT_IPV4 = -1;
+
 export function parseIpv4(text: string): number | undefined {
   // a character loop rather than split + RegExp per octet: local DNS answers parse an address per query
   let value = 0;
