@@ -1,6 +1,6 @@
 /** The CLI side of the control interface: one request, one response, a clear error when no daemon listens. */
 import net from 'node:net';
-import { ErrorCodes, NatdError } from '../errors.js';
+import { ErrorCodes, NatdError, type ErrorCode } from '../errors.js';
 import type { ControlResponse } from './server.js';
 
 export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<unknown> {
@@ -30,7 +30,15 @@ export function callDaemon(socketPath: string, command: string, args: Record<str
         return;
       }
       if (response.ok) resolve(response.result);
-      else reject(new NatdError(ErrorCodes.CONTROL, response.error));
+      // the daemon's own code decides the CLI's exit status (a refused config change is 78, not a control failure)
+      else reject(new NatdError(knownCode(response.code) ?? ErrorCodes.CONTROL, response.error));
     });
   });
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+/** The daemon's error code when it is one of ours; anything else (an older or newer daemon) is a control error. */
+function knownCode(code: string | undefined): ErrorCode | undefined {
+  return code !== undefined && KNOWN_CODES.has(code) ? (code as ErrorCode) : undefined;
 }

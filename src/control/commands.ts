@@ -30,8 +30,18 @@ export function formatTable(headers: string[], rows: string[][]): string {
 
 /** Nested values as `key=value` pairs with dotted keys, e.g. `cache.hits=3 upstream.failures=0`. */
 function flatten(value: unknown, prefix = ''): string[] {
+  // a list of records (e.g. upstream.perServer) reads as one group per record, named by its first text field
+  if (Array.isArray(value) && value.some((v) => v !== null && typeof v === 'object')) {
+    return value.flatMap((v, i) => flatten(v, `${prefix}[${recordLabel(v) ?? i}]`));
+  }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return [`${prefix}=${Array.isArray(value) ? value.join(',') : String(value)}`];
   return Object.entries(value).filter(([, v]) => v !== undefined).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+}
+
+function recordLabel(record: unknown): string | undefined {
+  if (record === null || typeof record !== 'object') return undefined;
+  const first = Object.values(record).find((v) => typeof v === 'string');
+  return typeof first === 'string' ? first : undefined;
 }
 
 /** Status for people: one line per component, scalars as they are, nested counters as key=value pairs. */

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseArgs } from 'node:util';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { callDaemon } from '../../src/control/client.js';
 import { flagError, formatStatus, formatTable } from '../../src/control/commands.js';
-import { ErrorCodes } from '../../src/errors.js';
+import { ErrorCodes, exitStatusFor, NatdError } from '../../src/errors.js';
 
 describe('control command output', () => {
   it('aligns tables under their headers', () => {
@@ -11,6 +16,13 @@ describe('control command output', () => {
   it('prints status one line per component with nested counters as dotted key=value pairs', () => {
     const text = formatStatus({ bridge: 'br0', dns: { queries: 3, cache: { hits: 2 } }, firewall: undefined, list: [1, 2] });
     expect(text.split('\n')).toEqual(['bridge  br0', 'dns     queries=3 cache.hits=2', 'list    1,2', '']);
+  });
+
+  it('names each record of a list by its first text field instead of printing [object Object]', () => {
+    const text = formatStatus({ dns: { upstream: { sent: 4, perServer: [{ server: '192.0.2.53:53', sent: 3 }, { server: '192.0.2.54:53', sent: 1 }] } } });
+    expect(text).not.toContain('[object Object]');
+    expect(text).toBe('dns  upstream.sent=4 upstream.perServer[192.0.2.53:53].server=192.0.2.53:53 upstream.perServer[192.0.2.53:53].sent=3 ' +
+      'upstream.perServer[192.0.2.54:53].server=192.0.2.54:53 upstream.perServer[192.0.2.54:53].sent=1\n');
   });
 
   it('turns a parseArgs error into one short line with a pointer to --help', () => {
@@ -24,5 +36,32 @@ describe('control command output', () => {
     expect(err.code).toBe(ErrorCodes.CONFIG);
     expect(err.message).not.toContain('\n');
     expect(err.message).toMatch(/--nope.*; see natd --help$/);
+  });
+
+  describe('the daemon\'s error code reaches the CLI', () => {
+    async function answer(response: unknown): Promise<unknown> {
+      const dir = mkdtempSync(path.join(tmpdir(), 'natd-client-'));
+      const socketPath = path.join(dir, 'control.sock');
+      const server = net.createServer((conn) => conn.once('data', () => conn.end(JSON.stringify(response))));
+      await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+      try {
+        return await callDaemon(socketPath, 'status').catch((err: unknown) => err);
+      } finally {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    it('a refused config change keeps NATD_ERR_CONFIG (exit 78)', async () => {
+      const err = await answer({ ok: false, error: 'mac: not a MAC address', code: ErrorCodes.CONFIG });
+      expect(err).toBeInstanceOf(NatdError);
+      expect((err as NatdError).code).toBe(ErrorCodes.CONFIG);
+      expect(exitStatusFor(err)).toBe(78);
+    });
+
+    it('a code the client does not know, or none, is a control error', async () => {
+      expect(((await answer({ ok: false, error: 'x', code: 'SOMETHING_NEW' })) as NatdError).code).toBe(ErrorCodes.CONTROL);
+      expect(((await answer({ ok: false, error: 'x' })) as NatdError).code).toBe(ErrorCodes.CONTROL);
+    });
   });
 });
