@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ErrorCodes, NatdError } from './errors.js';
 import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
+import { parseForwardSpec } from './nft/forward-spec.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -230,6 +231,17 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     const address = parseIpv4(r.address)!;
     if (subnet && !subnetContains(subnet, address)) problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
     return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
+  });
+
+  // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
+  s.forwards.forEach((text, i) => {
+    try {
+      const spec = parseForwardSpec(text);
+      if (subnet && 'address' in spec.guest && !subnetContains(subnet, spec.guest.address))
+        problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside subnet ${s.subnet}`);
+    } catch (err) {
+      problems.push(`forwards.${i}: ${(err as Error).message}`);
+    }
   });
 
   if (problems.length) throw configError(problems);
