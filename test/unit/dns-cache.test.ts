@@ -62,7 +62,7 @@ describe('DnsCache', () => {
     t.advance(1);
     expect(cache.get('k', 3)).toBeUndefined();
     expect(cache.size).toBe(0);
-    expect(cache.stats()).toEqual({ hits: 3, misses: 1, evictions: 0 });
+    expect(cache.stats()).toMatchObject({ hits: 3, misses: 1, evictions: 0 });
   });
 
   it('caches NXDOMAIN and NODATA for min(SOA TTL, SOA minimum), and not at all without a SOA', () => {
