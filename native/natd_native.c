@@ -141,20 +141,24 @@ static int get_bool(napi_env env, napi_value value) {
   return out ? 1 : 0;
 }
 
-/* openUdpSocket(device, address, port, noChecksum?) -> fd */
+/* openUdpSocket(device, address, port, noChecksum?, broadcast?) -> fd. broadcast: SO_BROADCAST, which only DHCP
+ * needs (replies to clients without an address); without it the kernel refuses to send to a broadcast address, so
+ * the DNS socket cannot be tricked into broadcasting an answer to a spoofed source (issue 12). */
 static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
+  napi_value argv[5];
   char device[DEVICE_BUF];
   struct sockaddr_in addr;
   napi_get_undefined(env, &argv[3]);
-  if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
+  napi_get_undefined(env, &argv[4]);
+  if (get_bind_args(env, info, 5, argv, device, &addr) != 0) return NULL;
   int no_check = get_bool(env, argv[3]);
+  int broadcast = get_bool(env, argv[4]);
 
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", "udp", errno);
   if (prepare_socket(env, fd, device) != 0) return NULL;
   int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0) {
+  if (broadcast && setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0) {
     int err = errno; close(fd); return throw_errno(env, "setsockopt", "SO_BROADCAST", err);
   }
   if (no_check && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0) {

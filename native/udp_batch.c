@@ -40,6 +40,7 @@ typedef struct {
   napi_async_context async;
   int fd;
   int stopped;
+  unsigned poll_errors; /* in a row, since the last datagram read */
   unsigned max_batch;
   size_t slot_size;
   unsigned char *slab;
@@ -54,11 +55,39 @@ static void report_exception(napi_env env) {
   if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
 }
 
+static void on_readable(uv_poll_t *handle, int status, int events);
+
+/* libuv reports POLLERR as a negative status and has stopped the handle by then: without a word to JS the socket
+ * would never be read again. The pending socket error is read (which clears it), the handle re-armed, and JS told
+ * onBatch(status, rearmed). After POLL_ERRORS_MAX errors in a row with no datagram read in between, it is not
+ * re-armed (a socket that only errs would spin the loop): JS hears rearmed=false and logs that receiving stopped. */
+#define POLL_ERRORS_MAX 1000
+static void report_poll_error(receiver_t *r, int status) {
+  int so_error = 0;
+  socklen_t len = sizeof so_error;
+  getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+  int rearmed = ++r->poll_errors <= POLL_ERRORS_MAX && uv_poll_start(&r->poll, UV_READABLE, on_readable) == 0;
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, argv[2], result;
+  napi_get_reference_value(env, r->on_batch, &callback);
+  napi_get_global(env, &global);
+  napi_create_int32(env, so_error ? -so_error : status, &argv[0]);
+  napi_get_boolean(env, rearmed, &argv[1]);
+  if (napi_make_callback(env, r->async, global, callback, 2, argv, &result) == napi_pending_exception) report_exception(env);
+  napi_close_handle_scope(env, scope);
+}
+
 /* Reads whole batches while the socket has data (bounded per wakeup) and hands each to JS. */
 static void on_readable(uv_poll_t *handle, int status, int events) {
   receiver_t *r = handle->data;
   (void)events;
-  if (status < 0 || r->stopped) return;
+  if (r->stopped) return;
+  if (status < 0) {
+    report_poll_error(r, status);
+    return;
+  }
   napi_env env = r->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -71,6 +100,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     do n = recvmmsg(r->fd, r->msgs, r->max_batch, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);
     if (n <= 0) break; /* EAGAIN: drained. Other errors (ENOMEM...) are transient for UDP: next wakeup retries. */
+    r->poll_errors = 0;
     for (int i = 0; i < n; i++) {
       const struct msghdr *h = &r->msgs[i].msg_hdr;
       int ipv4 = h->msg_namelen >= sizeof(struct sockaddr_in) && r->from[i].sin_family == AF_INET;
@@ -213,17 +243,26 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in to[MAX_BATCH];
   const uint32_t *m = meta;
-  for (uint32_t i = 0; i < count; i++) {
+  /* A datagram that cannot go (a port outside 1-65535: one spoofed query from port 0 used to make the whole batch
+   * throw, dropping the other guests' answers) is skipped and counted; i walks the input, kept the ones sent. */
+  uint32_t kept = 0, failed = 0;
+  int last_error = 0;
+  for (uint32_t j = 0; j < count; j++) {
     napi_value element;
     void *data = NULL;
     size_t len = 0;
-    if (napi_get_element(env, argv[1], i, &element) != napi_ok || napi_get_buffer_info(env, element, &data, &len) != napi_ok)
+    if (napi_get_element(env, argv[1], j, &element) != napi_ok || napi_get_buffer_info(env, element, &data, &len) != napi_ok)
       return throw_type(env, "every datagram must be a Buffer");
-    if (m[2 * i + 1] < 1 || m[2 * i + 1] > 65535) return throw_type(env, "port must be 1-65535");
+    if (m[2 * j + 1] < 1 || m[2 * j + 1] > 65535) {
+      failed++;
+      last_error = EINVAL;
+      continue;
+    }
+    uint32_t i = kept++;
     memset(&to[i], 0, sizeof to[i]);
     to[i].sin_family = AF_INET;
-    to[i].sin_addr.s_addr = htonl(m[2 * i]);
-    to[i].sin_port = htons((uint16_t)m[2 * i + 1]);
+    to[i].sin_addr.s_addr = htonl(m[2 * j]);
+    to[i].sin_port = htons((uint16_t)m[2 * j + 1]);
     iov[i].iov_base = data;
     iov[i].iov_len = len;
     memset(&msgs[i], 0, sizeof msgs[i]);
@@ -233,10 +272,10 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
 
-  uint32_t done = 0, failed = 0;
-  int waits = 0, last_error = 0;
-  while (done < count) {
-    int n = sendmmsg(fd, msgs + done, count - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+  uint32_t done = 0;
+  int waits = 0;
+  while (done < kept) {
+    int n = sendmmsg(fd, msgs + done, kept - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       done += (uint32_t)n;
       continue;

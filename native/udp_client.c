@@ -54,6 +54,7 @@ typedef struct {
   napi_async_context async;
   int epfd;
   int stopped;
+  unsigned poll_errors; /* in a row, since the last read that found data */
   unsigned max_batch;
   size_t slot_size;
   unsigned char *slab;
@@ -179,11 +180,35 @@ static unsigned read_socket(group_t *g, int fd, uint32_t tag, unsigned filled) {
   return filled + (unsigned)n;
 }
 
+static void on_group_readable(uv_poll_t *handle, int status, int events);
+
+/* libuv reports POLLERR on the epoll fd as a negative status and has stopped the handle by then: the upstream
+ * replies would never be read again, silently. The handle is re-armed and JS told onBatch(status, rearmed); after
+ * GROUP_POLL_ERRORS_MAX in a row with nothing read in between it is not re-armed (it would spin) and JS says so. */
+#define GROUP_POLL_ERRORS_MAX 1000
+static void report_group_poll_error(group_t *g, int status) {
+  int rearmed = ++g->poll_errors <= GROUP_POLL_ERRORS_MAX && uv_poll_start(&g->poll, UV_READABLE, on_group_readable) == 0;
+  napi_env env = g->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, argv[2], result;
+  napi_get_reference_value(env, g->on_batch, &callback);
+  napi_get_global(env, &global);
+  napi_create_int32(env, status, &argv[0]);
+  napi_get_boolean(env, rearmed, &argv[1]);
+  if (napi_make_callback(env, g->async, global, callback, 2, argv, &result) == napi_pending_exception) report_exception(env);
+  napi_close_handle_scope(env, scope);
+}
+
 /* Reads every ready socket (no JS runs meanwhile), then hands the batch to JS in one call. */
 static void on_group_readable(uv_poll_t *handle, int status, int events) {
   group_t *g = handle->data;
   (void)events;
-  if (status < 0 || g->stopped) return;
+  if (g->stopped) return;
+  if (status < 0) {
+    report_group_poll_error(g, status);
+    return;
+  }
   napi_env env = g->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -197,6 +222,7 @@ static void on_group_readable(uv_poll_t *handle, int status, int events) {
       filled = read_socket(g, (int)(ready[e].data.u64 & 0xffffffffu), (uint32_t)(ready[e].data.u64 >> 32), filled);
     }
     if (filled == 0) break;
+    g->poll_errors = 0;
     napi_value callback, global, count, result;
     napi_get_reference_value(env, g->on_batch, &callback);
     napi_get_global(env, &global);

@@ -48,6 +48,10 @@ const DAEMON_OPTIONS = {
   'no-ping': { type: 'boolean' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
+  'cache-max-bytes': { type: 'string' },
+  'dns-forward-max': { type: 'string' },
+  'dns-max-pending-per-client': { type: 'string' },
+  'dns-max-tcp-per-client': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -89,6 +93,10 @@ Daemon options:
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
   --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
   --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
+  --cache-max-bytes SIZE   bytes the DNS cache may hold, e.g. 32M (default 32M; --cache-size caps entries)
+  --dns-forward-max N      upstream DNS queries in flight at once, all guests together (default 4096)
+  --dns-max-pending-per-client N  upstream queries one guest may have waiting (default 256; more: SERVFAIL)
+  --dns-max-tcp-per-client N      DNS TCP connections one guest may hold (default 8 of 64)
 
 Examples:
   natd --bridge virbr10
@@ -145,7 +153,18 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     conflictProbe: v['no-ping'] ? false : undefined,
     searchDomains: v['search-domain'],
     routes: v.route,
+    cacheMaxBytes: v['cache-max-bytes'],
+    dnsForwardMax: numberOrText(v['dns-forward-max']),
+    dnsMaxPendingPerClient: numberOrText(v['dns-max-pending-per-client']),
+    dnsMaxTcpPerClient: numberOrText(v['dns-max-tcp-per-client']),
   };
+}
+
+/** A numeric flag as a number, or as given when it is not one (so the config error quotes it). */
+function numberOrText(text: string | undefined): number | string | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  return text.trim() !== '' && Number.isFinite(n) ? n : text;
 }
 
 /** Needs loadConfigModule() to have run (main does it before any command that reads the configuration). */

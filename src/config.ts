@@ -41,6 +41,11 @@ export interface RawSettings {
   searchDomains?: unknown;
   routes?: unknown;
   conflictProbe?: unknown;
+  // issue 12, hostile guests (DNS): limits that bound what one guest can take
+  cacheMaxBytes?: unknown;
+  dnsForwardMax?: unknown;
+  dnsMaxPendingPerClient?: unknown;
+  dnsMaxTcpPerClient?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -54,6 +59,18 @@ const durationSeconds = z.union([z.number().int().positive(), z.string()], { err
     return z.NEVER;
   }
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+});
+
+const SIZE_HINT = 'expected bytes or a size like 32M, 64MiB, 512K or 1G (K/M/G are powers of 1024)';
+const sizeBytes = z.union([z.number().int().positive(), z.string()], { error: SIZE_HINT }).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: SIZE_HINT });
+    return z.NEVER;
+  }
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Number(m[1]) * unit;
 });
 
@@ -106,6 +123,11 @@ const settingsSchema = z
       .string()
       .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
       .optional(),
+    // issue 12 (DNS): the cache's byte budget, the global upstream cap (dnsmasq's dns-forward-max), per-client caps
+    cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(32 * 1024 * 1024),
+    dnsForwardMax: z.number().int().min(1).max(65_536).default(4096),
+    dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(256),
+    dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
   })
   .strict();
 
@@ -143,6 +165,14 @@ export interface Config {
   readonly metricsListen: string | undefined;
   /** where the config file was, when one was given (SIGHUP re-reads it) */
   readonly configFile: string | undefined;
+  /** bytes the DNS cache may hold (besides cacheSize entries) */
+  readonly cacheMaxBytes: number;
+  /** upstream queries in flight at once, all clients together (dnsmasq's dns-forward-max) */
+  readonly dnsForwardMax: number;
+  /** upstream queries one client address may have pending; more get SERVFAIL at once */
+  readonly dnsMaxPendingPerClient: number;
+  /** DNS TCP connections one client address may hold (of 64) */
+  readonly dnsMaxTcpPerClient: number;
 }
 
 function configError(problems: string[]): NatdError {
@@ -272,6 +302,10 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
     routes: Object.freeze(routes),
     configFile,
+    cacheMaxBytes: s.cacheMaxBytes,
+    dnsForwardMax: s.dnsForwardMax,
+    dnsMaxPendingPerClient: s.dnsMaxPendingPerClient,
+    dnsMaxTcpPerClient: s.dnsMaxTcpPerClient,
   });
 }
 

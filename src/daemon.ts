@@ -36,7 +36,7 @@ import { BatchUdpTransport } from './dns/udp-transport.js';
 import { parseResolvConf, watchResolvConf } from './dns/resolv-conf.js';
 import { LeaseNames } from './lease-names.js';
 import { Firewall } from './firewall.js';
-import { formatPrometheus, PROMETHEUS_CONTENT_TYPE, type MetricsInput } from './ops/metrics.js';
+import { dnsLimitMetrics, formatPrometheus, PROMETHEUS_CONTENT_TYPE, type MetricsInput } from './ops/metrics.js';
 import { registerWithResolved } from './ops/resolved.js';
 import http from 'node:http';
 
@@ -246,7 +246,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   /** The DHCP socket (0.0.0.0:67 bound to the bridge, zero UDP checksum) and its transport. */
   async function startDhcp(dhcpCore: DhcpServerCore, conflicts: ConflictDetector | undefined): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4' });
-    await bindFd(socket, openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true));
+    await bindFd(socket, openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true, true));
     dhcp = new DhcpTransport({
       socket,
       bridge: config.bridge,
@@ -267,8 +267,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
   async function startDns(localNames: LocalNames): Promise<void> {
     const gatewayText = formatIpv4(bridge!.gateway);
-    cache = new DnsCache({ maxEntries: config.cacheSize, now });
-    upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now });
+    cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now });
+    upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now, maxInFlight: config.dnsForwardMax });
     closers.push({ name: 'dns upstream', close: () => upstream?.close() });
 
     // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
@@ -289,6 +289,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       upstream,
       ...(config.domain ? { domain: config.domain } : {}),
       logger,
+      maxPendingPerClient: config.dnsMaxPendingPerClient,
+      maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
     });
     dns.start();
     closers.push({ name: 'dns', close: () => dns?.close() });
@@ -424,7 +426,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       bridge: config.bridge,
       dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0 },
       ...(dnsStats && up
-        ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000 } }
+        ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000,
+            ...dnsLimitMetrics(dnsStats, cache?.stats(), up) } }
         : {}),
       ...(firewall ? { firewall: firewall.counters() } : {}),
     };

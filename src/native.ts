@@ -9,20 +9,26 @@ import path from 'node:path';
 import { ErrorCodes, NatdError } from './errors.js';
 
 interface NativeAddon {
-  openUdpSocket(device: string, address: string, port: number, noChecksum?: boolean): number;
+  openUdpSocket(device: string, address: string, port: number, noChecksum?: boolean, broadcast?: boolean): number;
   openTcpListener(device: string, address: string, port: number, backlog?: number): number;
   setNeighbour(device: string, address: string, mac: string): void;
   sdNotify(state: string): boolean;
-  udpReceiverStart(fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpReceiverHandle;
+  udpReceiverStart(fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpReceiverHandle;
   udpReceiverStop(handle: UdpReceiverHandle): void;
   udpSendBatch(fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined;
   openUdpClientSocket(address: string, port: number): number;
   udpSendQuery(fd: number, query: Uint8Array, id: number): number;
-  udpGroupStart(slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpGroupHandle;
+  udpGroupStart(slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpGroupHandle;
   udpGroupAdd(handle: UdpGroupHandle, fd: number, tag: number): void;
   udpGroupRemove(handle: UdpGroupHandle, fd: number): void;
   udpGroupStop(handle: UdpGroupHandle): void;
 }
+
+/**
+ * count >= 0: that many entries are ready. count < 0: the poll reported an error (a negative errno; libuv stops a
+ * handle on POLLERR) and `rearmed` says whether receiving goes on (false: it stopped, after many errors in a row).
+ */
+export type BatchCallback = (count: number, rearmed?: boolean) => void;
 
 /** Opaque handle of a running batch receiver (an N-API external). */
 export type UdpReceiverHandle = { readonly __udpReceiver: unique symbol };
@@ -70,9 +76,10 @@ function explain(err: unknown, what: string, device: string): NatdError {
   return new NatdError(ErrorCodes.BIND, `cannot open ${what} on ${device}: ${hint}`, { cause: err });
 }
 
-export function openDeviceUdpSocket(device: string, address: string, port: number, noChecksum = false): number {
+/** `broadcast`: SO_BROADCAST (DHCP only; the DNS socket must never send to a broadcast address). */
+export function openDeviceUdpSocket(device: string, address: string, port: number, noChecksum = false, broadcast = false): number {
   try {
-    return loadNative().openUdpSocket(device, address, port, noChecksum);
+    return loadNative().openUdpSocket(device, address, port, noChecksum, broadcast);
   } catch (err) {
     if (err instanceof NatdError) throw err;
     throw explain(err, `UDP ${address}:${port}`, device);
@@ -105,7 +112,7 @@ export function sdNotify(state: string): boolean {
  * not be sent and why.
  */
 export const udpBatch = {
-  start: (fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpReceiverHandle =>
+  start: (fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpReceiverHandle =>
     loadNative().udpReceiverStart(fd, slab, meta, slotSize, onBatch),
   stop: (handle: UdpReceiverHandle): void => loadNative().udpReceiverStop(handle),
   send: (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined =>
@@ -128,7 +135,7 @@ export const UDP_GROUP_ERROR = 0xffff_fffe;
 export const udpClient = {
   open: (address: string, port: number): number => loadNative().openUdpClientSocket(address, port),
   sendQuery: (fd: number, query: Uint8Array, id: number): number => loadNative().udpSendQuery(fd, query, id),
-  groupStart: (slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: (count: number) => void): UdpGroupHandle =>
+  groupStart: (slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpGroupHandle =>
     loadNative().udpGroupStart(slab, meta, slotSize, onBatch),
   groupAdd: (handle: UdpGroupHandle, fd: number, tag: number): void => loadNative().udpGroupAdd(handle, fd, tag),
   groupRemove: (handle: UdpGroupHandle, fd: number): void => loadNative().udpGroupRemove(handle, fd),

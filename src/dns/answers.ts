@@ -169,6 +169,26 @@ export function buildLocalAnswer(query: ParsedQuery, records: readonly LocalReco
   return Buffer.concat([head, question, ...answers, ...authority, ...additional]);
 }
 
+/** RFC 8482 §4.2: the synthesized answer's HINFO, CPU "RFC8482" and an empty OS. */
+const RFC8482_HINFO = Buffer.from([7, ...Buffer.from('RFC8482'), 0]);
+const HINFO_TYPE = 13;
+/** RFC 8482 §4.2 leaves the TTL to the operator and suggests 3600 s (an hour), as Cloudflare's resolver gives. */
+const RFC8482_TTL = 3600;
+
+/**
+ * The answer to a query for ANY (QTYPE 255): one synthesized HINFO record (RFC 8482 §4.2), never forwarded. ANY was
+ * the amplifier of choice (one small query, every RRset of a name back); 8482 lets a server answer with a minimal
+ * set, and this one is about 60 bytes whatever the name.
+ */
+export function buildAnyAnswer(query: ParsedQuery): Buffer {
+  const question = questionBytes(query.raw) ?? Buffer.concat([encodeName(query.question.name), typeClass(query)]);
+  const owner = Buffer.alloc(2);
+  writeU16(owner, 0, POINTER_TO_QUESTION);
+  const additional = query.hasEdns ? [optRecord(LOCAL_EDNS_PAYLOAD, query.dnssecOk)] : [];
+  const head = header(query.id, responseFlags(query.flags, 0, false), [1, 1, 0, additional.length]);
+  return Buffer.concat([head, question, resourceRecord(owner, HINFO_TYPE, RFC8482_TTL, RFC8482_HINFO), ...additional]);
+}
+
 function typeClass(query: ParsedQuery): Buffer {
   const buf = Buffer.alloc(4);
   writeU16(buf, 0, query.question.type);

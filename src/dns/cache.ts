@@ -2,7 +2,9 @@
  * Cache of raw upstream responses. Entries are stored as received and served as copies with the id rewritten
  * and TTLs lowered by the time spent in the cache, so the forwarder never decodes or re-encodes a packet.
  * The stored copy is aged in place, at most once per elapsed second, so most hits are one memcpy.
- * Bounded by entry count (LRU: a Map iterates in insertion order, a hit re-inserts its key at the end).
+ * Bounded by entry count and by bytes held (issue 12: answers of up to 64 KiB made an entry cap alone worth
+ * hundreds of MiB); the least recently used entries go until both hold (a Map iterates in insertion order, a hit
+ * re-inserts its key at the end).
  * The clock is injected; expiry is checked lazily on access, no timers.
  *
  * Memory (issue 7, 10,000 answers of about 55 bytes): stored responses are copied into slabs of the cache's own
@@ -32,6 +34,8 @@ import {
 export interface DnsCacheOptions {
   /** default 10,000 */
   maxEntries?: number;
+  /** bytes the cache may hold, counted as described at heldBytes (default 32 MiB) */
+  maxBytes?: number;
   /** how long a SERVFAIL is remembered, default 5 s */
   servfailSeconds?: number;
   /** cap on any entry's lifetime, default 86,400 s */
@@ -46,7 +50,19 @@ export interface DnsCacheStats {
   hits: number;
   misses: number;
   evictions: number;
+  /** bytes held now (see heldBytes) */
+  bytes: number;
+  /** responses not stored because they alone exceed the byte budget */
+  tooLarge: number;
 }
+
+/** The default byte budget: far above what 10,000 ordinary answers take (about 2 MiB), far below host memory. */
+export const DEFAULT_CACHE_MAX_BYTES = 32 * 1024 * 1024;
+/**
+ * What an entry costs besides its response bytes: the entry object (10 fields), its Map slot and the key's string
+ * header, about 150 bytes measured with 10,000 entries (issue 7); the key's characters are added per entry.
+ */
+const ENTRY_OVERHEAD_BYTES = 150;
 
 /** A hit moves its entry to the most recently used end at most this often. */
 const TOUCH_INTERVAL_MS = 1000;
@@ -112,13 +128,13 @@ function cacheSeconds(response: Uint8Array, opts: Required<Omit<DnsCacheOptions,
   forEachRecord(response, (record) => {
     if (record.section === 'answer') {
       answers++;
-      answerMin = Math.min(answerMin, record.ttl);
+      answerMin = Math.min(answerMin, ttlOf(record.ttl));
     } else if (record.section === 'authority' && record.type === DnsType.SOA) {
       // SOA rdata: mname, rname, then serial refresh retry expire minimum (5 × 32 bits)
       const rdataEnd = record.rdataOffset + record.rdataLength;
       const afterNames = skipName(response, skipName(response, record.rdataOffset));
       if (afterNames + 20 !== rdataEnd) throw new DnsWireError('SOA rdata has the wrong length');
-      negative = Math.min(negative, record.ttl, readU32(response, afterNames + 16));
+      negative = Math.min(negative, ttlOf(record.ttl), ttlOf(readU32(response, afterNames + 16)));
     }
   });
 
@@ -130,6 +146,27 @@ function cacheSeconds(response: Uint8Array, opts: Required<Omit<DnsCacheOptions,
   return Math.min(answerMin, negative, opts.maxTtlSeconds);
 }
 
+/** RFC 2181 §8: a TTL with the most significant bit set is to be treated as zero. */
+export function ttlOf(wireTtl: number): number {
+  return wireTtl >= 0x8000_0000 ? 0 : wireTtl;
+}
+
+/**
+ * Rewrites every TTL with the high bit set (OPT's flags excepted) to 0 in place, so a client is given 0 rather
+ * than 68 years (RFC 2181 §8). Returns false when the records cannot be walked (the response is left as it is).
+ */
+export function clampHighBitTtls(response: Uint8Array): boolean {
+  try {
+    forEachRecord(response, (record) => {
+      if (record.type !== DnsType.OPT && record.ttl >= 0x8000_0000) writeU32(response, record.ttlOffset, 0);
+    });
+    return true;
+  } catch (err) {
+    if (err instanceof DnsWireError) return false;
+    throw err;
+  }
+}
+
 export class DnsCache {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly limits: Required<Omit<DnsCacheOptions, 'now'>>;
@@ -139,13 +176,23 @@ export class DnsCache {
   /** the slab new responses are copied into, and how much of it is taken */
   private slab: ArrayBuffer | undefined;
   private slabUsed = 0;
+  /** live entries per slab; a slab counts toward heldBytes while it is the current one or has any */
+  private readonly slabEntries = new Map<ArrayBuffer, number>();
+  /**
+   * Bytes held, honestly counted: every slab that is alive (whole SLAB_BYTES, even when partly freed: the slab
+   * stays allocated until its last entry goes), each long response's own buffer, and ENTRY_OVERHEAD_BYTES plus the
+   * key's length per entry. V8's own overheads (Map growth, the JS heap's slack) are not in it.
+   */
+  private heldBytes = 0;
   private hits = 0;
   private misses = 0;
   private evictions = 0;
+  private tooLarge = 0;
 
   constructor(opts: DnsCacheOptions = {}) {
     this.limits = {
       maxEntries: Math.max(1, opts.maxEntries ?? 10_000),
+      maxBytes: Math.max(SLAB_BYTES, opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES),
       servfailSeconds: opts.servfailSeconds ?? 5,
       maxTtlSeconds: opts.maxTtlSeconds ?? 86_400,
       maxNegativeTtlSeconds: opts.maxNegativeTtlSeconds ?? 10_800,
@@ -167,7 +214,7 @@ export class DnsCache {
     const now = this.now();
     const age = entry ? now - entry.storedAt : 0;
     if (!entry || age >= entry.lifetimeMs) {
-      if (entry) this.entries.delete(key);
+      if (entry) this.remove(entry);
       this.misses++;
       return undefined;
     }
@@ -178,7 +225,11 @@ export class DnsCache {
       this.entries.delete(entry.key);
       this.entries.set(entry.key, entry);
       // a hot entry leaves its old slab, so that slab can go once its cold entries are evicted
-      if (entry.length <= SLAB_MAX_RESPONSE && entry.slab !== this.slab) this.place(entry, bytesOf(entry));
+      if (entry.length <= SLAB_MAX_RESPONSE && entry.slab !== this.slab) {
+        const old = { slab: entry.slab, length: entry.length };
+        this.place(entry, bytesOf(entry));
+        this.release(old.slab, old.length);
+      }
     }
     this.hits++;
     const elapsed = Math.floor(age / 1000);
@@ -204,13 +255,22 @@ export class DnsCache {
       throw err;
     }
     if (seconds <= 0) return;
+    if (entryBytes(key, response.length) > this.limits.maxBytes) {
+      this.tooLarge++;
+      return;
+    }
     const now = this.now();
     const stored = flatKey(key);
     const entry: CacheEntry = { key: stored, slab: NO_SLAB, offset: 0, length: 0, agedSeconds: 0, storedAt: now, lifetimeMs: seconds * 1000, touchedMs: 0 };
     this.place(entry, response);
-    this.entries.delete(stored);
+    clampHighBitTtls(bytesOf(entry)); // e.g. an authority record's: aging must not start from 2^31
+    this.heldBytes += ENTRY_OVERHEAD_BYTES + stored.length;
+    const replaced = this.entries.get(stored);
+    if (replaced) this.remove(replaced);
     this.entries.set(stored, entry);
-    while (this.entries.size > this.limits.maxEntries) this.evictOldest();
+    while (this.entries.size > this.limits.maxEntries || (this.heldBytes > this.limits.maxBytes && this.entries.size > 1)) {
+      this.evictOldest();
+    }
   }
 
   /** Copies `response` into the current slab (a new one when it is full), or a buffer of its own when long. */
@@ -219,14 +279,20 @@ export class DnsCache {
     if (length > SLAB_MAX_RESPONSE) {
       entry.slab = new ArrayBuffer(length);
       entry.offset = 0;
+      this.heldBytes += length;
     } else {
       if (!this.slab || this.slabUsed + length > SLAB_BYTES) {
+        const previous = this.slab;
         this.slab = new ArrayBuffer(SLAB_BYTES);
         this.slabUsed = 0;
+        this.slabEntries.set(this.slab, 0);
+        this.heldBytes += SLAB_BYTES;
+        if (previous && this.slabEntries.get(previous) === 0) this.dropSlab(previous);
       }
       entry.slab = this.slab;
       entry.offset = this.slabUsed;
       this.slabUsed += length;
+      this.slabEntries.set(this.slab, this.slabEntries.get(this.slab)! + 1);
     }
     entry.length = length;
     new Uint8Array(entry.slab, entry.offset, length).set(response);
@@ -246,12 +312,39 @@ export class DnsCache {
       next = this.evictionCursor.next();
     }
     if (next.done) return;
-    this.entries.delete(next.value);
+    this.remove(this.entries.get(next.value)!);
     this.evictions++;
   }
 
+  /** Takes an entry out of the map and its bytes out of the count. */
+  private remove(entry: CacheEntry): void {
+    this.entries.delete(entry.key);
+    this.heldBytes -= ENTRY_OVERHEAD_BYTES + entry.key.length;
+    this.release(entry.slab, entry.length);
+  }
+
+  /** The response bytes [.., length) of `slab` are no longer used by any entry. */
+  private release(slab: ArrayBuffer, length: number): void {
+    if (length > SLAB_MAX_RESPONSE) {
+      this.heldBytes -= length;
+      return;
+    }
+    const left = (this.slabEntries.get(slab) ?? 1) - 1;
+    if (left > 0 || slab === this.slab) this.slabEntries.set(slab, left);
+    else this.dropSlab(slab);
+  }
+
+  private dropSlab(slab: ArrayBuffer): void {
+    if (this.slabEntries.delete(slab)) this.heldBytes -= SLAB_BYTES;
+  }
+
   stats(): DnsCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions };
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, bytes: this.heldBytes, tooLarge: this.tooLarge };
+  }
+
+  /** Bytes held now (see heldBytes). */
+  get bytes(): number {
+    return this.heldBytes;
   }
 
   /** Drops every entry (the counters keep counting). */
@@ -259,7 +352,14 @@ export class DnsCache {
     this.entries.clear();
     this.evictionCursor = undefined;
     this.slab = undefined;
+    this.slabEntries.clear();
+    this.heldBytes = 0;
   }
+}
+
+/** What storing a response under `key` adds to heldBytes at most (a long response, or a whole new slab). */
+function entryBytes(key: string, length: number): number {
+  return ENTRY_OVERHEAD_BYTES + key.length + (length > SLAB_MAX_RESPONSE ? length : SLAB_BYTES);
 }
 
 const NO_SLAB = new ArrayBuffer(0);

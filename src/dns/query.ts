@@ -7,8 +7,11 @@ import { DnsWireError, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRec
 
 /** RFC 1035's limit when the client sends no OPT record. */
 export const MIN_UDP_PAYLOAD = 512;
-/** Larger advertisements are clamped: beyond this, fragments are the usual result, not bigger answers. */
-export const MAX_UDP_PAYLOAD = 4096;
+/**
+ * Larger advertisements are clamped (DNS flag day 2020, as Unbound, Knot Resolver and BIND default to): 1232 bytes
+ * fit an IPv6 packet without fragments, and a query spoofed from a victim's address gets at most this much back.
+ */
+export const MAX_UDP_PAYLOAD = 1232;
 const EDNS_DO_BIT = 0x8000;
 
 function reject(reason: RejectedQuery['reason'], id?: number, rcode?: number): QueryParseResult {

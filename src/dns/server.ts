@@ -8,16 +8,21 @@
  * share one upstream query. Nothing a peer sends can throw out of here: bad input is counted and answered or
  * dropped, socket errors are logged (rate-limited) and the server carries on.
  *
+ * Guests are untrusted (issue 12), so what one client can take is bounded: its pending upstream queries
+ * (maxPendingPerClient), its TCP connections (maxTcpConnectionsPerClient), and each connection's unsent answers
+ * (reading stops above TCP_UNSENT_PAUSE_BYTES until the peer reads). A source that could never have sent a query
+ * (port 0, broadcast, network, multicast addresses) is never answered: the answer would go to the wrong party.
+ *
  * The server owns the sockets it is given: close() closes them.
  */
 import type net from 'node:net';
 import type { Logger } from '../log.js';
-import { NOT_IPV4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
-import { buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
-import { cacheKey, type DnsCache } from './cache.js';
+import { formatIpv4, NOT_IPV4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
+import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
-import { DnsRcode, type ParsedQuery } from './types.js';
+import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
@@ -35,8 +40,12 @@ export interface DnsServerOptions {
   logger: Logger;
   /** a TCP connection with nothing in flight is closed after this long without traffic (default 10 s) */
   tcpIdleMs?: number;
-  /** open TCP connections at most; when full the oldest idle one makes room, else the new one is closed (default 64) */
+  /** open TCP connections at most; when full an idle one makes room, else the new one is closed (default 64) */
   maxTcpConnections?: number;
+  /** questions one client address may have waiting for upstream; more get SERVFAIL at once (default 256) */
+  maxPendingPerClient?: number;
+  /** TCP connections one client address may hold (default 8) */
+  maxTcpConnectionsPerClient?: number;
 }
 
 export interface DnsServerStats {
@@ -58,6 +67,18 @@ export interface DnsServerStats {
   servfail: number;
   /** queries answered from another client's identical upstream query */
   coalesced: number;
+  /** datagrams from a source that cannot have sent a query (port 0, broadcast, network, multicast), never answered */
+  badSource: number;
+  /** queries answered SERVFAIL at once: their client already had maxPendingPerClient waiting for upstream */
+  limitedClientPending: number;
+  /** TCP connections closed at once: their client already held maxTcpConnectionsPerClient */
+  limitedClientTcp: number;
+  /** TCP connections closed at once: every slot was busy and none idle could make room */
+  limitedTcpFull: number;
+  /** TCP connections closed because their unsent answers passed TCP_UNSENT_CLOSE_BYTES */
+  tcpOutputClosed: number;
+  /** queries for ANY answered with RFC 8482's minimal HINFO */
+  any: number;
 }
 
 /** RFC 1035: the UDP limit for a client without EDNS, and the largest TCP message. */
@@ -65,6 +86,17 @@ const UDP_DEFAULT_LIMIT = 512;
 const TCP_MAX_MESSAGE = 65_535;
 /** Queries one TCP connection may have in flight before the server stops reading from it. */
 const TCP_MAX_PIPELINED = 16;
+/**
+ * Unsent answer bytes at which the server stops reading a connection until its peer reads ('drain'). Cache hits
+ * and local answers are written at once, so without this a peer that pipelines and never reads makes natd buffer
+ * every answer (issue 12: 110 MiB for 2,000 queries). Unbound bounds the same with stream-wait-size.
+ */
+const TCP_UNSENT_PAUSE_BYTES = 64 * 1024;
+/**
+ * Reading stops at the pause mark, but answers already on their way from upstream still land: at most
+ * TCP_MAX_PIPELINED × 64 KiB above it. Past this, something is wrong and the connection is closed.
+ */
+const TCP_UNSENT_CLOSE_BYTES = TCP_UNSENT_PAUSE_BYTES + (TCP_MAX_PIPELINED + 2) * 65_537;
 
 interface Outcome {
   /** undefined: send nothing */
@@ -77,6 +109,8 @@ interface Outcome {
 
 interface TcpConnection {
   socket: net.Socket;
+  /** the peer's IPv4 address as a number */
+  client: number;
   buffered: Buffer;
   inFlight: number;
   lastActivity: number;
@@ -86,12 +120,18 @@ export class DnsServer {
   private readonly opts: DnsServerOptions;
   private readonly tcpIdleMs: number;
   private readonly maxTcpConnections: number;
+  private readonly maxPendingPerClient: number;
+  private readonly maxTcpConnectionsPerClient: number;
   private readonly connections = new Set<TcpConnection>();
+  /** per client address: questions waiting for upstream, TCP connections held (entries removed at 0) */
+  private readonly pendingByClient = new Map<number, number>();
+  private readonly tcpByClient = new Map<number, number>();
   /** upstream queries in flight by cache key: later identical questions wait on the same reply */
   private readonly inFlight = new Map<string, Promise<Buffer | undefined>>();
   private readonly counters: DnsServerStats = {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
-    servfail: 0, coalesced: 0,
+    servfail: 0, coalesced: 0, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0,
+    tcpOutputClosed: 0, any: 0,
   };
   /** domain-needed / bogus-priv decisions, with the configuration prepared once */
   private readonly policyFor: (question: ParsedQuery['question']) => NamePolicy;
@@ -113,6 +153,8 @@ export class DnsServer {
     this.opts = opts;
     this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
     this.maxTcpConnections = opts.maxTcpConnections ?? 64;
+    this.maxPendingPerClient = Math.max(1, opts.maxPendingPerClient ?? 256);
+    this.maxTcpConnectionsPerClient = Math.max(1, opts.maxTcpConnectionsPerClient ?? 8);
     this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
   }
 
@@ -147,7 +189,16 @@ export class DnsServer {
 
   private handleDatagram(msg: Buffer, address: number, port: number): void {
     this.counters.udp++;
-    const outcome = this.process(msg, this.mayServe(address));
+    if (port === 0 || !this.isUnicastSource(address)) {
+      // spoofed or broken: an answer would be broadcast, multicast, or make the whole send batch fail (port 0)
+      this.counters.queries++;
+      this.counters.badSource++;
+      this.opts.logger.warnLimited('dns-bad-source', 'DNS query from a source that cannot be answered, dropping', {
+        source: `${address === NOT_IPV4 ? 'not-ipv4' : formatIpv4(address)}:${port}`,
+      });
+      return;
+    }
+    const outcome = this.process(msg, this.mayServe(address), address);
     const { response, udpLimit } = outcome;
     if (response === undefined) return;
     if (response instanceof Promise) void response.then((ready) => this.sendUdp(ready, udpLimit, address, port));
@@ -162,18 +213,30 @@ export class DnsServer {
 
   private acceptConnection(socket: net.Socket): void {
     socket.on('error', (err) => this.opts.logger.warnLimited('dns-tcp-conn', 'DNS TCP connection error, ignoring', { error: String(err) }));
-    if (this.closing || !this.inSubnet(socket.remoteAddress ?? '')) {
+    const client = ipv4Of(socket.remoteAddress ?? '');
+    if (this.closing || !this.mayServe(client)) {
       if (!this.closing) this.counters.refused++;
       socket.destroy();
       return;
     }
+    const held = this.tcpByClient.get(client) ?? 0;
+    if (held >= this.maxTcpConnectionsPerClient) {
+      this.counters.limitedClientTcp++;
+      this.opts.logger.warnLimited('dns-tcp-client-limit', 'per-client DNS TCP connection limit reached, closing a new one', {
+        client: formatIpv4(client), limit: this.maxTcpConnectionsPerClient,
+      });
+      socket.destroy();
+      return;
+    }
     if (this.connections.size >= this.maxTcpConnections && !this.evictIdleConnection()) {
+      this.counters.limitedTcpFull++;
       this.opts.logger.warnLimited('dns-tcp-full', 'too many DNS TCP connections, closing a new one');
       socket.destroy();
       return;
     }
-    const conn: TcpConnection = { socket, buffered: Buffer.alloc(0), inFlight: 0, lastActivity: performance.now() };
+    const conn: TcpConnection = { socket, client, buffered: Buffer.alloc(0), inFlight: 0, lastActivity: performance.now() };
     this.connections.add(conn);
+    this.tcpByClient.set(client, held + 1);
     socket.setNoDelay(true);
     socket.setTimeout(this.tcpIdleMs);
     // a stalled client (half a frame, or nothing) is cut off; one still waiting for an answer is not
@@ -181,25 +244,51 @@ export class DnsServer {
       if (conn.inFlight === 0) socket.destroy();
     });
     socket.on('data', (chunk: Buffer) => this.onTcpData(conn, chunk));
-    socket.on('close', () => this.connections.delete(conn));
+    socket.on('drain', () => this.readTcpFrames(conn));
+    socket.on('close', () => this.forgetConnection(conn));
   }
 
-  /** Closes the connection idle the longest; false when every connection has queries in flight. */
+  private forgetConnection(conn: TcpConnection): void {
+    if (!this.connections.delete(conn)) return;
+    decrement(this.tcpByClient, conn.client);
+  }
+
+  /**
+   * Closes an idle connection (nothing in flight) to make room: one of the client holding the most connections,
+   * the one idle longest among its. A client under its own limit thus takes room from the biggest holder, never
+   * from someone holding less; false when every connection has queries in flight.
+   */
   private evictIdleConnection(): boolean {
-    let oldest: TcpConnection | undefined;
+    let victim: TcpConnection | undefined;
+    let victimHeld = 0;
     for (const conn of this.connections) {
-      if (conn.inFlight === 0 && (!oldest || conn.lastActivity < oldest.lastActivity)) oldest = conn;
+      if (conn.inFlight !== 0) continue;
+      const held = this.tcpByClient.get(conn.client) ?? 0;
+      if (!victim || held > victimHeld || (held === victimHeld && conn.lastActivity < victim.lastActivity)) {
+        victim = conn;
+        victimHeld = held;
+      }
     }
-    if (!oldest) return false;
-    oldest.socket.destroy();
-    this.connections.delete(oldest);
+    if (!victim) return false;
+    victim.socket.destroy();
+    this.forgetConnection(victim);
     return true;
   }
 
   private onTcpData(conn: TcpConnection, chunk: Buffer): void {
     conn.lastActivity = performance.now();
     conn.buffered = conn.buffered.length === 0 ? chunk : Buffer.concat([conn.buffered, chunk]);
-    while (conn.buffered.length >= 2 && !conn.socket.destroyed) {
+    this.readTcpFrames(conn);
+  }
+
+  /** Busy: too many queries in flight, or too many answers the peer has not read yet. */
+  private tcpBlocked(conn: TcpConnection): boolean {
+    return conn.inFlight >= TCP_MAX_PIPELINED || conn.socket.writableLength >= TCP_UNSENT_PAUSE_BYTES;
+  }
+
+  /** Handles the whole frames received so far while the connection is not busy; reads more only when it is not. */
+  private readTcpFrames(conn: TcpConnection): void {
+    while (conn.buffered.length >= 2 && !conn.socket.destroyed && !this.tcpBlocked(conn)) {
       const length = conn.buffered.readUInt16BE(0);
       if (length < HEADER_LENGTH) {
         this.counters.queries++;
@@ -213,11 +302,14 @@ export class DnsServer {
       conn.buffered = conn.buffered.subarray(2 + length);
       this.handleTcpMessage(conn, message);
     }
+    if (conn.socket.destroyed || !conn.socket.readable) return;
+    if (this.tcpBlocked(conn)) conn.socket.pause();
+    else conn.socket.resume();
   }
 
   private handleTcpMessage(conn: TcpConnection, message: Buffer): void {
     this.counters.tcp++;
-    const outcome = this.process(message, true); // the source was checked when the connection was accepted
+    const outcome = this.process(message, true, conn.client); // the source was checked when the connection was accepted
     const { socket } = conn;
     if (outcome.response === undefined) {
       socket.destroy();
@@ -231,6 +323,11 @@ export class DnsServer {
       body.copy(framed, 2);
       socket.write(framed);
       conn.lastActivity = performance.now();
+      if (socket.writableLength > TCP_UNSENT_CLOSE_BYTES) {
+        this.counters.tcpOutputClosed++;
+        this.opts.logger.warnLimited('dns-tcp-unsent', 'DNS TCP client does not read its answers, closing', { client: formatIpv4(conn.client) });
+        socket.destroy();
+      }
     };
     if (outcome.endConnection && !(outcome.response instanceof Promise)) {
       send(outcome.response); // e.g. FORMERR, then no more from this peer
@@ -243,20 +340,19 @@ export class DnsServer {
       send(outcome.response);
       return;
     }
-    // pipelined queries are answered as they complete; too many at once and reading pauses
+    // pipelined queries are answered as they complete; too many at once and reading pauses (see readTcpFrames)
     conn.inFlight++;
-    if (conn.inFlight >= TCP_MAX_PIPELINED) socket.pause();
     void outcome.response.then((response) => {
       conn.inFlight--;
       send(response);
-      if (conn.inFlight < TCP_MAX_PIPELINED && !socket.destroyed) socket.resume();
+      this.readTcpFrames(conn);
     });
   }
 
   // ---- the pipeline ----
 
   /** One message from a client → what to answer. Never throws. */
-  private process(raw: Buffer, allowed: boolean): Outcome {
+  private process(raw: Buffer, allowed: boolean, client: number): Outcome {
     this.counters.queries++;
     const parsed = parseQuery(raw);
     if (!parsed.ok) {
@@ -288,13 +384,29 @@ export class DnsServer {
       this.counters.servfail++;
       return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
     }
+    if (query.question.type === DnsType.ANY) {
+      this.counters.any++;
+      return outcome(buildAnyAnswer(query));
+    }
     const key = cacheKey(query);
     const cached = this.opts.cache.get(key, query.id, query.raw);
     if (cached) {
       this.counters.cacheHits++;
       return outcome(cached);
     }
-    return outcome(this.forward(query, key));
+    const pending = this.pendingByClient.get(client) ?? 0;
+    if (pending >= this.maxPendingPerClient) {
+      // SERVFAIL, as when the global cap (dns-forward-max) is reached: "try again later", which is the truth, and
+      // at once, so the client's own retry logic runs instead of a time-out (REFUSED would say "never ask me")
+      this.counters.limitedClientPending++;
+      this.counters.servfail++;
+      this.opts.logger.warnLimited('dns-client-pending', 'per-client limit of pending upstream queries reached, answering SERVFAIL', {
+        client: formatIpv4(client), limit: this.maxPendingPerClient,
+      });
+      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+    }
+    this.pendingByClient.set(client, pending + 1);
+    return outcome(this.forward(query, key).finally(() => decrement(this.pendingByClient, client)));
   }
 
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
@@ -326,6 +438,8 @@ export class DnsServer {
         .catch(() => undefined) // never rejects by contract; a rejection here must not become an unhandled one
         .then((reply) => {
           this.inFlight.delete(key);
+          // RFC 2181 §8: a TTL with the high bit set means 0, to the cache and to the client alike
+          if (reply) clampHighBitTtls(reply);
           try {
             if (reply) this.opts.cache.store(key, reply);
           } catch (err) {
@@ -353,14 +467,35 @@ export class DnsServer {
     else if (rcode === DnsRcode.SERVFAIL) this.counters.servfail++;
   }
 
-  private inSubnet(address: string): boolean {
-    // an IPv4 client seen through a dual-stack socket appears as ::ffff:a.b.c.d
-    return this.mayServe(parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address) ?? NOT_IPV4);
-  }
-
   private mayServe(address: number): boolean {
     return address !== NOT_IPV4 && subnetContains(this.opts.subnet, address);
   }
+
+  /** A source address a real client can have: not the subnet's network or broadcast address, nor a special one. */
+  private isUnicastSource(address: number): boolean {
+    if (!isUnicastAddress(address)) return false;
+    const { network, broadcast, prefix } = this.opts.subnet;
+    // a /31 or /32 has no network or broadcast address (RFC 3021)
+    return prefix >= 31 || (address !== network && address !== broadcast);
+  }
+}
+
+/** Not 0.0.0.0/8 ("this network"), multicast 224/4, reserved 240/4 or the limited broadcast 255.255.255.255. */
+export function isUnicastAddress(address: number): boolean {
+  if (address === NOT_IPV4) return false;
+  const first = address >>> 24;
+  return first !== 0 && first < 224;
+}
+
+/** An IPv4 peer address as a number; a client seen through a dual-stack socket appears as ::ffff:a.b.c.d. */
+function ipv4Of(address: string): number {
+  return parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address) ?? NOT_IPV4;
+}
+
+function decrement(counts: Map<number, number>, key: number): void {
+  const left = (counts.get(key) ?? 1) - 1;
+  if (left > 0) counts.set(key, left);
+  else counts.delete(key);
 }
 
 /**

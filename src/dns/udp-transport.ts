@@ -57,7 +57,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
   }
 
   reply(message: Buffer, address: number, port: number): void {
-    if (this.closed || address === NOT_IPV4) return;
+    if (this.closed || address === NOT_IPV4 || port === 0) return;
     const index = this.outgoing.length;
     this.outgoing.push(message);
     this.outgoingMeta[2 * index] = address;
@@ -75,8 +75,12 @@ export class BatchUdpTransport implements DnsUdpTransport {
     return Promise.resolve();
   }
 
-  private readonly onBatch = (count: number): void => {
+  private readonly onBatch = (count: number, rearmed?: boolean): void => {
     const handlers = this.handlers!;
+    if (count < 0) {
+      handlers.warn('dns-udp-poll', `DNS UDP socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      return;
+    }
     const { meta, slab } = this;
     this.delivering = true;
     try {
@@ -126,7 +130,7 @@ export class DgramUdpTransport implements DnsUdpTransport {
   }
 
   reply(message: Buffer, address: number, port: number): void {
-    if (this.closing || address === NOT_IPV4) return;
+    if (this.closing || address === NOT_IPV4 || port === 0) return;
     try {
       this.socket.send(message, port, formatIpv4(address), this.onSendError);
     } catch (err) {

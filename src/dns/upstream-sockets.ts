@@ -39,6 +39,8 @@ export interface SocketOwner {
   onSocketError(pooled: PooledSocket, error: string): void;
   /** an error the kernel reported on a connected socket: an ICMP unreachable for an earlier query */
   onReceiveError(server: SocketTarget, error: string): void;
+  /** the addon's receiver group reported a poll error (see BatchCallback) */
+  onGroupPollError(detail: string): void;
 }
 
 /** Receive slots of the addon's sockets: a whole UDP datagram fits (replies are as large as the client allows). */
@@ -93,8 +95,12 @@ export class NativeSocketGroup {
     udpClient.groupStop(this.handle);
   }
 
-  private readonly onBatch = (count: number): void => {
+  private readonly onBatch = (count: number, rearmed?: boolean): void => {
     const { slab, meta, owner } = this;
+    if (count < 0) {
+      owner.onGroupPollError(`${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      return;
+    }
     for (let i = 0; i < count; i++) {
       const length = meta[4 * i]!;
       const socket = this.byTag.get(meta[4 * i + 3]!);

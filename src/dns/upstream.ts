@@ -62,7 +62,7 @@ export interface UpstreamClientOptions {
   socketPoolSize?: number;
   /** queries a socket sends before it is replaced by one on a new random port (default 64) */
   queriesPerSocket?: number;
-  /** queries in flight at once; more are refused (undefined) at once (default 4096) */
+  /** queries in flight at once, dnsmasq's dns-forward-max; more are refused (undefined) at once (default 4096) */
   maxInFlight?: number;
   /** consecutive time-outs before a server is backed off (default 2) */
   failuresBeforeBackoff?: number;
@@ -96,6 +96,8 @@ export interface UpstreamStats {
   /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (datagrams from
    * another address or port than the server's never reach a connected socket, so they are not counted) */
   spoofed: number;
+  /** queries refused at once because maxInFlight (dns-forward-max) were in flight (also counted in failures) */
+  overForwardMax: number;
   latencyMsAvg: number;
   perServer: UpstreamServerStats[];
 }
@@ -195,7 +197,7 @@ export class UpstreamClient implements SocketOwner {
   private readonly random = Buffer.alloc(RANDOM_POOL_BYTES);
   private randomOffset = RANDOM_POOL_BYTES;
   private closed = false;
-  private readonly counters = { sent: 0, received: 0, timeouts: 0, failures: 0, spoofed: 0, latencyTotalMs: 0 };
+  private readonly counters = { sent: 0, received: 0, timeouts: 0, failures: 0, spoofed: 0, latencyTotalMs: 0, overForwardMax: 0 };
 
   constructor(opts: UpstreamClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? 1500;
@@ -250,6 +252,10 @@ export class UpstreamClient implements SocketOwner {
    * question in `raw`, letter case aside). `raw` must not change until the promise settles.
    */
   query(raw: Uint8Array, key: string): Promise<Buffer | undefined> {
+    if (this.queries.size >= this.maxInFlight && !this.closed) {
+      this.counters.overForwardMax++;
+      this.logger.warnLimited('dns-forward-max', 'upstream queries in flight at the limit (dns-forward-max), answering SERVFAIL', { limit: this.maxInFlight });
+    }
     if (this.closed || this.servers.length === 0 || raw.length < HEADER_LENGTH || this.queries.size >= this.maxInFlight) {
       this.counters.failures++;
       return Promise.resolve(undefined);
@@ -266,6 +272,7 @@ export class UpstreamClient implements SocketOwner {
       timeouts: c.timeouts,
       failures: c.failures,
       spoofed: c.spoofed,
+      overForwardMax: c.overForwardMax,
       latencyMsAvg: c.received === 0 ? 0 : c.latencyTotalMs / c.received,
       perServer: this.servers.map((s) => ({
         server: s.label,
@@ -412,6 +419,10 @@ export class UpstreamClient implements SocketOwner {
   /** Logged only: the attempts on that socket still end by reply or time-out, as with dgram. */
   onReceiveError(server: SocketTarget, error: string): void {
     this.logger.warnLimited(`dns-upstream-unreachable:${server.label}`, 'upstream reported unreachable', { server: server.label, error });
+  }
+
+  onGroupPollError(detail: string): void {
+    this.logger.warnLimited('dns-upstream-poll', `upstream receiver poll error: ${detail}`);
   }
 
   /** A truncated UDP reply: ask the same server over TCP; if that fails, the truncated reply is still an answer. */

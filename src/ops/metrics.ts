@@ -32,6 +32,14 @@ export interface MetricsInput {
     upstreamFailures: number;
     /** mean upstream response time in seconds (0 before the first answer) */
     upstreamLatencyAvgSeconds: number;
+    /** bytes the cache holds now, and entries evicted to stay within its entry and byte limits */
+    cacheBytes?: number;
+    cacheEvictions?: number;
+    /** queries dropped unanswered, by reason (bad-source: port 0, broadcast, network or multicast source) */
+    dropped?: Readonly<Record<string, number>>;
+    /** times a limit refused something, by limit (client-pending, client-tcp-connections, tcp-connections,
+     *  tcp-unsent, forward-max) */
+    limited?: Readonly<Record<string, number>>;
   };
   /** absent when natd manages no firewall */
   firewall?: {
@@ -119,6 +127,14 @@ function families(m: MetricsInput): Family[] {
         samples: one(m.dns.upstreamLatencyAvgSeconds),
       },
     );
+    if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
+    if (m.dns.cacheEvictions !== undefined) {
+      out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
+    }
+    if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
+    if (m.dns.limited) {
+      out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
+    }
   }
   if (m.firewall) {
     out.push(
@@ -127,6 +143,29 @@ function families(m: MetricsInput): Family[] {
     );
   }
   return out;
+}
+
+/**
+ * The DNS limit counters in MetricsInput's shape, from the server's, the cache's and the upstream client's stats
+ * (structural types: this module stays free of the components it reports on).
+ */
+export function dnsLimitMetrics(
+  server: { badSource: number; limitedClientPending: number; limitedClientTcp: number; limitedTcpFull: number; tcpOutputClosed: number },
+  cache: { bytes: number; evictions: number } | undefined,
+  upstream: { overForwardMax: number },
+): Pick<NonNullable<MetricsInput['dns']>, 'cacheBytes' | 'cacheEvictions' | 'dropped' | 'limited'> {
+  return {
+    cacheBytes: cache?.bytes ?? 0,
+    cacheEvictions: cache?.evictions ?? 0,
+    dropped: { 'bad-source': server.badSource },
+    limited: {
+      'client-pending': server.limitedClientPending,
+      'client-tcp-connections': server.limitedClientTcp,
+      'tcp-connections': server.limitedTcpFull,
+      'tcp-unsent': server.tcpOutputClosed,
+      'forward-max': upstream.overForwardMax,
+    },
+  };
 }
 
 /** Renders the metrics as Prometheus text (ends with a newline, as the format requires). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
-import { DnsCache, cacheKey } from '../../src/dns/cache.js';
+import { DnsCache, cacheKey, clampHighBitTtls } from '../../src/dns/cache.js';
 import { parseQuery } from '../../src/dns/query.js';
 import { DnsRcode } from '../../src/dns/types.js';
 
@@ -62,7 +62,7 @@ describe('DnsCache', () => {
     t.advance(1);
     expect(cache.get('k', 3)).toBeUndefined();
     expect(cache.size).toBe(0);
-    expect(cache.stats()).toEqual({ hits: 3, misses: 1, evictions: 0 });
+    expect(cache.stats()).toMatchObject({ hits: 3, misses: 1, evictions: 0 });
   });
 
   it('caches NXDOMAIN and NODATA for min(SOA TTL, SOA minimum), and not at all without a SOA', () => {
@@ -231,5 +231,52 @@ describe('DnsCache eviction', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('DnsCache against hostile answers (issue 12)', () => {
+  const big = (i: number) => reply({ name: `n${i}.example.com`, answers: [{ type: 'TXT', name: `n${i}.example.com`, ttl: 300, data: ['x'.repeat(250), 'y'.repeat(250), 'z'.repeat(250), 'w'.repeat(250)] }] });
+  const keyFor = (i: number) => `n${i}.example.com|16|1|--`;
+
+  it('stays within its byte budget, evicting the least recently used', () => {
+    const cache = new DnsCache({ maxEntries: 10_000, maxBytes: 100_000 });
+    for (let i = 0; i < 500; i++) cache.store(keyFor(i), big(i));
+    expect(cache.bytes).toBeLessThanOrEqual(100_000);
+    expect(cache.stats().evictions).toBeGreaterThan(400);
+    expect(cache.get(keyFor(499), 1)).toBeDefined();
+    expect(cache.get(keyFor(0), 1)).toBeUndefined();
+  });
+
+  it('gives every byte back when entries go', () => {
+    const c = clock();
+    const cache = new DnsCache({ maxBytes: 1_000_000, now: c.now });
+    for (let i = 0; i < 50; i++) cache.store(`s${i}|1|1|--`, reply({ name: `s${i}.example.com`, answers: [a(10)] }));
+    for (let i = 0; i < 10; i++) cache.store(keyFor(i), big(i));
+    expect(cache.bytes).toBeGreaterThan(10 * 1000);
+    c.advance(400);
+    for (let i = 0; i < 50; i++) expect(cache.get(`s${i}|1|1|--`, 1)).toBeUndefined();
+    for (let i = 0; i < 10; i++) expect(cache.get(keyFor(i), 1)).toBeUndefined();
+    expect(cache.size).toBe(0);
+    expect(cache.bytes).toBe(16 * 1024); // the current slab only
+  });
+
+  it('does not store a response larger than the whole budget', () => {
+    const cache = new DnsCache({ maxBytes: 20_000 });
+    const huge = reply({ answers: [{ type: 'TXT', name: 'example.com', ttl: 300, data: Array.from({ length: 100 }, () => 'h'.repeat(250)) }] });
+    cache.store('example.com|16|1|--', huge);
+    expect(cache.size).toBe(0);
+    expect(cache.stats().tooLarge).toBe(1);
+  });
+
+  it('treats a TTL with the high bit set as 0 (RFC 2181 §8): not cached, rewritten to 0', () => {
+    const cache = new DnsCache();
+    const response = reply({ answers: [a(2 ** 31 + 100)] });
+    cache.store('example.com|1|1|--', response);
+    expect(cache.size).toBe(0);
+    expect(clampHighBitTtls(response)).toBe(true);
+    expect(ttlOf(dnsPacket.decode(response).answers![0]!)).toBe(0);
+    const normal = reply({ answers: [a(300)] });
+    clampHighBitTtls(normal);
+    expect(ttlOf(dnsPacket.decode(normal).answers![0]!)).toBe(300);
   });
 });

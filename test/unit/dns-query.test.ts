@@ -78,8 +78,8 @@ describe('parseQuery: good queries', () => {
     expect(q.udpPayloadSize).toBe(512);
   });
 
-  it('reads the EDNS payload size (clamped to 512..4096) and the DO bit', () => {
-    for (const [size, expected] of [[1232, 1232], [100, 512], [65000, 4096]] as const) {
+  it('reads the EDNS payload size (clamped to 512..1232, DNS flag day 2020) and the DO bit', () => {
+    for (const [size, expected] of [[1232, 1232], [100, 512], [4096, 1232], [65000, 1232]] as const) {
       const q = accepted(query({ edns: { size, do: size === 1232 } }));
       expect(q.hasEdns).toBe(true);
       expect(q.udpPayloadSize).toBe(expected);
@@ -89,8 +89,8 @@ describe('parseQuery: good queries', () => {
 
   it('accepts the root name and tolerates bytes after the records', () => {
     expect(accepted(query({ name: '.', type: 'NS' })).question.name).toBe('');
-    const padded = Buffer.concat([query({ edns: { size: 1400 } }), Buffer.from([1, 2, 3])]);
-    expect(accepted(padded).udpPayloadSize).toBe(1400);
+    const padded = Buffer.concat([query({ edns: { size: 1200 } }), Buffer.from([1, 2, 3])]);
+    expect(accepted(padded).udpPayloadSize).toBe(1200);
   });
 
   it('escapes odd label bytes so a dot inside a label never reads as two labels', () => {
@@ -202,7 +202,7 @@ function referenceReading(buf: Uint8Array): { name: string; hasEdns: boolean; ud
     let edns = { hasEdns: false, udpPayloadSize: 512, dnssecOk: false };
     forEachRecord(buf, (record) => {
       if (record.type === DnsType.OPT && record.section === 'additional' && !edns.hasEdns) {
-        edns = { hasEdns: true, udpPayloadSize: Math.min(4096, Math.max(512, record.class)), dnssecOk: (record.ttl & 0x8000) !== 0 };
+        edns = { hasEdns: true, udpPayloadSize: Math.min(1232, Math.max(512, record.class)), dnssecOk: (record.ttl & 0x8000) !== 0 };
       }
     });
     return { name: name.toLowerCase(), ...edns };
