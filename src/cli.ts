@@ -48,6 +48,7 @@ const DAEMON_OPTIONS = {
   'no-ping': { type: 'boolean' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
+  'metrics-allow-remote': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -88,7 +89,9 @@ Daemon options:
   --no-ping                offer new addresses without the conflict ping first (as dnsmasq --no-ping)
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
   --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
-  --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
+  --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics); loopback only
+                           (127.0.0.0/8, [::1]) unless --metrics-allow-remote
+  --metrics-allow-remote   let --metrics-listen use any address (no authentication; guests stay blocked)
 
 Examples:
   natd --bridge virbr10
@@ -145,6 +148,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     conflictProbe: v['no-ping'] ? false : undefined,
     searchDomains: v['search-domain'],
     routes: v.route,
+    metricsAllowRemote: v['metrics-allow-remote'] ? true : undefined,
   };
 }
 
