@@ -18,6 +18,7 @@ import { FIXTURES, NATD_CLI, startNatd, type NatdHandle } from './support/natd-p
 const SYSTEM_PYTHON = '/usr/bin/python3';
 const METRICS_PORT = 9153;
 const EVIL_PREFIX = '2001:db8:bad::';
+const NATD_ARGS = ['--bridge', BRIDGE, '--upstream', UPLINK_WAN, '--metrics-listen', `0.0.0.0:${METRICS_PORT}`, '--metrics-allow-remote'];
 
 /** The EUI-64 link-local address of a MAC (what the vm's kernel uses as its own). */
 function linkLocalOf(mac: string): string {
@@ -96,9 +97,7 @@ describe.skipIf(!isRoot())('hostile guests against the host', () => {
     topo = Topology.create({ vms: 1 });
     const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
     await new Promise<void>((resolve) => upstream.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
-    natd = await startNatd(topo, [
-      '--bridge', BRIDGE, '--upstream', UPLINK_WAN, '--metrics-listen', `0.0.0.0:${METRICS_PORT}`, '--metrics-allow-remote',
-    ]);
+    natd = await startNatd(topo, NATD_ARGS);
   });
   afterAll(async () => {
     await topo?.destroy();
@@ -114,9 +113,22 @@ describe.skipIf(!isRoot())('hostile guests against the host', () => {
     expect(after.defaults).toEqual(before.defaults);
     expect(after).toEqual(before);
     // the switches natd set, as an operator would check them
-    for (const key of ['accept_ra', 'autoconf', 'accept_redirects']) {
-      expect((await topo.runOk(topo.host, ['sysctl', '-n', `net.ipv6.conf.${BRIDGE}.${key}`])).trim()).toBe('0');
-    }
+    const sysctl = (key: string, value?: string) =>
+      topo.runOk(topo.host, ['sysctl', ...(value === undefined ? ['-n', key] : ['-w', `${key}=${value}`])]);
+    for (const key of ['accept_ra', 'autoconf', 'accept_redirects']) expect((await sysctl(`net.ipv6.conf.${BRIDGE}.${key}`)).trim()).toBe('0');
+
+    // A host that ran without natd (kernel defaults) learns from the same packets: the attack is real in this bench.
+    // natd, started on that bridge, removes what the rogue router left.
+    await topo.stop(natd.child);
+    for (const key of ['accept_ra', 'autoconf']) await sysctl(`net.ipv6.conf.${BRIDGE}.${key}`, '1');
+    await topo.runOk(vm.ns, [SYSTEM_PYTHON, '-c', rogueRouterAdvertisement(vm.mac)], { timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 1500));
+    const hijacked = await hostIpv6State();
+    expect(hijacked.addresses.some((a) => a.startsWith(EVIL_PREFIX.slice(0, -1)))).toBe(true);
+    expect(hijacked.defaults).toContain(`default via ${linkLocalOf(vm.mac)} dev ${BRIDGE}`);
+    natd = await startNatd(topo, NATD_ARGS, { stateDir: natd.stateDir });
+    expect(await hostIpv6State()).toEqual(before);
+    expect(natd.logs.filter((l) => String(l.msg).includes('from a router advertisement')).length).toBeGreaterThanOrEqual(2);
   });
 
   it('row 11: a guest cannot reach the metrics listener (or any other host port), and 0.0.0.0 needs an opt-in', async () => {
