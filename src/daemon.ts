@@ -447,6 +447,9 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     });
     closers.push({ name: 'metrics listener', close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
     logger.info('metrics served', { url: `http://${listen.text}/metrics` });
+    if (config.metricsAllowRemote && !config.firewall) {
+      logger.warn('metrics listener is not loopback-only and natd manages no firewall: keep guests away from it yourself', { listen: listen.text });
+    }
   }
 
   function status(): Record<string, unknown> {
