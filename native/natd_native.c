@@ -288,6 +288,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   register_udp_batch(env, exports);
   register_udp_client(env, exports);
+  register_peer_cred(env, exports);
   return exports;
 }
 

@@ -12,5 +12,7 @@ napi_value throw_type(napi_env env, const char *msg);
 void register_udp_batch(napi_env env, napi_value exports);
 /* udp_client.c: openUdpClientSocket, udpSendQuery, udpGroupStart/Add/Remove/Stop (the forwarder's upstream sockets) */
 void register_udp_client(napi_env env, napi_value exports);
+/* peer_cred.c: getPeerCredentials (SO_PEERCRED of a connected unix socket, for the control socket) */
+void register_peer_cred(napi_env env, napi_value exports);
 
 #endif

@@ -52,6 +52,7 @@ const DAEMON_OPTIONS = {
   'dns-forward-max': { type: 'string' },
   'dns-max-pending-per-client': { type: 'string' },
   'dns-max-tcp-per-client': { type: 'string' },
+  'metrics-allow-remote': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -97,6 +98,9 @@ Daemon options:
   --dns-forward-max N      upstream DNS queries in flight at once, all guests together (default 4096)
   --dns-max-pending-per-client N  upstream queries one guest may have waiting (default 256; more: SERVFAIL)
   --dns-max-tcp-per-client N      DNS TCP connections one guest may hold (default 8 of 64)
+  --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics); loopback only
+                           (127.0.0.0/8, [::1]) unless --metrics-allow-remote
+  --metrics-allow-remote   let --metrics-listen use any address (no authentication; guests stay blocked)
 
 Examples:
   natd --bridge virbr10
@@ -157,6 +161,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dnsForwardMax: numberOrText(v['dns-forward-max']),
     dnsMaxPendingPerClient: numberOrText(v['dns-max-pending-per-client']),
     dnsMaxTcpPerClient: numberOrText(v['dns-max-tcp-per-client']),
+    metricsAllowRemote: v['metrics-allow-remote'] ? true : undefined,
   };
 }
 

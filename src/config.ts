@@ -4,6 +4,7 @@
  * the system is touched before validation passes.
  */
 import { readFileSync } from 'node:fs';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { ErrorCodes, NatdError } from './errors.js';
 import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
@@ -46,6 +47,8 @@ export interface RawSettings {
   dnsForwardMax?: unknown;
   dnsMaxPendingPerClient?: unknown;
   dnsMaxTcpPerClient?: unknown;
+  /** let --metrics-listen take an address other than loopback (the endpoint has no authentication) */
+  metricsAllowRemote?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -121,13 +124,14 @@ const settingsSchema = z
     routes: z.array(z.string().regex(/^[\d.]+\/\d{1,2}=[\d.]+$/, 'expected NETWORK/PREFIX=ROUTER, e.g. 192.168.50.0/24=10.10.0.2')).default([]),
     metricsListen: z
       .string()
-      .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
+      .regex(/^([\d.]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153 or [::1]:9153')
       .optional(),
     // issue 12 (DNS): the cache's byte budget, the global upstream cap (dnsmasq's dns-forward-max), per-client caps
     cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(32 * 1024 * 1024),
     dnsForwardMax: z.number().int().min(1).max(65_536).default(4096),
     dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(256),
     dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
+    metricsAllowRemote: z.boolean().default(false),
   })
   .strict();
 
@@ -161,8 +165,8 @@ export interface Config {
   readonly conflictProbe: boolean;
   /** let IPv6 routed through the bridge pass instead of rejecting it */
   readonly allowIpv6Forward: boolean;
-  /** ADDRESS:PORT for a Prometheus /metrics endpoint, when wanted */
-  readonly metricsListen: string | undefined;
+  /** where the Prometheus /metrics endpoint listens, when wanted; loopback unless metricsAllowRemote */
+  readonly metricsListen: MetricsListen | undefined;
   /** where the config file was, when one was given (SIGHUP re-reads it) */
   readonly configFile: string | undefined;
   /** bytes the DNS cache may hold (besides cacheSize entries) */
@@ -173,6 +177,41 @@ export interface Config {
   readonly dnsMaxPendingPerClient: number;
   /** DNS TCP connections one client address may hold (of 64) */
   readonly dnsMaxTcpPerClient: number;
+  /** metricsListen may be an address other than loopback (natd's input chain still keeps guests away from it) */
+  readonly metricsAllowRemote: boolean;
+}
+
+export interface MetricsListen {
+  /** an IPv4 or IPv6 address, without brackets */
+  readonly host: string;
+  readonly port: number;
+  /** as given, for log lines: 127.0.0.1:9153, [::1]:9153 */
+  readonly text: string;
+}
+
+/** The addresses that only the host itself can reach: 127.0.0.0/8 and ::1. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * The metrics endpoint has no authentication, so by default it listens on loopback only; any other address is an
+ * explicit choice (metricsAllowRemote). Problems are pushed with the field named.
+ */
+function parseMetricsListen(text: string, allowRemote: boolean, problems: string[]): MetricsListen | undefined {
+  const i = text.lastIndexOf(':');
+  const host = text.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(text.slice(i + 1));
+  const family = isIPv4(host) ? 'ipv4' : isIPv6(host) ? 'ipv6' : undefined;
+  if (!family) problems.push(`metricsListen: ${host} is not an IP address (got "${text}")`);
+  else if (port < 1 || port > 65535) problems.push(`metricsListen: port ${port} is not in 1-65535 (got "${text}")`);
+  else if (!allowRemote && !LOOPBACK.check(host, family)) {
+    problems.push(
+      `metricsListen: ${host} is not a loopback address; the endpoint has no authentication, so listening beyond ` +
+        `the host needs --metrics-allow-remote (metricsAllowRemote: true) (got "${text}")`,
+    );
+  } else return Object.freeze({ host, port, text });
+  return undefined;
 }
 
 function configError(problems: string[]): NatdError {
@@ -273,6 +312,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
       problems.push(`forwards.${i}: ${(err as Error).message}`);
     }
   });
+  const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -296,7 +336,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     resolvConf: s.resolvConf,
     dns: s.dns,
     firewall: s.firewall,
-    metricsListen: s.metricsListen,
+    metricsListen,
     allowIpv6Forward: s.allowIpv6Forward,
     conflictProbe: s.conflictProbe,
     searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
@@ -306,6 +346,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dnsForwardMax: s.dnsForwardMax,
     dnsMaxPendingPerClient: s.dnsMaxPendingPerClient,
     dnsMaxTcpPerClient: s.dnsMaxTcpPerClient,
+    metricsAllowRemote: s.metricsAllowRemote,
   });
 }
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Config } from './config.js';
+import type { Config, MetricsListen } from './config.js';
 import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from './config.js';
 import { ErrorCodes, NatdError } from './errors.js';
 import type { Logger } from './log.js';
@@ -430,14 +430,13 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
             ...dnsLimitMetrics(dnsStats, cache?.stats(), up) } }
         : {}),
       ...(firewall ? { firewall: firewall.counters() } : {}),
+      ...(control ? { control: control.stats() } : {}),
     };
   }
 
-  /** Optional Prometheus endpoint on TCP (the control socket always serves `natd metrics`). */
-  async function startMetricsListener(listen: string): Promise<void> {
-    const i = listen.lastIndexOf(':');
-    const host = listen.slice(0, i);
-    const port = Number(listen.slice(i + 1));
+  /** Optional Prometheus endpoint on TCP (the control socket always serves `natd metrics`); loopback unless the
+   *  operator opted in (config.ts), and natd's input chain keeps guests away from it either way. */
+  async function startMetricsListener(listen: MetricsListen): Promise<void> {
     const server = http.createServer((req, res) => {
       if (req.url !== '/metrics') {
         res.writeHead(404).end();
@@ -447,10 +446,13 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => resolve());
+      server.listen(listen.port, listen.host, () => resolve());
     });
     closers.push({ name: 'metrics listener', close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
-    logger.info('metrics served', { url: `http://${listen}/metrics` });
+    logger.info('metrics served', { url: `http://${listen.text}/metrics` });
+    if (config.metricsAllowRemote && !config.firewall) {
+      logger.warn('metrics listener is not loopback-only and natd manages no firewall: keep guests away from it yourself', { listen: listen.text });
+    }
   }
 
   function status(): Record<string, unknown> {
@@ -462,6 +464,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       dhcp: { ...dhcp?.stats(), ...core?.stats() },
       dns: dns ? { ...dns.stats(), cache: cache?.stats(), cacheEntries: cache?.size, upstream: upstream?.stats() } : undefined,
       firewall: firewall?.status(),
+      control: control?.stats(),
     };
   }
 

@@ -22,6 +22,14 @@ interface NativeAddon {
   udpGroupAdd(handle: UdpGroupHandle, fd: number, tag: number): void;
   udpGroupRemove(handle: UdpGroupHandle, fd: number): void;
   udpGroupStop(handle: UdpGroupHandle): void;
+  getPeerCredentials(fd: number): PeerCredentials;
+}
+
+/** Who is on the other end of a connected unix socket, as the kernel recorded it at connect() (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -100,6 +108,11 @@ export function setNeighbour(device: string, address: string, mac: string): void
 }
 
 /** Sends a state to systemd's notify socket; false when not started by systemd. */
+/** SO_PEERCRED of a connected unix socket's fd; throws the addon's errno error (EBADF, ENOTSOCK, …). */
+export function peerCredentials(fd: number): PeerCredentials {
+  return loadNative().getPeerCredentials(fd);
+}
+
 export function sdNotify(state: string): boolean {
   return loadNative().sdNotify(state);
 }

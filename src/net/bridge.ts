@@ -8,6 +8,7 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatIpv4, parseCidr, type Subnet } from './ipv4.js';
 import { runIp, type IpRunner } from './ip-command.js';
+import { refuseRouterAdvertisements } from './sysctl.js';
 
 export interface BridgeInfo {
   name: string;
@@ -23,7 +24,8 @@ interface IpAddrJson {
   address?: string;
   operstate?: string;
   linkinfo?: { info_kind?: string };
-  addr_info?: { family: string; local: string; prefixlen: number }[];
+  /** dynamic/mngtmpaddr: set on addresses the kernel formed from an advertised prefix (SLAAC) */
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean; mngtmpaddr?: boolean }[];
 }
 
 /** A libvirt-style 52:54:00:xx:xx:xx MAC derived from the bridge name, stable across hosts and restarts. */
@@ -46,6 +48,45 @@ export async function readBridgeCidr(name: string, ip: IpRunner = runIp): Promis
   const link = await showLink(ip, name);
   const first = (link?.addr_info ?? []).find((a) => a.family === 'inet');
   return first ? `${first.local}/${first.prefixlen}` : undefined;
+}
+
+/** Turns off what lets a guest's Router Advertisement change the host (sysctl.ts); injected so tests see the order. */
+export type Ipv6Guard = (bridge: string, logger: Logger) => Promise<void>;
+
+interface Ipv6RouteJson {
+  dst: string;
+  gateway?: string;
+  protocol?: string;
+  expires?: number;
+}
+
+/**
+ * What a Router Advertisement left on an existing bridge before natd turned accept_ra off: routes the kernel learned
+ * from it (protocol ra: the default route via the advertising guest; a kernel route with a lifetime: an on-link
+ * prefix from its prefix option) and SLAAC addresses (global, dynamic, mngtmpaddr: how the kernel marks an address
+ * it formed from an advertised prefix; static and DHCPv6 addresses lack the flags). With accept_ra=0 none of them
+ * would be there, so they are removed, each with a warning: on a NAT bridge they are the trace of a rogue router.
+ */
+async function forgetRouterAdvertisements(ip: IpRunner, name: string, logger: Logger): Promise<void> {
+  let routes: Ipv6RouteJson[];
+  try {
+    routes = JSON.parse((await ip(['-6', '-j', 'route', 'show', 'dev', name])) || '[]') as Ipv6RouteJson[];
+  } catch {
+    return; // no IPv6 here
+  }
+  for (const route of routes) {
+    const fromRa = route.protocol === 'ra' || (route.protocol === 'kernel' && route.expires !== undefined);
+    if (!fromRa) continue;
+    const via = route.gateway ? ['via', route.gateway] : [];
+    await ip(['-6', 'route', 'del', route.dst, ...via, 'dev', name]).catch(() => undefined);
+    logger.warn('removed a route learned from a router advertisement on the bridge', { bridge: name, route: route.dst, ...(route.gateway ? { via: route.gateway } : {}) });
+  }
+  const link = await showLink(ip, name);
+  for (const a of link?.addr_info ?? []) {
+    if (a.family !== 'inet6' || a.scope !== 'global' || !a.dynamic || !a.mngtmpaddr) continue;
+    await ip(['-6', 'addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', name]).catch(() => undefined);
+    logger.warn('removed an address formed from a router advertisement on the bridge', { bridge: name, address: `${a.local}/${a.prefixlen}` });
+  }
 }
 
 /** A name for the dummy port (IFNAMSIZ allows 15 characters). */
@@ -71,11 +112,13 @@ async function createBridge(ip: IpRunner, name: string, mac: string, logger: Log
 /**
  * Makes sure the bridge exists, is up and carries the wanted gateway address; returns what natd will serve.
  * wantedCidr: from --subnet; when undefined the bridge's own first IPv4 address decides, or defaultCidr when the
- * bridge has none.
+ * bridge has none. The IPv6 guard runs before the bridge is first brought up (or, for an existing bridge, before
+ * anything else), so no router advertisement from a guest is ever accepted on a bridge natd serves.
  */
 export async function ensureBridge(
   opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; logger: Logger },
   ip: IpRunner = runIp,
+  guardIpv6: Ipv6Guard = refuseRouterAdvertisements,
 ): Promise<BridgeInfo> {
   const { name, logger } = opts;
   let link = await showLink(ip, name);
@@ -89,10 +132,14 @@ export async function ensureBridge(
     }
     created = true;
     logger.info('created bridge', { bridge: name, mac });
+    await guardIpv6(name, logger);
     link = await showLink(ip, name);
     if (!link) throw new NatdError(ErrorCodes.BRIDGE, `bridge ${name} vanished right after creation`);
   } else if (link.linkinfo?.info_kind && link.linkinfo.info_kind !== 'bridge') {
     throw new NatdError(ErrorCodes.BRIDGE, `${name} exists but is a ${link.linkinfo.info_kind}, not a bridge`);
+  } else {
+    await guardIpv6(name, logger);
+    await forgetRouterAdvertisements(ip, name, logger);
   }
 
   const existing = (link.addr_info ?? []).filter((a) => a.family === 'inet');

@@ -362,6 +362,34 @@ function acceptDns(input: RulesetInput, protocol: 'udp' | 'tcp'): RuleBody {
   };
 }
 
+/** iifname "br0" ct state established,related accept   (replies to the host's own connections into the bridge) */
+function acceptRepliesToHost(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(iifname, input.bridge), has({ ct: { key: 'state' } }, ['established', 'related']), accept],
+    comment: 'natd: replies to the host from guests',
+  };
+}
+
+/** iifname "br0" icmp type echo-request accept   (ICMP errors for the host's traffic are related, accepted above) */
+function acceptPing(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(iifname, input.bridge), eq({ payload: { protocol: 'icmp', field: 'type' } }, 'echo-request'), accept],
+    comment: 'natd: guests ping the gateway',
+  };
+}
+
+/** iifname "br0" meta l4proto ipv6-icmp accept   (neighbour discovery; an RA is accepted here but ignored by the
+ *  kernel, as natd sets accept_ra=0 on the bridge) */
+function acceptIcmpv6(input: RulesetInput): RuleBody {
+  return { expr: [eq(iifname, input.bridge), eq(l4proto, 'ipv6-icmp'), accept], comment: 'natd: ICMPv6 from guests' };
+}
+
+/** iifname "br0" reject with icmpx type port-unreachable   (input: guests reach no other service of the host, e.g.
+ *  the metrics listener, sshd or anything bound to 0.0.0.0; replies to broadcast and multicast are never sent) */
+function rejectToHost(input: RulesetInput): RuleBody {
+  return { expr: [eq(iifname, input.bridge), rejectPortUnreachable], comment: 'natd: guests reach nothing else on the host' };
+}
+
 /** Rule bodies per chain, in order. */
 export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typeof CHAIN], RuleBody[]> {
   const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
@@ -379,8 +407,18 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       rejectRest(input, 'iifname'),
       rejectRest(input, 'oifname'),
     ],
-    // policy accept and no reject: these accepts state intent (and win if natd's table is the only one)
-    input: [acceptDhcp(input), acceptDns(input, 'udp'), acceptDns(input, 'tcp')],
+    // From the bridge the host serves DHCP and DNS, and answers ping and neighbour discovery; everything else a guest
+    // sends to the host itself is rejected (port forwards are DNATed in prerouting and never reach this chain).
+    // Traffic from elsewhere is not natd's business: policy accept.
+    input: [
+      acceptRepliesToHost(input),
+      acceptDhcp(input),
+      acceptDns(input, 'udp'),
+      acceptDns(input, 'tcp'),
+      acceptPing(input),
+      acceptIcmpv6(input),
+      rejectToHost(input),
+    ],
   };
 }
 

@@ -64,9 +64,9 @@ export interface NftElementDelete {
 
 // ---- expressions (the right-hand and left-hand sides of matches, and statement arguments)
 
-export type NftPayloadProtocol = 'ip' | 'th' | 'tcp' | 'udp';
+export type NftPayloadProtocol = 'ip' | 'th' | 'tcp' | 'udp' | 'icmp';
 export interface NftPayload {
-  payload: { protocol: NftPayloadProtocol; field: 'saddr' | 'daddr' | 'sport' | 'dport' };
+  payload: { protocol: NftPayloadProtocol; field: 'saddr' | 'daddr' | 'sport' | 'dport' | 'type' };
 }
 export interface NftMeta {
   meta: { key: 'iifname' | 'oifname' | 'l4proto' | 'nfproto' };

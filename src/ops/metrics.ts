@@ -48,6 +48,11 @@ export interface MetricsInput {
     /** re-applies after another program removed or changed the table */
     heals: number;
   };
+  /** the control socket (absent before it is open) */
+  control?: {
+    /** connections refused by the peer-credential check (not root, not natd's own uid) */
+    refusedPeers: number;
+  };
 }
 
 type Labels = Readonly<Record<string, string>>;
@@ -141,6 +146,14 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_ruleset_applies_total', help: "Full applies of natd's nftables table.", type: 'counter', samples: one(m.firewall.applies) },
       { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
     );
+  }
+  if (m.control) {
+    out.push({
+      name: 'natd_control_refused_peers_total',
+      help: 'Control socket connections refused because the peer was neither root nor natd\'s own user.',
+      type: 'counter',
+      samples: one(m.control.refusedPeers),
+    });
   }
   return out;
 }

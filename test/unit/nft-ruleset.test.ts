@@ -131,14 +131,27 @@ describe('buildRuleset content', () => {
     expect(forward.slice(6).every((r) => hasStatement(r, { reject: { type: 'icmpx', expr: 'port-unreachable' } }))).toBe(true);
   });
 
-  it('input chain accepts DHCP and DNS from the bridge and rejects nothing', () => {
+  it('input chain: from the bridge only replies, DHCP, DNS to the gateway, ping and ICMPv6; the rest is rejected', () => {
     const input = rulesOf(batch, CHAIN.input);
+    expect(input.every((r) => hasStatement(r, { match: { op: '==', left: { meta: { key: 'iifname' } }, right: 'br0' } }))).toBe(true);
     expect(input.map((r) => JSON.stringify(r.expr).match(/"(udp|tcp)","field":"dport"\}\},"right":(\d+)/)?.slice(1))).toEqual([
+      undefined,
       ['udp', '67'],
       ['udp', '53'],
       ['tcp', '53'],
+      undefined,
+      undefined,
+      undefined,
     ]);
-    expect(JSON.stringify(input)).not.toContain('reject');
+    expect(JSON.stringify(input[0]!.expr)).toContain('"right":["established","related"]');
+    expect(hasStatement(input[2]!, { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: '10.77.0.1' } })).toBe(true);
+    expect(hasStatement(input[4]!, { match: { op: '==', left: { payload: { protocol: 'icmp', field: 'type' } }, right: 'echo-request' } })).toBe(true);
+    expect(hasStatement(input[5]!, { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'ipv6-icmp' } })).toBe(true);
+    expect(input.slice(0, -1).every((r) => hasStatement(r, { accept: null }))).toBe(true);
+    expect(input.at(-1)!.expr).toEqual([
+      { match: { op: '==', left: { meta: { key: 'iifname' } }, right: 'br0' } },
+      { reject: { type: 'icmpx', expr: 'port-unreachable' } },
+    ]);
   });
 
   it('DNATs through bound maps first, then any-local maps with fib, in prerouting and output', () => {
@@ -394,7 +407,7 @@ describe('verifyTable', () => {
     const broken = fakeNft((args) => (args[1] === 'list' ? ok(JSON.stringify(edited((items) => items.pop()))) : ok()));
     await expect(applyAndVerify(EXAMPLE_INPUT, { exec: broken.exec })).rejects.toMatchObject({
       code: ErrorCodes.NFT_VERIFY,
-      message: expect.stringContaining('chain input has 2 rules, expected 3'),
+      message: expect.stringContaining('chain input has 6 rules, expected 7'),
     });
     expect(await tableIntact(EXAMPLE_INPUT, { exec: fakeNft(() => missing).exec })).toBe(false);
   });
