@@ -53,6 +53,7 @@ const DAEMON_OPTIONS = {
   'dns-max-pending-per-client': { type: 'string' },
   'dns-max-tcp-per-client': { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
+  'guest-to-host': { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -101,6 +102,8 @@ Daemon options:
   --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics); loopback only
                            (127.0.0.0/8, [::1]) unless --metrics-allow-remote
   --metrics-allow-remote   let --metrics-listen use any address (no authentication; guests stay blocked)
+  --guest-to-host SPEC     a host service guests may reach, [tcp|udp:]PORT[-PORT] (repeatable), or all; by default
+                           guests reach only natd's DHCP, DNS and ping on the host
 
 Examples:
   natd --bridge virbr10
@@ -162,6 +165,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dnsMaxPendingPerClient: numberOrText(v['dns-max-pending-per-client']),
     dnsMaxTcpPerClient: numberOrText(v['dns-max-tcp-per-client']),
     metricsAllowRemote: v['metrics-allow-remote'] ? true : undefined,
+    guestToHost: v['guest-to-host'],
   };
 }
 

@@ -10,6 +10,7 @@ import { ErrorCodes, NatdError } from './errors.js';
 import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
+import type { HostService } from './nft/ruleset.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -49,6 +50,8 @@ export interface RawSettings {
   dnsMaxTcpPerClient?: unknown;
   /** let --metrics-listen take an address other than loopback (the endpoint has no authentication) */
   metricsAllowRemote?: unknown;
+  /** host services guests may reach besides DHCP/DNS/ping: [tcp|udp:]PORT[-PORT], or 'all' */
+  guestToHost?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -132,6 +135,7 @@ const settingsSchema = z
     dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(256),
     dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
     metricsAllowRemote: z.boolean().default(false),
+    guestToHost: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -179,6 +183,8 @@ export interface Config {
   readonly dnsMaxTcpPerClient: number;
   /** metricsListen may be an address other than loopback (natd's input chain still keeps guests away from it) */
   readonly metricsAllowRemote: boolean;
+  /** host services the guests may reach besides DHCP, DNS and ping; 'all' = natd rejects no guest traffic to the host */
+  readonly guestToHost: readonly HostService[] | 'all';
 }
 
 export interface MetricsListen {
@@ -314,6 +320,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   });
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
+  const guestToHost = parseGuestToHost(s.guestToHost, problems);
+
   if (problems.length) throw configError(problems);
 
   return Object.freeze({
@@ -341,6 +349,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     conflictProbe: s.conflictProbe,
     searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
     routes: Object.freeze(routes),
+    guestToHost,
     configFile,
     cacheMaxBytes: s.cacheMaxBytes,
     dnsForwardMax: s.dnsForwardMax,
@@ -348,6 +357,31 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dnsMaxTcpPerClient: s.dnsMaxTcpPerClient,
     metricsAllowRemote: s.metricsAllowRemote,
   });
+}
+
+const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;
+
+/**
+ * `--guest-to-host`: the host services guests may reach (the input chain rejects the rest, as firewalld's libvirt
+ * zone does). Each entry is [tcp|udp:]PORT[-PORT] (tcp when no protocol), or 'all' alone to reject nothing.
+ */
+function parseGuestToHost(entries: readonly string[], problems: string[]): readonly HostService[] | 'all' {
+  if (entries.includes('all')) {
+    if (entries.length > 1) problems.push(`guestToHost: 'all' cannot be combined with ports (got "${entries.join(',')}")`);
+    return 'all';
+  }
+  const services: HostService[] = [];
+  entries.forEach((text, i) => {
+    const m = HOST_SERVICE_RE.exec(text.trim().toLowerCase());
+    const first = Number(m?.[2]);
+    const last = m?.[3] === undefined ? first : Number(m[3]);
+    if (!m || first < 1 || last > 65535 || first > last) {
+      problems.push(`guestToHost.${i}: expected [tcp|udp:]PORT[-PORT] with ports 1-65535, or all (got "${text}")`);
+      return;
+    }
+    services.push(Object.freeze({ protocol: (m[1] ?? 'tcp') as 'tcp' | 'udp', ports: Object.freeze([first, last]) as readonly [number, number] }));
+  });
+  return Object.freeze(services);
 }
 
 /** Default dynamic range for a subnet: skip the first 9 hosts (gateway, static guests), end before broadcast. */

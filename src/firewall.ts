@@ -122,6 +122,7 @@ export class Firewall {
       masqueradePorts: [this.config.masqueradePorts[0], this.config.masqueradePorts[1]],
       forwards,
       allowIpv6Forward: this.config.allowIpv6Forward,
+      guestToHost: this.config.guestToHost,
     };
   }
 

@@ -76,6 +76,14 @@ export interface RulesetInput {
   forwards: PortForward[];
   /** Accept IPv6 routed through the bridge instead of rejecting it. */
   allowIpv6Forward?: boolean;
+  /** Host services guests may reach besides DHCP, DNS and ping (default none); 'all': the input chain rejects nothing. */
+  guestToHost?: readonly HostService[] | 'all';
+}
+
+/** A host port (or range) guests may reach on the host itself, e.g. tcp 2049 for an NFS export to the guests. */
+export interface HostService {
+  protocol: 'tcp' | 'udp';
+  ports: readonly [number, number];
 }
 
 /** The documented example behind rules/natd.template.json and rules/natd.nft. */
@@ -163,6 +171,13 @@ function validateInput(input: RulesetInput): [number, number] {
   validatePort(ports[1], 'masquerade port range end');
   if (ports[0] > ports[1]) invalid(`masquerade port range ${ports[0]}-${ports[1]} is empty`);
   validateForwards(input.forwards);
+  if (input.guestToHost !== 'all') {
+    for (const { ports: [first, last] } of input.guestToHost ?? []) {
+      validatePort(first, 'guest-to-host port');
+      validatePort(last, 'guest-to-host port');
+      if (first > last) invalid(`guest-to-host port range ${first}-${last} is empty`);
+    }
+  }
   return ports;
 }
 
@@ -390,6 +405,16 @@ function rejectToHost(input: RulesetInput): RuleBody {
   return { expr: [eq(iifname, input.bridge), rejectPortUnreachable], comment: 'natd: guests reach nothing else on the host' };
 }
 
+/** iifname "br0" tcp dport 2049 accept   (a host service the operator opened to the guests: --guest-to-host tcp:2049) */
+function acceptHostService(input: RulesetInput, service: HostService): RuleBody {
+  const [first, last] = service.ports;
+  const port: NftExpression = first === last ? first : { range: [first, last] };
+  return {
+    expr: [eq(iifname, input.bridge), eq({ payload: { protocol: service.protocol, field: 'dport' } }, port), accept],
+    comment: `natd: guests reach host ${service.protocol} ${first === last ? first : `${first}-${last}`}`,
+  };
+}
+
 /** Rule bodies per chain, in order. */
 export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typeof CHAIN], RuleBody[]> {
   const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
@@ -417,7 +442,7 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       acceptDns(input, 'tcp'),
       acceptPing(input),
       acceptIcmpv6(input),
-      rejectToHost(input),
+      ...(input.guestToHost === 'all' ? [] : [...(input.guestToHost ?? []).map((service) => acceptHostService(input, service)), rejectToHost(input)]),
     ],
   };
 }

@@ -32,4 +32,12 @@ describe('config validation covers what the daemon would reject later', () => {
     const config = resolveConfig({ bridge: 'virbr10', subnet: '10.10.0.1/24', forwards: ['tcp:2222=web:22', 'udp:198.51.100.1:5353=10.10.0.5:53'] });
     expect(config.forwards).toEqual(['tcp:2222=web:22', 'udp:198.51.100.1:5353=10.10.0.5:53']);
   });
+
+  it('guest-to-host entries parse to protocol and port range; junk names the field and index', () => {
+    const config = resolveConfig({ bridge: 'virbr10', guestToHost: ['2049', 'udp:5000-5010'] });
+    expect(config.guestToHost).toEqual([{ protocol: 'tcp', ports: [2049, 2049] }, { protocol: 'udp', ports: [5000, 5010] }]);
+    expect(resolveConfig({ bridge: 'virbr10', guestToHost: ['all'] }).guestToHost).toBe('all');
+    expect(problemOf({ bridge: 'virbr10', guestToHost: ['tcp:22', 'sctp:9'] })).toMatch(/guestToHost\.1: .*"sctp:9"/);
+    expect(problemOf({ bridge: 'virbr10', guestToHost: ['all', '22'] })).toMatch(/guestToHost: 'all' cannot be combined/);
+  });
 });

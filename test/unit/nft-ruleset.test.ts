@@ -154,6 +154,20 @@ describe('buildRuleset content', () => {
     ]);
   });
 
+  it('input chain: host services the operator opened (--guest-to-host) are accepted before the reject', () => {
+    const opened = rulesOf(buildRuleset({ ...EXAMPLE_INPUT, guestToHost: [{ protocol: 'tcp', ports: [2049, 2049] }, { protocol: 'udp', ports: [5000, 5010] }] }), CHAIN.input);
+    expect(opened.at(-3)!.expr).toEqual([
+      { match: { op: '==', left: { meta: { key: 'iifname' } }, right: 'br0' } },
+      { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 2049 } },
+      { accept: null },
+    ]);
+    expect(opened.at(-2)!.expr[1]).toEqual({ match: { op: '==', left: { payload: { protocol: 'udp', field: 'dport' } }, right: { range: [5000, 5010] } } });
+    expect(hasStatement(opened.at(-1)!, { reject: { type: 'icmpx', expr: 'port-unreachable' } })).toBe(true);
+    const all = rulesOf(buildRuleset({ ...EXAMPLE_INPUT, guestToHost: 'all' }), CHAIN.input);
+    expect(all.some((r) => JSON.stringify(r.expr).includes('reject'))).toBe(false);
+    expect(() => buildRuleset({ ...EXAMPLE_INPUT, guestToHost: [{ protocol: 'tcp', ports: [10, 5] }] })).toThrow(/empty/);
+  });
+
   it('DNATs through bound maps first, then any-local maps with fib, in prerouting and output', () => {
     for (const chain of [CHAIN.prerouting, CHAIN.output]) {
       const [bound, any] = rulesOf(batch, chain).map((r) => JSON.stringify(r.expr));
