@@ -32,6 +32,8 @@ export interface MetricsInput {
     upstreamFailures: number;
     /** mean upstream response time in seconds (0 before the first answer) */
     upstreamLatencyAvgSeconds: number;
+    /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
+    namesRefused?: Readonly<Record<string, number>>;
   };
   /** absent when natd manages no firewall */
   firewall?: {
@@ -119,6 +121,14 @@ function families(m: MetricsInput): Family[] {
         samples: one(m.dns.upstreamLatencyAvgSeconds),
       },
     );
+    if (m.dns.namesRefused) {
+      out.push({
+        name: 'natd_dns_names_refused_total',
+        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
+        type: 'counter',
+        samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
+      });
+    }
   }
   if (m.firewall) {
     out.push(

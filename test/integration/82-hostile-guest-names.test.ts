@@ -55,6 +55,26 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     return bound.ip;
   }
 
+  /**
+   * A udhcpc that renews `vm`'s lease and then leaves with a DHCPRELEASE: busybox sends it when stopped with -R
+   * (not when -q makes it exit by itself).
+   */
+  async function leaseThenRelease(vm: number, options: string[]): Promise<void> {
+    const log = path.join(tempDir('udhcpc-release-'), 'events.log');
+    const child = topo.spawn(topo.vm(vm).ns, [
+      'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-R', '-t', '4', '-T', '1', '-A', '1',
+      '-s', path.join(FIXTURES, 'udhcpc-script.sh'), ...options,
+    ]);
+    child.stdout!.resume();
+    child.stderr!.resume();
+    const deadline = Date.now() + 15_000;
+    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'))) {
+      if (Date.now() > deadline) throw new Error(`udhcpc in vm${vm} got no lease`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await topo.stop(child, 5000);
+  }
+
   async function startUpstream(log: string): Promise<void> {
     const child = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', log]);
     await new Promise<void>((resolve, reject) => {
@@ -100,7 +120,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     expect(await lease(VM.claimant, ['-x', 'hostname:db'])).toBe(claimant); // a renewal by the claimant
     expect((await dig('db.vm')).answers).toEqual([holder]);
 
-    await lease(VM.holder, ['-x', 'hostname:db', '-R']); // the holder leaves (DHCPRELEASE on exit)
+    await leaseThenRelease(VM.holder, ['-x', 'hostname:db']); // the holder leaves
     expect((await dig('db.vm')).status).toBe('NXDOMAIN');
     expect(await lease(VM.claimant, ['-x', 'hostname:db'])).toBe(claimant); // the waiting claimant asks again
     expect((await dig('db.vm')).answers).toEqual([claimant]);
@@ -137,8 +157,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
       const r = await dig('com', type);
       // natd passed the question on (the fake upstream refuses it); it did not make up an authoritative answer
       expect(upstreamQueries().slice(before), `com ${type}`).toEqual([`udp com ${type}`]);
-      expect(r.flags, `com ${type}`).not.toContain('aa');
-      expect(r.status, `com ${type}`).not.toBe('NOERROR');
+      expect(r.status, `com ${type}`).toBe('REFUSED'); // the fake upstream's answer, not an empty NOERROR
     }
     for (const query of ['com', `com.${DOMAIN}`]) expect((await dig(query)).answers, query).not.toContain(address);
     expect((await dig(`com.${DOMAIN}`)).status).toBe('NXDOMAIN');

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { formatHostsfile, parseHostsfile, sanitizeHostname } from '../../src/dhcp/hostsfile.js';
 import { formatIpv4, parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
 import type { Reservation } from '../../src/dhcp/types.js';
+import { deniedNameReason } from '../../src/dns/denied-names.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/dnsmasq-hostsfile.txt', import.meta.url));
 const subnet = parseCidr('10.10.0.1/24')!.subnet;
@@ -96,7 +97,7 @@ describe('formatHostsfile', () => {
         mac: fc.uint8Array({ minLength: 6, maxLength: 6 }).map((b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':')),
         address: fc.integer({ min: 0, max: 0xffffffff }),
         // names that read as lease times (`12`, `1h`) are ambiguous in the dnsmasq format and excluded
-        hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n)),
+        hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n) && deniedNameReason(n) === undefined),
       },
       { requiredKeys: ['mac', 'address'] },
     );
