@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -105,9 +105,10 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     expect((await dig('db')).answers).toEqual([holder]);
     const reverse = await dig(claimant.split('.').reverse().join('.') + '.in-addr.arpa', 'PTR');
     expect(reverse.answers).not.toContain('db.vm.');
-    // the refusal is counted
-    const refused = natd.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes('name refused'));
-    expect(refused.length).toBeGreaterThan(0);
+    // the refusal is logged and counted
+    expect(natd.logs.some((l) => l.msg === 'name refused: a guest claimed a host name it may not have' && l.name === 'db')).toBe(true);
+    const metrics = await topo.run(topo.host, [process.execPath, NATD_CLI, 'metrics', '--control-socket', natd.controlSocket]);
+    expect(metrics.stdout).toMatch(/^natd_dns_names_refused_total\{bridge="br0",reason="held"\} [1-9]/m);
   }, 60_000);
 
   it('row 6: `db` stays with its first holder across a natd restart and the claimant renewing; it is free once the holder releases', async () => {
