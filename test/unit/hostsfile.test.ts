@@ -66,6 +66,15 @@ describe('parseHostsfile', () => {
     expect(problems.map((p) => p.line)).toEqual([1, 2, 3, 4]);
   });
 
+  it('loads a reservation whose name is on the deny list without the name, and says so with the line', () => {
+    const { reservations, problems } = parseHostsfile('52:54:00:00:00:01,10.10.0.5,db\n52:54:00:00:00:02,10.10.0.6,wpad\n', 'f');
+    expect(reservations).toEqual([
+      { mac: '52:54:00:00:00:01', address: parseIpv4('10.10.0.5'), hostname: 'db' },
+      { mac: '52:54:00:00:00:02', address: parseIpv4('10.10.0.6') },
+    ]);
+    expect(problems).toEqual([{ file: 'f', line: 2, message: expect.stringContaining("host name 'wpad' is a special-use name") }]);
+  });
+
   it('never throws, and every non-blank line yields a reservation or a problem', () => {
     const field = fc.oneof(
       fc.constantFrom('52:54:00:be:0a:f3', '52:54:00:BE:A:F4', '10.10.0.5', '10.10.0.300', 'web', 'Web_1', 'infinite', '12h', 'id:*', 'set:x', '[::1]', '#', ' ', ''),
