@@ -35,6 +35,7 @@ import { DnsServer } from './dns/server.js';
 import { BatchUdpTransport } from './dns/udp-transport.js';
 import { parseResolvConf, watchResolvConf } from './dns/resolv-conf.js';
 import { LeaseNames } from './lease-names.js';
+import { deniedNameReason } from './dns/denied-names.js';
 import { Firewall } from './firewall.js';
 import { dnsLimitMetrics, formatPrometheus, PROMETHEUS_CONTENT_TYPE, type MetricsInput } from './ops/metrics.js';
 import { registerWithResolved } from './ops/resolved.js';
@@ -192,7 +193,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
     if (config.dns) {
       localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: bridge.gateway });
-      leaseNames = new LeaseNames(localNames);
+      leaseNames = new LeaseNames(localNames, { logger, now, leaseOf: (clientId) => core?.leases.getByClient(clientId) });
       leaseNames.setReservations(reservations);
       leaseNames.restore(core.leases.all());
       localNames.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
@@ -251,8 +252,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       socket,
       bridge: config.bridge,
       core: dhcpCore,
-      commit: (changes) => store!.commit(changes),
-      onCommitted: (changes) => leaseNames?.apply(changes),
+      // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12)
+      commit: (changes) => store!.commit(leaseNames ? leaseNames.settle(changes) : changes),
       setNeighbour,
       logger,
       now,
@@ -353,6 +354,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       throw new NatdError(ErrorCodes.CONFIG, `address: ${formatIpv4(address)} is not a guest address of ${formatSubnet(bridge!.subnet)}`);
     if (rawName !== undefined && hostname !== rawName.toLowerCase())
       throw new NatdError(ErrorCodes.CONFIG, `hostname: "${rawName}" is not a DNS label (letters, digits, '-')`);
+    const denied = hostname === undefined ? undefined : deniedNameReason(hostname);
+    if (denied) throw new NatdError(ErrorCodes.CONFIG, `hostname: "${hostname}" is ${denied}; natd never publishes it`);
     const clash = reservations.find((r) => r.mac === mac || r.address === address || (hostname && r.hostname === hostname));
     if (clash) throw new NatdError(ErrorCodes.CONFIG, `conflicts with the ${clash.source} reservation ${clash.mac},${formatIpv4(clash.address)}${clash.hostname ? ',' + clash.hostname : ''}`);
     const holder = core!.leases.getByAddress(address);
@@ -427,7 +430,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0 },
       ...(dnsStats && up
         ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000,
-            ...dnsLimitMetrics(dnsStats, cache?.stats(), up) } }
+            ...dnsLimitMetrics(dnsStats, cache?.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}) } }
         : {}),
       ...(firewall ? { firewall: firewall.counters() } : {}),
       ...(control ? { control: control.stats() } : {}),
@@ -462,7 +465,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       subnet: bridge ? formatSubnet(bridge.subnet) : undefined,
       gateway: bridge ? formatIpv4(bridge.gateway) : undefined,
       dhcp: { ...dhcp?.stats(), ...core?.stats() },
-      dns: dns ? { ...dns.stats(), cache: cache?.stats(), cacheEntries: cache?.size, upstream: upstream?.stats() } : undefined,
+      dns: dns ? { ...dns.stats(), cache: cache?.stats(), cacheEntries: cache?.size, upstream: upstream?.stats(), namesRefused: leaseNames?.refusals } : undefined,
       firewall: firewall?.status(),
       control: control?.stats(),
     };

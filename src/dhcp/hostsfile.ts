@@ -7,6 +7,7 @@
  * still loads (first definition wins on a conflict), like dnsmasq does on SIGHUP.
  */
 import { sanitizeHostname } from '../net/hostname.js';
+import { deniedNameReason } from '../dns/denied-names.js';
 import type { Reservation } from './types.js';
 import { formatIpv4, normalizeMac, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 
@@ -76,7 +77,9 @@ function parseLine(text: string): ParsedLine {
   const name = names[0];
   if (name !== undefined) {
     const label = sanitizeHostname(name);
+    const denied = label === undefined ? undefined : deniedNameReason(label);
     if (label === undefined) notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
+    else if (denied) notes.push(`host name '${name}' is ${denied}, which natd never publishes; reservation loaded without a name`);
     else {
       if (label !== name.toLowerCase()) notes.push(`host name '${name}' used as '${label}'`);
       reservation.hostname = label;

@@ -5,9 +5,13 @@
  *
  * Intended use by the server: `lookup(question)` first; when it returns undefined, `policyFor(question)` decides:
  * 'forward' → upstream; anything else → NXDOMAIN answered locally, never forwarded.
+ *
+ * natd never speaks for a top-level domain or for a name above its own domain (issue 12, row 6): such names are
+ * neither published (denied-names.ts) nor answered here, so their DS/NS/DNSKEY/SOA questions go upstream.
  */
 import { formatIpv4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
 import type { LocalRecord } from './answers.js';
+import { DEFAULT_GATEWAY_NAME, deniedNameReason, isTopLevelDomain } from './denied-names.js';
 import { DNS_CLASS_IN, DnsRcode, DnsType, type DnsQuestion } from './types.js';
 
 export type HostSource = 'lease' | 'reservation' | 'static';
@@ -36,11 +40,23 @@ export interface LocalNamesOptions {
   ttlSeconds?: number;
 }
 
-interface HostEntry {
+/** Who claimed a name: the lease's client for 'lease' entries, the reserved MAC for 'reservation' entries. */
+export interface NameOwner {
+  clientId?: string;
+  mac?: string;
+}
+
+interface HostEntry extends NameOwner {
   name: string;
   address: number;
   source: EntrySource;
 }
+
+/** The entry that answers for a name, as LeaseNames needs it to decide a claim. */
+export type NameHolder = Readonly<HostEntry>;
+
+/** Why setHost would not publish a name: not a host name at all, or on the deny list (denied-names.ts). */
+export type NameRefusal = 'invalid' | 'denied';
 
 /**
  * What an index holds under one key: the entry itself in the usual case (one VM, one name, one address), an array
@@ -127,9 +143,11 @@ export function namePolicy(opts: { domain?: string; subnet: Subnet }): (question
   const domain = normalizeDomain(opts.domain);
   const domainSuffix = domain ? `.${domain}` : undefined;
   const { subnet } = opts;
+  // a domain that is itself a TLD (an operator's choice) keeps its names, but its apex stays the root's to answer
+  const apexIsTld = domain !== undefined && isTopLevelDomain(domain);
   return (question) => {
     const name = normalizeName(question.name);
-    if (domain && (name === domain || name.endsWith(domainSuffix!))) return 'local';
+    if (domain && ((name === domain && !apexIsTld) || name.endsWith(domainSuffix!))) return 'local';
     const zone = reverseZone(name);
     if (zone) {
       if (blockInside(zone, subnet)) return 'local';
@@ -149,24 +167,42 @@ export class LocalNames {
   private readonly domainSuffix: string | undefined;
   private readonly subnet: Subnet;
   private readonly ttl: number;
+  private readonly gatewayName: string;
+  /** the domain is itself a TLD: its apex is not answered here */
+  private readonly apexIsTld: boolean;
 
   constructor(opts: LocalNamesOptions) {
     this.domain = normalizeDomain(opts.domain);
     this.domainSuffix = this.domain ? `.${this.domain}` : undefined;
+    this.apexIsTld = this.domain !== undefined && isTopLevelDomain(this.domain);
     this.subnet = opts.subnet;
     this.ttl = opts.ttlSeconds ?? 0;
-    this.add({ name: this.hostKey(opts.gatewayName ?? 'gateway'), address: opts.gatewayAddress >>> 0, source: 'gateway' });
+    this.gatewayName = this.hostKey(opts.gatewayName ?? DEFAULT_GATEWAY_NAME);
+    this.add({ name: this.gatewayName, address: opts.gatewayAddress >>> 0, source: 'gateway' });
+  }
+
+  /** Why `name` (with or without the local domain) cannot be published, or undefined when it can. */
+  refusalOf(name: string): NameRefusal | undefined {
+    const key = this.hostKey(name);
+    if (!isValidHostName(key)) return 'invalid';
+    return deniedNameReason(key, this.gatewayName) === undefined && key !== this.domain ? undefined : 'denied';
+  }
+
+  /** The entry that answers for `name` now (highest-ranking source, first claimed), or undefined. */
+  holderOf(name: string): NameHolder | undefined {
+    return this.winners(this.byName.get(this.hostKey(name)))[0];
   }
 
   /**
    * Publishes `name` → `address`. A lease or reservation name has one address (the latest wins) and an address
-   * one lease/reservation name; static names may have several addresses (hosts files repeat names).
-   * Returns false, changing nothing, when the name is not a valid host name (guests send anything).
+   * one lease/reservation name; static names may have several addresses (hosts files repeat names). `owner` records
+   * who claimed it (LeaseNames decides claims by it). Returns false, changing nothing, when the name is not a valid
+   * host name (guests send anything) or is on the deny list.
    */
-  setHost(name: string, address: number, source: HostSource): boolean {
+  setHost(name: string, address: number, source: HostSource, owner: NameOwner = {}): boolean {
     const key = this.hostKey(name);
-    if (!isValidHostName(key)) return false;
-    const entry: HostEntry = { name: key, address: address >>> 0, source };
+    if (this.refusalOf(key) !== undefined) return false;
+    const entry: HostEntry = { name: key, address: address >>> 0, source, ...owner };
     if (source === 'static') {
       if (entriesIn(this.byName.get(key)).some((e) => e.source === source && e.address === entry.address)) return true;
     } else {
@@ -177,6 +213,11 @@ export class LocalNames {
     }
     this.add(entry);
     return true;
+  }
+
+  /** Unpublishes the lease claims on `name` from clients other than `mac` (a reservation gave `mac` the name). */
+  removeLeaseClaimsExcept(name: string, mac: string): void {
+    this.removeWhere((e) => e.source === 'lease' && e.mac !== mac, entriesIn(this.byName.get(this.hostKey(name))));
   }
 
   /** Unpublishes whatever names `source` gave `address`. */
@@ -217,6 +258,7 @@ export class LocalNames {
     if (zone) return zone.exact && zone.prefix === 32 ? this.lookupAddress(zone.network, question.type) : undefined;
 
     const domain = this.domain;
+    if (this.isTldOrAboveDomain(name)) return undefined; // never natd's to answer, whatever was published
     if (domain && name === domain) return answer(DnsRcode.NOERROR, []); // the zone apex exists, holds no A
     const inDomain = domain !== undefined && name.endsWith(this.domainSuffix!);
     const entries = this.winners(this.byName.get(inDomain ? name.slice(0, -domain.length - 1) : name));
@@ -242,6 +284,12 @@ export class LocalNames {
     if (entries.length === 0) return NO_ENTRIES;
     const top = Math.max(...entries.map((e) => PRECEDENCE[e.source]));
     return entries.filter((e) => PRECEDENCE[e.source] === top);
+  }
+
+  /** A top-level domain, or an ancestor of the local domain (`com` or `example.com` when it is `vm.example.com`). */
+  private isTldOrAboveDomain(name: string): boolean {
+    if (!name.includes('.')) return isTopLevelDomain(name) || (name === this.domain && this.apexIsTld);
+    return this.domain !== undefined && this.domain.endsWith(`.${name}`);
   }
 
   /** Table key: normalized, with the local domain stripped so "vm1" and "vm1.<domain>" are one host. */
@@ -331,8 +379,10 @@ export function parseHostsFormat(text: string, file: string): { entries: HostsEn
     const names: string[] = [];
     for (const field of nameFields) {
       const name = normalizeName(field);
-      if (isValidHostName(name)) names.push(name);
-      else problems.push({ file, line, message: `"${field}" is not a valid host name` });
+      const denied = deniedNameReason(name);
+      if (!isValidHostName(name)) problems.push({ file, line, message: `"${field}" is not a valid host name` });
+      else if (denied) problems.push({ file, line, message: `"${field}" is ${denied}; natd never publishes it` });
+      else names.push(name);
     }
     if (nameFields.length === 0) problems.push({ file, line, message: `no name for ${addressText}` });
     if (names.length > 0) entries.push({ address, names });

@@ -40,6 +40,8 @@ export interface MetricsInput {
     /** times a limit refused something, by limit (client-pending, client-tcp-connections, tcp-connections,
      *  tcp-unsent, forward-max) */
     limited?: Readonly<Record<string, number>>;
+    /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
+    namesRefused?: Readonly<Record<string, number>>;
   };
   /** absent when natd manages no firewall */
   firewall?: {
@@ -139,6 +141,14 @@ function families(m: MetricsInput): Family[] {
     if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
     if (m.dns.limited) {
       out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
+    }
+    if (m.dns.namesRefused) {
+      out.push({
+        name: 'natd_dns_names_refused_total',
+        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
+        type: 'counter',
+        samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
+      });
     }
   }
   if (m.firewall) {

@@ -61,15 +61,15 @@ describe('LocalNames', () => {
   it('shows lease changes at once: renames, removals, a second guest with the same name', () => {
     const local = names();
     local.setHost('old', ip('10.10.0.5'), 'lease');
-    local.setHost('new', ip('10.10.0.5'), 'lease'); // same guest, new hostname
+    local.setHost('renamed', ip('10.10.0.5'), 'lease'); // same guest, new hostname
     expect(local.lookup(q('old.lan'))?.rcode).toBe(DnsRcode.NXDOMAIN);
-    expect(local.lookup(q(reverseName(ip('10.10.0.5')), DnsType.PTR))?.records).toEqual(ptrRecord('new.lan'));
+    expect(local.lookup(q(reverseName(ip('10.10.0.5')), DnsType.PTR))?.records).toEqual(ptrRecord('renamed.lan'));
 
-    local.setHost('new', ip('10.10.0.6'), 'lease'); // another guest took the name
-    local.removeHost('new', ip('10.10.0.5'), 'lease'); // the first guest's lease expires later
-    expect(local.lookup(q('new'))?.records).toEqual(aRecords(['10.10.0.6']));
-    local.removeHost('new');
-    expect(local.lookup(q('new.lan'))?.rcode).toBe(DnsRcode.NXDOMAIN);
+    local.setHost('renamed', ip('10.10.0.6'), 'lease'); // another guest took the name
+    local.removeHost('renamed', ip('10.10.0.5'), 'lease'); // the first guest's lease expires later
+    expect(local.lookup(q('renamed'))?.records).toEqual(aRecords(['10.10.0.6']));
+    local.removeHost('renamed');
+    expect(local.lookup(q('renamed.lan'))?.rcode).toBe(DnsRcode.NXDOMAIN);
     local.removeHost('gateway');
     expect(local.lookup(q('gateway'))?.records).toEqual(aRecords(['10.10.0.1']));
   });
@@ -145,5 +145,70 @@ describe('policyFor', () => {
     expect(policyFor(q('', DnsType.NS), opts)).toBe('forward');
     expect(policyFor(q('example.com'), opts)).toBe('forward');
     expect(policyFor(q('printer.lan'), { subnet })).toBe('forward'); // no local domain configured
+  });
+});
+
+describe('LocalNames never speaks for a TLD or above its domain (issue 12, row 6)', () => {
+  const DNSSEC_TYPES = [DnsType.NS, DnsType.SOA, 43 /* DS */, 48 /* DNSKEY */];
+
+  it('refuses denied names from any source: special-use names, the gateway, TLDs, the domain itself', () => {
+    const local = names();
+    for (const name of ['localhost', 'wpad', 'WPAD.lan', 'isatap', 'local', 'gateway', 'com', 'net.', 'xn--fiqs8s', 'lan']) {
+      expect(local.refusalOf(name), name).toBe('denied');
+      expect(local.setHost(name, ip('10.10.0.9'), 'static'), name).toBe(false);
+    }
+    expect(local.refusalOf('has space')).toBe('invalid');
+    expect(local.refusalOf('db')).toBeUndefined();
+    expect(local.lookup(q(reverseName(ip('10.10.0.9')), DnsType.PTR))?.rcode).toBe(DnsRcode.NXDOMAIN);
+    expect(local.lookup(q('localhost'))).toBeUndefined();
+    expect(local.lookup(q('wpad.lan'))?.rcode).toBe(DnsRcode.NXDOMAIN);
+  });
+
+  it('leaves TLD questions (DS/NS/DNSKEY/SOA) to the upstream, but answers a guest name under the domain', () => {
+    const local = names();
+    local.setHost('db', ip('10.10.0.5'), 'lease');
+    for (const type of DNSSEC_TYPES) {
+      expect(local.lookup(q('com', type))).toBeUndefined();
+      expect(policyFor(q('com', type), { domain: 'lan', subnet })).toBe('forward');
+      expect(local.lookup(q('db.lan', type))).toEqual({ rcode: DnsRcode.NOERROR, records: [], authoritative: true });
+    }
+  });
+
+  it('does not answer the ancestors of a multi-label domain, even for an operator entry', () => {
+    const local = names('vm.example.com');
+    expect(local.setHost('example.com', ip('10.10.0.7'), 'static')).toBe(true); // an operator's choice to publish
+    for (const name of ['example.com', 'com']) for (const type of [DnsType.A, ...DNSSEC_TYPES]) expect(local.lookup(q(name, type)), name).toBeUndefined();
+    expect(local.lookup(q('vm.example.com', DnsType.SOA))?.rcode).toBe(DnsRcode.NOERROR); // its own apex
+  });
+
+  it('keeps a domain that is itself a TLD for its names, but not its apex', () => {
+    const local = names('dev');
+    local.setHost('db', ip('10.10.0.5'), 'lease');
+    expect(local.lookup(q('db.dev'))?.records).toEqual(aRecords(['10.10.0.5']));
+    for (const type of DNSSEC_TYPES) {
+      expect(local.lookup(q('dev', type))).toBeUndefined();
+      expect(policyFor(q('dev', type), { domain: 'dev', subnet })).toBe('forward');
+    }
+    expect(policyFor(q('nothere.dev'), { domain: 'dev', subnet })).toBe('local');
+  });
+
+  it('tells who holds a name: the winning source, with the claimant', () => {
+    const local = names();
+    local.setHost('db', ip('10.10.0.5'), 'lease', { clientId: '01aa', mac: '52:54:00:00:00:01' });
+    expect(local.holderOf('db.lan')).toMatchObject({ source: 'lease', address: ip('10.10.0.5'), clientId: '01aa' });
+    local.setHost('db', ip('10.10.0.6'), 'reservation', { mac: '52:54:00:00:00:02' });
+    expect(local.holderOf('db')).toMatchObject({ source: 'reservation', mac: '52:54:00:00:00:02' });
+    local.removeLeaseClaimsExcept('db', '52:54:00:00:00:02');
+    local.clearSource('reservation');
+    expect(local.holderOf('db')).toBeUndefined();
+  });
+
+  it('reports denied names in a hosts file with file and line, and loads the rest', () => {
+    const parsed = parseHostsFormat('10.10.0.7 wpad fileserver\n10.10.0.8 localhost\n', '/etc/natd/hosts');
+    expect(parsed.entries).toEqual([{ address: ip('10.10.0.7'), names: ['fileserver'] }]);
+    expect(parsed.problems).toEqual([
+      { file: '/etc/natd/hosts', line: 1, message: expect.stringContaining('"wpad" is a special-use name') },
+      { file: '/etc/natd/hosts', line: 2, message: expect.stringContaining('"localhost" is a special-use name') },
+    ]);
   });
 });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { formatHostsfile, parseHostsfile, sanitizeHostname } from '../../src/dhcp/hostsfile.js';
 import { formatIpv4, parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
 import type { Reservation } from '../../src/dhcp/types.js';
+import { deniedNameReason } from '../../src/dns/denied-names.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/dnsmasq-hostsfile.txt', import.meta.url));
 const subnet = parseCidr('10.10.0.1/24')!.subnet;
@@ -65,6 +66,15 @@ describe('parseHostsfile', () => {
     expect(problems.map((p) => p.line)).toEqual([1, 2, 3, 4]);
   });
 
+  it('loads a reservation whose name is on the deny list without the name, and says so with the line', () => {
+    const { reservations, problems } = parseHostsfile('52:54:00:00:00:01,10.10.0.5,db\n52:54:00:00:00:02,10.10.0.6,wpad\n', 'f');
+    expect(reservations).toEqual([
+      { mac: '52:54:00:00:00:01', address: parseIpv4('10.10.0.5'), hostname: 'db' },
+      { mac: '52:54:00:00:00:02', address: parseIpv4('10.10.0.6') },
+    ]);
+    expect(problems).toEqual([{ file: 'f', line: 2, message: expect.stringContaining("host name 'wpad' is a special-use name") }]);
+  });
+
   it('never throws, and every non-blank line yields a reservation or a problem', () => {
     const field = fc.oneof(
       fc.constantFrom('52:54:00:be:0a:f3', '52:54:00:BE:A:F4', '10.10.0.5', '10.10.0.300', 'web', 'Web_1', 'infinite', '12h', 'id:*', 'set:x', '[::1]', '#', ' ', ''),
@@ -96,7 +106,7 @@ describe('formatHostsfile', () => {
         mac: fc.uint8Array({ minLength: 6, maxLength: 6 }).map((b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':')),
         address: fc.integer({ min: 0, max: 0xffffffff }),
         // names that read as lease times (`12`, `1h`) are ambiguous in the dnsmasq format and excluded
-        hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n)),
+        hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n) && deniedNameReason(n) === undefined),
       },
       { requiredKeys: ['mac', 'address'] },
     );

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LeaseNames } from '../../src/lease-names.js';
+import { LeaseNames, type LeaseNamesOptions } from '../../src/lease-names.js';
+import type { LogFields, Logger } from '../../src/log.js';
 import { LocalNames } from '../../src/dns/local-names.js';
 import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
 import { DnsType } from '../../src/dns/types.js';
@@ -8,17 +9,24 @@ import { parseCidr, parseIpv4, reverseName } from '../../src/net/ipv4.js';
 const { address: gateway, subnet } = parseCidr('10.10.0.1/24')!;
 const ip = (text: string) => parseIpv4(text)!;
 
-function setup() {
+function setup(opts: LeaseNamesOptions = {}) {
   const local = new LocalNames({ domain: 'vm', subnet, gatewayAddress: gateway });
-  const names = new LeaseNames(local);
+  const names = new LeaseNames(local, opts);
   const addressOf = (name: string) => local.lookup({ name, type: DnsType.A, class: 1 })?.records.map((r) => r.data);
   const nameOf = (address: string) => local.lookup({ name: reverseName(ip(address)), type: DnsType.PTR, class: 1 })?.records.map((r) => r.data);
   return { local, names, addressOf, nameOf };
 }
 
-const lease = (clientId: string, address: string, hostname?: string): Lease => ({
-  clientId, mac: '52:54:00:00:00:01', address: ip(address), expiresAt: 1e12, ...(hostname ? { hostname } : {}),
+const lease = (clientId: string, address: string, hostname?: string, mac = '52:54:00:00:00:01'): Lease => ({
+  clientId, mac, address: ip(address), expiresAt: 1e12, ...(hostname ? { hostname } : {}),
 });
+
+/** A Logger that keeps the rate-limited warnings it is given. */
+function recordingLogger(): Logger & { limited: { key: string; msg: string; fields: LogFields | undefined }[] } {
+  const limited: { key: string; msg: string; fields: LogFields | undefined }[] = [];
+  const ignore = () => {};
+  return { debug: ignore, info: ignore, warn: ignore, error: ignore, warnLimited: (key, msg, fields) => limited.push({ key, msg, fields }), limited };
+}
 const bind = (l: Lease): LeaseChange => ({ kind: 'bind', lease: l });
 const release = (clientId: string, address: string): LeaseChange => ({ kind: 'release', clientId, address: ip(address) });
 
@@ -36,18 +44,18 @@ describe('LeaseNames', () => {
     expect(nameOf('10.10.0.10')).toEqual([]);
   });
 
-  it('drops the old name when an address is renamed, and moves a name to its newest address', () => {
+  it('lets a client rename itself and move address with its name, but never moves a name to another client', () => {
     const { names, addressOf, nameOf } = setup();
     names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
     names.apply([bind(lease('01aa', '10.10.0.10', 'www'))]);
     expect(addressOf('web.vm')).toEqual([]);
     expect(addressOf('www.vm')).toEqual(['10.10.0.10']);
+    names.apply([bind(lease('01aa', '10.10.0.11', 'www'))]); // same client, new address
+    expect(addressOf('www')).toEqual(['10.10.0.11']);
 
-    names.apply([bind(lease('01bb', '10.10.0.20', 'www'))]);
-    expect(addressOf('www')).toEqual(['10.10.0.20']);
-    expect(nameOf('10.10.0.10')).toEqual([]);
-    names.apply([release('01aa', '10.10.0.10')]); // the old holder leaving does not take the name with it
-    expect(addressOf('www')).toEqual(['10.10.0.20']);
+    names.apply([bind(lease('01bb', '10.10.0.20', 'www', '52:54:00:00:00:02'))]);
+    expect(addressOf('www')).toEqual(['10.10.0.11']);
+    expect(nameOf('10.10.0.20')).toEqual([]);
   });
 
   it('leaves an address unnamed when its lease loses its name or carries an unusable one', () => {
@@ -59,13 +67,81 @@ describe('LeaseNames', () => {
     names.apply([bind(lease('01aa', '10.10.0.10'))]);
     expect(addressOf('web.vm')).toEqual([]);
   });
+});
 
-  it('lets reservation names win over lease names, and replaces reservations as a whole', () => {
+describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', () => {
+  it('refuses a second client the name, counts and logs it, and journals its lease without the name', () => {
+    const logger = recordingLogger();
+    const { names, addressOf } = setup({ logger });
+    const holder = lease('01aa', '10.10.0.10', 'db');
+    const claimant = lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02');
+    expect(names.settle([bind(holder)])).toEqual([bind(holder)]);
+    const journaled = names.settle([bind(claimant)]);
+    expect(journaled).toEqual([bind(lease('01bb', '10.10.0.20', undefined, '52:54:00:00:00:02'))]);
+    expect(addressOf('db.vm')).toEqual(['10.10.0.10']);
+    expect(names.refusals).toEqual({ held: 1, reserved: 0, denied: 0 });
+    expect(logger.limited).toEqual([expect.objectContaining({ key: 'dns:name-refused:held', fields: expect.objectContaining({ name: 'db', address: '10.10.0.20', holderAddress: '10.10.0.10' }) })]);
+
+    names.settle([bind(holder), bind(claimant)]); // both renew: nothing moves
+    expect(addressOf('db')).toEqual(['10.10.0.10']);
+    expect(names.refusals.held).toBe(2);
+  });
+
+  it('frees the name when its holder leaves; the waiting claimant gets it when it next claims it, not before', () => {
     const { names, addressOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.50', 'db'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'db')), bind(lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02'))]);
+    names.settle([release('01aa', '10.10.0.10')]);
+    expect(addressOf('db.vm')).toEqual([]);
+    names.settle([bind(lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02'))]); // its renewal
+    expect(addressOf('db.vm')).toEqual(['10.10.0.20']);
+  });
+
+  it("frees a name whose holder's lease ended without a release reaching it (a sweep that reported nothing)", () => {
+    const live = new Map<string, Lease>();
+    const { names, addressOf } = setup({ leaseOf: (clientId) => live.get(clientId), now: () => 1000 });
+    const holder = lease('01aa', '10.10.0.10', 'db');
+    live.set('01aa', holder);
+    names.settle([bind(holder)]);
+    names.settle([bind(lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02'))]);
+    expect(addressOf('db')).toEqual(['10.10.0.10']);
+    live.delete('01aa');
+    names.settle([bind(lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02'))]);
+    expect(addressOf('db')).toEqual(['10.10.0.20']);
+  });
+
+  it('restores in journal order so the first holder wins again (a journal written before this policy included)', () => {
+    const { names, addressOf } = setup();
+    names.restore([lease('01aa', '10.10.0.10', 'db'), lease('01bb', '10.10.0.20', 'db', '52:54:00:00:00:02')]);
+    expect(addressOf('db.vm')).toEqual(['10.10.0.10']);
+  });
+
+  it("gives a reserved name only to the reserved MAC: other clients' leases neither take nor keep it", () => {
+    const { names, addressOf, nameOf } = setup();
+    names.apply([bind(lease('01aa', '10.10.0.50', 'db'))]); // 52:54:00:00:00:01
     names.setReservations([{ mac: '52:54:00:00:00:09', address: ip('10.10.0.9'), hostname: 'db' }]);
     expect(addressOf('db')).toEqual(['10.10.0.9']);
-    names.setReservations([]);
-    expect(addressOf('db')).toEqual(['10.10.0.50']);
+    expect(nameOf('10.10.0.50')).toEqual([]);
+    const journaled = names.settle([bind(lease('01aa', '10.10.0.50', 'db'))]);
+    expect(journaled[0]).toEqual(bind(lease('01aa', '10.10.0.50')));
+    expect(names.refusals.reserved).toBe(1);
+    names.settle([bind(lease('01cc', '10.10.0.9', 'db', '52:54:00:00:00:09'))]); // the reserved machine itself
+    expect(nameOf('10.10.0.9')).toEqual(['db.vm']);
+    expect(names.refusals.reserved).toBe(1);
+
+    names.setReservations([]); // the lease that lost the name does not get it back behind anyone's back
+    expect(addressOf('db')).toEqual(['10.10.0.9']); // the reserved machine's own lease still claims it
+  });
+
+  it('never publishes denied names: localhost, wpad, isatap, the gateway, TLDs (bare, with the domain, any case)', () => {
+    const { names, addressOf, nameOf } = setup();
+    const denied = ['localhost', 'wpad', 'WPAD.vm', 'isatap', 'gateway', 'com', 'org', 'xn--p1ai', 'vm'];
+    denied.forEach((name, i) => {
+      const l = lease(`01a${i}`, `10.10.0.${30 + i}`, name, `52:54:00:00:01:0${i}`);
+      expect(names.settle([bind(l)])[0], name).toEqual(bind(lease(`01a${i}`, `10.10.0.${30 + i}`, undefined, `52:54:00:00:01:0${i}`)));
+      expect(nameOf(`10.10.0.${30 + i}`), name).toEqual([]);
+    });
+    expect(names.refusals.denied).toBe(denied.length);
+    expect(addressOf('gateway.vm')).toEqual(['10.10.0.1']);
+    for (const name of ['localhost', 'wpad', 'wpad.vm', 'isatap.vm', 'com.vm']) expect(addressOf(name) ?? [], name).toEqual([]);
   });
 });
