@@ -46,6 +46,7 @@ const DAEMON_OPTIONS = {
   'metrics-listen': { type: 'string' },
   'allow-ipv6-forward': { type: 'boolean' },
   'no-ping': { type: 'boolean' },
+  'dhcp-max-declined': { type: 'string' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   json: { type: 'boolean' },
@@ -89,6 +90,7 @@ Daemon options:
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
   --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
   --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
+  --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
 
 Examples:
   natd --bridge virbr10
@@ -120,6 +122,13 @@ async function parseDaemonArgs(args: string[]) {
   }
 }
 
+/** A numeric flag as a number when it reads as one, else its text (so the config error shows what was given). */
+function numeric(text: string | undefined): number | string | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  return text.trim() !== '' && Number.isFinite(n) ? n : text;
+}
+
 /** Flags → raw settings (same names as the config file). */
 export function settingsFromFlags(v: DaemonValues): RawSettings {
   const cacheSize = v['cache-size'] !== undefined ? Number(v['cache-size']) : undefined;
@@ -145,6 +154,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     conflictProbe: v['no-ping'] ? false : undefined,
     searchDomains: v['search-domain'],
     routes: v.route,
+    dhcpMaxDeclinedPercent: numeric(v['dhcp-max-declined']),
   };
 }
 

@@ -40,6 +40,8 @@ export interface RawSettings {
   searchDomains?: unknown;
   routes?: unknown;
   conflictProbe?: unknown;
+  /** issue 12: bound on quarantined (declined) addresses */
+  dhcpMaxDeclinedPercent?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -105,6 +107,8 @@ const settingsSchema = z
       .string()
       .regex(/^[\d.]+:\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153')
       .optional(),
+    // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
+    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
   })
   .strict();
 
@@ -142,6 +146,8 @@ export interface Config {
   readonly metricsListen: string | undefined;
   /** where the config file was, when one was given (SIGHUP re-reads it) */
   readonly configFile: string | undefined;
+  /** most declined addresses quarantined at once, in percent of the DHCP range (at least one address) */
+  readonly dhcpMaxDeclinedPercent: number;
 }
 
 function configError(problems: string[]): NatdError {
@@ -260,6 +266,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
     routes: Object.freeze(routes),
     configFile,
+    dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
   });
 }
 

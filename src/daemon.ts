@@ -234,6 +234,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
         leaseTimeSeconds: config.leaseTimeSeconds,
         rangeStart: range.start,
         rangeEnd: range.end,
+        maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
       },
       reservations,
       conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
