@@ -46,6 +46,7 @@ const DAEMON_OPTIONS = {
   'metrics-listen': { type: 'string' },
   'allow-ipv6-forward': { type: 'boolean' },
   'no-ping': { type: 'boolean' },
+  'dhcp-max-declined': { type: 'string' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   'cache-max-bytes': { type: 'string' },
@@ -104,6 +105,7 @@ Daemon options:
   --metrics-allow-remote   let --metrics-listen use any address (no authentication; guests stay blocked)
   --guest-to-host SPEC     a host service guests may reach, [tcp|udp:]PORT[-PORT] (repeatable), or all; by default
                            guests reach only natd's DHCP, DNS and ping on the host
+  --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
 
 Examples:
   natd --bridge virbr10
@@ -166,6 +168,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dnsMaxTcpPerClient: numberOrText(v['dns-max-tcp-per-client']),
     metricsAllowRemote: v['metrics-allow-remote'] ? true : undefined,
     guestToHost: v['guest-to-host'],
+    dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
   };
 }
 

@@ -53,6 +53,8 @@ export interface RawSettings {
   metricsAllowRemote?: unknown;
   /** host services guests may reach besides DHCP/DNS/ping: [tcp|udp:]PORT[-PORT], or 'all' */
   guestToHost?: unknown;
+  /** issue 12: bound on quarantined (declined) addresses */
+  dhcpMaxDeclinedPercent?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -137,6 +139,8 @@ const settingsSchema = z
     dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
     metricsAllowRemote: z.boolean().default(false),
     guestToHost: z.array(z.string()).default([]),
+    // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
+    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
   })
   .strict();
 
@@ -186,6 +190,8 @@ export interface Config {
   readonly metricsAllowRemote: boolean;
   /** host services the guests may reach besides DHCP, DNS and ping; 'all' = natd rejects no guest traffic to the host */
   readonly guestToHost: readonly HostService[] | 'all';
+  /** most declined addresses quarantined at once, in percent of the DHCP range (at least one address) */
+  readonly dhcpMaxDeclinedPercent: number;
 }
 
 export interface MetricsListen {
@@ -359,6 +365,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dnsMaxPendingPerClient: s.dnsMaxPendingPerClient,
     dnsMaxTcpPerClient: s.dnsMaxTcpPerClient,
     metricsAllowRemote: s.metricsAllowRemote,
+    dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
   });
 }
 

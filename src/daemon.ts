@@ -188,8 +188,9 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     store = await LeaseStore.open(config.stateDir, { logger, now });
     closers.push({ name: 'lease store', close: () => store?.close() });
     reservations = await loadReservations(config, bridge, logger);
-    const conflicts = config.conflictProbe ? new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now }) : undefined;
-    core = buildCore(bridge, range, conflicts);
+    // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
+    const conflicts = new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now });
+    core = buildCore(bridge, range, config.conflictProbe ? conflicts : undefined);
 
     if (config.dns) {
       localNames = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: bridge.gateway });
@@ -234,6 +235,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
         leaseTimeSeconds: config.leaseTimeSeconds,
         rangeStart: range.start,
         rangeEnd: range.end,
+        maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
       },
       reservations,
       conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
@@ -258,6 +260,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       logger,
       now,
       ...(conflicts ? { conflicts } : {}),
+      probeOffers: config.conflictProbe,
     });
     dhcp.start();
     closers.push({ name: 'dhcp', close: () => dhcp?.close() });
@@ -393,7 +396,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       leases: () =>
         core!.leases.all().filter((l) => l.expiresAt > now()).sort((a, b) => a.address - b.address).map((l) => ({
           address: formatIpv4(l.address), mac: l.mac, hostname: l.hostname, expiresAt: l.expiresAt, clientId: l.clientId,
-        })),
+        })).concat(core!.declined(now()).map((q) => ({ address: formatIpv4(q.address), mac: '', hostname: undefined, expiresAt: q.until, clientId: '', state: 'declined' }))),
       'reservations.list': () =>
         reservations.map((r) => ({ mac: r.mac, address: formatIpv4(r.address), hostname: r.hostname, source: r.source })),
       'reservations.add': addReservation,
@@ -427,7 +430,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     const up = upstream?.stats();
     return {
       bridge: config.bridge,
-      dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0 },
+      dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0, outcomes: d?.outcomes ?? {}, quarantined: c?.quarantined ?? 0 },
       ...(dnsStats && up
         ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000,
             ...dnsLimitMetrics(dnsStats, cache?.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}) } }

@@ -60,7 +60,8 @@ function remaining(expiresAt: number): string {
   return `${s}s`;
 }
 
-interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string }
+/** state 'declined': a quarantined address (a probe confirmed the conflict), expiresAt is when it ends */
+interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string; state?: 'declined' }
 interface ReservationRow { mac: string; address: string; hostname?: string; source?: string }
 interface ForwardRow { spec: string; protocol: string; host: string; guest: string }
 
@@ -70,7 +71,9 @@ function render(command: string, sub: string | undefined, result: unknown): stri
       const rows = result as LeaseRow[];
       if (!rows.length) return 'no leases\n';
       return formatTable(['ADDRESS', 'MAC', 'HOSTNAME', 'EXPIRES IN', 'CLIENT ID'],
-        rows.map((l) => [l.address, l.mac, l.hostname ?? '-', remaining(l.expiresAt), l.clientId]));
+        rows.map((l) => l.state === 'declined'
+          ? [l.address, '-', '(declined)', remaining(l.expiresAt), '-']
+          : [l.address, l.mac, l.hostname ?? '-', remaining(l.expiresAt), l.clientId]));
     }
     case 'reservations':
       if (sub === 'list') {

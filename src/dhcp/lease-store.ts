@@ -8,18 +8,19 @@
  * - Compaction rewrites the live set through writeFileAtomic (temp + fsync + rename); it runs inside the same queue
  *   as commits, so a commit racing with it is simply written to the new file afterwards.
  * - Recovery: only newline-terminated lines count. A torn tail (crash mid-write) is truncated away with a warning;
- *   an unreadable line in the middle means the file is damaged: it is moved aside to `leases.jsonl.corrupt-<ts>`,
- *   logged as an error, and natd continues with what was readable before it.
+ *   an unreadable line in the middle means the file is damaged: it is kept aside as `leases.jsonl.corrupt-<ts>`,
+ *   logged as an error, and natd continues with what was readable before it. The journal itself is only ever
+ *   replaced atomically by its readable part, so a crash during the repair never leaves natd to start empty.
  *
  * Addresses are dotted strings in the file so an operator can read it.
  */
-import { access, mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, link, mkdir, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Lease, LeaseChange } from './types.js';
 import type { Logger } from '../log.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
-import { writeFileAtomic } from '../state/atomic-file.js';
+import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
 import { storedLease } from './lease-table.js';
 
 export const JOURNAL_FILE = 'leases.jsonl';
@@ -511,10 +512,19 @@ async function recoverJournal(journalPath: string, state: ReplayState, logger: L
   const scan = scanJournal(data, state);
   if (scan.corruptLine !== undefined) {
     const aside = await unusedPath(`${journalPath}.corrupt-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`);
-    await rename(journalPath, aside);
     const readable = state.snapshot(now());
+    // The journal's name is never without content: the damaged file gets a second name (a hard link moves no
+    // data), then the readable part replaces the journal by temp file + fsync + rename. A crash between the two
+    // leaves the damaged journal, which the next start repairs again; moving it away first (as before) left
+    // nothing, and natd started with no leases.
+    const linked = await link(journalPath, aside).then(() => fsyncDirectory(dirname(journalPath)).then(() => true), () => false);
     await writeFileAtomic(journalPath, readable, { mode: 0o640 });
-    logger.error('lease journal is damaged: moved aside, continuing with the leases read before the damage', {
+    // no hard links on this file system: the damaged copy from the bytes already read, once the journal is safe
+    if (!linked) {
+      await writeFileAtomic(aside, data, { mode: 0o640 }).catch((err: unknown) =>
+        logger.error('cannot keep a copy of the damaged lease journal', { path: aside, error: String(err) }));
+    }
+    logger.error('lease journal is damaged: kept aside, continuing with the leases read before the damage', {
       path: journalPath,
       movedTo: aside,
       line: scan.corruptLine,

@@ -142,6 +142,13 @@ export class LeaseTable {
     if (until < this.earliestExpiry) this.earliestExpiry = until;
   }
 
+  /** Ends a quarantine early (the quarantine is over its bound); the address is free again. */
+  endQuarantine(address: number): void {
+    if (!this.quarantine.delete(address)) return;
+    this.freedCount++;
+    this.changeCount++;
+  }
+
   isQuarantined(address: number, now: number): boolean {
     const until = this.quarantine.get(address);
     return until !== undefined && until > now;

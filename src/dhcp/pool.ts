@@ -8,7 +8,11 @@
  * quarantined after a DECLINE, the network/broadcast/server/gateway address, or one the injected `isKnownInUse`
  * says somebody already answers for (checked only for addresses the client did not hold before).
  *
- * Offers are held here, in memory only, for a short time: an OFFER is a promise, not a lease.
+ * Offers are held here, in memory only, for a short time: an OFFER is a promise, not a lease. They are soft (as in
+ * Kea, where an offer holds nothing unless `offer-lifetime` is set): while other addresses are free an offer keeps
+ * its address from other DISCOVERs, but once the range is full the oldest offer nobody REQUESTed is taken back for a
+ * new client (`reclaimOffer`), and a REQUEST is not refused because of an offer made to someone else. So DISCOVERs
+ * from invented MACs cannot hold the pool against real clients.
  */
 import { subnetContains, type Subnet } from '../net/ipv4.js';
 import type { LeaseTable } from './lease-table.js';
@@ -136,12 +140,39 @@ export class AddressPool {
   }
 
   releaseHold(clientId: string): void {
+    this.dropHold(clientId, true);
+  }
+
+  private dropHold(clientId: string, freed: boolean): void {
     const held = this.holds.get(clientId);
     if (!held) return;
     this.holds.delete(clientId);
     if (this.holdsByAddress.get(held.address) === clientId) this.holdsByAddress.delete(held.address);
-    this.holdsFreed++;
+    if (freed) this.holdsFreed++;
     this.localChanges++;
+  }
+
+  /** Ends the offer of this address, whoever it was made to (a REQUEST for it won). */
+  releaseHoldOn(address: number): void {
+    const owner = this.holdsByAddress.get(address);
+    if (owner !== undefined) this.releaseHold(owner);
+  }
+
+  /**
+   * When the range has nothing free: takes back the oldest offer made to another client that this client may have
+   * instead, and returns its address (the caller offers it anew). Offers of reserved addresses stay (nobody else
+   * could have them), and so does an address something is known to answer for.
+   */
+  reclaimOffer(clientId: string, mac: string, now: number, avoid?: number): number | undefined {
+    for (const [owner, held] of this.holds) {
+      if (owner === clientId || held.until <= now || held.address === avoid) continue;
+      if (this.reservationsByAddress.has(held.address)) continue;
+      if (!this.isOfferable(held.address, clientId, mac, now, false) || this.isKnownInUse(held.address)) continue;
+      // not counted as freed: the caller holds it again at once, so "nothing free" stays true for the memo
+      this.dropHold(owner, false);
+      return held.address;
+    }
+    return undefined;
   }
 
   /** The address offered to the client, if the offer still stands. */
@@ -168,37 +199,41 @@ export class AddressPool {
    * May this client have this address right now? Assignable, not reserved for another MAC, not leased or offered
    * to another client, not quarantined. A lease held by the same MAC under another client id does not block the
    * MAC's own reservation (the machine changed DHCP client; the caller moves the lease).
+   * `offersBlock` false: an offer made to another client does not count (a REQUEST takes the address from it).
    */
-  isFreeFor(address: number, clientId: string, mac: string, now: number): boolean {
+  isFreeFor(address: number, clientId: string, mac: string, now: number, offersBlock = true): boolean {
     if (!this.isAssignable(address)) return false;
     const reserved = this.reservationsByAddress.get(address);
     if (reserved && reserved.mac !== mac) return false;
     const lease = this.table.getByAddress(address);
     if (lease && lease.clientId !== clientId && !(reserved && lease.mac === mac)) return false;
     const holder = this.holdsByAddress.get(address);
-    if (holder !== undefined && holder !== clientId && (this.holds.get(holder)?.until ?? 0) > now) return false;
+    if (offersBlock && holder !== undefined && holder !== clientId && (this.holds.get(holder)?.until ?? 0) > now) return false;
     return !this.table.isQuarantined(address, now);
   }
 
   /** isFreeFor, and inside what the pool hands out to this MAC: the dynamic range or its reservation. */
-  isOfferable(address: number, clientId: string, mac: string, now: number): boolean {
+  isOfferable(address: number, clientId: string, mac: string, now: number, offersBlock = true): boolean {
     const inScope = this.inRange(address) || this.reservationsByAddress.get(address)?.mac === mac;
-    return inScope && this.isFreeFor(address, clientId, mac, now);
+    return inScope && this.isFreeFor(address, clientId, mac, now, offersBlock);
   }
 
-  /** Picks an address for the client, or undefined when the pool has nothing for it. */
-  choose(clientId: string, mac: string, now: number, requested?: number): number | undefined {
+  /**
+   * Picks an address for the client, or undefined when the pool has nothing for it. `avoid`: an address this
+   * client declined without proof of a conflict; it is free for others, but offering it back would loop.
+   */
+  choose(clientId: string, mac: string, now: number, requested?: number, avoid?: number): number | undefined {
     const known = [this.reservationsByMac.get(mac)?.address, this.table.getByClient(clientId)?.address];
     for (const address of known) {
-      if (address !== undefined && this.isOfferable(address, clientId, mac, now)) return address;
+      if (address !== undefined && address !== avoid && this.isOfferable(address, clientId, mac, now)) return address;
     }
     // An offer is not a lease: in-use evidence that arrived after it was made (an async probe) withdraws it.
     const held = this.heldFor(clientId, now);
-    if (held !== undefined && this.isOfferable(held, clientId, mac, now) && !this.isKnownInUse(held)) return held;
+    if (held !== undefined && held !== avoid && this.isOfferable(held, clientId, mac, now) && !this.isKnownInUse(held)) return held;
     for (const address of [this.table.lastAddressOf(clientId), requested]) {
-      if (address !== undefined && this.isFreshCandidate(address, clientId, mac, now, false)) return address;
+      if (address !== undefined && address !== avoid && this.isFreshCandidate(address, clientId, mac, now, false)) return address;
     }
-    return this.probe(clientId, mac, now);
+    return this.probe(clientId, mac, now, avoid);
   }
 
   /** Addresses in the dynamic range nobody holds, is offered, reserved or quarantined (cached until a change). */
@@ -228,7 +263,7 @@ export class AddressPool {
    * recently (so they get them back), then taking any free one. A failed probe is remembered until an address is
    * freed, so a DISCOVER flood on a full pool costs O(1) per packet, not O(range).
    */
-  private probe(clientId: string, mac: string, now: number): number | undefined {
+  private probe(clientId: string, mac: string, now: number, avoid?: number): number | undefined {
     const size = this.rangeSize;
     if (size === 0) return undefined;
     const stamp = `${this.table.freedGeneration}:${this.holdsFreed}`;
@@ -238,9 +273,11 @@ export class AddressPool {
     for (const spareOthersPast of [true, false]) {
       for (let i = 0; i < size; i++) {
         const address = this.start + ((first + i) % size);
-        if (this.isFreshCandidate(address, clientId, mac, now, spareOthersPast)) return address;
+        if (address !== avoid && this.isFreshCandidate(address, clientId, mac, now, spareOthersPast)) return address;
       }
     }
+    // the avoided address may be the only free one: that is no exhaustion for everyone else
+    if (avoid !== undefined && this.isFreshCandidate(avoid, NOBODY, NOBODY, now, false)) return undefined;
     this.exhaustedMemo = { stamp, at: now };
     return undefined;
   }

@@ -96,11 +96,12 @@ export class ConflictDetector {
 
   /**
    * Probes the address (or joins the probe already running for it). `clientMac`: the client the address is meant
-   * for; its own answer is no conflict. Never rejects.
+   * for; its own answer is no conflict. `fresh`: do not answer from the cache (verifying a DECLINE: a "free" seen
+   * for the offer a moment ago is exactly what the client disputes). Never rejects.
    */
-  check(address: number, clientMac: string): Promise<ProbeVerdict> {
+  check(address: number, clientMac: string, opts: { fresh?: boolean } = {}): Promise<ProbeVerdict> {
     const key = address >>> 0;
-    const known = this.cached(key);
+    const known = opts.fresh ? undefined : this.cached(key);
     if (known) return Promise.resolve(known);
     const running = this.inFlight.get(key);
     if (running) return running;

@@ -7,6 +7,11 @@
  *
  * natd is authoritative for its bridge (as libvirt's dnsmasq with dhcp-authoritative): a client whose lease record
  * was lost is healed with an ACK when its address is free, instead of being left waiting.
+ *
+ * Guests are untrusted (issue 12). natd serves only the bridge it is bound to and is not a relay-aware server: a
+ * relayed message (giaddr set) can only be a guest pretending to be a relay, and is ignored; no reply is ever
+ * unicast to an address outside the subnet. A DECLINE is trusted only after a probe confirms that something answers
+ * at the address (RFC 5227's idea, as Kea does), and the quarantine holds at most a share of the range.
  */
 import { NatdError, ErrorCodes } from '../errors.js';
 import { subnetContains, type Subnet } from '../net/ipv4.js';
@@ -45,6 +50,8 @@ export interface CoreConfig {
   rangeEnd: number;
   declineQuarantineSeconds?: number;
   offerHoldSeconds?: number;
+  /** declined addresses quarantined at once, as a share of the range (at least 1); the oldest ends first */
+  maxQuarantineShare?: number;
 }
 
 export interface CoreDeps {
@@ -58,6 +65,11 @@ export interface HandleOptions {
    * naming it (option 54) is ours as well as one naming config.serverAddress.
    */
   receivedOnInterfaceAddress?: number;
+  /**
+   * The caller's probe of a declined address (after the core answered 'verify:decline'): 'confirmed' when something
+   * other than the decliner answered there, 'unconfirmed' when nothing did or no probe could run.
+   */
+  declineVerdict?: 'confirmed' | 'unconfirmed';
 }
 
 export interface CoreStats {
@@ -68,12 +80,22 @@ export interface CoreStats {
   quarantined: number;
   reservations: number;
   rangeSize: number;
+  /** how many declined addresses may be quarantined at once */
+  quarantineLimit: number;
+  /** offers taken back from clients that never REQUESTed, for new clients, while the range was full */
+  offersReclaimed: number;
+  /** quarantines ended early because the quarantine was at its limit */
+  quarantinesEvicted: number;
 }
 
 /** dnsmasq's DECLINE back-off: long enough for the conflicting host to be noticed by an operator. */
 const DEFAULT_DECLINE_QUARANTINE_SECONDS = 600;
 /** An OFFER holds its address this long; clients answer within seconds. */
 const DEFAULT_OFFER_HOLD_SECONDS = 30;
+/** At most a tenth of the range quarantined: a guest that really answers ARP for addresses can take no more. */
+const DEFAULT_MAX_QUARANTINE_SHARE = 0.1;
+/** Clients remembered as having declined an address unconfirmed (so it is not offered back to them at once). */
+const MAX_UNCONFIRMED_DECLINERS = 1024;
 /** A client may ask for a shorter lease, but not one that makes it renew in a storm. */
 const MIN_LEASE_SECONDS = 60;
 /** Sent when the client's PRL is absent: everything configured. */
@@ -102,6 +124,11 @@ export class DhcpServerCore {
   private readonly configured = new Map<number, Uint8Array>();
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
+  private readonly quarantineLimit: number;
+  /** clientId -> the address it declined without proof, and until when it is not offered that address again */
+  private readonly unconfirmedDeclines = new Map<string, { address: number; until: number }>();
+  private offersReclaimed = 0;
+  private quarantinesEvicted = 0;
   /** the latest clock the caller gave us, so stats() needs no clock of its own */
   private lastNow = 0;
 
@@ -120,6 +147,8 @@ export class DhcpServerCore {
     );
     this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
     this.offerHoldMs = (config.offerHoldSeconds ?? DEFAULT_OFFER_HOLD_SECONDS) * 1000;
+    const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
+    this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
     this.encodeConfiguredOptions();
     this.pool.setReservations(reservations);
   }
@@ -135,9 +164,14 @@ export class DhcpServerCore {
       const address = lease.address >>> 0;
       if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put(lease.address === address ? lease : { ...lease, address });
     }
-    for (const { address, until } of declined) {
-      if (until > now) this.leases.decline(address >>> 0, until);
-    }
+    // the journal keeps every decline; only the newest ones within the limit come back (the oldest ended first)
+    const live = declined.filter((d) => d.until > now).sort((a, b) => b.until - a.until).slice(0, this.quarantineLimit);
+    for (const { address, until } of live) this.leases.decline(address >>> 0, until);
+  }
+
+  /** Quarantined addresses with the time each quarantine ends, by address (for `natd leases`). */
+  declined(now = this.lastNow): Array<{ address: number; until: number }> {
+    return this.leases.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
   }
 
   /** Figures for the control API; `now` defaults to the time of the latest request. */
@@ -150,6 +184,9 @@ export class DhcpServerCore {
       quarantined: this.leases.quarantined().length,
       reservations: this.pool.reservationCount,
       rangeSize: this.pool.rangeSize,
+      quarantineLimit: this.quarantineLimit,
+      offersReclaimed: this.offersReclaimed,
+      quarantinesEvicted: this.quarantinesEvicted,
     };
   }
 
@@ -168,13 +205,16 @@ export class DhcpServerCore {
   private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
     const req = this.normalise(request, opts);
     const serverId = (opts.receivedOnInterfaceAddress ?? this.config.serverAddress) >>> 0;
+    // Only a relay agent sets giaddr, and natd serves its own bridge only: a guest claiming to be a relay would have
+    // the reply sent to whatever address it names (dnsmasq answers relays only for a configured dhcp-range there).
+    if (req.giaddr !== 0) return ignore('ignore:relayed');
     switch (req.type) {
       case DhcpMessageType.DISCOVER:
         return this.discover(req, now, serverId);
       case DhcpMessageType.REQUEST:
         return this.request(req, now, serverId);
       case DhcpMessageType.DECLINE:
-        return this.decline(req, now);
+        return this.decline(req, now, opts.declineVerdict);
       case DhcpMessageType.RELEASE:
         return this.release(req);
       case DhcpMessageType.INFORM:
@@ -187,8 +227,15 @@ export class DhcpServerCore {
   // ---- message handlers ---------------------------------------------------------------------------------------
 
   private discover(req: Req, now: number, serverId: number): CoreResult {
-    const address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress);
-    if (address === undefined) return ignore('ignore:pool-exhausted');
+    const avoid = this.avoidedBy(req.clientId, now);
+    let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
+    if (address === undefined) {
+      // The range is full. An offer nobody REQUESTed is only a promise: the oldest goes to this client instead, so a
+      // DISCOVER flood from invented MACs cannot starve real clients (Kea holds nothing for an offer by default).
+      address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
+      if (address === undefined) return ignore('ignore:pool-exhausted');
+      this.offersReclaimed++;
+    }
     // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
     this.pool.hold(req.clientId, address, now + this.offerHoldMs);
     const leaseSeconds = this.leaseSecondsFor(req);
@@ -254,8 +301,14 @@ export class DhcpServerCore {
     return this.bind(req, address, now, serverId);
   }
 
-  /** DECLINE: the client found the address in use (ARP). Quarantine it and drop the client's lease or offer. */
-  private decline(req: Req, now: number): CoreResult {
+  /**
+   * DECLINE: the client says the address is in use (its ARP check was answered). Trusted only when our own probe
+   * confirms it (`verdict`; without one the core asks for it); then the address is quarantined, bounded.
+   * Unconfirmed, nothing is quarantined: the client's own offer and lease on the address end (it gave the address
+   * up, RFC 2131 §3.1 step 5, and nobody else is affected) and it is not offered that address again for the
+   * quarantine time, so a client whose check saw something our probe did not is not sent round in a loop.
+   */
+  private decline(req: Req, now: number, verdict: HandleOptions['declineVerdict']): CoreResult {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
     const address = req.requestedAddress ?? (req.ciaddr || undefined);
     if (address === undefined) return ignore('ignore:malformed-decline');
@@ -263,8 +316,17 @@ export class DhcpServerCore {
     const offered = this.pool.heldFor(req.clientId, now);
     // Only the client holding the address may decline it, or one host could quarantine the whole pool.
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
+    if (verdict === undefined) return { changes: [], outcome: 'verify:decline', verify: { address } };
     const changes: LeaseChange[] = [];
     this.pool.releaseHold(req.clientId);
+    if (verdict !== 'confirmed') {
+      if (lease?.address === address) {
+        this.leases.remove(req.clientId);
+        changes.push({ kind: 'release', clientId: req.clientId, address });
+      }
+      this.rememberUnconfirmedDecline(req.clientId, address, now);
+      return { changes, outcome: 'ignore:decline-unconfirmed' };
+    }
     // Usually the decliner's own lease. It can be another client id's: a reservation offered to a MAC whose old
     // lease (same MAC, other client id) still holds the address. A declined address is bound to nobody (as Kea
     // marks the address itself declined), so that lease ends too.
@@ -276,7 +338,39 @@ export class DhcpServerCore {
     const until = now + this.quarantineMs;
     this.leases.decline(address, until);
     changes.push({ kind: 'decline', address, until });
+    this.boundQuarantine();
     return { changes, outcome: 'decline' };
+  }
+
+  /**
+   * Ends the oldest quarantines while more than the limit are held. Not journaled: the store keeps every decline
+   * and restore() applies the same limit to them, keeping the newest.
+   */
+  private boundQuarantine(): void {
+    const entries = this.leases.quarantined();
+    if (entries.length <= this.quarantineLimit) return;
+    entries.sort((a, b) => a.until - b.until);
+    for (const { address } of entries.slice(0, entries.length - this.quarantineLimit)) {
+      this.leases.endQuarantine(address);
+      this.quarantinesEvicted++;
+    }
+  }
+
+  private rememberUnconfirmedDecline(clientId: string, address: number, now: number): void {
+    this.unconfirmedDeclines.delete(clientId);
+    this.unconfirmedDeclines.set(clientId, { address, until: now + this.quarantineMs });
+    if (this.unconfirmedDeclines.size > MAX_UNCONFIRMED_DECLINERS) {
+      this.unconfirmedDeclines.delete(this.unconfirmedDeclines.keys().next().value as string);
+    }
+  }
+
+  /** The address this client declined unconfirmed, while it is still not to be offered back to it. */
+  private avoidedBy(clientId: string, now: number): number | undefined {
+    const entry = this.unconfirmedDeclines.get(clientId);
+    if (!entry) return undefined;
+    if (entry.until > now) return entry.address;
+    this.unconfirmedDeclines.delete(clientId);
+    return undefined;
   }
 
   /** RELEASE: the client gives its address (ciaddr) back. No reply. */
@@ -292,7 +386,8 @@ export class DhcpServerCore {
   /** INFORM: a client configured by other means asks for options only (no yiaddr, no lease time). */
   private inform(req: Req, serverId: number): CoreResult {
     if (req.ciaddr === 0) return ignore('ignore:malformed-inform');
-    if (req.giaddr === 0 && !subnetContains(this.config.subnet, req.ciaddr)) return ignore('ignore:wrong-subnet');
+    // the ACK goes to ciaddr: never outside the bridge's subnet
+    if (!subnetContains(this.config.subnet, req.ciaddr)) return ignore('ignore:wrong-subnet');
     return { reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: 0 }), changes: [], outcome: 'inform' };
   }
 
@@ -313,7 +408,9 @@ export class DhcpServerCore {
     }
     const lease = this.leases.getByClient(req.clientId);
     if (strictRecord && lease && lease.address !== address) return 'nak:wrong-address';
-    if (!this.pool.isOfferable(address, req.clientId, req.mac, now)) return 'nak:unavailable';
+    // An offer made to another client does not refuse a REQUEST: the first client to REQUEST gets the address and
+    // the other's REQUEST is NAKed (it starts over). An offer reclaimed under a DISCOVER flood is so won back.
+    if (!this.pool.isOfferable(address, req.clientId, req.mac, now, false)) return 'nak:unavailable';
     return undefined;
   }
 
@@ -346,6 +443,8 @@ export class DhcpServerCore {
     const hostname = this.hostnameFor(req, address);
     if (hostname !== undefined) lease.hostname = hostname;
     this.pool.releaseHold(req.clientId);
+    this.pool.releaseHoldOn(address);
+    this.unconfirmedDeclines.delete(req.clientId);
     const stored = storedLease(lease); // frozen: the table, the store's replay and the change share it
     this.leases.put(stored);
     changes.push({ kind: 'bind', lease: stored });
@@ -417,9 +516,6 @@ export class DhcpServerCore {
   ): { packet: DhcpPacket; destination: ReplyDestination } {
     const nak = type === DhcpMessageType.NAK;
     const inform = req.type === DhcpMessageType.INFORM;
-    let flags = req.flags & 0xffff;
-    // §4.3.2: a relayed NAK gets the broadcast bit, so the relay broadcasts it on the client's segment.
-    if (nak && req.giaddr !== 0) flags |= BROADCAST_FLAG;
     const chaddr = new Uint8Array(16);
     chaddr.set(req.chaddr.subarray(0, 16));
     const packet: DhcpPacket = {
@@ -429,12 +525,12 @@ export class DhcpServerCore {
       hops: 0,
       xid: req.xid >>> 0,
       secs: 0,
-      flags,
+      flags: req.flags & 0xffff,
       // Table 3: ACK/INFORM-ACK echo ciaddr, OFFER and NAK carry 0.
       ciaddr: type === DhcpMessageType.ACK ? req.ciaddr : 0,
       yiaddr: detail.yiaddr,
       siaddr: 0,
-      giaddr: req.giaddr,
+      giaddr: 0, // relayed requests are ignored
       chaddr,
       sname: '',
       file: '',
@@ -442,7 +538,7 @@ export class DhcpServerCore {
         ? this.nakOptions(serverId, detail.reason ?? 'nak')
         : this.replyOptions(req, type, serverId, inform ? undefined : detail.leaseSeconds, detail.hostname),
     };
-    return { packet, destination: destinationOf(req, nak, detail.yiaddr) };
+    return { packet, destination: destinationOf(req, nak, detail.yiaddr, this.config.subnet) };
   }
 
   private nakOptions(serverId: number, reason: string): Map<number, Uint8Array> {
@@ -554,14 +650,18 @@ function ignore(outcome: string): CoreResult {
 }
 
 /**
- * RFC 2131 §4.1: relayed → the relay agent's server port; a NAK → broadcast; a configured client (ciaddr) →
- * unicast; the client asked for broadcast → broadcast; else unicast to the new address, which needs the
- * neighbour entry seeded with the MAC (only possible for Ethernet-style 6-byte addresses).
+ * RFC 2131 §4.1 for a server on the client's own segment (relayed requests never get here): a NAK → broadcast; a
+ * configured client (ciaddr) → unicast, but only to an address of our subnet (the socket is bound to the bridge,
+ * and Linux would ARP for any address there, so a guest could have replies sent to an address it claims off the
+ * subnet); the client asked for broadcast → broadcast; else unicast to the new address (always ours), which needs
+ * the neighbour entry seeded with the MAC (only possible for Ethernet-style 6-byte addresses).
  */
-export function destinationOf(req: DhcpRequest, nak: boolean, yiaddr: number): ReplyDestination {
-  if (req.giaddr !== 0) return { kind: 'relay', address: req.giaddr >>> 0, port: 67 };
+export function destinationOf(req: DhcpRequest, nak: boolean, yiaddr: number, subnet: Subnet): ReplyDestination {
   if (nak) return { kind: 'broadcast', port: 68 };
-  if (req.ciaddr !== 0) return { kind: 'unicast', address: req.ciaddr >>> 0, port: 68 };
+  const ciaddr = req.ciaddr >>> 0;
+  if (ciaddr !== 0 && subnetContains(subnet, ciaddr) && ciaddr !== subnet.network && ciaddr !== subnet.broadcast) {
+    return { kind: 'unicast', address: ciaddr, port: 68 };
+  }
   if (req.broadcast || (req.flags & BROADCAST_FLAG) !== 0) return { kind: 'broadcast', port: 68 };
   if (yiaddr !== 0 && hardwareLength(req.mac) === 6) return { kind: 'unicast-new', address: yiaddr, mac: req.mac, port: 68 };
   return { kind: 'broadcast', port: 68 };

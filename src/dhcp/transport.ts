@@ -3,6 +3,8 @@
  * Nothing a peer sends can stop it: every failure is counted, logged rate-limited, and the packet dropped.
  * An ACK leaves only after the lease change is on disk (the store's commit resolves after fdatasync).
  * An OFFER of an address nobody probed recently waits for a conflict probe (probe.ts); only that client waits.
+ * A DECLINE the core would accept waits for a fresh probe of the declined address too: the core quarantines it only
+ * when something answers there (a guest cannot quarantine the pool by declining what it was offered).
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
@@ -10,6 +12,7 @@ import type { Logger } from '../log.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';
 import type { ConflictStats, ProbeVerdict } from './probe.js';
+import type { HandleOptions } from './server-core.js';
 import { decodeAndParse } from './request.js';
 import { DhcpOption, type CoreResult, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
 
@@ -21,7 +24,7 @@ const MESSAGE_NAMES: Record<number, string> = {
 };
 
 export interface DhcpCoreLike {
-  handle(request: DhcpRequest, now: number): CoreResult;
+  handle(request: DhcpRequest, now: number, opts?: HandleOptions): CoreResult;
   /** the client's current lease, which needs no conflict probe (it is using the address itself) */
   leases?: { getByClient(clientId: string): { address: number } | undefined };
 }
@@ -29,7 +32,7 @@ export interface DhcpCoreLike {
 /** What the transport needs from the conflict detector (probe.ts). */
 export interface ConflictCheck {
   cached(address: number): 'in-use' | 'free' | undefined;
-  check(address: number, clientMac: string): Promise<ProbeVerdict>;
+  check(address: number, clientMac: string, opts?: { fresh?: boolean }): Promise<ProbeVerdict>;
   stats(): ConflictStats;
 }
 
@@ -50,6 +53,8 @@ export interface DhcpTransportOptions {
    * DISCOVER re-run after an in-use verdict is offered another address.
    */
   conflicts?: ConflictCheck;
+  /** probe offered addresses (default true; false is `--no-ping`); declined addresses are probed regardless */
+  probeOffers?: boolean;
 }
 
 export interface DhcpStats {
@@ -63,6 +68,8 @@ export interface DhcpStats {
   sendFailures: number;
   /** DISCOVERs waiting for a conflict probe right now */
   heldDiscovers: number;
+  /** DECLINEs waiting for the probe that verifies them right now */
+  pendingDeclines: number;
   probes?: ConflictStats;
 }
 
@@ -71,10 +78,12 @@ function bump(counter: Record<string, number>, key: string): void {
 }
 
 export class DhcpTransport {
-  private readonly counters: DhcpStats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0 };
+  private readonly counters: DhcpStats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0, pendingDeclines: 0 };
   private closed = false;
   /** clientId -> the newest DISCOVER of a client whose offer waits for a probe (retransmissions replace it) */
   private readonly heldDiscovers = new Map<string, { request: DhcpRequest; from: string }>();
+  /** clientIds whose DECLINE waits for its verifying probe (a retransmission while it runs is dropped) */
+  private readonly pendingDeclines = new Set<string>();
   private readonly now: () => number;
 
   constructor(private readonly opts: DhcpTransportOptions) {
@@ -89,6 +98,7 @@ export class DhcpTransport {
   stats(): DhcpStats {
     const stats = structuredClone(this.counters);
     stats.heldDiscovers = this.heldDiscovers.size;
+    stats.pendingDeclines = this.pendingDeclines.size;
     if (this.opts.conflicts) stats.probes = this.opts.conflicts.stats();
     return stats;
   }
@@ -128,14 +138,18 @@ export class DhcpTransport {
    * Core → (probe) → persist → reply. `probed`: the address a finished probe was about, when this is the re-run of
    * a held DISCOVER; offering it now needs no second probe (the core chose it knowing the verdict).
    */
-  private process(request: DhcpRequest, from: string, probed?: number): void {
+  private process(request: DhcpRequest, from: string, probed?: number, declineVerdict?: HandleOptions['declineVerdict']): void {
     let result: CoreResult;
     try {
-      result = this.opts.core.handle(request, this.now());
+      result = this.opts.core.handle(request, this.now(), declineVerdict === undefined ? {} : { declineVerdict });
     } catch (err) {
       // A core bug must not take the server down with it; the fuzz tests are there so this never fires.
       this.drop('core-exception', from);
       this.opts.logger.error('DHCP core threw, packet dropped', { error: (err as Error).stack });
+      return;
+    }
+    if (result.verify) {
+      this.verifyDecline(request, from, result.verify.address, declineVerdict);
       return;
     }
     if (probed === undefined) bump(this.counters.outcomes, result.outcome);
@@ -167,7 +181,7 @@ export class DhcpTransport {
    */
   private holdForProbe(request: DhcpRequest, from: string, result: CoreResult, probed: number | undefined): boolean {
     const conflicts = this.opts.conflicts;
-    if (!conflicts || result.outcome !== 'offer' || !result.reply) return false;
+    if (!conflicts || this.opts.probeOffers === false || result.outcome !== 'offer' || !result.reply) return false;
     const address = result.reply.packet.yiaddr >>> 0;
     if (address === 0 || address === probed) return false;
     if (this.opts.core.leases?.getByClient(request.clientId)?.address === address) return false;
@@ -185,6 +199,28 @@ export class DhcpTransport {
       this.process(newest.request, newest.from, address);
     });
     return true;
+  }
+
+  /**
+   * Probes a declined address afresh (a cached "free" from the offer's probe says nothing about now), then hands the
+   * DECLINE back to the core with the verdict. 'skipped' (probe queue full, ping failed) is no confirmation.
+   */
+  private verifyDecline(request: DhcpRequest, from: string, address: number, alreadyGiven: HandleOptions['declineVerdict']): void {
+    const conflicts = this.opts.conflicts;
+    if (alreadyGiven !== undefined || !conflicts) {
+      // no detector (or a core asking twice): nothing can confirm the claim
+      if (alreadyGiven === undefined) this.process(request, from, undefined, 'unconfirmed');
+      return;
+    }
+    if (this.pendingDeclines.has(request.clientId)) return;
+    this.pendingDeclines.add(request.clientId);
+    void conflicts.check(address, request.mac, { fresh: true }).then((verdict) => {
+      this.pendingDeclines.delete(request.clientId);
+      if (this.closed) return;
+      const confirmed = verdict === 'in-use';
+      if (confirmed) this.opts.logger.warn('declined address confirmed in use', { address: formatIpv4(address), mac: request.mac });
+      this.process(request, from, undefined, confirmed ? 'confirmed' : 'unconfirmed');
+    });
   }
 
   /** maxSize: the client's option 57 (whole IP datagram), which the encoder respects. */
@@ -230,7 +266,6 @@ export class DhcpTransport {
         return { address, port: destination.port };
       }
       case 'unicast':
-      case 'relay':
         return { address: formatIpv4(destination.address), port: destination.port };
     }
   }

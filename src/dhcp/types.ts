@@ -103,10 +103,8 @@ export type ReplyDestination =
   | { kind: 'broadcast'; port: 68 }
   /** unicast to an address the client does not own yet: seed the neighbour entry with mac first */
   | { kind: 'unicast-new'; address: number; mac: string; port: 68 }
-  /** unicast to a configured client (ciaddr) */
-  | { kind: 'unicast'; address: number; port: 68 }
-  /** relayed: to giaddr:67 */
-  | { kind: 'relay'; address: number; port: 67 };
+  /** unicast to a configured client (ciaddr, always inside the bridge's subnet) */
+  | { kind: 'unicast'; address: number; port: 68 };
 
 export interface DhcpReply {
   packet: DhcpPacket;
@@ -119,6 +117,11 @@ export interface CoreResult {
   changes: LeaseChange[];
   /** short machine-readable outcome, e.g. 'offer', 'ack', 'nak:wrong-subnet', 'ignore:other-server', 'ignore:pool-exhausted' */
   outcome: string;
+  /**
+   * Set with outcome 'verify:decline': the core trusts a DECLINE only once a probe has confirmed that something
+   * answers at this address. The caller probes and hands the same request back with the verdict (HandleOptions).
+   */
+  verify?: { address: number };
 }
 
 /** Option codes natd reads or writes (RFC 2132 unless noted). */

@@ -19,6 +19,10 @@ export interface MetricsInput {
     leasesActive: number;
     /** current number of addresses in the range neither leased, reserved nor quarantined */
     freeAddresses: number;
+    /** what the server core decided, by outcome (offer, ack, ignore:pool-exhausted, ignore:decline-unconfirmed, …) */
+    outcomes?: Readonly<Record<string, number>>;
+    /** current number of declined addresses in quarantine */
+    quarantined?: number;
   };
   /** absent when natd's DNS is switched off */
   dns?: {
@@ -120,6 +124,12 @@ function families(m: MetricsInput): Family[] {
     { name: 'natd_dhcp_leases_active', help: 'Unexpired DHCP leases.', type: 'gauge', samples: one(m.dhcp.leasesActive) },
     { name: 'natd_dhcp_free_addresses', help: 'Addresses in the DHCP range available for new leases.', type: 'gauge', samples: one(m.dhcp.freeAddresses) },
   );
+  if (m.dhcp.outcomes) {
+    out.push({ name: 'natd_dhcp_outcomes_total', help: 'DHCP requests by what the server decided (ignore:* were not answered).', type: 'counter', samples: byKey(m.bridge, 'outcome', m.dhcp.outcomes) });
+  }
+  if (m.dhcp.quarantined !== undefined) {
+    out.push({ name: 'natd_dhcp_quarantined_addresses', help: 'Declined addresses in quarantine (a probe confirmed a conflict).', type: 'gauge', samples: one(m.dhcp.quarantined) });
+  }
   if (m.dns) {
     out.push(
       { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },

@@ -89,6 +89,11 @@ function obtain(core: DhcpServerCore, n: number, now = T0, extra: Partial<DhcpRe
   return address;
 }
 
+const CONFIRMED = { declineVerdict: 'confirmed' } as const;
+const UNCONFIRMED = { declineVerdict: 'unconfirmed' } as const;
+const decline = (n: number, address: number, extra: Partial<DhcpRequest> = {}): DhcpRequest =>
+  request(n, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER, ...extra });
+
 const renew = (n: number, address: number, extra: Partial<DhcpRequest> = {}): DhcpRequest =>
   request(n, { type: DhcpMessageType.REQUEST, ciaddr: address, ...extra });
 const initReboot = (n: number, address: number, extra: Partial<DhcpRequest> = {}): DhcpRequest =>
@@ -121,11 +126,12 @@ describe('DISCOVER', () => {
     expect(core.leases.size).toBe(0);
   });
 
-  it('holds the offered address for a while: another client gets a different one', () => {
-    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100'), offerHoldSeconds: 10 });
-    expect(replyType(core.handle(request(1), T0))).toBe('OFFER');
-    expect(core.handle(request(2), T0 + 5_000).outcome).toBe('ignore:pool-exhausted');
-    expect(replyType(core.handle(request(2), T0 + 10_000))).toBe('OFFER');
+  it('holds the offered address while others are free: another client gets a different one', () => {
+    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.101'), offerHoldSeconds: 10 });
+    const first = core.handle(request(1), T0).reply!.packet.yiaddr;
+    const second = core.handle(request(2), T0 + 5_000).reply!.packet.yiaddr;
+    expect(second).not.toBe(first);
+    expect(core.stats(T0 + 5_000).offersReclaimed).toBe(0);
   });
 
   it('offers the same address again to the same client', () => {
@@ -329,7 +335,7 @@ describe('DECLINE', () => {
   it('quarantines the address, drops the lease, and never offers it meanwhile', () => {
     const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.103'), declineQuarantineSeconds: 600 });
     const address = obtain(core, 1);
-    const result = core.handle(request(1, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER }), T0 + 1000);
+    const result = core.handle(request(1, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER }), T0 + 1000, CONFIRMED);
     expect(replyType(result)).toBe('none');
     expect(result.outcome).toBe('decline');
     expect(result.changes).toEqual([
@@ -435,7 +441,8 @@ describe('reservations', () => {
       const r = core.handle(request(n), T0);
       if (r.reply) offered.push(r.reply.packet.yiaddr);
     }
-    expect(offered).toHaveLength(3);
+    // offers to the clients beyond the third are taken back from the earlier ones: still only three addresses
+    expect(new Set(offered).size).toBe(3);
     expect(offered).not.toContain(ip('10.10.0.101'));
     expect(core.handle(request(7), T0).reply?.packet.yiaddr).toBe(ip('10.10.0.101'));
   });
@@ -485,7 +492,7 @@ describe('reservations', () => {
     obtain(core, 7);
     const newId = { clientId: 'ff00112233' };
     expect(core.handle(request(7, newId), T0 + 10).reply!.packet.yiaddr).toBe(ip('10.10.0.5'));
-    const decline = core.handle(request(7, { ...newId, type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.5'), serverId: SERVER }), T0 + 20);
+    const decline = core.handle(request(7, { ...newId, type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.5'), serverId: SERVER }), T0 + 20, CONFIRMED);
     expect(decline.outcome).toBe('decline');
     expect(decline.changes).toEqual([
       { kind: 'release', clientId: oldId, address: ip('10.10.0.5') },
@@ -574,18 +581,27 @@ describe('reply options', () => {
 });
 
 describe('reply destination (RFC 2131 §4.1)', () => {
-  it('relays to giaddr:67 when relayed, keeping the flags', () => {
-    const result = newCore().handle(request(1, { giaddr: ip('10.10.0.254'), flags: 0x8000, broadcast: true }), T0);
-    expect(result.reply!.destination).toEqual({ kind: 'relay', address: ip('10.10.0.254'), port: 67 });
-    expect(result.reply!.packet.giaddr).toBe(ip('10.10.0.254'));
+  it('unicasts to a configured client at its ciaddr, keeping the flags', () => {
+    const core = newCore();
+    const address = obtain(core, 1);
+    const result = core.handle(renew(1, address, { flags: 0x8000, broadcast: true }), T0 + 10);
+    expect(result.reply!.destination).toEqual({ kind: 'unicast', address, port: 68 });
     expect(result.reply!.packet.flags).toBe(0x8000);
+    expect(result.reply!.packet.giaddr).toBe(0);
   });
 
-  it('relays a NAK with the broadcast bit set', () => {
-    const result = newCore().handle(renew(1, ip('192.168.1.5'), { giaddr: ip('10.10.0.254') }), T0);
+  it('never unicasts to a ciaddr outside the subnet: RENEW/REBIND get a broadcast NAK (§4.1: NAKs are broadcast)', () => {
+    const result = newCore().handle(renew(1, ip('192.0.2.7')), T0);
     expect(replyType(result)).toBe('NAK');
-    expect(result.reply!.destination.kind).toBe('relay');
-    expect(result.reply!.packet.flags & 0x8000).toBe(0x8000);
+    expect(result.outcome).toBe('nak:wrong-subnet');
+    expect(result.reply!.destination).toEqual({ kind: 'broadcast', port: 68 });
+  });
+
+  it('never unicasts to a ciaddr outside the subnet: a DISCOVER carrying one is answered as if ciaddr were 0', () => {
+    const unicast = newCore().handle(request(1, { ciaddr: ip('192.0.2.7') }), T0);
+    expect(unicast.reply!.destination).toEqual({ kind: 'unicast-new', address: unicast.reply!.packet.yiaddr, mac: macOf(1), port: 68 });
+    const broadcast = newCore().handle(request(1, { ciaddr: ip('10.10.0.255'), flags: 0x8000, broadcast: true }), T0);
+    expect(broadcast.reply!.destination).toEqual({ kind: 'broadcast', port: 68 });
   });
 
   it('broadcasts when the client asks to, else unicasts to the new address with the MAC', () => {
@@ -598,5 +614,153 @@ describe('reply destination (RFC 2131 §4.1)', () => {
   it('broadcasts to hardware it cannot address by MAC', () => {
     const result = newCore().handle(request(1, { htype: 32, mac: '' }), T0);
     expect(result.reply!.destination).toEqual({ kind: 'broadcast', port: 68 });
+  });
+});
+
+describe('relay agents (RFC 2131 §4.1 giaddr): natd is bound to its bridge and is not a relay-aware server', () => {
+  it.each([
+    ['DISCOVER', {}],
+    ['REQUEST (selecting)', { type: DhcpMessageType.REQUEST, serverId: SERVER, requestedAddress: ip('10.10.0.150') }],
+    ['REQUEST (init-reboot)', { type: DhcpMessageType.REQUEST, requestedAddress: ip('10.10.0.150') }],
+    ['REQUEST (renewing)', { type: DhcpMessageType.REQUEST, ciaddr: ip('192.168.1.5') }],
+    ['INFORM', { type: DhcpMessageType.INFORM, ciaddr: ip('10.10.0.20') }],
+    ['DECLINE', { type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.150') }],
+    ['RELEASE', { type: DhcpMessageType.RELEASE, ciaddr: ip('10.10.0.150') }],
+  ] as Array<[string, Partial<DhcpRequest>]>)('ignores a relayed %s: no reply, nothing changed', (_name, fields) => {
+    const core = newCore();
+    const result = core.handle(request(1, { ...fields, giaddr: ip('10.10.0.254') }), T0);
+    expect(result.outcome).toBe('ignore:relayed');
+    expect(result.reply).toBeUndefined();
+    expect(result.changes).toEqual([]);
+    expect(core.stats(T0).offers).toBe(0);
+  });
+
+  it('ignores a relayed request even from a client that holds a lease, which keeps it', () => {
+    const core = newCore();
+    const address = obtain(core, 1);
+    expect(core.handle(renew(1, address, { giaddr: ip('192.0.2.8') }), T0 + 10).outcome).toBe('ignore:relayed');
+    expect(core.leases.getByClient(request(1).clientId)?.address).toBe(address);
+  });
+});
+
+describe('DISCOVER flood (RFC 2131 §4.3.1 offers; soft like Kea\'s): offers cannot starve real clients', () => {
+  const small = { rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.103') };
+
+  it('takes back the oldest un-REQUESTed offer for a new client when the range is full', () => {
+    const core = newCore(small);
+    const flood = [1, 2, 3, 4].map((n, i) => core.handle(request(n), T0 + i).reply!.packet.yiaddr);
+    const fresh = core.handle(request(50), T0 + 10);
+    expect(replyType(fresh)).toBe('OFFER');
+    expect(fresh.reply!.packet.yiaddr).toBe(flood[0]);
+    expect(core.stats(T0 + 10).offersReclaimed).toBe(1);
+    // the next one takes the second oldest, not the fresh client's
+    expect(core.handle(request(51), T0 + 11).reply!.packet.yiaddr).toBe(flood[1]);
+  });
+
+  it('a client whose offer was taken back still gets the address by REQUESTing it first', () => {
+    const core = newCore(small);
+    for (const n of [1, 2, 3, 4]) core.handle(request(n), T0);
+    const offered = core.handle(request(50), T0 + 1).reply!.packet.yiaddr;
+    // the flood goes on and takes every offer back, the fresh client's too
+    for (let n = 100; n < 110; n++) core.handle(request(n), T0 + 2);
+    const ack = core.handle(request(50, { type: DhcpMessageType.REQUEST, serverId: SERVER, requestedAddress: offered }), T0 + 3);
+    expect(replyType(ack)).toBe('ACK');
+    expect(ack.reply!.packet.yiaddr).toBe(offered);
+    // whoever the address was offered to meanwhile loses: a REQUEST for it is NAKed, and it starts over
+    for (let n = 100; n < 110; n++) {
+      const late = core.handle(request(n, { type: DhcpMessageType.REQUEST, serverId: SERVER, requestedAddress: offered }), T0 + 4);
+      expect(late.outcome).toBe('nak:unavailable');
+    }
+  });
+
+  it('never takes back a lease: with every address leased the pool is exhausted', () => {
+    const core = newCore(small);
+    for (const n of [1, 2, 3, 4]) obtain(core, n);
+    expect(core.handle(request(50), T0 + 1).outcome).toBe('ignore:pool-exhausted');
+    expect(core.stats(T0 + 1).offersReclaimed).toBe(0);
+  });
+
+  it('never takes back an offer of a reserved address (nobody else could have it)', () => {
+    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100') }, [{ mac: macOf(7), address: ip('10.10.0.100') }]);
+    expect(core.handle(request(7), T0).reply!.packet.yiaddr).toBe(ip('10.10.0.100'));
+    expect(core.handle(request(50), T0 + 1).outcome).toBe('ignore:pool-exhausted');
+  });
+
+  it('leaves a normal DISCOVER/REQUEST alone while addresses are free: stable-hash address, no reclaim', () => {
+    const alone = obtain(newCore(), 5);
+    const core = newCore();
+    for (let n = 100; n < 110; n++) core.handle(request(n), T0); // other offers outstanding, most of the range free
+    const offered = core.handle(request(5), T0 + 1).reply!.packet.yiaddr;
+    expect(offered).toBe(alone);
+    expect(replyType(core.handle(request(5, { type: DhcpMessageType.REQUEST, serverId: SERVER, requestedAddress: offered }), T0 + 2))).toBe('ACK');
+    expect(core.stats(T0 + 2).offersReclaimed).toBe(0);
+  });
+});
+
+describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms, as RFC 5227 / Kea)', () => {
+  it('asks the caller to verify before deciding: no change, no reply, the lease still stands', () => {
+    const core = newCore();
+    const address = obtain(core, 1);
+    const result = core.handle(decline(1, address), T0 + 10);
+    expect(result.outcome).toBe('verify:decline');
+    expect(result.verify).toEqual({ address });
+    expect(result.changes).toEqual([]);
+    expect(result.reply).toBeUndefined();
+    expect(core.leases.getByClient(request(1).clientId)?.address).toBe(address);
+  });
+
+  it('checks who may decline before asking for a probe: another client\'s address is ignored at once', () => {
+    const core = newCore();
+    const taken = obtain(core, 1);
+    expect(core.handle(decline(2, taken), T0).outcome).toBe('ignore:decline-unknown');
+  });
+
+  it('an unconfirmed DECLINE quarantines nothing; the decliner\'s lease ends and it is offered another address', () => {
+    const core = newCore({ declineQuarantineSeconds: 600 });
+    const address = obtain(core, 1);
+    const result = core.handle(decline(1, address), T0 + 10, UNCONFIRMED);
+    expect(result.outcome).toBe('ignore:decline-unconfirmed');
+    expect(result.changes).toEqual([{ kind: 'release', clientId: request(1).clientId, address }]);
+    expect(core.stats(T0 + 10).quarantined).toBe(0);
+    expect(core.handle(request(1), T0 + 20).reply!.packet.yiaddr).not.toBe(address);
+    // the address is usable by everyone else at once
+    expect(core.handle(request(2, { requestedAddress: address }), T0 + 30).reply!.packet.yiaddr).toBe(address);
+    // and by the decliner again after the quarantine time
+    const later = newCore({ declineQuarantineSeconds: 600 });
+    const again = obtain(later, 1);
+    later.handle(decline(1, again), T0 + 10, UNCONFIRMED);
+    expect(later.handle(request(1), T0 + 10 + 600_000).reply!.packet.yiaddr).toBe(again);
+  });
+
+  it('an unconfirmed DECLINE of an offer only ends the offer', () => {
+    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100') });
+    const offered = core.handle(request(1), T0).reply!.packet.yiaddr;
+    const result = core.handle(decline(1, offered), T0 + 10, UNCONFIRMED);
+    expect(result.changes).toEqual([]);
+    expect(core.stats(T0 + 10).offers).toBe(0);
+    expect(core.handle(request(2), T0 + 20).reply!.packet.yiaddr).toBe(offered);
+  });
+
+  it('bounds the quarantine to a share of the range (default 10%): the oldest quarantine ends first', () => {
+    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.119') }); // 20 addresses → 2
+    const declined = [1, 2, 3].map((n, i) => {
+      const address = obtain(core, n, T0 + i);
+      expect(core.handle(decline(n, address), T0 + 100 + i, CONFIRMED).outcome).toBe('decline');
+      return address;
+    });
+    const stats = core.stats(T0 + 200);
+    expect(stats.quarantineLimit).toBe(2);
+    expect(stats.quarantined).toBe(2);
+    expect(stats.quarantinesEvicted).toBe(1);
+    expect(core.declined(T0 + 200).map((q) => q.address)).toEqual(declined.slice(1).sort((a, b) => a - b));
+    expect(core.leases.isQuarantined(declined[0]!, T0 + 200)).toBe(false);
+  });
+
+  it('takes the share from the configuration, and applies the bound to what the journal restores', () => {
+    const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.119'), maxQuarantineShare: 0.25 });
+    expect(core.stats(T0).quarantineLimit).toBe(5);
+    const journal = [1, 2, 3, 4, 5, 6, 7].map((i) => ({ address: ip('10.10.0.100') + i, until: T0 + 1000 * i }));
+    core.restore([], T0, journal);
+    expect(core.declined(T0).map((q) => q.until)).toEqual([3, 4, 5, 6, 7].map((i) => T0 + 1000 * i));
   });
 });

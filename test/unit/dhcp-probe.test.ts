@@ -7,11 +7,11 @@ import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket } from '../../src/dhcp/codec.js';
+import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../../src/dhcp/codec.js';
 import { ConflictDetector, macFromNeighJson, type ProbeAnswer } from '../../src/dhcp/probe.js';
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DhcpTransport } from '../../src/dhcp/transport.js';
-import { DhcpOption } from '../../src/dhcp/types.js';
+import { DhcpOption, type LeaseChange } from '../../src/dhcp/types.js';
 import type { Logger } from '../../src/log.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
 
@@ -140,7 +140,7 @@ describe('DhcpTransport with conflict probing', () => {
     }
   }
 
-  function setup() {
+  function setup(withDetector = true) {
     const server = ip('10.10.0.1');
     const p = manualProbe();
     const conflicts = new ConflictDetector({ probe: p.probe });
@@ -155,21 +155,38 @@ describe('DhcpTransport with conflict probing', () => {
       debug() {}, info() {}, error() {}, warnLimited() {},
       warn: (msg, fields) => warnings.push({ msg, ...fields }),
     };
+    const committed: LeaseChange[] = [];
     const transport = new DhcpTransport({
-      socket: socket as unknown as dgram.Socket, bridge: 'br0', core, conflicts, logger,
-      commit: async () => undefined, setNeighbour: () => undefined,
+      socket: socket as unknown as dgram.Socket, bridge: 'br0', core, ...(withDetector ? { conflicts } : {}), logger,
+      commit: async (changes) => void committed.push(...changes), setNeighbour: () => undefined,
     });
     transport.start();
-    const discover = (n: number) => {
+    const send = (n: number, type: number, extra: Array<[number, Uint8Array]> = []) => {
       const packet = emptyPacket(1);
       packet.xid = n;
       packet.flags = 0x8000; // broadcast replies: no neighbour seeding involved
       packet.chaddr.set([0x52, 0x54, 0, 0, 0, n]);
-      packet.options = new Map([[DhcpOption.MESSAGE_TYPE, Uint8Array.of(1)]]);
+      packet.options = new Map([[DhcpOption.MESSAGE_TYPE, Uint8Array.of(type)], ...extra]);
       socket.emit('message', encodeDhcpPacket(packet), { address: '0.0.0.0', port: 68 });
     };
+    const discover = (n: number) => send(n, 1);
     const offers = () => socket.sent.map((s) => decodeDhcpPacket(s.bytes)).map((pk) => ({ xid: pk.xid, yiaddr: formatIpv4(pk.yiaddr) }));
-    return { p, socket, transport, warnings, discover, offers };
+    /** DISCOVER (probe answered free), REQUEST, ACK: the address client n holds */
+    const lease = async (n: number): Promise<string> => {
+      discover(n);
+      await flush();
+      const address = p.calls.at(-1)!;
+      p.answer(address, { answered: false });
+      await flush();
+      const asked: Array<[number, Uint8Array]> = [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]];
+      send(n, 3, asked);
+      await flush();
+      expect(core.leases.getByAddress(ip(address))).toBeDefined();
+      return address;
+    };
+    const decline = (n: number, address: string) =>
+      send(n, 4, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]]);
+    return { p, socket, transport, warnings, discover, offers, lease, decline, core, committed };
   }
 
   it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
@@ -204,5 +221,61 @@ describe('DhcpTransport with conflict probing', () => {
     expect(t.offers()).toEqual([{ xid: 1, yiaddr: second }]);
     expect(t.warnings).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
     expect(t.transport.stats().probes).toMatchObject({ probes: 2, inUse: 1 });
+  });
+
+  it('verifies a DECLINE with a fresh probe (not the offer\'s cached "free") and quarantines when another host answers', async () => {
+    const t = setup();
+    const address = await t.lease(1);
+    expect(t.p.calls).toEqual([address]);
+    t.decline(1, address);
+    await flush();
+    expect(t.p.calls).toEqual([address, address]); // probed again despite the fresh cached verdict
+    expect(t.transport.stats().pendingDeclines).toBe(1);
+    expect(t.core.stats().quarantined).toBe(0);
+    t.p.answer(address, { answered: true, mac: '52:54:00:99:99:99' });
+    await flush();
+    expect(t.core.stats().quarantined).toBe(1);
+    expect(t.committed).toContainEqual(expect.objectContaining({ kind: 'decline', address: ip(address) }));
+    expect(t.transport.stats().outcomes).toMatchObject({ decline: 1 });
+    expect(t.transport.stats().outcomes['verify:decline']).toBeUndefined();
+  });
+
+  it('quarantines nothing when the probe finds nobody, or only the decliner itself, and counts it', async () => {
+    const t = setup();
+    const address = await t.lease(1);
+    t.decline(1, address);
+    await flush();
+    t.p.answer(address, { answered: true, mac: '52:54:00:00:00:01' }); // the decliner's own MAC: no conflict
+    await flush();
+    expect(t.core.stats().quarantined).toBe(0);
+    expect(t.transport.stats().outcomes).toMatchObject({ 'ignore:decline-unconfirmed': 1 });
+    expect(t.committed.filter((c) => c.kind === 'decline')).toEqual([]);
+    // the decliner's lease ended: it gave the address up
+    expect(t.core.leases.getByAddress(ip(address))).toBeUndefined();
+  });
+
+  it('without a detector a DECLINE is never confirmed', () => {
+    const t = setup(false);
+    t.discover(1);
+    const offered = t.offers()[0]!.yiaddr;
+    t.decline(1, offered);
+    expect(t.core.stats().quarantined).toBe(0);
+    expect(t.transport.stats().outcomes).toMatchObject({ offer: 1, 'ignore:decline-unconfirmed': 1 });
+  });
+});
+
+describe('ConflictDetector fresh checks', () => {
+  it('probes again when asked for a fresh verdict, and remembers the new one', async () => {
+    const p = manualProbe();
+    const d = new ConflictDetector({ probe: p.probe });
+    const first = d.check(ip('10.0.0.5'), '52:54:00:00:00:01');
+    p.answer('10.0.0.5', { answered: false });
+    expect(await first).toBe('free');
+    expect(await d.check(ip('10.0.0.5'), '52:54:00:00:00:01')).toBe('free'); // cached
+    const fresh = d.check(ip('10.0.0.5'), '52:54:00:00:00:01', { fresh: true });
+    expect(p.calls).toHaveLength(2);
+    p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
+    expect(await fresh).toBe('in-use');
+    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
   });
 });

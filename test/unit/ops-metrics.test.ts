@@ -29,7 +29,8 @@ function parseExposition(text: string): Exposition {
 
 const input: MetricsInput = {
   bridge: 'virbr10',
-  dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184 },
+  dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184,
+    outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1 },
   dns: { queries: 5000, cacheHits: 3100, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
   firewall: { applies: 3, heals: 1 },
 };
@@ -50,6 +51,9 @@ describe('formatPrometheus', () => {
     expect(value(e, 'natd_dhcp_dropped_total', { reason: 'not-bootrequest' })).toEqual([3]);
     expect(value(e, 'natd_dhcp_leases_active')).toEqual([7]);
     expect(value(e, 'natd_dhcp_free_addresses')).toEqual([184]);
+    expect(value(e, 'natd_dhcp_outcomes_total', { outcome: 'ignore:decline-unconfirmed' })).toEqual([5]);
+    expect(value(e, 'natd_dhcp_outcomes_total', { outcome: 'ignore:relayed' })).toEqual([2]);
+    expect(value(e, 'natd_dhcp_quarantined_addresses')).toEqual([1]);
     expect(value(e, 'natd_dns_queries_total')).toEqual([5000]);
     expect(value(e, 'natd_dns_cache_hits_total')).toEqual([3100]);
     expect(value(e, 'natd_dns_cache_entries')).toEqual([420]);
