@@ -312,7 +312,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const reservations = s.reservations.map((r, i) => {
     const address = parseIpv4(r.address)!;
     if (subnet && !subnetContains(subnet, address)) problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
-    const denied = r.hostname === undefined ? undefined : deniedNameReason(r.hostname);
+    const denied = r.hostname === undefined ? undefined : deniedNameReason(r.hostname, { domain: s.domain });
     if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
     return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
   });

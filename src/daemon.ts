@@ -69,7 +69,7 @@ export interface SourcedReservation extends Reservation {
 }
 
 /** Reads a hostsfile-format file; problems are logged with file:line and the rest loads. Missing file: none. */
-async function readHostsfile(file: string, bridge: BridgeInfo, logger: Logger, optional: boolean): Promise<Reservation[]> {
+async function readHostsfile(file: string, bridge: BridgeInfo, domain: string | undefined, logger: Logger, optional: boolean): Promise<Reservation[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -77,7 +77,7 @@ async function readHostsfile(file: string, bridge: BridgeInfo, logger: Logger, o
     if (!optional) logger.warn('cannot read hostsfile; no reservations from it', { file, error: (err as Error).message });
     return [];
   }
-  const parsed = parseHostsfile(text, file, bridge.subnet);
+  const parsed = parseHostsfile(text, file, bridge.subnet, domain);
   for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
   return parsed.reservations;
 }
@@ -97,8 +97,8 @@ async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logg
     reservations.push({ ...r, source });
   };
   for (const r of config.reservations) add(r, 'config');
-  if (config.hostsfile) for (const r of await readHostsfile(config.hostsfile, bridge, logger, false)) add(r, 'hostsfile');
-  for (const r of await readHostsfile(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), bridge, logger, true)) add(r, 'runtime');
+  if (config.hostsfile) for (const r of await readHostsfile(config.hostsfile, bridge, config.domain, logger, false)) add(r, 'hostsfile');
+  for (const r of await readHostsfile(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), bridge, config.domain, logger, true)) add(r, 'runtime');
   for (const r of reservations) {
     if (!subnetContains(bridge.subnet, r.address)) logger.warn('reservation outside the bridge subnet ignored', { mac: r.mac, address: formatIpv4(r.address) });
   }
@@ -106,7 +106,7 @@ async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logg
 }
 
 /** Static DNS records from hosts-format files; problems are logged with file:line and the rest loads. */
-async function loadStaticHosts(files: readonly string[], logger: Logger): Promise<HostsEntry[]> {
+async function loadStaticHosts(files: readonly string[], domain: string | undefined, logger: Logger): Promise<HostsEntry[]> {
   const entries: HostsEntry[] = [];
   for (const file of files) {
     let text: string;
@@ -116,7 +116,7 @@ async function loadStaticHosts(files: readonly string[], logger: Logger): Promis
       logger.warn('cannot read hosts file; no names from it', { file, error: (err as Error).message });
       continue;
     }
-    const parsed = parseHostsFormat(text, file);
+    const parsed = parseHostsFormat(text, file, domain);
     for (const p of parsed.problems) logger.warn('hosts file problem', { file: p.file, line: p.line, problem: p.message });
     entries.push(...parsed.entries);
   }
@@ -197,7 +197,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       leaseNames = new LeaseNames(localNames, { logger, now, leaseOf: (clientId) => core?.leases.getByClient(clientId) });
       leaseNames.setReservations(reservations);
       leaseNames.restore(core.leases.all());
-      localNames.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
+      localNames.replaceStatic(await loadStaticHosts(config.addnHosts, config.domain, logger));
       await startDns(localNames);
     }
     await startDhcp(core, conflicts);
@@ -238,7 +238,11 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
         maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
       },
       reservations,
-      conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {},
+      {
+        ...(conflicts ? { isKnownInUse: conflicts.isKnownInUse } : {}),
+        // late-bound: the names exist only once DNS is built, after the core (no DNS: no name policy)
+        nameAllowed: (name, claimant, binding) => leaseNames?.nameAllowed(name, claimant, binding) ?? true,
+      },
     );
     const restored = store!.load(now());
     built.restore(restored.leases, now(), restored.declined);
@@ -331,7 +335,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       throw err;
     }
     applyReservations();
-    localNames?.replaceStatic(await loadStaticHosts(config.addnHosts, logger));
+    localNames?.replaceStatic(await loadStaticHosts(config.addnHosts, config.domain, logger));
     if (upstream) upstream.setServers(await upstreamsFrom(config, formatIpv4(bridge.gateway), logger));
     logger.info('reloaded', { reservations: reservations.length });
   }
@@ -357,7 +361,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       throw new NatdError(ErrorCodes.CONFIG, `address: ${formatIpv4(address)} is not a guest address of ${formatSubnet(bridge!.subnet)}`);
     if (rawName !== undefined && hostname !== rawName.toLowerCase())
       throw new NatdError(ErrorCodes.CONFIG, `hostname: "${rawName}" is not a DNS label (letters, digits, '-')`);
-    const denied = hostname === undefined ? undefined : deniedNameReason(hostname);
+    const denied = hostname === undefined ? undefined : deniedNameReason(hostname, { domain: config.domain });
     if (denied) throw new NatdError(ErrorCodes.CONFIG, `hostname: "${hostname}" is ${denied}; natd never publishes it`);
     const clash = reservations.find((r) => r.mac === mac || r.address === address || (hostname && r.hostname === hostname));
     if (clash) throw new NatdError(ErrorCodes.CONFIG, `conflicts with the ${clash.source} reservation ${clash.mac},${formatIpv4(clash.address)}${clash.hostname ? ',' + clash.hostname : ''}`);

@@ -55,6 +55,18 @@ export class LeaseNames {
     }
   }
 
+  /**
+   * The DHCP core's name policy (CoreDeps.nameAllowed): whether `claimant` may have `name`. A refusal on the binding
+   * ACK is counted and logged; an OFFER only asks.
+   */
+  nameAllowed(name: string, claimant: { clientId: string; mac: string; address: number }, binding: boolean): boolean {
+    if (this.names.refusalOf(name) === 'invalid') return true; // not a name at all: the lease keeps it, DNS ignores it
+    const lease: Lease = { ...claimant, hostname: name, expiresAt: 0 };
+    const refusal = this.refusalFor(name, lease);
+    if (refusal && binding) this.refuse(name, lease, refusal);
+    return refusal === undefined;
+  }
+
   /** Publishes the leases of a restart in journal order (call after setReservations and before new binds). */
   restore(leases: readonly Lease[]): void {
     for (const lease of leases) this.claim(lease);

@@ -39,7 +39,7 @@ interface ParsedLine {
 }
 
 /** Classifies the fields of one (comment-free, non-blank) line. */
-function parseLine(text: string): ParsedLine {
+function parseLine(text: string, domain: string | undefined): ParsedLine {
   const notes: string[] = [];
   const macs: string[] = [];
   const addresses: number[] = [];
@@ -77,7 +77,7 @@ function parseLine(text: string): ParsedLine {
   const name = names[0];
   if (name !== undefined) {
     const label = sanitizeHostname(name);
-    const denied = label === undefined ? undefined : deniedNameReason(label);
+    const denied = label === undefined ? undefined : deniedNameReason(label, { domain });
     if (label === undefined) notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
     else if (denied) notes.push(`host name '${name}' is ${denied}, which natd never publishes; reservation loaded without a name`);
     else {
@@ -94,7 +94,7 @@ function stripComment(line: string): string {
   return m ? line.slice(0, m.index) : line;
 }
 
-export function parseHostsfile(text: string, file: string, subnet?: Subnet): HostsfileResult {
+export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string): HostsfileResult {
   const reservations: Reservation[] = [];
   const problems: FileProblem[] = [];
   const byMac = new Map<string, number>();
@@ -114,7 +114,7 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet): Hos
       continue;
     }
 
-    const parsed = parseLine(content);
+    const parsed = parseLine(content, domain);
     for (const note of parsed.notes) report(note);
     if (parsed.leaseTime && !leaseTimeNoted) {
       leaseTimeNoted = true;

@@ -57,6 +57,12 @@ export interface CoreConfig {
 export interface CoreDeps {
   /** ARP/ICMP evidence that an address is in use, consulted before offering an address the client never held */
   isKnownInUse?: InUsePredicate;
+  /**
+   * Whether a client may have the host name it asks for (another client's or a reservation's name, a denied name):
+   * a refused name is left off the lease and the reply, so the table, the journal and `natd leases` agree with DNS.
+   * `binding` is true for the ACK that binds the lease (the policy counts and logs refusals only then).
+   */
+  nameAllowed?: (name: string, claimant: { clientId: string; mac: string; address: number }, binding: boolean) => boolean;
 }
 
 export interface HandleOptions {
@@ -124,6 +130,7 @@ export class DhcpServerCore {
   private readonly configured = new Map<number, Uint8Array>();
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
+  private readonly nameAllowed: CoreDeps['nameAllowed'];
   private readonly quarantineLimit: number;
   /** clientId -> the address it declined without proof, and until when it is not offered that address again */
   private readonly unconfirmedDeclines = new Map<string, { address: number; until: number }>();
@@ -147,6 +154,7 @@ export class DhcpServerCore {
     );
     this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
     this.offerHoldMs = (config.offerHoldSeconds ?? DEFAULT_OFFER_HOLD_SECONDS) * 1000;
+    this.nameAllowed = deps.nameAllowed;
     const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
     this.encodeConfiguredOptions();
@@ -239,7 +247,7 @@ export class DhcpServerCore {
     // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
     this.pool.hold(req.clientId, address, now + this.offerHoldMs);
     const leaseSeconds = this.leaseSecondsFor(req);
-    const hostname = this.hostnameFor(req, address);
+    const hostname = this.hostnameFor(req, address, false);
     return {
       reply: this.reply(req, DhcpMessageType.OFFER, serverId, { yiaddr: address, leaseSeconds, hostname }),
       changes: [],
@@ -440,7 +448,7 @@ export class DhcpServerCore {
       address,
       expiresAt: now + leaseSeconds * 1000,
     };
-    const hostname = this.hostnameFor(req, address);
+    const hostname = this.hostnameFor(req, address, true);
     if (hostname !== undefined) lease.hostname = hostname;
     this.pool.releaseHold(req.clientId);
     this.pool.releaseHoldOn(address);
@@ -478,12 +486,17 @@ export class DhcpServerCore {
     return Math.max(Math.floor(asked), Math.min(MIN_LEASE_SECONDS, configured));
   }
 
-  /** A reservation's name wins over the client's; then option 81, option 12, and the name the lease already had. */
-  private hostnameFor(req: Req, address: number): string | undefined {
+  /**
+   * A reservation's name wins over the client's; then option 81, option 12, and the name the lease already had, as
+   * far as the name policy allows it (see CoreDeps.nameAllowed).
+   */
+  private hostnameFor(req: Req, address: number, binding: boolean): string | undefined {
     const reservation = this.pool.reservationAt(address);
     if (reservation?.mac === req.mac && reservation.hostname) return reservation.hostname;
     const known = this.leases.getByClient(req.clientId);
-    return req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
+    const asked = req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
+    if (asked === undefined || !this.nameAllowed) return asked;
+    return this.nameAllowed(asked, { clientId: req.clientId, mac: req.mac, address }, binding) ? asked : undefined;
   }
 
   private sweep(now: number): Lease[] {

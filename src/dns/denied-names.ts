@@ -23,16 +23,27 @@ export function isTopLevelDomain(label: string): boolean {
   return TOP_LEVEL_DOMAINS.has(label);
 }
 
+export interface NamePolicyContext {
+  /** the gateway's name (default 'gateway') */
+  gatewayName?: string;
+  /** natd's local domain, when one is configured */
+  domain?: string | undefined;
+}
+
 /**
  * Why `name` may not be published as a host name, or undefined when it may. `name` is a table key: lower case,
  * without the local domain (so `wpad.vm` arrives as `wpad`). Only single labels are judged: the deny list is
  * about names that shadow something every guest resolves; an operator's multi-label name is the operator's choice.
+ *
+ * A TLD label is refused only when there is no local domain. With one, `app` is published as `app.vm` and never
+ * answered bare (LocalNames does not answer a bare TLD): the harm row 6 names is natd speaking for `com` itself, and
+ * app, dev, cloud, host, data, box and many more common VM names are TLDs today.
  */
-export function deniedNameReason(name: string, gatewayName: string = DEFAULT_GATEWAY_NAME): string | undefined {
+export function deniedNameReason(name: string, context: NamePolicyContext = {}): string | undefined {
   const key = name.toLowerCase().replace(/\.$/, '');
   if (key.includes('.')) return undefined;
-  if (key === gatewayName.toLowerCase()) return "the gateway's own name";
+  if (key === (context.gatewayName ?? DEFAULT_GATEWAY_NAME).toLowerCase()) return "the gateway's own name";
   if (SPECIAL_NAMES.includes(key)) return 'a special-use name (localhost, wpad, isatap, local)';
-  if (isTopLevelDomain(key)) return 'a top-level domain';
+  if (!context.domain && isTopLevelDomain(key)) return 'a top-level domain (published only under a --domain)';
   return undefined;
 }

@@ -185,7 +185,7 @@ export class LocalNames {
   refusalOf(name: string): NameRefusal | undefined {
     const key = this.hostKey(name);
     if (!isValidHostName(key)) return 'invalid';
-    return deniedNameReason(key, this.gatewayName) === undefined && key !== this.domain ? undefined : 'denied';
+    return deniedNameReason(key, { gatewayName: this.gatewayName, domain: this.domain }) === undefined && key !== this.domain ? undefined : 'denied';
   }
 
   /** The entry that answers for `name` now (highest-ranking source, first claimed), or undefined. */
@@ -362,7 +362,7 @@ export interface HostsProblem {
  * Reads hosts-format text ("address name [alias…]", '#' comments). IPv4 lines become entries; IPv6 lines are
  * skipped without complaint (natd serves IPv4 only); anything else unusable is reported with file and line.
  */
-export function parseHostsFormat(text: string, file: string): { entries: HostsEntry[]; problems: HostsProblem[] } {
+export function parseHostsFormat(text: string, file: string, domain?: string): { entries: HostsEntry[]; problems: HostsProblem[] } {
   const entries: HostsEntry[] = [];
   const problems: HostsProblem[] = [];
   text.split(/\r?\n/).forEach((rawLine, index) => {
@@ -379,7 +379,7 @@ export function parseHostsFormat(text: string, file: string): { entries: HostsEn
     const names: string[] = [];
     for (const field of nameFields) {
       const name = normalizeName(field);
-      const denied = deniedNameReason(name);
+      const denied = deniedNameReason(name, { domain });
       if (!isValidHostName(name)) problems.push({ file, line, message: `"${field}" is not a valid host name` });
       else if (denied) problems.push({ file, line, message: `"${field}" is ${denied}; natd never publishes it` });
       else names.push(name);

@@ -177,6 +177,26 @@ describe('REQUEST in SELECTING (server id present)', () => {
     expect(core.leases.getByAddress(offered)?.clientId).toBe(request(1).clientId);
   });
 
+  it('leaves a name the name policy refuses off the lease, the change and the reply (the policy is told which step binds)', () => {
+    const asked: Array<[string, boolean]> = [];
+    const core = new DhcpServerCore(config(), [], {
+      nameAllowed: (name, claimant, binding) => {
+        asked.push([name, binding]);
+        return claimant.mac !== macOf(2);
+      },
+    });
+    obtain(core, 1, T0, { hostname: 'db' });
+    const address = obtain(core, 2, T0, { hostname: 'db' });
+    expect(asked).toEqual([['db', false], ['db', true], ['db', false], ['db', true]]);
+    expect(core.leases.getByClient(request(1).clientId)?.hostname).toBe('db');
+    expect(core.leases.getByClient(request(2).clientId)?.hostname).toBeUndefined();
+    const renew = core.handle(request(2, { type: DhcpMessageType.REQUEST, ciaddr: address, hostname: 'db' }), T0 + 1000);
+    expect(replyType(renew)).toBe('ACK');
+    expect(renew.changes[0]).toMatchObject({ kind: 'bind', lease: { address } });
+    expect((renew.changes[0] as { lease: { hostname?: string } }).lease.hostname).toBeUndefined();
+    expect(renew.reply!.packet.options.get(DhcpOption.HOSTNAME)).toBeUndefined();
+  });
+
   it('forgets our offer silently when the client chose another server', () => {
     const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100') });
     const offered = core.handle(request(1), T0).reply!.packet.yiaddr;

@@ -151,9 +151,9 @@ describe('policyFor', () => {
 describe('LocalNames never speaks for a TLD or above its domain (issue 12, row 6)', () => {
   const DNSSEC_TYPES = [DnsType.NS, DnsType.SOA, 43 /* DS */, 48 /* DNSKEY */];
 
-  it('refuses denied names from any source: special-use names, the gateway, TLDs, the domain itself', () => {
+  it('refuses denied names from any source: special-use names, the gateway, the domain itself', () => {
     const local = names();
-    for (const name of ['localhost', 'wpad', 'WPAD.lan', 'isatap', 'local', 'gateway', 'com', 'net.', 'xn--fiqs8s', 'lan']) {
+    for (const name of ['localhost', 'wpad', 'WPAD.lan', 'isatap', 'local', 'gateway', 'lan']) {
       expect(local.refusalOf(name), name).toBe('denied');
       expect(local.setHost(name, ip('10.10.0.9'), 'static'), name).toBe(false);
     }
@@ -162,6 +162,18 @@ describe('LocalNames never speaks for a TLD or above its domain (issue 12, row 6
     expect(local.lookup(q(reverseName(ip('10.10.0.9')), DnsType.PTR))?.rcode).toBe(DnsRcode.NXDOMAIN);
     expect(local.lookup(q('localhost'))).toBeUndefined();
     expect(local.lookup(q('wpad.lan'))?.rcode).toBe(DnsRcode.NXDOMAIN);
+  });
+
+  it('publishes a TLD label only under the domain (app.lan), never bare; without a domain it is refused', () => {
+    const local = names();
+    for (const name of ['app', 'com', 'xn--fiqs8s']) {
+      expect(local.setHost(name, ip('10.10.0.9'), 'lease'), name).toBe(true);
+      expect(local.lookup(q(`${name}.lan`))?.records, name).toEqual([{ type: DnsType.A, ttl: 0, data: '10.10.0.9' }]);
+      for (const type of [DnsType.A, ...DNSSEC_TYPES]) expect(local.lookup(q(name, type)), name).toBeUndefined();
+      expect(local.lookup(q(reverseName(ip('10.10.0.9')), DnsType.PTR))?.records[0]?.data).toBe(`${name}.lan`);
+    }
+    const bare = new LocalNames({ subnet, gatewayAddress: ip('10.10.0.1') });
+    for (const name of ['app', 'com', 'net.']) expect(bare.refusalOf(name), name).toBe('denied');
   });
 
   it('leaves TLD questions (DS/NS/DNSKEY/SOA) to the upstream, but answers a guest name under the domain', () => {
