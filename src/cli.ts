@@ -25,7 +25,7 @@ async function loadConfigModule(): Promise<ConfigModule> {
   return (configModule ??= await import('./config.js'));
 }
 
-const DAEMON_OPTIONS = {
+export const DAEMON_OPTIONS = {
   bridge: { type: 'string' },
   subnet: { type: 'string' },
   'dhcp-range': { type: 'string' },
@@ -95,7 +95,7 @@ Daemon options:
   --no-ping                offer new addresses without the conflict ping first (as dnsmasq --no-ping)
   --no-dns, --no-firewall  run without the DNS server / without the nftables table
   --allow-ipv6-forward     let IPv6 routed through the bridge pass (default: rejected)
-  --metrics-listen ADDR:PORT  also serve Prometheus metrics over HTTP (always: natd metrics)
+  --cache-size N           DNS cache entries at most (default 10000)
   --cache-max-bytes SIZE   bytes the DNS cache may hold, e.g. 32M (default 32M; --cache-size caps entries)
   --dns-forward-max N      upstream DNS queries in flight at once, all guests together (default 4096)
   --dns-max-pending-per-client N  upstream queries one guest may have waiting (default 256; more: SERVFAIL)

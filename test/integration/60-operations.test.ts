@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { pinnedMacFor } from '../../src/net/bridge.js';
@@ -296,8 +296,12 @@ describe.skipIf(!isRoot())('natd operations', () => {
     });
   });
 
-  it('systemd-analyze verify passes for natd@virbr10.service with no warnings about the unit', () => {
+  it('systemd-analyze verify passes for natd@virbr10.service with no warnings about the unit, its man page included', () => {
     const dir = tempDir('natd-unit-');
+    // the unit's Documentation=man:natd(8) is checked by running man: give it the page as npm install -g would
+    const manDir = path.join(dir, 'man');
+    mkdirSync(path.join(manDir, 'man8'), { recursive: true });
+    copyFileSync(path.join(PROJECT_ROOT, 'man', 'natd.8'), path.join(manDir, 'man8', 'natd.8'));
     const stub = path.join(dir, 'natd');
     writeFileSync(stub, '#!/bin/sh\nexit 0\n');
     chmodSync(stub, 0o755);
@@ -307,7 +311,9 @@ describe.skipIf(!isRoot())('natd operations', () => {
     symlinkSync('natd@.service', path.join(dir, 'natd@virbr10.service'));
     const verify = (): { code: number; output: string } => {
       try {
-        const out = execFileSync('systemd-analyze', ['verify', '--man=no', path.join(dir, 'natd@virbr10.service')], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        const out = execFileSync('systemd-analyze', ['verify', '--man=yes', path.join(dir, 'natd@virbr10.service')], {
+          cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MANPATH: manDir },
+        });
         return { code: 0, output: out };
       } catch (err) {
         const e = err as { status: number; stdout: string; stderr: string };
@@ -317,7 +323,9 @@ describe.skipIf(!isRoot())('natd operations', () => {
     const good = verify();
     expect(good.output.split('\n').filter((l) => l.includes('natd@'))).toEqual([]);
     expect(good.code).toBe(0);
-    // the same check notices a broken unit, so the pass above means something
+    // the same check notices a missing man page and a broken unit, so the pass above means something
+    rmSync(path.join(manDir, 'man8', 'natd.8'));
+    expect(verify().output).toMatch(/man natd\(8\)/);
     writeFileSync(path.join(dir, 'natd@.service'), unit.replace('/usr/local/bin/natd', path.join(dir, 'missing')).replace('Type=notify', 'Type=notifyy'));
     const bad = verify();
     expect(bad.output).toMatch(/natd@virbr10\.service/);
