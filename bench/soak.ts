@@ -6,7 +6,7 @@
  *
  * Set-up, all in namespaces made here and deleted at the end (also on failure and SIGINT/SIGTERM):
  *   vm1 10.77.0.201  DNS attacker and RA sender      vm2 10.77.0.202  DNS neighbour (paced queries, answers matched)
- *   vm3 (udhcpc)     DHCP neighbour (lease every 3 s) vm4 10.77.0.204  DHCP attacker
+ *   vm3 (udhcpc)     DHCP neighbour (lease every 3 s) vm4 10.77.0.204  DHCP attacker, never-answered-zone flood
  *   vm5 (udhcpc)     claims names db, wpad, ...       vm6 (udhcpc)     first holder of the name db
  *   wan              test/fixtures/fake-upstream.mjs (60 KB TXT names, never-answering zone, TTL 2^31)
  * natd (dist/src/cli.js, default limits, --no-firewall) serves br0 with the pool .10-.199.
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     const tools: SoakTools = { fixtures: FIXTURES, node: process.execPath, python: '/usr/bin/python3', workDir };
     let dbHolderAddress: string | undefined;
     const vms: SoakVms = {
-      dnsAttacker: vm1, dnsNeighbour: vm2, dhcpAttacker: vm4, dhcpAttackerAddress: STATIC.dhcpAttacker,
+      dnsAttacker: vm1, upstreamFlooder: vm4, dnsNeighbour: vm2, dhcpAttacker: vm4, dhcpAttackerAddress: STATIC.dhcpAttacker,
       nameClaimer: vm5, dbHolder: vm6, dbHolderAddress: () => dbHolderAddress,
     };
     dbHolderAddress = await udhcpc(topology, vm6, tools, { hostname: 'db' });

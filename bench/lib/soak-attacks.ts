@@ -153,6 +153,11 @@ function toolRound(ns: () => string, argv: (index: number) => string[], timeoutM
 export interface SoakVms {
   /** DNS and RA attacker (static address) */
   dnsAttacker: string;
+  /**
+   * the never-answered-zone flood's own vm: its queries stay pending for the whole 4 s upstream budget, so from the
+   * same address they would take the per-client allowance of the attacks that follow it in the rotation
+   */
+  upstreamFlooder: string;
   /** the DNS neighbour (static address): its listener is where a broadcast answer would land */
   dnsNeighbour: string;
   /** DHCP attacker (static address, to send broadcasts from) */
@@ -178,7 +183,7 @@ export function dnsAttacks(vms: SoakVms, at: SoakAddresses, tools: SoakTools): A
     new RoundsAttack('dns-port0-flood', 'row 3: 20,000 queries from UDP source port 0 over 5 s (raw socket)',
       toolRound(attacker, () => [tools.python, path.join(tools.fixtures, 'dns-port-zero.py'), at.gateway, '20000', '5'], 20_000)),
     new RoundsAttack('dns-upstream-flood', 'row 7: 6,000 unique names in a zone that never answers, as fast as the socket goes',
-      toolRound(attacker, () => node('udp-unique-flood', '6000'), 20_000), 2000),
+      toolRound(() => vms.upstreamFlooder, () => node('udp-unique-flood', '6000'), 20_000), 2000),
     new RoundsAttack('dns-large-answers', 'row 4: 200 new names with ~60 KB answers per round over 4 TCP connections',
       toolRound(attacker, (i) => node('tcp-names', '200', '4', `s${process.pid}r${i}n`), 60_000)),
     new RoundsAttack('dns-tcp-slots', 'row 7: 80 TCP connections, each busy with a never-answered query (3 s)',
