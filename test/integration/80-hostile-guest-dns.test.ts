@@ -1,8 +1,8 @@
 /**
  * Hostile guests against natd's DNS (issue 12, the DNS rows of its table). Each test is one attack, performed from a
  * vm namespace with real packets, and asserts the harm is gone: vm1 is the attacker, vm2 a neighbour whose queries
- * must keep working. The attack tools are small scripts written to a temp dir here (Node for sockets, a raw IPv4
- * socket for UDP source port 0, scapy for spoofed sources) so the file reads as the threat model.
+ * must keep working. The attack tools are fixtures shared with the soak (test/fixtures/dns-attack.mjs for sockets,
+ * dns-port-zero.py for a raw IPv4 socket sending from UDP source port 0, dns-spoof.py with scapy for spoofed sources).
  *
  * Bounds are generous (two shared cores); the unfixed code missed each of them by a wide margin (see the issue note).
  */
@@ -19,165 +19,16 @@ const VICTIM_ADDR = '10.77.0.202';
 /** natd runs with a small cache budget so row 4 needs only a few hundred large answers to reach it */
 const CACHE_BUDGET_MIB = 8;
 
-/** The attacks and the neighbour's load, one mode per argv[2]; each prints one JSON summary line. */
-const TOOL = String.raw`
-import dgram from 'node:dgram';
-import net from 'node:net';
-import { randomInt } from 'node:crypto';
-
-const [mode, target, ...rest] = process.argv.slice(2);
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-function query(id, name, type = 1, ednsSize = 0) {
-  const labels = name.split('.').flatMap((l) => [Buffer.of(l.length), Buffer.from(l)]);
-  const head = Buffer.from([id >> 8, id & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, ednsSize ? 1 : 0]);
-  const opt = ednsSize ? Buffer.from([0, 0, 41, ednsSize >> 8, ednsSize & 255, 0, 0, 0, 0, 0, 0]) : Buffer.alloc(0);
-  return Buffer.concat([head, ...labels, Buffer.of(0), Buffer.from([type >> 8, type & 255, 0, 1]), opt]);
-}
-const framed = (q) => Buffer.concat([Buffer.from([q.length >> 8, q.length & 255]), q]);
-const TXT = 16;
-
-if (mode === 'tcp-pipeline') {
-  // row 2: pipeline queries for a large cached answer and never read a byte
-  const [countText, holdText] = rest;
-  const socket = net.connect(53, target);
-  socket.pause();
-  let closedByServer = false;
-  socket.on('close', () => (closedByServer = true));
-  socket.on('error', () => {});
-  await new Promise((ok) => socket.once('connect', ok));
-  const frames = [];
-  for (let i = 0; i < Number(countText); i++) frames.push(framed(query(i & 0xffff, 'pipe.huge.example.test', TXT)));
-  socket.write(Buffer.concat(frames));
-  await sleep(Number(holdText));
-  console.log(JSON.stringify({ written: frames.length, closedByServer }));
-  socket.destroy();
-} else if (mode === 'tcp-names') {
-  // row 4: many different names with large answers, fetched over a few connections that do read
-  const [countText, connectionsText] = rest;
-  const count = Number(countText);
-  let next = 0, answered = 0, bytes = 0;
-  async function worker() {
-    const socket = net.connect(53, target);
-    socket.on('error', () => {});
-    await new Promise((ok, fail) => { socket.once('connect', ok); socket.once('error', fail); });
-    let buffered = Buffer.alloc(0), waiting;
-    socket.on('data', (chunk) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-        bytes += buffered.readUInt16BE(0);
-        buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
-        answered++;
-        waiting?.();
-      }
-    });
-    while (next < count) {
-      const i = next++;
-      await new Promise((ok) => { waiting = ok; socket.write(framed(query(i & 0xffff, 'n' + i + '.huge.example.test', TXT))); setTimeout(ok, 5000); });
-    }
-    socket.destroy();
-  }
-  await Promise.all(Array.from({ length: Number(connectionsText) }, worker));
-  console.log(JSON.stringify({ count, answered, bytes }));
-} else if (mode === 'udp-victim') {
-  // the neighbour: paced queries for a cached name, each answer matched by id
-  const [countText, durationText, name] = rest;
-  const count = Number(countText), durationMs = Number(durationText);
-  const socket = dgram.createSocket('udp4');
-  const answered = new Set();
-  socket.on('message', (msg) => answered.add(msg.readUInt16BE(0)));
-  await new Promise((ok) => socket.bind(0, ok));
-  const started = performance.now();
-  let sent = 0;
-  while (sent < count) {
-    const due = Math.min(count, Math.ceil((count * (performance.now() - started)) / durationMs));
-    for (; sent < due; sent++) socket.send(query(sent, name), 53, target);
-    await sleep(5);
-  }
-  await sleep(1500);
-  socket.close();
-  console.log(JSON.stringify({ sent, answered: answered.size }));
-} else if (mode === 'udp-unique-flood') {
-  // row 7: unique names in a zone whose upstream never answers, as fast as the socket takes them
-  const [countText] = rest;
-  const socket = dgram.createSocket('udp4');
-  let answers = 0, servfails = 0;
-  socket.on('message', (msg) => { answers++; if ((msg[3] & 15) === 2) servfails++; });
-  await new Promise((ok) => socket.bind(0, ok));
-  const tag = randomInt(1e9);
-  for (let i = 0; i < Number(countText); i++) {
-    socket.send(query(i & 0xffff, 'u' + i + '-' + tag + '.blackhole.test'), 53, target);
-    if (i % 200 === 199) await sleep(1);
-  }
-  await sleep(500);
-  socket.close();
-  console.log(JSON.stringify({ sent: Number(countText), answers, servfails }));
-} else if (mode === 'tcp-slots') {
-  // row 7: take every TCP slot, each kept busy by a query that never gets an upstream answer
-  const [countText, holdText] = rest;
-  let connected = 0, closedByServer = 0;
-  const sockets = [];
-  for (let i = 0; i < Number(countText); i++) {
-    const socket = net.connect(53, target);
-    sockets.push(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => closedByServer++);
-    socket.on('connect', () => { connected++; socket.write(framed(query(i, 'slot' + i + '-' + randomInt(1e9) + '.blackhole.test'))); });
-    await sleep(2);
-  }
-  await sleep(Number(holdText));
-  console.log(JSON.stringify({ connected, closedByServer }));
-  for (const s of sockets) s.destroy();
-} else if (mode === 'listen') {
-  // what a neighbour would receive if natd answered a spoofed broadcast source
-  const [portText, durationText] = rest;
-  const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-  let received = 0;
-  socket.on('message', () => received++);
-  await new Promise((ok) => socket.bind(Number(portText), '0.0.0.0', ok));
-  console.log('ready');
-  await sleep(Number(durationText));
-  socket.close();
-  console.log(JSON.stringify({ received }));
-}
-`;
-
-/** UDP queries from source port 0 through a raw socket (the kernel adds the IP header); argv: target count seconds. */
-const PORT_ZERO_FLOOD = String.raw`
-import socket, struct, sys, time
-target, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-def query(i):
-    name = b''.join(bytes([len(l)]) + l for l in b'p0.example.test'.split(b'.')) + b'\0'
-    return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + name + struct.pack('>HH', 1, 1)
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-start = time.monotonic()
-for i in range(count):
-    payload = query(i)
-    s.sendto(struct.pack('>HHHH', 0, 53, 8 + len(payload), 0) + payload, (target, 0))
-    if i % 100 == 99:
-        lag = start + seconds * (i + 1) / count - time.monotonic()
-        if lag > 0: time.sleep(lag)
-print(count)
-`;
-
-/** Queries spoofed from broadcast, network, zero and multicast sources (scapy); argv: target sport. */
-const SPOOF = String.raw`
-import sys
-from scapy.all import IP, UDP, DNS, DNSQR, DNSRROPT, send, conf
-conf.verb = 0
-target, sport = sys.argv[1], int(sys.argv[2])
-for src in ['10.77.0.255', '10.77.0.0', '255.255.255.255', '0.0.0.0', '224.0.0.251']:
-    for qtype in ['TXT', 'ANY']:
-        send(IP(src=src, dst=target) / UDP(sport=sport, dport=53) /
-             DNS(id=7, rd=1, qd=DNSQR(qname='big.example.test', qtype=qtype), ar=DNSRROPT(rclass=4096)))
-print('sent')
-`;
+/** The attack tools, shared with the soak (bench/soak.ts): each prints one JSON summary line (see their headers). */
+const DNS_ATTACK = path.join(FIXTURES, 'dns-attack.mjs');
+const PORT_ZERO_FLOOD = path.join(FIXTURES, 'dns-port-zero.py');
+const SPOOF = path.join(FIXTURES, 'dns-spoof.py');
+/** sources a query cannot really come from: the subnet's broadcast and network address, zero, multicast */
+const SPOOFED_SOURCES = ['10.77.0.255', '10.77.0.0', '255.255.255.255', '0.0.0.0', '224.0.0.251'];
 
 describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
   let topo: Topology;
   let natd: NatdHandle;
-  let tool: string;
-  let portZeroFlood: string;
-  let spoof: string;
   let upstreamLog: string;
 
   beforeAll(async () => {
@@ -194,12 +45,6 @@ describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
       '--cache-max-bytes', `${CACHE_BUDGET_MIB}M`]);
     await topo.runOk(topo.vm(1).ns, ['ip', 'addr', 'add', `${ATTACKER_ADDR}/24`, 'dev', 'eth0']);
     await topo.runOk(topo.vm(2).ns, ['ip', 'addr', 'add', `${VICTIM_ADDR}/24`, 'dev', 'eth0']);
-    tool = path.join(dir, 'tool.mjs');
-    portZeroFlood = path.join(dir, 'port-zero.py');
-    spoof = path.join(dir, 'spoof.py');
-    writeFileSync(tool, TOOL);
-    writeFileSync(portZeroFlood, PORT_ZERO_FLOOD);
-    writeFileSync(spoof, SPOOF);
   }, 60_000);
 
   afterAll(async () => {
@@ -229,7 +74,7 @@ describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
   }
 
   async function runTool<T>(ns: string, args: string[], timeoutMs = 60_000): Promise<T> {
-    const r = await topo.run(ns, [process.execPath, tool, args[0]!, GATEWAY, ...args.slice(1)], { timeoutMs });
+    const r = await topo.run(ns, [process.execPath, DNS_ATTACK, args[0]!, GATEWAY, ...args.slice(1)], { timeoutMs });
     if (r.code !== 0) throw new Error(`tool ${args[0]} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
   }
@@ -270,7 +115,7 @@ describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
     expect(await dig(victim(), ['+short', 'v.example.test', 'A'])).toMatch(/^203\.0\.113\.\d+/);
     const before = await metrics();
     const [flood, load] = await Promise.all([
-      topo.run(attacker(), ['/usr/bin/python3', portZeroFlood, GATEWAY, '40000', '5'], { timeoutMs: 30_000 }),
+      topo.run(attacker(), ['/usr/bin/python3', PORT_ZERO_FLOOD, GATEWAY, '40000', '5'], { timeoutMs: 30_000 }),
       runTool<{ sent: number; answered: number }>(victim(), ['udp-victim', '1000', '5000', 'v.example.test']),
     ]);
     const after = await metrics();
@@ -324,12 +169,12 @@ describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
 
   it('row 8: a query spoofed from a broadcast or multicast source gets no answer, and answers stay small', async () => {
     expect(await dig(victim(), ['+short', 'big.example.test', 'TXT', '+tcp'])).toContain('xxxx'); // cached
-    const listener = topo.spawn(victim(), [process.execPath, tool, 'listen', GATEWAY, '40053', '6000']);
+    const listener = topo.spawn(victim(), [process.execPath, DNS_ATTACK, 'listen', GATEWAY, '40053', '6000']);
     const listenerDone = new Promise<void>((ok) => listener.once('exit', () => ok()));
     let out = '';
     listener.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await new Promise<void>((ok) => listener.stdout!.once('data', () => ok()));
-    const sent = await topo.run(attacker(), ['/usr/bin/python3', spoof, GATEWAY, '40053'], { timeoutMs: 30_000 });
+    const sent = await topo.run(attacker(), ['/usr/bin/python3', SPOOF, GATEWAY, '40053', SPOOFED_SOURCES.join(',')], { timeoutMs: 30_000 });
     await listenerDone;
     const received = (JSON.parse(out.trim().split('\n').pop()!) as { received: number }).received;
     console.log('row 8: spoofed', sent.stdout.trim(), sent.stderr.trim().slice(0, 200), 'answers seen by the neighbour', received);

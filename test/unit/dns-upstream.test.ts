@@ -252,6 +252,23 @@ describe.each([
     expect(c.stats()).toMatchObject({ sent: 150, timeouts: 150, failures: 50, received: 0 });
   });
 
+  it('refuses at once (undefined, counted) past maxInFlight (dns-forward-max), and takes queries again as slots free', async () => {
+    const dead = await responder(false);
+    const c = client({ servers: [{ address: '127.0.0.1', port: dead.port }], timeoutMs: 100, budgetMs: 150, maxInFlight: 3 });
+    const held = Array.from({ length: 3 }, (_, i) => c.query(makeQuery(`cap${i}.example.test`, 'A'), keyOf(`cap${i}.example.test`, 1)));
+    const started = performance.now();
+    expect(await c.query(makeQuery('over.example.test', 'A'), keyOf('over.example.test', 1))).toBeUndefined();
+    expect(performance.now() - started).toBeLessThan(50); // refused, not timed out
+    expect(c.stats()).toMatchObject({ overForwardMax: 1, failures: 1 });
+    expect(dead.queries.map((q) => decode(q.msg).questions[0]!.name)).not.toContain('over.example.test');
+
+    expect(await Promise.all(held)).toEqual([undefined, undefined, undefined]); // their budget ran out
+    const r = await responder(true);
+    c.setServers([{ address: '127.0.0.1', port: r.port }]);
+    expect(await c.query(makeQuery('again.example.test', 'A'), keyOf('again.example.test', 1))).toBeDefined();
+    expect(c.stats().overForwardMax).toBe(1);
+  });
+
   it('uses a fresh id per attempt and spreads queries over rotating source ports', async () => {
     const r = await responder(true);
     const c = client({ servers: [{ address: '127.0.0.1', port: r.port }], socketPoolSize: 4, queriesPerSocket: 8 });
