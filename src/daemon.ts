@@ -36,7 +36,7 @@ import { BatchUdpTransport } from './dns/udp-transport.js';
 import { parseResolvConf, watchResolvConf } from './dns/resolv-conf.js';
 import { LeaseNames } from './lease-names.js';
 import { deniedNameReason } from './dns/denied-names.js';
-import { Firewall } from './firewall.js';
+import { Firewall } from './nft/firewall.js';
 import { dnsLimitMetrics, formatPrometheus, PROMETHEUS_CONTENT_TYPE, type MetricsInput } from './ops/metrics.js';
 import { registerWithResolved } from './ops/resolved.js';
 import http from 'node:http';

@@ -63,7 +63,15 @@ function remaining(expiresAt: number): string {
 /** state 'declined': a quarantined address (a probe confirmed the conflict), expiresAt is when it ends */
 interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string; state?: 'declined' }
 interface ReservationRow { mac: string; address: string; hostname?: string; source?: string }
-interface ForwardRow { spec: string; protocol: string; host: string; guest: string }
+/** inTable false: the forward is kept but not applied (e.g. its reservation is gone); `problem` says why when known */
+interface ForwardRow { spec: string; protocol: string; host: string; guest: string; inTable?: boolean; problem?: string }
+
+/** `natd forwards list` for people; a forward kept but not applied says so beside its guest. */
+export function formatForwards(rows: ForwardRow[]): string {
+  if (!rows.length) return 'no port forwards\n';
+  const guest = (f: ForwardRow) => (f.inTable === false ? `${f.guest} (${f.problem ? `${f.problem}; ` : ''}not in the table)` : f.guest);
+  return formatTable(['PROTO', 'HOST', 'GUEST', 'SPEC'], rows.map((f) => [f.protocol, f.host, guest(f), f.spec]));
+}
 
 function render(command: string, sub: string | undefined, result: unknown): string {
   switch (command) {
@@ -83,11 +91,7 @@ function render(command: string, sub: string | undefined, result: unknown): stri
       }
       return `${sub === 'add' ? 'added' : 'removed'}\n`;
     case 'forwards':
-      if (sub === 'list') {
-        const rows = result as ForwardRow[];
-        if (!rows.length) return 'no port forwards\n';
-        return formatTable(['PROTO', 'HOST', 'GUEST', 'SPEC'], rows.map((f) => [f.protocol, f.host, f.guest, f.spec]));
-      }
+      if (sub === 'list') return formatForwards(result as ForwardRow[]);
       return `${sub === 'add' ? 'added' : 'removed'}\n`;
     case 'reload':
       return 'reloaded\n';

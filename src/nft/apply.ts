@@ -1,48 +1,19 @@
 /**
- * Running nft: apply a batch, read natd's table back and check it, delete it. The only module that executes nft.
+ * The nft operations natd needs: apply a batch, read natd's table back and check it, delete it. Each runs nft once
+ * through runner.ts (the only place that starts nft), under its deadline.
  *
  * A batch goes through a temp file (`nft -j -f <file>`): `nft -j -f -` fails from Node because its stdin is a
  * socketpair ("Could not open /dev/stdin"). Reading back matters because nft 1.0.6 accepts some wrong JSON silently
  * (a string priority makes a hook-less chain), so after a full apply natd compares the live table with the input.
- * Every function takes an optional `exec`, so unit tests need no nft and integration tests run it in a namespace.
+ * Every function takes NftOptions (exec, binary, deadline), so unit tests need no nft.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { buildChains, buildMaps, buildRules, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
+import { runNft, type NftOptions } from './runner.js';
 import type { NftBatch, NftFamily } from './schema.js';
-
-export interface ExecResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-/** Runs nft with these arguments (the binary is `nft` from the options). Never rejects on a non-zero exit. */
-export type NftExec = (nft: string, args: readonly string[]) => Promise<ExecResult>;
-
-export interface NftOptions {
-  /** Path of the nft binary; default 'nft' (PATH). */
-  nft?: string;
-  exec?: NftExec;
-}
-
-export const defaultExec: NftExec = (nft, args) =>
-  new Promise((resolve, reject) => {
-    const child = execFile(nft, [...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(new NatdError(ErrorCodes.NFT_APPLY, `cannot run ${nft}: ${err.message}`, { cause: err }));
-        return;
-      }
-      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
-    });
-    child.stdin?.end();
-  });
-
-function run(args: readonly string[], opts: NftOptions): Promise<ExecResult> {
-  return (opts.exec ?? defaultExec)(opts.nft ?? 'nft', args);
-}
 
 function isMissing(stderr: string): boolean {
   return stderr.includes('No such file or directory');
@@ -51,6 +22,7 @@ function isMissing(stderr: string): boolean {
 /**
  * Applies a batch atomically (`nft -j -f <file>`, or `nft -c -j -f` when `check`): on error nothing changes and the
  * NatdError(NFT_APPLY) carries nft's message. An empty batch is refused: nft "succeeds" on it, which hides bugs.
+ * A batch killed at the deadline may or may not have been committed; the caller's read-back (or the healer) decides.
  */
 export async function applyBatch(batch: NftBatch, opts: NftOptions & { check?: boolean } = {}): Promise<void> {
   if (batch.nftables.length === 0) throw new NatdError(ErrorCodes.NFT_APPLY, 'refusing to apply an empty nft batch');
@@ -59,7 +31,7 @@ export async function applyBatch(batch: NftBatch, opts: NftOptions & { check?: b
     const file = join(dir, 'batch.json');
     await writeFile(file, JSON.stringify(batch), { mode: 0o600 });
     const args = opts.check ? ['-c', '-j', '-f', file] : ['-j', '-f', file];
-    const result = await run(args, opts);
+    const result = await runNft(args, opts);
     if (result.code !== 0) {
       const reason = result.stderr.trim() || `exit status ${result.code}`;
       throw new NatdError(ErrorCodes.NFT_APPLY, `nft ${opts.check ? 'check' : 'apply'} failed: ${reason}`);
@@ -71,7 +43,7 @@ export async function applyBatch(batch: NftBatch, opts: NftOptions & { check?: b
 
 /** `nft -j list table FAMILY TABLE` parsed; undefined when the table does not exist. */
 export async function listTable(family: NftFamily, table: string, opts: NftOptions = {}): Promise<unknown> {
-  const result = await run(['-j', 'list', 'table', family, table], opts);
+  const result = await runNft(['-j', 'list', 'table', family, table], opts);
   if (result.code !== 0) {
     if (isMissing(result.stderr)) return undefined;
     throw new NatdError(ErrorCodes.NFT_APPLY, `nft list table ${family} ${table} failed: ${result.stderr.trim()}`);
@@ -85,7 +57,7 @@ export async function listTable(family: NftFamily, table: string, opts: NftOptio
 
 /** Deletes a table; a table that is already gone is not an error. */
 export async function deleteTable(family: NftFamily, table: string, opts: NftOptions = {}): Promise<void> {
-  const result = await run(['delete', 'table', family, table], opts);
+  const result = await runNft(['delete', 'table', family, table], opts);
   if (result.code !== 0 && !isMissing(result.stderr)) {
     throw new NatdError(ErrorCodes.NFT_APPLY, `nft delete table ${family} ${table} failed: ${result.stderr.trim()}`);
   }

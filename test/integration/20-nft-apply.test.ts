@@ -18,8 +18,8 @@ import {
   listTable,
   tableIntact,
   verifyTable,
-  type NftOptions,
 } from '../../src/nft/apply.js';
+import type { NftOptions } from '../../src/nft/runner.js';
 import { startHealer } from '../../src/nft/healer.js';
 import { buildForwardChange, buildRuleset, EXAMPLE_INPUT, TABLE_FAMILY, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from './support/netns.js';

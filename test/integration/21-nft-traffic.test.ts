@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
-import { applyAndVerify, applyBatch, type NftOptions } from '../../src/nft/apply.js';
+import { applyAndVerify, applyBatch } from '../../src/nft/apply.js';
+import type { NftOptions } from '../../src/nft/runner.js';
 import { buildForwardChange, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
 

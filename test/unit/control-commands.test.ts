@@ -5,12 +5,26 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
-import { flagError, formatStatus, formatTable } from '../../src/control/commands.js';
+import { flagError, formatForwards, formatStatus, formatTable } from '../../src/control/commands.js';
 import { ErrorCodes, exitStatusFor, NatdError } from '../../src/errors.js';
 
 describe('control command output', () => {
   it('aligns tables under their headers', () => {
     expect(formatTable(['A', 'LONGER'], [['x', 'y'], ['wide-cell', 'z']])).toBe('A          LONGER\nx          y\nwide-cell  z\n');
+  });
+
+  it('lists forwards, a forward kept out of the table saying why beside its guest', () => {
+    expect(formatForwards([])).toBe('no port forwards\n');
+    const text = formatForwards([
+      { spec: 'tcp:2222=web:22', protocol: 'tcp', host: '*:2222', guest: '10.77.0.50:22', inTable: true },
+      { spec: 'tcp:9090=db:90', protocol: 'tcp', host: '*:9090', guest: 'db:90', inTable: false, problem: 'no such reservation' },
+    ]);
+    expect(text.split('\n')).toEqual([
+      'PROTO  HOST    GUEST                                          SPEC',
+      'tcp    *:2222  10.77.0.50:22                                  tcp:2222=web:22',
+      'tcp    *:9090  db:90 (no such reservation; not in the table)  tcp:9090=db:90',
+      '',
+    ]);
   });
 
   it('prints status one line per component with nested counters as dotted key=value pairs', () => {

@@ -11,9 +11,8 @@ import {
   listTable,
   tableIntact,
   verifyTable,
-  type ExecResult,
-  type NftExec,
 } from '../../src/nft/apply.js';
+import type { ExecResult, NftExec } from '../../src/nft/runner.js';
 import { startHealer } from '../../src/nft/healer.js';
 import {
   buildForwardChange,

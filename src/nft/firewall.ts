@@ -1,0 +1,231 @@
+/**
+ * natd's firewall component: keeps natd's nftables table equal to its inputs (configured forwards plus forwards added
+ * at runtime, resolved against the reservations). It applies the table whole and reads it back at start and reload,
+ * changes forwards at runtime with element batches only, heals the table when something else removes it, and deletes
+ * it on stop. Every nft call goes through one serial queue (batches must not interleave) and has a deadline
+ * (runner.ts), so a hung nft fails one operation instead of blocking the queue.
+ *
+ * Order of a runtime change (add or remove): validate everything, apply the element batch, then persist the runtime
+ * forwards file. If nft refuses, nothing was written and nothing changed. If the write fails, the element batch is
+ * undone; should the undo fail too, the in-memory table still describes the old set, so the healer's next check sees
+ * the difference and re-applies the old table. The file therefore never holds a forward nft refused, and a crash
+ * between the two steps loses only the change that was never acknowledged. An nft killed at its deadline may have
+ * committed its batch or not; the in-memory table stays the old one and the healer settles the kernel on it.
+ */
+import type { Config } from '../config.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BridgeInfo } from '../net/bridge.js';
+import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward } from './forward-spec.js';
+import {
+  alreadyForwarded, forwardRows, guestNames, parseConfiguredForwards, parseForwardEntry, parseStoredForwards,
+  resolveForwards, type ActiveForward, type ForwardEntry, type ForwardRow,
+} from './forward-set.js';
+import { forwardsFile, type ForwardsStore } from './forwards-file.js';
+import { buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
+import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
+import { startHealer, type Healer } from './healer.js';
+import type { NftOptions } from './runner.js';
+
+export type NameResolver = (name: string) => number | undefined;
+
+export interface FirewallOptions {
+  config: Config;
+  bridge: BridgeInfo;
+  logger: Logger;
+  resolveName: NameResolver;
+  healIntervalMs?: number;
+  /** how nft is run: binary, exec (tests inject a fake), deadline per call */
+  nft?: NftOptions;
+  /** where runtime forwards persist; default forwards.json in config.stateDir */
+  store?: ForwardsStore;
+}
+
+export function tableNameFor(bridge: string): string {
+  return `natd-${bridge}`;
+}
+
+/** What is in the kernel: heals restore exactly this, element changes start from it. */
+interface AppliedTable {
+  input: RulesetInput;
+  active: ActiveForward[];
+}
+
+export class Firewall {
+  private config: Config;
+  private resolveName: NameResolver;
+  private configured: ForwardEntry[] = [];
+  private runtime: ForwardEntry[] = [];
+  private readonly store: ForwardsStore;
+  private readonly nft: NftOptions;
+  private healer: Healer | undefined;
+  private applied: AppliedTable | undefined;
+  private applies = 0;
+  private closed = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: FirewallOptions) {
+    this.config = opts.config;
+    this.resolveName = opts.resolveName;
+    this.store = opts.store ?? forwardsFile(opts.config.stateDir);
+    this.nft = opts.nft ?? {};
+  }
+
+  private get table(): string {
+    return tableNameFor(this.opts.bridge.name);
+  }
+
+  private serial<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(task, task);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private inputFor(config: Config, active: readonly ActiveForward[]): RulesetInput {
+    return {
+      table: this.table,
+      bridge: this.opts.bridge.name,
+      subnet: this.opts.bridge.subnet,
+      gateway: this.opts.bridge.gateway,
+      masqueradePorts: [config.masqueradePorts[0], config.masqueradePorts[1]],
+      forwards: active.map((a) => a.forward),
+      allowIpv6Forward: config.allowIpv6Forward,
+      guestToHost: config.guestToHost,
+    };
+  }
+
+  /** The table for these inputs; runtime forwards left out are logged, configured ones that fail throw. */
+  private plan(config: Config, configured: readonly ForwardEntry[], resolveName: NameResolver): AppliedTable {
+    const { active, leftOut } = resolveForwards(configured, this.runtime, resolveName);
+    for (const { entry, reason } of leftOut) {
+      this.opts.logger.warn('runtime port forward left out of the table', { forward: entry.text, error: reason });
+    }
+    return { input: this.inputFor(config, active), active };
+  }
+
+  /** Full apply and read-back; `applied` changes only when nft accepted and the table reads back as built. */
+  private async applyFull(reason: string, table: AppliedTable): Promise<void> {
+    await applyAndVerify(table.input, this.nft);
+    this.applied = table;
+    this.applies++;
+    this.opts.logger.info('nftables table applied', { table: `${TABLE_FAMILY} ${this.table}`, reason, forwards: table.active.length });
+  }
+
+  async start(): Promise<void> {
+    this.configured = parseConfiguredForwards(this.config.forwards);
+    const stored = parseStoredForwards(await this.store.load());
+    for (const { text, reason } of stored.rejected) {
+      this.opts.logger.warn('runtime port forward left out of the table', { forward: text, error: reason });
+    }
+    this.runtime = stored.entries;
+    await this.serial(() => this.applyFull('start', this.plan(this.config, this.configured, this.resolveName)));
+    this.healer = startHealer({
+      check: () => this.serial(() => tableIntact(this.applied!.input, this.nft)),
+      reapply: () => this.serial(() => this.applyFull('heal', this.applied!)),
+      ...(this.opts.healIntervalMs ? { intervalMs: this.opts.healIntervalMs } : {}),
+      logger: this.opts.logger,
+    });
+  }
+
+  /** New config or names: everything is parsed and resolved first, then one full apply; on error nothing changes. */
+  reload(config: Config, resolveName: NameResolver): Promise<void> {
+    return this.serial(async () => {
+      const configured = parseConfiguredForwards(config.forwards);
+      await this.applyFull('reload', this.plan(config, configured, resolveName));
+      this.config = config;
+      this.configured = configured;
+      this.resolveName = resolveName;
+    });
+  }
+
+  private entries(): ForwardEntry[] {
+    return [...this.configured, ...this.runtime];
+  }
+
+  /** Reservation names the forwards refer to: removing such a reservation would orphan a forward. */
+  guestNames(): Set<string> {
+    return guestNames(this.entries());
+  }
+
+  /** Every forward, configured then runtime, as plain rows (the control layer renders them). */
+  listForwards(): ForwardRow[] {
+    return forwardRows(this.entries(), new Set(this.applied?.active.map((a) => a.entry)), this.resolveName);
+  }
+
+  /** Adds a runtime forward with one element batch (no rebuild): applied, then persisted (see the header). */
+  addForward(text: string): Promise<void> {
+    return this.serial(async () => {
+      const entry = parseForwardEntry(text, 'runtime');
+      const taken = this.entries().find((e) => e.hostKey === entry.hostKey);
+      if (taken) throw alreadyForwarded(entry.text, entry.hostKey);
+      const added: ActiveForward = { entry, forward: resolveForward(entry.spec, this.resolveName) };
+      const before = this.applied!;
+      const active = [...before.active, added];
+      const after: AppliedTable = { input: { ...before.input, forwards: active.map((a) => a.forward) }, active };
+      buildRuleset(after.input); // validates the whole result before touching anything
+      await this.changeAndPersist(before, after, [added.forward], [], [...this.runtime, entry]);
+      this.opts.logger.info('port forward added', { forward: entry.text });
+    });
+  }
+
+  /** Removes a runtime forward (configured ones are the config's); its element goes only if it is in the table. */
+  removeForward(text: string): Promise<void> {
+    return this.serial(async () => {
+      const canonical = formatForwardSpec(parseForwardSpec(text));
+      const entry = this.runtime.find((e) => e.text === canonical);
+      if (!entry) {
+        throw new NatdError(ErrorCodes.CONFIG, this.configured.some((e) => e.text === canonical)
+          ? `forward ${canonical} comes from the configuration; remove it there and reload`
+          : `no runtime forward ${canonical}`);
+      }
+      const before = this.applied!;
+      const removed = before.active.find((a) => a.entry === entry);
+      const active = before.active.filter((a) => a !== removed);
+      const after: AppliedTable = { input: { ...before.input, forwards: active.map((a) => a.forward) }, active };
+      await this.changeAndPersist(before, after, [], removed ? [removed.forward] : [], this.runtime.filter((e) => e !== entry));
+      this.opts.logger.info('port forward removed', { forward: canonical });
+    });
+  }
+
+  /**
+   * The runtime-change order from the header: element batch, then the file, then the in-memory state. A failed
+   * write undoes the batch (best effort; the healer covers a failed undo) and rethrows.
+   */
+  private async changeAndPersist(before: AppliedTable, after: AppliedTable, add: PortForward[], remove: PortForward[], runtime: ForwardEntry[]): Promise<void> {
+    const changesTable = add.length + remove.length > 0;
+    if (changesTable) await applyBatch(buildForwardChange(before.input, add, remove), this.nft);
+    try {
+      await this.store.save(runtime.map((e) => e.text));
+    } catch (err) {
+      if (changesTable) await this.undo(before, remove, add);
+      throw err;
+    }
+    this.applied = after;
+    this.runtime = runtime;
+  }
+
+  private async undo(before: AppliedTable, add: PortForward[], remove: PortForward[]): Promise<void> {
+    try {
+      await applyBatch(buildForwardChange(before.input, add, remove), this.nft);
+    } catch (err) {
+      this.opts.logger.error('undoing a port forward change failed; the healer restores the table', { error: (err as Error).message });
+    }
+  }
+
+  status(): Record<string, unknown> {
+    return { table: `${TABLE_FAMILY} ${this.table}`, applies: this.applies, heals: this.healer?.heals() ?? 0, runtimeForwards: this.runtime.length };
+  }
+
+  counters(): { applies: number; heals: number } {
+    return { applies: this.applies, heals: this.healer?.heals() ?? 0 };
+  }
+
+  /** Stops healing and deletes the table; conntrack keeps existing connections during a restart. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.healer?.stop();
+    await this.serial(() => deleteTable(TABLE_FAMILY, this.table, this.nft));
+    this.opts.logger.info('nftables table removed', { table: `${TABLE_FAMILY} ${this.table}` });
+  }
+}

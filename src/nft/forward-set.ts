@@ -1,0 +1,157 @@
+/**
+ * The port forwards natd serves, as data. Each spec text is parsed once into an entry (canonical text, parsed spec,
+ * host side, where it came from); entries are resolved against the reservations into the forwards the table holds;
+ * listing rows are plain data for the control layer to render. Pure: no nft, no files, no logging.
+ *
+ * Rules kept here: a host side (protocol, host address, port) is forwarded at most once; a configured forward that
+ * cannot be resolved is an error (the operator wrote it), a runtime one is left out of the table with a reason
+ * (a reservation that went away must not stop the NAT for every guest).
+ */
+import { ErrorCodes, NatdError } from '../errors.js';
+import { formatIpv4 } from '../net/ipv4.js';
+import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward, type PortForwardSpec } from './forward-spec.js';
+import { forwardKey } from './ruleset.js';
+
+export type ForwardSource = 'config' | 'runtime';
+
+export interface ForwardEntry {
+  /** canonical text (formatForwardSpec): what is stored, listed and matched by `forwards remove` */
+  readonly text: string;
+  readonly spec: PortForwardSpec;
+  /** forwardKey of the host side; the guest takes no part in it */
+  readonly hostKey: string;
+  readonly source: ForwardSource;
+}
+
+/** An entry as it is in the table: its guest resolved to an address. */
+export interface ActiveForward {
+  readonly entry: ForwardEntry;
+  readonly forward: PortForward;
+}
+
+export interface ResolvedForwards {
+  active: ActiveForward[];
+  /** runtime entries not in the table, each with the reason */
+  leftOut: { entry: ForwardEntry; reason: string }[];
+}
+
+/** One `natd forwards list` row; `problem` says why a forward is not in the table when natd knows. */
+export interface ForwardRow {
+  spec: string;
+  protocol: string;
+  /** HOSTADDR:PORT, `*` for every local address */
+  host: string;
+  /** ADDRESS:PORT when the guest resolves, NAME:PORT when it does not */
+  guest: string;
+  source: ForwardSource;
+  inTable: boolean;
+  problem?: string;
+}
+
+function hostKeyOf(spec: PortForwardSpec): string {
+  return forwardKey({ ...spec, guestAddress: 0 });
+}
+
+/** Ports whose capture on every local address would swallow the guests' own DNS/DHCP traffic to the gateway. */
+function checkNotServicePort(spec: PortForwardSpec, text: string): void {
+  const service = spec.hostPort === 53 || (spec.protocol === 'udp' && spec.hostPort === 67);
+  if (service && spec.hostAddress === undefined) {
+    throw new NatdError(ErrorCodes.CONFIG, `forward "${text}": port ${spec.hostPort} on every local address would capture the guests' DNS/DHCP; give a host address (e.g. udp:198.51.100.1:53=web:53)`);
+  }
+}
+
+/** Parses and checks one spec (syntax, no DNS/DHCP capture); NatdError(CONFIG) naming the spec. */
+export function parseForwardEntry(text: string, source: ForwardSource): ForwardEntry {
+  const spec = parseForwardSpec(text);
+  checkNotServicePort(spec, text.trim());
+  return { text: formatForwardSpec(spec), spec, hostKey: hostKeyOf(spec), source };
+}
+
+export function alreadyForwarded(text: string, hostKey: string): NatdError {
+  return new NatdError(ErrorCodes.CONFIG, `forward "${text}": host side ${hostKey} is already forwarded`);
+}
+
+/** Configured specs: every problem (syntax, service port, a host side given twice) reported in one error. */
+export function parseConfiguredForwards(texts: readonly string[]): ForwardEntry[] {
+  const problems: string[] = [];
+  const entries: ForwardEntry[] = [];
+  for (const text of texts) {
+    try {
+      const entry = parseForwardEntry(text, 'config');
+      if (entries.some((e) => e.hostKey === entry.hostKey)) throw alreadyForwarded(text.trim(), entry.hostKey);
+      entries.push(entry);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length) throw new NatdError(ErrorCodes.CONFIG, problems.join('; '));
+  return entries;
+}
+
+/** Stored runtime specs: one that no longer parses is reported and dropped, the rest kept. */
+export function parseStoredForwards(texts: readonly string[]): { entries: ForwardEntry[]; rejected: { text: string; reason: string }[] } {
+  const entries: ForwardEntry[] = [];
+  const rejected: { text: string; reason: string }[] = [];
+  for (const text of texts) {
+    try {
+      entries.push(parseForwardEntry(text, 'runtime'));
+    } catch (err) {
+      rejected.push({ text, reason: (err as Error).message });
+    }
+  }
+  return { entries, rejected };
+}
+
+/**
+ * The forwards the table should hold. A configured entry that does not resolve throws (all such problems together);
+ * a runtime entry that does not resolve, or whose host side a configured one already takes, is left out.
+ */
+export function resolveForwards(
+  configured: readonly ForwardEntry[],
+  runtime: readonly ForwardEntry[],
+  resolveName: (name: string) => number | undefined,
+): ResolvedForwards {
+  const problems: string[] = [];
+  const active: ActiveForward[] = [];
+  const leftOut: ResolvedForwards['leftOut'] = [];
+  const taken = new Set<string>();
+  for (const entry of [...configured, ...runtime]) {
+    try {
+      if (taken.has(entry.hostKey)) throw alreadyForwarded(entry.text, entry.hostKey);
+      active.push({ entry, forward: resolveForward(entry.spec, resolveName) });
+      taken.add(entry.hostKey);
+    } catch (err) {
+      if (entry.source === 'config') problems.push((err as Error).message);
+      else leftOut.push({ entry, reason: (err as Error).message });
+    }
+  }
+  if (problems.length) throw new NatdError(ErrorCodes.CONFIG, problems.join('; '));
+  return { active, leftOut };
+}
+
+/** Reservation names the entries forward to: removing such a reservation would orphan a forward. */
+export function guestNames(entries: readonly ForwardEntry[]): Set<string> {
+  return new Set(entries.flatMap((e) => ('name' in e.spec.guest ? [e.spec.guest.name] : [])));
+}
+
+/** Listing rows, in entry order; the guest is resolved now, so a row shows where a forward would go today. */
+export function forwardRows(
+  entries: readonly ForwardEntry[],
+  inTable: ReadonlySet<ForwardEntry>,
+  resolveName: (name: string) => number | undefined,
+): ForwardRow[] {
+  return entries.map((entry) => {
+    const { spec } = entry;
+    const address = 'address' in spec.guest ? spec.guest.address : resolveName(spec.guest.name);
+    const row: ForwardRow = {
+      spec: entry.text,
+      protocol: spec.protocol,
+      host: `${spec.hostAddress === undefined ? '*' : formatIpv4(spec.hostAddress)}:${spec.hostPort}`,
+      guest: `${address === undefined ? (spec.guest as { name: string }).name : formatIpv4(address)}:${spec.guestPort}`,
+      source: entry.source,
+      inTable: inTable.has(entry),
+    };
+    if (address === undefined) row.problem = 'no such reservation';
+    return row;
+  });
+}

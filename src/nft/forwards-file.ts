@@ -1,0 +1,39 @@
+/**
+ * Where the forwards added at runtime survive a restart: `forwards.json` in the state dir, a JSON list of spec
+ * texts. natd persists inputs, not rules (the table is always derived from them). Whole-file atomic writes.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ErrorCodes, NatdError } from '../errors.js';
+import { writeFileAtomic } from '../state/atomic-file.js';
+
+export const RUNTIME_FORWARDS_FILE = 'forwards.json';
+
+/** The runtime forwards as stored; the firewall takes one, so tests can store in memory or fail on purpose. */
+export interface ForwardsStore {
+  /** The stored spec texts; [] when nothing was stored yet. */
+  load(): Promise<string[]>;
+  save(specs: readonly string[]): Promise<void>;
+}
+
+export function forwardsFile(stateDir: string): ForwardsStore {
+  const file = path.join(stateDir, RUNTIME_FORWARDS_FILE);
+  return {
+    async load() {
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch {
+        return [];
+      }
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (Array.isArray(parsed) && parsed.every((s) => typeof s === 'string')) return parsed;
+      } catch {
+        /* fall through */
+      }
+      throw new NatdError(ErrorCodes.STATE, `${file}: not a JSON list of forward specs; fix or remove it`);
+    },
+    save: (specs) => writeFileAtomic(file, JSON.stringify(specs, null, 2) + '\n'),
+  };
+}
