@@ -82,6 +82,23 @@ napi_value throw_type(napi_env env, const char *msg) {
   return NULL;
 }
 
+void report_exception(napi_env env) {
+  napi_value err;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+}
+
+void report_poll_error_to_js(napi_env env, napi_async_context async, napi_ref callback_ref, int status, int rearmed) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, argv[2], result;
+  napi_get_reference_value(env, callback_ref, &callback);
+  napi_get_global(env, &global);
+  napi_create_int32(env, status, &argv[0]);
+  napi_get_boolean(env, rearmed, &argv[1]);
+  if (napi_make_callback(env, async, global, callback, 2, argv, &result) == napi_pending_exception) report_exception(env);
+  napi_close_handle_scope(env, scope);
+}
+
 /* Reads a string argument into buf; returns 0 on success. */
 static int get_string(napi_env env, napi_value value, char *buf, size_t size) {
   size_t len = 0;

@@ -7,6 +7,11 @@
 napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err);
 /* Throws a TypeError (bad arguments from the TypeScript side); returns NULL. */
 napi_value throw_type(napi_env env, const char *msg);
+/* A JS callback called from a libuv handle threw: hand the exception to Node (uncaughtException), as it would. */
+void report_exception(napi_env env);
+/* Tells a receive loop's JS callback that polling failed: callback(status, rearmed). For the receivers whose libuv
+ * handle reported POLLERR (a negative status), which libuv has stopped by then. */
+void report_poll_error_to_js(napi_env env, napi_async_context async, napi_ref callback, int status, int rearmed);
 
 /* udp_batch.c: udpReceiverStart, udpReceiverStop, udpSendBatch */
 void register_udp_batch(napi_env env, napi_value exports);

@@ -50,10 +50,6 @@ typedef struct {
   struct sockaddr_in from[MAX_BATCH];
 } receiver_t;
 
-static void report_exception(napi_env env) {
-  napi_value err;
-  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-}
 
 static void on_readable(uv_poll_t *handle, int status, int events);
 
@@ -67,16 +63,7 @@ static void report_poll_error(receiver_t *r, int status) {
   socklen_t len = sizeof so_error;
   getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
   int rearmed = ++r->poll_errors <= POLL_ERRORS_MAX && uv_poll_start(&r->poll, UV_READABLE, on_readable) == 0;
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value callback, global, argv[2], result;
-  napi_get_reference_value(env, r->on_batch, &callback);
-  napi_get_global(env, &global);
-  napi_create_int32(env, so_error ? -so_error : status, &argv[0]);
-  napi_get_boolean(env, rearmed, &argv[1]);
-  if (napi_make_callback(env, r->async, global, callback, 2, argv, &result) == napi_pending_exception) report_exception(env);
-  napi_close_handle_scope(env, scope);
+  report_poll_error_to_js(r->env, r->async, r->on_batch, so_error ? -so_error : status, rearmed);
 }
 
 /* Reads whole batches while the socket has data (bounded per wakeup) and hands each to JS. */

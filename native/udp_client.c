@@ -141,10 +141,6 @@ static napi_value send_query(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static void report_exception(napi_env env) {
-  napi_value err;
-  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-}
 
 /* Reads what one ready socket holds into the free slots from `filled` on; returns the new fill level. A socket
  * with more than the free slots keeps the rest (the epoll set is level-triggered: it is reported again). */
@@ -188,16 +184,7 @@ static void on_group_readable(uv_poll_t *handle, int status, int events);
 #define GROUP_POLL_ERRORS_MAX 1000
 static void report_group_poll_error(group_t *g, int status) {
   int rearmed = ++g->poll_errors <= GROUP_POLL_ERRORS_MAX && uv_poll_start(&g->poll, UV_READABLE, on_group_readable) == 0;
-  napi_env env = g->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value callback, global, argv[2], result;
-  napi_get_reference_value(env, g->on_batch, &callback);
-  napi_get_global(env, &global);
-  napi_create_int32(env, status, &argv[0]);
-  napi_get_boolean(env, rearmed, &argv[1]);
-  if (napi_make_callback(env, g->async, global, callback, 2, argv, &result) == napi_pending_exception) report_exception(env);
-  napi_close_handle_scope(env, scope);
+  report_poll_error_to_js(g->env, g->async, g->on_batch, status, rearmed);
 }
 
 /* Reads every ready socket (no JS runs meanwhile), then hands the batch to JS in one call. */

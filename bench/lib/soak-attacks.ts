@@ -261,8 +261,9 @@ export function nameAttack(vms: SoakVms, at: SoakAddresses, tools: SoakTools): A
           if (asked.address === address) seen.dbTakenByClaimer!++;
         } else if (name === 'wpad' && asked.address === address) seen.wpadPublished!++;
         else if (name === 'localhost' && asked.address === address) seen.localhostPublished!++;
-        // natd answering the TLD itself (authoritative) instead of forwarding: DNSSEC for .com breaks for the guests
-        else if (name === 'com' && /\baa\b/.test(asked.flags)) seen.comAuthoritative!++;
+        // natd answering the TLD itself (an authoritative empty NOERROR) instead of forwarding: DNSSEC for .com breaks
+        // for the guests. The fake upstream refuses `com DS`, so a forwarded question comes back REFUSED.
+        else if (name === 'com' && /\baa\b/.test(asked.flags) && asked.status === 'NOERROR') seen.comAuthoritative!++;
       }
       return seen;
     }, 2000);
