@@ -23,6 +23,12 @@ export function storedLease(lease: Lease): Lease {
   return Object.freeze({ clientId: lease.clientId, mac: lease.mac, address: lease.address, hostname: lease.hostname, expiresAt: lease.expiresAt });
 }
 
+/**
+ * What the table shows to readers outside the core: lookups only. Leases end only through the core (its handle and
+ * expire), which reports each end as a change, so the journal and the DNS names see every one.
+ */
+export type LeaseView = Pick<LeaseTable, 'size' | 'getByClient' | 'getByAddress' | 'all' | 'liveCount' | 'isQuarantined' | 'quarantined'>;
+
 export class LeaseTable {
   private readonly byClient = new Map<string, Lease>();
   private readonly byAddress = new Map<number, Lease>();
@@ -66,6 +72,14 @@ export class LeaseTable {
 
   all(): Lease[] {
     return [...this.byClient.values()];
+  }
+
+  /** Leases still running at `now`, without sweeping (a lease that ended but is not swept yet does not count). */
+  liveCount(now: number): number {
+    if (now < this.earliestExpiry) return this.byClient.size;
+    let live = 0;
+    for (const lease of this.byClient.values()) if (lease.expiresAt > now) live++;
+    return live;
   }
 
   /**
@@ -152,6 +166,11 @@ export class LeaseTable {
   isQuarantined(address: number, now: number): boolean {
     const until = this.quarantine.get(address);
     return until !== undefined && until > now;
+  }
+
+  /** When the address's quarantine ends (possibly already past, until swept), or undefined when it has none. */
+  quarantineEnd(address: number): number | undefined {
+    return this.quarantine.get(address);
   }
 
   /** Current quarantine entries (address, until), e.g. for stats or compaction. */

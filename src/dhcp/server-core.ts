@@ -24,7 +24,7 @@ import {
   FqdnFlags,
   type ClasslessRoute,
 } from './codec.js';
-import { LeaseTable, storedLease } from './lease-table.js';
+import { LeaseTable, storedLease, type LeaseView } from './lease-table.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -123,7 +123,9 @@ interface Req extends DhcpRequest {
 }
 
 export class DhcpServerCore {
-  readonly leases: LeaseTable;
+  /** The lease table, to read: leases end only through handle() and expire(), which report it (LeaseView). */
+  readonly leases: LeaseView;
+  private readonly table: LeaseTable;
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
   /** configured option values, encoded once */
@@ -141,7 +143,8 @@ export class DhcpServerCore {
 
   constructor(config: CoreConfig, reservations: Reservation[], deps: CoreDeps = {}) {
     this.config = Object.freeze({ ...config });
-    this.leases = new LeaseTable();
+    this.table = new LeaseTable();
+    this.leases = this.table;
     this.pool = new AddressPool(
       {
         subnet: config.subnet,
@@ -149,7 +152,7 @@ export class DhcpServerCore {
         rangeEnd: config.rangeEnd,
         excluded: [config.serverAddress, config.router].filter((a) => a !== 0),
       },
-      this.leases,
+      this.table,
       deps.isKnownInUse,
     );
     this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
@@ -170,26 +173,28 @@ export class DhcpServerCore {
   restore(leases: Lease[], now: number, declined: Array<{ address: number; until: number }> = []): void {
     for (const lease of leases) {
       const address = lease.address >>> 0;
-      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put(lease.address === address ? lease : { ...lease, address });
+      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.table.put(lease.address === address ? lease : { ...lease, address });
     }
     // the journal keeps every decline; only the newest ones within the limit come back (the oldest ended first)
     const live = declined.filter((d) => d.until > now).sort((a, b) => b.until - a.until).slice(0, this.quarantineLimit);
-    for (const { address, until } of live) this.leases.decline(address >>> 0, until);
+    for (const { address, until } of live) this.table.decline(address >>> 0, until);
   }
 
   /** Quarantined addresses with the time each quarantine ends, by address (for `natd leases`). */
   declined(now = this.lastNow): Array<{ address: number; until: number }> {
-    return this.leases.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
+    return this.table.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
   }
 
-  /** Figures for the control API; `now` defaults to the time of the latest request. */
+  /**
+   * Figures for the control API as of `now` (default: the latest time the caller gave). Read-only: what ended by then
+   * is not counted, but is removed (and reported) only by handle() or expire(), so reading stats never changes state.
+   */
   stats(now = this.lastNow): CoreStats {
-    this.sweep(now);
     return {
-      leases: this.leases.size,
+      leases: this.table.liveCount(now),
       free: this.pool.freeCount(now),
-      offers: this.pool.holdCount,
-      quarantined: this.leases.quarantined().length,
+      offers: this.pool.offerCount(now),
+      quarantined: this.declined(now).length,
       reservations: this.pool.reservationCount,
       rangeSize: this.pool.rangeSize,
       quarantineLimit: this.quarantineLimit,
@@ -199,15 +204,30 @@ export class DhcpServerCore {
   }
 
   /**
-   * Decides on one request. Leases that expired since the last call are swept first and reported as 'release'
-   * changes ahead of the request's own, so the store and the DNS names follow expiry without a timer here.
+   * Ends what has run out by `now` and returns the leases that ended as 'release' changes, for the caller to journal
+   * and to take their names off DNS (the one path every lease end takes). The caller's timer calls it so an idle
+   * server's leases end too; handle() calls it first, so a request never sees an ended lease. Offers and quarantines
+   * end here as well, silently: offers are never journaled, and the journal keeps a decline with its end time.
+   *
+   * An expiry is reported as a release: it has the same effect on the table, the journal and the names, and the
+   * journal keeps the format an older natd reads.
+   */
+  expire(now: number): LeaseChange[] {
+    if (now > this.lastNow) this.lastNow = now;
+    this.pool.sweepHolds(now);
+    const ended = this.table.sweepExpired(now);
+    return ended.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
+  }
+
+  /**
+   * Decides on one request. Leases that expired since the last call end first (expire) and are reported ahead of the
+   * request's own changes.
    */
   handle(request: DhcpRequest, now: number, opts: HandleOptions = {}): CoreResult {
-    const expired = this.sweep(now);
+    const expired = this.expire(now);
     const result = this.decide(request, now, opts);
     if (expired.length === 0) return result;
-    const released: LeaseChange[] = expired.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
-    return { ...result, changes: [...released, ...result.changes] };
+    return { ...result, changes: [...expired, ...result.changes] };
   }
 
   private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
@@ -300,7 +320,7 @@ export class DhcpServerCore {
    */
   private requestRenewing(req: Req, now: number, serverId: number): CoreResult {
     const address = req.ciaddr;
-    const known = this.leases.getByClient(req.clientId)?.address === address;
+    const known = this.table.getByClient(req.clientId)?.address === address;
     const nak = this.bindRefusal(req, address, now, true);
     if (nak === 'nak:unavailable' && !known && this.isUnclaimedOutsidePool(address, now)) {
       return ignore('ignore:unknown-lease');
@@ -320,7 +340,7 @@ export class DhcpServerCore {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
     const address = req.requestedAddress ?? (req.ciaddr || undefined);
     if (address === undefined) return ignore('ignore:malformed-decline');
-    const lease = this.leases.getByClient(req.clientId);
+    const lease = this.table.getByClient(req.clientId);
     const offered = this.pool.heldFor(req.clientId, now);
     // Only the client holding the address may decline it, or one host could quarantine the whole pool.
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
@@ -329,7 +349,7 @@ export class DhcpServerCore {
     this.pool.releaseHold(req.clientId);
     if (verdict !== 'confirmed') {
       if (lease?.address === address) {
-        this.leases.remove(req.clientId);
+        this.table.remove(req.clientId);
         changes.push({ kind: 'release', clientId: req.clientId, address });
       }
       this.rememberUnconfirmedDecline(req.clientId, address, now);
@@ -338,13 +358,13 @@ export class DhcpServerCore {
     // Usually the decliner's own lease. It can be another client id's: a reservation offered to a MAC whose old
     // lease (same MAC, other client id) still holds the address. A declined address is bound to nobody (as Kea
     // marks the address itself declined), so that lease ends too.
-    const holder = this.leases.getByAddress(address);
+    const holder = this.table.getByAddress(address);
     if (holder) {
-      this.leases.remove(holder.clientId);
+      this.table.remove(holder.clientId);
       changes.push({ kind: 'release', clientId: holder.clientId, address });
     }
     const until = now + this.quarantineMs;
-    this.leases.decline(address, until);
+    this.table.decline(address, until);
     changes.push({ kind: 'decline', address, until });
     this.boundQuarantine();
     return { changes, outcome: 'decline' };
@@ -355,11 +375,11 @@ export class DhcpServerCore {
    * and restore() applies the same limit to them, keeping the newest.
    */
   private boundQuarantine(): void {
-    const entries = this.leases.quarantined();
+    const entries = this.table.quarantined();
     if (entries.length <= this.quarantineLimit) return;
     entries.sort((a, b) => a.until - b.until);
     for (const { address } of entries.slice(0, entries.length - this.quarantineLimit)) {
-      this.leases.endQuarantine(address);
+      this.table.endQuarantine(address);
       this.quarantinesEvicted++;
     }
   }
@@ -384,10 +404,10 @@ export class DhcpServerCore {
   /** RELEASE: the client gives its address (ciaddr) back. No reply. */
   private release(req: Req): CoreResult {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
-    const lease = this.leases.getByClient(req.clientId);
+    const lease = this.table.getByClient(req.clientId);
     this.pool.releaseHold(req.clientId);
     if (!lease || lease.address !== req.ciaddr) return ignore('ignore:release-unknown');
-    this.leases.remove(req.clientId);
+    this.table.remove(req.clientId);
     return { changes: [{ kind: 'release', clientId: req.clientId, address: lease.address }], outcome: 'release' };
   }
 
@@ -414,7 +434,7 @@ export class DhcpServerCore {
         this.pool.isFreeFor(reservation.address, req.clientId, req.mac, now)) {
       return 'nak:reserved-elsewhere';
     }
-    const lease = this.leases.getByClient(req.clientId);
+    const lease = this.table.getByClient(req.clientId);
     if (strictRecord && lease && lease.address !== address) return 'nak:wrong-address';
     // An offer made to another client does not refuse a REQUEST: the first client to REQUEST gets the address and
     // the other's REQUEST is NAKed (it starts over). An offer reclaimed under a DISCOVER flood is so won back.
@@ -428,17 +448,17 @@ export class DhcpServerCore {
       this.pool.isAssignable(address) &&
       !this.pool.inRange(address) &&
       this.pool.reservationAt(address) === undefined &&
-      this.leases.getByAddress(address) === undefined &&
-      !this.leases.isQuarantined(address, now)
+      this.table.getByAddress(address) === undefined &&
+      !this.table.isQuarantined(address, now)
     );
   }
 
   private bind(req: Req, address: number, now: number, serverId: number): CoreResult {
     const changes: LeaseChange[] = [];
-    const holder = this.leases.getByAddress(address);
+    const holder = this.table.getByAddress(address);
     if (holder && holder.clientId !== req.clientId) {
       // Only reachable when the MAC's reservation takes over its own lease made under another client id.
-      this.leases.remove(holder.clientId);
+      this.table.remove(holder.clientId);
       changes.push({ kind: 'release', clientId: holder.clientId, address });
     }
     const leaseSeconds = this.leaseSecondsFor(req);
@@ -454,7 +474,7 @@ export class DhcpServerCore {
     this.pool.releaseHoldOn(address);
     this.unconfirmedDeclines.delete(req.clientId);
     const stored = storedLease(lease); // frozen: the table, the store's replay and the change share it
-    this.leases.put(stored);
+    this.table.put(stored);
     changes.push({ kind: 'bind', lease: stored });
     return {
       reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: address, leaseSeconds, hostname }),
@@ -470,9 +490,9 @@ export class DhcpServerCore {
   private nak(req: Req, serverId: number, reason: NakReason, refused?: number): CoreResult {
     this.pool.releaseHold(req.clientId);
     const changes: LeaseChange[] = [];
-    const lease = this.leases.getByClient(req.clientId);
+    const lease = this.table.getByClient(req.clientId);
     if (lease && refused !== undefined && lease.address === refused) {
-      this.leases.remove(req.clientId);
+      this.table.remove(req.clientId);
       changes.push({ kind: 'release', clientId: req.clientId, address: refused });
     }
     return { reply: this.reply(req, DhcpMessageType.NAK, serverId, { yiaddr: 0, reason }), changes, outcome: reason };
@@ -493,16 +513,10 @@ export class DhcpServerCore {
   private hostnameFor(req: Req, address: number, binding: boolean): string | undefined {
     const reservation = this.pool.reservationAt(address);
     if (reservation?.mac === req.mac && reservation.hostname) return reservation.hostname;
-    const known = this.leases.getByClient(req.clientId);
+    const known = this.table.getByClient(req.clientId);
     const asked = req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
     if (asked === undefined || !this.nameAllowed) return asked;
     return this.nameAllowed(asked, { clientId: req.clientId, mac: req.mac, address }, binding) ? asked : undefined;
-  }
-
-  private sweep(now: number): Lease[] {
-    if (now > this.lastNow) this.lastNow = now;
-    this.pool.sweepHolds(now);
-    return this.leases.sweepExpired(now);
   }
 
   private normalise(request: DhcpRequest, opts: HandleOptions): Req {

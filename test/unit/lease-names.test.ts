@@ -37,34 +37,34 @@ describe('LeaseNames', () => {
     expect(addressOf('web.vm')).toEqual(['10.10.0.10']);
     expect(nameOf('10.10.0.11')).toEqual([]); // NXDOMAIN: no name for it
 
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]); // renewal
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]); // renewal
     expect(addressOf('web')).toEqual(['10.10.0.10']);
-    names.apply([release('01aa', '10.10.0.10')]);
+    names.settle([release('01aa', '10.10.0.10')]);
     expect(addressOf('web.vm')).toEqual([]);
     expect(nameOf('10.10.0.10')).toEqual([]);
   });
 
   it('lets a client rename itself and move address with its name, but never moves a name to another client', () => {
     const { names, addressOf, nameOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'www'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'www'))]);
     expect(addressOf('web.vm')).toEqual([]);
     expect(addressOf('www.vm')).toEqual(['10.10.0.10']);
-    names.apply([bind(lease('01aa', '10.10.0.11', 'www'))]); // same client, new address
+    names.settle([bind(lease('01aa', '10.10.0.11', 'www'))]); // same client, new address
     expect(addressOf('www')).toEqual(['10.10.0.11']);
 
-    names.apply([bind(lease('01bb', '10.10.0.20', 'www', '52:54:00:00:00:02'))]);
+    names.settle([bind(lease('01bb', '10.10.0.20', 'www', '52:54:00:00:00:02'))]);
     expect(addressOf('www')).toEqual(['10.10.0.11']);
     expect(nameOf('10.10.0.20')).toEqual([]);
   });
 
   it('leaves an address unnamed when its lease loses its name or carries an unusable one', () => {
     const { names, addressOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'bad name!'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'bad name!'))]);
     expect(addressOf('web.vm')).toEqual([]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10'))]);
     expect(addressOf('web.vm')).toEqual([]);
   });
 });
@@ -117,7 +117,7 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
 
   it("gives a reserved name only to the reserved MAC: other clients' leases neither take nor keep it", () => {
     const { names, addressOf, nameOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.50', 'db'))]); // 52:54:00:00:00:01
+    names.settle([bind(lease('01aa', '10.10.0.50', 'db'))]); // 52:54:00:00:00:01
     names.setReservations([{ mac: '52:54:00:00:00:09', address: ip('10.10.0.9'), hostname: 'db' }]);
     expect(addressOf('db')).toEqual(['10.10.0.9']);
     expect(nameOf('10.10.0.50')).toEqual([]);
