@@ -23,12 +23,6 @@ export function storedLease(lease: Lease): Lease {
   return Object.freeze({ clientId: lease.clientId, mac: lease.mac, address: lease.address, hostname: lease.hostname, expiresAt: lease.expiresAt });
 }
 
-/**
- * What the table shows to readers outside the core: lookups only. Leases end only through the core (its handle and
- * expire), which reports each end as a change, so the journal and the DNS names see every one.
- */
-export type LeaseView = Pick<LeaseTable, 'size' | 'getByClient' | 'getByAddress' | 'all' | 'liveCount' | 'isQuarantined' | 'quarantined'>;
-
 export class LeaseTable {
   private readonly byClient = new Map<string, Lease>();
   private readonly byAddress = new Map<number, Lease>();

@@ -24,7 +24,7 @@ import {
   FqdnFlags,
   type ClasslessRoute,
 } from './codec.js';
-import { LeaseTable, storedLease, type LeaseView } from './lease-table.js';
+import { LeaseTable, storedLease } from './lease-table.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -123,9 +123,8 @@ interface Req extends DhcpRequest {
 }
 
 export class DhcpServerCore {
-  /** The lease table, to read: leases end only through handle() and expire(), which report it (LeaseView). */
-  readonly leases: LeaseView;
-  private readonly table: LeaseTable;
+  /** The lease table, to read: leases end only through handle() and expire(), which report every end as a change. */
+  readonly leases: LeaseTable;
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
   /** configured option values, encoded once */
@@ -143,8 +142,7 @@ export class DhcpServerCore {
 
   constructor(config: CoreConfig, reservations: Reservation[], deps: CoreDeps = {}) {
     this.config = Object.freeze({ ...config });
-    this.table = new LeaseTable();
-    this.leases = this.table;
+    this.leases = new LeaseTable();
     this.pool = new AddressPool(
       {
         subnet: config.subnet,
@@ -152,7 +150,7 @@ export class DhcpServerCore {
         rangeEnd: config.rangeEnd,
         excluded: [config.serverAddress, config.router].filter((a) => a !== 0),
       },
-      this.table,
+      this.leases,
       deps.isKnownInUse,
     );
     this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
@@ -173,16 +171,16 @@ export class DhcpServerCore {
   restore(leases: Lease[], now: number, declined: Array<{ address: number; until: number }> = []): void {
     for (const lease of leases) {
       const address = lease.address >>> 0;
-      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.table.put(lease.address === address ? lease : { ...lease, address });
+      if (lease.expiresAt > now && this.pool.isAssignable(address)) this.leases.put(lease.address === address ? lease : { ...lease, address });
     }
     // the journal keeps every decline; only the newest ones within the limit come back (the oldest ended first)
     const live = declined.filter((d) => d.until > now).sort((a, b) => b.until - a.until).slice(0, this.quarantineLimit);
-    for (const { address, until } of live) this.table.decline(address >>> 0, until);
+    for (const { address, until } of live) this.leases.decline(address >>> 0, until);
   }
 
   /** Quarantined addresses with the time each quarantine ends, by address (for `natd leases`). */
   declined(now = this.lastNow): Array<{ address: number; until: number }> {
-    return this.table.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
+    return this.leases.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
   }
 
   /**
@@ -191,7 +189,7 @@ export class DhcpServerCore {
    */
   stats(now = this.lastNow): CoreStats {
     return {
-      leases: this.table.liveCount(now),
+      leases: this.leases.liveCount(now),
       free: this.pool.freeCount(now),
       offers: this.pool.offerCount(now),
       quarantined: this.declined(now).length,
@@ -215,7 +213,7 @@ export class DhcpServerCore {
   expire(now: number): LeaseChange[] {
     if (now > this.lastNow) this.lastNow = now;
     this.pool.sweepHolds(now);
-    const ended = this.table.sweepExpired(now);
+    const ended = this.leases.sweepExpired(now);
     return ended.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
   }
 
@@ -320,7 +318,7 @@ export class DhcpServerCore {
    */
   private requestRenewing(req: Req, now: number, serverId: number): CoreResult {
     const address = req.ciaddr;
-    const known = this.table.getByClient(req.clientId)?.address === address;
+    const known = this.leases.getByClient(req.clientId)?.address === address;
     const nak = this.bindRefusal(req, address, now, true);
     if (nak === 'nak:unavailable' && !known && this.isUnclaimedOutsidePool(address, now)) {
       return ignore('ignore:unknown-lease');
@@ -340,7 +338,7 @@ export class DhcpServerCore {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
     const address = req.requestedAddress ?? (req.ciaddr || undefined);
     if (address === undefined) return ignore('ignore:malformed-decline');
-    const lease = this.table.getByClient(req.clientId);
+    const lease = this.leases.getByClient(req.clientId);
     const offered = this.pool.heldFor(req.clientId, now);
     // Only the client holding the address may decline it, or one host could quarantine the whole pool.
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
@@ -349,7 +347,7 @@ export class DhcpServerCore {
     this.pool.releaseHold(req.clientId);
     if (verdict !== 'confirmed') {
       if (lease?.address === address) {
-        this.table.remove(req.clientId);
+        this.leases.remove(req.clientId);
         changes.push({ kind: 'release', clientId: req.clientId, address });
       }
       this.rememberUnconfirmedDecline(req.clientId, address, now);
@@ -358,13 +356,13 @@ export class DhcpServerCore {
     // Usually the decliner's own lease. It can be another client id's: a reservation offered to a MAC whose old
     // lease (same MAC, other client id) still holds the address. A declined address is bound to nobody (as Kea
     // marks the address itself declined), so that lease ends too.
-    const holder = this.table.getByAddress(address);
+    const holder = this.leases.getByAddress(address);
     if (holder) {
-      this.table.remove(holder.clientId);
+      this.leases.remove(holder.clientId);
       changes.push({ kind: 'release', clientId: holder.clientId, address });
     }
     const until = now + this.quarantineMs;
-    this.table.decline(address, until);
+    this.leases.decline(address, until);
     changes.push({ kind: 'decline', address, until });
     this.boundQuarantine();
     return { changes, outcome: 'decline' };
@@ -375,11 +373,11 @@ export class DhcpServerCore {
    * and restore() applies the same limit to them, keeping the newest.
    */
   private boundQuarantine(): void {
-    const entries = this.table.quarantined();
+    const entries = this.leases.quarantined();
     if (entries.length <= this.quarantineLimit) return;
     entries.sort((a, b) => a.until - b.until);
     for (const { address } of entries.slice(0, entries.length - this.quarantineLimit)) {
-      this.table.endQuarantine(address);
+      this.leases.endQuarantine(address);
       this.quarantinesEvicted++;
     }
   }
@@ -404,10 +402,10 @@ export class DhcpServerCore {
   /** RELEASE: the client gives its address (ciaddr) back. No reply. */
   private release(req: Req): CoreResult {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
-    const lease = this.table.getByClient(req.clientId);
+    const lease = this.leases.getByClient(req.clientId);
     this.pool.releaseHold(req.clientId);
     if (!lease || lease.address !== req.ciaddr) return ignore('ignore:release-unknown');
-    this.table.remove(req.clientId);
+    this.leases.remove(req.clientId);
     return { changes: [{ kind: 'release', clientId: req.clientId, address: lease.address }], outcome: 'release' };
   }
 
@@ -434,7 +432,7 @@ export class DhcpServerCore {
         this.pool.isFreeFor(reservation.address, req.clientId, req.mac, now)) {
       return 'nak:reserved-elsewhere';
     }
-    const lease = this.table.getByClient(req.clientId);
+    const lease = this.leases.getByClient(req.clientId);
     if (strictRecord && lease && lease.address !== address) return 'nak:wrong-address';
     // An offer made to another client does not refuse a REQUEST: the first client to REQUEST gets the address and
     // the other's REQUEST is NAKed (it starts over). An offer reclaimed under a DISCOVER flood is so won back.
@@ -448,17 +446,17 @@ export class DhcpServerCore {
       this.pool.isAssignable(address) &&
       !this.pool.inRange(address) &&
       this.pool.reservationAt(address) === undefined &&
-      this.table.getByAddress(address) === undefined &&
-      !this.table.isQuarantined(address, now)
+      this.leases.getByAddress(address) === undefined &&
+      !this.leases.isQuarantined(address, now)
     );
   }
 
   private bind(req: Req, address: number, now: number, serverId: number): CoreResult {
     const changes: LeaseChange[] = [];
-    const holder = this.table.getByAddress(address);
+    const holder = this.leases.getByAddress(address);
     if (holder && holder.clientId !== req.clientId) {
       // Only reachable when the MAC's reservation takes over its own lease made under another client id.
-      this.table.remove(holder.clientId);
+      this.leases.remove(holder.clientId);
       changes.push({ kind: 'release', clientId: holder.clientId, address });
     }
     const leaseSeconds = this.leaseSecondsFor(req);
@@ -474,7 +472,7 @@ export class DhcpServerCore {
     this.pool.releaseHoldOn(address);
     this.unconfirmedDeclines.delete(req.clientId);
     const stored = storedLease(lease); // frozen: the table, the store's replay and the change share it
-    this.table.put(stored);
+    this.leases.put(stored);
     changes.push({ kind: 'bind', lease: stored });
     return {
       reply: this.reply(req, DhcpMessageType.ACK, serverId, { yiaddr: address, leaseSeconds, hostname }),
@@ -490,9 +488,9 @@ export class DhcpServerCore {
   private nak(req: Req, serverId: number, reason: NakReason, refused?: number): CoreResult {
     this.pool.releaseHold(req.clientId);
     const changes: LeaseChange[] = [];
-    const lease = this.table.getByClient(req.clientId);
+    const lease = this.leases.getByClient(req.clientId);
     if (lease && refused !== undefined && lease.address === refused) {
-      this.table.remove(req.clientId);
+      this.leases.remove(req.clientId);
       changes.push({ kind: 'release', clientId: req.clientId, address: refused });
     }
     return { reply: this.reply(req, DhcpMessageType.NAK, serverId, { yiaddr: 0, reason }), changes, outcome: reason };
@@ -513,7 +511,7 @@ export class DhcpServerCore {
   private hostnameFor(req: Req, address: number, binding: boolean): string | undefined {
     const reservation = this.pool.reservationAt(address);
     if (reservation?.mac === req.mac && reservation.hostname) return reservation.hostname;
-    const known = this.table.getByClient(req.clientId);
+    const known = this.leases.getByClient(req.clientId);
     const asked = req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
     if (asked === undefined || !this.nameAllowed) return asked;
     return this.nameAllowed(asked, { clientId: req.clientId, mac: req.mac, address }, binding) ? asked : undefined;
