@@ -268,7 +268,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     });
     dhcp.start();
     closers.push({ name: 'dhcp', close: () => dhcp?.close() });
-    const sweep = setInterval(sweepExpired, EXPIRY_SWEEP_MS);
+    // leases of an idle bridge end too: through the core and the transport's commit, as every other lease change
+    const sweep = setInterval(() => void dhcp?.expireLeases(), EXPIRY_SWEEP_MS);
     sweep.unref();
     closers.push({ name: 'expiry sweep', close: () => clearInterval(sweep) });
   }
@@ -311,12 +312,6 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       });
       closers.push({ name: 'resolv.conf watch', close: stop });
     }
-  }
-
-  function sweepExpired(): void {
-    if (!core) return;
-    const expired = core.leases.sweepExpired(now(), 0);
-    if (expired.length) leaseNames?.apply(expired.map((l) => ({ kind: 'release' as const, clientId: l.clientId, address: l.address })));
   }
 
   /**
@@ -429,7 +424,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 
   function metricsInput(): MetricsInput {
     const d = dhcp?.stats();
-    const c = core?.stats();
+    const c = core?.stats(now());
     const dnsStats = dns?.stats();
     const up = upstream?.stats();
     return {
@@ -471,7 +466,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       pid: process.pid,
       subnet: bridge ? formatSubnet(bridge.subnet) : undefined,
       gateway: bridge ? formatIpv4(bridge.gateway) : undefined,
-      dhcp: { ...dhcp?.stats(), ...core?.stats() },
+      dhcp: { ...dhcp?.stats(), ...core?.stats(now()) },
       dns: dns ? { ...dns.stats(), cache: cache?.stats(), cacheEntries: cache?.size, upstream: upstream?.stats(), namesRefused: leaseNames?.refusals } : undefined,
       firewall: firewall?.status(),
       control: control?.stats(),

@@ -20,8 +20,9 @@ export type NameRefusalReason = 'held' | 'reserved' | 'denied';
 export interface LeaseNamesOptions {
   logger?: Logger;
   /**
-   * The DHCP core's live lease of a client, so a name whose holder's lease ended without a release reaching us (a
-   * sweep that reported nothing) does not stay held forever. Without it every published lease name counts as live.
+   * The DHCP core's live lease of a client. Every lease end reaches settle() as a change, but a request can end the
+   * holder's lease (the core expires what ran out first) and claim its name in the same step, before that change is
+   * settled: asking the core keeps the expired holder's name free for it. Without it every published name is live.
    */
   leaseOf?: (clientId: string) => Lease | undefined;
   now?: () => number;
@@ -87,11 +88,6 @@ export class LeaseNames {
       const { hostname: _refused, ...unnamed } = lease;
       return { kind: 'bind', lease: unnamed };
     });
-  }
-
-  /** settle, for changes that are not journaled (expiry). */
-  apply(changes: readonly LeaseChange[]): void {
-    this.settle(changes);
   }
 
   /**

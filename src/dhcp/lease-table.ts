@@ -68,6 +68,14 @@ export class LeaseTable {
     return [...this.byClient.values()];
   }
 
+  /** Leases still running at `now`, without sweeping (a lease that ended but is not swept yet does not count). */
+  liveCount(now: number): number {
+    if (now < this.earliestExpiry) return this.byClient.size;
+    let live = 0;
+    for (const lease of this.byClient.values()) if (lease.expiresAt > now) live++;
+    return live;
+  }
+
   /**
    * Stores a lease (as storedLease: a frozen copy, or the object itself when frozen), replacing the client's
    * previous one. If another client held the same address, that lease is removed first (the caller only does this on
@@ -152,6 +160,11 @@ export class LeaseTable {
   isQuarantined(address: number, now: number): boolean {
     const until = this.quarantine.get(address);
     return until !== undefined && until > now;
+  }
+
+  /** When the address's quarantine ends (possibly already past, until swept), or undefined when it has none. */
+  quarantineEnd(address: number): number | undefined {
+    return this.quarantine.get(address);
   }
 
   /** Current quarantine entries (address, until), e.g. for stats or compaction. */

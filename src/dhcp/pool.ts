@@ -56,7 +56,8 @@ export class AddressPool {
   /** bumped on every hold or reservation change (for the cached free count) */
   private localChanges = 0;
   private exhaustedMemo: { stamp: string; at: number } | undefined;
-  private freeMemo: { stamp: string; count: number } | undefined;
+  /** the last free count, valid for its stamp while `from <= now < until` */
+  private freeMemo: { stamp: string; from: number; until: number; count: number } | undefined;
 
   constructor(
     range: PoolRange,
@@ -181,8 +182,11 @@ export class AddressPool {
     return held && held.until > now ? held.address : undefined;
   }
 
-  get holdCount(): number {
-    return this.holds.size;
+  /** Offers still standing at `now` (ended ones may wait for the next sweep). */
+  offerCount(now: number): number {
+    let standing = 0;
+    for (const held of this.holds.values()) if (held.until > now) standing++;
+    return standing;
   }
 
   /** Ends offers that ran out; cheap because holds expire in insertion order. */
@@ -236,17 +240,35 @@ export class AddressPool {
     return this.probe(clientId, mac, now, avoid);
   }
 
-  /** Addresses in the dynamic range nobody holds, is offered, reserved or quarantined (cached until a change). */
+  /**
+   * Addresses in the dynamic range nobody holds, is offered, reserved or quarantined at `now`. Read-only: a lease,
+   * offer or quarantine that ended but is not swept yet counts as ended. The count is cached until the table or the
+   * pool changes or one of the things it counted ends.
+   */
   freeCount(now: number): number {
     const stamp = `${this.table.generation}:${this.localChanges}`;
-    if (this.freeMemo?.stamp === stamp) return this.freeMemo.count;
+    const memo = this.freeMemo;
+    if (memo?.stamp === stamp && now >= memo.from && now < memo.until) return memo.count;
     let count = 0;
+    let until = Infinity;
     for (let address = this.start; address <= this.end; address++) {
-      if (this.reservationsByAddress.has(address)) continue;
-      if (this.isFreeFor(address, NOBODY, NOBODY, now)) count++;
+      const takenUntil = this.takenUntil(address, now);
+      if (takenUntil === 0) count++;
+      else if (takenUntil < until) until = takenUntil;
     }
-    this.freeMemo = { stamp, count };
+    this.freeMemo = { stamp, from: now, until, count };
     return count;
+  }
+
+  /**
+   * For counting free addresses: 0 when the address is free at `now`, else when it frees by itself (a lease, an
+   * offer or a quarantine ending; the latest of them), Infinity when never (reserved, excluded).
+   */
+  private takenUntil(address: number, now: number): number {
+    if (!this.isAssignable(address) || this.reservationsByAddress.has(address)) return Infinity;
+    const holder = this.holdsByAddress.get(address);
+    const offerEnd = holder === undefined ? undefined : this.holds.get(holder)?.until;
+    return Math.max(endAfter(this.table.getByAddress(address)?.expiresAt, now), endAfter(offerEnd, now), endAfter(this.table.quarantineEnd(address), now));
   }
 
   private isFreshCandidate(address: number, clientId: string, mac: string, now: number, spareOthersPast: boolean): boolean {
@@ -281,6 +303,11 @@ export class AddressPool {
     this.exhaustedMemo = { stamp, at: now };
     return undefined;
   }
+}
+
+/** `end` when it is still ahead of `now`, else 0 (over or absent). */
+function endAfter(end: number | undefined, now: number): number {
+  return end !== undefined && end > now ? end : 0;
 }
 
 /** 32-bit FNV-1a over the UTF-16 code units of a string (client ids are hex, so bytes). */

@@ -123,6 +123,7 @@ interface Req extends DhcpRequest {
 }
 
 export class DhcpServerCore {
+  /** The lease table, to read: leases end only through handle() and expire(), which report every end as a change. */
   readonly leases: LeaseTable;
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
@@ -182,14 +183,16 @@ export class DhcpServerCore {
     return this.leases.quarantined().filter((q) => q.until > now).sort((a, b) => a.address - b.address);
   }
 
-  /** Figures for the control API; `now` defaults to the time of the latest request. */
+  /**
+   * Figures for the control API as of `now` (default: the latest time the caller gave). Read-only: what ended by then
+   * is not counted, but is removed (and reported) only by handle() or expire(), so reading stats never changes state.
+   */
   stats(now = this.lastNow): CoreStats {
-    this.sweep(now);
     return {
-      leases: this.leases.size,
+      leases: this.leases.liveCount(now),
       free: this.pool.freeCount(now),
-      offers: this.pool.holdCount,
-      quarantined: this.leases.quarantined().length,
+      offers: this.pool.offerCount(now),
+      quarantined: this.declined(now).length,
       reservations: this.pool.reservationCount,
       rangeSize: this.pool.rangeSize,
       quarantineLimit: this.quarantineLimit,
@@ -199,15 +202,30 @@ export class DhcpServerCore {
   }
 
   /**
-   * Decides on one request. Leases that expired since the last call are swept first and reported as 'release'
-   * changes ahead of the request's own, so the store and the DNS names follow expiry without a timer here.
+   * Ends what has run out by `now` and returns the leases that ended as 'release' changes, for the caller to journal
+   * and to take their names off DNS (the one path every lease end takes). The caller's timer calls it so an idle
+   * server's leases end too; handle() calls it first, so a request never sees an ended lease. Offers and quarantines
+   * end here as well, silently: offers are never journaled, and the journal keeps a decline with its end time.
+   *
+   * An expiry is reported as a release: it has the same effect on the table, the journal and the names, and the
+   * journal keeps the format an older natd reads.
+   */
+  expire(now: number): LeaseChange[] {
+    if (now > this.lastNow) this.lastNow = now;
+    this.pool.sweepHolds(now);
+    const ended = this.leases.sweepExpired(now);
+    return ended.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
+  }
+
+  /**
+   * Decides on one request. Leases that expired since the last call end first (expire) and are reported ahead of the
+   * request's own changes.
    */
   handle(request: DhcpRequest, now: number, opts: HandleOptions = {}): CoreResult {
-    const expired = this.sweep(now);
+    const expired = this.expire(now);
     const result = this.decide(request, now, opts);
     if (expired.length === 0) return result;
-    const released: LeaseChange[] = expired.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address }));
-    return { ...result, changes: [...released, ...result.changes] };
+    return { ...result, changes: [...expired, ...result.changes] };
   }
 
   private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
@@ -497,12 +515,6 @@ export class DhcpServerCore {
     const asked = req.fqdnHostname ?? req.hostname ?? (known?.address === address ? known.hostname : undefined);
     if (asked === undefined || !this.nameAllowed) return asked;
     return this.nameAllowed(asked, { clientId: req.clientId, mac: req.mac, address }, binding) ? asked : undefined;
-  }
-
-  private sweep(now: number): Lease[] {
-    if (now > this.lastNow) this.lastNow = now;
-    this.pool.sweepHolds(now);
-    return this.leases.sweepExpired(now);
   }
 
   private normalise(request: DhcpRequest, opts: HandleOptions): Req {

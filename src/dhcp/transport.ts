@@ -25,6 +25,8 @@ const MESSAGE_NAMES: Record<number, string> = {
 
 export interface DhcpCoreLike {
   handle(request: DhcpRequest, now: number, opts?: HandleOptions): CoreResult;
+  /** ends what ran out by `now`; returns the leases that ended as changes (the core's one expiry path) */
+  expire(now: number): LeaseChange[];
   /** the client's current lease, which needs no conflict probe (it is using the address itself) */
   leases?: { getByClient(clientId: string): { address: number } | undefined };
 }
@@ -40,7 +42,7 @@ export interface DhcpTransportOptions {
   socket: dgram.Socket;
   bridge: string;
   core: DhcpCoreLike;
-  /** resolves once the changes are durable */
+  /** resolves once the changes are durable (every lease change goes through it: requests' and expiries') */
   commit(changes: LeaseChange[]): Promise<void>;
   /** called after a commit succeeded (DNS names follow leases) */
   onCommitted?(changes: LeaseChange[]): void;
@@ -149,6 +151,7 @@ export class DhcpTransport {
       return;
     }
     if (result.verify) {
+      this.persistAhead(result.changes);
       this.verifyDecline(request, from, result.verify.address, declineVerdict);
       return;
     }
@@ -156,21 +159,58 @@ export class DhcpTransport {
     if (result.outcome.startsWith('ignore:')) {
       this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: request.mac });
     }
-    if (this.holdForProbe(request, from, result, probed)) return;
+    if (this.holdForProbe(request, from, result, probed)) {
+      this.persistAhead(result.changes);
+      return;
+    }
     const maxSize = request.maxMessageSize;
     if (result.changes.length === 0) {
       this.send(result, maxSize);
       return;
     }
-    this.opts.commit(result.changes).then(
+    // Not durable, so not acknowledged: the client retries and we answer once the disk works again.
+    void this.persist(result.changes, 'reply withheld').then((durable) => {
+      if (durable) this.send(result, maxSize);
+    });
+  }
+
+  /**
+   * Ends the leases that ran out (the caller's timer, so an idle bridge's leases end too) and persists their ends
+   * like any other change: journal first, then onCommitted. A failed write is counted; the lease is gone from
+   * memory and DNS either way, and a restart does not bring it back (the journal's copy has expired).
+   */
+  expireLeases(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    let changes: LeaseChange[];
+    try {
+      changes = this.opts.core.expire(this.now());
+    } catch (err) {
+      this.opts.logger.error('DHCP core threw while expiring leases', { error: (err as Error).stack });
+      return Promise.resolve();
+    }
+    if (changes.length === 0) return Promise.resolve();
+    return this.persist(changes, 'expiry not journaled').then(() => undefined);
+  }
+
+  /**
+   * A run whose reply waits for a probe (the probe's end runs the core again) may still have ended leases that ran
+   * out (handle expires first): they are reported only in this run's changes, so they are persisted now.
+   */
+  private persistAhead(changes: LeaseChange[]): void {
+    if (changes.length > 0) void this.persist(changes, 'expiry not journaled');
+  }
+
+  /** commit → onCommitted; resolves with whether the changes are durable (a failure is counted and logged). */
+  private persist(changes: LeaseChange[], onFailure: string): Promise<boolean> {
+    return this.opts.commit(changes).then(
       () => {
-        this.opts.onCommitted?.(result.changes);
-        this.send(result, maxSize);
+        this.opts.onCommitted?.(changes);
+        return true;
       },
       (err: unknown) => {
-        // Not durable, so not acknowledged: the client retries and we answer once the disk works again.
         this.counters.commitFailures++;
-        this.opts.logger.warnLimited('dhcp:commit', 'cannot persist lease change; reply withheld', { error: (err as Error).message });
+        this.opts.logger.warnLimited('dhcp:commit', `cannot persist lease change; ${onFailure}`, { error: (err as Error).message });
+        return false;
       },
     );
   }

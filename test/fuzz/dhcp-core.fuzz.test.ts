@@ -3,13 +3,15 @@
  * our own addresses and a few recurring clients so that states actually interact) fed to one core with a clock that
  * jumps forward. 100 runs × 1000 requests = 100,000 requests. After every request: no exception, every reply
  * encodes, and the lease table's invariants hold. A DECLINE the core wants verified is handed back at once with a
- * random probe verdict, as the transport does after its probe.
+ * random probe verdict, as the transport does after its probe. Now and then the expiry timer runs (expire) before
+ * the request. Every lease that leaves the table is reported in the changes of the call that removed it (once), and
+ * reading stats changes nothing.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { encodeDhcpPacket } from '../../src/dhcp/codec.js';
 import { DhcpServerCore, type CoreConfig, type HandleOptions } from '../../src/dhcp/server-core.js';
-import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Reservation } from '../../src/dhcp/types.js';
+import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type Reservation } from '../../src/dhcp/types.js';
 import { makeSubnet, parseIpv4, subnetContains } from '../../src/net/ipv4.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
@@ -91,6 +93,8 @@ const step = fc.record({
   coherent: fc.boolean(),
   /** what the transport's probe of a declined address found */
   declineVerdict: fc.constantFrom<NonNullable<HandleOptions['declineVerdict']>>('confirmed', 'unconfirmed'),
+  /** the daemon's expiry timer fires before the request */
+  timer: fc.boolean(),
 });
 
 /** Points the request at the address the client was last offered or acknowledged. */
@@ -119,8 +123,40 @@ function checkInvariants(core: DhcpServerCore, now: number): void {
     const reserved = RESERVATIONS.find((r) => r.address === lease.address);
     check(!reserved || lease.mac === reserved.mac, 'reserved address leased only to its MAC');
   }
+  const before = core.leases.all();
   const stats = core.stats(now);
   check(stats.quarantined <= stats.quarantineLimit, 'quarantine within its bound');
+  check(stats.leases === leases.length, 'stats counts the live leases');
+  // read ahead of the clock, when leases have run out: counted as ended, but left for expire() to report
+  const later = now + 700_000;
+  check(core.stats(later).leases === leases.filter((l) => l.expiresAt > later).length, 'stats counts as of its time');
+  const after = core.leases.all();
+  check(after.length === before.length && after.every((l, i) => l === before[i]), 'stats changes nothing');
+}
+
+/** The table by client id, to compare before and after a call. */
+function snapshot(core: DhcpServerCore): Map<string, Lease> {
+  return new Map(core.leases.all().map((l) => [l.clientId, l]));
+}
+
+/**
+ * The changes account for the table: a lease that left (or moved) is reported by a release of it or by its client's
+ * new bind; a release names a lease the table held (so nothing is reported twice); a bind is what the table holds.
+ */
+function checkReported(before: Map<string, Lease>, after: Map<string, Lease>, changes: readonly LeaseChange[]): void {
+  for (const [clientId, lease] of before) {
+    if (after.get(clientId)?.address === lease.address) continue;
+    const reported = changes.some((c) => (c.kind === 'release' && c.clientId === clientId && c.address === lease.address) || (c.kind === 'bind' && c.lease.clientId === clientId));
+    check(reported, 'every lease that leaves the table is reported');
+  }
+  const released = new Set<string>();
+  for (const c of changes) {
+    if (c.kind === 'release') {
+      check(before.get(c.clientId)?.address === c.address && !released.has(c.clientId), 'a release reports a lease the table held, once');
+      released.add(c.clientId);
+    }
+    if (c.kind === 'bind') check(after.get(c.lease.clientId) === c.lease, 'a bind is what the table holds');
+  }
 }
 
 function checkReply(core: DhcpServerCore, request: DhcpRequest, result: CoreResult, now: number): void {
@@ -160,12 +196,26 @@ describe('DHCP core fuzz', () => {
           const { advance, receivedOn } = step;
           const request = step.coherent ? followUp(step.request, given.get(step.request.clientId)) : step.request;
           now += advance;
+          let before = snapshot(core);
+          if (step.timer) {
+            const expired = core.expire(now);
+            const after = snapshot(core);
+            checkReported(before, after, expired);
+            check(expired.every((c) => c.kind === 'release'), 'the timer only ends leases');
+            before = after;
+          }
           const opts: HandleOptions = receivedOn === undefined ? {} : { receivedOnInterfaceAddress: receivedOn };
           let result = core.handle(request, now, opts);
+          const changes = [...result.changes];
           if (result.verify) {
             checkReply(core, request, result, now);
+            checkReported(before, snapshot(core), changes);
+            before = snapshot(core);
+            changes.length = 0;
             result = core.handle(request, now, { ...opts, declineVerdict: step.declineVerdict });
+            changes.push(...result.changes);
           }
+          checkReported(before, snapshot(core), changes);
           handled++;
           outcomes.set(result.outcome, (outcomes.get(result.outcome) ?? 0) + 1);
           if (result.reply && result.reply.packet.yiaddr !== 0) given.set(request.clientId, result.reply.packet.yiaddr);

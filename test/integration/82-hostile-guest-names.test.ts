@@ -15,7 +15,7 @@ const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
 const OBSERVER_ADDR = '10.77.0.250';
 /** vm roles: one namespace per attacker so leases do not interfere */
-const VM = { holder: 1, claimant: 2, wpad: 3, localhost: 4, tld: 5, observer: 6 } as const;
+const VM = { holder: 1, claimant: 2, wpad: 3, localhost: 4, tld: 5, observer: 6, expiring: 7 } as const;
 
 interface DigResult {
   status: string | undefined;
@@ -86,7 +86,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
   const natdArgs = ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', DOMAIN, '--no-firewall'];
 
   beforeAll(async () => {
-    topo = Topology.create({ vms: 6 });
+    topo = Topology.create({ vms: 7 });
     upstreamLog = path.join(tempDir('natd-names-upstream-'), 'queries.log');
     await startUpstream(upstreamLog);
     natd = await startNatd(topo, natdArgs);
@@ -96,6 +96,17 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
   afterAll(async () => {
     await topo?.destroy();
   });
+
+  async function restartNatd(args: string[]): Promise<void> {
+    natd.child.kill('SIGTERM');
+    await new Promise((resolve) => natd.child.once('exit', resolve));
+    natd = await startNatd(topo, args, { stateDir: natd.stateDir });
+  }
+
+  type LeaseRow = { address: string; hostname?: string; clientId: string };
+  async function leases(): Promise<LeaseRow[]> {
+    return JSON.parse(await topo.runOk(topo.host, [process.execPath, NATD_CLI, 'leases', '--json', '--control-socket', natd.controlSocket])) as LeaseRow[];
+  }
 
   it('row 6: a second guest claiming `db` does not take db.vm from its first holder', async () => {
     const holder = await lease(VM.holder, ['-x', 'hostname:db']);
@@ -110,18 +121,15 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     const metrics = await topo.run(topo.host, [process.execPath, NATD_CLI, 'metrics', '--control-socket', natd.controlSocket]);
     expect(metrics.stdout).toMatch(/^natd_dns_names_refused_total\{bridge="br0",reason="held"\} [1-9]/m);
     // the DHCP side agrees with DNS: the claimant's lease carries no name, the holder's does
-    const leasesJson = await topo.runOk(topo.host, [process.execPath, NATD_CLI, 'leases', '--json', '--control-socket', natd.controlSocket]);
-    const leases = JSON.parse(leasesJson) as { address: string; hostname?: string }[];
-    expect(leases.find((l) => l.address === holder)?.hostname).toBe('db');
-    expect(leases.find((l) => l.address === claimant)?.hostname).toBeUndefined();
+    const rows = await leases();
+    expect(rows.find((l) => l.address === holder)?.hostname).toBe('db');
+    expect(rows.find((l) => l.address === claimant)?.hostname).toBeUndefined();
   }, 60_000);
 
   it('row 6: `db` stays with its first holder across a natd restart and the claimant renewing; it is free once the holder releases', async () => {
     const holder = await lease(VM.holder, ['-x', 'hostname:db']);
     const claimant = await lease(VM.claimant, ['-x', 'hostname:db']);
-    natd.child.kill('SIGTERM');
-    await new Promise((resolve) => natd.child.once('exit', resolve));
-    natd = await startNatd(topo, natdArgs, { stateDir: natd.stateDir });
+    await restartNatd(natdArgs);
     expect((await dig('db.vm')).answers).toEqual([holder]);
     expect(await lease(VM.claimant, ['-x', 'hostname:db'])).toBe(claimant); // a renewal by the claimant
     expect((await dig('db.vm')).answers).toEqual([holder]);
@@ -170,4 +178,26 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     expect((await dig('com')).answers).not.toContain(address);
     expect((await dig(`com.${DOMAIN}`)).answers).toEqual([address]);
   }, 60_000);
+
+  it('issue 13: a guest whose short lease runs out without a release leaves DNS and `natd leases`, in the journal too, and stays gone after a restart', async () => {
+    await restartNatd([...natdArgs, '--lease-time', '5s']);
+    const address = await lease(VM.expiring, ['-x', 'hostname:brief']); // udhcpc -q leaves without a DHCPRELEASE
+    expect((await dig('brief.vm')).answers).toEqual([address]);
+    const row = (await leases()).find((l) => l.address === address);
+    expect(row?.hostname).toBe('brief');
+    // natd's expiry timer (every 30 s) ends the lease: nobody sends natd anything meanwhile
+    const deadline = Date.now() + 45_000;
+    while ((await dig('brief.vm')).status !== 'NXDOMAIN') {
+      if (Date.now() > deadline) throw new Error('brief.vm still published 45 s after its 5 s lease');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    expect((await leases()).map((l) => l.address)).not.toContain(address);
+    // the end went through the journal (before issue 13 the timer's expiries never reached it)
+    const journal = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; clientId?: string; address: string });
+    expect(journal.filter((r) => r.clientId === row!.clientId).map((r) => `${r.op} ${r.address}`)).toEqual([`bind ${address}`, `release ${address}`]);
+
+    await restartNatd(natdArgs);
+    expect((await dig('brief.vm')).status).toBe('NXDOMAIN');
+    expect((await leases()).map((l) => l.address)).not.toContain(address);
+  }, 120_000);
 });

@@ -534,6 +534,41 @@ describe('expiry and restore', () => {
     expect(core.handle(request(1), T0 + 600_001).reply!.packet.yiaddr).toBe(address);
   });
 
+  it('expire() reports each ended lease once, as a release; offers and quarantines end with it, silently', () => {
+    const core = newCore({ leaseTimeSeconds: 600, declineQuarantineSeconds: 900, offerHoldSeconds: 30 });
+    const first = obtain(core, 1);
+    const second = obtain(core, 2, T0 + 1000);
+    const declined = obtain(core, 3);
+    core.handle(request(3, { type: DhcpMessageType.DECLINE, requestedAddress: declined, serverId: SERVER }), T0, CONFIRMED);
+    core.handle(request(4), T0 + 580_000); // an offer held until T0 + 610 s
+    expect(core.expire(T0 + 599_999)).toEqual([]);
+    expect(core.expire(T0 + 600_000)).toEqual([{ kind: 'release', clientId: request(1).clientId, address: first }]);
+    expect(core.expire(T0 + 600_000)).toEqual([]);
+    expect(core.expire(T0 + 601_000)).toEqual([{ kind: 'release', clientId: request(2).clientId, address: second }]);
+    expect(core.leases.size).toBe(0);
+    // the next request reports nothing already reported
+    expect(core.handle(request(5), T0 + 601_000).changes).toEqual([]);
+    expect(core.stats(T0 + 601_000)).toMatchObject({ leases: 0, quarantined: 1, offers: 2 });
+    expect(core.expire(T0 + 900_000)).toEqual([]); // the offers and the quarantine end, and are no lease change
+    expect(core.stats(T0 + 900_000)).toMatchObject({ leases: 0, quarantined: 0, offers: 0, free: 100 });
+  });
+
+  it('stats() is read-only: it counts as of `now`, and removes nothing for expire() or handle() to miss', () => {
+    const core = newCore({ leaseTimeSeconds: 600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.103') });
+    const address = obtain(core, 1);
+    obtain(core, 2, T0 + 60_000);
+    core.handle(request(3), T0 + 590_000); // an offer
+    const later = T0 + 610_000;
+    const first = core.stats(later);
+    expect(first).toMatchObject({ leases: 1, offers: 1, free: 2 }); // client 1's lease ended: counted free, not swept
+    expect(core.stats(later)).toEqual(first);
+    expect(core.stats()).toMatchObject({ leases: 2, offers: 1, free: 1 }); // as of the latest request, still intact
+    expect(core.leases.size).toBe(2);
+    expect(core.leases.getByClient(request(1).clientId)?.address).toBe(address);
+    expect(core.expire(later)).toEqual([{ kind: 'release', clientId: request(1).clientId, address }]);
+    expect(core.stats(later)).toEqual(first);
+  });
+
   it('restores unexpired leases and quarantines, dropping expired and foreign ones', () => {
     const core = newCore();
     core.restore(

@@ -219,8 +219,24 @@ describe('AddressPool', () => {
     const { pool } = makePool('10.10.0.100', '10.10.0.100');
     pool.hold('a', ip('10.10.0.100'), T0 + 1000);
     expect(pool.choose('b', '52:54:00:00:00:02', T0)).toBeUndefined();
+    expect(pool.offerCount(T0 + 999)).toBe(1);
+    expect(pool.offerCount(T0 + 1000)).toBe(0); // counted as ended before the sweep
     pool.sweepHolds(T0 + 1000);
-    expect(pool.holdCount).toBe(0);
+    expect(pool.heldFor('a', T0)).toBeUndefined(); // gone, not only past
     expect(pool.choose('b', '52:54:00:00:00:02', T0 + 1000)).toBe(ip('10.10.0.100'));
+  });
+
+  it('counts free addresses as of `now` without sweeping: a lease, an offer or a quarantine that ended is free', () => {
+    const { table, pool } = makePool('10.10.0.100', '10.10.0.103');
+    table.put(lease('a', '10.10.0.100', T0 + 1000));
+    pool.hold('b', ip('10.10.0.101'), T0 + 2000);
+    table.decline(ip('10.10.0.102'), T0 + 3000);
+    const generation = table.generation;
+    expect([T0, T0 + 1000, T0 + 2000, T0 + 3000].map((t) => pool.freeCount(t))).toEqual([1, 2, 3, 4]);
+    // asked again for an earlier time (the cached count is for later): still right
+    expect(pool.freeCount(T0 + 999)).toBe(1);
+    expect(table.generation).toBe(generation);
+    expect(table.size).toBe(1);
+    expect(pool.heldFor('b', T0)).toBe(ip('10.10.0.101'));
   });
 });

@@ -140,7 +140,7 @@ describe('DhcpTransport with conflict probing', () => {
     }
   }
 
-  function setup(withDetector = true) {
+  function setup(withDetector = true, now: () => number = Date.now) {
     const server = ip('10.10.0.1');
     const p = manualProbe();
     const conflicts = new ConflictDetector({ probe: p.probe });
@@ -156,9 +156,11 @@ describe('DhcpTransport with conflict probing', () => {
       warn: (msg, fields) => warnings.push({ msg, ...fields }),
     };
     const committed: LeaseChange[] = [];
+    const announced: LeaseChange[] = [];
     const transport = new DhcpTransport({
-      socket: socket as unknown as dgram.Socket, bridge: 'br0', core, ...(withDetector ? { conflicts } : {}), logger,
-      commit: async (changes) => void committed.push(...changes), setNeighbour: () => undefined,
+      socket: socket as unknown as dgram.Socket, bridge: 'br0', core, ...(withDetector ? { conflicts } : {}), logger, now,
+      commit: async (changes) => void committed.push(...changes), onCommitted: (changes) => void announced.push(...changes),
+      setNeighbour: () => undefined,
     });
     transport.start();
     const send = (n: number, type: number, extra: Array<[number, Uint8Array]> = []) => {
@@ -186,7 +188,7 @@ describe('DhcpTransport with conflict probing', () => {
     };
     const decline = (n: number, address: string) =>
       send(n, 4, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]]);
-    return { p, socket, transport, warnings, discover, offers, lease, decline, core, committed };
+    return { p, socket, transport, warnings, discover, offers, lease, decline, core, committed, announced };
   }
 
   it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
@@ -252,6 +254,49 @@ describe('DhcpTransport with conflict probing', () => {
     expect(t.committed.filter((c) => c.kind === 'decline')).toEqual([]);
     // the decliner's lease ended: it gave the address up
     expect(t.core.leases.getByAddress(ip(address))).toBeUndefined();
+  });
+
+  describe('every lease end is persisted (issue 13: one expiry path)', () => {
+    const HOUR = 3_600_000;
+    const released = (address: string) => expect.objectContaining({ kind: 'release', address: ip(address) });
+
+    it('the expiry timer: expireLeases() commits the ended leases, then announces them', async () => {
+      let clock = 1_700_000_000_000;
+      const t = setup(true, () => clock);
+      const address = await t.lease(1);
+      t.committed.length = 0;
+      t.announced.length = 0;
+      await t.transport.expireLeases();
+      expect(t.committed).toEqual([]);
+      clock += HOUR;
+      await t.transport.expireLeases();
+      expect(t.committed).toEqual([released(address)]);
+      expect(t.announced).toEqual(t.committed);
+      await t.transport.expireLeases(); // reported once
+      expect(t.committed).toHaveLength(1);
+    });
+
+    it('a DISCOVER held for its probe, or a DECLINE waiting for its verification, persists the leases it ended', async () => {
+      let clock = 1_700_000_000_000;
+      const t = setup(true, () => clock);
+      const first = await t.lease(1);
+      clock += HOUR / 2;
+      const declining = await t.lease(2);
+      clock += HOUR / 2; // client 1's lease ended, client 2's runs
+      t.committed.length = 0;
+      t.discover(3);
+      await flush();
+      expect(t.transport.stats().heldDiscovers).toBe(1);
+      expect(t.committed).toEqual([released(first)]); // before the probe ends
+
+      const second = await t.lease(4);
+      clock += HOUR / 2; // client 2's lease ended too: the DECLINE of client 4's address waits for its probe
+      t.committed.length = 0;
+      t.decline(4, second);
+      await flush();
+      expect(t.transport.stats().pendingDeclines).toBe(1);
+      expect(t.committed).toEqual([released(declining)]);
+    });
   });
 
   it('without a detector a DECLINE is never confirmed', () => {

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { LeaseNames, type LeaseNamesOptions } from '../../src/lease-names.js';
 import type { LogFields, Logger } from '../../src/log.js';
 import { LocalNames } from '../../src/dns/local-names.js';
-import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
+import { DhcpMessageType, type DhcpRequest, type Lease, type LeaseChange } from '../../src/dhcp/types.js';
+import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DnsType } from '../../src/dns/types.js';
-import { parseCidr, parseIpv4, reverseName } from '../../src/net/ipv4.js';
+import { formatIpv4, parseCidr, parseIpv4, reverseName } from '../../src/net/ipv4.js';
 
 const { address: gateway, subnet } = parseCidr('10.10.0.1/24')!;
 const ip = (text: string) => parseIpv4(text)!;
@@ -37,34 +38,34 @@ describe('LeaseNames', () => {
     expect(addressOf('web.vm')).toEqual(['10.10.0.10']);
     expect(nameOf('10.10.0.11')).toEqual([]); // NXDOMAIN: no name for it
 
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]); // renewal
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]); // renewal
     expect(addressOf('web')).toEqual(['10.10.0.10']);
-    names.apply([release('01aa', '10.10.0.10')]);
+    names.settle([release('01aa', '10.10.0.10')]);
     expect(addressOf('web.vm')).toEqual([]);
     expect(nameOf('10.10.0.10')).toEqual([]);
   });
 
   it('lets a client rename itself and move address with its name, but never moves a name to another client', () => {
     const { names, addressOf, nameOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'www'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'www'))]);
     expect(addressOf('web.vm')).toEqual([]);
     expect(addressOf('www.vm')).toEqual(['10.10.0.10']);
-    names.apply([bind(lease('01aa', '10.10.0.11', 'www'))]); // same client, new address
+    names.settle([bind(lease('01aa', '10.10.0.11', 'www'))]); // same client, new address
     expect(addressOf('www')).toEqual(['10.10.0.11']);
 
-    names.apply([bind(lease('01bb', '10.10.0.20', 'www', '52:54:00:00:00:02'))]);
+    names.settle([bind(lease('01bb', '10.10.0.20', 'www', '52:54:00:00:00:02'))]);
     expect(addressOf('www')).toEqual(['10.10.0.11']);
     expect(nameOf('10.10.0.20')).toEqual([]);
   });
 
   it('leaves an address unnamed when its lease loses its name or carries an unusable one', () => {
     const { names, addressOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'bad name!'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'bad name!'))]);
     expect(addressOf('web.vm')).toEqual([]);
-    names.apply([bind(lease('01aa', '10.10.0.10', 'web'))]);
-    names.apply([bind(lease('01aa', '10.10.0.10'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10', 'web'))]);
+    names.settle([bind(lease('01aa', '10.10.0.10'))]);
     expect(addressOf('web.vm')).toEqual([]);
   });
 });
@@ -96,7 +97,7 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     expect(addressOf('db.vm')).toEqual(['10.10.0.20']);
   });
 
-  it("frees a name whose holder's lease ended without a release reaching it (a sweep that reported nothing)", () => {
+  it("frees a name whose holder's lease ended in the request that claims it, before that expiry is settled", () => {
     const live = new Map<string, Lease>();
     const { names, addressOf } = setup({ leaseOf: (clientId) => live.get(clientId), now: () => 1000 });
     const holder = lease('01aa', '10.10.0.10', 'db');
@@ -117,7 +118,7 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
 
   it("gives a reserved name only to the reserved MAC: other clients' leases neither take nor keep it", () => {
     const { names, addressOf, nameOf } = setup();
-    names.apply([bind(lease('01aa', '10.10.0.50', 'db'))]); // 52:54:00:00:00:01
+    names.settle([bind(lease('01aa', '10.10.0.50', 'db'))]); // 52:54:00:00:00:01
     names.setReservations([{ mac: '52:54:00:00:00:09', address: ip('10.10.0.9'), hostname: 'db' }]);
     expect(addressOf('db')).toEqual(['10.10.0.9']);
     expect(nameOf('10.10.0.50')).toEqual([]);
@@ -160,5 +161,64 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     expect(logger.limited.length).toBe(3);
     expect(names.nameAllowed('db', { ...claimant, clientId: '01aa', address: ip('10.10.0.10') }, true)).toBe(true); // its holder
     expect(names.nameAllowed('web', claimant, true)).toBe(true);
+  });
+});
+
+describe('LeaseNames with the DHCP core: every lease end unpublishes its name (issue 13: one expiry path)', () => {
+  const T0 = 1_700_000_000_000;
+  const LEASE_MS = 600_000;
+
+  function wired() {
+    let clock = T0;
+    const local = new LocalNames({ domain: 'vm', subnet, gatewayAddress: gateway });
+    let names: LeaseNames | undefined;
+    const core = new DhcpServerCore(
+      { serverAddress: gateway, subnet, router: gateway, dnsServers: [gateway], domain: 'vm', leaseTimeSeconds: LEASE_MS / 1000, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') },
+      [],
+      { nameAllowed: (name, claimant, binding) => names!.nameAllowed(name, claimant, binding) },
+    );
+    names = new LeaseNames(local, { leaseOf: (clientId) => core.leases.getByClient(clientId), now: () => clock });
+    const journal: LeaseChange[] = [];
+    // the daemon's commit: names settle the changes, the journal takes what settle returns
+    const commit = (changes: LeaseChange[]) => journal.push(...names!.settle(changes));
+    const request = (n: number, type: DhcpRequest['type'], hostname: string, address?: number): DhcpRequest => ({
+      type, xid: n, flags: 0, broadcast: true, ciaddr: 0, giaddr: 0, hops: 0, htype: 1, mac: `52:54:00:00:00:0${n}`,
+      chaddr: Uint8Array.of(0x52, 0x54, 0, 0, 0, n), clientId: `0152540000000${n}`, parameterRequestList: [], maxMessageSize: 576, hostname,
+      ...(address === undefined ? {} : { requestedAddress: address, serverId: gateway }),
+    });
+    /** DISCOVER, (`between` runs), REQUEST: the address client n is bound to, every change committed */
+    const obtain = (n: number, hostname: string, between = () => {}): string => {
+      const offer = core.handle(request(n, DhcpMessageType.DISCOVER, hostname), clock);
+      commit(offer.changes);
+      between();
+      const ack = core.handle(request(n, DhcpMessageType.REQUEST, hostname, offer.reply!.packet.yiaddr), clock);
+      commit(ack.changes);
+      return formatIpv4(ack.reply!.packet.yiaddr);
+    };
+    const addressOf = (name: string) => local.lookup({ name, type: DnsType.A, class: 1 })?.records.map((r) => r.data);
+    return { core, commit, obtain, addressOf, journal, advance: (ms: number) => (clock += ms), now: () => clock };
+  }
+
+  it('an expiry from the timer (expire) takes the name off DNS and reaches the journal', () => {
+    const w = wired();
+    const address = w.obtain(1, 'db');
+    expect(w.addressOf('db.vm')).toEqual([address]);
+    w.advance(LEASE_MS);
+    w.commit(w.core.expire(w.now()));
+    expect(w.addressOf('db.vm')).toEqual([]);
+    expect(w.journal.at(-1)).toEqual({ kind: 'release', clientId: '01525400000001', address: ip(address) });
+  });
+
+  it("an expiry found by a request frees the name for that very request's client", () => {
+    const w = wired();
+    const holder = w.obtain(1, 'db');
+    w.advance(LEASE_MS / 2);
+    // client 2 is offered an address while the holder's lease runs; its REQUEST comes after that lease ended
+    const claimant = w.obtain(2, 'db', () => w.advance(LEASE_MS / 2));
+    expect(w.addressOf('db.vm')).toEqual([claimant]);
+    expect(w.journal.slice(-2)).toEqual([
+      { kind: 'release', clientId: '01525400000001', address: ip(holder) },
+      { kind: 'bind', lease: expect.objectContaining({ address: ip(claimant), hostname: 'db' }) },
+    ]);
   });
 });

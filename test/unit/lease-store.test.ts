@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { JOURNAL_FILE, LOCK_FILE, LeaseStore } from '../../src/dhcp/lease-store.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { NatdError } from '../../src/errors.js';
-import { parseIpv4 } from '../../src/net/ipv4.js';
+import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
 
 const NOW = 1_700_000_000_000;
@@ -129,6 +130,47 @@ describe('LeaseStore group commit', () => {
     await expect(store.commit([bind(lease(2))])).rejects.toBeInstanceOf(NatdError);
     const reopened = await open();
     expect(reopened.load(NOW).leases).toEqual([lease(1)]);
+    await reopened.close();
+  });
+});
+
+describe('LeaseStore and expiry (issue 13: one expiry path)', () => {
+  const coreWith = (store: LeaseStore, now: number): DhcpServerCore => {
+    const server = ip('10.10.0.1');
+    const core = new DhcpServerCore({ serverAddress: server, subnet: makeSubnet(server, 24), router: server, dnsServers: [], leaseTimeSeconds: 3600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') }, []);
+    const { leases, declined } = store.load(now);
+    core.restore(leases, now, declined);
+    return core;
+  };
+
+  it('journals the expiries the core reports: a restart does not bring the lease back, not even with the clock set back', async () => {
+    const store = await open();
+    await store.commit([bind(lease(1, NOW + 1000, 'web')), bind(lease(2))]);
+    const expired = coreWith(store, NOW).expire(NOW + 1000);
+    expect(expired).toEqual([{ kind: 'release', clientId: lease(1).clientId, address: lease(1).address }]);
+    await store.commit(expired);
+    await store.close();
+    expect(await readFile(join(dir, JOURNAL_FILE), 'utf8')).toContain(`{"op":"release","clientId":"${lease(1).clientId}","address":"10.10.0.11"}`);
+
+    const reopened = await open(); // its clock reads NOW, before the expiry (a clock stepped back at boot)
+    expect(reopened.load(NOW).leases).toEqual([lease(2)]);
+    const core = coreWith(reopened, NOW);
+    expect(core.leases.size).toBe(1);
+    expect(core.expire(NOW + 1000)).toEqual([]); // nothing to expire a second time
+    await reopened.close();
+  });
+
+  it('compaction drops the expired lease and its release together', async () => {
+    const store = await open();
+    await store.commit([bind(lease(1, NOW + 1000)), bind(lease(2))]);
+    await store.commit(coreWith(store, NOW).expire(NOW + 1000));
+    await store.compact();
+    await store.close();
+    const text = await readFile(join(dir, JOURNAL_FILE), 'utf8');
+    expect(text).not.toContain(lease(1).clientId);
+    expect(text.trim().split('\n')).toHaveLength(1);
+    const reopened = await open();
+    expect(reopened.load(NOW).leases).toEqual([lease(2)]);
     await reopened.close();
   });
 });
