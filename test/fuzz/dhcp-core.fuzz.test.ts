@@ -12,9 +12,9 @@ import fc from 'fast-check';
 import { encodeDhcpPacket } from '../../src/dhcp/codec.js';
 import { DhcpServerCore, type CoreConfig, type HandleOptions } from '../../src/dhcp/server-core.js';
 import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type Reservation } from '../../src/dhcp/types.js';
-import { makeSubnet, parseIpv4, subnetContains } from '../../src/net/ipv4.js';
+import { makeSubnet, subnetContains } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 const T0 = 1_700_000_000_000;
 const SERVER = ip('10.10.0.1');
 const SUBNET = makeSubnet(SERVER, 24);

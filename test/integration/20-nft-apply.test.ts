@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
-import { parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
+import { parseCidr } from '../../src/net/ipv4.js';
 import {
   applyAndVerify,
   applyBatch,
@@ -23,6 +23,7 @@ import type { NftOptions } from '../../src/nft/runner.js';
 import { startHealer } from '../../src/nft/healer.js';
 import { buildForwardChange, buildRuleset, EXAMPLE_INPUT, TABLE_FAMILY, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from './support/netns.js';
+import { ip } from '../support/addresses.js';
 
 const NFT = '/usr/sbin/nft';
 const RULES_NFT = new URL('../../rules/natd.nft', import.meta.url);
@@ -34,7 +35,6 @@ const BYSTANDER = `table inet bystander {
 }
 `;
 
-const ip = (text: string): number => parseIpv4(text)!;
 
 describe.skipIf(!isRoot())('nft apply in a namespace', () => {
   let topo: Topology;

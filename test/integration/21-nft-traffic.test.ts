@@ -5,16 +5,16 @@
  * Guest addresses are static here (no DHCP server in this test).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
+import { parseCidr } from '../../src/net/ipv4.js';
 import { applyAndVerify, applyBatch } from '../../src/nft/apply.js';
 import type { NftOptions } from '../../src/nft/runner.js';
 import { buildForwardChange, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
+import { ip } from '../support/addresses.js';
 
 const NFT = '/usr/sbin/nft';
 const VM1 = '10.77.0.50';
 const VM2 = '10.77.0.51';
-const ip = (text: string): number => parseIpv4(text)!;
 
 describe.skipIf(!isRoot())('traffic through the nft table', () => {
   let topo: Topology;

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { GATEWAY, isRoot, Topology, type Vm } from './support/netns.js';
 import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
 import { readCapture, startCapture, type CapturedDhcp } from './support/dhcp-sim.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const RANGE = '10.77.0.10-10.77.0.200';
@@ -23,7 +24,6 @@ type Step = (typeof STEPS)[number];
 const CLIENT_NAMES = ['udhcpc', 'dhclient', 'dhcpcd', 'networkd'] as const;
 type ClientName = (typeof CLIENT_NAMES)[number];
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface LeaseRow {
   address: string;

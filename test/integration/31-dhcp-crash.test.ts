@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, Topology } from './support/netns.js';
 import { NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
 import { startDhcpSim, type DhcpSim } from './support/dhcp-sim.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const KILLS = 5;
@@ -24,7 +25,6 @@ async function leasesOf(topo: Topology, natd: NatdHandle): Promise<LeaseRow[]> {
   return JSON.parse(out) as LeaseRow[];
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.skipIf(needsRoot)('DHCP leases survive kill -9 under load', () => {
   let topo: Topology;

@@ -11,9 +11,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
 import { readCapture, sendJunk, startCapture } from './support/dhcp-sim.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.skipIf(needsRoot)('DHCP on the wire: checksums, conflict probe, junk', () => {
   let topo: Topology;

@@ -13,9 +13,9 @@ import path from 'node:path';
 import { BRIDGE, GATEWAY, isRoot, Topology } from './support/netns.js';
 import { NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
 import { readCapture, startCapture } from './support/dhcp-sim.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const GUESTS = [
   { model: 'virtio-net-pci', mac: '52:54:00:51:00:01', tap: 'qtap1' },

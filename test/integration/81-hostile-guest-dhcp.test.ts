@@ -10,9 +10,9 @@ import path from 'node:path';
 import { isRoot, Topology } from './support/netns.js';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from './support/natd-process.js';
 import { readCapture, startCapture } from './support/dhcp-sim.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ATTACK = path.join(FIXTURES, 'dhcp-attack.py');
 const PYTHON = '/usr/bin/python3';
 const RANGE = '10.77.0.10-10.77.0.29';

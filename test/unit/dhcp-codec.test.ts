@@ -18,9 +18,8 @@ import {
   readU32,
 } from '../../src/dhcp/codec.js';
 import { BOOTREPLY, DHCP_MAGIC_COOKIE, DhcpOption, type DhcpPacket } from '../../src/dhcp/types.js';
-import { parseIpv4 } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 
 /** A raw BOOTREQUEST: header fields, then the given option bytes written verbatim after the cookie. */
 function rawPacket(options: number[], patch: (buf: Buffer) => void = () => {}): Buffer {

@@ -13,9 +13,9 @@ import {
   type DhcpRequest,
   type Reservation,
 } from '../../src/dhcp/types.js';
-import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { makeSubnet } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 const T0 = 1_700_000_000_000;
 const SERVER = ip('10.10.0.1');
 const OTHER_SERVER = ip('10.10.0.2');

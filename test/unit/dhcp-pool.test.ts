@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/dhcp/lease-table.js';
 import { AddressPool, fnv1a } from '../../src/dhcp/pool.js';
 import type { Lease } from '../../src/dhcp/types.js';
-import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { makeSubnet } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 const subnet = makeSubnet(ip('10.10.0.1'), 24);
 const T0 = 1_700_000_000_000;
 

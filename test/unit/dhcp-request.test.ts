@@ -3,9 +3,8 @@ import fc from 'fast-check';
 import { decodeDhcpPacket } from '../../src/dhcp/codec.js';
 import { decodeAndParse, parseRequest, sanitizeHostname, type ParseRequestResult } from '../../src/dhcp/request.js';
 import { DhcpMessageType, type DhcpPacket, type DhcpRequest } from '../../src/dhcp/types.js';
-import { parseIpv4 } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 const ascii = (s: string): number[] => [...Buffer.from(s, 'latin1')];
 const MAC = [0x52, 0x54, 0x00, 0xbe, 0x0a, 0xf3];
 

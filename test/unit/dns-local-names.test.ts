@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { LocalNames, parseHostsFormat, policyFor } from '../../src/dns/local-names.js';
 import { DnsRcode, DnsType, type DnsQuestion } from '../../src/dns/types.js';
-import { parseCidr, parseIpv4, reverseName } from '../../src/net/ipv4.js';
+import { parseCidr, reverseName } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
 const { address: gateway, subnet } = parseCidr('10.10.0.1/24')!;
-const ip = (text: string) => parseIpv4(text)!;
 const q = (name: string, type: number = DnsType.A): DnsQuestion => ({ name, type, class: 1 });
 const aRecords = (addresses: string[]) => addresses.map((data) => ({ type: DnsType.A, ttl: 0, data }));
 const ptrRecord = (data: string) => [{ type: DnsType.PTR, ttl: 0, data }];

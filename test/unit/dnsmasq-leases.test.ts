@@ -3,11 +3,11 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseDnsmasqLeases } from '../../src/dhcp/dnsmasq-leases.js';
-import { parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
+import { parseCidr } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/dnsmasq-leases.txt', import.meta.url));
 const subnet = parseCidr('10.10.0.1/24')!.subnet;
-const ip = (s: string): number => parseIpv4(s)!;
 const NOW = 1_700_000_000_000;
 const DAY = 24 * 3600 * 1000;
 

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, NatdError } from '../../src/errors.js';
-import { formatIpv4, parseIpv4 } from '../../src/net/ipv4.js';
+import { formatIpv4 } from '../../src/net/ipv4.js';
 import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForwardSpec } from '../../src/nft/forward-spec.js';
+import { ip } from '../support/addresses.js';
 
-const ip = (text: string): number => parseIpv4(text)!;
 
 describe('parseForwardSpec', () => {
   it.each<[string, PortForwardSpec]>([

@@ -6,10 +6,10 @@ import { formatHostsfile, parseHostsfile, sanitizeHostname } from '../../src/dhc
 import { formatIpv4, parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
 import type { Reservation } from '../../src/dhcp/types.js';
 import { deniedNameReason } from '../../src/dns/denied-names.js';
+import { ip } from '../support/addresses.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/dnsmasq-hostsfile.txt', import.meta.url));
 const subnet = parseCidr('10.10.0.1/24')!.subnet;
-const ip = (s: string): number => parseIpv4(s)!;
 
 describe('parseHostsfile', () => {
   it('loads the good lines of a real-looking file and reports every bad one with its line', () => {

@@ -5,10 +5,10 @@ import { LocalNames } from '../../src/dns/local-names.js';
 import { DhcpMessageType, type DhcpRequest, type Lease, type LeaseChange } from '../../src/dhcp/types.js';
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DnsType } from '../../src/dns/types.js';
-import { formatIpv4, parseCidr, parseIpv4, reverseName } from '../../src/net/ipv4.js';
+import { formatIpv4, parseCidr, reverseName } from '../../src/net/ipv4.js';
+import { ip } from '../support/addresses.js';
 
 const { address: gateway, subnet } = parseCidr('10.10.0.1/24')!;
-const ip = (text: string) => parseIpv4(text)!;
 
 function setup(opts: LeaseNamesOptions = {}) {
   const local = new LocalNames({ domain: 'vm', subnet, gatewayAddress: gateway });

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { JOURNAL_FILE, LOCK_FILE, LeaseStore } from '../../src/dhcp/lease-store.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { NatdError } from '../../src/errors.js';
-import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { makeSubnet } from '../../src/net/ipv4.js';
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
+import { ip } from '../support/addresses.js';
 
 const NOW = 1_700_000_000_000;
 const HOUR = 3_600_000;
-const ip = (s: string): number => parseIpv4(s)!;
 
 function lease(n: number, expiresAt = NOW + HOUR, hostname?: string): Lease {
   const mac = `52:54:00:00:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it, vi, afterEach } from 'vitest';
 import { ErrorCodes, NatdError } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
-import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { makeSubnet } from '../../src/net/ipv4.js';
 import {
   applyAndVerify,
   applyBatch,
@@ -25,14 +25,10 @@ import {
   type RulesetInput,
 } from '../../src/nft/ruleset.js';
 import type { NftBatch, NftCommand, NftRule, NftStatement } from '../../src/nft/schema.js';
+import { ip } from '../support/addresses.js';
 
 const TEMPLATE = new URL('../../rules/natd.template.json', import.meta.url);
 
-const ip = (text: string): number => {
-  const value = parseIpv4(text);
-  if (value === undefined) throw new Error(`bad test address ${text}`);
-  return value;
-};
 
 /** JSON with small values kept on one line, so the template reads as rules rather than 1,000 lines of braces. */
 function formatTemplate(value: unknown, indent = ''): string {

@@ -9,11 +9,10 @@ import { readConfigFile, resolveConfig } from '../../src/config.js';
 import { parseHostsfile } from '../../src/dhcp/hostsfile.js';
 import { LeaseStore } from '../../src/dhcp/lease-store.js';
 import { silentLogger } from '../../src/log.js';
-import { parseIpv4 } from '../../src/net/ipv4.js';
 import { ErrorCodes } from '../../src/errors.js';
+import { ip } from '../support/addresses.js';
 
 const recipeDir = fileURLToPath(new URL('../fixtures/dnsmasq-recipe/', import.meta.url));
-const ip = (s: string): number => parseIpv4(s)!;
 /** 2023-11-14T22:13:20Z: the fixture's leases expire a day later, one expired before. */
 const NOW = 1_700_000_000_000;
 
