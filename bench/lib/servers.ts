@@ -67,8 +67,8 @@ export function conflictChecks(): Record<ServerKind, ConflictCheck> {
   const flag = NATD_NO_PROBE_FLAGS.find((f) => new RegExp(`(^|\\s)${f}(\\s|$|,)`, 'm').test(help));
   return {
     natd: flag
-      ? { flag, description: `none (${flag}; natd otherwise sends one ICMP echo per new address before the OFFER)` }
-      : { description: 'ICMP echo probe (ping -I br0) per new address before the OFFER, as natd has no flag to turn it off' },
+      ? { flag, description: `none (${flag}; natd otherwise sends one ARP request per new address before the OFFER)` }
+      : { description: 'ARP probe per new address before the OFFER, as natd has no flag to turn it off' },
     dnsmasq: { flag: '--no-ping', description: 'none (--no-ping)' },
   };
 }
