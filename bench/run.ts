@@ -3,9 +3,10 @@
  * `npm run bench`: natd and dnsmasq side by side on the same namespace set-up, alternating run by run, medians of
  * the runs and the natd/dnsmasq ratio; results to the terminal and to bench/RESULTS.md. Needs root (namespaces).
  *
- *   node dist/bench/run.js [--runs 3] [--quick] [--profile] [--out bench/RESULTS.md]
+ *   node dist/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm] [--out bench/RESULTS.md]
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
+ *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -15,8 +16,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { bootStorm, type BootStormResult, type BootStormSettings } from './lib/boot-storm.js';
 import { hotSpots } from './lib/cpu-profile.js';
-import { buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
+import { bootStormTable, bootStormTarget, buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
 import { benchServer, type RunSettings, type ServerRunResult } from './lib/server-run.js';
 import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
 import { fmt, markdownTable, textTable } from './lib/stats.js';
@@ -53,6 +55,8 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
   };
 }
 
+const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
+
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
   return run % 2 === 1 ? [...SERVER_KINDS] : [...SERVER_KINDS].reverse();
@@ -81,6 +85,29 @@ async function runAll(runs: number, s: RunSettings, budgetMs: number): Promise<{
   return { results, skipped };
 }
 
+/** The boot storm, `runs` times per server (alternating), inside what is left of the budget. */
+async function runBootStorms(runs: number, budgetMs: number): Promise<{ storms: BootStormResult[]; skipped: string[] }> {
+  const start = performance.now();
+  const storms: BootStormResult[] = [];
+  const skipped: string[] = [];
+  const longest: Record<ServerKind, number> = { natd: 0, dnsmasq: 0 };
+  for (let run = 1; run <= runs; run++) {
+    for (const kind of orderFor(run)) {
+      const left = budgetMs - (performance.now() - start);
+      // a run takes at most the clients' timeout plus set-up; before the first one, assume that
+      if ((longest[kind] || BOOT_STORM.timeoutMs / 1000 + 15) * 1000 > left) {
+        skipped.push(`boot storm run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left)`);
+        continue;
+      }
+      log(`[boot storm ${run}/${runs}] ${kind}`);
+      const result = await bootStorm(kind, run, { ...BOOT_STORM, log });
+      longest[kind] = Math.max(longest[kind], result.seconds * 1.2);
+      storms.push(result);
+    }
+  }
+  return { storms, skipped };
+}
+
 function machineTable(m: Machine): Table {
   return {
     title: 'Machine',
@@ -102,7 +129,7 @@ function missedNotes(targets: Target[]): string {
   return `### Why natd misses ${missed.length === 1 ? 'a target' : 'these targets'}\n\n${missed.map((t) => `- **${t.name}** (${t.value}): ${t.whyMissed}`).join('\n')}\n`;
 }
 
-function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number): string {
+function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number, storms: BootStormResult[]): string {
   const perRun = results.map((r) => [String(r.run), r.kind, fmt(r.dhcpSustained), fmt(r.loaded.perSecond), fmt(r.dns.hit.qps), fmt(r.dns.miss.qps), fmt(r.dns.local.qps), fmt(r.peakRssMiB), fmt(r.seconds)]);
   return `# Benchmark results: natd vs dnsmasq
 
@@ -115,6 +142,7 @@ ${renderMarkdown([machineTable(m)])}
 ${renderMarkdown([targetsTable(targets)])}
 ${missedNotes(targets)}
 ${renderMarkdown(tables)}
+${renderMarkdown([bootStormTable(storms)])}
 ${renderMarkdown(ladders)}
 ### Every run
 
@@ -171,8 +199,10 @@ async function main(): Promise<void> {
       profile: { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(BENCH_DIR, 'RESULTS.md') },
       'budget-s': { type: 'string', default: '540' },
+      scenario: { type: 'string', default: 'all' },
     },
   });
+  if (values.scenario !== 'all' && values.scenario !== 'boot-storm') throw new Error(`--scenario: all or boot-storm (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -182,20 +212,30 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const runs = values.quick ? 1 : Math.max(1, Number(values.runs) || 3);
   const s = settings(values.quick!, natdArgs);
+  const budgetMs = Number(values['budget-s']) * 1000;
   log(`natd vs dnsmasq: ${runs} run(s) each on ${machine.nproc} CPUs (${machine.cpu}), load average ${machine.loadAverageAtStart}`);
-  const { results, skipped } = await runAll(runs, s, Number(values['budget-s']) * 1000);
+  if (values.scenario === 'boot-storm') {
+    const { storms, skipped } = await runBootStorms(runs, budgetMs);
+    process.stdout.write(`\n${renderText([bootStormTable(storms), targetsTable([bootStormTarget(storms)])])}`);
+    if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
+    log(`\nboot storm only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
+  const { results, skipped } = await runAll(runs, s, budgetMs);
+  const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
+  skipped.push(...storms.skipped);
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = SERVER_KINDS.map((k) => ladderTable(results, k));
-  const targets = checkTargets(results);
-  process.stdout.write(`\n${renderText([...tables, ...ladders, targetsTable(targets)])}`);
+  const targets = [...checkTargets(results), bootStormTarget(storms.storms)];
+  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
   const totalSeconds = (performance.now() - t0) / 1000;
   if (values.quick) {
     log(`\nquick run: ${totalSeconds.toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, tables, ladders, targets, skipped, results, totalSeconds));
-  writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, results }, null, 1) + '\n');
+  writeFileSync(values.out!, resultsMarkdown(machine, runs, tables, ladders, targets, skipped, results, totalSeconds, storms.storms));
+  writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }
 

@@ -33,6 +33,9 @@
 /* Room to detect names that are too long (IFNAMSIZ - 1 characters at most). */
 #define DEVICE_BUF 64
 
+/* Receive buffer asked for every device-bound UDP socket (DHCP, DNS): see open_udp_socket. */
+#define UDP_RCVBUF (4 * 1024 * 1024)
+
 #ifndef SO_NO_CHECK
 #define SO_NO_CHECK 11
 #endif
@@ -181,6 +184,10 @@ static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
   if (no_check && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0) {
     int err = errno; close(fd); return throw_errno(env, "setsockopt", "SO_NO_CHECK", err);
   }
+  /* Room for a burst (200 VMs booting at once: the default ~208 KiB holds about 120 DHCP datagrams). FORCE passes
+   * net.core.rmem_max with CAP_NET_ADMIN; without it, SO_RCVBUF up to rmem_max. Best effort either way. */
+  int rcvbuf = UDP_RCVBUF;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
     int err = errno; close(fd); return throw_errno(env, "bind", device, err);
   }
@@ -306,6 +313,8 @@ static napi_value init(napi_env env, napi_value exports) {
   register_udp_batch(env, exports);
   register_udp_client(env, exports);
   register_peer_cred(env, exports);
+  register_arp_probe(env, exports);
+  register_socket_drops(env, exports);
   return exports;
 }
 

@@ -19,5 +19,8 @@ void register_udp_batch(napi_env env, napi_value exports);
 void register_udp_client(napi_env env, napi_value exports);
 /* peer_cred.c: getPeerCredentials (SO_PEERCRED of a connected unix socket, for the control socket) */
 void register_peer_cred(napi_env env, napi_value exports);
+/* arp_probe.c: arpProbeOpen, arpProbeSend, arpProbeClose (the DHCP conflict probe); socket_drops.c: socketDrops */
+void register_arp_probe(napi_env env, napi_value exports);
+void register_socket_drops(napi_env env, napi_value exports);
 
 #endif

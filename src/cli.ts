@@ -47,6 +47,7 @@ export const DAEMON_OPTIONS = {
   'allow-ipv6-forward': { type: 'boolean' },
   'no-ping': { type: 'boolean' },
   'dhcp-max-declined': { type: 'string' },
+  'dhcp-probe-timeout': { type: 'string' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   'cache-max-bytes': { type: 'string' },
@@ -106,6 +107,7 @@ Daemon options:
   --guest-to-host SPEC     a host service guests may reach, [tcp|udp:]PORT[-PORT] (repeatable), or all; by default
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
+  --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
 
 Examples:
   natd --bridge virbr10
@@ -169,6 +171,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     metricsAllowRemote: v['metrics-allow-remote'] ? true : undefined,
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
+    dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
   };
 }
 

@@ -55,6 +55,8 @@ export interface RawSettings {
   guestToHost?: unknown;
   /** issue 12: bound on quarantined (declined) addresses */
   dhcpMaxDeclinedPercent?: unknown;
+  /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
+  dhcpProbeTimeoutMs?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -141,6 +143,8 @@ const settingsSchema = z
     guestToHost: z.array(z.string()).default([]),
     // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
+    // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
+    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
   })
   .strict();
 
@@ -192,6 +196,8 @@ export interface Config {
   readonly guestToHost: readonly HostService[] | 'all';
   /** most declined addresses quarantined at once, in percent of the DHCP range (at least one address) */
   readonly dhcpMaxDeclinedPercent: number;
+  /** how long a conflict probe waits for an answer before the address counts as free, ms */
+  readonly dhcpProbeTimeoutMs: number;
 }
 
 export interface MetricsListen {
@@ -366,6 +372,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dnsMaxTcpPerClient: s.dnsMaxTcpPerClient,
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
+    dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
   });
 }
 

@@ -17,7 +17,7 @@ import type { Logger } from './log.js';
 import { ensureBridge, readBridgeCidr, type BridgeInfo } from './net/bridge.js';
 import { enableForwarding } from './net/sysctl.js';
 import { formatIpv4, formatSubnet, parseCidr, subnetContains, type Subnet } from './net/ipv4.js';
-import { openDeviceTcpListener, openDeviceUdpSocket, sdNotify, setNeighbour } from './native.js';
+import { openArpSocket, openDeviceTcpListener, openDeviceUdpSocket, sdNotify, setNeighbour, socketDrops } from './native.js';
 import { DhcpServerCore } from './dhcp/server-core.js';
 import { LeaseStore } from './dhcp/lease-store.js';
 import { formatHostsfile, parseHostsfile } from './dhcp/hostsfile.js';
@@ -27,6 +27,7 @@ import { normalizeMac, parseIpv4 } from './net/ipv4.js';
 import { sanitizeHostname } from './net/hostname.js';
 import { DhcpTransport } from './dhcp/transport.js';
 import { ConflictDetector, pingProbe } from './dhcp/probe.js';
+import { chooseConflictProbe } from './dhcp/arp-probe.js';
 import type { Reservation } from './dhcp/types.js';
 import { LocalNames, parseHostsFormat, type HostsEntry } from './dns/local-names.js';
 import { DnsCache } from './dns/cache.js';
@@ -153,6 +154,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   let control: ControlServer | undefined;
   let closing: Promise<void> | undefined;
   let started = false;
+  /** the DHCP and DNS sockets' fds, for the kernel's drop counts in metrics */
+  const udpFds: { dhcp?: number; dns?: number } = {};
   const resolveName = (name: string): number | undefined => reservations.find((r) => r.hostname === name)?.address;
 
   async function start(): Promise<void> {
@@ -189,7 +192,14 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     closers.push({ name: 'lease store', close: () => store?.close() });
     reservations = await loadReservations(config, bridge, logger);
     // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
-    const conflicts = new ConflictDetector({ probe: pingProbe({ device: config.bridge }), now });
+    const probe = chooseConflictProbe({
+      timeoutMs: config.dhcpProbeTimeoutMs,
+      openArp: (onSender) => openArpSocket(config.bridge, bridge!.gateway, onSender),
+      ping: () => pingProbe({ device: config.bridge, timeoutMs: config.dhcpProbeTimeoutMs }),
+      onFallback: (reason) => logger.warn('cannot open the ARP probe socket; probing with ping instead', { reason }),
+    });
+    closers.push({ name: 'conflict probe', close: () => probe.close() });
+    const conflicts = new ConflictDetector({ probe: probe.probe, maxConcurrent: probe.maxConcurrent, now });
     core = buildCore(bridge, range, config.conflictProbe ? conflicts : undefined);
 
     if (config.dns) {
@@ -253,7 +263,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   /** The DHCP socket (0.0.0.0:67 bound to the bridge, zero UDP checksum) and its transport. */
   async function startDhcp(dhcpCore: DhcpServerCore, conflicts: ConflictDetector | undefined): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4' });
-    await bindFd(socket, openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true, true));
+    udpFds.dhcp = openDeviceUdpSocket(config.bridge, '0.0.0.0', DHCP_SERVER_PORT, true, true);
+    await bindFd(socket, udpFds.dhcp);
     dhcp = new DhcpTransport({
       socket,
       bridge: config.bridge,
@@ -281,7 +292,8 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     closers.push({ name: 'dns upstream', close: () => upstream?.close() });
 
     // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
-    const udp = new BatchUdpTransport(openDeviceUdpSocket(config.bridge, gatewayText, DNS_PORT));
+    udpFds.dns = openDeviceUdpSocket(config.bridge, gatewayText, DNS_PORT);
+    const udp = new BatchUdpTransport(udpFds.dns);
     const tcp = net.createServer();
     try {
       await listenFd(tcp, openDeviceTcpListener(config.bridge, gatewayText, DNS_PORT));
@@ -429,7 +441,9 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     const up = upstream?.stats();
     return {
       bridge: config.bridge,
-      dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0, outcomes: d?.outcomes ?? {}, quarantined: c?.quarantined ?? 0 },
+      dhcp: { received: d?.receivedByType ?? {}, sent: d?.sent ?? {}, dropped: d?.dropped ?? {}, leasesActive: c?.leases ?? 0, freeAddresses: c?.free ?? 0, outcomes: d?.outcomes ?? {}, quarantined: c?.quarantined ?? 0,
+        ...(d?.probes ? { probes: d.probes } : {}) },
+      kernelDrops: kernelDrops(),
       ...(dnsStats && up
         ? { dns: { queries: dnsStats.queries, cacheHits: dnsStats.cacheHits, cacheEntries: cache?.size ?? 0, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts, upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000,
             ...dnsLimitMetrics(dnsStats, cache?.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}) } }
@@ -437,6 +451,19 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
       ...(firewall ? { firewall: firewall.counters() } : {}),
       ...(control ? { control: control.stats() } : {}),
     };
+  }
+
+  /** Datagrams the kernel dropped at natd's UDP sockets (a full receive buffer): read when metrics are asked for. */
+  function kernelDrops(): Record<string, number> {
+    const drops: Record<string, number> = {};
+    for (const [name, fd] of Object.entries(udpFds)) {
+      try {
+        drops[name] = socketDrops(fd);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+    return drops;
   }
 
   /** Optional Prometheus endpoint on TCP (the control socket always serves `natd metrics`); loopback unless the

@@ -23,7 +23,14 @@ interface NativeAddon {
   udpGroupRemove(handle: UdpGroupHandle, fd: number): void;
   udpGroupStop(handle: UdpGroupHandle): void;
   getPeerCredentials(fd: number): PeerCredentials;
+  arpProbeOpen(device: string, senderIp: number, out: Uint32Array, onSenders: (count: number) => void): ArpProbeHandle;
+  arpProbeSend(handle: ArpProbeHandle, targets: Uint32Array, count: number): number;
+  arpProbeClose(handle: ArpProbeHandle): void;
+  socketDrops(fd: number): number;
 }
+
+/** Opaque handle of an ARP probe socket (an N-API external). */
+export type ArpProbeHandle = { readonly __arpProbe: unique symbol };
 
 /** Who is on the other end of a connected unix socket, as the kernel recorded it at connect() (SO_PEERCRED). */
 export interface PeerCredentials {
@@ -159,4 +166,40 @@ export const udpClient = {
 export function errnoName(errno: number): string {
   for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
   return `errno ${errno}`;
+}
+
+/** Senders reported per callback at most (the addon calls again for the rest). */
+const ARP_SENDER_BATCH = 256;
+
+/**
+ * The ARP conflict probe's packet socket on `device` (native/arp_probe.c), as dhcp/arp-probe.ts wants it: requests
+ * "who-has X tell senderIp", and every other host's ARP sender reported to `onSender`. Throws the addon's errno
+ * error (EPERM without CAP_NET_RAW, EAFNOSUPPORT where AF_PACKET is filtered, ENODEV).
+ */
+export function openArpSocket(device: string, senderIp: number, onSender: (address: number, mac: string) => void): { send(targets: Uint32Array, count: number): number; close(): void } {
+  const native = loadNative();
+  const out = new Uint32Array(ARP_SENDER_BATCH * 3);
+  const handle = native.arpProbeOpen(device, senderIp >>> 0, out, (count) => {
+    for (let i = 0; i < count; i++) {
+      const high = out[3 * i + 1]!;
+      const low = out[3 * i + 2]!;
+      const mac = [high >>> 8, high & 0xff, low >>> 24, (low >>> 16) & 0xff, (low >>> 8) & 0xff, low & 0xff]
+        .map((b) => b.toString(16).padStart(2, '0')).join(':');
+      onSender(out[3 * i]!, mac);
+    }
+  });
+  let closed = false;
+  return {
+    send: (targets, count) => native.arpProbeSend(handle, targets, count),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      native.arpProbeClose(handle);
+    },
+  };
+}
+
+/** Datagrams the kernel dropped for this socket since it opened (SO_MEMINFO; a full receive buffer, mostly). */
+export function socketDrops(fd: number): number {
+  return loadNative().socketDrops(fd);
 }

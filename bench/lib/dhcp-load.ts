@@ -9,7 +9,10 @@
  *   open    new exchanges start at a fixed offered rate for a fixed time, whatever the server does (a slow
  *           server cannot slow the offered load down, so drops show up instead of hidden queueing)
  *   closed  keeps N exchanges in flight until `count` have completed (used to fill the lease table quickly)
- * An exchange not finished within the timeout is a drop; there are no retransmissions.
+ *   storm   a boot storm: N clients send their DISCOVERs at the same instant, then behave like real clients and
+ *           retransmit what went unanswered on RFC 2131 §4.1's schedule (4 s ±1 s, doubling up to 64 s); the
+ *           number that matters is the time until the last of them is leased
+ * An exchange not finished within the timeout is a drop; only storm mode retransmits.
  *
  *   node dist/bench/lib/dhcp-load.js --device eth0 --mode open --rate 2000 --duration-ms 2000 --first-client 0
  *   node dist/bench/lib/dhcp-load.js --device eth0 --mode closed --concurrency 64 --count 10000 --max-ms 60000
@@ -35,7 +38,8 @@ const TICK_MS = 1;
 
 export type LoadMode =
   | { kind: 'open'; rate: number; durationMs: number }
-  | { kind: 'closed'; concurrency: number; count: number; maxMs: number };
+  | { kind: 'closed'; concurrency: number; count: number; maxMs: number }
+  | { kind: 'storm'; clients: number };
 
 export interface LoadOptions {
   device: string;
@@ -67,7 +71,15 @@ export interface LoadResult {
   /** DISCOVER sent → ACK received, milliseconds */
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   sendErrors: number;
+  /** storm mode: DISCOVERs and REQUESTs sent again because the first went unanswered */
+  retransmissions: number;
 }
+
+/** RFC 2131 §4.1: the first retransmission after 4 s, randomized by ±1 s, the wait doubling up to 64 s. */
+const FIRST_RETRANSMIT_MS = 4000;
+const MAX_RETRANSMIT_MS = 64_000;
+const retransmitDelay = (attempt: number): number =>
+  Math.min(MAX_RETRANSMIT_MS, FIRST_RETRANSMIT_MS * 2 ** attempt) + (Math.random() * 2 - 1) * 1000;
 
 const enum Phase {
   Discovering,
@@ -79,6 +91,10 @@ interface Exchange {
   chaddr: Uint8Array;
   phase: Phase;
   startedAt: number;
+  /** storm mode: what was sent last, when it goes again, and how often it went */
+  lastSent?: Buffer;
+  retryAt?: number;
+  attempt?: number;
 }
 
 /**
@@ -142,6 +158,7 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
   let dropped = 0;
   let naks = 0;
   let sendErrors = 0;
+  let retransmissions = 0;
   let lastCompletion = 0;
   let sendWindowEnd = 0;
   const t0 = performance.now();
@@ -164,12 +181,32 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
     return encodeDhcpPacket(packet);
   };
 
+  /** Sends a client's message; in storm mode it is kept, to go again if nothing answers it in time. */
+  const sendFor = (exchange: Exchange, bytes: Buffer) => {
+    if (mode.kind === 'storm') {
+      exchange.lastSent = bytes;
+      exchange.attempt = 0;
+      exchange.retryAt = performance.now() + retransmitDelay(0);
+    }
+    send(bytes);
+  };
+
+  const retransmitDue = (now: number) => {
+    for (const exchange of inFlight.values()) {
+      if (exchange.retryAt === undefined || exchange.retryAt > now || !exchange.lastSent) continue;
+      exchange.attempt = (exchange.attempt ?? 0) + 1;
+      exchange.retryAt = now + retransmitDelay(exchange.attempt);
+      retransmissions++;
+      send(exchange.lastSent);
+    }
+  };
+
   const startOne = () => {
     const index = firstClient + started;
     started++;
     const exchange: Exchange = { index, chaddr: macBytes(index), phase: Phase.Discovering, startedAt: performance.now() };
     inFlight.set((xidBase + index) >>> 0, exchange);
-    send(request(exchange, DhcpMessageType.DISCOVER));
+    sendFor(exchange, request(exchange, DhcpMessageType.DISCOVER));
   };
 
   socket.on('message', (msg) => {
@@ -186,7 +223,7 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
       const serverId = packet.options.get(DhcpOption.SERVER_ID);
       if (!serverId) return;
       exchange.phase = Phase.Requesting;
-      send(request(exchange, DhcpMessageType.REQUEST, [
+      sendFor(exchange, request(exchange, DhcpMessageType.REQUEST, [
         [DhcpOption.REQUESTED_ADDRESS, encodeU32(packet.yiaddr)],
         [DhcpOption.SERVER_ID, serverId],
       ]));
@@ -248,14 +285,18 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
           max: latencies.length ? latencies[latencies.length - 1]! : 0,
         },
         sendErrors,
+        retransmissions,
       });
     };
 
     const timer = setInterval(() => {
       const now = performance.now();
       expire(now);
+      if (mode.kind === 'storm') retransmitDue(now);
       if (!sendWindowEnd) {
-        if (mode.kind === 'open') {
+        if (mode.kind === 'storm') {
+          while (started < mode.clients) startOne(); // every DISCOVER in the same tick: the VMs boot together
+        } else if (mode.kind === 'open') {
           const elapsed = now - t0;
           if (elapsed < mode.durationMs) {
             const due = Math.floor((elapsed * mode.rate) / 1000);
@@ -284,6 +325,7 @@ function parseCli(argv: string[]): LoadOptions {
       'duration-ms': { type: 'string', default: '2000' },
       concurrency: { type: 'string', default: '64' },
       count: { type: 'string', default: '1000' },
+      clients: { type: 'string', default: '200' },
       'max-ms': { type: 'string', default: '60000' },
       'timeout-ms': { type: 'string', default: '2000' },
       'first-client': { type: 'string', default: '0' },
@@ -298,7 +340,9 @@ function parseCli(argv: string[]): LoadOptions {
   };
   const mode: LoadMode = values.mode === 'closed'
     ? { kind: 'closed', concurrency: Math.max(1, num('concurrency')), count: num('count'), maxMs: num('max-ms') }
-    : { kind: 'open', rate: num('rate'), durationMs: num('duration-ms') };
+    : values.mode === 'storm'
+      ? { kind: 'storm', clients: Math.max(1, num('clients')) }
+      : { kind: 'open', rate: num('rate'), durationMs: num('duration-ms') };
   return {
     device: values.device!,
     mode,

@@ -42,6 +42,8 @@ export interface StartOptions {
   nodeFlags?: string[];
   /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off) */
   extraArgs?: string[];
+  /** each server's default conflict check (dnsmasq without --no-ping; natd gets no extraArgs for it anyway) */
+  defaults?: boolean;
 }
 
 /** Flags natd may grow to turn its pre-OFFER ICMP probe off (the counterpart of dnsmasq's --no-ping). */
@@ -65,8 +67,8 @@ export function conflictChecks(): Record<ServerKind, ConflictCheck> {
   const flag = NATD_NO_PROBE_FLAGS.find((f) => new RegExp(`(^|\\s)${f}(\\s|$|,)`, 'm').test(help));
   return {
     natd: flag
-      ? { flag, description: `none (${flag}; natd otherwise sends one ICMP echo per new address before the OFFER)` }
-      : { description: 'ICMP echo probe (ping -I br0) per new address before the OFFER, as natd has no flag to turn it off' },
+      ? { flag, description: `none (${flag}; natd otherwise sends one ARP request per new address before the OFFER)` }
+      : { description: 'ARP probe per new address before the OFFER, as natd has no flag to turn it off' },
     dnsmasq: { flag: '--no-ping', description: 'none (--no-ping)' },
   };
 }
@@ -94,13 +96,13 @@ function natdArgv(stateDir: string, controlSocket: string, options: StartOptions
  * (not the host's syslog) without the routine per-packet DHCP lines (natd logs none either: --quiet-dhcp), room
  * for 10,000 leases, and running as root so it can write the lease file in our root-owned work dir.
  */
-function dnsmasqArgv(dir: string, leaseFile: string): string[] {
+function dnsmasqArgv(dir: string, leaseFile: string, defaults = false): string[] {
   return [
     'dnsmasq', '--no-daemon', '--conf-file=/dev/null', `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
     '--log-facility=-', '--quiet-dhcp',
     `--interface=${BRIDGE}`, '--bind-interfaces', '--except-interface=lo',
     `--dhcp-range=${POOL_START},${POOL_END},1h`, `--dhcp-leasefile=${leaseFile}`, `--dhcp-lease-max=${DNSMASQ_LEASE_MAX}`,
-    '--no-ping', `--server=${UPLINK_WAN}`, '--no-resolv', `--cache-size=${CACHE_SIZE}`, `--domain=${DOMAIN}`,
+    ...(defaults ? [] : ['--no-ping']), `--server=${UPLINK_WAN}`, '--no-resolv', `--cache-size=${CACHE_SIZE}`, `--domain=${DOMAIN}`,
     '--dhcp-authoritative', '--user=root', '--group=root',
   ];
 }
@@ -143,7 +145,7 @@ export async function startServer(net: BenchNetwork, kind: ServerKind, options: 
   const stateDir = path.join(dir, 'state');
   if (options.seed && kind === 'natd') await writeNatdLeases(stateDir, options.seed);
   if (options.seed && kind === 'dnsmasq') writeDnsmasqLeases(leaseFile, options.seed);
-  const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : dnsmasqArgv(dir, leaseFile);
+  const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : dnsmasqArgv(dir, leaseFile, options.defaults);
   const child = net.topology.spawn(net.hostNs, argv);
   // keep only the tail: a chatty server must not grow our memory, and a full pipe would block it
   let tail = '';

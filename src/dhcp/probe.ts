@@ -1,17 +1,17 @@
 /**
  * Conflict detection before an OFFER (RFC 2131 §4.4.1 "SHOULD probe"): is some host already using the address?
  *
- * The probe flushes the address's neighbour entry, sends one ICMP echo by spawning `ping -I <bridge>` (so the kernel
- * ARPs for the address first), then reads the neighbour entry back. The address is in use when the echo is answered
- * or when ARP was (a host that drops ICMP still has to answer ARP to use the address). Node has no raw sockets, so
- * a hand-made ARP probe would need new native code; ping is on every host natd runs on and has its own CAP_NET_RAW.
- * The answering MAC is known from the neighbour entry, so the client itself still holding the address is not
- * mistaken for a conflict.
+ * The probe itself is a ProbeFn: by ARP from the addon (arp-probe.ts; every probe in parallel, a short timeout),
+ * or, where natd cannot open a packet socket (no CAP_NET_RAW), the older `pingProbe` below: flush the address's
+ * neighbour entry, spawn `ping -I <bridge>` (so the kernel ARPs for the address first), read the neighbour entry
+ * back. Either way the answering MAC is known, so the client itself still holding the address is no conflict.
  *
  * Results are cached (an address in use for a minute; a free one only a few seconds, since a host may take it at any
- * time) so a retransmitted DISCOVER costs nothing; probes for the same address share one ping, and at most
- * `maxConcurrent` run at a time. Past `maxQueued` waiting probes the detector answers 'skipped' at once: under a
- * DISCOVER storm natd offers unprobed rather than stall every client (dnsmasq stops pinging when busy, likewise).
+ * time) so a retransmitted DISCOVER costs nothing; probes for the same address share one, and at most
+ * `maxConcurrent` run at a time. Past `maxQueued` waiting probes the detector answers 'busy' at once, and so does a
+ * probe that could not get its request out: the caller then holds the OFFER back (the client retransmits its
+ * DISCOVER) rather than offer an address nobody probed (issue 13: it used to offer unprobed past 128 queued).
+ * 'skipped' is left for a probe that cannot run at all (ping missing): nothing can be learned, so waiting is useless.
  */
 import { execFile } from 'node:child_process';
 import { formatIpv4, normalizeMac } from '../net/ipv4.js';
@@ -22,16 +22,22 @@ export interface ProbeAnswer {
   mac?: string;
   /** the probe could not run (ping missing, no permission); treated as "nothing known" */
   error?: string;
+  /** with `error`: a passing failure (the request could not be sent now); the caller should wait, not go unprobed */
+  retry?: boolean;
 }
 
-export type ProbeFn = (address: string) => Promise<ProbeAnswer>;
+/** `clientMac`: the client the address is meant for; a probe that can tell answers apart waits for another host. */
+export type ProbeFn = (address: string, clientMac?: string) => Promise<ProbeAnswer>;
 
-export type ProbeVerdict = 'in-use' | 'free' | 'skipped';
+/** 'busy': no verdict now (queue full, request not sent); the caller must not offer the address unprobed. */
+export type ProbeVerdict = 'in-use' | 'free' | 'skipped' | 'busy';
 
 export interface ConflictStats {
   probes: number;
   inUse: number;
   skipped: number;
+  /** checks answered 'busy' (probe queue full, or no request could be sent) */
+  busy: number;
   errors: number;
   running: number;
   queued: number;
@@ -47,7 +53,8 @@ export interface ConflictDetectorOptions {
 }
 
 const DEFAULT_MAX_CONCURRENT = 8;
-const DEFAULT_MAX_QUEUED = 128;
+/** Probes waiting for a slot; past it a check answers 'busy' (the DISCOVER is not answered, the client retries). */
+const DEFAULT_MAX_QUEUED = 1024;
 const DEFAULT_IN_USE_TTL_MS = 60_000;
 const DEFAULT_FREE_TTL_MS = 3_000;
 /** Bound on remembered results; entries are cheap but a scan of a /16 should not grow the map forever. */
@@ -63,7 +70,7 @@ export class ConflictDetector {
   private readonly inFlight = new Map<number, Promise<ProbeVerdict>>();
   private readonly waiting: Array<() => void> = [];
   private running = 0;
-  private readonly counters = { probes: 0, inUse: 0, skipped: 0, errors: 0 };
+  private readonly counters = { probes: 0, inUse: 0, skipped: 0, busy: 0, errors: 0 };
   private readonly probe: ProbeFn;
   private readonly maxConcurrent: number;
   private readonly maxQueued: number;
@@ -106,8 +113,8 @@ export class ConflictDetector {
     const running = this.inFlight.get(key);
     if (running) return running;
     if (this.running >= this.maxConcurrent && this.waiting.length >= this.maxQueued) {
-      this.counters.skipped++;
-      return Promise.resolve('skipped');
+      this.counters.busy++;
+      return Promise.resolve('busy');
     }
     const verdict = this.runWhenSlotFree(() => this.probeOnce(key, clientMac)).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, verdict);
@@ -122,13 +129,18 @@ export class ConflictDetector {
     this.counters.probes++;
     let answer: ProbeAnswer;
     try {
-      answer = await this.probe(formatIpv4(address));
+      answer = await this.probe(formatIpv4(address), clientMac);
     } catch (err) {
       answer = { answered: false, error: (err as Error).message };
     }
     if (answer.error !== undefined) {
-      // Nothing learned: do not cache, do not hold the client back.
+      // Nothing learned: do not cache. A passing failure holds the offer back; a probe that cannot run at all does not.
       this.counters.errors++;
+      if (answer.retry) {
+        this.counters.busy++;
+        return 'busy';
+      }
+      this.counters.skipped++;
       return 'skipped';
     }
     const answeringMac = answer.mac === undefined ? undefined : normalizeMac(answer.mac);

@@ -2,7 +2,9 @@
  * The thin I/O shell around the pure DHCP core: socket → parse → core → persist → reply.
  * Nothing a peer sends can stop it: every failure is counted, logged rate-limited, and the packet dropped.
  * An ACK leaves only after the lease change is on disk (the store's commit resolves after fdatasync).
- * An OFFER of an address nobody probed recently waits for a conflict probe (probe.ts); only that client waits.
+ * An OFFER of an address nobody probed recently waits for a conflict probe (probe.ts); only that client waits. When
+ * the probe gives no verdict ('busy': too many probes waiting, no request could be sent) the DISCOVER is dropped and
+ * the client's retransmission tries again: an address is never offered unprobed for want of a probe slot.
  * A DECLINE the core would accept waits for a fresh probe of the declined address too: the core quarantines it only
  * when something answers there (a guest cannot quarantine the pool by declining what it was offered).
  */
@@ -233,6 +235,10 @@ export class DhcpTransport {
       const newest = this.heldDiscovers.get(request.clientId);
       this.heldDiscovers.delete(request.clientId);
       if (!newest || this.closed) return;
+      if (verdict === 'busy') {
+        this.drop('probe-busy', newest.from);
+        return;
+      }
       if (verdict === 'in-use') {
         this.opts.logger.warn('address in use, skipped', { address: formatIpv4(address), mac: request.mac });
       }
@@ -243,7 +249,7 @@ export class DhcpTransport {
 
   /**
    * Probes a declined address afresh (a cached "free" from the offer's probe says nothing about now), then hands the
-   * DECLINE back to the core with the verdict. 'skipped' (probe queue full, ping failed) is no confirmation.
+   * DECLINE back to the core with the verdict. 'skipped' and 'busy' (ping failed, probe queue full) confirm nothing.
    */
   private verifyDecline(request: DhcpRequest, from: string, address: number, alreadyGiven: HandleOptions['declineVerdict']): void {
     const conflicts = this.opts.conflicts;

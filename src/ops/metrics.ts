@@ -23,7 +23,11 @@ export interface MetricsInput {
     outcomes?: Readonly<Record<string, number>>;
     /** current number of declined addresses in quarantine */
     quarantined?: number;
+    /** conflict probes before OFFERs and for DECLINEs (issue 13) */
+    probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
   };
+  /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
+  kernelDrops?: Readonly<Record<string, number>>;
   /** absent when natd's DNS is switched off */
   dns?: {
     queries: number;
@@ -129,6 +133,27 @@ function families(m: MetricsInput): Family[] {
   }
   if (m.dhcp.quarantined !== undefined) {
     out.push({ name: 'natd_dhcp_quarantined_addresses', help: 'Declined addresses in quarantine (a probe confirmed a conflict).', type: 'gauge', samples: one(m.dhcp.quarantined) });
+  }
+  if (m.dhcp.probes) {
+    const p = m.dhcp.probes;
+    out.push(
+      {
+        name: 'natd_dhcp_probes_total',
+        help: 'Conflict probes by result (in-use: another host answered; busy: no verdict, the OFFER waited for the client to retransmit; skipped: the probe could not run).',
+        type: 'counter',
+        samples: byKey(m.bridge, 'result', { started: p.probes, 'in-use': p.inUse, busy: p.busy, skipped: p.skipped, error: p.errors }),
+      },
+      { name: 'natd_dhcp_probes_running', help: 'Conflict probes waiting for an answer now.', type: 'gauge', samples: one(p.running) },
+      { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
+    );
+  }
+  if (m.kernelDrops && Object.keys(m.kernelDrops).length) {
+    out.push({
+      name: 'natd_socket_kernel_drops_total',
+      help: 'Datagrams the kernel dropped at natd\'s UDP sockets (receive buffer full), by socket (SO_MEMINFO).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'socket', m.kernelDrops),
+    });
   }
   if (m.dns) {
     out.push(

@@ -41,3 +41,16 @@ describe('config validation covers what the daemon would reject later', () => {
     expect(problemOf({ bridge: 'virbr10', guestToHost: ['all', '22'] })).toMatch(/guestToHost: 'all' cannot be combined/);
   });
 });
+
+describe('dhcpProbeTimeoutMs (issue 13)', () => {
+  it('defaults to 250 ms and takes the flag as a number', () => {
+    expect(resolveConfig({ bridge: 'virbr10' }).dhcpProbeTimeoutMs).toBe(250);
+    expect(resolveConfig({ bridge: 'virbr10', dhcpProbeTimeoutMs: 100 }).dhcpProbeTimeoutMs).toBe(100);
+  });
+
+  it('refuses a wait too short to hear a busy guest or too long for a client, naming the field', () => {
+    expect(problemOf({ bridge: 'virbr10', dhcpProbeTimeoutMs: 5 })).toMatch(/dhcpProbeTimeoutMs/);
+    expect(problemOf({ bridge: 'virbr10', dhcpProbeTimeoutMs: 60_000 })).toMatch(/dhcpProbeTimeoutMs/);
+    expect(problemOf({ bridge: 'virbr10', dhcpProbeTimeoutMs: 'soon' })).toMatch(/dhcpProbeTimeoutMs/);
+  });
+});

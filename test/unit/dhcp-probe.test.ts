@@ -75,14 +75,14 @@ describe('ConflictDetector', () => {
     expect([await a, await b]).toEqual(['free', 'free']);
   });
 
-  it('runs at most maxConcurrent probes, queues maxQueued more and skips the rest at once', async () => {
+  it('runs at most maxConcurrent probes, queues maxQueued more and answers busy (never "go ahead") past that', async () => {
     const p = manualProbe();
     const d = new ConflictDetector({ probe: p.probe, maxConcurrent: 2, maxQueued: 1 });
     const verdicts = [1, 2, 3, 4].map((n) => d.check(ip(`10.0.0.${n}`), '52:54:00:00:00:01'));
     await flush();
     expect(p.calls).toEqual(['10.0.0.1', '10.0.0.2']);
-    expect(d.stats()).toMatchObject({ running: 2, queued: 1, skipped: 1 });
-    expect(await verdicts[3]).toBe('skipped');
+    expect(d.stats()).toMatchObject({ running: 2, queued: 1, busy: 1, skipped: 0 });
+    expect(await verdicts[3]).toBe('busy');
     p.answer('10.0.0.1', { answered: false });
     await flush();
     await flush();
@@ -104,6 +104,20 @@ describe('ConflictDetector', () => {
     expect(await d.check(ip('10.0.0.2'), '52:54:00:00:00:01')).toBe('skipped');
     expect(d.cached(ip('10.0.0.1'))).toBeUndefined();
     expect(d.stats().errors).toBe(2);
+  });
+
+  it('answers busy, not skipped, when the probe could not send its request for now (retry)', async () => {
+    const d = new ConflictDetector({ probe: async () => ({ answered: false, error: 'no ARP request could be sent', retry: true }) });
+    expect(await d.check(ip('10.0.0.1'), '52:54:00:00:00:01')).toBe('busy');
+    expect(d.cached(ip('10.0.0.1'))).toBeUndefined();
+    expect(d.stats()).toMatchObject({ busy: 1, skipped: 0, errors: 1 });
+  });
+
+  it('passes the client MAC to the probe, so a probe that can tell answers apart waits for another host', async () => {
+    const seen: Array<string | undefined> = [];
+    const d = new ConflictDetector({ probe: async (_address, clientMac) => (seen.push(clientMac), { answered: false }) });
+    await d.check(ip('10.0.0.1'), '52:54:00:00:00:07');
+    expect(seen).toEqual(['52:54:00:00:00:07']);
   });
 });
 
@@ -140,10 +154,10 @@ describe('DhcpTransport with conflict probing', () => {
     }
   }
 
-  function setup(withDetector = true, now: () => number = Date.now) {
+  function setup(withDetector = true, now: () => number = Date.now, limits: { maxConcurrent?: number; maxQueued?: number } = {}) {
     const server = ip('10.10.0.1');
     const p = manualProbe();
-    const conflicts = new ConflictDetector({ probe: p.probe });
+    const conflicts = new ConflictDetector({ probe: p.probe, ...limits });
     const core = new DhcpServerCore(
       { serverAddress: server, subnet: makeSubnet(server, 24), router: server, dnsServers: [], leaseTimeSeconds: 3600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') },
       [],
@@ -206,6 +220,26 @@ describe('DhcpTransport with conflict probing', () => {
     t.discover(1);
     await flush();
     expect(t.p.calls).toHaveLength(2);
+  });
+
+  it('never offers unprobed when the probe queue is full: that DISCOVER goes unanswered, its retransmission is offered', async () => {
+    const t = setup(true, Date.now, { maxConcurrent: 1, maxQueued: 0 });
+    t.discover(1);
+    t.discover(2);
+    await flush();
+    expect(t.p.calls).toHaveLength(1);
+    expect(t.offers()).toEqual([]);
+    expect(t.transport.stats().dropped['probe-busy']).toBe(1);
+    expect(t.transport.stats().heldDiscovers).toBe(1);
+    t.p.answer(t.p.calls[0]!, { answered: false });
+    await flush();
+    expect(t.offers().map((o) => o.xid)).toEqual([1]);
+    t.discover(2); // the client's retransmission, once a slot is free
+    await flush();
+    expect(t.p.calls).toHaveLength(2);
+    t.p.answer(t.p.calls[1]!, { answered: false });
+    await flush();
+    expect(t.offers().map((o) => o.xid)).toEqual([1, 2]);
   });
 
   it('offers another address when the first one answers, and logs it', async () => {

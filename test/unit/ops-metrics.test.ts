@@ -87,3 +87,24 @@ describe('formatPrometheus', () => {
     );
   });
 });
+
+describe('conflict probes and kernel drops (issue 13)', () => {
+  it('shows probe results by kind, the probes waiting now, and the kernel drops per socket', () => {
+    const e = parseExposition(formatPrometheus({
+      ...input,
+      dhcp: { ...input.dhcp, probes: { probes: 209, inUse: 6, busy: 2, skipped: 0, errors: 0, running: 3, queued: 0 } },
+      kernelDrops: { dhcp: 75, dns: 0 },
+    }));
+    expect(value(e, 'natd_dhcp_probes_total', { result: 'in-use' })).toEqual([6]);
+    expect(value(e, 'natd_dhcp_probes_total', { result: 'busy' })).toEqual([2]);
+    expect(value(e, 'natd_dhcp_probes_total', { result: 'started' })).toEqual([209]);
+    expect(value(e, 'natd_dhcp_probes_running')).toEqual([3]);
+    expect(value(e, 'natd_socket_kernel_drops_total', { socket: 'dhcp', bridge: 'virbr10' })).toEqual([75]);
+    expect(e.type.get('natd_socket_kernel_drops_total')).toBe('counter');
+  });
+
+  it('leaves both out when the daemon has nothing to say about them', () => {
+    const text = formatPrometheus({ ...input, kernelDrops: {} });
+    expect(text).not.toMatch(/natd_dhcp_probes|natd_socket_kernel_drops/);
+  });
+});

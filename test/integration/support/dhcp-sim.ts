@@ -26,6 +26,8 @@ export interface DhcpSimOptions {
   retryMs?: number;
   /** first two MAC bytes, distinct per simulator sharing a bridge */
   macPrefix?: string;
+  /** ms between two clients' first DISCOVERs (default 5); 0: all at once */
+  staggerMs?: number;
 }
 
 /**
@@ -44,7 +46,7 @@ export async function startDhcpSim(topology: Topology, ns: string, opts: DhcpSim
   const child = topology.spawn(ns, [
     process.execPath, path.join(FIXTURES, 'dhcp-sim.mjs'), '--clients', String(opts.clients), '--log', logFile,
     '--reconfirm-ms', String(opts.reconfirmMs ?? 300), '--retry-ms', String(opts.retryMs ?? 700),
-    '--mac-prefix', opts.macPrefix ?? '02:5e',
+    '--mac-prefix', opts.macPrefix ?? '02:5e', '--stagger-ms', String(opts.staggerMs ?? 5),
   ]);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
