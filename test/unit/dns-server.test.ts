@@ -178,7 +178,8 @@ describe('DnsServer', () => {
 
   it('coalesces identical questions in flight into one upstream query', async () => {
     const slowLog = join(dir, 'slow.log');
-    const slow = await startFakeUpstream(slowLog, ['--delay-ms', '100']);
+    // long enough that all five are sent while the first is upstream, even on a loaded machine
+    const slow = await startFakeUpstream(slowLog, ['--delay-ms', '600']);
     children.push(slow.child);
     const h = await serve(slow.port, LOOPBACK);
     const replies = await Promise.all([1, 2, 3, 4, 5].map((id) => askUdp(h.udpPort, makeQuery('same.example.test', 'A', id))));

@@ -247,9 +247,11 @@ describe.each([
     expect(replies.every((reply) => reply === undefined)).toBe(true);
     expect(elapsed).toBeGreaterThanOrEqual(245);
     expect(elapsed).toBeLessThan(1000);
-    // attempts at 0, 100 and 200 ms; the third ends with the budget at 250
-    expect(dead.queries).toHaveLength(150);
-    expect(c.stats()).toMatchObject({ sent: 150, timeouts: 150, failures: 50, received: 0 });
+    // attempts at 0, 100 and 200 ms; the third ends with the budget at 250. A timer that fires late on a loaded
+    // machine leaves too little budget for a third attempt (MIN_ATTEMPT_MS), so between two and three per query.
+    expect(dead.queries.length).toBeGreaterThanOrEqual(100);
+    expect(dead.queries.length).toBeLessThanOrEqual(150);
+    expect(c.stats()).toMatchObject({ sent: dead.queries.length, timeouts: dead.queries.length, failures: 50, received: 0 });
   });
 
   it('refuses at once (undefined, counted) past maxInFlight (dns-forward-max), and takes queries again as slots free', async () => {
