@@ -41,7 +41,8 @@ import { DeadlineList, type Listed } from './deadline-list.js';
 import { questionEnd, sameQuestion } from './reply-match.js';
 import { DnsRcode } from './types.js';
 import { DgramUpstreamSocket, NativeSocketGroup, type PooledSocket, type SocketOwner, type SocketTarget } from './upstream-sockets.js';
-import { HEADER_LENGTH, readU16, setId } from './wire.js';
+import { encodeFrame, FrameDecoder } from './tcp-framing.js';
+import { HEADER_LENGTH, readU16, writeU16 } from './wire.js';
 
 export interface UpstreamServer {
   address: string;
@@ -167,6 +168,7 @@ const RANDOM_POOL_BYTES = 4096;
 /** An attempt with less time than this left in the budget could not get an answer back anyway. */
 const MIN_ATTEMPT_MS = 20;
 const ID_SPACE = 65_536;
+const EMPTY_REPLY = Buffer.alloc(0);
 
 export class UpstreamClient implements SocketOwner {
   private servers: ServerState[] = [];
@@ -431,26 +433,26 @@ export class UpstreamClient implements SocketOwner {
     query.truncated = truncated;
     const remaining = Math.max(0, query.deadline - performance.now());
     const id = readU16(truncated, 0);
-    const message = Buffer.from(query.raw);
-    setId(message, id);
+    const framed = encodeFrame(query.raw);
+    writeU16(framed, 2, id); // the frame's message keeps the id the truncated reply answered
     this.counters.sent++;
     server.sent++;
-    void this.tcpExchange(server, message, Math.min(remaining, this.timeoutMs * 2)).then((reply) => {
+    void this.tcpExchange(server, framed, Math.min(remaining, this.timeoutMs * 2)).then((reply) => {
       const valid = reply !== undefined && reply.length >= HEADER_LENGTH && readU16(reply, 0) === id && sameQuestion(reply, 0, reply.length, query.raw, query.questionEnd, query.key);
       if (reply !== undefined && !valid) this.counters.spoofed++;
       this.finish(query, valid ? reply : truncated);
     });
   }
 
-  /** One length-prefixed exchange on a fresh TCP connection; undefined on error, close or time-out. */
-  private tcpExchange(server: ServerState, message: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
+  /**
+   * One exchange of a framed message on a fresh TCP connection; undefined on error, close or time-out. A frame too
+   * short to be a DNS message is returned as an empty reply (it answers nothing: the caller counts it as spoofed).
+   */
+  private tcpExchange(server: ServerState, framed: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
     return new Promise((resolve) => {
-      const framed = Buffer.alloc(2 + message.length);
-      framed.writeUInt16BE(message.length, 0);
-      message.copy(framed, 2);
       const socket = net.connect({ host: server.address, port: server.port, noDelay: true });
       this.tcpSockets.add(socket);
-      let received = Buffer.alloc(0);
+      const frames = new FrameDecoder();
       let settled = false;
       const settle = (reply: Buffer | undefined): void => {
         if (settled) return;
@@ -462,11 +464,10 @@ export class UpstreamClient implements SocketOwner {
       };
       const timer = setTimeout(() => settle(undefined), timeoutMs);
       socket.on('connect', () => socket.write(framed));
-      socket.on('data', (chunk) => {
-        received = Buffer.concat([received, chunk]);
-        if (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) {
-          settle(received.subarray(2, 2 + received.readUInt16BE(0)));
-        }
+      socket.on('data', (chunk: Buffer) => {
+        frames.push(chunk);
+        const reply = frames.next();
+        if (reply !== 'incomplete') settle(reply === 'too-short' ? EMPTY_REPLY : reply);
       });
       socket.on('error', (err) => {
         this.logger.warnLimited('dns-upstream-tcp', 'TCP query to upstream failed', { server: server.label, error: String(err) });
