@@ -22,7 +22,7 @@ import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } 
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
-import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
+import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
 import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers } from './tcp-transport.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
@@ -198,45 +198,56 @@ export class DnsServer {
   private process(raw: Buffer, allowed: boolean, client: number): Outcome {
     this.counters.queries++;
     const parsed = parseQuery(raw);
-    if (!parsed.ok) {
-      const { rcode, id, reason } = parsed.rejected;
-      if (rcode === undefined || id === undefined) {
-        this.counters.dropped++;
-        return { udpLimit: UDP_DEFAULT_LIMIT, endConnection: true };
-      }
-      const answerRcode = allowed ? rcode : DnsRcode.REFUSED;
-      this.countRcode(answerRcode);
-      return {
-        response: buildErrorResponse({ id, raw }, answerRcode),
-        udpLimit: UDP_DEFAULT_LIMIT,
-        endConnection: reason === 'malformed',
-      };
+    if (!parsed.ok) return this.answerRejected(raw, parsed.rejected, allowed);
+    const { query } = parsed;
+    return { response: this.answer(query, allowed, client), udpLimit: query.udpPayloadSize, endConnection: false };
+  }
+
+  /** A message parseQuery turned down: its error answer (REFUSED to a source we do not serve), or nothing. */
+  private answerRejected(raw: Buffer, { rcode, id, reason }: RejectedQuery, allowed: boolean): Outcome {
+    if (rcode === undefined || id === undefined) {
+      this.counters.dropped++;
+      return { udpLimit: UDP_DEFAULT_LIMIT, endConnection: true };
     }
-    const query = parsed.query;
-    const outcome = (response: Buffer | Promise<Buffer>): Outcome => ({ response, udpLimit: query.udpPayloadSize, endConnection: false });
+    const answerRcode = allowed ? rcode : DnsRcode.REFUSED;
+    this.countRcode(answerRcode);
+    return {
+      response: buildErrorResponse({ id, raw }, answerRcode),
+      udpLimit: UDP_DEFAULT_LIMIT,
+      endConnection: reason === 'malformed',
+    };
+  }
+
+  /** The pipeline for a valid query: source → local names and policy → ANY → cache → upstream. */
+  private answer(query: ParsedQuery, allowed: boolean, client: number): Buffer | Promise<Buffer> {
     if (!allowed) {
       this.counters.refused++;
-      return outcome(buildErrorResponse(query, DnsRcode.REFUSED));
+      return buildErrorResponse(query, DnsRcode.REFUSED);
     }
     try {
       const local = this.answerLocally(query);
-      if (local) return outcome(local);
+      if (local) return local;
     } catch (err) {
       // unusable local data (a bad record) is our bug, not the client's: SERVFAIL and carry on
       this.opts.logger.warnLimited('dns-local', 'local DNS answer failed', { name: query.question.name, error: String(err) });
       this.counters.servfail++;
-      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+      return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
     if (query.question.type === DnsType.ANY) {
       this.counters.any++;
-      return outcome(buildAnyAnswer(query));
+      return buildAnyAnswer(query);
     }
     const key = cacheKey(query);
     const cached = this.opts.cache.get(key, query.id, query.raw);
     if (cached) {
       this.counters.cacheHits++;
-      return outcome(cached);
+      return cached;
     }
+    return this.forwardWithinClientLimit(query, key, client);
+  }
+
+  /** Forwards, unless the client already has maxPendingPerClient questions waiting for upstream. */
+  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: number): Buffer | Promise<Buffer> {
     const pending = this.pendingByClient.get(client) ?? 0;
     if (pending >= this.maxPendingPerClient) {
       // SERVFAIL, as when the global cap (dns-forward-max) is reached: "try again later", which is the truth, and
@@ -246,10 +257,10 @@ export class DnsServer {
       this.opts.logger.warnLimited('dns-client-pending', 'per-client limit of pending upstream queries reached, answering SERVFAIL', {
         client: formatIpv4(client), limit: this.maxPendingPerClient,
       });
-      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+      return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
     this.pendingByClient.set(client, pending + 1);
-    return outcome(this.forward(query, key).finally(() => decrement(this.pendingByClient, client)));
+    return this.forward(query, key).finally(() => decrement(this.pendingByClient, client));
   }
 
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
