@@ -214,7 +214,8 @@ export class NetTcpTransport implements DnsTcpTransport {
         socket.destroy();
         return;
       }
-      if (frame === 'incomplete') return;
+      // not return: a connection paused while busy must resume to receive the rest of this frame
+      if (frame === 'incomplete') break;
       this.handleMessage(conn, frame);
     }
     if (socket.destroyed || !socket.readable) return;
