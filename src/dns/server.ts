@@ -22,9 +22,9 @@ import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } 
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
+import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers } from './tcp-transport.js';
 import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
-import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers } from './tcp-transport.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 
@@ -76,7 +76,7 @@ export interface DnsServerStats {
   limitedClientTcp: number;
   /** TCP connections closed at once: every slot was busy and none idle could make room */
   limitedTcpFull: number;
-  /** TCP connections closed because their unsent answers passed TCP_UNSENT_CLOSE_BYTES */
+  /** TCP connections closed because their unsent answers passed TCP_UNSENT_CLOSE_BYTES (tcp-transport.ts) */
   tcpOutputClosed: number;
   /** queries for ANY answered with RFC 8482's minimal HINFO */
   any: number;
