@@ -1,5 +1,5 @@
 /**
- * The DNS transport: UDP and TCP sockets in, one pipeline per query, answers out.
+ * The DNS query pipeline, fed by two transports (udp-transport.ts, tcp-transport.ts): one pipeline per query.
  *
  *   source in subnet? → parseQuery → local names → policy (domain-needed, bogus-priv) → cache → upstream
  *
@@ -9,20 +9,21 @@
  * dropped, socket errors are logged (rate-limited) and the server carries on.
  *
  * Guests are untrusted (issue 12), so what one client can take is bounded: its pending upstream queries
- * (maxPendingPerClient), its TCP connections (maxTcpConnectionsPerClient), and each connection's unsent answers
- * (reading stops above TCP_UNSENT_PAUSE_BYTES until the peer reads). A source that could never have sent a query
- * (port 0, broadcast, network, multicast addresses) is never answered: the answer would go to the wrong party.
+ * (maxPendingPerClient) here; its TCP connections and each connection's pipelined queries and unsent answers in the
+ * TCP transport. A source that could never have sent a query (port 0, broadcast, network, multicast addresses) is
+ * never answered: the answer would go to the wrong party.
  *
  * The server owns the sockets it is given: close() closes them.
  */
 import type net from 'node:net';
 import type { Logger } from '../log.js';
-import { formatIpv4, NOT_IPV4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { formatIpv4, NOT_IPV4, subnetContains, type Subnet } from '../net/ipv4.js';
 import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
-import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
+import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers } from './tcp-transport.js';
+import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
@@ -30,7 +31,7 @@ import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 export interface DnsServerOptions {
   /** the bound UDP socket behind a transport (the server takes it over) */
   udp: DnsUdpTransport;
-  /** listening TCP server (the server takes it over) */
+  /** listening TCP server (the server takes it over, through a NetTcpTransport with the tcp limits below) */
   tcp?: net.Server;
   subnet: Subnet;
   localNames: LocalNames;
@@ -75,59 +76,31 @@ export interface DnsServerStats {
   limitedClientTcp: number;
   /** TCP connections closed at once: every slot was busy and none idle could make room */
   limitedTcpFull: number;
-  /** TCP connections closed because their unsent answers passed TCP_UNSENT_CLOSE_BYTES */
+  /** TCP connections closed because their unsent answers passed TCP_UNSENT_CLOSE_BYTES (tcp-transport.ts) */
   tcpOutputClosed: number;
   /** queries for ANY answered with RFC 8482's minimal HINFO */
   any: number;
 }
 
-/** RFC 1035: the UDP limit for a client without EDNS, and the largest TCP message. */
+/** RFC 1035: the UDP limit for a client without EDNS. */
 const UDP_DEFAULT_LIMIT = 512;
-const TCP_MAX_MESSAGE = 65_535;
-/** Queries one TCP connection may have in flight before the server stops reading from it. */
-const TCP_MAX_PIPELINED = 16;
-/**
- * Unsent answer bytes at which the server stops reading a connection until its peer reads ('drain'). Cache hits
- * and local answers are written at once, so without this a peer that pipelines and never reads makes natd buffer
- * every answer (issue 12: 110 MiB for 2,000 queries). Unbound bounds the same with stream-wait-size.
- */
-const TCP_UNSENT_PAUSE_BYTES = 64 * 1024;
-/**
- * Reading stops at the pause mark, but answers already on their way from upstream still land: at most
- * TCP_MAX_PIPELINED × 64 KiB above it. Past this, something is wrong and the connection is closed.
- */
-const TCP_UNSENT_CLOSE_BYTES = TCP_UNSENT_PAUSE_BYTES + (TCP_MAX_PIPELINED + 2) * 65_537;
 
-interface Outcome {
-  /** undefined: send nothing */
-  response?: Buffer | Promise<Buffer>;
+/** What a message gets; over TCP, `response` undefined closes the connection (see TcpAnswer). */
+interface Outcome extends TcpAnswer {
   /** the client's UDP payload limit */
   udpLimit: number;
-  /** TCP: the peer sent something that is not a DNS query, so the connection ends after the answer */
-  endConnection: boolean;
-}
-
-interface TcpConnection {
-  socket: net.Socket;
-  /** the peer's IPv4 address as a number */
-  client: number;
-  buffered: Buffer;
-  inFlight: number;
-  lastActivity: number;
 }
 
 export class DnsServer {
   private readonly opts: DnsServerOptions;
-  private readonly tcpIdleMs: number;
-  private readonly maxTcpConnections: number;
+  private readonly tcp: DnsTcpTransport | undefined;
   private readonly maxPendingPerClient: number;
-  private readonly maxTcpConnectionsPerClient: number;
-  private readonly connections = new Set<TcpConnection>();
-  /** per client address: questions waiting for upstream, TCP connections held (entries removed at 0) */
+  /** per client address: questions waiting for upstream (entries removed at 0) */
   private readonly pendingByClient = new Map<number, number>();
-  private readonly tcpByClient = new Map<number, number>();
   /** upstream queries in flight by cache key: later identical questions wait on the same reply */
   private readonly inFlight = new Map<string, Promise<Buffer | undefined>>();
+  /** the pipeline's counters; the TCP transport's (limitedClientTcp, limitedTcpFull, tcpOutputClosed) stay 0 here
+   * and are filled in by stats(), in this order (status and metrics print them in it) */
   private readonly counters: DnsServerStats = {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0,
@@ -146,15 +119,33 @@ export class DnsServer {
     },
     warn: (what, detail) => this.opts.logger.warnLimited(what, detail),
   };
-  private readonly onTcpConnection = (socket: net.Socket): void => this.acceptConnection(socket);
-  private readonly onTcpError = (err: Error): void => this.opts.logger.warnLimited('dns-tcp', 'DNS TCP server error, ignoring', { error: String(err) });
+  private readonly tcpHandlers: TcpHandlers = {
+    // a connection from outside the subnet is closed at once; its messages need no check of their own
+    accepts: (client) => {
+      if (this.mayServe(client)) return true;
+      this.counters.refused++;
+      return false;
+    },
+    message: (message, client) => {
+      this.counters.tcp++;
+      return this.process(message, true, client);
+    },
+    dropped: () => {
+      this.counters.queries++;
+      this.counters.tcp++;
+      this.counters.dropped++;
+    },
+    warn: (what, message, fields) => this.opts.logger.warnLimited(what, message, fields),
+  };
 
   constructor(opts: DnsServerOptions) {
     this.opts = opts;
-    this.tcpIdleMs = opts.tcpIdleMs ?? 10_000;
-    this.maxTcpConnections = opts.maxTcpConnections ?? 64;
     this.maxPendingPerClient = Math.max(1, opts.maxPendingPerClient ?? 256);
-    this.maxTcpConnectionsPerClient = Math.max(1, opts.maxTcpConnectionsPerClient ?? 8);
+    if (opts.tcp) {
+      this.tcp = new NetTcpTransport(opts.tcp, {
+        idleMs: opts.tcpIdleMs, maxConnections: opts.maxTcpConnections, maxPerClient: opts.maxTcpConnectionsPerClient,
+      });
+    }
     this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
   }
 
@@ -162,27 +153,19 @@ export class DnsServer {
     if (this.started || this.closing) return;
     this.started = true;
     this.opts.udp.start(this.udpHandlers);
-    this.opts.tcp?.on('connection', this.onTcpConnection);
-    this.opts.tcp?.on('error', this.onTcpError);
+    this.tcp?.start(this.tcpHandlers);
   }
 
   /** Stops serving and closes the sockets and every TCP connection. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      const { udp, tcp } = this.opts;
-      tcp?.off('connection', this.onTcpConnection);
-      for (const conn of this.connections) conn.socket.destroy();
-      this.connections.clear();
-      await Promise.all([
-        udp.close(),
-        new Promise<void>((resolve) => (tcp && tcp.listening ? tcp.close(() => resolve()) : resolve())),
-      ]);
-    })();
+    this.closing ??= Promise.all([this.opts.udp.close(), this.tcp?.close()]).then(() => undefined);
     return this.closing;
   }
 
   stats(): DnsServerStats {
-    return { ...this.counters };
+    const stats = { ...this.counters };
+    if (this.tcp) Object.assign(stats, this.tcp.stats());
+    return stats;
   }
 
   // ---- UDP ----
@@ -209,191 +192,62 @@ export class DnsServer {
     if (!this.closing) this.opts.udp.reply(truncateForUdp(response, udpLimit), address, port);
   }
 
-  // ---- TCP ----
-
-  private acceptConnection(socket: net.Socket): void {
-    socket.on('error', (err) => this.opts.logger.warnLimited('dns-tcp-conn', 'DNS TCP connection error, ignoring', { error: String(err) }));
-    const client = ipv4Of(socket.remoteAddress ?? '');
-    if (this.closing || !this.mayServe(client)) {
-      if (!this.closing) this.counters.refused++;
-      socket.destroy();
-      return;
-    }
-    const held = this.tcpByClient.get(client) ?? 0;
-    if (held >= this.maxTcpConnectionsPerClient) {
-      this.counters.limitedClientTcp++;
-      this.opts.logger.warnLimited('dns-tcp-client-limit', 'per-client DNS TCP connection limit reached, closing a new one', {
-        client: formatIpv4(client), limit: this.maxTcpConnectionsPerClient,
-      });
-      socket.destroy();
-      return;
-    }
-    if (this.connections.size >= this.maxTcpConnections && !this.evictIdleConnection()) {
-      this.counters.limitedTcpFull++;
-      this.opts.logger.warnLimited('dns-tcp-full', 'too many DNS TCP connections, closing a new one');
-      socket.destroy();
-      return;
-    }
-    const conn: TcpConnection = { socket, client, buffered: Buffer.alloc(0), inFlight: 0, lastActivity: performance.now() };
-    this.connections.add(conn);
-    this.tcpByClient.set(client, held + 1);
-    socket.setNoDelay(true);
-    socket.setTimeout(this.tcpIdleMs);
-    // a stalled client (half a frame, or nothing) is cut off; one still waiting for an answer is not
-    socket.on('timeout', () => {
-      if (conn.inFlight === 0) socket.destroy();
-    });
-    socket.on('data', (chunk: Buffer) => this.onTcpData(conn, chunk));
-    socket.on('drain', () => this.readTcpFrames(conn));
-    socket.on('close', () => this.forgetConnection(conn));
-  }
-
-  private forgetConnection(conn: TcpConnection): void {
-    if (!this.connections.delete(conn)) return;
-    decrement(this.tcpByClient, conn.client);
-  }
-
-  /**
-   * Closes an idle connection (nothing in flight) to make room: one of the client holding the most connections,
-   * the one idle longest among its. A client under its own limit thus takes room from the biggest holder, never
-   * from someone holding less; false when every connection has queries in flight.
-   */
-  private evictIdleConnection(): boolean {
-    let victim: TcpConnection | undefined;
-    let victimHeld = 0;
-    for (const conn of this.connections) {
-      if (conn.inFlight !== 0) continue;
-      const held = this.tcpByClient.get(conn.client) ?? 0;
-      if (!victim || held > victimHeld || (held === victimHeld && conn.lastActivity < victim.lastActivity)) {
-        victim = conn;
-        victimHeld = held;
-      }
-    }
-    if (!victim) return false;
-    victim.socket.destroy();
-    this.forgetConnection(victim);
-    return true;
-  }
-
-  private onTcpData(conn: TcpConnection, chunk: Buffer): void {
-    conn.lastActivity = performance.now();
-    conn.buffered = conn.buffered.length === 0 ? chunk : Buffer.concat([conn.buffered, chunk]);
-    this.readTcpFrames(conn);
-  }
-
-  /** Busy: too many queries in flight, or too many answers the peer has not read yet. */
-  private tcpBlocked(conn: TcpConnection): boolean {
-    return conn.inFlight >= TCP_MAX_PIPELINED || conn.socket.writableLength >= TCP_UNSENT_PAUSE_BYTES;
-  }
-
-  /** Handles the whole frames received so far while the connection is not busy; reads more only when it is not. */
-  private readTcpFrames(conn: TcpConnection): void {
-    while (conn.buffered.length >= 2 && !conn.socket.destroyed && !this.tcpBlocked(conn)) {
-      const length = conn.buffered.readUInt16BE(0);
-      if (length < HEADER_LENGTH) {
-        this.counters.queries++;
-        this.counters.tcp++;
-        this.counters.dropped++;
-        conn.socket.destroy();
-        return;
-      }
-      if (conn.buffered.length < 2 + length) return;
-      const message = conn.buffered.subarray(2, 2 + length);
-      conn.buffered = conn.buffered.subarray(2 + length);
-      this.handleTcpMessage(conn, message);
-    }
-    if (conn.socket.destroyed || !conn.socket.readable) return;
-    if (this.tcpBlocked(conn)) conn.socket.pause();
-    else conn.socket.resume();
-  }
-
-  private handleTcpMessage(conn: TcpConnection, message: Buffer): void {
-    this.counters.tcp++;
-    const outcome = this.process(message, true, conn.client); // the source was checked when the connection was accepted
-    const { socket } = conn;
-    if (outcome.response === undefined) {
-      socket.destroy();
-      return;
-    }
-    const send = (response: Buffer): void => {
-      if (socket.destroyed || !socket.writable) return;
-      const body = response.length > TCP_MAX_MESSAGE ? truncateForUdp(response, TCP_MAX_MESSAGE) : response;
-      const framed = Buffer.allocUnsafe(2 + body.length);
-      framed.writeUInt16BE(body.length, 0);
-      body.copy(framed, 2);
-      socket.write(framed);
-      conn.lastActivity = performance.now();
-      if (socket.writableLength > TCP_UNSENT_CLOSE_BYTES) {
-        this.counters.tcpOutputClosed++;
-        this.opts.logger.warnLimited('dns-tcp-unsent', 'DNS TCP client does not read its answers, closing', { client: formatIpv4(conn.client) });
-        socket.destroy();
-      }
-    };
-    if (outcome.endConnection && !(outcome.response instanceof Promise)) {
-      send(outcome.response); // e.g. FORMERR, then no more from this peer
-      conn.buffered = Buffer.alloc(0);
-      socket.pause();
-      socket.end();
-      return;
-    }
-    if (!(outcome.response instanceof Promise)) {
-      send(outcome.response);
-      return;
-    }
-    // pipelined queries are answered as they complete; too many at once and reading pauses (see readTcpFrames)
-    conn.inFlight++;
-    void outcome.response.then((response) => {
-      conn.inFlight--;
-      send(response);
-      this.readTcpFrames(conn);
-    });
-  }
-
   // ---- the pipeline ----
 
   /** One message from a client → what to answer. Never throws. */
   private process(raw: Buffer, allowed: boolean, client: number): Outcome {
     this.counters.queries++;
     const parsed = parseQuery(raw);
-    if (!parsed.ok) {
-      const { rcode, id, reason } = parsed.rejected;
-      if (rcode === undefined || id === undefined) {
-        this.counters.dropped++;
-        return { udpLimit: UDP_DEFAULT_LIMIT, endConnection: true };
-      }
-      const answerRcode = allowed ? rcode : DnsRcode.REFUSED;
-      this.countRcode(answerRcode);
-      return {
-        response: buildErrorResponse({ id, raw }, answerRcode),
-        udpLimit: UDP_DEFAULT_LIMIT,
-        endConnection: reason === 'malformed',
-      };
+    if (!parsed.ok) return this.answerRejected(raw, parsed.rejected, allowed);
+    const { query } = parsed;
+    return { response: this.answer(query, allowed, client), udpLimit: query.udpPayloadSize, endConnection: false };
+  }
+
+  /** A message parseQuery turned down: its error answer (REFUSED to a source we do not serve), or nothing. */
+  private answerRejected(raw: Buffer, { rcode, id, reason }: RejectedQuery, allowed: boolean): Outcome {
+    if (rcode === undefined || id === undefined) {
+      this.counters.dropped++;
+      return { udpLimit: UDP_DEFAULT_LIMIT, endConnection: true };
     }
-    const query = parsed.query;
-    const outcome = (response: Buffer | Promise<Buffer>): Outcome => ({ response, udpLimit: query.udpPayloadSize, endConnection: false });
+    const answerRcode = allowed ? rcode : DnsRcode.REFUSED;
+    this.countRcode(answerRcode);
+    return {
+      response: buildErrorResponse({ id, raw }, answerRcode),
+      udpLimit: UDP_DEFAULT_LIMIT,
+      endConnection: reason === 'malformed',
+    };
+  }
+
+  /** The pipeline for a valid query: source → local names and policy → ANY → cache → upstream. */
+  private answer(query: ParsedQuery, allowed: boolean, client: number): Buffer | Promise<Buffer> {
     if (!allowed) {
       this.counters.refused++;
-      return outcome(buildErrorResponse(query, DnsRcode.REFUSED));
+      return buildErrorResponse(query, DnsRcode.REFUSED);
     }
     try {
       const local = this.answerLocally(query);
-      if (local) return outcome(local);
+      if (local) return local;
     } catch (err) {
       // unusable local data (a bad record) is our bug, not the client's: SERVFAIL and carry on
       this.opts.logger.warnLimited('dns-local', 'local DNS answer failed', { name: query.question.name, error: String(err) });
       this.counters.servfail++;
-      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+      return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
     if (query.question.type === DnsType.ANY) {
       this.counters.any++;
-      return outcome(buildAnyAnswer(query));
+      return buildAnyAnswer(query);
     }
     const key = cacheKey(query);
     const cached = this.opts.cache.get(key, query.id, query.raw);
     if (cached) {
       this.counters.cacheHits++;
-      return outcome(cached);
+      return cached;
     }
+    return this.forwardWithinClientLimit(query, key, client);
+  }
+
+  /** Forwards, unless the client already has maxPendingPerClient questions waiting for upstream. */
+  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: number): Buffer | Promise<Buffer> {
     const pending = this.pendingByClient.get(client) ?? 0;
     if (pending >= this.maxPendingPerClient) {
       // SERVFAIL, as when the global cap (dns-forward-max) is reached: "try again later", which is the truth, and
@@ -403,10 +257,10 @@ export class DnsServer {
       this.opts.logger.warnLimited('dns-client-pending', 'per-client limit of pending upstream queries reached, answering SERVFAIL', {
         client: formatIpv4(client), limit: this.maxPendingPerClient,
       });
-      return outcome(buildErrorResponse(query, DnsRcode.SERVFAIL));
+      return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
     this.pendingByClient.set(client, pending + 1);
-    return outcome(this.forward(query, key).finally(() => decrement(this.pendingByClient, client)));
+    return this.forward(query, key).finally(() => decrement(this.pendingByClient, client));
   }
 
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
@@ -485,11 +339,6 @@ export function isUnicastAddress(address: number): boolean {
   if (address === NOT_IPV4) return false;
   const first = address >>> 24;
   return first !== 0 && first < 224;
-}
-
-/** An IPv4 peer address as a number; a client seen through a dual-stack socket appears as ::ffff:a.b.c.d. */
-function ipv4Of(address: string): number {
-  return parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address) ?? NOT_IPV4;
 }
 
 function decrement(counts: Map<number, number>, key: number): void {

@@ -23,25 +23,33 @@
  *
  * Failover: one server at a time in configured order, the next one after `timeoutMs`, within `budgetMs` in total.
  * Replies from earlier attempts stay acceptable until the query ends (a slow server still counts). A server that
- * times out repeatedly is skipped for a back-off period that doubles on each failure; when the period ends it gets a
- * copy of one real query in parallel with the healthy server (a probe that costs the client no latency), and any
- * reply from it clears its record.
+ * times out repeatedly is backed off (upstream-health.ts).
  *
  * Time-outs: no timer per attempt. An attempt's time-out is always `timeoutMs` and a query's budget always
  * `budgetMs`, so attempts and queries sit in two lists that are sorted by deadline just by appending; one timer,
  * armed for the earliest head, sweeps both (a setTimeout per attempt was a Timeout object, a closure and a
  * clearTimeout per query).
+ *
+ * The jobs live apart: ids (upstream-ids.ts), server health and back-off (upstream-health.ts), the socket pool
+ * (upstream-socket-pool.ts, with the two socket kinds in upstream-sockets.ts), the TCP retry (upstream-tcp.ts). This
+ * file is the query's life: send, match the reply, fail over, time out.
  */
 import net from 'node:net';
-import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
 import { DeadlineList, type Listed } from './deadline-list.js';
 import { questionEnd, sameQuestion } from './reply-match.js';
+import { encodeFrame } from './tcp-framing.js';
 import { DnsRcode } from './types.js';
-import { DgramUpstreamSocket, NativeSocketGroup, type PooledSocket, type SocketOwner, type SocketTarget } from './upstream-sockets.js';
-import { HEADER_LENGTH, readU16, setId } from './wire.js';
+import { anyBackedOff, newServerHealth, UpstreamHealth, type ServerHealth, type UpstreamServerStats } from './upstream-health.js';
+import { IdTable, Random16 } from './upstream-ids.js';
+import { UpstreamSocketPool, type PoolTarget } from './upstream-socket-pool.js';
+import type { PooledSocket, SocketOwner, SocketTarget } from './upstream-sockets.js';
+import { UpstreamTcp } from './upstream-tcp.js';
+import { FLAG_QR, getRcode, HEADER_LENGTH, isTruncated, readU16, writeU16 } from './wire.js';
+
+export type { UpstreamServerStats } from './upstream-health.js';
 
 export interface UpstreamServer {
   address: string;
@@ -73,17 +81,6 @@ export interface UpstreamClientOptions {
   nativeSockets?: boolean;
 }
 
-export interface UpstreamServerStats {
-  server: string;
-  sent: number;
-  received: number;
-  timeouts: number;
-  latencyMsAvg: number;
-  consecutiveFailures: number;
-  /** ms until the server is tried again (0 = in use) */
-  backoffRemainingMs: number;
-}
-
 export interface UpstreamStats {
   /** datagrams sent (attempts and probes) plus TCP retries */
   sent: number;
@@ -102,18 +99,10 @@ export interface UpstreamStats {
   perServer: UpstreamServerStats[];
 }
 
-interface ServerState extends SocketTarget {
+interface ServerState extends PoolTarget, ServerHealth {
   /** the address as a number when it is IPv4, else NOT_IPV4 */
-  address4: number;
-  family: 4 | 6;
-  sent: number;
-  received: number;
-  timeouts: number;
-  latencyTotalMs: number;
-  consecutiveFailures: number;
-  backoffMs: number;
-  /** back-off clock time before which the server is not used (0 = healthy) */
-  skipUntil: number;
+  readonly address4: number;
+  readonly label: string;
 }
 
 class Attempt implements Listed<Attempt> {
@@ -163,10 +152,8 @@ class PendingQuery implements Listed<PendingQuery> {
 }
 
 const DNS_PORT = 53;
-const RANDOM_POOL_BYTES = 4096;
 /** An attempt with less time than this left in the budget could not get an answer back anyway. */
 const MIN_ATTEMPT_MS = 20;
-const ID_SPACE = 65_536;
 
 export class UpstreamClient implements SocketOwner {
   private servers: ServerState[] = [];
@@ -174,43 +161,38 @@ export class UpstreamClient implements SocketOwner {
   private readonly budgetMs: number;
   private readonly logger: Logger;
   private readonly now: () => number;
-  private readonly poolSize: number;
-  private readonly queriesPerSocket: number;
   private readonly maxInFlight: number;
-  private readonly failuresBeforeBackoff: number;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
-  private readonly nativeSockets: boolean;
-  private readonly dgramPools: Record<4 | 6, PooledSocket[]> = { 4: [], 6: [] };
-  private readonly allSockets = new Set<PooledSocket>();
-  /** the addon's receiver for every IPv4 socket; undefined until the first one, null once it proved unusable */
-  private nativeGroup: NativeSocketGroup | undefined | null;
-  /** attempts in flight by id: an array indexed by the 16-bit id (no hashing, nothing allocated per entry) */
-  private readonly attemptsById: (Attempt | undefined)[] = new Array<Attempt | undefined>(ID_SPACE).fill(undefined);
+  private readonly health: UpstreamHealth;
+  private readonly sockets: UpstreamSocketPool;
+  private readonly tcp: UpstreamTcp;
+  /** attempts in flight by their random id */
+  private readonly attemptsById: IdTable<Attempt>;
   /** every query in flight, in budget-deadline order */
   private readonly queries = new DeadlineList<PendingQuery>();
   /** the attempt each query waits on, in time-out order */
   private readonly timeouts = new DeadlineList<Attempt>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepAt = 0;
-  private readonly tcpSockets = new Set<net.Socket>();
-  private readonly random = Buffer.alloc(RANDOM_POOL_BYTES);
-  private randomOffset = RANDOM_POOL_BYTES;
   private closed = false;
   private readonly counters = { sent: 0, received: 0, timeouts: 0, failures: 0, spoofed: 0, latencyTotalMs: 0, overForwardMax: 0 };
 
   constructor(opts: UpstreamClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? 1500;
     this.budgetMs = opts.budgetMs ?? 4000;
-    this.logger = opts.logger;
-    this.now = opts.now ?? Date.now;
-    this.poolSize = opts.socketPoolSize ?? 32;
-    this.queriesPerSocket = opts.queriesPerSocket ?? 64;
+    const logger = (this.logger = opts.logger);
+    const now = (this.now = opts.now ?? Date.now);
     this.maxInFlight = opts.maxInFlight ?? 4096;
-    this.failuresBeforeBackoff = opts.failuresBeforeBackoff ?? 2;
-    this.backoffBaseMs = opts.backoffBaseMs ?? 2000;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 120_000;
-    this.nativeSockets = opts.nativeSockets ?? true;
+    this.health = new UpstreamHealth({
+      failuresBeforeBackoff: opts.failuresBeforeBackoff ?? 2, backoffBaseMs: opts.backoffBaseMs ?? 2000,
+      backoffMaxMs: opts.backoffMaxMs ?? 120_000, now, logger,
+    });
+    const random = new Random16();
+    this.attemptsById = new IdTable<Attempt>(random);
+    this.sockets = new UpstreamSocketPool({
+      poolSize: opts.socketPoolSize ?? 32, queriesPerSocket: opts.queriesPerSocket ?? 64,
+      nativeSockets: opts.nativeSockets ?? true, owner: this, random, logger,
+    });
+    this.tcp = new UpstreamTcp(logger);
     this.setServers(opts.servers);
   }
 
@@ -232,16 +214,12 @@ export class UpstreamClient implements SocketOwner {
       const address4 = family === 4 ? parseIpv4(canonical) ?? NOT_IPV4 : NOT_IPV4;
       next.push(
         kept ?? {
-          address: canonical, address4, port, family: family as 4 | 6, label,
-          pool: this.nativeSockets && address4 !== NOT_IPV4 ? [] : this.dgramPools[family as 4 | 6],
-          sent: 0, received: 0, timeouts: 0, latencyTotalMs: 0, consecutiveFailures: 0, backoffMs: 0, skipUntil: 0,
+          ...newServerHealth(label), address: canonical, address4, port, family: family as 4 | 6,
+          pool: this.sockets.poolFor(family as 4 | 6, address4),
         },
       );
     }
-    // a server that left takes its own sockets with it, each once its last reply is in
-    for (const gone of previous.values()) {
-      if (gone.pool !== this.dgramPools[gone.family]) for (const pooled of [...gone.pool]) this.retire(pooled);
-    }
+    for (const gone of previous.values()) this.sockets.dropServer(gone);
     this.servers = next;
   }
 
@@ -274,15 +252,7 @@ export class UpstreamClient implements SocketOwner {
       spoofed: c.spoofed,
       overForwardMax: c.overForwardMax,
       latencyMsAvg: c.received === 0 ? 0 : c.latencyTotalMs / c.received,
-      perServer: this.servers.map((s) => ({
-        server: s.label,
-        sent: s.sent,
-        received: s.received,
-        timeouts: s.timeouts,
-        latencyMsAvg: s.received === 0 ? 0 : s.latencyTotalMs / s.received,
-        consecutiveFailures: s.consecutiveFailures,
-        backoffRemainingMs: Math.max(0, s.skipUntil - now),
-      })),
+      perServer: this.servers.map((s) => this.health.stats(s, now)),
     };
   }
 
@@ -293,42 +263,20 @@ export class UpstreamClient implements SocketOwner {
     while (this.queries.head) this.finish(this.queries.head, undefined);
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     this.sweepTimer = undefined;
-    for (const pooled of this.allSockets) pooled.close();
-    this.allSockets.clear();
-    this.nativeGroup?.stop();
-    for (const s of this.tcpSockets) s.destroy();
-    this.tcpSockets.clear();
+    this.sockets.close();
+    this.tcp.close();
   }
 
   private start(raw: Uint8Array, key: string, resolve: (reply: Buffer | undefined) => void): void {
     const now = performance.now();
     let order = this.servers;
     let probes: ServerState[] | undefined;
-    if (anyBackedOff(order)) ({ order, probes } = this.plan());
+    if (anyBackedOff(order)) ({ order, probes } = this.health.plan(order));
     const query = new PendingQuery(raw, key, questionEnd(raw), now + this.budgetMs, order, resolve);
     this.queries.push(query);
     if (this.queries.head === query) this.armSweep(query.deadline);
     if (probes) for (const probe of probes) this.send(query, probe, now);
     this.nextStep(query, now);
-  }
-
-  /**
-   * Healthy servers in configured order; backed-off servers whose period is over are probed alongside. When every
-   * server is backed off, all are tried in configured order (there is nothing better to do).
-   */
-  private plan(): { order: ServerState[]; probes: ServerState[] } {
-    const now = this.now();
-    const order: ServerState[] = [];
-    const probes: ServerState[] = [];
-    for (const s of this.servers) {
-      if (s.skipUntil === 0) order.push(s);
-      else if (s.skipUntil <= now) {
-        probes.push(s);
-        s.skipUntil = now + s.backoffMs; // one probe per period
-      }
-    }
-    if (order.length === 0) return { order: [...this.servers], probes: [] };
-    return { order, probes };
   }
 
   /** Sends to the next server in the query's order and lists the attempt's time-out; ends the query when the
@@ -353,12 +301,12 @@ export class UpstreamClient implements SocketOwner {
   }
 
   private send(query: PendingQuery, server: ServerState, now: number): Attempt {
-    const id = this.freshId();
+    const id = this.attemptsById.fresh();
     const attempt = new Attempt(id ?? -1, server, query, now);
     if (id === undefined) return attempt;
-    const pooled = this.acquireSocket(server);
+    const pooled = this.sockets.acquire(server);
     attempt.pooled = pooled;
-    this.attemptsById[id] = attempt;
+    this.attemptsById.set(id, attempt);
     query.attempts.push(attempt);
     this.counters.sent++;
     server.sent++;
@@ -368,14 +316,14 @@ export class UpstreamClient implements SocketOwner {
 
   /** A datagram on one of the pool's sockets: `length` bytes at `start` of `buf` (valid during this call only). */
   onReply(pooled: PooledSocket | undefined, buf: Buffer, start: number, length: number, address: number | string, port: number): void {
-    const attempt = length >= HEADER_LENGTH ? this.attemptsById[(buf[start]! << 8) | buf[start + 1]!] : undefined;
+    const attempt = length >= HEADER_LENGTH ? this.attemptsById.get(readU16(buf, start)) : undefined;
     if (
       attempt === undefined ||
       pooled === undefined ||
       attempt.pooled !== pooled ||
       port !== attempt.server.port ||
       (typeof address === 'number' ? address !== attempt.server.address4 : address !== attempt.server.address) ||
-      (buf[start + 2]! & 0x80) === 0 || // QR must be set
+      (readU16(buf, start + 2) & FLAG_QR) === 0 ||
       !sameQuestion(buf, start, length, attempt.query.raw, attempt.query.questionEnd, attempt.query.key)
     ) {
       this.counters.spoofed++;
@@ -384,14 +332,14 @@ export class UpstreamClient implements SocketOwner {
     const reply = pooled.keep(buf, start, length);
     const { query, server } = attempt;
     attempt.answered = true;
-    this.attemptsById[attempt.id] = undefined;
+    this.attemptsById.release(attempt.id, attempt);
     this.recordReply(server, performance.now() - attempt.sentAt);
 
-    if ((reply[2]! & 0x02) !== 0) { // TC
+    if (isTruncated(reply)) {
       this.retryOverTcp(query, server, reply);
       return;
     }
-    const rcode = reply[3]! & 0x0f;
+    const rcode = getRcode(reply);
     if (rcode === DnsRcode.SERVFAIL || rcode === DnsRcode.REFUSED) {
       const answeredBy = (query.answeredBy ??= []);
       answeredBy.push(server);
@@ -413,7 +361,7 @@ export class UpstreamClient implements SocketOwner {
   /** A socket that failed is replaced; it closes once nothing waits on it. */
   onSocketError(pooled: PooledSocket, error: string): void {
     this.logger.warnLimited('dns-upstream-socket', 'upstream socket error', { error });
-    this.retire(pooled);
+    this.sockets.retire(pooled);
   }
 
   /** Logged only: the attempts on that socket still end by reply or time-out, as with dgram. */
@@ -431,48 +379,14 @@ export class UpstreamClient implements SocketOwner {
     query.truncated = truncated;
     const remaining = Math.max(0, query.deadline - performance.now());
     const id = readU16(truncated, 0);
-    const message = Buffer.from(query.raw);
-    setId(message, id);
+    const framed = encodeFrame(query.raw);
+    writeU16(framed, 2, id); // the frame's message keeps the id the truncated reply answered
     this.counters.sent++;
     server.sent++;
-    void this.tcpExchange(server, message, Math.min(remaining, this.timeoutMs * 2)).then((reply) => {
+    void this.tcp.exchange(server, framed, Math.min(remaining, this.timeoutMs * 2)).then((reply) => {
       const valid = reply !== undefined && reply.length >= HEADER_LENGTH && readU16(reply, 0) === id && sameQuestion(reply, 0, reply.length, query.raw, query.questionEnd, query.key);
       if (reply !== undefined && !valid) this.counters.spoofed++;
       this.finish(query, valid ? reply : truncated);
-    });
-  }
-
-  /** One length-prefixed exchange on a fresh TCP connection; undefined on error, close or time-out. */
-  private tcpExchange(server: ServerState, message: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
-    return new Promise((resolve) => {
-      const framed = Buffer.alloc(2 + message.length);
-      framed.writeUInt16BE(message.length, 0);
-      message.copy(framed, 2);
-      const socket = net.connect({ host: server.address, port: server.port, noDelay: true });
-      this.tcpSockets.add(socket);
-      let received = Buffer.alloc(0);
-      let settled = false;
-      const settle = (reply: Buffer | undefined): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        this.tcpSockets.delete(socket);
-        socket.destroy();
-        resolve(reply);
-      };
-      const timer = setTimeout(() => settle(undefined), timeoutMs);
-      socket.on('connect', () => socket.write(framed));
-      socket.on('data', (chunk) => {
-        received = Buffer.concat([received, chunk]);
-        if (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) {
-          settle(received.subarray(2, 2 + received.readUInt16BE(0)));
-        }
-      });
-      socket.on('error', (err) => {
-        this.logger.warnLimited('dns-upstream-tcp', 'TCP query to upstream failed', { server: server.label, error: String(err) });
-        settle(undefined);
-      });
-      socket.on('close', () => settle(undefined));
     });
   }
 
@@ -486,8 +400,8 @@ export class UpstreamClient implements SocketOwner {
   private stopUdp(query: PendingQuery): void {
     this.stopWaiting(query);
     for (const attempt of query.attempts) {
-      if (this.attemptsById[attempt.id] === attempt) this.attemptsById[attempt.id] = undefined;
-      if (attempt.pooled) this.releaseSocket(attempt.pooled);
+      this.attemptsById.release(attempt.id, attempt);
+      if (attempt.pooled) this.sockets.release(attempt.pooled);
     }
     query.attempts = [];
   }
@@ -537,114 +451,13 @@ export class UpstreamClient implements SocketOwner {
   private recordReply(server: ServerState, latencyMs: number): void {
     this.counters.received++;
     this.counters.latencyTotalMs += latencyMs;
-    server.received++;
-    server.latencyTotalMs += latencyMs;
-    server.consecutiveFailures = 0;
-    server.backoffMs = 0;
-    server.skipUntil = 0;
+    this.health.recordReply(server, latencyMs);
   }
 
   private recordTimeout(server: ServerState): void {
     this.counters.timeouts++;
-    server.timeouts++;
-    server.consecutiveFailures++;
-    if (server.consecutiveFailures < this.failuresBeforeBackoff) return;
-    server.backoffMs = server.backoffMs === 0 ? this.backoffBaseMs : Math.min(server.backoffMs * 2, this.backoffMaxMs);
-    server.skipUntil = this.now() + server.backoffMs;
-    this.logger.warnLimited(`dns-upstream-backoff:${server.label}`, 'upstream not answering, backing off', {
-      server: server.label, failures: server.consecutiveFailures, backoffMs: server.backoffMs,
-    });
+    this.health.recordTimeout(server);
   }
-
-  // ---- ids and sockets ----
-
-  /** A random id that no attempt in flight uses (undefined only if the id space is nearly exhausted). */
-  private freshId(): number | undefined {
-    for (let tries = 0; tries < 64; tries++) {
-      const id = this.random16();
-      if (this.attemptsById[id] === undefined) return id;
-    }
-    return undefined;
-  }
-
-  private random16(): number {
-    if (this.randomOffset + 2 > RANDOM_POOL_BYTES) {
-      randomFillSync(this.random);
-      this.randomOffset = 0;
-    }
-    const r = (this.random[this.randomOffset]! << 8) | this.random[this.randomOffset + 1]!;
-    this.randomOffset += 2;
-    return r;
-  }
-
-  /** A random socket of the server's pool; the pool is topped up with fresh sockets (new random ports). */
-  private acquireSocket(server: ServerState): PooledSocket {
-    const dgramPool = this.dgramPools[server.family];
-    let pool = server.pool;
-    let pooled: PooledSocket | undefined;
-    if (pool.length < this.poolSize) {
-      if (pool !== dgramPool) pooled = this.openNativeSocket(server);
-      if (!pooled) pool = dgramPool; // this attempt goes by dgram; the next one tries the addon again
-      if (!pooled && pool.length < this.poolSize) pooled = this.openDgramSocket(server.family);
-    }
-    pooled ??= pool[this.random16() % pool.length]!;
-    pooled.inFlight++;
-    if (++pooled.uses >= this.queriesPerSocket) this.retire(pooled); // the next acquire opens a replacement
-    return pooled;
-  }
-
-  /** A new socket of the addon connected to `server`, in its pool; undefined when the addon cannot open one. */
-  private openNativeSocket(server: ServerState): PooledSocket | undefined {
-    if (this.nativeGroup === null) return undefined;
-    try {
-      this.nativeGroup ??= new NativeSocketGroup(this);
-    } catch (err) {
-      this.nativeGroup = null; // the addon is not there: dgram from now on
-      this.logger.warn('cannot use the addon for upstream sockets, using dgram', { error: String(err) });
-      return undefined;
-    }
-    try {
-      const pooled = this.nativeGroup.open(server);
-      server.pool.push(pooled);
-      this.allSockets.add(pooled);
-      return pooled;
-    } catch (err) {
-      this.logger.warnLimited('dns-upstream-socket', 'cannot open an upstream socket, using dgram', { server: server.label, error: String(err) });
-      return undefined;
-    }
-  }
-
-  private releaseSocket(pooled: PooledSocket): void {
-    pooled.inFlight--;
-    if (pooled.retired && pooled.inFlight === 0) {
-      this.allSockets.delete(pooled);
-      pooled.close();
-    }
-  }
-
-  /** Takes a socket out of its pool; it closes once its last reply is in. */
-  private retire(pooled: PooledSocket): void {
-    if (pooled.retired) return;
-    pooled.retired = true;
-    const index = pooled.pool.indexOf(pooled);
-    if (index >= 0) pooled.pool.splice(index, 1);
-    if (pooled.inFlight === 0) {
-      this.allSockets.delete(pooled);
-      pooled.close();
-    }
-  }
-
-  private openDgramSocket(family: 4 | 6): PooledSocket {
-    const pooled = new DgramUpstreamSocket(this, family, this.dgramPools[family]);
-    this.dgramPools[family].push(pooled);
-    this.allSockets.add(pooled);
-    return pooled;
-  }
-}
-
-function anyBackedOff(servers: ServerState[]): boolean {
-  for (const s of servers) if (s.skipUntil !== 0) return true;
-  return false;
 }
 
 function canonicalIpv6(address: string): string {

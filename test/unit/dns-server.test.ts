@@ -587,6 +587,25 @@ describe('DnsServer against hostile guests (issue 12)', () => {
       expect(socket.paused).toBe(false);
     });
 
+    it('reads on after a pause when the data left ends inside a frame', async () => {
+      const h = fakeServer({ maxPendingPerClient: 1000 });
+      const socket = h.tcp.connect(GUEST_A);
+      const whole = Array.from({ length: 17 }, (_, i) => frame(makeQuery(`p${i}.example.test`, 'A', i)));
+      const tail = frame(makeQuery('tail.example.test', 'A', 99));
+      socket.emit('data', Buffer.concat([...whole, tail.subarray(0, 5)]));
+      expect(socket.paused).toBe(true);
+      while (h.upstream.held.length > 0) {
+        h.upstream.answer(aRecord());
+        await settle();
+      }
+      expect(socket.frames).toHaveLength(17);
+      expect(socket.paused).toBe(false); // was stuck paused: the rest of the frame never came, the idle time-out closed it
+      socket.emit('data', tail.subarray(5));
+      h.upstream.answer(aRecord(), 'tail.example.test');
+      await settle();
+      expect(decode(socket.frames.at(-1)!).id).toBe(99);
+    });
+
     it('stops reading at 64 KiB of unsent answers, cache hits included, and resumes on drain', async () => {
       const h = fakeServer();
       await cache(h, 'big.example.test', 20_000);
