@@ -43,11 +43,17 @@ describe.skipIf(needsRoot)('hostile guest: DHCP', () => {
 
   it('row 5: a DISCOVER flood from 245 invented MACs does not stop a fresh VM getting a lease', async () => {
     const attacker = topo.vm(1);
-    const flood = topo.spawn(attacker.ns, [PYTHON, ATTACK, 'flood', '--count', '245', '--seconds', '12', '--pause', '0.3']);
+    const flood = topo.spawn(attacker.ns, [PYTHON, ATTACK, 'flood', '--count', '245', '--seconds', '20', '--pause', '0.3']);
     flood.stdout!.resume();
     flood.stderr!.resume();
     try {
-      await sleep(2000); // the pool is full of offers to invented MACs by now
+      // scapy takes seconds to import on a busy machine: the fresh VM starts once natd has seen the flood fill the
+      // range (more DISCOVERs than addresses), not after a fixed wait
+      const deadline = Date.now() + 30_000;
+      while ((await dhcpStatus()).received < 2 * RANGE_SIZE) {
+        if (Date.now() > deadline) throw new Error('the DISCOVER flood never reached natd');
+        await sleep(200);
+      }
       const fresh = await runUdhcpc(topo, topo.vm(2).ns, [], 25_000);
       const bound = fresh.events.find((e) => e.event === 'bound');
       const counted = await outcomes();
@@ -63,7 +69,7 @@ describe.skipIf(needsRoot)('hostile guest: DHCP', () => {
     console.log(`row 5 DISCOVER flood: received ${dhcp.received}, offers taken back ${dhcp.offersReclaimed}, outcomes ${JSON.stringify(dhcp.outcomes)}`);
     expect(dhcp.offersReclaimed).toBeGreaterThan(RANGE_SIZE);
     expect(dhcp.quarantined).toBe(0);
-  }, 60_000);
+  }, 90_000);
 
   it('row 5: DISCOVER+DECLINE pairs from invented MACs quarantine nothing, and a fresh VM still gets a lease', async () => {
     const sent = await attack(topo.vm(1).ns, ['decline', '--count', String(RANGE_SIZE), '--rounds', '2', '--prefix', '02:66:00:02']);
