@@ -17,7 +17,7 @@
  *  fails is logged and the rest still close. A start that fails closes what it had started.
  */
 import { mkdirSync } from 'node:fs';
-import type { Config } from '../config.js';
+import type { Config, MetricsListen } from '../config.js';
 import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from '../config.js';
 import { ControlServer } from '../control/server.js';
 import { LeaseStore } from '../dhcp/lease-store.js';
@@ -117,9 +117,22 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
   };
 }
 
+/** Steps 1-9 of the header, in order; returns the running components. */
 async function startComponents(config: Config, ctx: Context): Promise<Running> {
-  const { sys, logger, stack } = ctx;
-  const range = await plannedRange(config, sys);
+  const range = await plannedRange(config, ctx.sys);
+  const bridge = await setUpBridge(config, ctx);
+  const state = await startState(config, bridge, range, ctx);
+  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dhcp = await startDhcp(config, state, ctx);
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined };
+  running.control = await startControl(running, ctx);
+  if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
+  if (config.dns) await registerDns(config, bridge, ctx);
+  return running;
+}
+
+async function setUpBridge(config: Config, { sys, logger }: Context): Promise<BridgeInfo> {
   const bridge = await sys.bridgeSetup.ensure({
     name: config.bridge,
     ...(config.subnetCidr ? { wantedCidr: config.subnetCidr } : {}),
@@ -128,7 +141,20 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
     logger,
   });
   await sys.bridgeSetup.enableForwarding(config.bridge, logger);
+  return bridge;
+}
 
+/** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
+interface State {
+  store: LeaseStore;
+  core: DhcpServerCore;
+  names: GuestNames | undefined;
+  reservations: ReservationBook;
+  /** probes offers (unless --no-ping) and always the addresses guests decline */
+  conflicts: ConflictDetector;
+}
+
+async function startState(config: Config, bridge: BridgeInfo, range: { start: number; end: number }, { sys, logger, stack }: Context): Promise<State> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const store = await LeaseStore.open(config.stateDir, { logger, now: sys.now });
   stack.push('lease store', () => store.close());
@@ -154,26 +180,21 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
       names?.setReservations(list);
     },
   });
+  return { store, core, names, reservations, conflicts };
+}
 
-  const dns = names ? await startDns(config, bridge, names, ctx) : undefined;
-  const dhcp = await startDhcp(config, core, store, names, config.conflictProbe ? conflicts : undefined, ctx);
-  const firewall = config.firewall ? await startFirewall(config, bridge, reservations, ctx) : undefined;
+async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
+  const listener = await startMetricsListener(listen, () => formatPrometheus(metricsInput(observe(running, sys.now()))), logger);
+  stack.push('metrics listener', () => listener.close());
+  if (running.config.metricsAllowRemote && !running.config.firewall) {
+    logger.warn('metrics listener is not loopback-only and natd manages no firewall: keep guests away from it yourself', { listen: listen.text });
+  }
+}
 
-  const running: Running = { config, bridge, core, names, reservations, dns, dhcp, firewall, control: undefined };
-  running.control = await startControl(running, ctx);
-  if (config.metricsListen) {
-    const listener = await startMetricsListener(config.metricsListen, () => formatPrometheus(metricsInput(observe(running, sys.now()))), logger);
-    stack.push('metrics listener', () => listener.close());
-    if (config.metricsAllowRemote && !config.firewall) {
-      logger.warn('metrics listener is not loopback-only and natd manages no firewall: keep guests away from it yourself', { listen: config.metricsListen.text });
-    }
-  }
-  if (config.dns) {
-    // so the host itself resolves the guests' names when systemd-resolved runs; undone on stop
-    const resolved = await sys.registerDns({ bridge: config.bridge, address: formatIpv4(bridge.gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
-    if (resolved.registered) stack.push('systemd-resolved', () => resolved.undo());
-  }
-  return running;
+/** So the host itself resolves the guests' names when systemd-resolved runs; undone on stop. */
+async function registerDns(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<void> {
+  const resolved = await sys.registerDns({ bridge: config.bridge, address: formatIpv4(bridge.gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
+  if (resolved.registered) stack.push('systemd-resolved', () => resolved.undo());
 }
 
 /**
@@ -247,8 +268,7 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   return { server, cache, upstream, leaseNames: names.leases };
 }
 
-async function startDhcp(config: Config, core: DhcpServerCore, store: LeaseStore, names: GuestNames | undefined, conflicts: ConflictDetector | undefined, ctx: Context): Promise<DhcpTransport> {
-  const { sys, logger, stack } = ctx;
+async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
   const dhcp = new DhcpTransport({
     socket: await sys.sockets.openDhcp(config.bridge),
     bridge: config.bridge,
@@ -258,7 +278,7 @@ async function startDhcp(config: Config, core: DhcpServerCore, store: LeaseStore
     setNeighbour: sys.setNeighbour,
     logger,
     now: sys.now,
-    ...(conflicts ? { conflicts } : {}),
+    conflicts,
     probeOffers: config.conflictProbe,
   });
   dhcp.start();
@@ -300,9 +320,9 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
 async function reloadComponents(running: Running, ctx: Context, newConfig?: Config): Promise<void> {
   const config = newConfig ?? ctx.loadConfig?.() ?? running.config;
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
-  await running.firewall?.reload(config, (name) => reservations.find((r) => r.hostname === name)?.address);
+  const book = running.reservations;
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   running.config = config;
-  running.reservations.replace(config, reservations);
   await running.names?.loadStatic(config, ctx.logger);
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });

@@ -96,10 +96,21 @@ export class ReservationBook {
   /** The address reserved under a host name (port forwards name guests this way). */
   resolveName = (name: string): number | undefined => this.list.find((r) => r.hostname === name)?.address;
 
-  /** After a reload: the config's list becomes current and its followers are told. */
-  replace(config: Config, reservations: readonly SourcedReservation[]): void {
+  /**
+   * A reload: `reservations` become current (resolveName sees them) while `check` runs, e.g. the firewall re-resolving
+   * its forwards; they stay, and the followers are told, only if it succeeds. On failure the old list is back.
+   */
+  async replace(config: Config, reservations: readonly SourcedReservation[], check: () => Promise<void>): Promise<void> {
+    const previous = { config: this.config, list: this.list };
     this.config = config;
     this.list = reservations;
+    try {
+      await check();
+    } catch (err) {
+      this.config = previous.config;
+      this.list = previous.list;
+      throw err;
+    }
     this.opts.onChange(this.list);
   }
 

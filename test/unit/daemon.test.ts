@@ -184,6 +184,19 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     await expect(callDaemon(t.config.controlSocket, 'status', {}, 1000)).rejects.toThrow();
   });
 
+  it('after a reload, forwards resolve names of reservations added at runtime', async () => {
+    const t = setup();
+    await t.daemon.start();
+    await t.daemon.reload();
+    await callDaemon(t.config.controlSocket, 'reservations.add', { mac: '52:54:00:00:00:60', address: '10.77.0.60', hostname: 'db' });
+    await callDaemon(t.config.controlSocket, 'forwards.add', { spec: 'tcp:2222=db:22' });
+    expect(JSON.stringify(t.nft.batches.at(-1))).toContain('10.77.0.60');
+    expect(await callDaemon(t.config.controlSocket, 'reservations.list')).toEqual([
+      { mac: '52:54:00:00:00:50', address: '10.77.0.50', hostname: 'web', source: 'config' },
+      { mac: '52:54:00:00:00:60', address: '10.77.0.60', hostname: 'db', source: 'runtime' },
+    ]);
+  });
+
   it('closes what it started when a step fails, and nothing after it', async () => {
     const t = setup();
     const failing = buildDaemon(t.config, {
