@@ -69,6 +69,20 @@ class FakeDnsUdp implements DnsUdpTransport {
   }
 }
 
+/** One guest (MAC 52:54:00:00:00:23, host name guest1) talking to the daemon's DHCP socket. */
+function dhcpClient(socket: FakeDhcpSocket) {
+  const client = (type: number, extra: Array<[number, Uint8Array]> = []): void => {
+    const packet = emptyPacket(1);
+    packet.xid = 0x1234;
+    packet.flags = 0x8000; // broadcast replies
+    packet.chaddr.set([0x52, 0x54, 0, 0, 0, 0x23]);
+    packet.options = new Map([[DhcpOption.MESSAGE_TYPE, Uint8Array.of(type)], [DhcpOption.HOSTNAME, Buffer.from('guest1')], ...extra]);
+    socket.emit('message', encodeDhcpPacket(packet), { address: '0.0.0.0', port: 68 });
+  };
+  const reply = (n: number) => waitFor(`DHCP reply ${n}`, () => socket.sent[n - 1]).then((s) => ({ ...s, packet: decodeDhcpPacket(s.bytes) }));
+  return { client, reply };
+}
+
 describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
   let dir: string;
   let daemon: Daemon | undefined;
@@ -79,7 +93,7 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function setup() {
+  function setup(settings: Record<string, unknown> = {}) {
     dir = mkdtempSync(path.join(tmpdir(), 'natd-daemon-'));
     writeFileSync(path.join(dir, 'resolv.conf'), `nameserver ${GATEWAY}\n`); // natd itself: filtered out, no upstream
     const config = resolveConfig({
@@ -91,8 +105,10 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
       controlSocket: path.join(dir, 'control.sock'),
       resolvConf: path.join(dir, 'resolv.conf'),
       reservations: [{ mac: '52:54:00:00:00:50', address: '10.77.0.50', hostname: 'web' }],
+      ...settings,
     });
     const events: string[] = [];
+    const probed: string[] = [];
     const nft = new FakeNft();
     const dhcpSocket = new FakeDhcpSocket(events);
     const dnsUdp = new FakeDnsUdp(events);
@@ -124,11 +140,14 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
         enableForwarding: async () => void events.push('sysctls'),
       },
       setNeighbour: () => undefined,
-      probeOn: () => async () => ({ answered: false }),
+      probeOn: () => async (address) => {
+        probed.push(address);
+        return { answered: false };
+      },
       registerDns: async () => ({ registered: true, undo: async () => void events.push('resolved undone') }),
       notify: (state) => void events.push(state.split('\n')[0]!),
     });
-    return { config, daemon, events, nft, dhcpSocket, dnsUdp, logger };
+    return { config, daemon, events, nft, dhcpSocket, dnsUdp, logger, probed };
   }
 
   it('leases an address, answers its name over DNS, changes a forward over the control socket, closes in reverse', async () => {
@@ -137,15 +156,7 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     expect(t.events).toEqual(['bridge', 'sysctls', 'READY=1']);
 
     // DHCP: DISCOVER → OFFER → REQUEST → ACK through the socket the daemon was given
-    const client = (type: number, extra: Array<[number, Uint8Array]> = []): void => {
-      const packet = emptyPacket(1);
-      packet.xid = 0x1234;
-      packet.flags = 0x8000; // broadcast replies
-      packet.chaddr.set([0x52, 0x54, 0, 0, 0, 0x23]);
-      packet.options = new Map([[DhcpOption.MESSAGE_TYPE, Uint8Array.of(type)], [DhcpOption.HOSTNAME, Buffer.from('guest1')], ...extra]);
-      t.dhcpSocket.emit('message', encodeDhcpPacket(packet), { address: '0.0.0.0', port: 68 });
-    };
-    const reply = (n: number) => waitFor(`DHCP reply ${n}`, () => t.dhcpSocket.sent[n - 1]).then((s) => ({ ...s, packet: decodeDhcpPacket(s.bytes) }));
+    const { client, reply } = dhcpClient(t.dhcpSocket);
     client(1);
     const offer = await reply(1);
     expect(offer.packet.options.get(DhcpOption.MESSAGE_TYPE)).toEqual(Uint8Array.of(2));
@@ -195,6 +206,20 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
       { mac: '52:54:00:00:00:50', address: '10.77.0.50', hostname: 'web', source: 'config' },
       { mac: '52:54:00:00:00:60', address: '10.77.0.60', hostname: 'db', source: 'runtime' },
     ]);
+  });
+
+  it('with --no-ping offers unprobed but still verifies a DECLINE with a probe', async () => {
+    const t = setup({ conflictProbe: false });
+    await t.daemon.start();
+    const { client, reply } = dhcpClient(t.dhcpSocket);
+    client(1);
+    const address = formatIpv4((await reply(1)).packet.yiaddr);
+    expect(t.probed).toEqual([]);
+    const asked: Array<[number, Uint8Array]> = [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(ip(GATEWAY))]];
+    client(3, asked);
+    await reply(2);
+    client(4, asked);
+    expect(await waitFor('the DECLINE probe', () => t.probed[0])).toBe(address);
   });
 
   it('closes what it started when a step fails, and nothing after it', async () => {
