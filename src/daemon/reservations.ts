@@ -50,17 +50,17 @@ export async function loadReservations(config: Config, bridge: BridgeInfo, logge
       logger.warn('reservation skipped: conflicts with an earlier one', { mac: r.mac, address: formatIpv4(r.address), source, earlier: clash.source });
       return;
     }
-    const problem = reservedAddressProblem(r.address, bridge.subnet, bridge.gateway);
-    if (problem) {
-      logger.warn('reservation skipped: not a guest address', { mac: r.mac, address: formatIpv4(r.address), source, problem: describeAddressProblem(problem, r.address, bridge.subnet) });
-      return;
-    }
     loaded.push({ ...r, source });
   };
   for (const r of config.reservations) add(r, 'config');
   if (config.hostsfile) for (const r of await readHostsfile(config.hostsfile, bridge, config.domain, logger, false)) add(r, 'hostsfile');
   for (const r of await readHostsfile(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), bridge, config.domain, logger, true)) add(r, 'runtime');
-  return loaded;
+  // after the precedence pass, as natd always did: a skipped address still takes its MAC and address from later sources
+  return loaded.filter((r) => {
+    const problem = reservedAddressProblem(r.address, bridge.subnet, bridge.gateway);
+    if (problem) logger.warn('reservation skipped: not a guest address', { mac: r.mac, address: formatIpv4(r.address), source: r.source, problem: describeAddressProblem(problem, r.address, bridge.subnet) });
+    return problem === undefined;
+  });
 }
 
 export interface ReservationBookOptions {
