@@ -218,7 +218,7 @@ async function runDaemon(values: DaemonValues): Promise<void> {
   await loadConfigModule();
   const config = configFromArgs(values);
   const logger = createLogger({ level: config.logLevel });
-  const { buildDaemon } = await import('./daemon.js');
+  const { buildDaemon } = await import('./daemon/index.js');
   const daemon = buildDaemon(config, { logger, loadConfig: () => configFromArgs(values) });
   let stopping = false;
   const stop = (signal: string) => {

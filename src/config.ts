@@ -11,7 +11,7 @@ import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Su
 import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
-import { deniedNameReason } from './dns/denied-names.js';
+import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -317,8 +317,10 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
 
   const reservations = s.reservations.map((r, i) => {
     const address = parseIpv4(r.address)!;
-    if (subnet && !subnetContains(subnet, address)) problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
-    const denied = r.hostname === undefined ? undefined : deniedNameReason(r.hostname, { domain: s.domain });
+    // only 'outside' is fatal here: the gateway is unknown until the bridge is, and the daemon skips (with a warning)
+    // a network, broadcast or gateway address the same way whichever source it came from
+    if (subnet && reservedAddressProblem(address, subnet) === 'outside') problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
+    const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
     if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
     return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
   });

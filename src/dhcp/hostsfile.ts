@@ -7,9 +7,9 @@
  * still loads (first definition wins on a conflict), like dnsmasq does on SIGHUP.
  */
 import { sanitizeHostname } from '../net/hostname.js';
-import { deniedNameReason } from '../dns/denied-names.js';
+import { describeAddressProblem, reservedAddressProblem, reservedNameProblem } from './reservation-rules.js';
 import type { Reservation } from './types.js';
-import { formatIpv4, normalizeMac, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { formatIpv4, normalizeMac, parseIpv4, type Subnet } from '../net/ipv4.js';
 
 export { sanitizeHostname };
 
@@ -77,7 +77,7 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
   const name = names[0];
   if (name !== undefined) {
     const label = sanitizeHostname(name);
-    const denied = label === undefined ? undefined : deniedNameReason(label, { domain });
+    const denied = label === undefined ? undefined : reservedNameProblem(label, domain);
     if (label === undefined) notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
     else if (denied) notes.push(`host name '${name}' is ${denied}, which natd never publishes; reservation loaded without a name`);
     else {
@@ -127,12 +127,9 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
     }
 
     const ip = formatIpv4(r.address);
-    if (subnet && !subnetContains(subnet, r.address)) {
-      report(`address ${ip} is outside the subnet; line skipped`);
-      continue;
-    }
-    if (subnet && subnet.prefix < 31 && (r.address === subnet.network || r.address === subnet.broadcast)) {
-      report(`address ${ip} is the subnet's ${r.address === subnet.network ? 'network' : 'broadcast'} address; line skipped`);
+    const addressProblem = subnet ? reservedAddressProblem(r.address, subnet) : undefined;
+    if (addressProblem) {
+      report(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
       continue;
     }
     const macLine = byMac.get(r.mac);

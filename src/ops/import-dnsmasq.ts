@@ -17,6 +17,7 @@ import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hosts
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE, LeaseStore } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
+import { reservationClash, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 
 /** natd's reservations file in the state dir (dnsmasq hostsfile format). */
@@ -428,7 +429,7 @@ function settingsSubnet(settings: RawSettings): Subnet | undefined {
 function mergeReservations(first: Reservation[], second: Reservation[], file: string, skipped: FileProblem[]): Reservation[] {
   const merged = [...first];
   for (const r of second) {
-    const clash = merged.find((m) => m.mac === r.mac || m.address === r.address);
+    const clash = reservationClash(merged, r);
     if (clash) skipped.push({ file, line: 0, message: `reservation ${r.mac} ${formatIpv4(r.address)} clashes with ${clash.mac} ${formatIpv4(clash.address)}; skipped` });
     else merged.push(r);
   }
@@ -458,7 +459,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   const subnet = settingsSubnet(conf.settings);
 
   const inSubnet = conf.hosts.filter((r) => {
-    if (!subnet || subnetContains(subnet, r.address)) return true;
+    if (!subnet || reservedAddressProblem(r.address, subnet) !== 'outside') return true; // network, broadcast: skipped when natd loads the written hostsfile
     skipped.push({ file: opts.confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
     return false;
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LeaseNames, type LeaseNamesOptions } from '../../src/lease-names.js';
+import { LeaseNames, type LeaseNamesOptions } from '../../src/daemon/lease-names.js';
 import type { LogFields, Logger } from '../../src/log.js';
 import { LocalNames } from '../../src/dns/local-names.js';
 import { DhcpMessageType, type DhcpRequest, type Lease, type LeaseChange } from '../../src/dhcp/types.js';

@@ -9,10 +9,10 @@
  * When a holder's lease ends its name is free, but no waiting claimant gets it behind its back (as in dnsmasq): the
  * next client to claim it (in practice the waiting one at its next renewal) does.
  */
-import type { LocalNames } from './dns/local-names.js';
-import type { Lease, LeaseChange, Reservation } from './dhcp/types.js';
-import type { Logger } from './log.js';
-import { formatIpv4 } from './net/ipv4.js';
+import type { LocalNames } from '../dns/local-names.js';
+import type { Lease, LeaseChange, Reservation } from '../dhcp/types.js';
+import type { Logger } from '../log.js';
+import { formatIpv4 } from '../net/ipv4.js';
 
 /** Why a lease's name was not published: held by another client, reserved for another MAC, or on the deny list. */
 export type NameRefusalReason = 'held' | 'reserved' | 'denied';

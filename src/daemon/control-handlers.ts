@@ -1,0 +1,49 @@
+/**
+ * The control socket's command table: each command names the component that serves it. The handlers only translate
+ * arguments and rows; the work is the components'.
+ */
+import type { ControlHandler } from '../control/server.js';
+import type { DhcpServerCore } from '../dhcp/server-core.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import { formatIpv4 } from '../net/ipv4.js';
+import type { Firewall } from '../nft/firewall.js';
+import type { ReservationBook } from './reservations.js';
+
+export interface ControlTargets {
+  core: DhcpServerCore;
+  reservations: ReservationBook;
+  /** undefined with --no-firewall */
+  firewall: Firewall | undefined;
+  now: () => number;
+  status(): Record<string, unknown>;
+  reload(): Promise<void>;
+  metrics(): string;
+}
+
+/** Live leases by address, then the quarantined (declined) addresses. */
+function leaseRows(core: DhcpServerCore, now: number): Record<string, unknown>[] {
+  const live = core.leases.all().filter((l) => l.expiresAt > now).sort((a, b) => a.address - b.address)
+    .map((l) => ({ address: formatIpv4(l.address), mac: l.mac, hostname: l.hostname, expiresAt: l.expiresAt, clientId: l.clientId }));
+  const declined = core.declined(now)
+    .map((q) => ({ address: formatIpv4(q.address), mac: '', hostname: undefined, expiresAt: q.until, clientId: '', state: 'declined' }));
+  return [...live, ...declined];
+}
+
+export function controlHandlers(t: ControlTargets): Record<string, ControlHandler> {
+  const needFirewall = (): Firewall => {
+    if (!t.firewall) throw new NatdError(ErrorCodes.CONFIG, 'the firewall is disabled (--no-firewall)');
+    return t.firewall;
+  };
+  return {
+    status: () => t.status(),
+    leases: () => leaseRows(t.core, t.now()),
+    'reservations.list': () => t.reservations.rows(),
+    'reservations.add': (args) => t.reservations.add(args),
+    'reservations.remove': (args) => t.reservations.remove(args.key, t.firewall?.guestNames() ?? new Set()),
+    'forwards.list': () => needFirewall().listForwards(),
+    'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
+    'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
+    reload: () => t.reload(),
+    metrics: () => t.metrics(),
+  };
+}

@@ -1,0 +1,337 @@
+/**
+ * Composition root: builds every component from the frozen Config and the injected system (system.ts), starts them
+ * in the order below and closes them in reverse. It only wires: the services live in their own modules
+ * (reservations.ts, guest-names.ts, control-handlers.ts, metrics-http.ts, upstreams.ts, status.ts).
+ *
+ * Start order (each step registers its close before the next one starts):
+ *   1. check the DHCP range against the subnet natd will serve (nothing on the system has changed yet)
+ *   2. bridge, then sysctls
+ *   3. state: lease journal (closed last), reservations
+ *   4. DHCP core with the journal's leases; the guest names that follow leases and reservations
+ *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
+ *   6. DHCP socket and transport, expiry sweep
+ *   7. nftables table                                                            (with the firewall on)
+ *   8. control socket, metrics listener                                          (metrics: when configured)
+ *   9. systemd-resolved registration                                             (with DNS on, when it runs)
+ *  then READY=1. Close runs the registered closes in reverse (STOPPING=1 first); each is idempotent, and one that
+ *  fails is logged and the rest still close. A start that fails closes what it had started.
+ */
+import { mkdirSync } from 'node:fs';
+import type { Config, MetricsListen } from '../config.js';
+import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from '../config.js';
+import { ControlServer } from '../control/server.js';
+import { LeaseStore } from '../dhcp/lease-store.js';
+import { ConflictDetector } from '../dhcp/probe.js';
+import { DhcpServerCore } from '../dhcp/server-core.js';
+import { DhcpTransport } from '../dhcp/transport.js';
+import type { Reservation } from '../dhcp/types.js';
+import { DnsCache } from '../dns/cache.js';
+import { DnsServer } from '../dns/server.js';
+import { UpstreamClient } from '../dns/upstream.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BridgeInfo } from '../net/bridge.js';
+import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
+import { Firewall } from '../nft/firewall.js';
+import { formatPrometheus } from '../ops/metrics.js';
+import { controlHandlers } from './control-handlers.js';
+import { GuestNames } from './guest-names.js';
+import { startMetricsListener } from './metrics-http.js';
+import { loadReservations, ReservationBook } from './reservations.js';
+import { ShutdownStack } from './shutdown.js';
+import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
+import { realSystem, type DaemonSystem } from './system.js';
+import { followResolvConf, upstreamsFrom } from './upstreams.js';
+
+export type { ReservationSource, SourcedReservation } from './reservations.js';
+export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
+
+const EXPIRY_SWEEP_MS = 30_000;
+
+export interface DaemonDeps extends Partial<Omit<DaemonSystem, 'now'>> {
+  logger: Logger;
+  now?: () => number;
+  /** re-reads flags + config file for `natd reload` (SIGHUP passes the new config itself) */
+  loadConfig?: () => Config;
+}
+
+export interface Daemon {
+  start(): Promise<void>;
+  /** Re-reads config-derived inputs (hostsfile, resolv.conf, forwards) and re-applies the ruleset. */
+  reload(config?: Config): Promise<void>;
+  close(): Promise<void>;
+  status(): Record<string, unknown>;
+}
+
+/** The started components; `config` changes on reload, `control` is set once its socket listens. */
+interface Running {
+  config: Config;
+  bridge: BridgeInfo;
+  core: DhcpServerCore;
+  names: GuestNames | undefined;
+  reservations: ReservationBook;
+  dns: DnsParts | undefined;
+  dhcp: DhcpTransport;
+  firewall: Firewall | undefined;
+  control: ControlServer | undefined;
+  kernelDrops: () => Record<string, number>;
+}
+
+interface Context {
+  sys: DaemonSystem;
+  logger: Logger;
+  stack: ShutdownStack;
+  loadConfig: (() => Config) | undefined;
+}
+
+export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
+  const { logger, loadConfig, now, ...overrides } = deps;
+  const sys: DaemonSystem = { ...realSystem(), ...overrides, ...(now ? { now } : {}) };
+  const ctx: Context = { sys, logger, stack: new ShutdownStack(logger), loadConfig };
+  let running: Running | undefined;
+  let closing: Promise<void> | undefined;
+
+  async function start(): Promise<void> {
+    try {
+      running = await startComponents(initialConfig, ctx);
+      sys.notify('READY=1\nSTATUS=serving');
+      logger.info('natd ready', { bridge: running.config.bridge, subnet: formatSubnet(running.bridge.subnet), gateway: formatIpv4(running.bridge.gateway) });
+    } catch (err) {
+      await close();
+      throw err;
+    }
+  }
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      sys.notify('STOPPING=1');
+      await ctx.stack.closeAll();
+    })();
+    return closing;
+  }
+
+  return {
+    start,
+    close,
+    reload: (config) => (running ? reloadComponents(running, ctx, config) : Promise.resolve()),
+    status: () => (running ? statusOf(observe(running, sys.now())) : { bridge: initialConfig.bridge, pid: process.pid }),
+  };
+}
+
+/** Steps 1-9 of the header, in order; returns the running components. */
+async function startComponents(config: Config, ctx: Context): Promise<Running> {
+  const range = await plannedRange(config, ctx.sys);
+  const bridge = await setUpBridge(config, ctx);
+  const state = await startState(config, bridge, range, ctx);
+  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dhcp = await startDhcp(config, state, ctx);
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  running.control = await startControl(running, ctx);
+  if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
+  if (config.dns) await registerDns(config, bridge, ctx);
+  return running;
+}
+
+async function setUpBridge(config: Config, { sys, logger }: Context): Promise<BridgeInfo> {
+  const bridge = await sys.bridgeSetup.ensure({
+    name: config.bridge,
+    ...(config.subnetCidr ? { wantedCidr: config.subnetCidr } : {}),
+    defaultCidr: DEFAULT_SUBNET,
+    ...(config.bridgeMac ? { mac: config.bridgeMac } : {}),
+    logger,
+  });
+  await sys.bridgeSetup.enableForwarding(config.bridge, logger);
+  return bridge;
+}
+
+/** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
+interface State {
+  store: LeaseStore;
+  core: DhcpServerCore;
+  names: GuestNames | undefined;
+  reservations: ReservationBook;
+  /** probes offers (unless --no-ping) and always the addresses guests decline */
+  conflicts: ConflictDetector;
+}
+
+async function startState(config: Config, bridge: BridgeInfo, range: { start: number; end: number }, { sys, logger, stack }: Context): Promise<State> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  const store = await LeaseStore.open(config.stateDir, { logger, now: sys.now });
+  stack.push('lease store', () => store.close());
+  const initialReservations = await loadReservations(config, bridge, logger);
+
+  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
+  // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
+  const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
+  stack.push('conflict probe', () => probe.close());
+  const conflicts = new ConflictDetector({ probe: probe.probe, maxConcurrent: probe.maxConcurrent, now: sys.now });
+  const core = buildCore(config, bridge, range, initialReservations, {
+    ...(config.conflictProbe ? { isKnownInUse: conflicts.isKnownInUse } : {}),
+    ...(names ? { nameAllowed: names.nameAllowed } : {}),
+  });
+  const restored = store.load(sys.now());
+  core.restore(restored.leases, sys.now(), restored.declined);
+  logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
+  names?.attachCore(core, initialReservations);
+  await names?.loadStatic(config, logger);
+  const reservations = new ReservationBook(config, initialReservations, {
+    bridge, logger, now: sys.now,
+    leaseAt: (address) => core.leases.getByAddress(address),
+    onChange: (list) => {
+      core.setReservations([...list]);
+      names?.setReservations(list);
+    },
+  });
+  return { store, core, names, reservations, conflicts };
+}
+
+async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
+  const listener = await startMetricsListener(listen, () => formatPrometheus(metricsInput(observe(running, sys.now()))), logger);
+  stack.push('metrics listener', () => listener.close());
+  if (running.config.metricsAllowRemote && !running.config.firewall) {
+    logger.warn('metrics listener is not loopback-only and natd manages no firewall: keep guests away from it yourself', { listen: listen.text });
+  }
+}
+
+/** So the host itself resolves the guests' names when systemd-resolved runs; undone on stop. */
+async function registerDns(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<void> {
+  const resolved = await sys.registerDns({ bridge: config.bridge, address: formatIpv4(bridge.gateway), ...(config.domain ? { domain: config.domain } : {}), logger });
+  if (resolved.registered) stack.push('systemd-resolved', () => resolved.undo());
+}
+
+/**
+ * The DHCP range checked against the subnet natd will serve, before anything on the system changes; the bridge step
+ * picks the subnet by the same precedence (--subnet, the bridge's address, the default).
+ */
+async function plannedRange(config: Config, sys: DaemonSystem): Promise<{ start: number; end: number }> {
+  const planned = parseCidr(config.subnetCidr ?? (await sys.bridgeSetup.readCidr(config.bridge)) ?? DEFAULT_SUBNET);
+  if (!planned) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse the bridge's address`);
+  const range = config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address);
+  if (!subnetContains(planned.subnet, range.start) || !subnetContains(planned.subnet, range.end)) {
+    throw new NatdError(ErrorCodes.CONFIG, `dhcpRange: ${describeRange(range)} is not inside the bridge subnet ${formatSubnet(planned.subnet)}`);
+  }
+  return range;
+}
+
+/** The pure DHCP core for this bridge (its leases come from the journal next). */
+function buildCore(config: Config, served: BridgeInfo, range: { start: number; end: number }, reservations: readonly Reservation[], coreDeps: ConstructorParameters<typeof DhcpServerCore>[2]): DhcpServerCore {
+  const gateway = served.gateway;
+  return new DhcpServerCore(
+    {
+      serverAddress: gateway,
+      subnet: served.subnet,
+      router: gateway,
+      dnsServers: config.dns ? [gateway] : [],
+      ...(config.domain ? { domain: config.domain } : {}),
+      ...(config.searchDomains.length ? { searchDomains: [...config.searchDomains] } : {}),
+      ...(config.routes.length ? { classlessRoutes: config.routes.map((r) => ({ ...r })) } : {}),
+      leaseTimeSeconds: config.leaseTimeSeconds,
+      rangeStart: range.start,
+      rangeEnd: range.end,
+      maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
+    },
+    [...reservations],
+    coreDeps,
+  );
+}
+
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context): Promise<DnsParts> {
+  const { sys, logger, stack } = ctx;
+  const gatewayText = formatIpv4(bridge.gateway);
+  const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now });
+  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax });
+  stack.push('dns upstream', () => upstream.close());
+
+  const udp = sys.sockets.openDnsUdp(config.bridge, gatewayText);
+  let tcp;
+  try {
+    tcp = await sys.sockets.openDnsTcp(config.bridge, gatewayText);
+  } catch (err) {
+    await udp.close();
+    throw err;
+  }
+  const server = new DnsServer({
+    udp,
+    tcp,
+    subnet: bridge.subnet,
+    localNames: names.local,
+    cache,
+    upstream,
+    ...(config.domain ? { domain: config.domain } : {}),
+    logger,
+    maxPendingPerClient: config.dnsMaxPendingPerClient,
+    maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
+  });
+  server.start();
+  stack.push('dns', () => server.close());
+
+  const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
+  if (stopWatch) stack.push('resolv.conf watch', stopWatch);
+  return { server, cache, upstream, leaseNames: names.leases };
+}
+
+async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
+  const dhcp = new DhcpTransport({
+    socket: await sys.sockets.openDhcp(config.bridge),
+    bridge: config.bridge,
+    core,
+    // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12)
+    commit: (changes) => store.commit(names ? names.settle(changes) : changes),
+    setNeighbour: sys.setNeighbour,
+    logger,
+    now: sys.now,
+    conflicts,
+    probeOffers: config.conflictProbe,
+  });
+  dhcp.start();
+  stack.push('dhcp', () => dhcp.close());
+  // leases of an idle bridge end too: through the core and the transport's commit, as every other lease change
+  const sweep = setInterval(() => void dhcp.expireLeases(), EXPIRY_SWEEP_MS);
+  sweep.unref();
+  stack.push('expiry sweep', () => clearInterval(sweep));
+  return dhcp;
+}
+
+async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context): Promise<Firewall> {
+  const firewall = new Firewall({ config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}) });
+  await firewall.start();
+  ctx.stack.push('firewall', () => firewall.close());
+  return firewall;
+}
+
+async function startControl(running: Running, ctx: Context): Promise<ControlServer> {
+  const now = ctx.sys.now;
+  const control = new ControlServer(running.config.controlSocket, controlHandlers({
+    core: running.core,
+    reservations: running.reservations,
+    firewall: running.firewall,
+    now,
+    status: () => statusOf(observe(running, now())),
+    reload: () => reloadComponents(running, ctx),
+    metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
+  }), ctx.logger);
+  await control.start();
+  ctx.stack.push('control socket', () => control.close());
+  return control;
+}
+
+/**
+ * Re-reads what the config names and applies it. The firewall goes first because it is the part that can refuse
+ * (e.g. a forward naming a reservation that is gone): then nothing else changes either.
+ */
+async function reloadComponents(running: Running, ctx: Context, newConfig?: Config): Promise<void> {
+  const config = newConfig ?? ctx.loadConfig?.() ?? running.config;
+  const reservations = await loadReservations(config, running.bridge, ctx.logger);
+  const book = running.reservations;
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
+  running.config = config;
+  await running.names?.loadStatic(config, ctx.logger);
+  if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
+  ctx.logger.info('reloaded', { reservations: reservations.length });
+}
+
+function observe(running: Running, now: number): Observed {
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops() };
+}

@@ -1,0 +1,173 @@
+/**
+ * The daemon's reservations: loaded from the config, the hostsfile and the runtime file (in that precedence), changed
+ * at runtime by `natd reservations add|remove`, persisted to the runtime file, and handed to whoever follows them
+ * (the DHCP core and the DNS names) after every change. What makes one acceptable is reservation-rules.ts.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config.js';
+import { formatHostsfile, parseHostsfile } from '../dhcp/hostsfile.js';
+import { describeAddressProblem, reservationClash, reservedAddressProblem, reservedNameProblem } from '../dhcp/reservation-rules.js';
+import type { Lease, Reservation } from '../dhcp/types.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BridgeInfo } from '../net/bridge.js';
+import { sanitizeHostname } from '../net/hostname.js';
+import { formatIpv4, formatSubnet, normalizeMac, parseIpv4 } from '../net/ipv4.js';
+import { writeFileAtomic } from '../state/atomic-file.js';
+
+// not 'reservations': import-dnsmasq writes the imported hostsfile under that name
+export const RUNTIME_RESERVATIONS_FILE = 'runtime-reservations';
+
+export type ReservationSource = 'config' | 'hostsfile' | 'runtime';
+export interface SourcedReservation extends Reservation {
+  source: ReservationSource;
+}
+
+/** Reads a hostsfile-format file; problems are logged with file:line and the rest loads. Missing file: none. */
+async function readHostsfile(file: string, bridge: BridgeInfo, domain: string | undefined, logger: Logger, optional: boolean): Promise<Reservation[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (!optional) logger.warn('cannot read hostsfile; no reservations from it', { file, error: (err as Error).message });
+    return [];
+  }
+  const parsed = parseHostsfile(text, file, bridge.subnet, domain);
+  for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
+  return parsed.reservations;
+}
+
+/**
+ * Reservations from the config, the hostsfile and the runtime file, in that order of precedence: a MAC or address
+ * already reserved by an earlier source is skipped with a warning, and so is an address that is not a guest's.
+ */
+export async function loadReservations(config: Config, bridge: BridgeInfo, logger: Logger): Promise<SourcedReservation[]> {
+  const loaded: SourcedReservation[] = [];
+  const add = (r: Reservation, source: ReservationSource): void => {
+    const clash = reservationClash(loaded, r);
+    if (clash) {
+      logger.warn('reservation skipped: conflicts with an earlier one', { mac: r.mac, address: formatIpv4(r.address), source, earlier: clash.source });
+      return;
+    }
+    loaded.push({ ...r, source });
+  };
+  for (const r of config.reservations) add(r, 'config');
+  if (config.hostsfile) for (const r of await readHostsfile(config.hostsfile, bridge, config.domain, logger, false)) add(r, 'hostsfile');
+  for (const r of await readHostsfile(path.join(config.stateDir, RUNTIME_RESERVATIONS_FILE), bridge, config.domain, logger, true)) add(r, 'runtime');
+  // after the precedence pass, as natd always did: a skipped address still takes its MAC and address from later sources
+  return loaded.filter((r) => {
+    const problem = reservedAddressProblem(r.address, bridge.subnet, bridge.gateway);
+    if (problem) logger.warn('reservation skipped: not a guest address', { mac: r.mac, address: formatIpv4(r.address), source: r.source, problem: describeAddressProblem(problem, r.address, bridge.subnet) });
+    return problem === undefined;
+  });
+}
+
+export interface ReservationBookOptions {
+  bridge: BridgeInfo;
+  logger: Logger;
+  now: () => number;
+  /** the live lease on an address: a runtime reservation may not take an address another MAC holds */
+  leaseAt(address: number): Lease | undefined;
+  /** told every new list (the DHCP core and the DNS names follow the reservations) */
+  onChange(reservations: readonly SourcedReservation[]): void;
+}
+
+/** Arguments of `reservations.add` as they arrive over the control socket. */
+export interface AddReservationArgs {
+  mac?: unknown;
+  address?: unknown;
+  hostname?: unknown;
+}
+
+export class ReservationBook {
+  private list: readonly SourcedReservation[];
+  private config: Config;
+
+  constructor(config: Config, initial: readonly SourcedReservation[], private readonly opts: ReservationBookOptions) {
+    this.config = config;
+    this.list = initial;
+  }
+
+  all(): readonly SourcedReservation[] {
+    return this.list;
+  }
+
+  /** The address reserved under a host name (port forwards name guests this way). */
+  resolveName = (name: string): number | undefined => this.list.find((r) => r.hostname === name)?.address;
+
+  /**
+   * A reload: `reservations` become current (resolveName sees them) while `check` runs, e.g. the firewall re-resolving
+   * its forwards; they stay, and the followers are told, only if it succeeds. On failure the old list is back.
+   */
+  async replace(config: Config, reservations: readonly SourcedReservation[], check: () => Promise<void>): Promise<void> {
+    const previous = { config: this.config, list: this.list };
+    this.config = config;
+    this.list = reservations;
+    try {
+      await check();
+    } catch (err) {
+      this.config = previous.config;
+      this.list = previous.list;
+      throw err;
+    }
+    this.opts.onChange(this.list);
+  }
+
+  rows(): { mac: string; address: string; hostname: string | undefined; source: ReservationSource }[] {
+    return this.list.map((r) => ({ mac: r.mac, address: formatIpv4(r.address), hostname: r.hostname, source: r.source }));
+  }
+
+  /** Validates like every other source, plus the runtime-only rules (no clash at all, no other MAC's live lease). */
+  async add(args: AddReservationArgs): Promise<{ mac: string; address: string; hostname: string | undefined }> {
+    const wanted = this.parseAdd(args);
+    const { mac, address, hostname } = wanted;
+    const clash = reservationClash(this.list, wanted, { byName: true });
+    if (clash) throw configError(`conflicts with the ${clash.source} reservation ${clash.mac},${formatIpv4(clash.address)}${clash.hostname ? ',' + clash.hostname : ''}`);
+    const holder = this.opts.leaseAt(address);
+    if (holder && holder.mac !== mac && holder.expiresAt > this.opts.now())
+      throw configError(`address: ${formatIpv4(address)} is leased to ${holder.mac} until ${new Date(holder.expiresAt).toISOString()}`);
+    await this.commit([...this.list, { ...wanted, source: 'runtime' }]);
+    this.opts.logger.info('reservation added', { mac, address: formatIpv4(address), hostname });
+    return { mac, address: formatIpv4(address), hostname };
+  }
+
+  /** `forwardedNames`: names port forwards refer to; such a reservation stays until its forwards are gone. */
+  async remove(keyText: unknown, forwardedNames: ReadonlySet<string>): Promise<{ mac: string; address: string }> {
+    const key = String(keyText ?? '').toLowerCase();
+    const match = this.list.find((r) => r.mac === normalizeMac(key) || formatIpv4(r.address) === key || r.hostname === key);
+    if (!match) throw configError(`no reservation matches "${key}"`);
+    if (match.source !== 'runtime') throw configError(`the reservation for ${match.mac} comes from the ${match.source}; remove it there and reload`);
+    if (match.hostname && forwardedNames.has(match.hostname)) throw configError(`port forwards name "${match.hostname}"; remove them first (natd forwards list)`);
+    await this.commit(this.list.filter((r) => r !== match));
+    this.opts.logger.info('reservation removed', { mac: match.mac, address: formatIpv4(match.address) });
+    return { mac: match.mac, address: formatIpv4(match.address) };
+  }
+
+  private parseAdd(args: AddReservationArgs): Reservation {
+    const { bridge } = this.opts;
+    const mac = normalizeMac(String(args.mac ?? ''));
+    const address = parseIpv4(String(args.address ?? ''));
+    const rawName = args.hostname === undefined || args.hostname === null ? undefined : String(args.hostname);
+    const hostname = rawName === undefined ? undefined : sanitizeHostname(rawName);
+    if (!mac) throw configError(`mac: not a MAC address (got "${String(args.mac)}")`);
+    if (address === undefined) throw configError(`address: not an IPv4 address (got "${String(args.address)}")`);
+    if (reservedAddressProblem(address, bridge.subnet, bridge.gateway)) throw configError(`address: ${formatIpv4(address)} is not a guest address of ${formatSubnet(bridge.subnet)}`);
+    if (rawName !== undefined && hostname !== rawName.toLowerCase()) throw configError(`hostname: "${rawName}" is not a DNS label (letters, digits, '-')`);
+    const denied = hostname === undefined ? undefined : reservedNameProblem(hostname, this.config.domain);
+    if (denied) throw configError(`hostname: "${hostname}" is ${denied}; natd never publishes it`);
+    return { mac, address, ...(hostname ? { hostname } : {}) };
+  }
+
+  /** Persist first, then switch: a failed write leaves the running list and the file as they were. */
+  private async commit(next: readonly SourcedReservation[]): Promise<void> {
+    const runtime = next.filter((r) => r.source === 'runtime');
+    await writeFileAtomic(path.join(this.config.stateDir, RUNTIME_RESERVATIONS_FILE), formatHostsfile(runtime));
+    this.list = next;
+    this.opts.onChange(this.list);
+  }
+}
+
+function configError(message: string): NatdError {
+  return new NatdError(ErrorCodes.CONFIG, message);
+}

@@ -1,0 +1,131 @@
+/**
+ * Everything the daemon does to the host, behind functions a test can replace: the bridge and sysctl step, the
+ * sockets, the nft binary, the neighbour table, the conflict probe, systemd-resolved and sd_notify. The defaults
+ * here are the real ones; test/unit/daemon.test.ts runs the daemon with fakes for all of them.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from '../log.js';
+import { ensureBridge, readBridgeCidr, type BridgeInfo } from '../net/bridge.js';
+import { enableForwarding } from '../net/sysctl.js';
+import { openArpSocket, openDeviceTcpListener, openDeviceUdpSocket, sdNotify, setNeighbour, socketDrops } from '../native.js';
+import { pingProbe } from '../dhcp/probe.js';
+import { chooseConflictProbe, type ConflictProbeChoice } from '../dhcp/arp-probe.js';
+import { BatchUdpTransport, type DnsUdpTransport } from '../dns/udp-transport.js';
+import type { NftExec } from '../nft/runner.js';
+import { registerWithResolved, type ResolvedRegistration } from '../ops/resolved.js';
+
+const DHCP_SERVER_PORT = 67;
+const DNS_PORT = 53;
+
+/** The bridge and sysctl step (ip link/addr and /proc/sys). */
+export interface BridgeSetup {
+  /** the bridge's current address with prefix, if it exists and has one */
+  readCidr(name: string): Promise<string | undefined>;
+  ensure(opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; logger: Logger }): Promise<BridgeInfo>;
+  enableForwarding(bridge: string, logger: Logger): Promise<void>;
+}
+
+/** Opens the sockets natd serves on; each returned object is owned (and closed) by the daemon. */
+export interface DaemonSockets {
+  /** 0.0.0.0:67 bound to the bridge, zero UDP checksum, broadcast allowed */
+  openDhcp(bridge: string): Promise<dgram.Socket>;
+  /** gateway:53 bound to the bridge */
+  openDnsUdp(bridge: string, address: string): DnsUdpTransport;
+  openDnsTcp(bridge: string, address: string): Promise<net.Server>;
+  /** datagrams the kernel dropped at the UDP sockets opened here (a full receive buffer), by socket */
+  kernelDrops(): Record<string, number>;
+}
+
+export interface DaemonSystem {
+  now: () => number;
+  bridgeSetup: BridgeSetup;
+  sockets: DaemonSockets;
+  /** runs nft for the firewall (runner.ts); undefined: the real nft binary */
+  nftExec: NftExec | undefined;
+  setNeighbour(device: string, address: string, mac: string): void;
+  /** the conflict probe on this bridge: ARP from the addon, ping when no packet socket can be opened (arp-probe.ts) */
+  conflictProbe(opts: { bridge: string; gateway: number; timeoutMs: number; logger: Logger }): ConflictProbeChoice;
+  registerDns(opts: { bridge: string; address: string; domain?: string; logger: Logger }): Promise<ResolvedRegistration>;
+  /** sd_notify(3) */
+  notify(state: string): void;
+}
+
+export const realBridgeSetup: BridgeSetup = {
+  readCidr: (name) => readBridgeCidr(name),
+  ensure: (opts) => ensureBridge(opts),
+  enableForwarding,
+};
+
+export function realSockets(): DaemonSockets {
+  /** the DHCP and DNS sockets' fds, for the kernel's drop counts */
+  const udpFds: { dhcp?: number; dns?: number } = {};
+  return {
+    async openDhcp(bridge) {
+      const socket = dgram.createSocket({ type: 'udp4' });
+      udpFds.dhcp = openDeviceUdpSocket(bridge, '0.0.0.0', DHCP_SERVER_PORT, true, true);
+      await bindFd(socket, udpFds.dhcp);
+      return socket;
+    },
+    // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
+    openDnsUdp(bridge, address) {
+      udpFds.dns = openDeviceUdpSocket(bridge, address, DNS_PORT);
+      return new BatchUdpTransport(udpFds.dns);
+    },
+    async openDnsTcp(bridge, address) {
+      const tcp = net.createServer();
+      await listenFd(tcp, openDeviceTcpListener(bridge, address, DNS_PORT));
+      return tcp;
+    },
+    kernelDrops() {
+      const drops: Record<string, number> = {};
+      for (const [name, fd] of Object.entries(udpFds)) {
+        try {
+          drops[name] = socketDrops(fd);
+        } catch {
+          /* closed meanwhile */
+        }
+      }
+      return drops;
+    },
+  };
+}
+
+export function realSystem(): DaemonSystem {
+  return {
+    now: Date.now,
+    bridgeSetup: realBridgeSetup,
+    sockets: realSockets(),
+    nftExec: undefined,
+    setNeighbour,
+    conflictProbe: ({ bridge, gateway, timeoutMs, logger }) =>
+      chooseConflictProbe({
+        timeoutMs,
+        openArp: (onSender) => openArpSocket(bridge, gateway, onSender),
+        ping: () => pingProbe({ device: bridge, timeoutMs }),
+        onFallback: (reason) => logger.warn('cannot open the ARP probe socket; probing with ping instead', { reason }),
+      }),
+    registerDns: (opts) => registerWithResolved(opts),
+    notify: (state) => void sdNotify(state),
+  };
+}
+
+function bindFd(socket: dgram.Socket, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ fd }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function listenFd(server: net.Server, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,36 @@
+/**
+ * Where DNS queries go: the configured upstreams, or else the nameservers of resolv.conf without natd's own gateway
+ * address (a host that points resolv.conf at natd must not make natd forward to itself). One filter for the file as
+ * read at start and reload and as re-read when it changes.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Config } from '../config.js';
+import { parseResolvConf, watchResolvConf } from '../dns/resolv-conf.js';
+import type { Logger } from '../log.js';
+
+export type UpstreamServer = { address: string };
+
+/** resolv.conf's nameservers that are not natd itself. */
+export function upstreamsFromResolvConf(nameservers: readonly string[], gateway: string): UpstreamServer[] {
+  return nameservers.filter((a) => a !== gateway).map((address) => ({ address }));
+}
+
+export async function upstreamsFrom(config: Config, gateway: string, logger: Logger): Promise<UpstreamServer[]> {
+  if (config.upstreams.length) return config.upstreams.map((address) => ({ address }));
+  try {
+    return upstreamsFromResolvConf(parseResolvConf(await readFile(config.resolvConf, 'utf8')).nameservers, gateway);
+  } catch (err) {
+    logger.warn('cannot read resolv.conf; no upstream DNS servers', { file: config.resolvConf, error: (err as Error).message });
+    return [];
+  }
+}
+
+/** Follows resolv.conf when no upstream is configured; returns the stop function (undefined: nothing to follow). */
+export function followResolvConf(config: Config, gateway: string, setServers: (servers: UpstreamServer[]) => void, logger: Logger): (() => void) | undefined {
+  if (config.upstreams.length) return undefined;
+  return watchResolvConf(config.resolvConf, (parsed) => {
+    const servers = upstreamsFromResolvConf(parsed.nameservers, gateway);
+    setServers(servers);
+    logger.info('resolv.conf changed; upstreams updated', { upstreams: servers.map((s) => s.address) });
+  });
+}
