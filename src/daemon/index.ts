@@ -7,7 +7,8 @@
  *   1. check the DHCP range against the subnet natd will serve (nothing on the system has changed yet)
  *   2. bridge, then sysctls
  *   3. state: lease journal (closed last), reservations
- *   4. DHCP core with the journal's leases; the guest names that follow leases and reservations
+ *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
+ *      leases and reservations
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
  *   6. DHCP socket and transport, expiry sweep
  *   7. nftables table                                                            (with the firewall on)
