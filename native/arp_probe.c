@@ -52,6 +52,7 @@ typedef struct {
   int fd;
   int ifindex;
   int stopped;
+  int poll_errors; /* POLLERRs in a row with nothing read in between */
   uint32_t sender_ip; /* network order */
   unsigned char mac[6];
   uint32_t *out; /* (ip, mac high 16 bits, mac low 32 bits) per sender, host order */
@@ -114,14 +115,16 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   if (p->stopped) return;
   if (status < 0) {
-    /* libuv stopped the handle on POLLERR: clear the socket error and keep listening (a packet socket's errors,
-     * e.g. ENETDOWN while the bridge is down, pass) */
+    /* libuv stopped the handle on POLLERR: read (and so clear) the socket error, re-arm and tell JS, as the UDP
+     * receivers do; a packet socket's errors (e.g. ENETDOWN while the bridge is down) usually pass */
     int so_error = 0;
     socklen_t len = sizeof so_error;
     getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
-    uv_poll_start(&p->poll, UV_READABLE, on_readable);
+    int rearmed = ++p->poll_errors <= POLL_ERRORS_MAX && uv_poll_start(&p->poll, UV_READABLE, on_readable) == 0;
+    report_poll_error_to_js(p->env, p->async, p->on_senders, so_error ? -so_error : status, rearmed);
     return;
   }
+  p->poll_errors = 0;
   napi_handle_scope scope;
   if (napi_open_handle_scope(p->env, &scope) != napi_ok) return;
   size_t count = 0;

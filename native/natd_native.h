@@ -12,6 +12,9 @@ void report_exception(napi_env env);
 /* Tells a receive loop's JS callback that polling failed: callback(status, rearmed). For the receivers whose libuv
  * handle reported POLLERR (a negative status), which libuv has stopped by then. */
 void report_poll_error_to_js(napi_env env, napi_async_context async, napi_ref callback, int status, int rearmed);
+/* A receiver re-arms after POLLERR at most this many times in a row with nothing read in between (a socket that only
+ * errs would otherwise spin the loop); JS then hears rearmed=false and logs that receiving stopped. */
+#define POLL_ERRORS_MAX 1000
 
 /* udp_batch.c: udpReceiverStart, udpReceiverStop, udpSendBatch */
 void register_udp_batch(napi_env env, napi_value exports);

@@ -57,7 +57,6 @@ static void on_readable(uv_poll_t *handle, int status, int events);
  * would never be read again. The pending socket error is read (which clears it), the handle re-armed, and JS told
  * onBatch(status, rearmed). After POLL_ERRORS_MAX errors in a row with no datagram read in between, it is not
  * re-armed (a socket that only errs would spin the loop): JS hears rearmed=false and logs that receiving stopped. */
-#define POLL_ERRORS_MAX 1000
 static void report_poll_error(receiver_t *r, int status) {
   int so_error = 0;
   socklen_t len = sizeof so_error;

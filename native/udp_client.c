@@ -180,10 +180,9 @@ static void on_group_readable(uv_poll_t *handle, int status, int events);
 
 /* libuv reports POLLERR on the epoll fd as a negative status and has stopped the handle by then: the upstream
  * replies would never be read again, silently. The handle is re-armed and JS told onBatch(status, rearmed); after
- * GROUP_POLL_ERRORS_MAX in a row with nothing read in between it is not re-armed (it would spin) and JS says so. */
-#define GROUP_POLL_ERRORS_MAX 1000
+ * POLL_ERRORS_MAX in a row with nothing read in between it is not re-armed (it would spin) and JS says so. */
 static void report_group_poll_error(group_t *g, int status) {
-  int rearmed = ++g->poll_errors <= GROUP_POLL_ERRORS_MAX && uv_poll_start(&g->poll, UV_READABLE, on_group_readable) == 0;
+  int rearmed = ++g->poll_errors <= POLL_ERRORS_MAX && uv_poll_start(&g->poll, UV_READABLE, on_group_readable) == 0;
   report_poll_error_to_js(g->env, g->async, g->on_batch, status, rearmed);
 }
 

@@ -23,7 +23,7 @@ interface NativeAddon {
   udpGroupRemove(handle: UdpGroupHandle, fd: number): void;
   udpGroupStop(handle: UdpGroupHandle): void;
   getPeerCredentials(fd: number): PeerCredentials;
-  arpProbeOpen(device: string, senderIp: number, out: Uint32Array, onSenders: (count: number) => void): ArpProbeHandle;
+  arpProbeOpen(device: string, senderIp: number, out: Uint32Array, onSenders: BatchCallback): ArpProbeHandle;
   arpProbeSend(handle: ArpProbeHandle, targets: Uint32Array, count: number): number;
   arpProbeClose(handle: ArpProbeHandle): void;
   socketDrops(fd: number): number;
@@ -176,10 +176,20 @@ const ARP_SENDER_BATCH = 256;
  * "who-has X tell senderIp", and every other host's ARP sender reported to `onSender`. Throws the addon's errno
  * error (EPERM without CAP_NET_RAW, EAFNOSUPPORT where AF_PACKET is filtered, ENODEV).
  */
-export function openArpSocket(device: string, senderIp: number, onSender: (address: number, mac: string) => void): { send(targets: Uint32Array, count: number): number; close(): void } {
+export function openArpSocket(
+  device: string,
+  senderIp: number,
+  onSender: (address: number, mac: string) => void,
+  /** the socket reported an error (poll status); `detail` says whether receiving goes on */
+  onPollError: (detail: string) => void = () => {},
+): { send(targets: Uint32Array, count: number): number; close(): void } {
   const native = loadNative();
   const out = new Uint32Array(ARP_SENDER_BATCH * 3);
-  const handle = native.arpProbeOpen(device, senderIp >>> 0, out, (count) => {
+  const handle = native.arpProbeOpen(device, senderIp >>> 0, out, (count, rearmed) => {
+    if (rearmed !== undefined) {
+      onPollError(`${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      return;
+    }
     for (let i = 0; i < count; i++) {
       const high = out[3 * i + 1]!;
       const low = out[3 * i + 2]!;

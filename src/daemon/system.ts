@@ -101,7 +101,8 @@ export function realSystem(): DaemonSystem {
     conflictProbe: ({ bridge, gateway, timeoutMs, logger }) =>
       chooseConflictProbe({
         timeoutMs,
-        openArp: (onSender) => openArpSocket(bridge, gateway, onSender),
+        openArp: (onSender) =>
+          openArpSocket(bridge, gateway, onSender, (detail) => logger.warnLimited('dhcp-arp-poll', `ARP probe socket reported ${detail}`)),
         ping: () => pingProbe({ device: bridge, timeoutMs }),
         onFallback: (reason) => logger.warn('cannot open the ARP probe socket; probing with ping instead', { reason }),
       }),
