@@ -141,7 +141,6 @@ async function parseDaemonArgs(args: string[]) {
 
 /** Flags → raw settings (same names as the config file). */
 export function settingsFromFlags(v: DaemonValues): RawSettings {
-  const cacheSize = v['cache-size'] !== undefined ? Number(v['cache-size']) : undefined;
   return {
     bridge: v.bridge,
     subnet: v.subnet,
@@ -156,7 +155,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     addnHosts: v['addn-hosts'],
     logLevel: v['log-level'],
     bridgeMac: v['bridge-mac'],
-    cacheSize: cacheSize !== undefined && Number.isFinite(cacheSize) ? cacheSize : v['cache-size'],
+    cacheSize: numberOrText(v['cache-size']),
     dns: v['no-dns'] ? false : undefined,
     firewall: v['no-firewall'] ? false : undefined,
     metricsListen: v['metrics-listen'],
