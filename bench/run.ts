@@ -3,7 +3,7 @@
  * `npm run bench`: natd and dnsmasq side by side on the same namespace set-up, alternating run by run, medians of
  * the runs and the natd/dnsmasq ratio; results to the terminal and to bench/RESULTS.md. Needs root (namespaces).
  *
- *   node dist/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm] [--out bench/RESULTS.md]
+ *   node build/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm] [--out bench/RESULTS.md]
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server

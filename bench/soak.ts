@@ -21,14 +21,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GATEWAY, isRoot, SUBNET_PREFIX, Topology, UPLINK_WAN, BRIDGE } from '../src/testbed/topology.js';
+import { GATEWAY, isRoot, SUBNET_PREFIX, Topology, UPLINK_WAN, BRIDGE } from '../src/demo/topology.js';
 import { textTable } from './lib/stats.js';
 import {
   dhcpAttacks, dhcpNeighbourLoad, dnsAttacks, dnsNeighbourLoad, hostAttack, nameAttack, runTool, udhcpc,
   type Attack, type SoakAddresses, type SoakTools, type SoakVms,
 } from './lib/soak-attacks.js';
 
-/** The project root, from dist/bench/ (compiled): two levels up. */
+/** The project root, from build/bench/ (compiled): two levels up. */
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
 const FIXTURES = path.join(PROJECT_ROOT, 'test', 'fixtures');

@@ -265,10 +265,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (first !== undefined && !first.startsWith('-')) {
-    if (first === 'demo') return (await import('./demo.js')).runDemo();
+    if (first === 'demo') return (await import('./demo/index.js')).runDemo();
     const control = await import('./control/commands.js');
     if (control.CONTROL_COMMANDS.has(first)) return control.runControlCommand(first, rest);
-    const ops = await import('./ops/commands.js');
+    const ops = await import('./tools/commands.js');
     if (ops.OPS_COMMANDS.has(first)) return ops.runOpsCommand(first, rest);
     throw new NatdError(ErrorCodes.COMMAND, `unknown command "${first}"; see natd --help`);
   }

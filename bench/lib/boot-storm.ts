@@ -12,7 +12,7 @@ import { cpuSeconds } from './proc.js';
 import { startServer, type ServerKind } from './servers.js';
 import { BenchNetwork, PROJECT_ROOT } from './topology.js';
 
-const DHCP_LOAD = path.join(PROJECT_ROOT, 'dist', 'bench', 'lib', 'dhcp-load.js');
+const DHCP_LOAD = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'dhcp-load.js');
 
 export interface BootStormSettings {
   clients: number;

@@ -14,8 +14,8 @@
  *           number that matters is the time until the last of them is leased
  * An exchange not finished within the timeout is a drop; only storm mode retransmits.
  *
- *   node dist/bench/lib/dhcp-load.js --device eth0 --mode open --rate 2000 --duration-ms 2000 --first-client 0
- *   node dist/bench/lib/dhcp-load.js --device eth0 --mode closed --concurrency 64 --count 10000 --max-ms 60000
+ *   node build/bench/lib/dhcp-load.js --device eth0 --mode open --rate 2000 --duration-ms 2000 --first-client 0
+ *   node build/bench/lib/dhcp-load.js --device eth0 --mode closed --concurrency 64 --count 10000 --max-ms 60000
  * prints one JSON line (LoadResult).
  */
 import dgram from 'node:dgram';

@@ -3,7 +3,7 @@
  * Times natd's nftables work with natd's own code (dist/src/nft), without a daemon around it. Run it inside the
  * benchmark's host namespace only (it creates and deletes an nft table there):
  *
- *   ip netns exec <host-ns> node dist/bench/lib/nft-timing.js --repeat 10
+ *   ip netns exec <host-ns> node build/bench/lib/nft-timing.js --repeat 10
  *
  * Prints one JSON line (NftTiming): medians in milliseconds of
  *   fullApply        one full-apply batch (`add table; delete table; add table; ...`) through `nft -j -f`

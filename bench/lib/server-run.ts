@@ -22,8 +22,8 @@ import { DOMAIN, NATD_CLI, startServer, type RunningServer, type ServerKind } fr
 import { median } from './stats.js';
 import { BenchNetwork, PROJECT_ROOT } from './topology.js';
 
-const DHCP_LOAD = path.join(PROJECT_ROOT, 'dist', 'bench', 'lib', 'dhcp-load.js');
-const NFT_TIMING = path.join(PROJECT_ROOT, 'dist', 'bench', 'lib', 'nft-timing.js');
+const DHCP_LOAD = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'dhcp-load.js');
+const NFT_TIMING = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'nft-timing.js');
 
 export interface RunSettings {
   /** offered DHCP rates of the ladder, ascending */

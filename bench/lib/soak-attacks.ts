@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { Topology } from '../../src/testbed/topology.js';
+import type { Topology } from '../../src/demo/topology.js';
 
 export interface Attack {
   readonly name: string;

@@ -15,7 +15,7 @@ import { BRIDGE, GATEWAY, SUBNET_PREFIX, Topology, UPLINK_WAN } from '../../test
 
 export { BRIDGE, GATEWAY, UPLINK_WAN };
 
-/** The project root, from dist/bench/lib/ (compiled) — three levels up. */
+/** The project root, from build/bench/lib/ (compiled) — three levels up. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BENCH_PREFIX = 16;
 export const POOL_START = '10.77.0.10';

@@ -34,7 +34,7 @@ import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
-import { formatPrometheus } from '../ops/metrics.js';
+import { formatPrometheus } from './metrics.js';
 import { controlHandlers } from './control-handlers.js';
 import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';

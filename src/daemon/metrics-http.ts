@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { MetricsListen } from '../config.js';
 import type { Logger } from '../log.js';
-import { PROMETHEUS_CONTENT_TYPE } from '../ops/metrics.js';
+import { PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 
 export interface MetricsListener {
   close(): Promise<void>;

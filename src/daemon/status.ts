@@ -9,7 +9,7 @@ import type { UpstreamClient } from '../dns/upstream.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
-import { dnsLimitMetrics, type MetricsInput } from '../ops/metrics.js';
+import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
 
 export interface DnsParts {

@@ -13,7 +13,7 @@ import { pingProbe } from '../dhcp/probe.js';
 import { chooseConflictProbe, type ConflictProbeChoice } from '../dhcp/arp-probe.js';
 import { BatchUdpTransport, type DnsUdpTransport } from '../dns/udp-transport.js';
 import type { NftExec } from '../nft/runner.js';
-import { registerWithResolved, type ResolvedRegistration } from '../ops/resolved.js';
+import { registerWithResolved, type ResolvedRegistration } from './resolved.js';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;

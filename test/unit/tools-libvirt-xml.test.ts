@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
-import { escapeXml, interfaceXml, networkXml } from '../../src/ops/libvirt-xml.js';
+import { escapeXml, interfaceXml, networkXml } from '../../src/tools/libvirt-xml.js';
 import { ErrorCodes } from '../../src/errors.js';
 
 const unescapeXml = (s: string): string =>

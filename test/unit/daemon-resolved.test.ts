@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { registerWithResolved } from '../../src/ops/resolved.js';
-import type { Exec } from '../../src/ops/exec.js';
+import { registerWithResolved } from '../../src/daemon/resolved.js';
+import type { Exec } from '../../src/exec.js';
 import { createLogger } from '../../src/log.js';
 import { ErrorCodes } from '../../src/errors.js';
 

@@ -13,7 +13,7 @@ import { stat } from 'node:fs/promises';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseIpv4 } from '../net/ipv4.js';
-import { defaultExec, type Exec } from './exec.js';
+import { defaultExec, type Exec } from '../exec.js';
 
 /** resolved's runtime directory: present exactly when it runs. */
 export const RESOLVED_RUNTIME_DIR = '/run/systemd/resolve';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { formatPrometheus, type MetricsInput } from '../../src/ops/metrics.js';
+import { formatPrometheus, type MetricsInput } from '../../src/daemon/metrics.js';
 
 interface Sample { name: string; labels: Record<string, string>; value: number }
 interface Exposition { help: Map<string, string>; type: Map<string, string>; samples: Sample[] }

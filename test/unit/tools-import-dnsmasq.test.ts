@@ -4,7 +4,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importDnsmasq, parseDnsmasqConf, RESERVATIONS_FILE } from '../../src/ops/import-dnsmasq.js';
+import { importDnsmasq, parseDnsmasqConf, RESERVATIONS_FILE } from '../../src/tools/import-dnsmasq.js';
 import { readConfigFile, resolveConfig } from '../../src/config.js';
 import { parseHostsfile } from '../../src/dhcp/hostsfile.js';
 import { LeaseStore } from '../../src/dhcp/lease-store.js';

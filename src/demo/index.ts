@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, NatdError } from './errors.js';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './testbed/topology.js';
+import { ErrorCodes, NatdError } from '../errors.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './topology.js';
 import type { ChildProcess } from 'node:child_process';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -76,10 +76,10 @@ export async function runDemo(): Promise<number> {
   say('natd demo: building throwaway namespaces (host with bridge br0, vm alpha, vm beta, a fake internet)');
   const topo = Topology.create({ vms: 2 });
   try {
-    const internet = topo.spawn(topo.wan, [process.execPath, path.join(HERE, 'testbed', 'fake-internet.js'), UPLINK_WAN]);
+    const internet = topo.spawn(topo.wan, [process.execPath, path.join(HERE, 'fake-internet.js'), UPLINK_WAN]);
     await waitForLine(internet, 'listening', 'the fake internet');
     const natd = topo.spawn(topo.host, [
-      process.execPath, path.join(HERE, 'cli.js'), '--bridge', 'br0', '--domain', DOMAIN, '--upstream', UPLINK_WAN,
+      process.execPath, path.join(HERE, '..', 'cli.js'), '--bridge', 'br0', '--domain', DOMAIN, '--upstream', UPLINK_WAN,
       '--state-dir', path.join(work, 'state'), '--control-socket', path.join(work, 'natd.sock'),
     ]);
     await waitForLine(natd, '"natd ready"', 'natd');
@@ -108,7 +108,7 @@ export async function runDemo(): Promise<number> {
     const page = (await topo.runOk(topo.vm(1).ns, [process.execPath, '-e', fetch])).trim();
     say(`✓ alpha → http://www.example/ says: "${page}" (the host's uplink address: masquerade works)`);
 
-    const leases = await topo.runOk(topo.host, [process.execPath, path.join(HERE, 'cli.js'), 'leases', '--control-socket', path.join(work, 'natd.sock')]);
+    const leases = await topo.runOk(topo.host, [process.execPath, path.join(HERE, '..', 'cli.js'), 'leases', '--control-socket', path.join(work, 'natd.sock')]);
     say('\n`natd leases` in the host namespace:\n' + leases);
     await topo.stop(natd);
     const tables = await topo.runOk(topo.host, ['nft', 'list', 'tables']);

@@ -8,10 +8,10 @@
  */
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { formatIpv4, makeSubnet, parseIpv4, type Subnet } from '../net/ipv4.js';
-import { defaultExec, type Exec } from './exec.js';
+import { defaultExec, type Exec } from '../exec.js';
 import { blockersFor, indexRuleset, type AddressSpec, type Blocker, type InterfaceSpec, type ListedChain, type PacketSpec, type RulesetIndex } from './nft-eval.js';
 
-export type { Exec, ExecResult } from './exec.js';
+export type { Exec, ExecResult } from '../exec.js';
 
 export type Severity = 'error' | 'warn' | 'ok';
 

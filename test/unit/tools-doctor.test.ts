@@ -18,8 +18,8 @@ import {
   type Exec,
   type Finding,
   type RulesetContext,
-} from '../../src/ops/doctor.js';
-import { blockersFor, indexRuleset, type PacketSpec } from '../../src/ops/nft-eval.js';
+} from '../../src/tools/doctor.js';
+import { blockersFor, indexRuleset, type PacketSpec } from '../../src/tools/nft-eval.js';
 import { parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
 
 const fixture = (name: string): unknown =>
