@@ -74,6 +74,8 @@ Usage:
   natd demo                             a safe first try in throwaway namespaces
   natd import-dnsmasq DNSMASQ.CONF [--state-dir DIR] [--config-out FILE] [--force]
                                         take over a dnsmasq set-up: config, reservations, leases
+  natd import-libvirt NETWORK.XML | --from-virsh NAME [--state-dir DIR] [--config-out FILE] [--force]
+                                        take over a libvirt NAT network (default too): the same, from its XML
   natd libvirt-xml [--bridge NAME]      the <network> for virsh net-define, and a VM <interface>
   natd doctor [--bridge NAME]           find what else on the host would break DHCP, DNS or NAT
 

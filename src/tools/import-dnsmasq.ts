@@ -7,21 +7,20 @@
  * with the reason), reported as a problem (known but not importable), or listed as unknown. The file parsers never
  * throw; importDnsmasq validates the result with natd's own config validation before it writes anything.
  */
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { silentLogger } from '../log.js';
-import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
+import { formatIpv4, parseIpv4, makeSubnet, subnetContains } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
-import { JOURNAL_FILE, LeaseStore } from '../dhcp/lease-store.js';
+import { JOURNAL_FILE } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
-import { reservationClash, reservedAddressProblem } from '../dhcp/reservation-rules.js';
+import { reservedAddressProblem } from '../dhcp/reservation-rules.js';
+import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 
-/** natd's reservations file in the state dir (dnsmasq hostsfile format). */
-export const RESERVATIONS_FILE = 'reservations';
+export { RESERVATIONS_FILE } from './import-writer.js';
 
 export interface ConfLine {
   line: number;
@@ -388,54 +387,6 @@ export interface ImportReport {
   ignored: (IgnoredOption & { file: string })[];
 }
 
-async function readOptional(path: string, skipped: FileProblem[], what: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    skipped.push({ file: path, line: 0, message: `cannot read the ${what}: ${(err as Error).message}; nothing imported from it` });
-    return undefined;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Refuses to overwrite what an operator (or a running natd) already has, unless forced. */
-async function checkTargets(opts: ImportOptions, reservationsFile: string, journal: string): Promise<void> {
-  if (opts.force) return;
-  const taken: string[] = [];
-  if (await exists(opts.configOut)) taken.push(opts.configOut);
-  if (await exists(reservationsFile)) taken.push(reservationsFile);
-  const journalText = await readFile(journal, 'utf8').catch(() => '');
-  if (journalText.trim() !== '') taken.push(journal);
-  if (taken.length) {
-    throw new NatdError(ErrorCodes.STATE, `import would overwrite ${taken.join(', ')}; move them away or pass --force`);
-  }
-}
-
-/** The subnet the settings describe, to check reservations and leases against. */
-function settingsSubnet(settings: RawSettings): Subnet | undefined {
-  if (typeof settings.subnet !== 'string') return undefined;
-  const [address, prefix] = settings.subnet.split('/');
-  const parsed = parseIpv4(address ?? '');
-  return parsed === undefined ? undefined : makeSubnet(parsed, Number(prefix));
-}
-
-/** Adds `second` to `first`; an entry whose MAC or address is already taken is skipped (first definition wins). */
-function mergeReservations(first: Reservation[], second: Reservation[], file: string, skipped: FileProblem[]): Reservation[] {
-  const merged = [...first];
-  for (const r of second) {
-    const clash = reservationClash(merged, r);
-    if (clash) skipped.push({ file, line: 0, message: `reservation ${r.mac} ${formatIpv4(r.address)} clashes with ${clash.mac} ${formatIpv4(clash.address)}; skipped` });
-    else merged.push(r);
-  }
-  return merged;
-}
-
 /**
  * Reads the dnsmasq.conf and the hostsfile and leases file it names (paths relative to the conf's directory),
  * writes natd's config, `<outDir>/reservations` and the lease journal in `<outDir>`, and reports what was imported
@@ -490,7 +441,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
     throw new NatdError(ErrorCodes.CONFIG, `the settings imported from ${opts.confFile} are not valid for natd (nothing written): ${(err as Error).message}`, { cause: err });
   }
 
-  await checkTargets(opts, reservationsFile, journal);
+  await checkTargets(opts.force, opts.configOut, reservationsFile, journal);
   await writeLeases(outDir, leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
   await writeFileAtomic(opts.configOut, JSON.stringify(settings, null, 2) + '\n');
@@ -509,20 +460,4 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
     unknown: conf.unknown.map((u) => ({ file: opts.confFile, ...u })),
     ignored: conf.ignored.map((u) => ({ file: opts.confFile, ...u })),
   };
-}
-
-/** Writes the leases through LeaseStore, so the journal is exactly what the daemon reads (and its lock is honoured). */
-async function writeLeases(dir: string, leases: Lease[], replace: boolean, now: number): Promise<void> {
-  const store = await LeaseStore.open(dir, { logger: silentLogger, now: () => now });
-  try {
-    if (replace) {
-      // --force: the imported leases replace whatever the journal held.
-      const old = store.load(0).leases;
-      await store.commit(old.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address })));
-    }
-    await store.commit(leases.map((lease) => ({ kind: 'bind', lease })));
-    await store.compact();
-  } finally {
-    await store.close();
-  }
 }
