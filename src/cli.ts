@@ -77,6 +77,7 @@ Usage:
   natd import-libvirt NETWORK.XML | --from-virsh NAME [--state-dir DIR] [--config-out FILE] [--force]
                                         take over a libvirt NAT network (default too): the same, from its XML
   natd libvirt-xml [--bridge NAME]      the <network> for virsh net-define, and a VM <interface>
+  natd libvirt-xml --nat --config FILE  the config as a libvirt NAT network (the way back to libvirt)
   natd doctor [--bridge NAME]           find what else on the host would break DHCP, DNS or NAT
 
 Daemon options:

@@ -2,11 +2,13 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_STATE_ROOT } from '../config.js';
+import { DEFAULT_STATE_ROOT, readConfigFile } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { flagError } from '../control/commands.js';
 import { importDnsmasq, parseDnsmasqConf } from './import-dnsmasq.js';
-import { interfaceXml, networkXml } from './libvirt-xml.js';
+import { interfaceXml, natNetworkXml, networkXml, type NatNetworkSettings } from './libvirt-xml.js';
+import { parseHostsfile } from '../dhcp/hostsfile.js';
+import { formatIpv4 } from '../net/ipv4.js';
 import { formatFindings, runDoctor } from './doctor.js';
 import { importLibvirt, type LibvirtImportReport } from './import-libvirt.js';
 import { defaultExec, type Exec } from '../exec.js';
@@ -125,9 +127,29 @@ export async function importLibvirtCommand(argv: string[], exec: Exec = defaultE
   return 0;
 }
 
-function libvirtCommand(argv: string[]): number {
-  const { values } = parse(argv, { bridge: { type: 'string' }, name: { type: 'string' }, mac: { type: 'string' } });
-  const bridge = values.bridge ?? 'virbr10';
+/** `libvirt-xml --config FILE --nat`: the config's settings, with the hostsfile's reservations, as a libvirt NAT network. */
+async function natNetworkFromConfig(file: string, name: string | undefined): Promise<string> {
+  const raw = readConfigFile(path.resolve(file)) as Record<string, unknown>;
+  const settings = { ...raw } as unknown as NatNetworkSettings;
+  const reservations = [...(settings.reservations ?? [])];
+  if (typeof raw.hostsfile === 'string') {
+    const text = await readFile(raw.hostsfile, 'utf8').catch(() => '');
+    for (const r of parseHostsfile(text, raw.hostsfile).reservations) {
+      reservations.push({ mac: r.mac, address: formatIpv4(r.address), ...(r.hostname ? { hostname: r.hostname } : {}) });
+    }
+  }
+  if (typeof settings.bridge !== 'string') throw new NatdError(ErrorCodes.CONFIG, `${file}: bridge: required for a libvirt network`);
+  return natNetworkXml({ ...settings, reservations }, name);
+}
+
+async function libvirtCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { bridge: { type: 'string' }, name: { type: 'string' }, mac: { type: 'string' }, config: { type: 'string' }, nat: { type: 'boolean' } });
+  if (values.nat) {
+    if (!values.config) throw new NatdError(ErrorCodes.COMMAND, 'usage: natd libvirt-xml --nat --config FILE [--name NAME]');
+    process.stdout.write(await natNetworkFromConfig(values.config, values.name));
+    return 0;
+  }
+  const bridge = values.bridge ?? (values.config ? String(readConfigFile(path.resolve(values.config)).bridge) : 'virbr10');
   process.stdout.write(`<!-- virsh net-define this file, then: virsh net-start ${values.name ?? bridge} && virsh net-autostart ${values.name ?? bridge} -->\n`);
   process.stdout.write(networkXml({ bridge, ...(values.name ? { name: values.name } : {}) }));
   process.stdout.write(`\n<!-- for an existing VM (virsh edit VM), the interface that joins the bridge: -->\n`);

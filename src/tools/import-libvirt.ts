@@ -71,7 +71,7 @@ const parser = new XMLParser({
   attributeNamePrefix: '',
   parseAttributeValue: false,
   parseTagValue: false,
-  trimValues: true,
+  trimValues: false, // a TXT value keeps its spaces; text() trims where whitespace is not meaningful
   processEntities: true,
   isArray: (_name, jPath, _leaf, isAttribute) => !isAttribute && REPEATED.has(String(jPath)),
 });
@@ -205,7 +205,7 @@ function readDns(dnsValue: unknown, c: Collector): void {
       c.problem(`dns/txt[${i + 1}]`, 'needs a name; skipped');
       continue;
     }
-    const value = text(t.value);
+    const value = typeof t.value === 'string' && t.value !== '' ? t.value : undefined;
     c.push('txtRecord', value === undefined ? name : `${name},"${value.replace(/"/g, '\\"')}"`);
   }
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importLibvirt, leaseSeconds, parseLibvirtNetwork, statusToDnsmasqLeases } from '../../src/tools/import-libvirt.js';
 import { importLibvirtCommand } from '../../src/tools/commands.js';
+import { natNetworkXml } from '../../src/tools/libvirt-xml.js';
 import { readConfigFile, resolveConfig } from '../../src/config.js';
 import { parseHostsfile } from '../../src/dhcp/hostsfile.js';
 import { LeaseStore } from '../../src/dhcp/lease-store.js';
@@ -218,5 +219,53 @@ describe('importLibvirt', () => {
     expect(calls[0]).toEqual(['virsh', 'net-dumpxml', 'default']);
     expect(out.join('')).toMatch(/virsh net-destroy default && virsh net-autostart --disable default/);
     expect(readConfigFile(join(dir, 'default.json'))).toMatchObject({ bridge: 'virbr0' });
+  });
+});
+
+describe('libvirt-xml --nat: the import emitted back', () => {
+  const octet = fc.integer({ min: 2, max: 250 });
+  const label = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}[a-z0-9]$/);
+  const domain = fc.array(label, { minLength: 1, maxLength: 3 }).map((l) => l.join('.'));
+  const v4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
+  const mac = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 5, maxLength: 5 }).map((b) => ['52', ...b.map((x) => x.toString(16).padStart(2, '0'))].join(':'));
+  const settings = fc.record(
+    {
+      bridgeMac: mac,
+      mtu: fc.integer({ min: 576, max: 9000 }),
+      domain,
+      masqueradePorts: fc.tuple(fc.integer({ min: 1, max: 30000 }), fc.integer({ min: 30001, max: 65535 })),
+      leaseTime: fc.oneof(fc.integer({ min: 60, max: 86400 }), fc.constant('infinite' as const)),
+      upstreams: fc.array(v4, { minLength: 1, maxLength: 3 }),
+      server: fc.array(fc.tuple(domain, v4).map(([d, a]) => `/${d}/${a}`), { minLength: 1, maxLength: 3 }),
+      local: fc.array(domain.map((d) => `/${d}/`), { minLength: 1, maxLength: 2 }),
+      hostRecord: fc.array(fc.tuple(fc.array(label, { minLength: 1, maxLength: 3 }), v4).map(([n, a]) => [...n, a].join(',')), { minLength: 1, maxLength: 3 }),
+      srvHost: fc.array(
+        fc.tuple(label, fc.constantFrom('tcp', 'udp'), domain, domain, fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 100 })).map(
+          ([svc, proto, d, target, port, prio, weight]) => `_${svc}._${proto}.${d},${target},${port},${prio},${weight}`,
+        ),
+        { minLength: 1, maxLength: 2 },
+      ),
+      txtRecord: fc.array(fc.tuple(domain, fc.stringMatching(/^[a-zA-Z0-9 =.]{1,20}$/)).map(([n, v]) => `${n},"${v}"`), { minLength: 1, maxLength: 2 }),
+      dhcpBoot: fc.oneof(label.map((f) => `${f}.efi`), fc.tuple(label, v4).map(([f, a]) => `${f}.0,,${a}`)),
+      routes: fc.array(fc.tuple(octet, octet, v4).map(([a, b, gw]) => `${a}.${b}.0.0/16=${gw}`), { minLength: 1, maxLength: 2 }),
+    },
+    { requiredKeys: [] },
+  );
+  it('import-libvirt reads back every field libvirt-xml --nat writes (property)', () => {
+    fc.assert(
+      fc.property(settings, fc.boolean(), (s, tftp) => {
+        const full = { bridge: 'virbr3', subnet: '10.3.0.1/24', dhcpRange: '10.3.0.10-10.3.0.99', ...s, ...(tftp ? { enableTftp: true, tftpRoot: '/srv/tftp' } : {}) };
+        const parsed = parseLibvirtNetwork(natNetworkXml(full));
+        expect(parsed.problems).toEqual([]);
+        const expected = { masqueradePorts: [1024, 65535], ...full };
+        expect(parsed.settings).toEqual(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('carries reservations both ways', () => {
+    const xml = natNetworkXml({ bridge: 'virbr3', subnet: '10.3.0.1/24', reservations: [{ mac: '52:54:00:00:00:01', address: '10.3.0.5', hostname: 'web' }] });
+    expect(parseLibvirtNetwork(xml).reservations).toEqual([{ mac: '52:54:00:00:00:01', address: ip('10.3.0.5'), hostname: 'web' }]);
   });
 });
