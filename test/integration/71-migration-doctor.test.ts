@@ -1,5 +1,5 @@
 /**
- * Taking over from dnsmasq: `natd import-dnsmasq` on the recipe's dnsmasq.conf + hostsfile + leases, then natd
+ * Taking over from dnsmasq (and from a libvirt NAT network, `natd import-libvirt`): `natd import-dnsmasq` on the recipe's dnsmasq.conf + hostsfile + leases, then natd
  * started from the written config hands each VM the address dnsmasq had given it. And `natd doctor` names another
  * table's drop policy that would break the bridge.
  */
@@ -44,6 +44,37 @@ describe.skipIf(!isRoot() && !process.env.CI)('migration from dnsmasq and natd d
     expect(vm2.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.123');
     const web = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '@10.77.0.1', 'web.vm']);
     expect(web.trim()).toBe('10.77.0.5');
+    expect(await topo.stop(natd.child)).toBe(0);
+  });
+
+  it("imports a libvirt network and its dnsmasq's leases in one command", async () => {
+    const dir = tempDir('natd-import-libvirt-');
+    const far = Math.floor(Date.now() / 1000) + 3600;
+    writeFileSync(path.join(dir, 'net.xml'), [
+      "<network><name>default</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>",
+      "<bridge name='br0' stp='on' delay='0'/><domain name='vm'/><dns><forwarder addr='198.51.100.2'/></dns>",
+      "<ip address='10.77.0.1' netmask='255.255.255.0'><dhcp><range start='10.77.0.10' end='10.77.0.200'/>",
+      `<host mac='${topo.vm(1).mac}' name='web' ip='10.77.0.6'/></dhcp></ip></network>`,
+    ].join('\n'));
+    writeFileSync(path.join(dir, 'br0.status'), JSON.stringify([{ 'ip-address': '10.77.0.144', 'mac-address': topo.vm(2).mac, hostname: 'build-box', 'expiry-time': far }]));
+    const stateDir = path.join(dir, 'state');
+    const configOut = path.join(dir, 'natd.json');
+    const imported = await topo.run(topo.host, [
+      process.execPath, NATD_CLI, 'import-libvirt', path.join(dir, 'net.xml'), '--state-dir', stateDir, '--config-out', configOut, '--status-file', path.join(dir, 'br0.status'),
+    ]);
+    expect(imported.code).toBe(0);
+    expect(imported.stdout).toContain('1 reservation(s)');
+    expect(imported.stdout).toContain('1 lease(s)');
+    expect(imported.stdout).toContain('virsh net-destroy default');
+
+    const natd = await startNatd(topo, ['--config', configOut], { stateDir });
+    const vm1 = await runUdhcpc(topo, topo.vm(1).ns);
+    expect(vm1.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.6');
+    // no requested address: only the lease taken from libvirt's status file makes natd pick .144 for this MAC
+    const vm2 = await runUdhcpc(topo, topo.vm(2).ns);
+    expect(vm2.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.144');
+    const web = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '@10.77.0.1', 'web.vm']);
+    expect(web.trim()).toBe('10.77.0.6');
     expect(await topo.stop(natd.child)).toBe(0);
   });
 
