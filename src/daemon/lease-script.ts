@@ -5,8 +5,8 @@
  *
  * It never blocks DHCP: events are queued (bounded; past the bound the newest are dropped, counted and logged) and
  * run one at a time, in order, in a child process without a shell (a guest-supplied hostname is one argv element,
- * never parsed). A run that outlives its timeout is killed (SIGTERM, then SIGKILL a second later) and counted; the
- * next event runs after it; the script runs in a process group of its own and the kill ends the whole group. The child gets a small fixed environment, not natd's own.
+ * never parsed). A run that outlives its timeout is killed with its whole process group (SIGTERM, then SIGKILL a
+ * second later) and counted; the next event runs after it. The child gets a small fixed environment, not natd's.
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
