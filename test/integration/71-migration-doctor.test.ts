@@ -18,6 +18,19 @@ describe.skipIf(!isRoot() && !process.env.CI)('migration from dnsmasq and natd d
     await topo?.destroy();
   });
 
+  /** Starts natd from an imported config: vm1 gets its reservation, vm2 the address only the imported lease names. */
+  async function expectAddressesKept(configOut: string, stateDir: string, reserved: string, leased: string): Promise<void> {
+    const natd = await startNatd(topo, ['--config', configOut], { stateDir });
+    const vm1 = await runUdhcpc(topo, topo.vm(1).ns);
+    expect(vm1.events.find((e) => e.event === 'bound')?.ip).toBe(reserved);
+    // no requested address: only the imported lease can make natd pick it for this MAC
+    const vm2 = await runUdhcpc(topo, topo.vm(2).ns);
+    expect(vm2.events.find((e) => e.event === 'bound')?.ip).toBe(leased);
+    const web = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '@10.77.0.1', 'web.vm']);
+    expect(web.trim()).toBe(reserved);
+    expect(await topo.stop(natd.child)).toBe(0);
+  }
+
   it('imports config, reservations and leases so VMs keep their addresses', async () => {
     const dir = tempDir('natd-import-');
     const far = Math.floor(Date.now() / 1000) + 3600;
@@ -36,15 +49,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('migration from dnsmasq and natd d
     expect(imported.stdout).toContain('1 lease(s)');
     expect(imported.stdout).toContain('unknown dnsmasq option "enable-dbus"');
 
-    const natd = await startNatd(topo, ['--config', configOut], { stateDir });
-    const vm1 = await runUdhcpc(topo, topo.vm(1).ns);
-    expect(vm1.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.5');
-    // no requested address: only the imported lease can make natd pick .123 for this MAC
-    const vm2 = await runUdhcpc(topo, topo.vm(2).ns);
-    expect(vm2.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.123');
-    const web = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '@10.77.0.1', 'web.vm']);
-    expect(web.trim()).toBe('10.77.0.5');
-    expect(await topo.stop(natd.child)).toBe(0);
+    await expectAddressesKept(configOut, stateDir, '10.77.0.5', '10.77.0.123');
   });
 
   it("imports a libvirt network and its dnsmasq's leases in one command", async () => {
@@ -67,15 +72,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('migration from dnsmasq and natd d
     expect(imported.stdout).toContain('1 lease(s)');
     expect(imported.stdout).toContain('virsh net-destroy default');
 
-    const natd = await startNatd(topo, ['--config', configOut], { stateDir });
-    const vm1 = await runUdhcpc(topo, topo.vm(1).ns);
-    expect(vm1.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.6');
-    // no requested address: only the lease taken from libvirt's status file makes natd pick .144 for this MAC
-    const vm2 = await runUdhcpc(topo, topo.vm(2).ns);
-    expect(vm2.events.find((e) => e.event === 'bound')?.ip).toBe('10.77.0.144');
-    const web = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '@10.77.0.1', 'web.vm']);
-    expect(web.trim()).toBe('10.77.0.6');
-    expect(await topo.stop(natd.child)).toBe(0);
+    await expectAddressesKept(configOut, stateDir, '10.77.0.6', '10.77.0.144');
   });
 
   it('doctor names a drop policy in another table and exits non-zero', async () => {
