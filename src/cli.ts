@@ -48,6 +48,8 @@ export const DAEMON_OPTIONS = {
   'no-ping': { type: 'boolean' },
   'dhcp-max-declined': { type: 'string' },
   'dhcp-probe-timeout': { type: 'string' },
+  'dhcp-script': { type: 'string' },
+  'dhcp-script-timeout': { type: 'string' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   'cache-max-bytes': { type: 'string' },
@@ -111,6 +113,8 @@ Daemon options:
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
+  --dhcp-script PATH       run PATH add|old|del MAC IP [HOSTNAME] for each lease event, as dnsmasq does
+  --dhcp-script-timeout T  kill a script run after T (default 10s); runs are serial and never block DHCP
 
 Examples:
   natd --bridge virbr10
@@ -174,6 +178,8 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
+    dhcpScript: v['dhcp-script'],
+    dhcpScriptTimeout: numberOrText(v['dhcp-script-timeout']),
   };
 }
 

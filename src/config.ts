@@ -3,7 +3,7 @@
  * Flags win over the file. Every problem is reported together, each naming its field and value, and nothing on
  * the system is touched before validation passes.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { ErrorCodes, NatdError } from './errors.js';
@@ -57,6 +57,9 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  /** issue 16: lease events: dnsmasq's dhcp-script, and how long one run may take */
+  dhcpScript?: unknown;
+  dhcpScriptTimeout?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -145,6 +148,9 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
+    dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
+    dhcpScriptTimeout: durationSeconds.pipe(z.number().max(3600, 'at most 1h')).default(10),
   })
   .strict();
 
@@ -198,6 +204,10 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  /** run for each lease event (add/old/del), as dnsmasq's dhcp-script */
+  readonly dhcpScript: string | undefined;
+  /** a script run longer than this is killed, seconds */
+  readonly dhcpScriptTimeoutSeconds: number;
 }
 
 export interface MetricsListen {
@@ -338,6 +348,10 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  if (s.dhcpScript !== undefined) {
+    const why = executableProblem(s.dhcpScript);
+    if (why) problems.push(`dhcpScript: ${s.dhcpScript} ${why}`);
+  }
 
   if (problems.length) throw configError(problems);
 
@@ -375,7 +389,21 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    dhcpScript: s.dhcpScript,
+    dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
   });
+}
+
+/** Why `file` cannot be run as natd's lease script, or undefined when it can. */
+function executableProblem(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return 'is not a regular file';
+    accessSync(file, fsConstants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not executable' : `cannot be used (${code ?? 'error'})`;
+  }
 }
 
 const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;

@@ -6,7 +6,7 @@
  * Start order (each step registers its close before the next one starts):
  *   1. check the DHCP range against the subnet natd will serve (nothing on the system has changed yet)
  *   2. bridge, then sysctls
- *   3. state: lease journal (closed last), reservations
+ *   3. state: lease journal (closed last), reservations, lease events and the dhcp-script
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
  *      leases and reservations
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
@@ -43,6 +43,8 @@ import { ShutdownStack } from './shutdown.js';
 import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
 import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
+import { LeaseEvents } from './lease-events.js';
+import { LeaseScriptSlot } from './lease-script.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -75,6 +77,8 @@ interface Running {
   dhcp: DhcpTransport;
   firewall: Firewall | undefined;
   control: ControlServer | undefined;
+  events: LeaseEvents;
+  script: LeaseScriptSlot;
   kernelDrops: () => Record<string, number>;
 }
 
@@ -127,7 +131,10 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  const running: Running = {
+    config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined,
+    events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
+  };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -149,6 +156,9 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 /** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
 interface State {
   store: LeaseStore;
+  /** durable lease changes as add/old/del events (dhcp-script, leases --watch) */
+  events: LeaseEvents;
+  script: LeaseScriptSlot;
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
@@ -173,6 +183,11 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   });
   const restored = store.load(sys.now());
   core.restore(restored.leases, sys.now(), restored.declined);
+  const events = new LeaseEvents(sys.now);
+  // subscribed before the journal's leases are announced: the script hears them as 'old', as dnsmasq's does at start
+  const script = new LeaseScriptSlot(events, config, logger);
+  stack.push('dhcp-script', () => script.close());
+  events.loadLeases(restored.leases);
   logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
@@ -184,7 +199,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
       names?.setReservations(list);
     },
   });
-  return { store, core, names, reservations, conflicts };
+  return { store, core, names, reservations, conflicts, events, script };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -272,13 +287,18 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   return { server, cache, upstream, leaseNames: names.leases };
 }
 
-async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
+async function startDhcp(config: Config, { core, store, names, conflicts, events }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
   const dhcp = new DhcpTransport({
     socket: await sys.sockets.openDhcp(config.bridge),
     bridge: config.bridge,
     core,
-    // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12)
-    commit: (changes) => store.commit(names ? names.settle(changes) : changes),
+    // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12);
+    // lease events carry exactly what was journaled, and only once it is durable
+    commit: async (changes) => {
+      const settled = names ? names.settle(changes) : changes;
+      await store.commit(settled);
+      events.committed(settled);
+    },
     setNeighbour: sys.setNeighbour,
     logger,
     now: sys.now,
@@ -327,12 +347,13 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   running.config = config;
+  running.script.configure(config);
   await running.names?.loadStatic(config, ctx.logger);
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats() };
 }

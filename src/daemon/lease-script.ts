@@ -10,7 +10,8 @@
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
-import type { LeaseEvent } from './lease-events.js';
+import type { Config } from '../config.js';
+import type { LeaseEvent, LeaseEvents } from './lease-events.js';
 
 export interface LeaseScriptOptions {
   path: string;
@@ -32,6 +33,7 @@ export interface LeaseScriptStats {
 }
 
 const KILL_GRACE_MS = 1000;
+const STOP_GRACE_MS = 2000;
 
 /** The environment dnsmasq gives its script, for the fields natd knows. */
 export function scriptEnvironment(event: LeaseEvent, bridge: string, domain: string | undefined, now: number): Record<string, string> {
@@ -55,6 +57,8 @@ export class LeaseScript {
   private running: Promise<void> | undefined;
   private closed = false;
   private lastDropLog = 0;
+  /** ends the run in progress (with its process group), if one is */
+  private killCurrent: (() => void) | undefined;
 
   constructor(private readonly opts: LeaseScriptOptions) {}
 
@@ -75,9 +79,24 @@ export class LeaseScript {
     this.running ??= this.drain();
   }
 
-  /** Waits for the queue to empty (the daemon's stop lets queued events run, each within its timeout). */
-  async close(): Promise<void> {
+  /**
+   * 'drain' (a reload replaced the script): the queued events still run, each within its timeout. 'stop' (the
+   * daemon stops, and systemd waits only seconds): queued events are dropped (counted and logged) and a run still
+   * going after STOP_GRACE_MS is killed.
+   */
+  async close(mode: 'drain' | 'stop' = 'drain'): Promise<void> {
     this.closed = true;
+    if (mode === 'stop' && this.queue.length > 0) {
+      this.stats.dropped += this.queue.length;
+      this.opts.logger.warn('dhcp-script: lease events not run at stop', { dropped: this.queue.length, script: this.opts.path });
+      this.queue.length = 0;
+      this.stats.queued = 0;
+    }
+    if (mode === 'stop' && this.running) {
+      const grace = setTimeout(() => this.killCurrent?.(), STOP_GRACE_MS);
+      await this.running;
+      clearTimeout(grace);
+    }
     await this.running;
   }
 
@@ -108,15 +127,20 @@ export class LeaseScript {
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
         if (stderr.length < 2048) stderr += chunk;
       });
-      const timer = setTimeout(() => {
-        timedOut = true;
+      const kill = (): void => {
         killGroup('SIGTERM');
         setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS).unref();
+      };
+      this.killCurrent = kill;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        kill();
       }, this.opts.timeoutMs);
       let finished = false;
       const done = (code: number | null, signal: NodeJS.Signals | null, error?: Error): void => {
         if (finished) return; // a spawn failure can report both 'error' and 'close'
         finished = true;
+        this.killCurrent = undefined;
         clearTimeout(timer);
         if (timedOut) this.stats.timeouts++;
         if (timedOut || error || code !== 0) {
@@ -135,5 +159,75 @@ export class LeaseScript {
       child.once('error', (err) => done(null, null, err));
       child.once('close', (code, signal) => done(code, signal));
     });
+  }
+}
+
+/**
+ * The daemon's lease script, following the config: none, or one runner for the configured path and timeout. A
+ * reload that changes either lets the old runner finish its queue and starts a new one for the events after it.
+ */
+export class LeaseScriptSlot {
+  private runner: LeaseScript | undefined;
+  private key = '';
+  private readonly unsubscribe: () => void;
+  private readonly retired: Promise<void>[] = [];
+  /** counts of runners that were replaced, so status and metrics stay cumulative */
+  private readonly past: LeaseScriptStats = { runs: 0, failures: 0, timeouts: 0, dropped: 0, queued: 0 };
+
+  constructor(
+    events: LeaseEvents,
+    config: Pick<Config, 'dhcpScript' | 'dhcpScriptTimeoutSeconds' | 'bridge' | 'domain'>,
+    private readonly logger: Logger,
+  ) {
+    this.configure(config);
+    this.unsubscribe = events.subscribe((event) => this.runner?.push(event));
+  }
+
+  configure(config: Pick<Config, 'dhcpScript' | 'dhcpScriptTimeoutSeconds' | 'bridge' | 'domain'>): void {
+    const key = config.dhcpScript === undefined ? '' : `${config.dhcpScript}\0${config.dhcpScriptTimeoutSeconds}\0${config.domain ?? ''}`;
+    if (key === this.key) return;
+    this.key = key;
+    if (this.runner) this.retire(this.runner);
+    this.runner =
+      config.dhcpScript === undefined
+        ? undefined
+        : new LeaseScript({
+            path: config.dhcpScript,
+            bridge: config.bridge,
+            ...(config.domain ? { domain: config.domain } : {}),
+            timeoutMs: config.dhcpScriptTimeoutSeconds * 1000,
+            logger: this.logger,
+          });
+  }
+
+  /** undefined when no script is configured */
+  stats(): LeaseScriptStats | undefined {
+    if (!this.runner) return this.past.runs > 0 ? { ...this.past } : undefined;
+    const now = this.runner.stats;
+    return {
+      runs: this.past.runs + now.runs,
+      failures: this.past.failures + now.failures,
+      timeouts: this.past.timeouts + now.timeouts,
+      dropped: this.past.dropped + now.dropped,
+      queued: now.queued,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    if (this.runner) this.retire(this.runner, 'stop');
+    this.runner = undefined;
+    await Promise.all(this.retired);
+  }
+
+  private retire(runner: LeaseScript, mode: 'drain' | 'stop' = 'drain'): void {
+    this.retired.push(
+      runner.close(mode).then(() => {
+        this.past.runs += runner.stats.runs;
+        this.past.failures += runner.stats.failures;
+        this.past.timeouts += runner.stats.timeouts;
+        this.past.dropped += runner.stats.dropped;
+      }),
+    );
   }
 }

@@ -25,6 +25,8 @@ export interface MetricsInput {
     quarantined?: number;
     /** conflict probes before OFFERs and for DECLINEs (issue 13) */
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
+    /** the lease script (--dhcp-script), when one is configured (issue 16) */
+    script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
   };
   /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
   kernelDrops?: Readonly<Record<string, number>>;
@@ -145,6 +147,18 @@ function families(m: MetricsInput): Family[] {
       },
       { name: 'natd_dhcp_probes_running', help: 'Conflict probes waiting for an answer now.', type: 'gauge', samples: one(p.running) },
       { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
+    );
+  }
+  if (m.dhcp.script) {
+    const sc = m.dhcp.script;
+    out.push(
+      {
+        name: 'natd_dhcp_script_runs_total',
+        help: 'Lease script runs by result (failed includes timeouts; dropped: events never run, queue full or natd stopping).',
+        type: 'counter',
+        samples: byKey(m.bridge, 'result', { started: sc.runs, failed: sc.failures, timeout: sc.timeouts, dropped: sc.dropped }),
+      },
+      { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
     );
   }
   if (m.kernelDrops && Object.keys(m.kernelDrops).length) {

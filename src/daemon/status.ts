@@ -1,4 +1,5 @@
 /** What `natd status` and `natd metrics` report, read from the running components (read-only). */
+import type { LeaseScriptStats } from './lease-script.js';
 import type { Config } from '../config.js';
 import type { ControlServer } from '../control/server.js';
 import type { DhcpServerCore } from '../dhcp/server-core.js';
@@ -31,6 +32,8 @@ export interface Observed {
   now: number;
   /** datagrams the kernel dropped at the DHCP and DNS sockets, by socket */
   kernelDrops: Record<string, number>;
+  /** the lease script's counts, when one is configured */
+  script?: LeaseScriptStats | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -39,7 +42,7 @@ export function metricsInput(o: Observed): MetricsInput {
   return {
     bridge: o.config.bridge,
     dhcp: { received: d.receivedByType, sent: d.sent, dropped: d.dropped, leasesActive: c.leases, freeAddresses: c.free, outcomes: d.outcomes, quarantined: c.quarantined,
-      ...(d.probes ? { probes: d.probes } : {}) },
+      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}) },
     kernelDrops: o.kernelDrops,
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
@@ -62,7 +65,7 @@ export function statusOf(o: Observed): Record<string, unknown> {
     pid: process.pid,
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
-    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now) },
+    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), ...(o.script ? { script: o.script } : {}) },
     dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),

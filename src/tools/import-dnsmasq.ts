@@ -7,6 +7,7 @@
  * with the reason), reported as a problem (known but not importable), or listed as unknown. The file parsers never
  * throw; importDnsmasq validates the result with natd's own config validation before it writes anything.
  */
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { resolveConfig, type RawSettings } from '../config.js';
@@ -192,6 +193,16 @@ const HANDLERS: Record<string, Handler> = {
     if (!value) ignore(c, line, 'conf-file', 'empty: stops dnsmasq reading its default config file, which natd never reads');
     else problem(c, line, `conf-file=${value} not followed: import the options in that file separately`);
   },
+  'dhcp-script'(value, line, c) {
+    // natd calls it the way dnsmasq does (arguments and DNSMASQ_* environment); it must be runnable on this host
+    if (!value || !value.startsWith('/')) return problem(c, line, `dhcp-script=${value ?? ''}: natd needs an absolute path; not imported`);
+    try {
+      accessSync(value, fsConstants.X_OK);
+      c.out.settings.dhcpScript = value;
+    } catch {
+      problem(c, line, `dhcp-script=${value}: not an executable file on this host; not imported`);
+    }
+  },
   'conf-dir'(value, line, c) {
     problem(c, line, `conf-dir=${value ?? ''} not followed: import the options in those files separately`);
   },
@@ -213,7 +224,6 @@ const UNSUPPORTED: Record<string, string> = {
   'dhcp-userclass': 'natd has no tags',
   'dhcp-ignore': 'natd has no tags',
   'enable-ra': 'natd serves DHCPv4 only',
-  'dhcp-script': 'natd has no lease script; watch `natd leases --json` or its journal',
 };
 
 function splitList(value: string | undefined): string[] {

@@ -158,3 +158,22 @@ describe('LeaseScript', () => {
     expect(env.DNSMASQ_DOMAIN).toBeUndefined();
   });
 });
+
+describe('LeaseScript at daemon stop', () => {
+  it('drops the queue and kills a run that outlasts the stop grace', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'natd-script-'));
+    try {
+      const path = join(dir, 'hook.sh');
+      await writeFile(path, '#!/bin/sh\nsleep 30\n');
+      await chmod(path, 0o755);
+      const runner = new LeaseScript({ path, bridge: 'br7', timeoutMs: 60_000, logger: recordingLogger() });
+      for (let i = 0; i < 3; i++) runner.push({ action: 'add', mac: 'aa:bb:cc:00:00:01', address: `10.0.0.${i}`, clientId: '01', expiresAt: 0, at: 0 });
+      const started = Date.now();
+      await runner.close('stop');
+      expect(Date.now() - started).toBeLessThan(6000);
+      expect(runner.stats).toMatchObject({ runs: 1, dropped: 2, queued: 0 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
