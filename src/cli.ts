@@ -69,6 +69,7 @@ Usage:
   natd --bridge NAME [options]          run the daemon for bridge NAME (created if missing)
   natd check-config --bridge NAME [...] validate flags/config without touching the system
   natd status|leases [--bridge NAME] [--json]
+  natd leases --watch [--json]          stream lease events: the live leases (old), then add/old/del/renew
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
   natd reload [--bridge NAME]

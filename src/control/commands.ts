@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_RUN_ROOT } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { callDaemon } from './client.js';
+import { callDaemon, watchDaemon } from './client.js';
 
 export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics']);
 
@@ -10,6 +10,7 @@ const OPTIONS = {
   bridge: { type: 'string' },
   'control-socket': { type: 'string' },
   json: { type: 'boolean' },
+  watch: { type: 'boolean' },
 } as const;
 
 /**
@@ -58,6 +59,14 @@ function remaining(expiresAt: number): string {
   if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${s}s`;
+}
+
+interface WatchedEvent { action: string; mac: string; address: string; hostname?: string; expiresAt: number; at: number }
+
+/** One `leases --watch` line for people: time, action, address, MAC, name, time left. */
+export function formatLeaseEvent(e: WatchedEvent): string {
+  const left = e.action === 'del' ? '' : `  ${remaining(e.expiresAt)}`;
+  return `${new Date(e.at).toISOString()}  ${e.action.padEnd(5)}  ${e.address.padEnd(15)}  ${e.mac}  ${e.hostname ?? '-'}${left}\n`;
 }
 
 /** state 'declined': a quarantined address (a probe confirmed the conflict), expiresAt is when it ends */
@@ -136,6 +145,11 @@ export async function runControlCommand(command: string, argv: string[]): Promis
       if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, `usage: natd forwards ${sub} [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT`);
       args = { spec: rest[0] };
     }
+  }
+  if (values.watch) {
+    if (command !== 'leases') throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: --watch is for natd leases`);
+    await watchDaemon(socketPath, 'leases.watch', {}, (event) => process.stdout.write(values.json ? JSON.stringify(event) + '\n' : formatLeaseEvent(event as WatchedEvent)));
+    return 0;
   }
   const result = await callDaemon(socketPath, sub ? `${command}.${sub}` : command, args);
   process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : render(command, sub, result));

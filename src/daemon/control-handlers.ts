@@ -8,6 +8,8 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
 import type { ReservationBook } from './reservations.js';
+import type { LeaseEvents } from './lease-events.js';
+import { ControlStream } from '../control/stream.js';
 
 export interface ControlTargets {
   core: DhcpServerCore;
@@ -15,6 +17,8 @@ export interface ControlTargets {
   /** undefined with --no-firewall */
   firewall: Firewall | undefined;
   now: () => number;
+  /** lease events for `leases --watch` */
+  events: LeaseEvents;
   status(): Record<string, unknown>;
   reload(): Promise<void>;
   metrics(): string;
@@ -37,6 +41,8 @@ export function controlHandlers(t: ControlTargets): Record<string, ControlHandle
   return {
     status: () => t.status(),
     leases: () => leaseRows(t.core, t.now()),
+    // the live leases as 'old', then add/old/del/renew as they are journaled
+    'leases.watch': () => new ControlStream((send) => t.events.watch(send)),
     'reservations.list': () => t.reservations.rows(),
     'reservations.add': (args) => t.reservations.add(args),
     'reservations.remove': (args) => t.reservations.remove(args.key, t.firewall?.guestNames() ?? new Set()),

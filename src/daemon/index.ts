@@ -328,6 +328,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     reservations: running.reservations,
     firewall: running.firewall,
     now,
+    events: running.events,
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),

@@ -64,9 +64,19 @@ export class LeaseEvents {
     }
   }
 
-  /** The leases this bus believes live, for a watcher's initial snapshot. */
+  /** The leases this bus believes live. */
   leases(): Lease[] {
     return [...this.live.values()];
+  }
+
+  /**
+   * For a new watcher: the live leases as `old` events (what dnsmasq's script hears at start), then every event after
+   * them, with nothing lost or told twice in between (both happen in one turn of the event loop). Returns unsubscribe.
+   */
+  watch(listener: LeaseListener): () => void {
+    const at = this.now();
+    for (const lease of this.live.values()) listener(this.eventOf('old', lease, undefined, at));
+    return this.subscribe(listener);
   }
 
   private bind(lease: Lease): void {
@@ -90,7 +100,12 @@ export class LeaseEvents {
 
   private emit(action: LeaseAction, lease: Lease, oldHostname?: string): void {
     if (this.listeners.size === 0) return;
-    const event: LeaseEvent = {
+    const event = this.eventOf(action, lease, oldHostname, this.now());
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private eventOf(action: LeaseAction, lease: Lease, oldHostname: string | undefined, at: number): LeaseEvent {
+    return {
       action,
       mac: lease.mac,
       address: formatIpv4(lease.address),
@@ -98,8 +113,7 @@ export class LeaseEvents {
       ...(oldHostname !== undefined && oldHostname !== lease.hostname ? { oldHostname } : {}),
       clientId: lease.clientId,
       expiresAt: lease.expiresAt,
-      at: this.now(),
+      at,
     };
-    for (const listener of this.listeners) listener(event);
   }
 }

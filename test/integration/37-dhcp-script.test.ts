@@ -1,7 +1,7 @@
 /**
  * Lease events to an operator's program (`--dhcp-script`, dnsmasq's dhcp-script): under DHCP load the script hears
  * every lease's `add` once (renewals do not call it), a release is a `del` after its `add`, a restart announces the
- * journal's leases as `old`; a script that hangs is killed at its timeout and DHCP keeps answering meanwhile.
+ * journal's leases as `old`, and `natd leases --watch` streams the same events; a script that hangs is killed at its timeout and DHCP keeps answering meanwhile.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -61,6 +61,13 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     const natd = await startNatd(topo, ['--bridge', 'br0', '--no-firewall', '--dhcp-script', script], { stateDir });
     started.push(natd);
 
+    // a watcher over the control socket, from before the first lease
+    const watcher = topo.spawn(topo.host, [process.execPath, NATD_CLI, 'leases', '--watch', '--json', '--control-socket', natd.controlSocket]);
+    let watched = '';
+    watcher.stdout!.setEncoding('utf8').on('data', (d: string) => (watched += d));
+    const watchedEvents = (): { action: string; mac: string; address: string }[] => watched.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { action: string; mac: string; address: string });
+    await sleep(300);
+
     const sim = await startDhcpSim(topo, topo.vm(1).ns, { clients: CLIENTS, reconfirmMs: 300 });
     await until(() => sim.acked().size === CLIENTS, `${CLIENTS} simulated clients bound`);
     await until(() => lines(log).length >= CLIENTS, 'an add per lease');
@@ -83,7 +90,15 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
       `add ${topo.vm(2).mac} ${address}`,
       `del ${topo.vm(2).mac} ${address}`,
     ]);
+    // the watcher saw the same lease events, and the renewals the script is not called for
+    await until(() => watchedEvents().some((e) => e.action === 'del'), 'the watcher to see the release');
+    const seen = watchedEvents();
+    expect(seen.filter((e) => e.action !== 'renew').map((e) => `${e.action} ${e.mac} ${e.address}`)).toEqual(lines(log).map((l) => l.split(' ').slice(0, 3).join(' ')));
+    expect(seen.filter((e) => e.action === 'renew').length).toBeGreaterThan(0);
     expect(await topo.stop(natd.child)).toBe(0);
+    // the daemon's stop ends the stream: the watcher exits by itself, with status 0
+    await until(() => watcher.exitCode !== null, 'the watcher to end with the daemon', 5000);
+    expect(watcher.exitCode).toBe(0);
 
     // a restart announces every lease in the journal once, as old
     writeFileSync(log, '');
