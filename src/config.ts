@@ -12,6 +12,9 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+// issue 15: custom DNS records
+import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
+import type { SourcedSpec } from './dns/record-zone.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -57,6 +60,15 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  // issue 15: custom DNS records, each in its dnsmasq option's value syntax; the TTL of natd's own answers
+  hostRecord?: unknown;
+  cname?: unknown;
+  srvHost?: unknown;
+  txtRecord?: unknown;
+  mxHost?: unknown;
+  ptrRecord?: unknown;
+  address?: unknown;
+  localTtl?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -145,6 +157,15 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 15: custom DNS records (dnsmasq syntax, parsed in resolveConfig) and --local-ttl
+    hostRecord: z.array(z.string()).default([]),
+    cname: z.array(z.string()).default([]),
+    srvHost: z.array(z.string()).default([]),
+    txtRecord: z.array(z.string()).default([]),
+    mxHost: z.array(z.string()).default([]),
+    ptrRecord: z.array(z.string()).default([]),
+    address: z.array(z.string()).default([]),
+    localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
   })
   .strict();
 
@@ -198,6 +219,10 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  /** issue 15: the operator's DNS records (host-record, cname, srv-host, txt-record, mx-host, ptr-record, address) */
+  readonly records: readonly SourcedSpec[];
+  /** issue 15: TTL of natd's own answers (dnsmasq's local-ttl) */
+  readonly localTtl: number;
 }
 
 export interface MetricsListen {
@@ -339,6 +364,13 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
 
+  // issue 15: the records as one set, checked against each other and against the reservations' names
+  const recordSettings = { hostRecord: s.hostRecord, cname: s.cname, srvHost: s.srvHost, txtRecord: s.txtRecord, mxHost: s.mxHost, ptrRecord: s.ptrRecord, address: s.address };
+  const parsedRecords = parseRecordSettings(recordSettings, { domain: s.domain });
+  problems.push(...parsedRecords.problems);
+  const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
+  problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
+
   if (problems.length) throw configError(problems);
 
   return Object.freeze({
@@ -375,6 +407,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
+    localTtl: s.localTtl,
   });
 }
 

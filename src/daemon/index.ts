@@ -43,6 +43,8 @@ import { ShutdownStack } from './shutdown.js';
 import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
 import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
+// issue 15: custom DNS records
+import { RecordBook } from './record-book.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -71,6 +73,8 @@ interface Running {
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   dns: DnsParts | undefined;
   dhcp: DhcpTransport;
   firewall: Firewall | undefined;
@@ -124,10 +128,10 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
-  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -152,6 +156,8 @@ interface State {
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   /** probes offers (unless --no-ping) and always the addresses guests decline */
   conflicts: ConflictDetector;
 }
@@ -162,7 +168,11 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   stack.push('lease store', () => store.close());
   const initialReservations = await loadReservations(config, bridge, logger);
 
-  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
+  // issue 15: the operator's records come before the guest names: a lease may never take a record's name
+  let reservationBook: ReservationBook | undefined;
+  const reservedNames = () => (reservationBook?.all() ?? initialReservations).flatMap((r) => (r.hostname ? [{ name: r.hostname, field: `the ${r.source} reservation ${r.mac}` }] : []));
+  const records = config.dns ? await RecordBook.load(config, { subnet: bridge.subnet, logger, reservedNames }) : undefined;
+  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now, ...(records ? { operatorName: records.owns } : {}) }) : undefined;
   // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
   const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
   stack.push('conflict probe', () => probe.close());
@@ -184,7 +194,8 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
       names?.setReservations(list);
     },
   });
-  return { store, core, names, reservations, conflicts };
+  reservationBook = reservations;
+  return { store, core, names, reservations, records, conflicts };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -237,7 +248,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
   );
 }
 
-async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context): Promise<DnsParts> {
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now });
@@ -263,6 +274,7 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     logger,
     maxPendingPerClient: config.dnsMaxPendingPerClient,
     maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
+    ...(records ? { records } : {}),
   });
   server.start();
   stack.push('dns', () => server.close());
@@ -306,6 +318,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
   const control = new ControlServer(running.config.controlSocket, controlHandlers({
     core: running.core,
     reservations: running.reservations,
+    records: running.records,
     firewall: running.firewall,
     now,
     status: () => statusOf(observe(running, now())),
@@ -328,6 +341,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   running.config = config;
   await running.names?.loadStatic(config, ctx.logger);
+  await running.records?.reload(config); // issue 15
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }
