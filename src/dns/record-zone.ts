@@ -56,7 +56,10 @@ export class RecordZone {
   readonly wildcards = new Map<string, WildcardRule>();
   /** last labels of the wildcard domains: a query whose last label is not here skips the wildcard walk */
   private readonly wildcardTails = new Set<string>();
-  private readonly zones = new Set<string>();
+  /** natd's domain, the subnet's reverse zone, the address-rule domains */
+  private readonly configuredZones = new Set<string>();
+  /** zones inferred from owner names (their parents) */
+  private readonly nameZones = new Set<string>();
   private readonly soaBase: Omit<LocalSoa, 'zone' | 'rname'>;
   /** specs it was built from, in order */
   readonly specs: readonly SourcedSpec[];
@@ -97,16 +100,20 @@ export class RecordZone {
     return (node !== undefined && (node.cname !== undefined || node.rrsets.size > 0 || node.field !== undefined)) || this.wildcardFor(name) !== undefined;
   }
 
-  /** The zone whose SOA a negative answer for `name` carries: the shortest SOA zone `name` is in, or undefined. */
+  /**
+   * The zone whose SOA a negative answer for `name` carries, or undefined: the longest configured zone (the domain,
+   * the reverse zone, an address rule) the name is in, else the longest zone inferred from an owner name.
+   */
   zoneOf(name: string): string | undefined {
-    let found: string | undefined;
+    let inferred: string | undefined;
     for (let at = 0; at >= 0; ) {
       const suffix = at === 0 ? name : name.slice(at);
-      if (this.zones.has(suffix)) found = suffix;
+      if (this.configuredZones.has(suffix)) return suffix;
+      if (inferred === undefined && this.nameZones.has(suffix)) inferred = suffix;
       const dot = name.indexOf('.', at);
       at = dot < 0 ? -1 : dot + 1;
     }
-    return found;
+    return inferred;
   }
 
   soaFor(zone: string): LocalSoa {
@@ -118,8 +125,8 @@ export class RecordZone {
     return this.nodes.keys();
   }
 
-  addZone(zone: string): void {
-    this.zones.add(zone);
+  addZone(zone: string, configured: boolean): void {
+    (configured ? this.configuredZones : this.nameZones).add(zone);
   }
 
   addWildcardTail(domain: string): void {
@@ -275,18 +282,19 @@ function cnameLoops(zone: RecordZone): string[] {
 }
 
 /**
- * SOA zones: natd's domain, the subnet's reverse zone, every address-rule domain, and for every other owner name
- * its parent (the name itself when the parent is a single label: natd never speaks for a top-level domain). A name's
- * zone is the shortest of these it lies in, so `api.ocp.lab` and `_etcd-server-ssl._tcp.ocp.lab` share `ocp.lab`.
+ * SOA zones: natd's domain, the subnet's reverse zone, every address-rule domain (configured), and for every owner
+ * name its parent (inferred; the name itself when the parent is a single label, since natd never speaks for a
+ * top-level domain, and never a `_label` parent, so `_etcd-server-ssl._tcp.ocp.lab` is in `ocp.lab` with `api.ocp.lab`).
  * Names between an owner and its zone that hold nothing are empty non-terminals: NODATA, not NXDOMAIN.
  */
 function addZones(zone: RecordZone, domain: string | undefined, subnet: Subnet | undefined): void {
-  if (domain) zone.addZone(domain);
-  if (subnet) zone.addZone(subnetReverseZone(subnet));
-  for (const d of zone.wildcards.keys()) zone.addZone(d);
+  if (domain) zone.addZone(domain, true);
+  if (subnet) zone.addZone(subnetReverseZone(subnet), true);
+  for (const d of zone.wildcards.keys()) zone.addZone(d, true);
   for (const name of zone.nodes.keys()) {
-    const parent = parentOf(name);
-    zone.addZone(parent.includes('.') ? parent : name);
+    let parent = parentOf(name);
+    while (parent.startsWith('_')) parent = parentOf(parent);
+    zone.addZone(parent.includes('.') ? parent : name, false);
   }
   for (const name of [...zone.nodes.keys()]) {
     const apex = zone.zoneOf(name);
