@@ -91,7 +91,7 @@ describe('answer path (property): random questions against a random record set',
         const { zone, errors } = buildRecordZone(parsed.specs, { domain: 'vm', subnet, ttl: 5, serverName: 'gateway.vm' });
         fc.pre(errors.length === 0);
         const names = new LocalNames({ domain: 'vm', subnet, gatewayAddress: gateway });
-        const raw = dnsPacket.encode({ id: 1, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: upper ? name.toUpperCase() : name, type: qtype }] });
+        const raw = dnsPacket.encode({ id: 1, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: upper ? name.toUpperCase() : name, type: qtype as 'A' }] });
         const query = parseQuery(raw);
         if (!query.ok) return;
         const found = resolveLocally(query.query.question, zone, names);

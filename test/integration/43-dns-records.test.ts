@@ -189,6 +189,6 @@ describe.skipIf(needsRoot)('issue 15: custom DNS records', () => {
     const leases = JSON.parse(await cli('leases', '--json')) as { hostname?: string }[];
     expect(leases.map((l) => l.hostname).filter(Boolean)).toEqual([]);
     const after = (JSON.parse(await cli('status', '--json')) as { dns: { namesRefused: Record<string, number> } }).dns.namesRefused.record;
-    expect(after - before).toBe(2);
+    expect((after ?? 0) - (before ?? 0)).toBe(2);
   });
 });
