@@ -189,6 +189,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
+    ...(records ? { recordName: records.holdsName } : {}), // issue 15
     onChange: (list) => {
       core.setReservations([...list]);
       names?.setReservations(list);
@@ -281,7 +282,7 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  return { server, cache, upstream, leaseNames: names.leases };
+  return { server, cache, upstream, leaseNames: names.leases, records };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {

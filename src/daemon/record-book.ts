@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import { checkRecordSet } from '../dns/record-config.js';
 import { formatRecordSpec, kindOfOption, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
-import { buildRecordZone, type RecordZone, type SourcedSpec } from '../dns/record-zone.js';
+import { buildRecordZone, countByKind, type RecordZone, type SourcedSpec } from '../dns/record-zone.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Subnet } from '../net/ipv4.js';
@@ -70,6 +70,22 @@ export class RecordBook {
     const key = name.toLowerCase().replace(/\.$/, '');
     const domain = this.config.domain;
     return this.current.owns(key) || (domain !== undefined && !key.endsWith(`.${domain}`) && this.current.owns(`${key}.${domain}`));
+  };
+
+  /** Records by dnsmasq option name (status, metrics). */
+  countsByKind(): Record<string, number> {
+    return Object.fromEntries(Object.entries(countByKind(this.current.specs)).map(([kind, n]) => [OPTION_OF[kind as RecordKind], n]));
+  }
+
+  /** Whether `name` (bare or with the domain) is the owner of a record: a reservation may not take it. */
+  holdsName = (name: string): boolean => {
+    const key = name.toLowerCase().replace(/\.$/, '');
+    const held = (n: string) => {
+      const node = this.current.node(n);
+      return node !== undefined && (node.field !== undefined || node.cname !== undefined);
+    };
+    const domain = this.config.domain;
+    return held(key) || (domain !== undefined && held(`${key}.${domain}`));
   };
 
   rows(): RecordRow[] {

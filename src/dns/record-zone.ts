@@ -50,13 +50,33 @@ export interface RecordZoneOptions {
 }
 
 const SOA_TIMERS = { refresh: 1200, retry: 180, expire: 1_209_600 };
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 16777619;
+const DOT = 0x2e;
+const WILDCARD_MEMO_MAX = 4096;
+
+/** The hash wildcardFor computes for a whole name: FNV-1a over its characters from the last to the first. */
+function suffixHash(name: string): number {
+  let hash = FNV_OFFSET;
+  for (let i = name.length - 1; i >= 0; i--) hash = Math.imul(hash ^ name.charCodeAt(i), FNV_PRIME);
+  return hash;
+}
 
 export class RecordZone {
   readonly nodes = new Map<string, RecordNode>();
   readonly wildcards = new Map<string, WildcardRule>();
-  /** last labels of the wildcard domains: a query whose last label is not here skips the wildcard walk */
-  private readonly wildcardTails = new Set<string>();
-  /** natd's domain, the subnet's reverse zone, the address-rule domains */
+  /**
+   * The wildcard rules by a hash of their domain (FNV-1a over the characters from the end): wildcardFor walks a name
+   * once from its end and looks up every label-boundary suffix by its running hash, so the hot path allocates
+   * nothing and does one Map lookup per label (slicing a suffix per label cost several times more, see bench/).
+   */
+  private readonly wildcardsByHash = new Map<number, WildcardRule[]>();
+  /**
+   * wildcardFor's results by name (null: no rule). The zone never changes, so an entry never goes stale; the same
+   * names are asked again and again (cache hits), so the walk runs once per name. Bounded: emptied when full, so
+   * a guest asking random names costs a walk per query, as without it, and no memory.
+   */
+  private readonly wildcardMemo = new Map<string, WildcardRule | null>();
   private readonly configuredZones = new Set<string>();
   /** zones inferred from owner names (their parents) */
   private readonly nameZones = new Set<string>();
@@ -84,14 +104,26 @@ export class RecordZone {
 
   /** The address rule covering `name` (the rule of the longest matching domain), or undefined. */
   wildcardFor(name: string): WildcardRule | undefined {
-    if (this.wildcards.size === 0 || !this.wildcardTails.has(name.slice(name.lastIndexOf('.') + 1))) return undefined;
-    for (let at = 0; at >= 0; ) {
-      const rule = this.wildcards.get(at === 0 ? name : name.slice(at));
-      if (rule) return rule;
-      const dot = name.indexOf('.', at);
-      at = dot < 0 ? -1 : dot + 1;
+    if (this.wildcards.size === 0) return undefined;
+    const memo = this.wildcardMemo.get(name);
+    if (memo !== undefined) return memo ?? undefined;
+    const found = this.walkWildcards(name);
+    if (this.wildcardMemo.size >= WILDCARD_MEMO_MAX) this.wildcardMemo.clear();
+    this.wildcardMemo.set(name, found ?? null);
+    return found;
+  }
+
+  private walkWildcards(name: string): WildcardRule | undefined {
+    let best: WildcardRule | undefined;
+    let hash = FNV_OFFSET;
+    for (let i = name.length - 1; i >= 0; i--) {
+      hash = Math.imul(hash ^ name.charCodeAt(i), FNV_PRIME);
+      if (i > 0 && name.charCodeAt(i - 1) !== DOT) continue;
+      const rules = this.wildcardsByHash.get(hash);
+      if (rules === undefined) continue;
+      for (const rule of rules) if (rule.domain.length === name.length - i && name.endsWith(rule.domain)) best = rule;
     }
-    return undefined;
+    return best;
   }
 
   /** Whether a guest's name would shadow an operator record: an owner name, or a name under an address rule. */
@@ -129,8 +161,11 @@ export class RecordZone {
     (configured ? this.configuredZones : this.nameZones).add(zone);
   }
 
-  addWildcardTail(domain: string): void {
-    this.wildcardTails.add(domain.slice(domain.lastIndexOf('.') + 1));
+  indexWildcard(rule: WildcardRule): void {
+    const hash = suffixHash(rule.domain);
+    const list = this.wildcardsByHash.get(hash);
+    if (list) list.push(rule);
+    else this.wildcardsByHash.set(hash, [rule]);
   }
 }
 
@@ -248,7 +283,7 @@ function addWildcard(zone: RecordZone, domain: string, address: string | undefin
   if (!rule) {
     rule = { domain, a: [], aaaa: [], nxdomain: address === undefined, field };
     zone.wildcards.set(domain, rule);
-    zone.addWildcardTail(domain);
+    zone.indexWildcard(rule);
   }
   if ((address === undefined) !== rule.nxdomain) {
     errors.push(`${field}: /${domain}/ is both NXDOMAIN (no address) and answered with an address (${rule.field})`);

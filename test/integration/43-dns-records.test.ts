@@ -150,6 +150,9 @@ describe.skipIf(needsRoot)('issue 15: custom DNS records', () => {
     expect((await dig('ads.blocked.example.test')).status).toBe('NXDOMAIN');
     const rows = JSON.parse(await cli('records', 'list', '--json')) as { kind: string; spec: string; source: string }[];
     expect(rows).toContainEqual({ kind: 'host-record', spec: 'db.ocp.lab,10.77.0.7,fd00::7', source: 'runtime' });
+    const status = JSON.parse(await cli('status', '--json')) as { dns: { records: Record<string, number> } };
+    expect(status.dns.records).toMatchObject({ 'host-record': 5, 'srv-host': 3, address: 2, cname: 2 });
+    expect(await cli('metrics')).toMatch(/natd_dns_records\{bridge="br0",kind="host-record"\} 5/);
     expect(rows).toContainEqual({ kind: 'srv-host', spec: '_etcd-server-ssl._tcp.ocp.lab,etcd-0.ocp.lab,2380,0,10', source: 'config' });
     // a clash is refused with the reason, nothing changed
     const clash = await topo.run(topo.host, [process.execPath, NATD_CLI, 'records', 'add', 'cname=db.ocp.lab,api.ocp.lab', '--control-socket', natd.controlSocket]);
@@ -188,6 +191,9 @@ describe.skipIf(needsRoot)('issue 15: custom DNS records', () => {
     expect((await dig('apps.ocp.lab')).answers).toEqual([`apps.ocp.lab. A ${LB}`]);
     const leases = JSON.parse(await cli('leases', '--json')) as { hostname?: string }[];
     expect(leases.map((l) => l.hostname).filter(Boolean)).toEqual([]);
+    // nor can an operator's runtime reservation take a record's name
+    const resv = await topo.run(topo.host, [process.execPath, NATD_CLI, 'reservations', 'add', '52:54:00:00:00:99', '10.77.0.99', 'api', '--control-socket', natd.controlSocket]);
+    expect(resv.stderr).toMatch(/"api" is a DNS record name/);
     const after = (JSON.parse(await cli('status', '--json')) as { dns: { namesRefused: Record<string, number> } }).dns.namesRefused.record;
     expect((after ?? 0) - (before ?? 0)).toBe(2);
   });

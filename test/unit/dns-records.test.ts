@@ -244,3 +244,20 @@ describe('buildLocalAnswer with records: wire format dig reads', () => {
     expect(nodata.authorities).toMatchObject([{ name: 'ocp.lab', type: 'SOA', data: { minimum: 7 } }]);
   });
 });
+
+describe('guest names never shadow operator records (LeaseNames with operatorName)', () => {
+  it('refuses a lease name that is a record owner or lies under an address rule, counts it as "record", journals the lease without it', async () => {
+    const { LeaseNames } = await import('../../src/daemon/lease-names.js');
+    const zone = zoneOf({ hostRecord: ['api.vm,10.10.0.5'], address: ['/apps.vm/10.10.0.50'] });
+    const local = new LocalNames({ domain: 'vm', subnet, gatewayAddress: gateway });
+    const owns = (name: string) => zone.owns(name.toLowerCase()) || zone.owns(`${name.toLowerCase()}.vm`); // as RecordBook.owns
+    const leases = new LeaseNames(local, { operatorName: owns });
+    const lease = (hostname: string, last: number) => ({ clientId: `01${last}`, mac: `52:54:00:00:00:${last}`, address: ip(`10.10.0.${last}`), expiresAt: 1e12, hostname });
+    const journaled = leases.settle([{ kind: 'bind', lease: lease('api', 20) }, { kind: 'bind', lease: lease('apps', 21) }, { kind: 'bind', lease: lease('free', 22) }]);
+    expect(journaled.map((c) => (c.kind === 'bind' ? c.lease.hostname : undefined))).toEqual([undefined, undefined, 'free']);
+    expect(leases.refusals.record).toBe(2);
+    expect(leases.nameAllowed('API', { clientId: '0130', mac: '52:54:00:00:00:30', address: ip('10.10.0.30') }, false)).toBe(false);
+    expect(resolveLocally(q('api.vm'), zone, local)?.records[0]?.data).toBe('10.10.0.5');
+    expect(resolveLocally(q('free.vm'), zone, local)?.records[0]?.data).toBe('10.10.0.22');
+  });
+});
