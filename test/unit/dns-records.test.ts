@@ -184,6 +184,18 @@ describe('local answers from records (resolveLocally)', () => {
     expect(ask('xapps.ocp.lab')).toBeUndefined();
   });
 
+  it('picks the longest matching address rule, on label boundaries only, the same on every ask', () => {
+    const nested = zoneOf({ address: ['/a.lab/10.0.0.1', '/b.a.lab/10.0.0.2', '/c.b.a.lab/'] });
+    for (let round = 0; round < 2; round++) {
+      expect(nested.wildcardFor('x.b.a.lab')?.domain).toBe('b.a.lab');
+      expect(nested.wildcardFor('b.a.lab')?.domain).toBe('b.a.lab');
+      expect(nested.wildcardFor('x.a.lab')?.domain).toBe('a.lab');
+      expect(nested.wildcardFor('deep.c.b.a.lab')?.nxdomain).toBe(true);
+      expect(nested.wildcardFor('xa.lab')).toBeUndefined();
+      expect(nested.wildcardFor('lab')).toBeUndefined();
+    }
+  });
+
   it('address=/d/ with no address is NXDOMAIN with the SOA of d', () => {
     expect(ask('nx.lab')).toMatchObject({ rcode: DnsRcode.NXDOMAIN, records: [], soa: { zone: 'nx.lab' } });
     expect(ask('deep.down.nx.lab', DnsType.TXT)).toMatchObject({ rcode: DnsRcode.NXDOMAIN });
