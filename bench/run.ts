@@ -25,7 +25,7 @@ import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js'
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
 // issue 15: the local-records scenario
-import { localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
+import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -225,7 +225,7 @@ async function main(): Promise<void> {
       log(`[local records ${run}/${runs}]`);
       done.push(await localRecordsRun(run, { dnsSeconds: s.dnsSeconds, maxQps: s.dnsMaxQps.hit, natdArgs, log }));
     }
-    process.stdout.write(`\n${localRecordsTable(done)}`);
+    process.stdout.write(`\n${localRecordsTable(done, answerStepCost())}`);
     log(`\nlocal records only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
     return;
   }

@@ -15,6 +15,11 @@ import { makeSeedLeases } from './seed-leases.js';
 import { startServer, type RunningServer } from './servers.js';
 import { fmt, median, textTable } from './stats.js';
 import { BenchNetwork } from './topology.js';
+import { LocalNames } from '../../src/dns/local-names.js';
+import { resolveLocally } from '../../src/dns/local-resolver.js';
+import { parseRecordSettings } from '../../src/dns/record-config.js';
+import { buildRecordZone } from '../../src/dns/record-zone.js';
+import { parseCidr } from '../../src/net/ipv4.js';
 
 export const RECORD_COUNT = 1000;
 
@@ -115,7 +120,36 @@ export async function localRecordsRun(run: number, s: LocalRecordsSettings): Pro
   }
 }
 
-export function localRecordsTable(runs: readonly LocalRecordsRun[]): string {
+/**
+ * The same question in-process, free of the network and of other load on the machine: the local-answer step of the
+ * pipeline (resolveLocally) for the 100 hit names, with no records and with the 1,000, alternating for 12 rounds of
+ * 200,000 questions each; the fastest round of each counts (the least disturbed). Nanoseconds per question.
+ */
+export function answerStepCost(): { emptyNs: number; recordsNs: number } {
+  const { address, subnet } = parseCidr('10.77.0.1/16')!;
+  const names = new LocalNames({ domain: 'vm', subnet, gatewayAddress: address });
+  for (let i = 0; i < 100; i++) names.setHost(`s${i}`, address + 10 + i, 'lease');
+  const specs = parseRecordSettings(recordConfig().config, { domain: 'vm' }).specs;
+  const zones = {
+    emptyNs: buildRecordZone([], { domain: 'vm', subnet, ttl: 0, serverName: 'gateway.vm' }).zone,
+    recordsNs: buildRecordZone(specs, { domain: 'vm', subnet, ttl: 0, serverName: 'gateway.vm' }).zone,
+  };
+  // flat strings, as parseQuery makes them
+  const questions = Array.from({ length: 100 }, (_, i) => ({ name: Buffer.from(`h${i}.bench.test`).toString('latin1'), type: 1, class: 1 }));
+  const best = { emptyNs: Infinity, recordsNs: Infinity };
+  const N = 200_000;
+  for (let round = 0; round < 12; round++) {
+    for (const key of ['emptyNs', 'recordsNs'] as const) {
+      const zone = zones[key];
+      const t0 = performance.now();
+      for (let i = 0; i < N; i++) resolveLocally(questions[i % 100]!, zone, names);
+      best[key] = Math.min(best[key], ((performance.now() - t0) * 1e6) / N);
+    }
+  }
+  return best;
+}
+
+export function localRecordsTable(runs: readonly LocalRecordsRun[], step?: { emptyNs: number; recordsNs: number }): string {
   const m = (f: (r: LocalRecordsRun) => number) => median(runs.map(f));
   const plain = m((r) => r.plain.qps);
   const records = m((r) => r.records.qps);
@@ -127,6 +161,10 @@ export function localRecordsTable(runs: readonly LocalRecordsRun[]): string {
     ['CPU s per 10,000 hits, plain / with records', `${fmt(m((r) => r.plain.cpuPer10k))} / ${fmt(m((r) => r.records.cpuPer10k))}`],
     ['answers from the records (A, CNAME chain, SRV, TXT, MX, wildcard): queries/s', fmt(m((r) => r.recordAnswers.qps))],
     ['  NOERROR share', `${(m((r) => r.recordAnswers.noerror) * 100).toFixed(1)}%`],
+    ...(step ? [
+      ['in-process local-answer step per hit, no records / 1,000 records: ns', `${fmt(step.emptyNs)} / ${fmt(step.recordsNs)}`],
+      ['  the difference as a share of natd\'s CPU per plain hit', `${(((step.recordsNs - step.emptyNs) / (m((r) => r.plain.cpuPer10k) * 1e5)) * 100).toFixed(2)}%`],
+    ] : []),
   ];
   const perRun = runs.map((r) => [String(r.run), fmt(r.plain.qps), fmt(r.records.qps), (r.records.qps / r.plain.qps).toFixed(3), fmt(r.recordAnswers.qps)]);
   return `Local records (issue 15), medians of ${runs.length} run(s), natd only, dnsperf 100 outstanding\n${textTable(['what', 'natd'], rows)}\n` +
