@@ -128,7 +128,7 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --mx-host NAME[,TARGET][,PREFERENCE]               (default target: natd's own name, preference 1)
   --ptr-record NAME[,TARGET]
   --address /DOMAIN[/DOMAIN...]/[ADDRESS]            the domain and every name under it; IPv6 → AAAA;
-                                                     no address: NXDOMAIN; leases and hosts names win per name
+                                                     no address: NXDOMAIN; hosts/reservation names win per name
   --local-ttl SECONDS      TTL of natd's own answers (default 0, as dnsmasq)
 
 Examples:

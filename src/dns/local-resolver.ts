@@ -7,7 +7,8 @@
  *      a type the records do not hold falls back to the hosts-file / reservation name of the same owner, else NODATA;
  *   2. the gateway, hosts files, reservations, leases (LocalNames, with its own precedence);
  *   3. an `address=/d/` rule covering the name ("/etc/hosts and DHCP leases override this for individual names",
- *      dnsmasq(8)); a guest's lease can never claim a name an operator record or address rule covers (LeaseNames);
+ *      dnsmasq(8)); unlike dnsmasq, a guest's lease never claims a name an operator record or address rule covers
+ *      (LeaseNames refuses it), so only the operator's own names override a rule;
  *   4. nothing: the caller's policy (domain-needed, bogus-priv, forward).
  *
  * CNAME: the chain is followed while its targets are local, and the answer carries every CNAME and the final
