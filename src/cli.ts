@@ -58,6 +58,15 @@ export const DAEMON_OPTIONS = {
   'dns-max-tcp-per-client': { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
   'guest-to-host': { type: 'string', multiple: true },
+  // issue 15: custom DNS records, dnsmasq's option names and value syntax
+  'host-record': { type: 'string', multiple: true },
+  cname: { type: 'string', multiple: true },
+  'srv-host': { type: 'string', multiple: true },
+  'txt-record': { type: 'string', multiple: true },
+  'mx-host': { type: 'string', multiple: true },
+  'ptr-record': { type: 'string', multiple: true },
+  address: { type: 'string', multiple: true },
+  'local-ttl': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -72,6 +81,8 @@ Usage:
   natd leases --watch [--json]          stream lease events: the live leases (old), then add/old/del/renew
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
+  natd records list|add|remove [KIND=VALUE] [--bridge NAME] [--json]
+                                        custom DNS records at runtime, e.g. records add host-record=db.lab,10.10.0.7
   natd reload [--bridge NAME]
   natd metrics [--bridge NAME]          Prometheus text from the running daemon
   natd demo                             a safe first try in throwaway namespaces
@@ -116,6 +127,17 @@ Daemon options:
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
   --dhcp-script PATH       run PATH add|old|del MAC IP [HOSTNAME] for each lease event, as dnsmasq does
   --dhcp-script-timeout T  kill a script run after T (default 10s); runs are serial and never block DHCP
+
+DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: hostRecord, cname, srvHost, ...):
+  --host-record NAME[,NAME...],[IPV4][,IPV6][,TTL]   A/AAAA for the names, PTR for the first
+  --cname ALIAS[,ALIAS...],TARGET[,TTL]               followed locally when TARGET is natd's own
+  --srv-host _SERVICE._PROTO[.NAME][,TARGET[,PORT[,PRIORITY[,WEIGHT]]]]
+  --txt-record NAME[,"TEXT"...]
+  --mx-host NAME[,TARGET][,PREFERENCE]               (default target: natd's own name, preference 1)
+  --ptr-record NAME[,TARGET]
+  --address /DOMAIN[/DOMAIN...]/[ADDRESS]            the domain and every name under it; IPv6 → AAAA;
+                                                     no address: NXDOMAIN; hosts/reservation names win per name
+  --local-ttl SECONDS      TTL of natd's own answers (default 0, as dnsmasq)
 
 Examples:
   natd --bridge virbr10
@@ -181,6 +203,15 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
     dhcpScript: v['dhcp-script'],
     dhcpScriptTimeout: numberOrText(v['dhcp-script-timeout']),
+    // issue 15: custom DNS records
+    hostRecord: v['host-record'],
+    cname: v.cname,
+    srvHost: v['srv-host'],
+    txtRecord: v['txt-record'],
+    mxHost: v['mx-host'],
+    ptrRecord: v['ptr-record'],
+    address: v.address,
+    localTtl: numberOrText(v['local-ttl']),
   };
 }
 

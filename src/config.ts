@@ -12,6 +12,9 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+// issue 15: custom DNS records
+import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
+import type { SourcedSpec } from './dns/record-zone.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -60,6 +63,15 @@ export interface RawSettings {
   /** issue 16: lease events: dnsmasq's dhcp-script, and how long one run may take */
   dhcpScript?: unknown;
   dhcpScriptTimeout?: unknown;
+  // issue 15: custom DNS records, each in its dnsmasq option's value syntax; the TTL of natd's own answers
+  hostRecord?: unknown;
+  cname?: unknown;
+  srvHost?: unknown;
+  txtRecord?: unknown;
+  mxHost?: unknown;
+  ptrRecord?: unknown;
+  address?: unknown;
+  localTtl?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -151,6 +163,15 @@ const settingsSchema = z
     // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
     dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
     dhcpScriptTimeout: durationSeconds.pipe(z.number().max(3600, 'at most 1h')).default(10),
+    // issue 15: custom DNS records (dnsmasq syntax, parsed in resolveConfig) and --local-ttl
+    hostRecord: z.array(z.string()).default([]),
+    cname: z.array(z.string()).default([]),
+    srvHost: z.array(z.string()).default([]),
+    txtRecord: z.array(z.string()).default([]),
+    mxHost: z.array(z.string()).default([]),
+    ptrRecord: z.array(z.string()).default([]),
+    address: z.array(z.string()).default([]),
+    localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
   })
   .strict();
 
@@ -208,6 +229,10 @@ export interface Config {
   readonly dhcpScript: string | undefined;
   /** a script run longer than this is killed, seconds */
   readonly dhcpScriptTimeoutSeconds: number;
+  /** issue 15: the operator's DNS records (host-record, cname, srv-host, txt-record, mx-host, ptr-record, address) */
+  readonly records: readonly SourcedSpec[];
+  /** issue 15: TTL of natd's own answers (dnsmasq's local-ttl) */
+  readonly localTtl: number;
 }
 
 export interface MetricsListen {
@@ -353,6 +378,13 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     if (why) problems.push(`dhcpScript: ${s.dhcpScript} ${why}`);
   }
 
+  // issue 15: the records as one set, checked against each other and against the reservations' names
+  const recordSettings = { hostRecord: s.hostRecord, cname: s.cname, srvHost: s.srvHost, txtRecord: s.txtRecord, mxHost: s.mxHost, ptrRecord: s.ptrRecord, address: s.address };
+  const parsedRecords = parseRecordSettings(recordSettings, { domain: s.domain });
+  problems.push(...parsedRecords.problems);
+  const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
+  problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
+
   if (problems.length) throw configError(problems);
 
   return Object.freeze({
@@ -391,6 +423,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
     dhcpScript: s.dhcpScript,
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
+    records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
+    localTtl: s.localTtl,
   });
 }
 

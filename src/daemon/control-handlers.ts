@@ -10,10 +10,13 @@ import type { Firewall } from '../nft/firewall.js';
 import type { ReservationBook } from './reservations.js';
 import type { LeaseEvents } from './lease-events.js';
 import { ControlStream } from '../control/stream.js';
+import type { RecordBook } from './record-book.js';
 
 export interface ControlTargets {
   core: DhcpServerCore;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records; undefined with --no-dns */
+  records: RecordBook | undefined;
   /** undefined with --no-firewall */
   firewall: Firewall | undefined;
   now: () => number;
@@ -38,6 +41,10 @@ export function controlHandlers(t: ControlTargets): Record<string, ControlHandle
     if (!t.firewall) throw new NatdError(ErrorCodes.CONFIG, 'the firewall is disabled (--no-firewall)');
     return t.firewall;
   };
+  const needRecords = (): RecordBook => {
+    if (!t.records) throw new NatdError(ErrorCodes.CONFIG, 'the DNS server is disabled (--no-dns)');
+    return t.records;
+  };
   return {
     status: () => t.status(),
     leases: () => leaseRows(t.core, t.now()),
@@ -49,6 +56,10 @@ export function controlHandlers(t: ControlTargets): Record<string, ControlHandle
     'forwards.list': () => needFirewall().listForwards(),
     'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
     'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
+    // issue 15: custom DNS records
+    'records.list': () => needRecords().rows(),
+    'records.add': (args) => needRecords().add(args),
+    'records.remove': (args) => needRecords().remove(args),
     reload: () => t.reload(),
     metrics: () => t.metrics(),
   };

@@ -45,6 +45,8 @@ import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
 import { LeaseEvents } from './lease-events.js';
 import { LeaseScriptSlot } from './lease-script.js';
+// issue 15: custom DNS records
+import { RecordBook } from './record-book.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -73,6 +75,8 @@ interface Running {
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   dns: DnsParts | undefined;
   dhcp: DhcpTransport;
   firewall: Firewall | undefined;
@@ -128,11 +132,11 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
-  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
   const running: Running = {
-    config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined,
+    config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
   };
   running.control = await startControl(running, ctx);
@@ -162,6 +166,8 @@ interface State {
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   /** probes offers (unless --no-ping) and always the addresses guests decline */
   conflicts: ConflictDetector;
 }
@@ -172,7 +178,11 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   stack.push('lease store', () => store.close());
   const initialReservations = await loadReservations(config, bridge, logger);
 
-  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
+  // issue 15: the operator's records come before the guest names: a lease may never take a record's name
+  let reservationBook: ReservationBook | undefined;
+  const reservedNames = () => (reservationBook?.all() ?? initialReservations).flatMap((r) => (r.hostname ? [{ name: r.hostname, field: `the ${r.source} reservation ${r.mac}` }] : []));
+  const records = config.dns ? await RecordBook.load(config, { subnet: bridge.subnet, logger, reservedNames }) : undefined;
+  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now, ...(records ? { operatorName: records.owns } : {}) }) : undefined;
   // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
   const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
   stack.push('conflict probe', () => probe.close());
@@ -194,12 +204,14 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
+    ...(records ? { recordName: records.holdsName } : {}), // issue 15
     onChange: (list) => {
       core.setReservations([...list]);
       names?.setReservations(list);
     },
   });
-  return { store, core, names, reservations, conflicts, events, script };
+  reservationBook = reservations;
+  return { store, core, names, reservations, records, conflicts, events, script };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -252,7 +264,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
   );
 }
 
-async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context): Promise<DnsParts> {
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now });
@@ -278,13 +290,14 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     logger,
     maxPendingPerClient: config.dnsMaxPendingPerClient,
     maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
+    ...(records ? { records } : {}),
   });
   server.start();
   stack.push('dns', () => server.close());
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  return { server, cache, upstream, leaseNames: names.leases };
+  return { server, cache, upstream, leaseNames: names.leases, records };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts, events }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
@@ -326,6 +339,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
   const control = new ControlServer(running.config.controlSocket, controlHandlers({
     core: running.core,
     reservations: running.reservations,
+    records: running.records,
     firewall: running.firewall,
     now,
     events: running.events,
@@ -350,6 +364,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   running.config = config;
   running.script.configure(config);
   await running.names?.loadStatic(config, ctx.logger);
+  await running.records?.reload(config); // issue 15
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }

@@ -52,6 +52,8 @@ export interface MetricsInput {
     limited?: Readonly<Record<string, number>>;
     /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
     namesRefused?: Readonly<Record<string, number>>;
+    /** issue 15: custom DNS records configured, by kind (host-record, cname, …) */
+    records?: Readonly<Record<string, number>>;
   };
   /** absent when natd manages no firewall */
   firewall?: {
@@ -194,10 +196,13 @@ function families(m: MetricsInput): Family[] {
     if (m.dns.namesRefused) {
       out.push({
         name: 'natd_dns_names_refused_total',
-        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
+        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied, an operator DNS record).',
         type: 'counter',
         samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
       });
+    }
+    if (m.dns.records) { // issue 15
+      out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
     }
   }
   if (m.firewall) {

@@ -12,6 +12,7 @@ import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
+import type { RecordBook } from './record-book.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -19,6 +20,8 @@ export interface DnsParts {
   upstream: UpstreamClient;
   /** undefined only in tests that build DNS without the lease names */
   leaseNames: LeaseNames | undefined;
+  /** issue 15: custom DNS records */
+  records?: RecordBook | undefined;
 }
 
 export interface Observed {
@@ -50,12 +53,13 @@ export function metricsInput(o: Observed): MetricsInput {
   };
 }
 
-function dnsMetrics({ server, cache, upstream, leaseNames }: DnsParts): NonNullable<MetricsInput['dns']> {
+function dnsMetrics({ server, cache, upstream, leaseNames, records }: DnsParts): NonNullable<MetricsInput['dns']> {
   const s = server.stats();
   const up = upstream.stats();
   return {
     queries: s.queries, cacheHits: s.cacheHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
+    ...(records ? { records: records.countsByKind() } : {}),
   };
 }
 
@@ -66,7 +70,7 @@ export function statusOf(o: Observed): Record<string, unknown> {
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
     dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), ...(o.script ? { script: o.script } : {}) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
+    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals, records: o.dns.records?.countsByKind() } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
   };

@@ -20,6 +20,8 @@ import type { Lease, Reservation } from '../dhcp/types.js';
 import { reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
+// issue 15: custom DNS records carry over
+import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
 
 export { RESERVATIONS_FILE } from './import-writer.js';
 
@@ -208,15 +210,36 @@ const HANDLERS: Record<string, Handler> = {
   },
 };
 
+// ---- issue 15: custom DNS records, addn-hosts and local-ttl ------------------------------------------------------
+
+/** host-record, cname, srv-host, txt-record, mx-host, ptr-record, address: the same syntax in natd's config. */
+function recordHandler(kind: RecordKind): Handler {
+  return (value, line, c) => {
+    const parsed = parseRecordSpec(kind, value ?? '');
+    if (!parsed.ok) return problem(c, line, `${OPTION_OF[kind]}=${value ?? ''}: ${parsed.error}; not imported`);
+    const settings = c.out.settings as Record<string, unknown>;
+    settings[kind] = [...((settings[kind] as string[] | undefined) ?? []), formatRecordSpec(parsed.spec)];
+  };
+}
+
+const RECORD_HANDLERS: Record<string, Handler> = {
+  ...Object.fromEntries(RECORD_KINDS.map((kind) => [OPTION_OF[kind], recordHandler(kind)])),
+  'addn-hosts'(value, line, c) {
+    if (!value) return problem(c, line, 'addn-hosts= without a path');
+    // paths are made absolute against the conf's directory in importDnsmasq
+    c.out.settings.addnHosts = [...((c.out.settings.addnHosts as string[] | undefined) ?? []), value];
+  },
+  'local-ttl'(value, line, c) {
+    if (value === undefined || !/^\d{1,10}$/.test(value) || Number(value) > 2_147_483_647) return problem(c, line, `local-ttl=${value ?? ''}: not a number of seconds`);
+    c.out.settings.localTtl = Number(value);
+  },
+};
+
 /** Known options natd has no equivalent for (the operator must decide). */
 const UNSUPPORTED: Record<string, string> = {
   'dhcp-option': 'natd sends router, DNS server, domain and routes from its own config',
   'dhcp-option-force': 'natd sends router, DNS server, domain and routes from its own config',
   'dhcp-hostsdir': 'natd reads one hostsfile; concatenate the directory into it',
-  'addn-hosts': 'natd answers names of leases and reservations only',
-  address: 'natd has no fixed DNS answers',
-  'host-record': 'natd has no fixed DNS answers; use a reservation with a name',
-  cname: 'natd has no CNAME records',
   'dhcp-boot': 'natd does not serve PXE boot',
   'enable-tftp': 'natd does not serve TFTP',
   'dhcp-match': 'natd has no tags',
@@ -354,7 +377,7 @@ export function parseDnsmasqConf(text: string, file: string): ParsedDnsmasqConf 
     }
     const option = splitOption(lines[i]!);
     if (!option) continue;
-    const handler = Object.hasOwn(HANDLERS, option.name) ? HANDLERS[option.name] : undefined;
+    const handler = Object.hasOwn(HANDLERS, option.name) ? HANDLERS[option.name] : Object.hasOwn(RECORD_HANDLERS, option.name) ? RECORD_HANDLERS[option.name] : undefined;
     if (handler) handler(option.value, line, c);
     else if (Object.hasOwn(NO_EFFECT, option.name)) ignore(c, line, option.name, NO_EFFECT[option.name]!);
     else if (Object.hasOwn(UNSUPPORTED, option.name)) problem(c, line, `${option.name}: not supported (${UNSUPPORTED[option.name]})`);
@@ -445,6 +468,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
+  if (Array.isArray(settings.addnHosts)) settings.addnHosts = (settings.addnHosts as string[]).map((p) => resolve(baseDir, p)); // issue 15
   try {
     resolveConfig({}, settings);
   } catch (err) {

@@ -80,7 +80,7 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     const journaled = names.settle([bind(claimant)]);
     expect(journaled).toEqual([bind(lease('01bb', '10.10.0.20', undefined, '52:54:00:00:00:02'))]);
     expect(addressOf('db.vm')).toEqual(['10.10.0.10']);
-    expect(names.refusals).toEqual({ held: 1, reserved: 0, denied: 0 });
+    expect(names.refusals).toEqual({ held: 1, reserved: 0, denied: 0, record: 0 });
     expect(logger.limited).toEqual([expect.objectContaining({ key: 'dns:name-refused:held', fields: expect.objectContaining({ name: 'db', address: '10.10.0.20', holderAddress: '10.10.0.10' }) })]);
 
     names.settle([bind(holder), bind(claimant)]); // both renew: nothing moves
@@ -157,7 +157,7 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     expect(names.nameAllowed('db', claimant, true)).toBe(false);
     expect(names.nameAllowed('files', claimant, true)).toBe(false);
     expect(names.nameAllowed('wpad', claimant, true)).toBe(false);
-    expect(names.refusals).toEqual({ held: 1, reserved: 1, denied: 1 });
+    expect(names.refusals).toEqual({ held: 1, reserved: 1, denied: 1, record: 0 });
     expect(logger.limited.length).toBe(3);
     expect(names.nameAllowed('db', { ...claimant, clientId: '01aa', address: ip('10.10.0.10') }, true)).toBe(true); // its holder
     expect(names.nameAllowed('web', claimant, true)).toBe(true);
