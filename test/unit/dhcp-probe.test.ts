@@ -161,7 +161,7 @@ describe('DhcpTransport with conflict probing', () => {
     const core = new DhcpServerCore(
       { serverAddress: server, subnet: makeSubnet(server, 24), router: server, dnsServers: [], leaseTimeSeconds: 3600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') },
       [],
-      { isKnownInUse: conflicts.isKnownInUse },
+      { conflictVerdict: conflicts.cached },
     );
     const socket = new FakeSocket();
     const warnings: Record<string, unknown>[] = [];
