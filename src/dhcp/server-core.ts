@@ -247,6 +247,8 @@ export class DhcpServerCore {
    * tries again. DECLINE: 'in-use' confirms it; anything else does not. Expired leases are reported first, as in handle.
    */
   probeDone(request: DhcpRequest, address: number, verdict: ProbeVerdict, now: number, opts: HandleOptions = {}): CoreResult {
+    const asks = request.type === DhcpMessageType.DISCOVER || request.type === DhcpMessageType.DECLINE;
+    if (!asks) return ignore('ignore:unexpected-type'); // no other message asks for a probe
     return this.run(request, now, opts, { address: address >>> 0, verdict });
   }
 
@@ -263,10 +265,9 @@ export class DhcpServerCore {
     // Only a relay agent sets giaddr, and natd serves its own bridge only: a guest claiming to be a relay would have
     // the reply sent to whatever address it names (dnsmasq answers relays only for a configured dhcp-range there).
     if (req.giaddr !== 0) return ignore('ignore:relayed');
-    if (probed && req.type !== DhcpMessageType.DISCOVER && req.type !== DhcpMessageType.DECLINE) return ignore('ignore:unexpected-type');
     switch (req.type) {
       case DhcpMessageType.DISCOVER:
-        return probed?.verdict === 'busy' ? ignore('ignore:probe-busy') : this.discover(req, now, serverId, probed);
+        return this.discover(req, now, serverId, probed);
       case DhcpMessageType.REQUEST:
         return this.request(req, now, serverId);
       case DhcpMessageType.DECLINE:
@@ -287,20 +288,10 @@ export class DhcpServerCore {
    * offered and another address is chosen; found free (or not probeable), it is offered without another probe.
    */
   private discover(req: Req, now: number, serverId: number, probed?: Probed): CoreResult {
-    const inUse = probed?.verdict === 'in-use' ? probed.address : undefined;
-    if (inUse !== undefined && this.pool.heldFor(req.clientId, now) === inUse) this.pool.releaseHold(req.clientId);
-    const avoid = [this.avoidedBy(req.clientId, now), inUse].filter((a): a is number => a !== undefined);
-    let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
-    if (address === undefined) {
-      // The range is full. An offer nobody REQUESTed is only a promise: the oldest goes to this client instead, so a
-      // DISCOVER flood from invented MACs cannot starve real clients (Kea holds nothing for an offer by default).
-      address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
-      if (address === undefined) return ignore('ignore:pool-exhausted');
-      this.offersReclaimed++;
-    }
-    // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
-    this.pool.hold(req.clientId, address, now + this.offerHoldMs);
-    // held while the probe runs, so no other DISCOVER is offered it meanwhile
+    // no verdict: never an unprobed offer; the client's retransmission tries again
+    if (probed?.verdict === 'busy') return ignore('ignore:probe-busy');
+    const address = this.chooseAndHold(req, now, probed);
+    if (address === undefined) return ignore('ignore:pool-exhausted');
     if (this.needsProbe(req, address, probed)) return { changes: [], outcome: 'probe:offer', probe: { address } };
     const leaseSeconds = this.leaseSecondsFor(req);
     const hostname = this.hostnameFor(req, address, false);
@@ -309,6 +300,31 @@ export class DhcpServerCore {
       changes: [],
       outcome: 'offer',
     };
+  }
+
+  /**
+   * The address to offer the client, held for it (also while its probe runs, so no other DISCOVER is offered it).
+   * The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
+   */
+  private chooseAndHold(req: Req, now: number, probed: Probed | undefined): number | undefined {
+    const avoid = [this.avoidedBy(req.clientId, now), this.foundInUse(req, now, probed)].filter((a): a is number => a !== undefined);
+    let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
+    if (address === undefined) {
+      // The range is full. An offer nobody REQUESTed is only a promise: the oldest goes to this client instead, so a
+      // DISCOVER flood from invented MACs cannot starve real clients (Kea holds nothing for an offer by default).
+      address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
+      if (address === undefined) return undefined;
+      this.offersReclaimed++;
+    }
+    this.pool.hold(req.clientId, address, now + this.offerHoldMs);
+    return address;
+  }
+
+  /** The address a probe just found in use for this client: not offered to it again, and no longer held for it. */
+  private foundInUse(req: Req, now: number, probed: Probed | undefined): number | undefined {
+    if (probed?.verdict !== 'in-use') return undefined;
+    if (this.pool.heldFor(req.clientId, now) === probed.address) this.pool.releaseHold(req.clientId);
+    return probed.address;
   }
 
   /**
@@ -378,7 +394,8 @@ export class DhcpServerCore {
 
   /**
    * DECLINE: the client says the address is in use (its ARP check was answered). Trusted only when our own probe
-   * confirms it (`probed`; without one the core asks for it, 'probe:decline'); then the address is quarantined, bounded.
+   * confirms it (`probed`; without one the core asks for a fresh probe, 'probe:decline': a "free" remembered from the
+   * offer's probe is what the client disputes); then the address is quarantined, bounded.
    * Unconfirmed, nothing is quarantined: the client's own offer and lease on the address end (it gave the address
    * up, RFC 2131 §3.1 step 5, and nobody else is affected) and it is not offered that address again for the
    * quarantine time, so a client whose check saw something our probe did not is not sent round in a loop.
@@ -391,7 +408,6 @@ export class DhcpServerCore {
     const offered = this.pool.heldFor(req.clientId, now);
     // Only the client holding the address may decline it, or one host could quarantine the whole pool.
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
-    // a fresh probe: a "free" remembered from the offer's probe is exactly what the client disputes
     if (probed === undefined) return { changes: [], outcome: 'probe:decline', probe: { address } };
     const changes: LeaseChange[] = [];
     this.pool.releaseHold(req.clientId);

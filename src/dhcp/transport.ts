@@ -239,6 +239,7 @@ export class DhcpTransport {
     });
   }
 
+  /** Hands a probe's verdict to the core (an address in use is logged) and settles what it decides. */
   private verdict(waited: Waiting, address: number, verdict: ProbeVerdict): void {
     const { request, from } = waited;
     if (verdict === 'in-use') {
