@@ -88,9 +88,6 @@ export class ConflictDetector {
     this.now = opts.now ?? Date.now;
   }
 
-  /** True while a recent probe saw the address answered by another host. */
-  isKnownInUse = (address: number): boolean => this.cached(address) === 'in-use';
-
   /** The remembered verdict for an address, if still fresh (the DHCP core's CoreDeps.conflictVerdict). */
   cached = (address: number): 'in-use' | 'free' | undefined => {
     const entry = this.cache.get(address >>> 0);

@@ -46,13 +46,13 @@ describe('ConflictDetector', () => {
     p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
     p.answer('10.0.0.6', { answered: false });
     expect([await busy, await idle]).toEqual(['in-use', 'free']);
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
     expect(d.cached(ip('10.0.0.6'))).toBe('free');
     now += 3000;
     expect(d.cached(ip('10.0.0.6'))).toBeUndefined();
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
     now += 57_000;
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(false);
+    expect(d.cached(ip('10.0.0.5'))).toBeUndefined();
     expect(d.stats()).toMatchObject({ probes: 2, inUse: 1 });
   });
 
@@ -391,6 +391,6 @@ describe('ConflictDetector fresh checks', () => {
     expect(p.calls).toHaveLength(2);
     p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
     expect(await fresh).toBe('in-use');
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
   });
 });
