@@ -188,7 +188,8 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   stack.push('conflict probe', () => probe.close());
   const conflicts = new ConflictDetector({ probe: probe.probe, maxConcurrent: probe.maxConcurrent, now: sys.now });
   const core = buildCore(config, bridge, range, initialReservations, {
-    ...(config.conflictProbe ? { isKnownInUse: conflicts.isKnownInUse } : {}),
+    // the core decides which offers wait for a probe (none with --no-ping); the transport runs the probes it asks for
+    ...(config.conflictProbe ? { conflictVerdict: conflicts.cached } : {}),
     ...(names ? { nameAllowed: names.nameAllowed } : {}),
   });
   const restored = store.load(sys.now());
@@ -316,7 +317,6 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
     logger,
     now: sys.now,
     conflicts,
-    probeOffers: config.conflictProbe,
   });
   dhcp.start();
   stack.push('dhcp', () => dhcp.close());
