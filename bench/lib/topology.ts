@@ -1,5 +1,5 @@
 /**
- * The benchmark's network: the integration tests' namespace bench (test/integration/support/netns.ts, reused as
+ * The benchmark's network: the integration tests' namespace bench (test/support/netns.ts, reused as
  * is) with three changes a 10,000-lease benchmark needs, all inside the namespaces it owns:
  *   - br0 gets a /16 (10.77.0.1/16) instead of the tests' /24, so the pool holds far more than 10,000 leases;
  *   - vm1 is the DHCP load generator's namespace (eth0 stays without an address, like a real DHCP client);
@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BRIDGE, GATEWAY, SUBNET_PREFIX, Topology, UPLINK_WAN } from '../../test/integration/support/netns.js';
+import { BRIDGE, GATEWAY, SUBNET_PREFIX, Topology, UPLINK_WAN } from '../../test/support/netns.js';
 
 export { BRIDGE, GATEWAY, UPLINK_WAN };
 

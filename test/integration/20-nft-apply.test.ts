@@ -22,7 +22,7 @@ import {
 import type { NftOptions } from '../../src/nft/runner.js';
 import { startHealer } from '../../src/nft/healer.js';
 import { buildForwardChange, buildRuleset, EXAMPLE_INPUT, TABLE_FAMILY, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
-import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from './support/netns.js';
+import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
 
 const NFT = '/usr/sbin/nft';

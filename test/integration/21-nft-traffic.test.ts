@@ -9,7 +9,7 @@ import { parseCidr } from '../../src/net/ipv4.js';
 import { applyAndVerify, applyBatch } from '../../src/nft/apply.js';
 import type { NftOptions } from '../../src/nft/runner.js';
 import { buildForwardChange, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
-import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
+import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
 
 const NFT = '/usr/sbin/nft';

@@ -11,9 +11,9 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, type Vm } from './support/netns.js';
-import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture, type CapturedDhcp } from './support/dhcp-sim.js';
+import { GATEWAY, isRoot, Topology, type Vm } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture, type CapturedDhcp } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;

@@ -8,8 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const WEB = '10.77.0.50';
 const DB = '10.77.0.60';
@@ -63,11 +64,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     hostsfile = path.join(tempDir('natd-fw-hosts-'), 'hostsfile');
     writeFileSync(hostsfile, `# reservations\n${topo.vm(1).mac},${WEB},web\n`);
     upstreamLog = path.join(tempDir('natd-fw-upstream-'), 'queries.log');
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', upstreamLog]);
-    await new Promise<void>((resolve, reject) => {
-      upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
 
     // IPv6 routed through the host (the bridge and the uplink), forwarding on in the host namespace only
     const vm1 = topo.vm(1).ns;

@@ -1,8 +1,8 @@
 /** `natd demo` is a newcomer's first command: it must succeed and leave nothing behind. */
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { isRoot, listNamespaces } from './support/netns.js';
-import { NATD_CLI } from './support/natd-process.js';
+import { isRoot, listNamespaces } from '../support/netns.js';
+import { NATD_CLI } from '../support/natd-process.js';
 
 describe.skipIf(!isRoot() && !process.env.CI)('natd demo', () => {
   it('shows leases, names and NAT, then deletes its namespaces', async () => {

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, waitForListener } from './support/natd-process.js';
+import { isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, waitForListener } from '../support/natd-process.js';
 
 /** Resolves with everything the child printed once `text` appears on its stdout. */
 function waitForOutput(child: ChildProcess, text: string, timeoutMs = 10_000): Promise<void> {

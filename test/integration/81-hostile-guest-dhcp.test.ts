@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { isRoot, Topology } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture } from './support/dhcp-sim.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;

@@ -8,8 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -75,20 +76,12 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     await topo.stop(child, 5000);
   }
 
-  async function startUpstream(log: string): Promise<void> {
-    const child = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', log]);
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
-  }
-
   const natdArgs = ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', DOMAIN, '--no-firewall'];
 
   beforeAll(async () => {
     topo = Topology.create({ vms: 7 });
     upstreamLog = path.join(tempDir('natd-names-upstream-'), 'queries.log');
-    await startUpstream(upstreamLog);
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
     natd = await startNatd(topo, natdArgs);
     await topo.run(topo.vm(VM.observer).ns, ['ip', 'addr', 'add', `${OBSERVER_ADDR}/24`, 'dev', 'eth0']);
   }, 60_000);

@@ -19,8 +19,8 @@ import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../.
 import { DhcpOption } from '../../src/dhcp/types.js';
 import type { DnsUdpTransport, UdpHandlers } from '../../src/dns/udp-transport.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
-import { FakeNft } from './support/fake-nft.js';
-import { recordingLogger } from './support/recording-logger.js';
+import { FakeNft } from '../support/fake-nft.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
 const GATEWAY = '10.77.0.1';

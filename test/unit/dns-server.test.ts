@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -15,7 +14,7 @@ import { LocalNames } from '../../src/dns/local-names.js';
 import { DnsServer, isUnicastAddress } from '../../src/dns/server.js';
 import { DgramUdpTransport, type DnsUdpTransport, type UdpHandlers } from '../../src/dns/udp-transport.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
-import { startFakeUpstream } from './support/fake-upstream.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.mjs';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -129,9 +128,9 @@ function tcpSession(port: number): { socket: net.Socket; replies: (count: number
 describe('DnsServer', () => {
   let dir: string;
   let logFile: string;
-  let fake: { port: number; child: ChildProcess };
+  let fake: FakeUpstream;
   const harnesses: Harness[] = [];
-  const children: ChildProcess[] = [];
+  const others: FakeUpstream[] = [];
 
   const upstreamLog = async (): Promise<string[]> => (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean);
   const serve = async (...args: Parameters<typeof startServer>): Promise<Harness> => {
@@ -143,11 +142,11 @@ describe('DnsServer', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'natd-dns-server-'));
     logFile = join(dir, 'queries.log');
-    fake = await startFakeUpstream(logFile);
+    fake = await startFakeUpstream({ log: logFile });
   });
   afterAll(async () => {
-    fake.child.kill();
-    for (const c of children) c.kill();
+    fake.close();
+    for (const o of others) o.close();
     await rm(dir, { recursive: true, force: true });
   });
   afterEach(async () => {
@@ -179,8 +178,8 @@ describe('DnsServer', () => {
   it('coalesces identical questions in flight into one upstream query', async () => {
     const slowLog = join(dir, 'slow.log');
     // long enough that all five are sent while the first is upstream, even on a loaded machine
-    const slow = await startFakeUpstream(slowLog, ['--delay-ms', '600']);
-    children.push(slow.child);
+    const slow = await startFakeUpstream({ log: slowLog, delayMs: 600 });
+    others.push(slow);
     const h = await serve(slow.port, LOOPBACK, { timeoutMs: 2000, budgetMs: 3000 }); // no retry while it waits
     const replies = await Promise.all([1, 2, 3, 4, 5].map((id) => askUdp(h.udpPort, makeQuery('same.example.test', 'A', id))));
     expect(replies.map((r) => decode(r!).id)).toEqual([1, 2, 3, 4, 5]);

@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -12,7 +11,7 @@ import { replyMatchesQuery } from '../../src/dns/reply-match.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
 import { responseQuestionKey } from '../../src/dns/wire.js';
 import * as native from '../../src/native.js';
-import { startFakeUpstream } from './support/fake-upstream.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.mjs';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -103,17 +102,17 @@ describe.each([
 ])('UpstreamClient over $kind sockets', ({ kind, nativeSockets }) => {
   let dir: string;
   let logFile: string;
-  let fake: { port: number; child: ChildProcess };
+  let fake: FakeUpstream;
   const clients: UpstreamClient[] = [];
   const responders: Responder[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'natd-upstream-'));
     logFile = join(dir, 'queries.log');
-    fake = await startFakeUpstream(logFile);
+    fake = await startFakeUpstream({ log: logFile });
   });
   afterAll(async () => {
-    fake.child.kill();
+    fake.close();
     await rm(dir, { recursive: true, force: true });
   });
   afterEach(() => {

@@ -1,5 +1,5 @@
 /** A logger that keeps every line, for assertions on what was logged. */
-import type { Logger, LogFields } from '../../../src/log.js';
+import type { Logger, LogFields } from '../../src/log.js';
 
 export function recordingLogger(): Logger & { lines: { level: string; msg: string; fields?: LogFields }[] } {
   const lines: { level: string; msg: string; fields?: LogFields }[] = [];
