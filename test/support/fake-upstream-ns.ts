@@ -1,9 +1,9 @@
-/** Runs fake-upstream.mjs as a process in a namespace (by default the wan one, on UPLINK_WAN:53) until it listens. */
+/** Runs the fake upstream (test/fixtures/fake-upstream.mjs) as a process in a namespace (by default the wan one, on UPLINK_WAN:53) until it listens. */
 import path from 'node:path';
 import { Topology, UPLINK_WAN, type Started } from './netns.js';
-import { SUPPORT } from './paths.js';
+import { FIXTURES } from './paths.js';
 
-export const FAKE_UPSTREAM = path.join(SUPPORT, 'fake-upstream.mjs');
+export const FAKE_UPSTREAM = path.join(FIXTURES, 'fake-upstream.mjs');
 
 export interface FakeUpstreamProcessOptions {
   /** default the wan namespace */

@@ -1,10 +1,9 @@
-#!/usr/bin/env node
 /**
  * The fake upstream DNS server for tests and benchmarks: one copy, used two ways (plain JS so it runs anywhere
  * without a build step; typed by fake-upstream.d.mts):
  *   - in-process: `await startFakeUpstream({ listen: ['127.0.0.1:0'] })` (unit tests of the DNS I/O modules);
- *   - as a process in a namespace: `node test/support/fake-upstream.mjs --listen 198.51.100.2:53 [--listen ...]
- *     [--log FILE] [--delay-ms N] [--drop]` (test/support/fake-upstream-ns.ts starts it and waits for it).
+ *   - as a process in a namespace: `node test/fixtures/fake-upstream.mjs --listen 198.51.100.2:53 [--listen ...]
+ *     [--log FILE] [--delay-ms N] [--drop]` (runFakeUpstreamCli; test/support/fake-upstream-ns.ts starts it).
  *
  * Serves UDP and TCP on every listen address (port 0 = pick one; UDP and TCP share it). The process prints
  * `listening <addr:port> ...` on stdout once every socket is ready. Zone data:
@@ -23,8 +22,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { appendFileSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
 import dnsPacket from 'dns-packet';
@@ -222,5 +220,3 @@ export function runFakeUpstreamCli(argv) {
     process.on('SIGTERM', () => process.exit(0));
   });
 }
-
-if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) await runFakeUpstreamCli(process.argv.slice(2));

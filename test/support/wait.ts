@@ -1,8 +1,9 @@
 /** The one polling wait of the tests and the benchmarks. */
 
 /**
- * Calls `probe` until it returns something other than undefined or false (a Promise of it counts too), and
- * resolves with that; throws `<what>: not within <timeoutMs> ms` (with the probe's last error, if it threw) after.
+ * Calls `probe` every intervalMs until it returns something other than undefined or false (a Promise of it counts
+ * too) and resolves with that; throws `<what>: not within <timeoutMs> ms` after. A probe that throws ends the wait
+ * with its error (a process that died will not come back).
  */
 export async function waitFor<T>(
   what: string,
@@ -11,18 +12,10 @@ export async function waitFor<T>(
   intervalMs = 20,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
   for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-      lastError = undefined;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms${lastError ? ` (${(lastError as Error).message})` : ''}`);
-    }
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
