@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
-import { silentLogger, type Logger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { replyMatchesQuery } from '../../src/dns/reply-match.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
 import { responseQuestionKey } from '../../src/dns/wire.js';
 import * as native from '../../src/native.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.mjs';
+import { recordingLogger } from '../support/recording-logger.js';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -74,13 +75,6 @@ async function startResponder(answering: boolean, onQuery?: (r: Responder, msg: 
     else if (responder.answering) socket.send(answerTo(msg, '192.0.2.1'), rinfo.port, rinfo.address);
   });
   return responder;
-}
-
-/** A logger that keeps its warnings, for tests that expect one. */
-function capturingLogger(): Logger & { warnings: { msg: string; fields?: Record<string, unknown> }[] } {
-  const warnings: { msg: string; fields?: Record<string, unknown> }[] = [];
-  const warn = (msg: string, fields?: Record<string, unknown>): void => void warnings.push({ msg, ...(fields ? { fields } : {}) });
-  return { ...silentLogger, warnings, warn, warnLimited: (_key, msg, fields) => warn(msg, fields) };
 }
 
 /** A free UDP port on 127.0.0.1 that nothing listens on (a datagram to it comes back as ICMP port unreachable). */
@@ -388,7 +382,7 @@ describe('UpstreamClient: addon sockets in particular', () => {
   });
 
   it('logs an ICMP port unreachable from a server and still fails over on the time-out', async () => {
-    const logger = capturingLogger();
+    const logger = recordingLogger();
     const good = await startResponder(true);
     sockets.push(good.socket);
     const refusing = await closedPort();
@@ -400,17 +394,18 @@ describe('UpstreamClient: addon sockets in particular', () => {
     const started = performance.now();
     expect(await c.query(makeQuery('icmp.example.test', 'A'), keyOf('icmp.example.test', 1))).toBeDefined();
     expect(performance.now() - started).toBeGreaterThanOrEqual(95);
-    expect(logger.warnings).toContainEqual({
+    expect(logger.lines).toContainEqual(expect.objectContaining({
+      level: 'warn',
       msg: 'upstream reported unreachable',
       fields: { server: `127.0.0.1:${refusing}`, error: 'ECONNREFUSED' },
-    });
+    }));
     expect(c.stats().perServer[0]).toMatchObject({ sent: 1, timeouts: 1 });
   });
 
   it('still sends a query from a socket whose earlier query was refused', async () => {
     // on loopback the ICMP error of a datagram is pending on the socket as soon as the send returns, and a connected
     // socket reports it by failing the NEXT send, which the kernel then drops: the addon sends that one again
-    const logger = capturingLogger();
+    const logger = recordingLogger();
     const port = await closedPort();
     const c = new UpstreamClient({ servers: [{ address: '127.0.0.1', port }], timeoutMs: 2000, socketPoolSize: 1, logger });
     clients.push(c);
@@ -427,10 +422,11 @@ describe('UpstreamClient: addon sockets in particular', () => {
     await new Promise<void>((resolve) => server.bind({ fd }, resolve));
     expect(await second).toBeDefined();
     expect(seen).toEqual(['two.example.test']);
-    expect(logger.warnings).toContainEqual({
+    expect(logger.lines).toContainEqual(expect.objectContaining({
+      level: 'warn',
       msg: 'upstream reported unreachable',
       fields: { server: `127.0.0.1:${port}`, error: 'ECONNREFUSED' },
-    });
+    }));
     c.close();
     expect(await first).toBeUndefined();
   });
