@@ -4,6 +4,8 @@ export interface FakeUpstreamOptions {
   listen?: string[];
   /** appends `<transport> <name> <TYPE>` per query */
   log?: string;
+  /** keep those lines in `queries` too (default true) */
+  keepQueries?: boolean;
   /** delays every answer this long */
   delayMs?: number;
   /** logs queries but never answers */
@@ -15,6 +17,8 @@ export interface FakeUpstream {
   addresses: string[];
   /** the port of the first address */
   port: number;
+  /** `<transport> <name> <TYPE>` per query so far (empty with keepQueries: false) */
+  queries: string[];
   close(): void;
 }
 

@@ -17,7 +17,8 @@
  *   <anything>.blackhole.test never answered (logged): an upstream zone that times out
  *   x.113.0.203.in-addr.arpa PTR host-x.example.test
  *   anything else         REFUSED
- * log (--log FILE) appends one line per query: `<transport> <name> <TYPE>`, so tests can count upstream queries.
+ * Every query is one line `<transport> <name> <TYPE>`, so tests can count upstream queries: in-process in the
+ * handle's `queries`, and appended to the log file (--log FILE) when there is one.
  * drop (--drop) logs queries but never answers (a dead upstream); delayMs (--delay-ms) delays every answer.
  */
 import dgram from 'node:dgram';
@@ -81,10 +82,12 @@ function resolve(name, type) {
   }
 }
 
-function log(logFile, transport, question) {
-  if (!logFile) return;
+function log(options, transport, question) {
+  if (!options.log && !options.queries) return;
   const type = question.type.startsWith('UNKNOWN_') ? `TYPE${question.type.slice(8)}` : question.type;
-  appendFileSync(logFile, `${transport} ${question.name} ${type}\n`);
+  const line = `${transport} ${question.name} ${type}`;
+  if (options.log) appendFileSync(options.log, `${line}\n`);
+  options.queries?.push(line);
 }
 
 /** Builds the response bytes, or undefined for input we ignore (responses, junk). */
@@ -97,7 +100,7 @@ function answer(msg, transport, options) {
   }
   if (query.type !== 'query' || query.questions.length !== 1) return undefined;
   const question = query.questions[0];
-  log(options.log, transport, question);
+  log(options, transport, question);
   if (options.drop || question.name.toLowerCase().endsWith('.blackhole.test')) return undefined;
   const result = resolve(question.name, question.type);
   const opt = query.additionals.find((r) => r.type === 'OPT');
@@ -175,7 +178,8 @@ async function listenOn(spec, options, later, sockets) {
 
 /** Starts serving on every `listen` address (default 127.0.0.1:0) in this process. */
 export async function startFakeUpstream(options = {}) {
-  const settings = { log: options.log, drop: options.drop ?? false };
+  const queries = options.keepQueries === false ? undefined : [];
+  const settings = { log: options.log, queries, drop: options.drop ?? false };
   const delayMs = options.delayMs ?? 0;
   const timers = new Set();
   const later = (fn) => {
@@ -189,6 +193,7 @@ export async function startFakeUpstream(options = {}) {
   return {
     addresses: bound.map((b) => b.address),
     port: bound[0].port,
+    queries: queries ?? [],
     close() {
       for (const timer of timers) clearTimeout(timer);
       for (const s of sockets) {
@@ -215,6 +220,7 @@ export function runFakeUpstreamCli(argv) {
     log: values.log,
     delayMs: Number(values['delay-ms']),
     drop: values.drop,
+    keepQueries: false, // a long soak must not grow the process: --log is its record
   }).then((server) => {
     process.stdout.write(`listening ${server.addresses.join(' ')}\n`);
     process.on('SIGTERM', () => process.exit(0));

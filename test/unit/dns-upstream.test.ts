@@ -1,8 +1,5 @@
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
@@ -94,21 +91,14 @@ describe.each([
   { kind: 'addon', nativeSockets: true },
   { kind: 'dgram', nativeSockets: false },
 ])('UpstreamClient over $kind sockets', ({ kind, nativeSockets }) => {
-  let dir: string;
-  let logFile: string;
   let fake: FakeUpstream;
   const clients: UpstreamClient[] = [];
   const responders: Responder[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'natd-upstream-'));
-    logFile = join(dir, 'queries.log');
-    fake = await startFakeUpstream({ log: logFile });
+    fake = await startFakeUpstream();
   });
-  afterAll(async () => {
-    fake.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fake.close());
   afterEach(() => {
     for (const c of clients.splice(0)) c.close();
     for (const r of responders.splice(0)) r.close();
@@ -217,7 +207,7 @@ describe.each([
 
     const c = client({ servers: [{ address: '127.0.0.1', port: fake.port }] });
     // EDNS 4096: ~3 kB over UDP, larger than an Ethernet frame, arrives in one piece without a TCP retry
-    const before = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    const before = fake.queries.filter((l) => l === 'tcp big.example.test TXT').length;
     const big = dnsPacket.encode({
       id: 1, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'big.example.test', type: 'TXT' }],
       additionals: [{ name: '.', type: 'OPT', udpPayloadSize: 4096, flags: 0, options: [] } as never],
@@ -225,7 +215,7 @@ describe.each([
     const reply = await c.query(big, keyOf('big.example.test', 16));
     expect(reply!.length).toBeGreaterThan(3000);
     expect(decode(reply!).flags & dnsPacket.TRUNCATED_RESPONSE).toBe(0);
-    const after = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    const after = fake.queries.filter((l) => l === 'tcp big.example.test TXT').length;
     expect(after).toBe(before);
   });
 
@@ -312,7 +302,7 @@ describe.each([
     const decoded = decode(reply!);
     expect(decoded.flags! & dnsPacket.TRUNCATED_RESPONSE).toBe(0);
     expect((decoded.answers![0]!.data as Buffer[]).length).toBe(12);
-    const log = (await readFile(logFile, 'utf8')).split('\n');
+    const log = fake.queries;
     expect(log).toContain('udp big.example.test TXT');
     expect(log).toContain('tcp big.example.test TXT');
   });
