@@ -11,6 +11,7 @@ import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
+import { waitFor } from '../support/wait.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -68,11 +69,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     ]);
     child.stdout!.resume();
     child.stderr!.resume();
-    const deadline = Date.now() + 15_000;
-    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'))) {
-      if (Date.now() > deadline) throw new Error(`udhcpc in vm${vm} got no lease`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitFor(`a lease for udhcpc in vm${vm}`, () => existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'), 15_000, 100);
     await topo.stop(child, 5000);
   }
 
@@ -179,11 +176,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     const row = (await leases()).find((l) => l.address === address);
     expect(row?.hostname).toBe('brief');
     // natd's expiry timer (every 30 s) ends the lease: nobody sends natd anything meanwhile
-    const deadline = Date.now() + 45_000;
-    while ((await dig('brief.vm')).status !== 'NXDOMAIN') {
-      if (Date.now() > deadline) throw new Error('brief.vm still published 45 s after its 5 s lease');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+    await waitFor('brief.vm unpublished after its 5 s lease', async () => (await dig('brief.vm')).status === 'NXDOMAIN', 45_000, 1000);
     expect((await leases()).map((l) => l.address)).not.toContain(address);
     // the end went through the journal (before issue 13 the timer's expiries never reached it)
     const journal = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; clientId?: string; address: string });
