@@ -7,9 +7,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isRoot, Topology } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir } from './support/natd-process.js';
-import { startDhcpSim } from './support/dhcp-sim.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir } from '../support/natd-process.js';
+import { startDhcpSim } from '../support/dhcp-sim.js';
 
 const CLIENTS = 40;
 

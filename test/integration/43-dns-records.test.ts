@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const LB = '10.77.0.5';

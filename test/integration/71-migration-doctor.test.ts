@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isRoot, Topology } from './support/netns.js';
-import { NATD_CLI, runUdhcpc, startNatd, tempDir } from './support/natd-process.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, tempDir } from '../support/natd-process.js';
 
 describe.skipIf(!isRoot() && !process.env.CI)('migration from dnsmasq and natd doctor', () => {
   let topo: Topology;

@@ -12,8 +12,8 @@ import { ConflictDetector, macFromNeighJson, type ProbeAnswer } from '../../src/
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DhcpTransport } from '../../src/dhcp/transport.js';
 import { DhcpOption, type LeaseChange } from '../../src/dhcp/types.js';
-import type { Logger } from '../../src/log.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
 
@@ -164,11 +164,7 @@ describe('DhcpTransport with conflict probing', () => {
       { conflictVerdict: conflicts.cached },
     );
     const socket = new FakeSocket();
-    const warnings: Record<string, unknown>[] = [];
-    const logger: Logger = {
-      debug() {}, info() {}, error() {}, warnLimited() {},
-      warn: (msg, fields) => warnings.push({ msg, ...fields }),
-    };
+    const logger = recordingLogger();
     const committed: LeaseChange[] = [];
     const announced: LeaseChange[] = [];
     const transport = new DhcpTransport({
@@ -202,7 +198,7 @@ describe('DhcpTransport with conflict probing', () => {
     };
     const decline = (n: number, address: string) =>
       send(n, 4, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]]);
-    return { p, socket, transport, warnings, discover, offers, lease, decline, core, committed, announced };
+    return { p, socket, transport, logger, discover, offers, lease, decline, core, committed, announced };
   }
 
   it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
@@ -255,7 +251,7 @@ describe('DhcpTransport with conflict probing', () => {
     t.p.answer(second, { answered: false });
     await flush();
     expect(t.offers()).toEqual([{ xid: 1, yiaddr: second }]);
-    expect(t.warnings).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
+    expect(t.logger.messages('warn')).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
     expect(t.transport.stats().probes).toMatchObject({ probes: 2, inUse: 1 });
   });
 

@@ -7,7 +7,7 @@ import { LeaseEvents, type LeaseEvent } from '../../src/daemon/lease-events.js';
 import { LeaseScript, scriptEnvironment } from '../../src/daemon/lease-script.js';
 import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
 import { ip } from '../support/addresses.js';
-import { recordingLogger } from './support/recording-logger.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const lease = (n: number, address: string, hostname?: string, expiresAt = 5_000_000): Lease => ({
   clientId: `01aabbcc0000${n.toString(16).padStart(2, '0')}`,
