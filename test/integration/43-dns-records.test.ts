@@ -148,10 +148,14 @@ describe.skipIf(needsRoot)('issue 15: custom DNS records', () => {
     expect((await dig('db.ocp.lab', 'AAAA')).answers).toEqual(['db.ocp.lab. AAAA fd00::7']);
     expect((await dig('7.0.77.10.in-addr.arpa', 'PTR')).answers).toEqual(['7.0.77.10.in-addr.arpa. PTR db.ocp.lab.']);
     expect((await dig('ads.blocked.example.test')).status).toBe('NXDOMAIN');
+    await cli('records', 'add', 'address=/v6.example.test/fd00::50');
+    expect((await dig('svc.v6.example.test', 'AAAA')).answers).toEqual(['svc.v6.example.test. AAAA fd00::50']);
+    const v4 = await dig('svc.v6.example.test', 'A');
+    expect([v4.status, v4.answers, v4.authority]).toEqual(['NOERROR', [], ['v6.example.test. soa']]);
     const rows = JSON.parse(await cli('records', 'list', '--json')) as { kind: string; spec: string; source: string }[];
     expect(rows).toContainEqual({ kind: 'host-record', spec: 'db.ocp.lab,10.77.0.7,fd00::7', source: 'runtime' });
     const status = JSON.parse(await cli('status', '--json')) as { dns: { records: Record<string, number> } };
-    expect(status.dns.records).toMatchObject({ 'host-record': 5, 'srv-host': 3, address: 2, cname: 2 });
+    expect(status.dns.records).toMatchObject({ 'host-record': 5, 'srv-host': 3, address: 3, cname: 2 });
     expect(await cli('metrics')).toMatch(/natd_dns_records\{bridge="br0",kind="host-record"\} 5/);
     expect(rows).toContainEqual({ kind: 'srv-host', spec: '_etcd-server-ssl._tcp.ocp.lab,etcd-0.ocp.lab,2380,0,10', source: 'config' });
     // a clash is refused with the reason, nothing changed

@@ -196,6 +196,12 @@ describe('local answers from records (resolveLocally)', () => {
     }
   });
 
+  it('keeps its per-name wildcard memo bounded when a guest asks endless unique names', () => {
+    const nested = zoneOf({ address: ['/a.lab/10.0.0.1'] });
+    for (let i = 0; i < 10_000; i++) expect(nested.wildcardFor(`n${i}.x${i % 7}.a.lab`)?.domain).toBe('a.lab');
+    expect((nested as unknown as { wildcardMemo: Map<string, unknown> }).wildcardMemo.size).toBeLessThanOrEqual(4096);
+  });
+
   it('address=/d/ with no address is NXDOMAIN with the SOA of d', () => {
     expect(ask('nx.lab')).toMatchObject({ rcode: DnsRcode.NXDOMAIN, records: [], soa: { zone: 'nx.lab' } });
     expect(ask('deep.down.nx.lab', DnsType.TXT)).toMatchObject({ rcode: DnsRcode.NXDOMAIN });
