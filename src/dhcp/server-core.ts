@@ -20,11 +20,14 @@ import {
   encodeDomainSearch,
   encodeIpv4List,
   encodeString,
+  encodeU16,
   encodeU32,
   FqdnFlags,
   type ClasslessRoute,
 } from './codec.js';
 import { LeaseTable, storedLease } from './lease-table.js';
+import { OptionEngine, type ResolvedOptions } from './option-set.js';
+import type { OptionSpec } from './option-spec.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -35,7 +38,7 @@ import { BOOTREPLY,
   type Lease,
   type LeaseChange,
   type ReplyDestination,
-  type Reservation, BROADCAST_FLAG } from './types.js';
+  type Reservation, BROADCAST_FLAG, INFINITE_EXPIRES_AT, INFINITE_LEASE_SECONDS } from './types.js';
 
 export interface CoreConfig {
   serverAddress: number;
@@ -45,6 +48,7 @@ export interface CoreConfig {
   domain?: string;
   searchDomains?: string[];
   classlessRoutes?: { network: number; prefix: number; router: number }[];
+  /** INFINITE_LEASE_SECONDS: infinite leases */
   leaseTimeSeconds: number;
   rangeStart: number;
   rangeEnd: number;
@@ -52,6 +56,13 @@ export interface CoreConfig {
   offerHoldSeconds?: number;
   /** declined addresses quarantined at once, as a share of the range (at least 1); the oldest ends first */
   maxQuarantineShare?: number;
+  // issue 16: option engine, MTU, Rapid Commit
+  /** option 26, sent like the other built-in options (--mtu) */
+  mtu?: number;
+  /** --dhcp-option / --dhcp-option-force specs, in the order given (tagged ones apply to clients with the tags) */
+  options?: readonly OptionSpec[];
+  /** answer a DISCOVER carrying option 80 with an ACK (RFC 4039); default true, as systemd-networkd's server */
+  rapidCommit?: boolean;
 }
 
 export interface CoreDeps {
@@ -71,6 +82,11 @@ export interface HandleOptions {
    * naming it (option 54) is ours as well as one naming config.serverAddress.
    */
   receivedOnInterfaceAddress?: number;
+  /**
+   * Answer a Rapid Commit DISCOVER with an OFFER only (and hold the address): the caller probes the address first and
+   * then hands the DISCOVER back without this flag, which binds the held address and ACKs (RFC 4039 §4).
+   */
+  offerOnly?: boolean;
   /**
    * The caller's probe of a declined address (after the core answered 'verify:decline'): 'confirmed' when something
    * other than the decliner answered there, 'unconfirmed' when nothing did or no probe could run.
@@ -104,16 +120,6 @@ const DEFAULT_MAX_QUARANTINE_SHARE = 0.1;
 const MAX_UNCONFIRMED_DECLINERS = 1024;
 /** A client may ask for a shorter lease, but not one that makes it renew in a storm. */
 const MIN_LEASE_SECONDS = 60;
-/** Sent when the client's PRL is absent: everything configured. */
-const DEFAULT_OPTION_ORDER = [
-  DhcpOption.SUBNET_MASK,
-  DhcpOption.ROUTER,
-  DhcpOption.DNS_SERVERS,
-  DhcpOption.DOMAIN_NAME,
-  DhcpOption.BROADCAST_ADDRESS,
-  DhcpOption.DOMAIN_SEARCH,
-  DhcpOption.CLASSLESS_ROUTES,
-];
 
 type NakReason = 'nak:wrong-subnet' | 'nak:wrong-address' | 'nak:reserved-elsewhere' | 'nak:unavailable';
 
@@ -127,8 +133,11 @@ export class DhcpServerCore {
   readonly leases: LeaseTable;
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
-  /** configured option values, encoded once */
-  private readonly configured = new Map<number, Uint8Array>();
+  /** configured option values, encoded once; resolved per client's tags (option-set.ts) */
+  private readonly options: OptionEngine;
+  /** what a client without a reservation gets */
+  private readonly defaultOptions: ResolvedOptions;
+  private readonly rapidCommit: boolean;
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
   private readonly nameAllowed: CoreDeps['nameAllowed'];
@@ -158,7 +167,9 @@ export class DhcpServerCore {
     this.nameAllowed = deps.nameAllowed;
     const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
-    this.encodeConfiguredOptions();
+    this.options = new OptionEngine(this.encodeConfiguredOptions(), config.options ?? [], config.serverAddress);
+    this.defaultOptions = this.options.resolve();
+    this.rapidCommit = config.rapidCommit ?? true;
     this.pool.setReservations(reservations);
   }
 
@@ -228,6 +239,12 @@ export class DhcpServerCore {
     return { ...result, changes: [...expired, ...result.changes] };
   }
 
+  /** The option values for this client: its reservation's (tags, own options) or everybody's. */
+  private optionsFor(req: Req): ResolvedOptions {
+    const reservation = this.pool.reservationForMac(req.mac);
+    return reservation ? this.options.forHost(reservation) : this.defaultOptions;
+  }
+
   private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
     const req = this.normalise(request, opts);
     const serverId = (opts.receivedOnInterfaceAddress ?? this.config.serverAddress) >>> 0;
@@ -236,7 +253,7 @@ export class DhcpServerCore {
     if (req.giaddr !== 0) return ignore('ignore:relayed');
     switch (req.type) {
       case DhcpMessageType.DISCOVER:
-        return this.discover(req, now, serverId);
+        return this.discover(req, now, serverId, opts.offerOnly === true);
       case DhcpMessageType.REQUEST:
         return this.request(req, now, serverId);
       case DhcpMessageType.DECLINE:
@@ -252,7 +269,12 @@ export class DhcpServerCore {
 
   // ---- message handlers ---------------------------------------------------------------------------------------
 
-  private discover(req: Req, now: number, serverId: number): CoreResult {
+  /**
+   * DISCOVER → OFFER; with Rapid Commit (RFC 4039: option 80 from the client, enabled here) the chosen address is
+   * bound at once and ACKed with option 80, the lease persisted before the ACK like any other (`offerOnly`: the
+   * caller probes the address first).
+   */
+  private discover(req: Req, now: number, serverId: number, offerOnly: boolean): CoreResult {
     const avoid = this.avoidedBy(req.clientId, now);
     let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
     if (address === undefined) {
@@ -261,6 +283,11 @@ export class DhcpServerCore {
       address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
       if (address === undefined) return ignore('ignore:pool-exhausted');
       this.offersReclaimed++;
+    }
+    if (this.rapidCommit && req.rapidCommit && !offerOnly) {
+      const result = this.bind(req, address, now, serverId);
+      result.reply?.packet.options.set(DhcpOption.RAPID_COMMIT, new Uint8Array(0));
+      return { ...result, outcome: 'ack:rapid-commit' };
     }
     // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
     this.pool.hold(req.clientId, address, now + this.offerHoldMs);
@@ -464,7 +491,7 @@ export class DhcpServerCore {
       clientId: req.clientId,
       mac: req.mac,
       address,
-      expiresAt: now + leaseSeconds * 1000,
+      expiresAt: leaseSeconds === INFINITE_LEASE_SECONDS ? INFINITE_EXPIRES_AT : now + leaseSeconds * 1000,
     };
     const hostname = this.hostnameFor(req, address, true);
     if (hostname !== undefined) lease.hostname = hostname;
@@ -496,9 +523,13 @@ export class DhcpServerCore {
     return { reply: this.reply(req, DhcpMessageType.NAK, serverId, { yiaddr: 0, reason }), changes, outcome: reason };
   }
 
-  /** requestedLeaseSeconds only shortens the configured time, and not below MIN_LEASE_SECONDS. */
+  /**
+   * The reservation's lease time, else the configured one (either may be INFINITE_LEASE_SECONDS).
+   * requestedLeaseSeconds only shortens it, and not below MIN_LEASE_SECONDS.
+   */
   private leaseSecondsFor(req: Req): number {
-    const configured = clampU32(Math.floor(this.config.leaseTimeSeconds));
+    const own = this.pool.reservationForMac(req.mac)?.leaseSeconds;
+    const configured = clampU32(Math.floor(own ?? this.config.leaseTimeSeconds));
     const asked = req.requestedLeaseSeconds;
     if (asked === undefined || !Number.isFinite(asked) || asked <= 0 || asked >= configured) return configured;
     return Math.max(Math.floor(asked), Math.min(MIN_LEASE_SECONDS, configured));
@@ -590,18 +621,26 @@ export class DhcpServerCore {
     options.set(DhcpOption.SERVER_ID, encodeU32(serverId));
     if (leaseSeconds !== undefined) {
       options.set(DhcpOption.LEASE_TIME, encodeU32(leaseSeconds));
-      options.set(DhcpOption.RENEWAL_TIME, encodeU32(Math.floor(leaseSeconds * 0.5)));
-      options.set(DhcpOption.REBINDING_TIME, encodeU32(Math.floor(leaseSeconds * 0.875)));
+      // an infinite lease is never renewed: no T1/T2 (as dnsmasq), which would tell the client to renew after all
+      if (leaseSeconds !== INFINITE_LEASE_SECONDS) {
+        options.set(DhcpOption.RENEWAL_TIME, encodeU32(Math.floor(leaseSeconds * 0.5)));
+        options.set(DhcpOption.REBINDING_TIME, encodeU32(Math.floor(leaseSeconds * 0.875)));
+      }
     }
+    const configured = this.optionsFor(req);
     // Mask and router always: without them a client that forgot to ask has no working network.
     for (const code of [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER]) {
-      const value = this.configured.get(code);
+      const value = configured.values.get(code);
       if (value) options.set(code, value);
     }
-    const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : DEFAULT_OPTION_ORDER;
+    const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : configured.defaultOrder;
     for (const code of wanted) {
-      const value = this.configured.get(code);
+      const value = configured.values.get(code);
       if (value && !options.has(code)) options.set(code, value);
+    }
+    // --dhcp-option-force: after what the client asked for, so they are the first dropped when space runs out
+    for (const code of configured.forced) {
+      if (!options.has(code)) options.set(code, configured.values.get(code)!);
     }
     if (req.fqdnFlags !== undefined && leaseSeconds !== undefined) {
       options.set(DhcpOption.CLIENT_FQDN, this.fqdnReply(req.fqdnFlags, hostname));
@@ -640,26 +679,30 @@ export class DhcpServerCore {
     return out;
   }
 
-  private encodeConfiguredOptions(): void {
+  /** The options natd derives from its configuration, in the order sent to a client without a request list. */
+  private encodeConfiguredOptions(): Map<number, Uint8Array> {
     const c = this.config;
+    const configured = new Map<number, Uint8Array>();
     try {
-      this.configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
-      if (c.router !== 0) this.configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
-      if (c.dnsServers.length > 0) this.configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
-      if (c.domain) this.configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
-      this.configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
+      configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
+      if (c.router !== 0) configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
+      if (c.dnsServers.length > 0) configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
+      if (c.domain) configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
+      if (c.mtu !== undefined) configured.set(DhcpOption.MTU, encodeU16(c.mtu));
+      configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
       if (c.searchDomains && c.searchDomains.length > 0) {
-        this.configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
+        configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
       }
       if (c.classlessRoutes && c.classlessRoutes.length > 0) {
         // RFC 3442 §2: a client given option 121 ignores option 3, so the default route must be in 121 too.
         const routes: ClasslessRoute[] = [...c.classlessRoutes];
         if (c.router !== 0 && !routes.some((r) => r.prefix === 0)) routes.push({ network: 0, prefix: 0, router: c.router });
-        this.configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
+        configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
       }
     } catch (err) {
       throw new NatdError(ErrorCodes.CONFIG, `DHCP options cannot be encoded: ${(err as Error).message}`, { cause: err });
     }
+    return configured;
   }
 }
 

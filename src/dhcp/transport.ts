@@ -143,21 +143,21 @@ export class DhcpTransport {
    * a held DISCOVER; offering it now needs no second probe (the core chose it knowing the verdict).
    */
   private process(request: DhcpRequest, from: string, probed?: number, declineVerdict?: HandleOptions['declineVerdict']): void {
-    let result: CoreResult;
-    try {
-      result = this.opts.core.handle(request, this.now(), declineVerdict === undefined ? {} : { declineVerdict });
-    } catch (err) {
-      // A core bug must not take the server down with it; the fuzz tests are there so this never fires.
-      this.drop('core-exception', from);
-      this.opts.logger.error('DHCP core threw, packet dropped', { error: (err as Error).stack });
-      return;
+    // Rapid Commit (RFC 4039): the conflict probe still runs before the address is bound, so the core first only
+    // offers (and holds) it; once the address needs no probe, or the probe found it free, the core runs again and ACKs.
+    const rapid = request.type === 1 && request.rapidCommit === true && this.opts.conflicts !== undefined && this.opts.probeOffers !== false;
+    let result = this.handle(request, from, rapid ? { offerOnly: true } : declineVerdict === undefined ? {} : { declineVerdict });
+    if (!result) return;
+    if (rapid && result.outcome === 'offer' && !this.needsProbe(request, result, probed)) {
+      result = this.handle(request, from, {});
+      if (!result) return;
     }
     if (result.verify) {
       this.persistAhead(result.changes);
       this.verifyDecline(request, from, result.verify.address, declineVerdict);
       return;
     }
-    if (probed === undefined) bump(this.counters.outcomes, result.outcome);
+    if (probed === undefined || result.outcome === 'ack:rapid-commit') bump(this.counters.outcomes, result.outcome);
     if (result.outcome.startsWith('ignore:')) {
       this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: request.mac });
     }
@@ -174,6 +174,17 @@ export class DhcpTransport {
     void this.persist(result.changes, 'reply withheld').then((durable) => {
       if (durable) this.send(result, maxSize);
     });
+  }
+
+  private handle(request: DhcpRequest, from: string, opts: HandleOptions): CoreResult | undefined {
+    try {
+      return this.opts.core.handle(request, this.now(), opts);
+    } catch (err) {
+      // A core bug must not take the server down with it; the fuzz tests are there so this never fires.
+      this.drop('core-exception', from);
+      this.opts.logger.error('DHCP core threw, packet dropped', { error: (err as Error).stack });
+      return undefined;
+    }
   }
 
   /**
@@ -223,11 +234,8 @@ export class DhcpTransport {
    */
   private holdForProbe(request: DhcpRequest, from: string, result: CoreResult, probed: number | undefined): boolean {
     const conflicts = this.opts.conflicts;
-    if (!conflicts || this.opts.probeOffers === false || result.outcome !== 'offer' || !result.reply) return false;
-    const address = result.reply.packet.yiaddr >>> 0;
-    if (address === 0 || address === probed) return false;
-    if (this.opts.core.leases?.getByClient(request.clientId)?.address === address) return false;
-    if (conflicts.cached(address) !== undefined) return false;
+    if (!conflicts || !this.needsProbe(request, result, probed)) return false;
+    const address = result.reply!.packet.yiaddr >>> 0;
     const alreadyWaiting = this.heldDiscovers.has(request.clientId);
     this.heldDiscovers.set(request.clientId, { request, from });
     if (alreadyWaiting) return true;
@@ -245,6 +253,16 @@ export class DhcpTransport {
       this.process(newest.request, newest.from, address);
     });
     return true;
+  }
+
+  /** Whether this OFFER's address must be probed before it is offered (or, with Rapid Commit, bound). */
+  private needsProbe(request: DhcpRequest, result: CoreResult, probed: number | undefined): boolean {
+    const conflicts = this.opts.conflicts;
+    if (!conflicts || this.opts.probeOffers === false || result.outcome !== 'offer' || !result.reply) return false;
+    const address = result.reply.packet.yiaddr >>> 0;
+    if (address === 0 || address === probed) return false;
+    if (this.opts.core.leases?.getByClient(request.clientId)?.address === address) return false;
+    return conflicts.cached(address) === undefined;
   }
 
   /**
