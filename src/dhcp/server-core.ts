@@ -134,9 +134,11 @@ export class DhcpServerCore {
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
   /** configured option values, encoded once; resolved per client's tags (option-set.ts) */
-  private readonly options: OptionEngine;
+  private options: OptionEngine;
   /** what a client without a reservation gets */
-  private readonly defaultOptions: ResolvedOptions;
+  private defaultOptions: ResolvedOptions;
+  /** the built-in options (mask, router, DNS, …), encoded once */
+  private readonly builtInOptions: ReadonlyMap<number, Uint8Array>;
   private readonly rapidCommit: boolean;
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
@@ -167,10 +169,17 @@ export class DhcpServerCore {
     this.nameAllowed = deps.nameAllowed;
     const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
-    this.options = new OptionEngine(this.encodeConfiguredOptions(), config.options ?? [], config.serverAddress);
+    this.builtInOptions = this.encodeConfiguredOptions();
+    this.options = new OptionEngine(this.builtInOptions, config.options ?? [], config.serverAddress);
     this.defaultOptions = this.options.resolve();
     this.rapidCommit = config.rapidCommit ?? true;
     this.pool.setReservations(reservations);
+  }
+
+  /** Replaces the --dhcp-option specs (reload); encoded here, once, like at start. */
+  setOptions(specs: readonly OptionSpec[]): void {
+    this.options = new OptionEngine(this.builtInOptions, specs, this.config.serverAddress);
+    this.defaultOptions = this.options.resolve();
   }
 
   /** Replaces the reservations (SIGHUP, control API); returns the entries skipped as invalid or conflicting. */
