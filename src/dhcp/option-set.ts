@@ -13,6 +13,8 @@ import type { OptionSpec } from './option-spec.js';
 export interface ResolvedOptions {
   /** code -> the bytes to send when the client asks for the code (or always, if forced) */
   readonly values: ReadonlyMap<number, Uint8Array>;
+  /** the same values indexed by code (0-255): the reply path looks up every code of a request list here */
+  readonly byCode: readonly (Uint8Array | undefined)[];
   /** codes sent even when not asked for (--dhcp-option-force), ascending */
   readonly forced: readonly number[];
   /** what a client that sent no parameter request list gets: the built-in options first, then ascending codes */
@@ -116,6 +118,8 @@ export class OptionEngine {
     forced.sort((a, b) => a - b);
     const builtIn = this.builtInOrder.filter((c) => values.has(c));
     const rest = [...values.keys()].filter((c) => !builtIn.includes(c)).sort((a, b) => a - b);
-    return Object.freeze({ values, forced: Object.freeze(forced), defaultOrder: Object.freeze([...builtIn, ...rest]) });
+    const byCode = new Array<Uint8Array | undefined>(256).fill(undefined);
+    for (const [code, value] of values) byCode[code] = value;
+    return Object.freeze({ values, byCode: Object.freeze(byCode), forced: Object.freeze(forced), defaultOrder: Object.freeze([...builtIn, ...rest]) });
   }
 }

@@ -638,18 +638,19 @@ export class DhcpServerCore {
     }
     const configured = this.optionsFor(req);
     // Mask and router always: without them a client that forgot to ask has no working network.
+    const byCode = configured.byCode;
     for (const code of [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER]) {
-      const value = configured.values.get(code);
+      const value = byCode[code];
       if (value) options.set(code, value);
     }
     const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : configured.defaultOrder;
     for (const code of wanted) {
-      const value = configured.values.get(code);
+      const value = byCode[code & 255];
       if (value && !options.has(code)) options.set(code, value);
     }
     // --dhcp-option-force: after what the client asked for, so they are the first dropped when space runs out
     for (const code of configured.forced) {
-      if (!options.has(code)) options.set(code, configured.values.get(code)!);
+      if (!options.has(code)) options.set(code, byCode[code]!);
     }
     if (req.fqdnFlags !== undefined && leaseSeconds !== undefined) {
       options.set(DhcpOption.CLIENT_FQDN, this.fqdnReply(req.fqdnFlags, hostname));
