@@ -645,7 +645,7 @@ export class DhcpServerCore {
     }
     const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : configured.defaultOrder;
     for (const code of wanted) {
-      const value = byCode[code & 255];
+      const value = byCode[code]; // undefined for anything but 0-255
       if (value && !options.has(code)) options.set(code, value);
     }
     // --dhcp-option-force: after what the client asked for, so they are the first dropped when space runs out
