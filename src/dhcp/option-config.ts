@@ -30,7 +30,7 @@ export function parseOptionSpecs(list: readonly string[], field: string, force: 
       specs.push(parseOptionSpec(text, force));
     } catch (err) {
       if (!(err instanceof OptionSpecError)) throw err;
-      problems.push(`${field}.${i}: ${err.message} (got ${JSON.stringify(text.length > 80 ? text.slice(0, 77) + '...' : text)})`);
+      problems.push(`${field}.${i}: ${err.message}, in ${JSON.stringify(text.length > 80 ? text.slice(0, 77) + '...' : text)}`);
     }
   });
   return specs;
