@@ -248,7 +248,11 @@ export class DhcpServerCore {
     return { ...result, changes: [...expired, ...result.changes] };
   }
 
-  /** The option values for this client: its reservation's (tags, own options) or everybody's. */
+  /**
+   * The option values for this client: its reservation's (tags, own options) or everybody's. Tags derived from the
+   * request itself (e.g. a PXE client's architecture, dnsmasq's dhcp-match) belong here: add them to the host's tags
+   * and call this.options.resolve(tags), which caches per tag combination.
+   */
   private optionsFor(req: Req): ResolvedOptions {
     const reservation = this.pool.reservationForMac(req.mac);
     return reservation ? this.options.forHost(reservation) : this.defaultOptions;
