@@ -8,6 +8,7 @@
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
+ *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -19,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { bootStorm, type BootStormResult, type BootStormSettings } from './lib/boot-storm.js';
 import { hotSpots } from './lib/cpu-profile.js';
+import { coreLoop, dhcpOptionsBench, dhcpOptionsSummary } from './lib/dhcp-options.js';
 import { bootStormTable, bootStormTarget, buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
 import { benchServer, type RunSettings, type ServerRunResult } from './lib/server-run.js';
 import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
@@ -203,9 +205,11 @@ async function main(): Promise<void> {
       out: { type: 'string', default: path.join(BENCH_DIR, 'RESULTS.md') },
       'budget-s': { type: 'string', default: '540' },
       scenario: { type: 'string', default: 'all' },
+      'compare-dist': { type: 'string' },
     },
   });
-  if (!['all', 'boot-storm', 'local-records'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm or local-records (got "${values.scenario}")`);
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options'];
+  if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -227,6 +231,21 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\n${localRecordsTable(done, answerStepCost())}`);
     log(`\nlocal records only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
+  if (values.scenario === 'dhcp-options') {
+    const results = await dhcpOptionsBench(runs, natdArgs, log);
+    process.stdout.write(`\n${dhcpOptionsSummary(results)}`);
+    // in process, no I/O: the core and the encoder alone; --compare-dist DIR adds another build's figure ("today's")
+    const dist = path.join(PROJECT_ROOT, 'dist');
+    const core: string[] = [];
+    for (let run = 1; run <= runs; run++) {
+      const row = [`run ${run}: baseline ${(await coreLoop(dist, false)).toFixed(0)}/s`, `50 options + 1,000 reservations ${(await coreLoop(dist, true)).toFixed(0)}/s`];
+      if (values['compare-dist']) row.push(`${values['compare-dist']} ${(await coreLoop(path.resolve(values['compare-dist']), false)).toFixed(0)}/s`);
+      core.push(`  ${row.join(', ')}`);
+    }
+    process.stdout.write(`DHCP core + encoder, in process (DISCOVER+REQUEST exchanges/s, PRL 1-254):\n${core.join('\n')}\n`);
+    log(`\ndhcp-options only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
   if (values.scenario === 'boot-storm') {

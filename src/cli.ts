@@ -67,6 +67,13 @@ export const DAEMON_OPTIONS = {
   'ptr-record': { type: 'string', multiple: true },
   address: { type: 'string', multiple: true },
   'local-ttl': { type: 'string' },
+  // issue 16: DHCP options
+  'dhcp-option': { type: 'string', multiple: true },
+  'dhcp-option-force': { type: 'string', multiple: true },
+  'dhcp-dns': { type: 'string', multiple: true },
+  mtu: { type: 'string' },
+  'dhcp-rapid-commit': { type: 'boolean' },
+  'no-dhcp-rapid-commit': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -98,8 +105,8 @@ Daemon options:
   --bridge NAME            bridge to serve (required)
   --subnet CIDR            gateway address and prefix, e.g. 10.10.0.1/24 (default: the bridge's address,
                            or 10.10.0.1/24 when natd creates the bridge)
-  --dhcp-range START-END   dynamic pool (default: .10 to the last host)
-  --lease-time DURATION    3600, 90s, 30m, 1h, 1d (default 1h)
+  --dhcp-range START-END   dynamic pool (default: .10 to the last host); also dnsmasq's START,END[,NETMASK][,LEASETIME]
+  --lease-time DURATION    3600, 90s, 30m, 1h, 1d, 1w or infinite (default 1h)
   --domain NAME            DNS domain for the guests' names, e.g. vm
   --upstream ADDR          upstream DNS server (repeatable; default: /etc/resolv.conf)
   --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
@@ -138,6 +145,15 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --address /DOMAIN[/DOMAIN...]/[ADDRESS]            the domain and every name under it; IPv6 → AAAA;
                                                      no address: NXDOMAIN; hosts/reservation names win per name
   --local-ttl SECONDS      TTL of natd's own answers (default 0, as dnsmasq)
+  --dhcp-option SPEC       a DHCP option in dnsmasq's syntax (repeatable): [tag:TAG,]CODE|option:NAME[,VALUE...],
+                           e.g. 26,1400  option:ntp-server,10.10.0.1  tag:lab,option:router,10.10.0.2  252,"http://x/"
+                           43,01:02:03 (raw hex); no value: the option is not sent; 0.0.0.0 means natd's address
+  --dhcp-option-force SPEC like --dhcp-option, sent even when the client did not ask for it
+  --dhcp-dns ADDR|none     DNS servers handed to guests instead of natd (repeatable or comma-separated; none: no
+                           DNS option); the same as --dhcp-option=option:dns-server,ADDR,...
+  --mtu N                  the bridge's MTU, also sent to guests as DHCP option 26
+  --no-dhcp-rapid-commit   answer Rapid Commit DISCOVERs (RFC 4039) with an OFFER like any other (default: a
+                           DISCOVER with option 80 gets the ACK at once, as --dhcp-rapid-commit)
 
 Examples:
   natd --bridge virbr10
@@ -212,6 +228,12 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     ptrRecord: v['ptr-record'],
     address: v.address,
     localTtl: numberOrText(v['local-ttl']),
+    // issue 16
+    dhcpOptions: v['dhcp-option'],
+    dhcpOptionsForce: v['dhcp-option-force'],
+    dhcpDns: v['dhcp-dns']?.flatMap((a) => a.split(',')),
+    mtu: numberOrText(v.mtu),
+    dhcpRapidCommit: v['no-dhcp-rapid-commit'] ? false : v['dhcp-rapid-commit'] ? true : undefined,
   };
 }
 

@@ -15,6 +15,8 @@ import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-
 // issue 15: custom DNS records
 import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
 import type { SourcedSpec } from './dns/record-zone.js';
+import { dhcpOptionSpecs, LEASE_TIME_HINT, parseDhcpRange, parseLeaseTime, reservationOptionSpecs } from './dhcp/option-config.js';
+import type { OptionSpec } from './dhcp/option-spec.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -72,21 +74,15 @@ export interface RawSettings {
   ptrRecord?: unknown;
   address?: unknown;
   localTtl?: unknown;
+  // issue 16: DHCP options (dnsmasq --dhcp-option / --dhcp-option-force), other DNS servers, MTU, Rapid Commit
+  dhcpOptions?: unknown;
+  dhcpOptionsForce?: unknown;
+  dhcpDns?: unknown;
+  mtu?: unknown;
+  dhcpRapidCommit?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
-
-const DURATION_HINT = 'expected seconds or a duration like 3600, 90s, 30m, 1h or 1d';
-const durationSeconds = z.union([z.number().int().positive(), z.string()], { error: DURATION_HINT }).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*([smhd]?)$/.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-    return z.NEVER;
-  }
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-});
 
 const SIZE_HINT = 'expected bytes or a size like 32M, 64MiB, 512K or 1G (K/M/G are powers of 1024)';
 const sizeBytes = z.union([z.number().int().positive(), z.string()], { error: SIZE_HINT }).transform((v, ctx) => {
@@ -102,10 +98,22 @@ const sizeBytes = z.union([z.number().int().positive(), z.string()], { error: SI
 
 const DOMAIN_RE = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
+// issue 16: dnsmasq's lease time (a duration or infinite)
+const leaseTime = z.union([z.number(), z.string()], { error: LEASE_TIME_HINT }).transform((v, ctx) => {
+  const seconds = parseLeaseTime(v);
+  if (seconds === undefined) ctx.addIssue({ code: 'custom', message: LEASE_TIME_HINT });
+  return seconds ?? z.NEVER;
+});
+const TAG = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a tag of letters, digits, _ . -');
+
 const reservationSchema = z.object({
   mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
   address: ipv4,
   hostname: z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, 'not a DNS label').optional(),
+  // issue 16: dnsmasq dhcp-host's set:TAG, the host's own --dhcp-option specs, its lease time
+  tags: z.array(TAG).optional(),
+  options: z.array(z.string()).optional(),
+  leaseTime: leaseTime.optional(),
 });
 
 const settingsSchema = z
@@ -115,11 +123,8 @@ const settingsSchema = z
       .string()
       .refine((s) => parseCidr(s) !== undefined, { message: 'expected the gateway address with prefix, e.g. 10.10.0.1/24' })
       .optional(),
-    dhcpRange: z
-      .string()
-      .regex(/^[\d.]+-[\d.]+$/, 'expected START-END, e.g. 10.10.0.10-10.10.0.200')
-      .optional(),
-    leaseTime: durationSeconds.default(DEFAULT_LEASE_SECONDS),
+    dhcpRange: z.string().optional(),
+    leaseTime: leaseTime.default(DEFAULT_LEASE_SECONDS),
     domain: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
     upstreams: z.array(ipv4).default([]),
     stateDir: z.string().min(1).optional(),
@@ -162,7 +167,7 @@ const settingsSchema = z
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
     // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
     dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
-    dhcpScriptTimeout: durationSeconds.pipe(z.number().max(3600, 'at most 1h')).default(10),
+    dhcpScriptTimeout: leaseTime.pipe(z.number().max(3600, 'at most 1h')).default(10), // a duration, as lease times are written
     // issue 15: custom DNS records (dnsmasq syntax, parsed in resolveConfig) and --local-ttl
     hostRecord: z.array(z.string()).default([]),
     cname: z.array(z.string()).default([]),
@@ -172,6 +177,12 @@ const settingsSchema = z
     ptrRecord: z.array(z.string()).default([]),
     address: z.array(z.string()).default([]),
     localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
+    // issue 16
+    dhcpOptions: z.array(z.string()).default([]),
+    dhcpOptionsForce: z.array(z.string()).default([]),
+    dhcpDns: z.union([z.array(z.string()), z.string().transform((v) => [v])]).optional(),
+    mtu: z.number({ error: 'expected an MTU from 68 to 65535' }).int().min(68).max(65535).optional(),
+    dhcpRapidCommit: z.boolean().default(true),
   })
   .strict();
 
@@ -189,7 +200,7 @@ export interface Config {
   readonly hostsfile: string | undefined;
   /** extra DNS records in /etc/hosts format (dnsmasq's addn-hosts) */
   readonly addnHosts: readonly string[];
-  readonly reservations: readonly { readonly mac: string; readonly address: number; readonly hostname?: string }[];
+  readonly reservations: readonly ConfigReservation[];
   readonly logLevel: LogLevel;
   readonly bridgeMac: string | undefined;
   readonly cacheSize: number;
@@ -233,6 +244,22 @@ export interface Config {
   readonly records: readonly SourcedSpec[];
   /** issue 15: TTL of natd's own answers (dnsmasq's local-ttl) */
   readonly localTtl: number;
+  // issue 16
+  /** --dhcp-dns, --dhcp-option, --dhcp-option-force, parsed, in that order */
+  readonly dhcpOptions: readonly OptionSpec[];
+  /** the bridge's MTU, also sent as option 26; undefined: the bridge's MTU is left alone */
+  readonly mtu: number | undefined;
+  /** answer a Rapid Commit DISCOVER with an ACK (RFC 4039) */
+  readonly dhcpRapidCommit: boolean;
+}
+
+export interface ConfigReservation {
+  readonly mac: string;
+  readonly address: number;
+  readonly hostname?: string;
+  readonly tags?: readonly string[];
+  readonly options?: readonly OptionSpec[];
+  readonly leaseSeconds?: number;
 }
 
 export interface MetricsListen {
@@ -326,12 +353,15 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   }
 
   let dhcpRange: Config['dhcpRange'];
-  if (s.dhcpRange) {
-    const [a, b] = s.dhcpRange.split('-');
-    const start = parseIpv4(a!);
-    const end = parseIpv4(b!);
-    if (start === undefined || end === undefined) problems.push(`dhcpRange: not two IPv4 addresses (got "${s.dhcpRange}")`);
-    else if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
+  let leaseTimeSeconds = s.leaseTime;
+  const parsedRange = s.dhcpRange === undefined ? undefined : parseDhcpRange(s.dhcpRange, problems);
+  if (parsedRange) {
+    const { start, end } = parsedRange;
+    // issue 16: dnsmasq's START,END,NETMASK,LEASETIME; its lease time is the range's (wins over leaseTime)
+    if (parsedRange.leaseSeconds !== undefined) leaseTimeSeconds = parsedRange.leaseSeconds;
+    if (subnet && parsedRange.mask !== undefined && parsedRange.mask !== subnet.mask >>> 0)
+      problems.push(`dhcpRange: netmask ${formatIpv4(parsedRange.mask)} is not the subnet's (${formatIpv4(subnet.mask >>> 0)})`);
+    if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
     else if (subnet && (!subnetContains(subnet, start) || !subnetContains(subnet, end)))
       problems.push(`dhcpRange: ${s.dhcpRange} is not inside subnet ${s.subnet}`);
     else dhcpRange = Object.freeze({ start, end });
@@ -357,7 +387,13 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     if (subnet && reservedAddressProblem(address, subnet) === 'outside') problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
     const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
     if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
-    return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
+    const options = r.options ? reservationOptionSpecs(r.options, `reservations.${i}.options`, problems) : [];
+    return Object.freeze({
+      mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}),
+      ...(r.tags?.length ? { tags: Object.freeze(r.tags.map((t) => t.toLowerCase())) } : {}),
+      ...(options.length ? { options: Object.freeze(options) } : {}),
+      ...(r.leaseTime !== undefined ? { leaseSeconds: r.leaseTime } : {}),
+    });
   });
 
   // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
@@ -384,6 +420,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   problems.push(...parsedRecords.problems);
   const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
   problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
+  const dhcpOptions = dhcpOptionSpecs({ dhcpOptions: s.dhcpOptions, dhcpOptionsForce: s.dhcpOptionsForce, dhcpDns: s.dhcpDns }, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -391,7 +428,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     bridge: s.bridge,
     subnetCidr: s.subnet,
     dhcpRange,
-    leaseTimeSeconds: s.leaseTime,
+    leaseTimeSeconds,
     domain: s.domain?.toLowerCase(),
     upstreams: Object.freeze([...s.upstreams]),
     stateDir: s.stateDir ?? `${DEFAULT_STATE_ROOT}/${s.bridge}`,
@@ -425,6 +462,9 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
     records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
     localTtl: s.localTtl,
+    dhcpOptions: Object.freeze(dhcpOptions),
+    mtu: s.mtu,
+    dhcpRapidCommit: s.dhcpRapidCommit,
   });
 }
 

@@ -108,7 +108,7 @@ function loadArgs(args: Record<string, string | number>): string[] {
   return Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
 }
 
-async function dhcpLoad(net: BenchNetwork, args: Record<string, string | number>, timeoutMs: number): Promise<LoadResult> {
+export async function dhcpLoad(net: BenchNetwork, args: Record<string, string | number>, timeoutMs: number): Promise<LoadResult> {
   const r = await net.topology.run(net.clientNs, [process.execPath, DHCP_LOAD, ...loadArgs(args)], { timeoutMs });
   if (r.code !== 0) throw new Error(`dhcp-load exited ${r.code}: ${r.stderr.trim()}`);
   const result = JSON.parse(r.stdout) as LoadResult;

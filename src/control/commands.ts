@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_RUN_ROOT } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { callDaemon, watchDaemon } from './client.js';
+import { INFINITE_EXPIRES_AT } from '../dhcp/types.js';
 
 export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics', 'records']);
 
@@ -55,6 +56,7 @@ export function formatStatus(status: Record<string, unknown>): string {
 }
 
 function remaining(expiresAt: number): string {
+  if (expiresAt >= INFINITE_EXPIRES_AT) return 'infinite'; // issue 16
   const s = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
   if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;

@@ -151,6 +151,7 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
     ...(config.subnetCidr ? { wantedCidr: config.subnetCidr } : {}),
     defaultCidr: DEFAULT_SUBNET,
     ...(config.bridgeMac ? { mac: config.bridgeMac } : {}),
+    ...(config.mtu !== undefined ? { mtu: config.mtu } : {}),
     logger,
   });
   await sys.bridgeSetup.enableForwarding(config.bridge, logger);
@@ -259,6 +260,10 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
       rangeStart: range.start,
       rangeEnd: range.end,
       maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
+      // issue 16: options, MTU (option 26), Rapid Commit
+      options: config.dhcpOptions,
+      ...(config.mtu !== undefined ? { mtu: config.mtu } : {}),
+      rapidCommit: config.dhcpRapidCommit,
     },
     [...reservations],
     coreDeps,
@@ -363,6 +368,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   running.config = config;
   running.script.configure(config);
+  running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));

@@ -22,7 +22,7 @@ const DNS_PORT = 53;
 export interface BridgeSetup {
   /** the bridge's current address with prefix, if it exists and has one */
   readCidr(name: string): Promise<string | undefined>;
-  ensure(opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; logger: Logger }): Promise<BridgeInfo>;
+  ensure(opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; mtu?: number; logger: Logger }): Promise<BridgeInfo>;
   enableForwarding(bridge: string, logger: Logger): Promise<void>;
 }
 

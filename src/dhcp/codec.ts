@@ -216,8 +216,15 @@ function planEncoding(packet: DhcpPacket, maxSize: number): EncodePlan {
     throw new RangeError(`essential DHCP options need ${total()} bytes, the client accepts ${limit}`);
   }
 
-  const options = candidates.filter(([code]) => !dropped.has(code)).sort((a, b) => wireRank(a[0]) - wireRank(b[0]));
+  // issue 16: replies carry dozens of configured options; copy and sort only when needed
+  const options = dropped.size === 0 ? candidates : candidates.filter(([code]) => !dropped.has(code));
+  if (!isInWireOrder(options)) options.sort((a, b) => wireRank(a[0]) - wireRank(b[0]));
   return { options, length: Math.min(limit, Math.max(BOOTP_MIN_SIZE, total())) };
+}
+
+function isInWireOrder(options: Array<[number, Uint8Array]>): boolean {
+  for (let i = 1; i < options.length; i++) if (wireRank(options[i - 1]![0]) > wireRank(options[i]![0])) return false;
+  return true;
 }
 
 /**
@@ -256,6 +263,13 @@ export function encodingLength(packet: DhcpPacket, maxSize: number = DEFAULT_MAX
 }
 
 function writeOption(buf: Buffer, offset: number, code: number, value: Uint8Array): number {
+  if (value.length <= 255) {
+    // the usual case: one instance, no subarray view to allocate
+    buf[offset] = code;
+    buf[offset + 1] = value.length;
+    buf.set(value, offset + 2);
+    return offset + 2 + value.length;
+  }
   let pos = 0;
   do {
     const piece = Math.min(255, value.length - pos);

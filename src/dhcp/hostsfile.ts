@@ -10,6 +10,8 @@ import { sanitizeHostname } from '../net/hostname.js';
 import { describeAddressProblem, reservedAddressProblem, reservedNameProblem } from './reservation-rules.js';
 import type { Reservation } from './types.js';
 import { formatIpv4, normalizeMac, parseIpv4, type Subnet } from '../net/ipv4.js';
+import { parseLeaseTime } from './option-config.js';
+import { INFINITE_LEASE_SECONDS } from './types.js';
 
 export { sanitizeHostname };
 
@@ -35,7 +37,6 @@ interface ParsedLine {
   error?: string;
   /** the line still loads */
   notes: string[];
-  leaseTime: boolean;
 }
 
 /** Classifies the fields of one (comment-free, non-blank) line. */
@@ -44,7 +45,8 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
   const macs: string[] = [];
   const addresses: number[] = [];
   const names: string[] = [];
-  let leaseTime = false;
+  const tags: string[] = [];
+  let leaseSeconds: number | undefined;
 
   for (const raw of text.split(',')) {
     const field = raw.trim();
@@ -53,27 +55,32 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
     const address = mac === undefined ? parseIpv4(field) : undefined;
     if (mac !== undefined) macs.push(mac);
     else if (address !== undefined) addresses.push(address);
-    else if (LEASE_TIME.test(field)) leaseTime = true;
-    else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes, leaseTime };
-    else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd has no tags)`);
+    else if (LEASE_TIME.test(field)) {
+      leaseSeconds = parseLeaseTime(field);
+      if (leaseSeconds === undefined) return { error: `invalid lease time '${field.slice(0, 40)}'`, notes };
+    } else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes };
+    else if (/^set:[A-Za-z0-9_.-]{1,64}$/i.test(field)) tags.push(field.slice(4).toLowerCase());
+    else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd matches hosts by MAC only)`);
     else if (/^id:/i.test(field)) notes.push(`client id '${field}' ignored; the reservation is keyed by MAC only`);
-    else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes, leaseTime };
+    else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes };
     else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored (natd serves DHCPv4 only)`);
     else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) names.push(field);
-    else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes, leaseTime };
+    else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes };
   }
 
   if (macs.length !== 1) {
     const error = macs.length === 0 ? 'no MAC address' : 'more than one MAC address (not supported by natd)';
-    return { error, notes, leaseTime };
+    return { error, notes };
   }
   if (addresses.length !== 1) {
     const error = addresses.length === 0 ? 'no IPv4 address (natd reservations need one)' : 'more than one IPv4 address';
-    return { error, notes, leaseTime };
+    return { error, notes };
   }
-  if (names.length > 1) return { error: 'more than one host name', notes, leaseTime };
+  if (names.length > 1) return { error: 'more than one host name', notes };
 
   const reservation: Reservation = { mac: macs[0]!, address: addresses[0]! };
+  if (tags.length > 0) reservation.tags = tags;
+  if (leaseSeconds !== undefined) reservation.leaseSeconds = leaseSeconds;
   const name = names[0];
   if (name !== undefined) {
     const label = sanitizeHostname(name);
@@ -85,7 +92,7 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
       reservation.hostname = label;
     }
   }
-  return { reservation, notes, leaseTime };
+  return { reservation, notes };
 }
 
 /** Removes a comment: '#' at the start of the line or after whitespace. */
@@ -100,7 +107,6 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
   const byMac = new Map<string, number>();
   const byAddress = new Map<number, number>();
   const byName = new Map<string, number>();
-  let leaseTimeNoted = false;
 
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -116,10 +122,6 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
 
     const parsed = parseLine(content, domain);
     for (const note of parsed.notes) report(note);
-    if (parsed.leaseTime && !leaseTimeNoted) {
-      leaseTimeNoted = true;
-      report("lease times in this file are ignored; natd's --lease-time applies to every lease");
-    }
     const r = parsed.reservation;
     if (!r) {
       report(`${parsed.error ?? 'malformed'}; line skipped`);
@@ -168,6 +170,8 @@ export function formatHostsfile(reservations: readonly Reservation[]): string {
     // Re-sanitised so a name that came in through another path can never break the line format.
     const name = r.hostname === undefined ? undefined : sanitizeHostname(r.hostname);
     if (name !== undefined) fields.push(name);
+    for (const tag of r.tags ?? []) if (/^[a-z0-9_.-]{1,64}$/i.test(tag)) fields.push(`set:${tag}`);
+    if (r.leaseSeconds !== undefined) fields.push(r.leaseSeconds === INFINITE_LEASE_SECONDS ? 'infinite' : String(r.leaseSeconds));
     lines.push(fields.join(','));
   }
   return lines.join('\n') + '\n';

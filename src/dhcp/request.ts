@@ -89,6 +89,8 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
   const vendorOption = packet.options.get(DhcpOption.VENDOR_CLASS);
   if (vendorOption && vendorOption.length > 0) request.vendorClass = latin1(vendorOption);
 
+  if (packet.options.has(DhcpOption.RAPID_COMMIT)) request.rapidCommit = true;
+
   return { ok: true, request };
 }
 

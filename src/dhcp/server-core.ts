@@ -26,11 +26,14 @@ import {
   encodeDomainSearch,
   encodeIpv4List,
   encodeString,
+  encodeU16,
   encodeU32,
   FqdnFlags,
   type ClasslessRoute,
 } from './codec.js';
 import { LeaseTable, storedLease } from './lease-table.js';
+import { OptionEngine, type ResolvedOptions } from './option-set.js';
+import type { OptionSpec } from './option-spec.js';
 import { AddressPool } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -42,7 +45,7 @@ import { BOOTREPLY,
   type LeaseChange,
   type ProbeVerdict,
   type ReplyDestination,
-  type Reservation, BROADCAST_FLAG } from './types.js';
+  type Reservation, BROADCAST_FLAG, INFINITE_EXPIRES_AT, INFINITE_LEASE_SECONDS } from './types.js';
 
 export interface CoreConfig {
   serverAddress: number;
@@ -52,6 +55,7 @@ export interface CoreConfig {
   domain?: string;
   searchDomains?: string[];
   classlessRoutes?: { network: number; prefix: number; router: number }[];
+  /** INFINITE_LEASE_SECONDS: infinite leases */
   leaseTimeSeconds: number;
   rangeStart: number;
   rangeEnd: number;
@@ -59,6 +63,13 @@ export interface CoreConfig {
   offerHoldSeconds?: number;
   /** declined addresses quarantined at once, as a share of the range (at least 1); the oldest ends first */
   maxQuarantineShare?: number;
+  // issue 16: option engine, MTU, Rapid Commit
+  /** option 26, sent like the other built-in options (--mtu) */
+  mtu?: number;
+  /** --dhcp-option / --dhcp-option-force specs, in the order given (tagged ones apply to clients with the tags) */
+  options?: readonly OptionSpec[];
+  /** answer a DISCOVER carrying option 80 with an ACK (RFC 4039); default true, as systemd-networkd's server */
+  rapidCommit?: boolean;
 }
 
 export interface CoreDeps {
@@ -116,16 +127,6 @@ const DEFAULT_MAX_QUARANTINE_SHARE = 0.1;
 const MAX_UNCONFIRMED_DECLINERS = 1024;
 /** A client may ask for a shorter lease, but not one that makes it renew in a storm. */
 const MIN_LEASE_SECONDS = 60;
-/** Sent when the client's PRL is absent: everything configured. */
-const DEFAULT_OPTION_ORDER = [
-  DhcpOption.SUBNET_MASK,
-  DhcpOption.ROUTER,
-  DhcpOption.DNS_SERVERS,
-  DhcpOption.DOMAIN_NAME,
-  DhcpOption.BROADCAST_ADDRESS,
-  DhcpOption.DOMAIN_SEARCH,
-  DhcpOption.CLASSLESS_ROUTES,
-];
 
 type NakReason = 'nak:wrong-subnet' | 'nak:wrong-address' | 'nak:reserved-elsewhere' | 'nak:unavailable';
 
@@ -139,8 +140,13 @@ export class DhcpServerCore {
   readonly leases: LeaseTable;
   private readonly pool: AddressPool;
   private readonly config: Readonly<CoreConfig>;
-  /** configured option values, encoded once */
-  private readonly configured = new Map<number, Uint8Array>();
+  /** configured option values, encoded once; resolved per client's tags (option-set.ts) */
+  private options: OptionEngine;
+  /** what a client without a reservation gets */
+  private defaultOptions: ResolvedOptions;
+  /** the built-in options (mask, router, DNS, …), encoded once */
+  private readonly builtInOptions: ReadonlyMap<number, Uint8Array>;
+  private readonly rapidCommit: boolean;
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
   private readonly nameAllowed: CoreDeps['nameAllowed'];
@@ -172,8 +178,17 @@ export class DhcpServerCore {
     this.conflictVerdict = deps.conflictVerdict;
     const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
-    this.encodeConfiguredOptions();
+    this.builtInOptions = this.encodeConfiguredOptions();
+    this.options = new OptionEngine(this.builtInOptions, config.options ?? [], config.serverAddress);
+    this.defaultOptions = this.options.resolve();
+    this.rapidCommit = config.rapidCommit ?? true;
     this.pool.setReservations(reservations);
+  }
+
+  /** Replaces the --dhcp-option specs (reload); encoded here, once, like at start. */
+  setOptions(specs: readonly OptionSpec[]): void {
+    this.options = new OptionEngine(this.builtInOptions, specs, this.config.serverAddress);
+    this.defaultOptions = this.options.resolve();
   }
 
   /** Replaces the reservations (SIGHUP, control API); returns the entries skipped as invalid or conflicting. */
@@ -259,6 +274,16 @@ export class DhcpServerCore {
     return { ...result, changes: [...expired, ...result.changes] };
   }
 
+  /**
+   * The option values for this client: its reservation's (tags, own options) or everybody's. Tags derived from the
+   * request itself (e.g. a PXE client's architecture, dnsmasq's dhcp-match) belong here: add them to the host's tags
+   * and call this.options.resolve(tags), which caches per tag combination.
+   */
+  private optionsFor(req: Req): ResolvedOptions {
+    const reservation = this.pool.reservationForMac(req.mac);
+    return reservation ? this.options.forHost(reservation) : this.defaultOptions;
+  }
+
   private decide(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {
     const req = this.normalise(request, opts);
     const serverId = (opts.receivedOnInterfaceAddress ?? this.config.serverAddress) >>> 0;
@@ -284,8 +309,10 @@ export class DhcpServerCore {
   // ---- message handlers ---------------------------------------------------------------------------------------
 
   /**
-   * `probed`: the verdict on the address chosen for this client before (probeDone). Found in use, it is no longer
-   * offered and another address is chosen; found free (or not probeable), it is offered without another probe.
+   * DISCOVER → OFFER. `probed`: the verdict on the address chosen for this client before (probeDone). Found in use,
+   * it is no longer offered and another address is chosen; found free (or not probeable), it is offered without
+   * another probe. With Rapid Commit (RFC 4039: option 80 from the client, enabled here) the address, once it needs
+   * no probe, is bound at once and ACKed with option 80, the lease persisted before the ACK like any other.
    */
   private discover(req: Req, now: number, serverId: number, probed?: Probed): CoreResult {
     // no verdict: never an unprobed offer; the client's retransmission tries again
@@ -293,6 +320,11 @@ export class DhcpServerCore {
     const address = this.chooseAndHold(req, now, probed);
     if (address === undefined) return ignore('ignore:pool-exhausted');
     if (this.needsProbe(req, address, probed)) return { changes: [], outcome: 'probe:offer', probe: { address } };
+    if (this.rapidCommit && req.rapidCommit) {
+      const result = this.bind(req, address, now, serverId);
+      result.reply?.packet.options.set(DhcpOption.RAPID_COMMIT, new Uint8Array(0));
+      return { ...result, outcome: 'ack:rapid-commit' };
+    }
     const leaseSeconds = this.leaseSecondsFor(req);
     const hostname = this.hostnameFor(req, address, false);
     return {
@@ -541,7 +573,7 @@ export class DhcpServerCore {
       clientId: req.clientId,
       mac: req.mac,
       address,
-      expiresAt: now + leaseSeconds * 1000,
+      expiresAt: leaseSeconds === INFINITE_LEASE_SECONDS ? INFINITE_EXPIRES_AT : now + leaseSeconds * 1000,
     };
     const hostname = this.hostnameFor(req, address, true);
     if (hostname !== undefined) lease.hostname = hostname;
@@ -573,9 +605,13 @@ export class DhcpServerCore {
     return { reply: this.reply(req, DhcpMessageType.NAK, serverId, { yiaddr: 0, reason }), changes, outcome: reason };
   }
 
-  /** requestedLeaseSeconds only shortens the configured time, and not below MIN_LEASE_SECONDS. */
+  /**
+   * The reservation's lease time, else the configured one (either may be INFINITE_LEASE_SECONDS).
+   * requestedLeaseSeconds only shortens it, and not below MIN_LEASE_SECONDS.
+   */
   private leaseSecondsFor(req: Req): number {
-    const configured = clampU32(Math.floor(this.config.leaseTimeSeconds));
+    const own = this.pool.reservationForMac(req.mac)?.leaseSeconds;
+    const configured = clampU32(Math.floor(own ?? this.config.leaseTimeSeconds));
     const asked = req.requestedLeaseSeconds;
     if (asked === undefined || !Number.isFinite(asked) || asked <= 0 || asked >= configured) return configured;
     return Math.max(Math.floor(asked), Math.min(MIN_LEASE_SECONDS, configured));
@@ -667,18 +703,27 @@ export class DhcpServerCore {
     options.set(DhcpOption.SERVER_ID, encodeU32(serverId));
     if (leaseSeconds !== undefined) {
       options.set(DhcpOption.LEASE_TIME, encodeU32(leaseSeconds));
-      options.set(DhcpOption.RENEWAL_TIME, encodeU32(Math.floor(leaseSeconds * 0.5)));
-      options.set(DhcpOption.REBINDING_TIME, encodeU32(Math.floor(leaseSeconds * 0.875)));
+      // an infinite lease is never renewed: no T1/T2 (as dnsmasq), which would tell the client to renew after all
+      if (leaseSeconds !== INFINITE_LEASE_SECONDS) {
+        options.set(DhcpOption.RENEWAL_TIME, encodeU32(Math.floor(leaseSeconds * 0.5)));
+        options.set(DhcpOption.REBINDING_TIME, encodeU32(Math.floor(leaseSeconds * 0.875)));
+      }
     }
+    const configured = this.optionsFor(req);
     // Mask and router always: without them a client that forgot to ask has no working network.
+    const byCode = configured.byCode;
     for (const code of [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER]) {
-      const value = this.configured.get(code);
+      const value = byCode[code];
       if (value) options.set(code, value);
     }
-    const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : DEFAULT_OPTION_ORDER;
+    const wanted = req.parameterRequestList.length > 0 ? req.parameterRequestList : configured.defaultOrder;
     for (const code of wanted) {
-      const value = this.configured.get(code);
+      const value = byCode[code]; // undefined for anything but 0-255
       if (value && !options.has(code)) options.set(code, value);
+    }
+    // --dhcp-option-force: after what the client asked for, so they are the first dropped when space runs out
+    for (const code of configured.forced) {
+      if (!options.has(code)) options.set(code, byCode[code]!);
     }
     if (req.fqdnFlags !== undefined && leaseSeconds !== undefined) {
       options.set(DhcpOption.CLIENT_FQDN, this.fqdnReply(req.fqdnFlags, hostname));
@@ -717,26 +762,30 @@ export class DhcpServerCore {
     return out;
   }
 
-  private encodeConfiguredOptions(): void {
+  /** The options natd derives from its configuration, in the order sent to a client without a request list. */
+  private encodeConfiguredOptions(): Map<number, Uint8Array> {
     const c = this.config;
+    const configured = new Map<number, Uint8Array>();
     try {
-      this.configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
-      if (c.router !== 0) this.configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
-      if (c.dnsServers.length > 0) this.configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
-      if (c.domain) this.configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
-      this.configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
+      configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
+      if (c.router !== 0) configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
+      if (c.dnsServers.length > 0) configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
+      if (c.domain) configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
+      if (c.mtu !== undefined) configured.set(DhcpOption.MTU, encodeU16(c.mtu));
+      configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
       if (c.searchDomains && c.searchDomains.length > 0) {
-        this.configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
+        configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
       }
       if (c.classlessRoutes && c.classlessRoutes.length > 0) {
         // RFC 3442 §2: a client given option 121 ignores option 3, so the default route must be in 121 too.
         const routes: ClasslessRoute[] = [...c.classlessRoutes];
         if (c.router !== 0 && !routes.some((r) => r.prefix === 0)) routes.push({ network: 0, prefix: 0, router: c.router });
-        this.configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
+        configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
       }
     } catch (err) {
       throw new NatdError(ErrorCodes.CONFIG, `DHCP options cannot be encoded: ${(err as Error).message}`, { cause: err });
     }
+    return configured;
   }
 }
 

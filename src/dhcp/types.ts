@@ -72,6 +72,8 @@ export interface DhcpRequest {
   requestedLeaseSeconds?: number;
   /** option 60 (vendor class), text */
   vendorClass?: string;
+  /** option 80 present (RFC 4039 Rapid Commit): a DISCOVER may be answered with an ACK */
+  rapidCommit?: boolean;
 }
 
 /** A lease as stored and served. */
@@ -81,15 +83,26 @@ export interface Lease {
   address: number;
   /** sanitised DNS label, when the client gave one or a reservation names it */
   hostname?: string;
-  /** ms epoch; Infinity is never used (a reservation still gets a finite lease) */
+  /** ms epoch; an infinite lease has INFINITE_EXPIRES_AT (finite, so JSON and Date keep it) */
   expiresAt: number;
 }
+
+/** Option 51's "infinite" (RFC 2131 §3.3): 0xffffffff seconds. */
+export const INFINITE_LEASE_SECONDS = 0xffffffff;
+/** expiresAt of an infinite lease: the latest time a JS Date can hold, which no clock reaches. */
+export const INFINITE_EXPIRES_AT = 8.64e15;
 
 /** A static MAC -> address reservation, optionally named. */
 export interface Reservation {
   mac: string;
   address: number;
   hostname?: string;
+  /** dnsmasq dhcp-host `set:TAG`: tags the host's requests carry, for tagged --dhcp-option specs */
+  tags?: readonly string[];
+  /** options for this host alone, over every other setting (parsed --dhcp-option specs without tags) */
+  options?: readonly import('./option-spec.js').OptionSpec[];
+  /** this host's lease time in seconds (INFINITE_LEASE_SECONDS: infinite), instead of the range's */
+  leaseSeconds?: number;
 }
 
 /** What the core wants persisted before the reply leaves. */
@@ -140,7 +153,9 @@ export const DhcpOption = {
   DNS_SERVERS: 6,
   HOSTNAME: 12,
   DOMAIN_NAME: 15,
+  MTU: 26,
   BROADCAST_ADDRESS: 28,
+  NTP_SERVERS: 42,
   REQUESTED_ADDRESS: 50,
   LEASE_TIME: 51,
   OVERLOAD: 52,
@@ -153,6 +168,8 @@ export const DhcpOption = {
   REBINDING_TIME: 59,
   VENDOR_CLASS: 60,
   CLIENT_ID: 61,
+  /** RFC 4039 */
+  RAPID_COMMIT: 80,
   /** RFC 4702 */
   CLIENT_FQDN: 81,
   /** RFC 3397 */

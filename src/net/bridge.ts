@@ -21,6 +21,7 @@ export interface BridgeInfo {
 
 interface IpAddrJson {
   ifname: string;
+  mtu?: number;
   address?: string;
   operstate?: string;
   linkinfo?: { info_kind?: string };
@@ -110,13 +111,26 @@ async function createBridge(ip: IpRunner, name: string, mac: string, logger: Log
 }
 
 /**
+ * --mtu (issue 16, libvirt's <mtu size=…/>): the bridge's own MTU. The kernel then keeps it whatever MTU the ports
+ * that join later have (an MTU set by hand is not recomputed from the ports); the guests learn it from option 26.
+ */
+async function setMtu(ip: IpRunner, name: string, mtu: number, logger: Logger): Promise<void> {
+  try {
+    await ip(['link', 'set', name, 'mtu', String(mtu)]);
+  } catch (err) {
+    throw new NatdError(ErrorCodes.BRIDGE, `cannot set the MTU of ${name} to ${mtu}: ${(err as Error).message}`, { cause: err });
+  }
+  logger.info('set bridge MTU', { bridge: name, mtu });
+}
+
+/**
  * Makes sure the bridge exists, is up and carries the wanted gateway address; returns what natd will serve.
  * wantedCidr: from --subnet; when undefined the bridge's own first IPv4 address decides, or defaultCidr when the
  * bridge has none. The IPv6 guard runs before the bridge is first brought up (or, for an existing bridge, before
  * anything else), so no router advertisement from a guest is ever accepted on a bridge natd serves.
  */
 export async function ensureBridge(
-  opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; logger: Logger },
+  opts: { name: string; wantedCidr?: string; defaultCidr: string; mac?: string; mtu?: number; logger: Logger },
   ip: IpRunner = runIp,
   guardIpv6: Ipv6Guard = refuseRouterAdvertisements,
 ): Promise<BridgeInfo> {
@@ -159,6 +173,7 @@ export async function ensureBridge(
     }
     logger.info('added gateway address to bridge', { bridge: name, address: cidrText });
   }
+  if (opts.mtu !== undefined && link.mtu !== opts.mtu) await setMtu(ip, name, opts.mtu, logger);
   if (link.operstate === undefined || link.operstate === 'DOWN' || created) await ip(['link', 'set', name, 'up']);
 
   const after = await showLink(ip, name);

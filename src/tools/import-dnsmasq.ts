@@ -22,6 +22,7 @@ import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, setti
 import { writeFileAtomic } from '../state/atomic-file.js';
 // issue 15: custom DNS records carry over
 import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
+import { OptionSpecError, parseOptionSpec } from '../dhcp/option-spec.js';
 
 export { RESERVATIONS_FILE } from './import-writer.js';
 
@@ -92,7 +93,7 @@ function splitOption(raw: string): { name: string; value: string | undefined } |
 interface Collected {
   interfaces: { name: string; line: number }[];
   listenAddresses: { address: number; line: number }[];
-  range?: { start: number; end: number; prefix?: number; leaseSeconds?: number; line: number };
+  range?: { start: number; end: number; prefix?: number; leaseSeconds?: number | 'infinite'; line: number };
   servers: string[];
   domain?: string;
   noResolv?: number;
@@ -126,7 +127,7 @@ const NO_EFFECT: Record<string, string> = {
   'log-facility': 'natd logs to the journal',
   'log-async': 'natd logs to the journal',
   'local-service': 'natd answers only its bridge subnet',
-  'dhcp-rapid-commit': 'not needed by the VM clients natd serves',
+  'dhcp-rapid-commit': "natd answers Rapid Commit by default (issue 16)",
   'quiet-dhcp': 'natd logs to the journal; use --log-level',
 };
 
@@ -145,6 +146,13 @@ const HANDLERS: Record<string, Handler> = {
   },
   'dhcp-range'(value, line, c) {
     parseDhcpRange(value ?? '', line, c);
+  },
+  // issue 16: natd takes dnsmasq's option specs as they are
+  'dhcp-option'(value, line, c) {
+    importOptionSpec(value ?? '', line, c, false);
+  },
+  'dhcp-option-force'(value, line, c) {
+    importOptionSpec(value ?? '', line, c, true);
   },
   'dhcp-hostsfile'(value, line, c) {
     if (!value) return problem(c, line, 'dhcp-hostsfile= without a path');
@@ -237,8 +245,6 @@ const RECORD_HANDLERS: Record<string, Handler> = {
 
 /** Known options natd has no equivalent for (the operator must decide). */
 const UNSUPPORTED: Record<string, string> = {
-  'dhcp-option': 'natd sends router, DNS server, domain and routes from its own config',
-  'dhcp-option-force': 'natd sends router, DNS server, domain and routes from its own config',
   'dhcp-hostsdir': 'natd reads one hostsfile; concatenate the directory into it',
   'dhcp-boot': 'natd does not serve PXE boot',
   'enable-tftp': 'natd does not serve TFTP',
@@ -248,6 +254,18 @@ const UNSUPPORTED: Record<string, string> = {
   'dhcp-ignore': 'natd has no tags',
   'enable-ra': 'natd serves DHCPv4 only',
 };
+
+/** One dhcp-option line into the config's dhcpOptions (or dhcpOptionsForce), when natd can send it. */
+function importOptionSpec(value: string, line: number, c: Collected, force: boolean): void {
+  try {
+    parseOptionSpec(value, force);
+  } catch (err) {
+    if (!(err instanceof OptionSpecError)) throw err;
+    return problem(c, line, `dhcp-option${force ? '-force' : ''}=${value}: ${err.message}; not imported`);
+  }
+  const key = force ? 'dhcpOptionsForce' : 'dhcpOptions';
+  c.out.settings[key] = [...((c.out.settings[key] as string[] | undefined) ?? []), value];
+}
 
 function splitList(value: string | undefined): string[] {
   return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -294,7 +312,7 @@ function parseDhcpRange(value: string, line: number, c: Collected): void {
       continue;
     }
     if (/^infinite$/i.test(field)) {
-      problem(c, line, 'dhcp-range: infinite leases are not supported; natd keeps its default lease time');
+      range.leaseSeconds = 'infinite'; // issue 16
       continue;
     }
     const seconds = parseLeaseTime(field);

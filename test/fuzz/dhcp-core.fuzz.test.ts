@@ -17,7 +17,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { encodeDhcpPacket } from '../../src/dhcp/codec.js';
 import { DhcpServerCore, type CoreConfig, type HandleOptions } from '../../src/dhcp/server-core.js';
-import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type ProbeVerdict, type Reservation } from '../../src/dhcp/types.js';
+import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type ProbeVerdict, type Reservation, INFINITE_LEASE_SECONDS } from '../../src/dhcp/types.js';
+import { parseOptionSpec } from '../../src/dhcp/option-spec.js';
 import { makeSubnet, subnetContains } from '../../src/net/ipv4.js';
 import { ip } from '../support/addresses.js';
 
@@ -26,8 +27,9 @@ const SERVER = ip('10.10.0.1');
 const SUBNET = makeSubnet(SERVER, 24);
 const MACS = Array.from({ length: 16 }, (_, i) => `52:54:00:00:00:${i.toString(16).padStart(2, '0')}`);
 const RESERVATIONS: Reservation[] = [
-  { mac: MACS[7]!, address: ip('10.10.0.105'), hostname: 'inside' },
-  { mac: MACS[8]!, address: ip('10.10.0.20'), hostname: 'outside' },
+  // issue 16: per-host tags, options and lease times (one infinite) take the option engine's paths too
+  { mac: MACS[7]!, address: ip('10.10.0.105'), hostname: 'inside', tags: ['lab'], leaseSeconds: INFINITE_LEASE_SECONDS },
+  { mac: MACS[8]!, address: ip('10.10.0.20'), hostname: 'outside', options: [parseOptionSpec('option:ntp-server,10.10.0.9')], leaseSeconds: 120 },
 ];
 const CONFIG: CoreConfig = {
   serverAddress: SERVER,
@@ -43,6 +45,12 @@ const CONFIG: CoreConfig = {
   leaseTimeSeconds: 600,
   declineQuarantineSeconds: 300,
   offerHoldSeconds: 30,
+  // issue 16
+  mtu: 1400,
+  options: [
+    parseOptionSpec('option:ntp-server,0.0.0.0'), parseOptionSpec('tag:lab,option:router'), parseOptionSpec('224,"x"', true),
+    parseOptionSpec(`225,${'ab:'.repeat(300)}ab`), parseOptionSpec('tag:!lab,226,1'),
+  ],
 };
 
 const ourAddress = fc.constantFrom(
@@ -86,6 +94,7 @@ const requestArb: fc.Arbitrary<DhcpRequest> = fc.record(
     fqdnFlags: fc.oneof(fc.integer({ min: 0, max: 15 }), anyNumber),
     requestedLeaseSeconds: anyNumber,
     vendorClass: fc.string(),
+    rapidCommit: fc.boolean(),
   },
   { requiredKeys: ['type', 'xid', 'flags', 'broadcast', 'ciaddr', 'giaddr', 'hops', 'htype', 'mac', 'chaddr', 'clientId', 'parameterRequestList', 'maxMessageSize'] },
 );

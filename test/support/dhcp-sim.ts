@@ -123,6 +123,8 @@ export interface CapturedDhcp {
   yiaddr?: string;
   requested?: string;
   serverId?: string;
+  /** option 80 present (RFC 4039 Rapid Commit) */
+  rapidCommit?: boolean;
 }
 
 /** Starts tcpdump writing DHCP packets of `device` in `ns` to a pcap file; resolves once it captures. */
@@ -165,6 +167,7 @@ export function parseTcpdumpDhcp(text: string): CapturedDhcp[] {
     current.type ??= field(/DHCP-Message \(53\), length 1: (\S+)/);
     current.requested ??= field(/Requested-IP \(50\), length 4: (\S+)/);
     current.serverId ??= field(/Server-ID \(54\), length 4: (\S+)/);
+    if (/^\s+[\w-]+ \(80\), length/.test(line)) current.rapidCommit = true;
   }
   return packets;
 }

@@ -54,3 +54,46 @@ describe('dhcpProbeTimeoutMs (issue 13)', () => {
     expect(problemOf({ bridge: 'virbr10', dhcpProbeTimeoutMs: 'soon' })).toMatch(/dhcpProbeTimeoutMs/);
   });
 });
+
+describe('issue 16: DHCP options, DNS servers, MTU, lease times', () => {
+  it('parses --dhcp-option, --dhcp-option-force and --dhcp-dns into specs, --dhcp-dns first', () => {
+    const c = resolveConfig({ bridge: 'virbr10', dhcpOptions: ['option:mtu,1400', 'tag:lab,42,10.0.0.5'], dhcpOptionsForce: ['224,"x"'], dhcpDns: ['10.0.0.53'] });
+    expect(c.dhcpOptions.map((s) => [s.code, s.force, s.when.length])).toEqual([[6, false, 0], [26, false, 0], [42, false, 1], [224, true, 0]]);
+    expect(resolveConfig({ bridge: 'virbr10', dhcpDns: 'none' }).dhcpOptions[0]).toMatchObject({ code: 6, value: undefined });
+    expect(resolveConfig({ bridge: 'virbr10' }).dhcpRapidCommit).toBe(true);
+  });
+
+  it('names the field and the spec of every bad one, together', () => {
+    const message = problemOf({ bridge: 'virbr10', dhcpOptions: ['26,1400', 'option:mtu,big'], dhcpOptionsForce: ['51,60'], dhcpDns: ['x'] });
+    expect(message).toMatch(/dhcpOptions\.1: option 26 \(mtu\) takes one integer .*"option:mtu,big"/);
+    expect(message).toMatch(/dhcpOptionsForce\.0: option 51 \(lease-time\) cannot be set/);
+    expect(message).toMatch(/dhcpDns: expected IPv4 addresses or none/);
+  });
+
+  it('refuses DNS servers given twice (dhcpDns and option 6)', () => {
+    expect(problemOf({ bridge: 'virbr10', dhcpDns: ['10.0.0.53'], dhcpOptions: ['6,10.0.0.54'] })).toMatch(/dhcpDns: give the DNS servers once/);
+  });
+
+  it('mtu within 68-65535', () => {
+    expect(resolveConfig({ bridge: 'virbr10', mtu: 1400 }).mtu).toBe(1400);
+    expect(problemOf({ bridge: 'virbr10', mtu: 20 })).toMatch(/mtu/);
+  });
+
+  it('dhcpRange in dnsmasq\'s START,END[,NETMASK][,LEASETIME] form sets the lease time; START-END still works', () => {
+    const c = resolveConfig({ bridge: 'virbr10', subnet: '10.10.0.1/24', dhcpRange: '10.10.0.10,10.10.0.20,255.255.255.0,12h' });
+    expect(c.dhcpRange).toEqual({ start: 168427530, end: 168427540 });
+    expect(c.leaseTimeSeconds).toBe(43200);
+    expect(resolveConfig({ bridge: 'virbr10', dhcpRange: '10.10.0.10,10.10.0.20,infinite' }).leaseTimeSeconds).toBe(0xffffffff);
+    expect(resolveConfig({ bridge: 'virbr10', dhcpRange: '10.10.0.10-10.10.0.20', leaseTime: '1w' }).leaseTimeSeconds).toBe(604800);
+    expect(problemOf({ bridge: 'virbr10', subnet: '10.10.0.1/24', dhcpRange: '10.10.0.10,10.10.0.20,255.255.0.0' })).toMatch(/netmask 255.255.0.0 is not the subnet's/);
+    expect(problemOf({ bridge: 'virbr10', dhcpRange: '10.10.0.10,10.10.0.20,static' })).toMatch(/dhcpRange: "static" is neither/);
+    expect(problemOf({ bridge: 'virbr10', leaseTime: 'forever' })).toMatch(/leaseTime: expected seconds/);
+  });
+
+  it('reservations take tags, their own options (without tags) and a lease time', () => {
+    const c = resolveConfig({ bridge: 'virbr10', reservations: [{ mac: '52:54:00:00:00:01', address: '10.10.0.5', tags: ['Lab'], options: ['option:ntp-server,10.0.0.5'], leaseTime: 'infinite' }] });
+    expect(c.reservations[0]).toMatchObject({ tags: ['lab'], leaseSeconds: 0xffffffff, options: [expect.objectContaining({ code: 42 })] });
+    expect(problemOf({ bridge: 'virbr10', reservations: [{ mac: '52:54:00:00:00:01', address: '10.10.0.5', options: ['tag:x,3,1.2.3.4'] }] }))
+      .toMatch(/reservations\.0\.options\.0: tag: conditions have no meaning/);
+  });
+});

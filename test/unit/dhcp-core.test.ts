@@ -12,8 +12,11 @@ import {
   type CoreResult,
   type DhcpRequest,
   type ProbeVerdict,
+  INFINITE_EXPIRES_AT,
+  INFINITE_LEASE_SECONDS,
   type Reservation,
 } from '../../src/dhcp/types.js';
+import { parseOptionSpec, type OptionSpec } from '../../src/dhcp/option-spec.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
 import { ip } from '../support/addresses.js';
 
@@ -944,5 +947,143 @@ describe('conflict probes (RFC 2131 §4.4.1): the core asks for them, the caller
     const offer = core.handle(request(1), T0);
     expect(offer.outcome).toBe('offer');
     expect(core.handle(decline(1, offer.reply!.packet.yiaddr), T0 + 10).outcome).toBe('probe:decline');
+  });
+});
+
+// ---- issue 16: configured options, per-host options and lease times, Rapid Commit ------------------------------
+
+const spec = (text: string, force = false): OptionSpec => parseOptionSpec(text, force);
+const optionHex = (result: CoreResult, code: number): string | undefined => {
+  const v = result.reply?.packet.options.get(code);
+  return v === undefined ? undefined : Buffer.from(v).toString('hex');
+};
+
+describe('configured options (--dhcp-option, RFC 2132 §9.8 parameter request list)', () => {
+  it('sends a configured option when the client asks for it, and not when it does not', () => {
+    const core = newCore({ options: [spec('option:mtu,1400'), spec('option:ntp-server,10.10.0.1'), spec('224,"custom"')] });
+    const asked = core.handle(request(1, { parameterRequestList: [1, 3, 26, 42, 224] }), T0);
+    expect(optionHex(asked, 26)).toBe('0578');
+    expect(optionHex(asked, 42)).toBe('0a0a0001');
+    expect(Buffer.from(asked.reply!.packet.options.get(224)!).toString()).toBe('custom');
+    const notAsked = core.handle(request(2, { parameterRequestList: [1, 3, 6] }), T0);
+    expect(optionHex(notAsked, 26)).toBeUndefined();
+    expect(optionHex(notAsked, 224)).toBeUndefined();
+  });
+
+  it('sends every configured option to a client without a request list', () => {
+    const core = newCore({ options: [spec('option:ntp-server,10.10.0.1')], mtu: 9000 });
+    const result = core.handle(request(1, { parameterRequestList: [] }), T0);
+    expect(optionHex(result, 26)).toBe('2328');
+    expect(optionHex(result, 42)).toBe('0a0a0001');
+    expect(optionHex(result, 1)).toBe('ffffff00');
+  });
+
+  it('--dhcp-option-force sends an option nobody asked for', () => {
+    const core = newCore({ options: [spec('option:ntp-server,10.10.0.9', true)] });
+    expect(optionHex(core.handle(request(1, { parameterRequestList: [1, 3] }), T0), 42)).toBe('0a0a0009');
+  });
+
+  it('overrides a built-in option; a spec without a value removes it (router, DNS) even for a client that asks', () => {
+    const core = newCore({ options: [spec('option:dns-server,9.9.9.9,0.0.0.0'), spec('option:router')] });
+    const result = core.handle(request(1), T0);
+    expect(optionHex(result, DhcpOption.DNS_SERVERS)).toBe('090909090a0a0001'); // 0.0.0.0 is natd's address
+    expect(optionHex(result, DhcpOption.ROUTER)).toBeUndefined();
+  });
+
+  it('encodes once: a reload (setOptions) changes what the next reply carries', () => {
+    const core = newCore({ options: [spec('option:mtu,1400')] });
+    expect(optionHex(core.handle(request(1, { parameterRequestList: [26] }), T0), 26)).toBe('0578');
+    core.setOptions([spec('option:mtu,1300')]);
+    expect(optionHex(core.handle(request(1, { parameterRequestList: [26] }), T0), 26)).toBe('0514');
+  });
+});
+
+describe('per-host options (reservations[].options, hostsfile set:TAG with --dhcp-option=tag:TAG)', () => {
+  const HOST = macOf(7);
+  const reservations: Reservation[] = [
+    { mac: HOST, address: ip('10.10.0.50'), options: [spec('option:ntp-server,10.10.0.77'), spec('224,"only-seven"')] },
+    { mac: macOf(8), address: ip('10.10.0.51'), tags: ['lab'] },
+  ];
+  const core = (): DhcpServerCore => newCore({
+    options: [spec('option:ntp-server,10.10.0.1'), spec('tag:lab,option:router,10.10.0.2'), spec('tag:!lab,option:mtu,1400'), spec('tag:known,225,1')],
+  }, reservations);
+  const PRL = [1, 3, 26, 42, 224, 225];
+
+  it('a reservation\'s own options reach that host only, over the global ones', () => {
+    const c = core();
+    const own = c.handle(request(7, { parameterRequestList: PRL }), T0);
+    expect(optionHex(own, 42)).toBe('0a0a004d');
+    expect(Buffer.from(own.reply!.packet.options.get(224)!).toString()).toBe('only-seven');
+    for (const other of [8, 9]) {
+      const result = c.handle(request(other, { parameterRequestList: PRL }), T0);
+      expect(optionHex(result, 42)).toBe('0a0a0001');
+      expect(optionHex(result, 224)).toBeUndefined();
+    }
+  });
+
+  it('tag:TAG specs apply to hosts with set:TAG, tag:!TAG to the others, tag:known to every reserved host', () => {
+    const c = core();
+    const lab = c.handle(request(8, { parameterRequestList: PRL }), T0);
+    expect(optionHex(lab, DhcpOption.ROUTER)).toBe('0a0a0002');
+    expect(optionHex(lab, 26)).toBeUndefined();
+    expect(optionHex(lab, 225)).toBe('01');
+    const stranger = c.handle(request(9, { parameterRequestList: PRL }), T0);
+    expect(optionHex(stranger, DhcpOption.ROUTER)).toBe('0a0a0001');
+    expect(optionHex(stranger, 26)).toBe('0578');
+    expect(optionHex(stranger, 225)).toBeUndefined();
+  });
+});
+
+describe('lease times: per host, infinite (RFC 2131 §3.3: 0xffffffff)', () => {
+  it('an infinite lease is sent without T1/T2 and never expires', () => {
+    const core = newCore({ leaseTimeSeconds: INFINITE_LEASE_SECONDS });
+    const address = obtain(core, 1);
+    const ack = core.handle(renew(1, address), T0);
+    expect(optionHex(ack, DhcpOption.LEASE_TIME)).toBe('ffffffff');
+    expect(optionHex(ack, DhcpOption.RENEWAL_TIME)).toBeUndefined();
+    expect(optionHex(ack, DhcpOption.REBINDING_TIME)).toBeUndefined();
+    const bind = ack.changes.find((c) => c.kind === 'bind');
+    expect(bind?.kind === 'bind' && bind.lease.expiresAt).toBe(INFINITE_EXPIRES_AT);
+    expect(core.expire(T0 + 100 * 365 * 86400_000)).toEqual([]);
+    expect(core.leases.getByClient(request(1).clientId)?.address).toBe(address);
+  });
+
+  it('a reservation\'s lease time wins over the range\'s, for that host only', () => {
+    const core = newCore({}, [{ mac: macOf(3), address: ip('10.10.0.60'), leaseSeconds: 120 }, { mac: macOf(4), address: ip('10.10.0.61'), leaseSeconds: INFINITE_LEASE_SECONDS }]);
+    const lease = (n: number): string | undefined => optionHex(core.handle(request(n), T0), DhcpOption.LEASE_TIME);
+    expect(lease(3)).toBe('00000078');
+    expect(lease(4)).toBe('ffffffff');
+    expect(lease(5)).toBe('00000e10');
+  });
+});
+
+describe('Rapid Commit (RFC 4039)', () => {
+  it('DISCOVER with option 80 → ACK with option 80, the lease bound and persisted', () => {
+    const core = newCore();
+    const result = core.handle(request(1, { rapidCommit: true }), T0);
+    expect(replyType(result)).toBe('ACK');
+    expect(result.outcome).toBe('ack:rapid-commit');
+    expect(optionHex(result, DhcpOption.RAPID_COMMIT)).toBe('');
+    expect(result.changes).toEqual([{ kind: 'bind', lease: expect.objectContaining({ address: result.reply!.packet.yiaddr }) }]);
+    expect(core.leases.getByClient(request(1).clientId)?.address).toBe(result.reply!.packet.yiaddr);
+  });
+
+  it('turned off, it is an ordinary OFFER without option 80', () => {
+    const result = newCore({ rapidCommit: false }).handle(request(1, { rapidCommit: true }), T0);
+    expect(replyType(result)).toBe('OFFER');
+    expect(result.changes).toEqual([]);
+    expect(optionHex(result, DhcpOption.RAPID_COMMIT)).toBeUndefined();
+  });
+
+  it('with conflict probing, the address is probed first; a free verdict binds it and ACKs with option 80', () => {
+    const core = new DhcpServerCore(config(), [], { conflictVerdict: () => undefined });
+    const asked = core.handle(request(1, { rapidCommit: true }), T0);
+    expect(asked.outcome).toBe('probe:offer');
+    expect(asked.changes).toEqual([]);
+    const ack = core.probeDone(request(1, { rapidCommit: true }), asked.probe!.address, 'free', T0 + 100);
+    expect(replyType(ack)).toBe('ACK');
+    expect(ack.outcome).toBe('ack:rapid-commit');
+    expect(ack.reply!.packet.yiaddr).toBe(asked.probe!.address);
+    expect(ack.changes).toEqual([{ kind: 'bind', lease: expect.objectContaining({ address: asked.probe!.address }) }]);
   });
 });

@@ -198,7 +198,7 @@ describe('DhcpTransport with conflict probing', () => {
     };
     const decline = (n: number, address: string) =>
       send(n, 4, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]]);
-    return { p, socket, transport, logger, discover, offers, lease, decline, core, committed, announced };
+    return { p, socket, transport, logger, discover, offers, lease, decline, core, committed, announced, send };
   }
 
   it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
@@ -236,6 +236,28 @@ describe('DhcpTransport with conflict probing', () => {
     t.p.answer(t.p.calls[1]!, { answered: false });
     await flush();
     expect(t.offers().map((o) => o.xid)).toEqual([1, 2]);
+  });
+
+  it('Rapid Commit (issue 16): the probe runs first, a busy address is skipped, and the ACK leaves only after the commit', async () => {
+    const t = setup();
+    t.send(1, 1, [[DhcpOption.RAPID_COMMIT, new Uint8Array(0)]]);
+    await flush();
+    expect(t.socket.sent).toEqual([]);
+    expect(t.committed).toEqual([]);
+    const first = t.p.calls[0]!;
+    t.p.answer(first, { answered: true, mac: '52:54:00:99:99:99' });
+    await flush();
+    expect(t.socket.sent).toEqual([]); // the second address is probed too before anything is bound
+    const second = t.p.calls[1]!;
+    t.p.answer(second, { answered: false });
+    await flush();
+    const replies = t.socket.sent.map((s) => decodeDhcpPacket(s.bytes));
+    expect(replies).toHaveLength(1);
+    expect(replies[0]!.options.get(DhcpOption.MESSAGE_TYPE)).toEqual(Uint8Array.of(5));
+    expect(replies[0]!.options.has(DhcpOption.RAPID_COMMIT)).toBe(true);
+    expect(formatIpv4(replies[0]!.yiaddr)).toBe(second);
+    expect(t.committed).toEqual([{ kind: 'bind', lease: expect.objectContaining({ address: ip(second) }) }]);
+    expect(t.transport.stats().outcomes['ack:rapid-commit']).toBe(1);
   });
 
   it('offers another address when the first one answers, and logs it', async () => {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatHostsfile, parseHostsfile, sanitizeHostname } from '../../src/dhcp/hostsfile.js';
 import { formatIpv4, parseCidr, parseIpv4 } from '../../src/net/ipv4.js';
-import type { Reservation } from '../../src/dhcp/types.js';
+import { INFINITE_LEASE_SECONDS, type Reservation } from '../../src/dhcp/types.js';
 import { deniedNameReason } from '../../src/dns/denied-names.js';
 import { ip } from '../support/addresses.js';
 
@@ -17,13 +17,13 @@ describe('parseHostsfile', () => {
     expect(reservations).toEqual([
       { mac: '52:54:00:be:0a:f3', address: ip('10.10.0.5'), hostname: 'web' },
       { mac: '52:54:00:be:0a:f4', address: ip('10.10.0.6') },
-      { mac: '52:54:00:be:0a:f5', address: ip('10.10.0.7'), hostname: 'db' },
-      { mac: '52:54:00:be:0a:f6', address: ip('10.10.0.8'), hostname: 'mail-server' },
-      { mac: '52:54:00:be:0a:fb', address: ip('10.10.0.12'), hostname: 'cache' },
+      // issue 16: the lease-time field (infinite, 12h) and set:TAG are used
+      { mac: '52:54:00:be:0a:f5', address: ip('10.10.0.7'), hostname: 'db', leaseSeconds: INFINITE_LEASE_SECONDS },
+      { mac: '52:54:00:be:0a:f6', address: ip('10.10.0.8'), hostname: 'mail-server', leaseSeconds: 43200 },
+      { mac: '52:54:00:be:0a:fb', address: ip('10.10.0.12'), hostname: 'cache', tags: ['fast'] },
     ]);
     const byLine = (line: number): string[] => problems.filter((p) => p.line === line).map((p) => p.message);
     expect(problems.every((p) => p.file === 'hosts.txt')).toBe(true);
-    expect(byLine(5).join()).toMatch(/lease times .* ignored/);
     expect(byLine(6).join()).toMatch(/'Mail_Server.example.com' used as 'mail-server'/);
     expect(byLine(7).join()).toMatch(/MAC 52:54:00:be:0a:f3 already reserved at line 3/);
     expect(byLine(8).join()).toMatch(/address 10.10.0.5 already reserved .* line 3/);
@@ -31,9 +31,8 @@ describe('parseHostsfile', () => {
     expect(byLine(10).join()).toMatch(/outside the subnet/);
     expect(byLine(11).join()).toMatch(/no MAC address/);
     expect(byLine(12).join()).toMatch(/invalid IPv4 address '10.10.0.300'/);
-    expect(byLine(13).join()).toMatch(/'set:fast' ignored/);
-    // comment, blank line and clean lines produce nothing
-    for (const clean of [1, 2, 3, 4]) expect(byLine(clean)).toEqual([]);
+    // comment, blank line and clean lines (lease times, set:TAG included) produce nothing
+    for (const clean of [1, 2, 3, 4, 5, 13]) expect(byLine(clean)).toEqual([]);
   });
 
   it('accepts the three field orders and CRLF line ends', () => {
@@ -107,6 +106,9 @@ describe('formatHostsfile', () => {
         address: fc.integer({ min: 0, max: 0xffffffff }),
         // names that read as lease times (`12`, `1h`) are ambiguous in the dnsmasq format and excluded
         hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n) && deniedNameReason(n) === undefined),
+        // issue 16: set:TAG and the lease-time field survive the round trip
+        tags: fc.uniqueArray(fc.stringMatching(/^[a-z0-9_.-]{1,10}$/), { minLength: 1, maxLength: 3 }),
+        leaseSeconds: fc.oneof(fc.integer({ min: 1, max: 0xfffffffe }), fc.constant(INFINITE_LEASE_SECONDS)),
       },
       { requiredKeys: ['mac', 'address'] },
     );

@@ -30,13 +30,14 @@ describe('parseDnsmasqConf', () => {
       leaseTime: 12 * 3600,
       domain: 'vm',
       upstreams: ['192.0.2.53', '198.51.100.53'],
+      dhcpOptions: ['option:ntp-server,10.10.0.1'], // issue 16: dnsmasq's option specs are natd's too
     });
     expect(parsed.hostsfile).toBe('hostsfile');
     expect(parsed.leasefile).toBe('leases');
     expect(parsed.hosts).toEqual([{ mac: '52:54:00:aa:00:01', address: ip('10.10.0.4'), hostname: 'router-vm' }]);
     expect(parsed.unknown).toEqual([{ line: 41, option: 'enable-dbus' }]);
     expect(messagesAt(parsed.problems, 37)).toMatch(/per-domain upstreams are not supported/);
-    expect(messagesAt(parsed.problems, 40)).toMatch(/dhcp-option: not supported/);
+    expect(messagesAt(parsed.problems, 40)).toBe('');
     const ignored = new Map(parsed.ignored.map((i) => [i.option, i.line]));
     for (const [option, line] of [['except-interface', 6], ['bind-dynamic', 8], ['dhcp-lease-max', 19], ['dhcp-no-override', 26],
       ['strict-order', 27], ['expand-hosts', 31], ['domain-needed', 32], ['bogus-priv', 33], ['no-resolv', 34],
@@ -68,18 +69,17 @@ describe('parseDnsmasqConf', () => {
       'dhcp-range=fd00::10,fd00::ff', // 2: IPv6
       'dhcp-range=10.1.0.0,static', // 3: static mode
       'dhcp-range=10.1.0.50,10.1.0.5', // 4: reversed
-      'dhcp-range=set:lan,10.1.0.100,10.1.0.150,infinite', // 5: imported, tag and infinite reported
+      'dhcp-range=set:lan,10.1.0.100,10.1.0.150,infinite', // 5: imported with its infinite lease (issue 16), tag reported
       'dhcp-range=10.1.0.160,10.1.0.170', // 6: second range
     ].join('\n');
     const { settings, problems } = parseDnsmasqConf(text, 'c');
     expect(settings.dhcpRange).toBe('10.1.0.100-10.1.0.150');
-    expect(settings.leaseTime).toBeUndefined();
+    expect(settings.leaseTime).toBe('infinite');
     expect(messagesAt(problems, 1)).toMatch(/conditional ranges .* not supported; range skipped/);
     expect(messagesAt(problems, 2)).toMatch(/IPv6 range skipped/);
     expect(messagesAt(problems, 3)).toMatch(/'static' mode is not supported/);
     expect(messagesAt(problems, 4)).toMatch(/start is after end/);
     expect(messagesAt(problems, 5)).toMatch(/'set:lan' ignored .* range imported/);
-    expect(messagesAt(problems, 5)).toMatch(/infinite leases are not supported/);
     expect(messagesAt(problems, 6)).toMatch(/second dhcp-range .* from line 5/);
   });
 
