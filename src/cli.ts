@@ -56,6 +56,13 @@ export const DAEMON_OPTIONS = {
   'dns-max-tcp-per-client': { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
   'guest-to-host': { type: 'string', multiple: true },
+  // issue 15: split DNS and dnsmasq's DNS knobs (--log-queries alone is rewritten to --log-queries=on)
+  server: { type: 'string', multiple: true },
+  local: { type: 'string', multiple: true },
+  'strict-order': { type: 'boolean' },
+  'min-cache-ttl': { type: 'string' },
+  'no-negcache': { type: 'boolean' },
+  'log-queries': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -84,7 +91,7 @@ Daemon options:
   --dhcp-range START-END   dynamic pool (default: .10 to the last host)
   --lease-time DURATION    3600, 90s, 30m, 1h, 1d (default 1h)
   --domain NAME            DNS domain for the guests' names, e.g. vm
-  --upstream ADDR          upstream DNS server (repeatable; default: /etc/resolv.conf)
+  --upstream ADDR          upstream DNS server: IP, IP#PORT or [IPv6]:PORT (repeatable; default: /etc/resolv.conf)
   --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
   --route NET/LEN=ROUTER   extra classless static route for the guests (repeatable), e.g. 192.168.50.0/24=10.10.0.2
   --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable)
@@ -108,6 +115,13 @@ Daemon options:
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
+  --server=/DOMAIN/[DOMAIN/...]ADDR  names in DOMAIN go to ADDR (repeatable; most specific domain wins); ADDR is
+                           IP, IP#PORT or [IPv6]:PORT; # = the default upstreams; --server=ADDR = --upstream ADDR
+  --local=/DOMAIN/         answer DOMAIN here only: never forwarded, NXDOMAIN unless a local name has it
+  --strict-order           ask upstreams in the given order (default: the fastest one first, as dnsmasq)
+  --min-cache-ttl SECONDS  keep positive answers cached at least this long (0-3600, default 0)
+  --no-negcache            do not cache NXDOMAIN/NODATA answers
+  --log-queries[=extra]    one JSON line per DNS query in the log (at most 100 a second; extra: all, with ids)
 
 Examples:
   natd --bridge virbr10
@@ -132,7 +146,9 @@ type DaemonValues = Awaited<ReturnType<typeof parseDaemonArgs>>['values'];
 
 async function parseDaemonArgs(args: string[]) {
   try {
-    return parseArgs({ args, options: DAEMON_OPTIONS, allowPositionals: true, strict: true });
+    // dnsmasq's --log-queries takes an optional value, which parseArgs cannot express
+    const rewritten = args.map((a) => (a === '--log-queries' ? '--log-queries=on' : a));
+    return parseArgs({ args: rewritten, options: DAEMON_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     const { flagError } = await import('./control/commands.js');
     throw flagError(err);
@@ -171,6 +187,12 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
+    server: v.server,
+    local: v.local,
+    strictOrder: v['strict-order'] ? true : undefined,
+    minCacheTtl: numberOrText(v['min-cache-ttl']),
+    noNegcache: v['no-negcache'] ? true : undefined,
+    logQueries: v['log-queries'] === undefined ? undefined : v['log-queries'] === 'on' ? true : v['log-queries'],
   };
 }
 

@@ -12,6 +12,7 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+import { parseServerSpec, parseUpstreamAddress, planRoutes, type RoutePlan, type ServerSpec, type UpstreamAddress } from './dns/domain-routes.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -57,6 +58,13 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  // issue 15, split DNS and the DNS knobs people use (dnsmasq's names): --server, --local, --strict-order, ...
+  server?: unknown;
+  local?: unknown;
+  strictOrder?: unknown;
+  minCacheTtl?: unknown;
+  noNegcache?: unknown;
+  logQueries?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -106,7 +114,7 @@ const settingsSchema = z
       .optional(),
     leaseTime: durationSeconds.default(DEFAULT_LEASE_SECONDS),
     domain: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
-    upstreams: z.array(ipv4).default([]),
+    upstreams: z.array(z.string()).default([]),
     stateDir: z.string().min(1).optional(),
     controlSocket: z.string().min(1).optional(),
     forwards: z.array(z.string()).default([]),
@@ -145,6 +153,13 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 15: split DNS (--server, --local) and dnsmasq's DNS knobs; dnsmasq caps min-cache-ttl at one hour too
+    server: z.array(z.string()).default([]),
+    local: z.array(z.string()).default([]),
+    strictOrder: z.boolean().default(false),
+    minCacheTtl: z.number({ error: 'expected seconds from 0 to 3600' }).int().min(0).max(3600).default(0),
+    noNegcache: z.boolean().default(false),
+    logQueries: z.union([z.boolean(), z.literal('extra')], { error: 'expected true, false or "extra"' }).default(false),
   })
   .strict();
 
@@ -198,6 +213,14 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  // issue 15 (split DNS): --upstream and plain --server=IP entries together, parsed; empty = resolv.conf
+  readonly upstreamServers: readonly UpstreamAddress[];
+  /** --server=/domain/... and --local=/domain/ routes, one per domain */
+  readonly domainRoutes: readonly RoutePlan[];
+  readonly strictOrder: boolean;
+  readonly minCacheTtl: number;
+  readonly noNegcache: boolean;
+  readonly logQueries: 'off' | 'on' | 'extra';
 }
 
 export interface MetricsListen {
@@ -338,6 +361,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  const dnsRoutes = parseDnsRoutes(s.upstreams, s.server, s.local, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -375,7 +399,47 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    upstreamServers: Object.freeze(dnsRoutes.upstreams),
+    domainRoutes: Object.freeze(dnsRoutes.routes),
+    strictOrder: s.strictOrder,
+    minCacheTtl: s.minCacheTtl,
+    noNegcache: s.noNegcache,
+    logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
   });
+}
+
+/**
+ * Issue 15: --upstream, --server and --local entries → the default upstreams and the domain routes
+ * (dns/domain-routes.ts). Problems name the field and entry.
+ */
+function parseDnsRoutes(upstreams: readonly string[], server: readonly string[], local: readonly string[], problems: string[]): { upstreams: UpstreamAddress[]; routes: RoutePlan[] } {
+  const specs: ServerSpec[] = [];
+  const names: string[] = [];
+  upstreams.forEach((text, i) => {
+    try {
+      specs.push({ kind: 'upstream', server: parseUpstreamAddress(text) });
+      names.push(`upstreams.${i}`);
+    } catch (err) {
+      problems.push(`upstreams.${i}: ${(err as Error).message}`);
+    }
+  });
+  const entries: [string, readonly string[]][] = [['server', server], ['local', local]];
+  for (const [field, list] of entries) {
+    list.forEach((text, i) => {
+      try {
+        specs.push(parseServerSpec(text, field as 'server' | 'local'));
+        names.push(`${field}.${i}`);
+      } catch (err) {
+        problems.push(`${field}.${i}: ${(err as Error).message}`);
+      }
+    });
+  }
+  try {
+    return planRoutes(specs, names);
+  } catch (err) {
+    problems.push(`server/local: ${(err as Error).message}`);
+    return { upstreams: [], routes: [] };
+  }
 }
 
 const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;

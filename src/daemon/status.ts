@@ -6,6 +6,7 @@ import type { DhcpTransport } from '../dhcp/transport.js';
 import type { DnsCache } from '../dns/cache.js';
 import type { DnsServer } from '../dns/server.js';
 import type { UpstreamClient } from '../dns/upstream.js';
+import type { QueryLog } from '../dns/query-log.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
@@ -18,6 +19,9 @@ export interface DnsParts {
   upstream: UpstreamClient;
   /** undefined only in tests that build DNS without the lease names */
   leaseNames: LeaseNames | undefined;
+  /** issue 15: --log-queries, and the domain routes for `natd status` */
+  queryLog?: QueryLog;
+  routes?: () => unknown[];
 }
 
 export interface Observed {
@@ -63,7 +67,8 @@ export function statusOf(o: Observed): Record<string, unknown> {
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
     dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
+    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals,
+      routes: o.dns.routes?.(), queryLogSuppressed: o.dns.queryLog?.dropped } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
   };
