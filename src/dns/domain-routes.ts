@@ -67,7 +67,7 @@ export function parseUpstreamAddress(text: string): UpstreamAddress {
     portText = s.slice(i + 1);
   } else if (net.isIPv4(s.split(':')[0]!) && s.split(':').length === 2) [host = '', portText] = s.split(':');
   else host = s;
-  if (host.includes('@')) throw new Error(`"${text}": @source-address/@interface is not supported`);
+  if (host.includes('@') || (portText ?? '').includes('@')) throw new Error(`"${text}": @source-address/@interface is not supported`);
   if (net.isIP(host) === 0) throw new Error(`"${text}": ${JSON.stringify(host)} is not an IP address (IP, IP#PORT or [IPv6]:PORT)`);
   let port = DNS_PORT;
   if (portText !== undefined) {
@@ -112,12 +112,21 @@ export function parseServerSpec(text: string, flag: 'server' | 'local' = 'server
     // `#` as a domain matches any name: the server is an ordinary upstream
     if (domainsRaw.length > 1) throw new Error(`"${text}": the match-everything domain # cannot be combined with others`);
     if (target === '' || target === '#') throw new Error(`"${text}": /#/ needs a server address`);
-    return { kind: 'upstream', server: parseUpstreamAddress(target) };
+    return { kind: 'upstream', server: addressIn(target, text) };
   }
   const domains = [...new Set(domainsRaw.map((d) => parseDomain(d, text)))];
   if (target === '') return { kind: 'local', domains };
   if (target === '#') return { kind: 'default', domains };
-  return { kind: 'forward', domains, server: parseUpstreamAddress(target) };
+  return { kind: 'forward', domains, server: addressIn(target, text) };
+}
+
+/** The server part of a /domain/ spec; an error quotes the whole spec. */
+function addressIn(target: string, spec: string): UpstreamAddress {
+  try {
+    return parseUpstreamAddress(target);
+  } catch (err) {
+    throw new Error(`"${spec}": server ${(err as Error).message}`);
+  }
 }
 
 /** libvirt's `<forwarder domain='corp.example' addr='10.0.0.53'/>` (addr may be absent: local) as a --server spec. */
