@@ -129,12 +129,6 @@ function addressIn(target: string, spec: string): UpstreamAddress {
   }
 }
 
-/** libvirt's `<forwarder domain='corp.example' addr='10.0.0.53'/>` (addr may be absent: local) as a --server spec. */
-export function forwarderToServerSpec(domain: string | undefined, addr: string | undefined): string {
-  if (domain === undefined || domain === '') return addr ?? '';
-  return `/${domain}/${addr ?? ''}`;
-}
-
 /** A route table entry before the owner attaches groups. */
 export type RoutePlan = DomainRoute<undefined>;
 
