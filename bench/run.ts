@@ -7,6 +7,7 @@
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
+ *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -23,6 +24,7 @@ import { benchServer, type RunSettings, type ServerRunResult } from './lib/serve
 import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
+import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'all' },
     },
   });
-  if (values.scenario !== 'all' && values.scenario !== 'boot-storm') throw new Error(`--scenario: all or boot-storm (got "${values.scenario}")`);
+  if (!['all', 'boot-storm', 'split-domain'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm or split-domain (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -219,6 +221,16 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${renderText([bootStormTable(storms), targetsTable([bootStormTarget(storms)])])}`);
     if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
     log(`\nboot storm only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
+  if (values.scenario === 'split-domain') {
+    // issue 15: the route lookup on the cache-hit path; target: within 5% of the plain hit rate
+    const split = await splitDomain({ runs, seconds: s.dnsSeconds, maxQps: s.dnsMaxQps.hit, natdArgs, log });
+    const rows = split.runs.map((r) => [String(r.run), r.variant, fmt(r.qps), fmt(r.p99Ms), fmt(r.cpuUsPerQuery), String(r.lost)]);
+    process.stdout.write(`\nsplit-domain: natd cache hits, no routes vs ${SPLIT_DOMAINS} --server=/domain/ routes\n` +
+      `${textTable(['run', 'variant', 'hits q/s', 'p99 ms', 'CPU µs/query', 'lost'], rows)}\n` +
+      `median: plain ${fmt(split.plainQps)} q/s, routes ${fmt(split.routesQps)} q/s, ratio ${split.ratio.toFixed(3)} ` +
+      `(target >= 0.95: ${split.ratio >= 0.95 ? 'met' : 'MISSED'}); ${split.seconds.toFixed(0)} s\n`);
     return;
   }
   const { results, skipped } = await runAll(runs, s, budgetMs);
