@@ -1,13 +1,16 @@
 /**
  * The DNS query pipeline, fed by two transports (udp-transport.ts, tcp-transport.ts): one pipeline per query.
  *
- *   source in subnet? → parseQuery → local names → domain route → policy (domain-needed, bogus-priv) → cache →
+ *   source in subnet? → parseQuery → local names → policy (domain-needed, bogus-priv) → cache → domain route →
  *   upstream (the route's servers, or the default ones)
  *
  * Domain routes (issue 15, domain-routes.ts): a --local domain is answered NXDOMAIN here when no local name has the
- * name; a --server=/domain/IP route skips the policy (an operator's route for a private reverse zone or for
+ * name; a --server=/domain/IP route overrides the policy (an operator's route for a private reverse zone or for
  * unqualified names is meant to be used) and forwards to its own servers, within the same per-client and global
  * limits as any other query. natd's own domain counts as a route to itself: a wider route never takes its names.
+ * The route is looked up only where it can change the outcome: when the policy would not forward, and on a cache
+ * miss. A cache hit never needs it: a name under a --local route is never cached, and the cache is emptied when the
+ * routes change (reload), so the hot path pays nothing for routes.
  *
  * natd is never an open resolver: only sources inside the bridge subnet are served (not even 127.0.0.1, since the
  * sockets are bound to the bridge; a host-local client has the host's own resolver). Identical questions in flight
@@ -33,7 +36,7 @@ import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types
 import type { UpstreamClient } from './upstream.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 // issue 15: split DNS and query logging
-import type { DomainRoute, DomainRouteTable } from './domain-routes.js';
+import type { DomainRouteTable } from './domain-routes.js';
 import type { QueryLog } from './query-log.js';
 import type { UpstreamGroup } from './upstream-order.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
@@ -251,10 +254,9 @@ export class DnsServer {
       this.source = 'refused';
       return buildErrorResponse(query, DnsRcode.REFUSED);
     }
-    const route = this.routes?.lookup(query.question.name);
     this.source = 'local';
     try {
-      const local = this.answerLocally(query, route);
+      const local = this.answerLocally(query);
       if (local) return local;
     } catch (err) {
       // unusable local data (a bad record) is our bug, not the client's: SERVFAIL and carry on
@@ -272,6 +274,13 @@ export class DnsServer {
       this.counters.cacheHits++;
       this.source = 'cache';
       return cached;
+    }
+    const route = this.routes?.lookup(query.question.name);
+    if (route?.kind === 'local') {
+      // --local=/domain/: never forwarded (local names under it were answered above)
+      this.counters.local++;
+      this.source = 'local';
+      return buildLocalAnswer(query, [], { authoritative: true, rcode: DnsRcode.NXDOMAIN });
     }
     this.source = route?.kind === 'forward' ? `upstream ${route.domain}` : 'upstream';
     return this.forwardWithinClientLimit(query, key, client, route?.kind === 'forward' ? route.group : undefined);
@@ -295,16 +304,20 @@ export class DnsServer {
   }
 
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
-  private answerLocally(query: ParsedQuery, route: DomainRoute<UpstreamGroup | undefined> | undefined): Buffer | undefined {
+  private answerLocally(query: ParsedQuery): Buffer | undefined {
     const { question } = query;
     const found = this.opts.localNames.lookup(question);
     if (found) {
       this.counters.local++;
       return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode });
     }
-    // a --server=/domain/IP route is the operator's word: it is forwarded; --local=/domain/: never leaves the host
-    const policy = route?.kind === 'forward' ? 'forward' : route?.kind === 'local' ? 'local' : this.policyFor(question);
+    let policy = this.policyFor(question);
     if (policy === 'forward') return undefined;
+    // a --server=/domain/IP route is the operator's word: forwarded (the route is looked up again on a cache miss);
+    // --local=/domain/ makes it authoritative
+    const route = this.routes?.lookup(question.name);
+    if (route?.kind === 'forward') return undefined;
+    if (route?.kind === 'local') policy = 'local';
     // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
     // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
     this.counters.local++;
