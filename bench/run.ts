@@ -230,7 +230,8 @@ async function main(): Promise<void> {
     process.stdout.write(`\nsplit-domain: natd cache hits, no routes vs ${SPLIT_DOMAINS} --server=/domain/ routes\n` +
       `${textTable(['run', 'variant', 'hits q/s', 'p99 ms', 'CPU µs/query', 'lost'], rows)}\n` +
       `median: plain ${fmt(split.plainQps)} q/s, routes ${fmt(split.routesQps)} q/s, ratio ${split.ratio.toFixed(3)} ` +
-      `(target >= 0.95: ${split.ratio >= 0.95 ? 'met' : 'MISSED'}); ${split.seconds.toFixed(0)} s\n`);
+      `(target >= 0.95: ${split.ratio >= 0.95 ? 'met' : 'MISSED'}); CPU per query: plain ${fmt(split.plainCpuUs)} µs, ` +
+      `routes ${fmt(split.routesCpuUs)} µs; ${split.seconds.toFixed(0)} s\n`);
     return;
   }
   const { results, skipped } = await runAll(runs, s, budgetMs);

@@ -41,6 +41,9 @@ export interface SplitDomainResult {
   routesQps: number;
   /** routes / plain, medians */
   ratio: number;
+  /** natd CPU µs per query, medians (steadier than q/s on a loaded machine) */
+  plainCpuUs: number;
+  routesCpuUs: number;
   seconds: number;
 }
 
@@ -72,5 +75,6 @@ export async function splitDomain(s: SplitDomainSettings): Promise<SplitDomainRe
   }
   const plainQps = median(runs.filter((r) => r.variant === 'plain').map((r) => r.qps));
   const routesQps = median(runs.filter((r) => r.variant === 'routes').map((r) => r.qps));
-  return { runs, plainQps, routesQps, ratio: routesQps / plainQps, seconds: (performance.now() - t0) / 1000 };
+  const cpu = (v: SplitVariant): number => median(runs.filter((r) => r.variant === v).map((r) => r.cpuUsPerQuery));
+  return { runs, plainQps, routesQps, ratio: routesQps / plainQps, plainCpuUs: cpu('plain'), routesCpuUs: cpu('routes'), seconds: (performance.now() - t0) / 1000 };
 }
