@@ -51,12 +51,13 @@ export function metricsInput(o: Observed): MetricsInput {
   };
 }
 
-function dnsMetrics({ server, cache, upstream, leaseNames }: DnsParts): NonNullable<MetricsInput['dns']> {
+function dnsMetrics({ server, cache, upstream, leaseNames, queryLog }: DnsParts): NonNullable<MetricsInput['dns']> {
   const s = server.stats();
   const up = upstream.stats();
   return {
     queries: s.queries, cacheHits: s.cacheHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
+    routed: s.routed, ...(queryLog?.enabled ? { queryLogSuppressed: queryLog.dropped } : {}),
   };
 }
 

@@ -204,6 +204,8 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
       expect(grew(before).default ?? 0).toBe(0);
       const metrics = await natdCli(['metrics']);
       expect(metrics).toMatch(/natd_dns_limited_total\{bridge="br0",limit="client-pending"\} [1-9]/);
+      expect(metrics).toMatch(/natd_dns_routed_total\{[^}]*\} [1-9]/);
+      expect(metrics).toMatch(/natd_dns_query_log_suppressed_total\{[^}]*\} \d/);
     }, 60_000);
   });
 
