@@ -63,6 +63,7 @@ export const DAEMON_OPTIONS = {
   'min-cache-ttl': { type: 'string' },
   'no-negcache': { type: 'boolean' },
   'log-queries': { type: 'string' },
+  'listen-address': { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -122,6 +123,8 @@ Daemon options:
   --min-cache-ttl SECONDS  keep positive answers cached at least this long (0-3600, default 0)
   --no-negcache            do not cache NXDOMAIN/NODATA answers
   --log-queries[=extra]    one JSON line per DNS query in the log (at most 100 a second; extra: all, with ids)
+  --listen-address ADDR    also serve DNS to the host itself on ADDR:53, a loopback address such as 127.0.0.1
+                           (repeatable; serves 127.0.0.0/8 only; never used as an upstream)
 
 Examples:
   natd --bridge virbr10
@@ -192,6 +195,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     strictOrder: v['strict-order'] ? true : undefined,
     minCacheTtl: numberOrText(v['min-cache-ttl']),
     noNegcache: v['no-negcache'] ? true : undefined,
+    listenAddress: v['listen-address'],
     logQueries: v['log-queries'] === undefined ? undefined : v['log-queries'] === 'on' ? true : v['log-queries'],
   };
 }

@@ -65,6 +65,7 @@ export interface RawSettings {
   minCacheTtl?: unknown;
   noNegcache?: unknown;
   logQueries?: unknown;
+  listenAddress?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -160,6 +161,7 @@ const settingsSchema = z
     minCacheTtl: z.number({ error: 'expected seconds from 0 to 3600' }).int().min(0).max(3600).default(0),
     noNegcache: z.boolean().default(false),
     logQueries: z.union([z.boolean(), z.literal('extra')], { error: 'expected true, false or "extra"' }).default(false),
+    listenAddress: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -221,6 +223,8 @@ export interface Config {
   readonly minCacheTtl: number;
   readonly noNegcache: boolean;
   readonly logQueries: 'off' | 'on' | 'extra';
+  /** extra DNS listen addresses for the host itself (dnsmasq's --listen-address; loopback only), serving 127.0.0.0/8 */
+  readonly listenAddresses: readonly string[];
 }
 
 export interface MetricsListen {
@@ -362,6 +366,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const dnsRoutes = parseDnsRoutes(s.upstreams, s.server, s.local, problems);
+  const listenAddresses = parseListenAddresses(s.listenAddress, dnsRoutes, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -405,7 +410,28 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     minCacheTtl: s.minCacheTtl,
     noNegcache: s.noNegcache,
     logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
+    listenAddresses: Object.freeze(listenAddresses),
   });
+}
+
+/**
+ * Issue 15: --listen-address. natd is never an open resolver, so an extra address must be loopback (the host's own
+ * resolver, e.g. 127.0.0.1); it serves 127.0.0.0/8 only. An upstream on one of them would be natd asking itself.
+ */
+function parseListenAddresses(entries: readonly string[], dns: { upstreams: UpstreamAddress[]; routes: RoutePlan[] }, problems: string[]): string[] {
+  const out: string[] = [];
+  entries.forEach((text, i) => {
+    const address = parseIpv4(text.trim());
+    if (address === undefined || address >>> 24 !== 127) {
+      problems.push(`listenAddress.${i}: expected a loopback IPv4 address such as 127.0.0.1 (natd serves guests on the bridge gateway and, besides, only the host itself) (got "${text}")`);
+      return;
+    }
+    const canonical = formatIpv4(address);
+    const servers = [...dns.upstreams, ...dns.routes.flatMap((r) => r.servers)];
+    if (servers.some((u) => u.address === canonical && u.port === 53)) problems.push(`listenAddress.${i}: ${canonical} is also an upstream: natd would forward to itself`);
+    if (!out.includes(canonical)) out.push(canonical);
+  });
+  return out;
 }
 
 /**

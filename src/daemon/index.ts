@@ -46,6 +46,7 @@ import { followResolvConf, upstreamsFrom } from './upstreams.js';
 // issue 15: split DNS, --log-queries
 import { QueryLog } from '../dns/query-log.js';
 import { buildRouteTable, describeRoutes } from './dns-routes.js';
+import { startDnsListeners } from './dns-listeners.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -276,7 +277,8 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  return { server, cache, upstream, leaseNames: names.leases, queryLog, routes: () => describeRoutes(routes, config) };
+  const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
+  return { server, cache, upstream, leaseNames: names.leases, queryLog, routes: () => describeRoutes(routes, config), listeners };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
@@ -347,6 +349,7 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
   const before = JSON.stringify(dns.routes?.());
   const routes = buildRouteTable(config, dns.upstream);
   dns.server.setRoutes(routes);
+  for (const l of dns.listeners ?? []) l.server.setRoutes(routes);
   dns.routes = () => describeRoutes(routes, config);
   // cached answers of a domain that now goes elsewhere (or nowhere) must not outlive the change
   if (JSON.stringify(dns.routes()) !== before) dns.cache.clear();

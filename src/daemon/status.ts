@@ -22,6 +22,8 @@ export interface DnsParts {
   /** issue 15: --log-queries, and the domain routes for `natd status` */
   queryLog?: QueryLog;
   routes?: () => unknown[];
+  /** --listen-address servers for the host itself */
+  listeners?: { address: string; server: DnsServer }[];
 }
 
 export interface Observed {
@@ -69,7 +71,8 @@ export function statusOf(o: Observed): Record<string, unknown> {
     gateway: formatIpv4(o.bridge.gateway),
     dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now) },
     dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals,
-      routes: o.dns.routes?.(), queryLogSuppressed: o.dns.queryLog?.dropped } : undefined,
+      routes: o.dns.routes?.(), queryLogSuppressed: o.dns.queryLog?.dropped,
+      listeners: o.dns.listeners?.map((l) => ({ address: l.address, ...l.server.stats() })) } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
   };

@@ -15,16 +15,16 @@ import type { Logger } from '../log.js';
 
 export type UpstreamServer = { address: string; port?: number };
 
-/** resolv.conf's nameservers that are not natd itself. */
-export function upstreamsFromResolvConf(nameservers: readonly string[], gateway: string): UpstreamServer[] {
-  return nameservers.filter((a) => a !== gateway).map((address) => ({ address }));
+/** resolv.conf's nameservers that are not natd itself (its gateway address, and its --listen-address ones). */
+export function upstreamsFromResolvConf(nameservers: readonly string[], gateway: string, own: readonly string[] = []): UpstreamServer[] {
+  return nameservers.filter((a) => a !== gateway && !own.includes(a)).map((address) => ({ address }));
 }
 
 export async function upstreamsFrom(config: Config, gateway: string, logger: Logger): Promise<UpstreamServer[]> {
   // issue 15: --upstream and plain --server=IP[#PORT] entries, parsed by config.ts
   if (config.upstreamServers.length) return config.upstreamServers.map((u) => ({ ...u }));
   try {
-    return upstreamsFromResolvConf(parseResolvConf(await readFile(config.resolvConf, 'utf8')).nameservers, gateway);
+    return upstreamsFromResolvConf(parseResolvConf(await readFile(config.resolvConf, 'utf8')).nameservers, gateway, config.listenAddresses);
   } catch (err) {
     logger.warn('cannot read resolv.conf; no upstream DNS servers', { file: config.resolvConf, error: (err as Error).message });
     return [];
@@ -35,7 +35,7 @@ export async function upstreamsFrom(config: Config, gateway: string, logger: Log
 export function followResolvConf(config: Config, gateway: string, setServers: (servers: UpstreamServer[]) => void, logger: Logger): (() => void) | undefined {
   if (config.upstreamServers.length) return undefined;
   return watchResolvConf(config.resolvConf, (parsed) => {
-    const servers = upstreamsFromResolvConf(parsed.nameservers, gateway);
+    const servers = upstreamsFromResolvConf(parsed.nameservers, gateway, config.listenAddresses);
     setServers(servers);
     logger.info('resolv.conf changed; upstreams updated', { upstreams: servers.map((s) => s.address) });
   });

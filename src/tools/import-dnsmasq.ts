@@ -139,7 +139,8 @@ const HANDLERS: Record<string, Handler> = {
     for (const text of splitList(value)) {
       const address = parseIpv4(text);
       if (address === undefined) problem(c, line, `listen-address ${text}: not an IPv4 address; ignored (natd serves IPv4 only)`);
-      else if (address >>> 24 === 127) ignore(c, line, 'listen-address', `${text} is loopback; natd listens only on the bridge`);
+      // issue 15: natd serves the host itself on a loopback listen-address too, as dnsmasq did
+      else if (address >>> 24 === 127) ((c.out.settings.listenAddress ??= []) as string[]).push(formatIpv4(address));
       else c.listenAddresses.push({ address, line });
     }
   },
