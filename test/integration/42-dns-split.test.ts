@@ -80,7 +80,7 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
     writeFileSync(configFile, JSON.stringify(routesConfig()));
     natd = await startNatd(topo, [
       '--bridge', 'br0', '--subnet', `${GATEWAY}/24`, '--upstream', UPLINK_WAN, '--domain', 'vm', '--config', configFile,
-      '--dns-max-pending-per-client', String(MAX_PENDING), '--log-queries', '--no-firewall',
+      '--dns-max-pending-per-client', String(MAX_PENDING), '--log-queries', '--no-firewall', '--listen-address', '127.0.0.1',
     ]);
     for (const vm of [topo.vm(1), topo.vm(2)]) {
       await topo.runOk(vm.ns, ['ip', 'addr', 'add', `10.77.0.${vm === topo.vm(1) ? 21 : 22}/24`, 'dev', 'eth0']);
@@ -159,6 +159,16 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
     expect(line).toMatchObject({ client: '10.77.0.21', type: 1, answer: 'upstream corp.example.test', rcode: 0 });
   });
 
+  it('--listen-address 127.0.0.1: the host itself gets the same routes', async () => {
+    const before = counts();
+    const r = await dig(['host.corp.example.test', 'A'], topo.host, '127.0.0.1');
+    expect(r.status).toBe('NOERROR');
+    expect((await dig(['x.lab.example.test', 'A'], topo.host, '127.0.0.1')).status).toBe('NXDOMAIN');
+    expect(grew(before)).toEqual({ split: 1 });
+    const status = JSON.parse(await natdCli(['status', '--json'])) as { dns: { listeners: { address: string; queries: number }[] } };
+    expect(status.dns.listeners).toEqual([expect.objectContaining({ address: '127.0.0.1', queries: 2 })]);
+  });
+
   it('takes route changes on reload (config file + natd reload), and drops answers cached for the old route', async () => {
     // cached from the default upstream
     await dig(['moved.example.test', 'A']);
@@ -220,6 +230,19 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
       await topo.run(topo.vm(1).ns, ['dig', `@${GATEWAY}`, '+time=3', '+tries=1', '+short', '-f', file], { timeoutMs: 60_000 });
     }
     const asked = (which: string, prefix: string): number => queries(which).filter((l) => l.startsWith(`udp ${prefix}`)).length;
+
+    it('skips a resolv.conf nameserver that is natd itself (--listen-address): no loop', async () => {
+      const resolvConf = path.join(dir, 'resolv.conf');
+      writeFileSync(resolvConf, `nameserver 127.0.0.1\nnameserver ${GATEWAY}\nnameserver ${UPLINK_WAN}\n`);
+      writeFileSync(path.join(dir, 'resolv.json'), JSON.stringify({ resolvConf }));
+      await topo.stop(natd.child, 5000);
+      natd = await startNatd(topo, ['--bridge', 'br0', '--subnet', `${GATEWAY}/24`, '--no-firewall', '--listen-address', '127.0.0.1', '--config', path.join(dir, 'resolv.json')]);
+      const before = counts();
+      expect((await dig(['via-resolv.example.test', 'A'], topo.host, '127.0.0.1')).status).toBe('NOERROR');
+      expect(grew(before)).toEqual({ default: 1 });
+      const status = JSON.parse(await natdCli(['status', '--json'])) as { dns: { upstream: { perServer: { server: string }[] } } };
+      expect(status.dns.upstream.perServer.map((s) => s.server)).toEqual([`${UPLINK_WAN}:53`]);
+    }, 60_000);
 
     it('--strict-order: every query goes to the first server', async () => {
       await restart(['--strict-order']);
