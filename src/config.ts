@@ -366,6 +366,13 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const dnsRoutes = parseDnsRoutes(s.upstreams, s.server, s.local, problems);
+  // natd answers every name in its own domain itself (local names, else NXDOMAIN): a route there would never be used
+  const own = s.domain?.toLowerCase();
+  for (const r of dnsRoutes.routes) {
+    if (own !== undefined && r.kind === 'forward' && (r.domain === own || r.domain.endsWith(`.${own}`))) {
+      problems.push(`server: ${r.domain} is inside natd's own domain ${own}, whose names natd answers itself (local names, else NXDOMAIN); it cannot be forwarded`);
+    }
+  }
   const listenAddresses = parseListenAddresses(s.listenAddress, dnsRoutes, problems);
 
   if (problems.length) throw configError(problems);

@@ -3,7 +3,7 @@
  * with an upstream group per forwarded domain. natd's own domain is a route to itself ('default': the name policy
  * answers it locally), so a wider --server route never takes the guests' names and a `#` route below it cannot send
  * them to the default upstreams (with resolv.conf at systemd-resolved's stub, which sends natd's domain back to natd,
- * that would be a loop). A forward route explicitly for a name below natd's domain is the operator's choice and wins.
+ * that would be a loop). A forward route inside natd's domain is refused by config.ts: local names answer there.
  */
 import type { Config } from '../config.js';
 import { DomainRouteTable, type DomainRoute } from '../dns/domain-routes.js';

@@ -102,7 +102,8 @@ export interface UpstreamStats {
   timeouts: number;
   /** queries given up (the caller answers SERVFAIL) */
   failures: number;
-  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (datagrams from
+  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (this includes the
+   * slower servers' answers to a fastest-server race, see upstream-order.ts; datagrams from
    * another address or port than the server's never reach a connected socket, so they are not counted) */
   spoofed: number;
   /** queries refused at once because maxInFlight (dns-forward-max) were in flight (also counted in failures) */

@@ -35,6 +35,7 @@ describe('split DNS configuration', () => {
     [{ server: ['/lab/10.0.0.1'], local: ['/lab/'] }, /server\/local: lab is forwarded in server\.0 and local \(answered here only\) in local\.0/],
     [{ minCacheTtl: 7200 }, /minCacheTtl: /],
     [{ logQueries: 'loud' }, /logQueries: expected true, false or "extra"/],
+    [{ domain: 'vm', server: ['/ext.vm/10.0.0.1'] }, /server: ext\.vm is inside natd's own domain vm/],
     [{ listenAddress: ['192.168.1.1'] }, /listenAddress\.0: expected a loopback IPv4 address/],
     [{ listenAddress: ['127.0.0.1'], upstreams: ['127.0.0.1'] }, /listenAddress\.0: 127\.0\.0\.1 is also an upstream/],
   ])('rejects %j naming the field', (settings, message) => {
