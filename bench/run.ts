@@ -9,6 +9,7 @@
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
+ *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -28,6 +29,7 @@ import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
 // issue 15: the local-records scenario
 import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
+import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -208,7 +210,7 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -253,6 +255,17 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${renderText([bootStormTable(storms), targetsTable([bootStormTarget(storms)])])}`);
     if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
     log(`\nboot storm only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
+  if (values.scenario === 'split-domain') {
+    // issue 15: the route lookup on the cache-hit path; target: within 5% of the plain hit rate
+    const split = await splitDomain({ runs, seconds: s.dnsSeconds, maxQps: s.dnsMaxQps.hit, natdArgs, log });
+    const rows = split.runs.map((r) => [String(r.run), r.variant, fmt(r.qps), fmt(r.p99Ms), fmt(r.cpuUsPerQuery), String(r.lost)]);
+    process.stdout.write(`\nsplit-domain: natd cache hits, no routes vs ${SPLIT_DOMAINS} --server=/domain/ routes\n` +
+      `${textTable(['run', 'variant', 'hits q/s', 'p99 ms', 'CPU µs/query', 'lost'], rows)}\n` +
+      `median: plain ${fmt(split.plainQps)} q/s, routes ${fmt(split.routesQps)} q/s, ratio ${split.ratio.toFixed(3)} ` +
+      `(target >= 0.95: ${split.ratio >= 0.95 ? 'met' : 'MISSED'}); CPU per query: plain ${fmt(split.plainCpuUs)} µs, ` +
+      `routes ${fmt(split.routesCpuUs)} µs; ${split.seconds.toFixed(0)} s\n`);
     return;
   }
   const { results, skipped } = await runAll(runs, s, budgetMs);

@@ -74,6 +74,14 @@ export const DAEMON_OPTIONS = {
   mtu: { type: 'string' },
   'dhcp-rapid-commit': { type: 'boolean' },
   'no-dhcp-rapid-commit': { type: 'boolean' },
+  // issue 15: split DNS and dnsmasq's DNS knobs (--log-queries alone is rewritten to --log-queries=on)
+  server: { type: 'string', multiple: true },
+  local: { type: 'string', multiple: true },
+  'strict-order': { type: 'boolean' },
+  'min-cache-ttl': { type: 'string' },
+  'no-negcache': { type: 'boolean' },
+  'log-queries': { type: 'string' },
+  'listen-address': { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -108,7 +116,7 @@ Daemon options:
   --dhcp-range START-END   dynamic pool (default: .10 to the last host); also dnsmasq's START,END[,NETMASK][,LEASETIME]
   --lease-time DURATION    3600, 90s, 30m, 1h, 1d, 1w or infinite (default 1h)
   --domain NAME            DNS domain for the guests' names, e.g. vm
-  --upstream ADDR          upstream DNS server (repeatable; default: /etc/resolv.conf)
+  --upstream ADDR          upstream DNS server: IP, IP#PORT or [IPv6]:PORT (repeatable; default: /etc/resolv.conf)
   --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
   --route NET/LEN=ROUTER   extra classless static route for the guests (repeatable), e.g. 192.168.50.0/24=10.10.0.2
   --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable)
@@ -154,6 +162,15 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --mtu N                  the bridge's MTU, also sent to guests as DHCP option 26
   --no-dhcp-rapid-commit   answer Rapid Commit DISCOVERs (RFC 4039) with an OFFER like any other (default: a
                            DISCOVER with option 80 gets the ACK at once, as --dhcp-rapid-commit)
+  --server=/DOMAIN/[DOMAIN/...]ADDR  names in DOMAIN go to ADDR (repeatable; most specific domain wins); ADDR is
+                           IP, IP#PORT or [IPv6]:PORT; # = the default upstreams; --server=ADDR = --upstream ADDR
+  --local=/DOMAIN/         answer DOMAIN here only: never forwarded, NXDOMAIN unless a local name has it
+  --strict-order           ask upstreams in the given order (default: the fastest one first, as dnsmasq)
+  --min-cache-ttl SECONDS  keep positive answers cached at least this long (0-3600, default 0)
+  --no-negcache            do not cache NXDOMAIN/NODATA answers
+  --log-queries[=extra]    one JSON line per DNS query in the log (at most 100 a second; extra: all, with ids)
+  --listen-address ADDR    also serve DNS to the host itself on ADDR:53, a loopback address such as 127.0.0.1
+                           (repeatable; serves 127.0.0.0/8 only; never used as an upstream)
 
 Examples:
   natd --bridge virbr10
@@ -178,7 +195,9 @@ type DaemonValues = Awaited<ReturnType<typeof parseDaemonArgs>>['values'];
 
 async function parseDaemonArgs(args: string[]) {
   try {
-    return parseArgs({ args, options: DAEMON_OPTIONS, allowPositionals: true, strict: true });
+    // dnsmasq's --log-queries takes an optional value, which parseArgs cannot express
+    const rewritten = args.map((a) => (a === '--log-queries' ? '--log-queries=on' : a));
+    return parseArgs({ args: rewritten, options: DAEMON_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     const { flagError } = await import('./control/commands.js');
     throw flagError(err);
@@ -234,6 +253,13 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     dhcpDns: v['dhcp-dns']?.flatMap((a) => a.split(',')),
     mtu: numberOrText(v.mtu),
     dhcpRapidCommit: v['no-dhcp-rapid-commit'] ? false : v['dhcp-rapid-commit'] ? true : undefined,
+    server: v.server,
+    local: v.local,
+    strictOrder: v['strict-order'] ? true : undefined,
+    minCacheTtl: numberOrText(v['min-cache-ttl']),
+    noNegcache: v['no-negcache'] ? true : undefined,
+    listenAddress: v['listen-address'],
+    logQueries: v['log-queries'] === undefined ? undefined : v['log-queries'] === 'on' ? true : v['log-queries'],
   };
 }
 

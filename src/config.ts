@@ -17,6 +17,7 @@ import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/re
 import type { SourcedSpec } from './dns/record-zone.js';
 import { dhcpOptionSpecs, LEASE_TIME_HINT, parseDhcpRange, parseLeaseTime, reservationOptionSpecs } from './dhcp/option-config.js';
 import type { OptionSpec } from './dhcp/option-spec.js';
+import { parseServerSpec, parseUpstreamAddress, planRoutes, type RoutePlan, type ServerSpec, type UpstreamAddress } from './dns/domain-routes.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -80,6 +81,14 @@ export interface RawSettings {
   dhcpDns?: unknown;
   mtu?: unknown;
   dhcpRapidCommit?: unknown;
+  // issue 15, split DNS and the DNS knobs people use (dnsmasq's names): --server, --local, --strict-order, ...
+  server?: unknown;
+  local?: unknown;
+  strictOrder?: unknown;
+  minCacheTtl?: unknown;
+  noNegcache?: unknown;
+  logQueries?: unknown;
+  listenAddress?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -126,7 +135,7 @@ const settingsSchema = z
     dhcpRange: z.string().optional(),
     leaseTime: leaseTime.default(DEFAULT_LEASE_SECONDS),
     domain: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
-    upstreams: z.array(ipv4).default([]),
+    upstreams: z.array(z.string()).default([]),
     stateDir: z.string().min(1).optional(),
     controlSocket: z.string().min(1).optional(),
     forwards: z.array(z.string()).default([]),
@@ -183,6 +192,14 @@ const settingsSchema = z
     dhcpDns: z.union([z.array(z.string()), z.string().transform((v) => [v])]).optional(),
     mtu: z.number({ error: 'expected an MTU from 68 to 65535' }).int().min(68).max(65535).optional(),
     dhcpRapidCommit: z.boolean().default(true),
+    // issue 15: split DNS (--server, --local) and dnsmasq's DNS knobs; dnsmasq caps min-cache-ttl at one hour too
+    server: z.array(z.string()).default([]),
+    local: z.array(z.string()).default([]),
+    strictOrder: z.boolean().default(false),
+    minCacheTtl: z.number({ error: 'expected seconds from 0 to 3600' }).int().min(0).max(3600).default(0),
+    noNegcache: z.boolean().default(false),
+    logQueries: z.union([z.boolean(), z.literal('extra')], { error: 'expected true, false or "extra"' }).default(false),
+    listenAddress: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -251,6 +268,16 @@ export interface Config {
   readonly mtu: number | undefined;
   /** answer a Rapid Commit DISCOVER with an ACK (RFC 4039) */
   readonly dhcpRapidCommit: boolean;
+  // issue 15 (split DNS): --upstream and plain --server=IP entries together, parsed; empty = resolv.conf
+  readonly upstreamServers: readonly UpstreamAddress[];
+  /** --server=/domain/... and --local=/domain/ routes, one per domain */
+  readonly domainRoutes: readonly RoutePlan[];
+  readonly strictOrder: boolean;
+  readonly minCacheTtl: number;
+  readonly noNegcache: boolean;
+  readonly logQueries: 'off' | 'on' | 'extra';
+  /** extra DNS listen addresses for the host itself (dnsmasq's --listen-address; loopback only), serving 127.0.0.0/8 */
+  readonly listenAddresses: readonly string[];
 }
 
 export interface ConfigReservation {
@@ -421,6 +448,15 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
   problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
   const dhcpOptions = dhcpOptionSpecs({ dhcpOptions: s.dhcpOptions, dhcpOptionsForce: s.dhcpOptionsForce, dhcpDns: s.dhcpDns }, problems);
+  const dnsRoutes = parseDnsRoutes(s.upstreams, s.server, s.local, problems);
+  // natd answers every name in its own domain itself (local names, else NXDOMAIN): a route there would never be used
+  const own = s.domain?.toLowerCase();
+  for (const r of dnsRoutes.routes) {
+    if (own !== undefined && r.kind === 'forward' && (r.domain === own || r.domain.endsWith(`.${own}`))) {
+      problems.push(`server: ${r.domain} is inside natd's own domain ${own}, whose names natd answers itself (local names, else NXDOMAIN); it cannot be forwarded`);
+    }
+  }
+  const listenAddresses = parseListenAddresses(s.listenAddress, dnsRoutes, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -465,6 +501,13 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpOptions: Object.freeze(dhcpOptions),
     mtu: s.mtu,
     dhcpRapidCommit: s.dhcpRapidCommit,
+    upstreamServers: Object.freeze(dnsRoutes.upstreams),
+    domainRoutes: Object.freeze(dnsRoutes.routes),
+    strictOrder: s.strictOrder,
+    minCacheTtl: s.minCacheTtl,
+    noNegcache: s.noNegcache,
+    logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
+    listenAddresses: Object.freeze(listenAddresses),
   });
 }
 
@@ -477,6 +520,60 @@ function executableProblem(file: string): string | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not executable' : `cannot be used (${code ?? 'error'})`;
+  }
+}
+
+/**
+ * Issue 15: --listen-address. natd is never an open resolver, so an extra address must be loopback (the host's own
+ * resolver, e.g. 127.0.0.1); it serves 127.0.0.0/8 only. An upstream on one of them would be natd asking itself.
+ */
+function parseListenAddresses(entries: readonly string[], dns: { upstreams: UpstreamAddress[]; routes: RoutePlan[] }, problems: string[]): string[] {
+  const out: string[] = [];
+  entries.forEach((text, i) => {
+    const address = parseIpv4(text.trim());
+    if (address === undefined || address >>> 24 !== 127) {
+      problems.push(`listenAddress.${i}: expected a loopback IPv4 address such as 127.0.0.1 (natd serves guests on the bridge gateway and, besides, only the host itself) (got "${text}")`);
+      return;
+    }
+    const canonical = formatIpv4(address);
+    const servers = [...dns.upstreams, ...dns.routes.flatMap((r) => r.servers)];
+    if (servers.some((u) => u.address === canonical && u.port === 53)) problems.push(`listenAddress.${i}: ${canonical} is also an upstream: natd would forward to itself`);
+    if (!out.includes(canonical)) out.push(canonical);
+  });
+  return out;
+}
+
+/**
+ * Issue 15: --upstream, --server and --local entries → the default upstreams and the domain routes
+ * (dns/domain-routes.ts). Problems name the field and entry.
+ */
+function parseDnsRoutes(upstreams: readonly string[], server: readonly string[], local: readonly string[], problems: string[]): { upstreams: UpstreamAddress[]; routes: RoutePlan[] } {
+  const specs: ServerSpec[] = [];
+  const names: string[] = [];
+  upstreams.forEach((text, i) => {
+    try {
+      specs.push({ kind: 'upstream', server: parseUpstreamAddress(text) });
+      names.push(`upstreams.${i}`);
+    } catch (err) {
+      problems.push(`upstreams.${i}: ${(err as Error).message}`);
+    }
+  });
+  const entries: [string, readonly string[]][] = [['server', server], ['local', local]];
+  for (const [field, list] of entries) {
+    list.forEach((text, i) => {
+      try {
+        specs.push(parseServerSpec(text, field as 'server' | 'local'));
+        names.push(`${field}.${i}`);
+      } catch (err) {
+        problems.push(`${field}.${i}: ${(err as Error).message}`);
+      }
+    });
+  }
+  try {
+    return planRoutes(specs, names);
+  } catch (err) {
+    problems.push(`server/local: ${(err as Error).message}`);
+    return { upstreams: [], routes: [] };
   }
 }
 

@@ -47,6 +47,10 @@ import { LeaseEvents } from './lease-events.js';
 import { LeaseScriptSlot } from './lease-script.js';
 // issue 15: custom DNS records
 import { RecordBook } from './record-book.js';
+// issue 15: split DNS, --log-queries
+import { QueryLog } from '../dns/query-log.js';
+import { buildRouteTable, describeRoutes } from './dns-routes.js';
+import { startDnsListeners } from './dns-listeners.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -273,8 +277,10 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
 async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
-  const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now });
-  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax });
+  const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now, minTtlSeconds: config.minCacheTtl, negativeCache: !config.noNegcache });
+  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax, strictOrder: config.strictOrder });
+  const routes = buildRouteTable(config, upstream); // issue 15
+  const queryLog = new QueryLog(logger, config.logQueries, sys.now);
   stack.push('dns upstream', () => upstream.close());
 
   const udp = sys.sockets.openDnsUdp(config.bridge, gatewayText);
@@ -297,13 +303,16 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     maxPendingPerClient: config.dnsMaxPendingPerClient,
     maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
     ...(records ? { records } : {}),
+    routes,
+    queryLog,
   });
   server.start();
   stack.push('dns', () => server.close());
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  return { server, cache, upstream, leaseNames: names.leases, records };
+  const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
+  return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts, events }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
@@ -371,8 +380,25 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
-  if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
+  if (running.dns) {
+    running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
+    reloadDnsKnobs(running.dns, config);
+  }
   ctx.logger.info('reloaded', { reservations: reservations.length });
+}
+
+/** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */
+function reloadDnsKnobs(dns: DnsParts, config: Config): void {
+  const before = JSON.stringify(dns.routes?.());
+  const routes = buildRouteTable(config, dns.upstream);
+  dns.server.setRoutes(routes);
+  for (const l of dns.listeners ?? []) l.server.setRoutes(routes);
+  dns.routes = () => describeRoutes(routes, config);
+  // cached answers of a domain that now goes elsewhere (or nowhere) must not outlive the change
+  if (JSON.stringify(dns.routes()) !== before) dns.cache.clear();
+  dns.upstream.setStrictOrder(config.strictOrder);
+  dns.cache.setPolicy({ minTtlSeconds: config.minCacheTtl, negativeCache: !config.noNegcache });
+  dns.queryLog?.setMode(config.logQueries);
 }
 
 function observe(running: Running, now: number): Observed {

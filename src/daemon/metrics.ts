@@ -50,6 +50,9 @@ export interface MetricsInput {
     /** times a limit refused something, by limit (client-pending, client-tcp-connections, tcp-connections,
      *  tcp-unsent, forward-max) */
     limited?: Readonly<Record<string, number>>;
+    /** issue 15: questions sent to a --server=/domain/ route's servers; --log-queries lines not written (rate limit) */
+    routed?: number;
+    queryLogSuppressed?: number;
     /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
     namesRefused?: Readonly<Record<string, number>>;
     /** issue 15: custom DNS records configured, by kind (host-record, cname, …) */
@@ -192,6 +195,11 @@ function families(m: MetricsInput): Family[] {
     if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
     if (m.dns.limited) {
       out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
+    }
+    // issue 15: split DNS and the query log
+    if (m.dns.routed !== undefined) out.push({ name: 'natd_dns_routed_total', help: 'DNS questions forwarded to the servers of a --server=/domain/ route.', type: 'counter', samples: one(m.dns.routed) });
+    if (m.dns.queryLogSuppressed !== undefined) {
+      out.push({ name: 'natd_dns_query_log_suppressed_total', help: '--log-queries lines not written because of the rate limit.', type: 'counter', samples: one(m.dns.queryLogSuppressed) });
     }
     if (m.dns.namesRefused) {
       out.push({

@@ -7,6 +7,7 @@ import type { DhcpTransport } from '../dhcp/transport.js';
 import type { DnsCache } from '../dns/cache.js';
 import type { DnsServer } from '../dns/server.js';
 import type { UpstreamClient } from '../dns/upstream.js';
+import type { QueryLog } from '../dns/query-log.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
@@ -22,6 +23,11 @@ export interface DnsParts {
   leaseNames: LeaseNames | undefined;
   /** issue 15: custom DNS records */
   records?: RecordBook | undefined;
+  /** issue 15: --log-queries, and the domain routes for `natd status` */
+  queryLog?: QueryLog;
+  routes?: () => unknown[];
+  /** --listen-address servers for the host itself */
+  listeners?: { address: string; server: DnsServer }[];
 }
 
 export interface Observed {
@@ -53,13 +59,14 @@ export function metricsInput(o: Observed): MetricsInput {
   };
 }
 
-function dnsMetrics({ server, cache, upstream, leaseNames, records }: DnsParts): NonNullable<MetricsInput['dns']> {
+function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog }: DnsParts): NonNullable<MetricsInput['dns']> {
   const s = server.stats();
   const up = upstream.stats();
   return {
     queries: s.queries, cacheHits: s.cacheHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
     ...(records ? { records: records.countsByKind() } : {}),
+    routed: s.routed, ...(queryLog?.enabled ? { queryLogSuppressed: queryLog.dropped } : {}),
   };
 }
 
@@ -70,7 +77,9 @@ export function statusOf(o: Observed): Record<string, unknown> {
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
     dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), ...(o.script ? { script: o.script } : {}) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals, records: o.dns.records?.countsByKind() } : undefined,
+    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals,
+      records: o.dns.records?.countsByKind(), routes: o.dns.routes?.(), queryLogSuppressed: o.dns.queryLog?.dropped,
+      listeners: o.dns.listeners?.map((l) => ({ address: l.address, ...l.server.stats() })) } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
   };

@@ -59,7 +59,7 @@ export const realBridgeSetup: BridgeSetup = {
 
 export function realSockets(): DaemonSockets {
   /** the DHCP and DNS sockets' fds, for the kernel's drop counts */
-  const udpFds: { dhcp?: number; dns?: number } = {};
+  const udpFds: Record<string, number> = {};
   return {
     async openDhcp(bridge) {
       const socket = dgram.createSocket({ type: 'udp4' });
@@ -69,8 +69,10 @@ export function realSockets(): DaemonSockets {
     },
     // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
     openDnsUdp(bridge, address) {
-      udpFds.dns = openDeviceUdpSocket(bridge, address, DNS_PORT);
-      return new BatchUdpTransport(udpFds.dns);
+      // issue 15: --listen-address sockets (on lo) are counted under their own name
+      const name = bridge === 'lo' ? `dns-${address}` : 'dns';
+      const fd = (udpFds[name] = openDeviceUdpSocket(bridge, address, DNS_PORT));
+      return new BatchUdpTransport(fd);
     },
     async openDnsTcp(bridge, address) {
       const tcp = net.createServer();

@@ -44,6 +44,17 @@ export interface DnsCacheOptions {
   maxNegativeTtlSeconds?: number;
   /** milliseconds, like Date.now (the default) */
   now?: () => number;
+  // issue 15 (dnsmasq's --min-cache-ttl, --no-negcache); setPolicy changes them at run time
+  /** positive answers are kept at least this long, their TTLs raised to it (default 0: as the upstream says) */
+  minTtlSeconds?: number;
+  /** cache NXDOMAIN/NODATA answers (default true) */
+  negativeCache?: boolean;
+}
+
+/** The part of the options a reload may change. */
+export interface DnsCachePolicy {
+  minTtlSeconds: number;
+  negativeCache: boolean;
 }
 
 export interface DnsCacheStats {
@@ -117,7 +128,7 @@ function flatKey(key: string): string {
  * authority section (no SOA, no caching); SERVFAIL briefly; truncated and other responses never.
  * Throws DnsWireError when the records cannot be walked.
  */
-function cacheSeconds(response: Uint8Array, opts: Required<Omit<DnsCacheOptions, 'now'>>): number {
+function cacheSeconds(response: Uint8Array, opts: Limits): number {
   if (response.length < HEADER_LENGTH || isTruncated(response)) return 0;
   const rcode = getRcode(response);
   if (rcode !== DnsRcode.NOERROR && rcode !== DnsRcode.NXDOMAIN && rcode !== DnsRcode.SERVFAIL) return 0;
@@ -141,9 +152,12 @@ function cacheSeconds(response: Uint8Array, opts: Required<Omit<DnsCacheOptions,
   // checked after the walk: whatever is stored must be a message get() can rewrite
   if (rcode === DnsRcode.SERVFAIL) return opts.servfailSeconds;
   const isNegative = rcode === DnsRcode.NXDOMAIN || answers === 0;
-  if (isNegative) return Number.isFinite(negative) ? Math.min(negative, opts.maxNegativeTtlSeconds, opts.maxTtlSeconds) : 0;
+  if (isNegative) {
+    if (!opts.negativeCache) return 0;
+    return Number.isFinite(negative) ? Math.min(negative, opts.maxNegativeTtlSeconds, opts.maxTtlSeconds) : 0;
+  }
   // A CNAME chain ending in NODATA carries both: the shorter lifetime wins.
-  return Math.min(answerMin, negative, opts.maxTtlSeconds);
+  return Math.min(Math.max(Math.min(answerMin, negative), opts.minTtlSeconds), opts.maxTtlSeconds);
 }
 
 /** RFC 2181 §8: a TTL with the most significant bit set is to be treated as zero. */
@@ -167,9 +181,11 @@ export function clampHighBitTtls(response: Uint8Array): boolean {
   }
 }
 
+type Limits = Required<Omit<DnsCacheOptions, 'now'>>;
+
 export class DnsCache {
   private readonly entries = new Map<string, CacheEntry>();
-  private readonly limits: Required<Omit<DnsCacheOptions, 'now'>>;
+  private readonly limits: Limits;
   private readonly now: () => number;
   /** oldest-first walk over the keys, kept across evictions (see evictOldest) */
   private evictionCursor: IterableIterator<string> | undefined;
@@ -196,12 +212,20 @@ export class DnsCache {
       servfailSeconds: opts.servfailSeconds ?? 5,
       maxTtlSeconds: opts.maxTtlSeconds ?? 86_400,
       maxNegativeTtlSeconds: opts.maxNegativeTtlSeconds ?? 10_800,
+      minTtlSeconds: opts.minTtlSeconds ?? 0,
+      negativeCache: opts.negativeCache ?? true,
     };
     this.now = opts.now ?? Date.now;
   }
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** --min-cache-ttl / --no-negcache at run time (reload); entries already stored keep their lifetime. */
+  setPolicy(policy: DnsCachePolicy): void {
+    this.limits.minTtlSeconds = policy.minTtlSeconds;
+    this.limits.negativeCache = policy.negativeCache;
   }
 
   /**
@@ -264,6 +288,7 @@ export class DnsCache {
     const entry: CacheEntry = { key: stored, slab: NO_SLAB, offset: 0, length: 0, agedSeconds: 0, storedAt: now, lifetimeMs: seconds * 1000, touchedMs: 0 };
     this.place(entry, response);
     clampHighBitTtls(bytesOf(entry)); // e.g. an authority record's: aging must not start from 2^31
+    if (this.limits.minTtlSeconds > 0 && getRcode(response) === DnsRcode.NOERROR) raiseAnswerTtls(bytesOf(entry), this.limits.minTtlSeconds);
     this.heldBytes += ENTRY_OVERHEAD_BYTES + stored.length;
     const replaced = this.entries.get(stored);
     if (replaced) this.remove(replaced);
@@ -367,6 +392,13 @@ const NO_SLAB = new ArrayBuffer(0);
 /** The entry's response, in place (a view: changes go to the stored copy). */
 function bytesOf(entry: CacheEntry): Uint8Array {
   return new Uint8Array(entry.slab, entry.offset, entry.length);
+}
+
+/** --min-cache-ttl: answer-section TTLs below `seconds` are raised to it, so clients see the time the entry is kept. */
+function raiseAnswerTtls(response: Uint8Array, seconds: number): void {
+  forEachRecord(response, (record) => {
+    if (record.section === 'answer' && record.ttl < seconds) writeU32(response, record.ttlOffset, seconds);
+  });
 }
 
 /** Lowers every TTL but OPT's by `seconds`, floored at 0. The response was validated when stored: the walk cannot fail. */

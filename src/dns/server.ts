@@ -1,7 +1,16 @@
 /**
  * The DNS query pipeline, fed by two transports (udp-transport.ts, tcp-transport.ts): one pipeline per query.
  *
- *   source in subnet? → parseQuery → local names → policy (domain-needed, bogus-priv) → cache → upstream
+ *   source in subnet? → parseQuery → local names → policy (domain-needed, bogus-priv) → cache → domain route →
+ *   upstream (the route's servers, or the default ones)
+ *
+ * Domain routes (issue 15, domain-routes.ts): a --local domain is answered NXDOMAIN here when no local name has the
+ * name; a --server=/domain/IP route overrides the policy (an operator's route for a private reverse zone or for
+ * unqualified names is meant to be used) and forwards to its own servers, within the same per-client and global
+ * limits as any other query. natd's own domain counts as a route to itself: a wider route never takes its names.
+ * The route is looked up only where it can change the outcome: when the policy would not forward, and on a cache
+ * miss. A cache hit never needs it: a name under a --local route is never cached, and the cache is emptied when the
+ * routes change (reload), so the hot path pays nothing for routes.
  *
  * natd is never an open resolver: only sources inside the bridge subnet are served (not even 127.0.0.1, since the
  * sockets are bound to the bridge; a host-local client has the host's own resolver). Identical questions in flight
@@ -29,6 +38,10 @@ import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers
 import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
+// issue 15: split DNS and query logging
+import type { DomainRouteTable } from './domain-routes.js';
+import type { QueryLog } from './query-log.js';
+import type { UpstreamGroup } from './upstream-order.js';
 import { HEADER_LENGTH, plainNameEnd, setId } from './wire.js';
 
 export interface DnsServerOptions {
@@ -52,6 +65,9 @@ export interface DnsServerOptions {
   maxTcpConnectionsPerClient?: number;
   /** issue 15: the operator's records, read on every query so a swapped zone is answered at once (default: none) */
   records?: { readonly zone: RecordZone };
+  /** issue 15: per-domain routes (setRoutes replaces them) and --log-queries */
+  routes?: DomainRouteTable<UpstreamGroup | undefined>;
+  queryLog?: QueryLog;
 }
 
 export interface DnsServerStats {
@@ -85,6 +101,8 @@ export interface DnsServerStats {
   tcpOutputClosed: number;
   /** queries for ANY answered with RFC 8482's minimal HINFO */
   any: number;
+  /** questions sent to a --server=/domain/ route's servers (also counted in forwarded) */
+  routed: number;
 }
 
 /** RFC 1035: the UDP limit for a client without EDNS. */
@@ -109,8 +127,11 @@ export class DnsServer {
   private readonly counters: DnsServerStats = {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0,
-    tcpOutputClosed: 0, any: 0,
+    tcpOutputClosed: 0, any: 0, routed: 0,
   };
+  private routes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
+  /** what answered the query being processed, for the query log */
+  private source = '';
   /** domain-needed / bogus-priv decisions, with the configuration prepared once */
   private readonly policyFor: (question: ParsedQuery['question']) => NamePolicy;
   /** issue 15: custom records and the SOA zones of negative answers */
@@ -155,6 +176,12 @@ export class DnsServer {
     }
     this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
     this.records = opts.records ?? { zone: buildRecordZone([], { domain: opts.domain, subnet: opts.subnet, ttl: 0, serverName: 'gateway' }).zone };
+    this.routes = opts.routes;
+  }
+
+  /** New domain routes (reload); queries in flight finish on the old ones. */
+  setRoutes(routes: DomainRouteTable<UpstreamGroup | undefined> | undefined): void {
+    this.routes = routes;
   }
 
   start(): void {
@@ -208,7 +235,9 @@ export class DnsServer {
     const parsed = parseQuery(raw);
     if (!parsed.ok) return this.answerRejected(raw, parsed.rejected, allowed);
     const { query } = parsed;
-    return { response: this.answer(query, allowed, client), udpLimit: query.udpPayloadSize, endConnection: false };
+    const response = this.answer(query, allowed, client);
+    if (this.opts.queryLog?.enabled) this.opts.queryLog.record(query, client, this.source, response);
+    return { response, udpLimit: query.udpPayloadSize, endConnection: false };
   }
 
   /** A message parseQuery turned down: its error answer (REFUSED to a source we do not serve), or nothing. */
@@ -230,8 +259,10 @@ export class DnsServer {
   private answer(query: ParsedQuery, allowed: boolean, client: number): Buffer | Promise<Buffer> {
     if (!allowed) {
       this.counters.refused++;
+      this.source = 'refused';
       return buildErrorResponse(query, DnsRcode.REFUSED);
     }
+    this.source = 'local';
     try {
       const local = this.answerLocally(query);
       if (local) return local;
@@ -249,13 +280,22 @@ export class DnsServer {
     const cached = this.opts.cache.get(key, query.id, query.raw);
     if (cached) {
       this.counters.cacheHits++;
+      this.source = 'cache';
       return cached;
     }
-    return this.forwardWithinClientLimit(query, key, client);
+    const route = this.routes?.lookup(query.question.name);
+    if (route?.kind === 'local') {
+      // --local=/domain/: never forwarded (local names under it were answered above)
+      this.counters.local++;
+      this.source = 'local';
+      return buildLocalAnswer(query, [], { authoritative: true, rcode: DnsRcode.NXDOMAIN });
+    }
+    this.source = route?.kind === 'forward' ? `upstream ${route.domain}` : 'upstream';
+    return this.forwardWithinClientLimit(query, key, client, route?.kind === 'forward' ? route.group : undefined);
   }
 
   /** Forwards, unless the client already has maxPendingPerClient questions waiting for upstream. */
-  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: number): Buffer | Promise<Buffer> {
+  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: number, group: UpstreamGroup | undefined): Buffer | Promise<Buffer> {
     const pending = this.pendingByClient.get(client) ?? 0;
     if (pending >= this.maxPendingPerClient) {
       // SERVFAIL, as when the global cap (dns-forward-max) is reached: "try again later", which is the truth, and
@@ -268,7 +308,7 @@ export class DnsServer {
       return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
     this.pendingByClient.set(client, pending + 1);
-    return this.forward(query, key).finally(() => decrement(this.pendingByClient, client));
+    return this.forward(query, key, group).finally(() => decrement(this.pendingByClient, client));
   }
 
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
@@ -280,8 +320,13 @@ export class DnsServer {
       this.counters.local++;
       return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode, ...(found.soa ? { soa: found.soa } : {}) });
     }
-    const policy = this.policyFor(question);
+    let policy = this.policyFor(question);
     if (policy === 'forward') return undefined;
+    // a --server=/domain/IP route is the operator's word: forwarded (the route is looked up again on a cache miss);
+    // --local=/domain/ makes it authoritative
+    const route = this.routes?.lookup(question.name);
+    if (route?.kind === 'forward') return undefined;
+    if (route?.kind === 'local') policy = 'local';
     // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
     // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
     this.counters.local++;
@@ -290,15 +335,16 @@ export class DnsServer {
   }
 
   /** Sends the question upstream, or joins an identical one in flight; resolves with the client's response. */
-  private async forward(received: ParsedQuery, key: string): Promise<Buffer> {
+  private async forward(received: ParsedQuery, key: string, group: UpstreamGroup | undefined): Promise<Buffer> {
     // a UDP query may be a view of a receive buffer the next batch overwrites; the wait needs bytes of its own
     const query: ParsedQuery = { ...received, raw: Buffer.from(received.raw) };
     let pending = this.inFlight.get(key);
     if (pending) this.counters.coalesced++;
     else {
       this.counters.forwarded++;
+      if (group) this.counters.routed++;
       pending = this.opts.upstream
-        .query(query.raw, query.key)
+        .query(query.raw, query.key, group)
         .catch(() => undefined) // never rejects by contract; a rejection here must not become an unhandled one
         .then((reply) => {
           this.inFlight.delete(key);

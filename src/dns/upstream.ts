@@ -21,9 +21,16 @@
  * failover stays driven by time-outs. IPv6 servers, and IPv4 ones when the addon cannot open a socket, use one pool
  * of unconnected dgram sockets per address family.
  *
- * Failover: one server at a time in configured order, the next one after `timeoutMs`, within `budgetMs` in total.
- * Replies from earlier attempts stay acceptable until the query ends (a slow server still counts). A server that
- * times out repeatedly is backed off (upstream-health.ts).
+ * Failover: one server at a time, the next one after `timeoutMs`, within `budgetMs` in total. Replies from earlier
+ * attempts stay acceptable until the query ends (a slow server still counts). A server that times out repeatedly is
+ * backed off (upstream-health.ts). The order (issue 15): with `strictOrder` the configured one (dnsmasq's
+ * --strict-order); without it dnsmasq's default, the fastest server: the server that answered last goes first, and
+ * every RACE_EVERY_QUERIES queries or RACE_EVERY_MS one query goes to all servers at once, the first to answer
+ * becoming the one asked first (see upstream-order.ts).
+ *
+ * Server groups (issue 15, per-domain forwarding): the default servers are one group, each `--server=/domain/IP`
+ * route another; query() takes the group. A server in several groups is one ServerState (one health record, one
+ * socket pool).
  *
  * Time-outs: no timer per attempt. An attempt's time-out is always `timeoutMs` and a query's budget always
  * `budgetMs`, so attempts and queries sit in two lists that are sorted by deadline just by appending; one timer,
@@ -44,12 +51,14 @@ import { encodeFrame } from './tcp-framing.js';
 import { DnsRcode } from './types.js';
 import { anyBackedOff, newServerHealth, UpstreamHealth, type ServerHealth, type UpstreamServerStats } from './upstream-health.js';
 import { IdTable, Random16 } from './upstream-ids.js';
+import { planOrder, recordAnswer, UpstreamGroup } from './upstream-order.js';
 import { UpstreamSocketPool, type PoolTarget } from './upstream-socket-pool.js';
 import type { PooledSocket, SocketOwner, SocketTarget } from './upstream-sockets.js';
 import { UpstreamTcp } from './upstream-tcp.js';
 import { FLAG_QR, getRcode, HEADER_LENGTH, isTruncated, readU16, writeU16 } from './wire.js';
 
 export type { UpstreamServerStats } from './upstream-health.js';
+export { UpstreamGroup } from './upstream-order.js';
 
 export interface UpstreamServer {
   address: string;
@@ -79,6 +88,9 @@ export interface UpstreamClientOptions {
   backoffMaxMs?: number;
   /** IPv4 servers through the addon's connected sockets (default true); false: dgram for every server */
   nativeSockets?: boolean;
+  /** servers one at a time in configured order (default true here; the daemon passes --strict-order, default off:
+   * then the fastest server goes first, see upstream-order.ts) */
+  strictOrder?: boolean;
 }
 
 export interface UpstreamStats {
@@ -90,7 +102,8 @@ export interface UpstreamStats {
   timeouts: number;
   /** queries given up (the caller answers SERVFAIL) */
   failures: number;
-  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (datagrams from
+  /** replies that matched no attempt in flight: wrong id, question, socket or source, or too late (this includes the
+   * slower servers' answers to a fastest-server race, see upstream-order.ts; datagrams from
    * another address or port than the server's never reach a connected socket, so they are not counted) */
   spoofed: number;
   /** queries refused at once because maxInFlight (dns-forward-max) were in flight (also counted in failures) */
@@ -99,7 +112,7 @@ export interface UpstreamStats {
   perServer: UpstreamServerStats[];
 }
 
-interface ServerState extends PoolTarget, ServerHealth {
+export interface ServerState extends PoolTarget, ServerHealth {
   /** the address as a number when it is IPv4, else NOT_IPV4 */
   readonly address4: number;
   readonly label: string;
@@ -147,6 +160,7 @@ class PendingQuery implements Listed<PendingQuery> {
     /** performance.now() + budgetMs */
     readonly deadline: number,
     readonly order: ServerState[],
+    readonly group: UpstreamGroup,
     readonly resolve: (reply: Buffer | undefined) => void,
   ) {}
 }
@@ -156,7 +170,12 @@ const DNS_PORT = 53;
 const MIN_ATTEMPT_MS = 20;
 
 export class UpstreamClient implements SocketOwner {
-  private servers: ServerState[] = [];
+  /** the default servers; route groups (setRouteGroups) beside it */
+  private readonly defaultGroup: UpstreamGroup;
+  private routeGroups: UpstreamGroup[] = [];
+  /** every server of every group, by label */
+  private readonly byLabel = new Map<string, ServerState>();
+  private strictOrder: boolean;
   private readonly timeoutMs: number;
   private readonly budgetMs: number;
   private readonly logger: Logger;
@@ -193,12 +212,45 @@ export class UpstreamClient implements SocketOwner {
       nativeSockets: opts.nativeSockets ?? true, owner: this, random, logger,
     });
     this.tcp = new UpstreamTcp(logger);
+    this.strictOrder = opts.strictOrder ?? true;
+    this.defaultGroup = new UpstreamGroup('default', []);
     this.setServers(opts.servers);
   }
 
-  /** Replaces the server list; servers that stay keep their health record. Queries in flight carry on. */
-  setServers(servers: UpstreamServer[]): void {
-    const previous = new Map(this.servers.map((s) => [s.label, s]));
+  /** --strict-order on reload. */
+  setStrictOrder(strict: boolean): void {
+    this.strictOrder = strict;
+  }
+
+  /** Replaces the default server list; servers that stay keep their health record. Queries in flight carry on. */
+  setServers(servers: readonly UpstreamServer[]): void {
+    this.defaultGroup.setServers(this.statesFor(servers));
+    this.prune();
+  }
+
+  /**
+   * Replaces the route groups (one per --server=/domain/ route, same order as `lists`) and returns them, for
+   * query(). Servers that stay keep their health record; the groups returned before must no longer be used.
+   */
+  setRouteGroups(lists: readonly { name: string; servers: readonly UpstreamServer[] }[]): UpstreamGroup[] {
+    this.routeGroups = lists.map(({ name, servers }) => new UpstreamGroup(name, this.statesFor(servers)));
+    this.prune();
+    return this.routeGroups;
+  }
+
+  /** Closes the sockets of servers no group uses any more. */
+  private prune(): void {
+    const used = new Set<ServerState>(this.defaultGroup.servers);
+    for (const group of this.routeGroups) for (const s of group.servers) used.add(s);
+    for (const [label, server] of this.byLabel) {
+      if (used.has(server)) continue;
+      this.byLabel.delete(label);
+      this.sockets.dropServer(server);
+    }
+  }
+
+  /** The states for a server list, existing ones reused; invalid addresses are logged and skipped. */
+  private statesFor(servers: readonly UpstreamServer[]): ServerState[] {
     const next: ServerState[] = [];
     for (const { address, port = DNS_PORT } of servers) {
       const family = net.isIP(address);
@@ -209,18 +261,19 @@ export class UpstreamClient implements SocketOwner {
       const canonical = family === 6 ? canonicalIpv6(address) : address;
       const label = family === 6 ? `[${canonical}]:${port}` : `${canonical}:${port}`;
       if (next.some((s) => s.label === label)) continue;
-      const kept = previous.get(label);
-      previous.delete(label);
-      const address4 = family === 4 ? parseIpv4(canonical) ?? NOT_IPV4 : NOT_IPV4;
-      next.push(
-        kept ?? {
+      let state = this.byLabel.get(label);
+      if (!state) {
+        const address4 = family === 4 ? parseIpv4(canonical) ?? NOT_IPV4 : NOT_IPV4;
+        // IPv6 servers go through the family's dgram pool: the addon's connected sockets are IPv4 only
+        state = {
           ...newServerHealth(label), address: canonical, address4, port, family: family as 4 | 6,
           pool: this.sockets.poolFor(family as 4 | 6, address4),
-        },
-      );
+        };
+        this.byLabel.set(label, state);
+      }
+      next.push(state);
     }
-    for (const gone of previous.values()) this.sockets.dropServer(gone);
-    this.servers = next;
+    return next;
   }
 
   /**
@@ -229,16 +282,16 @@ export class UpstreamClient implements SocketOwner {
    * `key` is the query's `${name}|${type}|${class}`; the reply's question must match it (compared as bytes with the
    * question in `raw`, letter case aside). `raw` must not change until the promise settles.
    */
-  query(raw: Uint8Array, key: string): Promise<Buffer | undefined> {
+  query(raw: Uint8Array, key: string, group: UpstreamGroup = this.defaultGroup): Promise<Buffer | undefined> {
     if (this.queries.size >= this.maxInFlight && !this.closed) {
       this.counters.overForwardMax++;
       this.logger.warnLimited('dns-forward-max', 'upstream queries in flight at the limit (dns-forward-max), answering SERVFAIL', { limit: this.maxInFlight });
     }
-    if (this.closed || this.servers.length === 0 || raw.length < HEADER_LENGTH || this.queries.size >= this.maxInFlight) {
+    if (this.closed || group.servers.length === 0 || raw.length < HEADER_LENGTH || this.queries.size >= this.maxInFlight) {
       this.counters.failures++;
       return Promise.resolve(undefined);
     }
-    return new Promise((resolve) => this.start(raw, key, resolve));
+    return new Promise((resolve) => this.start(raw, key, group, resolve));
   }
 
   stats(): UpstreamStats {
@@ -252,7 +305,7 @@ export class UpstreamClient implements SocketOwner {
       spoofed: c.spoofed,
       overForwardMax: c.overForwardMax,
       latencyMsAvg: c.received === 0 ? 0 : c.latencyTotalMs / c.received,
-      perServer: this.servers.map((s) => this.health.stats(s, now)),
+      perServer: [...this.byLabel.values()].map((s) => this.health.stats(s, now)),
     };
   }
 
@@ -267,12 +320,15 @@ export class UpstreamClient implements SocketOwner {
     this.tcp.close();
   }
 
-  private start(raw: Uint8Array, key: string, resolve: (reply: Buffer | undefined) => void): void {
+  private start(raw: Uint8Array, key: string, group: UpstreamGroup, resolve: (reply: Buffer | undefined) => void): void {
     const now = performance.now();
-    let order = this.servers;
+    const planned = planOrder(group, this.strictOrder, now);
+    let order = planned.order;
     let probes: ServerState[] | undefined;
     if (anyBackedOff(order)) ({ order, probes } = this.health.plan(order));
-    const query = new PendingQuery(raw, key, questionEnd(raw), now + this.budgetMs, order, resolve);
+    // a race: every other server gets the query at once too, the first to answer goes first from now on
+    if (planned.race && order.length > 1) probes = [...(probes ?? []), ...order.slice(1)];
+    const query = new PendingQuery(raw, key, questionEnd(raw), now + this.budgetMs, order, group, resolve);
     this.queries.push(query);
     if (this.queries.head === query) this.armSweep(query.deadline);
     if (probes) for (const probe of probes) this.send(query, probe, now);
@@ -350,7 +406,7 @@ export class UpstreamClient implements SocketOwner {
         this.nextStep(query, performance.now());
         return;
       }
-    }
+    } else if (!this.strictOrder) recordAnswer(query.group, server);
     this.finish(query, reply);
   }
 

@@ -23,6 +23,7 @@ import { writeFileAtomic } from '../state/atomic-file.js';
 // issue 15: custom DNS records carry over
 import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
 import { OptionSpecError, parseOptionSpec } from '../dhcp/option-spec.js';
+import { parseServerSpec, type ServerSpec } from '../dns/domain-routes.js';
 
 export { RESERVATIONS_FILE } from './import-writer.js';
 
@@ -95,6 +96,9 @@ interface Collected {
   listenAddresses: { address: number; line: number }[];
   range?: { start: number; end: number; prefix?: number; leaseSeconds?: number | 'infinite'; line: number };
   servers: string[];
+  /** issue 15: server=/domain/... and local=/domain/ entries, as natd's server/local settings take them */
+  routes: string[];
+  locals: { value: string; line: number }[];
   domain?: string;
   noResolv?: number;
   out: ParsedDnsmasqConf;
@@ -114,15 +118,13 @@ const NO_EFFECT: Record<string, string> = {
   'no-hosts': 'natd does not read /etc/hosts',
   'dhcp-no-override': 'natd never overloads the file/sname fields',
   'dhcp-authoritative': 'natd NAKs requests for addresses it knows are wrong, as an authoritative server does',
-  'strict-order': 'natd tries upstreams in order and backs off from failing ones',
-  'all-servers': 'natd tries upstreams in order and backs off from failing ones',
+  'all-servers': 'natd asks one server at a time: the fastest first, or in order with strict-order',
   'dhcp-lease-max': 'the DHCP range bounds the number of leases',
   'user': 'natd runs under its systemd unit',
   'group': 'natd runs under its systemd unit',
   'pid-file': 'natd runs under its systemd unit',
   'keep-in-foreground': 'natd runs under its systemd unit',
   'no-daemon': 'natd runs under its systemd unit',
-  'log-queries': 'natd logs to the journal; use --log-level debug',
   'log-dhcp': 'natd logs to the journal; use --log-level debug',
   'log-facility': 'natd logs to the journal',
   'log-async': 'natd logs to the journal',
@@ -140,7 +142,8 @@ const HANDLERS: Record<string, Handler> = {
     for (const text of splitList(value)) {
       const address = parseIpv4(text);
       if (address === undefined) problem(c, line, `listen-address ${text}: not an IPv4 address; ignored (natd serves IPv4 only)`);
-      else if (address >>> 24 === 127) ignore(c, line, 'listen-address', `${text} is loopback; natd listens only on the bridge`);
+      // issue 15: natd serves the host itself on a loopback listen-address too, as dnsmasq did
+      else if (address >>> 24 === 127) ((c.out.settings.listenAddress ??= []) as string[]).push(formatIpv4(address));
       else c.listenAddresses.push({ address, line });
     }
   },
@@ -179,8 +182,26 @@ const HANDLERS: Record<string, Handler> = {
     if (rest.length) ignore(c, line, 'domain', `the address range '${rest.join(',')}' after the name is not needed: natd serves one subnet`);
   },
   local(value, line, c) {
-    // `local=/vm/` keeps the VM domain from leaking upstream; natd answers its own domain itself.
-    ignore(c, line, 'local', `natd answers its own domain locally (${value ?? ''})`);
+    // decided in assemble(): local=/DOMAIN/ for natd's own domain needs nothing (natd answers it itself)
+    c.locals.push({ value: value ?? '', line });
+  },
+  // issue 15: dnsmasq's DNS knobs, carried over as natd's options of the same names
+  'strict-order'(_value, _line, c) {
+    c.out.settings.strictOrder = true;
+  },
+  'no-negcache'(_value, _line, c) {
+    c.out.settings.noNegcache = true;
+  },
+  'min-cache-ttl'(value, line, c) {
+    const seconds = value !== undefined && /^\d{1,9}$/.test(value) ? Number(value) : undefined;
+    if (seconds === undefined) return problem(c, line, `min-cache-ttl ${value ?? ''}: not a number`);
+    // dnsmasq silently caps it at one hour; natd refuses more, so the cap is made visible here
+    if (seconds > 3600) problem(c, line, `min-cache-ttl ${seconds}: capped at 3600, as dnsmasq does`);
+    c.out.settings.minCacheTtl = Math.min(seconds, 3600);
+  },
+  'log-queries'(value, line, c) {
+    c.out.settings.logQueries = value === 'extra' ? 'extra' : true;
+    if (value !== undefined && value !== 'extra') problem(c, line, `log-queries=${value}: natd has no such mode; imported as log-queries`);
   },
   'no-resolv'(_value, line, c) {
     c.noResolv = line;
@@ -322,19 +343,26 @@ function parseDhcpRange(value: string, line: number, c: Collected): void {
   c.range = range;
 }
 
-/** `server=ADDR`; `server=/domain/ADDR`, ports, source interfaces and IPv6 are reported. */
+/**
+ * `server=ADDR[#PORT]` becomes an upstream, `server=/domain/.../ADDR` (and `/domain/`, `/domain/#`) a natd `server`
+ * route (issue 15, dns/domain-routes.ts reads it); a source address/interface (`@...`) is dropped and reported.
+ */
 function parseServer(value: string, line: number, c: Collected): void {
-  if (value.startsWith('/')) {
-    return problem(c, line, `server=${value}: per-domain upstreams are not supported; not imported`);
+  const at = value.indexOf('@', value.lastIndexOf('/') + 1);
+  const spec = at < 0 ? value : value.slice(0, at);
+  let parsed: ServerSpec;
+  try {
+    parsed = parseServerSpec(spec);
+  } catch (err) {
+    return problem(c, line, `server=${value}: ${(err as Error).message}; not imported`);
   }
-  const m = /^([^#@]+)(#\d+)?(@.*)?$/.exec(value);
-  const address = m ? parseIpv4(m[1]!.trim()) : undefined;
-  if (!m || address === undefined) {
-    return problem(c, line, `server=${value}: not an IPv4 address (natd's upstreams are IPv4); not imported`);
+  if (at >= 0) problem(c, line, `server=${value}: source address/interface '${value.slice(at)}' ignored; server imported`);
+  if (parsed.kind !== 'upstream') {
+    if (!c.routes.includes(spec)) c.routes.push(spec);
+    return;
   }
-  if (m[2] && m[2] !== '#53') return problem(c, line, `server=${value}: upstream ports other than 53 are not supported; not imported`);
-  if (m[3]) problem(c, line, `server=${value}: source address/interface '${m[3]}' ignored; upstream imported`);
-  const text = formatIpv4(address);
+  const { address, port } = parsed.server;
+  const text = port === 53 && !address.includes(':') ? address : `${address}#${port}`;
   if (!c.servers.includes(text)) c.servers.push(text);
 }
 
@@ -374,6 +402,23 @@ function assemble(c: Collected): void {
     } else settings.subnet = `${formatIpv4(gateway)}/${prefix}`;
   }
   if (c.domain !== undefined) settings.domain = c.domain;
+  const locals: string[] = [];
+  for (const { value, line } of c.locals) {
+    let spec: ServerSpec;
+    try {
+      spec = parseServerSpec(value, 'local');
+    } catch (err) {
+      problem(c, line, `local=${value}: ${(err as Error).message}; not imported`);
+      continue;
+    }
+    const domains = spec.kind === 'upstream' ? [] : spec.domains;
+    if (spec.kind === 'local' && c.domain !== undefined && domains.length === 1 && domains[0] === c.domain.toLowerCase()) {
+      ignore(c, line, 'local', `natd answers its own domain ${c.domain} locally`);
+    } else if (spec.kind === 'local') locals.push(value);
+    else c.routes.push(value); // local=/d/ADDR is dnsmasq's synonym of server=/d/ADDR
+  }
+  if (c.routes.length) settings.server = [...c.routes];
+  if (locals.length) settings.local = locals;
   if (c.servers.length) settings.upstreams = [...c.servers];
   else if (c.noResolv !== undefined) {
     c.out.problems.push({ line: c.noResolv, message: 'no-resolv without server= lines: natd will use the upstreams in resolv.conf' });
@@ -385,7 +430,7 @@ function assemble(c: Collected): void {
 export function parseDnsmasqConf(text: string, file: string): ParsedDnsmasqConf {
   void file; // line numbers are relative to it; callers attach the name (kept for a uniform parser signature)
   const out: ParsedDnsmasqConf = { settings: {}, hosts: [], unknown: [], ignored: [], problems: [] };
-  const c: Collected = { interfaces: [], listenAddresses: [], servers: [], out };
+  const c: Collected = { interfaces: [], listenAddresses: [], servers: [], routes: [], locals: [], out };
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = i + 1;

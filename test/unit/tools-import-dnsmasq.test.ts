@@ -31,16 +31,18 @@ describe('parseDnsmasqConf', () => {
       domain: 'vm',
       upstreams: ['192.0.2.53', '198.51.100.53'],
       dhcpOptions: ['option:ntp-server,10.10.0.1'], // issue 16: dnsmasq's option specs are natd's too
+      server: ['/corp.example/10.0.0.53'],
+      strictOrder: true,
     });
     expect(parsed.hostsfile).toBe('hostsfile');
     expect(parsed.leasefile).toBe('leases');
     expect(parsed.hosts).toEqual([{ mac: '52:54:00:aa:00:01', address: ip('10.10.0.4'), hostname: 'router-vm' }]);
     expect(parsed.unknown).toEqual([{ line: 41, option: 'enable-dbus' }]);
-    expect(messagesAt(parsed.problems, 37)).toMatch(/per-domain upstreams are not supported/);
-    expect(messagesAt(parsed.problems, 40)).toBe('');
+    expect(messagesAt(parsed.problems, 37)).toBe(''); // server=/corp.example/… is a domain route now (issue 15)
+    expect(messagesAt(parsed.problems, 40)).toBe(''); // dhcp-option is imported (issue 16)
     const ignored = new Map(parsed.ignored.map((i) => [i.option, i.line]));
     for (const [option, line] of [['except-interface', 6], ['bind-dynamic', 8], ['dhcp-lease-max', 19], ['dhcp-no-override', 26],
-      ['strict-order', 27], ['expand-hosts', 31], ['domain-needed', 32], ['bogus-priv', 33], ['no-resolv', 34],
+      ['expand-hosts', 31], ['domain-needed', 32], ['bogus-priv', 33], ['no-resolv', 34],
       ['dhcp-authoritative', 38], ['pid-file', 42]] as const) {
       expect(ignored.get(option), option).toBe(line);
     }
@@ -59,8 +61,8 @@ describe('parseDnsmasqConf', () => {
       'interface=br5\nlisten-address=127.0.0.1,192.168.8.1\ndhcp-range=192.168.8.100,192.168.9.200,255.255.254.0,192.168.9.255,90m\n',
       'c',
     );
-    expect(parsed.settings).toMatchObject({ subnet: '192.168.8.1/23', dhcpRange: '192.168.8.100-192.168.9.200', leaseTime: 5400 });
-    expect(parsed.ignored.map((i) => i.reason).join()).toMatch(/127\.0\.0\.1 is loopback/);
+    expect(parsed.settings).toMatchObject({ subnet: '192.168.8.1/23', dhcpRange: '192.168.8.100-192.168.9.200', leaseTime: 5400, listenAddress: ['127.0.0.1'] });
+    expect(parsed.ignored.map((i) => i.option)).toEqual(['dhcp-range']); // the broadcast field; 127.0.0.1 is imported
   });
 
   it('reports the range forms natd cannot serve and keeps the first usable range', () => {
@@ -83,14 +85,33 @@ describe('parseDnsmasqConf', () => {
     expect(messagesAt(problems, 6)).toMatch(/second dhcp-range .* from line 5/);
   });
 
-  it('imports plain upstreams and reports the server= forms it cannot', () => {
-    const text = ['server=9.9.9.9', 'server=9.9.9.9#53', 'server=1.1.1.1#5353', 'server=2620:fe::fe', 'server=8.8.8.8@eth0', 'server=/lan/10.0.0.1'].join('\n');
+  it('imports upstreams with ports and IPv6, and reports the server= forms it cannot', () => {
+    const text = ['server=9.9.9.9', 'server=9.9.9.9#53', 'server=1.1.1.1#5353', 'server=2620:fe::fe', 'server=8.8.8.8@eth0', 'server=/lan/10.0.0.1', 'server=not-an-ip'].join('\n');
     const { settings, problems } = parseDnsmasqConf(text, 'c');
-    expect(settings.upstreams).toEqual(['9.9.9.9', '8.8.8.8']);
-    expect(messagesAt(problems, 3)).toMatch(/ports other than 53/);
-    expect(messagesAt(problems, 4)).toMatch(/not an IPv4 address/);
-    expect(messagesAt(problems, 5)).toMatch(/'@eth0' ignored; upstream imported/);
-    expect(messagesAt(problems, 6)).toMatch(/per-domain/);
+    expect(settings.upstreams).toEqual(['9.9.9.9', '1.1.1.1#5353', '2620:fe::fe#53', '8.8.8.8']);
+    expect(settings.server).toEqual(['/lan/10.0.0.1']);
+    expect(messagesAt(problems, 5)).toMatch(/'@eth0' ignored; server imported/);
+    expect(messagesAt(problems, 7)).toMatch(/"not-an-ip" is not an IP address.*; not imported/);
+    expect(() => resolveConfig({ bridge: 'br5' }, settings)).not.toThrow();
+  });
+
+  it('carries split DNS and the DNS knobs over (issue 15)', () => {
+    const text = [
+      'domain=vm', 'local=/vm/', 'local=/lab/', 'server=/corp.example/sub.corp.example/10.0.0.53#5353', 'server=/0.0.10.in-addr.arpa/10.0.0.53',
+      'server=/in.corp.example/#', 'strict-order', 'min-cache-ttl=60', 'no-negcache', 'log-queries=extra', 'local=/x.example/10.0.0.9',
+    ].join('\n');
+    const parsed = parseDnsmasqConf(text, 'c');
+    expect(parsed.settings).toEqual({
+      domain: 'vm',
+      server: ['/corp.example/sub.corp.example/10.0.0.53#5353', '/0.0.10.in-addr.arpa/10.0.0.53', '/in.corp.example/#', '/x.example/10.0.0.9'],
+      local: ['/lab/'],
+      strictOrder: true, minCacheTtl: 60, noNegcache: true, logQueries: 'extra',
+    });
+    expect(parsed.ignored).toEqual([{ line: 2, option: 'local', reason: 'natd answers its own domain vm locally' }]);
+    expect(parsed.problems).toEqual([]);
+    const config = resolveConfig({ bridge: 'br5' }, parsed.settings);
+    expect(config.domainRoutes.map((r) => r.domain)).toEqual(['corp.example', 'sub.corp.example', '0.0.10.in-addr.arpa', 'in.corp.example', 'x.example', 'lab']);
+    expect(parseDnsmasqConf('log-queries\nmin-cache-ttl=9000', 'c')).toMatchObject({ settings: { logQueries: true, minCacheTtl: 3600 }, problems: [{ line: 2 }] });
   });
 
   it('maps port=0, cache-size and resolv-file, and handles comments, quotes and CRLF', () => {
@@ -177,7 +198,7 @@ describe('importDnsmasq', () => {
     const skipped = report.skipped.map((s) => `${s.file.split('/').pop()}:${s.line} ${s.message}`).join('\n');
     expect(skipped).toMatch(/hostsfile:5 address 192.168.1.9 is outside the subnet/);
     expect(skipped).toMatch(/leases:5 address 10.99.0.9 is outside the subnet/);
-    expect(skipped).toMatch(/dnsmasq.conf:37 .*per-domain/);
+    expect(skipped).not.toMatch(/dnsmasq.conf:37/); // server=/corp.example/ is imported as a route (issue 15)
     expect(report.unknown).toEqual([{ file: t.conf, line: 41, option: 'enable-dbus' }]);
   });
 
