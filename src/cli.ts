@@ -56,6 +56,11 @@ export const DAEMON_OPTIONS = {
   'dns-max-tcp-per-client': { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
   'guest-to-host': { type: 'string', multiple: true },
+  // issue 15, DDNS
+  'ddns-server': { type: 'string' },
+  'ddns-zone': { type: 'string' },
+  'ddns-reverse': { type: 'boolean' },
+  'ddns-key-file': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -108,6 +113,11 @@ Daemon options:
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
+  --ddns-server ADDR[#PORT]  publish lease names to this authoritative DNS server with RFC 2136 updates
+                           (as Kea's kea-dhcp-ddns; needs --ddns-zone)
+  --ddns-zone ZONE         forward zone for those names: a lease named alpha becomes alpha.ZONE (A record)
+  --ddns-reverse           also publish PTRs in the subnet's in-addr.arpa zone
+  --ddns-key-file FILE     TSIG key to sign the updates, BIND format (tsig-keygen -a hmac-sha256 NAME > FILE)
 
 Examples:
   natd --bridge virbr10
@@ -171,6 +181,10 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
+    ddnsServer: v['ddns-server'],
+    ddnsZone: v['ddns-zone'],
+    ddnsReverse: v['ddns-reverse'] ? true : undefined,
+    ddnsKeyFile: v['ddns-key-file'],
   };
 }
 

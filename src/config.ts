@@ -12,6 +12,7 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+import { resolveDdns, type DdnsConfig } from './ddns/settings.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -57,6 +58,11 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  // issue 15, DDNS (src/ddns/settings.ts): publish lease names to an authoritative server with RFC 2136 + TSIG
+  ddnsServer?: unknown;
+  ddnsZone?: unknown;
+  ddnsReverse?: unknown;
+  ddnsKeyFile?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -145,6 +151,11 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 15, DDNS: checked further (server address, key file) by resolveDdns
+    ddnsServer: z.string().min(1).optional(),
+    ddnsZone: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
+    ddnsReverse: z.boolean().optional(),
+    ddnsKeyFile: z.string().min(1).optional(),
   })
   .strict();
 
@@ -198,6 +209,8 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  /** issue 15: where lease names are published with RFC 2136 updates; undefined = not at all */
+  readonly ddns: DdnsConfig | undefined;
 }
 
 export interface MetricsListen {
@@ -338,6 +351,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  const ddns = resolveDdns(s, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -375,6 +389,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    ddns,
   });
 }
 

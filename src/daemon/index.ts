@@ -8,7 +8,7 @@
  *   2. bridge, then sysctls
  *   3. state: lease journal (closed last), reservations
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
- *      leases and reservations
+ *      leases and reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
  *   6. DHCP socket and transport, expiry sweep
  *   7. nftables table                                                            (with the firewall on)
@@ -36,6 +36,7 @@ import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
 import { controlHandlers } from './control-handlers.js';
+import { DdnsService } from './ddns.js';
 import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
 import { loadReservations, ReservationBook } from './reservations.js';
@@ -76,6 +77,8 @@ interface Running {
   firewall: Firewall | undefined;
   control: ControlServer | undefined;
   kernelDrops: () => Record<string, number>;
+  /** issue 15: lease names published to a DNS server (--ddns-server) */
+  ddns: DdnsService | undefined;
 }
 
 interface Context {
@@ -124,10 +127,10 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
-  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops(), ddns: state.ddns };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -154,6 +157,7 @@ interface State {
   reservations: ReservationBook;
   /** probes offers (unless --no-ping) and always the addresses guests decline */
   conflicts: ConflictDetector;
+  ddns: DdnsService | undefined;
 }
 
 async function startState(config: Config, bridge: BridgeInfo, range: { start: number; end: number }, { sys, logger, stack }: Context): Promise<State> {
@@ -162,7 +166,8 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   stack.push('lease store', () => store.close());
   const initialReservations = await loadReservations(config, bridge, logger);
 
-  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
+  // the lease names decide which names DDNS publishes too, so they exist with --no-dns when DDNS is on (issue 15)
+  const names = config.dns || config.ddns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
   // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
   const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
   stack.push('conflict probe', () => probe.close());
@@ -182,9 +187,16 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
     onChange: (list) => {
       core.setReservations([...list]);
       names?.setReservations(list);
+      ddns?.reservationsChanged();
     },
   });
-  return { store, core, names, reservations, conflicts };
+  // issue 15: resync (every named lease, owned names without one removed) before the first lease change
+  const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
+  if (ddns) {
+    stack.push('ddns', () => ddns.close());
+    ddns.start();
+  }
+  return { store, core, names, reservations, conflicts, ddns };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -272,13 +284,17 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   return { server, cache, upstream, leaseNames: names.leases };
 }
 
-async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
+async function startDhcp(config: Config, { core, store, names, conflicts, ddns }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
   const dhcp = new DhcpTransport({
     socket: await sys.sockets.openDhcp(config.bridge),
     bridge: config.bridge,
     core,
     // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12)
-    commit: (changes) => store.commit(names ? names.settle(changes) : changes),
+    commit: (changes) => {
+      const settled = names ? names.settle(changes) : changes;
+      ddns?.leaseChanges(settled); // issue 15: queued, never waited for
+      return store.commit(settled);
+    },
     setNeighbour: sys.setNeighbour,
     logger,
     now: sys.now,
@@ -328,11 +344,12 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   running.config = config;
   await running.names?.loadStatic(config, ctx.logger);
+  running.ddns?.reload(config);
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, ddns } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), ddns };
 }
