@@ -103,6 +103,7 @@ export function findTsig(message: Uint8Array, parsed: ParsedMessage): TsigRecord
     if (r.type === TYPE_TSIG) throw new DnsWireError('a TSIG record that is not the last record');
   }
   if (!last || last.type !== TYPE_TSIG) return undefined;
+  if (last.class !== CLASS_ANY || last.ttl !== 0) throw new DnsWireError('a TSIG record must have class ANY and TTL 0');
   const buf = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
   const end = last.rdataOffset + last.rdata.length;
   const alg = readName(buf.subarray(0, end), last.rdataOffset);
