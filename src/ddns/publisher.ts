@@ -66,6 +66,8 @@ export interface PublisherOptions {
   now?: () => number;
   timers?: Timers;
   backoff?: Partial<BackoffPolicy>;
+  /** names tracked at most (default 2^17: two per lease of a /16, plus removals); see want() */
+  maxNames?: number;
 }
 
 export type PublisherState = 'starting' | 'ok' | 'retrying' | 'key-rejected';
@@ -95,6 +97,8 @@ export interface PublisherStats {
   pending: number;
   /** names natd owns on the server (as far as it knows) */
   owned: number;
+  /** changes not tracked because maxNames was reached (each one is made good by a reconcile once the queue drains) */
+  overflowed: number;
   lastError: { message: string; at: string } | undefined;
   lastSuccessAt: string | undefined;
   /** when the next attempt is due while the server is failing */
@@ -104,7 +108,12 @@ export interface PublisherStats {
 const keyOf = (kind: string, name: string): string => `${kind} ${name}`;
 
 export class DdnsPublisher {
+  /** names with work to do (or in conflict): bounded by maxNames */
   private readonly entries = new Map<string, Entry>();
+  /** names whose value the server is known to hold (two per named lease at most) */
+  private readonly settled = new Map<string, RecordValue>();
+  /** the key being sent now */
+  private readonly inFlight = new Set<string>();
   /** keys to work on, in order; a key is in it at most once */
   private readonly queue = new Set<string>();
   private readonly byAddress = new Map<number, string>();
@@ -125,12 +134,17 @@ export class DdnsPublisher {
   private lastError: { message: string; at: number } | undefined;
   private lastSuccessAt: number | undefined;
   private idle: (() => void)[] = [];
+  private readonly maxNames: number;
+  private overflowed = 0;
+  /** a change was dropped at the bound: reconcile once the queue has drained */
+  private reconcileWanted = false;
 
   constructor(private readonly opts: PublisherOptions) {
     this.now = opts.now ?? Date.now;
     this.timers = opts.timers ?? realTimers;
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
     this.logger = opts.logger;
+    this.maxNames = opts.maxNames ?? 2 ** 17;
   }
 
   /** Starts sending (after the resync has recorded what every name should be). */
@@ -153,6 +167,7 @@ export class DdnsPublisher {
   resync(leases: Iterable<{ address: number; label: string }>): void {
     for (const { address, label } of leases) this.setAddress(address, label);
     for (const e of this.entries.values()) e.confirmed = undefined;
+    this.settled.clear();
     for (const owned of this.opts.owned.list()) {
       const key = keyOf(owned.kind, owned.name);
       if (!this.entries.has(key)) this.want(owned, null);
@@ -204,6 +219,7 @@ export class DdnsPublisher {
       ...this.counters,
       conflicts: this.conflicts.size,
       pending,
+      overflowed: this.overflowed,
       owned: this.opts.owned.size,
       lastError: this.lastError ? { message: this.lastError.message, at: iso(this.lastError.at)! } : undefined,
       lastSuccessAt: iso(this.lastSuccessAt),
@@ -217,6 +233,23 @@ export class DdnsPublisher {
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
+  /** Re-derives every name's wish from the address→name tables (after changes were dropped at the bound). */
+  private reconcile(): void {
+    this.reconcileWanted = false;
+    const wanted = new Set<string>();
+    for (const [address, label] of this.byAddress) {
+      const forward = this.forward(label);
+      wanted.add(keyOf('A', forward.name));
+      this.want(forward, address);
+      if (this.opts.reverseZone) {
+        const reverse = this.reverse(address);
+        wanted.add(keyOf('PTR', reverse.name));
+        this.want(reverse, forward.name);
+      }
+    }
+    for (const owned of this.opts.owned.list()) if (!wanted.has(keyOf(owned.kind, owned.name))) this.want(owned, null);
+  }
+
   private forward(label: string): ManagedName {
     return { kind: 'A', name: `${label}.${this.opts.zone}`, zone: this.opts.zone };
   }
@@ -225,12 +258,25 @@ export class DdnsPublisher {
     return { kind: 'PTR', name: reverseName(address), zone: this.opts.reverseZone! };
   }
 
+  /**
+   * Records that `target` should have `value`. A name whose value the server is known to hold needs no entry; the
+   * entries are the work (and the conflicts), and they are bounded: past maxNames a change is dropped, counted, and
+   * made good by reconcile() once the queue has drained (the address→name tables, bounded by the leases, hold it).
+   */
   private want(target: ManagedName, value: RecordValue | null): void {
     const key = keyOf(target.kind, target.name);
     let e = this.entries.get(key);
     if (!e) {
-      // natd records a name as owned before it sends anything for it: a name not owned has nothing of natd's on the server
-      e = { ...target, desired: value, confirmed: this.opts.owned.has(target) ? undefined : null };
+      // natd records a name as owned before it sends anything for it: a name not owned has nothing of natd's there
+      const confirmed = this.settled.has(key) ? this.settled.get(key)! : this.opts.owned.has(target) ? undefined : null;
+      if (confirmed === value) return;
+      if (this.entries.size >= this.maxNames) {
+        this.overflowed++;
+        this.reconcileWanted = true;
+        this.logger.warnLimited('ddns:overflow', 'DDNS: too many names waiting; this change is sent once the queue has drained', { name: target.name, maxNames: this.maxNames });
+        return;
+      }
+      e = { ...target, desired: value, confirmed };
       this.entries.set(key, e);
     } else {
       // a name owned under another zone (the zone changed) keeps its zone until it is removed
@@ -242,7 +288,14 @@ export class DdnsPublisher {
       this.conflicts.delete(key);
     }
     if (this.needsWork(e)) this.enqueue(key, e);
-    else if (e.desired === null && e.confirmed === null) this.entries.delete(key);
+    else if (e.conflictFor === undefined && e.parked === undefined && !this.inFlight.has(key)) this.settle(key, e);
+  }
+
+  /** The entry's work is done: its value moves to `settled` (or nowhere, when the name should not exist). */
+  private settle(key: string, e: Entry): void {
+    this.entries.delete(key);
+    if (e.confirmed === null || e.confirmed === undefined) this.settled.delete(key);
+    else this.settled.set(key, e.confirmed);
   }
 
   private needsWork(e: Entry): boolean {
@@ -257,10 +310,16 @@ export class DdnsPublisher {
 
   private pump(): void {
     if (this.busy || this.closed || !this.started || this.retryAt !== undefined) return this.notifyIdle();
-    const next = this.takeNext();
+    let next = this.takeNext();
+    if (!next && this.reconcileWanted) {
+      this.reconcile();
+      next = this.takeNext();
+    }
     if (!next) return this.notifyIdle();
     this.busy = true;
+    this.inFlight.add(next[0]);
     void this.work(next[0], next[1]).finally(() => {
+      this.inFlight.delete(next[0]);
       this.busy = false;
       this.pump();
     });
@@ -322,7 +381,7 @@ export class DdnsPublisher {
     this.failures = 0;
     this.logger.debug('DDNS: name updated', { name: e.name, kind: e.kind, value: describeValue(e, value) });
     if (this.needsWork(e)) this.queue.add(key);
-    else if (value === null) this.entries.delete(key);
+    else this.settle(key, e);
   }
 
   private conflict(key: string, e: Entry, value: RecordValue | null): void {
@@ -341,7 +400,9 @@ export class DdnsPublisher {
     this.logger.warnLimited('ddns:name-refused', 'DDNS: the server refused an update for one name; retried later', { name: e.name, rcode: rcodeName(rcode), retryInSeconds: this.backoff.nameRetryMs / 1000 });
     e.parked = this.timers.set(() => {
       e.parked = undefined;
-      if (this.entries.get(key) === e && this.needsWork(e)) this.enqueue(key, e);
+      if (this.entries.get(key) !== e) return;
+      if (this.needsWork(e)) this.enqueue(key, e);
+      else if (e.conflictFor === undefined) this.settle(key, e);
     }, this.backoff.nameRetryMs);
   }
 

@@ -13,13 +13,13 @@ import { recordingLogger } from './support/recording-logger.js';
 
 const BACKOFF: BackoffPolicy = { baseMs: 1000, maxMs: 8000, authBaseMs: 60_000, authMaxMs: 240_000, nameRetryMs: 300_000 };
 
-function setUp(opts: { owned?: MemoryOwnedNames; server?: FakeDnsServer; logger?: ReturnType<typeof recordingLogger> } = {}) {
+function setUp(opts: { owned?: MemoryOwnedNames; server?: FakeDnsServer; logger?: ReturnType<typeof recordingLogger>; maxNames?: number } = {}) {
   const clock = new FakeClock();
   const server = opts.server ?? new FakeDnsServer();
   const owned = opts.owned ?? new MemoryOwnedNames();
   const publisher = new DdnsPublisher({
     exchanger: server, owned, zone: 'lab.example', reverseZone: '0.10.10.in-addr.arpa', owner: 'host/br0', ttlSeconds: 300,
-    logger: opts.logger ?? silentLogger, now: clock.now, timers: clock, backoff: BACKOFF,
+    logger: opts.logger ?? silentLogger, now: clock.now, timers: clock, backoff: BACKOFF, ...(opts.maxNames ? { maxNames: opts.maxNames } : {}),
   });
   return { clock, server, owned, publisher };
 }
@@ -146,6 +146,27 @@ describe('DdnsPublisher', () => {
     expect(server.zone.has('beta.lab.example')).toBe(false);
     expect(server.zone.has('11.0.10.10.in-addr.arpa')).toBe(false);
     expect(owned.list().map((n) => n.name).sort()).toEqual(['10.0.10.10.in-addr.arpa', 'alpha.lab.example']);
+  });
+});
+
+describe('DdnsPublisher bound', () => {
+  it('tracks at most maxNames names; what it dropped is sent after the queue drains', async () => {
+    const { clock, server, publisher } = setUp({ maxNames: 10 });
+    publisher.resync([]);
+    publisher.start();
+    server.mode = 'down';
+    for (let i = 0; i < 40; i++) publisher.setAddress(ip('10.10.0.10') + i, `vm${i}`);
+    await flush();
+    const s = publisher.stats();
+    expect(s.pending).toBeLessThanOrEqual(10);
+    expect(s.overflowed).toBeGreaterThan(0);
+    server.mode = 'up';
+    await clock.advance(10_000);
+    for (let i = 0; i < 40; i++) expect(server.a(`vm${i}.lab.example`)).toBe(`10.10.0.${10 + i}`);
+    for (let i = 0; i < 40; i++) publisher.setAddress(ip('10.10.0.10') + i, undefined);
+    await clock.advance(10_000);
+    expect([...server.zone.keys()]).toEqual([]);
+    expect(publisher.stats()).toMatchObject({ pending: 0, owned: 0 });
   });
 });
 

@@ -36,8 +36,9 @@ export class FakeClock implements Timers {
   }
 }
 
+/** Lets every pending promise chain run (the fake server answers asynchronously, like a socket). */
 export async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 /** name → type → rdata (hex) set */
