@@ -7,6 +7,8 @@
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
+ *   --scenario ddns         natd only, DDNS to a real BIND 9 (issue 15): the resync of 10,000 leases, and the boot
+ *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -17,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { bootStorm, type BootStormResult, type BootStormSettings } from './lib/boot-storm.js';
+import { ddnsBench } from './lib/ddns-bench.js';
 import { hotSpots } from './lib/cpu-profile.js';
 import { bootStormTable, bootStormTarget, buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
 import { benchServer, type RunSettings, type ServerRunResult } from './lib/server-run.js';
@@ -202,7 +205,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'all' },
     },
   });
-  if (values.scenario !== 'all' && values.scenario !== 'boot-storm') throw new Error(`--scenario: all or boot-storm (got "${values.scenario}")`);
+  if (!['all', 'boot-storm', 'ddns'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm or ddns (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -214,6 +217,13 @@ async function main(): Promise<void> {
   const s = settings(values.quick!, natdArgs);
   const budgetMs = Number(values['budget-s']) * 1000;
   log(`natd vs dnsmasq: ${runs} run(s) each on ${machine.nproc} CPUs (${machine.cpu}), load average ${machine.loadAverageAtStart}`);
+  if (values.scenario === 'ddns') {
+    // issue 15: natd only (dnsmasq has no dynamic DNS updates)
+    log('[ddns] natd publishing to BIND 9');
+    const r = await ddnsBench({ leases: s.seedLeases, stormClients: BOOT_STORM.clients, stormTimeoutMs: BOOT_STORM.timeoutMs, extraArgs: natdArgs, log });
+    process.stdout.write(`\n${JSON.stringify(r, null, 1)}\n`);
+    return;
+  }
   if (values.scenario === 'boot-storm') {
     const { storms, skipped } = await runBootStorms(runs, budgetMs);
     process.stdout.write(`\n${renderText([bootStormTable(storms), targetsTable([bootStormTarget(storms)])])}`);
