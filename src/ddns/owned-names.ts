@@ -7,7 +7,7 @@
  * fsync'ed: a lost line at a crash costs at most a stale name that the owner TXT (updates.ts) still marks as
  * natd's, which an operator can remove with nsupdate. Lines that do not parse are skipped.
  */
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { ManagedName, RecordKind } from './updates.js';
@@ -60,6 +60,8 @@ export function replayOwned(text: string): ManagedName[] {
 export class FileOwnedNames extends MemoryOwnedNames {
   private readonly file: string;
   private lines = 0;
+  /** the journal, open for appending (one open per compaction, not per line) */
+  private fd: number | undefined;
 
   constructor(stateDir: string, private readonly logger: Logger) {
     super();
@@ -86,9 +88,15 @@ export class FileOwnedNames extends MemoryOwnedNames {
     this.append(`- ${n.kind} ${n.name}`);
   }
 
+  override close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
   private append(line: string): void {
     try {
-      appendFileSync(this.file, `${line}\n`, { mode: 0o640 });
+      this.fd ??= openSync(this.file, 'a', 0o640);
+      writeSync(this.fd, `${line}\n`);
       if (++this.lines > 4 * this.size + 64) this.compact();
     } catch (err) {
       this.logger.warnLimited('ddns:owned-journal', 'DDNS: cannot write the owned-names journal', { file: this.file, error: (err as Error).message });
@@ -107,6 +115,7 @@ export class FileOwnedNames extends MemoryOwnedNames {
         closeSync(fd);
       }
       renameSync(tmp, this.file);
+      this.close(); // the old journal's descriptor: the next append opens the new file
       this.lines = this.size;
     } catch (err) {
       this.logger.warn('DDNS: cannot rewrite the owned-names journal', { file: this.file, error: (err as Error).message });

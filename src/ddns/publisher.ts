@@ -68,6 +68,8 @@ export interface PublisherOptions {
   backoff?: Partial<BackoffPolicy>;
   /** names tracked at most (default 2^17: two per lease of a /16, plus removals); see want() */
   maxNames?: number;
+  /** updates in flight at once, for different names (default 8: a resync is bound by round trips, not CPU) */
+  maxInFlight?: number;
 }
 
 export type PublisherState = 'starting' | 'ok' | 'retrying' | 'key-rejected';
@@ -122,7 +124,6 @@ export class DdnsPublisher {
   private readonly timers: Timers;
   private readonly backoff: BackoffPolicy;
   private readonly logger: Logger;
-  private busy = false;
   private closed = false;
   private started = false;
   private failures = 0;
@@ -135,6 +136,7 @@ export class DdnsPublisher {
   private lastSuccessAt: number | undefined;
   private idle: (() => void)[] = [];
   private readonly maxNames: number;
+  private readonly maxInFlight: number;
   private overflowed = 0;
   /** a change was dropped at the bound: reconcile once the queue has drained */
   private reconcileWanted = false;
@@ -145,6 +147,7 @@ export class DdnsPublisher {
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
     this.logger = opts.logger;
     this.maxNames = opts.maxNames ?? 2 ** 17;
+    this.maxInFlight = opts.maxInFlight ?? 8;
   }
 
   /** Starts sending (after the resync has recorded what every name should be). */
@@ -229,7 +232,7 @@ export class DdnsPublisher {
 
   /** Resolves when nothing is queued or in flight (tests; a retry wait counts as idle). */
   whenIdle(): Promise<void> {
-    if (!this.busy && (this.queue.size === 0 || this.retryAt !== undefined)) return Promise.resolve();
+    if (this.inFlight.size === 0 && (this.queue.size === 0 || this.retryAt !== undefined)) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
@@ -308,25 +311,28 @@ export class DdnsPublisher {
     this.pump();
   }
 
+  /** Starts updates until maxInFlight are out (different names; one name is never updated twice at once). */
   private pump(): void {
-    if (this.busy || this.closed || !this.started || this.retryAt !== undefined) return this.notifyIdle();
-    let next = this.takeNext();
-    if (!next && this.reconcileWanted) {
-      this.reconcile();
-      next = this.takeNext();
+    while (!this.closed && this.started && this.retryAt === undefined && this.inFlight.size < this.maxInFlight) {
+      let next = this.takeNext();
+      if (!next && this.reconcileWanted && this.inFlight.size === 0) {
+        this.reconcile();
+        next = this.takeNext();
+      }
+      if (!next) break;
+      const [key, e] = next;
+      this.inFlight.add(key);
+      void this.work(key, e).finally(() => {
+        this.inFlight.delete(key);
+        this.pump();
+      });
     }
-    if (!next) return this.notifyIdle();
-    this.busy = true;
-    this.inFlight.add(next[0]);
-    void this.work(next[0], next[1]).finally(() => {
-      this.inFlight.delete(next[0]);
-      this.busy = false;
-      this.pump();
-    });
+    this.notifyIdle();
   }
 
   private takeNext(): [string, Entry] | undefined {
     for (const key of this.queue) {
+      if (this.inFlight.has(key)) continue; // it goes again when its update is answered
       this.queue.delete(key);
       const e = this.entries.get(key);
       if (e && this.needsWork(e) && e.parked === undefined) return [key, e];
@@ -335,7 +341,7 @@ export class DdnsPublisher {
   }
 
   private notifyIdle(): void {
-    if (this.busy || (this.queue.size > 0 && this.retryAt === undefined && this.started && !this.closed)) return;
+    if (this.inFlight.size > 0 || (this.queue.size > 0 && this.retryAt === undefined && this.started && !this.closed)) return;
     const waiting = this.idle;
     this.idle = [];
     for (const resolve of waiting) resolve();
@@ -408,10 +414,11 @@ export class DdnsPublisher {
 
   private serverFailed(key: string, e: Entry, auth: boolean, message: string): void {
     this.counters.failed++;
-    this.failures++;
     this.lastError = { message, at: this.now() };
     e.confirmed = undefined; // whether the server applied it is unknown
     this.queue.add(key);
+    if (this.retryAt !== undefined) return; // another update in flight already failed: one back-off step per round
+    this.failures++;
     const [base, max] = auth ? [this.backoff.authBaseMs, this.backoff.authMaxMs] : [this.backoff.baseMs, this.backoff.maxMs];
     const delay = Math.min(max, base * 2 ** Math.min(this.failures - 1, 30));
     const newState: PublisherState = auth ? 'key-rejected' : 'retrying';
