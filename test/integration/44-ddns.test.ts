@@ -142,6 +142,21 @@ zone "${REVERSE_ZONE}" { type primary; file "${dir}/reverse.db"; ${policy} };
     expect((await status()).ddns.conflicts).toBe(1);
   });
 
+  it('a guest changing its name over and over leaves only its last name on BIND (attack: churn)', async () => {
+    const names = Array.from({ length: 15 }, (_, i) => `churn${i}`);
+    let address = '';
+    for (const name of names) {
+      const lease = await runUdhcpc(topo, topo.vm(2).ns, ['-x', `hostname:${name}`]);
+      address = lease.events.find((e) => e.event === 'bound')!.ip!;
+    }
+    const last = names[names.length - 1]!;
+    await expectServed(`${last}.${ZONE}`, 'A', [address]);
+    await expectServed(reverseOf(address), 'PTR', [`${last}.${ZONE}.`]);
+    for (const name of names.slice(0, -1)) expect((await dig(`${name}.${ZONE}`, 'ANY')).status).toBe('NXDOMAIN');
+    const s = await status();
+    expect(s.ddns).toMatchObject({ pending: 0, owned: 4 }); // alpha's A and PTR, the last churn name's A and PTR
+  }, 60_000);
+
   it('a release removes the A, the PTR and the owner TXT', async () => {
     // udhcpc -R sends a RELEASE when it is stopped: run it in the foreground until it is bound, then stop it
     const log = path.join(tempDir('udhcpc-'), 'events.log');
