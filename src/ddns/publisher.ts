@@ -3,9 +3,10 @@
  * each named lease and (with a reverse zone) its PTR, added when a lease is granted or changes, removed when it ends.
  *
  * DHCP never waits for DNS. The DHCP side only records what each name should be (setAddress: O(1), synchronous);
- * a single worker sends the updates one at a time, in the background. Per DNS name only the latest wish counts
- * (a name that changes five times while the server is down is sent once, with its last value), so the work queued
- * is bounded by the names themselves (two per lease) whatever the churn.
+ * the updates go out in the background, up to 8 at once for different names (never two for one name). Per DNS
+ * name only the latest wish counts (a name that changes five times while the server is down is sent once, with its
+ * last value), so the work queued is bounded by the names themselves (two per lease) whatever the churn, and by
+ * maxNames on top: past it a change is counted and made good by a reconcile once the queue has drained.
  *
  * Failures:
  * - the server is unreachable, answers SERVFAIL/NOTAUTH, or rejects the key: every name waits; retried with
