@@ -4,6 +4,7 @@
  * answers for leases: a refused claim is not published either. A lease is published as its name's holder: when
  * LocalNames gives the name to someone else (a reservation, an earlier lease), that lease is not.
  */
+import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Config } from '../config.js';
 import { UdpDdnsClient } from '../ddns/client.js';
@@ -24,6 +25,16 @@ export interface DdnsStatus extends PublisherStats {
   key: string | undefined;
   /** answers dropped: malformed, for another message, bad or missing signature */
   answersDropped: number;
+}
+
+/** A TSIG secret readable by other users lets them change the zone: said once at start, as ssh does for its keys. */
+function warnIfShared(file: string, logger: Logger): void {
+  try {
+    const mode = statSync(file).mode;
+    if (mode & 0o077) logger.warn('DDNS: the TSIG key file is readable by other users; chmod 600 it', { file, mode: (mode & 0o777).toString(8) });
+  } catch {
+    /* it was read a moment ago; a race here is not worth a warning */
+  }
 }
 
 export class DdnsService {
@@ -48,6 +59,7 @@ export class DdnsService {
       now: opts.now,
     });
     if (!config.ddns.key) opts.logger.warn('DDNS: no --ddns-key-file: updates are sent unsigned', { server: config.ddns.serverText });
+    else warnIfShared(config.ddns.keyFile!, opts.logger);
   }
 
   /** The resync: every named lease now, every owned name without one removed; then updates go out. */

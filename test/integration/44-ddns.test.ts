@@ -228,4 +228,15 @@ zone "${REVERSE_ZONE}" { type primary; file "${dir}/reverse.db"; ${policy} };
     expect((await dig(`${ADMIN_NAME}.${ZONE}`, 'A')).answers).toEqual([ADMIN_ADDR]);
     expect((await status()).ddns).toMatchObject({ state: 'ok', owned: 0, pending: 0 });
   }, 60_000);
+
+  it('an expired lease takes its names off BIND', async () => {
+    await topo.stop(natd!.child);
+    natd = await startNatd(topo, [...natdArgs(), '--lease-time', '5s'], { stateDir });
+    const lease = await runUdhcpc(topo, topo.vm(1).ns, ['-x', 'hostname:brief']); // -q: no renewal, the lease runs out
+    const address = lease.events.find((e) => e.event === 'bound')!.ip!;
+    await expectServed(`brief.${ZONE}`, 'A', [address]);
+    // natd's expiry sweep runs every 30 s
+    await expectServed(`brief.${ZONE}`, 'A', [], 45_000);
+    await expectServed(reverseOf(address), 'PTR', []);
+  }, 90_000);
 });
