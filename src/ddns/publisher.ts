@@ -323,10 +323,12 @@ export class DdnsPublisher {
       if (!next) break;
       const [key, e] = next;
       this.inFlight.add(key);
-      void this.work(key, e).finally(() => {
-        this.inFlight.delete(key);
-        this.pump();
-      });
+      void this.work(key, e)
+        .catch((err: unknown) => this.unsendable(key, e, err))
+        .finally(() => {
+          this.inFlight.delete(key);
+          this.pump();
+        });
     }
     this.notifyIdle();
   }
@@ -400,11 +402,16 @@ export class DdnsPublisher {
     if (this.needsWork(e)) this.queue.add(key);
   }
 
-  private nameFailed(key: string, e: Entry, rcode: number): void {
+  /** An update that cannot even be built (a name longer than DNS allows: a long lease name in a long zone). */
+  private unsendable(key: string, e: Entry, err: unknown): void {
+    this.nameFailed(key, e, undefined, `${e.name}: cannot be sent (${(err as Error).message})`);
+  }
+
+  private nameFailed(key: string, e: Entry, rcode: number | undefined, text?: string): void {
     this.counters.failed++;
-    const message = `${e.name}: the server answered ${rcodeName(rcode)}`;
+    const message = text ?? `${e.name}: the server answered ${rcodeName(rcode!)}`;
     this.lastError = { message, at: this.now() };
-    this.logger.warnLimited('ddns:name-refused', 'DDNS: the server refused an update for one name; retried later', { name: e.name, rcode: rcodeName(rcode), retryInSeconds: this.backoff.nameRetryMs / 1000 });
+    this.logger.warnLimited('ddns:name-refused', 'DDNS: the server refused an update for one name; retried later', { name: e.name, error: message, retryInSeconds: this.backoff.nameRetryMs / 1000 });
     e.parked = this.timers.set(() => {
       e.parked = undefined;
       if (this.entries.get(key) !== e) return;

@@ -128,6 +128,26 @@ describe('DdnsPublisher', () => {
     expect(server.a('bad_name.lab.example')).toBe('10.10.0.10');
   });
 
+  it('a name too long for DNS (long lease name in a long zone) is counted and parked, never thrown', async () => {
+    const { server, publisher } = setUp();
+    publisher.resync([]);
+    publisher.start();
+    const long = 'x'.repeat(63);
+    const zoneLong = new DdnsPublisher({
+      exchanger: server, owned: new MemoryOwnedNames(), zone: `${'z'.repeat(63)}.${'y'.repeat(63)}.${'w'.repeat(63)}`, reverseZone: undefined,
+      owner: 'o', ttlSeconds: 60, logger: silentLogger, timers: new FakeClock(),
+    });
+    zoneLong.resync([]);
+    zoneLong.start();
+    zoneLong.setAddress(ip('10.10.0.10'), long);
+    publisher.setAddress(ip('10.10.0.11'), 'fine');
+    await flush();
+    expect(zoneLong.stats()).toMatchObject({ failed: 1, pending: 1 });
+    expect(zoneLong.stats().lastError?.message).toMatch(/cannot be sent .*longer than 255/);
+    expect(server.a('fine.lab.example')).toBe('10.10.0.11');
+    zoneLong.close();
+  });
+
   it('resync replaces the records of every lease and removes owned names without a lease', async () => {
     const owned = new MemoryOwnedNames();
     const first = setUp({ owned });
