@@ -106,7 +106,9 @@ export class DdnsService {
   }
 
   status(): DdnsStatus {
-    return { server: this.settings.serverText, zone: this.settings.zone, reverseZone: this.reverseZone, key: this.settings.key?.name, answersDropped: this.client.dropped, ...this.publisher.stats() };
+    const { state, ...stats } = this.publisher.stats();
+    // the state first: it is what `natd status` readers look for
+    return { state, server: this.settings.serverText, zone: this.settings.zone, reverseZone: this.reverseZone, key: this.settings.key?.name, answersDropped: this.client.dropped, ...stats };
   }
 
   close(): void {
