@@ -135,7 +135,6 @@ export class DdnsPublisher {
   private conflicts = new Set<string>();
   private lastError: { message: string; at: number } | undefined;
   private lastSuccessAt: number | undefined;
-  private idle: (() => void)[] = [];
   private readonly maxNames: number;
   private readonly maxInFlight: number;
   private overflowed = 0;
@@ -231,12 +230,6 @@ export class DdnsPublisher {
     };
   }
 
-  /** Resolves when nothing is queued or in flight (tests; a retry wait counts as idle). */
-  whenIdle(): Promise<void> {
-    if (this.inFlight.size === 0 && (this.queue.size === 0 || this.retryAt !== undefined)) return Promise.resolve();
-    return new Promise((resolve) => this.idle.push(resolve));
-  }
-
   /** Re-derives every name's wish from the address→name tables (after changes were dropped at the bound). */
   private reconcile(): void {
     this.reconcileWanted = false;
@@ -320,7 +313,7 @@ export class DdnsPublisher {
         this.reconcile();
         next = this.takeNext();
       }
-      if (!next) break;
+      if (!next) return;
       const [key, e] = next;
       this.inFlight.add(key);
       void this.work(key, e)
@@ -330,7 +323,6 @@ export class DdnsPublisher {
           this.pump();
         });
     }
-    this.notifyIdle();
   }
 
   private takeNext(): [string, Entry] | undefined {
@@ -341,13 +333,6 @@ export class DdnsPublisher {
       if (e && this.needsWork(e) && e.parked === undefined) return [key, e];
     }
     return undefined;
-  }
-
-  private notifyIdle(): void {
-    if (this.inFlight.size > 0 || (this.queue.size > 0 && this.retryAt === undefined && this.started && !this.closed)) return;
-    const waiting = this.idle;
-    this.idle = [];
-    for (const resolve of waiting) resolve();
   }
 
   /** Brings one name to its desired value: one or two UPDATEs. */
