@@ -137,6 +137,7 @@ export class DdnsPublisher {
   private lastSuccessAt: number | undefined;
   private readonly maxNames: number;
   private readonly maxInFlight: number;
+  private pumpScheduled = false;
   private overflowed = 0;
   /** a change was dropped at the bound: reconcile once the queue has drained */
   private reconcileWanted = false;
@@ -302,7 +303,20 @@ export class DdnsPublisher {
   private enqueue(key: string, e: Entry): void {
     if (e.parked !== undefined) return; // its own timer brings it back
     this.queue.add(key);
-    this.pump();
+    this.schedulePump();
+  }
+
+  /**
+   * Sending waits for the event loop's next turn: a lease change only records the wish, the DHCP path never builds,
+   * signs or sends an update itself (and a batch of changes is looked at once).
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   /** Starts updates until maxInFlight are out (different names; one name is never updated twice at once). */
