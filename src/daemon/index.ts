@@ -181,6 +181,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
+  const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
@@ -191,7 +192,6 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
     },
   });
   // issue 15: resync (every named lease, owned names without one removed) before the first lease change
-  const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
   if (ddns) {
     stack.push('ddns', () => ddns.close());
     ddns.start();
