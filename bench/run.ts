@@ -10,6 +10,8 @@
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
  *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
+ *   --scenario ddns         natd only, DDNS to a real BIND 9 (issue 15): the resync of 10,000 leases, and the boot
+ *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -20,6 +22,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { bootStorm, type BootStormResult, type BootStormSettings } from './lib/boot-storm.js';
+import { ddnsBench } from './lib/ddns-bench.js';
 import { hotSpots } from './lib/cpu-profile.js';
 import { coreLoop, dhcpOptionsBench, dhcpOptionsSummary } from './lib/dhcp-options.js';
 import { bootStormTable, bootStormTarget, buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
@@ -210,7 +213,7 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -248,6 +251,13 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`DHCP core + encoder, in process (DISCOVER+REQUEST exchanges/s, PRL 1-254):\n${core.join('\n')}\n`);
     log(`\ndhcp-options only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
+  if (values.scenario === 'ddns') {
+    // issue 15: natd only (dnsmasq has no dynamic DNS updates)
+    log('[ddns] natd publishing to BIND 9');
+    const r = await ddnsBench({ leases: s.seedLeases, stormClients: BOOT_STORM.clients, stormTimeoutMs: BOOT_STORM.timeoutMs, extraArgs: natdArgs, log });
+    process.stdout.write(`\n${JSON.stringify(r, null, 1)}\n`);
     return;
   }
   if (values.scenario === 'boot-storm') {

@@ -82,6 +82,11 @@ export const DAEMON_OPTIONS = {
   'no-negcache': { type: 'boolean' },
   'log-queries': { type: 'string' },
   'listen-address': { type: 'string', multiple: true },
+  // issue 15, DDNS
+  'ddns-server': { type: 'string' },
+  'ddns-zone': { type: 'string' },
+  'ddns-reverse': { type: 'boolean' },
+  'ddns-key-file': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -171,6 +176,11 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --log-queries[=extra]    one JSON line per DNS query in the log (at most 100 a second; extra: all, with ids)
   --listen-address ADDR    also serve DNS to the host itself on ADDR:53, a loopback address such as 127.0.0.1
                            (repeatable; serves 127.0.0.0/8 only; never used as an upstream)
+  --ddns-server ADDR[#PORT]  publish lease names to this authoritative DNS server with RFC 2136 updates
+                           (as Kea's kea-dhcp-ddns; needs --ddns-zone)
+  --ddns-zone ZONE         forward zone for those names: a lease named alpha becomes alpha.ZONE (A record)
+  --ddns-reverse           also publish PTRs in the subnet's in-addr.arpa zone
+  --ddns-key-file FILE     TSIG key to sign the updates, BIND format (tsig-keygen -a hmac-sha256 NAME > FILE)
 
 Examples:
   natd --bridge virbr10
@@ -260,6 +270,10 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     noNegcache: v['no-negcache'] ? true : undefined,
     listenAddress: v['listen-address'],
     logQueries: v['log-queries'] === undefined ? undefined : v['log-queries'] === 'on' ? true : v['log-queries'],
+    ddnsServer: v['ddns-server'],
+    ddnsZone: v['ddns-zone'],
+    ddnsReverse: v['ddns-reverse'] ? true : undefined,
+    ddnsKeyFile: v['ddns-key-file'],
   };
 }
 

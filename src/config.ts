@@ -18,6 +18,7 @@ import type { SourcedSpec } from './dns/record-zone.js';
 import { dhcpOptionSpecs, LEASE_TIME_HINT, parseDhcpRange, parseLeaseTime, reservationOptionSpecs } from './dhcp/option-config.js';
 import type { OptionSpec } from './dhcp/option-spec.js';
 import { parseServerSpec, parseUpstreamAddress, planRoutes, type RoutePlan, type ServerSpec, type UpstreamAddress } from './dns/domain-routes.js';
+import { resolveDdns, type DdnsConfig } from './ddns/settings.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -89,6 +90,11 @@ export interface RawSettings {
   noNegcache?: unknown;
   logQueries?: unknown;
   listenAddress?: unknown;
+  // issue 15, DDNS (src/ddns/settings.ts): publish lease names to an authoritative server with RFC 2136 + TSIG
+  ddnsServer?: unknown;
+  ddnsZone?: unknown;
+  ddnsReverse?: unknown;
+  ddnsKeyFile?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -200,6 +206,11 @@ const settingsSchema = z
     noNegcache: z.boolean().default(false),
     logQueries: z.union([z.boolean(), z.literal('extra')], { error: 'expected true, false or "extra"' }).default(false),
     listenAddress: z.array(z.string()).default([]),
+    // issue 15, DDNS: checked further (server address, key file) by resolveDdns
+    ddnsServer: z.string().min(1).optional(),
+    ddnsZone: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
+    ddnsReverse: z.boolean().optional(),
+    ddnsKeyFile: z.string().min(1).optional(),
   })
   .strict();
 
@@ -278,6 +289,8 @@ export interface Config {
   readonly logQueries: 'off' | 'on' | 'extra';
   /** extra DNS listen addresses for the host itself (dnsmasq's --listen-address; loopback only), serving 127.0.0.0/8 */
   readonly listenAddresses: readonly string[];
+  /** issue 15: where lease names are published with RFC 2136 updates; undefined = not at all */
+  readonly ddns: DdnsConfig | undefined;
 }
 
 export interface ConfigReservation {
@@ -457,6 +470,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     }
   }
   const listenAddresses = parseListenAddresses(s.listenAddress, dnsRoutes, problems);
+  const ddns = resolveDdns(s, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -508,6 +522,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     noNegcache: s.noNegcache,
     logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
     listenAddresses: Object.freeze(listenAddresses),
+    ddns,
   });
 }
 

@@ -8,7 +8,7 @@
  *   2. bridge, then sysctls
  *   3. state: lease journal (closed last), reservations, lease events and the dhcp-script
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
- *      leases and reservations
+ *      leases and reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
  *   6. DHCP socket and transport, expiry sweep
  *   7. nftables table                                                            (with the firewall on)
@@ -36,6 +36,7 @@ import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
 import { controlHandlers } from './control-handlers.js';
+import { DdnsService } from './ddns.js';
 import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
 import { loadReservations, ReservationBook } from './reservations.js';
@@ -88,6 +89,8 @@ interface Running {
   events: LeaseEvents;
   script: LeaseScriptSlot;
   kernelDrops: () => Record<string, number>;
+  /** issue 15: lease names published to a DNS server (--ddns-server) */
+  ddns: DdnsService | undefined;
 }
 
 interface Context {
@@ -136,12 +139,12 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
-  const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
+  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -175,6 +178,7 @@ interface State {
   records: RecordBook | undefined;
   /** probes offers (unless --no-ping) and always the addresses guests decline */
   conflicts: ConflictDetector;
+  ddns: DdnsService | undefined;
 }
 
 async function startState(config: Config, bridge: BridgeInfo, range: { start: number; end: number }, { sys, logger, stack }: Context): Promise<State> {
@@ -187,7 +191,8 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   let reservationBook: ReservationBook | undefined;
   const reservedNames = () => (reservationBook?.all() ?? initialReservations).flatMap((r) => (r.hostname ? [{ name: r.hostname, field: `the ${r.source} reservation ${r.mac}` }] : []));
   const records = config.dns ? await RecordBook.load(config, { subnet: bridge.subnet, logger, reservedNames }) : undefined;
-  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now, ...(records ? { operatorName: records.owns } : {}) }) : undefined;
+  // the lease names decide which names DDNS publishes too, so they exist with --no-dns when DDNS is on (issue 15)
+  const names = config.dns || config.ddns ? new GuestNames(config, bridge, { logger, now: sys.now, ...(records ? { operatorName: records.owns } : {}) }) : undefined;
   // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
   const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
   stack.push('conflict probe', () => probe.close());
@@ -207,6 +212,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
+  const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
@@ -214,10 +220,16 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
     onChange: (list) => {
       core.setReservations([...list]);
       names?.setReservations(list);
+      ddns?.reservationsChanged();
     },
   });
   reservationBook = reservations;
-  return { store, core, names, reservations, records, conflicts, events, script };
+  // issue 15: resync (every named lease, owned names without one removed) before the first lease change
+  if (ddns) {
+    stack.push('ddns', () => ddns.close());
+    ddns.start();
+  }
+  return { store, core, names, reservations, records, conflicts, events, script, ddns };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -315,17 +327,18 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners };
 }
 
-async function startDhcp(config: Config, { core, store, names, conflicts, events }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
+async function startDhcp(config: Config, { core, store, names, conflicts, events, ddns }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
   const dhcp = new DhcpTransport({
     socket: await sys.sockets.openDhcp(config.bridge),
     bridge: config.bridge,
     core,
     // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12);
-    // lease events carry exactly what was journaled, and only once it is durable
+    // lease events and DDNS (queued, never waited for) get exactly what was journaled, once it is durable
     commit: async (changes) => {
       const settled = names ? names.settle(changes) : changes;
       await store.commit(settled);
       events.committed(settled);
+      ddns?.leaseChanges(settled);
     },
     setNeighbour: sys.setNeighbour,
     logger,
@@ -380,6 +393,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
+  running.ddns?.reload(config);
   if (running.dns) {
     running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
     reloadDnsKnobs(running.dns, config);
@@ -402,6 +416,6 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns };
 }

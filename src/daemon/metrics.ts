@@ -65,6 +65,21 @@ export interface MetricsInput {
     /** re-applies after another program removed or changed the table */
     heals: number;
   };
+  /** issue 15: updates to the DNS server (absent without --ddns-server) */
+  ddns?: {
+    sent: number;
+    succeeded: number;
+    failed: number;
+    conflicts: number;
+    pending: number;
+    owned: number;
+    /** 1 while the server rejects natd's TSIG key */
+    keyRejected: number;
+    /** 1 while the server is failing (unreachable, SERVFAIL, key rejected) */
+    retrying: number;
+    /** unix time of the last failure, 0 when none */
+    lastErrorSeconds: number;
+  };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -219,6 +234,20 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
     );
   }
+  if (m.ddns) {
+    const d = m.ddns;
+    out.push(
+      { name: 'natd_ddns_updates_sent_total', help: 'DNS UPDATE messages sent to the --ddns-server.', type: 'counter', samples: one(d.sent) },
+      { name: 'natd_ddns_names_updated_total', help: 'DNS names brought to their wanted state (published, changed or removed).', type: 'counter', samples: one(d.succeeded) },
+      { name: 'natd_ddns_updates_failed_total', help: 'DDNS attempts that failed (server unreachable, key rejected, name refused).', type: 'counter', samples: one(d.failed) },
+      { name: 'natd_ddns_pending', help: 'DNS names waiting to be updated.', type: 'gauge', samples: one(d.pending) },
+      { name: 'natd_ddns_owned_names', help: 'DNS names natd has published and owns (owner TXT).', type: 'gauge', samples: one(d.owned) },
+      { name: 'natd_ddns_conflicts', help: 'Lease names not published because somebody else owns them on the server.', type: 'gauge', samples: one(d.conflicts) },
+      { name: 'natd_ddns_retrying', help: '1 while the DNS server is not taking updates (natd retries with back-off).', type: 'gauge', samples: one(d.retrying) },
+      { name: 'natd_ddns_key_rejected', help: "1 while the DNS server rejects natd's TSIG key (BADSIG, BADKEY, BADTIME).", type: 'gauge', samples: one(d.keyRejected) },
+      { name: 'natd_ddns_last_error_timestamp_seconds', help: 'Unix time of the last failed DDNS attempt (0: none); natd status has its message.', type: 'gauge', samples: one(d.lastErrorSeconds) },
+    );
+  }
   if (m.control) {
     out.push({
       name: 'natd_control_refused_peers_total',
@@ -250,6 +279,16 @@ export function dnsLimitMetrics(
       'tcp-unsent': server.tcpOutputClosed,
       'forward-max': upstream.overForwardMax,
     },
+  };
+}
+
+/** The DDNS publisher's status in MetricsInput's shape (structural: this module stays free of src/ddns). */
+export function ddnsMetrics(s: { state: string; sent: number; succeeded: number; failed: number; conflicts: number; pending: number; owned: number; lastError: { at: string } | undefined }): NonNullable<MetricsInput['ddns']> {
+  return {
+    sent: s.sent, succeeded: s.succeeded, failed: s.failed, conflicts: s.conflicts, pending: s.pending, owned: s.owned,
+    keyRejected: s.state === 'key-rejected' ? 1 : 0,
+    retrying: s.state === 'retrying' || s.state === 'key-rejected' ? 1 : 0,
+    lastErrorSeconds: s.lastError ? Math.floor(Date.parse(s.lastError.at) / 1000) : 0,
   };
 }
 

@@ -14,6 +14,8 @@ import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
 import type { RecordBook } from './record-book.js';
+import type { DdnsService } from './ddns.js';
+import { ddnsMetrics } from './metrics.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -43,6 +45,8 @@ export interface Observed {
   kernelDrops: Record<string, number>;
   /** the lease script's counts, when one is configured */
   script?: LeaseScriptStats | undefined;
+  /** issue 15: DDNS publisher, when --ddns-server is set */
+  ddns?: DdnsService | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -56,6 +60,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
     ...(o.control ? { control: o.control.stats() } : {}),
+    ...(o.ddns ? { ddns: ddnsMetrics(o.ddns.status()) } : {}),
   };
 }
 
@@ -82,5 +87,6 @@ export function statusOf(o: Observed): Record<string, unknown> {
       listeners: o.dns.listeners?.map((l) => ({ address: l.address, ...l.server.stats() })) } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
+    ...(o.ddns ? { ddns: o.ddns.status() } : {}),
   };
 }

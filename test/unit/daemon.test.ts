@@ -7,12 +7,13 @@
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import type dgram from 'node:dgram';
+import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
+import { parseMessage } from '../../src/ddns/message.js';
 import { callDaemon } from '../../src/control/client.js';
 import { buildDaemon, type Daemon, type DaemonSockets } from '../../src/daemon/index.js';
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../../src/dhcp/codec.js';
@@ -188,6 +189,44 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     expect(t.events).toEqual(['STOPPING=1', 'resolved undone', 'nft delete table', 'dhcp socket closed', ...t.events.slice(4)]);
     expect(t.events.slice(4).sort()).toEqual(['dns tcp closed', 'dns udp closed']);
     await expect(callDaemon(t.config.controlSocket, 'status', {}, 1000)).rejects.toThrow();
+  });
+
+  // issue 15: a lease's name reaches the DDNS server (a loopback fake that records the updates and says NOERROR)
+  it('publishes a lease name to the --ddns-server, and shows DDNS in status and metrics', async () => {
+    const server = dgram.createSocket('udp4');
+    const updates: { zone: string; names: string[] }[] = [];
+    server.on('message', (msg, rinfo) => {
+      const m = parseMessage(msg);
+      updates.push({ zone: m.questions[0]!.name, names: m.sections[1].map((r) => `${r.name}/${r.type}/${r.class}`) });
+      const reply = Buffer.from(msg.subarray(0, 12));
+      reply.writeUInt16BE(0x8000 | (5 << 11), 2);
+      reply.fill(0, 4);
+      server.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const t = setup({ ddnsServer: `127.0.0.1#${port}`, ddnsZone: 'lab.example', ddnsReverse: true });
+      await t.daemon.start();
+      const { client, reply } = dhcpClient(t.dhcpSocket);
+      client(1);
+      const address = formatIpv4((await reply(1)).packet.yiaddr);
+      client(3, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(ip(GATEWAY))]]);
+      await reply(2);
+      const reverse = `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+      await waitFor('the A and PTR updates', () => (updates.length >= 2 ? true : undefined));
+      expect(updates).toEqual(expect.arrayContaining([
+        { zone: 'lab.example', names: ['guest1.lab.example/1/1', 'guest1.lab.example/16/1'] },
+        { zone: '0.77.10.in-addr.arpa', names: [`${reverse}/12/1`, `${reverse}/16/1`] },
+      ]));
+      const status = (await callDaemon(t.config.controlSocket, 'status')) as { ddns: Record<string, unknown> };
+      expect(status.ddns.sent).toBeGreaterThanOrEqual(2);
+      expect(status.ddns).toMatchObject({ server: `127.0.0.1#${port}`, zone: 'lab.example', reverseZone: '0.77.10.in-addr.arpa' });
+      expect(String(await callDaemon(t.config.controlSocket, 'metrics'))).toMatch(/natd_ddns_updates_sent_total\{bridge="natdunit0"\} [1-9]/);
+      expect(t.logger.lines.some((l) => l.msg === 'DDNS: no --ddns-key-file: updates are sent unsigned')).toBe(true);
+    } finally {
+      server.close();
+    }
   });
 
   it('after a reload, forwards resolve names of reservations added at runtime', async () => {
