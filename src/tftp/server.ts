@@ -33,6 +33,10 @@ export interface TftpServerOptions {
   root: string;
   maxTransfers?: number;
   limits?: NegotiationLimits;
+  /** retransmissions of one window before a transfer gives up (default 5) */
+  maxRetries?: number;
+  /** retransmission timeout when the client names none (default 1 s; tests shorten it) */
+  defaultTimeoutMs?: number;
   logger: Logger;
   now?: () => number;
 }
@@ -180,8 +184,8 @@ export class TftpServer {
       blocks: new BlockStream(file.handle, file.size, negotiated.blockSize, netascii),
       blockSize: negotiated.blockSize,
       windowSize: negotiated.windowSize,
-      timeoutMs: negotiated.timeoutMs,
-      maxRetries: MAX_RETRIES,
+      timeoutMs: negotiated.oack?.has('timeout') ? negotiated.timeoutMs : (this.opts.defaultTimeoutMs ?? negotiated.timeoutMs),
+      maxRetries: this.opts.maxRetries ?? MAX_RETRIES,
       oack: negotiated.oack,
       onDrop: (reason) => bump(this.counters.dropped, reason),
       onEnd: (end) => {
