@@ -12,6 +12,7 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+import { parseBootSettings, type BootSettings } from './tftp/settings.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -57,6 +58,14 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  // issue 16, PXE boot (dnsmasq names): boot entries, the tag rules that pick one, and the built-in TFTP server
+  dhcpBoot?: unknown;
+  dhcpMatch?: unknown;
+  dhcpUserclass?: unknown;
+  dhcpVendorclass?: unknown;
+  enableTftp?: unknown;
+  tftpRoot?: unknown;
+  tftpMax?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -91,6 +100,8 @@ const reservationSchema = z.object({
   mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
   address: ipv4,
   hostname: z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, 'not a DNS label').optional(),
+  // issue 16: dnsmasq set:TAG of the host (selects --dhcp-boot=tag:TAG,…)
+  tags: z.array(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'not a tag (letters, digits, _ . -)')).optional(),
 });
 
 const settingsSchema = z
@@ -145,6 +156,14 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 16: PXE boot and TFTP (parsed further by tftp/settings.ts)
+    dhcpBoot: z.array(z.string()).default([]),
+    dhcpMatch: z.array(z.string()).default([]),
+    dhcpUserclass: z.array(z.string()).default([]),
+    dhcpVendorclass: z.array(z.string()).default([]),
+    enableTftp: z.boolean().default(false),
+    tftpRoot: z.string().min(1).optional(),
+    tftpMax: z.number({ error: 'expected a number of transfers from 1 to 1000' }).int().min(1).max(1000).default(50),
   })
   .strict();
 
@@ -162,7 +181,7 @@ export interface Config {
   readonly hostsfile: string | undefined;
   /** extra DNS records in /etc/hosts format (dnsmasq's addn-hosts) */
   readonly addnHosts: readonly string[];
-  readonly reservations: readonly { readonly mac: string; readonly address: number; readonly hostname?: string }[];
+  readonly reservations: readonly { readonly mac: string; readonly address: number; readonly hostname?: string; readonly tags?: readonly string[] }[];
   readonly logLevel: LogLevel;
   readonly bridgeMac: string | undefined;
   readonly cacheSize: number;
@@ -198,6 +217,9 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  /** issue 16: PXE boot entries and tag rules; the TFTP server when enabled */
+  readonly boot: BootSettings['boot'];
+  readonly tftp: BootSettings['tftp'];
 }
 
 export interface MetricsListen {
@@ -322,7 +344,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     if (subnet && reservedAddressProblem(address, subnet) === 'outside') problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
     const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
     if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
-    return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
+    return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}), ...(r.tags?.length ? { tags: Object.freeze([...new Set(r.tags)]) } : {}) });
   });
 
   // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
@@ -338,6 +360,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  const bootSettings = parseBootSettings(s, problems);
 
   if (problems.length) throw configError(problems);
 
@@ -375,6 +398,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    ...bootSettings,
   });
 }
 

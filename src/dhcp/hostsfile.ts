@@ -9,6 +9,7 @@
 import { sanitizeHostname } from '../net/hostname.js';
 import { describeAddressProblem, reservedAddressProblem, reservedNameProblem } from './reservation-rules.js';
 import type { Reservation } from './types.js';
+import { isTag } from './boot.js';
 import { formatIpv4, normalizeMac, parseIpv4, type Subnet } from '../net/ipv4.js';
 
 export { sanitizeHostname };
@@ -44,6 +45,8 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
   const macs: string[] = [];
   const addresses: number[] = [];
   const names: string[] = [];
+  /** issue 16: dnsmasq `set:TAG` fields */
+  const tags: string[] = [];
   let leaseTime = false;
 
   for (const raw of text.split(',')) {
@@ -55,7 +58,8 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
     else if (address !== undefined) addresses.push(address);
     else if (LEASE_TIME.test(field)) leaseTime = true;
     else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes, leaseTime };
-    else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd has no tags)`);
+    else if (/^set:/i.test(field) && isTag(field.slice(4))) tags.push(field.slice(4));
+    else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd sets tags with set:TAG only)`);
     else if (/^id:/i.test(field)) notes.push(`client id '${field}' ignored; the reservation is keyed by MAC only`);
     else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes, leaseTime };
     else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored (natd serves DHCPv4 only)`);
@@ -74,6 +78,7 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
   if (names.length > 1) return { error: 'more than one host name', notes, leaseTime };
 
   const reservation: Reservation = { mac: macs[0]!, address: addresses[0]! };
+  if (tags.length > 0) reservation.tags = [...new Set(tags)];
   const name = names[0];
   if (name !== undefined) {
     const label = sanitizeHostname(name);
@@ -168,6 +173,7 @@ export function formatHostsfile(reservations: readonly Reservation[]): string {
     // Re-sanitised so a name that came in through another path can never break the line format.
     const name = r.hostname === undefined ? undefined : sanitizeHostname(r.hostname);
     if (name !== undefined) fields.push(name);
+    for (const tag of r.tags ?? []) if (isTag(tag)) fields.push(`set:${tag}`);
     lines.push(fields.join(','));
   }
   return lines.join('\n') + '\n';

@@ -89,6 +89,9 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
   const vendorOption = packet.options.get(DhcpOption.VENDOR_CLASS);
   if (vendorOption && vendorOption.length > 0) request.vendorClass = latin1(vendorOption);
 
+  // issue 16: the decoded options are the packet's own copies (the codec never aliases the receive buffer)
+  request.rawOptions = packet.options;
+
   return { ok: true, request };
 }
 

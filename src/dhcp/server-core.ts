@@ -25,6 +25,7 @@ import {
   type ClasslessRoute,
 } from './codec.js';
 import { LeaseTable, storedLease } from './lease-table.js';
+import { BOOTFILE_NAME_OPTION, bootReply, clientTags, EMPTY_BOOT_POLICY, selectBoot, TFTP_SERVER_NAME_OPTION, type BootPolicy } from './boot.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -52,6 +53,8 @@ export interface CoreConfig {
   offerHoldSeconds?: number;
   /** declined addresses quarantined at once, as a share of the range (at least 1); the oldest ends first */
   maxQuarantineShare?: number;
+  /** issue 16: PXE boot entries and the tag rules that choose among them (boot.ts) */
+  boot?: BootPolicy;
 }
 
 export interface CoreDeps {
@@ -139,6 +142,8 @@ export class DhcpServerCore {
   private quarantinesEvicted = 0;
   /** the latest clock the caller gave us, so stats() needs no clock of its own */
   private lastNow = 0;
+  /** issue 16: PXE boot fields (replaced on reload) */
+  private boot: BootPolicy;
 
   constructor(config: CoreConfig, reservations: Reservation[], deps: CoreDeps = {}) {
     this.config = Object.freeze({ ...config });
@@ -160,6 +165,12 @@ export class DhcpServerCore {
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
     this.encodeConfiguredOptions();
     this.pool.setReservations(reservations);
+    this.boot = config.boot ?? EMPTY_BOOT_POLICY;
+  }
+
+  /** issue 16: replaces the PXE boot entries and tag rules (reload). */
+  setBoot(policy: BootPolicy): void {
+    this.boot = policy;
   }
 
   /** Replaces the reservations (SIGHUP, control API); returns the entries skipped as invalid or conflicting. */
@@ -563,7 +574,26 @@ export class DhcpServerCore {
         ? this.nakOptions(serverId, detail.reason ?? 'nak')
         : this.replyOptions(req, type, serverId, inform ? undefined : detail.leaseSeconds, detail.hostname),
     };
+    if (!nak) this.addBootFields(req, packet, serverId);
     return { packet, destination: destinationOf(req, nak, detail.yiaddr, this.config.subnet) };
+  }
+
+  /**
+   * issue 16: `file`, `sname`, `siaddr` of the boot entry the client's tags select (boot.ts), and options 66/67 when
+   * it asks for them (67 always when the name is too long for `file`). Last in the options: first dropped for size.
+   */
+  private addBootFields(req: Req, packet: DhcpPacket, serverId: number): void {
+    if (this.boot.entries.length === 0) return;
+    const reservation = this.pool.reservationForMac(req.mac);
+    const hostTags = reservation ? ['known', ...(reservation.tags ?? [])] : undefined;
+    const entry = selectBoot(this.boot, clientTags(this.boot, req.rawOptions, hostTags));
+    if (!entry) return;
+    const boot = bootReply(entry, serverId);
+    packet.file = boot.file;
+    packet.sname = boot.sname;
+    packet.siaddr = boot.siaddr;
+    if (req.parameterRequestList.includes(TFTP_SERVER_NAME_OPTION)) packet.options.set(TFTP_SERVER_NAME_OPTION, encodeString(boot.tftpServerName));
+    if (boot.fileInOptionOnly || req.parameterRequestList.includes(BOOTFILE_NAME_OPTION)) packet.options.set(BOOTFILE_NAME_OPTION, encodeString(boot.bootFileName));
   }
 
   private nakOptions(serverId: number, reason: string): Map<number, Uint8Array> {

@@ -72,6 +72,8 @@ export interface DhcpRequest {
   requestedLeaseSeconds?: number;
   /** option 60 (vendor class), text */
   vendorClass?: string;
+  /** every option as received (issue 16: tag rules such as --dhcp-match read them); never used to decide leases */
+  rawOptions?: ReadonlyMap<number, Uint8Array>;
 }
 
 /** A lease as stored and served. */
@@ -90,6 +92,8 @@ export interface Reservation {
   mac: string;
   address: number;
   hostname?: string;
+  /** issue 16: dnsmasq `set:TAG` of the host, for tag-selected options such as --dhcp-boot=tag:TAG,… */
+  tags?: readonly string[];
 }
 
 /** What the core wants persisted before the reply leaves. */
