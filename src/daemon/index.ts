@@ -10,7 +10,7 @@
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
  *      leases and reservations
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
- *   6. DHCP socket and transport, expiry sweep
+ *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
  *   8. control socket, metrics listener                                          (metrics: when configured)
  *   9. systemd-resolved registration                                             (with DNS on, when it runs)
@@ -35,6 +35,8 @@ import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
+import { startTftp } from './tftp.js';
+import type { TftpServer } from '../tftp/server.js';
 import { controlHandlers } from './control-handlers.js';
 import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
@@ -76,6 +78,8 @@ interface Running {
   firewall: Firewall | undefined;
   control: ControlServer | undefined;
   kernelDrops: () => Record<string, number>;
+  /** issue 16: with --enable-tftp */
+  tftp: TftpServer | undefined;
 }
 
 interface Context {
@@ -126,8 +130,9 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
+  const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -231,6 +236,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
       rangeStart: range.start,
       rangeEnd: range.end,
       maxQuarantineShare: config.dhcpMaxDeclinedPercent / 100,
+      boot: config.boot, // issue 16
     },
     [...reservations],
     coreDeps,
@@ -326,13 +332,20 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
+  const previousTftp = running.config.tftp;
   running.config = config;
+  running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart
+  if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
   await running.names?.loadStatic(config, ctx.logger);
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, tftp } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), tftp };
+}
+
+function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {
+  return a?.root === b?.root && a?.maxTransfers === b?.maxTransfers;
 }

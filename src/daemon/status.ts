@@ -11,6 +11,7 @@ import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
+import type { TftpServer } from '../tftp/server.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -31,6 +32,8 @@ export interface Observed {
   now: number;
   /** datagrams the kernel dropped at the DHCP and DNS sockets, by socket */
   kernelDrops: Record<string, number>;
+  /** issue 16 */
+  tftp?: TftpServer | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -44,6 +47,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
     ...(o.control ? { control: o.control.stats() } : {}),
+    ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
   };
 }
 
@@ -66,5 +70,6 @@ export function statusOf(o: Observed): Record<string, unknown> {
     dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
+    tftp: o.tftp?.stats(),
   };
 }
