@@ -19,7 +19,7 @@ describe('parseHostsfile', () => {
       { mac: '52:54:00:be:0a:f4', address: ip('10.10.0.6') },
       { mac: '52:54:00:be:0a:f5', address: ip('10.10.0.7'), hostname: 'db' },
       { mac: '52:54:00:be:0a:f6', address: ip('10.10.0.8'), hostname: 'mail-server' },
-      { mac: '52:54:00:be:0a:fb', address: ip('10.10.0.12'), hostname: 'cache' },
+      { mac: '52:54:00:be:0a:fb', address: ip('10.10.0.12'), hostname: 'cache', tags: ['fast'] },
     ]);
     const byLine = (line: number): string[] => problems.filter((p) => p.line === line).map((p) => p.message);
     expect(problems.every((p) => p.file === 'hosts.txt')).toBe(true);
@@ -31,7 +31,8 @@ describe('parseHostsfile', () => {
     expect(byLine(10).join()).toMatch(/outside the subnet/);
     expect(byLine(11).join()).toMatch(/no MAC address/);
     expect(byLine(12).join()).toMatch(/invalid IPv4 address '10.10.0.300'/);
-    expect(byLine(13).join()).toMatch(/'set:fast' ignored/);
+    // issue 16: set:TAG is the host's tag (for --dhcp-boot=tag:fast,…); tag:X conditions are still ignored
+    expect(byLine(13)).toEqual([]);
     // comment, blank line and clean lines produce nothing
     for (const clean of [1, 2, 3, 4]) expect(byLine(clean)).toEqual([]);
   });
@@ -107,6 +108,8 @@ describe('formatHostsfile', () => {
         address: fc.integer({ min: 0, max: 0xffffffff }),
         // names that read as lease times (`12`, `1h`) are ambiguous in the dnsmasq format and excluded
         hostname: fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/).filter((n) => !/^(?:\d+[smhdw]?|infinite)$/.test(n) && deniedNameReason(n) === undefined),
+        // issue 16: set:TAG fields
+        tags: fc.uniqueArray(fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}$/), { minLength: 1, maxLength: 3 }),
       },
       { requiredKeys: ['mac', 'address'] },
     );
