@@ -191,14 +191,18 @@ export class TftpServer {
       onEnd: (end) => {
         this.transfers.delete(key);
         void file.handle.close().catch(() => undefined);
-        this.ended(end, { client: key, file: file.name, size: file.size, mode: request.mode, blockSize: negotiated.blockSize, windowSize: negotiated.windowSize, ms: this.now() - started });
+        this.ended(end, {
+          client: key, file: file.name, size: file.size, mode: request.mode, blockSize: negotiated.blockSize, windowSize: negotiated.windowSize,
+          options: negotiated.oack ? Object.fromEntries(negotiated.oack) : {}, ms: this.now() - started,
+        });
       },
     });
     this.transfers.set(key, transfer);
     transfer.start();
   }
 
-  private ended(end: TransferEnd, detail: { client: string; file: string; size: number; mode: string; blockSize: number; windowSize: number; ms: number }): void {
+  /** `options`: what the OACK acknowledged */
+  private ended(end: TransferEnd, detail: { client: string; file: string; size: number; mode: string; blockSize: number; windowSize: number; options: Record<string, string>; ms: number }): void {
     bump(this.counters.transfers, end.result);
     this.counters.bytesSent += end.bytes;
     this.counters.retransmits += end.retransmits;
