@@ -3,10 +3,11 @@
  * `npm run bench`: natd and dnsmasq side by side on the same namespace set-up, alternating run by run, medians of
  * the runs and the natd/dnsmasq ratio; results to the terminal and to bench/RESULTS.md. Needs root (namespaces).
  *
- *   node build/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm] [--out bench/RESULTS.md]
+ *   node build/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm|tftp] [--out bench/RESULTS.md]
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
+ *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -23,6 +24,7 @@ import { benchServer, type RunSettings, type ServerRunResult } from './lib/serve
 import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
+import { tftpTable, tftpThroughput, type TftpBenchSettings } from './lib/tftp-throughput.js';
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -56,6 +58,8 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
 }
 
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
+/** issue 16: one 50 MiB file to 10 TFTP clients at once */
+const TFTP: Omit<TftpBenchSettings, 'log' | 'runs'> = { clients: 10, fileMiB: 50 };
 
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
@@ -202,7 +206,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'all' },
     },
   });
-  if (values.scenario !== 'all' && values.scenario !== 'boot-storm') throw new Error(`--scenario: all or boot-storm (got "${values.scenario}")`);
+  if (!['all', 'boot-storm', 'tftp'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm or tftp (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -221,20 +225,31 @@ async function main(): Promise<void> {
     log(`\nboot storm only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
+  if (values.scenario === 'tftp') {
+    const tftp = await tftpThroughput({ ...TFTP, runs, log }, budgetMs);
+    process.stdout.write(`\n${renderText([tftpTable(tftp.results, TFTP)])}`);
+    if (tftp.skipped.length) process.stdout.write(`\nskipped: ${tftp.skipped.join('; ')}\n`);
+    log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   const { results, skipped } = await runAll(runs, s, budgetMs);
   const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
   skipped.push(...storms.skipped);
+  // issue 16: one round of TFTP throughput with what is left of the budget
+  const tftp = await tftpThroughput({ ...TFTP, runs: 1, log }, budgetMs - (performance.now() - t0));
+  skipped.push(...tftp.skipped);
+  const tftpTables = [tftpTable(tftp.results, TFTP)];
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = SERVER_KINDS.map((k) => ladderTable(results, k));
   const targets = [...checkTargets(results), bootStormTarget(storms.storms)];
-  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...ladders, targetsTable(targets)])}`);
+  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
   const totalSeconds = (performance.now() - t0) / 1000;
   if (values.quick) {
     log(`\nquick run: ${totalSeconds.toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, tables, ladders, targets, skipped, results, totalSeconds, storms.storms));
+  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms));
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }
