@@ -12,6 +12,11 @@ export interface NegotiationLimits {
   maxWindowSize: number;
   /** a window never holds more bytes than this, whatever blksize and windowsize say (memory per transfer) */
   maxWindowBytes: number;
+  /**
+   * longest retransmission timeout accepted, seconds: RFC 2349 allows 255, but a client that asks for that and then
+   * goes silent would hold a transfer slot for 255 s x the retries; a larger value is ignored (1 s applies)
+   */
+  maxTimeoutSeconds: number;
 }
 
 export interface Negotiated {
@@ -27,7 +32,7 @@ export interface Negotiated {
 export const DEFAULT_BLOCK_SIZE = 512;
 /** Retransmission timeout without a timeout option (tftp-hpa's and iPXE's default is about 1 s too). */
 export const DEFAULT_TIMEOUT_MS = 1000;
-export const DEFAULT_LIMITS: NegotiationLimits = { maxBlockSize: 1468, maxWindowSize: 64, maxWindowBytes: 512 * 1024 };
+export const DEFAULT_LIMITS: NegotiationLimits = { maxBlockSize: 1468, maxWindowSize: 64, maxWindowBytes: 512 * 1024, maxTimeoutSeconds: 30 };
 
 const MIN_BLKSIZE = 8;
 const MAX_BLKSIZE = 65464;
@@ -56,8 +61,8 @@ export function negotiate(requested: ReadonlyMap<string, string>, size: number |
   }
 
   const timeout = decimal(requested.get('timeout') ?? '');
-  // RFC 2349: 1-255 seconds, acknowledged with the same value
-  if (timeout !== undefined && timeout >= 1 && timeout <= 255) {
+  // RFC 2349: 1-255 seconds, acknowledged with the same value (or not at all: natd takes up to maxTimeoutSeconds)
+  if (timeout !== undefined && timeout >= 1 && timeout <= Math.min(255, limits.maxTimeoutSeconds)) {
     timeoutMs = timeout * 1000;
     oack.set('timeout', String(timeout));
   }

@@ -32,6 +32,8 @@ export interface TftpServerOptions {
   /** the root's real path (fs.realpath) */
   root: string;
   maxTransfers?: number;
+  /** transfers one client address may run at once (default: a fifth of maxTransfers, at least 1) */
+  maxPerClient?: number;
   limits?: NegotiationLimits;
   /** retransmissions of one window before a transfer gives up (default 5) */
   maxRetries?: number;
@@ -58,9 +60,10 @@ export interface TftpStats {
   dropped: Record<string, number>;
 }
 
-const REFUSAL_ERRORS: Record<OpenRefusal | 'write-request' | 'busy' | 'socket-failed', [number, string]> = {
+const REFUSAL_ERRORS: Record<OpenRefusal | 'write-request' | 'busy' | 'client-busy' | 'socket-failed', [number, string]> = {
   'write-request': [TftpErrorCode.ACCESS_VIOLATION, 'read-only server: write requests are refused'],
   busy: [TftpErrorCode.NOT_DEFINED, 'server busy, too many transfers; try again later'],
+  'client-busy': [TftpErrorCode.NOT_DEFINED, 'too many transfers from this address; try again later'],
   'socket-failed': [TftpErrorCode.NOT_DEFINED, 'no transfer socket available'],
   'bad-name': [TftpErrorCode.ACCESS_VIOLATION, 'invalid file name'],
   'absolute-path': [TftpErrorCode.ACCESS_VIOLATION, 'absolute paths are refused; name a file relative to the TFTP root'],
@@ -78,6 +81,9 @@ function bump(counter: Record<string, number>, key: string, by = 1): void {
 
 export class TftpServer {
   private readonly maxTransfers: number;
+  private readonly maxPerClient: number;
+  /** transfers (running or opening) per client address: one guest cannot take every slot */
+  private readonly perClient = new Map<string, number>();
   private readonly limits: NegotiationLimits;
   private readonly now: () => number;
   /** client "address:port" → its transfer (undefined while the file and socket are being opened) */
@@ -87,6 +93,7 @@ export class TftpServer {
 
   constructor(private readonly opts: TftpServerOptions) {
     this.maxTransfers = opts.maxTransfers ?? DEFAULT_MAX_TRANSFERS;
+    this.maxPerClient = opts.maxPerClient ?? Math.max(1, Math.ceil(this.maxTransfers / 5));
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.now = opts.now ?? Date.now;
   }
@@ -143,15 +150,26 @@ export class TftpServer {
     // a client repeating its request (our first answer was lost or slow) is normal: counted, not logged
     if (this.transfers.has(key)) return void bump(this.counters.dropped, 'duplicate-request');
     if (this.transfers.size >= this.maxTransfers) return this.refuse('busy', rinfo, packet.filename);
+    const fromClient = this.perClient.get(rinfo.address) ?? 0;
+    if (fromClient >= this.maxPerClient) return this.refuse('client-busy', rinfo, packet.filename);
+    this.perClient.set(rinfo.address, fromClient + 1);
     this.transfers.set(key, undefined);
     void this.begin(key, packet, rinfo);
+  }
+
+  /** A transfer (or its opening) ended: its slot is free. */
+  private release(key: string, address: string): void {
+    this.transfers.delete(key);
+    const left = (this.perClient.get(address) ?? 1) - 1;
+    if (left > 0) this.perClient.set(address, left);
+    else this.perClient.delete(address);
   }
 
   private async begin(key: string, request: TftpRequest, client: dgram.RemoteInfo): Promise<void> {
     const started = this.now();
     const opened = await openInRoot(this.opts.root, request.filename);
     if (!opened.ok) {
-      this.transfers.delete(key);
+      this.release(key, client.address);
       this.refuse(opened.reason, client, request.filename);
       return;
     }
@@ -162,7 +180,7 @@ export class TftpServer {
       socket = await this.opts.openTransferSocket();
     } catch (err) {
       await file.handle.close().catch(() => undefined);
-      this.transfers.delete(key);
+      this.release(key, client.address);
       if (!this.closed) {
         this.opts.logger.warnLimited('tftp-socket-open', 'cannot open a TFTP transfer socket', { error: (err as Error).message });
         this.refuse('socket-failed', client, request.filename);
@@ -172,7 +190,7 @@ export class TftpServer {
     if (this.closed) {
       socket.close();
       await file.handle.close().catch(() => undefined);
-      this.transfers.delete(key);
+      this.release(key, client.address);
       return;
     }
     const netascii = request.mode !== 'octet';
@@ -189,7 +207,7 @@ export class TftpServer {
       oack: negotiated.oack,
       onDrop: (reason) => bump(this.counters.dropped, reason),
       onEnd: (end) => {
-        this.transfers.delete(key);
+        this.release(key, client.address);
         void file.handle.close().catch(() => undefined);
         this.ended(end, {
           client: key, file: file.name, size: file.size, mode: request.mode, blockSize: negotiated.blockSize, windowSize: negotiated.windowSize,

@@ -67,7 +67,7 @@ describe('RFC 1350 packets', () => {
 });
 
 describe('option negotiation', () => {
-  const limits = { maxBlockSize: 1468, maxWindowSize: 64, maxWindowBytes: 512 * 1024 };
+  const limits = { maxBlockSize: 1468, maxWindowSize: 64, maxWindowBytes: 512 * 1024, maxTimeoutSeconds: 30 };
   const ask = (o: Record<string, string>, size: number | null = 1000) => negotiate(new Map(Object.entries(o)), size ?? undefined, limits);
 
   it('no options: RFC 1350 defaults and no OACK', () => {
@@ -84,9 +84,10 @@ describe('option negotiation', () => {
     expect(ask({ tsize: '0' }, null).oack).toBeUndefined();
     expect(ask({ tsize: 'x' }).oack).toBeUndefined();
   });
-  it('timeout (RFC 2349): 1-255 s, echoed; else ignored', () => {
+  it('timeout (RFC 2349): echoed when 1 to natd\'s 30 s; else ignored (a silent client cannot hold a slot for 255 s x retries)', () => {
     expect(ask({ timeout: '3' })).toMatchObject({ timeoutMs: 3000, oack: new Map([['timeout', '3']]) });
-    for (const bad of ['0', '256']) expect(ask({ timeout: bad })).toMatchObject({ timeoutMs: 1000, oack: undefined });
+    expect(ask({ timeout: '30' })).toMatchObject({ timeoutMs: 30_000, oack: new Map([['timeout', '30']]) });
+    for (const bad of ['0', '31', '255', '256']) expect(ask({ timeout: bad })).toMatchObject({ timeoutMs: 1000, oack: undefined });
   });
   it('windowsize (RFC 7440): capped by the block count and the window byte budget', () => {
     expect(ask({ windowsize: '16' })).toMatchObject({ windowSize: 16, oack: new Map([['windowsize', '16']]) });

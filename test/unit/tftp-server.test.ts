@@ -191,6 +191,19 @@ describe('limits and hostile input', () => {
     expect(server.stats().refused).toEqual({ busy: 1 });
   });
 
+  it('one client address gets at most its share of the slots (default a fifth of --tftp-max); other guests still get theirs', async () => {
+    const { server, port } = await startServer({ maxTransfers: 10, defaultTimeoutMs: 2000 });
+    // two transfers held open (their first ACK is lost) use up 127.0.0.1's share of 2
+    const held = [0, 1].map(() => tftpFetch({ host: '127.0.0.1', port, file: 'big.bin', sendAck: (_b, i) => i !== 0 }));
+    await new Promise((r) => setTimeout(r, 50));
+    const third = await tftpFetch({ host: '127.0.0.1', port, file: 'small.txt' });
+    expect(third.error?.message).toMatch(/too many transfers from this address/);
+    for (const h of await Promise.all(held)) expect(h.data).toEqual(files['big.bin']);
+    expect(server.stats().refused).toEqual({ 'client-busy': 1 });
+    // the share is free again
+    expect((await tftpFetch({ host: '127.0.0.1', port, file: 'small.txt' })).data).toEqual(files['small.txt']);
+  });
+
   it('a packet from another transfer id gets ERROR 5 and does not disturb the transfer', async () => {
     const { server, port } = await startServer({ defaultTimeoutMs: 300 });
     const stranger = await bindLoopback();
