@@ -107,13 +107,28 @@ export class BlockStream {
    * returned block is shorter than blockSize exactly when it is the final one. Drops what lies before block `from`.
    */
   async blocks(from: number, to: number): Promise<Buffer[]> {
-    const first = (from - 1) * this.blockSize;
+    this.dropBefore(from);
     const end = to * this.blockSize;
+    while (this.start + this.buffer.length < end && !this.eof) await this.readMore();
+    return this.slice(from, to);
+  }
+
+  /** The same without waiting, when the window is already in memory (the hot path); undefined when a read is due. */
+  bufferedBlocks(from: number, to: number): Buffer[] | undefined {
+    this.dropBefore(from);
+    if (this.start + this.buffer.length < to * this.blockSize && !this.eof) return undefined;
+    return this.slice(from, to);
+  }
+
+  private dropBefore(from: number): void {
+    const first = (from - 1) * this.blockSize;
     if (first > this.start) {
       this.buffer = this.buffer.subarray(Math.min(first - this.start, this.buffer.length));
       this.start = first;
     }
-    while (this.start + this.buffer.length < end && !this.eof) await this.readMore();
+  }
+
+  private slice(from: number, to: number): Buffer[] {
     const out: Buffer[] = [];
     for (let b = from; b <= to; b++) {
       const offset = (b - 1) * this.blockSize - this.start;

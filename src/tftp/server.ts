@@ -187,6 +187,23 @@ export class TftpServer {
       }
       return;
     }
+    // RFC 1350 §4: the transfer's socket talks to this client only. Connected, the kernel drops other sources (they
+    // get an ICMP port unreachable rather than a TFTP ERROR 5) and sends need no address lookup.
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.connect(client.port, client.address, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      socket.close();
+      await file.handle.close().catch(() => undefined);
+      this.release(key, client.address);
+      this.opts.logger.warnLimited('tftp-socket-connect', 'cannot connect a TFTP transfer socket', { error: (err as Error).message });
+      return;
+    }
     if (this.closed) {
       socket.close();
       await file.handle.close().catch(() => undefined);

@@ -1,6 +1,7 @@
 /**
  * One read transfer (RFC 1350 with RFC 2347 OACK and RFC 7440 windows), on its own socket (the server's transfer
- * id, an ephemeral port as RFC 1350 §4 requires), talking to one client address and port.
+ * id, an ephemeral port as RFC 1350 §4 requires), connected to the one client address and port it serves: another
+ * source's packet never reaches it (the kernel answers it with ICMP port unreachable instead of RFC 1350's ERROR 5).
  *
  * Sending: a window of up to `windowSize` DATA blocks after the last acknowledged block, then wait. An ACK of a block
  * in the window moves the window to just after it (an ACK short of the window's end is how a client reports a lost
@@ -10,7 +11,7 @@
  * iPXE expect for files over 32 MB at 512-byte blocks.
  */
 import type dgram from 'node:dgram';
-import { decodeTftpPacket, encodeTftpPacket, TftpDecodeError, TftpErrorCode, type TftpPacket } from './codec.js';
+import { decodeTftpPacket, encodeTftpPacket, TftpDecodeError, TftpErrorCode, TftpOpcode, type TftpPacket } from './codec.js';
 import type { BlockStream } from './files.js';
 
 export type TransferResult =
@@ -33,6 +34,7 @@ export interface TransferEnd {
 }
 
 export interface TransferOptions {
+  /** connected to the client (the kernel then keeps other sources away; they get ICMP port unreachable) */
   socket: dgram.Socket;
   client: { address: string; port: number };
   blocks: BlockStream;
@@ -66,6 +68,12 @@ export class ReadTransfer {
   private lastLength = 0;
   /** sends handed to the socket whose callback has not run yet */
   private inFlight = 0;
+  /** one callback for every send (no closure per packet on the hot path) */
+  private readonly onSent = (err: Error | null): void => {
+    this.inFlight--;
+    if (err) this.opts.onDrop('send-failed');
+    if (this.ended) this.closeWhenDrained();
+  };
 
   constructor(private readonly opts: TransferOptions) {
     this.waitingForOackAck = opts.oack !== undefined;
@@ -89,10 +97,9 @@ export class ReadTransfer {
 
   private receive(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.ended) return;
+    // the socket is connected to the client, so the kernel delivers nothing else; kept as a guard
     if (rinfo.address !== this.opts.client.address || rinfo.port !== this.opts.client.port) {
-      // RFC 1350 §4: a packet from another transfer id gets an error and does not disturb this transfer
       this.opts.onDrop('unknown-tid');
-      this.sendTo(encodeTftpPacket({ op: 'error', code: TftpErrorCode.UNKNOWN_TID, message: 'unknown transfer id' }), rinfo.port, rinfo.address);
       return;
     }
     let packet: TftpPacket;
@@ -141,11 +148,18 @@ export class ReadTransfer {
     void this.sendWindow();
   }
 
+  /**
+   * Sends the window after the last acknowledged block. The hot path is synchronous: the window is usually in the
+   * stream's buffer already; only when a read from the file is due does it wait (and an ACK arriving meanwhile moves
+   * the window, so the loop sends from the newest position).
+   */
   private async sendWindow(): Promise<void> {
     if (this.sending) {
       this.resendWanted = true;
       return;
     }
+    const buffered = this.opts.blocks.bufferedBlocks(this.acked + 1, this.acked + this.opts.windowSize);
+    if (buffered) return this.sendBlocks(this.acked + 1, buffered);
     this.sending = true;
     try {
       do {
@@ -162,25 +176,34 @@ export class ReadTransfer {
         }
         if (this.ended) return;
         if (this.resendWanted) continue; // an ACK arrived while reading: the window moved
-        blocks.forEach((data, i) => {
-          const number = from + i;
-          if (data.length < this.opts.blockSize) {
-            this.last = number;
-            this.lastLength = data.length;
-          }
-          this.send({ op: 'data', block: number & 0xffff, data });
-        });
-        this.sent = Math.max(this.sent, from + blocks.length - 1);
-        this.arm();
+        this.sendBlocks(from, blocks);
       } while (this.resendWanted && !this.ended);
     } finally {
       this.sending = false;
     }
   }
 
+  private sendBlocks(from: number, blocks: Buffer[]): void {
+    for (let i = 0; i < blocks.length; i++) {
+      const data = blocks[i]!;
+      const number = from + i;
+      if (data.length < this.opts.blockSize) {
+        this.last = number;
+        this.lastLength = data.length;
+      }
+      // header and payload as two pieces of one datagram (sendmsg with an iovec): the file's bytes are not copied
+      const header = Buffer.allocUnsafe(4);
+      header.writeUInt32BE((TftpOpcode.DATA << 16) | (number & 0xffff), 0);
+      this.sendRaw([header, data]);
+    }
+    this.sent = Math.max(this.sent, from + blocks.length - 1);
+    this.arm();
+  }
+
+  /** (Re)starts the retransmission timer; refresh() reuses the one timer of the transfer. */
   private arm(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.opts.timeoutMs);
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(() => this.onTimeout(), this.opts.timeoutMs);
   }
 
   private onTimeout(): void {
@@ -200,17 +223,14 @@ export class ReadTransfer {
   }
 
   private send(packet: TftpPacket): void {
-    this.sendTo(encodeTftpPacket(packet), this.opts.client.port, this.opts.client.address);
+    this.sendRaw(encodeTftpPacket(packet));
   }
 
-  private sendTo(buf: Buffer, port: number, address: string): void {
+  /** To the client, on the connected socket. */
+  private sendRaw(data: Buffer | Buffer[]): void {
     try {
       this.inFlight++;
-      this.opts.socket.send(buf, port, address, (err) => {
-        this.inFlight--;
-        if (err) this.opts.onDrop('send-failed');
-        if (this.ended) this.closeWhenDrained();
-      });
+      this.opts.socket.send(data, this.onSent);
     } catch {
       this.inFlight--;
       this.opts.onDrop('send-failed');
