@@ -14,6 +14,7 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
+import { parseClassRule, parseDhcpBoot, parseDhcpMatch } from '../dhcp/boot.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE, LeaseStore } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
@@ -193,6 +194,34 @@ const HANDLERS: Record<string, Handler> = {
     if (!value) ignore(c, line, 'conf-file', 'empty: stops dnsmasq reading its default config file, which natd never reads');
     else problem(c, line, `conf-file=${value} not followed: import the options in that file separately`);
   },
+  // issue 16: PXE boot and TFTP carry over with the same syntax (checked here so a bad line is reported, not imported)
+  'dhcp-boot'(value, line, c) {
+    addChecked(c, line, 'dhcp-boot', 'dhcpBoot', value, parseDhcpBoot);
+  },
+  'dhcp-match'(value, line, c) {
+    addChecked(c, line, 'dhcp-match', 'dhcpMatch', value, parseDhcpMatch);
+  },
+  'dhcp-userclass'(value, line, c) {
+    addChecked(c, line, 'dhcp-userclass', 'dhcpUserclass', value, parseClassRule);
+  },
+  'dhcp-vendorclass'(value, line, c) {
+    addChecked(c, line, 'dhcp-vendorclass', 'dhcpVendorclass', value, parseClassRule);
+  },
+  'enable-tftp'(value, line, c) {
+    c.out.settings.enableTftp = true;
+    if (value) ignore(c, line, 'enable-tftp', `the interface '${value}' is not needed: natd serves TFTP on its bridge only`);
+  },
+  'tftp-root'(value, line, c) {
+    const [dir, ...rest] = splitList(value);
+    if (!dir) return problem(c, line, 'tftp-root= without a directory');
+    c.out.settings.tftpRoot = dir;
+    if (rest.length) ignore(c, line, 'tftp-root', `the interface '${rest.join(',')}' is not needed: natd serves TFTP on its bridge only`);
+  },
+  'tftp-max'(value, line, c) {
+    const max = value !== undefined && /^\d{1,4}$/.test(value) ? Number(value) : undefined;
+    if (max === undefined) return problem(c, line, `tftp-max ${value ?? ''}: not a number`);
+    c.out.settings.tftpMax = max;
+  },
   'conf-dir'(value, line, c) {
     problem(c, line, `conf-dir=${value ?? ''} not followed: import the options in those files separately`);
   },
@@ -207,15 +236,22 @@ const UNSUPPORTED: Record<string, string> = {
   address: 'natd has no fixed DNS answers',
   'host-record': 'natd has no fixed DNS answers; use a reservation with a name',
   cname: 'natd has no CNAME records',
-  'dhcp-boot': 'natd does not serve PXE boot',
-  'enable-tftp': 'natd does not serve TFTP',
-  'dhcp-match': 'natd has no tags',
-  'dhcp-vendorclass': 'natd has no tags',
-  'dhcp-userclass': 'natd has no tags',
   'dhcp-ignore': 'natd has no tags',
   'enable-ra': 'natd serves DHCPv4 only',
   'dhcp-script': 'natd has no lease script; watch `natd leases --json` or its journal',
 };
+
+/** issue 16: a repeatable option natd takes with dnsmasq's syntax, appended when it parses. */
+function addChecked(c: Collected, line: number, option: string, key: 'dhcpBoot' | 'dhcpMatch' | 'dhcpUserclass' | 'dhcpVendorclass', value: string | undefined, parse: (text: string) => unknown): void {
+  try {
+    parse(value ?? '');
+  } catch (err) {
+    return problem(c, line, `${option}: ${(err as Error).message}; not imported`);
+  }
+  const list = (c.out.settings[key] as string[] | undefined) ?? [];
+  list.push(value!);
+  c.out.settings[key] = list;
+}
 
 function splitList(value: string | undefined): string[] {
   return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
