@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { cpuSeconds } from './proc.js';
+import { cpuSeconds, cpuTimes } from './proc.js';
 import type { Table } from './report.js';
 import { fmt, fmtRatio, median, ratio } from './stats.js';
 import { NATD_CLI } from './servers.js';
@@ -148,6 +148,12 @@ async function oneRun(server: TftpServerKind, client: TftpClientKind, run: numbe
     const seconds = (performance.now() - t0) / 1000;
     const cpuAfter = tftpdCpu ? tftpdCpu() : cpuSeconds(pid);
     const complete = results.filter((r, i) => r.code === 0 && fileSize(path.join(out, `c${i}.bin`)) === size).length;
+    if (server === 'natd') {
+      // natd's own view of the run: retransmissions and drops explain a slow run
+      const m = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'metrics', '--control-socket', path.join(net.workDir, 'natd.sock')]);
+      const times = cpuTimes(pid);
+      s.log(`  natd: user ${times.user.toFixed(2)} s, system ${times.system.toFixed(2)} s; ${m.stdout.split('\n').filter((l) => /^natd_tftp_(retransmits|dropped)/.test(l)).join('; ')}`);
+    }
     await net.topology.stop(child, 5000);
     return { server, client, run, clients: s.clients, complete, seconds, aggregateMBps: (complete * size) / 1e6 / seconds, cpuSeconds: cpuAfter - cpuBefore };
   } finally {
