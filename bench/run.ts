@@ -8,6 +8,7 @@
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
  *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
+ *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
@@ -25,6 +26,8 @@ import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js'
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
 import { tftpTable, tftpThroughput, type TftpBenchSettings } from './lib/tftp-throughput.js';
+// issue 15: the local-records scenario
+import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -206,7 +209,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'all' },
     },
   });
-  if (!['all', 'boot-storm', 'tftp'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm or tftp (got "${values.scenario}")`);
+  if (!['all', 'boot-storm', 'local-records', 'tftp'].includes(values.scenario!)) throw new Error(`--scenario: all, boot-storm, local-records or tftp (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
@@ -218,6 +221,18 @@ async function main(): Promise<void> {
   const s = settings(values.quick!, natdArgs);
   const budgetMs = Number(values['budget-s']) * 1000;
   log(`natd vs dnsmasq: ${runs} run(s) each on ${machine.nproc} CPUs (${machine.cpu}), load average ${machine.loadAverageAtStart}`);
+  if (values.scenario === 'local-records') {
+    // issue 15: natd against itself, so no alternation with dnsmasq; each run alternates plain/records order
+    const done: LocalRecordsRun[] = [];
+    for (let run = 1; run <= runs; run++) {
+      if (done.length && Math.max(...done.map((r) => r.seconds)) * 1000 * 1.2 > budgetMs - (performance.now() - t0)) break;
+      log(`[local records ${run}/${runs}]`);
+      done.push(await localRecordsRun(run, { dnsSeconds: s.dnsSeconds, maxQps: s.dnsMaxQps.hit, natdArgs, log }));
+    }
+    process.stdout.write(`\n${localRecordsTable(done, answerStepCost())}`);
+    log(`\nlocal records only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   if (values.scenario === 'boot-storm') {
     const { storms, skipped } = await runBootStorms(runs, budgetMs);
     process.stdout.write(`\n${renderText([bootStormTable(storms), targetsTable([bootStormTarget(storms)])])}`);

@@ -8,7 +8,7 @@
  *   vm1 10.77.0.201  DNS attacker and RA sender      vm2 10.77.0.202  DNS neighbour (paced queries, answers matched)
  *   vm3 (udhcpc)     DHCP neighbour (lease every 3 s) vm4 10.77.0.204  DHCP attacker, never-answered-zone flood
  *   vm5 (udhcpc)     claims names db, wpad, ...       vm6 (udhcpc)     first holder of the name db
- *   wan              test/fixtures/fake-upstream.mjs (60 KB TXT names, never-answering zone, TTL 2^31)
+ *   wan              test/support/fake-upstream.mjs (60 KB TXT names, never-answering zone, TTL 2^31)
  * natd (dist/src/cli.js, default limits, --no-firewall) serves br0 with the pool .10-.199.
  *
  * Attacks run in rotation (default: each gets an equal slot, at most 30 s, in turn until the duration is over) or
@@ -19,19 +19,16 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GATEWAY, isRoot, SUBNET_PREFIX, Topology, UPLINK_WAN, BRIDGE } from '../src/demo/topology.js';
 import { textTable } from './lib/stats.js';
+import { FIXTURES, NATD_CLI } from '../test/support/paths.js';
+import { startFakeUpstreamIn } from '../test/support/fake-upstream-ns.js';
 import {
   dhcpAttacks, dhcpNeighbourLoad, dnsAttacks, dnsNeighbourLoad, hostAttack, nameAttack, runTool, udhcpc,
   type Attack, type SoakAddresses, type SoakTools, type SoakVms,
 } from './lib/soak-attacks.js';
 
-/** The project root, from build/bench/ (compiled): two levels up. */
-const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
-const FIXTURES = path.join(PROJECT_ROOT, 'test', 'fixtures');
 const SLOT_MAX_S = 30;
 const SLOT_MIN_S = 5;
 
@@ -97,21 +94,6 @@ async function startNatd(topology: Topology, workDir: string): Promise<Natd> {
   return natd;
 }
 
-async function startUpstream(topology: Topology): Promise<void> {
-  const child = topology.spawn(topology.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
-  child.stderr!.resume();
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('fake upstream not listening after 10 s')), 10_000);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (d.includes('listening')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-  });
-}
-
 function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -174,7 +156,7 @@ async function main(): Promise<void> {
       // as a guest has it (DHCP's router option); also what lets a send to 255.255.255.255 find a route
       await topology.runOk(ns, ['ip', 'route', 'add', 'default', 'via', GATEWAY]);
     }
-    await startUpstream(topology);
+    await startFakeUpstreamIn(topology);
     const natd = await startNatd(topology, workDir);
     const pid = natd.child.pid!;
     const tools: SoakTools = { fixtures: FIXTURES, node: process.execPath, python: '/usr/bin/python3', workDir };

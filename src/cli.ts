@@ -48,6 +48,8 @@ export const DAEMON_OPTIONS = {
   'no-ping': { type: 'boolean' },
   'dhcp-max-declined': { type: 'string' },
   'dhcp-probe-timeout': { type: 'string' },
+  'dhcp-script': { type: 'string' },
+  'dhcp-script-timeout': { type: 'string' },
   'search-domain': { type: 'string', multiple: true },
   route: { type: 'string', multiple: true },
   'cache-max-bytes': { type: 'string' },
@@ -64,6 +66,15 @@ export const DAEMON_OPTIONS = {
   'enable-tftp': { type: 'boolean' },
   'tftp-root': { type: 'string' },
   'tftp-max': { type: 'string' },
+  // issue 15: custom DNS records, dnsmasq's option names and value syntax
+  'host-record': { type: 'string', multiple: true },
+  cname: { type: 'string', multiple: true },
+  'srv-host': { type: 'string', multiple: true },
+  'txt-record': { type: 'string', multiple: true },
+  'mx-host': { type: 'string', multiple: true },
+  'ptr-record': { type: 'string', multiple: true },
+  address: { type: 'string', multiple: true },
+  'local-ttl': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -75,14 +86,20 @@ Usage:
   natd --bridge NAME [options]          run the daemon for bridge NAME (created if missing)
   natd check-config --bridge NAME [...] validate flags/config without touching the system
   natd status|leases [--bridge NAME] [--json]
+  natd leases --watch [--json]          stream lease events: the live leases (old), then add/old/del/renew
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
+  natd records list|add|remove [KIND=VALUE] [--bridge NAME] [--json]
+                                        custom DNS records at runtime, e.g. records add host-record=db.lab,10.10.0.7
   natd reload [--bridge NAME]
   natd metrics [--bridge NAME]          Prometheus text from the running daemon
   natd demo                             a safe first try in throwaway namespaces
   natd import-dnsmasq DNSMASQ.CONF [--state-dir DIR] [--config-out FILE] [--force]
                                         take over a dnsmasq set-up: config, reservations, leases
+  natd import-libvirt NETWORK.XML | --from-virsh NAME [--state-dir DIR] [--config-out FILE] [--force]
+                                        take over a libvirt NAT network (default too): the same, from its XML
   natd libvirt-xml [--bridge NAME]      the <network> for virsh net-define, and a VM <interface>
+  natd libvirt-xml --nat --config FILE  the config as a libvirt NAT network (the way back to libvirt)
   natd doctor [--bridge NAME]           find what else on the host would break DHCP, DNS or NAT
 
 Daemon options:
@@ -116,6 +133,19 @@ Daemon options:
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
+  --dhcp-script PATH       run PATH add|old|del MAC IP [HOSTNAME] for each lease event, as dnsmasq does
+  --dhcp-script-timeout T  kill a script run after T (default 10s); runs are serial and never block DHCP
+
+DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: hostRecord, cname, srvHost, ...):
+  --host-record NAME[,NAME...],[IPV4][,IPV6][,TTL]   A/AAAA for the names, PTR for the first
+  --cname ALIAS[,ALIAS...],TARGET[,TTL]               followed locally when TARGET is natd's own
+  --srv-host _SERVICE._PROTO[.NAME][,TARGET[,PORT[,PRIORITY[,WEIGHT]]]]
+  --txt-record NAME[,"TEXT"...]
+  --mx-host NAME[,TARGET][,PREFERENCE]               (default target: natd's own name, preference 1)
+  --ptr-record NAME[,TARGET]
+  --address /DOMAIN[/DOMAIN...]/[ADDRESS]            the domain and every name under it; IPv6 → AAAA;
+                                                     no address: NXDOMAIN; hosts/reservation names win per name
+  --local-ttl SECONDS      TTL of natd's own answers (default 0, as dnsmasq)
 
 PXE boot (dnsmasq syntax):
   --dhcp-boot [tag:TAG,]FILE[,SERVERNAME[,SERVERADDR]]  boot file for clients with all the TAGs (repeatable;
@@ -199,6 +229,17 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     enableTftp: v['enable-tftp'] ? true : undefined,
     tftpRoot: v['tftp-root'],
     tftpMax: numberOrText(v['tftp-max']),
+    dhcpScript: v['dhcp-script'],
+    dhcpScriptTimeout: numberOrText(v['dhcp-script-timeout']),
+    // issue 15: custom DNS records
+    hostRecord: v['host-record'],
+    cname: v.cname,
+    srvHost: v['srv-host'],
+    txtRecord: v['txt-record'],
+    mxHost: v['mx-host'],
+    ptrRecord: v['ptr-record'],
+    address: v.address,
+    localTtl: numberOrText(v['local-ttl']),
   };
 }
 

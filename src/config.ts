@@ -3,7 +3,7 @@
  * Flags win over the file. Every problem is reported together, each naming its field and value, and nothing on
  * the system is touched before validation passes.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { ErrorCodes, NatdError } from './errors.js';
@@ -13,6 +13,9 @@ import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
 import { parseBootSettings, type BootSettings } from './tftp/settings.js';
+// issue 15: custom DNS records
+import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
+import type { SourcedSpec } from './dns/record-zone.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -66,6 +69,18 @@ export interface RawSettings {
   enableTftp?: unknown;
   tftpRoot?: unknown;
   tftpMax?: unknown;
+  /** issue 16: lease events: dnsmasq's dhcp-script, and how long one run may take */
+  dhcpScript?: unknown;
+  dhcpScriptTimeout?: unknown;
+  // issue 15: custom DNS records, each in its dnsmasq option's value syntax; the TTL of natd's own answers
+  hostRecord?: unknown;
+  cname?: unknown;
+  srvHost?: unknown;
+  txtRecord?: unknown;
+  mxHost?: unknown;
+  ptrRecord?: unknown;
+  address?: unknown;
+  localTtl?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -164,6 +179,18 @@ const settingsSchema = z
     enableTftp: z.boolean().default(false),
     tftpRoot: z.string().min(1).optional(),
     tftpMax: z.number({ error: 'expected a number of transfers from 1 to 1000' }).int().min(1).max(1000).default(50),
+    // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
+    dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
+    dhcpScriptTimeout: durationSeconds.pipe(z.number().max(3600, 'at most 1h')).default(10),
+    // issue 15: custom DNS records (dnsmasq syntax, parsed in resolveConfig) and --local-ttl
+    hostRecord: z.array(z.string()).default([]),
+    cname: z.array(z.string()).default([]),
+    srvHost: z.array(z.string()).default([]),
+    txtRecord: z.array(z.string()).default([]),
+    mxHost: z.array(z.string()).default([]),
+    ptrRecord: z.array(z.string()).default([]),
+    address: z.array(z.string()).default([]),
+    localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
   })
   .strict();
 
@@ -220,6 +247,14 @@ export interface Config {
   /** issue 16: PXE boot entries and tag rules; the TFTP server when enabled */
   readonly boot: BootSettings['boot'];
   readonly tftp: BootSettings['tftp'];
+  /** run for each lease event (add/old/del), as dnsmasq's dhcp-script */
+  readonly dhcpScript: string | undefined;
+  /** a script run longer than this is killed, seconds */
+  readonly dhcpScriptTimeoutSeconds: number;
+  /** issue 15: the operator's DNS records (host-record, cname, srv-host, txt-record, mx-host, ptr-record, address) */
+  readonly records: readonly SourcedSpec[];
+  /** issue 15: TTL of natd's own answers (dnsmasq's local-ttl) */
+  readonly localTtl: number;
 }
 
 export interface MetricsListen {
@@ -361,6 +396,17 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const bootSettings = parseBootSettings(s, problems);
+  if (s.dhcpScript !== undefined) {
+    const why = executableProblem(s.dhcpScript);
+    if (why) problems.push(`dhcpScript: ${s.dhcpScript} ${why}`);
+  }
+
+  // issue 15: the records as one set, checked against each other and against the reservations' names
+  const recordSettings = { hostRecord: s.hostRecord, cname: s.cname, srvHost: s.srvHost, txtRecord: s.txtRecord, mxHost: s.mxHost, ptrRecord: s.ptrRecord, address: s.address };
+  const parsedRecords = parseRecordSettings(recordSettings, { domain: s.domain });
+  problems.push(...parsedRecords.problems);
+  const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
+  problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
 
   if (problems.length) throw configError(problems);
 
@@ -399,7 +445,23 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
     ...bootSettings,
+    dhcpScript: s.dhcpScript,
+    dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
+    records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
+    localTtl: s.localTtl,
   });
+}
+
+/** Why `file` cannot be run as natd's lease script, or undefined when it can. */
+function executableProblem(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return 'is not a regular file';
+    accessSync(file, fsConstants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not executable' : `cannot be used (${code ?? 'error'})`;
+  }
 }
 
 const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;

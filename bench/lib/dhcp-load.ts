@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
  * The project's DHCP load generator (Debian here ships no perfdhcp). Runs inside a client namespace and plays many
- * simulated clients, each with its own MAC (02:b0 + 32 bits, locally administered), through a full DORA:
- * DISCOVER → OFFER → REQUEST → ACK. The broadcast flag is set, so every reply comes back broadcast to our one
- * socket on 0.0.0.0:68 (bound to the device with natd's own addon, so it works before the interface has an address).
+ * simulated clients (the tests' simulator, test/support/dhcp-clients.mjs), each with its own MAC (02:b0 + 32 bits,
+ * locally administered), through a full DORA: DISCOVER → OFFER → REQUEST → ACK. The broadcast flag is set, so every
+ * reply comes back broadcast to our one socket on 0.0.0.0:68 (bound to the device with natd's own addon, so it works
+ * before the interface has an address).
  *
  * Two modes:
  *   open    new exchanges start at a fixed offered rate for a fixed time, whatever the server does (a slow
@@ -20,16 +21,19 @@
  */
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeString, encodeU32 } from '../../src/dhcp/codec.js';
-import { DhcpMessageType, DhcpOption } from '../../src/dhcp/types.js';
+import { DhcpOption } from '../../src/dhcp/types.js';
 import { openDeviceUdpSocket } from '../../src/native.js';
+import type * as DhcpClientsModule from '../../test/support/dhcp-clients.mjs';
+import type { SimulatedClient } from '../../test/support/dhcp-clients.mjs';
+import { SUPPORT } from '../../test/support/paths.js';
 import { percentileSorted } from './stats.js';
 import { assertInsideNamespace } from './netns-guard.js';
 import { isEntryPoint } from '../../src/entrypoint.js';
 
-const BROADCAST_FLAG = 0x8000;
 const MAC_OUI = [0x02, 0xb0] as const;
 const PARAMETER_REQUEST_LIST = Uint8Array.from([
   DhcpOption.SUBNET_MASK, DhcpOption.ROUTER, DhcpOption.DNS_SERVERS, DhcpOption.DOMAIN_NAME, DhcpOption.LEASE_TIME,
@@ -81,21 +85,20 @@ const MAX_RETRANSMIT_MS = 64_000;
 const retransmitDelay = (attempt: number): number =>
   Math.min(MAX_RETRANSMIT_MS, FIRST_RETRANSMIT_MS * 2 ** attempt) + (Math.random() * 2 - 1) * 1000;
 
-const enum Phase {
-  Discovering,
-  Requesting,
-}
-
 interface Exchange {
-  index: number;
-  chaddr: Uint8Array;
-  phase: Phase;
+  client: SimulatedClient;
   startedAt: number;
-  /** storm mode: what was sent last, when it goes again, and how often it went */
-  lastSent?: Buffer;
+  /** storm mode: when the last message goes again, and how often it went */
   retryAt?: number;
   attempt?: number;
 }
+
+/**
+ * The simulator is plain JS in test/support (namespaces run it without a build), so it is loaded from the source
+ * tree, not from build/; it encodes with natd's built codec (dist/), which the benchmark builds first.
+ */
+const loadDhcpClients = (): Promise<typeof DhcpClientsModule> =>
+  import(pathToFileURL(path.join(SUPPORT, 'dhcp-clients.mjs')).href) as Promise<typeof DhcpClientsModule>;
 
 /**
  * The client's MAC: 02:b0 and a 32-bit bijective mix of its index, so MACs never repeat yet look random. Sequential
@@ -117,11 +120,6 @@ function macBytes(index: number): Uint8Array {
   return chaddr;
 }
 
-function sameMac(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < 6; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** Runs one load and resolves with its numbers. Never throws on what the server sends: junk is ignored. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   assertInsideNamespace('dhcp-load');
@@ -141,111 +139,91 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     /* capped by net.core.[rw]mem_max; the defaults still work */
   }
   try {
-    return await drive(socket, options);
+    return await drive(socket, options, await loadDhcpClients());
   } finally {
     socket.close();
   }
 }
 
-function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> {
+function drive(socket: dgram.Socket, options: LoadOptions, { DhcpClients }: typeof DhcpClientsModule): Promise<LoadResult> {
   const { mode, timeoutMs, firstClient, hostnamePrefix } = options;
-  const inFlight = new Map<number, Exchange>(); // by xid
+  const inFlight = new Map<SimulatedClient, Exchange>(); // in start order
   const latencies: number[] = [];
   const ackedNames: string[] = [];
-  const xidBase = (Math.random() * 0x1_0000_0000) >>> 0;
   let started = 0;
   let completed = 0;
   let dropped = 0;
   let naks = 0;
-  let sendErrors = 0;
   let retransmissions = 0;
   let lastCompletion = 0;
   let sendWindowEnd = 0;
   const t0 = performance.now();
 
-  const send = (bytes: Buffer) =>
-    socket.send(bytes, 67, '255.255.255.255', (err) => {
-      if (err) sendErrors++;
-    });
-
-  const request = (exchange: Exchange, type: number, extra: [number, Uint8Array][] = []): Buffer => {
-    const index = exchange.index;
-    const packet = emptyPacket();
-    packet.xid = (xidBase + index) >>> 0;
-    packet.flags = BROADCAST_FLAG;
-    packet.chaddr = exchange.chaddr;
-    packet.options.set(DhcpOption.MESSAGE_TYPE, Uint8Array.of(type));
-    packet.options.set(DhcpOption.HOSTNAME, encodeString(`${hostnamePrefix}${index}`));
-    packet.options.set(DhcpOption.PARAMETER_REQUEST_LIST, PARAMETER_REQUEST_LIST);
-    for (const [code, value] of extra) packet.options.set(code, value);
-    return encodeDhcpPacket(packet);
-  };
-
-  /** Sends a client's message; in storm mode it is kept, to go again if nothing answers it in time. */
-  const sendFor = (exchange: Exchange, bytes: Buffer) => {
-    if (mode.kind === 'storm') {
-      exchange.lastSent = bytes;
-      exchange.attempt = 0;
-      exchange.retryAt = performance.now() + retransmitDelay(0);
-    }
-    send(bytes);
+  /** In storm mode, a client's message goes again if nothing answers it in time. */
+  const armRetransmit = (exchange: Exchange) => {
+    if (mode.kind !== 'storm') return;
+    exchange.attempt = 0;
+    exchange.retryAt = performance.now() + retransmitDelay(0);
   };
 
   const retransmitDue = (now: number) => {
     for (const exchange of inFlight.values()) {
-      if (exchange.retryAt === undefined || exchange.retryAt > now || !exchange.lastSent) continue;
+      if (exchange.retryAt === undefined || exchange.retryAt > now) continue;
       exchange.attempt = (exchange.attempt ?? 0) + 1;
       exchange.retryAt = now + retransmitDelay(exchange.attempt);
       retransmissions++;
-      send(exchange.lastSent);
+      clients.resend(exchange.client);
     }
   };
+
+  const finished = (client: SimulatedClient) => {
+    inFlight.delete(client);
+    clients.forget(client);
+    if (mode.kind === 'closed') refill();
+  };
+
+  const clients = new DhcpClients(socket, {
+    prl: PARAMETER_REQUEST_LIST,
+    hostname: (client) => `${hostnamePrefix}${client.index}`,
+    hooks: {
+      offer(client) {
+        const exchange = inFlight.get(client);
+        if (!exchange || !client.serverId) return false;
+        armRetransmit(exchange);
+        return true;
+      },
+      ack(client) {
+        const exchange = inFlight.get(client);
+        if (!exchange) return;
+        const now = performance.now();
+        completed++;
+        lastCompletion = now;
+        latencies.push(now - exchange.startedAt);
+        if (options.namesOut) ackedNames.push(`${hostnamePrefix}${client.index}`);
+        finished(client);
+      },
+      nak(client) {
+        if (!inFlight.has(client)) return;
+        naks++;
+        finished(client);
+      },
+    },
+  });
 
   const startOne = () => {
     const index = firstClient + started;
     started++;
-    const exchange: Exchange = { index, chaddr: macBytes(index), phase: Phase.Discovering, startedAt: performance.now() };
-    inFlight.set((xidBase + index) >>> 0, exchange);
-    sendFor(exchange, request(exchange, DhcpMessageType.DISCOVER));
+    const exchange: Exchange = { client: clients.add(index, macBytes(index)), startedAt: performance.now() };
+    inFlight.set(exchange.client, exchange);
+    clients.discover(exchange.client);
+    armRetransmit(exchange);
   };
 
-  socket.on('message', (msg) => {
-    let packet;
-    try {
-      packet = decodeDhcpPacket(msg);
-    } catch {
-      return;
-    }
-    const exchange = inFlight.get(packet.xid);
-    if (!exchange || !sameMac(packet.chaddr, exchange.chaddr)) return;
-    const type = packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0];
-    if (type === DhcpMessageType.OFFER && exchange.phase === Phase.Discovering) {
-      const serverId = packet.options.get(DhcpOption.SERVER_ID);
-      if (!serverId) return;
-      exchange.phase = Phase.Requesting;
-      sendFor(exchange, request(exchange, DhcpMessageType.REQUEST, [
-        [DhcpOption.REQUESTED_ADDRESS, encodeU32(packet.yiaddr)],
-        [DhcpOption.SERVER_ID, serverId],
-      ]));
-    } else if (type === DhcpMessageType.ACK && exchange.phase === Phase.Requesting) {
-      const now = performance.now();
-      inFlight.delete(packet.xid);
-      completed++;
-      lastCompletion = now;
-      latencies.push(now - exchange.startedAt);
-      if (options.namesOut) ackedNames.push(`${hostnamePrefix}${exchange.index}`);
-      if (mode.kind === 'closed') refill();
-    } else if (type === DhcpMessageType.NAK) {
-      inFlight.delete(packet.xid);
-      naks++;
-      if (mode.kind === 'closed') refill();
-    }
-  });
-
   const expire = (now: number) => {
-    for (const [xid, exchange] of inFlight) {
+    for (const [client, exchange] of inFlight) {
       if (now - exchange.startedAt < timeoutMs) break; // insertion order = start order
-      inFlight.delete(xid);
+      inFlight.delete(client);
+      clients.forget(client);
       dropped++;
     }
   };
@@ -261,6 +239,7 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
     const finish = () => {
       clearInterval(timer);
       dropped += inFlight.size; // still unanswered when we stop waiting
+      for (const client of inFlight.keys()) clients.forget(client);
       inFlight.clear();
       if (options.namesOut) writeFileSync(options.namesOut, ackedNames.join('\n') + '\n');
       latencies.sort((a, b) => a - b);
@@ -284,7 +263,7 @@ function drive(socket: dgram.Socket, options: LoadOptions): Promise<LoadResult> 
           p99: percentileSorted(latencies, 99),
           max: latencies.length ? latencies[latencies.length - 1]! : 0,
         },
-        sendErrors,
+        sendErrors: clients.sendErrors,
         retransmissions,
       });
     };

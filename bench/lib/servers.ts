@@ -6,13 +6,14 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { waitFor } from '../../test/support/wait.js';
 import { writeDnsmasqLeases, writeNatdLeases, type SeedLease } from './seed-leases.js';
-import { BENCH_PREFIX, BRIDGE, GATEWAY, POOL_END, POOL_START, PROJECT_ROOT, UPLINK_WAN, type BenchNetwork } from './topology.js';
+import { BENCH_PREFIX, BRIDGE, GATEWAY, NATD_CLI, POOL_END, POOL_START, UPLINK_WAN, type BenchNetwork } from './topology.js';
 
 export type ServerKind = 'natd' | 'dnsmasq';
 export const SERVER_KINDS: readonly ServerKind[] = ['natd', 'dnsmasq'];
 
-export const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
+export { NATD_CLI };
 export const CACHE_SIZE = 10_000;
 export const DOMAIN = 'vm';
 /** dnsmasq's default --dhcp-lease-max is 1,000: raised so it can hold the benchmark's 10,000 leases */
@@ -107,36 +108,6 @@ function dnsmasqArgv(dir: string, leaseFile: string, defaults = false): string[]
   ];
 }
 
-/** Resolves once the combined output matches `ready`; rejects on exit or after timeoutMs. */
-function waitForOutput(child: ChildProcess, ready: RegExp, timeoutMs: number, output: () => string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (ready.test(output())) {
-        cleanup();
-        resolve();
-      }
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`server exited (${code}) before it was ready: ${output().slice(-2000)}`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`server not ready after ${timeoutMs} ms: ${output().slice(-2000)}`));
-    }, timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.stdout?.off('data', check);
-      child.stderr?.off('data', check);
-      child.off('exit', onExit);
-    };
-    child.stdout?.on('data', check);
-    child.stderr?.on('data', check);
-    child.once('exit', onExit);
-    check();
-  });
-}
-
 export async function startServer(net: BenchNetwork, kind: ServerKind, options: StartOptions): Promise<RunningServer> {
   const dir = path.join(net.workDir, `${kind}-${options.instance}`);
   mkdirSync(dir, { recursive: true });
@@ -146,23 +117,16 @@ export async function startServer(net: BenchNetwork, kind: ServerKind, options: 
   if (options.seed && kind === 'natd') await writeNatdLeases(stateDir, options.seed);
   if (options.seed && kind === 'dnsmasq') writeDnsmasqLeases(leaseFile, options.seed);
   const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : dnsmasqArgv(dir, leaseFile, options.defaults);
-  const child = net.topology.spawn(net.hostNs, argv);
-  // keep only the tail: a chatty server must not grow our memory, and a full pipe would block it
-  let tail = '';
-  const keep = (chunk: string) => {
-    tail = (tail + chunk).slice(-16_384);
-  };
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const output = () => tail;
+  // watchOutput keeps only a tail: a chatty server must not grow our memory, and a full pipe would block it
+  const started = await net.topology.start(net.hostNs, argv);
+  const { child } = started;
+  const output = () => started.output();
 
   if (kind === 'natd') {
     // natd logs at warn here, so wait for its control socket to answer instead of the "natd ready" info line
     await waitForNatdControl(net, child, controlSocket, output);
   } else {
-    await waitForOutput(child, /started, version/, 15_000, output);
+    await started.waitForOutput(/started, version/, { what: 'dnsmasq' });
   }
   if (child.pid === undefined) throw new Error(`${kind} has no PID`);
   return {
@@ -178,12 +142,10 @@ export async function startServer(net: BenchNetwork, kind: ServerKind, options: 
 }
 
 async function waitForNatdControl(net: BenchNetwork, child: ChildProcess, controlSocket: string, output: () => string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
+  await waitFor('natd ready (its control socket answers)', async () => {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`natd exited before it was ready: ${output().slice(-2000)}`);
-    const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', controlSocket]);
-    if (r.code === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`natd not ready after 20 s: ${output().slice(-2000)}`);
+    return (await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', controlSocket])).code === 0;
+  }, 20_000, 200).catch((err: Error) => {
+    throw err.message.startsWith('natd exited') ? err : new Error(`${err.message}: ${output().slice(-2000)}`);
+  });
 }

@@ -1,28 +1,25 @@
 /**
- * The benchmark's network: the integration tests' namespace bench (test/integration/support/netns.ts, reused as
+ * The benchmark's network: the integration tests' namespace bench (test/support/netns.ts, reused as
  * is) with three changes a 10,000-lease benchmark needs, all inside the namespaces it owns:
  *   - br0 gets a /16 (10.77.0.1/16) instead of the tests' /24, so the pool holds far more than 10,000 leases;
  *   - vm1 is the DHCP load generator's namespace (eth0 stays without an address, like a real DHCP client);
  *   - vm2 gets a static address outside the pool and runs dnsperf;
  * and the fake upstream DNS server runs in the wan namespace.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { BRIDGE, GATEWAY, SUBNET_PREFIX, Topology, UPLINK_WAN } from '../../test/integration/support/netns.js';
+import { BRIDGE, GATEWAY, SUBNET_PREFIX, Topology, UPLINK_WAN, type Started } from '../../test/support/netns.js';
+import { startFakeUpstreamIn } from '../../test/support/fake-upstream-ns.js';
 
 export { BRIDGE, GATEWAY, UPLINK_WAN };
+export { NATD_CLI, PROJECT_ROOT } from '../../test/support/paths.js';
 
-/** The project root, from build/bench/lib/ (compiled) — three levels up. */
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BENCH_PREFIX = 16;
 export const POOL_START = '10.77.0.10';
 export const POOL_END = '10.77.200.250';
 /** dnsperf's source address: inside the subnet, outside the pool */
 export const DNSPERF_ADDRESS = '10.77.255.2';
-export const UPSTREAM_SCRIPT = path.join(PROJECT_ROOT, 'test', 'fixtures', 'fake-upstream.mjs');
 
 const liveWorkDirs = new Set<string>();
 let cleanupInstalled = false;
@@ -43,7 +40,7 @@ function installWorkDirCleanup(): void {
 }
 
 export class BenchNetwork {
-  private upstream: ChildProcess | undefined;
+  private upstream: Started | undefined;
 
   private constructor(
     readonly topology: Topology,
@@ -67,7 +64,7 @@ export class BenchNetwork {
 
   /** PID of the fake upstream DNS server (its CPU use shows when it, not the server under test, is the limit) */
   get upstreamPid(): number | undefined {
-    return this.upstream?.pid;
+    return this.upstream?.child.pid;
   }
 
   /** UDP receive-buffer overflows so far in a namespace (/proc/net/snmp is per namespace): datagrams the kernel dropped */
@@ -112,25 +109,7 @@ export class BenchNetwork {
   }
 
   private async startUpstream(): Promise<void> {
-    const child = this.topology.spawn(this.topology.wan, [process.execPath, UPSTREAM_SCRIPT, '--listen', `${UPLINK_WAN}:53`]);
-    this.upstream = child;
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`fake upstream not listening after 10 s: ${out}`)), 10_000);
-      child.stdout!.setEncoding('utf8');
-      child.stdout!.on('data', (chunk: string) => {
-        out += chunk;
-        if (out.includes('listening')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.stderr!.resume();
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`fake upstream exited (${code}) before listening: ${out}`));
-      });
-    });
+    this.upstream = await startFakeUpstreamIn(this.topology);
   }
 
   /** Stops every process started in the namespaces (by PID), deletes the namespaces and the work directory. */

@@ -3,6 +3,52 @@ import net from 'node:net';
 import { ErrorCodes, NatdError, type ErrorCode } from '../errors.js';
 import type { ControlResponse } from './server.js';
 
+/**
+ * A streaming command (`leases --watch`): calls `onItem` for each line the daemon sends after its header; resolves
+ * when the daemon closes the stream (it stopped), rejects when it refuses the command.
+ */
+export function watchDaemon(socketPath: string, command: string, args: Record<string, unknown>, onItem: (item: unknown) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const conn = net.createConnection(socketPath);
+    let buffered = '';
+    let header: ControlResponse | { ok: true; stream: true } | undefined;
+    conn.setEncoding('utf8');
+    conn.on('connect', () => conn.write(JSON.stringify({ command, args }) + '\n'));
+    conn.on('error', (err: NodeJS.ErrnoException) => reject(connectError(err, socketPath)));
+    conn.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          conn.destroy();
+          return reject(new NatdError(ErrorCodes.CONTROL, 'malformed answer from natd'));
+        }
+        if (header) {
+          onItem(value);
+          continue;
+        }
+        header = value as ControlResponse;
+        if (!header.ok) {
+          conn.destroy();
+          return reject(new NatdError(knownCode(header.code) ?? ErrorCodes.CONTROL, header.error));
+        }
+      }
+    });
+    conn.on('end', () => resolve());
+  });
+}
+
+function connectError(err: NodeJS.ErrnoException, socketPath: string): NatdError {
+  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return new NatdError(ErrorCodes.NO_DAEMON, `no daemon is running (no control socket at ${socketPath})`);
+  if (err.code === 'EACCES') return new NatdError(ErrorCodes.CONTROL, `permission denied on ${socketPath}: run as root`);
+  return new NatdError(ErrorCodes.CONTROL, `control socket ${socketPath}: ${err.message}`);
+}
+
 export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const conn = net.createConnection(socketPath);
@@ -14,13 +60,7 @@ export function callDaemon(socketPath: string, command: string, args: Record<str
     });
     conn.on('connect', () => conn.write(JSON.stringify({ command, args }) + '\n'));
     conn.on('data', (chunk: string) => (buffered += chunk));
-    conn.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new NatdError(ErrorCodes.NO_DAEMON, `no daemon is running (no control socket at ${socketPath})`));
-      } else if (err.code === 'EACCES') {
-        reject(new NatdError(ErrorCodes.CONTROL, `permission denied on ${socketPath}: run as root`));
-      } else reject(new NatdError(ErrorCodes.CONTROL, `control socket ${socketPath}: ${err.message}`));
-    });
+    conn.on('error', (err: NodeJS.ErrnoException) => reject(connectError(err, socketPath)));
     conn.on('end', () => {
       let response: ControlResponse;
       try {

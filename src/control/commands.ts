@@ -2,14 +2,15 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_RUN_ROOT } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { callDaemon } from './client.js';
+import { callDaemon, watchDaemon } from './client.js';
 
-export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics']);
+export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics', 'records']);
 
 const OPTIONS = {
   bridge: { type: 'string' },
   'control-socket': { type: 'string' },
   json: { type: 'boolean' },
+  watch: { type: 'boolean' },
 } as const;
 
 /**
@@ -60,6 +61,14 @@ function remaining(expiresAt: number): string {
   return `${s}s`;
 }
 
+interface WatchedEvent { action: string; mac: string; address: string; hostname?: string; expiresAt: number; at: number }
+
+/** One `leases --watch` line for people: time, action, address, MAC, name, time left. */
+export function formatLeaseEvent(e: WatchedEvent): string {
+  const left = e.action === 'del' ? '' : `  ${remaining(e.expiresAt)}`;
+  return `${new Date(e.at).toISOString()}  ${e.action.padEnd(5)}  ${e.address.padEnd(15)}  ${e.mac}  ${e.hostname ?? '-'}${left}\n`;
+}
+
 /** state 'declined': a quarantined address (a probe confirmed the conflict), expiresAt is when it ends */
 interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string; state?: 'declined' }
 interface ReservationRow { mac: string; address: string; hostname?: string; source?: string }
@@ -93,6 +102,13 @@ function render(command: string, sub: string | undefined, result: unknown): stri
     case 'forwards':
       if (sub === 'list') return formatForwards(result as ForwardRow[]);
       return `${sub === 'add' ? 'added' : 'removed'}\n`;
+    case 'records': // issue 15
+      if (sub === 'list') {
+        const rows = result as { kind: string; spec: string; source: string }[];
+        if (!rows.length) return 'no DNS records\n';
+        return formatTable(['KIND', 'VALUE', 'SOURCE'], rows.map((r) => [r.kind, r.spec, r.source]));
+      }
+      return `${sub === 'add' ? 'added' : 'removed'} ${(result as { kind: string; spec: string }).kind}=${(result as { spec: string }).spec}\n`;
     case 'reload':
       return 'reloaded\n';
     case 'status':
@@ -107,7 +123,23 @@ function render(command: string, sub: string | undefined, result: unknown): stri
 const SUBCOMMANDS: Record<string, string[]> = {
   reservations: ['list', 'add', 'remove'],
   forwards: ['list', 'add', 'remove'],
+  records: ['list', 'add', 'remove'],
 };
+
+/**
+ * issue 15: `natd records add|remove KIND=VALUE` (a dnsmasq.conf line, e.g. host-record=db.lab,10.10.0.7 or
+ * address=/apps.lab/10.10.0.50) or `KIND VALUE`; a leading -- is accepted too.
+ */
+export function recordArgs(sub: string, rest: string[]): { kind: string; spec: string } {
+  const usage = `usage: natd records ${sub} KIND=VALUE, e.g. host-record=db.lab,10.10.0.7 (kinds: host-record, cname, srv-host, txt-record, mx-host, ptr-record, address)`;
+  if (rest.length === 1) {
+    const eq = rest[0]!.indexOf('=');
+    if (eq <= 0) throw new NatdError(ErrorCodes.COMMAND, usage);
+    return { kind: rest[0]!.slice(0, eq).replace(/^--/, ''), spec: rest[0]!.slice(eq + 1) };
+  }
+  if (rest.length === 2) return { kind: rest[0]!.replace(/^--/, ''), spec: rest[1]! };
+  throw new NatdError(ErrorCodes.COMMAND, usage);
+}
 
 export async function runControlCommand(command: string, argv: string[]): Promise<number> {
   let parsed;
@@ -135,7 +167,14 @@ export async function runControlCommand(command: string, argv: string[]): Promis
     } else if (command === 'forwards' && sub !== 'list') {
       if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, `usage: natd forwards ${sub} [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT`);
       args = { spec: rest[0] };
+    } else if (command === 'records' && sub !== 'list') {
+      args = recordArgs(sub, rest);
     }
+  }
+  if (values.watch) {
+    if (command !== 'leases') throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: --watch is for natd leases`);
+    await watchDaemon(socketPath, 'leases.watch', {}, (event) => process.stdout.write(values.json ? JSON.stringify(event) + '\n' : formatLeaseEvent(event as WatchedEvent)));
+    return 0;
   }
   const result = await callDaemon(socketPath, sub ? `${command}.${sub}` : command, args);
   process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : render(command, sub, result));

@@ -13,6 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { peerCredentials, type PeerCredentials } from '../native.js';
+import { ControlStream, serveStream, type StreamStats } from './stream.js';
 
 export type ControlHandler = (args: Record<string, unknown>) => Promise<unknown> | unknown;
 
@@ -49,6 +50,7 @@ export class ControlServer {
   /** open client connections: closing must not wait for an idle client (SIGTERM has to finish within seconds) */
   private readonly connections = new Set<net.Socket>();
   private refusedPeers = 0;
+  private readonly streams: StreamStats = { watchers: 0, cutOff: 0 };
 
   constructor(
     private readonly socketPath: string,
@@ -87,8 +89,8 @@ export class ControlServer {
   }
 
   /** Peers refused by the credential check since start (status and metrics). */
-  stats(): { refusedPeers: number } {
-    return { refusedPeers: this.refusedPeers };
+  stats(): { refusedPeers: number; watchers: number; watchersCutOff: number } {
+    return { refusedPeers: this.refusedPeers, watchers: this.streams.watchers, watchersCutOff: this.streams.cutOff };
   }
 
   private serve(conn: net.Socket): void {
@@ -121,7 +123,10 @@ export class ControlServer {
       if (newline < 0) return;
       const line = buffered.slice(0, newline);
       conn.removeAllListeners('data');
-      void this.answer(line).then((response) => conn.end(JSON.stringify(response) + '\n'));
+      void this.answer(line).then((response) => {
+        if (response.ok && response.result instanceof ControlStream) serveStream(conn, response.result, this.streams);
+        else conn.end(JSON.stringify(response) + '\n');
+      });
     });
   }
 

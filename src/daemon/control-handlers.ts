@@ -8,13 +8,20 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
 import type { ReservationBook } from './reservations.js';
+import type { LeaseEvents } from './lease-events.js';
+import { ControlStream } from '../control/stream.js';
+import type { RecordBook } from './record-book.js';
 
 export interface ControlTargets {
   core: DhcpServerCore;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records; undefined with --no-dns */
+  records: RecordBook | undefined;
   /** undefined with --no-firewall */
   firewall: Firewall | undefined;
   now: () => number;
+  /** lease events for `leases --watch` */
+  events: LeaseEvents;
   status(): Record<string, unknown>;
   reload(): Promise<void>;
   metrics(): string;
@@ -34,15 +41,25 @@ export function controlHandlers(t: ControlTargets): Record<string, ControlHandle
     if (!t.firewall) throw new NatdError(ErrorCodes.CONFIG, 'the firewall is disabled (--no-firewall)');
     return t.firewall;
   };
+  const needRecords = (): RecordBook => {
+    if (!t.records) throw new NatdError(ErrorCodes.CONFIG, 'the DNS server is disabled (--no-dns)');
+    return t.records;
+  };
   return {
     status: () => t.status(),
     leases: () => leaseRows(t.core, t.now()),
+    // the live leases as 'old', then add/old/del/renew as they are journaled
+    'leases.watch': () => new ControlStream((send) => t.events.watch(send)),
     'reservations.list': () => t.reservations.rows(),
     'reservations.add': (args) => t.reservations.add(args),
     'reservations.remove': (args) => t.reservations.remove(args.key, t.firewall?.guestNames() ?? new Set()),
     'forwards.list': () => needFirewall().listForwards(),
     'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
     'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
+    // issue 15: custom DNS records
+    'records.list': () => needRecords().rows(),
+    'records.add': (args) => needRecords().add(args),
+    'records.remove': (args) => needRecords().remove(args),
     reload: () => t.reload(),
     metrics: () => t.metrics(),
   };

@@ -36,8 +36,8 @@ export class GuestNames {
   readonly leases: LeaseNames;
   private core: DhcpServerCore | undefined;
 
-  constructor(config: Config, bridge: BridgeInfo, opts: { logger: Logger; now: () => number }) {
-    this.local = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: bridge.gateway });
+  constructor(config: Config, bridge: BridgeInfo, opts: { logger: Logger; now: () => number; operatorName?: (name: string) => boolean }) {
+    this.local = new LocalNames({ ...(config.domain ? { domain: config.domain } : {}), subnet: bridge.subnet, gatewayAddress: bridge.gateway, ttlSeconds: config.localTtl });
     this.leases = new LeaseNames(this.local, { ...opts, leaseOf: (clientId) => this.core?.leases.getByClient(clientId) });
   }
 
@@ -62,6 +62,7 @@ export class GuestNames {
   }
 
   async loadStatic(config: Config, logger: Logger): Promise<void> {
+    this.local.setTtl(config.localTtl);
     this.local.replaceStatic(await loadStaticHosts(config.addnHosts, config.domain, logger));
   }
 }

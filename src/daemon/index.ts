@@ -6,7 +6,7 @@
  * Start order (each step registers its close before the next one starts):
  *   1. check the DHCP range against the subnet natd will serve (nothing on the system has changed yet)
  *   2. bridge, then sysctls
- *   3. state: lease journal (closed last), reservations
+ *   3. state: lease journal (closed last), reservations, lease events and the dhcp-script
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
  *      leases and reservations
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
@@ -45,6 +45,10 @@ import { ShutdownStack } from './shutdown.js';
 import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
 import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
+import { LeaseEvents } from './lease-events.js';
+import { LeaseScriptSlot } from './lease-script.js';
+// issue 15: custom DNS records
+import { RecordBook } from './record-book.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -73,10 +77,14 @@ interface Running {
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   dns: DnsParts | undefined;
   dhcp: DhcpTransport;
   firewall: Firewall | undefined;
   control: ControlServer | undefined;
+  events: LeaseEvents;
+  script: LeaseScriptSlot;
   kernelDrops: () => Record<string, number>;
   /** issue 16: with --enable-tftp */
   tftp: TftpServer | undefined;
@@ -128,11 +136,14 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
-  const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
+  const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp };
+  const running: Running = {
+    config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
+    events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp,
+  };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -154,9 +165,14 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 /** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
 interface State {
   store: LeaseStore;
+  /** durable lease changes as add/old/del events (dhcp-script, leases --watch) */
+  events: LeaseEvents;
+  script: LeaseScriptSlot;
   core: DhcpServerCore;
   names: GuestNames | undefined;
   reservations: ReservationBook;
+  /** issue 15: custom DNS records (with DNS on) */
+  records: RecordBook | undefined;
   /** probes offers (unless --no-ping) and always the addresses guests decline */
   conflicts: ConflictDetector;
 }
@@ -167,29 +183,41 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   stack.push('lease store', () => store.close());
   const initialReservations = await loadReservations(config, bridge, logger);
 
-  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now }) : undefined;
+  // issue 15: the operator's records come before the guest names: a lease may never take a record's name
+  let reservationBook: ReservationBook | undefined;
+  const reservedNames = () => (reservationBook?.all() ?? initialReservations).flatMap((r) => (r.hostname ? [{ name: r.hostname, field: `the ${r.source} reservation ${r.mac}` }] : []));
+  const records = config.dns ? await RecordBook.load(config, { subnet: bridge.subnet, logger, reservedNames }) : undefined;
+  const names = config.dns ? new GuestNames(config, bridge, { logger, now: sys.now, ...(records ? { operatorName: records.owns } : {}) }) : undefined;
   // always built: a DECLINE is trusted only after a probe (issue 12); --no-ping only stops probing offers
   const probe = sys.conflictProbe({ bridge: config.bridge, gateway: bridge.gateway, timeoutMs: config.dhcpProbeTimeoutMs, logger });
   stack.push('conflict probe', () => probe.close());
   const conflicts = new ConflictDetector({ probe: probe.probe, maxConcurrent: probe.maxConcurrent, now: sys.now });
   const core = buildCore(config, bridge, range, initialReservations, {
-    ...(config.conflictProbe ? { isKnownInUse: conflicts.isKnownInUse } : {}),
+    // the core decides which offers wait for a probe (none with --no-ping); the transport runs the probes it asks for
+    ...(config.conflictProbe ? { conflictVerdict: conflicts.cached } : {}),
     ...(names ? { nameAllowed: names.nameAllowed } : {}),
   });
   const restored = store.load(sys.now());
   core.restore(restored.leases, sys.now(), restored.declined);
+  const events = new LeaseEvents(sys.now);
+  // subscribed before the journal's leases are announced: the script hears them as 'old', as dnsmasq's does at start
+  const script = new LeaseScriptSlot(events, config, logger);
+  stack.push('dhcp-script', () => script.close());
+  events.loadLeases(restored.leases);
   logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
+    ...(records ? { recordName: records.holdsName } : {}), // issue 15
     onChange: (list) => {
       core.setReservations([...list]);
       names?.setReservations(list);
     },
   });
-  return { store, core, names, reservations, conflicts };
+  reservationBook = reservations;
+  return { store, core, names, reservations, records, conflicts, events, script };
 }
 
 async function startMetrics(listen: MetricsListen, running: Running, { sys, logger, stack }: Context): Promise<void> {
@@ -243,7 +271,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
   );
 }
 
-async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context): Promise<DnsParts> {
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now });
@@ -269,27 +297,32 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     logger,
     maxPendingPerClient: config.dnsMaxPendingPerClient,
     maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
+    ...(records ? { records } : {}),
   });
   server.start();
   stack.push('dns', () => server.close());
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  return { server, cache, upstream, leaseNames: names.leases };
+  return { server, cache, upstream, leaseNames: names.leases, records };
 }
 
-async function startDhcp(config: Config, { core, store, names, conflicts }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
+async function startDhcp(config: Config, { core, store, names, conflicts, events }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
   const dhcp = new DhcpTransport({
     socket: await sys.sockets.openDhcp(config.bridge),
     bridge: config.bridge,
     core,
-    // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12)
-    commit: (changes) => store.commit(names ? names.settle(changes) : changes),
+    // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12);
+    // lease events carry exactly what was journaled, and only once it is durable
+    commit: async (changes) => {
+      const settled = names ? names.settle(changes) : changes;
+      await store.commit(settled);
+      events.committed(settled);
+    },
     setNeighbour: sys.setNeighbour,
     logger,
     now: sys.now,
     conflicts,
-    probeOffers: config.conflictProbe,
   });
   dhcp.start();
   stack.push('dhcp', () => dhcp.close());
@@ -312,8 +345,10 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
   const control = new ControlServer(running.config.controlSocket, controlHandlers({
     core: running.core,
     reservations: running.reservations,
+    records: running.records,
     firewall: running.firewall,
     now,
+    events: running.events,
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
@@ -336,14 +371,16 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   running.config = config;
   running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart
   if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
+  running.script.configure(config);
   await running.names?.loadStatic(config, ctx.logger);
+  await running.records?.reload(config); // issue 15
   if (running.dns) running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
   ctx.logger.info('reloaded', { reservations: reservations.length });
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, tftp } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), tftp };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, tftp } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), tftp };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

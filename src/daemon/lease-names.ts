@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { formatIpv4 } from '../net/ipv4.js';
 
 /** Why a lease's name was not published: held by another client, reserved for another MAC, or on the deny list. */
-export type NameRefusalReason = 'held' | 'reserved' | 'denied';
+export type NameRefusalReason = 'held' | 'reserved' | 'denied' | 'record';
 
 export interface LeaseNamesOptions {
   logger?: Logger;
@@ -26,17 +26,20 @@ export interface LeaseNamesOptions {
    */
   leaseOf?: (clientId: string) => Lease | undefined;
   now?: () => number;
+  /** issue 15: whether a name is an operator record's (or under an address= rule): never a guest's */
+  operatorName?: (name: string) => boolean;
 }
 
 export class LeaseNames {
   /** refused claims since start, by reason (metrics and status) */
-  readonly refusals: Record<NameRefusalReason, number> = { held: 0, reserved: 0, denied: 0 };
+  readonly refusals: Record<NameRefusalReason, number> = { held: 0, reserved: 0, denied: 0, record: 0 };
 
   // No table of its own: LocalNames holds one 'lease' entry per address, with the client that claimed it, which is
   // what a lease published (a map from address to name here cost about 30 bytes per lease, issue 7).
   private readonly logger: Logger | undefined;
   private readonly leaseOf: ((clientId: string) => Lease | undefined) | undefined;
   private readonly now: () => number;
+  private readonly operatorName: ((name: string) => boolean) | undefined;
 
   constructor(
     private readonly names: LocalNames,
@@ -45,6 +48,7 @@ export class LeaseNames {
     this.logger = opts.logger;
     this.leaseOf = opts.leaseOf;
     this.now = opts.now ?? Date.now;
+    this.operatorName = opts.operatorName;
   }
 
   /** Replaces the reservation names; a reserved name leaves any other client's lease at once. */
@@ -106,6 +110,7 @@ export class LeaseNames {
 
   private refusalFor(name: string, lease: Lease): NameRefusalReason | undefined {
     if (this.names.refusalOf(name) === 'denied') return 'denied';
+    if (this.operatorName?.(name)) return 'record'; // issue 15: operator records outrank every guest
     const holder = this.names.holderOf(name);
     switch (holder?.source) {
       case undefined:

@@ -25,6 +25,8 @@ export interface MetricsInput {
     quarantined?: number;
     /** conflict probes before OFFERs and for DECLINEs (issue 13) */
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
+    /** the lease script (--dhcp-script), when one is configured (issue 16) */
+    script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
   };
   /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
   kernelDrops?: Readonly<Record<string, number>>;
@@ -50,6 +52,8 @@ export interface MetricsInput {
     limited?: Readonly<Record<string, number>>;
     /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
     namesRefused?: Readonly<Record<string, number>>;
+    /** issue 15: custom DNS records configured, by kind (host-record, cname, …) */
+    records?: Readonly<Record<string, number>>;
   };
   /** absent when natd manages no firewall */
   firewall?: {
@@ -159,6 +163,18 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
     );
   }
+  if (m.dhcp.script) {
+    const sc = m.dhcp.script;
+    out.push(
+      {
+        name: 'natd_dhcp_script_runs_total',
+        help: 'Lease script runs by result (failed includes timeouts; dropped: events never run, queue full or natd stopping).',
+        type: 'counter',
+        samples: byKey(m.bridge, 'result', { started: sc.runs, failed: sc.failures, timeout: sc.timeouts, dropped: sc.dropped }),
+      },
+      { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
+    );
+  }
   if (m.kernelDrops && Object.keys(m.kernelDrops).length) {
     out.push({
       name: 'natd_socket_kernel_drops_total',
@@ -192,10 +208,13 @@ function families(m: MetricsInput): Family[] {
     if (m.dns.namesRefused) {
       out.push({
         name: 'natd_dns_names_refused_total',
-        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
+        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied, an operator DNS record).',
         type: 'counter',
         samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
       });
+    }
+    if (m.dns.records) { // issue 15
+      out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
     }
   }
   if (m.firewall) {

@@ -71,6 +71,8 @@ export interface ReservationBookOptions {
   leaseAt(address: number): Lease | undefined;
   /** told every new list (the DHCP core and the DNS names follow the reservations) */
   onChange(reservations: readonly SourcedReservation[]): void;
+  /** issue 15: whether a name belongs to an operator DNS record (a runtime reservation may not take it) */
+  recordName?: (name: string) => boolean;
 }
 
 /** Arguments of `reservations.add` as they arrive over the control socket. */
@@ -156,6 +158,7 @@ export class ReservationBook {
     if (rawName !== undefined && hostname !== rawName.toLowerCase()) throw configError(`hostname: "${rawName}" is not a DNS label (letters, digits, '-')`);
     const denied = hostname === undefined ? undefined : reservedNameProblem(hostname, this.config.domain);
     if (denied) throw configError(`hostname: "${hostname}" is ${denied}; natd never publishes it`);
+    if (hostname !== undefined && this.opts.recordName?.(hostname)) throw configError(`hostname: "${hostname}" is a DNS record name (natd records list); records win over reservations`);
     return { mac, address, ...(hostname ? { hostname } : {}) };
   }
 

@@ -1,4 +1,5 @@
 /** What `natd status` and `natd metrics` report, read from the running components (read-only). */
+import type { LeaseScriptStats } from './lease-script.js';
 import type { Config } from '../config.js';
 import type { ControlServer } from '../control/server.js';
 import type { DhcpServerCore } from '../dhcp/server-core.js';
@@ -12,6 +13,7 @@ import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
 import type { TftpServer } from '../tftp/server.js';
+import type { RecordBook } from './record-book.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -19,6 +21,8 @@ export interface DnsParts {
   upstream: UpstreamClient;
   /** undefined only in tests that build DNS without the lease names */
   leaseNames: LeaseNames | undefined;
+  /** issue 15: custom DNS records */
+  records?: RecordBook | undefined;
 }
 
 export interface Observed {
@@ -34,6 +38,8 @@ export interface Observed {
   kernelDrops: Record<string, number>;
   /** issue 16 */
   tftp?: TftpServer | undefined;
+  /** the lease script's counts, when one is configured */
+  script?: LeaseScriptStats | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -42,7 +48,7 @@ export function metricsInput(o: Observed): MetricsInput {
   return {
     bridge: o.config.bridge,
     dhcp: { received: d.receivedByType, sent: d.sent, dropped: d.dropped, leasesActive: c.leases, freeAddresses: c.free, outcomes: d.outcomes, quarantined: c.quarantined,
-      ...(d.probes ? { probes: d.probes } : {}) },
+      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}) },
     kernelDrops: o.kernelDrops,
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
@@ -51,12 +57,13 @@ export function metricsInput(o: Observed): MetricsInput {
   };
 }
 
-function dnsMetrics({ server, cache, upstream, leaseNames }: DnsParts): NonNullable<MetricsInput['dns']> {
+function dnsMetrics({ server, cache, upstream, leaseNames, records }: DnsParts): NonNullable<MetricsInput['dns']> {
   const s = server.stats();
   const up = upstream.stats();
   return {
     queries: s.queries, cacheHits: s.cacheHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
+    ...(records ? { records: records.countsByKind() } : {}),
   };
 }
 
@@ -66,8 +73,8 @@ export function statusOf(o: Observed): Record<string, unknown> {
     pid: process.pid,
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
-    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
+    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), ...(o.script ? { script: o.script } : {}) },
+    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals, records: o.dns.records?.countsByKind() } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
     tftp: o.tftp?.stats(),

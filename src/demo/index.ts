@@ -32,25 +32,13 @@ function say(line: string): void {
   process.stdout.write(line + '\n');
 }
 
-function waitForLine(child: ChildProcess, text: string, what: string, timeoutMs = 15_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new NatdError(ErrorCodes.COMMAND, `${what} did not start within ${timeoutMs / 1000} s: ${seen.slice(-500)}`)), timeoutMs);
-    const onData = (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes(text)) {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (d: Buffer) => (seen += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new NatdError(ErrorCodes.COMMAND, `${what} exited (${code}): ${seen.slice(-500)}`));
-    });
-  });
+/** Starts a process in a namespace and waits for its ready line; a failure is a COMMAND error with its output. */
+async function startReady(topo: Topology, ns: string, argv: string[], ready: string, what: string): Promise<ChildProcess> {
+  try {
+    return (await topo.start(ns, argv, { ready, what, stream: 'stdout' })).child;
+  } catch (err) {
+    throw new NatdError(ErrorCodes.COMMAND, (err as Error).message);
+  }
 }
 
 function requireTools(): void {
@@ -76,13 +64,11 @@ export async function runDemo(): Promise<number> {
   say('natd demo: building throwaway namespaces (host with bridge br0, vm alpha, vm beta, a fake internet)');
   const topo = Topology.create({ vms: 2 });
   try {
-    const internet = topo.spawn(topo.wan, [process.execPath, path.join(HERE, 'fake-internet.js'), UPLINK_WAN]);
-    await waitForLine(internet, 'listening', 'the fake internet');
-    const natd = topo.spawn(topo.host, [
+    await startReady(topo, topo.wan, [process.execPath, path.join(HERE, 'fake-internet.js'), UPLINK_WAN], 'listening', 'the fake internet');
+    const natd = await startReady(topo, topo.host, [
       process.execPath, path.join(HERE, '..', 'cli.js'), '--bridge', 'br0', '--domain', DOMAIN, '--upstream', UPLINK_WAN,
       '--state-dir', path.join(work, 'state'), '--control-socket', path.join(work, 'natd.sock'),
-    ]);
-    await waitForLine(natd, '"natd ready"', 'natd');
+    ], '"natd ready"', 'natd');
     say(`✓ natd is serving br0 in the host namespace (gateway ${GATEWAY}, DHCP, DNS, nftables)`);
 
     const names = ['alpha', 'beta'];

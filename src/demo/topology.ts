@@ -11,8 +11,11 @@
  * (its PID is dead) without touching a concurrent run's namespaces. Everything is deleted by `destroy()`, by the
  * process 'exit' handler, and on SIGINT/SIGTERM.
  */
-import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { runCommand, runCommandOk, stopChild, watchOutput, type RunOptions, type RunResult, type WaitOptions, type WatchedOutput } from './process.js';
+
+export type { RunOptions, RunResult } from './process.js';
 
 export const NS_PREFIX = 'natdt-';
 export const BRIDGE = 'br0';
@@ -25,12 +28,6 @@ export const UPLINK_WAN = '198.51.100.2';
 export const UPLINK_WAN2 = '198.51.100.3';
 export const OUTSIDER_HOST = '10.88.0.1';
 export const OUTSIDER_ADDR = '10.88.0.2';
-
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 export interface Vm {
   ns: string;
@@ -100,6 +97,12 @@ function installExitHooks(): void {
       process.kill(process.pid, signal);
     });
   }
+}
+
+/** A process started with Topology.start: its child, captured output, and stop(). */
+export interface Started extends WatchedOutput {
+  child: ChildProcess;
+  stop(graceMs?: number): Promise<number | null>;
 }
 
 export class Topology {
@@ -194,31 +197,14 @@ export class Topology {
     return vm;
   }
 
-  /** Runs a command inside a namespace; resolves with its exit code and output (never rejects on exit code). */
-  run(ns: string, argv: string[], options: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-      const child = execFile(
-        'ip',
-        ['netns', 'exec', ns, ...argv],
-        { timeout: options.timeoutMs ?? 20_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
-        (err, stdout, stderr) => {
-          if (err && typeof (err as { code?: unknown }).code !== 'number' && !(err as { killed?: boolean }).killed) {
-            reject(err);
-            return;
-          }
-          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 124) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-      if (options.input !== undefined) child.stdin?.end(options.input);
-    });
+  /** Runs a command inside a namespace to its end (process.ts runCommand: never rejects on exit code, 124 on timeout). */
+  run(ns: string, argv: string[], options: RunOptions = {}): Promise<RunResult> {
+    return runCommand(['ip', 'netns', 'exec', ns, ...argv], options);
   }
 
   /** Like run, but throws with the command's stderr when it exits non-zero. */
-  async runOk(ns: string, argv: string[], options: { timeoutMs?: number; input?: string } = {}): Promise<string> {
-    const r = await this.run(ns, argv, options);
-    if (r.code !== 0) throw new Error(`${argv.join(' ')} in ${ns} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
+  runOk(ns: string, argv: string[], options: RunOptions = {}): Promise<string> {
+    return runCommandOk(['ip', 'netns', 'exec', ns, ...argv], options, ns);
   }
 
   /** Starts a long-running process in a namespace; it is killed (by PID) in destroy(). */
@@ -229,15 +215,24 @@ export class Topology {
     return child;
   }
 
+  /**
+   * spawn with its output captured (process.ts watchOutput); with `ready`, resolves once the process prints it (and
+   * rejects, with its output, when it exits first or takes longer than timeoutMs).
+   */
+  async start(ns: string, argv: string[], options: SpawnOptions & WaitOptions & { ready?: string | RegExp } = {}): Promise<Started> {
+    const { ready, timeoutMs, what, stream, ...spawnOptions } = options;
+    const child = this.spawn(ns, argv, spawnOptions);
+    const watched = watchOutput(child);
+    const started: Started = { ...watched, child, stop: (graceMs?: number) => this.stop(child, graceMs) };
+    if (ready !== undefined) {
+      await watched.waitForOutput(ready, { what: what ?? argv.join(' '), ...(timeoutMs ? { timeoutMs } : {}), ...(stream ? { stream } : {}) });
+    }
+    return started;
+  }
+
   /** Stops a spawned child by PID: SIGTERM, then SIGKILL after graceMs. */
-  async stop(child: ChildProcess, graceMs = 3000): Promise<number | null> {
-    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    const code = await exited;
-    clearTimeout(timer);
-    return code;
+  stop(child: ChildProcess, graceMs = 3000): Promise<number | null> {
+    return stopChild(child, graceMs);
   }
 
   async destroy(): Promise<void> {

@@ -164,9 +164,9 @@ export class AddressPool {
    * instead, and returns its address (the caller offers it anew). Offers of reserved addresses stay (nobody else
    * could have them), and so does an address something is known to answer for.
    */
-  reclaimOffer(clientId: string, mac: string, now: number, avoid?: number): number | undefined {
+  reclaimOffer(clientId: string, mac: string, now: number, avoid: readonly number[] = []): number | undefined {
     for (const [owner, held] of this.holds) {
-      if (owner === clientId || held.until <= now || held.address === avoid) continue;
+      if (owner === clientId || held.until <= now || avoid.includes(held.address)) continue;
       if (this.reservationsByAddress.has(held.address)) continue;
       if (!this.isOfferable(held.address, clientId, mac, now, false) || this.isKnownInUse(held.address)) continue;
       // not counted as freed: the caller holds it again at once, so "nothing free" stays true for the memo
@@ -223,19 +223,20 @@ export class AddressPool {
   }
 
   /**
-   * Picks an address for the client, or undefined when the pool has nothing for it. `avoid`: an address this
-   * client declined without proof of a conflict; it is free for others, but offering it back would loop.
+   * Picks an address for the client, or undefined when the pool has nothing for it. `avoid`: addresses not to give
+   * this client now: one it declined without proof of a conflict (free for others, but offering it back would loop),
+   * one a probe just found in use.
    */
-  choose(clientId: string, mac: string, now: number, requested?: number, avoid?: number): number | undefined {
+  choose(clientId: string, mac: string, now: number, requested?: number, avoid: readonly number[] = []): number | undefined {
     const known = [this.reservationsByMac.get(mac)?.address, this.table.getByClient(clientId)?.address];
     for (const address of known) {
-      if (address !== undefined && address !== avoid && this.isOfferable(address, clientId, mac, now)) return address;
+      if (address !== undefined && !avoid.includes(address) && this.isOfferable(address, clientId, mac, now)) return address;
     }
     // An offer is not a lease: in-use evidence that arrived after it was made (an async probe) withdraws it.
     const held = this.heldFor(clientId, now);
-    if (held !== undefined && held !== avoid && this.isOfferable(held, clientId, mac, now) && !this.isKnownInUse(held)) return held;
+    if (held !== undefined && !avoid.includes(held) && this.isOfferable(held, clientId, mac, now) && !this.isKnownInUse(held)) return held;
     for (const address of [this.table.lastAddressOf(clientId), requested]) {
-      if (address !== undefined && address !== avoid && this.isFreshCandidate(address, clientId, mac, now, false)) return address;
+      if (address !== undefined && !avoid.includes(address) && this.isFreshCandidate(address, clientId, mac, now, false)) return address;
     }
     return this.probe(clientId, mac, now, avoid);
   }
@@ -285,7 +286,7 @@ export class AddressPool {
    * recently (so they get them back), then taking any free one. A failed probe is remembered until an address is
    * freed, so a DISCOVER flood on a full pool costs O(1) per packet, not O(range).
    */
-  private probe(clientId: string, mac: string, now: number, avoid?: number): number | undefined {
+  private probe(clientId: string, mac: string, now: number, avoid: readonly number[]): number | undefined {
     const size = this.rangeSize;
     if (size === 0) return undefined;
     const stamp = `${this.table.freedGeneration}:${this.holdsFreed}`;
@@ -295,11 +296,11 @@ export class AddressPool {
     for (const spareOthersPast of [true, false]) {
       for (let i = 0; i < size; i++) {
         const address = this.start + ((first + i) % size);
-        if (address !== avoid && this.isFreshCandidate(address, clientId, mac, now, spareOthersPast)) return address;
+        if (!avoid.includes(address) && this.isFreshCandidate(address, clientId, mac, now, spareOthersPast)) return address;
       }
     }
-    // the avoided address may be the only free one: that is no exhaustion for everyone else
-    if (avoid !== undefined && this.isFreshCandidate(avoid, NOBODY, NOBODY, now, false)) return undefined;
+    // an avoided address may be the only free one: that is no exhaustion for everyone else
+    if (avoid.some((address) => this.isFreshCandidate(address, NOBODY, NOBODY, now, false))) return undefined;
     this.exhaustedMemo = { stamp, at: now };
     return undefined;
   }

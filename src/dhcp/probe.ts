@@ -7,14 +7,16 @@
  * back. Either way the answering MAC is known, so the client itself still holding the address is no conflict.
  *
  * Results are cached (an address in use for a minute; a free one only a few seconds, since a host may take it at any
- * time) so a retransmitted DISCOVER costs nothing; probes for the same address share one, and at most
- * `maxConcurrent` run at a time. Past `maxQueued` waiting probes the detector answers 'busy' at once, and so does a
- * probe that could not get its request out: the caller then holds the OFFER back (the client retransmits its
- * DISCOVER) rather than offer an address nobody probed (issue 13: it used to offer unprobed past 128 queued).
+ * time) so a retransmitted DISCOVER costs nothing (the DHCP core reads the cache as CoreDeps.conflictVerdict and asks
+ * for a probe only without a fresh verdict); probes for the same address share one, and at most `maxConcurrent` run at
+ * a time. Past `maxQueued` waiting probes the detector answers 'busy' at once, and so does a probe that could not get
+ * its request out: the core then holds the OFFER back (the client retransmits its DISCOVER) rather than offer an
+ * address nobody probed (issue 13: it used to offer unprobed past 128 queued).
  * 'skipped' is left for a probe that cannot run at all (ping missing): nothing can be learned, so waiting is useless.
  */
 import { execFile } from 'node:child_process';
 import { formatIpv4, normalizeMac } from '../net/ipv4.js';
+import type { ProbeVerdict } from './types.js';
 
 /** What one probe saw: whether anything answered, and the answering MAC when the neighbour table knows it. */
 export interface ProbeAnswer {
@@ -29,8 +31,7 @@ export interface ProbeAnswer {
 /** `clientMac`: the client the address is meant for; a probe that can tell answers apart waits for another host. */
 export type ProbeFn = (address: string, clientMac?: string) => Promise<ProbeAnswer>;
 
-/** 'busy': no verdict now (queue full, request not sent); the caller must not offer the address unprobed. */
-export type ProbeVerdict = 'in-use' | 'free' | 'skipped' | 'busy';
+export type { ProbeVerdict } from './types.js';
 
 export interface ConflictStats {
   probes: number;
@@ -87,11 +88,8 @@ export class ConflictDetector {
     this.now = opts.now ?? Date.now;
   }
 
-  /** The pool's `isKnownInUse` predicate: true while a recent probe saw the address answered by another host. */
-  isKnownInUse = (address: number): boolean => this.cached(address) === 'in-use';
-
-  /** The remembered verdict for an address, if still fresh. */
-  cached(address: number): 'in-use' | 'free' | undefined {
+  /** The remembered verdict for an address, if still fresh (the DHCP core's CoreDeps.conflictVerdict). */
+  cached = (address: number): 'in-use' | 'free' | undefined => {
     const entry = this.cache.get(address >>> 0);
     if (!entry) return undefined;
     if (entry.until <= this.now()) {
@@ -99,7 +97,7 @@ export class ConflictDetector {
       return undefined;
     }
     return entry.inUse ? 'in-use' : 'free';
-  }
+  };
 
   /**
    * Probes the address (or joins the probe already running for it). `clientMac`: the client the address is meant

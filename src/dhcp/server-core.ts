@@ -12,6 +12,12 @@
  * relayed message (giaddr set) can only be a guest pretending to be a relay, and is ignored; no reply is ever
  * unicast to an address outside the subnet. A DECLINE is trusted only after a probe confirms that something answers
  * at the address (RFC 5227's idea, as Kea does), and the quarantine holds at most a share of the range.
+ *
+ * Conflict probes (RFC 2131 §4.4.1) are the core's decisions too; only running them is the caller's. When an OFFER
+ * needs a probe, or a DECLINE its verification, `handle` answers with a 'probe:offer' / 'probe:decline' outcome
+ * naming the address, and the caller hands the verdict back through `probeDone`, which makes the OFFER, picks another
+ * address (maybe asking for another probe), or decides the DECLINE. The verdicts the caller remembers reach the core
+ * through CoreDeps.conflictVerdict, so a fresh one spares the probe.
  */
 import { NatdError, ErrorCodes } from '../errors.js';
 import { subnetContains, type Subnet } from '../net/ipv4.js';
@@ -26,7 +32,7 @@ import {
 } from './codec.js';
 import { LeaseTable, storedLease } from './lease-table.js';
 import { BOOTFILE_NAME_OPTION, bootReply, clientTags, EMPTY_BOOT_POLICY, selectBoot, TFTP_SERVER_NAME_OPTION, type BootPolicy } from './boot.js';
-import { AddressPool, type InUsePredicate } from './pool.js';
+import { AddressPool } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
   DhcpOption,
@@ -35,6 +41,7 @@ import { BOOTREPLY,
   type DhcpRequest,
   type Lease,
   type LeaseChange,
+  type ProbeVerdict,
   type ReplyDestination,
   type Reservation, BROADCAST_FLAG } from './types.js';
 
@@ -58,8 +65,12 @@ export interface CoreConfig {
 }
 
 export interface CoreDeps {
-  /** ARP/ICMP evidence that an address is in use, consulted before offering an address the client never held */
-  isKnownInUse?: InUsePredicate;
+  /**
+   * The fresh verdict of a recent conflict probe of the address, if any (the caller's ConflictDetector.cached).
+   * Given, offers are probed (absent is `--no-ping`): an address another host answers for is not offered to a client
+   * that did not hold it, and an OFFER of an address with no fresh verdict waits for a probe ('probe:offer').
+   */
+  conflictVerdict?: (address: number) => 'in-use' | 'free' | undefined;
   /**
    * Whether a client may have the host name it asks for (another client's or a reservation's name, a denied name):
    * a refused name is left off the lease and the reply, so the table, the journal and `natd leases` agree with DNS.
@@ -74,11 +85,12 @@ export interface HandleOptions {
    * naming it (option 54) is ours as well as one naming config.serverAddress.
    */
   receivedOnInterfaceAddress?: number;
-  /**
-   * The caller's probe of a declined address (after the core answered 'verify:decline'): 'confirmed' when something
-   * other than the decliner answered there, 'unconfirmed' when nothing did or no probe could run.
-   */
-  declineVerdict?: 'confirmed' | 'unconfirmed';
+}
+
+/** A probe's verdict on an address, as handed to probeDone. */
+interface Probed {
+  address: number;
+  verdict: ProbeVerdict;
 }
 
 export interface CoreStats {
@@ -135,6 +147,7 @@ export class DhcpServerCore {
   private readonly quarantineMs: number;
   private readonly offerHoldMs: number;
   private readonly nameAllowed: CoreDeps['nameAllowed'];
+  private readonly conflictVerdict: CoreDeps['conflictVerdict'];
   private readonly quarantineLimit: number;
   /** clientId -> the address it declined without proof, and until when it is not offered that address again */
   private readonly unconfirmedDeclines = new Map<string, { address: number; until: number }>();
@@ -156,11 +169,12 @@ export class DhcpServerCore {
         excluded: [config.serverAddress, config.router].filter((a) => a !== 0),
       },
       this.leases,
-      deps.isKnownInUse,
+      deps.conflictVerdict && ((address) => deps.conflictVerdict!(address) === 'in-use'),
     );
     this.quarantineMs = (config.declineQuarantineSeconds ?? DEFAULT_DECLINE_QUARANTINE_SECONDS) * 1000;
     this.offerHoldMs = (config.offerHoldSeconds ?? DEFAULT_OFFER_HOLD_SECONDS) * 1000;
     this.nameAllowed = deps.nameAllowed;
+    this.conflictVerdict = deps.conflictVerdict;
     const share = config.maxQuarantineShare ?? DEFAULT_MAX_QUARANTINE_SHARE;
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
     this.encodeConfiguredOptions();
@@ -233,13 +247,30 @@ export class DhcpServerCore {
    * request's own changes.
    */
   handle(request: DhcpRequest, now: number, opts: HandleOptions = {}): CoreResult {
+    return this.run(request, now, opts, undefined);
+  }
+
+  /**
+   * The rest of a request `handle` answered with a 'probe:*' outcome: the conflict probe of `address` found `verdict`;
+   * `request` is the one it was for (for a DISCOVER, the client's newest retransmission). DISCOVER: 'free', or
+   * 'skipped' (nothing can be learned) → the OFFER; 'in-use' → another address, which may need its own probe (another
+   * 'probe:offer'); 'busy' → no reply ('ignore:probe-busy'): never an unprobed offer, the client's retransmission
+   * tries again. DECLINE: 'in-use' confirms it; anything else does not. Expired leases are reported first, as in handle.
+   */
+  probeDone(request: DhcpRequest, address: number, verdict: ProbeVerdict, now: number, opts: HandleOptions = {}): CoreResult {
+    const asks = request.type === DhcpMessageType.DISCOVER || request.type === DhcpMessageType.DECLINE;
+    if (!asks) return ignore('ignore:unexpected-type'); // no other message asks for a probe
+    return this.run(request, now, opts, { address: address >>> 0, verdict });
+  }
+
+  private run(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {
     const expired = this.expire(now);
-    const result = this.decide(request, now, opts);
+    const result = this.decide(request, now, opts, probed);
     if (expired.length === 0) return result;
     return { ...result, changes: [...expired, ...result.changes] };
   }
 
-  private decide(request: DhcpRequest, now: number, opts: HandleOptions): CoreResult {
+  private decide(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {
     const req = this.normalise(request, opts);
     const serverId = (opts.receivedOnInterfaceAddress ?? this.config.serverAddress) >>> 0;
     // Only a relay agent sets giaddr, and natd serves its own bridge only: a guest claiming to be a relay would have
@@ -247,11 +278,11 @@ export class DhcpServerCore {
     if (req.giaddr !== 0) return ignore('ignore:relayed');
     switch (req.type) {
       case DhcpMessageType.DISCOVER:
-        return this.discover(req, now, serverId);
+        return this.discover(req, now, serverId, probed);
       case DhcpMessageType.REQUEST:
         return this.request(req, now, serverId);
       case DhcpMessageType.DECLINE:
-        return this.decline(req, now, opts.declineVerdict);
+        return this.decline(req, now, probed);
       case DhcpMessageType.RELEASE:
         return this.release(req);
       case DhcpMessageType.INFORM:
@@ -263,18 +294,16 @@ export class DhcpServerCore {
 
   // ---- message handlers ---------------------------------------------------------------------------------------
 
-  private discover(req: Req, now: number, serverId: number): CoreResult {
-    const avoid = this.avoidedBy(req.clientId, now);
-    let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
-    if (address === undefined) {
-      // The range is full. An offer nobody REQUESTed is only a promise: the oldest goes to this client instead, so a
-      // DISCOVER flood from invented MACs cannot starve real clients (Kea holds nothing for an offer by default).
-      address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
-      if (address === undefined) return ignore('ignore:pool-exhausted');
-      this.offersReclaimed++;
-    }
-    // The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
-    this.pool.hold(req.clientId, address, now + this.offerHoldMs);
+  /**
+   * `probed`: the verdict on the address chosen for this client before (probeDone). Found in use, it is no longer
+   * offered and another address is chosen; found free (or not probeable), it is offered without another probe.
+   */
+  private discover(req: Req, now: number, serverId: number, probed?: Probed): CoreResult {
+    // no verdict: never an unprobed offer; the client's retransmission tries again
+    if (probed?.verdict === 'busy') return ignore('ignore:probe-busy');
+    const address = this.chooseAndHold(req, now, probed);
+    if (address === undefined) return ignore('ignore:pool-exhausted');
+    if (this.needsProbe(req, address, probed)) return { changes: [], outcome: 'probe:offer', probe: { address } };
     const leaseSeconds = this.leaseSecondsFor(req);
     const hostname = this.hostnameFor(req, address, false);
     return {
@@ -282,6 +311,42 @@ export class DhcpServerCore {
       changes: [],
       outcome: 'offer',
     };
+  }
+
+  /**
+   * The address to offer the client, held for it (also while its probe runs, so no other DISCOVER is offered it).
+   * The offer is a promise held in memory only: nothing to persist until the client REQUESTs it.
+   */
+  private chooseAndHold(req: Req, now: number, probed: Probed | undefined): number | undefined {
+    const avoid = [this.avoidedBy(req.clientId, now), this.foundInUse(req, now, probed)].filter((a): a is number => a !== undefined);
+    let address = this.pool.choose(req.clientId, req.mac, now, req.requestedAddress, avoid);
+    if (address === undefined) {
+      // The range is full. An offer nobody REQUESTed is only a promise: the oldest goes to this client instead, so a
+      // DISCOVER flood from invented MACs cannot starve real clients (Kea holds nothing for an offer by default).
+      address = this.pool.reclaimOffer(req.clientId, req.mac, now, avoid);
+      if (address === undefined) return undefined;
+      this.offersReclaimed++;
+    }
+    this.pool.hold(req.clientId, address, now + this.offerHoldMs);
+    return address;
+  }
+
+  /** The address a probe just found in use for this client: not offered to it again, and no longer held for it. */
+  private foundInUse(req: Req, now: number, probed: Probed | undefined): number | undefined {
+    if (probed?.verdict !== 'in-use') return undefined;
+    if (this.pool.heldFor(req.clientId, now) === probed.address) this.pool.releaseHold(req.clientId);
+    return probed.address;
+  }
+
+  /**
+   * Whether an OFFER of `address` waits for a conflict probe: probing is on, the address is not the client's own
+   * (its reservation or lease: the client itself may answer there, and an in-use verdict would not move it), it was
+   * not just probed for this client, and no fresh verdict is known.
+   */
+  private needsProbe(req: Req, address: number, probed: Probed | undefined): boolean {
+    if (!this.conflictVerdict || probed?.address === address) return false;
+    if (this.pool.reservationForMac(req.mac)?.address === address || this.leases.getByClient(req.clientId)?.address === address) return false;
+    return this.conflictVerdict(address) === undefined;
   }
 
   /** RFC 2131 §4.3.2: the options present tell which state the client is in. */
@@ -302,7 +367,7 @@ export class DhcpServerCore {
     const address = req.requestedAddress ?? (req.ciaddr || undefined);
     if (address === undefined) return ignore('ignore:malformed-request');
     // The client may have held another lease with us before; selecting a new address moves it.
-    const nak = this.bindRefusal(req, address, now, false);
+    const nak = this.bindRefusal(req, address, now, false) ?? this.probedInUse(req, address);
     if (nak) return this.nak(req, serverId, nak);
     return this.bind(req, address, now, serverId);
   }
@@ -340,12 +405,13 @@ export class DhcpServerCore {
 
   /**
    * DECLINE: the client says the address is in use (its ARP check was answered). Trusted only when our own probe
-   * confirms it (`verdict`; without one the core asks for it); then the address is quarantined, bounded.
+   * confirms it (`probed`; without one the core asks for a fresh probe, 'probe:decline': a "free" remembered from the
+   * offer's probe is what the client disputes); then the address is quarantined, bounded.
    * Unconfirmed, nothing is quarantined: the client's own offer and lease on the address end (it gave the address
    * up, RFC 2131 §3.1 step 5, and nobody else is affected) and it is not offered that address again for the
    * quarantine time, so a client whose check saw something our probe did not is not sent round in a loop.
    */
-  private decline(req: Req, now: number, verdict: HandleOptions['declineVerdict']): CoreResult {
+  private decline(req: Req, now: number, probed: Probed | undefined): CoreResult {
     if (req.serverId !== undefined && !req.serverIsUs) return ignore('ignore:other-server');
     const address = req.requestedAddress ?? (req.ciaddr || undefined);
     if (address === undefined) return ignore('ignore:malformed-decline');
@@ -353,10 +419,10 @@ export class DhcpServerCore {
     const offered = this.pool.heldFor(req.clientId, now);
     // Only the client holding the address may decline it, or one host could quarantine the whole pool.
     if (lease?.address !== address && offered !== address) return ignore('ignore:decline-unknown');
-    if (verdict === undefined) return { changes: [], outcome: 'verify:decline', verify: { address } };
+    if (probed === undefined) return { changes: [], outcome: 'probe:decline', probe: { address } };
     const changes: LeaseChange[] = [];
     this.pool.releaseHold(req.clientId);
-    if (verdict !== 'confirmed') {
+    if (probed.verdict !== 'in-use' || probed.address !== address) {
       if (lease?.address === address) {
         this.leases.remove(req.clientId);
         changes.push({ kind: 'release', clientId: req.clientId, address });
@@ -449,6 +515,17 @@ export class DhcpServerCore {
     // the other's REQUEST is NAKed (it starts over). An offer reclaimed under a DISCOVER flood is so won back.
     if (!this.pool.isOfferable(address, req.clientId, req.mac, now, false)) return 'nak:unavailable';
     return undefined;
+  }
+
+  /**
+   * SELECTING an address a probe found in use since it was offered (or never offered): NAKed, so the client starts
+   * over and is offered another. Its own lease or reservation excepted, as in needsProbe. INIT-REBOOT and RENEWING
+   * are not refused on it: the host answering may be the client itself, whose lease record was lost.
+   */
+  private probedInUse(req: Req, address: number): NakReason | undefined {
+    if (this.conflictVerdict?.(address) !== 'in-use') return undefined;
+    const own = this.pool.reservationForMac(req.mac)?.address === address || this.leases.getByClient(req.clientId)?.address === address;
+    return own ? undefined : 'nak:unavailable';
   }
 
   /** In our subnet, outside the range and every reservation, held by nobody, not declined. */

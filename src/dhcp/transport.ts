@@ -2,11 +2,11 @@
  * The thin I/O shell around the pure DHCP core: socket → parse → core → persist → reply.
  * Nothing a peer sends can stop it: every failure is counted, logged rate-limited, and the packet dropped.
  * An ACK leaves only after the lease change is on disk (the store's commit resolves after fdatasync).
- * An OFFER of an address nobody probed recently waits for a conflict probe (probe.ts); only that client waits. When
- * the probe gives no verdict ('busy': too many probes waiting, no request could be sent) the DISCOVER is dropped and
- * the client's retransmission tries again: an address is never offered unprobed for want of a probe slot.
- * A DECLINE the core would accept waits for a fresh probe of the declined address too: the core quarantines it only
- * when something answers there (a guest cannot quarantine the pool by declining what it was offered).
+ * Conflict probes: the core decides when one is needed (an OFFER of an address with no fresh verdict, every DECLINE
+ * it would act on) and what a verdict means; it answers such a request with a 'probe:*' outcome. This shell runs the
+ * probe (probe.ts), keeps the request waiting meanwhile (only that client waits; a DISCOVER's retransmission replaces
+ * the waiting one, a DECLINE's is dropped) and hands the verdict to `core.probeDone`, whose result is settled like
+ * any other. Without a detector nothing can be learned: the verdict is 'skipped' at once.
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
@@ -14,9 +14,8 @@ import type { Logger } from '../log.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';
 import type { ConflictStats, ProbeVerdict } from './probe.js';
-import type { HandleOptions } from './server-core.js';
 import { decodeAndParse } from './request.js';
-import { DhcpOption, type CoreResult, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
+import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
 
 const ackChannel = diagnostics.channel('natd:dhcp:ack');
 const dropChannel = diagnostics.channel('natd:dhcp:drop');
@@ -26,16 +25,15 @@ const MESSAGE_NAMES: Record<number, string> = {
 };
 
 export interface DhcpCoreLike {
-  handle(request: DhcpRequest, now: number, opts?: HandleOptions): CoreResult;
+  handle(request: DhcpRequest, now: number): CoreResult;
+  /** the verdict of the probe a 'probe:*' outcome asked for, with the request it was for */
+  probeDone(request: DhcpRequest, address: number, verdict: ProbeVerdict, now: number): CoreResult;
   /** ends what ran out by `now`; returns the leases that ended as changes (the core's one expiry path) */
   expire(now: number): LeaseChange[];
-  /** the client's current lease, which needs no conflict probe (it is using the address itself) */
-  leases?: { getByClient(clientId: string): { address: number } | undefined };
 }
 
 /** What the transport needs from the conflict detector (probe.ts). */
 export interface ConflictCheck {
-  cached(address: number): 'in-use' | 'free' | undefined;
   check(address: number, clientMac: string, opts?: { fresh?: boolean }): Promise<ProbeVerdict>;
   stats(): ConflictStats;
 }
@@ -53,20 +51,20 @@ export interface DhcpTransportOptions {
   logger: Logger;
   now?: () => number;
   /**
-   * Probes an offered address first. Feed the same detector to the core as `CoreDeps.isKnownInUse`, so the
-   * DISCOVER re-run after an in-use verdict is offered another address.
+   * Runs the probes the core asks for. Whether offers are probed is the core's (CoreDeps.conflictVerdict, fed from
+   * the same detector's cache; absent with `--no-ping`); declined addresses are probed regardless.
    */
   conflicts?: ConflictCheck;
-  /** probe offered addresses (default true; false is `--no-ping`); declined addresses are probed regardless */
-  probeOffers?: boolean;
 }
 
 export interface DhcpStats {
   received: number;
   /** parsed client messages by type name (discover, request, …) */
   receivedByType: Record<string, number>;
+  /** by reason; 'probe-busy': a DISCOVER left unanswered because its probe gave no verdict */
   dropped: Record<string, number>;
   sent: Record<string, number>;
+  /** the core's decision per request; a request that waited for a probe counts once, with the decision after it */
   outcomes: Record<string, number>;
   commitFailures: number;
   sendFailures: number;
@@ -77,6 +75,12 @@ export interface DhcpStats {
   probes?: ConflictStats;
 }
 
+/** A request whose answer waits for a conflict probe, and where it came from. */
+interface Waiting {
+  request: DhcpRequest;
+  from: string;
+}
+
 function bump(counter: Record<string, number>, key: string): void {
   counter[key] = (counter[key] ?? 0) + 1;
 }
@@ -85,9 +89,9 @@ export class DhcpTransport {
   private readonly counters: DhcpStats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, commitFailures: 0, sendFailures: 0, heldDiscovers: 0, pendingDeclines: 0 };
   private closed = false;
   /** clientId -> the newest DISCOVER of a client whose offer waits for a probe (retransmissions replace it) */
-  private readonly heldDiscovers = new Map<string, { request: DhcpRequest; from: string }>();
-  /** clientIds whose DECLINE waits for its verifying probe (a retransmission while it runs is dropped) */
-  private readonly pendingDeclines = new Set<string>();
+  private readonly heldDiscovers = new Map<string, Waiting>();
+  /** clientId -> the DECLINE waiting for its verifying probe (a retransmission while it runs is dropped) */
+  private readonly pendingDeclines = new Map<string, Waiting>();
   private readonly now: () => number;
 
   constructor(private readonly opts: DhcpTransportOptions) {
@@ -138,32 +142,35 @@ export class DhcpTransport {
     this.process(parsed.request, from);
   }
 
-  /**
-   * Core → (probe) → persist → reply. `probed`: the address a finished probe was about, when this is the re-run of
-   * a held DISCOVER; offering it now needs no second probe (the core chose it knowing the verdict).
-   */
-  private process(request: DhcpRequest, from: string, probed?: number, declineVerdict?: HandleOptions['declineVerdict']): void {
-    let result: CoreResult;
+  /** Core → persist → reply, or core → probe → core → … when the core asks for a conflict probe first. */
+  private process(request: DhcpRequest, from: string): void {
+    const result = this.runCore(from, () => this.opts.core.handle(request, this.now()));
+    if (result) this.settle(request, from, result);
+  }
+
+  /** A core bug must not take the server down with it; the fuzz tests are there so this never fires. */
+  private runCore(from: string, decide: () => CoreResult): CoreResult | undefined {
     try {
-      result = this.opts.core.handle(request, this.now(), declineVerdict === undefined ? {} : { declineVerdict });
+      return decide();
     } catch (err) {
-      // A core bug must not take the server down with it; the fuzz tests are there so this never fires.
       this.drop('core-exception', from);
       this.opts.logger.error('DHCP core threw, packet dropped', { error: (err as Error).stack });
+      return undefined;
+    }
+  }
+
+  /** Acts on the core's decision: probe first, or persist the changes and then send the reply. */
+  private settle(request: DhcpRequest, from: string, result: CoreResult): void {
+    if (result.probe) {
+      // the reply waits for the probe, but leases that ran out (handle expires first) are persisted now
+      if (result.changes.length > 0) void this.persist(result.changes, 'expiry not journaled');
+      this.probe(request, from, result.probe.address);
       return;
     }
-    if (result.verify) {
-      this.persistAhead(result.changes);
-      this.verifyDecline(request, from, result.verify.address, declineVerdict);
-      return;
-    }
-    if (probed === undefined) bump(this.counters.outcomes, result.outcome);
-    if (result.outcome.startsWith('ignore:')) {
+    bump(this.counters.outcomes, result.outcome);
+    if (result.outcome === 'ignore:probe-busy') this.drop('probe-busy', from);
+    else if (result.outcome.startsWith('ignore:')) {
       this.opts.logger.warnLimited(`dhcp:${result.outcome}`, 'DHCP request ignored', { outcome: result.outcome, mac: request.mac });
-    }
-    if (this.holdForProbe(request, from, result, probed)) {
-      this.persistAhead(result.changes);
-      return;
     }
     const maxSize = request.maxMessageSize;
     if (result.changes.length === 0) {
@@ -194,14 +201,6 @@ export class DhcpTransport {
     return this.persist(changes, 'expiry not journaled').then(() => undefined);
   }
 
-  /**
-   * A run whose reply waits for a probe (the probe's end runs the core again) may still have ended leases that ran
-   * out (handle expires first): they are reported only in this run's changes, so they are persisted now.
-   */
-  private persistAhead(changes: LeaseChange[]): void {
-    if (changes.length > 0) void this.persist(changes, 'expiry not journaled');
-  }
-
   /** commit → onCommitted; resolves with whether the changes are durable (a failure is counted and logged). */
   private persist(changes: LeaseChange[], onFailure: string): Promise<boolean> {
     return this.opts.commit(changes).then(
@@ -218,55 +217,37 @@ export class DhcpTransport {
   }
 
   /**
-   * True when the OFFER must wait for a conflict probe of its address; the probe's end re-runs the client's newest
-   * DISCOVER. Not probed: the client's own lease, an address with a fresh verdict, the address just probed.
+   * Probes `address` for the request's client, then hands the verdict to the core with the request it was for: for a
+   * DISCOVER the newest retransmission (it replaced the waiting one), for a DECLINE the first. Always a fresh probe:
+   * the core asks only when no remembered verdict will do.
    */
-  private holdForProbe(request: DhcpRequest, from: string, result: CoreResult, probed: number | undefined): boolean {
+  private probe(request: DhcpRequest, from: string, address: number): void {
     const conflicts = this.opts.conflicts;
-    if (!conflicts || this.opts.probeOffers === false || result.outcome !== 'offer' || !result.reply) return false;
-    const address = result.reply.packet.yiaddr >>> 0;
-    if (address === 0 || address === probed) return false;
-    if (this.opts.core.leases?.getByClient(request.clientId)?.address === address) return false;
-    if (conflicts.cached(address) !== undefined) return false;
-    const alreadyWaiting = this.heldDiscovers.has(request.clientId);
-    this.heldDiscovers.set(request.clientId, { request, from });
-    if (alreadyWaiting) return true;
-    void conflicts.check(address, request.mac).then((verdict) => {
-      const newest = this.heldDiscovers.get(request.clientId);
-      this.heldDiscovers.delete(request.clientId);
-      if (!newest || this.closed) return;
-      if (verdict === 'busy') {
-        this.drop('probe-busy', newest.from);
-        return;
-      }
-      if (verdict === 'in-use') {
-        this.opts.logger.warn('address in use, skipped', { address: formatIpv4(address), mac: request.mac });
-      }
-      this.process(newest.request, newest.from, address);
-    });
-    return true;
-  }
-
-  /**
-   * Probes a declined address afresh (a cached "free" from the offer's probe says nothing about now), then hands the
-   * DECLINE back to the core with the verdict. 'skipped' and 'busy' (ping failed, probe queue full) confirm nothing.
-   */
-  private verifyDecline(request: DhcpRequest, from: string, address: number, alreadyGiven: HandleOptions['declineVerdict']): void {
-    const conflicts = this.opts.conflicts;
-    if (alreadyGiven !== undefined || !conflicts) {
-      // no detector (or a core asking twice): nothing can confirm the claim
-      if (alreadyGiven === undefined) this.process(request, from, undefined, 'unconfirmed');
+    if (!conflicts) {
+      this.verdict({ request, from }, address, 'skipped');
       return;
     }
-    if (this.pendingDeclines.has(request.clientId)) return;
-    this.pendingDeclines.add(request.clientId);
+    const discover = request.type === DhcpMessageType.DISCOVER;
+    const waiting = discover ? this.heldDiscovers : this.pendingDeclines;
+    const alreadyWaiting = waiting.has(request.clientId);
+    if (discover || !alreadyWaiting) waiting.set(request.clientId, { request, from });
+    if (alreadyWaiting) return;
     void conflicts.check(address, request.mac, { fresh: true }).then((verdict) => {
-      this.pendingDeclines.delete(request.clientId);
-      if (this.closed) return;
-      const confirmed = verdict === 'in-use';
-      if (confirmed) this.opts.logger.warn('declined address confirmed in use', { address: formatIpv4(address), mac: request.mac });
-      this.process(request, from, undefined, confirmed ? 'confirmed' : 'unconfirmed');
+      const newest = waiting.get(request.clientId);
+      waiting.delete(request.clientId);
+      if (newest && !this.closed) this.verdict(newest, address, verdict);
     });
+  }
+
+  /** Hands a probe's verdict to the core (an address in use is logged) and settles what it decides. */
+  private verdict(waited: Waiting, address: number, verdict: ProbeVerdict): void {
+    const { request, from } = waited;
+    if (verdict === 'in-use') {
+      const what = request.type === DhcpMessageType.DECLINE ? 'declined address confirmed in use' : 'address in use, skipped';
+      this.opts.logger.warn(what, { address: formatIpv4(address), mac: request.mac });
+    }
+    const result = this.runCore(from, () => this.opts.core.probeDone(request, address, verdict, this.now()));
+    if (result) this.settle(request, from, result);
   }
 
   /** maxSize: the client's option 57 (whole IP datagram), which the encoder respects. */

@@ -122,11 +122,19 @@ export interface CoreResult {
   /** short machine-readable outcome, e.g. 'offer', 'ack', 'nak:wrong-subnet', 'ignore:other-server', 'ignore:pool-exhausted' */
   outcome: string;
   /**
-   * Set with outcome 'verify:decline': the core trusts a DECLINE only once a probe has confirmed that something
-   * answers at this address. The caller probes and hands the same request back with the verdict (HandleOptions).
+   * Set with outcome 'probe:offer' or 'probe:decline': the core decides only once a conflict probe of `address` (for
+   * the requesting client's MAC) has given a verdict. Nothing is sent meanwhile; the caller probes and hands the
+   * verdict back with the request through DhcpServerCore.probeDone.
    */
-  verify?: { address: number };
+  probe?: { address: number };
 }
+
+/**
+ * What a conflict probe found at an address (probe.ts): 'in-use' another host answered; 'free' nobody (or only the
+ * client itself) did; 'skipped' the probe cannot run at all (nothing can be learned); 'busy' no verdict now (probe
+ * queue full, request not sent), so an address must not be offered on it.
+ */
+export type ProbeVerdict = 'in-use' | 'free' | 'skipped' | 'busy';
 
 /** Option codes natd reads or writes (RFC 2132 unless noted). */
 export const DhcpOption = {

@@ -4,7 +4,9 @@
  * records are few and simple, so they are encoded by hand (the question is copied byte for byte from the query,
  * answer owners point back at it).
  */
+import { isIPv6 } from 'node:net';
 import { parseIpv4 } from '../net/ipv4.js';
+import { ipv6Bytes } from './record-specs.js';
 import { DnsType, type ParsedQuery } from './types.js';
 import {
   DnsWireError,
@@ -34,8 +36,15 @@ const POINTER_TO_QUESTION = 0xc000 | HEADER_LENGTH;
 export interface LocalRecord {
   type: number;
   ttl: number;
-  /** A: dotted quad; PTR/CNAME/NS: a name; TXT: the text */
+  /**
+   * A: dotted quad; AAAA: IPv6 text; PTR/CNAME/NS: a name; TXT: the text; MX: "preference target";
+   * SRV: "priority weight port target" (an empty target is the root: service not available, RFC 2782)
+   */
   data: string;
+  /** TXT only: the character-strings, when there are several (data is then ignored) */
+  texts?: readonly string[];
+  /** owner name when it is not the question's (the records after a CNAME); the question name when omitted */
+  name?: string;
 }
 
 /** SOA placed in the authority section of negative local answers, so clients can cache them (RFC 2308). */
@@ -112,7 +121,31 @@ function rdataFor(record: LocalRecord): Buffer {
     case DnsType.CNAME:
     case DnsType.NS:
       return encodeName(record.data);
+    case DnsType.AAAA: {
+      if (!isIPv6(record.data)) throw new DnsWireError(`local AAAA record with bad address ${record.data}`);
+      return ipv6Bytes(record.data);
+    }
+    case DnsType.MX: {
+      const [preference, target] = record.data.split(' ');
+      const head = Buffer.alloc(2);
+      writeU16(head, 0, Number(preference));
+      return Buffer.concat([head, encodeName(target ?? '')]);
+    }
+    case DnsType.SRV: {
+      const [priority, weight, port, target] = record.data.split(' ');
+      const head = Buffer.alloc(6);
+      writeU16(head, 0, Number(priority));
+      writeU16(head, 2, Number(weight));
+      writeU16(head, 4, Number(port));
+      return Buffer.concat([head, encodeName(target ?? '')]);
+    }
     case DnsType.TXT: {
+      if (record.texts && record.texts.length > 0) {
+        return Buffer.concat(record.texts.flatMap((t) => {
+          const bytes = Buffer.from(t, 'utf8').subarray(0, 255);
+          return [Buffer.of(bytes.length), bytes];
+        }));
+      }
       const text = Buffer.from(record.data, 'utf8');
       const parts: Buffer[] = [];
       // a character-string holds at most 255 bytes; an empty TXT still needs one (empty) string
@@ -161,7 +194,7 @@ export function buildLocalAnswer(query: ParsedQuery, records: readonly LocalReco
   const question = questionBytes(query.raw) ?? Buffer.concat([encodeName(query.question.name), typeClass(query)]);
   const owner = Buffer.alloc(2);
   writeU16(owner, 0, POINTER_TO_QUESTION);
-  const answers = records.map((record) => resourceRecord(owner, record.type, record.ttl, rdataFor(record)));
+  const answers = records.map((record) => resourceRecord(record.name === undefined ? owner : encodeName(record.name), record.type, record.ttl, rdataFor(record)));
   const authority = opts.soa ? [soaRecord(opts.soa)] : [];
   const additional = query.hasEdns ? [optRecord(LOCAL_EDNS_PAYLOAD, query.dnssecOk)] : [];
   const flags = responseFlags(query.flags, opts.rcode ?? 0, opts.authoritative);

@@ -166,7 +166,7 @@ export class LocalNames {
   /** `.${domain}`, built once */
   private readonly domainSuffix: string | undefined;
   private readonly subnet: Subnet;
-  private readonly ttl: number;
+  private ttl: number;
   private readonly gatewayName: string;
   /** the domain is itself a TLD: its apex is not answered here */
   private readonly apexIsTld: boolean;
@@ -179,6 +179,11 @@ export class LocalNames {
     this.ttl = opts.ttlSeconds ?? 0;
     this.gatewayName = this.hostKey(opts.gatewayName ?? DEFAULT_GATEWAY_NAME);
     this.add({ name: this.gatewayName, address: opts.gatewayAddress >>> 0, source: 'gateway' });
+  }
+
+  /** issue 15: --local-ttl changes on reload */
+  setTtl(seconds: number): void {
+    this.ttl = seconds;
   }
 
   /** Why `name` (with or without the local domain) cannot be published, or undefined when it can. */

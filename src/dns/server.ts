@@ -22,6 +22,9 @@ import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } 
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
+// issue 15: custom records (host-record, cname, srv-host, txt-record, mx-host, ptr-record, address)
+import { resolveLocally } from './local-resolver.js';
+import { buildRecordZone, type RecordZone } from './record-zone.js';
 import { NetTcpTransport, type DnsTcpTransport, type TcpAnswer, type TcpHandlers } from './tcp-transport.js';
 import { DnsRcode, DnsType, type ParsedQuery, type RejectedQuery } from './types.js';
 import type { UpstreamClient } from './upstream.js';
@@ -47,6 +50,8 @@ export interface DnsServerOptions {
   maxPendingPerClient?: number;
   /** TCP connections one client address may hold (default 8) */
   maxTcpConnectionsPerClient?: number;
+  /** issue 15: the operator's records, read on every query so a swapped zone is answered at once (default: none) */
+  records?: { readonly zone: RecordZone };
 }
 
 export interface DnsServerStats {
@@ -108,6 +113,8 @@ export class DnsServer {
   };
   /** domain-needed / bogus-priv decisions, with the configuration prepared once */
   private readonly policyFor: (question: ParsedQuery['question']) => NamePolicy;
+  /** issue 15: custom records and the SOA zones of negative answers */
+  private readonly records: { readonly zone: RecordZone };
   private started = false;
   private closing: Promise<void> | undefined;
   private readonly udpHandlers: UdpHandlers = {
@@ -147,6 +154,7 @@ export class DnsServer {
       });
     }
     this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
+    this.records = opts.records ?? { zone: buildRecordZone([], { domain: opts.domain, subnet: opts.subnet, ttl: 0, serverName: 'gateway' }).zone };
   }
 
   start(): void {
@@ -266,17 +274,19 @@ export class DnsServer {
   /** Local names first; then names that must never leave the host are answered NXDOMAIN here. */
   private answerLocally(query: ParsedQuery): Buffer | undefined {
     const { question } = query;
-    const found = this.opts.localNames.lookup(question);
+    const { zone } = this.records;
+    const found = resolveLocally(question, zone, this.opts.localNames);
     if (found) {
       this.counters.local++;
-      return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode });
+      return buildLocalAnswer(query, found.records, { authoritative: found.authoritative, rcode: found.rcode, ...(found.soa ? { soa: found.soa } : {}) });
     }
     const policy = this.policyFor(question);
     if (policy === 'forward') return undefined;
     // 'local': our own domain or reverse zone, name unknown; 'refuse-single-label' (domain-needed) and
     // 'private-reverse' (bogus-priv): not ours, but leaking them upstream would be wrong
     this.counters.local++;
-    return buildLocalAnswer(query, [], { authoritative: policy === 'local', rcode: DnsRcode.NXDOMAIN });
+    const apex = policy === 'local' ? zone.zoneOf(question.name) : undefined;
+    return buildLocalAnswer(query, [], { authoritative: policy === 'local', rcode: DnsRcode.NXDOMAIN, ...(apex !== undefined ? { soa: zone.soaFor(apex) } : {}) });
   }
 
   /** Sends the question upstream, or joins an identical one in flight; resolves with the client's response. */

@@ -7,22 +7,24 @@
  * with the reason), reported as a problem (known but not importable), or listed as unknown. The file parsers never
  * throw; importDnsmasq validates the result with natd's own config validation before it writes anything.
  */
-import { access, readFile } from 'node:fs/promises';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { silentLogger } from '../log.js';
-import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
+import { formatIpv4, parseIpv4, makeSubnet, subnetContains } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
 import { parseClassRule, parseDhcpBoot, parseDhcpMatch } from '../dhcp/boot.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
-import { JOURNAL_FILE, LeaseStore } from '../dhcp/lease-store.js';
+import { JOURNAL_FILE } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
-import { reservationClash, reservedAddressProblem } from '../dhcp/reservation-rules.js';
+import { reservedAddressProblem } from '../dhcp/reservation-rules.js';
+import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
+// issue 15: custom DNS records carry over
+import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
 
-/** natd's reservations file in the state dir (dnsmasq hostsfile format). */
-export const RESERVATIONS_FILE = 'reservations';
+export { RESERVATIONS_FILE } from './import-writer.js';
 
 export interface ConfLine {
   line: number;
@@ -222,8 +224,43 @@ const HANDLERS: Record<string, Handler> = {
     if (max === undefined) return problem(c, line, `tftp-max ${value ?? ''}: not a number`);
     c.out.settings.tftpMax = max;
   },
+  'dhcp-script'(value, line, c) {
+    // natd calls it the way dnsmasq does (arguments and DNSMASQ_* environment); it must be runnable on this host
+    if (!value || !value.startsWith('/')) return problem(c, line, `dhcp-script=${value ?? ''}: natd needs an absolute path; not imported`);
+    try {
+      accessSync(value, fsConstants.X_OK);
+      c.out.settings.dhcpScript = value;
+    } catch {
+      problem(c, line, `dhcp-script=${value}: not an executable file on this host; not imported`);
+    }
+  },
   'conf-dir'(value, line, c) {
     problem(c, line, `conf-dir=${value ?? ''} not followed: import the options in those files separately`);
+  },
+};
+
+// ---- issue 15: custom DNS records, addn-hosts and local-ttl ------------------------------------------------------
+
+/** host-record, cname, srv-host, txt-record, mx-host, ptr-record, address: the same syntax in natd's config. */
+function recordHandler(kind: RecordKind): Handler {
+  return (value, line, c) => {
+    const parsed = parseRecordSpec(kind, value ?? '');
+    if (!parsed.ok) return problem(c, line, `${OPTION_OF[kind]}=${value ?? ''}: ${parsed.error}; not imported`);
+    const settings = c.out.settings as Record<string, unknown>;
+    settings[kind] = [...((settings[kind] as string[] | undefined) ?? []), formatRecordSpec(parsed.spec)];
+  };
+}
+
+const RECORD_HANDLERS: Record<string, Handler> = {
+  ...Object.fromEntries(RECORD_KINDS.map((kind) => [OPTION_OF[kind], recordHandler(kind)])),
+  'addn-hosts'(value, line, c) {
+    if (!value) return problem(c, line, 'addn-hosts= without a path');
+    // paths are made absolute against the conf's directory in importDnsmasq
+    c.out.settings.addnHosts = [...((c.out.settings.addnHosts as string[] | undefined) ?? []), value];
+  },
+  'local-ttl'(value, line, c) {
+    if (value === undefined || !/^\d{1,10}$/.test(value) || Number(value) > 2_147_483_647) return problem(c, line, `local-ttl=${value ?? ''}: not a number of seconds`);
+    c.out.settings.localTtl = Number(value);
   },
 };
 
@@ -232,13 +269,8 @@ const UNSUPPORTED: Record<string, string> = {
   'dhcp-option': 'natd sends router, DNS server, domain and routes from its own config',
   'dhcp-option-force': 'natd sends router, DNS server, domain and routes from its own config',
   'dhcp-hostsdir': 'natd reads one hostsfile; concatenate the directory into it',
-  'addn-hosts': 'natd answers names of leases and reservations only',
-  address: 'natd has no fixed DNS answers',
-  'host-record': 'natd has no fixed DNS answers; use a reservation with a name',
-  cname: 'natd has no CNAME records',
   'dhcp-ignore': 'natd has no tags',
   'enable-ra': 'natd serves DHCPv4 only',
-  'dhcp-script': 'natd has no lease script; watch `natd leases --json` or its journal',
 };
 
 /** issue 16: a repeatable option natd takes with dnsmasq's syntax, appended when it parses. */
@@ -381,7 +413,7 @@ export function parseDnsmasqConf(text: string, file: string): ParsedDnsmasqConf 
     }
     const option = splitOption(lines[i]!);
     if (!option) continue;
-    const handler = Object.hasOwn(HANDLERS, option.name) ? HANDLERS[option.name] : undefined;
+    const handler = Object.hasOwn(HANDLERS, option.name) ? HANDLERS[option.name] : Object.hasOwn(RECORD_HANDLERS, option.name) ? RECORD_HANDLERS[option.name] : undefined;
     if (handler) handler(option.value, line, c);
     else if (Object.hasOwn(NO_EFFECT, option.name)) ignore(c, line, option.name, NO_EFFECT[option.name]!);
     else if (Object.hasOwn(UNSUPPORTED, option.name)) problem(c, line, `${option.name}: not supported (${UNSUPPORTED[option.name]})`);
@@ -422,54 +454,6 @@ export interface ImportReport {
   skipped: FileProblem[];
   unknown: (ConfLine & { file: string })[];
   ignored: (IgnoredOption & { file: string })[];
-}
-
-async function readOptional(path: string, skipped: FileProblem[], what: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    skipped.push({ file: path, line: 0, message: `cannot read the ${what}: ${(err as Error).message}; nothing imported from it` });
-    return undefined;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Refuses to overwrite what an operator (or a running natd) already has, unless forced. */
-async function checkTargets(opts: ImportOptions, reservationsFile: string, journal: string): Promise<void> {
-  if (opts.force) return;
-  const taken: string[] = [];
-  if (await exists(opts.configOut)) taken.push(opts.configOut);
-  if (await exists(reservationsFile)) taken.push(reservationsFile);
-  const journalText = await readFile(journal, 'utf8').catch(() => '');
-  if (journalText.trim() !== '') taken.push(journal);
-  if (taken.length) {
-    throw new NatdError(ErrorCodes.STATE, `import would overwrite ${taken.join(', ')}; move them away or pass --force`);
-  }
-}
-
-/** The subnet the settings describe, to check reservations and leases against. */
-function settingsSubnet(settings: RawSettings): Subnet | undefined {
-  if (typeof settings.subnet !== 'string') return undefined;
-  const [address, prefix] = settings.subnet.split('/');
-  const parsed = parseIpv4(address ?? '');
-  return parsed === undefined ? undefined : makeSubnet(parsed, Number(prefix));
-}
-
-/** Adds `second` to `first`; an entry whose MAC or address is already taken is skipped (first definition wins). */
-function mergeReservations(first: Reservation[], second: Reservation[], file: string, skipped: FileProblem[]): Reservation[] {
-  const merged = [...first];
-  for (const r of second) {
-    const clash = reservationClash(merged, r);
-    if (clash) skipped.push({ file, line: 0, message: `reservation ${r.mac} ${formatIpv4(r.address)} clashes with ${clash.mac} ${formatIpv4(clash.address)}; skipped` });
-    else merged.push(r);
-  }
-  return merged;
 }
 
 /**
@@ -520,13 +504,14 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
+  if (Array.isArray(settings.addnHosts)) settings.addnHosts = (settings.addnHosts as string[]).map((p) => resolve(baseDir, p)); // issue 15
   try {
     resolveConfig({}, settings);
   } catch (err) {
     throw new NatdError(ErrorCodes.CONFIG, `the settings imported from ${opts.confFile} are not valid for natd (nothing written): ${(err as Error).message}`, { cause: err });
   }
 
-  await checkTargets(opts, reservationsFile, journal);
+  await checkTargets(opts.force, opts.configOut, reservationsFile, journal);
   await writeLeases(outDir, leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
   await writeFileAtomic(opts.configOut, JSON.stringify(settings, null, 2) + '\n');
@@ -545,20 +530,4 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
     unknown: conf.unknown.map((u) => ({ file: opts.confFile, ...u })),
     ignored: conf.ignored.map((u) => ({ file: opts.confFile, ...u })),
   };
-}
-
-/** Writes the leases through LeaseStore, so the journal is exactly what the daemon reads (and its lock is honoured). */
-async function writeLeases(dir: string, leases: Lease[], replace: boolean, now: number): Promise<void> {
-  const store = await LeaseStore.open(dir, { logger: silentLogger, now: () => now });
-  try {
-    if (replace) {
-      // --force: the imported leases replace whatever the journal held.
-      const old = store.load(0).leases;
-      await store.commit(old.map((l) => ({ kind: 'release', clientId: l.clientId, address: l.address })));
-    }
-    await store.commit(leases.map((lease) => ({ kind: 'bind', lease })));
-    await store.compact();
-  } finally {
-    await store.close();
-  }
 }

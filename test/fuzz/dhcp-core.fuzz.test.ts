@@ -2,16 +2,22 @@
  * Fuzz target for the DHCP core: sequences of arbitrary DhcpRequest objects (any field values, plus a bias towards
  * our own addresses and a few recurring clients so that states actually interact) fed to one core with a clock that
  * jumps forward. 100 runs × 1000 requests = 100,000 requests. After every request: no exception, every reply
- * encodes, and the lease table's invariants hold. A DECLINE the core wants verified is handed back at once with a
- * random probe verdict, as the transport does after its probe. Now and then the expiry timer runs (expire) before
- * the request. Every lease that leaves the table is reported in the changes of the call that removed it (once), and
- * reading stats changes nothing.
+ * encodes, and the lease table's invariants hold. Now and then the expiry timer runs (expire) before the request.
+ * Every lease that leaves the table is reported in the changes of the call that removed it (once), and reading stats
+ * changes nothing.
+ *
+ * Conflict probes run as the transport runs them: a 'probe:*' outcome queues the request (a DISCOVER's retransmission
+ * replaces the queued one, a DECLINE's is dropped), and queued probes end at random later steps, interleaved with other
+ * requests, with a random verdict that a model of the detector's cache remembers (in use 60 s, free 3 s) and the core
+ * reads as CoreDeps.conflictVerdict (in most runs; the others are `--no-ping`). Then: an OFFER only of an address a
+ * probe found free (or could not examine) or that is the client's own (its lease or reservation); never an OFFER,
+ * nor an ACK of a SELECTING client, of an address whose latest probe said "in use" unless it is the client's own.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { encodeDhcpPacket } from '../../src/dhcp/codec.js';
 import { DhcpServerCore, type CoreConfig, type HandleOptions } from '../../src/dhcp/server-core.js';
-import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type Reservation } from '../../src/dhcp/types.js';
+import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type Lease, type LeaseChange, type ProbeVerdict, type Reservation } from '../../src/dhcp/types.js';
 import { makeSubnet, subnetContains } from '../../src/net/ipv4.js';
 import { ip } from '../support/addresses.js';
 
@@ -91,8 +97,18 @@ const step = fc.record({
   receivedOn: fc.option(fc.constantFrom(SERVER, ip('10.10.0.3')), { nil: undefined }),
   /** speak about the address this client was last given, as a real client would (renew, release, decline) */
   coherent: fc.boolean(),
-  /** what the transport's probe of a declined address found */
-  declineVerdict: fc.constantFrom<NonNullable<HandleOptions['declineVerdict']>>('confirmed', 'unconfirmed'),
+  /** queued probes that end before the request: which one (modulo the queue) and what it found */
+  verdicts: fc.array(
+    fc.record({
+      pick: fc.nat(),
+      verdict: fc.oneof(
+        { weight: 5, arbitrary: fc.constant<ProbeVerdict>('free') },
+        { weight: 2, arbitrary: fc.constant<ProbeVerdict>('in-use') },
+        { weight: 1, arbitrary: fc.constantFrom<ProbeVerdict>('skipped', 'busy') },
+      ),
+    }),
+    { maxLength: 2 },
+  ),
   /** the daemon's expiry timer fires before the request */
   timer: fc.boolean(),
 });
@@ -162,7 +178,10 @@ function checkReported(before: Map<string, Lease>, after: Map<string, Lease>, ch
 function checkReply(core: DhcpServerCore, request: DhcpRequest, result: CoreResult, now: number): void {
   check(typeof result.outcome === 'string' && result.outcome.length > 0, 'an outcome');
   const reply = result.reply;
-  check(!result.verify || result.outcome === 'verify:decline', 'verify only for a decline');
+  if (result.probe) {
+    const asked = request.type === DhcpMessageType.DISCOVER ? 'probe:offer' : request.type === DhcpMessageType.DECLINE ? 'probe:decline' : '';
+    check(result.outcome === asked && !reply, 'a probe only for a DISCOVER or a DECLINE, and no reply before it');
+  }
   if (!reply) return;
   check(request.giaddr >>> 0 === 0, 'no reply to a relayed request');
   const to = reply.destination;
@@ -183,52 +202,108 @@ function checkReply(core: DhcpServerCore, request: DhcpRequest, result: CoreResu
   }
 }
 
+const IN_USE_TTL_MS = 60_000;
+const FREE_TTL_MS = 3_000;
+
+/** One core, its clock, the model of the transport's probe queue and of the detector's verdict cache. */
+class Run {
+  now = T0;
+  readonly core: DhcpServerCore;
+  /** the address each client was last given (offered or acknowledged) */
+  readonly given = new Map<string, number>();
+  readonly outcomes = new Map<string, number>();
+  /** `${type}:${clientId}` -> the request waiting for its probe, as the transport keeps them */
+  private readonly queued = new Map<string, { request: DhcpRequest; opts: HandleOptions; address: number }>();
+  private readonly verdicts = new Map<number, { verdict: 'in-use' | 'free'; until: number }>();
+
+  /** `probing`: offers are probed (CoreDeps.conflictVerdict given); false is `--no-ping` */
+  constructor(private readonly probing: boolean) {
+    this.core = new DhcpServerCore(CONFIG, RESERVATIONS, probing ? { conflictVerdict: (address) => this.cached(address) } : {});
+  }
+
+  cached(address: number): 'in-use' | 'free' | undefined {
+    const entry = this.verdicts.get(address);
+    return entry && entry.until > this.now ? entry.verdict : undefined;
+  }
+
+  expireTimer(): void {
+    const before = snapshot(this.core);
+    const expired = this.core.expire(this.now);
+    checkReported(before, snapshot(this.core), expired);
+    check(expired.every((c) => c.kind === 'release'), 'the timer only ends leases');
+  }
+
+  /** Ends one queued probe (`pick` modulo the queue) with `verdict`, remembered as the detector would. */
+  endProbe(pick: number, verdict: ProbeVerdict): void {
+    const keys = [...this.queued.keys()];
+    if (keys.length === 0) return;
+    const key = keys[pick % keys.length]!;
+    const { request, opts, address } = this.queued.get(key)!;
+    this.queued.delete(key);
+    if (verdict === 'in-use' || verdict === 'free') {
+      this.verdicts.set(address, { verdict, until: this.now + (verdict === 'in-use' ? IN_USE_TTL_MS : FREE_TTL_MS) });
+    }
+    const examined = verdict === 'free' || verdict === 'skipped' ? address : undefined;
+    this.call(request, opts, () => this.core.probeDone(request, address, verdict, this.now, opts), examined);
+  }
+
+  /** One core call and every check after it. `examined`: the address a probe just found free or could not examine. */
+  call(request: DhcpRequest, opts: HandleOptions, decide: () => CoreResult, examined?: number): void {
+    const before = snapshot(this.core);
+    const result = decide();
+    this.outcomes.set(result.outcome, (this.outcomes.get(result.outcome) ?? 0) + 1);
+    try {
+      checkReported(before, snapshot(this.core), result.changes);
+      checkReply(this.core, request, result, this.now);
+      this.checkProbed(request, result, before, examined);
+      checkInvariants(this.core, this.now);
+    } catch (err) {
+      // the counterexample is 1000 steps long: name the step that broke it
+      const { type, clientId, mac, ciaddr, requestedAddress, serverId } = request;
+      throw new Error(`${(err as Error).message}, after outcome ${result.outcome} of ${JSON.stringify({ type, clientId, mac, ciaddr, requestedAddress, serverId })}`);
+    }
+    if (result.reply && result.reply.packet.yiaddr !== 0) this.given.set(request.clientId, result.reply.packet.yiaddr);
+    if (result.probe) {
+      const key = `${request.type}:${request.clientId}`;
+      const waiting = this.queued.get(key);
+      if (!waiting) this.queued.set(key, { request, opts, address: result.probe.address });
+      else if (request.type === DhcpMessageType.DISCOVER) this.queued.set(key, { ...waiting, request, opts });
+    }
+  }
+
+  /** What the probes said is honoured: see the header. `before`: the table before the call (whose lease it was). */
+  private checkProbed(request: DhcpRequest, result: CoreResult, before: Map<string, Lease>, examined: number | undefined): void {
+    const type = result.reply?.packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0];
+    const yiaddr = result.reply?.packet.yiaddr ?? 0;
+    const own = before.get(request.clientId)?.address === yiaddr || RESERVATIONS.some((r) => r.mac === request.mac && r.address === yiaddr);
+    if (type === DhcpMessageType.OFFER && this.probing) {
+      check(own || this.cached(yiaddr) === 'free' || yiaddr === examined, 'an OFFER only of a probed address');
+    }
+    if (!this.probing || own || this.cached(yiaddr) !== 'in-use') return;
+    check(type !== DhcpMessageType.OFFER, 'no OFFER of an address in use');
+    const selecting = request.type === DhcpMessageType.REQUEST && request.serverId !== undefined;
+    check(!(type === DhcpMessageType.ACK && selecting), 'no ACK of an address in use to a SELECTING client');
+  }
+}
+
 describe('DHCP core fuzz', () => {
   it('survives 100,000 arbitrary requests with its table consistent', () => {
     let handled = 0;
     const outcomes = new Map<string, number>();
     fc.assert(
-      fc.property(fc.array(step, { minLength: 1000, maxLength: 1000 }), (steps) => {
-        const core = new DhcpServerCore(CONFIG, RESERVATIONS);
-        let now = T0;
-        const given = new Map<string, number>();
+      fc.property(fc.array(step, { minLength: 1000, maxLength: 1000 }), fc.integer({ min: 0, max: 3 }), (steps, noPing) => {
+        const run = new Run(noPing !== 0);
         for (const step of steps) {
-          const { advance, receivedOn } = step;
-          const request = step.coherent ? followUp(step.request, given.get(step.request.clientId)) : step.request;
-          now += advance;
-          let before = snapshot(core);
-          if (step.timer) {
-            const expired = core.expire(now);
-            const after = snapshot(core);
-            checkReported(before, after, expired);
-            check(expired.every((c) => c.kind === 'release'), 'the timer only ends leases');
-            before = after;
-          }
-          const opts: HandleOptions = receivedOn === undefined ? {} : { receivedOnInterfaceAddress: receivedOn };
-          let result = core.handle(request, now, opts);
-          const changes = [...result.changes];
-          if (result.verify) {
-            checkReply(core, request, result, now);
-            checkReported(before, snapshot(core), changes);
-            before = snapshot(core);
-            changes.length = 0;
-            result = core.handle(request, now, { ...opts, declineVerdict: step.declineVerdict });
-            changes.push(...result.changes);
-          }
-          checkReported(before, snapshot(core), changes);
+          run.now += step.advance;
+          if (step.timer) run.expireTimer();
+          for (const { pick, verdict } of step.verdicts) run.endProbe(pick, verdict);
+          const request = step.coherent ? followUp(step.request, run.given.get(step.request.clientId)) : step.request;
+          const opts: HandleOptions = step.receivedOn === undefined ? {} : { receivedOnInterfaceAddress: step.receivedOn };
+          run.call(request, opts, () => run.core.handle(request, run.now, opts));
           handled++;
-          outcomes.set(result.outcome, (outcomes.get(result.outcome) ?? 0) + 1);
-          if (result.reply && result.reply.packet.yiaddr !== 0) given.set(request.clientId, result.reply.packet.yiaddr);
-          try {
-            checkReply(core, request, result, now);
-            checkInvariants(core, now);
-          } catch (err) {
-            // the counterexample is 1000 steps long: name the step that broke it
-            const { type, clientId, mac, ciaddr, requestedAddress, serverId } = request;
-            throw new Error(`${(err as Error).message}, after outcome ${result.outcome} of ${JSON.stringify({ type, clientId, mac, ciaddr, requestedAddress, serverId })}`);
-          }
         }
-        const stats = core.stats(now);
+        for (const [outcome, n] of run.outcomes) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
+        const stats = run.core.stats(run.now);
         expect(stats.free).toBeLessThanOrEqual(stats.rangeSize);
       }),
       {
@@ -241,7 +316,7 @@ describe('DHCP core fuzz', () => {
     if (process.env.FUZZ_RUNS) console.log(Object.fromEntries([...outcomes].sort((a, b) => b[1] - a[1])));
     else expect(handled).toBeGreaterThanOrEqual(100_000);
     // the generator must reach every decision, or the run proves little
-    for (const outcome of ['offer', 'ack', 'nak:unavailable', 'nak:wrong-subnet', 'decline', 'ignore:decline-unconfirmed', 'release', 'inform', 'ignore:other-server', 'ignore:pool-exhausted', 'ignore:relayed']) {
+    for (const outcome of ['probe:offer', 'probe:decline', 'ignore:probe-busy', 'offer', 'ack', 'nak:unavailable', 'nak:wrong-subnet', 'decline', 'ignore:decline-unconfirmed', 'release', 'inform', 'ignore:other-server', 'ignore:pool-exhausted', 'ignore:relayed']) {
       expect(outcomes.get(outcome) ?? 0, outcome).toBeGreaterThan(0);
     }
   }, 120_000);

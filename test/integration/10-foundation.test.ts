@@ -5,8 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
+import { runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -16,11 +17,7 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
 
   beforeAll(async () => {
     topo = Topology.create({ vms: 2, outsider: true });
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
-    await new Promise<void>((resolve, reject) => {
-      upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
+    await startFakeUpstreamIn(topo);
     const hosts = path.join(tempDir('natd-hosts-'), 'hosts');
     writeFileSync(hosts, '# static names\n10.77.0.99 printer printer.lan\n');
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--addn-hosts', hosts,

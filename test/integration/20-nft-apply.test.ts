@@ -22,8 +22,9 @@ import {
 import type { NftOptions } from '../../src/nft/runner.js';
 import { startHealer } from '../../src/nft/healer.js';
 import { buildForwardChange, buildRuleset, EXAMPLE_INPUT, TABLE_FAMILY, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
-import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from './support/netns.js';
+import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
+import { waitFor } from '../support/wait.js';
 
 const NFT = '/usr/sbin/nft';
 const RULES_NFT = new URL('../../rules/natd.nft', import.meta.url);
@@ -146,7 +147,7 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     const healer = startHealer({ check: () => tableIntact(input, host), reapply: () => applyAndVerify(input, host), intervalMs: 150, logger: silentLogger });
     try {
       await nft(topo.host, 'flush', 'table', 'inet', input.table);
-      await waitFor(() => healer.heals() >= 1);
+      await waitFor('a heal', () => healer.heals() >= 1);
       expect(await listText()).toBe(good);
     } finally {
       healer.stop();
@@ -160,7 +161,7 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     const healer = startHealer({ check: () => tableIntact(input, wan), reapply: () => applyAndVerify(input, wan), intervalMs: 150, logger: silentLogger });
     try {
       await nft(topo.wan, 'flush', 'ruleset');
-      await waitFor(() => healer.heals() >= 1);
+      await waitFor('a heal', () => healer.heals() >= 1);
       expect(await listText(topo.wan)).toBe(good);
     } finally {
       healer.stop();
@@ -176,11 +177,3 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     expect(await listTable(TABLE_FAMILY, input.table, host)).toBeUndefined();
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

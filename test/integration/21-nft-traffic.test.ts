@@ -9,8 +9,9 @@ import { parseCidr } from '../../src/net/ipv4.js';
 import { applyAndVerify, applyBatch } from '../../src/nft/apply.js';
 import type { NftOptions } from '../../src/nft/runner.js';
 import { buildForwardChange, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
-import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
+import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
+import { waitForListener } from '../support/natd-process.js';
 
 const NFT = '/usr/sbin/nft';
 const VM1 = '10.77.0.50';
@@ -26,11 +27,7 @@ describe.skipIf(!isRoot())('traffic through the nft table', () => {
   /** A TCP listener that writes back "PEERADDR PEERPORT" of each connection. */
   async function echoPeer(ns: string, port: number): Promise<void> {
     topo.spawn(ns, ['socat', `TCP-LISTEN:${port},reuseaddr,fork`, 'SYSTEM:echo $SOCAT_PEERADDR $SOCAT_PEERPORT']);
-    const deadline = Date.now() + 5000;
-    while (!(await topo.run(ns, ['ss', '-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`)) {
-      if (Date.now() > deadline) throw new Error(`listener on ${port} in ${ns} did not start`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForListener(topo, ns, port);
   }
 
   /** Connects, returns what the listener wrote ("addr port") or the error text. */

@@ -11,10 +11,11 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, type Vm } from './support/netns.js';
-import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture, type CapturedDhcp } from './support/dhcp-sim.js';
+import { GATEWAY, isRoot, Topology, type Vm } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture, type CapturedDhcp } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../support/wait.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const RANGE = '10.77.0.10-10.77.0.200';
@@ -295,11 +296,7 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
     await forEachClient('release', async (c) => {
       const mark = (await packets()).length;
       await c.release();
-      const deadline = Date.now() + 10_000;
-      while ((await leases()).some((l) => l.mac === c.vm.mac)) {
-        if (Date.now() > deadline) throw new Error('natd still lists the lease 10 s after the release');
-        await sleep(300);
-      }
+      await waitFor('natd dropping the lease after the release', async () => !(await leases()).some((l) => l.mac === c.vm.mac), 10_000, 300);
       const after = (await packets()).slice(mark).filter((p) => p.mac === c.vm.mac);
       if (!after.some((p) => p.type === 'Release')) throw new Error(`no RELEASE seen on the bridge: ${JSON.stringify(after)}`);
       // freed durably, not just hidden: the journal's last word on the address is a release

@@ -4,9 +4,9 @@
  * lease a client saw ACKed must be served back (control socket `leases --json`) with the same client and address.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, Topology } from './support/netns.js';
-import { NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { startDhcpSim, type DhcpSim } from './support/dhcp-sim.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startDhcpSim, type DhcpSim } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;

@@ -6,11 +6,11 @@
  * - thousands of junk datagrams are counted and dropped, and a real client still gets a lease afterwards.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, Topology } from './support/netns.js';
+import { isRoot, Topology } from '../support/netns.js';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { readCapture, sendJunk, startCapture } from './support/dhcp-sim.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, sendJunk, startCapture } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const needsRoot = !isRoot() && !process.env.CI;

@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BRIDGE, GATEWAY, isRoot, Topology } from './support/netns.js';
-import { NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture } from './support/dhcp-sim.js';
-import { QemuGuest } from './support/qemu.js';
+import { BRIDGE, GATEWAY, isRoot, Topology } from '../support/netns.js';
+import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture } from '../support/dhcp-sim.js';
+import { QemuGuest } from '../support/qemu.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 

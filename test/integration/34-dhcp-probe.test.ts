@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { isRoot, Topology } from './support/netns.js';
-import { FIXTURES, NATD_CLI, startNatd, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture, startDhcpSim } from './support/dhcp-sim.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, startNatd, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture, startDhcpSim } from '../support/dhcp-sim.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

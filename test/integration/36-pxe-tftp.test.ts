@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology } from './support/netns.js';
-import { NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
-import { QemuGuest } from './support/qemu.js';
+import { GATEWAY, isRoot, Topology } from '../support/netns.js';
+import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { QemuGuest } from '../support/qemu.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const GUEST_ADDRESS = '10.77.0.50';

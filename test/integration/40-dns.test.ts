@@ -8,8 +8,9 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
   GATEWAY, OUTSIDER_ADDR, OUTSIDER_HOST, SUBNET, isRoot, Topology, UPLINK_WAN, UPLINK_WAN2,
-} from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+} from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -58,19 +59,11 @@ describe.skipIf(needsRoot)('natd DNS in namespaces', () => {
   /** The same question asked of the fake upstream directly, from the wan namespace (not logged: separate query). */
   const direct = (args: string[]) => dig(topo.wan, args, UPLINK_WAN);
 
-  async function startUpstream(log: string): Promise<void> {
-    const child = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', log]);
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
-  }
-
   beforeAll(async () => {
     topo = Topology.create({ vms: 2, outsider: true });
     upstreamLog = path.join(tempDir('natd-dns-upstream-'), 'queries.log');
     // reference queries asked directly from the wan namespace are logged too: tests read the log before them
-    await startUpstream(upstreamLog);
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
     const hostsfile = path.join(tempDir('natd-dns-hosts-'), 'hostsfile');
     writeFileSync(hostsfile, `${topo.vm(2).mac},${RESERVED_ADDR},${RESERVED_NAME}\n`);
     // no nftables table: whatever is refused or unanswered below is natd's own doing (10-foundation covers dig

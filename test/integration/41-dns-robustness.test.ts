@@ -9,8 +9,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -138,11 +139,7 @@ describe.skipIf(needsRoot)('natd DNS under bad input', () => {
 
   beforeAll(async () => {
     topo = Topology.create({ vms: 1 });
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
-    await new Promise<void>((resolve, reject) => {
-      upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
+    await startFakeUpstreamIn(topo);
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--no-firewall']);
     const lease = await runUdhcpc(topo, topo.vm(1).ns, ['-x', 'hostname:fuzzer']);
     if (!lease.events.some((e) => e.event === 'bound')) throw new Error('udhcpc got no lease');

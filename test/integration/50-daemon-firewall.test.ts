@@ -8,8 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
+import { waitFor } from '../support/wait.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const WEB = '10.77.0.50';
 const DB = '10.77.0.60';
@@ -49,25 +51,13 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     return { ok: r.code === 0 && r.stdout.trim() !== '', text: (r.code === 0 ? r.stdout : r.stderr).trim() };
   }
 
-  async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await probe())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
   beforeAll(async () => {
     topo = Topology.create({ vms: 2 });
     stateDir = tempDir('natd-fw-state-');
     hostsfile = path.join(tempDir('natd-fw-hosts-'), 'hostsfile');
     writeFileSync(hostsfile, `# reservations\n${topo.vm(1).mac},${WEB},web\n`);
     upstreamLog = path.join(tempDir('natd-fw-upstream-'), 'queries.log');
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', upstreamLog]);
-    await new Promise<void>((resolve, reject) => {
-      upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
 
     // IPv6 routed through the host (the bridge and the uplink), forwarding on in the host namespace only
     const vm1 = topo.vm(1).ns;
@@ -118,7 +108,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
 
   it('the UDP forward reaches the vm, which sees the wan source address', async () => {
     topo.spawn(topo.vm(1).ns, ['socat', 'UDP-RECVFROM:53,fork', 'SYSTEM:echo $SOCAT_PEERADDR']);
-    await waitFor('udp listener', async () => (await topo.run(topo.vm(1).ns, ['ss', '-Hlun', 'sport = :53'])).stdout.trim() !== '');
+    await waitFor('udp listener', async () => (await topo.run(topo.vm(1).ns, ['ss', '-Hlun', 'sport = :53'])).stdout.trim() !== '', 10_000, 100);
     const r = await topo.run(topo.wan, ['socat', '-t', '3', '-T', '3', '-', `UDP:${UPLINK_HOST}:5353`], { input: 'ping\n', timeoutMs: 8000 });
     expect(r.stdout.trim(), r.stderr).toBe(UPLINK_WAN);
   });
@@ -198,7 +188,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     writeFileSync(hostsfile, `${topo.vm(1).mac},${WEB},web\n${topo.vm(2).mac},${DB},db\n`);
     const reloadsBefore = natd.logs.filter((l) => l.msg === 'reloaded').length;
     natd.child.kill('SIGHUP');
-    await waitFor('reload log line', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloadsBefore);
+    await waitFor('reload log line', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloadsBefore, 10_000, 100);
 
     const reservations = JSON.parse((await cli(['reservations', 'list', '--json'])).stdout) as { mac: string; address: string; source: string }[];
     expect(reservations).toContainEqual(expect.objectContaining({ mac: topo.vm(2).mac, address: DB, source: 'hostsfile' }));
@@ -221,7 +211,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     writeFileSync(hostsfile, `${topo.vm(1).mac},${WEB},web\n`); // db is gone
     const reloadsBefore = natd.logs.filter((l) => l.msg === 'reloaded').length;
     natd.child.kill('SIGHUP');
-    await waitFor('reload log line', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloadsBefore);
+    await waitFor('reload log line', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloadsBefore, 10_000, 100);
     expect(natd.logs.some((l) => l.msg === 'runtime port forward left out of the table' && l.forward === 'tcp:9090=db:90')).toBe(true);
     expect((await tcpConnect(topo.wan, `${UPLINK_HOST}:9090`)).ok).toBe(false);
     const listed = await cli(['forwards', 'list']);
@@ -230,7 +220,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
 
     const healsBefore = natd.logs.filter((l) => l.msg === 'nft table re-applied').length;
     await topo.runOk(topo.host, ['nft', 'delete', 'table', 'inet', TABLE]);
-    await waitFor('heal', async () => natd.logs.filter((l) => l.msg === 'nft table re-applied').length > healsBefore);
+    await waitFor('heal', async () => natd.logs.filter((l) => l.msg === 'nft table re-applied').length > healsBefore, 10_000, 100);
     expect((await tcpConnect(topo.wan, `${UPLINK_HOST}:2222`)).ok).toBe(true);
 
     const remove = await cli(['forwards', 'remove', 'tcp:9090=db:90']);

@@ -9,8 +9,8 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, 
 import net from 'node:net';
 import path from 'node:path';
 import { pinnedMacFor } from '../../src/net/bridge.js';
-import { isRoot, Topology, UPLINK_WAN, type RunResult } from './support/netns.js';
-import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { isRoot, Topology, UPLINK_WAN, type RunResult } from '../support/netns.js';
+import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 
 const RESERVED = '10.77.0.99';
 

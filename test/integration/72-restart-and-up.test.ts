@@ -3,25 +3,9 @@
  * through conntrack. And the README's first command, `npm run up`, must bring natd up on a bridge it creates.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, waitForListener } from './support/natd-process.js';
-
-/** Resolves with everything the child printed once `text` appears on its stdout. */
-function waitForOutput(child: ChildProcess, text: string, timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`"${text}" not seen; got ${JSON.stringify(seen)}`)), timeoutMs);
-    child.stdout!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes(text)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
+import { isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, waitForListener } from '../support/natd-process.js';
 
 describe.skipIf(!isRoot() && !process.env.CI)('restarts and the README up command', () => {
   let topo: Topology;
@@ -38,26 +22,26 @@ describe.skipIf(!isRoot() && !process.env.CI)('restarts and the README up comman
     expect((await runUdhcpc(topo, topo.vm(1).ns)).code).toBe(0);
     topo.spawn(topo.wan, ['socat', 'TCP-LISTEN:9000,reuseaddr,fork', 'EXEC:cat']);
     await waitForListener(topo, topo.wan, 9000);
-    const client = topo.spawn(topo.vm(1).ns, ['socat', '-', `TCP:${UPLINK_WAN}:9000`], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const firstEcho = waitForOutput(client, 'before-restart');
-    client.stdin!.write('before-restart\n');
+    const client = await topo.start(topo.vm(1).ns, ['socat', '-', `TCP:${UPLINK_WAN}:9000`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const firstEcho = client.waitForOutput('before-restart', { stream: 'stdout', timeoutMs: 10_000 });
+    client.child.stdin!.write('before-restart\n');
     await firstEcho;
 
     expect(await topo.stop(natd.child)).toBe(0);
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN], { stateDir });
-    const secondEcho = waitForOutput(client, 'after-restart');
-    client.stdin!.write('after-restart\n');
+    const secondEcho = client.waitForOutput('after-restart', { stream: 'stdout', timeoutMs: 10_000 });
+    client.child.stdin!.write('after-restart\n');
     await secondEcho;
-    client.stdin!.end();
-    await topo.stop(client);
+    client.child.stdin!.end();
+    await client.stop();
     expect(await topo.stop(natd.child)).toBe(0);
   });
 
   it('`npm run up` creates the default bridge and serves it', async () => {
     const dir = tempDir('natd-up-');
     const socket = path.join(dir, 'natd.sock');
-    const up = topo.spawn(topo.host, ['npm', 'run', '--silent', 'up', '--', '--state-dir', dir, '--control-socket', socket, '--upstream', UPLINK_WAN], { cwd: PROJECT_ROOT });
-    await waitForOutput(up, '"natd ready"', 60_000);
+    const up = (await topo.start(topo.host, ['npm', 'run', '--silent', 'up', '--', '--state-dir', dir, '--control-socket', socket, '--upstream', UPLINK_WAN],
+      { cwd: PROJECT_ROOT, ready: '"natd ready"', stream: 'stdout', timeoutMs: 60_000 })).child;
     const link = JSON.parse(await topo.runOk(topo.host, ['ip', '-j', '-d', 'addr', 'show', 'dev', 'virbr10']))[0];
     expect(link.linkinfo.info_kind).toBe('bridge');
     expect(link.linkinfo.info_data.stp_state).toBe(1);

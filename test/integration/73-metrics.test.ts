@@ -1,8 +1,8 @@
 /** Prometheus metrics from a running natd: on the control socket (`natd metrics`) and over HTTP (--metrics-listen). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 /** The value of one sample line, e.g. sample(text, 'natd_dhcp_leases_active{bridge="br0"}'). */
 function sample(text: string, series: string): number | undefined {
@@ -15,8 +15,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('metrics', () => {
   let natd: NatdHandle;
   beforeAll(async () => {
     topo = Topology.create({ vms: 1 });
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
-    await new Promise<void>((resolve) => upstream.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
+    await startFakeUpstreamIn(topo);
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--metrics-listen', '127.0.0.1:9153']);
   });
   afterAll(async () => {

@@ -9,8 +9,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -36,11 +37,7 @@ describe.skipIf(needsRoot)('hostile guests against natd DNS (issue 12)', () => {
     const dir = tempDir('natd-hostile-dns-');
     upstreamLog = path.join(dir, 'upstream.log');
     writeFileSync(upstreamLog, '');
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', upstreamLog]);
-    await new Promise<void>((resolve, reject) => {
-      upstream.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      upstream.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
     natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--no-firewall',
       '--cache-max-bytes', `${CACHE_BUDGET_MIB}M`]);
     await topo.runOk(topo.vm(1).ns, ['ip', 'addr', 'add', `${ATTACKER_ADDR}/24`, 'dev', 'eth0']);

@@ -7,10 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { isRoot, Topology } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from './support/natd-process.js';
-import { readCapture, startCapture } from './support/dhcp-sim.js';
+import { isRoot, Topology } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, type NatdHandle } from '../support/natd-process.js';
+import { readCapture, startCapture } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../support/wait.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const ATTACK = path.join(FIXTURES, 'dhcp-attack.py');
@@ -49,11 +50,7 @@ describe.skipIf(needsRoot)('hostile guest: DHCP', () => {
     try {
       // scapy takes seconds to import on a busy machine: the fresh VM starts once natd has seen the flood fill the
       // range (more DISCOVERs than addresses), not after a fixed wait
-      const deadline = Date.now() + 30_000;
-      while ((await dhcpStatus()).received < 2 * RANGE_SIZE) {
-        if (Date.now() > deadline) throw new Error('the DISCOVER flood never reached natd');
-        await sleep(200);
-      }
+      await waitFor('the DISCOVER flood reaching natd', async () => (await dhcpStatus()).received >= 2 * RANGE_SIZE, 30_000, 200);
       const fresh = await runUdhcpc(topo, topo.vm(2).ns, [], 25_000);
       const bound = fresh.events.find((e) => e.event === 'bound');
       const counted = await outcomes();

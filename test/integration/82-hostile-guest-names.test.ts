@@ -8,8 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
+import { waitFor } from '../support/wait.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -67,20 +69,8 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     ]);
     child.stdout!.resume();
     child.stderr!.resume();
-    const deadline = Date.now() + 15_000;
-    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'))) {
-      if (Date.now() > deadline) throw new Error(`udhcpc in vm${vm} got no lease`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitFor(`a lease for udhcpc in vm${vm}`, () => existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'), 15_000, 100);
     await topo.stop(child, 5000);
-  }
-
-  async function startUpstream(log: string): Promise<void> {
-    const child = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`, '--log', log]);
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) resolve(); });
-      child.once('exit', (code) => reject(new Error(`fake upstream exited ${code}`)));
-    });
   }
 
   const natdArgs = ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', DOMAIN, '--no-firewall'];
@@ -88,7 +78,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
   beforeAll(async () => {
     topo = Topology.create({ vms: 7 });
     upstreamLog = path.join(tempDir('natd-names-upstream-'), 'queries.log');
-    await startUpstream(upstreamLog);
+    await startFakeUpstreamIn(topo, { log: upstreamLog });
     natd = await startNatd(topo, natdArgs);
     await topo.run(topo.vm(VM.observer).ns, ['ip', 'addr', 'add', `${OBSERVER_ADDR}/24`, 'dev', 'eth0']);
   }, 60_000);
@@ -186,11 +176,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     const row = (await leases()).find((l) => l.address === address);
     expect(row?.hostname).toBe('brief');
     // natd's expiry timer (every 30 s) ends the lease: nobody sends natd anything meanwhile
-    const deadline = Date.now() + 45_000;
-    while ((await dig('brief.vm')).status !== 'NXDOMAIN') {
-      if (Date.now() > deadline) throw new Error('brief.vm still published 45 s after its 5 s lease');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+    await waitFor('brief.vm unpublished after its 5 s lease', async () => (await dig('brief.vm')).status === 'NXDOMAIN', 45_000, 1000);
     expect((await leases()).map((l) => l.address)).not.toContain(address);
     // the end went through the journal (before issue 13 the timer's expiries never reached it)
     const journal = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; clientId?: string; address: string });

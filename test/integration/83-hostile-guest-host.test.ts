@@ -11,8 +11,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { BRIDGE, GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
-import { FIXTURES, NATD_CLI, startNatd, type NatdHandle } from './support/natd-process.js';
+import { BRIDGE, GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
+import { NATD_CLI, startNatd, type NatdHandle } from '../support/natd-process.js';
+import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 /** Debian's python has scapy; the pyenv `python3` on PATH does not. */
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -95,8 +96,7 @@ describe.skipIf(!isRoot())('hostile guests against the host', () => {
 
   beforeAll(async () => {
     topo = Topology.create({ vms: 1 });
-    const upstream = topo.spawn(topo.wan, [process.execPath, path.join(FIXTURES, 'fake-upstream.mjs'), '--listen', `${UPLINK_WAN}:53`]);
-    await new Promise<void>((resolve) => upstream.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve()));
+    await startFakeUpstreamIn(topo);
     natd = await startNatd(topo, NATD_ARGS);
   });
   afterAll(async () => {

@@ -20,25 +20,16 @@ import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../.
 import { DhcpOption } from '../../src/dhcp/types.js';
 import type { DnsUdpTransport, UdpHandlers } from '../../src/dns/udp-transport.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
-import { FakeNft } from './support/fake-nft.js';
-import { recordingLogger } from './support/recording-logger.js';
 import { tftpFetch } from '../support/tftp-client.js';
+import { FakeNft } from '../support/fake-nft.js';
+import { recordingLogger } from '../support/recording-logger.js';
+import { waitFor } from '../support/wait.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
 /** RFC 3004 user class (issue 16: iPXE sends "iPXE") */
 const USER_CLASS = 77;
 const GATEWAY = '10.77.0.1';
 const CLOCK = Date.parse('2026-01-01T00:00:00Z');
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** The DHCP socket the daemon is given: the test emits client datagrams, the daemon's replies are kept. */
 class FakeDhcpSocket extends EventEmitter {

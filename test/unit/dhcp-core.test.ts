@@ -11,6 +11,7 @@ import {
   DhcpOption,
   type CoreResult,
   type DhcpRequest,
+  type ProbeVerdict,
   type Reservation,
 } from '../../src/dhcp/types.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
@@ -89,8 +90,9 @@ function obtain(core: DhcpServerCore, n: number, now = T0, extra: Partial<DhcpRe
   return address;
 }
 
-const CONFIRMED = { declineVerdict: 'confirmed' } as const;
-const UNCONFIRMED = { declineVerdict: 'unconfirmed' } as const;
+/** A DECLINE handed back to the core with the verdict of the probe it asked for ('in-use' confirms it). */
+const probed = (core: DhcpServerCore, req: DhcpRequest, now: number, verdict: ProbeVerdict): CoreResult =>
+  core.probeDone(req, req.requestedAddress!, verdict, now);
 const decline = (n: number, address: number, extra: Partial<DhcpRequest> = {}): DhcpRequest =>
   request(n, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER, ...extra });
 
@@ -355,7 +357,7 @@ describe('DECLINE', () => {
   it('quarantines the address, drops the lease, and never offers it meanwhile', () => {
     const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.103'), declineQuarantineSeconds: 600 });
     const address = obtain(core, 1);
-    const result = core.handle(request(1, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER }), T0 + 1000, CONFIRMED);
+    const result = probed(core, request(1, { type: DhcpMessageType.DECLINE, requestedAddress: address, serverId: SERVER }), T0 + 1000, 'in-use');
     expect(replyType(result)).toBe('none');
     expect(result.outcome).toBe('decline');
     expect(result.changes).toEqual([
@@ -512,7 +514,7 @@ describe('reservations', () => {
     obtain(core, 7);
     const newId = { clientId: 'ff00112233' };
     expect(core.handle(request(7, newId), T0 + 10).reply!.packet.yiaddr).toBe(ip('10.10.0.5'));
-    const decline = core.handle(request(7, { ...newId, type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.5'), serverId: SERVER }), T0 + 20, CONFIRMED);
+    const decline = probed(core, request(7, { ...newId, type: DhcpMessageType.DECLINE, requestedAddress: ip('10.10.0.5'), serverId: SERVER }), T0 + 20, 'in-use');
     expect(decline.outcome).toBe('decline');
     expect(decline.changes).toEqual([
       { kind: 'release', clientId: oldId, address: ip('10.10.0.5') },
@@ -539,7 +541,7 @@ describe('expiry and restore', () => {
     const first = obtain(core, 1);
     const second = obtain(core, 2, T0 + 1000);
     const declined = obtain(core, 3);
-    core.handle(request(3, { type: DhcpMessageType.DECLINE, requestedAddress: declined, serverId: SERVER }), T0, CONFIRMED);
+    probed(core, request(3, { type: DhcpMessageType.DECLINE, requestedAddress: declined, serverId: SERVER }), T0, 'in-use');
     core.handle(request(4), T0 + 580_000); // an offer held until T0 + 610 s
     expect(core.expire(T0 + 599_999)).toEqual([]);
     expect(core.expire(T0 + 600_000)).toEqual([{ kind: 'release', clientId: request(1).clientId, address: first }]);
@@ -753,15 +755,25 @@ describe('DISCOVER flood (RFC 2131 §4.3.1 offers; soft like Kea\'s): offers can
 });
 
 describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms, as RFC 5227 / Kea)', () => {
-  it('asks the caller to verify before deciding: no change, no reply, the lease still stands', () => {
+  it('asks the caller to probe before deciding: no change, no reply, the lease still stands', () => {
     const core = newCore();
     const address = obtain(core, 1);
     const result = core.handle(decline(1, address), T0 + 10);
-    expect(result.outcome).toBe('verify:decline');
-    expect(result.verify).toEqual({ address });
+    expect(result.outcome).toBe('probe:decline');
+    expect(result.probe).toEqual({ address });
     expect(result.changes).toEqual([]);
     expect(result.reply).toBeUndefined();
     expect(core.leases.getByClient(request(1).clientId)?.address).toBe(address);
+  });
+
+  it('is not confirmed by a verdict on another address, a probe that could not run, or no verdict', () => {
+    for (const [verdict, about] of [['in-use', 1], ['skipped', 0], ['busy', 0]] as const) {
+      const core = newCore();
+      const address = obtain(core, 1);
+      const result = core.probeDone(decline(1, address), address + about, verdict, T0 + 10);
+      expect(result.outcome).toBe('ignore:decline-unconfirmed');
+      expect(core.stats(T0 + 10).quarantined).toBe(0);
+    }
   });
 
   it('checks who may decline before asking for a probe: another client\'s address is ignored at once', () => {
@@ -773,7 +785,7 @@ describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms
   it('an unconfirmed DECLINE quarantines nothing; the decliner\'s lease ends and it is offered another address', () => {
     const core = newCore({ declineQuarantineSeconds: 600 });
     const address = obtain(core, 1);
-    const result = core.handle(decline(1, address), T0 + 10, UNCONFIRMED);
+    const result = probed(core, decline(1, address), T0 + 10, 'free');
     expect(result.outcome).toBe('ignore:decline-unconfirmed');
     expect(result.changes).toEqual([{ kind: 'release', clientId: request(1).clientId, address }]);
     expect(core.stats(T0 + 10).quarantined).toBe(0);
@@ -783,14 +795,14 @@ describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms
     // and by the decliner again after the quarantine time
     const later = newCore({ declineQuarantineSeconds: 600 });
     const again = obtain(later, 1);
-    later.handle(decline(1, again), T0 + 10, UNCONFIRMED);
+    probed(later, decline(1, again), T0 + 10, 'free');
     expect(later.handle(request(1), T0 + 10 + 600_000).reply!.packet.yiaddr).toBe(again);
   });
 
   it('an unconfirmed DECLINE of an offer only ends the offer', () => {
     const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100') });
     const offered = core.handle(request(1), T0).reply!.packet.yiaddr;
-    const result = core.handle(decline(1, offered), T0 + 10, UNCONFIRMED);
+    const result = probed(core, decline(1, offered), T0 + 10, 'free');
     expect(result.changes).toEqual([]);
     expect(core.stats(T0 + 10).offers).toBe(0);
     expect(core.handle(request(2), T0 + 20).reply!.packet.yiaddr).toBe(offered);
@@ -800,7 +812,7 @@ describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms
     const core = newCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.119') }); // 20 addresses → 2
     const declined = [1, 2, 3].map((n, i) => {
       const address = obtain(core, n, T0 + i);
-      expect(core.handle(decline(n, address), T0 + 100 + i, CONFIRMED).outcome).toBe('decline');
+      expect(probed(core, decline(n, address), T0 + 100 + i, 'in-use').outcome).toBe('decline');
       return address;
     });
     const stats = core.stats(T0 + 200);
@@ -817,5 +829,120 @@ describe('DECLINE verified (RFC 2131 §4.3.3; trusted only when a probe confirms
     const journal = [1, 2, 3, 4, 5, 6, 7].map((i) => ({ address: ip('10.10.0.100') + i, until: T0 + 1000 * i }));
     core.restore([], T0, journal);
     expect(core.declined(T0).map((q) => q.until)).toEqual([3, 4, 5, 6, 7].map((i) => T0 + 1000 * i));
+  });
+});
+
+describe('conflict probes (RFC 2131 §4.4.1): the core asks for them, the caller runs them, probeDone decides', () => {
+  /** A core with offer probing on; `verdicts` stands for the caller's detector cache (CoreDeps.conflictVerdict). */
+  function probingCore(overrides: Partial<CoreConfig> = {}, reservations: Reservation[] = []) {
+    const verdicts = new Map<number, 'in-use' | 'free'>();
+    const core = new DhcpServerCore(config(overrides), reservations, { conflictVerdict: (address) => verdicts.get(address) });
+    return { core, verdicts };
+  }
+  const selecting = (n: number, address: number) => request(n, { type: DhcpMessageType.REQUEST, serverId: SERVER, requestedAddress: address });
+
+  it('answers a DISCOVER with a probe of the chosen address, holding it meanwhile; a "free" verdict makes the OFFER', () => {
+    const { core } = probingCore();
+    const asked = core.handle(request(1), T0);
+    expect(asked.outcome).toBe('probe:offer');
+    expect(asked.reply).toBeUndefined();
+    expect(asked.changes).toEqual([]);
+    const address = asked.probe!.address;
+    expect(address).toBeGreaterThanOrEqual(ip('10.10.0.100'));
+    expect(core.stats(T0).offers).toBe(1);
+    // held for client 1 while the probe runs: another client is asked to wait for a probe of another address
+    expect(core.handle(request(2, { requestedAddress: address }), T0 + 1).probe!.address).not.toBe(address);
+    const offer = core.probeDone(request(1), address, 'free', T0 + 300);
+    expect(offer.outcome).toBe('offer');
+    expect(replyType(offer)).toBe('OFFER');
+    expect(offer.reply!.packet.yiaddr).toBe(address);
+  });
+
+  it('offers the address a probe could not examine at all ("skipped": nothing can be learned, waiting is useless)', () => {
+    const { core } = probingCore();
+    const address = core.handle(request(1), T0).probe!.address;
+    expect(core.probeDone(request(1), address, 'skipped', T0 + 10).reply!.packet.yiaddr).toBe(address);
+  });
+
+  it('an "in-use" verdict moves the client to another address, which needs its own probe, then is offered', () => {
+    const { core } = probingCore();
+    const first = core.handle(request(1), T0).probe!.address;
+    // the verdict itself decides, even if the caller's cache has not (or no longer) recorded it
+    const next = core.probeDone(request(1), first, 'in-use', T0 + 250);
+    expect(next.outcome).toBe('probe:offer');
+    expect(next.reply).toBeUndefined();
+    const second = next.probe!.address;
+    expect(second).not.toBe(first);
+    expect(core.stats(T0 + 250).offers).toBe(1); // the first address is no longer held
+    const offer = core.probeDone(request(1), second, 'free', T0 + 500);
+    expect(offer.reply!.packet.yiaddr).toBe(second);
+  });
+
+  it('never offers unprobed when the probe gives no verdict ("busy"): no reply, and the retransmission asks again', () => {
+    const { core } = probingCore();
+    const address = core.handle(request(1), T0).probe!.address;
+    const busy = core.probeDone(request(1), address, 'busy', T0 + 10);
+    expect(busy.outcome).toBe('ignore:probe-busy');
+    expect(busy.reply).toBeUndefined();
+    expect(core.handle(request(1), T0 + 4000).probe).toEqual({ address });
+  });
+
+  it('a fresh verdict spares the probe: "free" is offered at once, "in-use" is not chosen', () => {
+    const { core, verdicts } = probingCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.101') });
+    verdicts.set(ip('10.10.0.100'), 'in-use');
+    verdicts.set(ip('10.10.0.101'), 'free');
+    const result = core.handle(request(1, { requestedAddress: ip('10.10.0.100') }), T0);
+    expect(result.outcome).toBe('offer');
+    expect(result.reply!.packet.yiaddr).toBe(ip('10.10.0.101'));
+    // the range is full: client 1's offer is taken back for client 2, never the address that answers
+    expect(core.handle(request(2), T0 + 1).reply!.packet.yiaddr).toBe(ip('10.10.0.101'));
+    expect(core.handle(request(3), T0 + 2).outcome).toBe('offer');
+    verdicts.set(ip('10.10.0.101'), 'in-use');
+    expect(core.handle(request(4), T0 + 3).outcome).toBe('ignore:pool-exhausted');
+  });
+
+  it('the client\'s own lease and its reservation need no probe', () => {
+    const reserved = { mac: macOf(7), address: ip('10.10.0.50') };
+    const { core, verdicts } = probingCore({}, [reserved]);
+    const address = core.handle(request(1), T0).probe!.address;
+    core.probeDone(request(1), address, 'free', T0 + 10);
+    expect(replyType(core.handle(selecting(1, address), T0 + 20))).toBe('ACK');
+    verdicts.clear(); // the verdict is long forgotten when the client comes back
+    expect(core.handle(request(1), T0 + 60_000).outcome).toBe('offer');
+    expect(core.handle(request(7), T0 + 60_000).reply!.packet.yiaddr).toBe(reserved.address);
+  });
+
+  it('an "in-use" verdict when nothing else is free: no offer, and the address is not held', () => {
+    const { core } = probingCore({ rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.100') });
+    const address = core.handle(request(1), T0).probe!.address;
+    expect(core.probeDone(request(1), address, 'in-use', T0 + 10).outcome).toBe('ignore:pool-exhausted');
+    expect(core.stats(T0 + 10).offers).toBe(0);
+  });
+
+  it('SELECTING an address found in use since is NAKed (the client starts over); INIT-REBOOT and renewing are not', () => {
+    const { core, verdicts } = probingCore();
+    const address = core.handle(request(1), T0).probe!.address;
+    core.probeDone(request(1), address, 'free', T0 + 10);
+    verdicts.set(address, 'in-use'); // another host took it after the offer's probe
+    const nak = core.handle(selecting(1, address), T0 + 20);
+    expect(replyType(nak)).toBe('NAK');
+    expect(nak.outcome).toBe('nak:unavailable');
+    // the client verifying an address it believes it holds may be the very host that answered: healed, as before
+    expect(replyType(core.handle(initReboot(1, address), T0 + 30))).toBe('ACK');
+    expect(replyType(core.handle(renew(1, address), T0 + 40))).toBe('ACK');
+    expect(replyType(core.handle(selecting(1, address), T0 + 50))).toBe('ACK'); // its own lease now
+  });
+
+  it('a verdict handed back with a request that asked for no probe is ignored', () => {
+    const { core } = probingCore();
+    expect(core.probeDone(selecting(1, ip('10.10.0.120')), ip('10.10.0.120'), 'free', T0).outcome).toBe('ignore:unexpected-type');
+    expect(core.leases.size).toBe(0);
+  });
+
+  it('without conflictVerdict (--no-ping) offers go out at once; DECLINEs are still probed', () => {
+    const core = newCore();
+    const offer = core.handle(request(1), T0);
+    expect(offer.outcome).toBe('offer');
+    expect(core.handle(decline(1, offer.reply!.packet.yiaddr), T0 + 10).outcome).toBe('probe:decline');
   });
 });

@@ -164,6 +164,19 @@ describe('AddressPool', () => {
     expect(pool.choose('z', '52:54:00:00:00:02', T0, ip('10.10.0.101'))).toBe(ip('10.10.0.105'));
   });
 
+  it('avoids every address it is told to (a declined one, one a probe found in use), its own held offer too', () => {
+    const { pool } = makePool('10.10.0.100', '10.10.0.102');
+    pool.hold('c1', ip('10.10.0.100'), T0 + 30_000);
+    expect(pool.choose('c1', '52:54:00:00:00:01', T0, ip('10.10.0.101'), [ip('10.10.0.100'), ip('10.10.0.101')])).toBe(ip('10.10.0.102'));
+    expect(pool.choose('c1', '52:54:00:00:00:01', T0, undefined, [ip('10.10.0.100'), ip('10.10.0.101'), ip('10.10.0.102')])).toBeUndefined();
+    // an avoided address free for others is no exhaustion for them
+    expect(pool.choose('c2', '52:54:00:00:00:02', T0)).toBeDefined();
+    // nor is an avoided address taken back from another client's offer
+    pool.hold('c3', ip('10.10.0.101'), T0 + 30_000);
+    pool.hold('c4', ip('10.10.0.102'), T0 + 30_000);
+    expect(pool.reclaimOffer('c5', '52:54:00:00:00:05', T0, [ip('10.10.0.100'), ip('10.10.0.101')])).toBe(ip('10.10.0.102'));
+  });
+
   it('spares addresses other clients held recently while others are free', () => {
     const { table, pool } = makePool('10.10.0.100', '10.10.0.101');
     const hashed = pool.choose('newcomer', '52:54:00:00:00:09', T0)!;

@@ -1,7 +1,7 @@
 /**
  * Conflict probing: the detector's cache, sharing, concurrency bound and overload answer; the neighbour-table
- * parser; and, through the real transport and core with a fake socket, that a DISCOVER waits for its probe alone and
- * an address found in use is replaced by another one.
+ * parser; and, through the real transport and core with a fake socket, that a DISCOVER waits for the probe the core
+ * asked for (alone), its verdict goes back to the core, and an address found in use is replaced by another one.
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
@@ -12,8 +12,8 @@ import { ConflictDetector, macFromNeighJson, type ProbeAnswer } from '../../src/
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DhcpTransport } from '../../src/dhcp/transport.js';
 import { DhcpOption, type LeaseChange } from '../../src/dhcp/types.js';
-import type { Logger } from '../../src/log.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
 
@@ -46,13 +46,13 @@ describe('ConflictDetector', () => {
     p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
     p.answer('10.0.0.6', { answered: false });
     expect([await busy, await idle]).toEqual(['in-use', 'free']);
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
     expect(d.cached(ip('10.0.0.6'))).toBe('free');
     now += 3000;
     expect(d.cached(ip('10.0.0.6'))).toBeUndefined();
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
     now += 57_000;
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(false);
+    expect(d.cached(ip('10.0.0.5'))).toBeUndefined();
     expect(d.stats()).toMatchObject({ probes: 2, inUse: 1 });
   });
 
@@ -161,14 +161,10 @@ describe('DhcpTransport with conflict probing', () => {
     const core = new DhcpServerCore(
       { serverAddress: server, subnet: makeSubnet(server, 24), router: server, dnsServers: [], leaseTimeSeconds: 3600, rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199') },
       [],
-      { isKnownInUse: conflicts.isKnownInUse },
+      { conflictVerdict: conflicts.cached },
     );
     const socket = new FakeSocket();
-    const warnings: Record<string, unknown>[] = [];
-    const logger: Logger = {
-      debug() {}, info() {}, error() {}, warnLimited() {},
-      warn: (msg, fields) => warnings.push({ msg, ...fields }),
-    };
+    const logger = recordingLogger();
     const committed: LeaseChange[] = [];
     const announced: LeaseChange[] = [];
     const transport = new DhcpTransport({
@@ -202,7 +198,7 @@ describe('DhcpTransport with conflict probing', () => {
     };
     const decline = (n: number, address: string) =>
       send(n, 4, [[DhcpOption.REQUESTED_ADDRESS, encodeU32(ip(address))], [DhcpOption.SERVER_ID, encodeU32(server)]]);
-    return { p, socket, transport, warnings, discover, offers, lease, decline, core, committed, announced };
+    return { p, socket, transport, logger, discover, offers, lease, decline, core, committed, announced };
   }
 
   it('holds a DISCOVER until its probe ends, without holding other clients back', async () => {
@@ -255,8 +251,44 @@ describe('DhcpTransport with conflict probing', () => {
     t.p.answer(second, { answered: false });
     await flush();
     expect(t.offers()).toEqual([{ xid: 1, yiaddr: second }]);
-    expect(t.warnings).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
+    expect(t.logger.messages('warn')).toContainEqual(expect.objectContaining({ msg: 'address in use, skipped', address: first }));
     expect(t.transport.stats().probes).toMatchObject({ probes: 2, inUse: 1 });
+  });
+
+  it('counts a DISCOVER that waited for its probe once, with the decision after it (offer, or the busy drop)', async () => {
+    const t = setup(true, Date.now, { maxConcurrent: 1, maxQueued: 0 });
+    t.discover(1);
+    t.discover(1); // retransmission while the probe runs: replaces the waiting one
+    t.discover(2); // no probe slot: no verdict
+    await flush();
+    t.p.answer(t.p.calls[0]!, { answered: false });
+    await flush();
+    const stats = t.transport.stats();
+    expect(stats.outcomes).toEqual({ offer: 1, 'ignore:probe-busy': 1 });
+    expect(stats.dropped).toEqual({ 'probe-busy': 1 });
+    expect(stats.sent).toEqual({ offer: 1 });
+  });
+
+  it('probes nothing for a client coming back to its own lease', async () => {
+    const t = setup();
+    const address = await t.lease(1);
+    const probes = t.p.calls.length;
+    t.discover(1);
+    expect(t.offers().at(-1)).toEqual({ xid: 1, yiaddr: address }); // at once, no probe
+    expect(t.p.calls).toHaveLength(probes);
+  });
+
+  it('a core that throws on the verdict costs that request only', async () => {
+    const t = setup();
+    t.discover(1);
+    await flush();
+    t.core.probeDone = () => {
+      throw new Error('bug');
+    };
+    t.p.answer(t.p.calls[0]!, { answered: false });
+    await flush();
+    expect(t.transport.stats().dropped).toEqual({ 'core-exception': 1 });
+    expect(t.offers()).toEqual([]);
   });
 
   it('verifies a DECLINE with a fresh probe (not the offer\'s cached "free") and quarantines when another host answers', async () => {
@@ -355,6 +387,6 @@ describe('ConflictDetector fresh checks', () => {
     expect(p.calls).toHaveLength(2);
     p.answer('10.0.0.5', { answered: true, mac: '52:54:00:99:99:99' });
     expect(await fresh).toBe('in-use');
-    expect(d.isKnownInUse(ip('10.0.0.5'))).toBe(true);
+    expect(d.cached(ip('10.0.0.5'))).toBe('in-use');
   });
 });

@@ -1,10 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
@@ -15,7 +11,7 @@ import { LocalNames } from '../../src/dns/local-names.js';
 import { DnsServer, isUnicastAddress } from '../../src/dns/server.js';
 import { DgramUdpTransport, type DnsUdpTransport, type UdpHandlers } from '../../src/dns/udp-transport.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
-import { startFakeUpstream } from './support/fake-upstream.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.mjs';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -127,13 +123,11 @@ function tcpSession(port: number): { socket: net.Socket; replies: (count: number
 }
 
 describe('DnsServer', () => {
-  let dir: string;
-  let logFile: string;
-  let fake: { port: number; child: ChildProcess };
+  let fake: FakeUpstream;
   const harnesses: Harness[] = [];
-  const children: ChildProcess[] = [];
+  const others: FakeUpstream[] = [];
 
-  const upstreamLog = async (): Promise<string[]> => (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const upstreamLog = async (): Promise<string[]> => [...fake.queries];
   const serve = async (...args: Parameters<typeof startServer>): Promise<Harness> => {
     const h = await startServer(...args);
     harnesses.push(h);
@@ -141,14 +135,11 @@ describe('DnsServer', () => {
   };
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'natd-dns-server-'));
-    logFile = join(dir, 'queries.log');
-    fake = await startFakeUpstream(logFile);
+    fake = await startFakeUpstream();
   });
   afterAll(async () => {
-    fake.child.kill();
-    for (const c of children) c.kill();
-    await rm(dir, { recursive: true, force: true });
+    fake.close();
+    for (const o of others) o.close();
   });
   afterEach(async () => {
     for (const h of harnesses.splice(0)) {
@@ -177,14 +168,13 @@ describe('DnsServer', () => {
   });
 
   it('coalesces identical questions in flight into one upstream query', async () => {
-    const slowLog = join(dir, 'slow.log');
     // long enough that all five are sent while the first is upstream, even on a loaded machine
-    const slow = await startFakeUpstream(slowLog, ['--delay-ms', '600']);
-    children.push(slow.child);
+    const slow = await startFakeUpstream({ delayMs: 600 });
+    others.push(slow);
     const h = await serve(slow.port, LOOPBACK, { timeoutMs: 2000, budgetMs: 3000 }); // no retry while it waits
     const replies = await Promise.all([1, 2, 3, 4, 5].map((id) => askUdp(h.udpPort, makeQuery('same.example.test', 'A', id))));
     expect(replies.map((r) => decode(r!).id)).toEqual([1, 2, 3, 4, 5]);
-    expect((await readFile(slowLog, 'utf8')).trim().split('\n')).toEqual(['udp same.example.test A']);
+    expect(slow.queries).toEqual(['udp same.example.test A']);
     expect(h.server.stats()).toMatchObject({ forwarded: 1, coalesced: 4 });
   });
 

@@ -1,18 +1,15 @@
-import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
-import { silentLogger, type Logger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { replyMatchesQuery } from '../../src/dns/reply-match.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
 import { responseQuestionKey } from '../../src/dns/wire.js';
 import * as native from '../../src/native.js';
-import { startFakeUpstream } from './support/fake-upstream.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.mjs';
+import { recordingLogger } from '../support/recording-logger.js';
 
 /** dns-packet's decode, typed loosely enough for assertions (its own typings hide rcode and answer data). */
 interface Decoded {
@@ -77,13 +74,6 @@ async function startResponder(answering: boolean, onQuery?: (r: Responder, msg: 
   return responder;
 }
 
-/** A logger that keeps its warnings, for tests that expect one. */
-function capturingLogger(): Logger & { warnings: { msg: string; fields?: Record<string, unknown> }[] } {
-  const warnings: { msg: string; fields?: Record<string, unknown> }[] = [];
-  const warn = (msg: string, fields?: Record<string, unknown>): void => void warnings.push({ msg, ...(fields ? { fields } : {}) });
-  return { ...silentLogger, warnings, warn, warnLimited: (_key, msg, fields) => warn(msg, fields) };
-}
-
 /** A free UDP port on 127.0.0.1 that nothing listens on (a datagram to it comes back as ICMP port unreachable). */
 async function closedPort(): Promise<number> {
   const socket = dgram.createSocket('udp4');
@@ -101,21 +91,14 @@ describe.each([
   { kind: 'addon', nativeSockets: true },
   { kind: 'dgram', nativeSockets: false },
 ])('UpstreamClient over $kind sockets', ({ kind, nativeSockets }) => {
-  let dir: string;
-  let logFile: string;
-  let fake: { port: number; child: ChildProcess };
+  let fake: FakeUpstream;
   const clients: UpstreamClient[] = [];
   const responders: Responder[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'natd-upstream-'));
-    logFile = join(dir, 'queries.log');
-    fake = await startFakeUpstream(logFile);
+    fake = await startFakeUpstream();
   });
-  afterAll(async () => {
-    fake.child.kill();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fake.close());
   afterEach(() => {
     for (const c of clients.splice(0)) c.close();
     for (const r of responders.splice(0)) r.close();
@@ -224,7 +207,7 @@ describe.each([
 
     const c = client({ servers: [{ address: '127.0.0.1', port: fake.port }] });
     // EDNS 4096: ~3 kB over UDP, larger than an Ethernet frame, arrives in one piece without a TCP retry
-    const before = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    const before = fake.queries.filter((l) => l === 'tcp big.example.test TXT').length;
     const big = dnsPacket.encode({
       id: 1, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'big.example.test', type: 'TXT' }],
       additionals: [{ name: '.', type: 'OPT', udpPayloadSize: 4096, flags: 0, options: [] } as never],
@@ -232,7 +215,7 @@ describe.each([
     const reply = await c.query(big, keyOf('big.example.test', 16));
     expect(reply!.length).toBeGreaterThan(3000);
     expect(decode(reply!).flags & dnsPacket.TRUNCATED_RESPONSE).toBe(0);
-    const after = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l === 'tcp big.example.test TXT').length;
+    const after = fake.queries.filter((l) => l === 'tcp big.example.test TXT').length;
     expect(after).toBe(before);
   });
 
@@ -319,7 +302,7 @@ describe.each([
     const decoded = decode(reply!);
     expect(decoded.flags! & dnsPacket.TRUNCATED_RESPONSE).toBe(0);
     expect((decoded.answers![0]!.data as Buffer[]).length).toBe(12);
-    const log = (await readFile(logFile, 'utf8')).split('\n');
+    const log = fake.queries;
     expect(log).toContain('udp big.example.test TXT');
     expect(log).toContain('tcp big.example.test TXT');
   });
@@ -389,7 +372,7 @@ describe('UpstreamClient: addon sockets in particular', () => {
   });
 
   it('logs an ICMP port unreachable from a server and still fails over on the time-out', async () => {
-    const logger = capturingLogger();
+    const logger = recordingLogger();
     const good = await startResponder(true);
     sockets.push(good.socket);
     const refusing = await closedPort();
@@ -401,17 +384,18 @@ describe('UpstreamClient: addon sockets in particular', () => {
     const started = performance.now();
     expect(await c.query(makeQuery('icmp.example.test', 'A'), keyOf('icmp.example.test', 1))).toBeDefined();
     expect(performance.now() - started).toBeGreaterThanOrEqual(95);
-    expect(logger.warnings).toContainEqual({
+    expect(logger.lines).toContainEqual(expect.objectContaining({
+      level: 'warn',
       msg: 'upstream reported unreachable',
       fields: { server: `127.0.0.1:${refusing}`, error: 'ECONNREFUSED' },
-    });
+    }));
     expect(c.stats().perServer[0]).toMatchObject({ sent: 1, timeouts: 1 });
   });
 
   it('still sends a query from a socket whose earlier query was refused', async () => {
     // on loopback the ICMP error of a datagram is pending on the socket as soon as the send returns, and a connected
     // socket reports it by failing the NEXT send, which the kernel then drops: the addon sends that one again
-    const logger = capturingLogger();
+    const logger = recordingLogger();
     const port = await closedPort();
     const c = new UpstreamClient({ servers: [{ address: '127.0.0.1', port }], timeoutMs: 2000, socketPoolSize: 1, logger });
     clients.push(c);
@@ -428,10 +412,11 @@ describe('UpstreamClient: addon sockets in particular', () => {
     await new Promise<void>((resolve) => server.bind({ fd }, resolve));
     expect(await second).toBeDefined();
     expect(seen).toEqual(['two.example.test']);
-    expect(logger.warnings).toContainEqual({
+    expect(logger.lines).toContainEqual(expect.objectContaining({
+      level: 'warn',
       msg: 'upstream reported unreachable',
       fields: { server: `127.0.0.1:${port}`, error: 'ECONNREFUSED' },
-    });
+    }));
     c.close();
     expect(await first).toBeUndefined();
   });

@@ -12,8 +12,8 @@ import { parseForwardSpec, resolveForward } from '../../src/nft/forward-spec.js'
 import { Firewall, type FirewallOptions } from '../../src/nft/firewall.js';
 import type { ForwardsStore } from '../../src/nft/forwards-file.js';
 import { buildForwardChange, EXAMPLE_INPUT } from '../../src/nft/ruleset.js';
-import { FakeNft } from './support/fake-nft.js';
-import { recordingLogger } from './support/recording-logger.js';
+import { FakeNft } from '../support/fake-nft.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const BRIDGE: BridgeInfo = { name: 'br0', mac: '52:54:00:00:00:01', gateway: 0x0a4d0001, subnet: makeSubnet(0x0a4d0000, 24), created: false };
 const TABLE = 'natd-br0';

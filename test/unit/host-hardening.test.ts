@@ -11,9 +11,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { ControlServer, peerAllowed, peerOfUnixSocket, type PeerLookup } from '../../src/control/server.js';
 import { NatdError } from '../../src/errors.js';
-import { silentLogger, type Logger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { ensureBridge } from '../../src/net/bridge.js';
 import type { IpRunner } from '../../src/net/ip-command.js';
+import { recordingLogger, type RecordingLogger } from '../support/recording-logger.js';
 
 describe('metricsListen: loopback unless opted in (row 11)', () => {
   const config = (metricsListen: string, metricsAllowRemote?: boolean) =>
@@ -107,8 +108,7 @@ describe('ensureBridge guards IPv6 before the bridge is up (row 1)', () => {
       { dst: '2001:db8:99::/64', gateway: '2001:db8:77::9', protocol: 'static' },
     ];
     const ip = fakeIp({ link: () => ({ ifname: 'br0', address: '52:54:00:00:00:01', operstate: 'UP', linkinfo: { info_kind: 'bridge' }, addr_info: addrs }), routes }, calls);
-    const warnings: unknown[] = [];
-    const logger: Logger = { ...silentLogger, warn: (msg, fields) => warnings.push({ msg, ...fields }) };
+    const logger = recordingLogger();
     await ensureBridge({ name: 'br0', defaultCidr: '10.77.0.1/24', logger }, ip, async (name) => {
       calls.push(`guard ${name}`);
     });
@@ -118,7 +118,7 @@ describe('ensureBridge guards IPv6 before the bridge is up (row 1)', () => {
       '-6 route del default via fe80::5054:ff:fe77:1001 dev br0',
       '-6 addr del 2001:db8:bad:0:5054:ff:fe77:1/64 dev br0',
     ]);
-    expect(warnings).toHaveLength(3);
+    expect(logger.messages('warn')).toHaveLength(3);
     expect(calls).not.toContain('link set br0 up');
   });
 });
@@ -148,14 +148,13 @@ describe('control socket: mode and peer credentials (row 12)', () => {
       conn.on('error', reject);
     });
 
-  async function start(peerOf: PeerLookup): Promise<{ socketPath: string; warnings: unknown[] }> {
+  async function start(peerOf: PeerLookup): Promise<{ socketPath: string; logger: RecordingLogger }> {
     const dir = mkdtempSync(path.join(tmpdir(), 'natd-control-test-'));
     const socketPath = path.join(dir, 'control.sock');
-    const warnings: unknown[] = [];
-    const logger: Logger = { ...silentLogger, warnLimited: (_key, msg, fields) => warnings.push({ msg, ...fields }) };
+    const logger = recordingLogger();
     server = new ControlServer(socketPath, { ping: () => 'pong' }, logger, peerOf, 0);
     await server.start();
-    return { socketPath, warnings };
+    return { socketPath, logger };
   }
 
   it('is 0600 when it appears, with no staging directory left behind', async () => {
@@ -166,11 +165,11 @@ describe('control socket: mode and peer credentials (row 12)', () => {
   });
 
   it('refuses a peer that is neither root nor natd: answers with an error, closes, counts and logs it', async () => {
-    const { socketPath, warnings } = await start(() => ({ pid: 4242, uid: 65534, gid: 65534 }));
+    const { socketPath, logger } = await start(() => ({ pid: 4242, uid: 65534, gid: 65534 }));
     expect(JSON.parse(await request(socketPath))).toMatchObject({ ok: false, code: 'EACCES' });
     await request(socketPath);
-    expect(server!.stats()).toEqual({ refusedPeers: 2 });
-    expect(warnings[0]).toMatchObject({ msg: 'control socket: refused a peer', uid: 65534, pid: 4242 });
+    expect(server!.stats()).toMatchObject({ refusedPeers: 2, watchers: 0 });
+    expect(logger.messages('limited')[0]).toMatchObject({ msg: 'control socket: refused a peer', uid: 65534, pid: 4242 });
   });
 
   it('reads real credentials from the kernel (SO_PEERCRED through the addon)', async () => {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { LeaseNames, type LeaseNamesOptions } from '../../src/daemon/lease-names.js';
-import type { LogFields, Logger } from '../../src/log.js';
 import { LocalNames } from '../../src/dns/local-names.js';
 import { DhcpMessageType, type DhcpRequest, type Lease, type LeaseChange } from '../../src/dhcp/types.js';
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DnsType } from '../../src/dns/types.js';
 import { formatIpv4, parseCidr, reverseName } from '../../src/net/ipv4.js';
 import { ip } from '../support/addresses.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const { address: gateway, subnet } = parseCidr('10.10.0.1/24')!;
 
@@ -23,11 +23,6 @@ const lease = (clientId: string, address: string, hostname?: string, mac = '52:5
 });
 
 /** A Logger that keeps the rate-limited warnings it is given. */
-function recordingLogger(): Logger & { limited: { key: string; msg: string; fields: LogFields | undefined }[] } {
-  const limited: { key: string; msg: string; fields: LogFields | undefined }[] = [];
-  const ignore = () => {};
-  return { debug: ignore, info: ignore, warn: ignore, error: ignore, warnLimited: (key, msg, fields) => limited.push({ key, msg, fields }), limited };
-}
 const bind = (l: Lease): LeaseChange => ({ kind: 'bind', lease: l });
 const release = (clientId: string, address: string): LeaseChange => ({ kind: 'release', clientId, address: ip(address) });
 
@@ -80,8 +75,8 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     const journaled = names.settle([bind(claimant)]);
     expect(journaled).toEqual([bind(lease('01bb', '10.10.0.20', undefined, '52:54:00:00:00:02'))]);
     expect(addressOf('db.vm')).toEqual(['10.10.0.10']);
-    expect(names.refusals).toEqual({ held: 1, reserved: 0, denied: 0 });
-    expect(logger.limited).toEqual([expect.objectContaining({ key: 'dns:name-refused:held', fields: expect.objectContaining({ name: 'db', address: '10.10.0.20', holderAddress: '10.10.0.10' }) })]);
+    expect(names.refusals).toEqual({ held: 1, reserved: 0, denied: 0, record: 0 });
+    expect(logger.lines.filter((l) => l.key)).toEqual([expect.objectContaining({ key: 'dns:name-refused:held', fields: expect.objectContaining({ name: 'db', address: '10.10.0.20', holderAddress: '10.10.0.10' }) })]);
 
     names.settle([bind(holder), bind(claimant)]); // both renew: nothing moves
     expect(addressOf('db')).toEqual(['10.10.0.10']);
@@ -157,8 +152,8 @@ describe('LeaseNames: a name is held by its first claimant (issue 12, row 6)', (
     expect(names.nameAllowed('db', claimant, true)).toBe(false);
     expect(names.nameAllowed('files', claimant, true)).toBe(false);
     expect(names.nameAllowed('wpad', claimant, true)).toBe(false);
-    expect(names.refusals).toEqual({ held: 1, reserved: 1, denied: 1 });
-    expect(logger.limited.length).toBe(3);
+    expect(names.refusals).toEqual({ held: 1, reserved: 1, denied: 1, record: 0 });
+    expect(logger.lines.filter((l) => l.key)).toHaveLength(3);
     expect(names.nameAllowed('db', { ...claimant, clientId: '01aa', address: ip('10.10.0.10') }, true)).toBe(true); // its holder
     expect(names.nameAllowed('web', claimant, true)).toBe(true);
   });

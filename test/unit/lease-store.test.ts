@@ -4,12 +4,13 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JOURNAL_FILE, LOCK_FILE, LeaseStore } from '../../src/dhcp/lease-store.js';
-import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { NatdError } from '../../src/errors.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
 import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import type { Lease, LeaseChange } from '../../src/dhcp/types.js';
 import { ip } from '../support/addresses.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const NOW = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -23,10 +24,6 @@ function lease(n: number, expiresAt = NOW + HOUR, hostname?: string): Lease {
 const bind = (l: Lease): LeaseChange => ({ kind: 'bind', lease: l });
 const byClient = (leases: Lease[]): Lease[] => [...leases].sort((a, b) => a.clientId.localeCompare(b.clientId));
 
-function capturingLogger(): { logger: Logger; records: Record<string, unknown>[] } {
-  const records: Record<string, unknown>[] = [];
-  return { logger: createLogger({ level: 'debug', write: (line) => records.push(JSON.parse(line)) }), records };
-}
 
 let dir: string;
 const open = (opts: Partial<Parameters<typeof LeaseStore.open>[1]> = {}): Promise<LeaseStore> =>
@@ -177,7 +174,7 @@ describe('LeaseStore and expiry (issue 13: one expiry path)', () => {
 
 describe('LeaseStore compaction', () => {
   it('compacts a growing journal and keeps every live lease', async () => {
-    const { logger, records } = capturingLogger();
+    const logger = recordingLogger();
     const store = await open({ compactMinBytes: 4096, logger });
     // 20 clients renewing 30 times: the journal grows, the live set stays at 20
     for (let round = 1; round <= 30; round++) {
@@ -189,7 +186,7 @@ describe('LeaseStore compaction', () => {
     expect(stats.journalBytes).toBeLessThan(stats.bytes / 3);
     expect(stats.journalBytes).toBe((await stat(join(dir, JOURNAL_FILE))).size);
     expect(stats.bytes).toBeGreaterThan(20 * 30 * 100);
-    expect(records.some((r) => r.msg === 'lease journal compacted')).toBe(true);
+    expect(logger.lines.some((l) => l.msg === 'lease journal compacted')).toBe(true);
     await store.close();
 
     const reopened = await open();
@@ -239,10 +236,10 @@ describe('LeaseStore recovery', () => {
     const { bytes } = await journalOf([[bind(lease(1))], [bind(lease(2))]]);
     const torn = Buffer.concat([bytes, Buffer.from('{"op":"bind","clientId":"0152540000')]);
     await writeFile(join(dir, JOURNAL_FILE), torn);
-    const { logger, records } = capturingLogger();
+    const logger = recordingLogger();
     const store = await open({ logger });
     expect(byClient(store.load(NOW).leases)).toEqual([lease(1), lease(2)]);
-    expect(records.find((r) => r.level === 'warn')).toMatchObject({ droppedBytes: torn.length - bytes.length });
+    expect(logger.messages('warn')[0]).toMatchObject({ droppedBytes: torn.length - bytes.length });
     expect((await readFile(join(dir, JOURNAL_FILE))).equals(bytes)).toBe(true);
     // appending after the repair leaves a clean journal
     await store.commit([bind(lease(3))]);
@@ -267,10 +264,10 @@ describe('LeaseStore recovery', () => {
     const damaged = [lines[0], '{"op":"bind", garbage', lines[1], ''].join('\n');
     await writeFile(join(dir, JOURNAL_FILE), damaged);
 
-    const { logger, records } = capturingLogger();
+    const logger = recordingLogger();
     const store = await open({ logger });
     expect(store.load(NOW).leases).toEqual([lease(1)]);
-    const error = records.find((r) => r.level === 'error');
+    const error = logger.messages('error')[0];
     expect(error).toMatchObject({ line: 2, leasesKept: 1 });
     const aside = (await readdir(dir)).filter((f) => f.startsWith(`${JOURNAL_FILE}.corrupt-`));
     expect(aside).toHaveLength(1);

@@ -2,7 +2,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it, vi, afterEach } from 'vitest';
 import { ErrorCodes, NatdError } from '../../src/errors.js';
-import { silentLogger, type Logger } from '../../src/log.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
 import {
   applyAndVerify,
@@ -26,6 +25,7 @@ import {
 } from '../../src/nft/ruleset.js';
 import type { NftBatch, NftCommand, NftRule, NftStatement } from '../../src/nft/schema.js';
 import { ip } from '../support/addresses.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const TEMPLATE = new URL('../../rules/natd.template.json', import.meta.url);
 
@@ -427,18 +427,12 @@ describe('startHealer', () => {
     vi.useRealTimers();
   });
 
-  const capture = (): { logger: Logger; lines: string[] } => {
-    const lines: string[] = [];
-    const record = (level: string) => (msg: string) => lines.push(`${level} ${msg}`);
-    return { logger: { ...silentLogger, warn: record('warn'), info: record('info'), error: record('error') }, lines };
-  };
-
   it('re-applies when the check fails, logs it, and keeps checking', async () => {
     vi.useFakeTimers();
     const states = [true, false, true, false];
     const check = vi.fn(async () => states.shift() ?? true);
     const reapply = vi.fn(async () => {});
-    const { logger, lines } = capture();
+    const logger = recordingLogger();
     const healer = startHealer({ check, reapply, intervalMs: 100, logger });
     await vi.advanceTimersByTimeAsync(99);
     expect(check).not.toHaveBeenCalled();
@@ -447,7 +441,7 @@ describe('startHealer', () => {
     expect(check).toHaveBeenCalledTimes(5);
     expect(reapply).toHaveBeenCalledTimes(2);
     expect(healer.heals()).toBe(2);
-    expect(lines.filter((l) => l.startsWith('warn'))).toHaveLength(2);
+    expect(logger.messages('warn')).toHaveLength(2);
   });
 
   it('survives a failing check or re-apply and stops for good on stop()', async () => {
@@ -461,10 +455,10 @@ describe('startHealer', () => {
     const reapply = vi.fn(async () => {
       throw new Error('apply failed');
     });
-    const { logger, lines } = capture();
+    const logger = recordingLogger();
     const healer = startHealer({ check, reapply, intervalMs: 50, logger });
     await vi.advanceTimersByTimeAsync(120);
-    expect(lines.filter((l) => l.startsWith('error'))).toHaveLength(2);
+    expect(logger.messages('error')).toHaveLength(2);
     expect(healer.heals()).toBe(0);
     healer.stop();
     const before = check.mock.calls.length;

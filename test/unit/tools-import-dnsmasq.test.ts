@@ -231,3 +231,12 @@ describe('importDnsmasq', () => {
     await expect(importDnsmasq({ confFile: t.conf, outDir: t.outDir, configOut: t.configOut })).rejects.toThrow(/no interface= line/);
   });
 });
+
+describe('parseDnsmasqConf: dhcp-script', () => {
+  it('carries an executable script over and reports one that is not', () => {
+    const parsed = parseDnsmasqConf('dhcp-script=/bin/true\ndhcp-script=/nonexistent/hook\ndhcp-script=hook.sh\n', 'dnsmasq.conf');
+    expect(parsed.settings.dhcpScript).toBe('/bin/true');
+    expect(messagesAt(parsed.problems, 2)).toMatch(/not an executable file/);
+    expect(messagesAt(parsed.problems, 3)).toMatch(/absolute path/);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * Drives test/fixtures/dhcp-sim.mjs (many simulated DHCP clients in one vm namespace) and reads back what the
+ * Drives test/fixtures/dhcp-sim.mjs (many simulated DHCP clients of dhcp-clients.mjs in one vm namespace) and reads back what the
  * clients were promised; also a junk-datagram sender. Both run inside a vm namespace with a link-local address
  * on eth0, so the kernel can route 255.255.255.255 without the vm holding an address of the bridge subnet.
  */
@@ -7,7 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Topology } from './netns.js';
-import { FIXTURES, tempDir } from './natd-process.js';
+import { FIXTURES } from './paths.js';
+import { tempDir } from './natd-process.js';
 
 export interface DhcpSim {
   child: ChildProcess;
@@ -43,17 +44,11 @@ export async function linkLocal(topology: Topology, ns: string, address = '169.2
 export async function startDhcpSim(topology: Topology, ns: string, opts: DhcpSimOptions): Promise<DhcpSim> {
   await linkLocal(topology, ns);
   const logFile = path.join(tempDir('dhcp-sim-'), 'acks.log');
-  const child = topology.spawn(ns, [
+  const { child } = await topology.start(ns, [
     process.execPath, path.join(FIXTURES, 'dhcp-sim.mjs'), '--clients', String(opts.clients), '--log', logFile,
     '--reconfirm-ms', String(opts.reconfirmMs ?? 300), '--retry-ms', String(opts.retryMs ?? 700),
     '--mac-prefix', opts.macPrefix ?? '02:5e', '--stagger-ms', String(opts.staggerMs ?? 5),
-  ]);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
-    child.once('exit', (code) => reject(new Error(`dhcp-sim exited ${code}: ${stderr}`)));
-  });
+  ], { ready: 'ready', stream: 'stdout', what: 'dhcp-sim' });
   const lines = (): string[] => (existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter(Boolean) : []);
   return {
     child,
@@ -133,16 +128,8 @@ export interface CapturedDhcp {
 /** Starts tcpdump writing DHCP packets of `device` in `ns` to a pcap file; resolves once it captures. */
 export async function startCapture(topology: Topology, ns: string, device: string): Promise<{ file: string; child: ChildProcess }> {
   const file = path.join(tempDir('dhcp-cap-'), 'dhcp.pcap');
-  const child = topology.spawn(ns, ['tcpdump', '-i', device, '-n', '--immediate-mode', '-U', '-w', file, 'udp port 67 or udp port 68']);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('tcpdump did not start')), 10_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      if (d.toString().includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
+  const { child } = await topology.start(ns, ['tcpdump', '-i', device, '-n', '--immediate-mode', '-U', '-w', file, 'udp port 67 or udp port 68'],
+    { ready: 'listening on', stream: 'stderr', timeoutMs: 10_000, what: 'tcpdump' });
   return { file, child };
 }
 

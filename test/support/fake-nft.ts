@@ -1,7 +1,7 @@
 /** A fake nft for unit tests: a small model of natd's table in the kernel (firewall.test.ts, daemon.test.ts). */
 import { readFileSync } from 'node:fs';
-import type { ExecResult, NftExec } from '../../../src/nft/runner.js';
-import type { NftBatch } from '../../../src/nft/schema.js';
+import type { ExecResult, NftExec } from '../../src/nft/runner.js';
+import type { NftBatch } from '../../src/nft/schema.js';
 
 /**
  * nft as natd sees it: a full batch replaces the table, element batches change its maps, `list table` prints the

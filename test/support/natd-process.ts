@@ -1,14 +1,13 @@
 /** Starts the built natd (dist/) inside a namespace and waits until it logs that it is ready. */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Topology } from './netns.js';
+import { FIXTURES, NATD_CLI } from './paths.js';
+import { waitFor } from './wait.js';
 
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const NATD_CLI = path.join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
-export const FIXTURES = path.join(PROJECT_ROOT, 'test', 'fixtures');
+export { FIXTURES, NATD_CLI, PROJECT_ROOT } from './paths.js';
 
 export interface NatdHandle {
   child: ChildProcess;
@@ -84,7 +83,6 @@ export async function runUdhcpc(topology: Topology, ns: string, extra: string[] 
     'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1',
     '-s', path.join(FIXTURES, 'udhcpc-script.sh'), ...extra,
   ], { timeoutMs });
-  const { readFileSync, existsSync } = await import('node:fs');
   const events = existsSync(log)
     ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) =>
         Object.fromEntries(line.split(' ').map((kv) => { const i = kv.indexOf('='); return [kv.slice(0, i), kv.slice(i + 1)]; })))
@@ -94,11 +92,5 @@ export async function runUdhcpc(topology: Topology, ns: string, extra: string[] 
 
 /** Polls `ss` in a namespace until something listens on the TCP port (bounded). */
 export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const r = await topology.run(ns, ['ss', '-Hltn', `sport = :${port}`]);
-    if (r.stdout.trim()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`nothing listens on tcp port ${port} in ${ns} after ${timeoutMs} ms`);
+  await waitFor(`a listener on tcp port ${port} in ${ns}`, async () => (await topology.run(ns, ['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '', timeoutMs, 50);
 }
