@@ -3,10 +3,11 @@
  * `npm run bench`: natd and dnsmasq side by side on the same namespace set-up, alternating run by run, medians of
  * the runs and the natd/dnsmasq ratio; results to the terminal and to bench/RESULTS.md. Needs root (namespaces).
  *
- *   node build/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm] [--out bench/RESULTS.md]
+ *   node build/bench/run.js [--runs 3] [--quick] [--profile] [--scenario all|boot-storm|tftp] [--out bench/RESULTS.md]
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
+ *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
  *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
@@ -30,6 +31,7 @@ import { benchServer, type RunSettings, type ServerRunResult } from './lib/serve
 import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
+import { tftpTable, tftpThroughput, type TftpBenchSettings } from './lib/tftp-throughput.js';
 // issue 15: the local-records scenario
 import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
 import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
@@ -66,6 +68,8 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
 }
 
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
+/** issue 16: one 50 MiB file to 10 TFTP clients at once */
+const TFTP: Omit<TftpBenchSettings, 'log' | 'runs'> = { clients: 10, fileMiB: 50 };
 
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
@@ -213,7 +217,7 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -278,20 +282,31 @@ async function main(): Promise<void> {
       `routes ${fmt(split.routesCpuUs)} µs; ${split.seconds.toFixed(0)} s\n`);
     return;
   }
+  if (values.scenario === 'tftp') {
+    const tftp = await tftpThroughput({ ...TFTP, runs, log }, budgetMs);
+    process.stdout.write(`\n${renderText([tftpTable(tftp.results, TFTP)])}`);
+    if (tftp.skipped.length) process.stdout.write(`\nskipped: ${tftp.skipped.join('; ')}\n`);
+    log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   const { results, skipped } = await runAll(runs, s, budgetMs);
   const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
   skipped.push(...storms.skipped);
+  // issue 16: one round of TFTP throughput with what is left of the budget
+  const tftp = await tftpThroughput({ ...TFTP, runs: 1, log }, budgetMs - (performance.now() - t0));
+  skipped.push(...tftp.skipped);
+  const tftpTables = [tftpTable(tftp.results, TFTP)];
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = SERVER_KINDS.map((k) => ladderTable(results, k));
   const targets = [...checkTargets(results), bootStormTarget(storms.storms)];
-  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...ladders, targetsTable(targets)])}`);
+  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
   const totalSeconds = (performance.now() - t0) / 1000;
   if (values.quick) {
     log(`\nquick run: ${totalSeconds.toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, tables, ladders, targets, skipped, results, totalSeconds, storms.storms));
+  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms));
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }

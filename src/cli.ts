@@ -58,6 +58,14 @@ export const DAEMON_OPTIONS = {
   'dns-max-tcp-per-client': { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
   'guest-to-host': { type: 'string', multiple: true },
+  // issue 16: PXE boot and the built-in TFTP server (dnsmasq names)
+  'dhcp-boot': { type: 'string', multiple: true },
+  'dhcp-match': { type: 'string', multiple: true },
+  'dhcp-userclass': { type: 'string', multiple: true },
+  'dhcp-vendorclass': { type: 'string', multiple: true },
+  'enable-tftp': { type: 'boolean' },
+  'tftp-root': { type: 'string' },
+  'tftp-max': { type: 'string' },
   // issue 15: custom DNS records, dnsmasq's option names and value syntax
   'host-record': { type: 'string', multiple: true },
   cname: { type: 'string', multiple: true },
@@ -182,6 +190,18 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --ddns-reverse           also publish PTRs in the subnet's in-addr.arpa zone
   --ddns-key-file FILE     TSIG key to sign the updates, BIND format (tsig-keygen -a hmac-sha256 NAME > FILE)
 
+PXE boot (dnsmasq syntax):
+  --dhcp-boot [tag:TAG,]FILE[,SERVERNAME[,SERVERADDR]]  boot file for clients with all the TAGs (repeatable;
+                           the first matching tagged entry wins, else the untagged one); SERVERADDR default: natd
+  --dhcp-match set:TAG,OPTION[,VALUE]  TAG when the client sends OPTION (a number or option:client-arch,
+                           option:user-class, ...) holding VALUE, e.g. set:efi-x86_64,option:client-arch,7
+  --dhcp-userclass set:TAG,TEXT    TAG when the user class (option 77) contains TEXT, e.g. set:ipxe,iPXE
+  --dhcp-vendorclass set:TAG,TEXT  TAG when the vendor class (option 60) contains TEXT, e.g. set:pxe,PXEClient
+                           (a reservation's hostsfile line takes set:TAG too; reserved hosts have the tag known)
+  --enable-tftp            serve files read-only over TFTP on the gateway address (port 69, bridge only)
+  --tftp-root DIR          the directory served (required with --enable-tftp)
+  --tftp-max N             TFTP transfers at once (default 50; more are told to retry)
+
 Examples:
   natd --bridge virbr10
   natd --bridge virbr10 --subnet 10.10.0.1/24 --domain vm --forward tcp:2222=web:22 --forward 80=10.10.0.5:80
@@ -246,6 +266,14 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
+    // issue 16
+    dhcpBoot: v['dhcp-boot'],
+    dhcpMatch: v['dhcp-match'],
+    dhcpUserclass: v['dhcp-userclass'],
+    dhcpVendorclass: v['dhcp-vendorclass'],
+    enableTftp: v['enable-tftp'] ? true : undefined,
+    tftpRoot: v['tftp-root'],
+    tftpMax: numberOrText(v['tftp-max']),
     dhcpScript: v['dhcp-script'],
     dhcpScriptTimeout: numberOrText(v['dhcp-script-timeout']),
     // issue 15: custom DNS records

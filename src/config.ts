@@ -12,6 +12,7 @@ import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+import { parseBootSettings, type BootSettings } from './tftp/settings.js';
 // issue 15: custom DNS records
 import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
 import type { SourcedSpec } from './dns/record-zone.js';
@@ -64,6 +65,14 @@ export interface RawSettings {
   dhcpMaxDeclinedPercent?: unknown;
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
+  // issue 16, PXE boot (dnsmasq names): boot entries, the tag rules that pick one, and the built-in TFTP server
+  dhcpBoot?: unknown;
+  dhcpMatch?: unknown;
+  dhcpUserclass?: unknown;
+  dhcpVendorclass?: unknown;
+  enableTftp?: unknown;
+  tftpRoot?: unknown;
+  tftpMax?: unknown;
   /** issue 16: lease events: dnsmasq's dhcp-script, and how long one run may take */
   dhcpScript?: unknown;
   dhcpScriptTimeout?: unknown;
@@ -180,6 +189,14 @@ const settingsSchema = z
     dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
     dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    // issue 16: PXE boot and TFTP (parsed further by tftp/settings.ts)
+    dhcpBoot: z.array(z.string()).default([]),
+    dhcpMatch: z.array(z.string()).default([]),
+    dhcpUserclass: z.array(z.string()).default([]),
+    dhcpVendorclass: z.array(z.string()).default([]),
+    enableTftp: z.boolean().default(false),
+    tftpRoot: z.string().min(1).optional(),
+    tftpMax: z.number({ error: 'expected a number of transfers from 1 to 1000' }).int().min(1).max(1000).default(50),
     // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
     dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
     dhcpScriptTimeout: leaseTime.pipe(z.number().max(3600, 'at most 1h')).default(10), // a duration, as lease times are written
@@ -264,6 +281,9 @@ export interface Config {
   readonly dhcpMaxDeclinedPercent: number;
   /** how long a conflict probe waits for an answer before the address counts as free, ms */
   readonly dhcpProbeTimeoutMs: number;
+  /** issue 16: PXE boot entries and tag rules; the TFTP server when enabled */
+  readonly boot: BootSettings['boot'];
+  readonly tftp: BootSettings['tftp'];
   /** run for each lease event (add/old/del), as dnsmasq's dhcp-script */
   readonly dhcpScript: string | undefined;
   /** a script run longer than this is killed, seconds */
@@ -449,6 +469,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  const bootSettings = parseBootSettings(s, problems);
   if (s.dhcpScript !== undefined) {
     const why = executableProblem(s.dhcpScript);
     if (why) problems.push(`dhcpScript: ${s.dhcpScript} ${why}`);
@@ -508,6 +529,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
+    ...bootSettings,
     dhcpScript: s.dhcpScript,
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
     records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),

@@ -10,7 +10,7 @@
  *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
  *      leases and reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
- *   6. DHCP socket and transport, expiry sweep
+ *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
  *   8. control socket, metrics listener                                          (metrics: when configured)
  *   9. systemd-resolved registration                                             (with DNS on, when it runs)
@@ -35,6 +35,8 @@ import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
+import { startTftp } from './tftp.js';
+import type { TftpServer } from '../tftp/server.js';
 import { controlHandlers } from './control-handlers.js';
 import { DdnsService } from './ddns.js';
 import { GuestNames } from './guest-names.js';
@@ -91,6 +93,8 @@ interface Running {
   kernelDrops: () => Record<string, number>;
   /** issue 15: lease names published to a DNS server (--ddns-server) */
   ddns: DdnsService | undefined;
+  /** issue 16: with --enable-tftp */
+  tftp: TftpServer | undefined;
 }
 
 interface Context {
@@ -141,10 +145,11 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
+  const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -280,6 +285,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
       options: config.dhcpOptions,
       ...(config.mtu !== undefined ? { mtu: config.mtu } : {}),
       rapidCommit: config.dhcpRapidCommit,
+      boot: config.boot,
     },
     [...reservations],
     coreDeps,
@@ -388,7 +394,10 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
+  const previousTftp = running.config.tftp;
   running.config = config;
+  running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart
+  if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
   running.script.configure(config);
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
   await running.names?.loadStatic(config, ctx.logger);
@@ -416,6 +425,10 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp };
+}
+
+function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {
+  return a?.root === b?.root && a?.maxTransfers === b?.maxTransfers;
 }

@@ -80,6 +80,18 @@ export interface MetricsInput {
     /** unix time of the last failure, 0 when none */
     lastErrorSeconds: number;
   };
+  /** issue 16: natd's TFTP server (absent without --enable-tftp) */
+  tftp?: {
+    /** ended transfers by result (complete, timeout, client-error, …) */
+    transfers: Readonly<Record<string, number>>;
+    active: number;
+    bytesSent: number;
+    retransmits: number;
+    /** requests answered with an ERROR, by reason (write-request, busy, not-found, dot-dot, outside-root, …) */
+    refused: Readonly<Record<string, number>>;
+    /** datagrams dropped, by reason */
+    dropped: Readonly<Record<string, number>>;
+  };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -246,6 +258,18 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_ddns_retrying', help: '1 while the DNS server is not taking updates (natd retries with back-off).', type: 'gauge', samples: one(d.retrying) },
       { name: 'natd_ddns_key_rejected', help: "1 while the DNS server rejects natd's TSIG key (BADSIG, BADKEY, BADTIME).", type: 'gauge', samples: one(d.keyRejected) },
       { name: 'natd_ddns_last_error_timestamp_seconds', help: 'Unix time of the last failed DDNS attempt (0: none); natd status has its message.', type: 'gauge', samples: one(d.lastErrorSeconds) },
+    );
+  }
+  if (m.tftp) {
+    // issue 16
+    const t = m.tftp;
+    out.push(
+      { name: 'natd_tftp_transfers_total', help: 'TFTP transfers ended, by result (complete, timeout, client-error, ...).', type: 'counter', samples: byKey(m.bridge, 'result', t.transfers) },
+      { name: 'natd_tftp_transfers_active', help: 'TFTP transfers running now.', type: 'gauge', samples: one(t.active) },
+      { name: 'natd_tftp_sent_bytes_total', help: 'File bytes TFTP clients acknowledged.', type: 'counter', samples: one(t.bytesSent) },
+      { name: 'natd_tftp_retransmits_total', help: 'TFTP DATA packets sent again (timeouts, lost blocks).', type: 'counter', samples: one(t.retransmits) },
+      { name: 'natd_tftp_refused_total', help: 'TFTP requests answered with an error, by reason (write-request, busy, not-found, outside-root, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', t.refused) },
+      { name: 'natd_tftp_dropped_total', help: 'TFTP datagrams dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', t.dropped) },
     );
   }
   if (m.control) {

@@ -13,6 +13,7 @@ import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
+import type { TftpServer } from '../tftp/server.js';
 import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
 import { ddnsMetrics } from './metrics.js';
@@ -43,6 +44,8 @@ export interface Observed {
   now: number;
   /** datagrams the kernel dropped at the DHCP and DNS sockets, by socket */
   kernelDrops: Record<string, number>;
+  /** issue 16 */
+  tftp?: TftpServer | undefined;
   /** the lease script's counts, when one is configured */
   script?: LeaseScriptStats | undefined;
   /** issue 15: DDNS publisher, when --ddns-server is set */
@@ -61,6 +64,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
     ...(o.control ? { control: o.control.stats() } : {}),
     ...(o.ddns ? { ddns: ddnsMetrics(o.ddns.status()) } : {}),
+    ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
   };
 }
 
@@ -88,5 +92,6 @@ export function statusOf(o: Observed): Record<string, unknown> {
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
+    tftp: o.tftp?.stats(),
   };
 }

@@ -35,6 +35,8 @@ export interface DaemonSockets {
   openDnsTcp(bridge: string, address: string): Promise<net.Server>;
   /** datagrams the kernel dropped at the UDP sockets opened here (a full receive buffer), by socket */
   kernelDrops(): Record<string, number>;
+  /** issue 16: address:port bound to the bridge for the TFTP server (69, or 0 for a transfer's ephemeral port) */
+  openTftp?(bridge: string, address: string, port: number): Promise<dgram.Socket>;
 }
 
 export interface DaemonSystem {
@@ -78,6 +80,14 @@ export function realSockets(): DaemonSockets {
       const tcp = net.createServer();
       await listenFd(tcp, openDeviceTcpListener(bridge, address, DNS_PORT));
       return tcp;
+    },
+    // issue 16: the TFTP server's port 69 and each transfer's ephemeral port, bound to the bridge like DNS
+    async openTftp(bridge, address, port) {
+      const socket = dgram.createSocket({ type: 'udp4' });
+      const fd = openDeviceUdpSocket(bridge, address, port);
+      if (port !== 0) udpFds.tftp = fd;
+      await bindFd(socket, fd);
+      return socket;
     },
     kernelDrops() {
       const drops: Record<string, number> = {};

@@ -90,6 +90,8 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
   if (vendorOption && vendorOption.length > 0) request.vendorClass = latin1(vendorOption);
 
   if (packet.options.has(DhcpOption.RAPID_COMMIT)) request.rapidCommit = true;
+  // issue 16: the decoded options are the packet's own copies (the codec never aliases the receive buffer)
+  request.rawOptions = packet.options;
 
   return { ok: true, request };
 }

@@ -34,6 +34,7 @@ import {
 import { LeaseTable, storedLease } from './lease-table.js';
 import { OptionEngine, type ResolvedOptions } from './option-set.js';
 import type { OptionSpec } from './option-spec.js';
+import { BOOTFILE_NAME_OPTION, bootReply, clientTags, EMPTY_BOOT_POLICY, selectBoot, TFTP_SERVER_NAME_OPTION, type BootPolicy } from './boot.js';
 import { AddressPool } from './pool.js';
 import { BOOTREPLY,
   DhcpMessageType,
@@ -70,6 +71,8 @@ export interface CoreConfig {
   options?: readonly OptionSpec[];
   /** answer a DISCOVER carrying option 80 with an ACK (RFC 4039); default true, as systemd-networkd's server */
   rapidCommit?: boolean;
+  /** issue 16: PXE boot entries and the tag rules that choose among them (boot.ts) */
+  boot?: BootPolicy;
 }
 
 export interface CoreDeps {
@@ -158,6 +161,8 @@ export class DhcpServerCore {
   private quarantinesEvicted = 0;
   /** the latest clock the caller gave us, so stats() needs no clock of its own */
   private lastNow = 0;
+  /** issue 16: PXE boot fields (replaced on reload) */
+  private boot: BootPolicy;
 
   constructor(config: CoreConfig, reservations: Reservation[], deps: CoreDeps = {}) {
     this.config = Object.freeze({ ...config });
@@ -183,6 +188,12 @@ export class DhcpServerCore {
     this.defaultOptions = this.options.resolve();
     this.rapidCommit = config.rapidCommit ?? true;
     this.pool.setReservations(reservations);
+    this.boot = config.boot ?? EMPTY_BOOT_POLICY;
+  }
+
+  /** issue 16: replaces the PXE boot entries and tag rules (reload). */
+  setBoot(policy: BootPolicy): void {
+    this.boot = policy;
   }
 
   /** Replaces the --dhcp-option specs (reload); encoded here, once, like at start. */
@@ -281,7 +292,13 @@ export class DhcpServerCore {
    */
   private optionsFor(req: Req): ResolvedOptions {
     const reservation = this.pool.reservationForMac(req.mac);
-    return reservation ? this.options.forHost(reservation) : this.defaultOptions;
+    const b = this.boot;
+    if (b.matches.length + b.userClasses.length + b.vendorClasses.length === 0) {
+      return reservation ? this.options.forHost(reservation) : this.defaultOptions;
+    }
+    // tags the request earns (--dhcp-match, --dhcp-userclass, --dhcp-vendorclass) select options too, as in dnsmasq
+    const tags = clientTags(b, req.rawOptions, reservation ? ['known', ...(reservation.tags ?? [])] : undefined);
+    return reservation ? this.options.forHost({ ...reservation, tags: [...tags] }) : this.options.resolve(tags);
   }
 
   private decide(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {
@@ -676,7 +693,26 @@ export class DhcpServerCore {
         ? this.nakOptions(serverId, detail.reason ?? 'nak')
         : this.replyOptions(req, type, serverId, inform ? undefined : detail.leaseSeconds, detail.hostname),
     };
+    if (!nak) this.addBootFields(req, packet, serverId);
     return { packet, destination: destinationOf(req, nak, detail.yiaddr, this.config.subnet) };
+  }
+
+  /**
+   * issue 16: `file`, `sname`, `siaddr` of the boot entry the client's tags select (boot.ts), and options 66/67 when
+   * it asks for them (67 always when the name is too long for `file`). Last in the options: first dropped for size.
+   */
+  private addBootFields(req: Req, packet: DhcpPacket, serverId: number): void {
+    if (this.boot.entries.length === 0) return;
+    const reservation = this.pool.reservationForMac(req.mac);
+    const hostTags = reservation ? ['known', ...(reservation.tags ?? [])] : undefined;
+    const entry = selectBoot(this.boot, clientTags(this.boot, req.rawOptions, hostTags));
+    if (!entry) return;
+    const boot = bootReply(entry, serverId);
+    packet.file = boot.file;
+    packet.sname = boot.sname;
+    packet.siaddr = boot.siaddr;
+    if (req.parameterRequestList.includes(TFTP_SERVER_NAME_OPTION)) packet.options.set(TFTP_SERVER_NAME_OPTION, encodeString(boot.tftpServerName));
+    if (boot.fileInOptionOnly || req.parameterRequestList.includes(BOOTFILE_NAME_OPTION)) packet.options.set(BOOTFILE_NAME_OPTION, encodeString(boot.bootFileName));
   }
 
   private nakOptions(serverId: number, reason: string): Map<number, Uint8Array> {

@@ -74,6 +74,8 @@ export interface DhcpRequest {
   vendorClass?: string;
   /** option 80 present (RFC 4039 Rapid Commit): a DISCOVER may be answered with an ACK */
   rapidCommit?: boolean;
+  /** every option as received (issue 16: tag rules such as --dhcp-match read them); never used to decide leases */
+  rawOptions?: ReadonlyMap<number, Uint8Array>;
 }
 
 /** A lease as stored and served. */

@@ -91,6 +91,7 @@ export class Firewall {
       forwards: active.map((a) => a.forward),
       allowIpv6Forward: config.allowIpv6Forward,
       guestToHost: config.guestToHost,
+      tftp: config.tftp !== undefined, // issue 16
     };
   }
 

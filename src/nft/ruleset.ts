@@ -78,6 +78,8 @@ export interface RulesetInput {
   allowIpv6Forward?: boolean;
   /** Host services guests may reach besides DHCP, DNS and ping (default none); 'all': the input chain rejects nothing. */
   guestToHost?: readonly HostService[] | 'all';
+  /** issue 16: natd's TFTP server answers on the gateway's udp 69 */
+  tftp?: boolean;
 }
 
 /** A host port (or range) guests may reach on the host itself, e.g. tcp 2049 for an NFS export to the guests. */
@@ -377,6 +379,20 @@ function acceptDns(input: RulesetInput, protocol: 'udp' | 'tcp'): RuleBody {
   };
 }
 
+/**
+ * iifname "br0" ip daddr 10.77.0.1 udp dport 69 accept   (issue 16: the read request of natd's TFTP server)
+ * The transfer itself needs no rule and no conntrack helper: natd sends each transfer's first packet (OACK or
+ * DATA 1) from its own ephemeral port, which creates the conntrack entry in the output direction; the client's ACKs
+ * to that port are its replies and pass as established (acceptRepliesToHost). The kernel's TFTP helper exists for
+ * the opposite case (a client behind a firewall expecting replies from a port it never sent to) and is not loaded.
+ */
+function acceptTftp(input: RulesetInput): RuleBody {
+  return {
+    expr: [eq(iifname, input.bridge), eq(ipDaddr, formatIpv4(input.gateway)), eq({ payload: { protocol: 'udp', field: 'dport' } }, 69), accept],
+    comment: 'natd: TFTP read requests from guests',
+  };
+}
+
 /** iifname "br0" ct state established,related accept   (replies to the host's own connections into the bridge) */
 function acceptRepliesToHost(input: RulesetInput): RuleBody {
   return {
@@ -440,6 +456,7 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       acceptDhcp(input),
       acceptDns(input, 'udp'),
       acceptDns(input, 'tcp'),
+      ...(input.tftp ? [acceptTftp(input)] : []),
       acceptPing(input),
       acceptIcmpv6(input),
       ...(input.guestToHost === 'all' ? [] : [...(input.guestToHost ?? []).map((service) => acceptHostService(input, service)), rejectToHost(input)]),

@@ -14,6 +14,7 @@ import { resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4, makeSubnet, subnetContains } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
+import { parseClassRule, parseDhcpBoot, parseDhcpMatch } from '../dhcp/boot.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
@@ -224,6 +225,34 @@ const HANDLERS: Record<string, Handler> = {
     if (!value) ignore(c, line, 'conf-file', 'empty: stops dnsmasq reading its default config file, which natd never reads');
     else problem(c, line, `conf-file=${value} not followed: import the options in that file separately`);
   },
+  // issue 16: PXE boot and TFTP carry over with the same syntax (checked here so a bad line is reported, not imported)
+  'dhcp-boot'(value, line, c) {
+    addChecked(c, line, 'dhcp-boot', 'dhcpBoot', value, parseDhcpBoot);
+  },
+  'dhcp-match'(value, line, c) {
+    addChecked(c, line, 'dhcp-match', 'dhcpMatch', value, parseDhcpMatch);
+  },
+  'dhcp-userclass'(value, line, c) {
+    addChecked(c, line, 'dhcp-userclass', 'dhcpUserclass', value, parseClassRule);
+  },
+  'dhcp-vendorclass'(value, line, c) {
+    addChecked(c, line, 'dhcp-vendorclass', 'dhcpVendorclass', value, parseClassRule);
+  },
+  'enable-tftp'(value, line, c) {
+    c.out.settings.enableTftp = true;
+    if (value) ignore(c, line, 'enable-tftp', `the interface '${value}' is not needed: natd serves TFTP on its bridge only`);
+  },
+  'tftp-root'(value, line, c) {
+    const [dir, ...rest] = splitList(value);
+    if (!dir) return problem(c, line, 'tftp-root= without a directory');
+    c.out.settings.tftpRoot = dir;
+    if (rest.length) ignore(c, line, 'tftp-root', `the interface '${rest.join(',')}' is not needed: natd serves TFTP on its bridge only`);
+  },
+  'tftp-max'(value, line, c) {
+    const max = value !== undefined && /^\d{1,4}$/.test(value) ? Number(value) : undefined;
+    if (max === undefined) return problem(c, line, `tftp-max ${value ?? ''}: not a number`);
+    c.out.settings.tftpMax = max;
+  },
   'dhcp-script'(value, line, c) {
     // natd calls it the way dnsmasq does (arguments and DNSMASQ_* environment); it must be runnable on this host
     if (!value || !value.startsWith('/')) return problem(c, line, `dhcp-script=${value ?? ''}: natd needs an absolute path; not imported`);
@@ -267,11 +296,6 @@ const RECORD_HANDLERS: Record<string, Handler> = {
 /** Known options natd has no equivalent for (the operator must decide). */
 const UNSUPPORTED: Record<string, string> = {
   'dhcp-hostsdir': 'natd reads one hostsfile; concatenate the directory into it',
-  'dhcp-boot': 'natd does not serve PXE boot',
-  'enable-tftp': 'natd does not serve TFTP',
-  'dhcp-match': 'natd has no tags',
-  'dhcp-vendorclass': 'natd has no tags',
-  'dhcp-userclass': 'natd has no tags',
   'dhcp-ignore': 'natd has no tags',
   'enable-ra': 'natd serves DHCPv4 only',
 };
@@ -286,6 +310,18 @@ function importOptionSpec(value: string, line: number, c: Collected, force: bool
   }
   const key = force ? 'dhcpOptionsForce' : 'dhcpOptions';
   c.out.settings[key] = [...((c.out.settings[key] as string[] | undefined) ?? []), value];
+}
+
+/** issue 16: a repeatable option natd takes with dnsmasq's syntax, appended when it parses. */
+function addChecked(c: Collected, line: number, option: string, key: 'dhcpBoot' | 'dhcpMatch' | 'dhcpUserclass' | 'dhcpVendorclass', value: string | undefined, parse: (text: string) => unknown): void {
+  try {
+    parse(value ?? '');
+  } catch (err) {
+    return problem(c, line, `${option}: ${(err as Error).message}; not imported`);
+  }
+  const list = (c.out.settings[key] as string[] | undefined) ?? [];
+  list.push(value!);
+  c.out.settings[key] = list;
 }
 
 function splitList(value: string | undefined): string[] {

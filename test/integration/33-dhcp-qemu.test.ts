@@ -8,12 +8,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BRIDGE, GATEWAY, isRoot, Topology } from '../support/netns.js';
 import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { readCapture, startCapture } from '../support/dhcp-sim.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { QemuGuest } from '../support/qemu.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -26,50 +26,6 @@ interface LeaseRow {
   address: string;
   mac: string;
   hostname?: string;
-}
-
-/** A QEMU machine booting from its NIC, its serial console written to a file. */
-class QemuGuest {
-  private readonly serial = path.join(tempDir('qemu-'), 'serial.txt');
-  private child: ChildProcess | undefined;
-
-  constructor(private readonly topo: Topology, readonly guest: (typeof GUESTS)[number]) {}
-
-  async start(): Promise<void> {
-    const { tap, model, mac } = this.guest;
-    await this.topo.runOk(this.topo.host, ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-    await this.topo.runOk(this.topo.host, ['ip', 'link', 'set', tap, 'master', BRIDGE, 'up']);
-    this.child = this.topo.spawn(this.topo.host, [
-      'qemu-system-x86_64', '-accel', 'tcg', '-m', '64', '-nodefaults', '-nographic', '-serial', `file:${this.serial}`, '-boot', 'n',
-      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`, '-device', `${model},netdev=n0,mac=${mac}`,
-    ]);
-    this.child.stdout!.resume();
-    this.child.stderr!.resume();
-  }
-
-  /** What the console showed so far, without terminal escapes. */
-  get console(): string {
-    try {
-      return readFileSync(this.serial, 'latin1').replace(/\x1b\[[0-9;?]*[a-zA-Z]|\r/g, '');
-    } catch {
-      return '';
-    }
-  }
-
-  /** The address iPXE configured, from its "net0: ADDR/MASK gw GATEWAY" line. */
-  async configuredAddress(timeoutMs: number): Promise<{ address: string; mask: string; gateway: string }> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = /net0: (\d+\.\d+\.\d+\.\d+)\/(\d+\.\d+\.\d+\.\d+) gw (\d+\.\d+\.\d+\.\d+)/.exec(this.console);
-      if (m) return { address: m[1]!, mask: m[2]!, gateway: m[3]! };
-      if (Date.now() > deadline) throw new Error(`${this.guest.model}: no address within ${timeoutMs} ms; console:\n${this.console.slice(-800)}`);
-      await sleep(250);
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.child) await this.topo.stop(this.child, 2000);
-  }
 }
 
 describe.skipIf(needsRoot)('QEMU guests (iPXE over virtio-net and e1000 on tap ports)', () => {

@@ -20,11 +20,14 @@ import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../.
 import { DhcpOption } from '../../src/dhcp/types.js';
 import type { DnsUdpTransport, UdpHandlers } from '../../src/dns/udp-transport.js';
 import { formatIpv4, makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
+import { tftpFetch } from '../support/tftp-client.js';
 import { FakeNft } from '../support/fake-nft.js';
 import { recordingLogger } from '../support/recording-logger.js';
 import { waitFor } from '../support/wait.js';
 
 const ip = (text: string): number => parseIpv4(text)!;
+/** RFC 3004 user class (issue 16: iPXE sends "iPXE") */
+const USER_CLASS = 77;
 const GATEWAY = '10.77.0.1';
 const CLOCK = Date.parse('2026-01-01T00:00:00Z');
 
@@ -88,7 +91,7 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
   function setup(settings: Record<string, unknown> = {}) {
     dir = mkdtempSync(path.join(tmpdir(), 'natd-daemon-'));
     writeFileSync(path.join(dir, 'resolv.conf'), `nameserver ${GATEWAY}\n`); // natd itself: filtered out, no upstream
-    const config = resolveConfig({
+    const raw = {
       bridge: 'natdunit0',
       subnet: `${GATEWAY}/24`,
       dhcpRange: '10.77.0.100-10.77.0.199',
@@ -98,12 +101,14 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
       resolvConf: path.join(dir, 'resolv.conf'),
       reservations: [{ mac: '52:54:00:00:00:50', address: '10.77.0.50', hostname: 'web' }],
       ...settings,
-    });
+    };
+    const config = resolveConfig(raw);
     const events: string[] = [];
     const probed: string[] = [];
     const nft = new FakeNft();
     const dhcpSocket = new FakeDhcpSocket(events);
     const dnsUdp = new FakeDnsUdp(events);
+    const tftpSockets: dgram.Socket[] = [];
     const sockets: DaemonSockets = {
       openDhcp: async () => dhcpSocket as unknown as dgram.Socket,
       openDnsUdp: () => dnsUdp,
@@ -114,6 +119,13 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
         return tcp;
       },
       kernelDrops: () => ({ dhcp: 0, dns: 0 }),
+      // issue 16: TFTP on loopback (port 69 needs root: the listening socket gets an ephemeral port too)
+      openTftp: async () => {
+        const socket = dgram.createSocket('udp4');
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        tftpSockets.push(socket);
+        return socket;
+      },
     };
     const logger = recordingLogger();
     daemon = buildDaemon(config, {
@@ -143,7 +155,7 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
       registerDns: async () => ({ registered: true, undo: async () => void events.push('resolved undone') }),
       notify: (state) => void events.push(state.split('\n')[0]!),
     });
-    return { config, daemon, events, nft, dhcpSocket, dnsUdp, logger, probed };
+    return { config, raw, daemon, events, nft, dhcpSocket, dnsUdp, logger, probed, tftpSockets };
   }
 
   it('leases an address, answers its name over DNS, changes a forward over the control socket, closes in reverse', async () => {
@@ -226,6 +238,35 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
       expect(t.logger.lines.some((l) => l.msg === 'DDNS: no --ddns-key-file: updates are sent unsigned')).toBe(true);
     } finally {
       server.close();
+    }
+  });
+
+  it('issue 16: serves TFTP with --enable-tftp, PXE boot fields in the OFFER, which follow a reload; metrics and status', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'natd-daemon-tftp-'));
+    writeFileSync(path.join(root, 'boot.ipxe'), '#!ipxe\necho hi\n', { mode: 0o644 });
+    const pxe = { enableTftp: true, tftpRoot: root, dhcpUserclass: ['set:ipxe,iPXE'], dhcpBoot: ['tag:ipxe,boot.ipxe', 'undionly.kpxe'] };
+    try {
+      const t = setup(pxe);
+      await t.daemon.start();
+      const port = t.tftpSockets[0]!.address().port;
+      const fetched = await tftpFetch({ host: '127.0.0.1', port, file: 'boot.ipxe', options: { tsize: '0' } });
+      expect(fetched.data?.toString()).toBe('#!ipxe\necho hi\n');
+      expect(fetched.oack).toEqual(new Map([['tsize', '15']]));
+      const metrics = (await callDaemon(t.config.controlSocket, 'metrics')) as string;
+      expect(metrics).toContain('natd_tftp_transfers_total{bridge="natdunit0",result="complete"} 1');
+      expect(metrics).toContain('natd_tftp_sent_bytes_total{bridge="natdunit0"} 15');
+      expect(((await callDaemon(t.config.controlSocket, 'status')) as { tftp: { requests: number } }).tftp.requests).toBe(1);
+
+      // a DISCOVER from iPXE gets boot.ipxe; after a reload with other entries it gets the new one
+      const { client, reply } = dhcpClient(t.dhcpSocket);
+      client(1, [[USER_CLASS, Buffer.from('iPXE')]]);
+      const offer = await reply(1);
+      expect({ file: offer.packet.file, siaddr: formatIpv4(offer.packet.siaddr) }).toEqual({ file: 'boot.ipxe', siaddr: GATEWAY });
+      await t.daemon.reload(resolveConfig({ ...t.raw, dhcpBoot: ['tag:ipxe,menu.ipxe'] }));
+      client(1, [[USER_CLASS, Buffer.from('iPXE')]]);
+      expect((await reply(2)).packet.file).toBe('menu.ipxe');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 
