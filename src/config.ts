@@ -13,10 +13,10 @@ import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
 import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
 
-export const DEFAULT_SUBNET = '10.10.0.1/24';
-export const DEFAULT_LEASE_SECONDS = 3600;
-export const DEFAULT_STATE_ROOT = '/var/lib/natd';
-export const DEFAULT_RUN_ROOT = '/run/natd';
+import { DEFAULT_LEASE_SECONDS, DEFAULT_RESOLV_CONF, SETTING_DEFAULTS as D, defaultControlSocket, defaultStateDir } from './defaults.js';
+
+// kept importable from here for the modules that always took them from config.js
+export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
 
 /** Raw settings before validation: the union of what flags and the config file can say. */
 export interface RawSettings {
@@ -113,17 +113,17 @@ const settingsSchema = z
     hostsfile: z.string().min(1).optional(),
     addnHosts: z.array(z.string().min(1)).default([]),
     reservations: z.array(reservationSchema).default([]),
-    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default(D.logLevel),
     bridgeMac: z
       .string()
       .refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address' })
       .optional(),
-    cacheSize: z.number().int().min(0).max(1_000_000).default(10_000),
+    cacheSize: z.number().int().min(0).max(1_000_000).default(D.cacheSize),
     masqueradePorts: z
       .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
       .refine(([a, b]) => a <= b, { message: 'first port must not exceed the second' })
-      .default([1024, 65535]),
-    resolvConf: z.string().default('/etc/resolv.conf'),
+      .default([...D.masqueradePorts]),
+    resolvConf: z.string().default(DEFAULT_RESOLV_CONF),
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
     allowIpv6Forward: z.boolean().default(false),
@@ -135,16 +135,16 @@ const settingsSchema = z
       .regex(/^([\d.]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153 or [::1]:9153')
       .optional(),
     // issue 12 (DNS): the cache's byte budget, the global upstream cap (dnsmasq's dns-forward-max), per-client caps
-    cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(32 * 1024 * 1024),
-    dnsForwardMax: z.number().int().min(1).max(65_536).default(4096),
-    dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(256),
-    dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
+    cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(D.cacheMaxBytes),
+    dnsForwardMax: z.number().int().min(1).max(65_536).default(D.dnsForwardMax),
+    dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(D.dnsMaxPendingPerClient),
+    dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(D.dnsMaxTcpPerClient),
     metricsAllowRemote: z.boolean().default(false),
     guestToHost: z.array(z.string()).default([]),
     // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
-    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
+    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(D.dhcpMaxDeclinedPercent),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
-    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(D.dhcpProbeTimeoutMs),
   })
   .strict();
 
@@ -348,8 +348,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     leaseTimeSeconds: s.leaseTime,
     domain: s.domain?.toLowerCase(),
     upstreams: Object.freeze([...s.upstreams]),
-    stateDir: s.stateDir ?? `${DEFAULT_STATE_ROOT}/${s.bridge}`,
-    controlSocket: s.controlSocket ?? `${DEFAULT_RUN_ROOT}/${s.bridge}.sock`,
+    stateDir: s.stateDir ?? defaultStateDir(s.bridge),
+    controlSocket: s.controlSocket ?? defaultControlSocket(s.bridge),
     forwards: Object.freeze([...s.forwards]),
     hostsfile: s.hostsfile,
     addnHosts: Object.freeze([...s.addnHosts]),

@@ -1,9 +1,10 @@
 /** The CLI side of the control interface: one request, one response, a clear error when no daemon listens. */
 import net from 'node:net';
+import { CONTROL_TIMEOUT_MS } from '../defaults.js';
 import { ErrorCodes, NatdError, type ErrorCode } from '../errors.js';
 import type { ControlResponse } from './server.js';
 
-export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<unknown> {
+export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = CONTROL_TIMEOUT_MS): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const conn = net.createConnection(socketPath);
     let buffered = '';

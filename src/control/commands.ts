@@ -1,6 +1,6 @@
 /** CLI subcommands that talk to a running daemon: argument parsing, the call, and human or JSON output. */
 import { parseArgs } from 'node:util';
-import { DEFAULT_RUN_ROOT } from '../config.js';
+import { DEFAULT_BRIDGE, defaultControlSocket } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { callDaemon } from './client.js';
 
@@ -117,8 +117,8 @@ export async function runControlCommand(command: string, argv: string[]): Promis
     throw flagError(err);
   }
   const { values, positionals } = parsed;
-  const bridge = values.bridge ?? 'virbr10';
-  const socketPath = values['control-socket'] ?? `${DEFAULT_RUN_ROOT}/${bridge}.sock`;
+  const bridge = values.bridge ?? DEFAULT_BRIDGE;
+  const socketPath = values['control-socket'] ?? defaultControlSocket(bridge);
   let sub: string | undefined;
   let args: Record<string, unknown> = {};
   const allowed = SUBCOMMANDS[command];

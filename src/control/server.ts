@@ -11,6 +11,7 @@
 import net from 'node:net';
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { CONTROL_TIMEOUT_MS } from '../defaults.js';
 import type { Logger } from '../log.js';
 import { peerCredentials, type PeerCredentials } from '../native.js';
 
@@ -108,7 +109,7 @@ export class ControlServer {
     conn.once('close', () => this.connections.delete(conn));
     let buffered = '';
     conn.setEncoding('utf8');
-    conn.setTimeout(10_000, () => conn.destroy());
+    conn.setTimeout(CONTROL_TIMEOUT_MS, () => conn.destroy());
     conn.on('error', () => conn.destroy());
     conn.on('data', (chunk: string) => {
       buffered += chunk;

@@ -19,7 +19,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import type { Config, MetricsListen } from '../config.js';
-import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from '../config.js';
+import { defaultDhcpRange, describeRange } from '../config.js';
+import { DEFAULT_SUBNET } from '../defaults.js';
 import { ControlServer } from '../control/server.js';
 import { LeaseStore } from '../dhcp/lease-store.js';
 import { ConflictDetector } from '../dhcp/probe.js';

@@ -13,6 +13,7 @@
  * committed its batch or not; the in-memory table stays the old one and the healer settles the kernel on it.
  */
 import type { Config } from '../config.js';
+import { tableNameFor } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
@@ -41,9 +42,7 @@ export interface FirewallOptions {
   store?: ForwardsStore;
 }
 
-export function tableNameFor(bridge: string): string {
-  return `natd-${bridge}`;
-}
+export { tableNameFor };
 
 /** What is in the kernel: heals restore exactly this, element changes start from it. */
 interface AppliedTable {

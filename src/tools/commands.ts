@@ -2,7 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_STATE_ROOT } from '../config.js';
+import { DEFAULT_BRIDGE, defaultStateDir } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { flagError } from '../control/commands.js';
 import { importDnsmasq, parseDnsmasqConf } from './import-dnsmasq.js';
@@ -43,7 +43,7 @@ async function importCommand(argv: string[]): Promise<number> {
   }
   const report = await importDnsmasq({
     confFile: confPath,
-    outDir: values['state-dir'] ?? `${DEFAULT_STATE_ROOT}/${String(bridge)}`,
+    outDir: values['state-dir'] ?? defaultStateDir(String(bridge)),
     configOut: values['config-out'] ?? `${DEFAULT_CONFIG_ROOT}/${String(bridge)}.json`,
     force: values.force ?? false,
   });
@@ -66,7 +66,7 @@ async function importCommand(argv: string[]): Promise<number> {
 
 function libvirtCommand(argv: string[]): number {
   const { values } = parse(argv, { bridge: { type: 'string' }, name: { type: 'string' }, mac: { type: 'string' } });
-  const bridge = values.bridge ?? 'virbr10';
+  const bridge = values.bridge ?? DEFAULT_BRIDGE;
   process.stdout.write(`<!-- virsh net-define this file, then: virsh net-start ${values.name ?? bridge} && virsh net-autostart ${values.name ?? bridge} -->\n`);
   process.stdout.write(networkXml({ bridge, ...(values.name ? { name: values.name } : {}) }));
   process.stdout.write(`\n<!-- for an existing VM (virsh edit VM), the interface that joins the bridge: -->\n`);
@@ -76,7 +76,7 @@ function libvirtCommand(argv: string[]): number {
 
 async function doctorCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { bridge: { type: 'string' }, json: { type: 'boolean' } });
-  const bridge = values.bridge ?? 'virbr10';
+  const bridge = values.bridge ?? DEFAULT_BRIDGE;
   const { findings, exitCode } = await runDoctor({ bridge });
   process.stdout.write(values.json ? JSON.stringify(findings, null, 2) + '\n' : formatFindings(findings));
   return exitCode;

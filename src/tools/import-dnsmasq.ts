@@ -10,6 +10,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { resolveConfig, type RawSettings } from '../config.js';
+import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
@@ -21,7 +22,7 @@ import { reservationClash, reservedAddressProblem } from '../dhcp/reservation-ru
 import { writeFileAtomic } from '../state/atomic-file.js';
 
 /** natd's reservations file in the state dir (dnsmasq hostsfile format). */
-export const RESERVATIONS_FILE = 'reservations';
+export const RESERVATIONS_FILE = STATE_FILES.importedReservations;
 
 export interface ConfLine {
   line: number;

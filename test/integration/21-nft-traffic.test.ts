@@ -11,6 +11,7 @@ import type { NftOptions } from '../../src/nft/runner.js';
 import { buildForwardChange, type PortForward, type RulesetInput } from '../../src/nft/ruleset.js';
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from './support/netns.js';
 import { ip } from '../support/addresses.js';
+import { tableNameFor } from '../../src/defaults.js';
 
 const NFT = '/usr/sbin/nft';
 const VM1 = '10.77.0.50';
@@ -48,7 +49,7 @@ describe.skipIf(!isRoot())('traffic through the nft table', () => {
     }
     await topo.runOk(topo.host, ['sysctl', '-w', 'net.ipv4.ip_forward=1']);
     const { address, subnet } = parseCidr(`${GATEWAY}/${SUBNET.split('/')[1]}`)!;
-    input = { table: `natd-${BRIDGE}`, bridge: BRIDGE, subnet, gateway: address, forwards: [sshForward, boundForward] };
+    input = { table: tableNameFor(BRIDGE), bridge: BRIDGE, subnet, gateway: address, forwards: [sshForward, boundForward] };
     await applyAndVerify(input, host);
     await echoPeer(topo.wan, 7000);
     await echoPeer(topo.vm(1).ns, 22);

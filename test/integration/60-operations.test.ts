@@ -11,6 +11,7 @@ import path from 'node:path';
 import { pinnedMacFor } from '../../src/net/bridge.js';
 import { isRoot, Topology, UPLINK_WAN, type RunResult } from './support/netns.js';
 import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
+import { defaultControlSocket } from '../../src/defaults.js';
 
 const RESERVED = '10.77.0.99';
 
@@ -186,7 +187,7 @@ describe.skipIf(!isRoot())('natd operations', () => {
       expect(unknownFlag.stderr).toBe("natd: Unknown option '--frobnicate'; see natd --help\n");
       const byBridge = await natdIn(topo.host, ['status', '--bridge', 'nosuchbr']);
       expect(byBridge.code).toBe(69);
-      expect(byBridge.stderr).toContain('/run/natd/nosuchbr.sock');
+      expect(byBridge.stderr).toContain(defaultControlSocket('nosuchbr'));
     });
   });
 
