@@ -66,6 +66,7 @@ const HELP = `natd — DHCP, DNS and NAT for a VM bridge, in one process (replac
 Usage:
   natd --bridge NAME [options]          run the daemon for bridge NAME (created if missing)
   natd check-config --bridge NAME [...] validate flags/config without touching the system
+                                        (the daemon's checks, against the subnet it would serve)
   natd status|leases [--bridge NAME] [--json]
   natd reservations list|add|remove ... [--bridge NAME]
   natd forwards list|add|remove ...     [--bridge NAME]
@@ -261,7 +262,11 @@ export async function main(argv: string[]): Promise<number> {
     const { values } = await parseDaemonArgs(rest);
     await loadConfigModule();
     const config = configFromArgs(values);
-    process.stdout.write(`configuration OK for bridge ${config.bridge}\n`);
+    // issue 13: the checks the daemon runs against the subnet it will serve, and the hostsfile, before it starts
+    const { checkBeforeStart } = await import('./config/served-subnet.js');
+    const { readBridgeCidr } = await import('./net/bridge.js');
+    const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
+    process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }
   if (first !== undefined && !first.startsWith('-')) {

@@ -6,12 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { ErrorCodes, NatdError } from './errors.js';
-import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
+import { formatIpv4, normalizeMac, parseCidr, parseIpv4, type Subnet } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
 import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
-import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
+import { reservedNameProblem } from './dhcp/reservation-rules.js';
+import { dhcpOptionProblems } from './dhcp/configured-options.js';
+import { configError, subnetProblems, type Served } from './config/served-subnet.js';
 
 import { DEFAULT_LEASE_SECONDS, DEFAULT_RESOLV_CONF, SETTING_DEFAULTS as D, defaultControlSocket, defaultStateDir } from './defaults.js';
 
@@ -233,10 +234,6 @@ function parseMetricsListen(text: string, allowRemote: boolean, problems: string
   return undefined;
 }
 
-function configError(problems: string[]): NatdError {
-  const text = problems.length === 1 ? problems[0]! : `${problems.length} problems:\n  ${problems.join('\n  ')}`;
-  return new NatdError(ErrorCodes.CONFIG, `invalid configuration: ${text}`);
-}
 
 /** Reads a JSON config file; errors name the file. */
 export function readConfigFile(file: string): RawSettings {
@@ -281,10 +278,10 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const s = parsed.data;
   const problems: string[] = [];
 
-  let subnet: Subnet | undefined;
+  let served: Served | undefined;
   if (s.subnet) {
     const cidr = parseCidr(s.subnet)!;
-    subnet = cidr.subnet;
+    served = { subnet: cidr.subnet, gateway: cidr.address };
     if (cidr.subnet.prefix > 30) problems.push(`subnet: prefix /${cidr.subnet.prefix} leaves no room for guests (got "${s.subnet}")`);
     if (cidr.address === cidr.subnet.network || cidr.address === cidr.subnet.broadcast)
       problems.push(`subnet: give the gateway address, not the network or broadcast address (got "${s.subnet}")`);
@@ -297,8 +294,6 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     const end = parseIpv4(b!);
     if (start === undefined || end === undefined) problems.push(`dhcpRange: not two IPv4 addresses (got "${s.dhcpRange}")`);
     else if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
-    else if (subnet && (!subnetContains(subnet, start) || !subnetContains(subnet, end)))
-      problems.push(`dhcpRange: ${s.dhcpRange} is not inside subnet ${s.subnet}`);
     else dhcpRange = Object.freeze({ start, end });
   }
 
@@ -311,15 +306,11 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
       return undefined;
     }
     if (cidr.address !== cidr.subnet.network) problems.push(`routes.${i}: ${cidrText} has host bits set; use ${formatIpv4(cidr.subnet.network)}/${cidr.subnet.prefix}`);
-    if (subnet && !subnetContains(subnet, router)) problems.push(`routes.${i}: router ${routerText} is not inside subnet ${s.subnet}`);
     return Object.freeze({ network: cidr.subnet.network, prefix: cidr.subnet.prefix, router });
   }).filter((r) => r !== undefined);
 
   const reservations = s.reservations.map((r, i) => {
     const address = parseIpv4(r.address)!;
-    // only 'outside' is fatal here: the gateway is unknown until the bridge is, and the daemon skips (with a warning)
-    // a network, broadcast or gateway address the same way whichever source it came from
-    if (subnet && reservedAddressProblem(address, subnet) === 'outside') problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
     const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
     if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
     return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
@@ -328,13 +319,15 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
   s.forwards.forEach((text, i) => {
     try {
-      const spec = parseForwardSpec(text);
-      if (subnet && 'address' in spec.guest && !subnetContains(subnet, spec.guest.address))
-        problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside subnet ${s.subnet}`);
+      parseForwardSpec(text);
     } catch (err) {
       problems.push(`forwards.${i}: ${(err as Error).message}`);
     }
   });
+  const searchDomains = (s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase());
+  problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
+  // against the subnet: the same checks the daemon and check-config run when the subnet comes from the bridge
+  if (served) problems.push(...subnetProblems({ dhcpRange, routes, reservations, forwards: s.forwards }, served));
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
 
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
@@ -364,7 +357,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsListen,
     allowIpv6Forward: s.allowIpv6Forward,
     conflictProbe: s.conflictProbe,
-    searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
+    searchDomains: Object.freeze(searchDomains),
     routes: Object.freeze(routes),
     guestToHost,
     configFile,

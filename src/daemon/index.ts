@@ -20,6 +20,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Config, MetricsListen } from '../config.js';
 import { defaultDhcpRange, describeRange } from '../config.js';
+import { checkServedSubnet, configError, subnetProblems } from '../config/served-subnet.js';
 import { DEFAULT_SUBNET } from '../defaults.js';
 import { ControlServer } from '../control/server.js';
 import { LeaseStore } from '../dhcp/lease-store.js';
@@ -30,10 +31,9 @@ import type { Reservation } from '../dhcp/types.js';
 import { DnsCache } from '../dns/cache.js';
 import { DnsServer } from '../dns/server.js';
 import { UpstreamClient } from '../dns/upstream.js';
-import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
-import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
+import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
 import { controlHandlers } from './control-handlers.js';
@@ -203,17 +203,13 @@ async function registerDns(config: Config, bridge: BridgeInfo, { sys, logger, st
 }
 
 /**
- * The DHCP range checked against the subnet natd will serve, before anything on the system changes; the bridge step
- * picks the subnet by the same precedence (--subnet, the bridge's address, the default).
+ * The configuration checked against the subnet natd will serve, before anything on the system changes (the same
+ * check as `natd check-config`, config/served-subnet.ts); the bridge step picks the subnet by the same precedence
+ * (--subnet, the bridge's address, the default). Returns the DHCP range.
  */
 async function plannedRange(config: Config, sys: DaemonSystem): Promise<{ start: number; end: number }> {
-  const planned = parseCidr(config.subnetCidr ?? (await sys.bridgeSetup.readCidr(config.bridge)) ?? DEFAULT_SUBNET);
-  if (!planned) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse the bridge's address`);
-  const range = config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address);
-  if (!subnetContains(planned.subnet, range.start) || !subnetContains(planned.subnet, range.end)) {
-    throw new NatdError(ErrorCodes.CONFIG, `dhcpRange: ${describeRange(range)} is not inside the bridge subnet ${formatSubnet(planned.subnet)}`);
-  }
-  return range;
+  const planned = await checkServedSubnet(config, (name) => sys.bridgeSetup.readCidr(name));
+  return config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.gateway);
 }
 
 /** The pure DHCP core for this bridge (its leases come from the journal next). */
@@ -324,6 +320,9 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
  */
 async function reloadComponents(running: Running, ctx: Context, newConfig?: Config): Promise<void> {
   const config = newConfig ?? ctx.loadConfig?.() ?? running.config;
+  // the served subnet is fixed while natd runs: a reload that does not fit it is refused, nothing changed
+  const problems = subnetProblems(config, running.bridge);
+  if (problems.length) throw configError(problems);
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));

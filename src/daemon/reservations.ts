@@ -34,7 +34,7 @@ async function readHostsfile(file: string, bridge: BridgeInfo, domain: string | 
     if (!optional) logger.warn('cannot read hostsfile; no reservations from it', { file, error: (err as Error).message });
     return [];
   }
-  const parsed = parseHostsfile(text, file, bridge.subnet, domain);
+  const parsed = parseHostsfile(text, file, bridge.subnet, domain, bridge.gateway);
   for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
   return parsed.reservations;
 }

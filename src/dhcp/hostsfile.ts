@@ -18,6 +18,8 @@ export interface FileProblem {
   file: string;
   line: number;
   message: string;
+  /** the line was not loaded (the other problems are notes on a line that was) */
+  skipped?: true;
 }
 
 export interface HostsfileResult {
@@ -94,7 +96,7 @@ function stripComment(line: string): string {
   return m ? line.slice(0, m.index) : line;
 }
 
-export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string): HostsfileResult {
+export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string, gateway?: number): HostsfileResult {
   const reservations: Reservation[] = [];
   const problems: FileProblem[] = [];
   const byMac = new Map<string, number>();
@@ -106,11 +108,12 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
     const report = (message: string): void => void problems.push({ file, line: lineNo, message });
+    const skip = (message: string): void => void problems.push({ file, line: lineNo, message, skipped: true });
     // Accept a pasted dnsmasq.conf line too.
     const content = stripComment(lines[i]!).trim().replace(/^dhcp-host\s*=\s*/, '');
     if (content === '') continue;
     if (content.length > MAX_LINE_LENGTH) {
-      report('line too long; skipped');
+      skip('line too long; skipped');
       continue;
     }
 
@@ -122,30 +125,30 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
     }
     const r = parsed.reservation;
     if (!r) {
-      report(`${parsed.error ?? 'malformed'}; line skipped`);
+      skip(`${parsed.error ?? 'malformed'}; line skipped`);
       continue;
     }
 
     const ip = formatIpv4(r.address);
-    const addressProblem = subnet ? reservedAddressProblem(r.address, subnet) : undefined;
+    const addressProblem = subnet ? reservedAddressProblem(r.address, subnet, gateway) : undefined;
     if (addressProblem) {
-      report(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
+      skip(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
       continue;
     }
     const macLine = byMac.get(r.mac);
     if (macLine !== undefined) {
-      report(`MAC ${r.mac} already reserved at line ${macLine}; line skipped`);
+      skip(`MAC ${r.mac} already reserved at line ${macLine}; line skipped`);
       continue;
     }
     const addressLine = byAddress.get(r.address);
     if (addressLine !== undefined) {
-      report(`address ${ip} already reserved for another MAC at line ${addressLine}; line skipped`);
+      skip(`address ${ip} already reserved for another MAC at line ${addressLine}; line skipped`);
       continue;
     }
     if (r.hostname !== undefined) {
       const nameLine = byName.get(r.hostname);
       if (nameLine !== undefined) {
-        report(`host name '${r.hostname}' already used at line ${nameLine}; line skipped`);
+        skip(`host name '${r.hostname}' already used at line ${nameLine}; line skipped`);
         continue;
       }
       byName.set(r.hostname, lineNo);

@@ -13,17 +13,9 @@
  * unicast to an address outside the subnet. A DECLINE is trusted only after a probe confirms that something answers
  * at the address (RFC 5227's idea, as Kea does), and the quarantine holds at most a share of the range.
  */
-import { NatdError, ErrorCodes } from '../errors.js';
 import { subnetContains, type Subnet } from '../net/ipv4.js';
-import {
-  encodeClasslessRoutes,
-  encodeDomainSearch,
-  encodeIpv4List,
-  encodeString,
-  encodeU32,
-  FqdnFlags,
-  type ClasslessRoute,
-} from './codec.js';
+import { encodeString, encodeU32, FqdnFlags } from './codec.js';
+import { encodeConfiguredOptions } from './configured-options.js';
 import { LeaseTable, storedLease } from './lease-table.js';
 import { AddressPool, type InUsePredicate } from './pool.js';
 import { BOOTREPLY,
@@ -641,25 +633,7 @@ export class DhcpServerCore {
   }
 
   private encodeConfiguredOptions(): void {
-    const c = this.config;
-    try {
-      this.configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
-      if (c.router !== 0) this.configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
-      if (c.dnsServers.length > 0) this.configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
-      if (c.domain) this.configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
-      this.configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
-      if (c.searchDomains && c.searchDomains.length > 0) {
-        this.configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
-      }
-      if (c.classlessRoutes && c.classlessRoutes.length > 0) {
-        // RFC 3442 §2: a client given option 121 ignores option 3, so the default route must be in 121 too.
-        const routes: ClasslessRoute[] = [...c.classlessRoutes];
-        if (c.router !== 0 && !routes.some((r) => r.prefix === 0)) routes.push({ network: 0, prefix: 0, router: c.router });
-        this.configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
-      }
-    } catch (err) {
-      throw new NatdError(ErrorCodes.CONFIG, `DHCP options cannot be encoded: ${(err as Error).message}`, { cause: err });
-    }
+    for (const [code, value] of encodeConfiguredOptions(this.config)) this.configured.set(code, value);
   }
 }
 

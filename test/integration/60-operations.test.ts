@@ -225,7 +225,7 @@ describe.skipIf(!isRoot())('natd operations', () => {
     it('check-config validates without touching the system', async () => {
       const ok = await natdIn(empty, ['check-config', '--bridge', 'br9', '--subnet', '10.9.0.1/24', '--forward', 'tcp:2222=10.9.0.5:22']);
       expect(ok.code, ok.stderr).toBe(0);
-      expect(ok.stdout).toBe('configuration OK for bridge br9\n');
+      expect(ok.stdout).toBe('configuration OK for bridge br9 (subnet 10.9.0.1/24)\n');
       const bad = await natdIn(empty, ['check-config', '--bridge', 'br9', '--lease-time', 'forever']);
       expect(bad.code).toBe(78);
       expect(bad.stderr).toMatch(/leaseTime: .*forever/);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
+import { DEFAULT_SUBNET } from '../../src/defaults.js';
 import { callDaemon } from '../../src/control/client.js';
 import { buildDaemon, type Daemon, type DaemonSockets } from '../../src/daemon/index.js';
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../../src/dhcp/codec.js';
@@ -241,5 +242,24 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     // the UDP socket opened just before the failing TCP listener is closed at once, the rest by the stack
     expect(t.events).toEqual(['dns udp closed', 'STOPPING=1']);
     expect(t.nft.calls).toEqual([]);
+  });
+
+  it('without --subnet, refuses a reservation on the gateway of the subnet it would serve before touching anything', async () => {
+    // no --subnet and no bridge yet: natd would create it with DEFAULT_SUBNET, whose gateway the reservation takes
+    const gateway = DEFAULT_SUBNET.split('/')[0]!;
+    const t = setup({ subnet: undefined, dhcpRange: undefined, reservations: [{ mac: '52:54:00:00:00:50', address: gateway }] });
+    await expect(t.daemon.start()).rejects.toThrow(new RegExp(`reservations\\.0\\.address: ${gateway.replace(/\./g, '\\.')} is the gateway's address`));
+    expect(t.events).not.toContain('bridge');
+    expect(t.events).not.toContain('sysctls');
+    expect(t.nft.calls).toEqual([]);
+  });
+
+  it('a reload that does not fit the served subnet is refused and changes nothing', async () => {
+    const t = setup();
+    await t.daemon.start();
+    const before = t.daemon.status();
+    const bad = { ...t.config, reservations: [{ mac: '52:54:00:00:00:51', address: ip(GATEWAY) }] };
+    await expect(t.daemon.reload(bad)).rejects.toThrow(/reservations\.0\.address: 10\.77\.0\.1 is the gateway's address/);
+    expect(t.daemon.status()).toEqual(before);
   });
 });
