@@ -2,22 +2,30 @@
  * Configuration: flags and an optional JSON config file, validated once with zod into one frozen object.
  * Flags win over the file. Every problem is reported together, each naming its field and value, and nothing on
  * the system is touched before validation passes.
+ *
+ * This module holds what every new setting adds to (RawSettings, the schema, Config, buildConfig); the parsing of
+ * structured values is in config/: values.ts (zod pieces), parts.ts (subnet, range, routes, reservations, forwards),
+ * served-subnet.ts (checks against the served subnet, shared with check-config and the daemon), metrics-listen.ts,
+ * guest-to-host.ts, file.ts (the config file, problem text), range.ts (the default DHCP range).
  */
-import { readFileSync } from 'node:fs';
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { formatIpv4, normalizeMac, parseCidr, parseIpv4, type Subnet } from './net/ipv4.js';
+import { normalizeMac, parseCidr } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
-import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
-import { reservedNameProblem } from './dhcp/reservation-rules.js';
 import { dhcpOptionProblems } from './dhcp/configured-options.js';
-import { configError, subnetProblems, type Served } from './config/served-subnet.js';
-
+import { configError, subnetProblems } from './config/served-subnet.js';
 import { DEFAULT_LEASE_SECONDS, DEFAULT_RESOLV_CONF, SETTING_DEFAULTS as D, defaultControlSocket, defaultStateDir } from './defaults.js';
+import { DOMAIN_RE, durationSeconds, ipv4, reservationSchema, sizeBytes } from './config/values.js';
+import { parseMetricsListen, type MetricsListen } from './config/metrics-listen.js';
+import { parseGuestToHost } from './config/guest-to-host.js';
+import { mergeSettings, schemaProblems } from './config/file.js';
+import { checkForwards, parseDhcpRange, parseReservations, parseRoutes, parseSubnet, searchDomainsOf } from './config/parts.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
+export { readConfigFile } from './config/file.js';
+export { defaultDhcpRange, describeRange } from './config/range.js';
+export type { MetricsListen } from './config/metrics-listen.js';
 
 /** Raw settings before validation: the union of what flags and the config file can say. */
 export interface RawSettings {
@@ -59,40 +67,6 @@ export interface RawSettings {
   /** issue 13: how long the conflict probe waits for an ARP answer before an OFFER, ms */
   dhcpProbeTimeoutMs?: unknown;
 }
-
-const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
-
-const DURATION_HINT = 'expected seconds or a duration like 3600, 90s, 30m, 1h or 1d';
-const durationSeconds = z.union([z.number().int().positive(), z.string()], { error: DURATION_HINT }).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*([smhd]?)$/.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-    return z.NEVER;
-  }
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-});
-
-const SIZE_HINT = 'expected bytes or a size like 32M, 64MiB, 512K or 1G (K/M/G are powers of 1024)';
-const sizeBytes = z.union([z.number().int().positive(), z.string()], { error: SIZE_HINT }).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: SIZE_HINT });
-    return z.NEVER;
-  }
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * unit;
-});
-
-const DOMAIN_RE = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-
-const reservationSchema = z.object({
-  mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
-  address: ipv4,
-  hostname: z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, 'not a DNS label').optional(),
-});
 
 const settingsSchema = z
   .object({
@@ -201,139 +175,39 @@ export interface Config {
   readonly dhcpProbeTimeoutMs: number;
 }
 
-export interface MetricsListen {
-  /** an IPv4 or IPv6 address, without brackets */
-  readonly host: string;
-  readonly port: number;
-  /** as given, for log lines: 127.0.0.1:9153, [::1]:9153 */
-  readonly text: string;
-}
-
-/** The addresses that only the host itself can reach: 127.0.0.0/8 and ::1. */
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-/**
- * The metrics endpoint has no authentication, so by default it listens on loopback only; any other address is an
- * explicit choice (metricsAllowRemote). Problems are pushed with the field named.
- */
-function parseMetricsListen(text: string, allowRemote: boolean, problems: string[]): MetricsListen | undefined {
-  const i = text.lastIndexOf(':');
-  const host = text.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(text.slice(i + 1));
-  const family = isIPv4(host) ? 'ipv4' : isIPv6(host) ? 'ipv6' : undefined;
-  if (!family) problems.push(`metricsListen: ${host} is not an IP address (got "${text}")`);
-  else if (port < 1 || port > 65535) problems.push(`metricsListen: port ${port} is not in 1-65535 (got "${text}")`);
-  else if (!allowRemote && !LOOPBACK.check(host, family)) {
-    problems.push(
-      `metricsListen: ${host} is not a loopback address; the endpoint has no authentication, so listening beyond ` +
-        `the host needs --metrics-allow-remote (metricsAllowRemote: true) (got "${text}")`,
-    );
-  } else return Object.freeze({ host, port, text });
-  return undefined;
-}
-
-
-/** Reads a JSON config file; errors name the file. */
-export function readConfigFile(file: string): RawSettings {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw configError([`config: cannot read ${file}: ${(err as Error).message}`]);
-  }
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
-    return parsed as RawSettings;
-  } catch (err) {
-    throw configError([`config: ${file} is not valid JSON: ${(err as Error).message}`]);
-  }
-}
-
-function describeValue(raw: Record<string, unknown>, path: PropertyKey[]): string {
-  let v: unknown = raw;
-  for (const key of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined;
-  if (v === undefined) return '';
-  const text = JSON.stringify(v);
-  return ` (got ${text && text.length > 60 ? text.slice(0, 57) + '...' : text})`;
-}
+type Settings = z.infer<typeof settingsSchema>;
 
 /** Validates settings (file first, flags over it) into the frozen Config. Throws NatdError(CONFIG) listing all problems. */
 export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}, configFile?: string): Config {
-  const merged: Record<string, unknown> = { ...fileSettings };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
-
+  const merged = mergeSettings(flags, fileSettings);
   const parsed = settingsSchema.safeParse(merged);
-  if (!parsed.success) {
-    throw configError(
-      parsed.error.issues.map((i) => {
-        const field = i.path.length ? i.path.join('.') : 'config';
-        const message = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message;
-        return `${field}: ${message}${describeValue(merged, i.path)}`;
-      }),
-    );
-  }
-  const s = parsed.data;
+  if (!parsed.success) throw configError(schemaProblems(parsed.error.issues, merged));
   const problems: string[] = [];
+  const parts = resolveParts(parsed.data, problems);
+  if (problems.length) throw configError(problems);
+  return buildConfig(parsed.data, parts, configFile);
+}
 
-  let served: Served | undefined;
-  if (s.subnet) {
-    const cidr = parseCidr(s.subnet)!;
-    served = { subnet: cidr.subnet, gateway: cidr.address };
-    if (cidr.subnet.prefix > 30) problems.push(`subnet: prefix /${cidr.subnet.prefix} leaves no room for guests (got "${s.subnet}")`);
-    if (cidr.address === cidr.subnet.network || cidr.address === cidr.subnet.broadcast)
-      problems.push(`subnet: give the gateway address, not the network or broadcast address (got "${s.subnet}")`);
-  }
+type Parts = ReturnType<typeof resolveParts>;
 
-  let dhcpRange: Config['dhcpRange'];
-  if (s.dhcpRange) {
-    const [a, b] = s.dhcpRange.split('-');
-    const start = parseIpv4(a!);
-    const end = parseIpv4(b!);
-    if (start === undefined || end === undefined) problems.push(`dhcpRange: not two IPv4 addresses (got "${s.dhcpRange}")`);
-    else if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
-    else dhcpRange = Object.freeze({ start, end });
-  }
-
-  const routes = s.routes.map((text, i) => {
-    const [cidrText, routerText] = text.split('=');
-    const cidr = parseCidr(cidrText!);
-    const router = parseIpv4(routerText!);
-    if (!cidr || router === undefined) {
-      problems.push(`routes.${i}: not NETWORK/PREFIX=ROUTER (got "${text}")`);
-      return undefined;
-    }
-    if (cidr.address !== cidr.subnet.network) problems.push(`routes.${i}: ${cidrText} has host bits set; use ${formatIpv4(cidr.subnet.network)}/${cidr.subnet.prefix}`);
-    return Object.freeze({ network: cidr.subnet.network, prefix: cidr.subnet.prefix, router });
-  }).filter((r) => r !== undefined);
-
-  const reservations = s.reservations.map((r, i) => {
-    const address = parseIpv4(r.address)!;
-    const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
-    if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
-    return Object.freeze({ mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}) });
-  });
-
-  // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
-  s.forwards.forEach((text, i) => {
-    try {
-      parseForwardSpec(text);
-    } catch (err) {
-      problems.push(`forwards.${i}: ${(err as Error).message}`);
-    }
-  });
-  const searchDomains = (s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase());
+/** The structured values, each problem pushed with its field named (config/parts.ts, config/served-subnet.ts). */
+function resolveParts(s: Settings, problems: string[]) {
+  const served = s.subnet ? parseSubnet(s.subnet, problems) : undefined;
+  const dhcpRange = s.dhcpRange ? parseDhcpRange(s.dhcpRange, problems) : undefined;
+  const routes = parseRoutes(s.routes, problems);
+  const reservations = parseReservations(s.reservations, s.domain, problems);
+  checkForwards(s.forwards, problems);
+  const searchDomains = searchDomainsOf(s.searchDomains, s.domain);
   problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
   // against the subnet: the same checks the daemon and check-config run when the subnet comes from the bridge
   if (served) problems.push(...subnetProblems({ dhcpRange, routes, reservations, forwards: s.forwards }, served));
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
-
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  return { dhcpRange, routes, reservations, searchDomains, metricsListen, guestToHost };
+}
 
-  if (problems.length) throw configError(problems);
-
+/** The frozen Config from valid settings: every setting lands here, by its Config name. */
+function buildConfig(s: Settings, { dhcpRange, routes, reservations, searchDomains, metricsListen, guestToHost }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -369,43 +243,4 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
   });
-}
-
-const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;
-
-/**
- * `--guest-to-host`: the host services guests may reach (the input chain rejects the rest, as firewalld's libvirt
- * zone does). Each entry is [tcp|udp:]PORT[-PORT] (tcp when no protocol), or 'all' alone to reject nothing.
- */
-function parseGuestToHost(entries: readonly string[], problems: string[]): readonly HostService[] | 'all' {
-  if (entries.includes('all')) {
-    if (entries.length > 1) problems.push(`guestToHost: 'all' cannot be combined with ports (got "${entries.join(',')}")`);
-    return 'all';
-  }
-  const services: HostService[] = [];
-  entries.forEach((text, i) => {
-    const m = HOST_SERVICE_RE.exec(text.trim().toLowerCase());
-    const first = Number(m?.[2]);
-    const last = m?.[3] === undefined ? first : Number(m[3]);
-    if (!m || first < 1 || last > 65535 || first > last) {
-      problems.push(`guestToHost.${i}: expected [tcp|udp:]PORT[-PORT] with ports 1-65535, or all (got "${text}")`);
-      return;
-    }
-    services.push(Object.freeze({ protocol: (m[1] ?? 'tcp') as 'tcp' | 'udp', ports: Object.freeze([first, last]) as readonly [number, number] }));
-  });
-  return Object.freeze(services);
-}
-
-/** Default dynamic range for a subnet: skip the first 9 hosts (gateway, static guests), end before broadcast. */
-export function defaultDhcpRange(subnet: Subnet, gateway: number): { start: number; end: number } {
-  const size = subnet.broadcast - subnet.network - 1;
-  const skip = size > 20 ? 9 : 1;
-  let start = subnet.network + 1 + skip;
-  const end = subnet.broadcast - 1;
-  if (start === gateway) start++;
-  return { start, end };
-}
-
-export function describeRange(range: { start: number; end: number }): string {
-  return `${formatIpv4(range.start)}-${formatIpv4(range.end)}`;
 }
