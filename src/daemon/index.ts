@@ -41,7 +41,8 @@ import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
 import { loadReservations, ReservationBook } from './reservations.js';
 import { ShutdownStack } from './shutdown.js';
-import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
+import { metricsInput, statusOf, type DnsParts, type Observed, type StatusReport } from './status.js';
+import { validatedHandlers } from '../control/validate.js';
 import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
 
@@ -62,7 +63,7 @@ export interface Daemon {
   /** Re-reads config-derived inputs (hostsfile, resolv.conf, forwards) and re-applies the ruleset. */
   reload(config?: Config): Promise<void>;
   close(): Promise<void>;
-  status(): Record<string, unknown>;
+  status(): StatusReport;
 }
 
 /** The started components; `config` changes on reload, `control` is set once its socket listens. */
@@ -77,6 +78,8 @@ interface Running {
   firewall: Firewall | undefined;
   control: ControlServer | undefined;
   kernelDrops: () => Record<string, number>;
+  /** ms since the epoch (status: uptime) */
+  startedAt: number;
 }
 
 interface Context {
@@ -116,19 +119,20 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     start,
     close,
     reload: (config) => (running ? reloadComponents(running, ctx, config) : Promise.resolve()),
-    status: () => (running ? statusOf(observe(running, sys.now())) : { bridge: initialConfig.bridge, pid: process.pid }),
+    status: (): StatusReport => (running ? statusOf(observe(running, sys.now())) : { bridge: initialConfig.bridge, pid: process.pid, state: 'starting' }),
   };
 }
 
 /** Steps 1-9 of the header, in order; returns the running components. */
 async function startComponents(config: Config, ctx: Context): Promise<Running> {
+  const startedAt = ctx.sys.now();
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
   const dns = state.names ? await startDns(config, bridge, state.names, ctx) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
-  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops() };
+  const running: Running = { config, bridge, core: state.core, names: state.names, reservations: state.reservations, dns, dhcp, firewall, control: undefined, kernelDrops: () => ctx.sys.sockets.kernelDrops(), startedAt };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -300,7 +304,7 @@ async function startFirewall(config: Config, bridge: BridgeInfo, reservations: R
 
 async function startControl(running: Running, ctx: Context): Promise<ControlServer> {
   const now = ctx.sys.now;
-  const control = new ControlServer(running.config.controlSocket, controlHandlers({
+  const control = new ControlServer(running.config.controlSocket, validatedHandlers(controlHandlers({
     core: running.core,
     reservations: running.reservations,
     firewall: running.firewall,
@@ -308,7 +312,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
-  }), ctx.logger);
+  })), ctx.logger);
   await control.start();
   ctx.stack.push('control socket', () => control.close());
   return control;
@@ -333,6 +337,6 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, startedAt } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), startedAt };
 }

@@ -8,7 +8,13 @@ import type { DnsServer } from '../dns/server.js';
 import type { UpstreamClient } from '../dns/upstream.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
-import type { Firewall } from '../nft/firewall.js';
+import type { Firewall, FirewallStatus } from '../nft/firewall.js';
+import type { CoreStats } from '../dhcp/server-core.js';
+import type { DhcpStats } from '../dhcp/transport.js';
+import type { DnsCacheStats } from '../dns/cache.js';
+import type { DnsServerStats } from '../dns/server.js';
+import type { UpstreamStats } from '../dns/upstream.js';
+import { defaultDhcpRange, describeRange } from '../config/range.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
 
@@ -31,6 +37,8 @@ export interface Observed {
   now: number;
   /** datagrams the kernel dropped at the DHCP and DNS sockets, by socket */
   kernelDrops: Record<string, number>;
+  /** when the daemon started, ms since the epoch */
+  startedAt: number;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -56,15 +64,62 @@ function dnsMetrics({ server, cache, upstream, leaseNames }: DnsParts): NonNulla
   };
 }
 
-export function statusOf(o: Observed): Record<string, unknown> {
+/**
+ * `natd status --json`: everything the daemon knows about itself. `natd status` renders it for people
+ * (control/format-status.ts). Before the components run only the first fields are there (state 'starting').
+ */
+export interface StatusReport {
+  bridge: string;
+  pid: number;
+  state: 'starting' | 'running';
+  /** ms since the epoch */
+  startedAt?: number;
+  uptimeSeconds?: number;
+  subnet?: string;
+  gateway?: string;
+  dhcp?: DhcpStats & CoreStats & { range: string; leaseTimeSeconds: number };
+  dns?: DnsStatus;
+  /** undefined with --no-firewall */
+  firewall?: FirewallStatus;
+  control?: { refusedPeers: number };
+  kernelDrops?: Record<string, number>;
+  /** the configuration in effect (after the last reload) */
+  config?: Config;
+}
+
+export type DnsStatus = DnsServerStats & {
+  cache: DnsCacheStats & { maxEntries: number; maxBytes: number };
+  cacheEntries: number;
+  upstream: UpstreamStats;
+  /** guest names refused, by reason */
+  namesRefused: LeaseNames['refusals'] | undefined;
+};
+
+export function statusOf(o: Observed): StatusReport {
+  const range = o.config.dhcpRange ?? defaultDhcpRange(o.bridge.subnet, o.bridge.gateway);
   return {
     bridge: o.config.bridge,
     pid: process.pid,
+    state: 'running',
+    startedAt: o.startedAt,
+    uptimeSeconds: Math.max(0, Math.floor((o.now - o.startedAt) / 1000)),
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
-    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals } : undefined,
-    firewall: o.firewall?.status(),
-    control: o.control?.stats(),
+    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), range: describeRange(range), leaseTimeSeconds: o.config.leaseTimeSeconds },
+    ...(o.dns ? { dns: dnsStatus(o.dns, o.config) } : {}),
+    ...(o.firewall ? { firewall: o.firewall.status() } : {}),
+    ...(o.control ? { control: o.control.stats() } : {}),
+    kernelDrops: o.kernelDrops,
+    config: o.config,
+  };
+}
+
+function dnsStatus({ server, cache, upstream, leaseNames }: DnsParts, config: Config): DnsStatus {
+  return {
+    ...server.stats(),
+    cache: { ...cache.stats(), maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes },
+    cacheEntries: cache.size,
+    upstream: upstream.stats(),
+    namesRefused: leaseNames?.refusals,
   };
 }

@@ -44,6 +44,17 @@ export interface FirewallOptions {
 
 export { tableNameFor };
 
+/** What `natd status` shows of the firewall. */
+export interface FirewallStatus {
+  /** family and name, e.g. inet natd-virbr10 */
+  table: string;
+  /** whole-table applies since start (start, reloads) */
+  applies: number;
+  /** times the healer restored the table after someone changed it */
+  heals: number;
+  runtimeForwards: number;
+}
+
 /** What is in the kernel: heals restore exactly this, element changes start from it. */
 interface AppliedTable {
   input: RulesetInput;
@@ -211,7 +222,7 @@ export class Firewall {
     }
   }
 
-  status(): Record<string, unknown> {
+  status(): FirewallStatus {
     return { table: `${TABLE_FAMILY} ${this.table}`, applies: this.applies, heals: this.healer?.heals() ?? 0, runtimeForwards: this.runtime.length };
   }
 
