@@ -61,7 +61,7 @@ export const DAEMON_OPTIONS = {
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
 
-const HELP = `natd — DHCP, DNS and NAT for a VM bridge, in one process (replaces dnsmasq + iptables scripts)
+export const HELP = `natd — DHCP, DNS and NAT for a VM bridge, in one process (replaces dnsmasq + iptables scripts)
 
 Usage:
   natd --bridge NAME [options]          run the daemon for bridge NAME (created if missing)
@@ -109,6 +109,10 @@ Daemon options:
                            guests reach only natd's DHCP, DNS and ping on the host
   --dhcp-max-declined PERCENT  most of the range that verified DECLINEs may quarantine at once (default 10)
   --dhcp-probe-timeout MS  how long the ARP conflict probe before an OFFER waits for an answer (default 250)
+
+Exit status (the daemon's, for the commands that ask it):
+  0 success, 64 wrong usage, 69 no daemon running, 70 bridge/ruleset setup failed, 71 socket bind failed,
+  78 invalid configuration or a change the daemon refused, 1 anything else
 
 Examples:
   natd --bridge virbr10

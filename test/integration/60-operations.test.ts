@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { StatusReport } from '../../src/control/protocol.js';
 import { pinnedMacFor } from '../../src/net/bridge.js';
 import { isRoot, Topology, UPLINK_WAN, type RunResult } from './support/netns.js';
 import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from './support/natd-process.js';
@@ -65,13 +66,16 @@ describe.skipIf(!isRoot())('natd operations', () => {
     it('status: human text and --json', async () => {
       const human = await cli(['status']);
       expect(human.code, human.stderr).toBe(0);
-      expect(human.stdout).toMatch(/^bridge\s+br0$/m);
-      expect(human.stdout).toMatch(/^subnet\s+10\.77\.0\.0\/24$/m);
-      expect(human.stdout).toMatch(/^firewall\s+table=inet natd-br0 applies=1 heals=0/m);
-      expect(human.stdout).not.toContain('{'); // a table for people, not JSON
-      const json = await cliJson<{ bridge: string; subnet: string; gateway: string; firewall: { table: string } }>(['status']);
-      expect(json).toMatchObject({ bridge: 'br0', subnet: '10.77.0.0/24', gateway: '10.77.0.1' });
-      expect(json.firewall.table).toBe('inet natd-br0');
+      expect(human.stdout).toMatch(/^natd on br0, pid \d+, up \d+s\n/);
+      expect(human.stdout).toMatch(/^subnet\s+10\.77\.0\.0\/24, gateway 10\.77\.0\.1$/m);
+      expect(human.stdout).toMatch(/^dhcp pool\s+10\.77\.0\.\d+-10\.77\.0\.\d+: \d+ addresses, \d+ free, \d+% in use$/m);
+      expect(human.stdout).toMatch(/^firewall\s+table inet natd-br0: applied 1x, healed 0x/m);
+      expect(human.stdout).toMatch(/^ {2}SERVER\s+SENT\s+ANSWERED\s+TIMEOUTS\s+AVG MS\s+HEALTH$/m);
+      expect(human.stdout).not.toMatch(/[{}]|\[object Object\]|undefined|NaN/); // for people, not JSON
+      const json = await cliJson<StatusReport>(['status']);
+      expect(json).toMatchObject({ bridge: 'br0', state: 'running', subnet: '10.77.0.0/24', gateway: '10.77.0.1', config: { bridge: 'br0' } });
+      expect(json.firewall!.table).toBe('inet natd-br0');
+      expect(json.dns!.upstream.perServer.length).toBeGreaterThan(0);
     });
 
     it('leases: empty, then the vm\'s lease as a table and as JSON', async () => {
