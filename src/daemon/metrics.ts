@@ -110,9 +110,15 @@ function byKey(bridge: string, labelName: string, counts: Readonly<Record<string
     .map((key) => ({ labels: { bridge, ...extra, [labelName]: key }, value: counts[key]! }));
 }
 
+type One = (value: number) => Family['samples'];
+
 function families(m: MetricsInput): Family[] {
   const b = { bridge: m.bridge };
-  const one = (value: number): Family['samples'] => [{ labels: b, value }];
+  const one: One = (value) => [{ labels: b, value }];
+  return [...dhcpFamilies(m, one), ...(m.dns ? dnsFamilies({ ...m, dns: m.dns }, one) : []), ...hostFamilies(m, one)];
+}
+
+function dhcpFamilies(m: MetricsInput, one: One): Family[] {
   const out: Family[] = [
     {
       name: 'natd_dhcp_messages_total',
@@ -147,6 +153,46 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
     );
   }
+  return out;
+}
+
+function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }, one: One): Family[] {
+  const out: Family[] = [];
+  out.push(
+    { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },
+    { name: 'natd_dns_cache_hits_total', help: 'DNS queries answered from the cache.', type: 'counter', samples: one(m.dns.cacheHits) },
+    { name: 'natd_dns_cache_entries', help: 'DNS responses in the cache.', type: 'gauge', samples: one(m.dns.cacheEntries) },
+    { name: 'natd_dns_upstream_queries_total', help: 'DNS questions forwarded to upstream servers.', type: 'counter', samples: one(m.dns.upstreamQueries) },
+    { name: 'natd_dns_upstream_failures_total', help: 'Upstream DNS queries that failed or timed out.', type: 'counter', samples: one(m.dns.upstreamFailures) },
+    {
+      name: 'natd_dns_upstream_latency_avg_seconds',
+      help: 'Mean upstream DNS response time since start.',
+      type: 'gauge',
+      samples: one(m.dns.upstreamLatencyAvgSeconds),
+    },
+  );
+  if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
+  if (m.dns.cacheEvictions !== undefined) {
+    out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
+  }
+  if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
+  if (m.dns.limited) {
+    out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
+  }
+  if (m.dns.namesRefused) {
+    out.push({
+      name: 'natd_dns_names_refused_total',
+      help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
+    });
+  }
+  return out;
+}
+
+/** The sockets, the firewall and the control socket. */
+function hostFamilies(m: MetricsInput, one: One): Family[] {
+  const out: Family[] = [];
   if (m.kernelDrops && Object.keys(m.kernelDrops).length) {
     out.push({
       name: 'natd_socket_kernel_drops_total',
@@ -154,37 +200,6 @@ function families(m: MetricsInput): Family[] {
       type: 'counter',
       samples: byKey(m.bridge, 'socket', m.kernelDrops),
     });
-  }
-  if (m.dns) {
-    out.push(
-      { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },
-      { name: 'natd_dns_cache_hits_total', help: 'DNS queries answered from the cache.', type: 'counter', samples: one(m.dns.cacheHits) },
-      { name: 'natd_dns_cache_entries', help: 'DNS responses in the cache.', type: 'gauge', samples: one(m.dns.cacheEntries) },
-      { name: 'natd_dns_upstream_queries_total', help: 'DNS questions forwarded to upstream servers.', type: 'counter', samples: one(m.dns.upstreamQueries) },
-      { name: 'natd_dns_upstream_failures_total', help: 'Upstream DNS queries that failed or timed out.', type: 'counter', samples: one(m.dns.upstreamFailures) },
-      {
-        name: 'natd_dns_upstream_latency_avg_seconds',
-        help: 'Mean upstream DNS response time since start.',
-        type: 'gauge',
-        samples: one(m.dns.upstreamLatencyAvgSeconds),
-      },
-    );
-    if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
-    if (m.dns.cacheEvictions !== undefined) {
-      out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
-    }
-    if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
-    if (m.dns.limited) {
-      out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
-    }
-    if (m.dns.namesRefused) {
-      out.push({
-        name: 'natd_dns_names_refused_total',
-        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied).',
-        type: 'counter',
-        samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
-      });
-    }
   }
   if (m.firewall) {
     out.push(
