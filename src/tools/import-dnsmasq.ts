@@ -437,6 +437,39 @@ function mergeReservations(first: Reservation[], second: Reservation[], file: st
   return merged;
 }
 
+/** The conf's dhcp-host lines, then its dhcp-hostsfile: the first definition of a MAC or address wins. */
+async function importReservations(conf: ReturnType<typeof parseDnsmasqConf>, confFile: string, baseDir: string, subnet: Subnet | undefined, skipped: FileProblem[]) {
+  const inSubnet = conf.hosts.filter((r) => {
+    if (!subnet || reservedAddressProblem(r.address, subnet) !== 'outside') return true; // network, broadcast: skipped when natd loads the written hostsfile
+    skipped.push({ file: confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
+    return false;
+  });
+  let reservations = mergeReservations([], inSubnet, confFile, skipped);
+  const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
+  const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
+  if (hostsfile !== undefined && hostsText !== undefined) {
+    const parsed = parseHostsfile(hostsText, hostsfile, subnet);
+    skipped.push(...parsed.problems);
+    reservations = mergeReservations(reservations, parsed.reservations, hostsfile, skipped);
+  }
+  return { hostsfile, reservations };
+}
+
+/** The dhcp-leasefile's unexpired IPv4 leases. */
+async function importLeases(file: string | undefined, baseDir: string, now: number, subnet: Subnet | undefined, skipped: FileProblem[]) {
+  const leasefile = file === undefined ? undefined : resolve(baseDir, file);
+  const leasesText = leasefile === undefined ? undefined : await readOptional(leasefile, skipped, 'dhcp-leasefile');
+  let leases: Lease[] = [];
+  let expiredLeases = 0;
+  if (leasefile !== undefined && leasesText !== undefined) {
+    const parsed = parseDnsmasqLeases(leasesText, leasefile, { now, ...(subnet ? { subnet } : {}) });
+    skipped.push(...parsed.problems);
+    leases = parsed.leases.filter((l) => l.expiresAt > now);
+    expiredLeases = parsed.leases.length - leases.length;
+  }
+  return { leasefile, leases, expiredLeases };
+}
+
 /**
  * Reads the dnsmasq.conf and the hostsfile and leases file it names (paths relative to the conf's directory),
  * writes natd's config, `<outDir>/reservations` and the lease journal in `<outDir>`, and reports what was imported
@@ -459,30 +492,8 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
   const subnet = settingsSubnet(conf.settings);
 
-  const inSubnet = conf.hosts.filter((r) => {
-    if (!subnet || reservedAddressProblem(r.address, subnet) !== 'outside') return true; // network, broadcast: skipped when natd loads the written hostsfile
-    skipped.push({ file: opts.confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
-    return false;
-  });
-  let reservations = mergeReservations([], inSubnet, opts.confFile, skipped);
-  const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
-  const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
-  if (hostsfile !== undefined && hostsText !== undefined) {
-    const parsed = parseHostsfile(hostsText, hostsfile, subnet);
-    skipped.push(...parsed.problems);
-    reservations = mergeReservations(reservations, parsed.reservations, hostsfile, skipped);
-  }
-
-  const leasefile = conf.leasefile === undefined ? undefined : resolve(baseDir, conf.leasefile);
-  const leasesText = leasefile === undefined ? undefined : await readOptional(leasefile, skipped, 'dhcp-leasefile');
-  let leases: Lease[] = [];
-  let expiredLeases = 0;
-  if (leasefile !== undefined && leasesText !== undefined) {
-    const parsed = parseDnsmasqLeases(leasesText, leasefile, { now, ...(subnet ? { subnet } : {}) });
-    skipped.push(...parsed.problems);
-    leases = parsed.leases.filter((l) => l.expiresAt > now);
-    expiredLeases = parsed.leases.length - leases.length;
-  }
+  const { hostsfile, reservations } = await importReservations(conf, opts.confFile, baseDir, subnet, skipped);
+  const { leasefile, leases, expiredLeases } = await importLeases(conf.leasefile, baseDir, now, subnet, skipped);
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
   try {
