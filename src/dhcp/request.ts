@@ -69,12 +69,17 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
   if (requestedAddress !== undefined) request.requestedAddress = requestedAddress;
   if (serverId !== undefined) request.serverId = serverId;
 
-  // Informational options: a malformed one is ignored, never fatal.
-  const hostnameOption = packet.options.get(DhcpOption.HOSTNAME);
+  addInformationalOptions(request, packet.options);
+  return { ok: true, request };
+}
+
+/** Informational options (host name, FQDN, lease time, vendor class): a malformed one is ignored, never fatal. */
+function addInformationalOptions(request: DhcpRequest, options: DhcpPacket['options']): void {
+  const hostnameOption = options.get(DhcpOption.HOSTNAME);
   const hostname = hostnameOption && sanitizeHostname(latin1(hostnameOption));
   if (hostname) request.hostname = hostname;
 
-  const fqdnOption = packet.options.get(DhcpOption.CLIENT_FQDN);
+  const fqdnOption = options.get(DhcpOption.CLIENT_FQDN);
   const fqdn = fqdnOption && decodeFqdnOption(fqdnOption);
   if (fqdn) {
     request.fqdnFlags = fqdn.flags;
@@ -82,14 +87,12 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
     if (fqdnHostname) request.fqdnHostname = fqdnHostname;
   }
 
-  const leaseOption = packet.options.get(DhcpOption.LEASE_TIME);
+  const leaseOption = options.get(DhcpOption.LEASE_TIME);
   const leaseSeconds = leaseOption && readU32(leaseOption);
   if (leaseSeconds !== undefined) request.requestedLeaseSeconds = leaseSeconds;
 
-  const vendorOption = packet.options.get(DhcpOption.VENDOR_CLASS);
+  const vendorOption = options.get(DhcpOption.VENDOR_CLASS);
   if (vendorOption && vendorOption.length > 0) request.vendorClass = latin1(vendorOption);
-
-  return { ok: true, request };
 }
 
 /** Decode and parse in one step for the transport; never throws: decode errors become 'decode:<slug>'. */
