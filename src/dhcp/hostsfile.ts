@@ -96,12 +96,34 @@ function stripComment(line: string): string {
   return m ? line.slice(0, m.index) : line;
 }
 
+/** The lines that reserved each MAC, address and name so far: the first definition wins. */
+class SeenLines {
+  private readonly byMac = new Map<string, number>();
+  private readonly byAddress = new Map<number, number>();
+  private readonly byName = new Map<string, number>();
+
+  /** Why `r` repeats an earlier line, or undefined. */
+  duplicate(r: Reservation): string | undefined {
+    const macLine = this.byMac.get(r.mac);
+    if (macLine !== undefined) return `MAC ${r.mac} already reserved at line ${macLine}`;
+    const addressLine = this.byAddress.get(r.address);
+    if (addressLine !== undefined) return `address ${formatIpv4(r.address)} already reserved for another MAC at line ${addressLine}`;
+    const nameLine = r.hostname === undefined ? undefined : this.byName.get(r.hostname);
+    if (nameLine !== undefined) return `host name '${r.hostname}' already used at line ${nameLine}`;
+    return undefined;
+  }
+
+  add(r: Reservation, line: number): void {
+    this.byMac.set(r.mac, line);
+    this.byAddress.set(r.address, line);
+    if (r.hostname !== undefined) this.byName.set(r.hostname, line);
+  }
+}
+
 export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string, gateway?: number): HostsfileResult {
   const reservations: Reservation[] = [];
   const problems: FileProblem[] = [];
-  const byMac = new Map<string, number>();
-  const byAddress = new Map<number, number>();
-  const byName = new Map<string, number>();
+  const seen = new SeenLines();
   let leaseTimeNoted = false;
 
   const lines = text.split(/\r?\n/);
@@ -129,32 +151,17 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
       continue;
     }
 
-    const ip = formatIpv4(r.address);
     const addressProblem = subnet ? reservedAddressProblem(r.address, subnet, gateway) : undefined;
     if (addressProblem) {
       skip(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
       continue;
     }
-    const macLine = byMac.get(r.mac);
-    if (macLine !== undefined) {
-      skip(`MAC ${r.mac} already reserved at line ${macLine}; line skipped`);
+    const duplicate = seen.duplicate(r);
+    if (duplicate) {
+      skip(`${duplicate}; line skipped`);
       continue;
     }
-    const addressLine = byAddress.get(r.address);
-    if (addressLine !== undefined) {
-      skip(`address ${ip} already reserved for another MAC at line ${addressLine}; line skipped`);
-      continue;
-    }
-    if (r.hostname !== undefined) {
-      const nameLine = byName.get(r.hostname);
-      if (nameLine !== undefined) {
-        skip(`host name '${r.hostname}' already used at line ${nameLine}; line skipped`);
-        continue;
-      }
-      byName.set(r.hostname, lineNo);
-    }
-    byMac.set(r.mac, lineNo);
-    byAddress.set(r.address, lineNo);
+    seen.add(r, lineNo);
     reservations.push(r);
   }
   return { reservations, problems };
