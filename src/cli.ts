@@ -100,11 +100,12 @@ export const DAEMON_OPTIONS = {
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
 
-const HELP = `natd — DHCP, DNS and NAT for a VM bridge, in one process (replaces dnsmasq + iptables scripts)
+export const HELP = `natd — DHCP, DNS and NAT for a VM bridge, in one process (replaces dnsmasq + iptables scripts)
 
 Usage:
   natd --bridge NAME [options]          run the daemon for bridge NAME (created if missing)
   natd check-config --bridge NAME [...] validate flags/config without touching the system
+                                        (the daemon's checks, against the subnet it would serve)
   natd status|leases [--bridge NAME] [--json]
   natd leases --watch [--json]          stream lease events: the live leases (old), then add/old/del/renew
   natd reservations list|add|remove ... [--bridge NAME]
@@ -201,6 +202,10 @@ PXE boot (dnsmasq syntax):
   --enable-tftp            serve files read-only over TFTP on the gateway address (port 69, bridge only)
   --tftp-root DIR          the directory served (required with --enable-tftp)
   --tftp-max N             TFTP transfers at once (default 50; more are told to retry)
+
+Exit status (the daemon's, for the commands that ask it):
+  0 success, 64 wrong usage, 69 no daemon running, 70 bridge/ruleset setup failed, 71 socket bind failed,
+  78 invalid configuration or a change the daemon refused, 1 anything else
 
 Examples:
   natd --bridge virbr10
@@ -392,7 +397,11 @@ export async function main(argv: string[]): Promise<number> {
     const { values } = await parseDaemonArgs(rest);
     await loadConfigModule();
     const config = configFromArgs(values);
-    process.stdout.write(`configuration OK for bridge ${config.bridge}\n`);
+    // issue 13: the checks the daemon runs against the subnet it will serve, and the hostsfile, before it starts
+    const { checkBeforeStart } = await import('./config/served-subnet.js');
+    const { readBridgeCidr } = await import('./net/bridge.js');
+    const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
+    process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }
   if (first !== undefined && !first.startsWith('-')) {

@@ -2,29 +2,39 @@
  * Configuration: flags and an optional JSON config file, validated once with zod into one frozen object.
  * Flags win over the file. Every problem is reported together, each naming its field and value, and nothing on
  * the system is touched before validation passes.
+ *
+ * This module holds what every new setting adds to (RawSettings, the schema, Config, buildConfig); the parsing of
+ * structured values is in config/: values.ts (zod pieces), parts.ts (subnet, range, routes, reservations, forwards),
+ * served-subnet.ts (checks against the served subnet, shared with check-config and the daemon), metrics-listen.ts,
+ * guest-to-host.ts, file.ts (the config file, problem text), range.ts (the default DHCP range).
  */
-import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { ErrorCodes, NatdError } from './errors.js';
-import { formatIpv4, normalizeMac, parseCidr, parseIpv4, subnetContains, type Subnet } from './net/ipv4.js';
+import { formatIpv4, normalizeMac, parseCidr } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
-import { parseForwardSpec } from './nft/forward-spec.js';
 import type { HostService } from './nft/ruleset.js';
-import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-rules.js';
-import { parseBootSettings, type BootSettings } from './tftp/settings.js';
-// issue 15: custom DNS records
-import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
+import { dhcpOptionProblems } from './dhcp/configured-options.js';
+import { configError, subnetProblems } from './config/served-subnet.js';
+import { DEFAULT_LEASE_SECONDS, DEFAULT_RESOLV_CONF, SETTING_DEFAULTS as D, defaultControlSocket, defaultStateDir } from './defaults.js';
+import { DOMAIN_RE, reservationSchema as baseReservation, sizeBytes } from './config/values.js';
+import { parseMetricsListen, type MetricsListen } from './config/metrics-listen.js';
+import { parseGuestToHost } from './config/guest-to-host.js';
+import { mergeSettings, schemaProblems } from './config/file.js';
+import { checkForwards, parseReservations, type ConfigReservation, parseRoutes, parseSubnet, searchDomainsOf } from './config/parts.js';
+import { featureParts } from './config/features.js';
+import { parseBootSettings } from './tftp/settings.js';
+import { DEFAULT_LOCAL_TTL } from './dns/record-config.js';
 import type { SourcedSpec } from './dns/record-zone.js';
-import { dhcpOptionSpecs, LEASE_TIME_HINT, parseDhcpRange, parseLeaseTime, reservationOptionSpecs } from './dhcp/option-config.js';
+import { LEASE_TIME_HINT, parseDhcpRange, parseLeaseTime } from './dhcp/option-config.js';
 import type { OptionSpec } from './dhcp/option-spec.js';
-import { parseServerSpec, parseUpstreamAddress, planRoutes, type RoutePlan, type ServerSpec, type UpstreamAddress } from './dns/domain-routes.js';
-import { resolveDdns, type DdnsConfig } from './ddns/settings.js';
+import type { RoutePlan, UpstreamAddress } from './dns/domain-routes.js';
+import type { DdnsConfig } from './ddns/settings.js';
+import type { BootSettings } from './tftp/settings.js';
 
-export const DEFAULT_SUBNET = '10.10.0.1/24';
-export const DEFAULT_LEASE_SECONDS = 3600;
-export const DEFAULT_STATE_ROOT = '/var/lib/natd';
-export const DEFAULT_RUN_ROOT = '/run/natd';
+// kept importable from here for the modules that always took them from config.js
+export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
+export { readConfigFile } from './config/file.js';
+export { defaultDhcpRange, describeRange } from './config/range.js';
+export type { MetricsListen } from './config/metrics-listen.js';
 
 /** Raw settings before validation: the union of what flags and the config file can say. */
 export interface RawSettings {
@@ -106,22 +116,6 @@ export interface RawSettings {
   ddnsKeyFile?: unknown;
 }
 
-const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
-
-const SIZE_HINT = 'expected bytes or a size like 32M, 64MiB, 512K or 1G (K/M/G are powers of 1024)';
-const sizeBytes = z.union([z.number().int().positive(), z.string()], { error: SIZE_HINT }).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: SIZE_HINT });
-    return z.NEVER;
-  }
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * unit;
-});
-
-const DOMAIN_RE = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-
 // issue 16: dnsmasq's lease time (a duration or infinite)
 const leaseTime = z.union([z.number(), z.string()], { error: LEASE_TIME_HINT }).transform((v, ctx) => {
   const seconds = parseLeaseTime(v);
@@ -130,10 +124,7 @@ const leaseTime = z.union([z.number(), z.string()], { error: LEASE_TIME_HINT }).
 });
 const TAG = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a tag of letters, digits, _ . -');
 
-const reservationSchema = z.object({
-  mac: z.string().refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address like 52:54:00:12:34:56' }),
-  address: ipv4,
-  hostname: z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, 'not a DNS label').optional(),
+const reservationSchema = baseReservation.extend({
   // issue 16: dnsmasq dhcp-host's set:TAG, the host's own --dhcp-option specs, its lease time
   tags: z.array(TAG).optional(),
   options: z.array(z.string()).optional(),
@@ -157,17 +148,17 @@ const settingsSchema = z
     hostsfile: z.string().min(1).optional(),
     addnHosts: z.array(z.string().min(1)).default([]),
     reservations: z.array(reservationSchema).default([]),
-    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default(D.logLevel),
     bridgeMac: z
       .string()
       .refine((s) => normalizeMac(s) !== undefined, { message: 'not a MAC address' })
       .optional(),
-    cacheSize: z.number().int().min(0).max(1_000_000).default(10_000),
+    cacheSize: z.number().int().min(0).max(1_000_000).default(D.cacheSize),
     masqueradePorts: z
       .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
       .refine(([a, b]) => a <= b, { message: 'first port must not exceed the second' })
-      .default([1024, 65535]),
-    resolvConf: z.string().default('/etc/resolv.conf'),
+      .default([...D.masqueradePorts]),
+    resolvConf: z.string().default(DEFAULT_RESOLV_CONF),
     dns: z.boolean().default(true),
     firewall: z.boolean().default(true),
     allowIpv6Forward: z.boolean().default(false),
@@ -179,16 +170,16 @@ const settingsSchema = z
       .regex(/^([\d.]+|\[[0-9a-fA-F:.]+\]):\d{1,5}$/, 'expected ADDRESS:PORT, e.g. 127.0.0.1:9153 or [::1]:9153')
       .optional(),
     // issue 12 (DNS): the cache's byte budget, the global upstream cap (dnsmasq's dns-forward-max), per-client caps
-    cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(32 * 1024 * 1024),
-    dnsForwardMax: z.number().int().min(1).max(65_536).default(4096),
-    dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(256),
-    dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(8),
+    cacheMaxBytes: sizeBytes.pipe(z.number().int().min(64 * 1024, 'at least 64K').max(16 * 1024 ** 3)).default(D.cacheMaxBytes),
+    dnsForwardMax: z.number().int().min(1).max(65_536).default(D.dnsForwardMax),
+    dnsMaxPendingPerClient: z.number().int().min(1).max(65_536).default(D.dnsMaxPendingPerClient),
+    dnsMaxTcpPerClient: z.number().int().min(1).max(64).default(D.dnsMaxTcpPerClient),
     metricsAllowRemote: z.boolean().default(false),
     guestToHost: z.array(z.string()).default([]),
     // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
-    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(10),
+    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(D.dhcpMaxDeclinedPercent),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
-    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(250),
+    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(D.dhcpProbeTimeoutMs),
     // issue 16: PXE boot and TFTP (parsed further by tftp/settings.ts)
     dhcpBoot: z.array(z.string()).default([]),
     dhcpMatch: z.array(z.string()).default([]),
@@ -313,188 +304,49 @@ export interface Config {
   readonly ddns: DdnsConfig | undefined;
 }
 
-export interface ConfigReservation {
-  readonly mac: string;
-  readonly address: number;
-  readonly hostname?: string;
-  readonly tags?: readonly string[];
-  readonly options?: readonly OptionSpec[];
-  readonly leaseSeconds?: number;
-}
+export type { ConfigReservation } from './config/parts.js';
 
-export interface MetricsListen {
-  /** an IPv4 or IPv6 address, without brackets */
-  readonly host: string;
-  readonly port: number;
-  /** as given, for log lines: 127.0.0.1:9153, [::1]:9153 */
-  readonly text: string;
-}
-
-/** The addresses that only the host itself can reach: 127.0.0.0/8 and ::1. */
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-/**
- * The metrics endpoint has no authentication, so by default it listens on loopback only; any other address is an
- * explicit choice (metricsAllowRemote). Problems are pushed with the field named.
- */
-function parseMetricsListen(text: string, allowRemote: boolean, problems: string[]): MetricsListen | undefined {
-  const i = text.lastIndexOf(':');
-  const host = text.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(text.slice(i + 1));
-  const family = isIPv4(host) ? 'ipv4' : isIPv6(host) ? 'ipv6' : undefined;
-  if (!family) problems.push(`metricsListen: ${host} is not an IP address (got "${text}")`);
-  else if (port < 1 || port > 65535) problems.push(`metricsListen: port ${port} is not in 1-65535 (got "${text}")`);
-  else if (!allowRemote && !LOOPBACK.check(host, family)) {
-    problems.push(
-      `metricsListen: ${host} is not a loopback address; the endpoint has no authentication, so listening beyond ` +
-        `the host needs --metrics-allow-remote (metricsAllowRemote: true) (got "${text}")`,
-    );
-  } else return Object.freeze({ host, port, text });
-  return undefined;
-}
-
-function configError(problems: string[]): NatdError {
-  const text = problems.length === 1 ? problems[0]! : `${problems.length} problems:\n  ${problems.join('\n  ')}`;
-  return new NatdError(ErrorCodes.CONFIG, `invalid configuration: ${text}`);
-}
-
-/** Reads a JSON config file; errors name the file. */
-export function readConfigFile(file: string): RawSettings {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw configError([`config: cannot read ${file}: ${(err as Error).message}`]);
-  }
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
-    return parsed as RawSettings;
-  } catch (err) {
-    throw configError([`config: ${file} is not valid JSON: ${(err as Error).message}`]);
-  }
-}
-
-function describeValue(raw: Record<string, unknown>, path: PropertyKey[]): string {
-  let v: unknown = raw;
-  for (const key of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined;
-  if (v === undefined) return '';
-  const text = JSON.stringify(v);
-  return ` (got ${text && text.length > 60 ? text.slice(0, 57) + '...' : text})`;
-}
+type Settings = z.infer<typeof settingsSchema>;
 
 /** Validates settings (file first, flags over it) into the frozen Config. Throws NatdError(CONFIG) listing all problems. */
 export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}, configFile?: string): Config {
-  const merged: Record<string, unknown> = { ...fileSettings };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
-
+  const merged = mergeSettings(flags, fileSettings);
   const parsed = settingsSchema.safeParse(merged);
-  if (!parsed.success) {
-    throw configError(
-      parsed.error.issues.map((i) => {
-        const field = i.path.length ? i.path.join('.') : 'config';
-        const message = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message;
-        return `${field}: ${message}${describeValue(merged, i.path)}`;
-      }),
-    );
-  }
-  const s = parsed.data;
+  if (!parsed.success) throw configError(schemaProblems(parsed.error.issues, merged));
   const problems: string[] = [];
-
-  let subnet: Subnet | undefined;
-  if (s.subnet) {
-    const cidr = parseCidr(s.subnet)!;
-    subnet = cidr.subnet;
-    if (cidr.subnet.prefix > 30) problems.push(`subnet: prefix /${cidr.subnet.prefix} leaves no room for guests (got "${s.subnet}")`);
-    if (cidr.address === cidr.subnet.network || cidr.address === cidr.subnet.broadcast)
-      problems.push(`subnet: give the gateway address, not the network or broadcast address (got "${s.subnet}")`);
-  }
-
-  let dhcpRange: Config['dhcpRange'];
-  let leaseTimeSeconds = s.leaseTime;
-  const parsedRange = s.dhcpRange === undefined ? undefined : parseDhcpRange(s.dhcpRange, problems);
-  if (parsedRange) {
-    const { start, end } = parsedRange;
-    // issue 16: dnsmasq's START,END,NETMASK,LEASETIME; its lease time is the range's (wins over leaseTime)
-    if (parsedRange.leaseSeconds !== undefined) leaseTimeSeconds = parsedRange.leaseSeconds;
-    if (subnet && parsedRange.mask !== undefined && parsedRange.mask !== subnet.mask >>> 0)
-      problems.push(`dhcpRange: netmask ${formatIpv4(parsedRange.mask)} is not the subnet's (${formatIpv4(subnet.mask >>> 0)})`);
-    if (start > end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
-    else if (subnet && (!subnetContains(subnet, start) || !subnetContains(subnet, end)))
-      problems.push(`dhcpRange: ${s.dhcpRange} is not inside subnet ${s.subnet}`);
-    else dhcpRange = Object.freeze({ start, end });
-  }
-
-  const routes = s.routes.map((text, i) => {
-    const [cidrText, routerText] = text.split('=');
-    const cidr = parseCidr(cidrText!);
-    const router = parseIpv4(routerText!);
-    if (!cidr || router === undefined) {
-      problems.push(`routes.${i}: not NETWORK/PREFIX=ROUTER (got "${text}")`);
-      return undefined;
-    }
-    if (cidr.address !== cidr.subnet.network) problems.push(`routes.${i}: ${cidrText} has host bits set; use ${formatIpv4(cidr.subnet.network)}/${cidr.subnet.prefix}`);
-    if (subnet && !subnetContains(subnet, router)) problems.push(`routes.${i}: router ${routerText} is not inside subnet ${s.subnet}`);
-    return Object.freeze({ network: cidr.subnet.network, prefix: cidr.subnet.prefix, router });
-  }).filter((r) => r !== undefined);
-
-  const reservations = s.reservations.map((r, i) => {
-    const address = parseIpv4(r.address)!;
-    // only 'outside' is fatal here: the gateway is unknown until the bridge is, and the daemon skips (with a warning)
-    // a network, broadcast or gateway address the same way whichever source it came from
-    if (subnet && reservedAddressProblem(address, subnet) === 'outside') problems.push(`reservations.${i}.address: ${r.address} is not inside subnet ${s.subnet}`);
-    const denied = r.hostname === undefined ? undefined : reservedNameProblem(r.hostname, s.domain);
-    if (denied) problems.push(`reservations.${i}.hostname: "${r.hostname}" is ${denied}; natd never publishes it`);
-    const options = r.options ? reservationOptionSpecs(r.options, `reservations.${i}.options`, problems) : [];
-    return Object.freeze({
-      mac: normalizeMac(r.mac)!, address, ...(r.hostname ? { hostname: r.hostname.toLowerCase() } : {}),
-      ...(r.tags?.length ? { tags: Object.freeze(r.tags.map((t) => t.toLowerCase())) } : {}),
-      ...(options.length ? { options: Object.freeze(options) } : {}),
-      ...(r.leaseTime !== undefined ? { leaseSeconds: r.leaseTime } : {}),
-    });
-  });
-
-  // parsed here too, so check-config rejects a spec before the daemon has touched the bridge, sysctls or nftables
-  s.forwards.forEach((text, i) => {
-    try {
-      const spec = parseForwardSpec(text);
-      if (subnet && 'address' in spec.guest && !subnetContains(subnet, spec.guest.address))
-        problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside subnet ${s.subnet}`);
-    } catch (err) {
-      problems.push(`forwards.${i}: ${(err as Error).message}`);
-    }
-  });
-  const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
-
-  const guestToHost = parseGuestToHost(s.guestToHost, problems);
-  const bootSettings = parseBootSettings(s, problems);
-  if (s.dhcpScript !== undefined) {
-    const why = executableProblem(s.dhcpScript);
-    if (why) problems.push(`dhcpScript: ${s.dhcpScript} ${why}`);
-  }
-
-  // issue 15: the records as one set, checked against each other and against the reservations' names
-  const recordSettings = { hostRecord: s.hostRecord, cname: s.cname, srvHost: s.srvHost, txtRecord: s.txtRecord, mxHost: s.mxHost, ptrRecord: s.ptrRecord, address: s.address };
-  const parsedRecords = parseRecordSettings(recordSettings, { domain: s.domain });
-  problems.push(...parsedRecords.problems);
-  const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
-  problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
-  const dhcpOptions = dhcpOptionSpecs({ dhcpOptions: s.dhcpOptions, dhcpOptionsForce: s.dhcpOptionsForce, dhcpDns: s.dhcpDns }, problems);
-  const dnsRoutes = parseDnsRoutes(s.upstreams, s.server, s.local, problems);
-  // natd answers every name in its own domain itself (local names, else NXDOMAIN): a route there would never be used
-  const own = s.domain?.toLowerCase();
-  for (const r of dnsRoutes.routes) {
-    if (own !== undefined && r.kind === 'forward' && (r.domain === own || r.domain.endsWith(`.${own}`))) {
-      problems.push(`server: ${r.domain} is inside natd's own domain ${own}, whose names natd answers itself (local names, else NXDOMAIN); it cannot be forwarded`);
-    }
-  }
-  const listenAddresses = parseListenAddresses(s.listenAddress, dnsRoutes, problems);
-  const ddns = resolveDdns(s, problems);
-
+  const parts = resolveParts(parsed.data, problems);
   if (problems.length) throw configError(problems);
+  return buildConfig(parsed.data, parts, configFile);
+}
 
+type Parts = ReturnType<typeof resolveParts>;
+
+/** The structured values, each problem pushed with its field named (config/parts.ts, config/served-subnet.ts). */
+function resolveParts(s: Settings, problems: string[]) {
+  const served = s.subnet ? parseSubnet(s.subnet, problems) : undefined;
+  const range = s.dhcpRange === undefined ? undefined : parseDhcpRange(s.dhcpRange, problems);
+  // issue 16: dnsmasq's START,END,NETMASK,LEASETIME; its lease time is the range's (wins over leaseTime)
+  const leaseTimeSeconds = range?.leaseSeconds ?? s.leaseTime;
+  if (range && served && range.mask !== undefined && range.mask !== served.subnet.mask >>> 0)
+    problems.push(`dhcpRange: netmask ${formatIpv4(range.mask)} is not the subnet's (${formatIpv4(served.subnet.mask >>> 0)})`);
+  if (range && range.start > range.end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
+  const dhcpRange = range && range.start <= range.end ? Object.freeze({ start: range.start, end: range.end }) : undefined;
+  const routes = parseRoutes(s.routes, problems);
+  const reservations = parseReservations(s.reservations, s.domain, problems);
+  checkForwards(s.forwards, problems);
+  const searchDomains = searchDomainsOf(s.searchDomains, s.domain);
+  problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
+  // against the subnet: the same checks the daemon and check-config run when the subnet comes from the bridge
+  if (served) problems.push(...subnetProblems({ dhcpRange, routes, reservations, forwards: s.forwards }, served));
+  const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
+  const guestToHost = parseGuestToHost(s.guestToHost, problems);
+  const boot = parseBootSettings(s, problems);
+  const features = featureParts(s, reservations, problems);
+  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features };
+}
+
+/** The frozen Config from valid settings: every setting lands here, by its Config name. */
+function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -502,8 +354,8 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     leaseTimeSeconds,
     domain: s.domain?.toLowerCase(),
     upstreams: Object.freeze([...s.upstreams]),
-    stateDir: s.stateDir ?? `${DEFAULT_STATE_ROOT}/${s.bridge}`,
-    controlSocket: s.controlSocket ?? `${DEFAULT_RUN_ROOT}/${s.bridge}.sock`,
+    stateDir: s.stateDir ?? defaultStateDir(s.bridge),
+    controlSocket: s.controlSocket ?? defaultControlSocket(s.bridge),
     forwards: Object.freeze([...s.forwards]),
     hostsfile: s.hostsfile,
     addnHosts: Object.freeze([...s.addnHosts]),
@@ -518,7 +370,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsListen,
     allowIpv6Forward: s.allowIpv6Forward,
     conflictProbe: s.conflictProbe,
-    searchDomains: Object.freeze((s.searchDomains ?? (s.domain ? [s.domain] : [])).map((d) => d.toLowerCase())),
+    searchDomains: Object.freeze(searchDomains),
     routes: Object.freeze(routes),
     guestToHost,
     configFile,
@@ -529,126 +381,22 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     metricsAllowRemote: s.metricsAllowRemote,
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
-    ...bootSettings,
+    ...boot,
+    // issues 15 and 16 (config/features.ts)
     dhcpScript: s.dhcpScript,
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
-    records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
+    records: f.records,
     localTtl: s.localTtl,
-    dhcpOptions: Object.freeze(dhcpOptions),
+    dhcpOptions: f.dhcpOptions,
     mtu: s.mtu,
     dhcpRapidCommit: s.dhcpRapidCommit,
-    upstreamServers: Object.freeze(dnsRoutes.upstreams),
-    domainRoutes: Object.freeze(dnsRoutes.routes),
+    upstreamServers: f.upstreamServers,
+    domainRoutes: f.domainRoutes,
     strictOrder: s.strictOrder,
     minCacheTtl: s.minCacheTtl,
     noNegcache: s.noNegcache,
     logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
-    listenAddresses: Object.freeze(listenAddresses),
-    ddns,
+    listenAddresses: f.listenAddresses,
+    ddns: f.ddns,
   });
-}
-
-/** Why `file` cannot be run as natd's lease script, or undefined when it can. */
-function executableProblem(file: string): string | undefined {
-  try {
-    if (!statSync(file).isFile()) return 'is not a regular file';
-    accessSync(file, fsConstants.X_OK);
-    return undefined;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not executable' : `cannot be used (${code ?? 'error'})`;
-  }
-}
-
-/**
- * Issue 15: --listen-address. natd is never an open resolver, so an extra address must be loopback (the host's own
- * resolver, e.g. 127.0.0.1); it serves 127.0.0.0/8 only. An upstream on one of them would be natd asking itself.
- */
-function parseListenAddresses(entries: readonly string[], dns: { upstreams: UpstreamAddress[]; routes: RoutePlan[] }, problems: string[]): string[] {
-  const out: string[] = [];
-  entries.forEach((text, i) => {
-    const address = parseIpv4(text.trim());
-    if (address === undefined || address >>> 24 !== 127) {
-      problems.push(`listenAddress.${i}: expected a loopback IPv4 address such as 127.0.0.1 (natd serves guests on the bridge gateway and, besides, only the host itself) (got "${text}")`);
-      return;
-    }
-    const canonical = formatIpv4(address);
-    const servers = [...dns.upstreams, ...dns.routes.flatMap((r) => r.servers)];
-    if (servers.some((u) => u.address === canonical && u.port === 53)) problems.push(`listenAddress.${i}: ${canonical} is also an upstream: natd would forward to itself`);
-    if (!out.includes(canonical)) out.push(canonical);
-  });
-  return out;
-}
-
-/**
- * Issue 15: --upstream, --server and --local entries → the default upstreams and the domain routes
- * (dns/domain-routes.ts). Problems name the field and entry.
- */
-function parseDnsRoutes(upstreams: readonly string[], server: readonly string[], local: readonly string[], problems: string[]): { upstreams: UpstreamAddress[]; routes: RoutePlan[] } {
-  const specs: ServerSpec[] = [];
-  const names: string[] = [];
-  upstreams.forEach((text, i) => {
-    try {
-      specs.push({ kind: 'upstream', server: parseUpstreamAddress(text) });
-      names.push(`upstreams.${i}`);
-    } catch (err) {
-      problems.push(`upstreams.${i}: ${(err as Error).message}`);
-    }
-  });
-  const entries: [string, readonly string[]][] = [['server', server], ['local', local]];
-  for (const [field, list] of entries) {
-    list.forEach((text, i) => {
-      try {
-        specs.push(parseServerSpec(text, field as 'server' | 'local'));
-        names.push(`${field}.${i}`);
-      } catch (err) {
-        problems.push(`${field}.${i}: ${(err as Error).message}`);
-      }
-    });
-  }
-  try {
-    return planRoutes(specs, names);
-  } catch (err) {
-    problems.push(`server/local: ${(err as Error).message}`);
-    return { upstreams: [], routes: [] };
-  }
-}
-
-const HOST_SERVICE_RE = /^(?:(tcp|udp):)?(\d{1,5})(?:-(\d{1,5}))?$/;
-
-/**
- * `--guest-to-host`: the host services guests may reach (the input chain rejects the rest, as firewalld's libvirt
- * zone does). Each entry is [tcp|udp:]PORT[-PORT] (tcp when no protocol), or 'all' alone to reject nothing.
- */
-function parseGuestToHost(entries: readonly string[], problems: string[]): readonly HostService[] | 'all' {
-  if (entries.includes('all')) {
-    if (entries.length > 1) problems.push(`guestToHost: 'all' cannot be combined with ports (got "${entries.join(',')}")`);
-    return 'all';
-  }
-  const services: HostService[] = [];
-  entries.forEach((text, i) => {
-    const m = HOST_SERVICE_RE.exec(text.trim().toLowerCase());
-    const first = Number(m?.[2]);
-    const last = m?.[3] === undefined ? first : Number(m[3]);
-    if (!m || first < 1 || last > 65535 || first > last) {
-      problems.push(`guestToHost.${i}: expected [tcp|udp:]PORT[-PORT] with ports 1-65535, or all (got "${text}")`);
-      return;
-    }
-    services.push(Object.freeze({ protocol: (m[1] ?? 'tcp') as 'tcp' | 'udp', ports: Object.freeze([first, last]) as readonly [number, number] }));
-  });
-  return Object.freeze(services);
-}
-
-/** Default dynamic range for a subnet: skip the first 9 hosts (gateway, static guests), end before broadcast. */
-export function defaultDhcpRange(subnet: Subnet, gateway: number): { start: number; end: number } {
-  const size = subnet.broadcast - subnet.network - 1;
-  const skip = size > 20 ? 9 : 1;
-  let start = subnet.network + 1 + skip;
-  const end = subnet.broadcast - 1;
-  if (start === gateway) start++;
-  return { start, end };
-}
-
-export function describeRange(range: { start: number; end: number }): string {
-  return `${formatIpv4(range.start)}-${formatIpv4(range.end)}`;
 }

@@ -26,11 +26,15 @@ export class NatdError extends Error {
   }
 }
 
-/** Exit statuses by code (sysexits-style where one fits). */
+/**
+ * Exit statuses by code (sysexits-style where one fits). The control commands exit with the daemon's code: the
+ * client keeps the code of the daemon's answer (control/client.ts). Documented in `natd --help` and natd(8).
+ */
 export function exitStatusFor(err: unknown): number {
   if (!(err instanceof NatdError)) return 1;
   switch (err.code) {
     case ErrorCodes.CONFIG: return 78; // EX_CONFIG
+    case ErrorCodes.COMMAND: return 64; // EX_USAGE: unknown command, wrong arguments (the CLI's or the daemon's)
     case ErrorCodes.NO_DAEMON: return 69; // EX_UNAVAILABLE
     case ErrorCodes.BIND:
     case ErrorCodes.NATIVE: return 71; // EX_OSERR

@@ -1,7 +1,11 @@
-/** The CLI side of the control interface: one request, one response, a clear error when no daemon listens. */
+/**
+ * The CLI side of the control interface: one request, one response, a clear error when no daemon listens.
+ * `call()` is typed by the command table (protocol.ts); `callDaemon()` is the untyped wire call under it.
+ */
 import net from 'node:net';
+import { CONTROL_TIMEOUT_MS } from '../defaults.js';
 import { ErrorCodes, NatdError, type ErrorCode } from '../errors.js';
-import type { ControlResponse } from './server.js';
+import type { ArgsOf, CommandName, ControlResponse, ResultOf } from './protocol.js';
 
 /**
  * A streaming command (`leases --watch`): calls `onItem` for each line the daemon sends after its header; resolves
@@ -49,7 +53,12 @@ function connectError(err: NodeJS.ErrnoException, socketPath: string): NatdError
   return new NatdError(ErrorCodes.CONTROL, `control socket ${socketPath}: ${err.message}`);
 }
 
-export function callDaemon(socketPath: string, command: string, args: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<unknown> {
+/** One command of the table, its arguments and its result typed by it. */
+export function call<K extends CommandName>(socketPath: string, command: K, args: ArgsOf<K>, timeoutMs = CONTROL_TIMEOUT_MS): Promise<ResultOf<K>> {
+  return callDaemon(socketPath, command, args, timeoutMs) as Promise<ResultOf<K>>;
+}
+
+export function callDaemon(socketPath: string, command: string, args: unknown = {}, timeoutMs = CONTROL_TIMEOUT_MS): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const conn = net.createConnection(socketPath);
     let buffered = '';

@@ -1,9 +1,13 @@
 /** CLI subcommands that talk to a running daemon: argument parsing, the call, and human or JSON output. */
 import { parseArgs } from 'node:util';
-import { DEFAULT_RUN_ROOT } from '../config.js';
+import { DEFAULT_BRIDGE, defaultControlSocket } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { callDaemon, watchDaemon } from './client.js';
-import { INFINITE_EXPIRES_AT } from '../dhcp/types.js';
+import { call, watchDaemon } from './client.js';
+import { formatForwards, formatLeases, formatReservations, formatStatus, formatTable, remaining } from './format.js';
+import type { ArgsOf, CommandName, ResultOf } from './protocol.js';
+
+// kept importable from here (tests, older callers)
+export { formatForwards, formatStatus, formatTable } from './format.js';
 
 export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics', 'records']);
 
@@ -23,110 +27,22 @@ export function flagError(err: unknown): NatdError {
   return new NatdError(ErrorCodes.CONFIG, `${first}; see natd --help`);
 }
 
-/** Renders rows as an aligned text table with a header. */
-export function formatTable(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n') + '\n';
-}
-
-/** Nested values as `key=value` pairs with dotted keys, e.g. `cache.hits=3 upstream.failures=0`. */
-function flatten(value: unknown, prefix = ''): string[] {
-  // a list of records (e.g. upstream.perServer) reads as one group per record, named by its first text field
-  if (Array.isArray(value) && value.some((v) => v !== null && typeof v === 'object')) {
-    return value.flatMap((v, i) => flatten(v, `${prefix}[${recordLabel(v) ?? i}]`));
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [`${prefix}=${Array.isArray(value) ? value.join(',') : String(value)}`];
-  return Object.entries(value).filter(([, v]) => v !== undefined).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
-}
-
-function recordLabel(record: unknown): string | undefined {
-  if (record === null || typeof record !== 'object') return undefined;
-  const first = Object.values(record).find((v) => typeof v === 'string');
-  return typeof first === 'string' ? first : undefined;
-}
-
-/** Status for people: one line per component, scalars as they are, nested counters as key=value pairs. */
-export function formatStatus(status: Record<string, unknown>): string {
-  const rows = Object.entries(status)
-    .filter(([, v]) => v !== undefined)
-    .map(([key, v]) => [key, v !== null && typeof v === 'object' && !Array.isArray(v) ? flatten(v).join(' ') : String(v)]);
-  const width = Math.max(...rows.map(([k]) => k!.length));
-  return rows.map(([k, v]) => `${k!.padEnd(width)}  ${v}`).join('\n') + '\n';
-}
-
-function remaining(expiresAt: number): string {
-  if (expiresAt >= INFINITE_EXPIRES_AT) return 'infinite'; // issue 16
-  const s = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
-  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${s}s`;
-}
-
-interface WatchedEvent { action: string; mac: string; address: string; hostname?: string; expiresAt: number; at: number }
-
-/** One `leases --watch` line for people: time, action, address, MAC, name, time left. */
-export function formatLeaseEvent(e: WatchedEvent): string {
-  const left = e.action === 'del' ? '' : `  ${remaining(e.expiresAt)}`;
-  return `${new Date(e.at).toISOString()}  ${e.action.padEnd(5)}  ${e.address.padEnd(15)}  ${e.mac}  ${e.hostname ?? '-'}${left}\n`;
-}
-
-/** state 'declined': a quarantined address (a probe confirmed the conflict), expiresAt is when it ends */
-interface LeaseRow { address: string; mac: string; hostname?: string; expiresAt: number; clientId: string; state?: 'declined' }
-interface ReservationRow { mac: string; address: string; hostname?: string; source?: string }
-/** inTable false: the forward is kept but not applied (e.g. its reservation is gone); `problem` says why when known */
-interface ForwardRow { spec: string; protocol: string; host: string; guest: string; inTable?: boolean; problem?: string }
-
-/** `natd forwards list` for people; a forward kept but not applied says so beside its guest. */
-export function formatForwards(rows: ForwardRow[]): string {
-  if (!rows.length) return 'no port forwards\n';
-  const guest = (f: ForwardRow) => (f.inTable === false ? `${f.guest} (${f.problem ? `${f.problem}; ` : ''}not in the table)` : f.guest);
-  return formatTable(['PROTO', 'HOST', 'GUEST', 'SPEC'], rows.map((f) => [f.protocol, f.host, guest(f), f.spec]));
-}
-
-function render(command: string, sub: string | undefined, result: unknown): string {
-  switch (command) {
-    case 'leases': {
-      const rows = result as LeaseRow[];
-      if (!rows.length) return 'no leases\n';
-      return formatTable(['ADDRESS', 'MAC', 'HOSTNAME', 'EXPIRES IN', 'CLIENT ID'],
-        rows.map((l) => l.state === 'declined'
-          ? [l.address, '-', '(declined)', remaining(l.expiresAt), '-']
-          : [l.address, l.mac, l.hostname ?? '-', remaining(l.expiresAt), l.clientId]));
-    }
-    case 'reservations':
-      if (sub === 'list') {
-        const rows = result as ReservationRow[];
-        if (!rows.length) return 'no reservations\n';
-        return formatTable(['MAC', 'ADDRESS', 'NAME', 'SOURCE'], rows.map((r) => [r.mac, r.address, r.hostname ?? '-', r.source ?? '-']));
-      }
-      return `${sub === 'add' ? 'added' : 'removed'}\n`;
-    case 'forwards':
-      if (sub === 'list') return formatForwards(result as ForwardRow[]);
-      return `${sub === 'add' ? 'added' : 'removed'}\n`;
-    case 'records': // issue 15
-      if (sub === 'list') {
-        const rows = result as { kind: string; spec: string; source: string }[];
-        if (!rows.length) return 'no DNS records\n';
-        return formatTable(['KIND', 'VALUE', 'SOURCE'], rows.map((r) => [r.kind, r.spec, r.source]));
-      }
-      return `${sub === 'add' ? 'added' : 'removed'} ${(result as { kind: string; spec: string }).kind}=${(result as { spec: string }).spec}\n`;
-    case 'reload':
-      return 'reloaded\n';
-    case 'status':
-      return formatStatus(result as Record<string, unknown>);
-    case 'metrics':
-      return String(result);
-    default:
-      return JSON.stringify(result, null, 2) + '\n';
-  }
-}
-
 const SUBCOMMANDS: Record<string, string[]> = {
   reservations: ['list', 'add', 'remove'],
   forwards: ['list', 'add', 'remove'],
   records: ['list', 'add', 'remove'],
 };
+
+/** One typed call, printed as JSON or for people. */
+async function run<K extends CommandName>(socketPath: string, json: boolean | undefined, command: K, args: ArgsOf<K>, render: (result: ResultOf<K>) => string): Promise<number> {
+  const result = await call(socketPath, command, args);
+  process.stdout.write(json ? JSON.stringify(result ?? null, null, 2) + '\n' : render(result));
+  return 0;
+}
+
+function usage(text: string): NatdError {
+  return new NatdError(ErrorCodes.COMMAND, `usage: ${text}`);
+}
 
 /**
  * issue 15: `natd records add|remove KIND=VALUE` (a dnsmasq.conf line, e.g. host-record=db.lab,10.10.0.7 or
@@ -143,6 +59,46 @@ export function recordArgs(sub: string, rest: string[]): { kind: string; spec: s
   throw new NatdError(ErrorCodes.COMMAND, usage);
 }
 
+/** issue 15: `records list|add|remove`. */
+function recordsCommand(positionals: string[], socketPath: string, json: boolean | undefined): Promise<number> {
+  const sub = positionals[0] ?? 'list';
+  if (!SUBCOMMANDS.records!.includes(sub)) throw new NatdError(ErrorCodes.COMMAND, `natd records: expected one of list, add, remove, got "${sub}"`);
+  if (sub === 'list') {
+    return run(socketPath, json, 'records.list', {}, (rows) => (rows.length ? formatTable(['KIND', 'VALUE', 'SOURCE'], rows.map((r) => [r.kind, r.spec, r.source])) : 'no DNS records\n'));
+  }
+  const args = recordArgs(sub, positionals.slice(1));
+  return run(socketPath, json, sub === 'add' ? 'records.add' : 'records.remove', args, (r) => `${sub === 'add' ? 'added' : 'removed'} ${r.kind}=${r.spec}\n`);
+}
+
+interface WatchedEvent { action: string; mac: string; address: string; hostname?: string; expiresAt: number; at: number }
+
+/** One `leases --watch` line for people: time, action, address, MAC, name, time left. */
+export function formatLeaseEvent(e: WatchedEvent): string {
+  const left = e.action === 'del' ? '' : `  ${remaining(e.expiresAt)}`;
+  return `${new Date(e.at).toISOString()}  ${e.action.padEnd(5)}  ${e.address.padEnd(15)}  ${e.mac}  ${e.hostname ?? '-'}${left}\n`;
+}
+
+/** `reservations` and `forwards`: list, add, remove, each with its own arguments. */
+function subcommand(command: 'reservations' | 'forwards', positionals: string[], socketPath: string, json: boolean | undefined): Promise<number> {
+  const allowed = SUBCOMMANDS[command]!;
+  const sub = positionals[0] ?? 'list';
+  if (!allowed.includes(sub)) throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: expected one of ${allowed.join(', ')}, got "${sub}"`);
+  const rest = positionals.slice(1);
+  const done = () => `${sub === 'add' ? 'added' : 'removed'}\n`;
+  if (command === 'reservations') {
+    if (sub === 'list') return run(socketPath, json, 'reservations.list', {}, formatReservations);
+    if (sub === 'add') {
+      if (rest.length < 2 || rest.length > 3) throw usage('natd reservations add MAC ADDRESS [NAME]');
+      return run(socketPath, json, 'reservations.add', { mac: rest[0]!, address: rest[1]!, ...(rest[2] !== undefined ? { hostname: rest[2] } : {}) }, done);
+    }
+    if (rest.length !== 1) throw usage('natd reservations remove MAC|ADDRESS|NAME');
+    return run(socketPath, json, 'reservations.remove', { key: rest[0]! }, done);
+  }
+  if (sub === 'list') return run(socketPath, json, 'forwards.list', {}, formatForwards);
+  if (rest.length !== 1) throw usage(`natd forwards ${sub} [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT`);
+  return run(socketPath, json, sub === 'add' ? 'forwards.add' : 'forwards.remove', { spec: rest[0]! }, done);
+}
+
 export async function runControlCommand(command: string, argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -151,34 +107,22 @@ export async function runControlCommand(command: string, argv: string[]): Promis
     throw flagError(err);
   }
   const { values, positionals } = parsed;
-  const bridge = values.bridge ?? 'virbr10';
-  const socketPath = values['control-socket'] ?? `${DEFAULT_RUN_ROOT}/${bridge}.sock`;
-  let sub: string | undefined;
-  let args: Record<string, unknown> = {};
-  const allowed = SUBCOMMANDS[command];
-  if (allowed) {
-    sub = positionals[0] ?? 'list';
-    if (!allowed.includes(sub)) throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: expected one of ${allowed.join(', ')}, got "${sub}"`);
-    const rest = positionals.slice(1);
-    if (command === 'reservations' && sub === 'add') {
-      if (rest.length < 2) throw new NatdError(ErrorCodes.COMMAND, 'usage: natd reservations add MAC ADDRESS [NAME]');
-      args = { mac: rest[0], address: rest[1], hostname: rest[2] };
-    } else if (command === 'reservations' && sub === 'remove') {
-      if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, 'usage: natd reservations remove MAC|ADDRESS|NAME');
-      args = { key: rest[0] };
-    } else if (command === 'forwards' && sub !== 'list') {
-      if (rest.length !== 1) throw new NatdError(ErrorCodes.COMMAND, `usage: natd forwards ${sub} [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT`);
-      args = { spec: rest[0] };
-    } else if (command === 'records' && sub !== 'list') {
-      args = recordArgs(sub, rest);
-    }
-  }
+  const bridge = values.bridge ?? DEFAULT_BRIDGE;
+  const socketPath = values['control-socket'] ?? defaultControlSocket(bridge);
+  const json = values.json;
   if (values.watch) {
-    if (command !== 'leases') throw new NatdError(ErrorCodes.COMMAND, `natd ${command}: --watch is for natd leases`);
-    await watchDaemon(socketPath, 'leases.watch', {}, (event) => process.stdout.write(values.json ? JSON.stringify(event) + '\n' : formatLeaseEvent(event as WatchedEvent)));
+    if (command !== 'leases' || positionals.length) throw usage('natd leases --watch [--json]');
+    await watchDaemon(socketPath, 'leases.watch', {}, (event) => process.stdout.write(json ? JSON.stringify(event) + '\n' : formatLeaseEvent(event as WatchedEvent)));
     return 0;
   }
-  const result = await callDaemon(socketPath, sub ? `${command}.${sub}` : command, args);
-  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : render(command, sub, result));
-  return 0;
+  if (command === 'records') return recordsCommand(positionals, socketPath, json);
+  if (command === 'reservations' || command === 'forwards') return subcommand(command, positionals, socketPath, json);
+  if (positionals.length) throw usage(`natd ${command} [--bridge NAME] [--json] (no arguments)`);
+  switch (command) {
+    case 'status': return run(socketPath, json, 'status', {}, formatStatus);
+    case 'leases': return run(socketPath, json, 'leases', {}, (rows) => formatLeases(rows));
+    case 'reload': return run(socketPath, json, 'reload', {}, () => 'reloaded\n');
+    case 'metrics': return run(socketPath, json, 'metrics', {}, (text) => text);
+    default: throw new NatdError(ErrorCodes.COMMAND, `unknown command "${command}"; see natd --help`);
+  }
 }

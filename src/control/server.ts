@@ -11,18 +11,17 @@
 import net from 'node:net';
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { CONTROL_TIMEOUT_MS } from '../defaults.js';
+import { ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { ControlRequest, ControlResponse } from './protocol.js';
 import { peerCredentials, type PeerCredentials } from '../native.js';
 import { ControlStream, serveStream, type StreamStats } from './stream.js';
 
-export type ControlHandler = (args: Record<string, unknown>) => Promise<unknown> | unknown;
+/** One command's handler as the server calls it; the daemon's typed table is turned into these by validate.ts. */
+export type ControlHandler = (args: unknown) => Promise<unknown> | unknown;
 
-export interface ControlRequest {
-  command: string;
-  args?: Record<string, unknown>;
-}
-
-export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string; code?: string };
+export type { ControlRequest, ControlResponse } from './protocol.js';
 
 const MAX_REQUEST_BYTES = 64 * 1024;
 
@@ -110,13 +109,13 @@ export class ControlServer {
     conn.once('close', () => this.connections.delete(conn));
     let buffered = '';
     conn.setEncoding('utf8');
-    conn.setTimeout(10_000, () => conn.destroy());
+    conn.setTimeout(CONTROL_TIMEOUT_MS, () => conn.destroy());
     conn.on('error', () => conn.destroy());
     conn.on('data', (chunk: string) => {
       buffered += chunk;
       if (buffered.length > MAX_REQUEST_BYTES) {
         conn.removeAllListeners('data');
-        conn.end(JSON.stringify({ ok: false, error: 'request too large' }) + '\n');
+        conn.end(JSON.stringify({ ok: false, error: 'request too large', code: ErrorCodes.CONTROL }) + '\n');
         return;
       }
       const newline = buffered.indexOf('\n');
@@ -134,12 +133,12 @@ export class ControlServer {
     let request: ControlRequest;
     try {
       request = JSON.parse(line) as ControlRequest;
-      if (typeof request.command !== 'string') throw new Error('no command');
+      if (request === null || typeof request !== 'object' || typeof request.command !== 'string') throw new Error('no command');
     } catch {
-      return { ok: false, error: 'malformed request' };
+      return { ok: false, error: 'malformed request: expected {"command": NAME, "args": {...}}', code: ErrorCodes.CONTROL };
     }
     const handler = Object.hasOwn(this.handlers, request.command) ? this.handlers[request.command] : undefined;
-    if (!handler) return { ok: false, error: `unknown command ${request.command}` };
+    if (!handler) return { ok: false, error: `unknown command ${JSON.stringify(request.command.slice(0, 80))}`, code: ErrorCodes.COMMAND };
     try {
       return { ok: true, result: await handler(request.args ?? {}) };
     } catch (err) {

@@ -1,8 +1,9 @@
 /**
  * The control socket's command table: each command names the component that serves it. The handlers only translate
- * arguments and rows; the work is the components'.
+ * arguments and rows; the work is the components'. Typed by control/protocol.ts (what each command takes and
+ * answers); the arguments arrive validated (control/validate.ts).
  */
-import type { ControlHandler } from '../control/server.js';
+import type { ControlHandlers, LeaseRow } from '../control/protocol.js';
 import type { DhcpServerCore } from '../dhcp/server-core.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
@@ -11,6 +12,7 @@ import type { ReservationBook } from './reservations.js';
 import type { LeaseEvents } from './lease-events.js';
 import { ControlStream } from '../control/stream.js';
 import type { RecordBook } from './record-book.js';
+import type { StatusReport } from './status.js';
 
 export interface ControlTargets {
   core: DhcpServerCore;
@@ -22,21 +24,21 @@ export interface ControlTargets {
   now: () => number;
   /** lease events for `leases --watch` */
   events: LeaseEvents;
-  status(): Record<string, unknown>;
+  status(): StatusReport;
   reload(): Promise<void>;
   metrics(): string;
 }
 
 /** Live leases by address, then the quarantined (declined) addresses. */
-function leaseRows(core: DhcpServerCore, now: number): Record<string, unknown>[] {
+function leaseRows(core: DhcpServerCore, now: number): LeaseRow[] {
   const live = core.leases.all().filter((l) => l.expiresAt > now).sort((a, b) => a.address - b.address)
     .map((l) => ({ address: formatIpv4(l.address), mac: l.mac, hostname: l.hostname, expiresAt: l.expiresAt, clientId: l.clientId }));
   const declined = core.declined(now)
-    .map((q) => ({ address: formatIpv4(q.address), mac: '', hostname: undefined, expiresAt: q.until, clientId: '', state: 'declined' }));
+    .map((q): LeaseRow => ({ address: formatIpv4(q.address), mac: '', hostname: undefined, expiresAt: q.until, clientId: '', state: 'declined' }));
   return [...live, ...declined];
 }
 
-export function controlHandlers(t: ControlTargets): Record<string, ControlHandler> {
+export function controlHandlers(t: ControlTargets): ControlHandlers {
   const needFirewall = (): Firewall => {
     if (!t.firewall) throw new NatdError(ErrorCodes.CONFIG, 'the firewall is disabled (--no-firewall)');
     return t.firewall;
@@ -54,8 +56,8 @@ export function controlHandlers(t: ControlTargets): Record<string, ControlHandle
     'reservations.add': (args) => t.reservations.add(args),
     'reservations.remove': (args) => t.reservations.remove(args.key, t.firewall?.guestNames() ?? new Set()),
     'forwards.list': () => needFirewall().listForwards(),
-    'forwards.add': async (args) => needFirewall().addForward(String(args.spec ?? '')),
-    'forwards.remove': async (args) => needFirewall().removeForward(String(args.spec ?? '')),
+    'forwards.add': async (args) => needFirewall().addForward(args.spec),
+    'forwards.remove': async (args) => needFirewall().removeForward(args.spec),
     // issue 15: custom DNS records
     'records.list': () => needRecords().rows(),
     'records.add': (args) => needRecords().add(args),

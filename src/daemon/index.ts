@@ -19,7 +19,9 @@
  */
 import { mkdirSync } from 'node:fs';
 import type { Config, MetricsListen } from '../config.js';
-import { DEFAULT_SUBNET, defaultDhcpRange, describeRange } from '../config.js';
+import { defaultDhcpRange, describeRange } from '../config.js';
+import { checkServedSubnet, configError, subnetProblems } from '../config/served-subnet.js';
+import { DEFAULT_SUBNET } from '../defaults.js';
 import { ControlServer } from '../control/server.js';
 import { LeaseStore } from '../dhcp/lease-store.js';
 import { ConflictDetector } from '../dhcp/probe.js';
@@ -29,10 +31,9 @@ import type { Reservation } from '../dhcp/types.js';
 import { DnsCache } from '../dns/cache.js';
 import { DnsServer } from '../dns/server.js';
 import { UpstreamClient } from '../dns/upstream.js';
-import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
-import { formatIpv4, formatSubnet, parseCidr, subnetContains } from '../net/ipv4.js';
+import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
 import { startTftp } from './tftp.js';
@@ -43,7 +44,8 @@ import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
 import { loadReservations, ReservationBook } from './reservations.js';
 import { ShutdownStack } from './shutdown.js';
-import { metricsInput, statusOf, type DnsParts, type Observed } from './status.js';
+import { metricsInput, statusOf, type DnsParts, type Observed, type StatusReport } from './status.js';
+import { validatedHandlers } from '../control/validate.js';
 import { realSystem, type DaemonSystem } from './system.js';
 import { followResolvConf, upstreamsFrom } from './upstreams.js';
 import { LeaseEvents } from './lease-events.js';
@@ -72,7 +74,7 @@ export interface Daemon {
   /** Re-reads config-derived inputs (hostsfile, resolv.conf, forwards) and re-applies the ruleset. */
   reload(config?: Config): Promise<void>;
   close(): Promise<void>;
-  status(): Record<string, unknown>;
+  status(): StatusReport;
 }
 
 /** The started components; `config` changes on reload, `control` is set once its socket listens. */
@@ -95,6 +97,8 @@ interface Running {
   ddns: DdnsService | undefined;
   /** issue 16: with --enable-tftp */
   tftp: TftpServer | undefined;
+  /** ms since the epoch (status: uptime) */
+  startedAt: number;
 }
 
 interface Context {
@@ -134,12 +138,13 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
     start,
     close,
     reload: (config) => (running ? reloadComponents(running, ctx, config) : Promise.resolve()),
-    status: () => (running ? statusOf(observe(running, sys.now())) : { bridge: initialConfig.bridge, pid: process.pid }),
+    status: (): StatusReport => (running ? statusOf(observe(running, sys.now())) : { bridge: initialConfig.bridge, pid: process.pid, state: 'starting' }),
   };
 }
 
 /** Steps 1-9 of the header, in order; returns the running components. */
 async function startComponents(config: Config, ctx: Context): Promise<Running> {
+  const startedAt = ctx.sys.now();
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
   const state = await startState(config, bridge, range, ctx);
@@ -149,7 +154,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -252,17 +257,13 @@ async function registerDns(config: Config, bridge: BridgeInfo, { sys, logger, st
 }
 
 /**
- * The DHCP range checked against the subnet natd will serve, before anything on the system changes; the bridge step
- * picks the subnet by the same precedence (--subnet, the bridge's address, the default).
+ * The configuration checked against the subnet natd will serve, before anything on the system changes (the same
+ * check as `natd check-config`, config/served-subnet.ts); the bridge step picks the subnet by the same precedence
+ * (--subnet, the bridge's address, the default). Returns the DHCP range.
  */
 async function plannedRange(config: Config, sys: DaemonSystem): Promise<{ start: number; end: number }> {
-  const planned = parseCidr(config.subnetCidr ?? (await sys.bridgeSetup.readCidr(config.bridge)) ?? DEFAULT_SUBNET);
-  if (!planned) throw new NatdError(ErrorCodes.CONFIG, `subnet: cannot parse the bridge's address`);
-  const range = config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.address);
-  if (!subnetContains(planned.subnet, range.start) || !subnetContains(planned.subnet, range.end)) {
-    throw new NatdError(ErrorCodes.CONFIG, `dhcpRange: ${describeRange(range)} is not inside the bridge subnet ${formatSubnet(planned.subnet)}`);
-  }
-  return range;
+  const planned = await checkServedSubnet(config, (name) => sys.bridgeSetup.readCidr(name));
+  return config.dhcpRange ?? defaultDhcpRange(planned.subnet, planned.gateway);
 }
 
 /** The pure DHCP core for this bridge (its leases come from the journal next). */
@@ -369,7 +370,7 @@ async function startFirewall(config: Config, bridge: BridgeInfo, reservations: R
 
 async function startControl(running: Running, ctx: Context): Promise<ControlServer> {
   const now = ctx.sys.now;
-  const control = new ControlServer(running.config.controlSocket, controlHandlers({
+  const control = new ControlServer(running.config.controlSocket, validatedHandlers(controlHandlers({
     core: running.core,
     reservations: running.reservations,
     records: running.records,
@@ -379,7 +380,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
-  }), ctx.logger);
+  })), ctx.logger);
   await control.start();
   ctx.stack.push('control socket', () => control.close());
   return control;
@@ -391,6 +392,9 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
  */
 async function reloadComponents(running: Running, ctx: Context, newConfig?: Config): Promise<void> {
   const config = newConfig ?? ctx.loadConfig?.() ?? running.config;
+  // the served subnet is fixed while natd runs: a reload that does not fit it is refused, nothing changed
+  const problems = subnetProblems(config, running.bridge);
+  if (problems.length) throw configError(problems);
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
@@ -425,8 +429,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

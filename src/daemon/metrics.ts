@@ -50,20 +50,13 @@ export interface MetricsInput {
     /** times a limit refused something, by limit (client-pending, client-tcp-connections, tcp-connections,
      *  tcp-unsent, forward-max) */
     limited?: Readonly<Record<string, number>>;
+    /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
+    namesRefused?: Readonly<Record<string, number>>;
     /** issue 15: questions sent to a --server=/domain/ route's servers; --log-queries lines not written (rate limit) */
     routed?: number;
     queryLogSuppressed?: number;
-    /** guest host-name claims refused (issue 12): by reason held / reserved / denied */
-    namesRefused?: Readonly<Record<string, number>>;
     /** issue 15: custom DNS records configured, by kind (host-record, cname, …) */
     records?: Readonly<Record<string, number>>;
-  };
-  /** absent when natd manages no firewall */
-  firewall?: {
-    /** full applies of natd's table (start, reload, heal) */
-    applies: number;
-    /** re-applies after another program removed or changed the table */
-    heals: number;
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
   ddns?: {
@@ -91,6 +84,13 @@ export interface MetricsInput {
     refused: Readonly<Record<string, number>>;
     /** datagrams dropped, by reason */
     dropped: Readonly<Record<string, number>>;
+  };
+  /** absent when natd manages no firewall */
+  firewall?: {
+    /** full applies of natd's table (start, reload, heal) */
+    applies: number;
+    /** re-applies after another program removed or changed the table */
+    heals: number;
   };
   /** the control socket (absent before it is open) */
   control?: {
@@ -144,9 +144,46 @@ function byKey(bridge: string, labelName: string, counts: Readonly<Record<string
     .map((key) => ({ labels: { bridge, ...extra, [labelName]: key }, value: counts[key]! }));
 }
 
+type One = (value: number) => Family['samples'];
+
 function families(m: MetricsInput): Family[] {
   const b = { bridge: m.bridge };
-  const one = (value: number): Family['samples'] => [{ labels: b, value }];
+  const one: One = (value) => [{ labels: b, value }];
+  return [...dhcpFamilies(m, one), ...(m.dns ? dnsFamilies({ ...m, dns: m.dns }, one) : []), ...serviceFamilies(m, one), ...hostFamilies(m, one)];
+}
+
+/** The optional services: DDNS publishing (issue 15) and the TFTP server (issue 16). */
+function serviceFamilies(m: MetricsInput, one: One): Family[] {
+  const out: Family[] = [];
+  if (m.ddns) {
+    const d = m.ddns;
+    out.push(
+      { name: 'natd_ddns_updates_sent_total', help: 'DNS UPDATE messages sent to the --ddns-server.', type: 'counter', samples: one(d.sent) },
+      { name: 'natd_ddns_names_updated_total', help: 'DNS names brought to their wanted state (published, changed or removed).', type: 'counter', samples: one(d.succeeded) },
+      { name: 'natd_ddns_updates_failed_total', help: 'DDNS attempts that failed (server unreachable, key rejected, name refused).', type: 'counter', samples: one(d.failed) },
+      { name: 'natd_ddns_pending', help: 'DNS names waiting to be updated.', type: 'gauge', samples: one(d.pending) },
+      { name: 'natd_ddns_owned_names', help: 'DNS names natd has published and owns (owner TXT).', type: 'gauge', samples: one(d.owned) },
+      { name: 'natd_ddns_conflicts', help: 'Lease names not published because somebody else owns them on the server.', type: 'gauge', samples: one(d.conflicts) },
+      { name: 'natd_ddns_retrying', help: '1 while the DNS server is not taking updates (natd retries with back-off).', type: 'gauge', samples: one(d.retrying) },
+      { name: 'natd_ddns_key_rejected', help: "1 while the DNS server rejects natd's TSIG key (BADSIG, BADKEY, BADTIME).", type: 'gauge', samples: one(d.keyRejected) },
+      { name: 'natd_ddns_last_error_timestamp_seconds', help: 'Unix time of the last failed DDNS attempt (0: none); natd status has its message.', type: 'gauge', samples: one(d.lastErrorSeconds) },
+    );
+  }
+  if (m.tftp) {
+    const t = m.tftp;
+    out.push(
+      { name: 'natd_tftp_transfers_total', help: 'TFTP transfers ended, by result (complete, timeout, client-error, ...).', type: 'counter', samples: byKey(m.bridge, 'result', t.transfers) },
+      { name: 'natd_tftp_transfers_active', help: 'TFTP transfers running now.', type: 'gauge', samples: one(t.active) },
+      { name: 'natd_tftp_sent_bytes_total', help: 'File bytes TFTP clients acknowledged.', type: 'counter', samples: one(t.bytesSent) },
+      { name: 'natd_tftp_retransmits_total', help: 'TFTP DATA packets sent again (timeouts, lost blocks).', type: 'counter', samples: one(t.retransmits) },
+      { name: 'natd_tftp_refused_total', help: 'TFTP requests answered with an error, by reason (write-request, busy, not-found, outside-root, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', t.refused) },
+      { name: 'natd_tftp_dropped_total', help: 'TFTP datagrams dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', t.dropped) },
+    );
+  }
+  return out;
+}
+
+function dhcpFamilies(m: MetricsInput, one: One): Family[] {
   const out: Family[] = [
     {
       name: 'natd_dhcp_messages_total',
@@ -193,6 +230,52 @@ function families(m: MetricsInput): Family[] {
       { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
     );
   }
+  return out;
+}
+
+function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }, one: One): Family[] {
+  const out: Family[] = [];
+  out.push(
+    { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },
+    { name: 'natd_dns_cache_hits_total', help: 'DNS queries answered from the cache.', type: 'counter', samples: one(m.dns.cacheHits) },
+    { name: 'natd_dns_cache_entries', help: 'DNS responses in the cache.', type: 'gauge', samples: one(m.dns.cacheEntries) },
+    { name: 'natd_dns_upstream_queries_total', help: 'DNS questions forwarded to upstream servers.', type: 'counter', samples: one(m.dns.upstreamQueries) },
+    { name: 'natd_dns_upstream_failures_total', help: 'Upstream DNS queries that failed or timed out.', type: 'counter', samples: one(m.dns.upstreamFailures) },
+    {
+      name: 'natd_dns_upstream_latency_avg_seconds',
+      help: 'Mean upstream DNS response time since start.',
+      type: 'gauge',
+      samples: one(m.dns.upstreamLatencyAvgSeconds),
+    },
+  );
+  if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
+  if (m.dns.cacheEvictions !== undefined) {
+    out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
+  }
+  if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
+  if (m.dns.limited) {
+    out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
+  }
+  if (m.dns.namesRefused) {
+    out.push({
+      name: 'natd_dns_names_refused_total',
+      help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied, an operator DNS record).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
+    });
+  }
+  // issue 15: split DNS, the query log, custom records
+  if (m.dns.routed !== undefined) out.push({ name: 'natd_dns_routed_total', help: 'DNS questions forwarded to the servers of a --server=/domain/ route.', type: 'counter', samples: one(m.dns.routed) });
+  if (m.dns.queryLogSuppressed !== undefined) {
+    out.push({ name: 'natd_dns_query_log_suppressed_total', help: '--log-queries lines not written because of the rate limit.', type: 'counter', samples: one(m.dns.queryLogSuppressed) });
+  }
+  if (m.dns.records) out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
+  return out;
+}
+
+/** The sockets, the firewall and the control socket. */
+function hostFamilies(m: MetricsInput, one: One): Family[] {
+  const out: Family[] = [];
   if (m.kernelDrops && Object.keys(m.kernelDrops).length) {
     out.push({
       name: 'natd_socket_kernel_drops_total',
@@ -201,75 +284,10 @@ function families(m: MetricsInput): Family[] {
       samples: byKey(m.bridge, 'socket', m.kernelDrops),
     });
   }
-  if (m.dns) {
-    out.push(
-      { name: 'natd_dns_queries_total', help: 'DNS queries received from guests.', type: 'counter', samples: one(m.dns.queries) },
-      { name: 'natd_dns_cache_hits_total', help: 'DNS queries answered from the cache.', type: 'counter', samples: one(m.dns.cacheHits) },
-      { name: 'natd_dns_cache_entries', help: 'DNS responses in the cache.', type: 'gauge', samples: one(m.dns.cacheEntries) },
-      { name: 'natd_dns_upstream_queries_total', help: 'DNS questions forwarded to upstream servers.', type: 'counter', samples: one(m.dns.upstreamQueries) },
-      { name: 'natd_dns_upstream_failures_total', help: 'Upstream DNS queries that failed or timed out.', type: 'counter', samples: one(m.dns.upstreamFailures) },
-      {
-        name: 'natd_dns_upstream_latency_avg_seconds',
-        help: 'Mean upstream DNS response time since start.',
-        type: 'gauge',
-        samples: one(m.dns.upstreamLatencyAvgSeconds),
-      },
-    );
-    if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
-    if (m.dns.cacheEvictions !== undefined) {
-      out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
-    }
-    if (m.dns.dropped) out.push({ name: 'natd_dns_dropped_total', help: 'DNS queries dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', m.dns.dropped) });
-    if (m.dns.limited) {
-      out.push({ name: 'natd_dns_limited_total', help: 'DNS queries or connections refused by a limit, by limit.', type: 'counter', samples: byKey(m.bridge, 'limit', m.dns.limited) });
-    }
-    // issue 15: split DNS and the query log
-    if (m.dns.routed !== undefined) out.push({ name: 'natd_dns_routed_total', help: 'DNS questions forwarded to the servers of a --server=/domain/ route.', type: 'counter', samples: one(m.dns.routed) });
-    if (m.dns.queryLogSuppressed !== undefined) {
-      out.push({ name: 'natd_dns_query_log_suppressed_total', help: '--log-queries lines not written because of the rate limit.', type: 'counter', samples: one(m.dns.queryLogSuppressed) });
-    }
-    if (m.dns.namesRefused) {
-      out.push({
-        name: 'natd_dns_names_refused_total',
-        help: 'Host names guests claimed over DHCP that natd did not publish, by reason (held by another client, reserved, denied, an operator DNS record).',
-        type: 'counter',
-        samples: byKey(m.bridge, 'reason', m.dns.namesRefused),
-      });
-    }
-    if (m.dns.records) { // issue 15
-      out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
-    }
-  }
   if (m.firewall) {
     out.push(
       { name: 'natd_ruleset_applies_total', help: "Full applies of natd's nftables table.", type: 'counter', samples: one(m.firewall.applies) },
       { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
-    );
-  }
-  if (m.ddns) {
-    const d = m.ddns;
-    out.push(
-      { name: 'natd_ddns_updates_sent_total', help: 'DNS UPDATE messages sent to the --ddns-server.', type: 'counter', samples: one(d.sent) },
-      { name: 'natd_ddns_names_updated_total', help: 'DNS names brought to their wanted state (published, changed or removed).', type: 'counter', samples: one(d.succeeded) },
-      { name: 'natd_ddns_updates_failed_total', help: 'DDNS attempts that failed (server unreachable, key rejected, name refused).', type: 'counter', samples: one(d.failed) },
-      { name: 'natd_ddns_pending', help: 'DNS names waiting to be updated.', type: 'gauge', samples: one(d.pending) },
-      { name: 'natd_ddns_owned_names', help: 'DNS names natd has published and owns (owner TXT).', type: 'gauge', samples: one(d.owned) },
-      { name: 'natd_ddns_conflicts', help: 'Lease names not published because somebody else owns them on the server.', type: 'gauge', samples: one(d.conflicts) },
-      { name: 'natd_ddns_retrying', help: '1 while the DNS server is not taking updates (natd retries with back-off).', type: 'gauge', samples: one(d.retrying) },
-      { name: 'natd_ddns_key_rejected', help: "1 while the DNS server rejects natd's TSIG key (BADSIG, BADKEY, BADTIME).", type: 'gauge', samples: one(d.keyRejected) },
-      { name: 'natd_ddns_last_error_timestamp_seconds', help: 'Unix time of the last failed DDNS attempt (0: none); natd status has its message.', type: 'gauge', samples: one(d.lastErrorSeconds) },
-    );
-  }
-  if (m.tftp) {
-    // issue 16
-    const t = m.tftp;
-    out.push(
-      { name: 'natd_tftp_transfers_total', help: 'TFTP transfers ended, by result (complete, timeout, client-error, ...).', type: 'counter', samples: byKey(m.bridge, 'result', t.transfers) },
-      { name: 'natd_tftp_transfers_active', help: 'TFTP transfers running now.', type: 'gauge', samples: one(t.active) },
-      { name: 'natd_tftp_sent_bytes_total', help: 'File bytes TFTP clients acknowledged.', type: 'counter', samples: one(t.bytesSent) },
-      { name: 'natd_tftp_retransmits_total', help: 'TFTP DATA packets sent again (timeouts, lost blocks).', type: 'counter', samples: one(t.retransmits) },
-      { name: 'natd_tftp_refused_total', help: 'TFTP requests answered with an error, by reason (write-request, busy, not-found, outside-root, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', t.refused) },
-      { name: 'natd_tftp_dropped_total', help: 'TFTP datagrams dropped unanswered, by reason.', type: 'counter', samples: byKey(m.bridge, 'reason', t.dropped) },
     );
   }
   if (m.control) {
@@ -306,6 +324,14 @@ export function dnsLimitMetrics(
   };
 }
 
+/** Renders the metrics as Prometheus text (ends with a newline, as the format requires). */
+export function formatPrometheus(metrics: MetricsInput): string {
+  return families(metrics).map(renderFamily).join('\n') + '\n';
+}
+
+/** The Content-Type for an HTTP exposition of formatPrometheus output. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
 /** The DDNS publisher's status in MetricsInput's shape (structural: this module stays free of src/ddns). */
 export function ddnsMetrics(s: { state: string; sent: number; succeeded: number; failed: number; conflicts: number; pending: number; owned: number; lastError: { at: string } | undefined }): NonNullable<MetricsInput['ddns']> {
   return {
@@ -315,11 +341,3 @@ export function ddnsMetrics(s: { state: string; sent: number; succeeded: number;
     lastErrorSeconds: s.lastError ? Math.floor(Date.parse(s.lastError.at) / 1000) : 0,
   };
 }
-
-/** Renders the metrics as Prometheus text (ends with a newline, as the format requires). */
-export function formatPrometheus(metrics: MetricsInput): string {
-  return families(metrics).map(renderFamily).join('\n') + '\n';
-}
-
-/** The Content-Type for an HTTP exposition of formatPrometheus output. */
-export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { formatHostsfile, parseHostsfile } from '../dhcp/hostsfile.js';
 import { describeAddressProblem, reservationClash, reservedAddressProblem, reservedNameProblem } from '../dhcp/reservation-rules.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
+import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
@@ -17,7 +18,7 @@ import { formatIpv4, formatSubnet, normalizeMac, parseIpv4 } from '../net/ipv4.j
 import { writeFileAtomic } from '../state/atomic-file.js';
 
 // not 'reservations': import-dnsmasq writes the imported hostsfile under that name
-export const RUNTIME_RESERVATIONS_FILE = 'runtime-reservations';
+export const RUNTIME_RESERVATIONS_FILE = STATE_FILES.runtimeReservations;
 
 export type ReservationSource = 'config' | 'hostsfile' | 'runtime';
 export interface SourcedReservation extends Reservation {
@@ -33,7 +34,7 @@ async function readHostsfile(file: string, bridge: BridgeInfo, domain: string | 
     if (!optional) logger.warn('cannot read hostsfile; no reservations from it', { file, error: (err as Error).message });
     return [];
   }
-  const parsed = parseHostsfile(text, file, bridge.subnet, domain);
+  const parsed = parseHostsfile(text, file, bridge.subnet, domain, bridge.gateway);
   for (const p of parsed.problems) logger.warn('hostsfile problem', { file: p.file, line: p.line, problem: p.message });
   return parsed.reservations;
 }

@@ -1,5 +1,4 @@
 /** What `natd status` and `natd metrics` report, read from the running components (read-only). */
-import type { LeaseScriptStats } from './lease-script.js';
 import type { Config } from '../config.js';
 import type { ControlServer } from '../control/server.js';
 import type { DhcpServerCore } from '../dhcp/server-core.js';
@@ -7,12 +6,19 @@ import type { DhcpTransport } from '../dhcp/transport.js';
 import type { DnsCache } from '../dns/cache.js';
 import type { DnsServer } from '../dns/server.js';
 import type { UpstreamClient } from '../dns/upstream.js';
-import type { QueryLog } from '../dns/query-log.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
-import type { Firewall } from '../nft/firewall.js';
+import type { Firewall, FirewallStatus } from '../nft/firewall.js';
+import type { CoreStats } from '../dhcp/server-core.js';
+import type { DhcpStats } from '../dhcp/transport.js';
+import type { DnsCacheStats } from '../dns/cache.js';
+import type { DnsServerStats } from '../dns/server.js';
+import type { UpstreamStats } from '../dns/upstream.js';
+import { defaultDhcpRange, describeRange } from '../config/range.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
+import type { LeaseScriptStats } from './lease-script.js';
+import type { QueryLog } from '../dns/query-log.js';
 import type { TftpServer } from '../tftp/server.js';
 import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
@@ -44,6 +50,8 @@ export interface Observed {
   now: number;
   /** datagrams the kernel dropped at the DHCP and DNS sockets, by socket */
   kernelDrops: Record<string, number>;
+  /** when the daemon started, ms since the epoch */
+  startedAt: number;
   /** issue 16 */
   tftp?: TftpServer | undefined;
   /** the lease script's counts, when one is configured */
@@ -79,19 +87,77 @@ function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog }: 
   };
 }
 
-export function statusOf(o: Observed): Record<string, unknown> {
+/**
+ * `natd status --json`: everything the daemon knows about itself. `natd status` renders it for people
+ * (control/format-status.ts). Before the components run only the first fields are there (state 'starting').
+ */
+export interface StatusReport {
+  bridge: string;
+  pid: number;
+  state: 'starting' | 'running';
+  /** ms since the epoch */
+  startedAt?: number;
+  uptimeSeconds?: number;
+  subnet?: string;
+  gateway?: string;
+  dhcp?: DhcpStats & CoreStats & { range: string; leaseTimeSeconds: number; script?: LeaseScriptStats };
+  dns?: DnsStatus;
+  /** undefined with --no-firewall */
+  firewall?: FirewallStatus;
+  control?: { refusedPeers: number; watchers: number; watchersCutOff: number };
+  kernelDrops?: Record<string, number>;
+  /** issue 15: the DDNS publisher's state */
+  ddns?: ReturnType<DdnsService['status']>;
+  /** issue 16: the TFTP server */
+  tftp?: ReturnType<TftpServer['stats']>;
+  /** the configuration in effect (after the last reload) */
+  config?: Config;
+}
+
+export type DnsStatus = DnsServerStats & {
+  cache: DnsCacheStats & { maxEntries: number; maxBytes: number };
+  cacheEntries: number;
+  upstream: UpstreamStats;
+  /** guest names refused, by reason */
+  namesRefused: LeaseNames['refusals'] | undefined;
+  /** issue 15: custom records by kind, domain routes, query log lines suppressed, --listen-address servers */
+  records?: Record<string, number> | undefined;
+  routes?: unknown[] | undefined;
+  queryLogSuppressed?: number | undefined;
+  listeners?: ({ address: string } & DnsServerStats)[] | undefined;
+};
+
+export function statusOf(o: Observed): StatusReport {
+  const range = o.config.dhcpRange ?? defaultDhcpRange(o.bridge.subnet, o.bridge.gateway);
   return {
     bridge: o.config.bridge,
     pid: process.pid,
+    state: 'running',
+    startedAt: o.startedAt,
+    uptimeSeconds: Math.max(0, Math.floor((o.now - o.startedAt) / 1000)),
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
-    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), ...(o.script ? { script: o.script } : {}) },
-    dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals,
-      records: o.dns.records?.countsByKind(), routes: o.dns.routes?.(), queryLogSuppressed: o.dns.queryLog?.dropped,
-      listeners: o.dns.listeners?.map((l) => ({ address: l.address, ...l.server.stats() })) } : undefined,
-    firewall: o.firewall?.status(),
-    control: o.control?.stats(),
+    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), range: describeRange(range), leaseTimeSeconds: o.config.leaseTimeSeconds, ...(o.script ? { script: o.script } : {}) },
+    ...(o.dns ? { dns: dnsStatus(o.dns, o.config) } : {}),
+    ...(o.firewall ? { firewall: o.firewall.status() } : {}),
+    ...(o.control ? { control: o.control.stats() } : {}),
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
-    tftp: o.tftp?.stats(),
+    ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
+    kernelDrops: o.kernelDrops,
+    config: o.config,
+  };
+}
+
+function dnsStatus({ server, cache, upstream, leaseNames, records, routes, queryLog, listeners }: DnsParts, config: Config): DnsStatus {
+  return {
+    ...server.stats(),
+    cache: { ...cache.stats(), maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes },
+    cacheEntries: cache.size,
+    upstream: upstream.stats(),
+    namesRefused: leaseNames?.refusals,
+    records: records?.countsByKind(),
+    routes: routes?.(),
+    queryLogSuppressed: queryLog?.dropped,
+    listeners: listeners?.map((l) => ({ address: l.address, ...l.server.stats() })),
   };
 }

@@ -50,6 +50,40 @@ function parseHardwareAddress(field: string): { htype: number; bytes: string[] }
   return { htype, bytes };
 }
 
+type LineResult = { lease: Lease; notes: string[] } | { error: string };
+
+/** One IPv4 lease line's fields (expiry, MAC, address, name, client id) as a lease, or why it is skipped. */
+function parseLeaseFields(fields: readonly string[], options: DnsmasqLeasesOptions): LineResult {
+  const [expiryField, macField, ipField, nameField, idField = '*'] = fields as [string, string, string, string, string?];
+  if (!/^\d{1,15}$/.test(expiryField)) return { error: `invalid expiry '${expiryField.slice(0, 40)}'` };
+  const expirySeconds = Number(expiryField);
+  const expiresAt = expirySeconds === 0 ? options.now + INFINITE_LEASE_GRACE_MS : expirySeconds * 1000;
+  const hw = parseHardwareAddress(macField);
+  if (!hw) return { error: `invalid hardware address '${macField.slice(0, 60)}'` };
+  const address = parseIpv4(ipField);
+  if (address === undefined) return { error: `invalid IPv4 address '${ipField.slice(0, 40)}'` };
+  if (options.subnet && !subnetContains(options.subnet, address)) return { error: `address ${formatIpv4(address)} is outside the subnet` };
+
+  let clientId: string;
+  if (idField === '*') {
+    // Same key natd derives for a client without option 61: htype as two hex digits, then chaddr.
+    clientId = hw.htype.toString(16).padStart(2, '0') + hw.bytes.join('');
+  } else {
+    const idBytes = hexBytes(idField);
+    if (!idBytes) return { error: `invalid client id '${idField.slice(0, 60)}'` };
+    clientId = idBytes.join('');
+  }
+
+  const lease: Lease = { clientId, mac: hw.bytes.join(':'), address, expiresAt };
+  const notes: string[] = [];
+  if (nameField !== '*') {
+    const hostname = sanitizeHostname(nameField);
+    if (hostname === undefined) notes.push(`host name '${nameField.slice(0, 60)}' has no usable characters; lease kept without it`);
+    else lease.hostname = hostname;
+  }
+  return { lease, notes };
+}
+
 export function parseDnsmasqLeases(text: string, file: string, options: DnsmasqLeasesOptions): DnsmasqLeasesResult {
   const leases: Lease[] = [];
   const problems: FileProblem[] = [];
@@ -72,67 +106,30 @@ export function parseDnsmasqLeases(text: string, file: string, options: DnsmasqL
       report(`expected '<expiry> <mac> <ip> <hostname|*> [<client id|*>]', got ${fields.length} fields; line skipped`);
       continue;
     }
-    const [expiryField, macField, ipField, nameField, idField = '*'] = fields as [string, string, string, string, string?];
-    if (ipField.includes(':')) {
+    if (fields[2]!.includes(':')) {
       if (!inDhcpv6Section) report('IPv6 lease skipped (natd serves DHCPv4 only)');
       continue;
     }
-
-    if (!/^\d{1,15}$/.test(expiryField)) {
-      report(`invalid expiry '${expiryField.slice(0, 40)}'; line skipped`);
+    const parsed = parseLeaseFields(fields, options);
+    if ('error' in parsed) {
+      report(`${parsed.error}; line skipped`);
       continue;
     }
-    const expirySeconds = Number(expiryField);
-    const expiresAt = expirySeconds === 0 ? options.now + INFINITE_LEASE_GRACE_MS : expirySeconds * 1000;
+    const { lease, notes } = parsed;
+    notes.forEach(report);
 
-    const hw = parseHardwareAddress(macField);
-    if (!hw) {
-      report(`invalid hardware address '${macField.slice(0, 60)}'; line skipped`);
-      continue;
-    }
-    const address = parseIpv4(ipField);
-    if (address === undefined) {
-      report(`invalid IPv4 address '${ipField.slice(0, 40)}'; line skipped`);
-      continue;
-    }
-    const ip = formatIpv4(address);
-    if (options.subnet && !subnetContains(options.subnet, address)) {
-      report(`address ${ip} is outside the subnet; line skipped`);
-      continue;
-    }
-
-    let clientId: string;
-    if (idField === '*') {
-      // Same key natd derives for a client without option 61: htype as two hex digits, then chaddr.
-      clientId = hw.htype.toString(16).padStart(2, '0') + hw.bytes.join('');
-    } else {
-      const idBytes = hexBytes(idField);
-      if (!idBytes) {
-        report(`invalid client id '${idField.slice(0, 60)}'; line skipped`);
-        continue;
-      }
-      clientId = idBytes.join('');
-    }
-
-    const lease: Lease = { clientId, mac: hw.bytes.join(':'), address, expiresAt };
-    if (nameField !== '*') {
-      const hostname = sanitizeHostname(nameField);
-      if (hostname === undefined) report(`host name '${nameField.slice(0, 60)}' has no usable characters; lease kept without it`);
-      else lease.hostname = hostname;
-    }
-
-    const clientLine = byClient.get(clientId);
+    const clientLine = byClient.get(lease.clientId);
     if (clientLine !== undefined) {
-      report(`client ${clientId} already has a lease at line ${clientLine}; line skipped`);
+      report(`client ${lease.clientId} already has a lease at line ${clientLine}; line skipped`);
       continue;
     }
-    const addressLine = byAddress.get(address);
+    const addressLine = byAddress.get(lease.address);
     if (addressLine !== undefined) {
-      report(`address ${ip} already leased at line ${addressLine}; line skipped`);
+      report(`address ${formatIpv4(lease.address)} already leased at line ${addressLine}; line skipped`);
       continue;
     }
-    byClient.set(clientId, lineNo);
-    byAddress.set(address, lineNo);
+    byClient.set(lease.clientId, lineNo);
+    byAddress.set(lease.address, lineNo);
     leases.push(lease);
   }
   return { leases, problems };

@@ -20,6 +20,8 @@ export interface FileProblem {
   file: string;
   line: number;
   message: string;
+  /** the line was not loaded (the other problems are notes on a line that was) */
+  skipped?: true;
 }
 
 export interface HostsfileResult {
@@ -101,22 +103,45 @@ function stripComment(line: string): string {
   return m ? line.slice(0, m.index) : line;
 }
 
-export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string): HostsfileResult {
+/** The lines that reserved each MAC, address and name so far: the first definition wins. */
+class SeenLines {
+  private readonly byMac = new Map<string, number>();
+  private readonly byAddress = new Map<number, number>();
+  private readonly byName = new Map<string, number>();
+
+  /** Why `r` repeats an earlier line, or undefined. */
+  duplicate(r: Reservation): string | undefined {
+    const macLine = this.byMac.get(r.mac);
+    if (macLine !== undefined) return `MAC ${r.mac} already reserved at line ${macLine}`;
+    const addressLine = this.byAddress.get(r.address);
+    if (addressLine !== undefined) return `address ${formatIpv4(r.address)} already reserved for another MAC at line ${addressLine}`;
+    const nameLine = r.hostname === undefined ? undefined : this.byName.get(r.hostname);
+    if (nameLine !== undefined) return `host name '${r.hostname}' already used at line ${nameLine}`;
+    return undefined;
+  }
+
+  add(r: Reservation, line: number): void {
+    this.byMac.set(r.mac, line);
+    this.byAddress.set(r.address, line);
+    if (r.hostname !== undefined) this.byName.set(r.hostname, line);
+  }
+}
+
+export function parseHostsfile(text: string, file: string, subnet?: Subnet, domain?: string, gateway?: number): HostsfileResult {
   const reservations: Reservation[] = [];
   const problems: FileProblem[] = [];
-  const byMac = new Map<string, number>();
-  const byAddress = new Map<number, number>();
-  const byName = new Map<string, number>();
+  const seen = new SeenLines();
 
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
     const report = (message: string): void => void problems.push({ file, line: lineNo, message });
+    const skip = (message: string): void => void problems.push({ file, line: lineNo, message, skipped: true });
     // Accept a pasted dnsmasq.conf line too.
     const content = stripComment(lines[i]!).trim().replace(/^dhcp-host\s*=\s*/, '');
     if (content === '') continue;
     if (content.length > MAX_LINE_LENGTH) {
-      report('line too long; skipped');
+      skip('line too long; skipped');
       continue;
     }
 
@@ -124,36 +149,21 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
     for (const note of parsed.notes) report(note);
     const r = parsed.reservation;
     if (!r) {
-      report(`${parsed.error ?? 'malformed'}; line skipped`);
+      skip(`${parsed.error ?? 'malformed'}; line skipped`);
       continue;
     }
 
-    const ip = formatIpv4(r.address);
-    const addressProblem = subnet ? reservedAddressProblem(r.address, subnet) : undefined;
+    const addressProblem = subnet ? reservedAddressProblem(r.address, subnet, gateway) : undefined;
     if (addressProblem) {
-      report(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
+      skip(`address ${describeAddressProblem(addressProblem, r.address, subnet!)}; line skipped`);
       continue;
     }
-    const macLine = byMac.get(r.mac);
-    if (macLine !== undefined) {
-      report(`MAC ${r.mac} already reserved at line ${macLine}; line skipped`);
+    const duplicate = seen.duplicate(r);
+    if (duplicate) {
+      skip(`${duplicate}; line skipped`);
       continue;
     }
-    const addressLine = byAddress.get(r.address);
-    if (addressLine !== undefined) {
-      report(`address ${ip} already reserved for another MAC at line ${addressLine}; line skipped`);
-      continue;
-    }
-    if (r.hostname !== undefined) {
-      const nameLine = byName.get(r.hostname);
-      if (nameLine !== undefined) {
-        report(`host name '${r.hostname}' already used at line ${nameLine}; line skipped`);
-        continue;
-      }
-      byName.set(r.hostname, lineNo);
-    }
-    byMac.set(r.mac, lineNo);
-    byAddress.set(r.address, lineNo);
+    seen.add(r, lineNo);
     reservations.push(r);
   }
   return { reservations, problems };

@@ -18,13 +18,14 @@ import { access, link, mkdir, open, readFile, unlink, type FileHandle } from 'no
 import { dirname, join } from 'node:path';
 import type { Lease, LeaseChange } from './types.js';
 import type { Logger } from '../log.js';
+import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
 import { storedLease } from './lease-table.js';
 
-export const JOURNAL_FILE = 'leases.jsonl';
-export const LOCK_FILE = 'leases.lock';
+export const JOURNAL_FILE = STATE_FILES.journal;
+export const LOCK_FILE = STATE_FILES.lock;
 const DEFAULT_COMPACT_MIN_BYTES = 1024 * 1024;
 /** Compact when the journal is this many times the size of the live set. */
 const COMPACT_RATIO = 4;

@@ -69,12 +69,17 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
   if (requestedAddress !== undefined) request.requestedAddress = requestedAddress;
   if (serverId !== undefined) request.serverId = serverId;
 
-  // Informational options: a malformed one is ignored, never fatal.
-  const hostnameOption = packet.options.get(DhcpOption.HOSTNAME);
+  addInformationalOptions(request, packet.options);
+  return { ok: true, request };
+}
+
+/** Informational options (host name, FQDN, lease time, vendor class): a malformed one is ignored, never fatal. */
+function addInformationalOptions(request: DhcpRequest, options: DhcpPacket['options']): void {
+  const hostnameOption = options.get(DhcpOption.HOSTNAME);
   const hostname = hostnameOption && sanitizeHostname(latin1(hostnameOption));
   if (hostname) request.hostname = hostname;
 
-  const fqdnOption = packet.options.get(DhcpOption.CLIENT_FQDN);
+  const fqdnOption = options.get(DhcpOption.CLIENT_FQDN);
   const fqdn = fqdnOption && decodeFqdnOption(fqdnOption);
   if (fqdn) {
     request.fqdnFlags = fqdn.flags;
@@ -82,18 +87,16 @@ export function parseRequest(packet: DhcpPacket): ParseRequestResult {
     if (fqdnHostname) request.fqdnHostname = fqdnHostname;
   }
 
-  const leaseOption = packet.options.get(DhcpOption.LEASE_TIME);
+  const leaseOption = options.get(DhcpOption.LEASE_TIME);
   const leaseSeconds = leaseOption && readU32(leaseOption);
   if (leaseSeconds !== undefined) request.requestedLeaseSeconds = leaseSeconds;
 
-  const vendorOption = packet.options.get(DhcpOption.VENDOR_CLASS);
+  const vendorOption = options.get(DhcpOption.VENDOR_CLASS);
   if (vendorOption && vendorOption.length > 0) request.vendorClass = latin1(vendorOption);
 
-  if (packet.options.has(DhcpOption.RAPID_COMMIT)) request.rapidCommit = true;
+  if (options.has(DhcpOption.RAPID_COMMIT)) request.rapidCommit = true;
   // issue 16: the decoded options are the packet's own copies (the codec never aliases the receive buffer)
-  request.rawOptions = packet.options;
-
-  return { ok: true, request };
+  request.rawOptions = options;
 }
 
 /** Decode and parse in one step for the transport; never throws: decode errors become 'decode:<slug>'. */

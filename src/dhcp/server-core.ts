@@ -19,18 +19,9 @@
  * address (maybe asking for another probe), or decides the DECLINE. The verdicts the caller remembers reach the core
  * through CoreDeps.conflictVerdict, so a fresh one spares the probe.
  */
-import { NatdError, ErrorCodes } from '../errors.js';
 import { subnetContains, type Subnet } from '../net/ipv4.js';
-import {
-  encodeClasslessRoutes,
-  encodeDomainSearch,
-  encodeIpv4List,
-  encodeString,
-  encodeU16,
-  encodeU32,
-  FqdnFlags,
-  type ClasslessRoute,
-} from './codec.js';
+import { encodeString, encodeU32, FqdnFlags } from './codec.js';
+import { encodeConfiguredOptions } from './configured-options.js';
 import { LeaseTable, storedLease } from './lease-table.js';
 import { OptionEngine, type ResolvedOptions } from './option-set.js';
 import type { OptionSpec } from './option-spec.js';
@@ -800,28 +791,7 @@ export class DhcpServerCore {
 
   /** The options natd derives from its configuration, in the order sent to a client without a request list. */
   private encodeConfiguredOptions(): Map<number, Uint8Array> {
-    const c = this.config;
-    const configured = new Map<number, Uint8Array>();
-    try {
-      configured.set(DhcpOption.SUBNET_MASK, encodeU32(c.subnet.mask >>> 0));
-      if (c.router !== 0) configured.set(DhcpOption.ROUTER, encodeIpv4List([c.router]));
-      if (c.dnsServers.length > 0) configured.set(DhcpOption.DNS_SERVERS, encodeIpv4List(c.dnsServers));
-      if (c.domain) configured.set(DhcpOption.DOMAIN_NAME, encodeString(c.domain));
-      if (c.mtu !== undefined) configured.set(DhcpOption.MTU, encodeU16(c.mtu));
-      configured.set(DhcpOption.BROADCAST_ADDRESS, encodeU32(c.subnet.broadcast >>> 0));
-      if (c.searchDomains && c.searchDomains.length > 0) {
-        configured.set(DhcpOption.DOMAIN_SEARCH, encodeDomainSearch(c.searchDomains));
-      }
-      if (c.classlessRoutes && c.classlessRoutes.length > 0) {
-        // RFC 3442 §2: a client given option 121 ignores option 3, so the default route must be in 121 too.
-        const routes: ClasslessRoute[] = [...c.classlessRoutes];
-        if (c.router !== 0 && !routes.some((r) => r.prefix === 0)) routes.push({ network: 0, prefix: 0, router: c.router });
-        configured.set(DhcpOption.CLASSLESS_ROUTES, encodeClasslessRoutes(routes));
-      }
-    } catch (err) {
-      throw new NatdError(ErrorCodes.CONFIG, `DHCP options cannot be encoded: ${(err as Error).message}`, { cause: err });
-    }
-    return configured;
+    return encodeConfiguredOptions(this.config);
   }
 }
 

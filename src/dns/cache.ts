@@ -16,6 +16,7 @@
  * CacheEntry), and its key flat (see flatKey).
  */
 import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
+import { SETTING_DEFAULTS } from '../defaults.js';
 import {
   DnsWireError,
   FLAG_CD,
@@ -68,7 +69,7 @@ export interface DnsCacheStats {
 }
 
 /** The default byte budget: far above what 10,000 ordinary answers take (about 2 MiB), far below host memory. */
-export const DEFAULT_CACHE_MAX_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CACHE_MAX_BYTES = SETTING_DEFAULTS.cacheMaxBytes;
 /**
  * What an entry costs besides its response bytes: the entry object (10 fields), its Map slot and the key's string
  * header, about 150 bytes measured with 10,000 entries (issue 7); the key's characters are added per entry.
@@ -207,7 +208,7 @@ export class DnsCache {
 
   constructor(opts: DnsCacheOptions = {}) {
     this.limits = {
-      maxEntries: Math.max(1, opts.maxEntries ?? 10_000),
+      maxEntries: Math.max(1, opts.maxEntries ?? SETTING_DEFAULTS.cacheSize),
       maxBytes: Math.max(SLAB_BYTES, opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES),
       servfailSeconds: opts.servfailSeconds ?? 5,
       maxTtlSeconds: opts.maxTtlSeconds ?? 86_400,

@@ -65,25 +65,12 @@ export function watchResolvConf(
   const own = options.ownAddresses ?? [];
   const debounceMs = options.debounceMs ?? 100;
   const logger = options.logger ?? silentLogger;
-  const watchers = new Map<string, FSWatcher>();
   const names = new Set([basename(path)]);
+  const dirs = directoryWatchers(names, () => schedule(), logger);
+  const watchDir = dirs.add;
   let last: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
-
-  const watchDir = (dir: string): void => {
-    if (watchers.has(dir) || closed) return;
-    try {
-      const w = watch(dir, { persistent: false }, (_event, filename) => {
-        // filename can be null on some platforms: then any event in the directory counts
-        if (filename === null || names.has(filename.toString())) schedule();
-      });
-      w.on('error', (err) => logger.warn('resolv.conf watcher failed', { dir, error: String(err) }));
-      watchers.set(dir, w);
-    } catch (err) {
-      logger.warn('cannot watch resolv.conf directory, relying on polling', { dir, error: String(err) });
-    }
-  };
 
   const reload = async (): Promise<void> => {
     let text: string;
@@ -123,7 +110,32 @@ export function watchResolvConf(
     closed = true;
     if (timer) clearTimeout(timer);
     if (poll) clearInterval(poll);
-    for (const w of watchers.values()) w.close();
-    watchers.clear();
+    dirs.close();
+  };
+}
+
+/** fs.watch on the directories that may hold the file (its own, a symlink target's); events for `names` only. */
+function directoryWatchers(names: ReadonlySet<string>, onEvent: () => void, logger: Logger): { add(dir: string): void; close(): void } {
+  const watchers = new Map<string, FSWatcher>();
+  let closed = false;
+  return {
+    add(dir) {
+      if (watchers.has(dir) || closed) return;
+      try {
+        const w = watch(dir, { persistent: false }, (_event, filename) => {
+          // filename can be null on some platforms: then any event in the directory counts
+          if (filename === null || names.has(filename.toString())) onEvent();
+        });
+        w.on('error', (err) => logger.warn('resolv.conf watcher failed', { dir, error: String(err) }));
+        watchers.set(dir, w);
+      } catch (err) {
+        logger.warn('cannot watch resolv.conf directory, relying on polling', { dir, error: String(err) });
+      }
+    },
+    close() {
+      closed = true;
+      for (const w of watchers.values()) w.close();
+      watchers.clear();
+    },
   };
 }

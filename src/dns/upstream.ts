@@ -56,6 +56,7 @@ import { UpstreamSocketPool, type PoolTarget } from './upstream-socket-pool.js';
 import type { PooledSocket, SocketOwner, SocketTarget } from './upstream-sockets.js';
 import { UpstreamTcp } from './upstream-tcp.js';
 import { FLAG_QR, getRcode, HEADER_LENGTH, isTruncated, readU16, writeU16 } from './wire.js';
+import { SETTING_DEFAULTS } from '../defaults.js';
 
 export type { UpstreamServerStats } from './upstream-health.js';
 export { UpstreamGroup } from './upstream-order.js';
@@ -200,7 +201,7 @@ export class UpstreamClient implements SocketOwner {
     this.budgetMs = opts.budgetMs ?? 4000;
     const logger = (this.logger = opts.logger);
     const now = (this.now = opts.now ?? Date.now);
-    this.maxInFlight = opts.maxInFlight ?? 4096;
+    this.maxInFlight = opts.maxInFlight ?? SETTING_DEFAULTS.dnsForwardMax;
     this.health = new UpstreamHealth({
       failuresBeforeBackoff: opts.failuresBeforeBackoff ?? 2, backoffBaseMs: opts.backoffBaseMs ?? 2000,
       backoffMaxMs: opts.backoffMaxMs ?? 120_000, now, logger,

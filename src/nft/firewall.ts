@@ -13,6 +13,7 @@
  * committed its batch or not; the in-memory table stays the old one and the healer settles the kernel on it.
  */
 import type { Config } from '../config.js';
+import { tableNameFor } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
@@ -41,8 +42,17 @@ export interface FirewallOptions {
   store?: ForwardsStore;
 }
 
-export function tableNameFor(bridge: string): string {
-  return `natd-${bridge}`;
+export { tableNameFor };
+
+/** What `natd status` shows of the firewall. */
+export interface FirewallStatus {
+  /** family and name, e.g. inet natd-virbr10 */
+  table: string;
+  /** whole-table applies since start (start, reloads) */
+  applies: number;
+  /** times the healer restored the table after someone changed it */
+  heals: number;
+  runtimeForwards: number;
 }
 
 /** What is in the kernel: heals restore exactly this, element changes start from it. */
@@ -213,7 +223,7 @@ export class Firewall {
     }
   }
 
-  status(): Record<string, unknown> {
+  status(): FirewallStatus {
     return { table: `${TABLE_FAMILY} ${this.table}`, applies: this.applies, heals: this.healer?.heals() ?? 0, runtimeForwards: this.runtime.length };
   }
 

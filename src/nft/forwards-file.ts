@@ -4,10 +4,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 
-export const RUNTIME_FORWARDS_FILE = 'forwards.json';
+export const RUNTIME_FORWARDS_FILE = STATE_FILES.runtimeForwards;
 
 /** The runtime forwards as stored; the firewall takes one, so tests can store in memory or fail on purpose. */
 export interface ForwardsStore {

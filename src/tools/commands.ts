@@ -2,7 +2,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_STATE_ROOT, readConfigFile } from '../config.js';
+import { readConfigFile } from '../config.js';
+import { DEFAULT_BRIDGE, defaultStateDir } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { flagError } from '../control/commands.js';
 import { importDnsmasq, parseDnsmasqConf } from './import-dnsmasq.js';
@@ -47,7 +48,7 @@ async function importCommand(argv: string[]): Promise<number> {
   }
   const report = await importDnsmasq({
     confFile: confPath,
-    outDir: values['state-dir'] ?? `${DEFAULT_STATE_ROOT}/${String(bridge)}`,
+    outDir: values['state-dir'] ?? defaultStateDir(String(bridge)),
     configOut: values['config-out'] ?? `${DEFAULT_CONFIG_ROOT}/${String(bridge)}.json`,
     force: values.force ?? false,
   });
@@ -118,7 +119,7 @@ export async function importLibvirtCommand(argv: string[], exec: Exec = defaultE
   const report = await importLibvirt({
     xml,
     source,
-    outDir: (bridge) => values['state-dir'] ?? `${DEFAULT_STATE_ROOT}/${bridge}`,
+    outDir: (bridge) => values['state-dir'] ?? defaultStateDir(bridge),
     configOut: (bridge) => values['config-out'] ?? `${DEFAULT_CONFIG_ROOT}/${bridge}.json`,
     ...(values['status-file'] !== undefined ? { statusFile: values['status-file'] } : {}),
     force: values.force ?? false,
@@ -149,7 +150,7 @@ async function libvirtCommand(argv: string[]): Promise<number> {
     process.stdout.write(await natNetworkFromConfig(values.config, values.name));
     return 0;
   }
-  const bridge = values.bridge ?? (values.config ? String(readConfigFile(path.resolve(values.config)).bridge) : 'virbr10');
+  const bridge = values.bridge ?? (values.config ? String(readConfigFile(path.resolve(values.config)).bridge) : DEFAULT_BRIDGE);
   process.stdout.write(`<!-- virsh net-define this file, then: virsh net-start ${values.name ?? bridge} && virsh net-autostart ${values.name ?? bridge} -->\n`);
   process.stdout.write(networkXml({ bridge, ...(values.name ? { name: values.name } : {}) }));
   process.stdout.write(`\n<!-- for an existing VM (virsh edit VM), the interface that joins the bridge: -->\n`);
@@ -159,7 +160,7 @@ async function libvirtCommand(argv: string[]): Promise<number> {
 
 async function doctorCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { bridge: { type: 'string' }, json: { type: 'boolean' } });
-  const bridge = values.bridge ?? 'virbr10';
+  const bridge = values.bridge ?? DEFAULT_BRIDGE;
   const { findings, exitCode } = await runDoctor({ bridge });
   process.stdout.write(values.json ? JSON.stringify(findings, null, 2) + '\n' : formatFindings(findings));
   return exitCode;

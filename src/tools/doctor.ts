@@ -8,6 +8,7 @@
  */
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { formatIpv4, makeSubnet, parseIpv4, type Subnet } from '../net/ipv4.js';
+import { tableNameFor } from '../defaults.js';
 import { defaultExec, type Exec } from '../exec.js';
 import { blockersFor, indexRuleset, type AddressSpec, type Blocker, type InterfaceSpec, type ListedChain, type PacketSpec, type RulesetIndex } from './nft-eval.js';
 
@@ -349,7 +350,7 @@ function defaultRouteDevice(ipJson: unknown): string | undefined {
 export async function runDoctor(opts: DoctorOptions): Promise<{ findings: Finding[]; exitCode: number }> {
   const exec = opts.exec ?? defaultExec;
   const readFile = opts.readFile ?? defaultReadFile;
-  const ownTable = opts.ownTable ?? `natd-${opts.bridge}`;
+  const ownTable = opts.ownTable ?? tableNameFor(opts.bridge);
   const findings: Finding[] = [];
 
   let address = opts.subnet;

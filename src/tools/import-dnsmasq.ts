@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { formatIpv4, parseIpv4, makeSubnet, subnetContains } from '../net/ipv4.js';
+import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
 import { parseClassRule, parseDhcpBoot, parseDhcpMatch } from '../dhcp/boot.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
@@ -519,6 +519,39 @@ export interface ImportReport {
   ignored: (IgnoredOption & { file: string })[];
 }
 
+/** The conf's dhcp-host lines, then its dhcp-hostsfile: the first definition of a MAC or address wins. */
+async function importReservations(conf: ReturnType<typeof parseDnsmasqConf>, confFile: string, baseDir: string, subnet: Subnet | undefined, skipped: FileProblem[]) {
+  const inSubnet = conf.hosts.filter((r) => {
+    if (!subnet || reservedAddressProblem(r.address, subnet) !== 'outside') return true; // network, broadcast: skipped when natd loads the written hostsfile
+    skipped.push({ file: confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
+    return false;
+  });
+  let reservations = mergeReservations([], inSubnet, confFile, skipped);
+  const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
+  const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
+  if (hostsfile !== undefined && hostsText !== undefined) {
+    const parsed = parseHostsfile(hostsText, hostsfile, subnet);
+    skipped.push(...parsed.problems);
+    reservations = mergeReservations(reservations, parsed.reservations, hostsfile, skipped);
+  }
+  return { hostsfile, reservations };
+}
+
+/** The dhcp-leasefile's unexpired IPv4 leases. */
+async function importLeases(file: string | undefined, baseDir: string, now: number, subnet: Subnet | undefined, skipped: FileProblem[]) {
+  const leasefile = file === undefined ? undefined : resolve(baseDir, file);
+  const leasesText = leasefile === undefined ? undefined : await readOptional(leasefile, skipped, 'dhcp-leasefile');
+  let leases: Lease[] = [];
+  let expiredLeases = 0;
+  if (leasefile !== undefined && leasesText !== undefined) {
+    const parsed = parseDnsmasqLeases(leasesText, leasefile, { now, ...(subnet ? { subnet } : {}) });
+    skipped.push(...parsed.problems);
+    leases = parsed.leases.filter((l) => l.expiresAt > now);
+    expiredLeases = parsed.leases.length - leases.length;
+  }
+  return { leasefile, leases, expiredLeases };
+}
+
 /**
  * Reads the dnsmasq.conf and the hostsfile and leases file it names (paths relative to the conf's directory),
  * writes natd's config, `<outDir>/reservations` and the lease journal in `<outDir>`, and reports what was imported
@@ -541,30 +574,8 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
   const subnet = settingsSubnet(conf.settings);
 
-  const inSubnet = conf.hosts.filter((r) => {
-    if (!subnet || reservedAddressProblem(r.address, subnet) !== 'outside') return true; // network, broadcast: skipped when natd loads the written hostsfile
-    skipped.push({ file: opts.confFile, line: 0, message: `dhcp-host ${r.mac} ${formatIpv4(r.address)} is outside the subnet; skipped` });
-    return false;
-  });
-  let reservations = mergeReservations([], inSubnet, opts.confFile, skipped);
-  const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
-  const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
-  if (hostsfile !== undefined && hostsText !== undefined) {
-    const parsed = parseHostsfile(hostsText, hostsfile, subnet);
-    skipped.push(...parsed.problems);
-    reservations = mergeReservations(reservations, parsed.reservations, hostsfile, skipped);
-  }
-
-  const leasefile = conf.leasefile === undefined ? undefined : resolve(baseDir, conf.leasefile);
-  const leasesText = leasefile === undefined ? undefined : await readOptional(leasefile, skipped, 'dhcp-leasefile');
-  let leases: Lease[] = [];
-  let expiredLeases = 0;
-  if (leasefile !== undefined && leasesText !== undefined) {
-    const parsed = parseDnsmasqLeases(leasesText, leasefile, { now, ...(subnet ? { subnet } : {}) });
-    skipped.push(...parsed.problems);
-    leases = parsed.leases.filter((l) => l.expiresAt > now);
-    expiredLeases = parsed.leases.length - leases.length;
-  }
+  const { hostsfile, reservations } = await importReservations(conf, opts.confFile, baseDir, subnet, skipped);
+  const { leasefile, leases, expiredLeases } = await importLeases(conf.leasefile, baseDir, now, subnet, skipped);
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
   if (Array.isArray(settings.addnHosts)) settings.addnHosts = (settings.addnHosts as string[]).map((p) => resolve(baseDir, p)); // issue 15

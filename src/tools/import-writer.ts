@@ -5,6 +5,7 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import type { RawSettings } from '../config.js';
+import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { formatIpv4, makeSubnet, parseIpv4, type Subnet } from '../net/ipv4.js';
@@ -14,7 +15,7 @@ import type { Lease, Reservation } from '../dhcp/types.js';
 import { reservationClash } from '../dhcp/reservation-rules.js';
 
 /** natd's reservations file in the state dir (dnsmasq hostsfile format). */
-export const RESERVATIONS_FILE = 'reservations';
+export const RESERVATIONS_FILE = STATE_FILES.importedReservations;
 
 export async function readOptional(path: string, skipped: FileProblem[], what: string): Promise<string | undefined> {
   try {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
 import { runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
+import { STATE_FILES } from '../../src/defaults.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 
@@ -47,7 +48,7 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
     const addr = await topo.runOk(topo.vm(1).ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0']);
     expect(addr).toContain(bound!.ip);
     // written to the state dir before the ACK was sent
-    const journal = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8');
+    const journal = readFileSync(path.join(natd.stateDir, STATE_FILES.journal), 'utf8');
     expect(journal).toContain(bound!.ip);
     expect(journal).toContain(topo.vm(1).mac);
   });

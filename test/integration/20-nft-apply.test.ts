@@ -25,6 +25,7 @@ import { buildForwardChange, buildRuleset, EXAMPLE_INPUT, TABLE_FAMILY, type Por
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
 import { waitFor } from '../support/wait.js';
+import { tableNameFor } from '../../src/defaults.js';
 
 const NFT = '/usr/sbin/nft';
 const RULES_NFT = new URL('../../rules/natd.nft', import.meta.url);
@@ -53,7 +54,7 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     topo = Topology.create({ vms: 0 });
     host = { nft: NFT, exec: (bin, args) => topo.run(topo.host, [bin, ...args]) };
     const { address, subnet } = parseCidr(`${GATEWAY}/${SUBNET.split('/')[1]}`)!;
-    input = { table: `natd-${BRIDGE}`, bridge: BRIDGE, subnet, gateway: address, forwards: [{ protocol: 'tcp', hostPort: 2222, guestAddress: ip('10.77.0.50'), guestPort: 22 }] };
+    input = { table: tableNameFor(BRIDGE), bridge: BRIDGE, subnet, gateway: address, forwards: [{ protocol: 'tcp', hostPort: 2222, guestAddress: ip('10.77.0.50'), guestPort: 22 }] };
     scratch = await mkdtemp(join(tmpdir(), 'natd-nft-test-'));
     await writeFile(join(scratch, 'bystander.nft'), BYSTANDER);
     await nft(topo.host, '-f', join(scratch, 'bystander.nft'));

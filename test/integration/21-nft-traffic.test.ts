@@ -12,6 +12,7 @@ import { buildForwardChange, type PortForward, type RulesetInput } from '../../s
 import { BRIDGE, GATEWAY, isRoot, SUBNET, Topology, UPLINK_HOST, UPLINK_WAN } from '../support/netns.js';
 import { ip } from '../support/addresses.js';
 import { waitForListener } from '../support/natd-process.js';
+import { tableNameFor } from '../../src/defaults.js';
 
 const NFT = '/usr/sbin/nft';
 const VM1 = '10.77.0.50';
@@ -45,7 +46,7 @@ describe.skipIf(!isRoot())('traffic through the nft table', () => {
     }
     await topo.runOk(topo.host, ['sysctl', '-w', 'net.ipv4.ip_forward=1']);
     const { address, subnet } = parseCidr(`${GATEWAY}/${SUBNET.split('/')[1]}`)!;
-    input = { table: `natd-${BRIDGE}`, bridge: BRIDGE, subnet, gateway: address, forwards: [sshForward, boundForward] };
+    input = { table: tableNameFor(BRIDGE), bridge: BRIDGE, subnet, gateway: address, forwards: [sshForward, boundForward] };
     await applyAndVerify(input, host);
     await echoPeer(topo.wan, 7000);
     await echoPeer(topo.vm(1).ns, 22);

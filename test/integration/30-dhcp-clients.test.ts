@@ -16,6 +16,7 @@ import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../supp
 import { readCapture, startCapture, type CapturedDhcp } from '../support/dhcp-sim.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../support/wait.js';
+import { STATE_FILES } from '../../src/defaults.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const RANGE = '10.77.0.10-10.77.0.200';
@@ -301,7 +302,7 @@ describe.skipIf(needsRoot)('real DHCP clients against natd', () => {
       if (!after.some((p) => p.type === 'Release')) throw new Error(`no RELEASE seen on the bridge: ${JSON.stringify(after)}`);
       // freed durably, not just hidden: the journal's last word on the address is a release
       const a = addressOf.get(c.name)!;
-      const records = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8').split('\n').filter((l) => l.includes(`"${a}"`));
+      const records = readFileSync(path.join(natd.stateDir, STATE_FILES.journal), 'utf8').split('\n').filter((l) => l.includes(`"${a}"`));
       const last = records.length ? (JSON.parse(records[records.length - 1]!) as { op: string }) : undefined;
       if (last?.op !== 'release') throw new Error(`journal's last record for ${a}: ${JSON.stringify(last)}`);
       return 'ok (RELEASE → lease gone)';

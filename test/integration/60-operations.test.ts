@@ -8,9 +8,11 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { StatusReport } from '../../src/control/protocol.js';
 import { pinnedMacFor } from '../../src/net/bridge.js';
 import { isRoot, Topology, UPLINK_WAN, type RunResult } from '../support/netns.js';
 import { NATD_CLI, PROJECT_ROOT, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { defaultControlSocket } from '../../src/defaults.js';
 
 const RESERVED = '10.77.0.99';
 
@@ -64,13 +66,16 @@ describe.skipIf(!isRoot())('natd operations', () => {
     it('status: human text and --json', async () => {
       const human = await cli(['status']);
       expect(human.code, human.stderr).toBe(0);
-      expect(human.stdout).toMatch(/^bridge\s+br0$/m);
-      expect(human.stdout).toMatch(/^subnet\s+10\.77\.0\.0\/24$/m);
-      expect(human.stdout).toMatch(/^firewall\s+table=inet natd-br0 applies=1 heals=0/m);
-      expect(human.stdout).not.toContain('{'); // a table for people, not JSON
-      const json = await cliJson<{ bridge: string; subnet: string; gateway: string; firewall: { table: string } }>(['status']);
-      expect(json).toMatchObject({ bridge: 'br0', subnet: '10.77.0.0/24', gateway: '10.77.0.1' });
-      expect(json.firewall.table).toBe('inet natd-br0');
+      expect(human.stdout).toMatch(/^natd on br0, pid \d+, up \d+s\n/);
+      expect(human.stdout).toMatch(/^subnet\s+10\.77\.0\.0\/24, gateway 10\.77\.0\.1$/m);
+      expect(human.stdout).toMatch(/^dhcp pool\s+10\.77\.0\.\d+-10\.77\.0\.\d+: \d+ addresses, \d+ free, \d+% in use$/m);
+      expect(human.stdout).toMatch(/^firewall\s+table inet natd-br0: applied 1x, healed 0x/m);
+      expect(human.stdout).toMatch(/^ {2}SERVER\s+SENT\s+ANSWERED\s+TIMEOUTS\s+AVG MS\s+HEALTH$/m);
+      expect(human.stdout).not.toMatch(/[{}]|\[object Object\]|undefined|NaN/); // for people, not JSON
+      const json = await cliJson<StatusReport>(['status']);
+      expect(json).toMatchObject({ bridge: 'br0', state: 'running', subnet: '10.77.0.0/24', gateway: '10.77.0.1', config: { bridge: 'br0' } });
+      expect(json.firewall!.table).toBe('inet natd-br0');
+      expect(json.dns!.upstream.perServer.length).toBeGreaterThan(0);
     });
 
     it('leases: empty, then the vm\'s lease as a table and as JSON', async () => {
@@ -186,7 +191,7 @@ describe.skipIf(!isRoot())('natd operations', () => {
       expect(unknownFlag.stderr).toBe("natd: Unknown option '--frobnicate'; see natd --help\n");
       const byBridge = await natdIn(topo.host, ['status', '--bridge', 'nosuchbr']);
       expect(byBridge.code).toBe(69);
-      expect(byBridge.stderr).toContain('/run/natd/nosuchbr.sock');
+      expect(byBridge.stderr).toContain(defaultControlSocket('nosuchbr'));
     });
   });
 
@@ -224,7 +229,7 @@ describe.skipIf(!isRoot())('natd operations', () => {
     it('check-config validates without touching the system', async () => {
       const ok = await natdIn(empty, ['check-config', '--bridge', 'br9', '--subnet', '10.9.0.1/24', '--forward', 'tcp:2222=10.9.0.5:22']);
       expect(ok.code, ok.stderr).toBe(0);
-      expect(ok.stdout).toBe('configuration OK for bridge br9\n');
+      expect(ok.stdout).toBe('configuration OK for bridge br9 (subnet 10.9.0.1/24)\n');
       const bad = await natdIn(empty, ['check-config', '--bridge', 'br9', '--lease-time', 'forever']);
       expect(bad.code).toBe(78);
       expect(bad.stderr).toMatch(/leaseTime: .*forever/);

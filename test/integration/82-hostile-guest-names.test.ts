@@ -12,6 +12,7 @@ import { GATEWAY, isRoot, Topology, UPLINK_WAN } from '../support/netns.js';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 import { waitFor } from '../support/wait.js';
+import { STATE_FILES } from '../../src/defaults.js';
 
 const needsRoot = !isRoot() && !process.env.CI;
 const DOMAIN = 'vm';
@@ -179,7 +180,7 @@ describe.skipIf(needsRoot)('row 6: hostile guest names', () => {
     await waitFor('brief.vm unpublished after its 5 s lease', async () => (await dig('brief.vm')).status === 'NXDOMAIN', 45_000, 1000);
     expect((await leases()).map((l) => l.address)).not.toContain(address);
     // the end went through the journal (before issue 13 the timer's expiries never reached it)
-    const journal = readFileSync(path.join(natd.stateDir, 'leases.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; clientId?: string; address: string });
+    const journal = readFileSync(path.join(natd.stateDir, STATE_FILES.journal), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; clientId?: string; address: string });
     expect(journal.filter((r) => r.clientId === row!.clientId).map((r) => `${r.op} ${r.address}`)).toEqual([`bind ${address}`, `release ${address}`]);
 
     await restartNatd(natdArgs);

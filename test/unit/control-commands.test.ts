@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
-import { flagError, formatForwards, formatStatus, formatTable } from '../../src/control/commands.js';
+import { flagError, formatForwards, formatTable } from '../../src/control/commands.js';
 import { ErrorCodes, exitStatusFor, NatdError } from '../../src/errors.js';
 
 describe('control command output', () => {
@@ -16,8 +16,8 @@ describe('control command output', () => {
   it('lists forwards, a forward kept out of the table saying why beside its guest', () => {
     expect(formatForwards([])).toBe('no port forwards\n');
     const text = formatForwards([
-      { spec: 'tcp:2222=web:22', protocol: 'tcp', host: '*:2222', guest: '10.77.0.50:22', inTable: true },
-      { spec: 'tcp:9090=db:90', protocol: 'tcp', host: '*:9090', guest: 'db:90', inTable: false, problem: 'no such reservation' },
+      { spec: 'tcp:2222=web:22', protocol: 'tcp', host: '*:2222', guest: '10.77.0.50:22', source: 'config', inTable: true },
+      { spec: 'tcp:9090=db:90', protocol: 'tcp', host: '*:9090', guest: 'db:90', source: 'runtime', inTable: false, problem: 'no such reservation' },
     ]);
     expect(text.split('\n')).toEqual([
       'PROTO  HOST    GUEST                                          SPEC',
@@ -25,18 +25,6 @@ describe('control command output', () => {
       'tcp    *:9090  db:90 (no such reservation; not in the table)  tcp:9090=db:90',
       '',
     ]);
-  });
-
-  it('prints status one line per component with nested counters as dotted key=value pairs', () => {
-    const text = formatStatus({ bridge: 'br0', dns: { queries: 3, cache: { hits: 2 } }, firewall: undefined, list: [1, 2] });
-    expect(text.split('\n')).toEqual(['bridge  br0', 'dns     queries=3 cache.hits=2', 'list    1,2', '']);
-  });
-
-  it('names each record of a list by its first text field instead of printing [object Object]', () => {
-    const text = formatStatus({ dns: { upstream: { sent: 4, perServer: [{ server: '192.0.2.53:53', sent: 3 }, { server: '192.0.2.54:53', sent: 1 }] } } });
-    expect(text).not.toContain('[object Object]');
-    expect(text).toBe('dns  upstream.sent=4 upstream.perServer[192.0.2.53:53].server=192.0.2.53:53 upstream.perServer[192.0.2.53:53].sent=3 ' +
-      'upstream.perServer[192.0.2.54:53].server=192.0.2.54:53 upstream.perServer[192.0.2.54:53].sent=1\n');
   });
 
   it('turns a parseArgs error into one short line with a pointer to --help', () => {
@@ -71,6 +59,12 @@ describe('control command output', () => {
       expect(err).toBeInstanceOf(NatdError);
       expect((err as NatdError).code).toBe(ErrorCodes.CONFIG);
       expect(exitStatusFor(err)).toBe(78);
+    });
+
+    it('arguments the daemon refuses keep NATD_ERR_COMMAND (exit 64)', async () => {
+      const err = await answer({ ok: false, error: 'forwards.add: invalid arguments: spec: expected string', code: ErrorCodes.COMMAND });
+      expect((err as NatdError).code).toBe(ErrorCodes.COMMAND);
+      expect(exitStatusFor(err)).toBe(64);
     });
 
     it('a code the client does not know, or none, is a control error', async () => {

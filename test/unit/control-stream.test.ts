@@ -67,6 +67,6 @@ describe('control socket streams', () => {
 
   it('answers a non-stream command as before, and a refusal as an error', async () => {
     const { socketPath } = await serverWith(new ControlStream(() => () => undefined));
-    await expect(watchDaemon(socketPath, 'nope', {}, () => undefined)).rejects.toThrow(/unknown command nope/);
+    await expect(watchDaemon(socketPath, 'nope', {}, () => undefined)).rejects.toThrow(/unknown command "?nope/);
   });
 });

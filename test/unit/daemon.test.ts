@@ -14,7 +14,9 @@ import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { parseMessage } from '../../src/ddns/message.js';
-import { callDaemon } from '../../src/control/client.js';
+import { DEFAULT_SUBNET } from '../../src/defaults.js';
+import { call, callDaemon } from '../../src/control/client.js';
+import type { NatdError } from '../../src/errors.js';
 import { buildDaemon, type Daemon, type DaemonSockets } from '../../src/daemon/index.js';
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, encodeU32 } from '../../src/dhcp/codec.js';
 import { DhcpOption } from '../../src/dhcp/types.js';
@@ -270,6 +272,41 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     }
   });
 
+  it('status --json has everything the daemon knows, typed by the command table', async () => {
+    const t = setup();
+    await t.daemon.start();
+    const status = await call(t.config.controlSocket, 'status', {});
+    expect(status).toMatchObject({ bridge: 'natdunit0', state: 'running', startedAt: CLOCK, uptimeSeconds: 0, subnet: '10.77.0.0/24', gateway: GATEWAY });
+    expect(status.dhcp).toMatchObject({ range: '10.77.0.100-10.77.0.199', rangeSize: 100, leaseTimeSeconds: t.config.leaseTimeSeconds, reservations: 1, leases: 0 });
+    expect(status.dns).toMatchObject({ queries: 0, cache: { maxEntries: t.config.cacheSize, maxBytes: t.config.cacheMaxBytes }, upstream: { perServer: [] } });
+    expect(status.firewall).toMatchObject({ table: 'inet natd-natdunit0', runtimeForwards: 0 });
+    expect(status.control).toEqual({ refusedPeers: 0, watchers: 0, watchersCutOff: 0 });
+    expect(status.kernelDrops).toEqual({ dhcp: 0, dns: 0 });
+    expect(status.config).toMatchObject({ bridge: 'natdunit0', domain: 'vm', reservations: [{ mac: '52:54:00:00:00:50', address: ip('10.77.0.50'), hostname: 'web' }] });
+  });
+
+  it('a malformed control request gets a clear error code and the daemon keeps answering', async () => {
+    const t = setup();
+    await t.daemon.start();
+    const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (err: NatdError) => `${err.code}: ${err.message}`);
+    expect(await codeOf(callDaemon(t.config.controlSocket, 'reservations.add', { mac: 5, address: '10.77.0.60' })))
+      .toMatch(/^NATD_ERR_COMMAND: reservations\.add: invalid arguments: mac: /);
+    expect(await codeOf(callDaemon(t.config.controlSocket, 'forwards.add', { spec: 'tcp:1=web:1', extra: true })))
+      .toBe('NATD_ERR_COMMAND: forwards.add: invalid arguments: unknown argument(s) extra');
+    expect(await codeOf(callDaemon(t.config.controlSocket, 'forwards.remove', ['tcp:1=web:1']))).toMatch(/^NATD_ERR_COMMAND: forwards\.remove: invalid arguments: args: /);
+    expect(await codeOf(callDaemon(t.config.controlSocket, 'leases.drop', {}))).toBe('NATD_ERR_COMMAND: unknown command "leases.drop"');
+    expect(await codeOf(callDaemon(t.config.controlSocket, 'reservations.remove', {}))).toMatch(/^NATD_ERR_COMMAND: reservations\.remove: invalid arguments: key: /);
+    for (const line of ['not json', '[]', 'null', '{"command": 5}']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const conn = net.createConnection(t.config.controlSocket, () => conn.end(line + '\n'));
+        let text = '';
+        conn.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve(text)).on('error', reject);
+      });
+      expect(JSON.parse(answer)).toMatchObject({ ok: false, code: 'NATD_ERR_CONTROL', error: expect.stringMatching(/^malformed request/) });
+    }
+    expect(await call(t.config.controlSocket, 'reservations.list', {})).toHaveLength(1);
+  });
+
   it('after a reload, forwards resolve names of reservations added at runtime', async () => {
     const t = setup();
     await t.daemon.start();
@@ -312,5 +349,24 @@ describe('buildDaemon with fake sockets, nft, bridge and clock', () => {
     // the UDP socket opened just before the failing TCP listener is closed at once, the rest by the stack
     expect(t.events).toEqual(['dns udp closed', 'STOPPING=1']);
     expect(t.nft.calls).toEqual([]);
+  });
+
+  it('without --subnet, refuses a reservation on the gateway of the subnet it would serve before touching anything', async () => {
+    // no --subnet and no bridge yet: natd would create it with DEFAULT_SUBNET, whose gateway the reservation takes
+    const gateway = DEFAULT_SUBNET.split('/')[0]!;
+    const t = setup({ subnet: undefined, dhcpRange: undefined, reservations: [{ mac: '52:54:00:00:00:50', address: gateway }] });
+    await expect(t.daemon.start()).rejects.toThrow(new RegExp(`reservations\\.0\\.address: ${gateway.replace(/\./g, '\\.')} is the gateway's address`));
+    expect(t.events).not.toContain('bridge');
+    expect(t.events).not.toContain('sysctls');
+    expect(t.nft.calls).toEqual([]);
+  });
+
+  it('a reload that does not fit the served subnet is refused and changes nothing', async () => {
+    const t = setup();
+    await t.daemon.start();
+    const before = t.daemon.status();
+    const bad = { ...t.config, reservations: [{ mac: '52:54:00:00:00:51', address: ip(GATEWAY) }] };
+    await expect(t.daemon.reload(bad)).rejects.toThrow(/reservations\.0\.address: 10\.77\.0\.1 is the gateway's address/);
+    expect(t.daemon.status()).toEqual(before);
   });
 });

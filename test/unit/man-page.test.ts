@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DAEMON_OPTIONS } from '../../src/cli.js';
+import { DAEMON_OPTIONS, HELP } from '../../src/cli.js';
+import { ErrorCodes, exitStatusFor, NatdError } from '../../src/errors.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const page = readFileSync(path.join(ROOT, 'man', 'natd.8'), 'utf8');
@@ -17,5 +18,14 @@ describe('natd(8)', () => {
   it('is installed with the package (npm install -g puts it in the man path)', () => {
     expect([pkg.man].flat()).toContain('./man/natd.8');
     expect(pkg.files).toContain('man');
+  });
+
+  it('EXIT STATUS and --help list every exit status the error codes map to', () => {
+    const section = page.slice(page.indexOf('.SH EXIT STATUS'), page.indexOf('.SH', page.indexOf('.SH EXIT STATUS') + 1));
+    const statuses = [...new Set([0, 1, ...Object.values(ErrorCodes).map((code) => exitStatusFor(new NatdError(code, '')))])];
+    for (const status of statuses) {
+      expect(section, `man: ${status}`).toContain(`.B ${status}\n`);
+      expect(HELP, `--help: ${status}`).toMatch(new RegExp(`[ ,]${status} [a-z]`));
+    }
   });
 });
