@@ -67,6 +67,9 @@ export const DAEMON_OPTIONS = {
   'ptr-record': { type: 'string', multiple: true },
   address: { type: 'string', multiple: true },
   'local-ttl': { type: 'string' },
+  // issue 14: IPv6 for the guests
+  subnet6: { type: 'string' },
+  ipv6: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -138,6 +141,14 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
   --address /DOMAIN[/DOMAIN...]/[ADDRESS]            the domain and every name under it; IPv6 → AAAA;
                                                      no address: NXDOMAIN; hosts/reservation names win per name
   --local-ttl SECONDS      TTL of natd's own answers (default 0, as dnsmasq)
+
+IPv6 for the guests (issue 14; off unless one of these is given; config file: subnet6, ipv6):
+  --subnet6 ADDR/64        serve IPv6: the gateway address and /64 on the bridge, e.g. fd00:10:10::1/64
+                           (libvirt <ip family='ipv6' address='fd00:10:10::1' prefix='64'/>); natd sends Router
+                           Advertisements (SLAAC, RDNSS, DNSSL, MTU; dnsmasq enable-ra) and masquerades the prefix
+                           (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
+  --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
+                           name and /etc/machine-id (RFC 4193)
 
 Examples:
   natd --bridge virbr10
@@ -212,6 +223,9 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     ptrRecord: v['ptr-record'],
     address: v.address,
     localTtl: numberOrText(v['local-ttl']),
+    // issue 14
+    subnet6: v.subnet6,
+    ipv6: v.ipv6,
   };
 }
 

@@ -15,6 +15,8 @@ import { reservedAddressProblem, reservedNameProblem } from './dhcp/reservation-
 // issue 15: custom DNS records
 import { checkRecordSet, DEFAULT_LOCAL_TTL, parseRecordSettings } from './dns/record-config.js';
 import type { SourcedSpec } from './dns/record-zone.js';
+// issue 14: IPv6 for the guests
+import { ipv6Setting, type Ipv6Setting } from './ipv6/settings.js';
 
 export const DEFAULT_SUBNET = '10.10.0.1/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
@@ -72,6 +74,9 @@ export interface RawSettings {
   ptrRecord?: unknown;
   address?: unknown;
   localTtl?: unknown;
+  // issue 14: IPv6 for the guests: the gateway/64 (as subnet), or 'auto' for a ULA /64 derived from the bridge name
+  subnet6?: unknown;
+  ipv6?: unknown;
 }
 
 const ipv4 = z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' });
@@ -172,6 +177,9 @@ const settingsSchema = z
     ptrRecord: z.array(z.string()).default([]),
     address: z.array(z.string()).default([]),
     localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
+    // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
+    subnet6: z.string().optional(),
+    ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
   })
   .strict();
 
@@ -233,6 +241,8 @@ export interface Config {
   readonly records: readonly SourcedSpec[];
   /** issue 15: TTL of natd's own answers (dnsmasq's local-ttl) */
   readonly localTtl: number;
+  /** issue 14: IPv6 on the bridge (address, RAs, NAT66); undefined: IPv4 only */
+  readonly ipv6: Ipv6Setting | undefined;
 }
 
 export interface MetricsListen {
@@ -385,6 +395,9 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
   const reservedNames = reservations.flatMap((r, i) => (r.hostname ? [{ name: r.hostname, field: `reservations.${i}.hostname` }] : []));
   problems.push(...checkRecordSet(parsedRecords.specs, { domain: s.domain, ttl: s.localTtl, reservedNames }).problems);
 
+  // issue 14: IPv6
+  const ipv6 = ipv6Setting(s.ipv6, s.subnet6, problems);
+
   if (problems.length) throw configError(problems);
 
   return Object.freeze({
@@ -425,6 +438,7 @@ export function resolveConfig(flags: RawSettings, fileSettings: RawSettings = {}
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
     records: Object.freeze(parsedRecords.specs.map((r) => Object.freeze(r))),
     localTtl: s.localTtl,
+    ipv6, // issue 14
   });
 }
 

@@ -47,6 +47,8 @@ import { LeaseEvents } from './lease-events.js';
 import { LeaseScriptSlot } from './lease-script.js';
 // issue 15: custom DNS records
 import { RecordBook } from './record-book.js';
+// issue 14: IPv6 for the guests
+import { startIpv6, type Ipv6Service } from '../ipv6/service.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -84,6 +86,8 @@ interface Running {
   events: LeaseEvents;
   script: LeaseScriptSlot;
   kernelDrops: () => Record<string, number>;
+  /** issue 14: IPv6 on the bridge (with --subnet6 / --ipv6 auto) */
+  ipv6: Ipv6Service | undefined;
 }
 
 interface Context {
@@ -131,13 +135,14 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
+  const ipv6 = await setUpIpv6(config, ctx); // issue 14
   const state = await startState(config, bridge, range, ctx);
   const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(),
+    events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(), ipv6,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -155,6 +160,13 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
   });
   await sys.bridgeSetup.enableForwarding(config.bridge, logger);
   return bridge;
+}
+
+/** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
+async function setUpIpv6(config: Config, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
+  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId });
+  if (ipv6) stack.push('ipv6', () => ipv6.close());
+  return ipv6;
 }
 
 /** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
@@ -370,6 +382,6 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats() };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ipv6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ipv6 };
 }

@@ -13,6 +13,7 @@ import type { Firewall } from '../nft/firewall.js';
 import { dnsLimitMetrics, type MetricsInput } from './metrics.js';
 import type { LeaseNames } from './lease-names.js';
 import type { RecordBook } from './record-book.js';
+import type { Ipv6Service } from '../ipv6/service.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -37,6 +38,8 @@ export interface Observed {
   kernelDrops: Record<string, number>;
   /** the lease script's counts, when one is configured */
   script?: LeaseScriptStats | undefined;
+  /** issue 14: IPv6 on the bridge */
+  ipv6?: Ipv6Service | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -73,5 +76,6 @@ export function statusOf(o: Observed): Record<string, unknown> {
     dns: o.dns ? { ...o.dns.server.stats(), cache: o.dns.cache.stats(), cacheEntries: o.dns.cache.size, upstream: o.dns.upstream.stats(), namesRefused: o.dns.leaseNames?.refusals, records: o.dns.records?.countsByKind() } : undefined,
     firewall: o.firewall?.status(),
     control: o.control?.stats(),
+    ipv6: o.ipv6?.status(), // issue 14
   };
 }

@@ -14,6 +14,10 @@ import { chooseConflictProbe, type ConflictProbeChoice } from '../dhcp/arp-probe
 import { BatchUdpTransport, type DnsUdpTransport } from '../dns/udp-transport.js';
 import type { NftExec } from '../nft/runner.js';
 import { registerWithResolved, type ResolvedRegistration } from './resolved.js';
+// issue 14: IPv6 for the guests
+import { setUpIpv6Host } from '../ipv6/host.js';
+import type { Ipv6Served } from '../ipv6/settings.js';
+import { readMachineId } from '../ipv6/ula.js';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;
@@ -49,6 +53,10 @@ export interface DaemonSystem {
   registerDns(opts: { bridge: string; address: string; domain?: string; logger: Logger }): Promise<ResolvedRegistration>;
   /** sd_notify(3) */
   notify(state: string): void;
+  /** issue 14: the IPv6 host step (gateway address on the bridge, accept_ra=2 where needed, forwarding) */
+  ipv6Host(bridge: string, served: Ipv6Served, logger: Logger): Promise<void>;
+  /** issue 14: the host's machine-id (the ULA of --ipv6 auto is derived from it), undefined when unreadable */
+  machineId(): string | undefined;
 }
 
 export const realBridgeSetup: BridgeSetup = {
@@ -108,6 +116,9 @@ export function realSystem(): DaemonSystem {
       }),
     registerDns: (opts) => registerWithResolved(opts),
     notify: (state) => void sdNotify(state),
+    // issue 14
+    ipv6Host: (bridge, served, logger) => setUpIpv6Host(bridge, served, logger),
+    machineId: () => readMachineId(),
   };
 }
 
