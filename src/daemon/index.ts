@@ -135,7 +135,7 @@ export function buildDaemon(initialConfig: Config, deps: DaemonDeps): Daemon {
 async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
-  const ipv6 = await setUpIpv6(config, ctx); // issue 14
+  const ipv6 = await setUpIpv6(config, bridge, ctx); // issue 14
   const state = await startState(config, bridge, range, ctx);
   const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
@@ -163,8 +163,8 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 }
 
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
-async function setUpIpv6(config: Config, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
-  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId });
+async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
+  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac });
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
 }

@@ -53,6 +53,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
     ...(o.control ? { control: o.control.stats() } : {}),
+    ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
   };
 }
 

@@ -18,6 +18,9 @@ import { registerWithResolved, type ResolvedRegistration } from './resolved.js';
 import { setUpIpv6Host } from '../ipv6/host.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
 import { readMachineId } from '../ipv6/ula.js';
+import type { RaSocket } from '../ipv6/ra-server.js';
+import { openIcmp6Socket } from '../native.js';
+import { readFileSync } from 'node:fs';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;
@@ -55,6 +58,10 @@ export interface DaemonSystem {
   notify(state: string): void;
   /** issue 14: the IPv6 host step (gateway address on the bridge, accept_ra=2 where needed, forwarding) */
   ipv6Host(bridge: string, served: Ipv6Served, logger: Logger): Promise<void>;
+  /** issue 14: the Router Solicitation / Advertisement socket on the bridge (native/icmp6_socket.c) */
+  openRaSocket(bridge: string, onSolicitation: (data: Buffer, source: Buffer, hopLimit: number) => void, logger: Logger): RaSocket;
+  /** issue 14: the bridge's MTU (the RA's MTU option), undefined when unreadable */
+  linkMtu(bridge: string): number | undefined;
   /** issue 14: the host's machine-id (the ULA of --ipv6 auto is derived from it), undefined when unreadable */
   machineId(): string | undefined;
 }
@@ -119,6 +126,15 @@ export function realSystem(): DaemonSystem {
     // issue 14
     ipv6Host: (bridge, served, logger) => setUpIpv6Host(bridge, served, logger),
     machineId: () => readMachineId(),
+    openRaSocket: (bridge, onSolicitation, logger) =>
+      openIcmp6Socket(bridge, onSolicitation, (detail) => logger.warnLimited('ipv6-ra-poll', `router solicitation socket reported ${detail}`)),
+    linkMtu: (bridge) => {
+      try {
+        return Number(readFileSync(`/sys/class/net/${bridge}/mtu`, 'utf8').trim()) || undefined;
+      } catch {
+        return undefined;
+      }
+    },
   };
 }
 
