@@ -48,7 +48,7 @@ import { LeaseScriptSlot } from './lease-script.js';
 // issue 15: custom DNS records
 import { RecordBook } from './record-book.js';
 // issue 14: IPv6 for the guests
-import { startIpv6, type Ipv6Service } from '../ipv6/service.js';
+import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -139,7 +139,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
-  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, kernelDrops: () => ctx.sys.sockets.kernelDrops(), ipv6,
@@ -339,8 +339,11 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
   return dhcp;
 }
 
-async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context): Promise<Firewall> {
-  const firewall = new Firewall({ config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}) });
+async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service): Promise<Firewall> {
+  const firewall = new Firewall({
+    config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
+    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served) } : {}), // issue 14
+  });
   await firewall.start();
   ctx.stack.push('firewall', () => firewall.close());
   return firewall;

@@ -10,7 +10,8 @@
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Ipv6Bytes } from './address.js';
+import { formatIpv6, type Ipv6Bytes } from './address.js';
+import type { Ipv6RulesetInput } from '../nft/ipv6-rules.js';
 import { buildRouterAdvertisement } from './ra.js';
 import { RaServer, type RaSocket, type RaStats } from './ra-server.js';
 import { servedIpv6, type Ipv6Served } from './settings.js';
@@ -79,4 +80,9 @@ export async function startIpv6(config: Config, deps: Ipv6Deps): Promise<Ipv6Ser
     raStats: () => ra.stats(),
     close: async () => ra.close(),
   };
+}
+
+/** What the firewall needs of the served prefix (nft/ipv6-rules.ts). */
+export function ipv6RulesetInput(served: Ipv6Served): Ipv6RulesetInput {
+  return { network: formatIpv6(served.network), prefix: served.prefix, gateway: formatIpv6(served.gateway) };
 }
