@@ -9,7 +9,7 @@ declare -A PACKAGES=(
   [nft]=nftables [ip]=iproute2 [busybox]=busybox [dhclient]=isc-dhcp-client [dhcpcd]=dhcpcd-base
   [dig]=dnsutils [tcpdump]=tcpdump [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf [ping]=iputils-ping
   [nc]=netcat-openbsd [socat]=socat [ethtool]=ethtool [make]=make [g++]=g++ [python3]=python3 [systemd-analyze]=systemd
-  [qemu-system-x86_64]=qemu-system-x86 [scapy]=python3-scapy [man]=man-db
+  [qemu-system-x86_64]=qemu-system-x86 [scapy]=python3-scapy [man]=man-db [rdisc6]=ndisc6
 )
 missing=()
 for tool in "${!PACKAGES[@]}"; do

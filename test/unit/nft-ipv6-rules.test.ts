@@ -36,7 +36,7 @@ describe('IPv6 rules', () => {
       'natd: reject the rest from the bridge',
       'natd: reject the rest to the bridge',
     ]);
-    const errors = rulesOf(withV6, CHAIN.forward).find((r) => r.comment.includes('RFC 4890'))!;
+    const errors = rulesOf(withV6, CHAIN.forward).find((r) => r.comment?.includes('RFC 4890'))!;
     expect(JSON.stringify(errors.expr)).toContain('"set":["destination-unreachable","packet-too-big","time-exceeded","parameter-problem"]');
   });
 
