@@ -118,3 +118,28 @@ describe('advertisementFor', () => {
     expect(withDns).toMatchObject({ routerLifetime: 0, rdnss: { servers: [served.gateway], lifetime: 0 }, dnssl: { domains: ['vm'], lifetime: 0 } });
   });
 });
+
+describe('startIpv6 (the daemon step)', () => {
+  it('is off without ipv6/subnet6; with them: host step first, then RAs; close sends router lifetime 0', async () => {
+    const { resolveConfig } = await import('../../src/config.js');
+    const { startIpv6 } = await import('../../src/ipv6/service.js');
+    const events: string[] = [];
+    const deps = {
+      logger: recordingLogger(),
+      ipv6Host: async (bridge: string, s: { gatewayCidr: string }) => void events.push(`host ${bridge} ${s.gatewayCidr}`),
+      machineId: () => 'machine-a',
+      openRaSocket: () => ({
+        send: (to: Uint8Array, msg: Buffer) => void events.push(`ra to ${formatIpv6(to)} lifetime ${parseRouterAdvertisement(msg)!.routerLifetime} mtu ${parseRouterAdvertisement(msg)!.mtu}`),
+        close: () => void events.push('socket closed'),
+      }),
+      linkMtu: () => 9000,
+      bridgeMac: '52:54:00:77:00:01',
+    };
+    expect(await startIpv6(resolveConfig({ bridge: 'br0' }), deps)).toBeUndefined();
+    expect(events).toEqual([]);
+    const service = (await startIpv6(resolveConfig({ bridge: 'br0', subnet6: 'fd00:10:10::1/64' }), deps))!;
+    expect(service.status()).toMatchObject({ gateway: 'fd00:10:10::1/64', prefix: 'fd00:10:10::/64', source: 'subnet6' });
+    await service.close();
+    expect(events).toEqual(['host br0 fd00:10:10::1/64', 'ra to ff02::1 lifetime 1800 mtu 9000', 'ra to ff02::1 lifetime 0 mtu 9000', 'socket closed']);
+  });
+});
