@@ -164,7 +164,8 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
-  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac });
+  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}) });
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
 }

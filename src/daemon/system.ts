@@ -19,6 +19,7 @@ import { setUpIpv6Host } from '../ipv6/host.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
 import { readMachineId } from '../ipv6/ula.js';
 import type { RaSocket } from '../ipv6/ra-server.js';
+import { raGuard, type RaGuard } from '../ipv6/ra-guard.js';
 import { openIcmp6Socket } from '../native.js';
 import { readFileSync } from 'node:fs';
 
@@ -60,6 +61,8 @@ export interface DaemonSystem {
   ipv6Host(bridge: string, served: Ipv6Served, logger: Logger): Promise<void>;
   /** issue 14: the Router Solicitation / Advertisement socket on the bridge (native/icmp6_socket.c) */
   openRaSocket(bridge: string, onSolicitation: (data: Buffer, source: Buffer, hopLimit: number) => void, logger: Logger): RaSocket;
+  /** issue 14: the RA guard's bridge-family table (ipv6/ra-guard.ts) */
+  raGuard(bridge: string): RaGuard;
   /** issue 14: the bridge's MTU (the RA's MTU option), undefined when unreadable */
   linkMtu(bridge: string): number | undefined;
   /** issue 14: the host's machine-id (the ULA of --ipv6 auto is derived from it), undefined when unreadable */
@@ -128,6 +131,7 @@ export function realSystem(): DaemonSystem {
     machineId: () => readMachineId(),
     openRaSocket: (bridge, onSolicitation, logger) =>
       openIcmp6Socket(bridge, onSolicitation, (detail) => logger.warnLimited('ipv6-ra-poll', `router solicitation socket reported ${detail}`)),
+    raGuard: (bridge) => raGuard(bridge),
     linkMtu: (bridge) => {
       try {
         return Number(readFileSync(`/sys/class/net/${bridge}/mtu`, 'utf8').trim()) || undefined;

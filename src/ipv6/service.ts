@@ -14,6 +14,7 @@ import { formatIpv6, type Ipv6Bytes } from './address.js';
 import type { Ipv6RulesetInput } from '../nft/ipv6-rules.js';
 import { buildRouterAdvertisement } from './ra.js';
 import { RaServer, type RaSocket, type RaStats } from './ra-server.js';
+import type { RaGuard } from './ra-guard.js';
 import { servedIpv6, type Ipv6Served } from './settings.js';
 
 /** RFC 4861 6.2.1 AdvDefaultLifetime: 3 x MaxRtrAdvInterval */
@@ -31,6 +32,8 @@ export interface Ipv6Deps {
   linkMtu(bridge: string): number | undefined;
   /** the bridge's MAC, "52:54:00:.." */
   bridgeMac: string;
+  /** the RA guard on the bridge (ra-guard.ts); undefined with --no-firewall */
+  raGuard?: RaGuard;
   /** natd's DNS on the IPv6 gateway (RDNSS + DNSSL), when it answers there */
   dnsServer?: Ipv6Bytes;
 }
@@ -66,6 +69,16 @@ export async function startIpv6(config: Config, deps: Ipv6Deps): Promise<Ipv6Ser
   const { logger } = deps;
   const served = servedIpv6(config.ipv6, config.bridge, config.ipv6.mode === 'auto' ? deps.machineId() : undefined);
   await deps.ipv6Host(config.bridge, served, logger);
+  // best effort: the bridge family's `meta ibrname` needs nft_meta_bridge, which some kernels lack
+  let guarded = false;
+  if (deps.raGuard) {
+    try {
+      await deps.raGuard.apply();
+      guarded = true;
+    } catch (err) {
+      logger.warn('no RA guard on this host: guests can send router advertisements to each other', { bridge: config.bridge, reason: (err as Error).message });
+    }
+  }
   const domains = config.searchDomains;
   const ra = new RaServer({
     open: (onSolicitation) => deps.openRaSocket(config.bridge, onSolicitation, logger),
@@ -76,9 +89,12 @@ export async function startIpv6(config: Config, deps: Ipv6Deps): Promise<Ipv6Ser
   logger.info('serving IPv6', { bridge: config.bridge, gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source });
   return {
     served,
-    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, routerAdvertisements: ra.stats() }),
+    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, raGuard: guarded, routerAdvertisements: ra.stats() }),
     raStats: () => ra.stats(),
-    close: async () => ra.close(),
+    close: async () => {
+      ra.close();
+      if (guarded) await deps.raGuard?.remove();
+    },
   };
 }
 

@@ -143,3 +143,31 @@ describe('startIpv6 (the daemon step)', () => {
     expect(events).toEqual(['host br0 fd00:10:10::1/64', 'ra to ff02::1 lifetime 1800 mtu 9000', 'ra to ff02::1 lifetime 0 mtu 9000', 'socket closed']);
   });
 });
+
+describe('RA guard', () => {
+  it('drops RAs and DHCPv6 server messages bridged between ports of this bridge only', async () => {
+    const { buildRaGuard } = await import('../../src/ipv6/ra-guard.js');
+    const text = JSON.stringify(buildRaGuard('virbr7'));
+    expect(text).toContain('"name":"natd-virbr7-raguard"');
+    expect(text).toContain('"hook":"forward"');
+    expect(text.match(/\{"meta":\{"key":"ibrname"\}\},"right":"virbr7"/g)).toHaveLength(2);
+    expect(text).toContain('"right":"nd-router-advert"},{"drop":null}');
+    expect(text).toContain('"right":547');
+  });
+
+  it('is best effort: a kernel without bridge meta support gets a warning, natd still serves', async () => {
+    const { resolveConfig } = await import('../../src/config.js');
+    const { startIpv6 } = await import('../../src/ipv6/service.js');
+    const logger = recordingLogger();
+    let removed = false;
+    const service = (await startIpv6(resolveConfig({ bridge: 'br0', ipv6: 'auto' }), {
+      logger, ipv6Host: async () => undefined, machineId: () => undefined, linkMtu: () => undefined, bridgeMac: '52:54:00:77:00:01',
+      openRaSocket: () => ({ send: () => undefined, close: () => undefined }),
+      raGuard: { apply: () => Promise.reject(new Error('Operation not supported')), remove: async () => void (removed = true) },
+    }))!;
+    expect(service.status()).toMatchObject({ raGuard: false, source: 'auto' });
+    expect(logger.lines.some((l) => l.level === 'warn' && l.msg.startsWith('no RA guard'))).toBe(true);
+    await service.close();
+    expect(removed).toBe(false);
+  });
+});
