@@ -151,7 +151,7 @@ describe('RA guard', () => {
     expect(text).toContain('"name":"natd-virbr7-raguard"');
     expect(text).toContain('"hook":"forward"');
     expect(text.match(/\{"meta":\{"key":"ibrname"\}\},"right":"virbr7"/g)).toHaveLength(2);
-    expect(text).toContain('"right":"nd-router-advert"},{"drop":null}');
+    expect(text).toContain('"right":"nd-router-advert"}},{"drop":null}');
     expect(text).toContain('"right":547');
   });
 
