@@ -250,6 +250,7 @@ describe('libvirt-xml --nat: the import emitted back', () => {
       txtRecord: fc.array(fc.tuple(domain, fc.stringMatching(/^[a-zA-Z0-9 =.]{1,20}$/)).map(([n, v]) => `${n},"${v}"`), { minLength: 1, maxLength: 2 }),
       dhcpBoot: fc.oneof(label.map((f) => `${f}.efi`), fc.tuple(label, v4).map(([f, a]) => `${f}.0,,${a}`)),
       routes: fc.array(fc.tuple(octet, octet, v4).map(([a, b, gw]) => `${a}.${b}.0.0/16=${gw}`), { minLength: 1, maxLength: 2 }),
+      subnet6: fc.constantFrom('fd00:77::1/64', '2001:db8:1:2::1/64', 'fd12:3456:789a::abcd/64'), // issue 14
     },
     { requiredKeys: [] },
   );
