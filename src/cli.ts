@@ -145,8 +145,8 @@ DNS records (dnsmasq syntax; each repeatable; re-read on SIGHUP; config file: ho
 IPv6 for the guests (issue 14; off unless one of these is given; config file: subnet6, ipv6):
   --subnet6 ADDR/64        serve IPv6: the gateway address and /64 on the bridge, e.g. fd00:10:10::1/64
                            (libvirt <ip family='ipv6' address='fd00:10:10::1' prefix='64'/>); natd sends Router
-                           Advertisements (SLAAC, RDNSS, DNSSL, MTU; dnsmasq enable-ra) and masquerades the prefix
-                           (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
+                           Advertisements (SLAAC prefix, MTU; dnsmasq enable-ra; no DHCPv6 yet) and masquerades
+                           the prefix (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
   --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
                            name and /etc/machine-id (RFC 4193)
 
