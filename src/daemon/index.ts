@@ -374,6 +374,8 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
  */
 async function reloadComponents(running: Running, ctx: Context, newConfig?: Config): Promise<void> {
   const config = newConfig ?? ctx.loadConfig?.() ?? running.config;
+  // issue 14: the IPv6 prefix is set up once at start
+  if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
