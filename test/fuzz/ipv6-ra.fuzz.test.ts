@@ -48,3 +48,27 @@ describe('RA builder and parser', () => {
     );
   });
 });
+
+describe('RaServer under random solicitations', () => {
+  it('never throws, counts every packet once, and bounds what it answers', async () => {
+    const { RaServer } = await import('../../src/ipv6/ra-server.js');
+    const { silentLogger } = await import('../../src/log.js');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.uint8Array({ maxLength: 80 }), bytes16, fc.integer({ min: -1, max: 255 })), { maxLength: 300 }), (packets) => {
+        let deliver: (d: Buffer, s: Buffer, h: number) => void = () => {};
+        const server = new RaServer({
+          open: (cb) => ((deliver = cb), { send: () => undefined, close: () => undefined }),
+          advertisement: () => Buffer.from([134, 0, 0, 0]),
+          logger: silentLogger,
+        });
+        server.start();
+        for (const [data, source, hop] of packets) deliver(Buffer.from(data), Buffer.from(source), hop);
+        const s = server.stats();
+        expect(s.solicitationsReceived).toBe(packets.length);
+        expect(s.solicitationsInvalid + s.solicitationsRateLimited).toBeLessThanOrEqual(packets.length);
+        server.close();
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
