@@ -25,5 +25,7 @@ void register_peer_cred(napi_env env, napi_value exports);
 /* arp_probe.c: arpProbeOpen, arpProbeSend, arpProbeClose (the DHCP conflict probe); socket_drops.c: socketDrops */
 void register_arp_probe(napi_env env, napi_value exports);
 void register_socket_drops(napi_env env, napi_value exports);
+/* issue 14: icmp6_socket.c: icmp6Open, icmp6Send, icmp6Close (Router Solicitations in, Router Advertisements out) */
+void register_icmp6_socket(napi_env env, napi_value exports);
 
 #endif

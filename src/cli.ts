@@ -95,6 +95,9 @@ export const DAEMON_OPTIONS = {
   'ddns-zone': { type: 'string' },
   'ddns-reverse': { type: 'boolean' },
   'ddns-key-file': { type: 'string' },
+  // issue 14: IPv6 for the guests
+  subnet6: { type: 'string' },
+  ipv6: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -207,6 +210,14 @@ Exit status (the daemon's, for the commands that ask it):
   0 success, 64 wrong usage, 69 no daemon running, 70 bridge/ruleset setup failed, 71 socket bind failed,
   78 invalid configuration or a change the daemon refused, 1 anything else
 
+IPv6 for the guests (issue 14; off unless one of these is given; config file: subnet6, ipv6):
+  --subnet6 ADDR/64        serve IPv6: the gateway address and /64 on the bridge, e.g. fd00:10:10::1/64
+                           (libvirt <ip family='ipv6' address='fd00:10:10::1' prefix='64'/>); natd sends Router
+                           Advertisements (SLAAC prefix, MTU; dnsmasq enable-ra; no DHCPv6 yet) and masquerades
+                           the prefix (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
+  --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
+                           name and /etc/machine-id (RFC 4193)
+
 Examples:
   natd --bridge virbr10
   natd --bridge virbr10 --subnet 10.10.0.1/24 --domain vm --forward tcp:2222=web:22 --forward 80=10.10.0.5:80
@@ -307,6 +318,9 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     ddnsZone: v['ddns-zone'],
     ddnsReverse: v['ddns-reverse'] ? true : undefined,
     ddnsKeyFile: v['ddns-key-file'],
+    // issue 14
+    subnet6: v.subnet6,
+    ipv6: v.ipv6,
   };
 }
 

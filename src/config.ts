@@ -29,6 +29,8 @@ import type { OptionSpec } from './dhcp/option-spec.js';
 import type { RoutePlan, UpstreamAddress } from './dns/domain-routes.js';
 import type { DdnsConfig } from './ddns/settings.js';
 import type { BootSettings } from './tftp/settings.js';
+// issue 14: IPv6 for the guests
+import type { Ipv6Setting } from './ipv6/settings.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -114,6 +116,9 @@ export interface RawSettings {
   ddnsZone?: unknown;
   ddnsReverse?: unknown;
   ddnsKeyFile?: unknown;
+  // issue 14: IPv6 for the guests: the gateway/64 (as subnet), or 'auto' for a ULA /64 derived from the bridge name
+  subnet6?: unknown;
+  ipv6?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -219,6 +224,9 @@ const settingsSchema = z
     ddnsZone: z.string().regex(DOMAIN_RE, 'not a domain name').optional(),
     ddnsReverse: z.boolean().optional(),
     ddnsKeyFile: z.string().min(1).optional(),
+    // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
+    subnet6: z.string().optional(),
+    ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
   })
   .strict();
 
@@ -302,6 +310,8 @@ export interface Config {
   readonly listenAddresses: readonly string[];
   /** issue 15: where lease names are published with RFC 2136 updates; undefined = not at all */
   readonly ddns: DdnsConfig | undefined;
+  /** issue 14: IPv6 on the bridge (address, RAs, NAT66); undefined: IPv4 only */
+  readonly ipv6: Ipv6Setting | undefined;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -398,5 +408,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     logQueries: s.logQueries === 'extra' ? 'extra' : s.logQueries ? 'on' : 'off',
     listenAddresses: f.listenAddresses,
     ddns: f.ddns,
+    ipv6: f.ipv6, // issue 14
   });
 }

@@ -27,7 +27,14 @@ interface NativeAddon {
   arpProbeSend(handle: ArpProbeHandle, targets: Uint32Array, count: number): number;
   arpProbeClose(handle: ArpProbeHandle): void;
   socketDrops(fd: number): number;
+  // issue 14: native/icmp6_socket.c
+  icmp6Open(device: string, onPacket: (data: Buffer | number, source?: Buffer | boolean, hopLimit?: number) => void): Icmp6Handle;
+  icmp6Send(handle: Icmp6Handle, destination: Buffer, message: Buffer): number;
+  icmp6Close(handle: Icmp6Handle): void;
 }
+
+/** issue 14: opaque handle of the router-advertisement ICMPv6 socket (an N-API external). */
+export type Icmp6Handle = { readonly __icmp6: unique symbol };
 
 /** Opaque handle of an ARP probe socket (an N-API external). */
 export type ArpProbeHandle = { readonly __arpProbe: unique symbol };
@@ -212,4 +219,40 @@ export function openArpSocket(
 /** Datagrams the kernel dropped for this socket since it opened (SO_MEMINFO; a full receive buffer, mostly). */
 export function socketDrops(fd: number): number {
   return loadNative().socketDrops(fd);
+}
+
+/** issue 14: the Router Solicitation / Advertisement socket on a bridge (native/icmp6_socket.c). */
+export interface Icmp6Socket {
+  /** sends one ICMPv6 message to `destination` (16 bytes) on the bridge; throws the errno error */
+  send(destination: Uint8Array, message: Buffer): void;
+  close(): void;
+}
+
+/**
+ * issue 14: a raw ICMPv6 socket on `device` that passes only Router Solicitations (kernel filter), each handed to
+ * onSolicitation with its source address and the hop limit it arrived with. Throws the addon's errno error (EPERM
+ * without CAP_NET_RAW, ENODEV).
+ */
+export function openIcmp6Socket(
+  device: string,
+  onSolicitation: (data: Buffer, source: Buffer, hopLimit: number) => void,
+  onPollError: (detail: string) => void = () => {},
+): Icmp6Socket {
+  const native = loadNative();
+  const handle = native.icmp6Open(device, (data, source, hopLimit) => {
+    if (typeof data === 'number') {
+      onPollError(`${errnoName(-data)}; ${source ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      return;
+    }
+    onSolicitation(data, source as Buffer, hopLimit ?? -1);
+  });
+  let closed = false;
+  return {
+    send: (destination, message) => void native.icmp6Send(handle, Buffer.from(destination), message),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      native.icmp6Close(handle);
+    },
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * The structured values of the DNS and DHCP breadth settings (issues 15 and 16), parsed after the schema passed, each
  * problem pushed with its field named: the lease script, custom records, DHCP options, domain routes and upstreams,
- * extra listen addresses, DDNS.
+ * extra listen addresses, DDNS, and IPv6 (issue 14).
  */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { checkRecordSet, parseRecordSettings } from '../dns/record-config.js';
@@ -11,6 +11,7 @@ import type { OptionSpec } from '../dhcp/option-spec.js';
 import { parseServerSpec, parseUpstreamAddress, planRoutes, type RoutePlan, type ServerSpec, type UpstreamAddress } from '../dns/domain-routes.js';
 import { resolveDdns, type DdnsConfig } from '../ddns/settings.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
+import { ipv6Setting, type Ipv6Setting } from '../ipv6/settings.js';
 
 /** What featureParts reads: the schema's output for these fields. */
 export interface FeatureSettings {
@@ -20,6 +21,7 @@ export interface FeatureSettings {
   localTtl: number;
   dhcpOptions: string[]; dhcpOptionsForce: string[]; dhcpDns?: string[] | undefined;
   upstreams: string[]; server: string[]; local: string[]; listenAddress: string[];
+  ipv6?: 'auto' | 'off' | undefined; subnet6?: string | undefined;
 }
 
 export interface FeatureParts {
@@ -29,6 +31,8 @@ export interface FeatureParts {
   domainRoutes: readonly RoutePlan[];
   listenAddresses: readonly string[];
   ddns: DdnsConfig | undefined;
+  /** issue 14 */
+  ipv6: Ipv6Setting | undefined;
 }
 
 export function featureParts(s: FeatureSettings & Parameters<typeof resolveDdns>[0], reservations: readonly { hostname?: string }[], problems: string[]): FeatureParts {
@@ -59,6 +63,7 @@ export function featureParts(s: FeatureSettings & Parameters<typeof resolveDdns>
     domainRoutes: Object.freeze(dnsRoutes.routes),
     listenAddresses: Object.freeze(listenAddresses),
     ddns: resolveDdns(s, problems),
+    ipv6: ipv6Setting(s.ipv6, s.subnet6, problems), // issue 14
   };
 }
 

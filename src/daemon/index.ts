@@ -56,6 +56,8 @@ import { RecordBook } from './record-book.js';
 import { QueryLog } from '../dns/query-log.js';
 import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
+// issue 14: IPv6 for the guests
+import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -99,6 +101,8 @@ interface Running {
   tftp: TftpServer | undefined;
   /** ms since the epoch (status: uptime) */
   startedAt: number;
+  /** issue 14: IPv6 on the bridge (with --subnet6 / --ipv6 auto) */
+  ipv6: Ipv6Service | undefined;
 }
 
 interface Context {
@@ -147,14 +151,15 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const startedAt = ctx.sys.now();
   const range = await plannedRange(config, ctx.sys);
   const bridge = await setUpBridge(config, ctx);
+  const ipv6 = await setUpIpv6(config, bridge, ctx); // issue 14
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
-  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx) : undefined;
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -173,6 +178,14 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
   });
   await sys.bridgeSetup.enableForwarding(config.bridge, logger);
   return bridge;
+}
+
+/** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
+async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
+  const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}) });
+  if (ipv6) stack.push('ipv6', () => ipv6.close());
+  return ipv6;
 }
 
 /** The lease journal, the reservations, the DHCP core restored from the journal, and the names that follow them. */
@@ -361,8 +374,11 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
   return dhcp;
 }
 
-async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context): Promise<Firewall> {
-  const firewall = new Firewall({ config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}) });
+async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service): Promise<Firewall> {
+  const firewall = new Firewall({
+    config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
+    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served) } : {}), // issue 14
+  });
   await firewall.start();
   ctx.stack.push('firewall', () => firewall.close());
   return firewall;
@@ -395,6 +411,8 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // the served subnet is fixed while natd runs: a reload that does not fit it is refused, nothing changed
   const problems = subnetProblems(config, running.bridge);
   if (problems.length) throw configError(problems);
+  // issue 14: the IPv6 prefix is set up once at start
+  if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
@@ -429,8 +447,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

@@ -92,6 +92,14 @@ export interface MetricsInput {
     /** re-applies after another program removed or changed the table */
     heals: number;
   };
+  /** issue 14: natd's router advertisements (absent without --ipv6/--subnet6) */
+  ipv6?: {
+    advertisementsSent: number;
+    solicitationsReceived: number;
+    solicitationsInvalid: number;
+    solicitationsRateLimited: number;
+    sendFailures: number;
+  };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -288,6 +296,20 @@ function hostFamilies(m: MetricsInput, one: One): Family[] {
     out.push(
       { name: 'natd_ruleset_applies_total', help: "Full applies of natd's nftables table.", type: 'counter', samples: one(m.firewall.applies) },
       { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
+    );
+  }
+  // issue 14
+  if (m.ipv6) {
+    const r = m.ipv6;
+    out.push(
+      { name: 'natd_ipv6_router_advertisements_total', help: 'Router advertisements sent on the bridge (result="error": the send failed, e.g. no carrier yet).', type: 'counter',
+        samples: [{ labels: { bridge: m.bridge, result: 'sent' }, value: r.advertisementsSent }, { labels: { bridge: m.bridge, result: 'error' }, value: r.sendFailures }] },
+      { name: 'natd_ipv6_router_solicitations_total', help: 'Router solicitations from guests, by outcome (invalid: dropped per RFC 4861 6.1.1; rate-limited: not answered).', type: 'counter',
+        samples: [
+          { labels: { bridge: m.bridge, outcome: 'answered' }, value: r.solicitationsReceived - r.solicitationsInvalid - r.solicitationsRateLimited },
+          { labels: { bridge: m.bridge, outcome: 'invalid' }, value: r.solicitationsInvalid },
+          { labels: { bridge: m.bridge, outcome: 'rate-limited' }, value: r.solicitationsRateLimited },
+        ] },
     );
   }
   if (m.control) {

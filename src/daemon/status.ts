@@ -23,6 +23,7 @@ import type { TftpServer } from '../tftp/server.js';
 import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
 import { ddnsMetrics } from './metrics.js';
+import type { Ipv6Service } from '../ipv6/service.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -58,6 +59,8 @@ export interface Observed {
   script?: LeaseScriptStats | undefined;
   /** issue 15: DDNS publisher, when --ddns-server is set */
   ddns?: DdnsService | undefined;
+  /** issue 14: IPv6 on the bridge */
+  ipv6?: Ipv6Service | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -73,6 +76,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.control ? { control: o.control.stats() } : {}),
     ...(o.ddns ? { ddns: ddnsMetrics(o.ddns.status()) } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
+    ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
   };
 }
 
@@ -110,6 +114,8 @@ export interface StatusReport {
   ddns?: ReturnType<DdnsService['status']>;
   /** issue 16: the TFTP server */
   tftp?: ReturnType<TftpServer['stats']>;
+  /** issue 14: IPv6 on the bridge */
+  ipv6?: ReturnType<Ipv6Service['status']>;
   /** the configuration in effect (after the last reload) */
   config?: Config;
 }
@@ -143,6 +149,7 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.control ? { control: o.control.stats() } : {}),
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
+    ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
     kernelDrops: o.kernelDrops,
     config: o.config,
   };

@@ -14,6 +14,14 @@ import { chooseConflictProbe, type ConflictProbeChoice } from '../dhcp/arp-probe
 import { BatchUdpTransport, type DnsUdpTransport } from '../dns/udp-transport.js';
 import type { NftExec } from '../nft/runner.js';
 import { registerWithResolved, type ResolvedRegistration } from './resolved.js';
+// issue 14: IPv6 for the guests
+import { setUpIpv6Host } from '../ipv6/host.js';
+import type { Ipv6Served } from '../ipv6/settings.js';
+import { readMachineId } from '../ipv6/ula.js';
+import type { RaSocket } from '../ipv6/ra-server.js';
+import { raGuard, type RaGuard } from '../ipv6/ra-guard.js';
+import { openIcmp6Socket } from '../native.js';
+import { readFileSync } from 'node:fs';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;
@@ -51,6 +59,16 @@ export interface DaemonSystem {
   registerDns(opts: { bridge: string; address: string; domain?: string; logger: Logger }): Promise<ResolvedRegistration>;
   /** sd_notify(3) */
   notify(state: string): void;
+  /** issue 14: the IPv6 host step (gateway address on the bridge, accept_ra=2 where needed, forwarding) */
+  ipv6Host(bridge: string, served: Ipv6Served, logger: Logger): Promise<void>;
+  /** issue 14: the Router Solicitation / Advertisement socket on the bridge (native/icmp6_socket.c) */
+  openRaSocket(bridge: string, onSolicitation: (data: Buffer, source: Buffer, hopLimit: number) => void, logger: Logger): RaSocket;
+  /** issue 14: the RA guard's bridge-family table (ipv6/ra-guard.ts) */
+  raGuard(bridge: string): RaGuard;
+  /** issue 14: the bridge's MTU (the RA's MTU option), undefined when unreadable */
+  linkMtu(bridge: string): number | undefined;
+  /** issue 14: the host's machine-id (the ULA of --ipv6 auto is derived from it), undefined when unreadable */
+  machineId(): string | undefined;
 }
 
 export const realBridgeSetup: BridgeSetup = {
@@ -120,6 +138,19 @@ export function realSystem(): DaemonSystem {
       }),
     registerDns: (opts) => registerWithResolved(opts),
     notify: (state) => void sdNotify(state),
+    // issue 14
+    ipv6Host: (bridge, served, logger) => setUpIpv6Host(bridge, served, logger),
+    machineId: () => readMachineId(),
+    openRaSocket: (bridge, onSolicitation, logger) =>
+      openIcmp6Socket(bridge, onSolicitation, (detail) => logger.warnLimited('ipv6-ra-poll', `router solicitation socket reported ${detail}`)),
+    raGuard: (bridge) => raGuard(bridge),
+    linkMtu: (bridge) => {
+      try {
+        return Number(readFileSync(`/sys/class/net/${bridge}/mtu`, 'utf8').trim()) || undefined;
+      } catch {
+        return undefined;
+      }
+    },
   };
 }
 

@@ -26,6 +26,9 @@ export const UPLINK_HOST = '198.51.100.1';
 export const UPLINK_WAN = '198.51.100.2';
 /** A second address in the wan namespace (second upstream, second server). */
 export const UPLINK_WAN2 = '198.51.100.3';
+// issue 14: IPv6 on the uplink (TopologyOptions.ipv6): documentation addresses, the host's default route via wan
+export const UPLINK6_HOST = '2001:db8:51::1';
+export const UPLINK6_WAN = '2001:db8:51::2';
 export const OUTSIDER_HOST = '10.88.0.1';
 export const OUTSIDER_ADDR = '10.88.0.2';
 
@@ -41,6 +44,8 @@ export interface TopologyOptions {
   vms?: number;
   /** add a non-bridge interface with an outsider namespace */
   outsider?: boolean;
+  /** issue 14: IPv6 addresses on the uplink (UPLINK6_*) and the host's IPv6 default route via the wan side */
+  ipv6?: boolean;
 }
 
 export function isRoot(): boolean {
@@ -131,6 +136,7 @@ export class Topology {
     liveTopologies.add(t);
     try {
       t.build(options.vms ?? 2);
+      if (options.ipv6) t.addUplinkIpv6(); // issue 14
     } catch (err) {
       t.destroySync();
       throw err;
@@ -175,6 +181,13 @@ export class Topology {
       ipSync(['-n', host, 'link', 'set', 'lan0', 'up']);
       ipSync(['-n', this.outsider, 'link', 'set', 'eth0', 'address', '52:54:00:88:00:02', 'up']);
     }
+  }
+
+  /** issue 14: IPv6 on host wan0 and wan eth0 (no DAD: usable at once), the host's IPv6 default route via wan. */
+  private addUplinkIpv6(): void {
+    ipSync(['-n', this.host, 'addr', 'add', `${UPLINK6_HOST}/64`, 'dev', 'wan0', 'nodad']);
+    ipSync(['-n', this.wan, 'addr', 'add', `${UPLINK6_WAN}/64`, 'dev', 'eth0', 'nodad']);
+    ipSync(['-n', this.host, '-6', 'route', 'add', 'default', 'via', UPLINK6_WAN, 'dev', 'wan0']);
   }
 
   /** Adds one more vm namespace joined to the bridge; returns it. */

@@ -12,6 +12,8 @@
  * between the two steps loses only the change that was never acknowledged. An nft killed at its deadline may have
  * committed its batch or not; the in-memory table stays the old one and the healer settles the kernel on it.
  */
+// issue 14
+import type { Ipv6RulesetInput } from './ipv6-rules.js';
 import type { Config } from '../config.js';
 import { tableNameFor } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
@@ -40,6 +42,8 @@ export interface FirewallOptions {
   nft?: NftOptions;
   /** where runtime forwards persist; default forwards.json in config.stateDir */
   store?: ForwardsStore;
+  /** issue 14: the IPv6 prefix natd serves on the bridge */
+  ipv6?: Ipv6RulesetInput;
 }
 
 export { tableNameFor };
@@ -102,6 +106,7 @@ export class Firewall {
       allowIpv6Forward: config.allowIpv6Forward,
       guestToHost: config.guestToHost,
       tftp: config.tftp !== undefined, // issue 16
+      ...(this.opts.ipv6 ? { ipv6: this.opts.ipv6 } : {}), // issue 14
     };
   }
 

@@ -18,6 +18,8 @@
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, formatSubnet, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
 import { formatForwardSpec, type PortForward } from './forward-spec.js';
+// issue 14: IPv6 for the guests
+import { ipv6Forward, ipv6Input, ipv6Masquerade, type Ipv6RulesetInput } from './ipv6-rules.js';
 import type {
   NftBatch,
   NftChain,
@@ -80,6 +82,8 @@ export interface RulesetInput {
   guestToHost?: readonly HostService[] | 'all';
   /** issue 16: natd's TFTP server answers on the gateway's udp 69 */
   tftp?: boolean;
+  /** issue 14: the IPv6 prefix natd serves on the bridge (forwarding, NAT66, DNS/DHCPv6 to the host) */
+  ipv6?: Ipv6RulesetInput;
 }
 
 /** A host port (or range) guests may reach on the host itself, e.g. tcp 2049 for an NFS export to the guests. */
@@ -435,16 +439,19 @@ function acceptHostService(input: RulesetInput, service: HostService): RuleBody 
 export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typeof CHAIN], RuleBody[]> {
   const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
   const ipv6 = input.allowIpv6Forward ? [acceptIpv6(input, 'iifname'), acceptIpv6(input, 'oifname')] : [];
+  // issue 14
+  const v6 = input.ipv6;
   return {
     prerouting: [dnatBound(), dnatAnyLocal()],
     output: [dnatBound(), dnatAnyLocalFromHost()],
-    postrouting: [masqueradeHairpin(input), masqueradeTcpUdp(input, ports), masqueradeOther(input)],
+    postrouting: [masqueradeHairpin(input), masqueradeTcpUdp(input, ports), masqueradeOther(input), ...(v6 ? ipv6Masquerade(input.bridge, v6) : [])],
     forward: [
       acceptReplies(input),
       acceptForwarded(input),
       acceptFromGuests(input),
       acceptGuestToGuest(input),
       ...ipv6,
+      ...(v6 ? ipv6Forward(input.bridge, v6) : []), // issue 14
       rejectRest(input, 'iifname'),
       rejectRest(input, 'oifname'),
     ],
@@ -459,6 +466,7 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       ...(input.tftp ? [acceptTftp(input)] : []),
       acceptPing(input),
       acceptIcmpv6(input),
+      ...(v6 ? ipv6Input(input.bridge, v6) : []), // issue 14
       ...(input.guestToHost === 'all' ? [] : [...(input.guestToHost ?? []).map((service) => acceptHostService(input, service)), rejectToHost(input)]),
     ],
   };

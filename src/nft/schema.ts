@@ -64,7 +64,7 @@ export interface NftElementDelete {
 
 // ---- expressions (the right-hand and left-hand sides of matches, and statement arguments)
 
-export type NftPayloadProtocol = 'ip' | 'th' | 'tcp' | 'udp' | 'icmp';
+export type NftPayloadProtocol = 'ip' | 'th' | 'tcp' | 'udp' | 'icmp' | 'ip6' | 'icmpv6'; // ip6, icmpv6: issue 14
 export interface NftPayload {
   payload: { protocol: NftPayloadProtocol; field: 'saddr' | 'daddr' | 'sport' | 'dport' | 'type' };
 }

@@ -13,6 +13,8 @@ import { formatIpv4 } from '../net/ipv4.js';
 import { formatFindings, runDoctor } from './doctor.js';
 import { importLibvirt, type LibvirtImportReport } from './import-libvirt.js';
 import { defaultExec, type Exec } from '../exec.js';
+import { servedIpv6 } from '../ipv6/settings.js'; // issue 14
+import { readMachineId } from '../ipv6/ula.js';
 
 const DEFAULT_CONFIG_ROOT = '/etc/natd';
 
@@ -140,6 +142,8 @@ async function natNetworkFromConfig(file: string, name: string | undefined): Pro
     }
   }
   if (typeof settings.bridge !== 'string') throw new NatdError(ErrorCodes.CONFIG, `${file}: bridge: required for a libvirt network`);
+  // issue 14: ipv6 auto → the prefix this host derives (libvirt needs it spelled out)
+  if (raw.ipv6 === 'auto' && settings.subnet6 === undefined) settings.subnet6 = servedIpv6({ mode: 'auto' }, settings.bridge, readMachineId()).gatewayCidr;
   return natNetworkXml({ ...settings, reservations }, name);
 }
 

@@ -22,7 +22,7 @@ export interface Finding {
   /** what to do about it; empty for 'ok' */
   fix: string;
   /** which check produced it */
-  check: 'nftables' | 'listeners' | 'sysctl' | 'bridge-netfilter' | 'bridge';
+  check: 'nftables' | 'listeners' | 'sysctl' | 'bridge-netfilter' | 'bridge' | 'ipv6';
 }
 
 // ---- nftables ---------------------------------------------------------------------------------------------------
@@ -306,6 +306,32 @@ export function diagnoseBridgeNetfilter(values: { callIptables: string | undefin
   ];
 }
 
+// ---- issue 14: IPv6 forwarding and router advertisements --------------------------------------------------------
+
+/**
+ * With net.ipv6.conf.all.forwarding=1 (natd sets it when serving IPv6) the kernel ignores RAs on interfaces with
+ * accept_ra=1; one whose default route came from an RA loses it when the route's lifetime ends. natd sets
+ * accept_ra=2 on those at start; this finds them when something else turned forwarding on, or undid natd's fix.
+ */
+export function diagnoseIpv6(values: { forwarding: string | undefined; raInterfaces: readonly { dev: string; acceptRa: string | undefined }[] }): Finding[] {
+  const forwarding = values.forwarding?.trim();
+  if (forwarding === undefined) return [{ severity: 'ok', check: 'ipv6', message: 'IPv6 is disabled on this host', fix: '' }];
+  const findings: Finding[] = [];
+  for (const { dev, acceptRa } of values.raInterfaces) {
+    if (acceptRa?.trim() !== '1') continue;
+    const fix = `sysctl -w net.ipv6.conf.${dev}.accept_ra=2 and persist it in /etc/sysctl.d (natd does this itself when it starts with --ipv6/--subnet6)`;
+    findings.push(
+      forwarding === '1'
+        ? { severity: 'error', check: 'ipv6', message: `${dev} has its IPv6 default route from a router advertisement but accept_ra=1 while IPv6 forwarding is on: the kernel ignores further RAs there, and the host loses that route when its lifetime ends`, fix }
+        : { severity: 'warn', check: 'ipv6', message: `${dev} has its IPv6 default route from a router advertisement with accept_ra=1: turning IPv6 forwarding on (natd --ipv6) would make the kernel ignore RAs there`, fix },
+    );
+  }
+  if (findings.length === 0) {
+    findings.push({ severity: 'ok', check: 'ipv6', message: `net.ipv6.conf.all.forwarding is ${forwarding}; no interface relying on router advertisements would lose its default route`, fix: '' });
+  }
+  return findings;
+}
+
 // ---- gathering --------------------------------------------------------------------------------------------------
 
 export interface DoctorOptions {
@@ -391,6 +417,11 @@ export async function runDoctor(opts: DoctorOptions): Promise<{ findings: Findin
   else findings.push({ severity: 'warn', check: 'listeners', message: `cannot list listening sockets (ss): ${ss.stderr.trim()}`, fix: 'install iproute2 (ss)' });
 
   findings.push(...diagnoseSysctl({ ipForward: await readFile('/proc/sys/net/ipv4/ip_forward'), natdRunning }));
+  // issue 14: interfaces with a default route from an RA, and their accept_ra
+  const raRoutes = await exec('ip', ['-6', '-j', 'route', 'show', 'default', 'proto', 'ra']);
+  const raDevs = raRoutes.code === 0 ? [...new Set(((parseJson(raRoutes.stdout) ?? []) as { dev?: unknown }[]).map((r) => r.dev).filter((d): d is string => typeof d === 'string'))] : [];
+  const raInterfaces = await Promise.all(raDevs.map(async (dev) => ({ dev, acceptRa: await readFile(`/proc/sys/net/ipv6/conf/${dev}/accept_ra`) })));
+  findings.push(...diagnoseIpv6({ forwarding: await readFile('/proc/sys/net/ipv6/conf/all/forwarding'), raInterfaces }));
   findings.push(...diagnoseBridgeNetfilter({ callIptables: await readFile('/proc/sys/net/bridge/bridge-nf-call-iptables'), bridge: opts.bridge }));
 
   return { findings, exitCode: findings.some((f) => f.severity === 'error') ? 1 : 0 };

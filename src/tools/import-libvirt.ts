@@ -23,6 +23,7 @@ import type { Lease, Reservation } from '../dhcp/types.js';
 import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 import { checkTargets, exists, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
+import { subnet6Problem } from '../ipv6/settings.js'; // issue 14
 
 /** Elements that repeat in libvirt's network schema (always parsed as arrays, even when there is one). */
 const REPEATED = new Set([
@@ -133,7 +134,7 @@ function readForward(forward: Node | undefined, c: Collector): void {
     else c.problem('forward/nat/port', 'start/end are not port numbers; not imported');
   }
   if (nat && nat.address !== undefined) c.problem('forward/nat/address', 'a SNAT address range has no natd equivalent (natd masquerades)');
-  if (nat && nat.ipv6 !== undefined) c.problem('forward/nat', "ipv6='yes': natd does not serve IPv6 yet");
+  // issue 14: ipv6='yes' is what natd does whenever it serves IPv6 (NAT66); nothing to report
 }
 
 function readBridge(network: Node, c: Collector): void {
@@ -258,7 +259,7 @@ function readIp(ips: Node[], c: Collector): void {
   for (const [i, ip] of ips.entries()) {
     const where = `ip[${i + 1}]`;
     if ((text(ip.family) ?? 'ipv4') !== 'ipv4') {
-      c.problem(where, 'IPv6: natd does not serve IPv6 yet; skipped');
+      readIpv6(ip, where, c); // issue 14
       continue;
     }
     if (served) {
@@ -282,6 +283,16 @@ function readIp(ips: Node[], c: Collector): void {
     const dhcp = node(ip.dhcp);
     if (dhcp) readDhcp(dhcp, where, c);
   }
+}
+
+/** issue 14: <ip family='ipv6' address prefix='64'> → subnet6 (natd sends RAs for it and masquerades it). */
+function readIpv6(ip: Node, where: string, c: Collector): void {
+  if (c.out.settings.subnet6 !== undefined) return c.problem(where, 'a second IPv6 prefix: natd serves one per bridge; skipped');
+  const cidr = `${text(ip.address) ?? ''}/${text(ip.prefix) ?? ''}`;
+  const why = subnet6Problem(cidr);
+  if (why) return c.problem(where, `IPv6 ${cidr}: ${why}; skipped`);
+  c.out.settings.subnet6 = cidr;
+  if (ip.dhcp !== undefined) c.problem(`${where}/dhcp`, 'DHCPv6: natd announces the prefix for SLAAC (router advertisements) but serves no DHCPv6 yet; ranges and hosts skipped');
 }
 
 function readRoutes(routes: Node[], c: Collector): void {

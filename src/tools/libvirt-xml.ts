@@ -87,6 +87,8 @@ export interface NatNetworkSettings {
   tftpRoot?: string;
   routes?: string[];
   reservations?: { mac: string; address: string; hostname?: string }[];
+  /** issue 14: the IPv6 gateway/64 (libvirt <ip family='ipv6'> with <nat ipv6='yes'/>) */
+  subnet6?: string;
 }
 
 const attrs = (pairs: [string, string | number | undefined][]): string =>
@@ -164,7 +166,7 @@ export function natNetworkXml(s: NatNetworkSettings, name = s.bridge): string {
     '<network>',
     `  <name>${escapeXml(checked('name', name))}</name>`,
     "  <forward mode='nat'>",
-    '    <nat>',
+    s.subnet6 ? "    <nat ipv6='yes'>" : '    <nat>', // issue 14
     `      <port${attrs([['start', portStart], ['end', portEnd]])}/>`,
     '    </nat>',
     '  </forward>',
@@ -174,6 +176,7 @@ export function natNetworkXml(s: NatNetworkSettings, name = s.bridge): string {
     ...(s.domain ? [`  <domain${attrs([['name', s.domain], ['localOnly', 'yes']])}/>`] : []),
     ...dnsXml(s),
     ...ipXml(s),
+    ...(s.subnet6 ? [`  <ip${attrs([['family', 'ipv6'], ['address', s.subnet6.split('/')[0]], ['prefix', s.subnet6.split('/')[1]]])}/>`] : []), // issue 14
     ...routes,
     '</network>',
     '',

@@ -15,6 +15,7 @@ import {
   formatFindings,
   parseSsListeners,
   runDoctor,
+  diagnoseIpv6,
   type Exec,
   type Finding,
   type RulesetContext,
@@ -242,7 +243,7 @@ describe('sysctl checks', () => {
 });
 
 describe('runDoctor', () => {
-  function fakeHost(opts: { ruleset: unknown; ss?: string; bridgeJson?: string; ipForward?: string; nftFails?: boolean }) {
+  function fakeHost(opts: { ruleset: unknown; ss?: string; bridgeJson?: string; ipForward?: string; nftFails?: boolean; raRoutes?: object[]; files?: Record<string, string> }) {
     const calls: string[] = [];
     const exec: Exec = async (command, args) => {
       calls.push(`${command} ${args.join(' ')}`);
@@ -250,10 +251,11 @@ describe('runDoctor', () => {
       if (command === 'nft') return opts.nftFails ? { code: 1, stdout: '', stderr: 'Operation not permitted' } : ok(JSON.stringify(opts.ruleset));
       if (command === 'ss') return ok(opts.ss ?? '');
       if (command === 'ip' && args.includes('addr')) return opts.bridgeJson === undefined ? { code: 1, stdout: '', stderr: 'Device "virbr10" does not exist.' } : ok(opts.bridgeJson);
+      if (command === 'ip' && args.includes('-6')) return ok(JSON.stringify(opts.raRoutes ?? [])); // issue 14
       if (command === 'ip' && args.includes('route')) return ok('[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"}]');
       return { code: 127, stdout: '', stderr: 'not found' };
     };
-    const files: Record<string, string> = { '/proc/sys/net/ipv4/ip_forward': opts.ipForward ?? '1\n' };
+    const files: Record<string, string> = { '/proc/sys/net/ipv4/ip_forward': opts.ipForward ?? '1\n', ...opts.files };
     return { exec, calls, readFile: async (path: string) => files[path] };
   }
   const bridgeJson = '[{"ifname":"virbr10","addr_info":[{"family":"inet","local":"10.10.0.1","prefixlen":24}]}]';
@@ -262,8 +264,8 @@ describe('runDoctor', () => {
     const host = fakeHost({ ruleset: fixture('clean'), bridgeJson });
     const { findings, exitCode } = await runDoctor({ bridge: 'virbr10', exec: host.exec, readFile: host.readFile });
     expect(exitCode).toBe(0);
-    expect(findings.map((f) => `${f.check}:${f.severity}`)).toEqual(['nftables:ok', 'listeners:ok', 'sysctl:ok', 'bridge-netfilter:ok']);
-    expect(host.calls).toEqual(['ip -j -4 addr show dev virbr10', 'ip -j -4 route show default', 'nft -j list ruleset', 'ss -Hltunp']);
+    expect(findings.map((f) => `${f.check}:${f.severity}`)).toEqual(['nftables:ok', 'listeners:ok', 'sysctl:ok', 'ipv6:ok', 'bridge-netfilter:ok']);
+    expect(host.calls).toEqual(['ip -j -4 addr show dev virbr10', 'ip -j -4 route show default', 'nft -j list ruleset', 'ss -Hltunp', 'ip -6 -j route show default proto ra']);
   });
 
   it('exits 1 when something will break, and explains a missing bridge and an unreadable ruleset', async () => {
@@ -279,6 +281,17 @@ describe('runDoctor', () => {
       expect.stringMatching(/virbr10 does not exist yet/),
       expect.stringMatching(/cannot list the nftables ruleset: Operation not permitted/),
     ]);
+  });
+
+  it('issue 14: finds an interface that relies on RAs while IPv6 forwarding is on', async () => {
+    const files = { '/proc/sys/net/ipv6/conf/all/forwarding': '1\n', '/proc/sys/net/ipv6/conf/eth0/accept_ra': '1\n', '/proc/sys/net/ipv6/conf/wlan0/accept_ra': '2\n' };
+    const raRoutes = [{ dst: 'default', dev: 'eth0', protocol: 'ra' }, { dst: 'default', dev: 'wlan0', protocol: 'ra' }];
+    const host = fakeHost({ ruleset: fixture('clean'), bridgeJson, raRoutes, files });
+    const { findings, exitCode } = await runDoctor({ bridge: 'virbr10', exec: host.exec, readFile: host.readFile });
+    expect(exitCode).toBe(1);
+    expect(findings.filter((f) => f.check === 'ipv6')).toEqual([expect.objectContaining({ severity: 'error', message: expect.stringMatching(/^eth0 has its IPv6 default route from a router advertisement but accept_ra=1/), fix: expect.stringContaining('net.ipv6.conf.eth0.accept_ra=2') })]);
+    expect(diagnoseIpv6({ forwarding: '0', raInterfaces: [{ dev: 'eth0', acceptRa: '1' }] })[0]?.severity).toBe('warn');
+    expect(diagnoseIpv6({ forwarding: '1', raInterfaces: [{ dev: 'eth0', acceptRa: '2' }] })[0]?.severity).toBe('ok');
   });
 
   it('uses a given subnet without asking the bridge', async () => {

@@ -69,6 +69,7 @@ describe('parseLibvirtNetwork', () => {
       leaseTime: 7200,
       dhcpBoot: 'pxelinux.0,,10.77.0.1',
       routes: ['192.168.50.0/24=10.77.0.2'],
+      subnet6: 'fd00:77::1/64', // issue 14
     });
     expect(parsed.reservations).toEqual([
       { mac: '52:54:00:00:07:0a', address: ip('10.77.0.10'), hostname: 'web' },
@@ -77,10 +78,11 @@ describe('parseLibvirtNetwork', () => {
     ]);
     expect(parsed.hostLeaseTimes).toEqual([{ mac: '52:54:00:00:07:0a', seconds: 1800 }]);
     expect(problemAt(parsed.problems, 'forward')).toMatch(/dev='eth0'/);
-    expect(problemAt(parsed.problems, 'forward/nat')).toMatch(/IPv6/);
+    expect(problemAt(parsed.problems, 'forward/nat')).toBe(''); // issue 14: ipv6='yes' is natd's NAT66
     expect(problemAt(parsed.problems, 'ip[1]/dhcp/range[2]')).toMatch(/second range 10\.77\.0\.210-10\.77\.0\.220 skipped/);
     expect(problemAt(parsed.problems, 'ip[1]/dhcp/host[4]')).toMatch(/client id\/DUID/);
-    expect(problemAt(parsed.problems, 'ip[2]')).toMatch(/IPv6/);
+    expect(problemAt(parsed.problems, 'ip[2]')).toBe('');
+    expect(problemAt(parsed.problems, 'ip[2]/dhcp')).toMatch(/serves no DHCPv6 yet/);
     expect(problemAt(parsed.problems, 'bandwidth')).toMatch(/no natd equivalent/);
   });
 
@@ -248,6 +250,7 @@ describe('libvirt-xml --nat: the import emitted back', () => {
       txtRecord: fc.array(fc.tuple(domain, fc.stringMatching(/^[a-zA-Z0-9 =.]{1,20}$/)).map(([n, v]) => `${n},"${v}"`), { minLength: 1, maxLength: 2 }),
       dhcpBoot: fc.oneof(label.map((f) => `${f}.efi`), fc.tuple(label, v4).map(([f, a]) => `${f}.0,,${a}`)),
       routes: fc.array(fc.tuple(octet, octet, v4).map(([a, b, gw]) => `${a}.${b}.0.0/16=${gw}`), { minLength: 1, maxLength: 2 }),
+      subnet6: fc.constantFrom('fd00:77::1/64', '2001:db8:1:2::1/64', 'fd12:3456:789a::abcd/64'), // issue 14
     },
     { requiredKeys: [] },
   );

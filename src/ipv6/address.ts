@@ -1,0 +1,78 @@
+/**
+ * issue 14: IPv6 addresses as 16 bytes, parsed and printed (RFC 5952 canonical text). Hand-written rather than a
+ * library: natd needs only parse, format and /64 prefixes, a few lines over node:net's isIPv6.
+ */
+import { isIPv6 } from 'node:net';
+
+export type Ipv6Bytes = Uint8Array; // always 16 bytes
+
+/** Parses an IPv6 address (any valid text form, including an embedded IPv4 tail); undefined when invalid. */
+export function parseIpv6(text: string): Ipv6Bytes | undefined {
+  if (!isIPv6(text) || text.includes('%')) return undefined;
+  let s = text.toLowerCase();
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    s = s.slice(0, v4.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const missing = 8 - headGroups.length - tailGroups.length;
+  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(missing).fill('0'), ...tailGroups];
+  if (groups.length !== 8) return undefined;
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    out[2 * i] = v >> 8;
+    out[2 * i + 1] = v & 0xff;
+  });
+  return out;
+}
+
+/** RFC 5952 text: lower case, no leading zeros, the longest run (2 or more) of zero groups as ::. */
+export function formatIpv6(bytes: Ipv6Bytes): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((bytes[2 * i]! << 8) | bytes[2 * i + 1]!);
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+/** The first `prefix` bits of `address`, the rest zero. */
+export function networkOf(address: Ipv6Bytes, prefix: number): Ipv6Bytes {
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) {
+    const bits = Math.max(0, Math.min(8, prefix - 8 * i));
+    out[i] = address[i]! & ((0xff << (8 - bits)) & 0xff);
+  }
+  return out;
+}
+
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** fe80::/10 */
+export function isLinkLocal(a: Ipv6Bytes): boolean {
+  return a[0] === 0xfe && (a[1]! & 0xc0) === 0x80;
+}
+/** ff00::/8 */
+export function isMulticast(a: Ipv6Bytes): boolean {
+  return a[0] === 0xff;
+}
