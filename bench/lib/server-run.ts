@@ -274,7 +274,7 @@ export async function benchServer(kind: BenchKind, run: number, s: RunSettings):
     }
     const peakRssMiB = statusMiB(server.pid, 'VmHWM');
     const rssMiB = statusMiB(server.pid, 'VmRSS');
-    s.log(`  ${kind} cache fill ${fill.completed}/${s.cacheFill} answered; peak RSS ${peakRssMiB.toFixed(1)} MiB`);
+    if (can.dns) s.log(`  ${kind} cache fill ${fill.completed}/${s.cacheFill} answered; peak RSS ${peakRssMiB.toFixed(1)} MiB`);
     const { value: loaded, cpu: loadedCpu } = can.dhcp ? await withCpu(server, () => dhcpLoad(net, {
       device: 'eth0', mode: 'closed', concurrency: s.loadedDhcpConcurrency, count: 1_000_000, 'max-ms': s.loadedDhcpMs,
       'timeout-ms': s.loadedDhcpTimeoutMs, 'first-client': 1_000_000, 'hostname-prefix': 'c',
@@ -283,7 +283,7 @@ export async function benchServer(kind: BenchKind, run: number, s: RunSettings):
       `p50 ${loaded.latencyMs.p50.toFixed(1)} ms, ${loaded.dropped + loaded.naks} failed`);
     await waitIdle(server);
     const afterDhcp = { peakRssMiB: statusMiB(server.pid, 'VmHWM'), leases: can.dhcp ? s.seedLeases + loaded.completed : NaN };
-    s.log(`  ${kind} peak RSS after the DHCP step (${afterDhcp.leases} leases): ${afterDhcp.peakRssMiB.toFixed(1)} MiB`);
+    if (can.dhcp) s.log(`  ${kind} peak RSS after the DHCP step (${afterDhcp.leases} leases): ${afterDhcp.peakRssMiB.toFixed(1)} MiB`);
     let cli: { add: number; remove: number } | undefined;
     if (kind === 'natd') cli = await cliForwardTimes(net, server, s.cliRepeat);
     await server.stop();
@@ -311,8 +311,8 @@ export async function benchServer(kind: BenchKind, run: number, s: RunSettings):
       kind,
       run,
       ladder: steps,
-      dhcpSustained: best?.completedPerSecond ?? 0,
-      dhcpPeak: Math.max(0, ...steps.map((st) => st.completedPerSecond)),
+      dhcpSustained: can.dhcp ? best?.completedPerSecond ?? 0 : NaN,
+      dhcpPeak: can.dhcp ? Math.max(0, ...steps.map((st) => st.completedPerSecond)) : NaN,
       dhcpSustainedP50Ms: best?.p50Ms ?? NaN,
       dhcpSustainedP99Ms: best?.p99Ms ?? NaN,
       dhcpCpuPer10k: best?.cpuPer10k ?? NaN,
