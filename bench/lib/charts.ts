@@ -85,7 +85,7 @@ export function writeCharts(runs: ServerRunResult[], dir: string, seedLeases: nu
     { group: 'DNS miss p99', need: 'dns', pick: (r) => r.dns.miss.p99Ms },
   ];
   put('chart-latency.svg', 'Latency percentiles', barChart({
-    title: 'Latency percentiles, ms (DORA at each server\'s sustained step; DNS under dnsperf load)',
+    title: 'Latency percentiles, ms (DORA at the sustained ladder step; DNS under dnsperf)',
     unit: 'ms', log: true,
     groups: latencyMetrics.map((m) => m.group),
     series: kindsIn(runs).map((k) => ({

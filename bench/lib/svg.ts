@@ -57,7 +57,7 @@ export function short(v: number): string {
 export function scale(values: number[], log: boolean, from: number, to: number): { at(v: number): number; ticks: number[] } {
   const finite = values.filter((v) => Number.isFinite(v) && (!log || v > 0));
   if (log) {
-    const lo = Math.floor(Math.log10(Math.min(...finite, 1)));
+    const lo = Math.floor(Math.log10(finite.length ? Math.min(...finite) : 1));
     const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...finite, 10))));
     const ticks = Array.from({ length: hi - lo + 1 }, (_, i) => 10 ** (lo + i));
     return { at: (v) => from + ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * (to - from), ticks };
