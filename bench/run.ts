@@ -93,6 +93,13 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
 }
 
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
+/**
+ * What one boot storm takes before the first has run, namespaces included: measured about 5 s for natd and 35 s for
+ * dnsmasq (its ping before each OFFER). The runs leave this much of the budget for one storm per server, so the
+ * boot-storm target is checked even when four servers' runs fill the rest (issue 18); a storm that runs into the
+ * clients' 60 s timeout overruns the budget by at most 25 s, inside the hard bound's margin (scripts/bench.sh).
+ */
+const BOOT_STORM_FIRST_S = 40;
 
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
@@ -132,7 +139,7 @@ async function runBootStorms(runs: number, budgetMs: number): Promise<{ storms: 
     for (const kind of orderFor(run)) {
       const left = budgetMs - (performance.now() - start);
       // a run takes at most the clients' timeout plus set-up; before the first one, assume that
-      if ((longest[kind] || BOOT_STORM.timeoutMs / 1000 + 15) * 1000 > left) {
+      if ((longest[kind] || BOOT_STORM_FIRST_S) * 1000 > left) {
         skipped.push(`boot storm run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left)`);
         continue;
       }
@@ -282,7 +289,7 @@ async function main(): Promise<void> {
     return;
   }
   const peers = planPeers(values.peers!, Math.max(0, Math.min(runs, Number(values['peer-runs']) || 0)));
-  const { results, skipped } = await runAll(runs, s, budgetMs, peers);
+  const { results, skipped } = await runAll(runs, s, budgetMs - SERVER_KINDS.length * BOOT_STORM_FIRST_S * 1000, peers);
   const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
   skipped.push(...storms.skipped);
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
