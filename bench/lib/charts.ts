@@ -8,7 +8,7 @@ import { kindsIn } from './report.js';
 import type { ServerRunResult } from './server-run.js';
 import { CAPABILITIES, KIND_LABEL, type BenchKind, type Capabilities } from './servers.js';
 import { median } from './stats.js';
-import { barChart, lineChart, type BarSeries } from './svg.js';
+import { barChart, lineChart, PALETTE, type BarSeries } from './svg.js';
 
 export interface Chart {
   file: string;
@@ -16,6 +16,9 @@ export interface Chart {
 }
 
 type Pick = (r: ServerRunResult) => number;
+
+/** One colour per server in every chart */
+const COLOR: Record<BenchKind, string> = { natd: PALETTE[0]!, dnsmasq: PALETTE[1]!, kea: PALETTE[2]!, unbound: PALETTE[3]! };
 
 function med(runs: ServerRunResult[], kind: BenchKind, pick: Pick): number {
   return median(runs.filter((r) => r.kind === kind).map(pick));
@@ -25,6 +28,7 @@ function med(runs: ServerRunResult[], kind: BenchKind, pick: Pick): number {
 function series(runs: ServerRunResult[], need: keyof Capabilities, metrics: { pick: Pick; need?: keyof Capabilities }[]): BarSeries[] {
   return kindsIn(runs).filter((k) => CAPABILITIES[k][need]).map((k) => ({
     name: KIND_LABEL[k],
+    color: COLOR[k],
     values: metrics.map((m) => (CAPABILITIES[k][m.need ?? need] ? med(runs, k, m.pick) : undefined)),
   }));
 }
@@ -59,6 +63,7 @@ export function writeCharts(runs: ServerRunResult[], dir: string, seedLeases: nu
       const v = (ok: boolean, pick: Pick) => (ok ? med(runs, k, pick) * 100 : undefined);
       return {
         name: KIND_LABEL[k],
+        color: COLOR[k],
         values: [v(can.dhcp, (r) => r.dhcpCpuPer10k), v(can.dhcp, (r) => r.loaded.cpuPer10k), v(can.dns, (r) => r.dns.hit.cpuPer10k),
           v(can.dns, (r) => r.dns.miss.cpuPer10k), v(can.leaseNames, (r) => r.dns.local.cpuPer10k)],
       };
@@ -72,6 +77,7 @@ export function writeCharts(runs: ServerRunResult[], dir: string, seedLeases: nu
       const rates = [...new Set(mine.flatMap((r) => r.ladder.map((s) => s.offered)))].sort((a, b) => a - b);
       return {
         name: KIND_LABEL[k],
+        color: COLOR[k],
         points: rates.map((rate) => [rate, median(mine.flatMap((r) => r.ladder.filter((s) => s.offered === rate).map((s) => s.completedPerSecond)))] as [number, number]),
       };
     }),
@@ -90,6 +96,7 @@ export function writeCharts(runs: ServerRunResult[], dir: string, seedLeases: nu
     groups: latencyMetrics.map((m) => m.group),
     series: kindsIn(runs).map((k) => ({
       name: KIND_LABEL[k],
+      color: COLOR[k],
       values: latencyMetrics.map((m) => (CAPABILITIES[k][m.need] ? med(runs, k, m.pick) : undefined)),
     })),
   }));

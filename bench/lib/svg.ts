@@ -6,6 +6,8 @@
 
 export interface BarSeries {
   name: string;
+  /** default: PALETTE by position (give one per server so a server keeps its colour across charts) */
+  color?: string;
   /** one value per group; undefined: the server does not do this, drawn as "–" */
   values: (number | undefined)[];
 }
@@ -21,6 +23,7 @@ export interface BarChart {
 
 export interface LineSeries {
   name: string;
+  color?: string;
   points: [number, number][];
 }
 
@@ -84,10 +87,12 @@ function yAxis(y: { at(v: number): number; ticks: number[] }, label: string): st
   return out;
 }
 
-function legend(names: string[], y: number): string[] {
-  return names.map((n, i) => {
+const colorOf = (s: { color?: string }, i: number) => s.color ?? PALETTE[i % PALETTE.length]!;
+
+function legend(series: { name: string; color?: string }[], y: number): string[] {
+  return series.map((s, i) => {
     const x = M.left + i * 150;
-    return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 18}" y="${y}">${esc(n)}</text>`;
+    return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${colorOf(s, i)}"/><text x="${x + 18}" y="${y}">${esc(s.name)}</text>`;
   });
 }
 
@@ -108,13 +113,13 @@ export function barChart(c: BarChart): string {
         return;
       }
       const top = y.at(v);
-      body.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.max(0, base - top).toFixed(1)}" fill="${PALETTE[si % PALETTE.length]}"><title>${esc(`${s.name}, ${g}: ${short(v)} ${c.unit}`)}</title></rect>`);
+      body.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.max(0, base - top).toFixed(1)}" fill="${colorOf(s, si)}"><title>${esc(`${s.name}, ${g}: ${short(v)} ${c.unit}`)}</title></rect>`);
       body.push(`<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(top - 3).toFixed(1)}" text-anchor="middle" font-size="10">${short(v)}</text>`);
     });
     body.push(`<text x="${(M.left + gi * groupW + groupW / 2).toFixed(1)}" y="${base + 16}" text-anchor="middle">${esc(g)}</text>`);
   });
   body.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${base}" y2="${base}" stroke="#333"/>`);
-  body.push(...legend(c.series.map((s) => s.name), H - 24));
+  body.push(...legend(c.series, H - 24));
   return frame(c.title, body);
 }
 
@@ -133,12 +138,12 @@ export function lineChart(c: LineChart): string {
     body.push(`<line x1="${x.at(lo).toFixed(1)}" y1="${y.at(lo).toFixed(1)}" x2="${x.at(hi).toFixed(1)}" y2="${y.at(hi).toFixed(1)}" stroke="#999" stroke-dasharray="5 4"><title>${esc(c.diagonal)}</title></line>`);
   }
   c.series.forEach((s, si) => {
-    const color = PALETTE[si % PALETTE.length];
+    const color = colorOf(s, si);
     const pts = s.points.filter(([px, py]) => Number.isFinite(px) && Number.isFinite(py) && (!c.logY || py > 0));
     if (!pts.length) return;
     body.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([px, py]) => `${x.at(px).toFixed(1)},${y.at(py).toFixed(1)}`).join(' ')}"/>`);
     for (const [px, py] of pts) body.push(`<circle cx="${x.at(px).toFixed(1)}" cy="${y.at(py).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.name}: ${short(px)} → ${short(py)}`)}</title></circle>`);
   });
-  body.push(...legend([...c.series.map((s) => s.name), ...(c.diagonal ? [] : [])], H - 24));
+  body.push(...legend(c.series, H - 24));
   return frame(c.title, body);
 }
