@@ -60,7 +60,8 @@ export function short(v: number): string {
 export function scale(values: number[], log: boolean, from: number, to: number): { at(v: number): number; ticks: number[] } {
   const finite = values.filter((v) => Number.isFinite(v) && (!log || v > 0));
   if (log) {
-    const lo = Math.floor(Math.log10(finite.length ? Math.min(...finite) : 1));
+    // at least half a decade below the smallest value, so its bar (or point) stays visible
+    const lo = Math.floor(Math.log10(finite.length ? Math.min(...finite) : 1) - 0.5);
     const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...finite, 10))));
     const ticks = Array.from({ length: hi - lo + 1 }, (_, i) => 10 ** (lo + i));
     return { at: (v) => from + ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * (to - from), ticks };
