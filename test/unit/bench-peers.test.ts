@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePeers } from '../../bench/lib/peers/index.js';
+import { parsePeers, PEERS, peerVersion } from '../../bench/lib/peers/index.js';
 import { keaConfig, writeKeaLeases } from '../../bench/lib/peers/kea.js';
 import { unboundConfig } from '../../bench/lib/peers/unbound.js';
 import { buildTables, NOT_DONE } from '../../bench/lib/report.js';
@@ -55,6 +55,16 @@ describe('bench peers: configs', () => {
     expect(parsePeers('none')).toEqual([]);
     expect(parsePeers('unbound,kea,unbound')).toEqual(['unbound', 'kea']);
     expect(() => parsePeers('bind')).toThrow(/kea, unbound.*"bind"/);
+  });
+
+  it('a peer whose binary is missing reads as not installed (the bench then skips it with a line)', () => {
+    const saved = PEERS.kea.binary;
+    PEERS.kea.binary = 'natd-test-no-such-kea-binary';
+    try {
+      expect(peerVersion('kea')).toBeUndefined();
+    } finally {
+      PEERS.kea.binary = saved;
+    }
   });
 });
 
