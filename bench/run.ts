@@ -14,6 +14,10 @@
  *   --scenario ddns         natd only, DDNS to a real BIND 9 (issue 15): the resync of 10,000 leases, and the boot
  *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
+ *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
+ *              that are installed (one skipped with a line saying how to install it otherwise)
+ *   --peer-runs N  runs per peer (default 1: four servers times 3 runs do not fit the 10-minute bound); they run
+ *              after natd and dnsmasq in the first N runs
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
  */
@@ -28,13 +32,43 @@ import { hotSpots } from './lib/cpu-profile.js';
 import { coreLoop, dhcpOptionsBench, dhcpOptionsSummary } from './lib/dhcp-options.js';
 import { bootStormTable, bootStormTarget, buildTables, checkTargets, describeMachine, ladderTable, renderMarkdown, renderText, type Machine, type Table, type Target } from './lib/report.js';
 import { benchServer, type RunSettings, type ServerRunResult } from './lib/server-run.js';
-import { conflictChecks, SERVER_KINDS, type ServerKind } from './lib/servers.js';
+import { conflictChecks, SERVER_KINDS, type BenchKind, type ServerKind } from './lib/servers.js';
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
 import { tftpTable, tftpThroughput, type TftpBenchSettings } from './lib/tftp-throughput.js';
 // issue 15: the local-records scenario
 import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
 import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
+// issue 18: Kea and Unbound as peers, CPU per operation for every server, SVG charts next to RESULTS.md
+import { writeCharts, type Chart } from './lib/charts.js';
+import { parsePeers, PEERS, peerVersion, type PeerKind } from './lib/peers/index.js';
+import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
+
+interface PeerPlan {
+  /** installed and asked for */
+  peers: PeerKind[];
+  runs: number;
+  /** "Kea 2.2.0" lines for the machine table */
+  versions: string[];
+  /** why a peer asked for was left out */
+  notes: string[];
+}
+
+function planPeers(spec: string, runs: number): PeerPlan {
+  const plan: PeerPlan = { peers: [], runs, versions: [], notes: [] };
+  for (const kind of parsePeers(spec)) {
+    const version = peerVersion(kind);
+    if (version) {
+      plan.peers.push(kind);
+      plan.versions.push(version);
+    } else {
+      const { label, binary, debianPackage } = PEERS[kind];
+      plan.notes.push(`${label} skipped: ${binary} is not installed (apt-get install ${debianPackage})`);
+      log(`bench: ${label} skipped: ${binary} is not installed (apt-get install ${debianPackage})`);
+    }
+  }
+  return plan;
+}
 
 const BENCH_DIR = path.join(PROJECT_ROOT, 'bench');
 /** V8 limits for the heap-capped memory measurement: a 1 MiB young generation half, a 48 MiB old generation */
@@ -70,19 +104,26 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
 /** issue 16: one 50 MiB file to 10 TFTP clients at once */
 const TFTP: Omit<TftpBenchSettings, 'log' | 'runs'> = { clients: 10, fileMiB: 50 };
+/**
+ * What one boot storm takes before the first has run, namespaces included: measured about 5 s for natd and 35 s for
+ * dnsmasq (its ping before each OFFER). The runs leave this much of the budget for one storm per server, so the
+ * boot-storm target is checked even when four servers' runs fill the rest (issue 18); a storm that runs into the
+ * clients' 60 s timeout overruns the budget by at most 25 s, inside the hard bound's margin (scripts/bench.sh).
+ */
+const BOOT_STORM_FIRST_S = 40;
 
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
   return run % 2 === 1 ? [...SERVER_KINDS] : [...SERVER_KINDS].reverse();
 }
 
-async function runAll(runs: number, s: RunSettings, budgetMs: number): Promise<{ results: ServerRunResult[]; skipped: string[] }> {
+async function runAll(runs: number, s: RunSettings, budgetMs: number, peers: PeerPlan): Promise<{ results: ServerRunResult[]; skipped: string[] }> {
   const start = performance.now();
   const results: ServerRunResult[] = [];
   const skipped: string[] = [];
-  const longest: Record<ServerKind, number> = { natd: 0, dnsmasq: 0 };
+  const longest: Record<BenchKind, number> = { natd: 0, dnsmasq: 0, kea: 0, unbound: 0 };
   for (let run = 1; run <= runs; run++) {
-    for (const kind of orderFor(run)) {
+    for (const kind of [...orderFor(run), ...(run <= peers.runs ? peers.peers : [])] as BenchKind[]) {
       const left = budgetMs - (performance.now() - start);
       if (longest[kind] * 1000 * 1.2 > left) {
         skipped.push(`run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left, a run took up to ${longest[kind].toFixed(0)} s)`);
@@ -109,7 +150,7 @@ async function runBootStorms(runs: number, budgetMs: number): Promise<{ storms: 
     for (const kind of orderFor(run)) {
       const left = budgetMs - (performance.now() - start);
       // a run takes at most the clients' timeout plus set-up; before the first one, assume that
-      if ((longest[kind] || BOOT_STORM.timeoutMs / 1000 + 15) * 1000 > left) {
+      if ((longest[kind] || BOOT_STORM_FIRST_S) * 1000 > left) {
         skipped.push(`boot storm run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left)`);
         continue;
       }
@@ -122,13 +163,14 @@ async function runBootStorms(runs: number, budgetMs: number): Promise<{ storms: 
   return { storms, skipped };
 }
 
-function machineTable(m: Machine): Table {
+function machineTable(m: Machine, peers?: PeerPlan): Table {
   return {
     title: 'Machine',
     headers: ['what', 'value'],
     rows: [
       ['date', m.date], ['nproc', String(m.nproc)], ['CPU', m.cpu], ['kernel', m.kernel], ['node', m.node],
-      ['dnsmasq', m.dnsmasq], ['dnsperf', m.dnsperf], ['nft', m.nft], ['load average at start (1/5/15 min)', m.loadAverageAtStart],
+      ['dnsmasq', m.dnsmasq], ...(peers?.versions ?? []).map((v) => ['peer', v]), ['dnsperf', m.dnsperf], ['nft', m.nft],
+      ['load average at start (1/5/15 min)', m.loadAverageAtStart],
     ],
   };
 }
@@ -143,16 +185,24 @@ function missedNotes(targets: Target[]): string {
   return `### Why natd misses ${missed.length === 1 ? 'a target' : 'these targets'}\n\n${missed.map((t) => `- **${t.name}** (${t.value}): ${t.whyMissed}`).join('\n')}\n`;
 }
 
-function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number, storms: BootStormResult[]): string {
-  const perRun = results.map((r) => [String(r.run), r.kind, fmt(r.dhcpSustained), fmt(r.loaded.perSecond), fmt(r.dns.hit.qps), fmt(r.dns.miss.qps), fmt(r.dns.local.qps), fmt(r.peakRssMiB), fmt(r.seconds)]);
-  return `# Benchmark results: natd vs dnsmasq
+function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number, storms: BootStormResult[], peers: PeerPlan, charts: Chart[]): string {
+  const cell = (ok: boolean, v: number) => (ok ? fmt(v) : '–');
+  const perRun = results.map((r) => {
+    const can = CAPABILITIES[r.kind];
+    return [String(r.run), KIND_LABEL[r.kind], cell(can.dhcp, r.dhcpSustained), cell(can.dhcp, r.dhcpCpuPer10k * 100), cell(can.dhcp, r.loaded.perSecond),
+      cell(can.dns, r.dns.hit.qps), cell(can.dns, r.dns.hit.cpuPer10k * 100), cell(can.dns, r.dns.miss.qps), cell(can.dns, r.dns.miss.cpuPer10k * 100),
+      cell(can.leaseNames, r.dns.local.qps), fmt(r.peakRssMiB), fmt(r.seconds)];
+  });
+  const peerNames = peers.peers.map((k) => PEERS[k].label);
+  return `# Benchmark results: natd vs dnsmasq${peerNames.length ? `, ${peerNames.join(' and ')}` : ''}
 
-Generated by \`npm run bench\` (bench/run.ts) on ${m.date}, ${runs} run(s) per server, alternating natd and dnsmasq,
-each run on a fresh set of network namespaces; ${totalSeconds.toFixed(0)} s in all. Every number below is the median over the runs;
-ratios are natd/dnsmasq (above 1 means natd's number is higher: better for rates, worse for latency, CPU and memory).
-How the benchmark works and how to read it: bench/README.md.
-
-${renderMarkdown([machineTable(m)])}
+Generated by \`npm run bench\` (bench/run.ts) on ${m.date}, ${runs} run(s) each for natd and dnsmasq, alternating,
+${peerNames.length ? `${peers.runs} run(s) each for ${peerNames.join(' and ')} (after natd and dnsmasq in the first run${peers.runs > 1 ? 's' : ''}; Kea does only the DHCP scenarios, Unbound only DNS hits and misses: "–" marks what a server does not do), ` : ''}each run on a fresh set of network namespaces; ${totalSeconds.toFixed(0)} s in all. Every number below is the median over the runs;
+ratios are natd/other (above 1 means natd's number is higher: better for rates, worse for latency, CPU and memory).
+CPU per operation (µs of the server's user + system time per DORA exchange or per DNS query, from /proc/<pid>/stat
+around each measurement) moves less than the rates on a shared machine. How the benchmark works and how to read it: bench/README.md.
+${peers.notes.length ? `\n${peers.notes.map((n) => `- ${n}`).join('\n')}\n` : ''}${charts.length ? `\nCharts: ${charts.map((c) => `[${c.title}](${c.file})`).join(' · ')}\n\n${charts.map((c) => `![${c.title}](${c.file})`).join('\n')}\n` : ''}
+${renderMarkdown([machineTable(m, peers)])}
 ${renderMarkdown([targetsTable(targets)])}
 ${missedNotes(targets)}
 ${renderMarkdown(tables)}
@@ -160,7 +210,7 @@ ${renderMarkdown([bootStormTable(storms)])}
 ${renderMarkdown(ladders)}
 ### Every run
 
-${markdownTable(['run', 'server', 'DHCP sustained/s', 'DHCP/s 10k leases', 'DNS hits q/s', 'DNS misses q/s', 'DNS local q/s', 'peak RSS MiB', 'seconds'], perRun)}
+${markdownTable(['run', 'server', 'DHCP sustained/s', 'CPU µs/DORA', 'DHCP/s 10k leases', 'DNS hits q/s', 'CPU µs/hit', 'DNS misses q/s', 'CPU µs/miss', 'DNS local q/s', 'peak RSS MiB', 'seconds'], perRun)}
 ${skipped.length ? `\nSkipped to stay inside the time budget: ${skipped.join('; ')}.\n` : ''}
 ### Caveats
 
@@ -179,7 +229,11 @@ ${skipped.length ? `\nSkipped to stay inside the time budget: ${skipped.join('; 
 - The issue's estimate for dnsmasq ("near 400 exchanges/s with a few thousand leases") was not reproduced: here dnsmasq keeps
   pace up to 100-200 exchanges/s from an empty table, then queues (fsync of its whole lease file per ACK, about 2-4 ms on
   this disk, plus per-packet walks over its lease list).
-`;
+${peers.peers.includes('kea') ? `- Kea appends each lease to its memfile without an fsync, natd fdatasyncs its journal before every ACK: with 4 exchanges
+  in flight (the 10,000-lease closed loop) natd waits on the disk where Kea does not. Kea's ladder and natd's move a
+  lot between runs on this shared machine; compare the CPU rows.
+` : ''}${peers.peers.length ? `- The peers ran ${peers.runs} time(s) (\`--peer-runs\`), natd and dnsmasq up to ${runs}: a peer's number is one run, not a median of several.
+` : ''}`;
 }
 
 async function profileNatd(natdArgs: string[]): Promise<void> {
@@ -215,6 +269,8 @@ async function main(): Promise<void> {
       'budget-s': { type: 'string', default: '540' },
       scenario: { type: 'string', default: 'all' },
       'compare-dist': { type: 'string' },
+      peers: { type: 'string', default: 'all' },
+      'peer-runs': { type: 'string', default: '1' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp'];
@@ -289,7 +345,8 @@ async function main(): Promise<void> {
     log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
-  const { results, skipped } = await runAll(runs, s, budgetMs);
+  const peers = planPeers(values.peers!, Math.max(0, Math.min(runs, Number(values['peer-runs']) || 0)));
+  const { results, skipped } = await runAll(runs, s, budgetMs - SERVER_KINDS.length * BOOT_STORM_FIRST_S * 1000, peers);
   const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
   skipped.push(...storms.skipped);
   // issue 16: one round of TFTP throughput with what is left of the budget
@@ -297,7 +354,7 @@ async function main(): Promise<void> {
   skipped.push(...tftp.skipped);
   const tftpTables = [tftpTable(tftp.results, TFTP)];
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
-  const ladders = SERVER_KINDS.map((k) => ladderTable(results, k));
+  const ladders = ([...SERVER_KINDS, ...peers.peers] as BenchKind[]).filter((k) => CAPABILITIES[k].dhcp).map((k) => ladderTable(results, k));
   const targets = [...checkTargets(results), bootStormTarget(storms.storms)];
   process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
@@ -306,8 +363,9 @@ async function main(): Promise<void> {
     log(`\nquick run: ${totalSeconds.toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms));
-  writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, results, bootStorms: storms.storms }, null, 1) + '\n');
+  const charts = writeCharts(results, path.dirname(values.out!), s.seedLeases);
+  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts));
+  writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# npm run bench [-- --runs N | --quick | --profile]: natd vs dnsmasq (DHCP, DNS, memory) and natd's nftables timings,
+# npm run bench [-- --runs N | --quick | --profile | --peers all|none|kea,unbound]: natd vs dnsmasq (DHCP, DNS, memory),
+# Kea (DHCP) and Unbound (DNS) when installed, and natd's nftables timings,
 # in network namespaces of its own (needs root). Builds first, then runs inside a hard 10-minute bound; the benchmark
 # deletes its namespaces, processes and temp dirs on exit, on failure and on SIGINT/SIGTERM.
 set -euo pipefail
@@ -11,6 +12,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 for tool in ip nft dnsmasq dnsperf ping; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
+done
+# the peers are optional: the run skips one that is missing (and RESULTS.md says so)
+for peer in kea-dhcp4:kea-dhcp4-server unbound:unbound; do
+  command -v "${peer%%:*}" >/dev/null || PATH="$PATH:/usr/sbin" command -v "${peer%%:*}" >/dev/null ||
+    echo "bench: ${peer%%:*} is not installed, that peer is skipped (apt-get install ${peer#*:})" >&2
 done
 
 npm run --silent build

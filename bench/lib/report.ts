@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BootStormResult } from './boot-storm.js';
 import type { DnsScenario, ServerRunResult } from './server-run.js';
-import type { ConflictCheck, ServerKind } from './servers.js';
+import { CAPABILITIES, KIND_LABEL, type BenchKind, type Capabilities, type ConflictCheck, type ServerKind } from './servers.js';
 import { fmt, fmtRatio, markdownTable, median, ratio, textTable } from './stats.js';
 
 export interface Machine {
@@ -57,17 +57,39 @@ export interface Table {
 type Pick = (r: ServerRunResult) => number | undefined;
 
 /** The median of one metric over a server's runs. */
-function med(runs: ServerRunResult[], kind: ServerKind, pick: Pick): number {
+function med(runs: ServerRunResult[], kind: BenchKind, pick: Pick): number {
   return median(runs.filter((r) => r.kind === kind).map((r) => pick(r) ?? NaN));
 }
 
-function comparisonRow(label: string, runs: ServerRunResult[], pick: Pick, digits?: number): string[] {
-  const n = med(runs, 'natd', pick);
-  const d = med(runs, 'dnsmasq', pick);
-  return [label, fmt(n, digits), fmt(d, digits), fmtRatio(ratio(n, d))];
+/** Shown for a server that does not do a scenario (Kea: no DNS; Unbound: no DHCP, no lease names) */
+export const NOT_DONE = '–';
+/** The servers in table order: natd, dnsmasq, then the peers that ran */
+const ORDER: readonly BenchKind[] = ['natd', 'dnsmasq', 'kea', 'unbound'];
+export function kindsIn(runs: ServerRunResult[]): BenchKind[] {
+  return ORDER.filter((k) => k === 'natd' || k === 'dnsmasq' || runs.some((r) => r.kind === k));
 }
 
-const COMPARE_HEADERS = ['metric (median of runs)', 'natd', 'dnsmasq', 'natd/dnsmasq'];
+/**
+ * One metric for every server that ran, then natd's ratio against each of the others. `need`: what a server must do
+ * for the metric to apply (a capability, or 'natd' for natd-only rows); the others show NOT_DONE.
+ */
+function comparisonRow(label: string, runs: ServerRunResult[], pick: Pick, digits?: number, need?: keyof Capabilities | 'natd'): string[] {
+  const kinds = kindsIn(runs);
+  const applies = (k: BenchKind) => !need || (need === 'natd' ? k === 'natd' : CAPABILITIES[k][need]);
+  const values = kinds.map((k) => (applies(k) ? med(runs, k, pick) : undefined));
+  const n = values[0]!;
+  const cells = values.map((v) => (v === undefined ? NOT_DONE : fmt(v, digits)));
+  const ratios = values.slice(1).map((v) => (v === undefined || !applies('natd') ? NOT_DONE : fmtRatio(ratio(n, v))));
+  return [label, ...cells, ...ratios];
+}
+
+function compareHeaders(runs: ServerRunResult[]): string[] {
+  const kinds = kindsIn(runs);
+  return ['metric (median of runs)', ...kinds.map((k) => KIND_LABEL[k]), ...kinds.slice(1).map((k) => `natd/${KIND_LABEL[k]}`)];
+}
+
+/** CPU seconds per 10,000 operations → µs per operation */
+const us = (per10k: number | undefined) => (per10k === undefined ? undefined : per10k * 100);
 
 const SCENARIO_LABEL: Record<DnsScenario, string> = { hit: 'cache hits', local: 'local VM names', miss: 'cache misses' };
 
@@ -91,19 +113,23 @@ export interface TableContext {
 
 export function buildTables(runs: ServerRunResult[], ctx: TableContext): Table[] {
   const { checks, seedLeases, heapCaps } = ctx;
+  const COMPARE_HEADERS = compareHeaders(runs);
+  const peerNotes = kindsIn(runs).includes('kea')
+    ? ' Kea (kea-dhcp4, memfile): appends each lease change to its CSV lease file without an fsync, no conflict check, Kea 2.2\'s default single-threaded packet processing.'
+    : '';
   const tables: Table[] = [];
   tables.push({
     title: 'DHCP, empty lease table, open-loop ladder (offered rate doubles until more than 1% of exchanges fail)',
     note: `durability: natd fdatasyncs its lease journal before every ACK (group commit); dnsmasq rewrites and fsyncs its whole lease file before every ACK. ` +
       `Conflict check before OFFER: natd ${checks.natd.description}; dnsmasq ${checks.dnsmasq.description}. ` +
-      'Latency and CPU rows are each server\'s at its own sustained step.',
+      'Latency and CPU rows are each server\'s at its own sustained step.' + peerNotes,
     headers: COMPARE_HEADERS,
     rows: [
-      comparisonRow('sustained exchanges/s (<=1% failed, kept pace)', runs, (r) => r.dhcpSustained),
-      comparisonRow('peak completed exchanges/s (any step)', runs, (r) => r.dhcpPeak),
-      comparisonRow('p50 DORA latency at sustained rate, ms', runs, (r) => r.dhcpSustainedP50Ms),
-      comparisonRow('p99 DORA latency at sustained rate, ms', runs, (r) => r.dhcpSustainedP99Ms),
-      comparisonRow('CPU s per 10,000 exchanges (sustained step)', runs, (r) => r.dhcpCpuPer10k),
+      comparisonRow('sustained exchanges/s (<=1% failed, kept pace)', runs, (r) => r.dhcpSustained, undefined, 'dhcp'),
+      comparisonRow('peak completed exchanges/s (any step)', runs, (r) => r.dhcpPeak, undefined, 'dhcp'),
+      comparisonRow('p50 DORA latency at sustained rate, ms', runs, (r) => r.dhcpSustainedP50Ms, undefined, 'dhcp'),
+      comparisonRow('p99 DORA latency at sustained rate, ms', runs, (r) => r.dhcpSustainedP99Ms, undefined, 'dhcp'),
+      comparisonRow('CPU µs per exchange (DORA, sustained step)', runs, (r) => us(r.dhcpCpuPer10k), undefined, 'dhcp'),
     ],
   });
   tables.push({
@@ -111,46 +137,49 @@ export function buildTables(runs: ServerRunResult[], ctx: TableContext): Table[]
     note: 'the leases carry hostnames, as VMs that register their names do; clients time out after 5 s',
     headers: COMPARE_HEADERS,
     rows: [
-      comparisonRow('completed exchanges/s', runs, (r) => r.loaded.perSecond),
-      comparisonRow('p50 DORA latency, ms', runs, (r) => r.loaded.p50Ms),
-      comparisonRow('p99 DORA latency, ms', runs, (r) => r.loaded.p99Ms),
-      comparisonRow('failed exchanges, %', runs, (r) => r.loaded.loss * 100, 2),
-      comparisonRow('CPU s per 10,000 exchanges', runs, (r) => r.loaded.cpuPer10k),
+      comparisonRow('completed exchanges/s', runs, (r) => r.loaded.perSecond, undefined, 'dhcp'),
+      comparisonRow('p50 DORA latency, ms', runs, (r) => r.loaded.p50Ms, undefined, 'dhcp'),
+      comparisonRow('p99 DORA latency, ms', runs, (r) => r.loaded.p99Ms, undefined, 'dhcp'),
+      comparisonRow('failed exchanges, %', runs, (r) => r.loaded.loss * 100, 2, 'dhcp'),
+      comparisonRow('CPU µs per exchange (DORA)', runs, (r) => us(r.loaded.cpuPer10k), undefined, 'dhcp'),
     ],
   });
   const dnsRows: string[][] = [];
   for (const scenario of ['hit', 'miss', 'local'] as const) {
     const label = SCENARIO_LABEL[scenario];
-    dnsRows.push(comparisonRow(`${label}: queries/s`, runs, (r) => r.dns[scenario].qps));
-    dnsRows.push(comparisonRow(`${label}: avg latency, ms`, runs, (r) => r.dns[scenario].avgMs));
-    dnsRows.push(comparisonRow(`${label}: p99 latency, ms`, runs, (r) => r.dns[scenario].p99Ms));
-    dnsRows.push(comparisonRow(`${label}: lost queries`, runs, (r) => r.dns[scenario].lost, 0));
-    dnsRows.push(comparisonRow(`${label}: NOERROR answers, %`, runs, (r) => noerrorShare(r, scenario), 1));
-    dnsRows.push(comparisonRow(`${label}: CPU s per 10,000 queries`, runs, (r) => r.dns[scenario].cpuPer10k));
+    const need = scenario === 'local' ? 'leaseNames' : 'dns';
+    dnsRows.push(comparisonRow(`${label}: queries/s`, runs, (r) => r.dns[scenario].qps, undefined, need));
+    dnsRows.push(comparisonRow(`${label}: CPU µs per query`, runs, (r) => us(r.dns[scenario].cpuPer10k), undefined, need));
+    dnsRows.push(comparisonRow(`${label}: avg latency, ms`, runs, (r) => r.dns[scenario].avgMs, undefined, need));
+    dnsRows.push(comparisonRow(`${label}: p99 latency, ms`, runs, (r) => r.dns[scenario].p99Ms, undefined, need));
+    dnsRows.push(comparisonRow(`${label}: lost queries`, runs, (r) => r.dns[scenario].lost, 0, need));
+    dnsRows.push(comparisonRow(`${label}: NOERROR answers, %`, runs, (r) => noerrorShare(r, scenario), 1, need));
   }
-  dnsRows.push(comparisonRow('cache misses: fake upstream CPU, % of a core', runs, (r) => r.dns.miss.upstreamCpu * 100, 0));
-  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: queries/s`, runs, (r) => r.fullHit.qps));
-  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: p99 latency, ms`, runs, (r) => r.fullHit.p99Ms));
-  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: CPU s per 10,000 queries`, runs, (r) => r.fullHit.cpuPer10k));
+  dnsRows.push(comparisonRow('cache misses: fake upstream CPU, % of a core', runs, (r) => r.dns.miss.upstreamCpu * 100, 0, 'dns'));
+  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: queries/s`, runs, (r) => r.fullHit.qps, undefined, 'leaseNames'));
+  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: p99 latency, ms`, runs, (r) => r.fullHit.p99Ms, undefined, 'leaseNames'));
+  dnsRows.push(comparisonRow(`cache hits with ${seedLeases.toLocaleString('en')} named leases held: CPU µs per query`, runs, (r) => us(r.fullHit.cpuPer10k), undefined, 'leaseNames'));
   tables.push({
     title: `DNS with dnsperf (100 queries outstanding, 4 sockets, ${ctx.smallHostLeases} named leases held unless said otherwise)`,
     note: 'hits: 100 warmed names; misses: every name unique, answered by the fake upstream in the wan namespace (a single Node process; ' +
-      'its CPU use is in the last misses row: below one core, so it was not the limit); local: names of the held leases, answered by the server itself.',
+      'its CPU use is in the last misses row: below one core, so it was not the limit); local: names of the held leases, answered by the server itself.' +
+      (kindsIn(runs).includes('unbound') ? ' Unbound: a caching forwarder to the same upstream (forward-zone "."), module-config "iterator" (no validation), one thread, its default cache sizes; it knows no lease names.' : ''),
     headers: COMPARE_HEADERS,
     rows: dnsRows,
   });
   tables.push({
     title: `Memory with ${seedLeases.toLocaleString('en')} leases and a full DNS cache (10,000 answers)`,
     note: 'read after the cache hits and the cache fill, before phase C\'s DHCP step, while the server holds exactly the seeded leases; ' +
-      'the DHCP step then adds one lease per completed exchange (natd many thousands, dnsmasq a handful): its rows show the peak with those',
+      'the DHCP step then adds one lease per completed exchange (natd many thousands, dnsmasq a handful): its rows show the peak with those. ' +
+      'Kea holds the leases but no DNS cache; Unbound holds the cache fill but no leases',
     headers: COMPARE_HEADERS,
     rows: [
       comparisonRow('peak RSS (VmHWM), MiB', runs, (r) => r.peakRssMiB),
       comparisonRow('RSS after the cache fill, MiB', runs, (r) => r.rssMiB),
-      comparisonRow('peak RSS once the DHCP step added its leases, MiB', runs, (r) => r.afterDhcp.peakRssMiB),
-      comparisonRow('leases held after the DHCP step', runs, (r) => r.afterDhcp.leases, 0),
-      comparisonRow(`natd under ${heapCaps}: peak RSS, MiB`, runs, (r) => r.heapCapped?.peakRssMiB),
-      comparisonRow(`natd under ${heapCaps}: cache hits, queries/s`, runs, (r) => r.heapCapped?.hitQps),
+      comparisonRow('peak RSS once the DHCP step added its leases, MiB', runs, (r) => r.afterDhcp.peakRssMiB, undefined, 'dhcp'),
+      comparisonRow('leases held after the DHCP step', runs, (r) => r.afterDhcp.leases, 0, 'dhcp'),
+      comparisonRow(`natd under ${heapCaps}: peak RSS, MiB`, runs, (r) => r.heapCapped?.peakRssMiB, undefined, 'natd'),
+      comparisonRow(`natd under ${heapCaps}: cache hits, queries/s`, runs, (r) => r.heapCapped?.hitQps, undefined, 'natd'),
     ],
   });
   const natdOnly = (label: string, pick: Pick): string[] => [label, fmt(med(runs, 'natd', pick))];
@@ -175,7 +204,7 @@ function noerrorShare(r: ServerRunResult, scenario: DnsScenario): number {
 }
 
 /** Every ladder step, per server and offered rate: medians over the runs that reached that rate. */
-export function ladderTable(runs: ServerRunResult[], kind: ServerKind): Table {
+export function ladderTable(runs: ServerRunResult[], kind: BenchKind): Table {
   const rates = [...new Set(runs.filter((r) => r.kind === kind).flatMap((r) => r.ladder.map((s) => s.offered)))].sort((a, b) => a - b);
   const rows = rates.map((rate) => {
     const steps = runs.filter((r) => r.kind === kind).flatMap((r) => r.ladder.filter((s) => s.offered === rate));
@@ -186,15 +215,15 @@ export function ladderTable(runs: ServerRunResult[], kind: ServerKind): Table {
       fmt(median(steps.map((s) => s.loss * 100)), 1),
       fmt(median(steps.map((s) => s.p50Ms))),
       fmt(median(steps.map((s) => s.p99Ms))),
-      fmt(median(steps.map((s) => s.cpuPer10k))),
+      fmt(median(steps.map((s) => s.cpuPer10k * 100))),
       fmt(median(steps.map((s) => s.serverOverflows)), 0),
       fmt(median(steps.map((s) => s.clientOverflows)), 0),
     ];
   });
   return {
-    title: `${kind}: DHCP ladder steps (medians over the runs that reached each rate)`,
+    title: `${KIND_LABEL[kind]}: DHCP ladder steps (medians over the runs that reached each rate)`,
     note: 'overflows: UDP datagrams the kernel dropped for want of socket receive buffer (/proc/net/snmp RcvbufErrors), in the server\'s namespace and in the generator\'s',
-    headers: ['offered/s', 'runs', 'completed/s', 'failed %', 'p50 ms', 'p99 ms', 'CPU s/10k', 'server overflows', 'generator overflows'],
+    headers: ['offered/s', 'runs', 'completed/s', 'failed %', 'p50 ms', 'p99 ms', 'CPU µs/DORA', 'server overflows', 'generator overflows'],
     rows,
   };
 }
@@ -257,7 +286,7 @@ export function bootStormTable(storms: BootStormResult[]): Table {
     title: `Boot storm: ${clients} new clients send their DISCOVERs at once, default settings (median of runs)`,
     note: 'both servers run their default conflict check before an OFFER (natd its ARP probe, or ping without CAP_NET_RAW; dnsmasq ' +
       'its ICMP ping); clients retransmit on RFC 2131\'s schedule (4 s ±1 s, doubling); an empty lease table each run',
-    headers: COMPARE_HEADERS,
+    headers: ['metric (median of runs)', 'natd', 'dnsmasq', 'natd/dnsmasq'],
     rows: [
       row('seconds until all clients are leased', (r) => r.allLeasedSeconds, 2),
       row('clients leased', (r) => r.leased, 0),

@@ -18,7 +18,7 @@ import { runDnsperf, writeQueryFile, type DnsperfResult } from './dnsperf.js';
 import type { NftTiming } from './nft-timing.js';
 import { cpuSeconds, cpuTimes, statusMiB } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
-import { DOMAIN, NATD_CLI, startServer, type RunningServer, type ServerKind } from './servers.js';
+import { CAPABILITIES, DOMAIN, NATD_CLI, startServer, type BenchKind, type RunningServer } from './servers.js';
 import { median } from './stats.js';
 import { BenchNetwork, PROJECT_ROOT } from './topology.js';
 
@@ -76,7 +76,8 @@ export interface DnsScenarioResult extends DnsperfResult {
 export type DnsScenario = 'hit' | 'local' | 'miss';
 
 export interface ServerRunResult {
-  kind: ServerKind;
+  /** natd, dnsmasq, or a peer (issue 18): a scenario the server does not do holds NaN (NOT_RUN) and shows as "–" */
+  kind: BenchKind;
   run: number;
   ladder: LadderStep[];
   /** highest completed/s among ladder steps with loss <= maxLoss that kept pace (>= 95% of offered); 0 if none */
@@ -210,16 +211,28 @@ async function waitIdle(server: RunningServer, maxMs = 20_000): Promise<void> {
   }
 }
 
-export async function benchServer(kind: ServerKind, run: number, s: RunSettings): Promise<ServerRunResult> {
+/** A DNS scenario a server does not do (Kea: no DNS; Unbound: no lease names) */
+const NOT_RUN: DnsScenarioResult = { sent: NaN, completed: NaN, lost: NaN, qps: NaN, avgMs: NaN, p50Ms: NaN, p99Ms: NaN, rcodes: {}, cpuPer10k: NaN, upstreamCpu: NaN };
+const NO_LOAD: LoadResult = {
+  mode: 'closed', offeredRate: 0, achievedOfferedRate: 0, started: 0, completed: 0, dropped: 0, naks: 0, elapsedSeconds: 0,
+  completedPerSecond: NaN, dropRatio: NaN, latencyMs: { p50: NaN, p90: NaN, p99: NaN, max: NaN }, sendErrors: 0, retransmissions: 0,
+};
+
+export async function benchServer(kind: BenchKind, run: number, s: RunSettings): Promise<ServerRunResult> {
   const t0 = performance.now();
+  const can = CAPABILITIES[kind];
   const net = await BenchNetwork.create();
   const common = { extraArgs: kind === 'natd' ? s.natdArgs : [], ...(kind === 'natd' && s.cpuProfileDir ? { cpuProfileDir: s.cpuProfileDir } : {}) };
   const now = Date.now();
   try {
     // A. the ladder, from an empty lease table
-    let server = await startServer(net, kind, { instance: 'empty', ...common });
-    const steps = await ladder(net, server, s, { next: 0 });
-    await server.stop();
+    let server: RunningServer;
+    let steps: LadderStep[] = [];
+    if (can.dhcp) {
+      server = await startServer(net, kind, { instance: 'empty', ...common });
+      steps = await ladder(net, server, s, { next: 0 });
+      await server.stop();
+    }
     // sustained: nothing (well, <= maxLoss) failed AND the server kept pace with the offered rate; a server that
     // falls behind without failing yet is only building a queue
     const ok = steps.filter((st) => st.loss <= s.maxLoss && st.completedPerSecond >= 0.95 * st.offered);
@@ -227,18 +240,21 @@ export async function benchServer(kind: ServerKind, run: number, s: RunSettings)
 
     // B. DNS on a small host: a few named VMs
     const smallSeed = makeSeedLeases(s.smallHostLeases, 's', now);
-    server = await startServer(net, kind, { instance: 'small', seed: smallSeed, ...common });
-    await waitIdle(server);
     const hitFile = writeQueryFile(net, 'hit.txt', names('h', 100, '.bench.test'));
-    const localFile = writeQueryFile(net, 'local.txt', smallSeed.map((l) => `${l.hostname}.${DOMAIN}`));
-    const missFile = writeQueryFile(net, 'miss.txt', names('m', s.dnsMaxQps.miss * s.dnsSeconds, '.bench.test'));
-    await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
-    const dns = {
-      hit: await dnsScenario(net, server, s, 'hit', hitFile),
-      local: await dnsScenario(net, server, s, 'local', localFile),
-      miss: await dnsScenario(net, server, s, 'miss', missFile),
-    };
-    await server.stop();
+    let dns: Record<DnsScenario, DnsScenarioResult> = { hit: NOT_RUN, local: NOT_RUN, miss: NOT_RUN };
+    if (can.dns) {
+      server = await startServer(net, kind, { instance: 'small', seed: smallSeed, ...common });
+      await waitIdle(server);
+      const localFile = writeQueryFile(net, 'local.txt', smallSeed.map((l) => `${l.hostname}.${DOMAIN}`));
+      const missFile = writeQueryFile(net, 'miss.txt', names('m', s.dnsMaxQps.miss * s.dnsSeconds, '.bench.test'));
+      await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
+      dns = {
+        hit: await dnsScenario(net, server, s, 'hit', hitFile),
+        local: can.leaseNames ? await dnsScenario(net, server, s, 'local', localFile) : NOT_RUN,
+        miss: await dnsScenario(net, server, s, 'miss', missFile),
+      };
+      await server.stop();
+    }
 
     // C. the same 10,000 named leases for both: DNS hits, a full cache, memory; then DHCP. Memory is read before the
     // DHCP step, while each server holds exactly the seeded leases (the target's "10,000 leases"): the DHCP step adds
@@ -247,22 +263,27 @@ export async function benchServer(kind: ServerKind, run: number, s: RunSettings)
     const seed = makeSeedLeases(s.seedLeases, 's', now);
     server = await startServer(net, kind, { instance: 'loaded', seed, ...common });
     await waitIdle(server);
-    await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
-    const fullHit = await dnsScenario(net, server, s, 'hit', hitFile);
+    let fullHit = NOT_RUN;
+    let fill = { completed: NaN };
     const fillFile = writeQueryFile(net, 'fill.txt', names('f', s.cacheFill, '.bench.test'));
-    const fill = await runDnsperf(net, { queryFile: fillFile, seconds: 60, maxQps: 20_000, passes: 1 });
+    if (can.dns) {
+      await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
+      // hits with the leases' names held: only for a server that holds lease names (Unbound would repeat phase B)
+      if (can.leaseNames) fullHit = await dnsScenario(net, server, s, 'hit', hitFile);
+      fill = await runDnsperf(net, { queryFile: fillFile, seconds: 60, maxQps: 20_000, passes: 1 });
+    }
     const peakRssMiB = statusMiB(server.pid, 'VmHWM');
     const rssMiB = statusMiB(server.pid, 'VmRSS');
-    s.log(`  ${kind} cache fill ${fill.completed}/${s.cacheFill} answered; peak RSS ${peakRssMiB.toFixed(1)} MiB`);
-    const { value: loaded, cpu: loadedCpu } = await withCpu(server, () => dhcpLoad(net, {
+    if (can.dns) s.log(`  ${kind} cache fill ${fill.completed}/${s.cacheFill} answered; peak RSS ${peakRssMiB.toFixed(1)} MiB`);
+    const { value: loaded, cpu: loadedCpu } = can.dhcp ? await withCpu(server, () => dhcpLoad(net, {
       device: 'eth0', mode: 'closed', concurrency: s.loadedDhcpConcurrency, count: 1_000_000, 'max-ms': s.loadedDhcpMs,
       'timeout-ms': s.loadedDhcpTimeoutMs, 'first-client': 1_000_000, 'hostname-prefix': 'c',
-    }, s.loadedDhcpMs + s.loadedDhcpTimeoutMs + 30_000));
-    s.log(`  ${kind} dhcp with ${s.seedLeases} leases (${s.loadedDhcpConcurrency} in flight): ${loaded.completedPerSecond.toFixed(1)}/s, ` +
+    }, s.loadedDhcpMs + s.loadedDhcpTimeoutMs + 30_000)) : { value: NO_LOAD, cpu: NaN };
+    if (can.dhcp) s.log(`  ${kind} dhcp with ${s.seedLeases} leases (${s.loadedDhcpConcurrency} in flight): ${loaded.completedPerSecond.toFixed(1)}/s, ` +
       `p50 ${loaded.latencyMs.p50.toFixed(1)} ms, ${loaded.dropped + loaded.naks} failed`);
     await waitIdle(server);
-    const afterDhcp = { peakRssMiB: statusMiB(server.pid, 'VmHWM'), leases: s.seedLeases + loaded.completed };
-    s.log(`  ${kind} peak RSS after the DHCP step (${afterDhcp.leases} leases): ${afterDhcp.peakRssMiB.toFixed(1)} MiB`);
+    const afterDhcp = { peakRssMiB: statusMiB(server.pid, 'VmHWM'), leases: can.dhcp ? s.seedLeases + loaded.completed : NaN };
+    if (can.dhcp) s.log(`  ${kind} peak RSS after the DHCP step (${afterDhcp.leases} leases): ${afterDhcp.peakRssMiB.toFixed(1)} MiB`);
     let cli: { add: number; remove: number } | undefined;
     if (kind === 'natd') cli = await cliForwardTimes(net, server, s.cliRepeat);
     await server.stop();
@@ -290,8 +311,8 @@ export async function benchServer(kind: ServerKind, run: number, s: RunSettings)
       kind,
       run,
       ladder: steps,
-      dhcpSustained: best?.completedPerSecond ?? 0,
-      dhcpPeak: Math.max(0, ...steps.map((st) => st.completedPerSecond)),
+      dhcpSustained: can.dhcp ? best?.completedPerSecond ?? 0 : NaN,
+      dhcpPeak: can.dhcp ? Math.max(0, ...steps.map((st) => st.completedPerSecond)) : NaN,
       dhcpSustainedP50Ms: best?.p50Ms ?? NaN,
       dhcpSustainedP99Ms: best?.p99Ms ?? NaN,
       dhcpCpuPer10k: best?.cpuPer10k ?? NaN,
@@ -299,7 +320,7 @@ export async function benchServer(kind: ServerKind, run: number, s: RunSettings)
         perSecond: loaded.completedPerSecond,
         p50Ms: loaded.latencyMs.p50,
         p99Ms: loaded.latencyMs.p99,
-        loss: loaded.started ? (loaded.dropped + loaded.naks) / loaded.started : 0,
+        loss: loaded.started ? (loaded.dropped + loaded.naks) / loaded.started : can.dhcp ? 0 : NaN,
         cpuPer10k: per10k(loadedCpu, loaded.completed),
       },
       dns,

@@ -8,10 +8,30 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { waitFor } from '../../test/support/wait.js';
 import { writeDnsmasqLeases, writeNatdLeases, type SeedLease } from './seed-leases.js';
+import type { PeerKind } from './peers/index.js';
+import { startKea } from './peers/kea.js';
+import { startUnbound } from './peers/unbound.js';
 import { BENCH_PREFIX, BRIDGE, GATEWAY, NATD_CLI, POOL_END, POOL_START, UPLINK_WAN, type BenchNetwork } from './topology.js';
 
 export type ServerKind = 'natd' | 'dnsmasq';
 export const SERVER_KINDS: readonly ServerKind[] = ['natd', 'dnsmasq'];
+
+// issue 18: the peers (Kea for DHCP, Unbound for DNS) besides dnsmasq; each in bench/lib/peers/
+export type BenchKind = ServerKind | PeerKind;
+/** What a server does: a scenario a server does not do is shown as "–" */
+export interface Capabilities {
+  dhcp: boolean;
+  dns: boolean;
+  /** answers the names of its own DHCP leases (the "local VM names" scenario) */
+  leaseNames: boolean;
+}
+export const CAPABILITIES: Record<BenchKind, Capabilities> = {
+  natd: { dhcp: true, dns: true, leaseNames: true },
+  dnsmasq: { dhcp: true, dns: true, leaseNames: true },
+  kea: { dhcp: true, dns: false, leaseNames: false },
+  unbound: { dhcp: false, dns: true, leaseNames: false },
+};
+export const KIND_LABEL: Record<BenchKind, string> = { natd: 'natd', dnsmasq: 'dnsmasq', kea: 'Kea', unbound: 'Unbound' };
 
 export { NATD_CLI };
 export const CACHE_SIZE = 10_000;
@@ -20,7 +40,7 @@ export const DOMAIN = 'vm';
 const DNSMASQ_LEASE_MAX = 65_536;
 
 export interface RunningServer {
-  kind: ServerKind;
+  kind: BenchKind;
   pid: number;
   child: ChildProcess;
   /** natd's control socket (undefined for dnsmasq) */
@@ -108,9 +128,14 @@ function dnsmasqArgv(dir: string, leaseFile: string, defaults = false): string[]
   ];
 }
 
-export async function startServer(net: BenchNetwork, kind: ServerKind, options: StartOptions): Promise<RunningServer> {
+export async function startServer(net: BenchNetwork, kind: BenchKind, options: StartOptions): Promise<RunningServer> {
   const dir = path.join(net.workDir, `${kind}-${options.instance}`);
   mkdirSync(dir, { recursive: true });
+  if (kind === 'kea' || kind === 'unbound') {
+    const started = kind === 'kea' ? await startKea(net, dir, options.seed) : await startUnbound(net, dir);
+    if (started.child.pid === undefined) throw new Error(`${kind} has no PID`);
+    return { kind, pid: started.child.pid, child: started.child, output: () => started.output(), stop: async () => { await started.stop(5000); } };
+  }
   const controlSocket = path.join(dir, 'control.sock');
   const leaseFile = path.join(dir, 'dnsmasq.leases');
   const stateDir = path.join(dir, 'state');
