@@ -19,7 +19,7 @@ import { formatIpv4, normalizeMac, parseIpv4 } from '../net/ipv4.js';
 import { formatHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE } from '../dhcp/lease-store.js';
-import type { Lease, Reservation } from '../dhcp/types.js';
+import { INFINITE_LEASE_SECONDS, type Lease, type Reservation } from '../dhcp/types.js';
 import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 import { checkTargets, exists, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
@@ -61,7 +61,7 @@ export interface ParsedLibvirtNetwork {
   /** natd settings, in the config file's camelCase field names (values in dnsmasq's syntax) */
   settings: RawSettings & Record<string, unknown>;
   reservations: Reservation[];
-  /** per-host lease times, for natd versions whose hostsfile carries them */
+  /** per-host lease times (written to the reservations file's lease-time field) */
   hostLeaseTimes: HostLeaseTime[];
   /** what has no natd equivalent, or could not be read */
   problems: LibvirtProblem[];
@@ -251,7 +251,7 @@ function readDhcp(dhcpNode: Node, where: string, c: Collector): void {
   }
   const bootp = node(dhcpNode.bootp);
   const file = bootp && text(bootp.file);
-  if (file) c.out.settings.dhcpBoot = [file, ...(text(bootp!.server) ? ['', text(bootp!.server)!] : [])].join(',');
+  if (file) c.push('dhcpBoot', [file, ...(text(bootp!.server) ? ['', text(bootp!.server)!] : [])].join(','));
 }
 
 function readIp(ips: Node[], c: Collector): void {
@@ -431,9 +431,6 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
   const reservationsFile = join(outDir, RESERVATIONS_FILE);
   const journal = join(outDir, JOURNAL_FILE);
   const problems = [...parsed.problems];
-  for (const h of parsed.hostLeaseTimes) {
-    problems.push({ element: `dhcp/host ${h.mac}`, message: `per-host lease time ${h.seconds || 'infinite'}: the range lease time applies` });
-  }
 
   const subnet = settingsSubnet(parsed.settings);
   const skipped: FileProblem[] = [];
@@ -443,7 +440,10 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
     if (why) skipped.push({ file: opts.source, line: 0, message: `dhcp host ${r.mac}: ${describeAddressProblem(why, r.address, subnet!)}; skipped` });
     return !why;
   });
-  const reservations = mergeReservations([], usable, opts.source, skipped);
+  // libvirt's <host><lease expiry/></host> is the hostsfile's lease-time field (0: infinite)
+  const leaseOf = new Map(parsed.hostLeaseTimes.map((h) => [h.mac, h.seconds === 0 ? INFINITE_LEASE_SECONDS : h.seconds]));
+  const timed = usable.map((r) => (leaseOf.has(r.mac) ? { ...r, leaseSeconds: leaseOf.get(r.mac)! } : r));
+  const reservations = mergeReservations([], timed, opts.source, skipped);
   const statusFile = opts.statusFile ?? join(LIBVIRT_STATUS_DIR, `${bridge}.status`);
   let leases: Lease[] = [];
   let expiredLeases = 0;

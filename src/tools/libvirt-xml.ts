@@ -82,7 +82,8 @@ export interface NatNetworkSettings {
   hostRecord?: string[];
   srvHost?: string[];
   txtRecord?: string[];
-  dhcpBoot?: string;
+  /** dnsmasq dhcp-boot specs; libvirt's <bootp> holds one, the first without tags */
+  dhcpBoot?: string[];
   enableTftp?: boolean;
   tftpRoot?: string;
   routes?: string[];
@@ -142,8 +143,9 @@ function ipXml(s: NatNetworkSettings): string[] {
     if (lease !== undefined) dhcp.push(`        <lease${attrs([['expiry', lease], ['unit', 'seconds']])}/>`, '      </range>');
   }
   for (const r of s.reservations ?? []) dhcp.push(`      <host${attrs([['mac', r.mac], ['name', r.hostname], ['ip', r.address]])}/>`);
-  if (s.dhcpBoot) {
-    const [file, , server] = s.dhcpBoot.split(',');
+  const boot = s.dhcpBoot?.find((spec) => !spec.startsWith('tag:'));
+  if (boot) {
+    const [file, , server] = boot.split(',');
     dhcp.push(`      <bootp${attrs([['file', file], ['server', server]])}/>`);
   }
   if (dhcp.length) lines.push('    <dhcp>', ...dhcp, '    </dhcp>');

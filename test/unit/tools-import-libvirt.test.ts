@@ -67,7 +67,7 @@ describe('parseLibvirtNetwork', () => {
       tftpRoot: '/srv/tftp',
       dhcpRange: '10.77.0.100-10.77.0.199',
       leaseTime: 7200,
-      dhcpBoot: 'pxelinux.0,,10.77.0.1',
+      dhcpBoot: ['pxelinux.0,,10.77.0.1'],
       routes: ['192.168.50.0/24=10.77.0.2'],
       subnet6: 'fd00:77::1/64', // issue 14
     });
@@ -175,6 +175,21 @@ describe('importLibvirt', () => {
     ).rejects.toMatchObject({ code: ErrorCodes.STATE });
   });
 
+  it('turns the full-featured network into a config natd accepts as a whole (records, routes, PXE, MTU, IPv6)', async () => {
+    const dir = await tempDir();
+    const tftpRoot = await mkdtemp(join(tmpdir(), 'natd-import-tftp-'));
+    dirs.push(tftpRoot);
+    const xml = (await fixture('full.xml')).replace("<tftp root='/srv/tftp'/>", `<tftp root='${tftpRoot}'/>`);
+    const report = await importLibvirt({ xml, source: 'full.xml', outDir: () => join(dir, 'state'), configOut: () => join(dir, 'lab.json'), statusFile: join(dir, 'none.status'), now: NOW });
+    const config = resolveConfig({}, readConfigFile(report.configFile));
+    expect(config).toMatchObject({ bridge: 'virbr7', mtu: 9000, domain: 'lab.example', leaseTimeSeconds: 7200, masqueradePorts: [20000, 40000] });
+    expect(config.records.map((r) => r.spec.kind).sort()).toEqual(['hostRecord', 'srvHost', 'srvHost', 'txtRecord']);
+    expect(config.domainRoutes.map((r) => `${r.kind} ${r.domain}`).sort()).toEqual(['forward corp.example', 'local internal.lab']);
+    expect(config.tftp).toEqual({ root: tftpRoot, maxTransfers: 50 });
+    expect(config.boot.entries.map((e) => e.file)).toEqual(['pxelinux.0']);
+    expect(config.ipv6).toBeDefined();
+  });
+
   it('writes reservations the daemon reads, and leaves out those it would refuse', async () => {
     const dir = await tempDir();
     const xml = (await fixture('full.xml'))
@@ -185,7 +200,7 @@ describe('importLibvirt', () => {
       .replace(/<mtu[^>]*\/>/, '');
     const report = await importLibvirt({ xml, source: 'full.xml', outDir: () => join(dir, 'state'), configOut: () => join(dir, 'lab.json'), statusFile: join(dir, 'none.status'), now: NOW });
     const hosts = parseHostsfile(await readFile(report.reservationsFile, 'utf8'), report.reservationsFile);
-    expect(hosts.reservations.map((r) => r.hostname)).toEqual(['web', 'db']);
+    expect(hosts.reservations.map((r) => [r.hostname, r.leaseSeconds])).toEqual([['web', 1800], ['db', undefined]]);
     expect(report.problems.map((p) => p.message).join('\n')).toMatch(/10\.78\.0\.12 is outside the subnet/);
     expect(report.problems.map((p) => p.message).join('\n')).toMatch(/cannot read the libvirt lease status file/);
   });
@@ -248,7 +263,7 @@ describe('libvirt-xml --nat: the import emitted back', () => {
         { minLength: 1, maxLength: 2 },
       ),
       txtRecord: fc.array(fc.tuple(domain, fc.stringMatching(/^[a-zA-Z0-9 =.]{1,20}$/)).map(([n, v]) => `${n},"${v}"`), { minLength: 1, maxLength: 2 }),
-      dhcpBoot: fc.oneof(label.map((f) => `${f}.efi`), fc.tuple(label, v4).map(([f, a]) => `${f}.0,,${a}`)),
+      dhcpBoot: fc.oneof(label.map((f) => `${f}.efi`), fc.tuple(label, v4).map(([f, a]) => `${f}.0,,${a}`)).map((b) => [b]),
       routes: fc.array(fc.tuple(octet, octet, v4).map(([a, b, gw]) => `${a}.${b}.0.0/16=${gw}`), { minLength: 1, maxLength: 2 }),
       subnet6: fc.constantFrom('fd00:77::1/64', '2001:db8:1:2::1/64', 'fd12:3456:789a::abcd/64'), // issue 14
     },
