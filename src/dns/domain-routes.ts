@@ -20,6 +20,7 @@
  * dnsmasq features not taken: `@source-address`/`@interface` (rejected with a clear error), `*` wildcards in
  * domains (rejected).
  */
+import { canonicalIpv6Scoped } from '../ipv6/address.js';
 import net from 'node:net';
 
 export interface UpstreamAddress {
@@ -74,7 +75,7 @@ export function parseUpstreamAddress(text: string): UpstreamAddress {
     port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
     if (!(port >= 1 && port <= 65535)) throw new Error(`"${text}": port ${JSON.stringify(portText)} is not in 1-65535`);
   }
-  return { address: net.isIPv6(host) ? canonicalIpv6(host) : host, port };
+  return { address: net.isIPv6(host) ? canonicalIpv6Scoped(host) : host, port };
 }
 
 /** The address as the upstream client labels it: `1.2.3.4:53`, `[2001:db8::1]:53`. */
@@ -214,12 +215,3 @@ export class DomainRouteTable<G = undefined> {
   }
 }
 
-function canonicalIpv6(address: string): string {
-  const [bare, scope] = address.split('%');
-  try {
-    const canonical = new net.SocketAddress({ address: bare!, family: 'ipv6' }).address;
-    return scope === undefined ? canonical : `${canonical}%${scope}`;
-  } catch {
-    return address;
-  }
-}

@@ -14,6 +14,7 @@
  * prefix with the field. `formatRecordSpec` writes the canonical form back (parse ∘ format is the identity on parsed
  * records), which is what `natd records list` shows and what the runtime file stores.
  */
+import { formatIpv6, parseIpv6 } from '../ipv6/address.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** The config file's camelCase field of each kind; the flag and dnsmasq option is its kebab-case form. */
@@ -319,51 +320,14 @@ export function ownerNames(spec: RecordSpec): string[] {
   }
 }
 
-// ---- IPv6 text <-> bytes (node:net validates, but has no parser to bytes) ----------------------------------------
+// ---- IPv6 text <-> bytes: ipv6/address.ts ------------------------------------------------------------------------
 
-/** The 16 bytes of a valid IPv6 address (isIPv6 true), embedded IPv4 included. */
+/** The 16 bytes of a valid IPv6 address (isIPv6 true, no scope), embedded IPv4 included. */
 export function ipv6Bytes(text: string): Buffer {
-  let full = text;
-  const lastColon = full.lastIndexOf(':');
-  if (full.slice(lastColon + 1).includes('.')) {
-    // "::ffff:1.2.3.4" → "::ffff:102:304": the embedded IPv4 address as its two groups
-    const [a, b, c, d] = full.slice(lastColon + 1).split('.').map(Number) as [number, number, number, number];
-    full = `${full.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const groupsOf = (part: string) => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
-  const gap = full.indexOf('::');
-  const left = groupsOf(gap < 0 ? full : full.slice(0, gap));
-  const right = gap < 0 ? [] : groupsOf(full.slice(gap + 2));
-  const groups = [...left, ...new Array<number>(Math.max(0, 8 - left.length - right.length)).fill(0), ...right];
-  const buf = Buffer.alloc(16);
-  groups.slice(0, 8).forEach((g, i) => buf.writeUInt16BE(g & 0xffff, 2 * i));
-  return buf;
+  return Buffer.from(parseIpv6(text) ?? new Uint8Array(16));
 }
 
-/** RFC 5952 text: lower case, leading zeros dropped, the longest run of two or more zero groups as '::'. */
-export function formatIpv6(bytes: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
-}
-
+/** RFC 5952 text of a valid IPv6 address. */
 export function canonicalIpv6(text: string): string {
   return formatIpv6(ipv6Bytes(text));
 }

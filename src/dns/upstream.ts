@@ -41,6 +41,7 @@
  * (upstream-socket-pool.ts, with the two socket kinds in upstream-sockets.ts), the TCP retry (upstream-tcp.ts). This
  * file is the query's life: send, match the reply, fail over, time out.
  */
+import { canonicalIpv6Scoped } from '../ipv6/address.js';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
@@ -259,7 +260,7 @@ export class UpstreamClient implements SocketOwner {
         this.logger.warn('ignoring upstream that is not an IP address', { address });
         continue;
       }
-      const canonical = family === 6 ? canonicalIpv6(address) : address;
+      const canonical = family === 6 ? canonicalIpv6Scoped(address) : address;
       const label = family === 6 ? `[${canonical}]:${port}` : `${canonical}:${port}`;
       if (next.some((s) => s.label === label)) continue;
       let state = this.byLabel.get(label);
@@ -517,12 +518,3 @@ export class UpstreamClient implements SocketOwner {
   }
 }
 
-function canonicalIpv6(address: string): string {
-  const [bare, scope] = address.split('%');
-  try {
-    const canonical = new net.SocketAddress({ address: bare!, family: 'ipv6' }).address;
-    return scope === undefined ? canonical : `${canonical}%${scope}`;
-  } catch {
-    return address;
-  }
-}

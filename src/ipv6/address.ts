@@ -2,7 +2,7 @@
  * issue 14: IPv6 addresses as 16 bytes, parsed and printed (RFC 5952 canonical text). Hand-written rather than a
  * library: natd needs only parse, format and /64 prefixes, a few lines over node:net's isIPv6.
  */
-import { isIPv6 } from 'node:net';
+import { isIPv6, SocketAddress } from 'node:net';
 
 export type Ipv6Bytes = Uint8Array; // always 16 bytes
 
@@ -75,4 +75,15 @@ export function isLinkLocal(a: Ipv6Bytes): boolean {
 /** ff00::/8 */
 export function isMulticast(a: Ipv6Bytes): boolean {
   return a[0] === 0xff;
+}
+
+/** RFC 5952 text of an address that may carry a zone (`fe80::1%eth0`), for comparing server addresses; as given when invalid. */
+export function canonicalIpv6Scoped(address: string): string {
+  const [bare, scope] = address.split('%');
+  try {
+    const canonical = new SocketAddress({ address: bare!, family: 'ipv6' }).address;
+    return scope === undefined ? canonical : `${canonical}%${scope}`;
+  } catch {
+    return address;
+  }
 }
