@@ -418,6 +418,34 @@ export interface LibvirtImportReport {
  * Converts the network, reads libvirt's lease status file for its bridge, validates the result with natd's own
  * config validation and only then writes the reservations file, the lease journal and (last) the config.
  */
+/** The network's DHCP hosts that natd can serve (inside the subnet, not its gateway), with their lease times. */
+function usableReservations(parsed: ParsedLibvirtNetwork, source: string, skipped: FileProblem[]): Reservation[] {
+  const subnet = settingsSubnet(parsed.settings);
+  const gateway = subnet && parseIpv4(String(parsed.settings.subnet).split('/')[0]!);
+  const usable = parsed.reservations.filter((r) => {
+    const why = subnet && reservedAddressProblem(r.address, subnet, gateway);
+    if (why) skipped.push({ file: source, line: 0, message: `dhcp host ${r.mac}: ${describeAddressProblem(why, r.address, subnet!)}; skipped` });
+    return !why;
+  });
+  // libvirt's <host><lease expiry/></host> is the hostsfile's lease-time field (0: infinite)
+  const leaseOf = new Map(parsed.hostLeaseTimes.map((h) => [h.mac, h.seconds === 0 ? INFINITE_LEASE_SECONDS : h.seconds]));
+  const timed = usable.map((r) => (leaseOf.has(r.mac) ? { ...r, leaseSeconds: leaseOf.get(r.mac)! } : r));
+  return mergeReservations([], timed, source, skipped);
+}
+
+/** The unexpired IPv4 leases of libvirt's status file for the bridge, when it has one (or `statusFile` is given). */
+async function statusLeases(statusFile: string, given: boolean, settings: RawSettings, now: number, skipped: FileProblem[]) {
+  const text = given || (await exists(statusFile)) ? await readOptional(statusFile, skipped, 'libvirt lease status file') : undefined;
+  if (text === undefined) return { read: false, leases: [] as Lease[], expired: 0 };
+  const converted = statusToDnsmasqLeases(text);
+  for (const message of converted.skipped) skipped.push({ file: statusFile, line: 0, message });
+  const subnet = settingsSubnet(settings);
+  const read = parseDnsmasqLeases(converted.text, statusFile, { now, ...(subnet ? { subnet } : {}) });
+  skipped.push(...read.problems);
+  const leases = read.leases.filter((l) => l.expiresAt > now);
+  return { read: true, leases, expired: read.leases.length - leases.length };
+}
+
 export async function importLibvirt(opts: LibvirtImportOptions): Promise<LibvirtImportReport> {
   const now = opts.now ?? Date.now();
   const parsed = parseLibvirtNetwork(opts.xml);
@@ -430,33 +458,11 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
   const configOut = opts.configOut(bridge);
   const reservationsFile = join(outDir, RESERVATIONS_FILE);
   const journal = join(outDir, JOURNAL_FILE);
-  const problems = [...parsed.problems];
-
-  const subnet = settingsSubnet(parsed.settings);
   const skipped: FileProblem[] = [];
-  const gateway = subnet && parseIpv4(String(parsed.settings.subnet).split('/')[0]!);
-  const usable = parsed.reservations.filter((r) => {
-    const why = subnet && reservedAddressProblem(r.address, subnet, gateway);
-    if (why) skipped.push({ file: opts.source, line: 0, message: `dhcp host ${r.mac}: ${describeAddressProblem(why, r.address, subnet!)}; skipped` });
-    return !why;
-  });
-  // libvirt's <host><lease expiry/></host> is the hostsfile's lease-time field (0: infinite)
-  const leaseOf = new Map(parsed.hostLeaseTimes.map((h) => [h.mac, h.seconds === 0 ? INFINITE_LEASE_SECONDS : h.seconds]));
-  const timed = usable.map((r) => (leaseOf.has(r.mac) ? { ...r, leaseSeconds: leaseOf.get(r.mac)! } : r));
-  const reservations = mergeReservations([], timed, opts.source, skipped);
+  const reservations = usableReservations(parsed, opts.source, skipped);
   const statusFile = opts.statusFile ?? join(LIBVIRT_STATUS_DIR, `${bridge}.status`);
-  let leases: Lease[] = [];
-  let expiredLeases = 0;
-  const statusText = opts.statusFile !== undefined || (await exists(statusFile)) ? await readOptional(statusFile, skipped, 'libvirt lease status file') : undefined;
-  if (statusText !== undefined) {
-    const converted = statusToDnsmasqLeases(statusText);
-    for (const message of converted.skipped) skipped.push({ file: statusFile, line: 0, message });
-    const read = parseDnsmasqLeases(converted.text, statusFile, { now, ...(subnet ? { subnet } : {}) });
-    skipped.push(...read.problems);
-    leases = read.leases.filter((l) => l.expiresAt > now);
-    expiredLeases = read.leases.length - leases.length;
-  }
-  for (const s of skipped) problems.push({ element: s.line ? `${s.file}:${s.line}` : s.file, message: s.message });
+  const status = await statusLeases(statusFile, opts.statusFile !== undefined, parsed.settings, now, skipped);
+  const problems = [...parsed.problems, ...skipped.map((s) => ({ element: s.line ? `${s.file}:${s.line}` : s.file, message: s.message }))];
 
   const settings: RawSettings = { ...parsed.settings, stateDir: outDir, hostsfile: reservationsFile };
   try {
@@ -465,19 +471,12 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
     throw new NatdError(ErrorCodes.CONFIG, `the settings imported from ${opts.source} are not valid for natd (nothing written): ${(err as Error).message}`, { cause: err });
   }
   await checkTargets(opts.force, configOut, reservationsFile, journal);
-  await writeLeases(outDir, leases, opts.force === true, now);
+  await writeLeases(outDir, status.leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
   await writeFileAtomic(configOut, JSON.stringify(settings, null, 2) + '\n');
   return {
     ...(parsed.name !== undefined ? { network: parsed.name } : {}),
-    configFile: configOut,
-    reservationsFile,
-    leaseJournal: journal,
-    settings,
-    reservations,
-    leases,
-    expiredLeases,
-    ...(statusText !== undefined ? { statusFile } : {}),
-    problems,
+    configFile: configOut, reservationsFile, leaseJournal: journal, settings, reservations,
+    leases: status.leases, expiredLeases: status.expired, ...(status.read ? { statusFile } : {}), problems,
   };
 }
