@@ -183,90 +183,113 @@ export function subnetReverseZone(subnet: Subnet): string {
   return `${parts.reverse().join('.')}.in-addr.arpa`;
 }
 
-/**
- * Builds the zone; `errors` lists what makes the set unusable, each naming the field. The zone is complete even
- * with errors (a caller that must refuse them does; the daemon never runs one with errors).
- */
-export function buildRecordZone(specs: readonly SourcedSpec[], opts: RecordZoneOptions): { zone: RecordZone; errors: string[] } {
-  const zone = new RecordZone(opts, specs);
-  const errors: string[] = [];
-  const domain = opts.domain ? opts.domain.toLowerCase().replace(/\.$/, '') : undefined;
-  /** a bare name is answered as itself and under the domain, like hosts-file names */
-  const owners = (name: string): string[] => (domain && !name.includes('.') ? [name, `${name}.${domain}`] : [name]);
-  const qualify = (name: string): string => (domain && !name.includes('.') ? `${name}.${domain}` : name);
+/** Fills a zone spec by spec: owners under the domain, record sets without duplicates, one CNAME per name. */
+class ZoneBuilder {
+  readonly errors: string[] = [];
+  private readonly domain: string | undefined;
 
-  const nodeAt = (name: string, field: string): RecordNode => {
-    let node = zone.nodes.get(name);
+  constructor(
+    readonly zone: RecordZone,
+    private readonly opts: RecordZoneOptions,
+  ) {
+    this.domain = opts.domain ? opts.domain.toLowerCase().replace(/\.$/, '') : undefined;
+  }
+
+  /** a bare name is answered as itself and under the domain, like hosts-file names */
+  owners(name: string): string[] {
+    return this.domain && !name.includes('.') ? [name, `${name}.${this.domain}`] : [name];
+  }
+
+  qualify(name: string): string {
+    return this.domain && !name.includes('.') ? `${name}.${this.domain}` : name;
+  }
+
+  nodeAt(name: string, field: string): RecordNode {
+    let node = this.zone.nodes.get(name);
     if (!node) {
       node = { rrsets: new Map(), field };
-      zone.nodes.set(name, node);
+      this.zone.nodes.set(name, node);
     }
     node.field ??= field;
     return node;
-  };
-  const add = (name: string, field: string, record: LocalRecord): void => {
-    const node = nodeAt(name, field);
+  }
+
+  readonly add = (name: string, field: string, record: LocalRecord): void => {
+    const node = this.nodeAt(name, field);
     const set = node.rrsets.get(record.type);
     if (!set) node.rrsets.set(record.type, [record]);
     else if (!set.some((r) => r.data === record.data && sameTexts(r.texts, record.texts))) set.push(record);
   };
 
-  for (const { spec, field } of specs) {
-    const ttl = 'ttl' in spec && spec.ttl !== undefined ? spec.ttl : opts.ttl;
+  addSpec(spec: RecordSpec, field: string): void {
+    const ttl = 'ttl' in spec && spec.ttl !== undefined ? spec.ttl : this.opts.ttl;
     switch (spec.kind) {
       case 'hostRecord':
-        for (const name of spec.names) {
-          for (const owner of owners(name)) {
-            if (spec.ipv4 !== undefined) add(owner, field, { type: DnsType.A, ttl, data: spec.ipv4 });
-            if (spec.ipv6 !== undefined) add(owner, field, { type: DnsType.AAAA, ttl, data: spec.ipv6 });
-          }
-        }
-        // PTR for the first name, unless an earlier record already named the address (dnsmasq keeps the first)
-        if (spec.ipv4 !== undefined) addPtr(zone, reverseName(parseIpv4(spec.ipv4)!), qualify(spec.names[0]!), ttl, field, add);
-        if (spec.ipv6 !== undefined) addPtr(zone, ipv6ReverseName(ipv6Bytes(spec.ipv6)), qualify(spec.names[0]!), ttl, field, add);
-        break;
+        return this.addHost(spec, field, ttl);
       case 'cname':
         for (const alias of spec.aliases) {
-          for (const owner of owners(alias)) {
-            const node = nodeAt(owner, field);
-            if (node.cname) errors.push(`${field}: "${owner}" is already an alias (${node.cname.field}); a name has one CNAME`);
-            else node.cname = { target: qualify(spec.target), ttl, field };
+          for (const owner of this.owners(alias)) {
+            const node = this.nodeAt(owner, field);
+            if (node.cname) this.errors.push(`${field}: "${owner}" is already an alias (${node.cname.field}); a name has one CNAME`);
+            else node.cname = { target: this.qualify(spec.target), ttl, field };
           }
         }
-        break;
-      case 'srvHost': {
-        const data = `${spec.priority} ${spec.weight} ${spec.target === undefined ? 0 : spec.port} ${spec.target ?? ''}`;
-        add(spec.name, field, { type: DnsType.SRV, ttl, data });
-        break;
-      }
+        return;
+      case 'srvHost':
+        return this.add(spec.name, field, { type: DnsType.SRV, ttl, data: `${spec.priority} ${spec.weight} ${spec.target === undefined ? 0 : spec.port} ${spec.target ?? ''}` });
       case 'txtRecord':
-        for (const owner of owners(spec.name)) {
-          if (spec.texts.length === 0) nodeAt(owner, field);
-          else add(owner, field, { type: DnsType.TXT, ttl, data: spec.texts.join(''), texts: spec.texts });
+        for (const owner of this.owners(spec.name)) {
+          if (spec.texts.length === 0) this.nodeAt(owner, field);
+          else this.add(owner, field, { type: DnsType.TXT, ttl, data: spec.texts.join(''), texts: spec.texts });
         }
-        break;
+        return;
       case 'mxHost':
-        for (const owner of owners(spec.name)) add(owner, field, { type: DnsType.MX, ttl, data: `${spec.preference} ${spec.target ?? opts.serverName}` });
-        break;
+        for (const owner of this.owners(spec.name)) this.add(owner, field, { type: DnsType.MX, ttl, data: `${spec.preference} ${spec.target ?? this.opts.serverName}` });
+        return;
       case 'ptrRecord':
-        if (spec.target === undefined) nodeAt(spec.name, field);
-        else add(spec.name, field, { type: DnsType.PTR, ttl, data: spec.target });
-        break;
+        if (spec.target === undefined) this.nodeAt(spec.name, field);
+        else this.add(spec.name, field, { type: DnsType.PTR, ttl, data: spec.target });
+        return;
       case 'address':
-        for (const d of spec.domains) addWildcard(zone, d, spec.address, ttl, field, errors);
-        break;
+        for (const d of spec.domains) addWildcard(this.zone, d, spec.address, ttl, field, this.errors);
+        return;
     }
   }
 
-  for (const [name, node] of zone.nodes) {
-    if (node.cname && node.rrsets.size > 0) {
-      const other = node.field === node.cname.field ? 'other records' : `records (${node.field})`;
-      errors.push(`${node.cname.field}: "${name}" also has ${other}; a CNAME name holds nothing else (RFC 1034 §3.6.2)`);
+  private addHost(spec: Extract<RecordSpec, { kind: 'hostRecord' }>, field: string, ttl: number): void {
+    for (const name of spec.names) {
+      for (const owner of this.owners(name)) {
+        if (spec.ipv4 !== undefined) this.add(owner, field, { type: DnsType.A, ttl, data: spec.ipv4 });
+        if (spec.ipv6 !== undefined) this.add(owner, field, { type: DnsType.AAAA, ttl, data: spec.ipv6 });
+      }
     }
+    // PTR for the first name, unless an earlier record already named the address (dnsmasq keeps the first)
+    if (spec.ipv4 !== undefined) addPtr(this.zone, reverseName(parseIpv4(spec.ipv4)!), this.qualify(spec.names[0]!), ttl, field, this.add);
+    if (spec.ipv6 !== undefined) addPtr(this.zone, ipv6ReverseName(ipv6Bytes(spec.ipv6)), this.qualify(spec.names[0]!), ttl, field, this.add);
   }
-  errors.push(...cnameLoops(zone));
-  addZones(zone, domain, opts.subnet);
-  return { zone, errors };
+
+  /** A CNAME name holds nothing else; no CNAME loops. */
+  check(): void {
+    for (const [name, node] of this.zone.nodes) {
+      if (node.cname && node.rrsets.size > 0) {
+        const other = node.field === node.cname.field ? 'other records' : `records (${node.field})`;
+        this.errors.push(`${node.cname.field}: "${name}" also has ${other}; a CNAME name holds nothing else (RFC 1034 §3.6.2)`);
+      }
+    }
+    this.errors.push(...cnameLoops(this.zone));
+    addZones(this.zone, this.domain, this.opts.subnet);
+  }
+}
+
+/**
+ * Builds the zone; `errors` lists what makes the set unusable, each naming the field. The zone is complete even
+ * with errors (a caller that must refuse them does; the daemon never runs one with errors).
+ */
+export function buildRecordZone(specs: readonly SourcedSpec[], opts: RecordZoneOptions): { zone: RecordZone; errors: string[] } {
+  const builder = new ZoneBuilder(new RecordZone(opts, specs), opts);
+  for (const { spec, field } of specs) builder.addSpec(spec, field);
+  builder.check();
+  return { zone: builder.zone, errors: builder.errors };
 }
 
 function sameTexts(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
