@@ -13,7 +13,7 @@ import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
 import type { Logger } from '../log.js';
 import { decodeTftpPacket, encodeTftpPacket, TftpDecodeError, TftpErrorCode, type TftpPacket, type TftpRequest } from './codec.js';
-import { BlockStream, openInRoot, type OpenRefusal } from './files.js';
+import { BlockStream, openInRoot, type OpenedFile, type OpenRefusal } from './files.js';
 import { DEFAULT_LIMITS, negotiate, type NegotiationLimits } from './options.js';
 import { ReadTransfer, type TransferEnd } from './transfer.js';
 
@@ -174,21 +174,33 @@ export class TftpServer {
       return;
     }
     const { file } = opened;
+    const socket = await this.transferSocket(client, request.filename);
+    if (!socket || this.closed) {
+      socket?.close();
+      await file.handle.close().catch(() => undefined);
+      this.release(key, client.address);
+      return;
+    }
+    this.startTransfer(key, request, client, socket, file, started);
+  }
+
+  /**
+   * RFC 1350 §4: the transfer's socket talks to this client only. Connected, the kernel drops other sources (they
+   * get an ICMP port unreachable rather than a TFTP ERROR 5) and sends need no address lookup. Undefined (logged,
+   * and refused to the client when the socket could not be opened) when that fails.
+   */
+  private async transferSocket(client: dgram.RemoteInfo, filename: string): Promise<dgram.Socket | undefined> {
     let socket: dgram.Socket;
     try {
       if (this.closed) throw new Error('closed');
       socket = await this.opts.openTransferSocket();
     } catch (err) {
-      await file.handle.close().catch(() => undefined);
-      this.release(key, client.address);
       if (!this.closed) {
         this.opts.logger.warnLimited('tftp-socket-open', 'cannot open a TFTP transfer socket', { error: (err as Error).message });
-        this.refuse('socket-failed', client, request.filename);
+        this.refuse('socket-failed', client, filename);
       }
-      return;
+      return undefined;
     }
-    // RFC 1350 §4: the transfer's socket talks to this client only. Connected, the kernel drops other sources (they
-    // get an ICMP port unreachable rather than a TFTP ERROR 5) and sends need no address lookup.
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
@@ -197,19 +209,15 @@ export class TftpServer {
           resolve();
         });
       });
+      return socket;
     } catch (err) {
       socket.close();
-      await file.handle.close().catch(() => undefined);
-      this.release(key, client.address);
       this.opts.logger.warnLimited('tftp-socket-connect', 'cannot connect a TFTP transfer socket', { error: (err as Error).message });
-      return;
+      return undefined;
     }
-    if (this.closed) {
-      socket.close();
-      await file.handle.close().catch(() => undefined);
-      this.release(key, client.address);
-      return;
-    }
+  }
+
+  private startTransfer(key: string, request: TftpRequest, client: dgram.RemoteInfo, socket: dgram.Socket, file: OpenedFile, started: number): void {
     const netascii = request.mode !== 'octet';
     const negotiated = negotiate(request.options, netascii ? undefined : file.size, this.limits);
     this.counters.requests++;
