@@ -282,7 +282,17 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     guestToHost: v['guest-to-host'],
     dhcpMaxDeclinedPercent: numberOrText(v['dhcp-max-declined']),
     dhcpProbeTimeoutMs: numberOrText(v['dhcp-probe-timeout']),
-    // issue 16
+    ...dhcpBreadthFromFlags(v),
+    ...dnsBreadthFromFlags(v),
+    // issue 14
+    subnet6: v.subnet6,
+    ipv6: v.ipv6,
+  };
+}
+
+/** Issue 16: DHCP options, PXE/TFTP, the lease script. */
+function dhcpBreadthFromFlags(v: DaemonValues): RawSettings {
+  return {
     dhcpBoot: v['dhcp-boot'],
     dhcpMatch: v['dhcp-match'],
     dhcpUserclass: v['dhcp-userclass'],
@@ -292,7 +302,17 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     tftpMax: numberOrText(v['tftp-max']),
     dhcpScript: v['dhcp-script'],
     dhcpScriptTimeout: numberOrText(v['dhcp-script-timeout']),
-    // issue 15: custom DNS records
+    dhcpOptions: v['dhcp-option'],
+    dhcpOptionsForce: v['dhcp-option-force'],
+    dhcpDns: v['dhcp-dns']?.flatMap((a) => a.split(',')),
+    mtu: numberOrText(v.mtu),
+    dhcpRapidCommit: v['no-dhcp-rapid-commit'] ? false : v['dhcp-rapid-commit'] ? true : undefined,
+  };
+}
+
+/** Issue 15: custom records, split DNS and dnsmasq's DNS knobs, DDNS. */
+function dnsBreadthFromFlags(v: DaemonValues): RawSettings {
+  return {
     hostRecord: v['host-record'],
     cname: v.cname,
     srvHost: v['srv-host'],
@@ -301,12 +321,6 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     ptrRecord: v['ptr-record'],
     address: v.address,
     localTtl: numberOrText(v['local-ttl']),
-    // issue 16
-    dhcpOptions: v['dhcp-option'],
-    dhcpOptionsForce: v['dhcp-option-force'],
-    dhcpDns: v['dhcp-dns']?.flatMap((a) => a.split(',')),
-    mtu: numberOrText(v.mtu),
-    dhcpRapidCommit: v['no-dhcp-rapid-commit'] ? false : v['dhcp-rapid-commit'] ? true : undefined,
     server: v.server,
     local: v.local,
     strictOrder: v['strict-order'] ? true : undefined,
@@ -318,9 +332,6 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     ddnsZone: v['ddns-zone'],
     ddnsReverse: v['ddns-reverse'] ? true : undefined,
     ddnsKeyFile: v['ddns-key-file'],
-    // issue 14
-    subnet6: v.subnet6,
-    ipv6: v.ipv6,
   };
 }
 
