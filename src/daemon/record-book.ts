@@ -4,7 +4,6 @@
  * swaps it in whole; the DNS server reads `zone` on every query, so a change is answered at once. SIGHUP (reload)
  * rebuilds from the new config and the runtime records.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config.js';
 import { checkRecordSet } from '../dns/record-config.js';
@@ -13,7 +12,7 @@ import { buildRecordZone, countByKind, type RecordZone, type SourcedSpec } from 
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Subnet } from '../net/ipv4.js';
-import { writeFileAtomic } from '../state/atomic-file.js';
+import { readJsonArray, writeFileAtomic } from '../state/atomic-file.js';
 
 export const RUNTIME_RECORDS_FILE = 'runtime-records.json';
 
@@ -171,20 +170,12 @@ export class RecordBook {
 
   private async readRuntimeFile(): Promise<StoredRecord[]> {
     const file = path.join(this.config.stateDir, RUNTIME_RECORDS_FILE);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch {
+    const parsed = await readJsonArray(file);
+    if (parsed === undefined) {
+      this.opts.logger.warn('runtime DNS records file unreadable; starting without runtime records', { file, error: 'not a JSON array' });
       return [];
     }
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (!Array.isArray(parsed)) throw new Error('not a JSON array');
-      return parsed.filter((e): e is StoredRecord => typeof e === 'object' && e !== null && RECORD_KINDS.includes((e as StoredRecord).kind) && typeof (e as StoredRecord).spec === 'string');
-    } catch (err) {
-      this.opts.logger.warn('runtime DNS records file unreadable; starting without runtime records', { file, error: (err as Error).message });
-      return [];
-    }
+    return parsed.filter((e): e is StoredRecord => typeof e === 'object' && e !== null && RECORD_KINDS.includes((e as StoredRecord).kind) && typeof (e as StoredRecord).spec === 'string');
   }
 
   private async persist(runtime: readonly SourcedSpec[]): Promise<void> {

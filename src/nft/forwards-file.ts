@@ -2,11 +2,10 @@
  * Where the forwards added at runtime survive a restart: `forwards.json` in the state dir, a JSON list of spec
  * texts. natd persists inputs, not rules (the table is always derived from them). Whole-file atomic writes.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { writeFileAtomic } from '../state/atomic-file.js';
+import { readJsonArray, writeFileAtomic } from '../state/atomic-file.js';
 
 export const RUNTIME_FORWARDS_FILE = STATE_FILES.runtimeForwards;
 
@@ -21,18 +20,8 @@ export function forwardsFile(stateDir: string): ForwardsStore {
   const file = path.join(stateDir, RUNTIME_FORWARDS_FILE);
   return {
     async load() {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch {
-        return [];
-      }
-      try {
-        const parsed: unknown = JSON.parse(text);
-        if (Array.isArray(parsed) && parsed.every((s) => typeof s === 'string')) return parsed;
-      } catch {
-        /* fall through */
-      }
+      const parsed = await readJsonArray(file);
+      if (parsed && parsed.every((s) => typeof s === 'string')) return parsed as string[];
       throw new NatdError(ErrorCodes.STATE, `${file}: not a JSON list of forward specs; fix or remove it`);
     },
     save: (specs) => writeFileAtomic(file, JSON.stringify(specs, null, 2) + '\n'),

@@ -2,7 +2,7 @@
  * Crash-safe whole-file replacement: readers see either the old file or the new one, never half of either.
  * (Rewriting a file in place, as dnsmasq does with its leases file, leaves a torn file after a crash.)
  */
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -43,5 +43,24 @@ export async function fsyncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * A state file holding a JSON array (the runtime forwards and records): [] when it does not exist; `undefined` when
+ * it exists but is not a JSON array (the caller decides whether that is fatal).
+ */
+export async function readJsonArray(path: string): Promise<unknown[] | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return [];
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return Array.isArray(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
   }
 }
