@@ -1,14 +1,16 @@
 /**
  * Composition root: builds every component from the frozen Config and the injected system (system.ts), starts them
  * in the order below and closes them in reverse. It only wires: the services live in their own modules
- * (reservations.ts, guest-names.ts, control-handlers.ts, metrics-http.ts, upstreams.ts, status.ts).
+ * (reservations.ts, guest-names.ts, record-book.ts, lease-events.ts, lease-script.ts, ddns.ts, tftp.ts,
+ * control-handlers.ts, metrics-http.ts, upstreams.ts, dns-routes.ts, dns-listeners.ts, status.ts; ipv6/service.ts).
  *
  * Start order (each step registers its close before the next one starts):
  *   1. check the DHCP range against the subnet natd will serve (nothing on the system has changed yet)
- *   2. bridge, then sysctls
- *   3. state: lease journal (closed last), reservations, lease events and the dhcp-script
- *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; the guest names that follow
- *      leases and reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
+ *   2. bridge (MTU), then sysctls; IPv6 address, forwarding and router advertisements  (with --subnet6/--ipv6)
+ *   3. state: lease journal (closed last), reservations, custom DNS records
+ *   4. conflict probe (ARP socket on the bridge), DHCP core with the journal's leases; lease events and the
+ *      dhcp-script (which hears the journal's leases as 'old'); the guest names that follow leases and
+ *      reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
  *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
