@@ -38,6 +38,8 @@ export class OptionEngine {
   private readonly cache = new Map<string, ResolvedOptions>();
   private readonly builtInOrder: number[];
   private readonly perHost = new WeakMap<object, ResolvedOptions>();
+  /** a host with its own options whose request also earned tags: per host, by the relevant tags */
+  private readonly perHostTagged = new WeakMap<object, Map<string, ResolvedOptions>>();
 
   /**
    * `builtIn`: the options natd derives from its own configuration (mask, router, DNS, domain, …), in the order sent
@@ -76,6 +78,27 @@ export class OptionEngine {
     const tags = new Set(['known', ...(host.tags ?? []).map((t) => t.toLowerCase())]);
     const resolved = host.options && host.options.length > 0 ? this.compute(tags, host.options) : this.resolve(tags);
     this.perHost.set(host, resolved);
+    return resolved;
+  }
+
+  /**
+   * A client whose request earned tags (--dhcp-match, --dhcp-userclass, --dhcp-vendorclass): with its reservation's
+   * tags, `known` and own options when it has one. Cached like the others, so the reply path stays a map lookup.
+   */
+  forClient(host: { readonly tags?: readonly string[]; readonly options?: readonly OptionSpec[] } | undefined, earned: ReadonlySet<string>): ResolvedOptions {
+    if (earned.size === 0) return host ? this.forHost(host) : this.resolve();
+    if (!host) return this.resolve(earned);
+    const tags = new Set(['known', ...(host.tags ?? []).map((t) => t.toLowerCase()), ...earned]);
+    if (!host.options || host.options.length === 0) return this.resolve(tags);
+    let byKey = this.perHostTagged.get(host);
+    if (!byKey) this.perHostTagged.set(host, (byKey = new Map()));
+    const key = [...tags].filter((t) => this.relevantTags.has(t)).sort().join(',');
+    let resolved = byKey.get(key);
+    if (!resolved) {
+      if (byKey.size >= MAX_CACHED) byKey.clear();
+      resolved = this.compute(tags, host.options);
+      byKey.set(key, resolved);
+    }
     return resolved;
   }
 

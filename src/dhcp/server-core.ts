@@ -288,8 +288,7 @@ export class DhcpServerCore {
       return reservation ? this.options.forHost(reservation) : this.defaultOptions;
     }
     // tags the request earns (--dhcp-match, --dhcp-userclass, --dhcp-vendorclass) select options too, as in dnsmasq
-    const tags = clientTags(b, req.rawOptions, reservation ? ['known', ...(reservation.tags ?? [])] : undefined);
-    return reservation ? this.options.forHost({ ...reservation, tags: [...tags] }) : this.options.resolve(tags);
+    return this.options.forClient(reservation, clientTags(b, req.rawOptions, undefined));
   }
 
   private decide(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {

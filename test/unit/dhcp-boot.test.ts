@@ -11,6 +11,7 @@ import { DhcpServerCore } from '../../src/dhcp/server-core.js';
 import { DhcpOption, type Reservation } from '../../src/dhcp/types.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
 import { resolveConfig } from '../../src/config.js';
+import { parseOptionSpec } from '../../src/dhcp/option-spec.js';
 import { ip } from '../support/addresses.js';
 
 const SERVER = ip('10.10.0.1');
@@ -142,6 +143,26 @@ describe('the reply on the wire', () => {
     const c = core(policy({ boot: ['tag:special,special.efi', 'undionly.kpxe'] }), [{ mac, address: ip('10.10.0.50'), tags: ['special'] }]);
     expect(offer(c, discover({})).file).toBe('special.efi');
     expect(offer(core(policy({ boot: ['tag:known,k.efi', 'undionly.kpxe'] }), [{ mac, address: ip('10.10.0.50') }]), discover({})).file).toBe('k.efi');
+  });
+  it('tags the request earns select --dhcp-option specs too, for reserved hosts with their own options as well', () => {
+    const mac = MAC.map((b) => b.toString(16).padStart(2, '0')).join(':');
+    const make = (reservations: Reservation[]) => new DhcpServerCore({
+      serverAddress: SERVER, subnet: makeSubnet(SERVER, 24), router: SERVER, dnsServers: [SERVER], leaseTimeSeconds: 3600,
+      rangeStart: ip('10.10.0.100'), rangeEnd: ip('10.10.0.199'), boot: policy({ match: ['set:efi,option:client-arch,7'] }),
+      options: [parseOptionSpec('tag:efi,option:ntp-server,10.10.0.9', false)],
+    }, reservations);
+    const ntp = (reply: ReturnType<typeof offer>) => reply.options.get(42) && [...reply.options.get(42)!].join('.');
+    const efi = discover({ 93: [0, 7], 55: [1, 3, 42] });
+    const bios = discover({ 93: [0, 0], 55: [1, 3, 42] });
+    expect(ntp(offer(make([]), efi))).toBe('10.10.0.9');
+    expect(ntp(offer(make([]), bios))).toBeUndefined();
+    // a reserved host with an option of its own keeps it and still gets what its request earned, every time
+    const own = make([{ mac, address: ip('10.10.0.50'), options: [parseOptionSpec('224,"host"', false)] }]);
+    for (let i = 0; i < 3; i++) {
+      const reply = offer(own, discover({ 93: [0, 7], 55: [1, 3, 42, 224] }));
+      expect(ntp(reply)).toBe('10.10.0.9');
+      expect(Buffer.from(reply.options.get(224)!).toString()).toBe('host');
+    }
   });
   it('a name longer than the 128-byte file field goes in option 67 only', () => {
     const url = `http://10.10.0.1/${'x'.repeat(150)}.ipxe`;
