@@ -38,6 +38,8 @@ export class OptionEngine {
   private readonly cache = new Map<string, ResolvedOptions>();
   private readonly builtInOrder: number[];
   private readonly perHost = new WeakMap<object, ResolvedOptions>();
+  /** what a client without a reservation or earned tags gets (the common case: no key to build) */
+  private everybody: ResolvedOptions | undefined;
   /** a host with its own options whose request also earned tags: per host, by the relevant tags */
   private readonly perHostTagged = new WeakMap<object, Map<string, ResolvedOptions>>();
 
@@ -86,7 +88,7 @@ export class OptionEngine {
    * tags, `known` and own options when it has one. Cached like the others, so the reply path stays a map lookup.
    */
   forClient(host: { readonly tags?: readonly string[]; readonly options?: readonly OptionSpec[] } | undefined, earned: ReadonlySet<string>): ResolvedOptions {
-    if (earned.size === 0) return host ? this.forHost(host) : this.resolve();
+    if (earned.size === 0) return host ? this.forHost(host) : (this.everybody ??= this.resolve());
     if (!host) return this.resolve(earned);
     const tags = new Set(['known', ...(host.tags ?? []).map((t) => t.toLowerCase()), ...earned]);
     if (!host.options || host.options.length === 0) return this.resolve(tags);

@@ -127,7 +127,11 @@ type NakReason = 'nak:wrong-subnet' | 'nak:wrong-address' | 'nak:reserved-elsewh
 /** The request with every number forced into range, so nothing a peer sends can make the encoder throw. */
 interface Req extends DhcpRequest {
   serverIsUs: boolean;
+  /** tags the request earned (--dhcp-match, --dhcp-userclass, --dhcp-vendorclass), worked out once per request */
+  earned?: ReadonlySet<string>;
 }
+
+const NO_EARNED_TAGS: ReadonlySet<string> = new Set();
 
 export class DhcpServerCore {
   /** The lease table, to read: leases end only through handle() and expire(), which report every end as a change. */
@@ -137,7 +141,6 @@ export class DhcpServerCore {
   /** configured option values, encoded once; resolved per client's tags (option-set.ts) */
   private options: OptionEngine;
   /** what a client without a reservation gets */
-  private defaultOptions: ResolvedOptions;
   /** the built-in options (mask, router, DNS, …), encoded once */
   private readonly builtInOptions: ReadonlyMap<number, Uint8Array>;
   private readonly rapidCommit: boolean;
@@ -176,7 +179,6 @@ export class DhcpServerCore {
     this.quarantineLimit = Math.max(1, Math.floor(this.pool.rangeSize * (Number.isFinite(share) ? Math.max(0, share) : 0)));
     this.builtInOptions = this.encodeConfiguredOptions();
     this.options = new OptionEngine(this.builtInOptions, config.options ?? [], config.serverAddress);
-    this.defaultOptions = this.options.resolve();
     this.rapidCommit = config.rapidCommit ?? true;
     this.pool.setReservations(reservations);
     this.boot = config.boot ?? EMPTY_BOOT_POLICY;
@@ -190,7 +192,6 @@ export class DhcpServerCore {
   /** Replaces the --dhcp-option specs (reload); encoded here, once, like at start. */
   setOptions(specs: readonly OptionSpec[]): void {
     this.options = new OptionEngine(this.builtInOptions, specs, this.config.serverAddress);
-    this.defaultOptions = this.options.resolve();
   }
 
   /** Replaces the reservations (SIGHUP, control API); returns the entries skipped as invalid or conflicting. */
@@ -277,18 +278,18 @@ export class DhcpServerCore {
   }
 
   /**
-   * The option values for this client: its reservation's (tags, own options) or everybody's. Tags derived from the
-   * request itself (e.g. a PXE client's architecture, dnsmasq's dhcp-match) belong here: add them to the host's tags
-   * and call this.options.resolve(tags), which caches per tag combination.
+   * The option values for this client: its reservation's (tags, own options) or everybody's, with the tags its
+   * request earned (they select options too, as in dnsmasq). Every case is a cache lookup in the option engine.
    */
   private optionsFor(req: Req): ResolvedOptions {
     const reservation = this.pool.reservationForMac(req.mac);
+    return this.options.forClient(reservation, this.earnedTags(req));
+  }
+
+  private earnedTags(req: Req): ReadonlySet<string> {
     const b = this.boot;
-    if (b.matches.length + b.userClasses.length + b.vendorClasses.length === 0) {
-      return reservation ? this.options.forHost(reservation) : this.defaultOptions;
-    }
-    // tags the request earns (--dhcp-match, --dhcp-userclass, --dhcp-vendorclass) select options too, as in dnsmasq
-    return this.options.forClient(reservation, clientTags(b, req.rawOptions, undefined));
+    if (b.matches.length + b.userClasses.length + b.vendorClasses.length === 0) return NO_EARNED_TAGS;
+    return (req.earned ??= clientTags(b, req.rawOptions, undefined));
   }
 
   private decide(request: DhcpRequest, now: number, opts: HandleOptions, probed: Probed | undefined): CoreResult {
@@ -694,8 +695,8 @@ export class DhcpServerCore {
   private addBootFields(req: Req, packet: DhcpPacket, serverId: number): void {
     if (this.boot.entries.length === 0) return;
     const reservation = this.pool.reservationForMac(req.mac);
-    const hostTags = reservation ? ['known', ...(reservation.tags ?? [])] : undefined;
-    const entry = selectBoot(this.boot, clientTags(this.boot, req.rawOptions, hostTags));
+    const tags = new Set([...(reservation ? ['known', ...(reservation.tags ?? [])] : []), ...this.earnedTags(req)]);
+    const entry = selectBoot(this.boot, tags);
     if (!entry) return;
     const boot = bootReply(entry, serverId);
     packet.file = boot.file;
