@@ -98,6 +98,7 @@ export const DAEMON_OPTIONS = {
   // issue 14: IPv6 for the guests
   subnet6: { type: 'string' },
   ipv6: { type: 'string' },
+  'ipv6-mode': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -136,7 +137,7 @@ Daemon options:
   --upstream ADDR          upstream DNS server: IP, IP#PORT or [IPv6]:PORT (repeatable; default: /etc/resolv.conf)
   --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
   --route NET/LEN=ROUTER   extra classless static route for the guests (repeatable), e.g. 192.168.50.0/24=10.10.0.2
-  --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable)
+  --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable; IPv6 in [brackets])
   --hostsfile FILE         dnsmasq-style reservations: MAC,IP[,NAME] per line (re-read on SIGHUP)
   --addn-hosts FILE        extra DNS names in /etc/hosts format (repeatable; re-read on SIGHUP)
   --state-dir DIR          leases and runtime state (default /var/lib/natd/BRIDGE)
@@ -217,6 +218,13 @@ IPv6 for the guests (issue 14; off unless one of these is given; config file: su
                            the prefix (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
   --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
                            name and /etc/machine-id (RFC 4193)
+  --ipv6-mode nat|routed   nat (default): masquerade the prefix to the host's address (NAT66; libvirt
+                           <nat ipv6='yes'/>, Incus ipv6.nat=true); routed: the prefix in --subnet6 is a global one
+                           routed to this host: no NAT, guests keep their addresses and anyone may connect to them
+                           (libvirt <forward mode='route'/>, Incus ipv6.nat=false); changeable by reload
+  --forward tcp:[2001:db8::1]:2222=web:22, --forward tcp:2222=[fd00::5]:22
+                           port forwards over IPv6; tcp:2222=web:22 forwards over IPv6 too when natd knows
+                           web's IPv6 address
 
 Examples:
   natd --bridge virbr10
@@ -287,6 +295,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     // issue 14
     subnet6: v.subnet6,
     ipv6: v.ipv6,
+    ipv6Mode: v['ipv6-mode'],
   };
 }
 

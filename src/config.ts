@@ -31,6 +31,7 @@ import type { DdnsConfig } from './ddns/settings.js';
 import type { BootSettings } from './tftp/settings.js';
 // issue 14: IPv6 for the guests
 import type { Ipv6Setting } from './ipv6/settings.js';
+import { ipv6ForwardProblems, ipv6ModeProblems, type Ipv6Mode } from './ipv6/egress-config.js'; // issue 14
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -119,6 +120,8 @@ export interface RawSettings {
   // issue 14: IPv6 for the guests: the gateway/64 (as subnet), or 'auto' for a ULA /64 derived from the bridge name
   subnet6?: unknown;
   ipv6?: unknown;
+  /** issue 14: IPv6 egress: nat (NAT66, default) or routed (a global prefix routed to the host) */
+  ipv6Mode?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -227,6 +230,7 @@ const settingsSchema = z
     // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
     subnet6: z.string().optional(),
     ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
+    ipv6Mode: z.enum(['nat', 'routed'], { error: "expected 'nat' or 'routed'" }).default('nat'),
   })
   .strict();
 
@@ -312,6 +316,8 @@ export interface Config {
   readonly ddns: DdnsConfig | undefined;
   /** issue 14: IPv6 on the bridge (address, RAs, NAT66); undefined: IPv4 only */
   readonly ipv6: Ipv6Setting | undefined;
+  /** issue 14: --ipv6-mode: nat (masquerade, default) or routed (no NAT; the prefix is routed to the host) */
+  readonly ipv6Mode: Ipv6Mode;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -352,6 +358,9 @@ function resolveParts(s: Settings, problems: string[]) {
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const boot = parseBootSettings(s, problems);
   const features = featureParts(s, reservations, problems);
+  // issue 14: the IPv6 egress mode and IPv6 forwards against the prefix
+  ipv6ModeProblems(s.ipv6Mode, features.ipv6, problems);
+  ipv6ForwardProblems(s.forwards, features.ipv6, problems);
   return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features };
 }
 
@@ -409,5 +418,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     listenAddresses: f.listenAddresses,
     ddns: f.ddns,
     ipv6: f.ipv6, // issue 14
+    ipv6Mode: s.ipv6Mode,
   });
 }

@@ -60,6 +60,7 @@ import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
+import { guestIpv6Resolver } from './guest-ipv6.js'; // issue 14: guest name → IPv6 address for v6 forwards
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -379,7 +380,7 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
 async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
-    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served) } : {}), // issue 14
+    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served), resolveName6: guestIpv6Resolver(config.reservations) } : {}), // issue 14
   });
   await firewall.start();
   ctx.stack.push('firewall', () => firewall.close());
@@ -417,7 +418,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
   const book = running.reservations;
-  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, guestIpv6Resolver(config.reservations))); // issue 14: IPv6 names
   const previousTftp = running.config.tftp;
   running.config = config;
   running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart

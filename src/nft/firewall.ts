@@ -14,18 +14,21 @@
  */
 // issue 14
 import type { Ipv6RulesetInput } from './ipv6-rules.js';
+import { parseIpv6 } from '../ipv6/address.js';
+import { splitFamilies, type GuestResolvers, type NameResolver6 } from './forward6.js';
 import type { Config } from '../config.js';
 import { tableNameFor } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
-import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward } from './forward-spec.js';
+import { formatForwardSpec, parseForwardSpec, type PortForward, type PortForward6 } from './forward-spec.js';
 import {
   alreadyForwarded, forwardRows, guestNames, parseConfiguredForwards, parseForwardEntry, parseStoredForwards,
   resolveForwards, type ActiveForward, type ForwardEntry, type ForwardRow,
 } from './forward-set.js';
 import { forwardsFile, type ForwardsStore } from './forwards-file.js';
 import { buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
+import { resolveFamilies } from './forward6.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
 import { startHealer, type Healer } from './healer.js';
 import type { NftOptions } from './runner.js';
@@ -42,8 +45,10 @@ export interface FirewallOptions {
   nft?: NftOptions;
   /** where runtime forwards persist; default forwards.json in config.stateDir */
   store?: ForwardsStore;
-  /** issue 14: the IPv6 prefix natd serves on the bridge */
+  /** issue 14: the IPv6 prefix natd serves on the bridge (its mode comes from config.ipv6Mode, so a reload switches it) */
   ipv6?: Ipv6RulesetInput;
+  /** issue 14: a guest name → its IPv6 address, for forwards over IPv6 (daemon/guest-ipv6.ts) */
+  resolveName6?: NameResolver6;
 }
 
 export { tableNameFor };
@@ -65,9 +70,14 @@ interface AppliedTable {
   active: ActiveForward[];
 }
 
+type Rule = PortForward | PortForward6;
+/** issue 14: a forward's map entries, one per family it serves */
+const rulesOf = (a: ActiveForward): Rule[] => [...(a.forward.v4 ? [a.forward.v4] : []), ...(a.forward.v6 ? [a.forward.v6] : [])];
+
 export class Firewall {
   private config: Config;
   private resolveName: NameResolver;
+  private resolveName6: NameResolver6 | undefined;
   private configured: ForwardEntry[] = [];
   private runtime: ForwardEntry[] = [];
   private readonly store: ForwardsStore;
@@ -81,6 +91,7 @@ export class Firewall {
   constructor(private readonly opts: FirewallOptions) {
     this.config = opts.config;
     this.resolveName = opts.resolveName;
+    this.resolveName6 = opts.resolveName6;
     this.store = opts.store ?? forwardsFile(opts.config.stateDir);
     this.nft = opts.nft ?? {};
   }
@@ -95,24 +106,31 @@ export class Firewall {
     return next;
   }
 
+  /** issue 14: the name lookups in both families; IPv6 only when natd serves it */
+  private resolvers(resolveName: NameResolver, resolveName6 = this.resolveName6): GuestResolvers {
+    const network = this.opts.ipv6 ? parseIpv6(this.opts.ipv6.network) : undefined;
+    return { v4: resolveName, ...(network ? { v6: { network, lookup: resolveName6 ?? (() => undefined) } } : {}) };
+  }
+
   private inputFor(config: Config, active: readonly ActiveForward[]): RulesetInput {
+    const { v4, v6 } = splitFamilies(active.map((a) => a.forward));
     return {
       table: this.table,
       bridge: this.opts.bridge.name,
       subnet: this.opts.bridge.subnet,
       gateway: this.opts.bridge.gateway,
       masqueradePorts: [config.masqueradePorts[0], config.masqueradePorts[1]],
-      forwards: active.map((a) => a.forward),
+      forwards: v4,
       allowIpv6Forward: config.allowIpv6Forward,
       guestToHost: config.guestToHost,
       tftp: config.tftp !== undefined, // issue 16
-      ...(this.opts.ipv6 ? { ipv6: this.opts.ipv6 } : {}), // issue 14
+      ...(this.opts.ipv6 ? { ipv6: { ...this.opts.ipv6, mode: config.ipv6Mode }, forwards6: v6 } : {}), // issue 14
     };
   }
 
   /** The table for these inputs; runtime forwards left out are logged, configured ones that fail throw. */
   private plan(config: Config, configured: readonly ForwardEntry[], resolveName: NameResolver): AppliedTable {
-    const { active, leftOut } = resolveForwards(configured, this.runtime, resolveName);
+    const { active, leftOut } = resolveForwards(configured, this.runtime, this.resolvers(resolveName));
     for (const { entry, reason } of leftOut) {
       this.opts.logger.warn('runtime port forward left out of the table', { forward: entry.text, error: reason });
     }
@@ -144,10 +162,17 @@ export class Firewall {
   }
 
   /** New config or names: everything is parsed and resolved first, then one full apply; on error nothing changes. */
-  reload(config: Config, resolveName: NameResolver): Promise<void> {
+  reload(config: Config, resolveName: NameResolver, resolveName6?: NameResolver6): Promise<void> {
     return this.serial(async () => {
       const configured = parseConfiguredForwards(config.forwards);
-      await this.applyFull('reload', this.plan(config, configured, resolveName));
+      const previous6 = this.resolveName6;
+      if (resolveName6) this.resolveName6 = resolveName6;
+      try {
+        await this.applyFull('reload', this.plan(config, configured, resolveName));
+      } catch (err) {
+        this.resolveName6 = previous6;
+        throw err;
+      }
       this.config = config;
       this.configured = configured;
       this.resolveName = resolveName;
@@ -165,7 +190,7 @@ export class Firewall {
 
   /** Every forward, configured then runtime, as plain rows (the control layer renders them). */
   listForwards(): ForwardRow[] {
-    return forwardRows(this.entries(), new Set(this.applied?.active.map((a) => a.entry)), this.resolveName);
+    return forwardRows(this.entries(), new Set(this.applied?.active.map((a) => a.entry)), this.resolvers(this.resolveName));
   }
 
   /** Adds a runtime forward with one element batch (no rebuild): applied, then persisted (see the header). */
@@ -174,12 +199,12 @@ export class Firewall {
       const entry = parseForwardEntry(text, 'runtime');
       const taken = this.entries().find((e) => e.hostKey === entry.hostKey);
       if (taken) throw alreadyForwarded(entry.text, entry.hostKey);
-      const added: ActiveForward = { entry, forward: resolveForward(entry.spec, this.resolveName) };
+      const added: ActiveForward = { entry, forward: resolveFamilies(entry.spec, this.resolvers(this.resolveName)) };
       const before = this.applied!;
       const active = [...before.active, added];
-      const after: AppliedTable = { input: { ...before.input, forwards: active.map((a) => a.forward) }, active };
+      const after: AppliedTable = { input: this.withForwards(before.input, active), active };
       buildRuleset(after.input); // validates the whole result before touching anything
-      await this.changeAndPersist(before, after, [added.forward], [], [...this.runtime, entry]);
+      await this.changeAndPersist(before, after, rulesOf(added), [], [...this.runtime, entry]);
       this.opts.logger.info('port forward added', { forward: entry.text });
     });
   }
@@ -197,8 +222,8 @@ export class Firewall {
       const before = this.applied!;
       const removed = before.active.find((a) => a.entry === entry);
       const active = before.active.filter((a) => a !== removed);
-      const after: AppliedTable = { input: { ...before.input, forwards: active.map((a) => a.forward) }, active };
-      await this.changeAndPersist(before, after, [], removed ? [removed.forward] : [], this.runtime.filter((e) => e !== entry));
+      const after: AppliedTable = { input: this.withForwards(before.input, active), active };
+      await this.changeAndPersist(before, after, [], removed ? rulesOf(removed) : [], this.runtime.filter((e) => e !== entry));
       this.opts.logger.info('port forward removed', { forward: canonical });
     });
   }
@@ -207,7 +232,13 @@ export class Firewall {
    * The runtime-change order from the header: element batch, then the file, then the in-memory state. A failed
    * write undoes the batch (best effort; the healer covers a failed undo) and rethrows.
    */
-  private async changeAndPersist(before: AppliedTable, after: AppliedTable, add: PortForward[], remove: PortForward[], runtime: ForwardEntry[]): Promise<void> {
+  /** issue 14: the input with these forwards, each family in its maps */
+  private withForwards(input: RulesetInput, active: readonly ActiveForward[]): RulesetInput {
+    const { v4, v6 } = splitFamilies(active.map((a) => a.forward));
+    return { ...input, forwards: v4, ...(input.ipv6 ? { forwards6: v6 } : {}) };
+  }
+
+  private async changeAndPersist(before: AppliedTable, after: AppliedTable, add: Rule[], remove: Rule[], runtime: ForwardEntry[]): Promise<void> {
     const changesTable = add.length + remove.length > 0;
     if (changesTable) await applyBatch(buildForwardChange(before.input, add, remove), this.nft);
     try {
@@ -220,7 +251,7 @@ export class Firewall {
     this.runtime = runtime;
   }
 
-  private async undo(before: AppliedTable, add: PortForward[], remove: PortForward[]): Promise<void> {
+  private async undo(before: AppliedTable, add: Rule[], remove: Rule[]): Promise<void> {
     try {
       await applyBatch(buildForwardChange(before.input, add, remove), this.nft);
     } catch (err) {

@@ -9,8 +9,10 @@
  */
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
-import { formatForwardSpec, parseForwardSpec, resolveForward, type PortForward, type PortForwardSpec } from './forward-spec.js';
+import { formatForwardSpec, parseForwardSpec, type PortForwardSpec } from './forward-spec.js';
 import { forwardKey } from './ruleset.js';
+// issue 14: a forward's rules per address family
+import { resolveFamilies, type GuestResolvers, type ResolvedFamilies } from './forward6.js';
 
 export type ForwardSource = 'config' | 'runtime';
 
@@ -23,10 +25,10 @@ export interface ForwardEntry {
   readonly source: ForwardSource;
 }
 
-/** An entry as it is in the table: its guest resolved to an address. */
+/** An entry as it is in the table: its guest resolved to an address in each family it serves (forward6.ts). */
 export interface ActiveForward {
   readonly entry: ForwardEntry;
-  readonly forward: PortForward;
+  readonly forward: ResolvedFamilies;
 }
 
 export interface ResolvedForwards {
@@ -48,14 +50,16 @@ export interface ForwardRow {
   problem?: string;
 }
 
+/** An any-address forward takes its protocol and port in both families (`tcp . 2222`); a bound IPv6 one its address. */
 function hostKeyOf(spec: PortForwardSpec): string {
-  return forwardKey({ ...spec, guestAddress: 0 });
+  if (spec.hostAddress6 !== undefined) return `[${spec.hostAddress6}] . ${spec.protocol} . ${spec.hostPort}`;
+  return forwardKey({ protocol: spec.protocol, hostPort: spec.hostPort, guestAddress: 0, guestPort: spec.guestPort, ...(spec.hostAddress !== undefined ? { hostAddress: spec.hostAddress } : {}) });
 }
 
 /** Ports whose capture on every local address would swallow the guests' own DNS/DHCP traffic to the gateway. */
 function checkNotServicePort(spec: PortForwardSpec, text: string): void {
-  const service = spec.hostPort === 53 || (spec.protocol === 'udp' && spec.hostPort === 67);
-  if (service && spec.hostAddress === undefined) {
+  const service = spec.hostPort === 53 || (spec.protocol === 'udp' && (spec.hostPort === 67 || spec.hostPort === 547));
+  if (service && spec.hostAddress === undefined && spec.hostAddress6 === undefined) {
     throw new NatdError(ErrorCodes.CONFIG, `forward "${text}": port ${spec.hostPort} on every local address would capture the guests' DNS/DHCP; give a host address (e.g. udp:198.51.100.1:53=web:53)`);
   }
 }
@@ -109,7 +113,7 @@ export function parseStoredForwards(texts: readonly string[]): { entries: Forwar
 export function resolveForwards(
   configured: readonly ForwardEntry[],
   runtime: readonly ForwardEntry[],
-  resolveName: (name: string) => number | undefined,
+  resolvers: GuestResolvers,
 ): ResolvedForwards {
   const problems: string[] = [];
   const active: ActiveForward[] = [];
@@ -118,7 +122,7 @@ export function resolveForwards(
   for (const entry of [...configured, ...runtime]) {
     try {
       if (taken.has(entry.hostKey)) throw alreadyForwarded(entry.text, entry.hostKey);
-      active.push({ entry, forward: resolveForward(entry.spec, resolveName) });
+      active.push({ entry, forward: resolveFamilies(entry.spec, resolvers) });
       taken.add(entry.hostKey);
     } catch (err) {
       if (entry.source === 'config') problems.push((err as Error).message);
@@ -138,20 +142,33 @@ export function guestNames(entries: readonly ForwardEntry[]): Set<string> {
 export function forwardRows(
   entries: readonly ForwardEntry[],
   inTable: ReadonlySet<ForwardEntry>,
-  resolveName: (name: string) => number | undefined,
+  resolvers: GuestResolvers,
 ): ForwardRow[] {
   return entries.map((entry) => {
     const { spec } = entry;
-    const address = 'address' in spec.guest ? spec.guest.address : resolveName(spec.guest.name);
+    let resolved: ResolvedFamilies | undefined;
+    let problem: string | undefined;
+    try {
+      resolved = resolveFamilies(spec, resolvers);
+    } catch (err) {
+      problem = /no reservation named/.test((err as Error).message) ? 'no such reservation' : (err as Error).message.replace(/^port forward "[^"]*": /, '');
+    }
+    // issue 14: the guest in each family it is forwarded to, e.g. "10.77.0.5:22, [fd00::5]:22"
+    const guests = [
+      ...(resolved?.v4 ? [`${formatIpv4(resolved.v4.guestAddress)}:${spec.guestPort}`] : []),
+      ...(resolved?.v6 ? [`[${resolved.v6.guestAddress}]:${spec.guestPort}`] : []),
+    ];
+    const guestText = 'name' in spec.guest ? spec.guest.name : 'address6' in spec.guest ? `[${spec.guest.address6}]` : formatIpv4(spec.guest.address);
+    const hostText = spec.hostAddress6 !== undefined ? `[${spec.hostAddress6}]` : spec.hostAddress === undefined ? '*' : formatIpv4(spec.hostAddress);
     const row: ForwardRow = {
       spec: entry.text,
       protocol: spec.protocol,
-      host: `${spec.hostAddress === undefined ? '*' : formatIpv4(spec.hostAddress)}:${spec.hostPort}`,
-      guest: `${address === undefined ? (spec.guest as { name: string }).name : formatIpv4(address)}:${spec.guestPort}`,
+      host: `${hostText}:${spec.hostPort}`,
+      guest: guests.length ? guests.join(', ') : `${guestText}:${spec.guestPort}`,
       source: entry.source,
       inTable: inTable.has(entry),
     };
-    if (address === undefined) row.problem = 'no such reservation';
+    if (problem !== undefined) row.problem = problem;
     return row;
   });
 }

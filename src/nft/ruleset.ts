@@ -17,9 +17,12 @@
  */
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, formatSubnet, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
-import { formatForwardSpec, type PortForward } from './forward-spec.js';
+import { formatForwardSpec, type PortForward, type PortForward6 } from './forward-spec.js';
 // issue 14: IPv6 for the guests
-import { ipv6Forward, ipv6Input, ipv6Masquerade, type Ipv6RulesetInput } from './ipv6-rules.js';
+import {
+  addr6Element, forward6Key, forward6KeyText, ipv6Dnat, ipv6Forward, ipv6ForwardMaps, ipv6Input, ipv6Masquerade, ipv6SpoofGuard, maps6For, port6Element,
+  type Ipv6RulesetInput,
+} from './ipv6-rules.js';
 import type {
   NftBatch,
   NftChain,
@@ -82,8 +85,10 @@ export interface RulesetInput {
   guestToHost?: readonly HostService[] | 'all';
   /** issue 16: natd's TFTP server answers on the gateway's udp 69 */
   tftp?: boolean;
-  /** issue 14: the IPv6 prefix natd serves on the bridge (forwarding, NAT66, DNS/DHCPv6 to the host) */
+  /** issue 14: the IPv6 prefix natd serves on the bridge (forwarding, NAT66 or routed, DNS/DHCPv6 to the host) */
   ipv6?: Ipv6RulesetInput;
+  /** issue 14: port forwards over IPv6 (only with ipv6) */
+  forwards6?: PortForward6[];
 }
 
 /** A host port (or range) guests may reach on the host itself, e.g. tcp 2049 for an NFS export to the guests. */
@@ -166,6 +171,19 @@ function validateForwards(forwards: readonly PortForward[]): void {
   }
 }
 
+/** issue 14: the IPv6 forwards, as validateForwards; they need the IPv6 prefix. */
+function validateForwards6(forwards: readonly PortForward6[], ipv6: Ipv6RulesetInput | undefined): void {
+  if (forwards.length && !ipv6) invalid(`IPv6 forward ${formatForwardSpec(forwards[0]!)} without an IPv6 prefix on the bridge`);
+  const seen = new Set<string>();
+  for (const f of forwards) {
+    validatePort(f.hostPort, `forward ${formatForwardSpec(f)}: host port`);
+    validatePort(f.guestPort, `forward ${formatForwardSpec(f)}: guest port`);
+    const key = forward6KeyText(f);
+    if (seen.has(key)) invalid(`two IPv6 forwards use ${key}`);
+    seen.add(key);
+  }
+}
+
 function validateInput(input: RulesetInput): [number, number] {
   if (!NAME_RE.test(input.table)) invalid(`table name "${input.table}" is not a valid nft identifier`);
   if (!IFNAME_RE.test(input.bridge)) invalid(`bridge name "${input.bridge}" is not an interface name`);
@@ -177,6 +195,7 @@ function validateInput(input: RulesetInput): [number, number] {
   validatePort(ports[1], 'masquerade port range end');
   if (ports[0] > ports[1]) invalid(`masquerade port range ${ports[0]}-${ports[1]} is empty`);
   validateForwards(input.forwards);
+  validateForwards6(input.forwards6 ?? [], input.ipv6); // issue 14
   if (input.guestToHost !== 'all') {
     for (const { ports: [first, last] } of input.guestToHost ?? []) {
       validatePort(first, 'guest-to-host port');
@@ -236,6 +255,8 @@ export function buildMaps(input: RulesetInput): NftMap[] {
     map(MAP.anyPort, ['inet_proto', 'inet_service'], 'inet_service', anyForwards.map(portElement)),
     map(MAP.boundAddr, ['ipv4_addr', 'inet_proto', 'inet_service'], 'ipv4_addr', boundForwards.map(addrElement)),
     map(MAP.boundPort, ['ipv4_addr', 'inet_proto', 'inet_service'], 'inet_service', boundForwards.map(portElement)),
+    // issue 14: the IPv6 forward maps, when natd serves IPv6
+    ...(input.ipv6 ? ipv6ForwardMaps(input.forwards6 ?? []).map((m) => map(m.name, m.type, m.map, m.elem)) : []),
   ];
 }
 
@@ -442,10 +463,11 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
   // issue 14
   const v6 = input.ipv6;
   return {
-    prerouting: [dnatBound(), dnatAnyLocal()],
-    output: [dnatBound(), dnatAnyLocalFromHost()],
+    prerouting: [dnatBound(), dnatAnyLocal(), ...(v6 ? ipv6Dnat(false) : [])],
+    output: [dnatBound(), dnatAnyLocalFromHost(), ...(v6 ? ipv6Dnat(true) : [])],
     postrouting: [masqueradeHairpin(input), masqueradeTcpUdp(input, ports), masqueradeOther(input), ...(v6 ? ipv6Masquerade(input.bridge, v6) : [])],
     forward: [
+      ...(v6 ? [ipv6SpoofGuard(input.bridge, v6)] : []), // issue 14
       acceptReplies(input),
       acceptForwarded(input),
       acceptFromGuests(input),
@@ -459,6 +481,7 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
     // sends to the host itself is rejected (port forwards are DNATed in prerouting and never reach this chain).
     // Traffic from elsewhere is not natd's business: policy accept.
     input: [
+      ...(v6 ? [ipv6SpoofGuard(input.bridge, v6)] : []), // issue 14
       acceptRepliesToHost(input),
       acceptDhcp(input),
       acceptDns(input, 'udp'),
@@ -495,20 +518,28 @@ export function buildRuleset(input: RulesetInput): NftBatch {
  * fails, so changing a forward is remove + add). Only `input.table` is used. An empty change gives an empty batch,
  * which the caller should skip (applyBatch refuses it).
  */
-export function buildForwardChange(input: RulesetInput, add: PortForward[], remove: PortForward[]): NftBatch {
-  validateForwards(add);
-  validateForwards(remove);
+export function buildForwardChange(input: RulesetInput, add: (PortForward | PortForward6)[], remove: (PortForward | PortForward6)[]): NftBatch {
+  const v4 = (list: (PortForward | PortForward6)[]) => list.filter((f): f is PortForward => !('family' in f));
+  const v6 = (list: (PortForward | PortForward6)[]) => list.filter((f): f is PortForward6 => 'family' in f);
+  validateForwards(v4(add));
+  validateForwards(v4(remove));
+  validateForwards6(v6(add), input.ipv6); // issue 14
+  validateForwards6(v6(remove), input.ipv6);
   const commands: NftCommand[] = [];
   const element = (name: string) => ({ family: TABLE_FAMILY, table: input.table, name });
+  // each forward: its two maps, its key and its two values (issue 14: the IPv6 maps for an IPv6 forward)
+  const parts = (f: PortForward | PortForward6) => ('family' in f
+    ? { maps: maps6For(f), key: forward6Key(f), addr: addr6Element(f), port: port6Element(f) }
+    : { maps: mapsFor(f), key: elementKey(f), addr: addrElement(f), port: portElement(f) });
   for (const f of remove) {
-    const maps = mapsFor(f);
-    commands.push({ delete: { element: { ...element(maps.addr), elem: [elementKey(f)] } } });
-    commands.push({ delete: { element: { ...element(maps.port), elem: [elementKey(f)] } } });
+    const { maps, key } = parts(f);
+    commands.push({ delete: { element: { ...element(maps.addr), elem: [key] } } });
+    commands.push({ delete: { element: { ...element(maps.port), elem: [key] } } });
   }
   for (const f of add) {
-    const maps = mapsFor(f);
-    commands.push({ add: { element: { ...element(maps.addr), elem: [addrElement(f)] } } });
-    commands.push({ add: { element: { ...element(maps.port), elem: [portElement(f)] } } });
+    const { maps, addr, port } = parts(f);
+    commands.push({ add: { element: { ...element(maps.addr), elem: [addr] } } });
+    commands.push({ add: { element: { ...element(maps.port), elem: [port] } } });
   }
   return { nftables: commands };
 }

@@ -8,7 +8,7 @@
 export type NftFamily = 'ip' | 'ip6' | 'inet';
 
 /** The data types natd's maps are keyed or valued by. */
-export type NftDataType = 'ipv4_addr' | 'inet_proto' | 'inet_service';
+export type NftDataType = 'ipv4_addr' | 'ipv6_addr' | 'inet_proto' | 'inet_service';
 
 export interface NftTable {
   family: NftFamily;
@@ -124,10 +124,14 @@ export interface NftMasquerade {
   masquerade: null | { port: NftRange };
 }
 export interface NftDnat {
-  dnat: { family: 'ip'; addr: NftExpression; port?: NftExpression };
+  dnat: { family: 'ip' | 'ip6'; addr: NftExpression; port?: NftExpression };
+}
+/** issue 14: spoofed IPv6 sources from the bridge are dropped (no reject: its ICMPv6 error would go to the victim) */
+export interface NftDrop {
+  drop: null;
 }
 
-export type NftStatement = NftMatch | NftAccept | NftReject | NftMasquerade | NftDnat;
+export type NftStatement = NftMatch | NftAccept | NftReject | NftMasquerade | NftDnat | NftDrop;
 
 export interface NftRule {
   family: NftFamily;
