@@ -134,9 +134,10 @@ function parseForwardSpec6(spec: string, hostSide: string, guestSide: string): P
   } else {
     if (hostSide.includes('[') || hostSide.includes(']')) fail(spec, `host side "${hostSide}" is malformed (an IPv6 address goes in brackets: tcp:[2001:db8::1]:2222)`);
     const parts = hostSide.split(':');
+    const v4Host = parts.slice(0, -1).find((p) => parseIpv4(p) !== undefined);
+    if (v4Host !== undefined) fail(spec, `host address ${v4Host} is IPv4 but the guest is IPv6: natd forwards within one family`);
     if (parts.length > 2 || parts.some((p) => p === '')) fail(spec, `host side "${hostSide}" must be [PROTO:]PORT or [PROTO:][IPV6]:PORT when the guest is an IPv6 address`);
     if (parts.length === 2) {
-      if (LOOKS_NUMERIC_RE.test(parts[0]!)) fail(spec, `host address ${parts[0]} is IPv4 but the guest is IPv6: natd forwards within one family`);
       if (!PROTOCOLS.includes(parts[0]!.toLowerCase())) fail(spec, `unknown protocol "${parts[0]}" (tcp or udp)`);
       protocol = parts.shift()!.toLowerCase() as ForwardProtocol;
     }
