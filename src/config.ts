@@ -234,6 +234,11 @@ const settingsSchema = z
   })
   .strict();
 
+/** issue 14: whether this build's config file takes a field (the importers carry IPv6 settings other work adds). */
+export function isKnownSetting(field: string): boolean {
+  return Object.hasOwn(settingsSchema.shape, field);
+}
+
 export interface Config {
   readonly bridge: string;
   /** gateway address + prefix requested; undefined = take it from the bridge, or DEFAULT_SUBNET when creating it */

@@ -10,7 +10,7 @@
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { resolveConfig, type RawSettings } from '../config.js';
+import { isKnownSetting, resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
@@ -25,6 +25,8 @@ import { writeFileAtomic } from '../state/atomic-file.js';
 import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
 import { OptionSpecError, parseOptionSpec } from '../dhcp/option-spec.js';
 import { parseServerSpec, type ServerSpec } from '../dns/domain-routes.js';
+// issue 14: the IPv6 lines (dhcp-range, enable-ra, ra-param, dhcp-host [v6], an IPv6 listen-address)
+import { dropUnknownV6Fields, importDhcpRange6, importListenAddress6, importRaParam, isIpv6Range, splitDhcpHost6, type V6Sink } from './import-dnsmasq-v6.js';
 
 export { RESERVATIONS_FILE } from './import-writer.js';
 
@@ -142,7 +144,8 @@ const HANDLERS: Record<string, Handler> = {
   'listen-address'(value, line, c) {
     for (const text of splitList(value)) {
       const address = parseIpv4(text);
-      if (address === undefined) problem(c, line, `listen-address ${text}: not an IPv4 address; ignored (natd serves IPv4 only)`);
+      if (address === undefined && importListenAddress6(text, v6Sink(c, line))) continue; // issue 14
+      if (address === undefined) problem(c, line, `listen-address ${text}: not an IP address; ignored`);
       // issue 15: natd serves the host itself on a loopback listen-address too, as dnsmasq did
       else if (address >>> 24 === 127) ((c.out.settings.listenAddress ??= []) as string[]).push(formatIpv4(address));
       else c.listenAddresses.push({ address, line });
@@ -168,6 +171,8 @@ const HANDLERS: Record<string, Handler> = {
     c.out.leasefile = value;
   },
   'dhcp-host'(value, line, c) {
+    if (value?.includes('[')) value = splitDhcpHost6(value, v6Sink(c, line)); // issue 14
+    if (!value || !value.split(',').some((f) => parseIpv4(f.trim()) !== undefined)) return; // IPv6 only: kept in dhcpHost
     const parsed = parseHostsfile(value ?? '', '');
     for (const p of parsed.problems) problem(c, line, `dhcp-host: ${p.message}`);
     c.out.hosts.push(...parsed.reservations);
@@ -287,6 +292,13 @@ const RECORD_HANDLERS: Record<string, Handler> = {
     // paths are made absolute against the conf's directory in importDnsmasq
     c.out.settings.addnHosts = [...((c.out.settings.addnHosts as string[] | undefined) ?? []), value];
   },
+  // issue 14
+  'enable-ra'(_value, line, c) {
+    ignore(c, line, 'enable-ra', 'natd sends router advertisements whenever it serves IPv6 (--subnet6 / --ipv6 auto)');
+  },
+  'ra-param'(value, line, c) {
+    importRaParam(value, v6Sink(c, line));
+  },
   'local-ttl'(value, line, c) {
     if (value === undefined || !/^\d{1,10}$/.test(value) || Number(value) > 2_147_483_647) return problem(c, line, `local-ttl=${value ?? ''}: not a number of seconds`);
     c.out.settings.localTtl = Number(value);
@@ -297,8 +309,12 @@ const RECORD_HANDLERS: Record<string, Handler> = {
 const UNSUPPORTED: Record<string, string> = {
   'dhcp-hostsdir': 'natd reads one hostsfile; concatenate the directory into it',
   'dhcp-ignore': 'natd has no tags',
-  'enable-ra': 'natd serves DHCPv4 only',
 };
+
+/** issue 14: where the IPv6 lines report (import-dnsmasq-v6.ts) */
+function v6Sink(c: Collected, line: number): V6Sink {
+  return { settings: c.out.settings as Record<string, unknown>, problem: (m) => problem(c, line, m), ignore: (o, r) => ignore(c, line, o, r) };
+}
 
 /** One dhcp-option line into the config's dhcpOptions (or dhcpOptionsForce), when natd can send it. */
 function importOptionSpec(value: string, line: number, c: Collected, force: boolean): void {
@@ -345,7 +361,7 @@ function parseDhcpRange(value: string, line: number, c: Collected): void {
     return problem(c, line, `dhcp-range ${value}: conditional ranges (tag:/interface:) are not supported; range skipped`);
   }
   if (tags.length) problem(c, line, `dhcp-range: '${tags.join(',')}' ignored (natd has no tags); range imported`);
-  if (rest.some((f) => f.includes(':'))) return problem(c, line, `dhcp-range ${value}: IPv6 range skipped (natd serves DHCPv4 only)`);
+  if (isIpv6Range(rest)) return importDhcpRange6(value, rest, v6Sink(c, line)); // issue 14
 
   const start = parseIpv4(rest[0] ?? '');
   const end = parseIpv4(rest[1] ?? '');
@@ -579,6 +595,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
   if (Array.isArray(settings.addnHosts)) settings.addnHosts = (settings.addnHosts as string[]).map((p) => resolve(baseDir, p)); // issue 15
+  dropUnknownV6Fields(settings as Record<string, unknown>, isKnownSetting, (field, message) => skipped.push({ file: opts.confFile, line: 0, message: `${field}: ${message}` })); // issue 14
   try {
     resolveConfig({}, settings);
   } catch (err) {

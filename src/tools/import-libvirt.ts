@@ -13,7 +13,7 @@
  */
 import { join, resolve } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
-import { resolveConfig, type RawSettings } from '../config.js';
+import { isKnownSetting, resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, normalizeMac, parseIpv4 } from '../net/ipv4.js';
 import { formatHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
@@ -24,6 +24,8 @@ import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservat
 import { writeFileAtomic } from '../state/atomic-file.js';
 import { checkTargets, exists, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
 import { subnet6Problem } from '../ipv6/settings.js'; // issue 14
+import { importDhcp6Range, importIpv6Mode } from './libvirt-v6.js';
+import { dropUnknownV6Fields } from './import-dnsmasq-v6.js';
 
 /** Elements that repeat in libvirt's network schema (always parsed as arrays, even when there is one). */
 const REPEATED = new Set([
@@ -123,7 +125,8 @@ function readForward(forward: Node | undefined, c: Collector): void {
   // no <forward>: an isolated network; natd always routes its guests out through the NAT
   if (!forward) return c.problem('network', 'no <forward>: an isolated network; natd always NATs its guests out (use --guest-to-host and your own rules to isolate)');
   const mode = text(forward.mode) ?? 'nat';
-  if (mode !== 'nat') return c.problem('forward', `mode '${mode}' has no natd equivalent (natd serves NAT networks); imported as NAT`);
+  if (mode === 'route') c.problem('forward', "mode 'route': natd NATs IPv4 always; an IPv6 prefix is imported as routed (ipv6Mode routed)"); // issue 14
+  else if (mode !== 'nat') return c.problem('forward', `mode '${mode}' has no natd equivalent (natd serves NAT networks); imported as NAT`);
   if (forward.dev !== undefined) c.problem('forward', `dev='${text(forward.dev)}': natd masquerades out of any uplink (the kernel's route decides)`);
   const nat = node(forward.nat);
   const port = nat && node(nat.port);
@@ -134,7 +137,7 @@ function readForward(forward: Node | undefined, c: Collector): void {
     else c.problem('forward/nat/port', 'start/end are not port numbers; not imported');
   }
   if (nat && nat.address !== undefined) c.problem('forward/nat/address', 'a SNAT address range has no natd equivalent (natd masquerades)');
-  // issue 14: ipv6='yes' is what natd does whenever it serves IPv6 (NAT66); nothing to report
+  // issue 14: ipv6='yes' (NAT66) or not (routed IPv6) is read after the <ip> elements (libvirt-v6.ts importIpv6Mode)
 }
 
 function readBridge(network: Node, c: Collector): void {
@@ -292,7 +295,14 @@ function readIpv6(ip: Node, where: string, c: Collector): void {
   const why = subnet6Problem(cidr);
   if (why) return c.problem(where, `IPv6 ${cidr}: ${why}; skipped`);
   c.out.settings.subnet6 = cidr;
-  if (ip.dhcp !== undefined) c.problem(`${where}/dhcp`, 'DHCPv6: natd announces the prefix for SLAAC (router advertisements) but serves no DHCPv6 yet; ranges and hosts skipped');
+  const dhcp = node(ip.dhcp);
+  if (!dhcp) return;
+  const sink = { settings: c.out.settings, problem: (e: string, m: string) => c.problem(e, m) };
+  for (const [j, range] of list(dhcp.range).entries()) {
+    const lease = node(range.lease);
+    importDhcp6Range(text(range.start), text(range.end), lease ? leaseSeconds(lease) : undefined, `${where}/dhcp/range[${j + 1}]`, sink);
+  }
+  if (dhcp.host !== undefined) c.problem(`${where}/dhcp/host`, 'DHCPv6 hosts: give them as dhcp-host lines with [IPv6] addresses; skipped');
 }
 
 function readRoutes(routes: Node[], c: Collector): void {
@@ -330,6 +340,9 @@ export function parseLibvirtNetwork(xml: string): ParsedLibvirtNetwork {
   readBridge(network, c);
   readDns(network.dns, c);
   readIp(list(network.ip), c);
+  // issue 14: routed or NAT66, now that the IPv6 prefix is known
+  const forward = node(network.forward);
+  if (forward) importIpv6Mode(text(forward.mode) ?? 'nat', text(node(forward.nat)?.ipv6), { settings: c.out.settings, problem: (e, m) => c.problem(e, m) });
   readRoutes(list(network.route), c);
   if (network.portgroup !== undefined) c.problem('portgroup', 'portgroups are libvirt guest-attachment settings; keep them in the bridge-mode network natd libvirt-xml writes');
   if (network.bandwidth !== undefined) c.problem('bandwidth', 'bandwidth limits have no natd equivalent');
@@ -465,6 +478,7 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
   const problems = [...parsed.problems, ...skipped.map((s) => ({ element: s.line ? `${s.file}:${s.line}` : s.file, message: s.message }))];
 
   const settings: RawSettings = { ...parsed.settings, stateDir: outDir, hostsfile: reservationsFile };
+  dropUnknownV6Fields(settings as Record<string, unknown>, isKnownSetting, (field, message) => problems.push({ element: field, message })); // issue 14
   try {
     resolveConfig({}, settings);
   } catch (err) {

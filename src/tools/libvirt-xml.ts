@@ -88,9 +88,14 @@ export interface NatNetworkSettings {
   tftpRoot?: string;
   routes?: string[];
   reservations?: { mac: string; address: string; hostname?: string }[];
-  /** issue 14: the IPv6 gateway/64 (libvirt <ip family='ipv6'> with <nat ipv6='yes'/>) */
+  /** issue 14: the IPv6 gateway/64 (libvirt <ip family='ipv6'> with <nat ipv6='yes'/>), routed or not, DHCPv6 (libvirt-v6.ts) */
   subnet6?: string;
+  ipv6Mode?: string;
+  dhcp6Range?: string;
 }
+
+// issue 14
+import { ipv6Xml, natOpenTag } from './libvirt-v6.js';
 
 const attrs = (pairs: [string, string | number | undefined][]): string =>
   pairs.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => ` ${k}=${attribute(k, String(v))}`).join('');
@@ -168,7 +173,7 @@ export function natNetworkXml(s: NatNetworkSettings, name = s.bridge): string {
     '<network>',
     `  <name>${escapeXml(checked('name', name))}</name>`,
     "  <forward mode='nat'>",
-    s.subnet6 ? "    <nat ipv6='yes'>" : '    <nat>', // issue 14
+    natOpenTag(s), // issue 14: NAT66 or routed IPv6
     `      <port${attrs([['start', portStart], ['end', portEnd]])}/>`,
     '    </nat>',
     '  </forward>',
@@ -178,7 +183,7 @@ export function natNetworkXml(s: NatNetworkSettings, name = s.bridge): string {
     ...(s.domain ? [`  <domain${attrs([['name', s.domain], ['localOnly', 'yes']])}/>`] : []),
     ...dnsXml(s),
     ...ipXml(s),
-    ...(s.subnet6 ? [`  <ip${attrs([['family', 'ipv6'], ['address', s.subnet6.split('/')[0]], ['prefix', s.subnet6.split('/')[1]]])}/>`] : []), // issue 14
+    ...ipv6Xml(s, attrs), // issue 14
     ...routes,
     '</network>',
     '',

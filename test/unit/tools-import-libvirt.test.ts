@@ -70,6 +70,7 @@ describe('parseLibvirtNetwork', () => {
       dhcpBoot: ['pxelinux.0,,10.77.0.1'],
       routes: ['192.168.50.0/24=10.77.0.2'],
       subnet6: 'fd00:77::1/64', // issue 14
+      dhcp6Range: 'fd00:77::100-fd00:77::1ff',
     });
     expect(parsed.reservations).toEqual([
       { mac: '52:54:00:00:07:0a', address: ip('10.77.0.10'), hostname: 'web' },
@@ -82,14 +83,14 @@ describe('parseLibvirtNetwork', () => {
     expect(problemAt(parsed.problems, 'ip[1]/dhcp/range[2]')).toMatch(/second range 10\.77\.0\.210-10\.77\.0\.220 skipped/);
     expect(problemAt(parsed.problems, 'ip[1]/dhcp/host[4]')).toMatch(/client id\/DUID/);
     expect(problemAt(parsed.problems, 'ip[2]')).toBe('');
-    expect(problemAt(parsed.problems, 'ip[2]/dhcp')).toMatch(/serves no DHCPv6 yet/);
+    expect(problemAt(parsed.problems, 'ip[2]/dhcp/range[1]')).toBe(''); // issue 14: carried as dhcp6Range
     expect(problemAt(parsed.problems, 'bandwidth')).toMatch(/no natd equivalent/);
   });
 
   it('reports what is not a libvirt network instead of throwing', () => {
     expect(parseLibvirtNetwork('<domain><name>vm</name></domain>').problems[0]!.message).toMatch(/no <network> element/);
-    expect(parseLibvirtNetwork('<network><name>x</name><forward mode="route"/></network>').problems.map((p) => p.message).join()).toMatch(
-      /mode 'route' has no natd equivalent.*no bridge name/,
+    expect(parseLibvirtNetwork('<network><name>x</name><forward mode="open"/></network>').problems.map((p) => p.message).join()).toMatch(
+      /mode 'open' has no natd equivalent.*no bridge name/,
     );
     expect(parseLibvirtNetwork('<network><name>iso</name><bridge name="virbr9"/></network>').problems[0]!.message).toMatch(/isolated network/);
   });
