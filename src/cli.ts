@@ -125,7 +125,8 @@ Usage:
                                         take over a libvirt NAT network (default too): the same, from its XML
   natd libvirt-xml [--bridge NAME]      the <network> for virsh net-define, and a VM <interface>
   natd libvirt-xml --nat --config FILE  the config as a libvirt NAT network (the way back to libvirt)
-  natd doctor [--bridge NAME]           find what else on the host would break DHCP, DNS or NAT
+  natd doctor [--bridge NAME] [--ipv6-mode routed [--subnet6 ADDR/64]]
+                                        find what else on the host would break DHCP, DNS or NAT (and routed IPv6)
 
 Daemon options:
   --bridge NAME            bridge to serve (required)

@@ -163,9 +163,9 @@ async function libvirtCommand(argv: string[]): Promise<number> {
 }
 
 async function doctorCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { bridge: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parse(argv, { bridge: { type: 'string' }, json: { type: 'boolean' }, 'ipv6-mode': { type: 'string' }, subnet6: { type: 'string' } }); // issue 14: routed checks
   const bridge = values.bridge ?? DEFAULT_BRIDGE;
-  const { findings, exitCode } = await runDoctor({ bridge });
+  const { findings, exitCode } = await runDoctor({ bridge, ...(values['ipv6-mode'] ? { ipv6Mode: values['ipv6-mode'] } : {}), ...(values.subnet6 ? { subnet6: values.subnet6 } : {}) });
   process.stdout.write(values.json ? JSON.stringify(findings, null, 2) + '\n' : formatFindings(findings));
   return exitCode;
 }

@@ -11,6 +11,7 @@ import { formatIpv4, makeSubnet, parseIpv4, type Subnet } from '../net/ipv4.js';
 import { tableNameFor } from '../defaults.js';
 import { defaultExec, type Exec } from '../exec.js';
 import { blockersFor, indexRuleset, type AddressSpec, type Blocker, type InterfaceSpec, type ListedChain, type PacketSpec, type RulesetIndex } from './nft-eval.js';
+import { diagnoseRoutedIpv6, routedPrefixInTable } from './doctor-ipv6.js'; // issue 14: routed IPv6
 
 export type { Exec, ExecResult } from '../exec.js';
 
@@ -343,6 +344,10 @@ export interface DoctorOptions {
   exec?: Exec;
   /** reads a /proc file; undefined when missing */
   readFile?: (path: string) => Promise<string | undefined>;
+  /** issue 14: check routed IPv6 (--ipv6-mode routed), before natd runs; natd's table says so once it runs */
+  ipv6Mode?: string;
+  /** issue 14: the routed prefix's gateway/64 when the bridge does not have it yet */
+  subnet6?: string;
 }
 
 const defaultReadFile = (path: string): Promise<string | undefined> => fsReadFile(path, 'utf8').catch(() => undefined);
@@ -422,9 +427,22 @@ export async function runDoctor(opts: DoctorOptions): Promise<{ findings: Findin
   const raDevs = raRoutes.code === 0 ? [...new Set(((parseJson(raRoutes.stdout) ?? []) as { dev?: unknown }[]).map((r) => r.dev).filter((d): d is string => typeof d === 'string'))] : [];
   const raInterfaces = await Promise.all(raDevs.map(async (dev) => ({ dev, acceptRa: await readFile(`/proc/sys/net/ipv6/conf/${dev}/accept_ra`) })));
   findings.push(...diagnoseIpv6({ forwarding: await readFile('/proc/sys/net/ipv6/conf/all/forwarding'), raInterfaces }));
+  findings.push(...(await routedIpv6Findings(opts, exec, readFile, ruleset, ownTable, natdRunning))); // issue 14
   findings.push(...diagnoseBridgeNetfilter({ callIptables: await readFile('/proc/sys/net/bridge/bridge-nf-call-iptables'), bridge: opts.bridge }));
 
   return { findings, exitCode: findings.some((f) => f.severity === 'error') ? 1 : 0 };
+}
+
+/** issue 14: the routed-IPv6 checks (doctor-ipv6.ts), when doctor is asked for them or natd's table is routed. */
+async function routedIpv6Findings(opts: DoctorOptions, exec: Exec, readFile: (p: string) => Promise<string | undefined>, ruleset: unknown, ownTable: string, natdRunning: boolean): Promise<Finding[]> {
+  const inTable = routedPrefixInTable(ruleset, ownTable);
+  if (opts.ipv6Mode !== 'routed' && inTable === undefined) return [];
+  const listed = await exec('ip', ['-6', '-j', 'addr', 'show', 'scope', 'global']);
+  const links = (listed.code === 0 ? parseJson(listed.stdout) : []) as { ifname?: string; addr_info?: { local?: string; prefixlen?: number }[] }[] | undefined;
+  const addresses = (Array.isArray(links) ? links : []).flatMap((l) => (l.addr_info ?? []).flatMap((a) => (typeof a.local === 'string' && typeof a.prefixlen === 'number' && l.ifname ? [{ dev: l.ifname, local: a.local, prefixlen: a.prefixlen }] : [])));
+  const onBridge = addresses.find((a) => a.dev === opts.bridge && a.prefixlen === 64);
+  const subnet6 = opts.subnet6 ?? (onBridge ? `${onBridge.local}/64` : inTable ? `${inTable}1/64` : undefined);
+  return diagnoseRoutedIpv6({ bridge: opts.bridge, subnet6, forwarding: await readFile('/proc/sys/net/ipv6/conf/all/forwarding'), addresses, natdRunning });
 }
 
 /** Human output: one block per finding, worst first. */

@@ -12,6 +12,8 @@ import { formatForwardSpec, parseForwardSpec, type PortForwardSpec } from '../..
 import { resolveFamilies, type GuestResolvers } from '../../src/nft/forward6.js';
 import { guestIpv6Resolver } from '../../src/daemon/guest-ipv6.js';
 import { ip } from '../support/addresses.js';
+import { diagnoseRoutedIpv6, routedPrefixInTable } from '../../src/tools/doctor-ipv6.js';
+import { buildRuleset, EXAMPLE_INPUT } from '../../src/nft/ruleset.js';
 
 const configProblem = (raw: Record<string, unknown>): string => {
   try {
@@ -159,5 +161,31 @@ describe('guest name → IPv6 address (the function the daemon injects)', () => 
     expect(lookup('WEB')).toBe('fd00:10:10::50');
     expect(lookup('db')).toBeUndefined();
     expect(lookup('bad')).toBeUndefined();
+  });
+});
+
+describe('doctor: routed IPv6', () => {
+  const base = { bridge: 'br0', subnet6: '2001:db8:77::1/64', forwarding: '1', natdRunning: true, addresses: [{ dev: 'br0', local: '2001:db8:77::1', prefixlen: 64 }, { dev: 'wan0', local: '2001:db8:51::1', prefixlen: 64 }] };
+  const messages = (f: ReturnType<typeof diagnoseRoutedIpv6>) => f.map((x) => `${x.severity} ${x.message}`);
+
+  it('a ready host: only the line that the upstream route cannot be checked here', () => {
+    expect(messages(diagnoseRoutedIpv6(base))).toEqual([expect.stringMatching(/^ok routed IPv6: whether 2001:db8:77::\/64 is routed to this host cannot be checked from here/)]);
+  });
+
+  it('finds a ULA, forwarding off while natd runs, and the prefix also on-link on the uplink', () => {
+    expect(messages(diagnoseRoutedIpv6({ ...base, subnet6: 'fd00:77::1/64' }))[0]).toMatch(/^error .*unique-local/);
+    expect(messages(diagnoseRoutedIpv6({ ...base, forwarding: '0' }))[0]).toMatch(/^error .*forwarding is not 1 while natd runs/);
+    expect(messages(diagnoseRoutedIpv6({ ...base, forwarding: '0', natdRunning: false }))[0]).toMatch(/^ok .*natd turns it on at start/);
+    const onLink = diagnoseRoutedIpv6({ ...base, addresses: [...base.addresses, { dev: 'eth0', local: '2001:db8:77::abcd', prefixlen: 64 }] });
+    expect(messages(onLink)[0]).toMatch(/^warn .*also on-link on eth0.*natd does not proxy/);
+    expect(messages(diagnoseRoutedIpv6({ ...base, subnet6: undefined }))[0]).toMatch(/^error .*has no global IPv6 \/64/);
+  });
+
+  it('reads the routed prefix from natd\'s own table', () => {
+    const table = buildRuleset({ ...EXAMPLE_INPUT, ipv6: { network: '2001:db8:77::', prefix: 64, gateway: '2001:db8:77::1', mode: 'routed' } });
+    const listed = { nftables: table.nftables.flatMap((c) => ('add' in c && 'rule' in c.add ? [{ rule: c.add.rule }] : [])) };
+    expect(routedPrefixInTable(listed, 'natd-br0')).toBe('2001:db8:77::');
+    const nat = buildRuleset({ ...EXAMPLE_INPUT, ipv6: { network: '2001:db8:77::', prefix: 64, gateway: '2001:db8:77::1' } });
+    expect(routedPrefixInTable({ nftables: nat.nftables.flatMap((c) => ('add' in c && 'rule' in c.add ? [{ rule: c.add.rule }] : [])) }, 'natd-br0')).toBeUndefined();
   });
 });
