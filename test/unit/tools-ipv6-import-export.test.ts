@@ -10,6 +10,8 @@ import { parseLibvirtNetwork } from '../../src/tools/import-libvirt.js';
 import { natNetworkXml } from '../../src/tools/libvirt-xml.js';
 import { resolveConfig } from '../../src/config.js';
 
+/** the DHCPv6 fields, which this build's RawSettings does not type (the DHCPv6 work adds them) */
+type V6 = { dhcp6Range?: string; dhcpHost?: string[] };
 const at = (problems: { line: number; message: string }[], line: number) => problems.filter((p) => p.line === line).map((p) => p.message).join(' | ');
 
 describe('import-dnsmasq: IPv6 lines', () => {
@@ -17,8 +19,8 @@ describe('import-dnsmasq: IPv6 lines', () => {
     const { settings, problems } = parseDnsmasqConf('interface=br6\ndhcp-range=FD00:0::100,fd00::01ff,64,12h\n', 'c');
     expect(settings).toMatchObject({ bridge: 'br6', dhcp6Range: 'fd00::100-fd00::1ff,12h' });
     expect(problems).toEqual([]);
-    expect(parseDnsmasqConf('dhcp-range=fd00::100,fd00::1ff\n', 'c').settings.dhcp6Range).toBe('fd00::100-fd00::1ff');
-    expect(parseDnsmasqConf('dhcp-range=fd00::100,fd00::1ff,64,3600\n', 'c').settings.dhcp6Range).toBe('fd00::100-fd00::1ff,3600');
+    expect((parseDnsmasqConf('dhcp-range=fd00::100,fd00::1ff\n', 'c').settings as V6).dhcp6Range).toBe('fd00::100-fd00::1ff');
+    expect((parseDnsmasqConf('dhcp-range=fd00::100,fd00::1ff,64,3600\n', 'c').settings as V6).dhcp6Range).toBe('fd00::100-fd00::1ff,3600');
   });
 
   it('keeps the IPv4 range and the IPv6 range apart', () => {
@@ -44,7 +46,7 @@ describe('import-dnsmasq: IPv6 lines', () => {
     expect(at(problems, 4)).toMatch(/prefix length 56; natd serves one \/64/);
     expect(at(problems, 5)).toMatch(/ra-param=br6,mtu:1400,high,60,1800: not carried \(mtu:1400: natd advertises the bridge's MTU.*router priority.*RFC 4861 timers/);
     expect(at(problems, 7)).toMatch(/second IPv6 dhcp-range/);
-    expect(settings.dhcp6Range).toBe('fd00::100-fd00::1ff,12h');
+    expect((settings as V6).dhcp6Range).toBe('fd00::100-fd00::1ff,12h');
   });
 
   it('dhcp-host with an [IPv6] address: the IPv4 reservation as before, the line kept for DHCPv6', () => {
@@ -53,7 +55,7 @@ describe('import-dnsmasq: IPv6 lines', () => {
     expect(problems).toEqual([]);
     expect(hosts).toHaveLength(1);
     expect(hosts[0]).toMatchObject({ mac: '52:54:00:aa:bb:01', hostname: 'web' });
-    expect(settings.dhcpHost).toEqual(['52:54:00:aa:bb:01,10.1.0.5,[fd00::5],web', '52:54:00:aa:bb:02,[fd00::6],db']);
+    expect((settings as V6).dhcpHost).toEqual(['52:54:00:aa:bb:01,10.1.0.5,[fd00::5],web', '52:54:00:aa:bb:02,[fd00::6],db']);
   });
 
   it('an IPv6 listen-address is the gateway: subnet6', () => {
@@ -66,7 +68,8 @@ describe('import-dnsmasq: IPv6 lines', () => {
     const piece = fc.constantFrom('dhcp-range=', 'ra-param=', 'dhcp-host=', 'enable-ra', '::', 'fd00::1', ',', '64', '12h', 'constructor:x', 'ra-only', '[fd00::5]', 'mtu:1280', 'high', '10.0.0.1', 'x');
     fc.assert(fc.property(fc.array(fc.array(piece, { maxLength: 8 }).map((p) => p.join('')), { maxLength: 6 }), (lines) => {
       const out = parseDnsmasqConf(lines.join('\n'), 'c');
-      if (out.settings.dhcp6Range !== undefined) expect(out.settings.dhcp6Range).toMatch(/^[0-9a-f:]+-[0-9a-f:]+(,.+)?$/);
+      const v6 = out.settings as V6;
+      if (v6.dhcp6Range !== undefined) expect(v6.dhcp6Range).toMatch(/^[0-9a-f:]+-[0-9a-f:]+(,.+)?$/);
     }), { numRuns: 1000 });
   });
 
