@@ -15,6 +15,7 @@
 // issue 14
 import type { Ipv6RulesetInput } from './ipv6-rules.js';
 import { parseIpv6 } from '../ipv6/address.js';
+import { isUniqueLocal } from '../ipv6/egress-config.js';
 import { splitFamilies, type GuestResolvers, type NameResolver6 } from './forward6.js';
 import type { Config } from '../config.js';
 import { tableNameFor } from '../defaults.js';
@@ -112,6 +113,13 @@ export class Firewall {
     return { v4: resolveName, ...(network ? { v6: { network, lookup: resolveName6 ?? (() => undefined) } } : {}) };
   }
 
+  /** issue 14: the configured mode, but never routed for the unique-local prefix natd started with (a reload that
+   *  changes the prefix takes effect at restart, so the running prefix decides) */
+  private ipv6Mode(config: Config): 'nat' | 'routed' {
+    const network = parseIpv6(this.opts.ipv6?.network ?? '');
+    return config.ipv6Mode === 'routed' && network !== undefined && !isUniqueLocal(network) ? 'routed' : 'nat';
+  }
+
   private inputFor(config: Config, active: readonly ActiveForward[]): RulesetInput {
     const { v4, v6 } = splitFamilies(active.map((a) => a.forward));
     return {
@@ -124,7 +132,7 @@ export class Firewall {
       allowIpv6Forward: config.allowIpv6Forward,
       guestToHost: config.guestToHost,
       tftp: config.tftp !== undefined, // issue 16
-      ...(this.opts.ipv6 ? { ipv6: { ...this.opts.ipv6, mode: config.ipv6Mode }, forwards6: v6 } : {}), // issue 14
+      ...(this.opts.ipv6 ? { ipv6: { ...this.opts.ipv6, mode: this.ipv6Mode(config) }, forwards6: v6 } : {}), // issue 14
     };
   }
 
