@@ -149,7 +149,7 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.control ? { control: o.control.stats() } : {}),
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
-    ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
+    ...(o.ipv6 ? { ipv6: { ...o.ipv6.status(), mode: o.config.ipv6Mode } } : {}), // issue 14: the egress mode (--ipv6-mode) too
     kernelDrops: o.kernelDrops,
     config: o.config,
   };

@@ -86,6 +86,8 @@ describe.skipIf(!isRoot())('IPv6 egress: NAT66 and routed mode, IPv6 port forwar
     const table = await topo.runOk(topo.host, ['nft', 'list', 'table', 'inet', `natd-${BRIDGE}`]);
     expect(table).not.toContain('NAT66');
     expect(table).toContain('routed IPv6 prefix');
+    const status = JSON.parse((await cli(['status', '--json'])).stdout) as { ipv6?: { mode?: string } };
+    expect(status.ipv6?.mode).toBe('routed');
     expect(await tcpConnect(topo.vm(1).ns, UPLINK6_WAN, 8080)).toEqual({ ok: true, text: V6.vm1 });
     expect(await tcpConnect(topo.wan, V6.vm1, 22)).toEqual({ ok: true, text: UPLINK6_WAN });
     // forwards keep working after the switch
