@@ -128,17 +128,30 @@ describe.skipIf(!isRoot())('IPv6 egress: NAT66 and routed mode, IPv6 port forwar
       '    data, peer = s.recvfrom(2048)',
       '    print("from", peer[0], data.decode(errors="replace"), flush=True)',
     ].join('\n')], { ready: 'listening', timeoutMs: 10_000 });
+    // and nothing comes back towards the spoofed address: no ICMPv6 error from a reject (reflection), no echo reply
+    // from the host (the input chain's guard), seen on the wan link where the host's default route sends it
+    const sniffer = await topo.start(topo.wan, [SYSTEM_PYTHON, '-u', '-c', [
+      'from scapy.all import IPv6, sniff',
+      'print("sniffing", flush=True)',
+      'got = sniff(iface="eth0", timeout=6, lfilter=lambda p: IPv6 in p and p[IPv6].dst == "2001:db8:99::5")',
+      'print("reflected", len(got), flush=True)',
+    ].join('\n')], { ready: 'sniffing', timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 500));
     const vm2 = topo.vm(2);
     await topo.runOk(vm2.ns, [SYSTEM_PYTHON, '-c', [
       'from scapy.all import Ether, IPv6, UDP, sendp',
       // straight to natd's bridge MAC (the bench pins it): no neighbour discovery in scapy
       `for src, text in [("2001:db8:99::5", b"spoofed-outside"), ("fd00:bad::5", b"spoofed-ula"), ("${V6.vm2}", b"legit")]:`,
       `    sendp(Ether(src="${vm2.mac}", dst="52:54:00:77:00:01") / IPv6(src=src, dst="${UPLINK6_WAN}") / UDP(sport=40000, dport=7777) / text, iface="eth0", verbose=False)`,
+      'from scapy.all import ICMPv6EchoRequest',
+      `sendp(Ether(src="${vm2.mac}", dst="52:54:00:77:00:01") / IPv6(src="2001:db8:99::5", dst="${V6.gateway}") / ICMPv6EchoRequest(), iface="eth0", verbose=False)`,
     ].join('\n')], { timeoutMs: 30_000 });
     await waitFor('the legitimate datagram', async () => sink.output().includes('legit'), 5000, 100);
     await new Promise((r) => setTimeout(r, 500));
     expect(sink.output()).toContain(`from ${V6.vm2} legit`);
     expect(sink.output()).not.toContain('spoofed');
+    await sniffer.waitForOutput(/reflected \d+/, { timeoutMs: 15_000 });
+    expect(sniffer.output()).toContain('reflected 0');
     await sink.stop();
   });
 });
