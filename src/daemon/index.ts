@@ -60,6 +60,7 @@ import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
+import { startDns6 } from './dns6.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -155,7 +156,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const bridge = await setUpBridge(config, ctx);
   const ipv6 = await setUpIpv6(config, bridge, ctx); // issue 14
   const state = await startState(config, bridge, range, ctx);
-  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
+  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
@@ -185,7 +186,8 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
   const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
-    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}) });
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}),
+    dnsOnGateway: config.dns }); // RDNSS/DNSSL: DNS answers on the IPv6 gateway (startDns, next)
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
 }
@@ -308,7 +310,7 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
   );
 }
 
-async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook, ipv6?: Ipv6Service): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now, minTtlSeconds: config.minCacheTtl, negativeCache: !config.noNegcache });
@@ -339,14 +341,17 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     ...(records ? { records } : {}),
     routes,
     queryLog,
+    ...(ipv6 ? { ipv6Network: ipv6.served.network } : {}), // issue 14: the /64's reverse zone is local
   });
   server.start();
   stack.push('dns', () => server.close());
+  // issue 14: DNS on the IPv6 gateway, AAAA/PTR for the guests' IPv6 addresses
+  const ipv6Dns = ipv6 ? await startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
 
   const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
   const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
-  return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners };
+  return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners, ipv6: ipv6Dns };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts, events, ddns }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
@@ -440,6 +445,7 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
   const routes = buildRouteTable(config, dns.upstream);
   dns.server.setRoutes(routes);
   for (const l of dns.listeners ?? []) l.server.setRoutes(routes);
+  dns.ipv6?.server.setRoutes(routes); // issue 14
   dns.routes = () => describeRoutes(routes, config);
   // cached answers of a domain that now goes elsewhere (or nowhere) must not outlive the change
   if (JSON.stringify(dns.routes()) !== before) dns.cache.clear();
