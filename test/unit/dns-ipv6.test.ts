@@ -115,7 +115,7 @@ describe('DnsServer with IPv6 clients', () => {
     udp.receive(query(4), key('fd00:78::5'));
     for (const special of ['::', '::1', 'ff02::1', '::ffff:10.77.0.5']) udp.receive(query(9), key(special));
     udp.receive(query(5), key('fd00:77::6'), 0);
-    const answers = udp.sent.map((x) => ({ ...dnsPacket.decode(x.message), address: x.address }));
+    const answers = udp.sent.map((x) => ({ ...(dnsPacket.decode(x.message) as unknown as { id: number; rcode: string; answers?: { type: string; data: unknown }[] }), address: x.address }));
     expect(answers.map((a) => [a.id, a.rcode, a.address])).toEqual([
       [1, 'NOERROR', key('fd00:77::5')],
       [2, 'NOERROR', key('fe80::5')],
