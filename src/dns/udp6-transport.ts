@@ -27,6 +27,10 @@ export class BatchUdp6Transport implements DnsUdpTransport {
   private receiver: UdpReceiverHandle | undefined;
   private delivering = false;
   private closed = false;
+  /** the last client's key and address words: a guest sends its queries from one address, so most datagrams
+   * reuse them instead of building the key (and parsing it back for the answer) again */
+  private lastKey = '';
+  private readonly lastWords = new Uint32Array(4);
 
   /** `fd`: a bound IPv6 UDP socket (openDeviceUdpSocket with an IPv6 address); owned from here on. */
   constructor(private readonly fd: number) {}
@@ -41,7 +45,8 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     if (this.closed || typeof address !== 'string' || address.length !== 32 || port === 0) return;
     const index = this.outgoing.length;
     this.outgoing.push(message);
-    v6ClientWords(address, this.outgoingMeta, OUT_STRIDE * index);
+    if (address === this.lastKey) this.outgoingMeta.set(this.lastWords, OUT_STRIDE * index);
+    else v6ClientWords(address, this.outgoingMeta, OUT_STRIDE * index);
     this.outgoingMeta[OUT_STRIDE * index + 4] = port;
     if (!this.delivering || this.outgoing.length === BATCH) this.flush();
   }
@@ -73,14 +78,26 @@ export class BatchUdp6Transport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        const client = v6ClientFromWords(meta[m + 2]!, meta[m + 3]!, meta[m + 4]!, meta[m + 5]!);
-        handlers.message(slab.subarray(start, start + length), client, meta[m + 1]!);
+        handlers.message(slab.subarray(start, start + length), this.clientAt(m + 2), meta[m + 1]!);
       }
     } finally {
       this.delivering = false;
       this.flush();
     }
   };
+
+  /** The client key of the address words at meta[at..at+3]. */
+  private clientAt(at: number): string {
+    const { meta, lastWords } = this;
+    const w0 = meta[at]!, w1 = meta[at + 1]!, w2 = meta[at + 2]!, w3 = meta[at + 3]!;
+    if (w3 === lastWords[3] && w2 === lastWords[2] && w1 === lastWords[1] && w0 === lastWords[0] && this.lastKey !== '') return this.lastKey;
+    lastWords[0] = w0;
+    lastWords[1] = w1;
+    lastWords[2] = w2;
+    lastWords[3] = w3;
+    this.lastKey = v6ClientFromWords(w0, w1, w2, w3);
+    return this.lastKey;
+  }
 
   private flush(): void {
     const count = this.outgoing.length;

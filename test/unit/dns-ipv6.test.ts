@@ -69,6 +69,35 @@ describe('BatchUdp6Transport', () => {
     expect(sendBatch).toHaveBeenCalledTimes(2);
   });
 
+  it('answers interleaved clients at their own address and port', async () => {
+    const fd = native.openDeviceUdpSocket('lo', '::1', 0);
+    const transport = new BatchUdp6Transport(fd);
+    cleanups.push(() => transport.close());
+    const port = portOf6(fd);
+    const peers = await Promise.all([0, 1].map(async () => {
+      const peer = dgram.createSocket('udp6');
+      cleanups.push(() => new Promise<void>((r) => peer.close(() => r())));
+      await new Promise<void>((r) => peer.bind(0, '::1', r));
+      const got: string[] = [];
+      peer.on('message', (m) => got.push(String(m)));
+      return { peer, got };
+    }));
+    for (let i = 0; i < 40; i++) {
+      const { peer } = peers[i % 2]!;
+      await new Promise<void>((r, j) => peer.send(`${i % 2}:${i}`, port, '::1', (e) => (e ? j(e) : r())));
+    }
+    transport.start({ message: (msg, address, p) => transport.reply(Buffer.from(`re ${String(msg)}`), address, p), dropped: () => {}, warn: () => {} });
+    await vi.waitFor(() => expect(peers[0]!.got.length + peers[1]!.got.length).toBe(40));
+    for (const [n, { got }] of peers.entries()) expect(got.every((m) => m.startsWith(`re ${n}:`)), got.join()).toBe(true);
+    // the remembered last client never leaks into an answer to another address
+    const metas: number[][] = [];
+    vi.spyOn(native.udpBatch, 'send6').mockImplementation((_fd, _d, meta, count) => void metas.push([...meta.subarray(0, 5 * count)]));
+    transport.reply(Buffer.from('a'), key('fd00:77::5'), 1000);
+    transport.reply(Buffer.from('b'), key('::1'), 1001);
+    transport.reply(Buffer.from('c'), key('fd00:77::6'), 1002);
+    expect(metas).toEqual([[0xfd000077, 0, 0, 5, 1000], [0, 0, 0, 1, 1001], [0xfd000077, 0, 0, 6, 1002]]);
+  });
+
   it('refuses options that are IPv4-only on an IPv6 socket, and bad addresses', () => {
     expect(() => native.openDeviceUdpSocket('lo', '::1', 0, true)).toThrow(/IPv4/);
     expect(() => native.openDeviceUdpSocket('lo', '::1', 0, false, true)).toThrow(/IPv4/);
