@@ -61,6 +61,7 @@ import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 import { startDns6 } from './dns6.js';
+import { formatIpv6 } from '../ipv6/address.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -313,8 +314,9 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
 async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook, ipv6?: Ipv6Service): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
+  const ownAddresses = [gatewayText, ...(ipv6 ? [formatIpv6(ipv6.served.gateway)] : [])]; // issue 14: never our own upstream
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now, minTtlSeconds: config.minCacheTtl, negativeCache: !config.noNegcache });
-  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax, strictOrder: config.strictOrder });
+  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, ownAddresses, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax, strictOrder: config.strictOrder });
   const routes = buildRouteTable(config, upstream); // issue 15
   const queryLog = new QueryLog(logger, config.logQueries, sys.now);
   stack.push('dns upstream', () => upstream.close());
@@ -348,7 +350,7 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   // issue 14: DNS on the IPv6 gateway, AAAA/PTR for the guests' IPv6 addresses
   const ipv6Dns = ipv6 ? await startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
 
-  const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
+  const stopWatch = followResolvConf(config, ownAddresses, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
   const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
   return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners, ipv6: ipv6Dns };
@@ -433,7 +435,8 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   await running.records?.reload(config); // issue 15
   running.ddns?.reload(config);
   if (running.dns) {
-    running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
+    const own = [formatIpv4(running.bridge.gateway), ...(running.ipv6 ? [formatIpv6(running.ipv6.served.gateway)] : [])]; // issue 14
+    running.dns.upstream.setServers(await upstreamsFrom(config, own, ctx.logger));
     reloadDnsKnobs(running.dns, config);
   }
   ctx.logger.info('reloaded', { reservations: reservations.length });

@@ -171,3 +171,11 @@ describe('RDNSS and DNSSL in natd\'s RA (RFC 8106)', () => {
     expect([none.rdnss, none.dnssl]).toEqual([undefined, undefined]);
   });
 });
+
+describe('resolv.conf never makes natd its own upstream over IPv6', () => {
+  it('skips the IPv6 gateway in any spelling, keeps the rest', async () => {
+    const { upstreamsFromResolvConf } = await import('../../src/daemon/upstreams.js');
+    expect(upstreamsFromResolvConf(['10.77.0.1', 'FD00:77:0::1', '2001:db8::53', '9.9.9.9'], ['10.77.0.1', 'fd00:77::1'])).toEqual([{ address: '2001:db8::53' }, { address: '9.9.9.9' }]);
+    expect(upstreamsFromResolvConf(['10.77.0.1', '127.0.0.2', '1.1.1.1'], '10.77.0.1', ['127.0.0.2'])).toEqual([{ address: '1.1.1.1' }]);
+  });
+});
