@@ -31,7 +31,8 @@ export interface GuestAddressStats {
   addresses: number;
   /** guests (per source) with at least one address */
   guests: number;
-  /** addresses refused, by reason */
+  /** addresses refused, by reason; per claim: a source that repeats a claim (the SLAAC learner, every poll) counts
+   * its refusals again, so these grow while a guest keeps over-claiming */
   refusedOutsidePrefix: number;
   refusedPerGuest: number;
   refusedTotal: number;

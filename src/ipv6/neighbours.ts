@@ -35,7 +35,7 @@ export interface NeighbourEntry {
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 /** keywords of `ip neigh` followed by a value */
-const VALUED = new Set(['dev', 'lladdr', 'proto', 'vrf', 'nomaster']);
+const VALUED = new Set(['dev', 'lladdr', 'proto', 'vrf']);
 
 /**
  * One line of `ip -6 neigh show` ("fd00::5 dev br0 lladdr 52:54:00:12:34:56 router REACHABLE"); undefined when the
@@ -48,7 +48,7 @@ export function parseNeighbourLine(line: string): NeighbourEntry | undefined {
   const entry: NeighbourEntry = { address: formatIpv6(bytes), states: [] };
   for (let i = 1; i < fields.length; i++) {
     const field = fields[i]!;
-    if (VALUED.has(field) && field !== 'nomaster') {
+    if (VALUED.has(field)) {
       const value = fields[++i];
       if (value === undefined) break;
       if (field === 'dev') entry.dev = value;
