@@ -11,6 +11,7 @@
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
  *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
+ *   --scenario dns-ipv6     natd only: cache hits asked on the IPv6 gateway beside the IPv4 one (issue 14), --runs times
  *   --scenario ddns         natd only, DDNS to a real BIND 9 (issue 15): the resync of 10,000 leases, and the boot
  *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
@@ -36,6 +37,8 @@ import { conflictChecks, SERVER_KINDS, type BenchKind, type ServerKind } from '.
 import { fmt, markdownTable, textTable } from './lib/stats.js';
 import { PROJECT_ROOT } from './lib/topology.js';
 import { tftpTable, tftpThroughput, type TftpBenchSettings } from './lib/tftp-throughput.js';
+// issue 14: the dns-ipv6 scenario
+import { dnsIpv6 } from './lib/dns-ipv6.js';
 // issue 15: the local-records scenario
 import { answerStepCost, localRecordsRun, localRecordsTable, type LocalRecordsRun } from './lib/local-records.js';
 import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
@@ -273,7 +276,7 @@ async function main(): Promise<void> {
       'peer-runs': { type: 'string', default: '1' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -336,6 +339,16 @@ async function main(): Promise<void> {
       `median: plain ${fmt(split.plainQps)} q/s, routes ${fmt(split.routesQps)} q/s, ratio ${split.ratio.toFixed(3)} ` +
       `(target >= 0.95: ${split.ratio >= 0.95 ? 'met' : 'MISSED'}); CPU per query: plain ${fmt(split.plainCpuUs)} µs, ` +
       `routes ${fmt(split.routesCpuUs)} µs; ${split.seconds.toFixed(0)} s\n`);
+    return;
+  }
+  // issue 14: DNS over IPv6 hits beside IPv4 hits, one natd; target: CPU per query within 10% of the IPv4 figure
+  if (values.scenario === 'dns-ipv6') {
+    const v6 = await dnsIpv6({ runs, seconds: s.dnsSeconds, maxQps: s.dnsMaxQps.hit, natdArgs, log });
+    const rows = v6.runs.map((r) => [String(r.run), r.family, fmt(r.qps), fmt(r.p99Ms), fmt(r.cpuUsPerQuery), String(r.lost)]);
+    process.stdout.write(`\ndns-ipv6: natd cache hits asked on the IPv4 gateway vs the IPv6 gateway\n` +
+      `${textTable(['run', 'family', 'hits q/s', 'p99 ms', 'CPU µs/query', 'lost'], rows)}\n` +
+      `median: IPv4 ${fmt(v6.v4Qps)} q/s ${fmt(v6.v4CpuUs)} µs/query, IPv6 ${fmt(v6.v6Qps)} q/s ${fmt(v6.v6CpuUs)} µs/query; ` +
+      `CPU ratio ${v6.cpuRatio.toFixed(3)} (target <= 1.10: ${v6.cpuRatio <= 1.1 ? 'met' : 'MISSED'}); ${v6.seconds.toFixed(0)} s\n`);
     return;
   }
   if (values.scenario === 'tftp') {

@@ -110,9 +110,19 @@ static int get_string(napi_env env, napi_value value, char *buf, size_t size) {
   return 0;
 }
 
-/* Parses (device, address, port) shared by both socket openers. */
+/* An IPv4 or (issue 14) IPv6 socket address, as the openers bind it. */
+typedef struct {
+  union {
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+  } sa;
+  socklen_t len;
+  int family;
+} bind_addr_t;
+
+/* Parses (device, address, port) shared by both socket openers; the address is dotted IPv4 or IPv6 text. */
 static int get_bind_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, char *device,
-                         struct sockaddr_in *addr) {
+                         bind_addr_t *addr) {
   size_t argc = want;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
     throw_type(env, "expected (device: string, address: string, port: number, ...)");
@@ -133,11 +143,30 @@ static int get_bind_args(napi_env env, napi_callback_info info, size_t want, nap
     return -1;
   }
   memset(addr, 0, sizeof *addr);
-  addr->sin_family = AF_INET;
-  addr->sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, address, &addr->sin_addr) != 1) {
-    throw_type(env, "address must be a dotted IPv4 address");
-    return -1;
+  if (inet_pton(AF_INET, address, &addr->sa.v4.sin_addr) == 1) {
+    addr->sa.v4.sin_family = AF_INET;
+    addr->sa.v4.sin_port = htons((uint16_t)port);
+    addr->len = sizeof addr->sa.v4;
+    addr->family = AF_INET;
+    return 0;
+  }
+  /* issue 14: natd's DNS on the bridge's IPv6 gateway (a global or ULA address: no scope id needed) */
+  if (inet_pton(AF_INET6, address, &addr->sa.v6.sin6_addr) == 1) {
+    addr->sa.v6.sin6_family = AF_INET6;
+    addr->sa.v6.sin6_port = htons((uint16_t)port);
+    addr->len = sizeof addr->sa.v6;
+    addr->family = AF_INET6;
+    return 0;
+  }
+  throw_type(env, "address must be an IPv4 or IPv6 address");
+  return -1;
+}
+
+/* IPv6 sockets take IPv6 only: an IPv4 peer never reaches them as ::ffff:a.b.c.d (natd has IPv4 sockets of its own). */
+static int set_v6only(napi_env env, int fd, int family) {
+  int one = 1;
+  if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    int err = errno; close(fd); throw_errno(env, "setsockopt", "IPV6_V6ONLY", err); return -1;
   }
   return 0;
 }
@@ -161,22 +190,24 @@ static int get_bool(napi_env env, napi_value value) {
   return out ? 1 : 0;
 }
 
-/* openUdpSocket(device, address, port, noChecksum?, broadcast?) -> fd. broadcast: SO_BROADCAST, which only DHCP
+/* openUdpSocket(device, address, port, noChecksum?, broadcast?) -> fd; address IPv4 or (issue 14) IPv6. broadcast: SO_BROADCAST, which only DHCP
  * needs (replies to clients without an address); without it the kernel refuses to send to a broadcast address, so
  * the DNS socket cannot be tricked into broadcasting an answer to a spoofed source (issue 12). */
 static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   char device[DEVICE_BUF];
-  struct sockaddr_in addr;
+  bind_addr_t addr;
   napi_get_undefined(env, &argv[3]);
   napi_get_undefined(env, &argv[4]);
   if (get_bind_args(env, info, 5, argv, device, &addr) != 0) return NULL;
   int no_check = get_bool(env, argv[3]);
   int broadcast = get_bool(env, argv[4]);
 
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (no_check && addr.family != AF_INET) return throw_type(env, "noChecksum is for IPv4 sockets only");
+  if (broadcast && addr.family != AF_INET) return throw_type(env, "broadcast is for IPv4 sockets only");
+  int fd = socket(addr.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", "udp", errno);
-  if (prepare_socket(env, fd, device) != 0) return NULL;
+  if (prepare_socket(env, fd, device) != 0 || set_v6only(env, fd, addr.family) != 0) return NULL;
   int one = 1;
   if (broadcast && setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0) {
     int err = errno; close(fd); return throw_errno(env, "setsockopt", "SO_BROADCAST", err);
@@ -188,7 +219,7 @@ static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
    * net.core.rmem_max with CAP_NET_ADMIN; without it, SO_RCVBUF up to rmem_max. Best effort either way. */
   int rcvbuf = UDP_RCVBUF;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  if (bind(fd, (struct sockaddr *)&addr.sa, addr.len) != 0) {
     int err = errno; close(fd); return throw_errno(env, "bind", device, err);
   }
   napi_value result;
@@ -200,17 +231,17 @@ static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
 static napi_value open_tcp_listener(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   char device[DEVICE_BUF];
-  struct sockaddr_in addr;
+  bind_addr_t addr;
   napi_get_undefined(env, &argv[3]);
   if (get_bind_args(env, info, 4, argv, device, &addr) != 0) return NULL;
   int32_t backlog = 128;
   napi_valuetype t;
   if (napi_typeof(env, argv[3], &t) == napi_ok && t == napi_number) napi_get_value_int32(env, argv[3], &backlog);
 
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", "tcp", errno);
-  if (prepare_socket(env, fd, device) != 0) return NULL;
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  if (prepare_socket(env, fd, device) != 0 || set_v6only(env, fd, addr.family) != 0) return NULL;
+  if (bind(fd, (struct sockaddr *)&addr.sa, addr.len) != 0) {
     int err = errno; close(fd); return throw_errno(env, "bind", device, err);
   }
   if (listen(fd, backlog) != 0) {

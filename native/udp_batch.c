@@ -9,6 +9,11 @@
  * The receiver owns its fd from start to stop: libuv must not watch the same fd twice, so the socket is never also
  * handed to dgram. Data arrive in a slab of fixed-size slots and a Uint32Array of (length, address, port) per slot,
  * both allocated by JS and kept referenced here, so nothing is allocated per datagram on this side.
+ *
+ * issue 14: the same for an IPv6 socket (natd's DNS on the bridge's IPv6 gateway). The receiver sees the socket's
+ * family at start; an IPv6 one fills 6 words per slot (length, port, the address as 4 big-endian words), and
+ * udpSendBatch6 sends with 5 words per datagram (address words, port). IPv6 sockets are bound to the bridge
+ * (SO_BINDTODEVICE), so a link-local peer is answered on the bridge without a scope id.
  */
 #define _GNU_SOURCE
 #include "natd_native.h"
@@ -47,8 +52,14 @@ typedef struct {
   uint32_t *meta;
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
-  struct sockaddr_in from[MAX_BATCH];
+  int family;      /* AF_INET or AF_INET6 (issue 14), from getsockname at start */
+  unsigned stride; /* meta words per slot: 3 (IPv4) or 6 (IPv6) */
+  struct sockaddr_in6 from[MAX_BATCH]; /* room for either family */
 } receiver_t;
+
+static uint32_t word_at(const unsigned char *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
 
 
 static void on_readable(uv_poll_t *handle, int status, int events);
@@ -87,12 +98,25 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     while (n < 0 && errno == EINTR);
     if (n <= 0) break; /* EAGAIN: drained. Other errors (ENOMEM...) are transient for UDP: next wakeup retries. */
     r->poll_errors = 0;
-    for (int i = 0; i < n; i++) {
-      const struct msghdr *h = &r->msgs[i].msg_hdr;
-      int ipv4 = h->msg_namelen >= sizeof(struct sockaddr_in) && r->from[i].sin_family == AF_INET;
-      r->meta[3 * i] = (h->msg_flags & MSG_TRUNC) || !ipv4 ? TRUNCATED_LENGTH : r->msgs[i].msg_len;
-      r->meta[3 * i + 1] = ntohl(r->from[i].sin_addr.s_addr);
-      r->meta[3 * i + 2] = ntohs(r->from[i].sin_port);
+    if (r->family == AF_INET6) {
+      for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &r->msgs[i].msg_hdr;
+        const struct sockaddr_in6 *from = &r->from[i];
+        uint32_t *m = r->meta + 6 * i;
+        int ipv6 = h->msg_namelen >= sizeof(struct sockaddr_in6) && from->sin6_family == AF_INET6;
+        m[0] = (h->msg_flags & MSG_TRUNC) || !ipv6 ? TRUNCATED_LENGTH : r->msgs[i].msg_len;
+        m[1] = ntohs(from->sin6_port);
+        for (int w = 0; w < 4; w++) m[2 + w] = word_at(from->sin6_addr.s6_addr + 4 * w);
+      }
+    } else {
+      for (int i = 0; i < n; i++) {
+        const struct msghdr *h = &r->msgs[i].msg_hdr;
+        const struct sockaddr_in *from = (const struct sockaddr_in *)&r->from[i];
+        int ipv4 = h->msg_namelen >= sizeof(struct sockaddr_in) && from->sin_family == AF_INET;
+        r->meta[3 * i] = (h->msg_flags & MSG_TRUNC) || !ipv4 ? TRUNCATED_LENGTH : r->msgs[i].msg_len;
+        r->meta[3 * i + 1] = ntohl(from->sin_addr.s_addr);
+        r->meta[3 * i + 2] = ntohs(from->sin_port);
+      }
     }
     napi_value callback, global, count, result;
     napi_get_reference_value(env, r->on_batch, &callback);
@@ -134,8 +158,13 @@ static napi_value receiver_start(napi_env env, napi_callback_info info) {
       meta_type != napi_uint32_array || napi_get_value_int32(env, argv[3], &slot_size) != napi_ok || slot_size < 12 ||
       napi_typeof(env, argv[4], &cb_type) != napi_ok || cb_type != napi_function)
     return throw_type(env, "expected (fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: function)");
+  struct sockaddr_storage local;
+  socklen_t local_len = sizeof local;
+  if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) return throw_errno(env, "getsockname", "udp receiver", errno);
+  int family = local.ss_family == AF_INET6 ? AF_INET6 : AF_INET;
+  unsigned stride = family == AF_INET6 ? 6 : 3;
   size_t batch = slab_len / (size_t)slot_size;
-  if (meta_len / 3 < batch) batch = meta_len / 3;
+  if (meta_len / stride < batch) batch = meta_len / stride;
   if (batch > MAX_BATCH) batch = MAX_BATCH;
   if (batch == 0) return throw_type(env, "slab and meta must hold at least one slot");
 
@@ -145,6 +174,8 @@ static napi_value receiver_start(napi_env env, napi_callback_info info) {
   if (r == NULL) return throw_errno(env, "calloc", "udp receiver", ENOMEM);
   r->env = env;
   r->fd = fd;
+  r->family = family;
+  r->stride = stride;
   r->max_batch = (unsigned)batch;
   r->slot_size = (size_t)slot_size;
   r->slab = slab;
@@ -206,7 +237,8 @@ static int wait_writable(int fd) {
 /* udpSendBatch(fd, datagrams: Buffer[], meta: Uint32Array (address, port per datagram), count)
  * -> undefined when every datagram went out, else { failed, errno } (errno: the last failure's).
  * A datagram the kernel refuses (ENETUNREACH, EMSGSIZE...) is skipped and the rest still go. */
-static napi_value send_batch(napi_env env, napi_callback_info info) {
+static napi_value send_batch_family(napi_env env, napi_callback_info info, int family) {
+  const uint32_t stride = family == AF_INET6 ? 5 : 2;
   size_t argc = 4;
   napi_value argv[4];
   int32_t fd = -1;
@@ -222,12 +254,12 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
       napi_get_typedarray_info(env, argv[2], &meta_type, &meta_len, &meta, NULL, NULL) != napi_ok ||
       meta_type != napi_uint32_array || napi_get_value_uint32(env, argv[3], &count) != napi_ok)
     return throw_type(env, "expected (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number)");
-  if (count > array_len || (size_t)count * 2 > meta_len || count > MAX_BATCH)
+  if (count > array_len || (size_t)count * stride > meta_len || count > MAX_BATCH)
     return throw_type(env, "count exceeds the datagrams, the meta array or the batch limit");
 
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
-  struct sockaddr_in to[MAX_BATCH];
+  struct sockaddr_in6 to[MAX_BATCH]; /* room for either family */
   const uint32_t *m = meta;
   /* A datagram that cannot go (a port outside 1-65535: one spoofed query from port 0 used to make the whole batch
    * throw, dropping the other guests' answers) is skipped and counted; i walks the input, kept the ones sent. */
@@ -239,21 +271,38 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     size_t len = 0;
     if (napi_get_element(env, argv[1], j, &element) != napi_ok || napi_get_buffer_info(env, element, &data, &len) != napi_ok)
       return throw_type(env, "every datagram must be a Buffer");
-    if (m[2 * j + 1] < 1 || m[2 * j + 1] > 65535) {
+    const uint32_t *d = m + (size_t)stride * j;
+    uint32_t port = d[stride - 1];
+    if (port < 1 || port > 65535) {
       failed++;
       last_error = EINVAL;
       continue;
     }
     uint32_t i = kept++;
     memset(&to[i], 0, sizeof to[i]);
-    to[i].sin_family = AF_INET;
-    to[i].sin_addr.s_addr = htonl(m[2 * j]);
-    to[i].sin_port = htons((uint16_t)m[2 * j + 1]);
+    socklen_t to_len;
+    if (family == AF_INET6) {
+      to[i].sin6_family = AF_INET6;
+      to[i].sin6_port = htons((uint16_t)port);
+      for (int w = 0; w < 4; w++) {
+        to[i].sin6_addr.s6_addr[4 * w] = (unsigned char)(d[w] >> 24);
+        to[i].sin6_addr.s6_addr[4 * w + 1] = (unsigned char)(d[w] >> 16);
+        to[i].sin6_addr.s6_addr[4 * w + 2] = (unsigned char)(d[w] >> 8);
+        to[i].sin6_addr.s6_addr[4 * w + 3] = (unsigned char)d[w];
+      }
+      to_len = sizeof(struct sockaddr_in6);
+    } else {
+      struct sockaddr_in *to4 = (struct sockaddr_in *)&to[i];
+      to4->sin_family = AF_INET;
+      to4->sin_addr.s_addr = htonl(d[0]);
+      to4->sin_port = htons((uint16_t)port);
+      to_len = sizeof(struct sockaddr_in);
+    }
     iov[i].iov_base = data;
     iov[i].iov_len = len;
     memset(&msgs[i], 0, sizeof msgs[i]);
     msgs[i].msg_hdr.msg_name = &to[i];
-    msgs[i].msg_hdr.msg_namelen = sizeof to[i];
+    msgs[i].msg_hdr.msg_namelen = to_len;
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
@@ -288,11 +337,21 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value send_batch(napi_env env, napi_callback_info info) {
+  return send_batch_family(env, info, AF_INET);
+}
+
+/* issue 14: udpSendBatch6(fd, datagrams, meta: Uint32Array (4 address words, port per datagram), count) */
+static napi_value send_batch6(napi_env env, napi_callback_info info) {
+  return send_batch_family(env, info, AF_INET6);
+}
+
 void register_udp_batch(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"udpReceiverStart", NULL, receiver_start, NULL, NULL, NULL, napi_default, NULL},
     {"udpReceiverStop", NULL, receiver_stop, NULL, NULL, NULL, napi_default, NULL},
     {"udpSendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"udpSendBatch6", NULL, send_batch6, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

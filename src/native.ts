@@ -16,6 +16,8 @@ interface NativeAddon {
   udpReceiverStart(fd: number, slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpReceiverHandle;
   udpReceiverStop(handle: UdpReceiverHandle): void;
   udpSendBatch(fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined;
+  /** issue 14: as udpSendBatch for an IPv6 socket, meta (4 address words, port) per datagram */
+  udpSendBatch6(fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined;
   openUdpClientSocket(address: string, port: number): number;
   udpSendQuery(fd: number, query: Uint8Array, id: number): number;
   udpGroupStart(slab: Buffer, meta: Uint32Array, slotSize: number, onBatch: BatchCallback): UdpGroupHandle;
@@ -144,6 +146,10 @@ export const udpBatch = {
   stop: (handle: UdpReceiverHandle): void => loadNative().udpReceiverStop(handle),
   send: (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined =>
     loadNative().udpSendBatch(fd, datagrams, meta, count),
+  /** issue 14: an IPv6 socket's receiver fills meta[6i..6i+5] = (length, port, 4 address words); send6 takes 5 words
+   * (4 address words, port) per datagram */
+  send6: (fd: number, datagrams: Buffer[], meta: Uint32Array, count: number): { failed: number; errno: number } | undefined =>
+    loadNative().udpSendBatch6(fd, datagrams, meta, count),
 };
 
 /**

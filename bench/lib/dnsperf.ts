@@ -22,6 +22,8 @@ export interface DnsperfOptions {
   outstanding?: number;
   /** -t: seconds before a query counts as lost (default 2) */
   timeoutSeconds?: number;
+  /** -s: the server (default natd's IPv4 gateway; issue 14: its IPv6 gateway for the dns-ipv6 scenario) */
+  server?: string;
 }
 
 export interface DnsperfResult {
@@ -71,7 +73,7 @@ export function parseDnsperfOutput(text: string): DnsperfResult {
 export async function runDnsperf(net: BenchNetwork, options: DnsperfOptions): Promise<DnsperfResult> {
   const out = path.join(net.workDir, `dnsperf-${process.hrtime.bigint()}.out`);
   const argv = [
-    'dnsperf', '-s', GATEWAY, '-d', options.queryFile, '-l', String(options.seconds), '-Q', String(options.maxQps),
+    'dnsperf', '-s', options.server ?? GATEWAY, '-d', options.queryFile, '-l', String(options.seconds), '-Q', String(options.maxQps),
     '-q', String(options.outstanding ?? 100), '-t', String(options.timeoutSeconds ?? 2), '-c', '4', '-v',
     ...(options.passes !== undefined ? ['-n', String(options.passes)] : []),
   ];

@@ -91,6 +91,8 @@ function dnsRows(d: Dns): string[][] {
     ['dns', `${d.queries} queries (udp ${d.udp}, tcp ${d.tcp}): ${d.cacheHits} from cache, ${d.forwarded} forwarded, ${d.local} local, ${d.servfail} SERVFAIL, ${d.refused} refused, ${d.dropped} dropped`],
     ['dns cache', `${d.cacheEntries} of ${c.maxEntries} entries, ${formatBytes(c.bytes)} of ${formatBytes(c.maxBytes)}; hit rate ${percent(c.hits, c.hits + c.misses)}; ${c.evictions} evicted`],
     ['upstreams', `${d.upstream.perServer.length} servers: ${d.upstream.sent} sent, ${d.upstream.received} answered, ${d.upstream.timeouts} timed out, ${d.upstream.failures} queries failed`],
+    // issue 14: natd's DNS on the IPv6 gateway
+    ...(d.ipv6 ? [['dns ipv6', `[${d.ipv6.address}]:53: ${d.ipv6.queries} queries, ${d.ipv6.cacheHits} from cache, ${d.ipv6.refused} refused; ${d.ipv6.guestAddresses.addresses} guest addresses known`]] : []),
   ];
 }
 

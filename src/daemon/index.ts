@@ -61,6 +61,8 @@ import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 import { guestIpv6Resolver } from './guest-ipv6.js'; // issue 14: guest name → IPv6 address for v6 forwards
+import { startDns6 } from './dns6.js';
+import { formatIpv6 } from '../ipv6/address.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -156,7 +158,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const bridge = await setUpBridge(config, ctx);
   const ipv6 = await setUpIpv6(config, bridge, ctx); // issue 14
   const state = await startState(config, bridge, range, ctx);
-  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
+  const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
@@ -186,7 +188,8 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
   const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
-    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}) });
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}),
+    dnsOnGateway: config.dns }); // RDNSS/DNSSL: DNS answers on the IPv6 gateway (startDns, next)
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
 }
@@ -309,11 +312,12 @@ function buildCore(config: Config, served: BridgeInfo, range: { start: number; e
   );
 }
 
-async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook): Promise<DnsParts> {
+async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, ctx: Context, records?: RecordBook, ipv6?: Ipv6Service): Promise<DnsParts> {
   const { sys, logger, stack } = ctx;
   const gatewayText = formatIpv4(bridge.gateway);
+  const ownAddresses = [gatewayText, ...(ipv6 ? [formatIpv6(ipv6.served.gateway)] : [])]; // issue 14: never our own upstream
   const cache = new DnsCache({ maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes, now: sys.now, minTtlSeconds: config.minCacheTtl, negativeCache: !config.noNegcache });
-  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, gatewayText, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax, strictOrder: config.strictOrder });
+  const upstream = new UpstreamClient({ servers: await upstreamsFrom(config, ownAddresses, logger), logger, now: sys.now, maxInFlight: config.dnsForwardMax, strictOrder: config.strictOrder });
   const routes = buildRouteTable(config, upstream); // issue 15
   const queryLog = new QueryLog(logger, config.logQueries, sys.now);
   stack.push('dns upstream', () => upstream.close());
@@ -340,14 +344,17 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     ...(records ? { records } : {}),
     routes,
     queryLog,
+    ...(ipv6 ? { ipv6Network: ipv6.served.network } : {}), // issue 14: the /64's reverse zone is local
   });
   server.start();
   stack.push('dns', () => server.close());
+  // issue 14: DNS on the IPv6 gateway, AAAA/PTR for the guests' IPv6 addresses
+  const ipv6Dns = ipv6 ? await startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
 
-  const stopWatch = followResolvConf(config, gatewayText, (servers) => upstream.setServers(servers), logger);
+  const stopWatch = followResolvConf(config, ownAddresses, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
   const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
-  return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners };
+  return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners, ipv6: ipv6Dns };
 }
 
 async function startDhcp(config: Config, { core, store, names, conflicts, events, ddns }: State, { sys, logger, stack }: Context): Promise<DhcpTransport> {
@@ -429,7 +436,8 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   await running.records?.reload(config); // issue 15
   running.ddns?.reload(config);
   if (running.dns) {
-    running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
+    const own = [formatIpv4(running.bridge.gateway), ...(running.ipv6 ? [formatIpv6(running.ipv6.served.gateway)] : [])]; // issue 14
+    running.dns.upstream.setServers(await upstreamsFrom(config, own, ctx.logger));
     reloadDnsKnobs(running.dns, config);
   }
   ctx.logger.info('reloaded', { reservations: reservations.length });
@@ -441,6 +449,7 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
   const routes = buildRouteTable(config, dns.upstream);
   dns.server.setRoutes(routes);
   for (const l of dns.listeners ?? []) l.server.setRoutes(routes);
+  dns.ipv6?.server.setRoutes(routes); // issue 14
   dns.routes = () => describeRoutes(routes, config);
   // cached answers of a domain that now goes elsewhere (or nowhere) must not outlive the change
   if (JSON.stringify(dns.routes()) !== before) dns.cache.clear();

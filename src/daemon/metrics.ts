@@ -57,6 +57,16 @@ export interface MetricsInput {
     queryLogSuppressed?: number;
     /** issue 15: custom DNS records configured, by kind (host-record, cname, …) */
     records?: Readonly<Record<string, number>>;
+    /** issue 14: natd's DNS on the IPv6 gateway, and the guests' IPv6 addresses known (AAAA/PTR) */
+    ipv6?: {
+      queries: number;
+      cacheHits: number;
+      refused: number;
+      badSource: number;
+      dropped: number;
+      guestAddresses: number;
+      guestAddressesRefused: Readonly<Record<string, number>>;
+    };
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
   ddns?: {
@@ -278,6 +288,20 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
     out.push({ name: 'natd_dns_query_log_suppressed_total', help: '--log-queries lines not written because of the rate limit.', type: 'counter', samples: one(m.dns.queryLogSuppressed) });
   }
   if (m.dns.records) out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
+  // issue 14: DNS over IPv6 (the natd_dns_* families above count the IPv4 gateway's server)
+  if (m.dns.ipv6) {
+    const v6 = m.dns.ipv6;
+    out.push(
+      { name: 'natd_dns6_queries_total', help: "DNS queries received on natd's IPv6 gateway address.", type: 'counter', samples: one(v6.queries) },
+      { name: 'natd_dns6_cache_hits_total', help: 'DNS queries over IPv6 answered from the cache.', type: 'counter', samples: one(v6.cacheHits) },
+      { name: 'natd_dns6_refused_total', help: 'DNS queries over IPv6 refused: source outside the served /64 and link-local.', type: 'counter', samples: one(v6.refused) },
+      { name: 'natd_dns6_dropped_total', help: 'DNS messages over IPv6 dropped unanswered, by reason.', type: 'counter',
+        samples: byKey(m.bridge, 'reason', { 'bad-source': v6.badSource, malformed: v6.dropped }) },
+      { name: 'natd_ipv6_guest_addresses', help: "Guests' IPv6 addresses known for AAAA/PTR answers.", type: 'gauge', samples: one(v6.guestAddresses) },
+      { name: 'natd_ipv6_guest_addresses_refused_total', help: "Guests' IPv6 addresses not published, by reason (outside-prefix, per-guest, total, conflict).", type: 'counter',
+        samples: byKey(m.bridge, 'reason', v6.guestAddressesRefused) },
+    );
+  }
   return out;
 }
 

@@ -24,6 +24,7 @@ import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
 import { ddnsMetrics } from './metrics.js';
 import type { Ipv6Service } from '../ipv6/service.js';
+import type { Dns6Parts } from './dns6.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -38,6 +39,8 @@ export interface DnsParts {
   routes?: () => unknown[];
   /** --listen-address servers for the host itself */
   listeners?: { address: string; server: DnsServer }[];
+  /** issue 14: DNS on the IPv6 gateway and the guests' IPv6 addresses */
+  ipv6?: Dns6Parts | undefined;
 }
 
 export interface Observed {
@@ -80,7 +83,7 @@ export function metricsInput(o: Observed): MetricsInput {
   };
 }
 
-function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog }: DnsParts): NonNullable<MetricsInput['dns']> {
+function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog, ipv6 }: DnsParts): NonNullable<MetricsInput['dns']> {
   const s = server.stats();
   const up = upstream.stats();
   return {
@@ -88,6 +91,7 @@ function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog }: 
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
     ...(records ? { records: records.countsByKind() } : {}),
     routed: s.routed, ...(queryLog?.enabled ? { queryLogSuppressed: queryLog.dropped } : {}),
+    ...(ipv6 ? { ipv6: dns6Metrics(ipv6) } : {}), // issue 14
   };
 }
 
@@ -131,6 +135,8 @@ export type DnsStatus = DnsServerStats & {
   routes?: unknown[] | undefined;
   queryLogSuppressed?: number | undefined;
   listeners?: ({ address: string } & DnsServerStats)[] | undefined;
+  /** issue 14: the listener on the IPv6 gateway, the guests' IPv6 addresses and the neighbour learner */
+  ipv6?: ({ address: string } & DnsServerStats & { guestAddresses: ReturnType<Dns6Parts['guests']['stats']>; neighbours: ReturnType<Dns6Parts['learner']['stats']> }) | undefined;
 };
 
 export function statusOf(o: Observed): StatusReport {
@@ -155,7 +161,7 @@ export function statusOf(o: Observed): StatusReport {
   };
 }
 
-function dnsStatus({ server, cache, upstream, leaseNames, records, routes, queryLog, listeners }: DnsParts, config: Config): DnsStatus {
+function dnsStatus({ server, cache, upstream, leaseNames, records, routes, queryLog, listeners, ipv6 }: DnsParts, config: Config): DnsStatus {
   return {
     ...server.stats(),
     cache: { ...cache.stats(), maxEntries: config.cacheSize, maxBytes: config.cacheMaxBytes },
@@ -166,5 +172,17 @@ function dnsStatus({ server, cache, upstream, leaseNames, records, routes, query
     routes: routes?.(),
     queryLogSuppressed: queryLog?.dropped,
     listeners: listeners?.map((l) => ({ address: l.address, ...l.server.stats() })),
+    ...(ipv6 ? { ipv6: { address: ipv6.address, ...ipv6.server.stats(), guestAddresses: ipv6.guests.stats(), neighbours: ipv6.learner.stats() } } : {}),
+  };
+}
+
+/** issue 14: the IPv6 listener's counts and the guests' IPv6 addresses, for metrics.ts */
+function dns6Metrics({ server, guests }: Dns6Parts): NonNullable<NonNullable<MetricsInput['dns']>['ipv6']> {
+  const s = server.stats();
+  const g = guests.stats();
+  return {
+    queries: s.queries, cacheHits: s.cacheHits, refused: s.refused, badSource: s.badSource, dropped: s.dropped,
+    guestAddresses: g.addresses,
+    guestAddressesRefused: { 'outside-prefix': g.refusedOutsidePrefix, 'per-guest': g.refusedPerGuest, total: g.refusedTotal, conflict: g.refusedConflict },
   };
 }

@@ -12,6 +12,7 @@ import { openArpSocket, openDeviceTcpListener, openDeviceUdpSocket, sdNotify, se
 import { pingProbe } from '../dhcp/probe.js';
 import { chooseConflictProbe, type ConflictProbeChoice } from '../dhcp/arp-probe.js';
 import { BatchUdpTransport, type DnsUdpTransport } from '../dns/udp-transport.js';
+import { BatchUdp6Transport } from '../dns/udp6-transport.js';
 import type { NftExec } from '../nft/runner.js';
 import { registerWithResolved, type ResolvedRegistration } from './resolved.js';
 // issue 14: IPv6 for the guests
@@ -38,7 +39,7 @@ export interface BridgeSetup {
 export interface DaemonSockets {
   /** 0.0.0.0:67 bound to the bridge, zero UDP checksum, broadcast allowed */
   openDhcp(bridge: string): Promise<dgram.Socket>;
-  /** gateway:53 bound to the bridge */
+  /** gateway:53 bound to the bridge (issue 14: the IPv6 gateway too) */
   openDnsUdp(bridge: string, address: string): DnsUdpTransport;
   openDnsTcp(bridge: string, address: string): Promise<net.Server>;
   /** datagrams the kernel dropped at the UDP sockets opened here (a full receive buffer), by socket */
@@ -69,6 +70,8 @@ export interface DaemonSystem {
   linkMtu(bridge: string): number | undefined;
   /** issue 14: the host's machine-id (the ULA of --ipv6 auto is derived from it), undefined when unreadable */
   machineId(): string | undefined;
+  /** issue 14: the bridge's IPv6 neighbour table as `ip -6 neigh show dev <bridge>` prints it (default: runs ip) */
+  readNeighbours?(bridge: string): Promise<string>;
 }
 
 export const realBridgeSetup: BridgeSetup = {
@@ -90,9 +93,10 @@ export function realSockets(): DaemonSockets {
     // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
     openDnsUdp(bridge, address) {
       // issue 15: --listen-address sockets (on lo) are counted under their own name
-      const name = bridge === 'lo' ? `dns-${address}` : 'dns';
+      const v6 = address.includes(':'); // issue 14: the IPv6 gateway's socket, counted as dns6
+      const name = bridge === 'lo' ? `dns-${address}` : v6 ? 'dns6' : 'dns';
       const fd = (udpFds[name] = openDeviceUdpSocket(bridge, address, DNS_PORT));
-      return new BatchUdpTransport(fd);
+      return v6 ? new BatchUdp6Transport(fd) : new BatchUdpTransport(fd);
     },
     async openDnsTcp(bridge, address) {
       const tcp = net.createServer();

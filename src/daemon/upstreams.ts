@@ -12,15 +12,22 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import { parseResolvConf, watchResolvConf } from '../dns/resolv-conf.js';
 import type { Logger } from '../log.js';
+import { canonicalIpv6Scoped } from '../ipv6/address.js';
 
 export type UpstreamServer = { address: string; port?: number };
 
-/** resolv.conf's nameservers that are not natd itself (its gateway address, and its --listen-address ones). */
-export function upstreamsFromResolvConf(nameservers: readonly string[], gateway: string, own: readonly string[] = []): UpstreamServer[] {
-  return nameservers.filter((a) => a !== gateway && !own.includes(a)).map((address) => ({ address }));
+/**
+ * resolv.conf's nameservers that are not natd itself (its gateway address, issue 14: its IPv6 gateway too, in any
+ * spelling, and its --listen-address ones).
+ */
+export function upstreamsFromResolvConf(nameservers: readonly string[], gateway: string | readonly string[], own: readonly string[] = []): UpstreamServer[] {
+  const self = new Set([...(typeof gateway === 'string' ? [gateway] : gateway), ...own].map(canonical));
+  return nameservers.filter((a) => !self.has(canonical(a))).map((address) => ({ address }));
 }
 
-export async function upstreamsFrom(config: Config, gateway: string, logger: Logger): Promise<UpstreamServer[]> {
+const canonical = (address: string): string => (address.includes(':') ? canonicalIpv6Scoped(address) : address);
+
+export async function upstreamsFrom(config: Config, gateway: string | readonly string[], logger: Logger): Promise<UpstreamServer[]> {
   // issue 15: --upstream and plain --server=IP[#PORT] entries, parsed by config.ts
   if (config.upstreamServers.length) return config.upstreamServers.map((u) => ({ ...u }));
   try {
@@ -32,7 +39,7 @@ export async function upstreamsFrom(config: Config, gateway: string, logger: Log
 }
 
 /** Follows resolv.conf when no upstream is configured; returns the stop function (undefined: nothing to follow). */
-export function followResolvConf(config: Config, gateway: string, setServers: (servers: UpstreamServer[]) => void, logger: Logger): (() => void) | undefined {
+export function followResolvConf(config: Config, gateway: string | readonly string[], setServers: (servers: UpstreamServer[]) => void, logger: Logger): (() => void) | undefined {
   if (config.upstreamServers.length) return undefined;
   return watchResolvConf(config.resolvConf, (parsed) => {
     const servers = upstreamsFromResolvConf(parsed.nameservers, gateway, config.listenAddresses);

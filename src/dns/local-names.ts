@@ -13,6 +13,22 @@ import { formatIpv4, parseIpv4, subnetContains, type Subnet } from '../net/ipv4.
 import type { LocalRecord } from './answers.js';
 import { DEFAULT_GATEWAY_NAME, deniedNameReason, isTopLevelDomain } from './denied-names.js';
 import { DNS_CLASS_IN, DnsRcode, DnsType, type DnsQuestion } from './types.js';
+// issue 14: AAAA and ip6.arpa for the guests' IPv6 addresses, bogus-priv for IPv6 reverse zones
+import { ip6BlockInside, ip6ReverseZone, PRIVATE_RANGES6, type Ip6Block } from './reverse6.js';
+import { formatIpv6 } from '../ipv6/address.js';
+
+/**
+ * issue 14: what LocalNames needs of the IPv6 side (ipv6/guest-addresses.ts behind it): the guests' addresses by
+ * MAC (for names held by a lease or reservation) or by name (entries without a MAC), who holds an address, and
+ * the gateway's address and the served /64.
+ */
+export interface Ipv6Names {
+  network: Uint8Array;
+  gateway: Uint8Array;
+  addressesOfMac(mac: string): readonly string[];
+  addressesOfName(name: string): readonly string[];
+  ownerOf(address: Uint8Array): { name?: string | undefined } | undefined;
+}
 
 export type HostSource = 'lease' | 'reservation' | 'static';
 /** The gateway's own name is built in and outranks everything. */
@@ -139,12 +155,14 @@ export function policyFor(question: DnsQuestion, opts: { domain?: string; subnet
 }
 
 /** policyFor with the configuration prepared once, for the server's per-query use. */
-export function namePolicy(opts: { domain?: string; subnet: Subnet }): (question: DnsQuestion) => NamePolicy {
+export function namePolicy(opts: { domain?: string; subnet: Subnet; ipv6Network?: Uint8Array }): (question: DnsQuestion) => NamePolicy {
   const domain = normalizeDomain(opts.domain);
   const domainSuffix = domain ? `.${domain}` : undefined;
   const { subnet } = opts;
   // a domain that is itself a TLD (an operator's choice) keeps its names, but its apex stays the root's to answer
   const apexIsTld = domain !== undefined && isTopLevelDomain(domain);
+  // issue 14: the served /64's reverse zone is natd's own
+  const served6: Ip6Block | undefined = opts.ipv6Network ? { network: opts.ipv6Network, prefix: 64 } : undefined;
   return (question) => {
     const name = normalizeName(question.name);
     if (domain && ((name === domain && !apexIsTld) || name.endsWith(domainSuffix!))) return 'local';
@@ -152,6 +170,12 @@ export function namePolicy(opts: { domain?: string; subnet: Subnet }): (question
     if (zone) {
       if (blockInside(zone, subnet)) return 'local';
       if (PRIVATE_RANGES.some((range) => blockInside(zone, range))) return 'private-reverse';
+      return 'forward';
+    }
+    const zone6 = ip6ReverseZone(name);
+    if (zone6) {
+      if (served6 && ip6BlockInside(zone6, served6)) return 'local';
+      if (PRIVATE_RANGES6.some((range) => ip6BlockInside(zone6, range))) return 'private-reverse';
       return 'forward';
     }
     if (name !== '' && !name.includes('.') && !TLD_TYPES.has(question.type)) return 'refuse-single-label';
@@ -170,6 +194,8 @@ export class LocalNames {
   private readonly gatewayName: string;
   /** the domain is itself a TLD: its apex is not answered here */
   private readonly apexIsTld: boolean;
+  /** issue 14: the guests' IPv6 addresses (undefined: IPv4 only) */
+  private ipv6: Ipv6Names | undefined;
 
   constructor(opts: LocalNamesOptions) {
     this.domain = normalizeDomain(opts.domain);
@@ -179,6 +205,20 @@ export class LocalNames {
     this.ttl = opts.ttlSeconds ?? 0;
     this.gatewayName = this.hostKey(opts.gatewayName ?? DEFAULT_GATEWAY_NAME);
     this.add({ name: this.gatewayName, address: opts.gatewayAddress >>> 0, source: 'gateway' });
+  }
+
+  /** issue 14: AAAA and ip6.arpa answers from the guests' IPv6 addresses; undefined turns them off. */
+  setIpv6(ipv6: Ipv6Names | undefined): void {
+    this.ipv6 = ipv6;
+  }
+
+  /** issue 14: the name each MAC's lease or reservation holds now (the winner of its name), for the SLAAC learner. */
+  namesByMac(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const slot of this.byName.values()) {
+      for (const e of this.winners(slot)) if (e.mac && (e.source === 'lease' || e.source === 'reservation')) out.set(e.mac.toLowerCase(), e.name);
+    }
+    return out;
   }
 
   /** issue 15: --local-ttl changes on reload */
@@ -261,16 +301,68 @@ export class LocalNames {
     const name = normalizeName(question.name);
     const zone = reverseZone(name);
     if (zone) return zone.exact && zone.prefix === 32 ? this.lookupAddress(zone.network, question.type) : undefined;
+    if (this.ipv6 && name.endsWith('ip6.arpa')) return this.lookupAddress6(name, question.type); // issue 14
 
     const domain = this.domain;
     if (this.isTldOrAboveDomain(name)) return undefined; // never natd's to answer, whatever was published
     if (domain && name === domain) return answer(DnsRcode.NOERROR, []); // the zone apex exists, holds no A
     const inDomain = domain !== undefined && name.endsWith(this.domainSuffix!);
-    const entries = this.winners(this.byName.get(inDomain ? name.slice(0, -domain.length - 1) : name));
-    if (entries.length === 0) return inDomain ? answer(DnsRcode.NXDOMAIN, []) : undefined;
-    if (question.type !== DnsType.A && question.type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
-    const addresses = [...new Set(entries.map((e) => e.address))];
-    return answer(DnsRcode.NOERROR, addresses.map((a) => ({ type: DnsType.A, ttl: this.ttl, data: formatIpv4(a) })));
+    const key = inDomain ? name.slice(0, -domain.length - 1) : name;
+    const entries = this.winners(this.byName.get(key));
+    if (entries.length === 0) {
+      // issue 14: a name only an IPv6 source without a MAC gives (no IPv4 lease or reservation holds it)
+      const v6Only = this.ipv6 && isValidHostName(key) ? this.ipv6.addressesOfName(key) : [];
+      if (v6Only.length === 0) return inDomain ? answer(DnsRcode.NXDOMAIN, []) : undefined;
+      return answer(DnsRcode.NOERROR, question.type === DnsType.AAAA || question.type === DnsType.ANY ? this.aaaa(v6Only) : []);
+    }
+    const records: LocalRecord[] = [];
+    if (question.type === DnsType.A || question.type === DnsType.ANY) {
+      const addresses = [...new Set(entries.map((e) => e.address))];
+      for (const a of addresses) records.push({ type: DnsType.A, ttl: this.ttl, data: formatIpv4(a) });
+    }
+    if (this.ipv6 && (question.type === DnsType.AAAA || question.type === DnsType.ANY)) records.push(...this.aaaa(this.addresses6Of(entries)));
+    return answer(DnsRcode.NOERROR, records);
+  }
+
+  /** issue 14: the IPv6 addresses of a name's winning entries: the gateway's, or those of each entry's MAC. */
+  private addresses6Of(entries: readonly HostEntry[]): string[] {
+    const ipv6 = this.ipv6!;
+    const out = new Set<string>();
+    for (const e of entries) {
+      if (e.source === 'gateway') out.add(formatIpv6(ipv6.gateway));
+      else if (e.mac && (e.source === 'lease' || e.source === 'reservation')) for (const a of ipv6.addressesOfMac(e.mac)) out.add(a);
+    }
+    return [...out];
+  }
+
+  private aaaa(addresses: readonly string[]): LocalRecord[] {
+    return addresses.map((a) => ({ type: DnsType.AAAA, ttl: this.ttl, data: a }));
+  }
+
+  /**
+   * issue 14: PTR for an address in the served /64: the gateway's name, or the name of the guest holding it when
+   * that name's AAAA answer has the address (forward-confirmed); NXDOMAIN for any other address in the /64;
+   * undefined outside it (the policy decides: bogus-priv or forward).
+   */
+  private lookupAddress6(name: string, type: number): LocalAnswer | undefined {
+    const ipv6 = this.ipv6!;
+    const zone = ip6ReverseZone(name);
+    if (!zone || !zone.exact || zone.prefix !== 128 || !ip6BlockInside(zone, { network: ipv6.network, prefix: 64 })) return undefined;
+    const text = formatIpv6(zone.network);
+    let ptr: string | undefined;
+    if (text === formatIpv6(ipv6.gateway)) ptr = this.gatewayName;
+    else {
+      const owner = ipv6.ownerOf(zone.network)?.name;
+      if (owner !== undefined) {
+        const key = this.hostKey(owner);
+        const entries = this.winners(this.byName.get(key));
+        const forward = entries.length ? this.addresses6Of(entries) : ipv6.addressesOfName(key);
+        if (forward.includes(text)) ptr = key;
+      }
+    }
+    if (ptr === undefined) return answer(DnsRcode.NXDOMAIN, []);
+    if (type !== DnsType.PTR && type !== DnsType.ANY) return answer(DnsRcode.NOERROR, []);
+    return answer(DnsRcode.NOERROR, [{ type: DnsType.PTR, ttl: this.ttl, data: this.fullName(ptr) }]);
   }
 
   private lookupAddress(address: number, type: number): LocalAnswer | undefined {

@@ -12,7 +12,7 @@
  * `--log-queries=extra` writes every query, plus the query id: for debugging a single guest, never for a busy bridge.
  */
 import type { Logger } from '../log.js';
-import { formatIpv4, NOT_IPV4 } from '../net/ipv4.js';
+import { formatClient, type ClientAddress } from './client-address.js';
 import type { ParsedQuery } from './types.js';
 import { getRcode, HEADER_LENGTH } from './wire.js';
 
@@ -46,10 +46,10 @@ export class QueryLog {
     this.extra = mode === 'extra';
   }
 
-  record(query: ParsedQuery, client: number, answer: string, response: Buffer | Promise<Buffer> | undefined): void {
+  record(query: ParsedQuery, client: ClientAddress, answer: string, response: Buffer | Promise<Buffer> | undefined): void {
     if (!this.extra && !this.admit()) return;
     const fields: Record<string, unknown> = {
-      client: client === NOT_IPV4 ? 'not-ipv4' : formatIpv4(client), name: query.question.name, type: query.question.type, answer,
+      client: formatClient(client), name: query.question.name, type: query.question.type, answer,
     };
     if (this.extra) fields.id = query.id;
     if (this.suppressed > 0) {

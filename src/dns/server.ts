@@ -26,7 +26,9 @@
  */
 import type net from 'node:net';
 import type { Logger } from '../log.js';
-import { formatIpv4, NOT_IPV4, subnetContains, type Subnet } from '../net/ipv4.js';
+import { NOT_IPV4, subnetContains, type Subnet } from '../net/ipv4.js';
+// issue 14: IPv6 clients on the bridge's IPv6 gateway
+import { formatClient, isLinkLocalV6Client, isUnicastV6Client, v6PrefixKey, type ClientAddress } from './client-address.js';
 import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } from './answers.js';
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
@@ -50,6 +52,12 @@ export interface DnsServerOptions {
   /** listening TCP server (the server takes it over, through a NetTcpTransport with the tcp limits below) */
   tcp?: net.Server;
   subnet: Subnet;
+  /**
+   * issue 14: the served /64 (16 bytes) when natd serves IPv6: IPv6 sources inside it or link-local (fe80::/10;
+   * the sockets are bound to the bridge) are served, every other IPv6 source is REFUSED; its ip6.arpa zone is
+   * natd's own. Without it no IPv6 source is served.
+   */
+  ipv6Network?: Uint8Array;
   localNames: LocalNames;
   cache: DnsCache;
   upstream: UpstreamClient;
@@ -119,7 +127,7 @@ export class DnsServer {
   private readonly tcp: DnsTcpTransport | undefined;
   private readonly maxPendingPerClient: number;
   /** per client address: questions waiting for upstream (entries removed at 0) */
-  private readonly pendingByClient = new Map<number, number>();
+  private readonly pendingByClient = new Map<ClientAddress, number>();
   /** upstream queries in flight by cache key: later identical questions wait on the same reply */
   private readonly inFlight = new Map<string, Promise<Buffer | undefined>>();
   /** the pipeline's counters; the TCP transport's (limitedClientTcp, limitedTcpFull, tcpOutputClosed) stay 0 here
@@ -130,6 +138,8 @@ export class DnsServer {
     tcpOutputClosed: 0, any: 0, routed: 0,
   };
   private routes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
+  /** issue 14: the served /64 as a client-key prefix (client-address.ts) */
+  private readonly ipv6Prefix: string | undefined;
   /** what answered the query being processed, for the query log */
   private source = '';
   /** domain-needed / bogus-priv decisions, with the configuration prepared once */
@@ -174,7 +184,8 @@ export class DnsServer {
         idleMs: opts.tcpIdleMs, maxConnections: opts.maxTcpConnections, maxPerClient: opts.maxTcpConnectionsPerClient,
       });
     }
-    this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet });
+    this.policyFor = namePolicy({ ...(opts.domain ? { domain: opts.domain } : {}), subnet: opts.subnet, ...(opts.ipv6Network ? { ipv6Network: opts.ipv6Network } : {}) });
+    this.ipv6Prefix = opts.ipv6Network ? v6PrefixKey(opts.ipv6Network) : undefined;
     this.records = opts.records ?? { zone: buildRecordZone([], { domain: opts.domain, subnet: opts.subnet, ttl: 0, serverName: 'gateway' }).zone };
     this.routes = opts.routes;
   }
@@ -205,14 +216,14 @@ export class DnsServer {
 
   // ---- UDP ----
 
-  private handleDatagram(msg: Buffer, address: number, port: number): void {
+  private handleDatagram(msg: Buffer, address: ClientAddress, port: number): void {
     this.counters.udp++;
     if (port === 0 || !this.isUnicastSource(address)) {
       // spoofed or broken: an answer would be broadcast, multicast, or make the whole send batch fail (port 0)
       this.counters.queries++;
       this.counters.badSource++;
       this.opts.logger.warnLimited('dns-bad-source', 'DNS query from a source that cannot be answered, dropping', {
-        source: `${address === NOT_IPV4 ? 'not-ipv4' : formatIpv4(address)}:${port}`,
+        source: `${formatClient(address)}:${port}`,
       });
       return;
     }
@@ -223,14 +234,14 @@ export class DnsServer {
     else this.sendUdp(response, udpLimit, address, port);
   }
 
-  private sendUdp(response: Buffer, udpLimit: number, address: number, port: number): void {
+  private sendUdp(response: Buffer, udpLimit: number, address: ClientAddress, port: number): void {
     if (!this.closing) this.opts.udp.reply(truncateForUdp(response, udpLimit), address, port);
   }
 
   // ---- the pipeline ----
 
   /** One message from a client → what to answer. Never throws. */
-  private process(raw: Buffer, allowed: boolean, client: number): Outcome {
+  private process(raw: Buffer, allowed: boolean, client: ClientAddress): Outcome {
     this.counters.queries++;
     const parsed = parseQuery(raw);
     if (!parsed.ok) return this.answerRejected(raw, parsed.rejected, allowed);
@@ -256,7 +267,7 @@ export class DnsServer {
   }
 
   /** The pipeline for a valid query: source → local names and policy → ANY → cache → upstream. */
-  private answer(query: ParsedQuery, allowed: boolean, client: number): Buffer | Promise<Buffer> {
+  private answer(query: ParsedQuery, allowed: boolean, client: ClientAddress): Buffer | Promise<Buffer> {
     if (!allowed) {
       this.counters.refused++;
       this.source = 'refused';
@@ -295,7 +306,7 @@ export class DnsServer {
   }
 
   /** Forwards, unless the client already has maxPendingPerClient questions waiting for upstream. */
-  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: number, group: UpstreamGroup | undefined): Buffer | Promise<Buffer> {
+  private forwardWithinClientLimit(query: ParsedQuery, key: string, client: ClientAddress, group: UpstreamGroup | undefined): Buffer | Promise<Buffer> {
     const pending = this.pendingByClient.get(client) ?? 0;
     if (pending >= this.maxPendingPerClient) {
       // SERVFAIL, as when the global cap (dns-forward-max) is reached: "try again later", which is the truth, and
@@ -303,7 +314,7 @@ export class DnsServer {
       this.counters.limitedClientPending++;
       this.counters.servfail++;
       this.opts.logger.warnLimited('dns-client-pending', 'per-client limit of pending upstream queries reached, answering SERVFAIL', {
-        client: formatIpv4(client), limit: this.maxPendingPerClient,
+        client: formatClient(client), limit: this.maxPendingPerClient,
       });
       return buildErrorResponse(query, DnsRcode.SERVFAIL);
     }
@@ -377,12 +388,16 @@ export class DnsServer {
     else if (rcode === DnsRcode.SERVFAIL) this.counters.servfail++;
   }
 
-  private mayServe(address: number): boolean {
-    return address !== NOT_IPV4 && subnetContains(this.opts.subnet, address);
+  private mayServe(address: ClientAddress): boolean {
+    if (typeof address === 'number') return address !== NOT_IPV4 && subnetContains(this.opts.subnet, address);
+    // issue 14: the served /64, or link-local (the socket is bound to the bridge: such a source is on the bridge)
+    const prefix = this.ipv6Prefix;
+    return prefix !== undefined && (address.startsWith(prefix) || isLinkLocalV6Client(address));
   }
 
   /** A source address a real client can have: not the subnet's network or broadcast address, nor a special one. */
-  private isUnicastSource(address: number): boolean {
+  private isUnicastSource(address: ClientAddress): boolean {
+    if (typeof address !== 'number') return isUnicastV6Client(address); // issue 14
     if (!isUnicastAddress(address)) return false;
     const { network, broadcast, prefix } = this.opts.subnet;
     // a /31 or /32 has no network or broadcast address (RFC 3021)
@@ -397,7 +412,7 @@ export function isUnicastAddress(address: number): boolean {
   return first !== 0 && first < 224;
 }
 
-function decrement(counts: Map<number, number>, key: number): void {
+function decrement<K>(counts: Map<K, number>, key: K): void {
   const left = (counts.get(key) ?? 1) - 1;
   if (left > 0) counts.set(key, left);
   else counts.delete(key);

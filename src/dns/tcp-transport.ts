@@ -13,7 +13,8 @@
  */
 import type net from 'node:net';
 import type { LogFields } from '../log.js';
-import { formatIpv4, NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
+import { parseIpv4 } from '../net/ipv4.js';
+import { clientFromText, formatClient, type ClientAddress } from './client-address.js';
 import { truncateForUdp } from './answers.js';
 import { encodeFrame, FrameDecoder, MAX_FRAME_MESSAGE } from './tcp-framing.js';
 
@@ -26,10 +27,10 @@ export interface TcpAnswer {
 }
 
 export interface TcpHandlers {
-  /** may a peer at this IPv4 address (NOT_IPV4 if it is not one) connect? No: the connection is closed at once */
-  accepts(client: number): boolean;
+  /** may a peer at this address (an IPv4 number, an IPv6 key, NOT_IPV4 if neither) connect? No: closed at once */
+  accepts(client: ClientAddress): boolean;
   /** one message of an accepted connection; `message` is a view of the received bytes, valid during the call */
-  message(message: Buffer, client: number): TcpAnswer;
+  message(message: Buffer, client: ClientAddress): TcpAnswer;
   /** a frame too short to hold a DNS header; the connection is closed */
   dropped(): void;
   /** a socket error or a limit that bit; the transport carries on */
@@ -77,8 +78,8 @@ const TCP_UNSENT_CLOSE_BYTES = TCP_UNSENT_PAUSE_BYTES + (TCP_MAX_PIPELINED + 2) 
 
 interface TcpConnection {
   socket: net.Socket;
-  /** the peer's IPv4 address as a number */
-  client: number;
+  /** the peer's address: an IPv4 number or an IPv6 key (client-address.ts) */
+  client: ClientAddress;
   frames: FrameDecoder;
   inFlight: number;
   lastActivity: number;
@@ -90,7 +91,7 @@ export class NetTcpTransport implements DnsTcpTransport {
   private readonly maxPerClient: number;
   private readonly connections = new Set<TcpConnection>();
   /** per client address: connections held (entries removed at 0) */
-  private readonly heldByClient = new Map<number, number>();
+  private readonly heldByClient = new Map<ClientAddress, number>();
   private readonly counters: DnsTcpStats = { limitedClientTcp: 0, limitedTcpFull: 0, tcpOutputClosed: 0 };
   private handlers: TcpHandlers | undefined;
   private closing: Promise<void> | undefined;
@@ -129,7 +130,7 @@ export class NetTcpTransport implements DnsTcpTransport {
   private accept(socket: net.Socket): void {
     const handlers = this.handlers!;
     socket.on('error', (err) => handlers.warn('dns-tcp-conn', 'DNS TCP connection error, ignoring', { error: String(err) }));
-    const client = ipv4Of(socket.remoteAddress ?? '');
+    const client = clientFromText(socket.remoteAddress ?? '', parseIpv4);
     if (this.closing || !handlers.accepts(client) || !this.makeRoomFor(client)) {
       socket.destroy();
       return;
@@ -153,12 +154,12 @@ export class NetTcpTransport implements DnsTcpTransport {
   }
 
   /** Whether a new connection of `client` may open: under its own limit, and a free slot or an idle one to close. */
-  private makeRoomFor(client: number): boolean {
+  private makeRoomFor(client: ClientAddress): boolean {
     const handlers = this.handlers!;
     if ((this.heldByClient.get(client) ?? 0) >= this.maxPerClient) {
       this.counters.limitedClientTcp++;
       handlers.warn('dns-tcp-client-limit', 'per-client DNS TCP connection limit reached, closing a new one', {
-        client: formatIpv4(client), limit: this.maxPerClient,
+        client: formatClient(client), limit: this.maxPerClient,
       });
       return false;
     }
@@ -257,13 +258,8 @@ export class NetTcpTransport implements DnsTcpTransport {
     conn.lastActivity = performance.now();
     if (socket.writableLength > TCP_UNSENT_CLOSE_BYTES) {
       this.counters.tcpOutputClosed++;
-      this.handlers!.warn('dns-tcp-unsent', 'DNS TCP client does not read its answers, closing', { client: formatIpv4(conn.client) });
+      this.handlers!.warn('dns-tcp-unsent', 'DNS TCP client does not read its answers, closing', { client: formatClient(conn.client) });
       socket.destroy();
     }
   }
-}
-
-/** An IPv4 peer address as a number; a client seen through a dual-stack socket appears as ::ffff:a.b.c.d. */
-function ipv4Of(address: string): number {
-  return parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address) ?? NOT_IPV4;
 }

@@ -6,16 +6,19 @@
  *   several objects per datagram each way, which made cache hits cost natd twice dnsmasq's CPU (bench/PROFILE.md).
  * - DgramUdpTransport: any node:dgram socket (unit tests, sockets natd did not open itself).
  *
- * Addresses are IPv4 numbers (natd's DNS socket is IPv4); a source that is not IPv4 arrives as NOT_IPV4.
+ * Addresses are IPv4 numbers on these IPv4 sockets; a source that is not IPv4 arrives as NOT_IPV4. natd's DNS on the
+ * bridge's IPv6 gateway (issue 14) has its own transport, udp6-transport.ts, whose clients are IPv6 keys
+ * (client-address.ts).
  */
 import type dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
 import { formatIpv4, NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
+import type { ClientAddress } from './client-address.js';
 
 export interface UdpHandlers {
   /** one datagram; `message` is valid during the call only (it may be a view of a reused receive buffer) */
-  message(message: Buffer, address: number, port: number): void;
+  message(message: Buffer, address: ClientAddress, port: number): void;
   /** a datagram was dropped before it reached `message` (too large for a receive slot) */
   dropped(): void;
   /** a socket error or an answer that could not be sent; the transport carries on */
@@ -25,7 +28,7 @@ export interface UdpHandlers {
 export interface DnsUdpTransport {
   start(handlers: UdpHandlers): void;
   /** Sends an answer; answers given from inside `message` may be held until the batch is delivered. */
-  reply(message: Buffer, address: number, port: number): void;
+  reply(message: Buffer, address: ClientAddress, port: number): void;
   /** Stops receiving and closes the socket. Idempotent. */
   close(): Promise<void>;
 }
@@ -56,8 +59,8 @@ export class BatchUdpTransport implements DnsUdpTransport {
     this.receiver = udpBatch.start(this.fd, this.slab, this.meta, SLOT_SIZE, this.onBatch);
   }
 
-  reply(message: Buffer, address: number, port: number): void {
-    if (this.closed || address === NOT_IPV4 || port === 0) return;
+  reply(message: Buffer, address: ClientAddress, port: number): void {
+    if (this.closed || typeof address !== 'number' || address === NOT_IPV4 || port === 0) return;
     const index = this.outgoing.length;
     this.outgoing.push(message);
     this.outgoingMeta[2 * index] = address;
@@ -129,8 +132,8 @@ export class DgramUdpTransport implements DnsUdpTransport {
     this.onSendError = (err) => err && handlers.warn('dns-udp-send', `DNS UDP answer not sent: ${String(err)}`);
   }
 
-  reply(message: Buffer, address: number, port: number): void {
-    if (this.closing || address === NOT_IPV4 || port === 0) return;
+  reply(message: Buffer, address: ClientAddress, port: number): void {
+    if (this.closing || typeof address !== 'number' || address === NOT_IPV4 || port === 0) return;
     try {
       this.socket.send(message, port, formatIpv4(address), this.onSendError);
     } catch (err) {

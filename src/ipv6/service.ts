@@ -4,9 +4,10 @@
  * forwarding stay, as the IPv4 ones do.
  *
  * What the advertisement says: the /64 on-link and for SLAAC (L+A), natd as default router (lifetime 1800 s), the
- * bridge's MTU and MAC; M and O both 0, as natd has no DHCPv6 server (yet). RDNSS/DNSSL (RFC 8106) are sent only
- * when natd's DNS answers on the IPv6 gateway (`dnsServer`); today it listens on the IPv4 gateway only, so the
- * guests keep the DNS server DHCPv4 gives them rather than being told of one that does not answer.
+ * bridge's MTU and MAC; M and O both 0, as natd has no DHCPv6 server (yet). RDNSS/DNSSL (RFC 8106) are sent when
+ * natd's DNS answers on the IPv6 gateway (`dnsOnGateway`, with DNS on: daemon/dns6.ts): RDNSS the gateway, DNSSL
+ * the search domains (the --domain by default, as DHCPv4 option 119), both with lifetime 1800 s (RFC 8106 5.1:
+ * at least 3 x MaxRtrAdvInterval) and 0 in the final advertisement.
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -36,6 +37,8 @@ export interface Ipv6Deps {
   raGuard?: RaGuard;
   /** natd's DNS on the IPv6 gateway (RDNSS + DNSSL), when it answers there */
   dnsServer?: Ipv6Bytes;
+  /** natd's DNS answers on the IPv6 gateway itself (daemon/dns6.ts, started right after): RDNSS is the gateway */
+  dnsOnGateway?: boolean;
 }
 
 export interface Ipv6Service {
@@ -80,16 +83,18 @@ export async function startIpv6(config: Config, deps: Ipv6Deps): Promise<Ipv6Ser
     }
   }
   const domains = config.searchDomains;
+  const dnsServer = deps.dnsServer ?? (deps.dnsOnGateway ? served.gateway : undefined);
   const ra = new RaServer({
     open: (onSolicitation) => deps.openRaSocket(config.bridge, onSolicitation, logger),
-    advertisement: (final) => advertisementFor(served, { mac: deps.bridgeMac, mtu: deps.linkMtu(config.bridge), ...(deps.dnsServer ? { dnsServer: deps.dnsServer } : {}), domains }, final),
+    advertisement: (final) => advertisementFor(served, { mac: deps.bridgeMac, mtu: deps.linkMtu(config.bridge), ...(dnsServer ? { dnsServer } : {}), domains }, final),
     logger,
   });
   ra.start();
   logger.info('serving IPv6', { bridge: config.bridge, gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source });
   return {
     served,
-    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, raGuard: guarded, routerAdvertisements: ra.stats() }),
+    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, raGuard: guarded, routerAdvertisements: ra.stats(),
+      ...(dnsServer ? { rdnss: formatIpv6(dnsServer), dnssl: [...domains] } : {}) }),
     raStats: () => ra.stats(),
     close: async () => {
       ra.close();

@@ -15,6 +15,7 @@ import { parseQuery } from '../../src/dns/query.js';
 import { DnsServer } from '../../src/dns/server.js';
 import { UpstreamClient } from '../../src/dns/upstream.js';
 import { BatchUdpTransport, type UdpHandlers } from '../../src/dns/udp-transport.js';
+import type { ClientAddress } from '../../src/dns/client-address.js';
 import * as native from '../../src/native.js';
 
 const LOOPBACK = parseCidr('127.0.0.1/8')!.subnet;
@@ -99,7 +100,7 @@ describe('BatchUdpTransport', () => {
   it('sends a reply given outside a batch at once', async () => {
     const { transport, port } = batchTransport();
     const peer = await client();
-    const later: { address: number; port: number }[] = [];
+    const later: { address: ClientAddress; port: number }[] = [];
     transport.start({
       message: (_msg, address, p) => void later.push({ address, port: p }),
       dropped: () => {},

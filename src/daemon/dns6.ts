@@ -1,0 +1,85 @@
+/**
+ * issue 14: natd's DNS on the bridge's IPv6 gateway (with DNS on and --subnet6 / --ipv6 auto). A DnsServer of its
+ * own on IPv6 sockets bound to the bridge (UDP batched like the IPv4 one, udp6-transport.ts; TCP), sharing
+ * everything with the bridge's IPv4 server: local names, cache, upstreams, routes, query log, limits. Not an open
+ * resolver: it serves IPv6 sources in the served /64 and link-local ones (the socket only hears the bridge), every
+ * other source is REFUSED and counted; the input chain accepts DNS to the IPv6 gateway from the bridge only
+ * (nft/ipv6-rules.ts).
+ *
+ * It also keeps the guests' IPv6 addresses (ipv6/guest-addresses.ts), learnt from the neighbour table
+ * (ipv6/neighbours.ts), for AAAA and ip6.arpa answers on both servers.
+ */
+import type { Config } from '../config.js';
+import type { DnsCache } from '../dns/cache.js';
+import type { LocalNames } from '../dns/local-names.js';
+import type { QueryLog } from '../dns/query-log.js';
+import type { RecordZone } from '../dns/record-zone.js';
+import { DnsServer } from '../dns/server.js';
+import type { UpstreamClient } from '../dns/upstream.js';
+import type { Logger } from '../log.js';
+import type { BridgeInfo } from '../net/bridge.js';
+import { runIp } from '../net/ip-command.js';
+import { formatIpv6 } from '../ipv6/address.js';
+import { GuestAddresses } from '../ipv6/guest-addresses.js';
+import { NeighbourLearner } from '../ipv6/neighbours.js';
+import type { Ipv6Served } from '../ipv6/settings.js';
+import type { RouteTable } from './dns-routes.js';
+import type { ShutdownStack } from './shutdown.js';
+import type { DaemonSockets } from './system.js';
+
+export interface Dns6Parts {
+  /** the IPv6 gateway natd's DNS listens on */
+  address: string;
+  server: DnsServer;
+  guests: GuestAddresses;
+  learner: NeighbourLearner;
+}
+
+export interface Dns6Shared {
+  localNames: LocalNames;
+  cache: DnsCache;
+  upstream: UpstreamClient;
+  routes: RouteTable;
+  queryLog: QueryLog;
+  records?: { readonly zone: RecordZone } | undefined;
+}
+
+export async function startDns6(
+  config: Config, bridge: BridgeInfo, served: Ipv6Served, shared: Dns6Shared, sockets: DaemonSockets, logger: Logger, stack: ShutdownStack,
+  readNeighbours?: (bridge: string) => Promise<string>,
+): Promise<Dns6Parts> {
+  const guests = new GuestAddresses(served.network);
+  const { localNames } = shared;
+  localNames.setIpv6({
+    network: served.network,
+    gateway: served.gateway,
+    addressesOfMac: (mac) => guests.addressesOfMac(mac),
+    addressesOfName: (name) => guests.addressesOfName(name),
+    ownerOf: (address) => guests.ownerOf(address),
+  });
+  const learner = new NeighbourLearner({
+    bridge: config.bridge, network: served.network, table: guests, logger,
+    namesByMac: () => localNames.namesByMac(),
+    read: () => (readNeighbours ? readNeighbours(config.bridge) : runIp(['-6', 'neigh', 'show', 'dev', config.bridge])),
+  });
+  learner.start();
+  stack.push('ipv6 neighbours', () => learner.close());
+
+  const address = formatIpv6(served.gateway);
+  const udp = sockets.openDnsUdp(config.bridge, address);
+  let tcp;
+  try {
+    tcp = await sockets.openDnsTcp(config.bridge, address);
+  } catch (err) {
+    await udp.close();
+    throw err;
+  }
+  const server = new DnsServer({
+    udp, tcp, subnet: bridge.subnet, ipv6Network: served.network, ...shared, ...(config.domain ? { domain: config.domain } : {}), logger,
+    maxPendingPerClient: config.dnsMaxPendingPerClient, maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
+  });
+  server.start();
+  stack.push('dns ipv6', () => server.close());
+  logger.info('DNS on the IPv6 gateway', { listen: `[${address}]:53` });
+  return { address, server, guests, learner };
+}
