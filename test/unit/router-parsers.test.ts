@@ -176,3 +176,11 @@ describe('PROXY protocol', () => {
     expect(ipv6Bytes('::ffff:10.0.0.1').subarray(10)).toEqual(Buffer.from([0xff, 0xff, 10, 0, 0, 1]));
   });
 });
+
+describe('parseClientHello bounds', () => {
+  it('refuses a ClientHello cut into more than 256 records', () => {
+    const message = buildClientHelloMessage({ serverName: 'many.test', padding: 400 });
+    expect(parseClientHello(toRecords(message, Array<number>(255).fill(1)))).toMatchObject({ state: 'done', serverName: 'many.test' });
+    expect(parseClientHello(toRecords(message, Array<number>(300).fill(1)))).toEqual({ state: 'invalid', reason: 'ClientHello in too many records' });
+  });
+});
