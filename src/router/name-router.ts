@@ -174,7 +174,16 @@ export class NameRouter {
   }
 
   /** Opens the given ports and closes ports no longer listed; connections on closed ports continue. */
-  async listen(ports: RoutedPort[]): Promise<void> {
+  listen(ports: RoutedPort[]): Promise<void> {
+    // calls run one after the other, so two reloads cannot open the same port twice
+    const next = this.listenQueue.then(() => this.applyPorts(ports));
+    this.listenQueue = next.catch(() => {});
+    return next;
+  }
+
+  private listenQueue: Promise<void> = Promise.resolve();
+
+  private async applyPorts(ports: RoutedPort[]): Promise<void> {
     if (this.closing) throw new Error('name router is closed');
     const wanted = new Map<string, RoutedPort>();
     for (const p of ports) wanted.set(listenerKey(p), p);
@@ -183,6 +192,10 @@ export class NameRouter {
       for (const [key, p] of wanted) {
         if (this.listeners.has(key)) continue;
         const listener = await this.openPort(p);
+        if (this.closing) {
+          listener.server.close();
+          throw new Error('name router is closed');
+        }
         this.listeners.set(key, listener);
         opened.push(key);
       }
@@ -254,7 +267,14 @@ export class NameRouter {
   }
 
   /** Stops listening, ends open connections with FINs, destroys what is left after closeGraceMs. Idempotent. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closePromise ??= this.shutdownAll();
+    return this.closePromise;
+  }
+
+  private closePromise: Promise<void> | undefined;
+
+  private async shutdownAll(): Promise<void> {
     this.closing = true;
     for (const listener of this.listeners.values()) listener.server.close();
     this.listeners.clear();

@@ -420,6 +420,38 @@ describe('name router: HTTP by Host', () => {
   });
 });
 
+describe('name router: all addresses, IPv4 and IPv6', () => {
+  it('a port without an address takes IPv4 and IPv6 clients; PROXY v2 carries each in its own family', async () => {
+    const { router } = startRouter();
+    await router.listen([{ port: 0 }]);
+    const port = router.stats().listening[0]!.port;
+    const request = 'GET / HTTP/1.1\r\nHost: proxy.test\r\n\r\n';
+    for (const [host, family, address] of [['127.0.0.1', 'TCP4', '127.0.0.1'], ['::1', 'TCP6', '0:0:0:0:0:0:0:1']] as const) {
+      const socket = net.connect(port, host);
+      socket.on('data', () => {});
+      socket.write(request);
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(proxySeen.at(-1)!.header).toMatchObject({
+        state: 'done',
+        family,
+        endpoints: { sourceAddress: address, destinationAddress: address, destinationPort: port },
+      });
+    }
+    await router.close();
+  });
+
+  it('an ECH ClientHello is routed by its public name and counted', async () => {
+    const { router, logger } = startRouter();
+    const port = await routerPort(router);
+    const { buildClientHelloMessage, toRecords } = await import('../support/tls-records.js');
+    const { data } = await rawExchange(port, toRecords(buildClientHelloMessage({ serverName: 'public.nowhere.test', ech: true }), [50]));
+    expect([...data]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]); // the fake lookup knows no such public name
+    expect(router.stats()).toMatchObject({ ech: 1, unknownNames: 1, noName: 0 });
+    expect(logger.messages('limited')).toContainEqual(expect.objectContaining({ name: 'public.nowhere.test', protocol: 'tls' }));
+    await router.close();
+  });
+});
+
 describe('name router: limits and lifecycle', () => {
   it('a slow-loris head is cut at headTimeoutMs', async () => {
     const { router } = startRouter({ headTimeoutMs: 300 });
