@@ -217,9 +217,11 @@ export class NameRouter {
     const tryListen = (host: string, ipv6Only: boolean) =>
       new Promise<net.Server>((resolve, reject) => {
         const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-        server.on('connection', (socket) => this.accept(socket, p.port));
+        let boundPort = p.port; // the port lookups are asked for: the one bound (differs only for port 0)
+        server.on('connection', (socket) => this.accept(socket, boundPort));
         server.once('error', reject);
         server.listen({ host, port: p.port, ipv6Only, backlog: 1024 }, () => {
+          boundPort = (server.address() as net.AddressInfo).port;
           server.off('error', reject);
           // accept errors (EMFILE, …) arrive here: the server keeps listening, the log stays bounded
           server.on('error', (err) => this.logger.warnLimited('router-accept-error', 'router: listening socket error', { port: p.port, error: String(err) }));

@@ -49,7 +49,9 @@ async function listenOn(server: net.Server, name: string): Promise<void> {
 }
 
 /** the fake wiring: exact names, *.wild.test → B, per protocol */
-function lookup(name: string | undefined, _port: number, protocol: RouterProtocol): RouteTarget | undefined {
+const lookups: { name: string | undefined; port: number; protocol: RouterProtocol }[] = [];
+function lookup(name: string | undefined, port: number, protocol: RouterProtocol): RouteTarget | undefined {
+  lookups.push({ name, port, protocol });
   const at = (backend: string, route: string, extra: Partial<RouteTarget> = {}): RouteTarget => ({
     address: '127.0.0.1',
     port: ports[backend]!,
@@ -206,6 +208,7 @@ describe('name router: TLS by SNI', () => {
   it('curl reaches each server by name and verifies its own certificate', async () => {
     const a = await curl(['--resolve', `a.test:${port}:127.0.0.1`, '--cacert', certA.certPath, `https://a.test:${port}/`]);
     expect(a).toMatchObject({ code: 0, stdout: 'from A\n' });
+    expect(lookups.at(-1)).toEqual({ name: 'a.test', port, protocol: 'tls' });
     const b = await curl(['--resolve', `b.test:${port}:127.0.0.1`, '--cacert', certB.certPath, `https://b.test:${port}/`]);
     expect(b).toMatchObject({ code: 0, stdout: `from B for b.test:${port}\n` });
     // the wrong CA fails: the router did not swap certificates
@@ -326,6 +329,7 @@ describe('name router: HTTP by Host', () => {
 
   it('curl reaches each server by Host, wildcard included', async () => {
     expect(await curl(['--resolve', `a.test:${port}:127.0.0.1`, `http://a.test:${port}/`])).toMatchObject({ stdout: 'plain A\n' });
+    expect(lookups.at(-1)).toEqual({ name: 'a.test', port, protocol: 'http' });
     expect(await curl(['--resolve', `q.wild.test:${port}:127.0.0.1`, `http://q.wild.test:${port}/`])).toMatchObject({
       stdout: `plain B for q.wild.test:${port}\n`,
     });
