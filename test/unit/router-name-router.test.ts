@@ -478,7 +478,7 @@ describe('name router: limits and lifecycle', () => {
       const fillers = [net.connect(stuckPort, '127.0.0.1'), net.connect(stuckPort, '127.0.0.1')];
       for (const f of fillers) f.on('error', () => {});
       await new Promise((resolve) => setTimeout(resolve, 100));
-      const saved = ports.closed;
+      const saved = ports.closed!;
       ports.closed = stuckPort; // down.test now points at the stuck listener
       try {
         const { router, logger } = startRouter({ connectTimeoutMs: 300 });
