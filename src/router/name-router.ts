@@ -594,13 +594,20 @@ class RoutedConnection {
     this.route.active++;
     this.route.total++;
     const limits = this.router.currentLimits();
-    const upstream = net.connect({
-      host: target.address,
-      port: target.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
-    });
+    let upstream: net.Socket;
+    try {
+      upstream = net.connect({
+        host: target.address,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
+      });
+    } catch (err) {
+      // a target the lookup should not have returned (bad port, …) must not throw out of a socket event
+      this.connectFailed(target, (err as Error).message);
+      return;
+    }
     this.upstream = upstream;
     upstream.on('error', this.onUpstreamError);
     upstream.on('close', this.onUpstreamClose);

@@ -71,6 +71,7 @@ function lookup(name: string | undefined, port: number, protocol: RouterProtocol
   if (name === 'big.test') return at('big', 'big');
   if (name === 'half.test') return at('half', 'half');
   if (name === 'down.test') return at('closed', 'down');
+  if (name === 'badport.test') return { address: '127.0.0.1', port: 70_000, route: 'badport' };
   return undefined;
 }
 
@@ -345,9 +346,12 @@ describe('name router: HTTP by Host', () => {
     expect(none.data.toString()).toMatch(/^HTTP\/1.1 400 /);
   });
 
-  it('a guest that is down: 502', async () => {
+  it('a guest that is down: 502; a target with an impossible port: 502, no exception', async () => {
     const { data } = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: down.test\r\n\r\n');
     expect(data.toString()).toMatch(/^HTTP\/1.1 502 /);
+    const bad = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: badport.test\r\n\r\n');
+    expect(bad.data.toString()).toMatch(/^HTTP\/1.1 502 /);
+    await waitFor('released', () => router.stats().routes.badport?.active === 0);
   });
 
   it('a head larger than maxHeadBytes: 431', async () => {
