@@ -90,6 +90,7 @@ export class RoutedConnection {
   }
 
   destroy(): void {
+    this.phase = 'closing'; // nothing more to answer or count: the close handlers only release
     this.clearTimer();
     this.socket.destroy();
     this.upstream?.destroy();
@@ -123,6 +124,12 @@ export class RoutedConnection {
       this.router.counters.bytesIn += chunk.length;
       this.route!.bytesIn += chunk.length;
       if (!this.upstream!.write(chunk)) this.socket.pause();
+      return;
+    }
+    if (this.phase === 'connecting') {
+      // kept for the guest; reading on (not pausing) is how a client that leaves meanwhile is noticed
+      this.head.append(chunk);
+      if (this.head.length >= this.router.currentLimits().maxHeadBytes) this.socket.pause();
       return;
     }
     if (this.phase !== 'head') return; // closing: what the client still sends is dropped
@@ -211,7 +218,6 @@ export class RoutedConnection {
 
   private routeTo(name: string | undefined): void {
     this.clearTimer();
-    this.socket.pause();
     this.phase = 'connecting';
     const protocol = this.protocol!;
     const target = this.router.resolve(name, this.port, protocol, this.client);
@@ -373,10 +379,14 @@ export class RoutedConnection {
 
   private readonly onUpstreamClose = (): void => {
     this.upstreamClosed = true;
-    if (this.phase === 'connecting') return; // connectFailed answers the client
-    const upstream = this.upstream!;
-    const clean = upstream.readableEnded && upstream.writableFinished;
-    if (!this.clientClosed && !clean && this.phase === 'splice') this.destroy();
+    if (!this.clientClosed) {
+      if (this.phase === 'connecting') {
+        this.connectFailed(this.target!, 'closed while connecting'); // usually 'error' came first and answered
+      } else if (this.phase === 'splice') {
+        const upstream = this.upstream!;
+        if (!(upstream.readableEnded && upstream.writableFinished)) this.destroy();
+      }
+    }
     this.maybeReleased();
   };
 

@@ -492,6 +492,18 @@ describe('name router: limits and lifecycle', () => {
         expect(router.stats().connectFailed).toBe(1);
         expect(logger.messages('limited')).toContainEqual(expect.objectContaining({ route: 'down', reason: 'connect timeout' }));
         await router.close();
+        // a client that resets while the router is still connecting frees its slot at once (a FIN would be a
+        // half-close: the request still goes to the guest once connected)
+        const patient = startRouter({ connectTimeoutMs: 20_000 }).router;
+        const patientPort = await routerPort(patient);
+        const leaving = net.connect(patientPort, '127.0.0.1');
+        leaving.on('error', () => {});
+        leaving.write('GET / HTTP/1.1\r\nHost: down.test\r\n\r\n');
+        await waitFor('connecting', () => patient.stats().routes.down?.active === 1);
+        leaving.resetAndDestroy();
+        await waitFor('slot freed', () => patient.stats().active === 0 && patient.stats().routes.down!.active === 0, 3000);
+        expect(patient.stats().connectFailed).toBe(0);
+        await patient.close();
       } finally {
         ports.closed = saved;
         for (const f of fillers) f.destroy();
