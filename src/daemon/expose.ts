@@ -128,29 +128,32 @@ export class ExposeService {
     this.engine = opts.engine ? opts.engine(lookup) : new NameRouter({ logger: opts.logger, limits: { ...opts.config.expose.limits }, lookup });
   }
 
-  /** Loads the runtime routes (before the firewall starts: it opens `ports`). Bad stored entries are left out, logged. */
-  async load(): Promise<void> {
+  /** The routed ports now (the configured ones until start() loaded the runtime routes). */
+  get ports(): readonly number[] {
+    return this.table.ports;
+  }
+
+  /**
+   * After the firewall (which opened the configured routes' ports): loads the runtime routes, leaving out (logged)
+   * any that no longer fits (syntax, duplicate, not a guest, a port forward on its port), opens their ports and
+   * listens.
+   */
+  async start(firewall: Firewall | undefined): Promise<void> {
+    this.firewall = firewall;
     for (const text of await this.store.load()) {
       try {
         const entry = exposeEntry(text, 'runtime');
         this.checkSubnet(entry);
-        this.table = this.table.with(entry);
+        const next = this.table.with(entry);
+        const conflicts = this.forwardProblems(next.ports, this.config);
+        if (conflicts.length) throw new NatdError(ErrorCodes.CONFIG, conflicts.join('; '));
+        this.table = next;
         this.runtime.push(entry);
       } catch (err) {
         this.opts.logger.warn('runtime expose route left out', { expose: text, error: (err as Error).message });
       }
     }
-  }
-
-  get ports(): readonly number[] {
-    return this.table.ports;
-  }
-
-  /** Opens the routed ports (after the firewall: its table accepts them). */
-  async start(firewall: Firewall | undefined): Promise<void> {
-    this.firewall = firewall;
-    const conflicts = this.forwardProblems(this.table.ports, this.config);
-    if (conflicts.length) throw new NatdError(ErrorCodes.CONFIG, conflicts.join('; '));
+    await this.firewall?.setRoutedPorts(this.table.ports);
     await this.engine.listen(this.listenList(this.table.ports, this.config));
     if (this.table.entries.length) this.opts.logger.info('name router listening', { ports: this.table.ports.join(','), routes: this.table.entries.length });
   }

@@ -163,7 +163,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
-  const expose = await loadExpose(config, bridge, state, ctx); // issue 17: routes first, the firewall opens their ports
+  const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose) : undefined;
   await startExpose(expose, firewall, ctx);
   const running: Running = {
@@ -395,13 +395,11 @@ async function startFirewall(config: Config, bridge: BridgeInfo, reservations: R
 }
 
 // ---- issue 17: name router
-/** The routes (configured + the state dir's runtime ones); guests resolve per connection through the guest names. */
+/** The configured routes (runtime ones load at start); guests resolve per connection through the guest names. */
 async function loadExpose(config: Config, bridge: BridgeInfo, state: State, { logger, sys }: Context): Promise<ExposeService> {
   const resolveGuest = (name: string): number | undefined =>
     state.names?.local.holderOf(name)?.address ?? state.reservations.resolveName(name) ?? state.core.leases.all().find((l) => l.hostname === name && l.expiresAt > sys.now())?.address;
-  const expose = new ExposeService({ config, served: { subnet: bridge.subnet, gateway: bridge.gateway }, logger, resolveGuest });
-  await expose.load();
-  return expose;
+  return new ExposeService({ config, served: { subnet: bridge.subnet, gateway: bridge.gateway }, logger, resolveGuest });
 }
 
 /** After DNS/DHCP and the firewall; closed before them. */

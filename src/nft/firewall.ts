@@ -168,7 +168,12 @@ export class Firewall {
     for (const { text, reason } of stored.rejected) {
       this.opts.logger.warn('runtime port forward left out of the table', { forward: text, error: reason });
     }
-    this.runtime = stored.entries;
+    // issue 17: a stored runtime forward on a port the configuration now routes by name is left out
+    this.runtime = stored.entries.filter((entry) => {
+      const conflict = this.opts.expose?.conflicts([entry], this.config)[0];
+      if (conflict) this.opts.logger.warn('runtime port forward left out of the table', { forward: entry.text, error: conflict });
+      return conflict === undefined;
+    });
     await this.serial(() => this.applyFull('start', this.plan(this.config, this.configured, this.resolveName)));
     this.healer = startHealer({
       check: () => this.serial(() => tableIntact(this.applied!.input, this.nft)),

@@ -55,7 +55,6 @@ function setup(opts: { config?: Config; stored?: string[]; names?: Record<string
 describe('ExposeService', () => {
   it('looks routes up per connection: exact, wildcard, port, PROXY, fallback only for TLS', async () => {
     const t = setup();
-    await t.service.load();
     await t.service.start(t.firewall);
     const lookup = t.lookup();
     expect(lookup('a.example.test', 443, 'tls')).toEqual({ address: '10.77.0.50', port: 443, route: 'a.example.test:443' });
@@ -117,7 +116,7 @@ describe('ExposeService', () => {
     await expect(t.service.remove('zzz.example.test')).rejects.toThrow(/no runtime expose route/);
     expect(t.store.saves).toEqual([]);
     expect(t.listens).toHaveLength(1);
-    expect(t.firewallPorts).toEqual([]);
+    expect(t.firewallPorts).toHaveLength(1); // the start only
     // the firewall's check: a forward that would take a routed port
     expect(t.service.forwardConflicts([parseForwardEntry('tcp:443=web:443', 'runtime')], config({ expose: ['a.example.test=alpha'] }))).toHaveLength(1);
   });
@@ -131,9 +130,15 @@ describe('ExposeService', () => {
     expect(t.lookup()('c.example.test', 9443, 'tls')).toBeUndefined();
   });
 
+  it('leaves out a stored route whose port a port forward now takes', async () => {
+    const t = setup({ stored: ['c.example.test:8443=beta:443', 'd.example.test:9443=beta:443'], forwards: ['tcp:8443=web:443'] });
+    await t.service.start(t.firewall);
+    expect(t.service.rows().filter((r) => r.source === 'runtime').map((r) => r.spec)).toEqual(['d.example.test:9443=beta:443']);
+    expect(t.firewallPorts.at(-1)).toEqual([80, 443, 8080, 9443]);
+  });
+
   it('loads stored routes (bad ones left out) and keeps them over a reload that changes the configured ones', async () => {
     const t = setup({ stored: ['c.example.test=beta', 'broken', 'a.example.test=beta'] });
-    await t.service.load();
     await t.service.start(t.firewall);
     expect(t.service.rows().filter((r) => r.source === 'runtime').map((r) => r.spec)).toEqual(['c.example.test=beta', 'c.example.test=beta']);
     await t.service.reload(config({ expose: ['z.example.test:8000=alpha:80'], exposeMaxConns: 10 }));
