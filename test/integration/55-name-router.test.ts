@@ -141,6 +141,7 @@ describe.skipIf(!isRoot())('the name router (issue 17) through the daemon', () =
     expect(human.stdout).toMatch(/a\.example\.test\s+443\s+alpha:443/);
     const table = (await topo.runOk(topo.host, ['nft', 'list', 'set', 'inet', TABLE, 'expose_ports']));
     expect(table.replace(/\s+/g, ' ')).toMatch(/elements = \{ 80, 443, 8080, 9000 \}/);
+    expect((await cli(['status'])).stdout).toMatch(/name router\s+8 routes on \* port 80,443,8080,9000: \d+ open, [1-9]\d* routed, [1-9]\d* unknown names/);
     const metrics = (await cli(['metrics'])).stdout;
     expect(metrics).toMatch(/natd_expose_connections_total\{bridge="br0",route="a\.example\.test:443"\} [1-9]/);
   });
