@@ -245,14 +245,9 @@ export function normalizeHostName(bytes: Uint8Array): string | undefined {
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x2e) end--; // one trailing dot
   if (end === 0 || end > MAX_NAME) return undefined;
-  let out = '';
-  for (let i = 0; i < end; i++) {
-    let c = bytes[i]!;
-    if (c >= 0x41 && c <= 0x5a) c += 0x20;
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || c === 0x2e;
-    if (!ok) return undefined;
-    if (c === 0x2e && (i === 0 || bytes[i - 1] === 0x2e)) return undefined; // empty label
-    out += String.fromCharCode(c);
-  }
-  return out;
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
+  return HOST_NAME.test(text) ? text.toLowerCase() : undefined;
 }
+
+/** labels of letters, digits, '-' and '_', separated by single dots */
+const HOST_NAME = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;

@@ -173,6 +173,10 @@ export class NameRouter {
     socketErrors: 0,
   };
   private closing = false;
+  /** coarse monotonic clock (ms) that connections stamp their traffic with; advanced by every sweep */
+  clock = performance.now();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepEveryMs = 0;
 
   constructor(options: NameRouterOptions) {
     this.logger = options.logger;
@@ -193,6 +197,7 @@ export class NameRouter {
 
   private async applyPorts(ports: RoutedPort[]): Promise<void> {
     if (this.closing) throw new Error('name router is closed');
+    this.startSweep();
     const wanted = new Map<string, RoutedPort>();
     for (const p of ports) wanted.set(listenerKey(p), p);
     const opened: string[] = [];
@@ -256,7 +261,29 @@ export class NameRouter {
 
   setLimits(limits: RouterLimits): void {
     this.limits = { ...limits };
+    if (this.sweepTimer) this.startSweep();
   }
+
+  /**
+   * One interval timer checks every connection's deadlines (sweep precision: a fifth of the shortest limit,
+   * 20..500 ms). Running while the router listens or holds connections.
+   */
+  private startSweep(): void {
+    const l = this.limits;
+    const every = Math.min(500, Math.max(20, Math.floor(Math.min(l.headTimeoutMs, l.connectTimeoutMs, l.idleTimeoutMs) / 5)));
+    if (this.sweepTimer && every === this.sweepEveryMs) return;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepEveryMs = every;
+    this.sweepTimer = setInterval(this.sweep, every);
+    this.sweepTimer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    this.clock = now;
+    const idle = this.limits.idleTimeoutMs;
+    for (const c of this.connections) c.tick(now, idle);
+  };
 
   getLimits(): RouterLimits {
     return { ...this.limits };
@@ -288,7 +315,12 @@ export class NameRouter {
     this.closing = true;
     for (const listener of this.listeners.values()) listener.server.close();
     this.listeners.clear();
-    if (this.connections.size === 0) return;
+    if (this.connections.size > 0) await this.drainConnections();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  private async drainConnections(): Promise<void> {
     await new Promise<void>((resolve) => {
       const check = () => {
         if (this.connections.size === 0) {
@@ -391,7 +423,10 @@ class RoutedConnection {
   private readonly head = new HeadBuffer();
   private protocol: RouterProtocol | undefined;
   private httpResumeAt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  /** when the current phase's limit runs out (performance.now() ms): head, connect or linger; Infinity in splice */
+  private deadline: number;
+  /** last traffic either way in splice (the router's coarse clock) */
+  lastActive = 0;
   private clientClosed = false;
   private upstreamClosed = false;
 
@@ -405,8 +440,7 @@ class RoutedConnection {
     socket.on('end', this.onClientEnd);
     socket.on('error', this.onClientError);
     socket.on('close', this.onClientClose);
-    socket.on('timeout', this.onIdle);
-    this.timer = setTimeout(this.onHeadTimeout, router.currentLimits().headTimeoutMs);
+    this.deadline = performance.now() + router.currentLimits().headTimeoutMs;
   }
 
   bufferedBytes(): number {
@@ -432,9 +466,22 @@ class RoutedConnection {
   }
 
   private clearTimer(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
+    this.deadline = Infinity;
+  }
+
+  /**
+   * The router's sweep (every few hundred ms) instead of timers per connection: a head, connect or linger deadline
+   * that passed, or a spliced connection idle for idleTimeoutMs. Per-connection timers and the socket timeouts'
+   * refresh on every read cost more than the rest of accepting a connection.
+   */
+  tick(now: number, idleTimeoutMs: number): void {
+    if (now >= this.deadline) {
+      this.deadline = Infinity;
+      if (this.phase === 'head') this.onHeadTimeout();
+      else if (this.phase === 'connecting') this.connectFailed(this.target!, 'connect timeout');
+      else this.destroy();
+    } else if (this.phase === 'splice' && now - this.lastActive > idleTimeoutMs) {
+      this.onIdle();
     }
   }
 
@@ -442,6 +489,7 @@ class RoutedConnection {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.phase === 'splice') {
+      this.lastActive = this.router.clock;
       this.router.counters.bytesIn += chunk.length;
       this.route!.bytesIn += chunk.length;
       if (!this.upstream!.write(chunk)) this.socket.pause();
@@ -513,7 +561,6 @@ class RoutedConnection {
   }
 
   private readonly onHeadTimeout = (): void => {
-    this.timer = undefined;
     if (this.phase !== 'head') return;
     this.router.counters.headTimeouts++;
     this.destroy();
@@ -525,10 +572,9 @@ class RoutedConnection {
     this.clearTimer();
     this.head.clear();
     this.upstream?.destroy();
-    this.socket.setTimeout(0);
     if (this.socket.isPaused()) this.socket.resume(); // drop what the client still sends, so its FIN is seen
     this.socket.end(answer);
-    this.timer = setTimeout(() => this.destroy(), Math.min(REJECT_LINGER_MS, this.router.currentLimits().headTimeoutMs));
+    this.deadline = performance.now() + Math.min(REJECT_LINGER_MS, this.router.currentLimits().headTimeoutMs);
   }
 
   // --- connecting ---
@@ -548,20 +594,24 @@ class RoutedConnection {
     this.route.active++;
     this.route.total++;
     const limits = this.router.currentLimits();
-    const upstream = net.connect({
-      host: target.address,
-      port: target.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
-    });
+    let upstream: net.Socket;
+    try {
+      upstream = net.connect({
+        host: target.address,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
+      });
+    } catch (err) {
+      // a target the lookup should not have returned (bad port, …) must not throw out of a socket event
+      this.connectFailed(target, (err as Error).message);
+      return;
+    }
     this.upstream = upstream;
     upstream.on('error', this.onUpstreamError);
     upstream.on('close', this.onUpstreamClose);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.connectFailed(target, 'connect timeout');
-    }, limits.connectTimeoutMs);
+    this.deadline = performance.now() + limits.connectTimeoutMs;
     upstream.once('connect', () => this.startSplice(target));
   }
 
@@ -601,11 +651,8 @@ class RoutedConnection {
     upstream.uncork();
     upstream.on('end', this.onUpstreamEnd);
     upstream.on('drain', this.onUpstreamDrain);
-    upstream.on('timeout', this.onIdle);
     this.socket.on('drain', this.onClientDrain);
-    const idle = this.router.currentLimits().idleTimeoutMs;
-    upstream.setTimeout(idle);
-    this.socket.setTimeout(idle);
+    this.lastActive = this.router.clock;
     if (this.socket.readableEnded) upstream.end(); // the client's FIN came while connecting
     else this.socket.resume();
   }
@@ -625,6 +672,7 @@ class RoutedConnection {
 
   private readonly onUpstreamRead = (nread: number, buf: Uint8Array): boolean => {
     if (this.phase !== 'splice') return false;
+    this.lastActive = this.router.clock;
     let chunk: Buffer;
     if (buf === sharedReadBuffer) {
       chunk = Buffer.allocUnsafe(nread);
@@ -640,10 +688,12 @@ class RoutedConnection {
   };
 
   private readonly onUpstreamDrain = (): void => {
+    this.lastActive = this.router.clock;
     if (this.phase === 'splice' && !this.socket.readableEnded) this.socket.resume();
   };
 
   private readonly onClientDrain = (): void => {
+    this.lastActive = this.router.clock;
     if (this.upstream && !this.upstream.readableEnded) this.upstream.resume();
   };
 

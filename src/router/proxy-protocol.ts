@@ -36,8 +36,9 @@ export function unmapIpv4(address: string): string {
  * IPv4 address written v4-mapped. undefined when an address is not an IP literal.
  */
 export function normalizeEndpoints(endpoints: ProxyEndpoints): { family: ProxyFamily; endpoints: ProxyEndpoints } | undefined {
-  let source = unmapIpv4(endpoints.sourceAddress);
-  let destination = unmapIpv4(endpoints.destinationAddress);
+  // a link-local peer's address may carry a zone ("fe80::1%br0"): the header has no room for it
+  let source = unmapIpv4(withoutZone(endpoints.sourceAddress));
+  let destination = unmapIpv4(withoutZone(endpoints.destinationAddress));
   const sourceFamily = net.isIP(source);
   const destinationFamily = net.isIP(destination);
   if (sourceFamily === 0 || destinationFamily === 0) return undefined;
@@ -49,6 +50,11 @@ export function normalizeEndpoints(endpoints: ProxyEndpoints): { family: ProxyFa
     if (destinationFamily === 4) destination = `::ffff:${destination}`;
   }
   return { family, endpoints: { ...endpoints, sourceAddress: source, destinationAddress: destination } };
+}
+
+function withoutZone(address: string): string {
+  const percent = address.indexOf('%');
+  return percent < 0 ? address : address.slice(0, percent);
 }
 
 function validPort(port: number): boolean {

@@ -71,6 +71,7 @@ function lookup(name: string | undefined, port: number, protocol: RouterProtocol
   if (name === 'big.test') return at('big', 'big');
   if (name === 'half.test') return at('half', 'half');
   if (name === 'down.test') return at('closed', 'down');
+  if (name === 'badport.test') return { address: '127.0.0.1', port: 70_000, route: 'badport' };
   return undefined;
 }
 
@@ -345,9 +346,12 @@ describe('name router: HTTP by Host', () => {
     expect(none.data.toString()).toMatch(/^HTTP\/1.1 400 /);
   });
 
-  it('a guest that is down: 502', async () => {
+  it('a guest that is down: 502; a target with an impossible port: 502, no exception', async () => {
     const { data } = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: down.test\r\n\r\n');
     expect(data.toString()).toMatch(/^HTTP\/1.1 502 /);
+    const bad = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: badport.test\r\n\r\n');
+    expect(bad.data.toString()).toMatch(/^HTTP\/1.1 502 /);
+    await waitFor('released', () => router.stats().routes.badport?.active === 0);
   });
 
   it('a head larger than maxHeadBytes: 431', async () => {
@@ -457,6 +461,46 @@ describe('name router: all addresses, IPv4 and IPv6', () => {
 });
 
 describe('name router: limits and lifecycle', () => {
+  it('a routed connection without traffic is closed after idleTimeoutMs', async () => {
+    const { router } = startRouter({ idleTimeoutMs: 300 });
+    const port = await routerPort(router);
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('POST / HTTP/1.1\r\nHost: half.test\r\n\r\n'); // the guest waits for a FIN that never comes
+    await waitFor('routed', () => router.stats().routed === 1);
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(router.stats().idleTimeouts).toBe(1);
+    await router.close();
+  });
+
+  it('a guest that never completes the TCP handshake: connect timeout, 502, counted', async () => {
+    // a listening socket that never accepts, its backlog filled: further SYNs are dropped, connect() hangs
+    const { spawn } = await import('node:child_process');
+    const child = spawn('/usr/bin/python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)']);
+    try {
+      const stuckPort = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString()))));
+      const fillers = [net.connect(stuckPort, '127.0.0.1'), net.connect(stuckPort, '127.0.0.1')];
+      for (const f of fillers) f.on('error', () => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const saved = ports.closed!;
+      ports.closed = stuckPort; // down.test now points at the stuck listener
+      try {
+        const { router, logger } = startRouter({ connectTimeoutMs: 300 });
+        const port = await routerPort(router);
+        const { data } = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: down.test\r\n\r\n');
+        expect(data.toString()).toMatch(/^HTTP\/1.1 502 /);
+        expect(router.stats().connectFailed).toBe(1);
+        expect(logger.messages('limited')).toContainEqual(expect.objectContaining({ route: 'down', reason: 'connect timeout' }));
+        await router.close();
+      } finally {
+        ports.closed = saved;
+        for (const f of fillers) f.destroy();
+      }
+    } finally {
+      child.kill();
+    }
+  });
+
   it('a slow-loris head is cut at headTimeoutMs', async () => {
     const { router } = startRouter({ headTimeoutMs: 300 });
     const port = await routerPort(router);

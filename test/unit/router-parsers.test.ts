@@ -152,6 +152,11 @@ describe('PROXY protocol', () => {
     expect(encodeProxyV1({ ...v4, sourceAddress: 'nonsense' }).toString()).toBe('PROXY UNKNOWN\r\n');
   });
 
+  it('a zone on a link-local address is dropped', () => {
+    const line = encodeProxyV1({ sourceAddress: 'fe80::5%br0', sourcePort: 1, destinationAddress: 'fe80::1%br0', destinationPort: 443 });
+    expect(line.toString()).toBe('PROXY TCP6 fe80::5 fe80::1 1 443\r\n');
+  });
+
   it('v2 binary: signature, TCP4 block of 12 bytes, round trip', () => {
     const header = encodeProxyV2(v4);
     expect(header.length).toBe(28);
