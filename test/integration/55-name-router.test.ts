@@ -225,4 +225,20 @@ describe.skipIf(!isRoot())('the name router (issue 17) through the daemon', () =
     const ok = await curl(topo.wan, 'http://a.example.test/', UPLINK_HOST);
     expect(ok.stdout).toMatch(/^alpha http /);
   });
+
+  it('reload re-reads expose from the config file: new routes for new connections, removed ones answer 421', async () => {
+    expect(await topo.stop(natd.child, 5000)).toBe(0);
+    const file = path.join(tempDir('natd-router-config-'), 'natd.json');
+    writeFileSync(file, JSON.stringify({ expose: ['r1.example.test=alpha'] }));
+    const base = natdArgs.filter((a, i) => a !== '--expose' && natdArgs[i - 1] !== '--expose');
+    natd = await startNatd(topo, [...base, '--config', file], { stateDir });
+    expect((await curl(topo.wan, 'http://r1.example.test/', UPLINK_HOST)).stdout).toMatch(/^alpha http r1\.example\.test /);
+    writeFileSync(file, JSON.stringify({ expose: ['r2.example.test=beta'] }));
+    const reloads = natd.logs.filter((l) => l.msg === 'reloaded').length;
+    natd.child.kill('SIGHUP');
+    await waitFor('reloaded', async () => natd.logs.filter((l) => l.msg === 'reloaded').length > reloads, 10_000, 100);
+    expect((await curl(topo.wan, 'http://r2.example.test/', UPLINK_HOST)).stdout).toMatch(/^beta http r2\.example\.test /);
+    const gone = await curl(topo.wan, 'http://r1.example.test/', UPLINK_HOST, ['-o', '/dev/null', '-w', '%{http_code}']);
+    expect(gone.stdout.trim()).toBe('421');
+  });
 });
