@@ -32,6 +32,8 @@ import type { BootSettings } from './tftp/settings.js';
 // issue 14: IPv6 for the guests
 import type { Ipv6Setting } from './ipv6/settings.js';
 import { ipv6ForwardProblems, ipv6ModeProblems, type Ipv6Mode } from './ipv6/egress-config.js'; // issue 14
+// issue 17: the name router for shared ports 80/443
+import { exposeSchemaFields, parseExposeSettings, type ExposeConfig } from './config/expose.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -122,6 +124,14 @@ export interface RawSettings {
   ipv6?: unknown;
   /** issue 14: IPv6 egress: nat (NAT66, default) or routed (a global prefix routed to the host) */
   ipv6Mode?: unknown;
+  // issue 17: the name router (config/expose.ts): routes NAME[:LISTENPORT]=GUEST[:PORT][,proxy-protocol=v1|v2], limits
+  expose?: unknown;
+  exposeListen?: unknown;
+  exposeFallback?: unknown;
+  exposeMaxConns?: unknown;
+  exposeMaxConnsPerClient?: unknown;
+  exposeHeadTimeout?: unknown;
+  exposeIdleTimeout?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -231,6 +241,8 @@ const settingsSchema = z
     subnet6: z.string().optional(),
     ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
     ipv6Mode: z.enum(['nat', 'routed'], { error: "expected 'nat' or 'routed'" }).default('nat'),
+    // issue 17: the name router (checked further in resolveConfig by config/expose.ts)
+    ...exposeSchemaFields,
   })
   .strict();
 
@@ -323,6 +335,8 @@ export interface Config {
   readonly ipv6: Ipv6Setting | undefined;
   /** issue 14: --ipv6-mode: nat (masquerade, default) or routed (no NAT; the prefix is routed to the host) */
   readonly ipv6Mode: Ipv6Mode;
+  /** issue 17: the name router's configured routes, listen address, TLS fallback and limits */
+  readonly expose: ExposeConfig;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -366,11 +380,12 @@ function resolveParts(s: Settings, problems: string[]) {
   // issue 14: the IPv6 egress mode and IPv6 forwards against the prefix
   ipv6ModeProblems(s.ipv6Mode, features.ipv6, problems);
   ipv6ForwardProblems(s.forwards, features.ipv6, problems);
-  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features };
+  const expose = parseExposeSettings(s, served, problems); // issue 17
+  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features, expose };
 }
 
 /** The frozen Config from valid settings: every setting lands here, by its Config name. */
-function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f }: Parts, configFile: string | undefined): Config {
+function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, expose }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -424,5 +439,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     ddns: f.ddns,
     ipv6: f.ipv6, // issue 14
     ipv6Mode: s.ipv6Mode,
+    expose, // issue 17
   });
 }

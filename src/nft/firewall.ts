@@ -28,8 +28,8 @@ import {
   resolveForwards, type ActiveForward, type ForwardEntry, type ForwardRow,
 } from './forward-set.js';
 import { forwardsFile, type ForwardsStore } from './forwards-file.js';
-import { buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { resolveFamilies } from './forward6.js';
+import { buildExposePortsChange, buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
 import { startHealer, type Healer } from './healer.js';
 import type { NftOptions } from './runner.js';
@@ -50,6 +50,11 @@ export interface FirewallOptions {
   ipv6?: Ipv6RulesetInput;
   /** issue 14: a guest name → its IPv6 address, for forwards over IPv6 (daemon/guest-ipv6.ts) */
   resolveName6?: NameResolver6;
+  /**
+   * issue 17: the name router's routed ports are in the table (a set, changed by elements); `conflicts` names the
+   * forwards (configured with `config`, or one added at runtime) that would take a routed port.
+   */
+  expose?: { conflicts(forwards: readonly ForwardEntry[], config: Config): string[] };
 }
 
 export { tableNameFor };
@@ -87,6 +92,8 @@ export class Firewall {
   private applied: AppliedTable | undefined;
   private applies = 0;
   private closed = false;
+  /** issue 17: the routed ports now in the table */
+  private routedPorts: readonly number[] = [];
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: FirewallOptions) {
@@ -133,7 +140,33 @@ export class Firewall {
       guestToHost: config.guestToHost,
       tftp: config.tftp !== undefined, // issue 16
       ...(this.opts.ipv6 ? { ipv6: { ...this.opts.ipv6, mode: this.ipv6Mode(config) }, forwards6: v6 } : {}), // issue 14
+      ...(this.opts.expose ? { expose: { ports: this.routedPorts, ...(config.expose.listen !== undefined ? { listen: config.expose.listen } : {}) } } : {}), // issue 17
     };
+  }
+
+  /** issue 17: a forward on a routed port is a config error (the router and a DNAT cannot share a port). */
+  private checkRouted(forwards: readonly ForwardEntry[], config: Config): void {
+    const problems = this.opts.expose?.conflicts(forwards, config) ?? [];
+    if (problems.length) throw new NatdError(ErrorCodes.CONFIG, problems.join('; '));
+  }
+
+  /** issue 17: the routed ports the table opens, changed with one element batch (no rebuild). */
+  setRoutedPorts(ports: readonly number[]): Promise<void> {
+    return this.serial(async () => {
+      const before = this.applied!;
+      const add = ports.filter((p) => !this.routedPorts.includes(p));
+      const remove = this.routedPorts.filter((p) => !ports.includes(p));
+      if (add.length + remove.length === 0) return;
+      await applyBatch(buildExposePortsChange(before.input, add, remove), this.nft);
+      this.routedPorts = Object.freeze([...ports]);
+      this.applied = { ...before, input: { ...before.input, ...(before.input.expose ? { expose: { ...before.input.expose, ports: this.routedPorts } } : {}) } };
+      this.opts.logger.info('routed ports changed', { ports: this.routedPorts.join(',') });
+    });
+  }
+
+  /** Forward entries as they stand (issue 17: the name router checks new routes against them). */
+  forwardEntries(): readonly ForwardEntry[] {
+    return this.entries();
   }
 
   /** The table for these inputs; runtime forwards left out are logged, configured ones that fail throw. */
@@ -153,13 +186,20 @@ export class Firewall {
     this.opts.logger.info('nftables table applied', { table: `${TABLE_FAMILY} ${this.table}`, reason, forwards: table.active.length });
   }
 
-  async start(): Promise<void> {
+  /** `routedPorts`: issue 17, the name router's ports at start. */
+  async start(routedPorts: readonly number[] = []): Promise<void> {
+    this.routedPorts = Object.freeze([...routedPorts]);
     this.configured = parseConfiguredForwards(this.config.forwards);
     const stored = parseStoredForwards(await this.store.load());
     for (const { text, reason } of stored.rejected) {
       this.opts.logger.warn('runtime port forward left out of the table', { forward: text, error: reason });
     }
-    this.runtime = stored.entries;
+    // issue 17: a stored runtime forward on a port the configuration now routes by name is left out
+    this.runtime = stored.entries.filter((entry) => {
+      const conflict = this.opts.expose?.conflicts([entry], this.config)[0];
+      if (conflict) this.opts.logger.warn('runtime port forward left out of the table', { forward: entry.text, error: conflict });
+      return conflict === undefined;
+    });
     await this.serial(() => this.applyFull('start', this.plan(this.config, this.configured, this.resolveName)));
     this.healer = startHealer({
       check: () => this.serial(() => tableIntact(this.applied!.input, this.nft)),
@@ -173,6 +213,7 @@ export class Firewall {
   reload(config: Config, resolveName: NameResolver, resolveName6?: NameResolver6): Promise<void> {
     return this.serial(async () => {
       const configured = parseConfiguredForwards(config.forwards);
+      this.checkRouted(configured, config); // issue 17
       const previous6 = this.resolveName6;
       if (resolveName6) this.resolveName6 = resolveName6;
       try {
@@ -207,6 +248,7 @@ export class Firewall {
       const entry = parseForwardEntry(text, 'runtime');
       const taken = this.entries().find((e) => e.hostKey === entry.hostKey);
       if (taken) throw alreadyForwarded(entry.text, entry.hostKey);
+      this.checkRouted([entry], this.config); // issue 17
       const added: ActiveForward = { entry, forward: resolveFamilies(entry.spec, this.resolvers(this.resolveName)) };
       const before = this.applied!;
       const active = [...before.active, added];
