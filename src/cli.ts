@@ -98,6 +98,14 @@ export const DAEMON_OPTIONS = {
   // issue 14: IPv6 for the guests
   subnet6: { type: 'string' },
   ipv6: { type: 'string' },
+  // issue 17: the name router for shared ports 80/443
+  expose: { type: 'string', multiple: true },
+  'expose-listen': { type: 'string' },
+  'expose-fallback': { type: 'string' },
+  'expose-max-conns': { type: 'string' },
+  'expose-max-conns-per-client': { type: 'string' },
+  'expose-head-timeout': { type: 'string' },
+  'expose-idle-timeout': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -115,6 +123,8 @@ Usage:
   natd forwards list|add|remove ...     [--bridge NAME]
   natd records list|add|remove [KIND=VALUE] [--bridge NAME] [--json]
                                         custom DNS records at runtime, e.g. records add host-record=db.lab,10.10.0.7
+  natd expose list|add|remove [SPEC|NAME] [--bridge NAME] [--json]
+                                        name routes on shared ports 80/443 at runtime (issue 17)
   natd reload [--bridge NAME]
   natd metrics [--bridge NAME]          Prometheus text from the running daemon
   natd demo                             a safe first try in throwaway namespaces
@@ -218,6 +228,19 @@ IPv6 for the guests (issue 14; off unless one of these is given; config file: su
   --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
                            name and /etc/machine-id (RFC 4193)
 
+Many guests on one port 80/443 (issue 17; config file: expose, exposeListen, exposeFallback, exposeMaxConns, ...):
+  --expose NAME[:LISTENPORT]=GUEST[:PORT][,proxy-protocol=v1|v2]
+                           route connections to the host's port 80 (HTTP Host) and 443 (TLS SNI, not decrypted)
+                           by name to a guest (reservation name, lease hostname or address), e.g.
+                           app.example.com=web, *.dev.example.com=10.10.0.7, api.example.com:8443=web:443
+                           (repeatable; LISTENPORT makes any TCP port a routed port; PROXY protocol optional)
+  --expose-listen ADDR     the host address routed ports listen on (default: every address)
+  --expose-fallback GUEST[:PORT]  where TLS without a server name goes (default: closed)
+  --expose-max-conns N     routed connections at once (default 4096)
+  --expose-max-conns-per-client N  of them from one client address (default 256)
+  --expose-head-timeout T  time to send the ClientHello / HTTP head (default 5s)
+  --expose-idle-timeout T  a routed connection with no traffic either way is closed after T (default 300s)
+
 Examples:
   natd --bridge virbr10
   natd --bridge virbr10 --subnet 10.10.0.1/24 --domain vm --forward tcp:2222=web:22 --forward 80=10.10.0.5:80
@@ -287,6 +310,14 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     // issue 14
     subnet6: v.subnet6,
     ipv6: v.ipv6,
+    // issue 17
+    expose: v.expose,
+    exposeListen: v['expose-listen'],
+    exposeFallback: v['expose-fallback'],
+    exposeMaxConns: numberOrText(v['expose-max-conns']),
+    exposeMaxConnsPerClient: numberOrText(v['expose-max-conns-per-client']),
+    exposeHeadTimeout: v['expose-head-timeout'],
+    exposeIdleTimeout: v['expose-idle-timeout'],
   };
 }
 

@@ -31,6 +31,8 @@ import type { DdnsConfig } from './ddns/settings.js';
 import type { BootSettings } from './tftp/settings.js';
 // issue 14: IPv6 for the guests
 import type { Ipv6Setting } from './ipv6/settings.js';
+// issue 17: the name router for shared ports 80/443
+import { exposeSchemaFields, parseExposeSettings, type ExposeConfig } from './config/expose.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -119,6 +121,14 @@ export interface RawSettings {
   // issue 14: IPv6 for the guests: the gateway/64 (as subnet), or 'auto' for a ULA /64 derived from the bridge name
   subnet6?: unknown;
   ipv6?: unknown;
+  // issue 17: the name router (config/expose.ts): routes NAME[:LISTENPORT]=GUEST[:PORT][,proxy-protocol=v1|v2], limits
+  expose?: unknown;
+  exposeListen?: unknown;
+  exposeFallback?: unknown;
+  exposeMaxConns?: unknown;
+  exposeMaxConnsPerClient?: unknown;
+  exposeHeadTimeout?: unknown;
+  exposeIdleTimeout?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -227,6 +237,8 @@ const settingsSchema = z
     // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
     subnet6: z.string().optional(),
     ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
+    // issue 17: the name router (checked further in resolveConfig by config/expose.ts)
+    ...exposeSchemaFields,
   })
   .strict();
 
@@ -312,6 +324,8 @@ export interface Config {
   readonly ddns: DdnsConfig | undefined;
   /** issue 14: IPv6 on the bridge (address, RAs, NAT66); undefined: IPv4 only */
   readonly ipv6: Ipv6Setting | undefined;
+  /** issue 17: the name router's configured routes, listen address, TLS fallback and limits */
+  readonly expose: ExposeConfig;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -352,11 +366,12 @@ function resolveParts(s: Settings, problems: string[]) {
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const boot = parseBootSettings(s, problems);
   const features = featureParts(s, reservations, problems);
-  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features };
+  const expose = parseExposeSettings(s, served, problems); // issue 17
+  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features, expose };
 }
 
 /** The frozen Config from valid settings: every setting lands here, by its Config name. */
-function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f }: Parts, configFile: string | undefined): Config {
+function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, expose }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -409,5 +424,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     listenAddresses: f.listenAddresses,
     ddns: f.ddns,
     ipv6: f.ipv6, // issue 14
+    expose, // issue 17
   });
 }

@@ -12,6 +12,7 @@ import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservat
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseCidr, subnetContains, type Subnet } from '../net/ipv4.js';
 import { parseForwardSpec } from '../nft/forward-spec.js';
+import { exposeSubnetProblems } from './expose.js'; // issue 17
 
 /** The parts of the configuration whose validity depends on the served subnet. */
 export interface SubnetBound {
@@ -19,6 +20,8 @@ export interface SubnetBound {
   readonly routes: readonly { readonly router: number }[];
   readonly reservations: readonly { readonly address: number }[];
   readonly forwards: readonly string[];
+  /** issue 17: the name routes (address guests must be guests of the served subnet) */
+  readonly expose?: Parameters<typeof exposeSubnetProblems>[0];
 }
 
 export interface Served {
@@ -51,6 +54,7 @@ export function subnetProblems(c: SubnetBound, served: Served): string[] {
     if ('address' in spec.guest && !inside(spec.guest.address))
       problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
   });
+  if (c.expose) problems.push(...exposeSubnetProblems(c.expose, served)); // issue 17
   return problems;
 }
 

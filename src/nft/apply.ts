@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, NatdError } from '../errors.js';
-import { buildChains, buildMaps, buildRules, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
+import { buildChains, buildMaps, buildRules, buildSets, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { runNft, type NftOptions } from './runner.js';
 import type { NftBatch, NftFamily } from './schema.js';
 
@@ -127,6 +127,17 @@ export function verifyTable(input: RulesetInput, listed: unknown): string[] {
     const wantLines = elementLines(want.elem).join(', ');
     const gotLines = elementLines(got.elem).join(', ');
     if (gotLines !== wantLines) problems.push(`map ${want.name} holds {${gotLines}}, expected {${wantLines}}`);
+  }
+  // issue 17: the routed ports set
+  const sets = new Map(objects.filter((o) => o.set).map((o) => [o.set!.name, o.set!]));
+  for (const want of buildSets(input)) {
+    const got = sets.get(want.name);
+    if (!got) {
+      problems.push(`set ${want.name} is missing`);
+      continue;
+    }
+    const text = (elem: unknown) => (Array.isArray(elem) ? elem.map((e) => String(e)).sort().join(', ') : '');
+    if (text(got.elem) !== text(want.elem)) problems.push(`set ${want.name} holds {${text(got.elem)}}, expected {${text(want.elem)}}`);
   }
   return problems;
 }

@@ -25,7 +25,7 @@ import {
   resolveForwards, type ActiveForward, type ForwardEntry, type ForwardRow,
 } from './forward-set.js';
 import { forwardsFile, type ForwardsStore } from './forwards-file.js';
-import { buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
+import { buildExposePortsChange, buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
 import { startHealer, type Healer } from './healer.js';
 import type { NftOptions } from './runner.js';
@@ -44,6 +44,11 @@ export interface FirewallOptions {
   store?: ForwardsStore;
   /** issue 14: the IPv6 prefix natd serves on the bridge */
   ipv6?: Ipv6RulesetInput;
+  /**
+   * issue 17: the name router's routed ports are in the table (a set, changed by elements); `conflicts` names the
+   * forwards (configured with `config`, or one added at runtime) that would take a routed port.
+   */
+  expose?: { conflicts(forwards: readonly ForwardEntry[], config: Config): string[] };
 }
 
 export { tableNameFor };
@@ -76,6 +81,8 @@ export class Firewall {
   private applied: AppliedTable | undefined;
   private applies = 0;
   private closed = false;
+  /** issue 17: the routed ports now in the table */
+  private routedPorts: readonly number[] = [];
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: FirewallOptions) {
@@ -107,7 +114,33 @@ export class Firewall {
       guestToHost: config.guestToHost,
       tftp: config.tftp !== undefined, // issue 16
       ...(this.opts.ipv6 ? { ipv6: this.opts.ipv6 } : {}), // issue 14
+      ...(this.opts.expose ? { expose: { ports: this.routedPorts, ...(config.expose.listen !== undefined ? { listen: config.expose.listen } : {}) } } : {}), // issue 17
     };
+  }
+
+  /** issue 17: a forward on a routed port is a config error (the router and a DNAT cannot share a port). */
+  private checkRouted(forwards: readonly ForwardEntry[], config: Config): void {
+    const problems = this.opts.expose?.conflicts(forwards, config) ?? [];
+    if (problems.length) throw new NatdError(ErrorCodes.CONFIG, problems.join('; '));
+  }
+
+  /** issue 17: the routed ports the table opens, changed with one element batch (no rebuild). */
+  setRoutedPorts(ports: readonly number[]): Promise<void> {
+    return this.serial(async () => {
+      const before = this.applied!;
+      const add = ports.filter((p) => !this.routedPorts.includes(p));
+      const remove = this.routedPorts.filter((p) => !ports.includes(p));
+      if (add.length + remove.length === 0) return;
+      await applyBatch(buildExposePortsChange(before.input, add, remove), this.nft);
+      this.routedPorts = Object.freeze([...ports]);
+      this.applied = { ...before, input: { ...before.input, ...(before.input.expose ? { expose: { ...before.input.expose, ports: this.routedPorts } } : {}) } };
+      this.opts.logger.info('routed ports changed', { ports: this.routedPorts.join(',') });
+    });
+  }
+
+  /** Forward entries as they stand (issue 17: the name router checks new routes against them). */
+  forwardEntries(): readonly ForwardEntry[] {
+    return this.entries();
   }
 
   /** The table for these inputs; runtime forwards left out are logged, configured ones that fail throw. */
@@ -127,7 +160,9 @@ export class Firewall {
     this.opts.logger.info('nftables table applied', { table: `${TABLE_FAMILY} ${this.table}`, reason, forwards: table.active.length });
   }
 
-  async start(): Promise<void> {
+  /** `routedPorts`: issue 17, the name router's ports at start. */
+  async start(routedPorts: readonly number[] = []): Promise<void> {
+    this.routedPorts = Object.freeze([...routedPorts]);
     this.configured = parseConfiguredForwards(this.config.forwards);
     const stored = parseStoredForwards(await this.store.load());
     for (const { text, reason } of stored.rejected) {
@@ -147,6 +182,7 @@ export class Firewall {
   reload(config: Config, resolveName: NameResolver): Promise<void> {
     return this.serial(async () => {
       const configured = parseConfiguredForwards(config.forwards);
+      this.checkRouted(configured, config); // issue 17
       await this.applyFull('reload', this.plan(config, configured, resolveName));
       this.config = config;
       this.configured = configured;
@@ -174,6 +210,7 @@ export class Firewall {
       const entry = parseForwardEntry(text, 'runtime');
       const taken = this.entries().find((e) => e.hostKey === entry.hostKey);
       if (taken) throw alreadyForwarded(entry.text, entry.hostKey);
+      this.checkRouted([entry], this.config); // issue 17
       const added: ActiveForward = { entry, forward: resolveForward(entry.spec, this.resolveName) };
       const before = this.applied!;
       const active = [...before.active, added];

@@ -30,6 +30,7 @@ import type {
   NftMap,
   NftMapElement,
   NftRule,
+  NftSet,
   NftStatement,
 } from './schema.js';
 
@@ -84,6 +85,8 @@ export interface RulesetInput {
   tftp?: boolean;
   /** issue 14: the IPv6 prefix natd serves on the bridge (forwarding, NAT66, DNS/DHCPv6 to the host) */
   ipv6?: Ipv6RulesetInput;
+  /** issue 17: the name router's routed ports (a named set, changed at runtime by elements) and its listen address */
+  expose?: { ports: readonly number[]; listen?: number };
 }
 
 /** A host port (or range) guests may reach on the host itself, e.g. tcp 2049 for an NFS export to the guests. */
@@ -435,6 +438,43 @@ function acceptHostService(input: RulesetInput, service: HostService): RuleBody 
   };
 }
 
+// ---- issue 17: the name router's routed ports
+
+export const EXPOSE_SET = 'expose_ports';
+
+/** The routed ports as a named set (only when the name router is part of the input). */
+export function buildSets(input: RulesetInput): NftSet[] {
+  if (!input.expose) return [];
+  const set: NftSet = { family: TABLE_FAMILY, table: input.table, name: EXPOSE_SET, type: 'inet_service' };
+  if (input.expose.ports.length) set.elem = [...input.expose.ports];
+  return [set];
+}
+
+/**
+ * [ip daddr 198.51.100.1] tcp dport @expose_ports accept   (issue 17: the name router's ports, from the uplink and
+ * from the bridge, so guests reach routed names through the host, hairpin). The router's own connections to the
+ * guests leave from the gateway address in the output path (no natd filter there) and their replies are accepted by
+ * acceptRepliesToHost; the forward chain never sees them.
+ */
+function acceptRoutedPorts(input: RulesetInput): RuleBody[] {
+  if (!input.expose) return [];
+  const listen = input.expose.listen;
+  return [{
+    expr: [...(listen !== undefined ? [eq(ipDaddr, formatIpv4(listen))] : []), eq({ payload: { protocol: 'tcp', field: 'dport' } }, `@${EXPOSE_SET}`), accept],
+    comment: 'natd: name router ports (expose)',
+  }];
+}
+
+/** Routed ports added/removed at runtime as set elements in one batch (deletes first). */
+export function buildExposePortsChange(input: RulesetInput, add: readonly number[], remove: readonly number[]): NftBatch {
+  for (const p of [...add, ...remove]) validatePort(p, 'routed port');
+  const element = { family: TABLE_FAMILY, table: input.table, name: EXPOSE_SET };
+  const commands: NftCommand[] = [];
+  if (remove.length) commands.push({ delete: { element: { ...element, elem: [...remove] } } });
+  if (add.length) commands.push({ add: { element: { ...element, elem: [...add] } } });
+  return { nftables: commands };
+}
+
 /** Rule bodies per chain, in order. */
 export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typeof CHAIN], RuleBody[]> {
   const ports = input.masqueradePorts ?? DEFAULT_MASQUERADE_PORTS;
@@ -467,6 +507,7 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       acceptPing(input),
       acceptIcmpv6(input),
       ...(v6 ? ipv6Input(input.bridge, v6) : []), // issue 14
+      ...acceptRoutedPorts(input), // issue 17
       ...(input.guestToHost === 'all' ? [] : [...(input.guestToHost ?? []).map((service) => acceptHostService(input, service)), rejectToHost(input)]),
     ],
   };
@@ -481,6 +522,7 @@ export function buildRuleset(input: RulesetInput): NftBatch {
   const commands: NftCommand[] = [{ add: { table } }, { delete: { table } }, { add: { table } }];
   for (const chain of buildChains(input)) commands.push({ add: { chain } });
   for (const map of buildMaps(input)) commands.push({ add: { map } });
+  for (const set of buildSets(input)) commands.push({ add: { set } }); // issue 17
   for (const [chain, bodies] of Object.entries(buildRules(input))) {
     for (const body of bodies) {
       const rule: NftRule = { family: TABLE_FAMILY, table: input.table, chain, expr: body.expr, comment: body.comment };

@@ -48,12 +48,21 @@ export interface NftMap {
   elem?: NftMapElement[];
 }
 
-/** Element add: [key, value] pairs; element delete: keys only. */
+/** issue 17: a named set (the routed ports), so its elements change at runtime without a rebuild. */
+export interface NftSet {
+  family: NftFamily;
+  table: string;
+  name: string;
+  type: NftDataType;
+  elem?: NftLiteral[];
+}
+
+/** Element add: [key, value] pairs for a map, keys for a set (issue 17); element delete: keys only. */
 export interface NftElementAdd {
   family: NftFamily;
   table: string;
   name: string;
-  elem: NftMapElement[];
+  elem: NftMapElement[] | NftLiteral[];
 }
 export interface NftElementDelete {
   family: NftFamily;
@@ -144,6 +153,7 @@ export type NftCommand =
   | { delete: { table: NftTable } }
   | { add: { chain: NftChain } }
   | { add: { map: NftMap } }
+  | { add: { set: NftSet } }
   | { add: { rule: NftRule } }
   | { add: { element: NftElementAdd } }
   | { delete: { element: NftElementDelete } };
