@@ -47,7 +47,7 @@ import { parsePeers, PEERS, peerVersion, type PeerKind } from './lib/peers/index
 import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
 // issue 17: the name router against HAProxy
 import { writeRouterChart } from './lib/charts.js';
-import { routerBench, routerSection, routerTable, routerTargets, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
+import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -286,6 +286,8 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
       peers: { type: 'string', default: 'all' },
       'peer-runs': { type: 'string', default: '1' },
+      // issue 17: --scenario router also measures natd's NameRouter class alone (bench/lib/router-engine.ts)
+      'router-engine': { type: 'boolean', default: false },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'router'];
@@ -361,9 +363,9 @@ async function main(): Promise<void> {
     return;
   }
   if (values.scenario === 'router') {
-    const rs = routerSettings(values.quick!, runs);
+    const rs = { ...routerSettings(values.quick!, runs), withEngine: values['router-engine']! };
     const outcome = await routerBench(rs, budgetMs);
-    process.stdout.write(`\n${renderText([routerTable(outcome.results, rs), targetsTable(routerTargets(outcome.results))])}`);
+    process.stdout.write(`\n${renderText([routerTable(outcome.results, rs), routerTargetsTable(outcome.results)])}`);
     if (outcome.notes.length) process.stdout.write(`\n${outcome.notes.join('\n')}\n`);
     if (values.quick || !outcome.results.length) {
       log(`\nrouter only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);

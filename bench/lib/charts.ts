@@ -114,9 +114,9 @@ export function writeRouterChart(results: readonly RouterRunResult[], dir: strin
     title: 'Name router: natd vs HAProxy, TLS SNI passthrough (median of runs)',
     unit: 'value (see each group)', log: true,
     groups: [`conn/s, ${s.concurrency} in flight`, `conn/s, ${s.latencyClients} in flight`, `p99 ms, ${s.latencyClients} clients`, `MB/s, ${(s.bulkBytes / 1048576).toFixed(0)} MiB`, 'CPU µs per conn'],
-    series: (['natd', 'haproxy'] as const).map((router, i) => ({
+    series: (['natd', 'engine', 'haproxy'] as const).filter((k) => k !== 'engine' || results.some((r) => r.router === k)).map((router) => ({
       name: ROUTER_LABEL[router],
-      color: PALETTE[i === 0 ? 0 : 4]!,
+      color: PALETTE[router === 'natd' ? 0 : router === 'engine' ? 2 : 4]!,
       values: metrics.map((m) => (results.some((r) => r.router === router) ? med(router, m) : undefined)),
     })),
   }));

@@ -28,11 +28,14 @@ import { fmt, fmtRatio, median, ratio } from './stats.js';
 import { BenchNetwork, BENCH_PREFIX, GATEWAY, NATD_CLI, PROJECT_ROOT } from './topology.js';
 import { UPLINK_HOST } from '../../test/support/netns.js';
 
-export type RouterKind = 'natd' | 'haproxy';
-export const ROUTER_LABEL: Record<RouterKind, string> = { natd: 'natd', haproxy: 'HAProxy' };
+/** engine: natd's NameRouter class alone in a process (router-engine.ts), only with --router-engine */
+export type RouterKind = 'natd' | 'engine' | 'haproxy';
+export const ROUTER_LABEL: Record<RouterKind, string> = { natd: 'natd', engine: 'NameRouter alone', haproxy: 'HAProxy' };
+const ROUTER_ORDER: readonly RouterKind[] = ['natd', 'engine', 'haproxy'];
 
 const ROUTER_LOAD = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'router-load.js');
 const ROUTER_GUEST = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'router-guest.js');
+const ROUTER_ENGINE = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'router-engine.js');
 const PORT = 443;
 
 interface Guest {
@@ -58,8 +61,10 @@ export interface RouterBenchSettings {
   count: number;
   loopMs: number;
   bulkBytes: number;
-  /** flags added to natd's command line (e.g. `--cpu-prof` for node goes in nodeFlags) */
+  /** node flags for natd (and the engine), e.g. --cpu-prof */
   natdNodeFlags?: string[];
+  /** also measure natd's NameRouter class alone in a process (router-engine.ts) */
+  withEngine?: boolean;
   log(line: string): void;
 }
 
@@ -105,14 +110,6 @@ export function natdHasRouter(): boolean {
   }
 }
 
-function natdHelp(): string {
-  try {
-    return execFileSync(process.execPath, [NATD_CLI, '--help'], { encoding: 'utf8' });
-  } catch {
-    return '';
-  }
-}
-
 function makeCert(dir: string, name: string): { cert: string; key: string } {
   const cert = path.join(dir, `${name}.crt`);
   const key = path.join(dir, `${name}.key`);
@@ -125,7 +122,7 @@ function haproxyConfig(): string {
   return [
     'global',
     '  nbthread 1',
-    '  maxconn 20000',
+    '  maxconn 4096',
     'defaults',
     '  mode tcp',
     '  timeout connect 5s',
@@ -142,21 +139,20 @@ function haproxyConfig(): string {
 }
 
 /**
- * natd's command line: the guests as --dhcp-host reservations, one --expose per name; the optional flags only when
- * this build has them (the per-client limit raised: every bench connection comes from the one client address).
+ * natd's command line: the guests as reservations (a dnsmasq-style hostsfile, MAC,IP,NAME), one --expose per name,
+ * listening on the uplink address like HAProxy; natd's default limits (4096 connections, 256 per client address:
+ * the bench's 100 clients share one address) and its firewall on, as an operator would run it.
  */
 function natdArgv(dir: string, nodeFlags: string[]): string[] {
-  const help = natdHelp();
-  const has = (flag: string) => help.includes(flag);
+  const hostsfile = path.join(dir, 'reservations');
+  writeFileSync(hostsfile, GUESTS.map((g) => `52:54:00:77:10:0${g.vm},${g.address},${g.reservation}\n`).join(''));
   return [
     process.execPath, ...nodeFlags, NATD_CLI,
     '--bridge', 'br0', '--no-dns', '--log-level', 'warn',
     '--state-dir', path.join(dir, 'state'), '--control-socket', path.join(dir, 'natd.sock'),
-    ...GUESTS.flatMap((g) => ['--dhcp-host', `52:54:00:77:10:0${g.vm},${g.address},${g.reservation}`]),
+    '--hostsfile', hostsfile,
     ...GUESTS.flatMap((g) => ['--expose', `${g.name}=${g.reservation}`]),
-    ...(has('--expose-listen') ? ['--expose-listen', UPLINK_HOST] : []),
-    ...(has('--expose-max-conns-per-client') ? ['--expose-max-conns-per-client', '100000'] : []),
-    ...(has('--expose-max-conns ') || has('--expose-max-conns=') ? ['--expose-max-conns', '100000'] : []),
+    '--expose-listen', UPLINK_HOST,
   ];
 }
 
@@ -213,7 +209,7 @@ async function measureRouter(net: BenchNetwork, router: RouterKind, run: number,
   };
 }
 
-async function oneRun(run: number, routers: RouterKind[], haproxy: string | undefined, s: RouterBenchSettings): Promise<RouterRunResult[]> {
+async function oneRun(run: number, routers: RouterKind[], haproxy: string | undefined, s: RouterBenchSettings, failures: string[]): Promise<RouterRunResult[]> {
   const net = await BenchNetwork.create();
   const results: RouterRunResult[] = [];
   try {
@@ -234,6 +230,8 @@ async function oneRun(run: number, routers: RouterKind[], haproxy: string | unde
       if (router === 'haproxy') {
         writeFileSync(path.join(dir, 'haproxy.cfg'), haproxyConfig());
         argv = [haproxy!, '-f', path.join(dir, 'haproxy.cfg'), '-db'];
+      } else if (router === 'engine') {
+        argv = [process.execPath, ...(s.natdNodeFlags ?? []), ROUTER_ENGINE, '--listen', `${UPLINK_HOST}:${PORT}`, ...GUESTS.flatMap((g) => ['--route', `${g.name}=${g.address}:${PORT}`])];
       } else {
         argv = natdArgv(dir, s.natdNodeFlags ?? []);
       }
@@ -249,6 +247,11 @@ async function oneRun(run: number, routers: RouterKind[], haproxy: string | unde
           `${fmt(r.bulk.MBps)} MB/s, ${fmt(r.cpuUsPerConn)} µs CPU/conn; CPU shares: router ${fmt(r.routerShare)}, busier guest ${fmt(r.guestShare)}, client ${fmt(r.clientShare)}` +
           `${r.conns.failed + r.latency.failed ? `; failed ${r.conns.failed + r.latency.failed} (${[...r.conns.errors, ...r.latency.errors].join('; ')})` : ''}${r.bulk.error ? `; bulk: ${r.bulk.error}` : ''}`);
         results.push(r);
+      } catch (err) {
+        // one router failing (e.g. a natd build whose daemon does not route yet) leaves the other's numbers standing
+        const why = `${ROUTER_LABEL[router]} run ${run} failed: ${(err as Error).message.split('\n')[0]}`;
+        s.log(`  ${why}\n${started.output().slice(-1500)}`);
+        failures.push(why);
       } finally {
         await started.stop(5000);
       }
@@ -274,6 +277,7 @@ export async function routerBench(s: RouterBenchSettings, budgetMs: number): Pro
   const routers: RouterKind[] = [];
   if (natdHasRouter()) routers.push('natd');
   else notes.push('natd: this build has no --expose (the name router is not in it)');
+  if (s.withEngine) routers.push('engine');
   if (haproxy) routers.push('haproxy');
   else notes.push('HAProxy skipped: haproxy is not installed (apt-get install haproxy)');
   const results: RouterRunResult[] = [];
@@ -286,7 +290,7 @@ export async function routerBench(s: RouterBenchSettings, budgetMs: number): Pro
       continue;
     }
     const t = performance.now();
-    results.push(...await oneRun(run, run % 2 ? routers : [...routers].reverse(), haproxy, s));
+    results.push(...await oneRun(run, run % 2 ? routers : [...routers].reverse(), haproxy, s, notes));
     longest = Math.max(longest, ((performance.now() - t) / 1000) * 1.2);
   }
   return { results, notes, ...(haproxy ? { haproxy: haproxyVersion(haproxy) } : {}) };
@@ -299,19 +303,21 @@ function med(results: readonly RouterRunResult[], router: RouterKind, pick: Metr
 }
 
 export function routerTable(results: readonly RouterRunResult[], s: Pick<RouterBenchSettings, 'concurrency' | 'latencyClients' | 'bulkBytes'>): Table {
+  const kinds = ROUTER_ORDER.filter((k) => k === 'natd' || k === 'haproxy' || results.some((r) => r.router === k));
+  const mine = kinds.filter((k) => k !== 'haproxy');
   const row = (label: string, pick: Metric, digits?: number): string[] => {
-    const n = med(results, 'natd', pick);
     const h = med(results, 'haproxy', pick);
-    return [label, fmt(n, digits), fmt(h, digits), fmtRatio(ratio(n, h))];
+    return [label, ...kinds.map((k) => fmt(med(results, k, pick), digits)), ...mine.map((k) => fmtRatio(ratio(med(results, k, pick), h)))];
   };
-  const runs = (router: RouterKind) => results.filter((r) => r.router === router).length;
+  const runs = kinds.map((k) => `${results.filter((r) => r.router === k).length} ${ROUTER_LABEL[k]}`).join(', ');
   return {
-    title: `Name router (issue 17): natd vs HAProxy, TLS SNI passthrough to two guests (median of ${runs('natd')} natd and ${runs('haproxy')} HAProxy runs)`,
+    title: `Name router (issue 17): natd vs HAProxy, TLS SNI passthrough to two guests (median of runs: ${runs})`,
     note: `every connection a full TLS 1.3 handshake (no resumption) with the guest through the router, GET of a 2-byte body, close; ` +
       `connect-to-first-byte = connect() to the first byte of the HTTP response; CPU µs per connection = the router process's utime + stime ` +
       `(/proc/PID/stat) over the loop ÷ completed connections; CPU shares during the ${s.concurrency}-in-flight loop (1.00 = one core): a guest ` +
-      `or the client near 1.00 means it, not the router, set the rate. HAProxy: nbthread 1, mode tcp, req.ssl_sni. 2-core machine shared by all of them.`,
-    headers: ['metric (median of runs)', 'natd', 'HAProxy', 'natd/HAProxy'],
+      `or the client near 1.00 means it, not the router, set the rate. HAProxy: nbthread 1, mode tcp, req.ssl_sni. 2-core machine shared by all of them.` +
+      (kinds.includes('engine') ? ' "NameRouter alone": natd\'s router class in a process of its own with a fixed table (bench/lib/router-engine.ts), no daemon.' : ''),
+    headers: ['metric (median of runs)', ...kinds.map((k) => ROUTER_LABEL[k]), ...mine.map((k) => `${ROUTER_LABEL[k]}/HAProxy`)],
     rows: [
       row(`new TLS connections/s, ${s.concurrency} in flight`, (r) => r.conns.perSecond),
       row(`new TLS connections/s, ${s.latencyClients} in flight`, (r) => r.latency.perSecond),
@@ -343,13 +349,16 @@ export function routerTargets(results: readonly RouterRunResult[]): Target[] {
   ];
 }
 
+export function routerTargetsTable(results: readonly RouterRunResult[]): Table {
+  return { title: 'Name router targets (issue 17), checked against the medians', headers: ['target', 'natd/HAProxy', 'met?'], rows: routerTargets(results).map((t) => [t.name, t.value, t.met ? 'yes' : 'MISSED']) };
+}
+
 const SECTION_BEGIN = '<!-- router bench: begin (npm run bench -- --scenario router rewrites this part) -->';
 const SECTION_END = '<!-- router bench: end -->';
 
 /** The router's part of RESULTS.md, between markers so `--scenario router` can replace it alone. */
 export function routerSection(outcome: RouterBenchOutcome, s: Pick<RouterBenchSettings, 'concurrency' | 'latencyClients' | 'bulkBytes'>, chartFile: string | undefined, renderMarkdown: (tables: Table[]) => string): string {
-  const targets = routerTargets(outcome.results);
-  const targetTable: Table = { title: 'Name router targets (issue 17), checked against the medians', headers: ['target', 'natd/HAProxy', 'met?'], rows: targets.map((t) => [t.name, t.value, t.met ? 'yes' : 'MISSED']) };
+  const targetTable = routerTargetsTable(outcome.results);
   return `${SECTION_BEGIN}
 ## Name router (issue 17): natd vs ${outcome.haproxy ?? 'HAProxy'}
 
