@@ -274,6 +274,25 @@ async function profileNatd(natdArgs: string[]): Promise<void> {
   log(`wrote bench/PROFILE.md`);
 }
 
+/** issue 17: one router round with natd (and the engine alone) under `node --cpu-prof`; hot spots to the terminal. */
+async function profileRouter(withEngine: boolean): Promise<void> {
+  const dir = path.join(tmpdir(), `natd-router-profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(dir, { recursive: true });
+  log(`profiling the name router: V8 CPU profiles go to ${dir}`);
+  const rs = { ...routerSettings(false, 1), withEngine, cpuProfileDir: dir };
+  const outcome = await routerBench(rs, 600_000);
+  process.stdout.write(`\n${renderText([routerTable(outcome.results, rs)])}`);
+  for (const kind of ['natd', 'engine']) {
+    const sub = path.join(dir, kind);
+    if (!existsSync(sub)) continue;
+    for (const file of readdirSync(sub).filter((f) => f.endsWith('.cpuprofile'))) {
+      const { totalMs, spots } = hotSpots(path.join(sub, file), 25, PROJECT_ROOT);
+      const rows = spots.map((h) => [h.function, h.location, fmt(h.selfMs), `${(h.share * 100).toFixed(1)}%`]);
+      process.stdout.write(`\n${kind}: ${file} (${fmt(totalMs)} ms sampled)\n${textTable(['function', 'where', 'self ms', 'share'], rows)}\n`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -295,6 +314,7 @@ async function main(): Promise<void> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
+  if (values.profile && values.scenario === 'router') return profileRouter(values['router-engine']!);
   if (values.profile) return profileNatd(natdArgs);
 
   const t0 = performance.now();

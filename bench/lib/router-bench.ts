@@ -61,8 +61,8 @@ export interface RouterBenchSettings {
   count: number;
   loopMs: number;
   bulkBytes: number;
-  /** node flags for natd (and the engine), e.g. --cpu-prof */
-  natdNodeFlags?: string[];
+  /** natd and the engine run under `node --cpu-prof`, their profiles in DIR/natd and DIR/engine */
+  cpuProfileDir?: string;
   /** also measure natd's NameRouter class alone in a process (router-engine.ts) */
   withEngine?: boolean;
   log(line: string): void;
@@ -209,6 +209,10 @@ async function measureRouter(net: BenchNetwork, router: RouterKind, run: number,
   };
 }
 
+function profileFlags(s: RouterBenchSettings, router: RouterKind): string[] {
+  return s.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(s.cpuProfileDir, router)}`] : [];
+}
+
 async function oneRun(run: number, routers: RouterKind[], haproxy: string | undefined, s: RouterBenchSettings, failures: string[]): Promise<RouterRunResult[]> {
   const net = await BenchNetwork.create();
   const results: RouterRunResult[] = [];
@@ -231,9 +235,9 @@ async function oneRun(run: number, routers: RouterKind[], haproxy: string | unde
         writeFileSync(path.join(dir, 'haproxy.cfg'), haproxyConfig());
         argv = [haproxy!, '-f', path.join(dir, 'haproxy.cfg'), '-db'];
       } else if (router === 'engine') {
-        argv = [process.execPath, ...(s.natdNodeFlags ?? []), ROUTER_ENGINE, '--listen', `${UPLINK_HOST}:${PORT}`, ...GUESTS.flatMap((g) => ['--route', `${g.name}=${g.address}:${PORT}`])];
+        argv = [process.execPath, ...profileFlags(s, router), ROUTER_ENGINE, '--listen', `${UPLINK_HOST}:${PORT}`, ...GUESTS.flatMap((g) => ['--route', `${g.name}=${g.address}:${PORT}`])];
       } else {
-        argv = natdArgv(dir, s.natdNodeFlags ?? []);
+        argv = natdArgv(dir, profileFlags(s, router));
       }
       s.log(`[router ${run}/${s.runs}] ${ROUTER_LABEL[router]}`);
       const started = await net.topology.start(net.hostNs, argv);
