@@ -3,13 +3,13 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_BRIDGE, defaultControlSocket } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { call, watchDaemon } from './client.js';
-import { formatForwards, formatLeases, formatReservations, formatStatus, formatTable, remaining } from './format.js';
+import { formatExpose, formatForwards, formatLeases, formatReservations, formatStatus, formatTable, remaining } from './format.js';
 import type { ArgsOf, CommandName, ResultOf } from './protocol.js';
 
 // kept importable from here (tests, older callers)
 export { formatForwards, formatStatus, formatTable } from './format.js';
 
-export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics', 'records']);
+export const CONTROL_COMMANDS = new Set(['status', 'leases', 'reservations', 'forwards', 'reload', 'metrics', 'records', 'expose']);
 
 const OPTIONS = {
   bridge: { type: 'string' },
@@ -70,6 +70,16 @@ function recordsCommand(positionals: string[], socketPath: string, json: boolean
   return run(socketPath, json, sub === 'add' ? 'records.add' : 'records.remove', args, (r) => `${sub === 'add' ? 'added' : 'removed'} ${r.kind}=${r.spec}\n`);
 }
 
+/** issue 17: `expose list|add|remove`. */
+function exposeCommand(positionals: string[], socketPath: string, json: boolean | undefined): Promise<number> {
+  const sub = positionals[0] ?? 'list';
+  if (!['list', 'add', 'remove'].includes(sub)) throw new NatdError(ErrorCodes.COMMAND, `natd expose: expected one of list, add, remove, got "${sub}"`);
+  if (sub === 'list') return run(socketPath, json, 'expose.list', {}, formatExpose);
+  const rest = positionals.slice(1);
+  if (rest.length !== 1) throw usage(sub === 'add' ? 'natd expose add NAME[:LISTENPORT]=GUEST[:PORT][,proxy-protocol=v1|v2]' : 'natd expose remove SPEC|NAME');
+  return run(socketPath, json, sub === 'add' ? 'expose.add' : 'expose.remove', { spec: rest[0]! }, (rows) => `${sub === 'add' ? 'added' : 'removed'} ${[...new Set(rows.map((r) => r.spec))].join(', ')}\n`);
+}
+
 interface WatchedEvent { action: string; mac: string; address: string; hostname?: string; expiresAt: number; at: number }
 
 /** One `leases --watch` line for people: time, action, address, MAC, name, time left. */
@@ -116,6 +126,7 @@ export async function runControlCommand(command: string, argv: string[]): Promis
     return 0;
   }
   if (command === 'records') return recordsCommand(positionals, socketPath, json);
+  if (command === 'expose') return exposeCommand(positionals, socketPath, json); // issue 17
   if (command === 'reservations' || command === 'forwards') return subcommand(command, positionals, socketPath, json);
   if (positionals.length) throw usage(`natd ${command} [--bridge NAME] [--json] (no arguments)`);
   switch (command) {

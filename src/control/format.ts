@@ -3,7 +3,7 @@
  * daemon's answer as it is instead (control/commands.ts); what is here only reads the typed results (protocol.ts).
  */
 import { INFINITE_EXPIRES_AT } from '../dhcp/types.js';
-import type { ForwardRow, LeaseRow, ReservationRow, StatusReport } from './protocol.js';
+import type { ExposeRow, ForwardRow, LeaseRow, ReservationRow, StatusReport } from './protocol.js';
 
 /** Renders rows as an aligned text table with a header. */
 export function formatTable(headers: string[], rows: string[][]): string {
@@ -70,6 +70,15 @@ export function formatForwards(rows: ForwardRow[]): string {
   return formatTable(['PROTO', 'HOST', 'GUEST', 'SPEC'], rows.map((f) => [f.protocol, f.host, guest(f), f.spec]));
 }
 
+/** issue 17: `natd expose list` for people: one row per name and port, with its guest now and its traffic. */
+export function formatExpose(rows: ExposeRow[]): string {
+  if (!rows.length) return 'no name routes\n';
+  const guest = (r: ExposeRow) => `${r.guest}:${r.guestPort}${r.target && r.target !== r.guest ? ` (${r.target})` : ''}${r.problem ? ` (${r.problem})` : ''}${r.proxyProtocol ? ` proxy-${r.proxyProtocol}` : ''}`;
+  return formatTable(['NAME', 'PORT', 'GUEST', 'ACTIVE', 'TOTAL', 'IN', 'OUT', 'SOURCE'], rows.map((r) => [
+    r.name, String(r.port), guest(r), String(r.active), String(r.total), formatBytes(r.bytesIn), formatBytes(r.bytesOut), r.source,
+  ]));
+}
+
 type Dhcp = NonNullable<StatusReport['dhcp']>;
 type Dns = NonNullable<StatusReport['dns']>;
 
@@ -116,6 +125,10 @@ export function formatStatus(s: StatusReport): string {
   if (s.state === 'running') rows.push(...(s.dns ? dnsRows(s.dns) : [['dns', 'off (--no-dns)']]));
   const tail: string[][] = [];
   if (s.state === 'running') tail.push(['firewall', s.firewall ? `table ${s.firewall.table}: applied ${s.firewall.applies}x, healed ${s.firewall.heals}x, ${s.firewall.runtimeForwards} runtime forwards` : 'off (--no-firewall)']);
+  if (s.expose && s.expose.routes) { // issue 17
+    const e = s.expose;
+    tail.push(['name router', `${e.routes} routes on ${e.listen} port ${e.ports.join(',')}: ${e.active} open, ${e.routed} routed, ${e.unknownNames} unknown names, ${e.refusedByLimit} refused by limit, ${e.headTimeouts} head timeouts`]);
+  }
   if (s.control) tail.push(['control', `${s.control.refusedPeers} peers refused`]);
   if (s.kernelDrops) tail.push(['kernel drops', counts(s.kernelDrops)]);
   const width = Math.max(0, ...[...rows, ...tail].map(([k]) => k!.length));

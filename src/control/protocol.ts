@@ -14,6 +14,9 @@ import type { ControlStream } from './stream.js';
 
 export type { ForwardRow } from '../nft/forward-set.js';
 export type { StatusReport } from '../daemon/status.js';
+// issue 17
+import type { ExposeRow } from '../daemon/expose.js';
+export type { ExposeRow } from '../daemon/expose.js';
 
 /** A command that takes no arguments. */
 export type NoArgs = Record<string, never>;
@@ -70,6 +73,11 @@ export interface ControlCommands {
   'records.list': { args: NoArgs; result: RecordRow[] };
   'records.add': { args: RecordArgs; result: RecordArgs };
   'records.remove': { args: RecordArgs; result: RecordArgs };
+  // issue 17: name routes at runtime; add/remove answer the rows they changed
+  'expose.list': { args: NoArgs; result: ExposeRow[] };
+  'expose.add': { args: { spec: string }; result: ExposeRow[] };
+  /** spec: a spec, or a name (every runtime route of it) */
+  'expose.remove': { args: { spec: string }; result: ExposeRow[] };
 }
 
 export interface RecordArgs {

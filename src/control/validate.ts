@@ -27,6 +27,10 @@ export const ARG_SCHEMAS = {
   'records.list': none,
   'records.add': z.object({ kind: z.string().min(1, 'a record kind'), spec: z.string() }).strict(),
   'records.remove': z.object({ kind: z.string().min(1, 'a record kind'), spec: z.string() }).strict(),
+  // issue 17
+  'expose.list': none,
+  'expose.add': z.object({ spec: z.string().min(1, 'an expose spec').max(1024) }).strict(),
+  'expose.remove': z.object({ spec: z.string().min(1, 'an expose spec or name').max(1024) }).strict(),
 } satisfies { [K in CommandName]: z.ZodType<ArgsOf<K>> };
 
 function isCommand(name: string): name is CommandName {

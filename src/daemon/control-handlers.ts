@@ -13,6 +13,7 @@ import type { LeaseEvents } from './lease-events.js';
 import { ControlStream } from '../control/stream.js';
 import type { RecordBook } from './record-book.js';
 import type { StatusReport } from './status.js';
+import type { ExposeService } from './expose.js'; // issue 17
 
 export interface ControlTargets {
   core: DhcpServerCore;
@@ -21,6 +22,8 @@ export interface ControlTargets {
   records: RecordBook | undefined;
   /** undefined with --no-firewall */
   firewall: Firewall | undefined;
+  /** issue 17: the name router */
+  expose: ExposeService;
   now: () => number;
   /** lease events for `leases --watch` */
   events: LeaseEvents;
@@ -62,6 +65,10 @@ export function controlHandlers(t: ControlTargets): ControlHandlers {
     'records.list': () => needRecords().rows(),
     'records.add': (args) => needRecords().add(args),
     'records.remove': (args) => needRecords().remove(args),
+    // issue 17: name routes
+    'expose.list': () => t.expose.rows(),
+    'expose.add': (args) => t.expose.add(args.spec),
+    'expose.remove': (args) => t.expose.remove(args.spec),
     reload: () => t.reload(),
     metrics: () => t.metrics(),
   };

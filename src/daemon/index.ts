@@ -14,6 +14,7 @@
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
  *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
+ *      then the name router on its routed ports (issue 17; its routes are loaded before the table, which opens them)
  *   8. control socket, metrics listener                                          (metrics: when configured)
  *   9. systemd-resolved registration                                             (with DNS on, when it runs)
  *  then READY=1. Close runs the registered closes in reverse (STOPPING=1 first); each is idempotent, and one that
@@ -60,6 +61,8 @@ import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
+// issue 17: the name router for shared ports 80/443
+import { ExposeService } from './expose.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -105,6 +108,8 @@ interface Running {
   startedAt: number;
   /** issue 14: IPv6 on the bridge (with --subnet6 / --ipv6 auto) */
   ipv6: Ipv6Service | undefined;
+  /** issue 17: the name router (always there, so routes can be added at runtime; listens only on routed ports) */
+  expose: ExposeService;
 }
 
 interface Context {
@@ -158,10 +163,12 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
-  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
+  const expose = await loadExpose(config, bridge, state, ctx); // issue 17: routes first, the firewall opens their ports
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose) : undefined;
+  await startExpose(expose, firewall, ctx);
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -376,14 +383,31 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
   return dhcp;
 }
 
-async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service): Promise<Firewall> {
+async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service, expose?: ExposeService): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
     ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served) } : {}), // issue 14
+    ...(expose ? { expose: { conflicts: expose.forwardConflicts } } : {}), // issue 17
   });
-  await firewall.start();
+  await firewall.start(expose?.ports);
   ctx.stack.push('firewall', () => firewall.close());
   return firewall;
+}
+
+// ---- issue 17: name router
+/** The routes (configured + the state dir's runtime ones); guests resolve per connection through the guest names. */
+async function loadExpose(config: Config, bridge: BridgeInfo, state: State, { logger, sys }: Context): Promise<ExposeService> {
+  const resolveGuest = (name: string): number | undefined =>
+    state.names?.local.holderOf(name)?.address ?? state.reservations.resolveName(name) ?? state.core.leases.all().find((l) => l.hostname === name && l.expiresAt > sys.now())?.address;
+  const expose = new ExposeService({ config, served: { subnet: bridge.subnet, gateway: bridge.gateway }, logger, resolveGuest });
+  await expose.load();
+  return expose;
+}
+
+/** After DNS/DHCP and the firewall; closed before them. */
+async function startExpose(expose: ExposeService, firewall: Firewall | undefined, { stack }: Context): Promise<void> {
+  stack.push('name router', () => expose.close());
+  await expose.start(firewall);
 }
 
 async function startControl(running: Running, ctx: Context): Promise<ControlServer> {
@@ -393,6 +417,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     reservations: running.reservations,
     records: running.records,
     firewall: running.firewall,
+    expose: running.expose, // issue 17
     now,
     events: running.events,
     status: () => statusOf(observe(running, now())),
@@ -426,6 +451,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
+  await running.expose.reload(config); // issue 17
   running.ddns?.reload(config);
   if (running.dns) {
     running.dns.upstream.setServers(await upstreamsFrom(config, formatIpv4(running.bridge.gateway), ctx.logger));
@@ -449,8 +475,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

@@ -100,6 +100,24 @@ export interface MetricsInput {
     solicitationsRateLimited: number;
     sendFailures: number;
   };
+  /** issue 17: the name router (router/name-router.ts stats, per route by `name:port`) */
+  expose?: {
+    active: number;
+    accepted: number;
+    routed: number;
+    unknownNames: number;
+    noName: number;
+    headTimeouts: number;
+    idleTimeouts: number;
+    refusedByLimit: number;
+    invalid: number;
+    tooLarge: number;
+    connectFailed: number;
+    bufferedBytes: number;
+    unresolved: number;
+    targetsRefused: number;
+    routes: Readonly<Record<string, { active: number; total: number; bytesIn: number; bytesOut: number }>>;
+  };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -157,7 +175,34 @@ type One = (value: number) => Family['samples'];
 function families(m: MetricsInput): Family[] {
   const b = { bridge: m.bridge };
   const one: One = (value) => [{ labels: b, value }];
-  return [...dhcpFamilies(m, one), ...(m.dns ? dnsFamilies({ ...m, dns: m.dns }, one) : []), ...serviceFamilies(m, one), ...hostFamilies(m, one)];
+  return [...dhcpFamilies(m, one), ...(m.dns ? dnsFamilies({ ...m, dns: m.dns }, one) : []), ...serviceFamilies(m, one), ...exposeFamilies(m, one), ...hostFamilies(m, one)];
+}
+
+/** issue 17: the name router, totals and per route (label route="name:port"). */
+function exposeFamilies(m: MetricsInput, one: One): Family[] {
+  const e = m.expose;
+  if (!e) return [];
+  const perRoute = (pick: (r: { active: number; total: number; bytesIn: number; bytesOut: number }) => number) =>
+    byKey(m.bridge, 'route', Object.fromEntries(Object.entries(e.routes).map(([k, r]) => [k, pick(r)])));
+  return [
+    { name: 'natd_expose_connections_active', help: 'Connections open in the name router now, by route.', type: 'gauge', samples: perRoute((r) => r.active) },
+    { name: 'natd_expose_connections_total', help: 'Connections the name router sent to a guest, by route.', type: 'counter', samples: perRoute((r) => r.total) },
+    { name: 'natd_expose_received_bytes_total', help: 'Bytes from clients to guests (the replayed head included), by route.', type: 'counter', samples: perRoute((r) => r.bytesIn) },
+    { name: 'natd_expose_sent_bytes_total', help: 'Bytes from guests to clients, by route.', type: 'counter', samples: perRoute((r) => r.bytesOut) },
+    { name: 'natd_expose_accepted_total', help: 'Connections the name router accepted.', type: 'counter', samples: one(e.accepted) },
+    { name: 'natd_expose_open_connections', help: 'Connections open in the name router now, any phase.', type: 'gauge', samples: one(e.active) },
+    { name: 'natd_expose_buffered_bytes', help: 'Bytes the name router holds queued now.', type: 'gauge', samples: one(e.bufferedBytes) },
+    {
+      name: 'natd_expose_rejected_total',
+      help: 'Name router connections not routed, by reason (unknown-name, no-name, head-timeout, limit, invalid, too-large, connect-failed, unresolved-guest, target-refused).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'reason', {
+        'unknown-name': e.unknownNames, 'no-name': e.noName, 'head-timeout': e.headTimeouts, limit: e.refusedByLimit, invalid: e.invalid,
+        'too-large': e.tooLarge, 'connect-failed': e.connectFailed, 'unresolved-guest': e.unresolved, 'target-refused': e.targetsRefused,
+      }),
+    },
+    { name: 'natd_expose_idle_timeouts_total', help: 'Routed connections closed after the idle timeout.', type: 'counter', samples: one(e.idleTimeouts) },
+  ];
 }
 
 /** The optional services: DDNS publishing (issue 15) and the TFTP server (issue 16). */

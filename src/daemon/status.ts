@@ -24,6 +24,7 @@ import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
 import { ddnsMetrics } from './metrics.js';
 import type { Ipv6Service } from '../ipv6/service.js';
+import type { ExposeService, ExposeStatus } from './expose.js'; // issue 17
 
 export interface DnsParts {
   server: DnsServer;
@@ -61,6 +62,8 @@ export interface Observed {
   ddns?: DdnsService | undefined;
   /** issue 14: IPv6 on the bridge */
   ipv6?: Ipv6Service | undefined;
+  /** issue 17: the name router */
+  expose?: ExposeService | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -77,6 +80,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.ddns ? { ddns: ddnsMetrics(o.ddns.status()) } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
+    ...(o.expose ? { expose: { ...o.expose.stats(), unresolved: o.expose.status().unresolved, targetsRefused: o.expose.status().targetsRefused } } : {}), // issue 17
   };
 }
 
@@ -116,6 +120,8 @@ export interface StatusReport {
   tftp?: ReturnType<TftpServer['stats']>;
   /** issue 14: IPv6 on the bridge */
   ipv6?: ReturnType<Ipv6Service['status']>;
+  /** issue 17: the name router */
+  expose?: ExposeStatus;
   /** the configuration in effect (after the last reload) */
   config?: Config;
 }
@@ -150,6 +156,7 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
+    ...(o.expose ? { expose: o.expose.status() } : {}), // issue 17
     kernelDrops: o.kernelDrops,
     config: o.config,
   };

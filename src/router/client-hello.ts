@@ -27,6 +27,11 @@ const EXT_SERVER_NAME = 0x0000;
 const EXT_ECH = 0xfe0d;
 const NAME_TYPE_HOST = 0;
 const MAX_NAME = 253;
+/**
+ * Real clients send a ClientHello in one or two records; more is legal but only seen from probes. The bound keeps a
+ * hello cut into thousands of 1-byte records (re-walked on every new TCP segment) cheap to refuse.
+ */
+const MAX_RECORDS = 256;
 
 const NEED_MORE: ClientHelloResult = Object.freeze({ state: 'need-more' });
 
@@ -61,6 +66,7 @@ export function parseClientHello(buf: Uint8Array): ClientHelloResult {
     if (length > MAX_RECORD) return invalid('record too long');
     const fragmentStart = offset + RECORD_HEADER;
     const available = Math.min(length, buf.length - fragmentStart);
+    if (records === MAX_RECORDS) return invalid('ClientHello in too many records');
     if (records === 0) firstFragment = buf.subarray(fragmentStart, fragmentStart + available);
     records++;
     if (messageLength < 0 && handshakeBytes + available >= 4) {

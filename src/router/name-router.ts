@@ -208,7 +208,8 @@ export class NameRouter {
         server.once('error', reject);
         server.listen({ host, port: p.port, ipv6Only, backlog: 1024 }, () => {
           server.off('error', reject);
-          server.on('error', (err) => this.logger.warn('router: listening socket error', { port: p.port, error: String(err) }));
+          // accept errors (EMFILE, …) arrive here: the server keeps listening, the log stays bounded
+          server.on('error', (err) => this.logger.warnLimited('router-accept-error', 'router: listening socket error', { port: p.port, error: String(err) }));
           resolve(server);
         });
       });
