@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { waitFor } from '../../test/support/wait.js';
-import { cpuSeconds } from './proc.js';
+import { cpuSeconds, cpuTimes } from './proc.js';
 import type { Table, Target } from './report.js';
 import type { BulkResult, ConnsResult } from './router-load.js';
 import { fmt, fmtRatio, median, ratio } from './stats.js';
@@ -77,6 +77,11 @@ export interface RouterRunResult {
   /** router CPU µs per completed connection, in the rate loop and in the 100-client loop */
   cpuUsPerConn: number;
   latencyCpuUsPerConn: number;
+  /** the same split into user and system (kernel) time: the system part includes packet processing done in the router's context (netfilter, conntrack) */
+  userUsPerConn: number;
+  systemUsPerConn: number;
+  /** the router's CPU share while idle (2 s before the warm-up): its background cost */
+  idleShare: number;
   /** router CPU seconds per GB (10^9 bytes) of the large transfer */
   bulkCpuSPerGB: number;
   /** CPU shares (1 = one core) during the rate loop */
@@ -182,15 +187,20 @@ async function tuneNamespaces(net: BenchNetwork): Promise<void> {
 async function measureRouter(net: BenchNetwork, router: RouterKind, run: number, pid: number, guestPids: number[], s: RouterBenchSettings): Promise<RouterRunResult> {
   const t0 = performance.now();
   const bound = s.loopMs + 30_000;
+  const idle0 = cpuSeconds(pid);
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const idleShare = (cpuSeconds(pid) - idle0) / ((performance.now() - t0) / 1000);
   // warm-up, and a check that routing works at all before measuring
   const warm = (await load(net, { mode: 'conns', concurrency: 8, count: 200, 'max-ms': 10_000 }, 30_000)) as ConnsResult;
   if (warm.completed < warm.started * 0.9 || warm.misrouted) {
     throw new Error(`${router}: warm-up failed: ${warm.completed}/${warm.started} completed, ${warm.misrouted} misrouted, ${warm.errors.join('; ')}`);
   }
-  const cpu0 = cpuSeconds(pid);
+  const times0 = cpuTimes(pid);
+  const cpu0 = times0.user + times0.system;
   const g0 = guestPids.map(cpuSeconds);
   const conns = (await load(net, { mode: 'conns', concurrency: s.concurrency, count: s.count, 'max-ms': s.loopMs }, bound)) as ConnsResult;
-  const cpu1 = cpuSeconds(pid);
+  const times1 = cpuTimes(pid);
+  const cpu1 = times1.user + times1.system;
   const g1 = guestPids.map(cpuSeconds);
   const latency = (await load(net, { mode: 'conns', concurrency: s.latencyClients, count: s.count, 'max-ms': s.loopMs }, bound)) as ConnsResult;
   const cpu2 = cpuSeconds(pid);
@@ -200,6 +210,9 @@ async function measureRouter(net: BenchNetwork, router: RouterKind, run: number,
   return {
     router, run, conns, latency, bulk,
     cpuUsPerConn: per(cpu1 - cpu0, conns.completed),
+    userUsPerConn: per(times1.user - times0.user, conns.completed),
+    systemUsPerConn: per(times1.system - times0.system, conns.completed),
+    idleShare,
     latencyCpuUsPerConn: per(cpu2 - cpu1, latency.completed),
     bulkCpuSPerGB: bulk.bytes > 0 ? (cpu3 - cpu2) / (bulk.bytes / 1e9) : NaN,
     routerShare: (cpu1 - cpu0) / conns.seconds,
@@ -330,9 +343,12 @@ export function routerTable(results: readonly RouterRunResult[], s: Pick<RouterB
       row(`p99 connect-to-first-byte, ${s.concurrency} in flight, ms`, (r) => r.conns.p99Ms),
       row(`one ${(s.bulkBytes / 1048576).toFixed(0)} MiB download, MB/s`, (r) => r.bulk.MBps),
       row(`router CPU µs per connection (${s.concurrency} in flight)`, (r) => r.cpuUsPerConn),
+      row(`  of which user µs`, (r) => r.userUsPerConn),
+      row(`  system (kernel: sockets, netfilter) µs`, (r) => r.systemUsPerConn),
       row(`router CPU µs per connection (${s.latencyClients} in flight)`, (r) => r.latencyCpuUsPerConn),
       row('router CPU s per GB transferred', (r) => r.bulkCpuSPerGB, 2),
       row('CPU share: router', (r) => r.routerShare, 2),
+      row('CPU share: router idle (background, 2 s before the loops)', (r) => r.idleShare, 3),
       row('CPU share: busier guest', (r) => r.guestShare, 2),
       row('CPU share: client', (r) => r.clientShare, 2),
       row('failed or misrouted connections (both loops)', (r) => r.conns.failed + r.latency.failed + r.conns.misrouted + r.latency.misrouted, 0),
