@@ -49,7 +49,9 @@ async function listenOn(server: net.Server, name: string): Promise<void> {
 }
 
 /** the fake wiring: exact names, *.wild.test → B, per protocol */
-function lookup(name: string | undefined, _port: number, protocol: RouterProtocol): RouteTarget | undefined {
+const lookups: { name: string | undefined; port: number; protocol: RouterProtocol }[] = [];
+function lookup(name: string | undefined, port: number, protocol: RouterProtocol): RouteTarget | undefined {
+  lookups.push({ name, port, protocol });
   const at = (backend: string, route: string, extra: Partial<RouteTarget> = {}): RouteTarget => ({
     address: '127.0.0.1',
     port: ports[backend]!,
@@ -206,6 +208,7 @@ describe('name router: TLS by SNI', () => {
   it('curl reaches each server by name and verifies its own certificate', async () => {
     const a = await curl(['--resolve', `a.test:${port}:127.0.0.1`, '--cacert', certA.certPath, `https://a.test:${port}/`]);
     expect(a).toMatchObject({ code: 0, stdout: 'from A\n' });
+    expect(lookups.at(-1)).toEqual({ name: 'a.test', port, protocol: 'tls' });
     const b = await curl(['--resolve', `b.test:${port}:127.0.0.1`, '--cacert', certB.certPath, `https://b.test:${port}/`]);
     expect(b).toMatchObject({ code: 0, stdout: `from B for b.test:${port}\n` });
     // the wrong CA fails: the router did not swap certificates
@@ -326,6 +329,7 @@ describe('name router: HTTP by Host', () => {
 
   it('curl reaches each server by Host, wildcard included', async () => {
     expect(await curl(['--resolve', `a.test:${port}:127.0.0.1`, `http://a.test:${port}/`])).toMatchObject({ stdout: 'plain A\n' });
+    expect(lookups.at(-1)).toEqual({ name: 'a.test', port, protocol: 'http' });
     expect(await curl(['--resolve', `q.wild.test:${port}:127.0.0.1`, `http://q.wild.test:${port}/`])).toMatchObject({
       stdout: `plain B for q.wild.test:${port}\n`,
     });
@@ -420,7 +424,79 @@ describe('name router: HTTP by Host', () => {
   });
 });
 
+describe('name router: all addresses, IPv4 and IPv6', () => {
+  it('a port without an address takes IPv4 and IPv6 clients; PROXY v2 carries each in its own family', async () => {
+    const { router } = startRouter();
+    await router.listen([{ port: 0 }]);
+    const port = router.stats().listening[0]!.port;
+    const request = 'GET / HTTP/1.1\r\nHost: proxy.test\r\n\r\n';
+    for (const [host, family, address] of [['127.0.0.1', 'TCP4', '127.0.0.1'], ['::1', 'TCP6', '0:0:0:0:0:0:0:1']] as const) {
+      const socket = net.connect(port, host);
+      socket.on('data', () => {});
+      socket.write(request);
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(proxySeen.at(-1)!.header).toMatchObject({
+        state: 'done',
+        family,
+        endpoints: { sourceAddress: address, destinationAddress: address, destinationPort: port },
+      });
+    }
+    await router.close();
+  });
+
+  it('an ECH ClientHello is routed by its public name and counted', async () => {
+    const { router, logger } = startRouter();
+    const port = await routerPort(router);
+    const { buildClientHelloMessage, toRecords } = await import('../support/tls-records.js');
+    const { data } = await rawExchange(port, toRecords(buildClientHelloMessage({ serverName: 'public.nowhere.test', ech: true }), [50]));
+    expect([...data]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]); // the fake lookup knows no such public name
+    expect(router.stats()).toMatchObject({ ech: 1, unknownNames: 1, noName: 0 });
+    expect(logger.messages('limited')).toContainEqual(expect.objectContaining({ name: 'public.nowhere.test', protocol: 'tls' }));
+    await router.close();
+  });
+});
+
 describe('name router: limits and lifecycle', () => {
+  it('a routed connection without traffic is closed after idleTimeoutMs', async () => {
+    const { router } = startRouter({ idleTimeoutMs: 300 });
+    const port = await routerPort(router);
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('POST / HTTP/1.1\r\nHost: half.test\r\n\r\n'); // the guest waits for a FIN that never comes
+    await waitFor('routed', () => router.stats().routed === 1);
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(router.stats().idleTimeouts).toBe(1);
+    await router.close();
+  });
+
+  it('a guest that never completes the TCP handshake: connect timeout, 502, counted', async () => {
+    // a listening socket that never accepts, its backlog filled: further SYNs are dropped, connect() hangs
+    const { spawn } = await import('node:child_process');
+    const child = spawn('/usr/bin/python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)']);
+    try {
+      const stuckPort = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString()))));
+      const fillers = [net.connect(stuckPort, '127.0.0.1'), net.connect(stuckPort, '127.0.0.1')];
+      for (const f of fillers) f.on('error', () => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const saved = ports.closed!;
+      ports.closed = stuckPort; // down.test now points at the stuck listener
+      try {
+        const { router, logger } = startRouter({ connectTimeoutMs: 300 });
+        const port = await routerPort(router);
+        const { data } = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: down.test\r\n\r\n');
+        expect(data.toString()).toMatch(/^HTTP\/1.1 502 /);
+        expect(router.stats().connectFailed).toBe(1);
+        expect(logger.messages('limited')).toContainEqual(expect.objectContaining({ route: 'down', reason: 'connect timeout' }));
+        await router.close();
+      } finally {
+        ports.closed = saved;
+        for (const f of fillers) f.destroy();
+      }
+    } finally {
+      child.kill();
+    }
+  });
+
   it('a slow-loris head is cut at headTimeoutMs', async () => {
     const { router } = startRouter({ headTimeoutMs: 300 });
     const port = await routerPort(router);
