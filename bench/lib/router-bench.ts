@@ -18,6 +18,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { waitFor } from '../../test/support/wait.js';
@@ -100,7 +101,8 @@ export function findHaproxy(): string | undefined {
 
 export function haproxyVersion(bin: string): string {
   try {
-    return execFileSync(bin, ['-v'], { encoding: 'utf8' }).split('\n')[0]!.replace(/ - https:.*$/, '').trim();
+    const version = /version (\S+)/.exec(execFileSync(bin, ['-v'], { encoding: 'utf8' }))?.[1];
+    return version ? `HAProxy ${version}` : 'HAProxy (version unknown)';
   } catch {
     return 'HAProxy (version unknown)';
   }
@@ -284,11 +286,14 @@ export interface RouterBenchOutcome {
   /** what was left out and why */
   notes: string[];
   haproxy?: string;
+  /** 1/5/15-minute load average when the router bench started */
+  loadAverage: string;
 }
 
 /** `runs` rounds of both routers on fresh namespaces, natd first in odd rounds; within what is left of budgetMs. */
 export async function routerBench(s: RouterBenchSettings, budgetMs: number): Promise<RouterBenchOutcome> {
   const start = performance.now();
+  const loadAverage = loadavg().map((l) => l.toFixed(2)).join(' ');
   const notes: string[] = [];
   const haproxy = findHaproxy();
   const routers: RouterKind[] = [];
@@ -298,7 +303,7 @@ export async function routerBench(s: RouterBenchSettings, budgetMs: number): Pro
   if (haproxy) routers.push('haproxy');
   else notes.push('HAProxy skipped: haproxy is not installed (apt-get install haproxy)');
   const results: RouterRunResult[] = [];
-  if (!routers.length) return { results, notes };
+  if (!routers.length) return { results, notes, loadAverage };
   let longest = 0;
   for (let run = 1; run <= s.runs; run++) {
     const left = budgetMs - (performance.now() - start);
@@ -310,7 +315,7 @@ export async function routerBench(s: RouterBenchSettings, budgetMs: number): Pro
     results.push(...await oneRun(run, run % 2 ? routers : [...routers].reverse(), haproxy, s, notes));
     longest = Math.max(longest, ((performance.now() - t) / 1000) * 1.2);
   }
-  return { results, notes, ...(haproxy ? { haproxy: haproxyVersion(haproxy) } : {}) };
+  return { results, notes, loadAverage, ...(haproxy ? { haproxy: haproxyVersion(haproxy) } : {}) };
 }
 
 type Metric = (r: RouterRunResult) => number;
@@ -385,7 +390,12 @@ export function routerSection(outcome: RouterBenchOutcome, s: Pick<RouterBenchSe
 Measured ${new Date().toISOString()} by \`npm run bench -- --scenario router\` (bench/lib/router-bench.ts): client namespace → router in the
 host namespace (198.51.100.1:443) → bridge → two guest namespaces, each a Node TLS server with its own self-signed
 ECDSA P-256 certificate; the client checks each certificate names the host it asked for. natd and HAProxy on the same
-namespaces one after the other, order alternating by run.
+namespaces one after the other, order alternating by run. Load average at the start: ${outcome.loadAverage}.
+
+How to read it: the CPU shares show that no process was near a full core, on a 2-core machine shared with other
+work: the connection rates and latencies are what the machine's contention leaves over, and they move a lot run to
+run; the router's CPU per connection and per GB are the steadier comparison. "of which user/system" splits the
+router's CPU: system time is the kernel's socket and packet work done in its context, user time its own code.
 ${outcome.notes.length ? `\n${outcome.notes.map((n) => `- ${n}`).join('\n')}\n` : ''}${chartFile ? `\n![natd vs HAProxy as a name router](${chartFile})\n` : ''}
 ${renderMarkdown([routerTable(outcome.results, s), targetTable])}
 ${SECTION_END}
