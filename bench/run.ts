@@ -14,6 +14,8 @@
  *   --scenario dns-ipv6     natd only: cache hits asked on the IPv6 gateway beside the IPv4 one (issue 14), --runs times
  *   --scenario ddns         natd only, DDNS to a real BIND 9 (issue 15): the resync of 10,000 leases, and the boot
  *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
+ *   --scenario router       only the name router (issue 17), natd vs HAProxy (TLS SNI passthrough), --runs times each;
+ *                           rewrites only the router section of RESULTS.md and chart-router.svg (not with --quick)
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
@@ -22,7 +24,7 @@
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -46,6 +48,9 @@ import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
 import { writeCharts, type Chart } from './lib/charts.js';
 import { parsePeers, PEERS, peerVersion, type PeerKind } from './lib/peers/index.js';
 import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
+// issue 17: the name router against HAProxy
+import { writeRouterChart } from './lib/charts.js';
+import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -107,6 +112,16 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
 /** issue 16: one 50 MiB file to 10 TFTP clients at once */
 const TFTP: Omit<TftpBenchSettings, 'log' | 'runs'> = { clients: 10, fileMiB: 50 };
+/** issue 17: the name router's loops (each bounded by count and by time) and its large transfer */
+function routerSettings(quick: boolean, runs: number): RouterBenchSettings {
+  return { runs, concurrency: 16, latencyClients: 100, count: 50_000, loopMs: quick ? 2000 : 5000, bulkBytes: (quick ? 64 : 512) * 1024 * 1024, log };
+}
+
+/** The router's section of RESULTS.md and its chart, next to `out`. */
+function routerMarkdown(outcome: RouterBenchOutcome, s: RouterBenchSettings, out: string): string {
+  const chart = outcome.results.length ? writeRouterChart(outcome.results, path.dirname(out), s).file : undefined;
+  return routerSection(outcome, s, chart, renderMarkdown);
+}
 /**
  * What one boot storm takes before the first has run, namespaces included: measured about 5 s for natd and 35 s for
  * dnsmasq (its ping before each OFFER). The runs leave this much of the budget for one storm per server, so the
@@ -262,6 +277,25 @@ async function profileNatd(natdArgs: string[]): Promise<void> {
   log(`wrote bench/PROFILE.md`);
 }
 
+/** issue 17: one router round with natd (and the engine alone) under `node --cpu-prof`; hot spots to the terminal. */
+async function profileRouter(withEngine: boolean): Promise<void> {
+  const dir = path.join(tmpdir(), `natd-router-profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(dir, { recursive: true });
+  log(`profiling the name router: V8 CPU profiles go to ${dir}`);
+  const rs = { ...routerSettings(false, 1), withEngine, cpuProfileDir: dir };
+  const outcome = await routerBench(rs, 600_000);
+  process.stdout.write(`\n${renderText([routerTable(outcome.results, rs)])}`);
+  for (const kind of ['natd', 'engine']) {
+    const sub = path.join(dir, kind);
+    if (!existsSync(sub)) continue;
+    for (const file of readdirSync(sub).filter((f) => f.endsWith('.cpuprofile'))) {
+      const { totalMs, spots } = hotSpots(path.join(sub, file), 25, PROJECT_ROOT);
+      const rows = spots.map((h) => [h.function, h.location, fmt(h.selfMs), `${(h.share * 100).toFixed(1)}%`]);
+      process.stdout.write(`\n${kind}: ${file} (${fmt(totalMs)} ms sampled)\n${textTable(['function', 'where', 'self ms', 'share'], rows)}\n`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -274,13 +308,16 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
       peers: { type: 'string', default: 'all' },
       'peer-runs': { type: 'string', default: '1' },
+      // issue 17: --scenario router also measures natd's NameRouter class alone (bench/lib/router-engine.ts)
+      'router-engine': { type: 'boolean', default: false },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
+  if (values.profile && values.scenario === 'router') return profileRouter(values['router-engine']!);
   if (values.profile) return profileNatd(natdArgs);
 
   const t0 = performance.now();
@@ -358,6 +395,20 @@ async function main(): Promise<void> {
     log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
     return;
   }
+  if (values.scenario === 'router') {
+    const rs = { ...routerSettings(values.quick!, runs), withEngine: values['router-engine']! };
+    const outcome = await routerBench(rs, budgetMs);
+    process.stdout.write(`\n${renderText([routerTable(outcome.results, rs), routerTargetsTable(outcome.results)])}`);
+    if (outcome.notes.length) process.stdout.write(`\n${outcome.notes.join('\n')}\n`);
+    if (values.quick || !outcome.results.length) {
+      log(`\nrouter only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+      return;
+    }
+    const out = values.out!;
+    writeFileSync(out, spliceRouterSection(existsSync(out) ? readFileSync(out, 'utf8') : '# Benchmark results\n', routerMarkdown(outcome, rs, out)));
+    log(`\nrouter only: ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote the router section of ${path.relative(process.cwd(), out)}`);
+    return;
+  }
   const peers = planPeers(values.peers!, Math.max(0, Math.min(runs, Number(values['peer-runs']) || 0)));
   const { results, skipped } = await runAll(runs, s, budgetMs - SERVER_KINDS.length * BOOT_STORM_FIRST_S * 1000, peers);
   const storms = await runBootStorms(runs, budgetMs - (performance.now() - t0));
@@ -366,10 +417,14 @@ async function main(): Promise<void> {
   const tftp = await tftpThroughput({ ...TFTP, runs: 1, log }, budgetMs - (performance.now() - t0));
   skipped.push(...tftp.skipped);
   const tftpTables = [tftpTable(tftp.results, TFTP)];
+  // issue 17: one round of the name router (natd and HAProxy) with what is left of the budget
+  const rs = routerSettings(values.quick!, 1);
+  const router = await routerBench(rs, budgetMs - (performance.now() - t0));
+  skipped.push(...router.notes.filter((n) => n.includes('skipped')));
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = ([...SERVER_KINDS, ...peers.peers] as BenchKind[]).filter((k) => CAPABILITIES[k].dhcp).map((k) => ladderTable(results, k));
-  const targets = [...checkTargets(results), bootStormTarget(storms.storms)];
-  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, ...ladders, targetsTable(targets)])}`);
+  const targets = [...checkTargets(results), bootStormTarget(storms.storms), ...(router.results.length ? routerTargets(router.results) : [])];
+  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, routerTable(router.results, rs), ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
   const totalSeconds = (performance.now() - t0) / 1000;
   if (values.quick) {
@@ -377,7 +432,8 @@ async function main(): Promise<void> {
     return;
   }
   const charts = writeCharts(results, path.dirname(values.out!), s.seedLeases);
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts));
+  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts) +
+    `\n${routerMarkdown(router, rs, values.out!)}`);
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }

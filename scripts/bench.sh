@@ -18,6 +18,9 @@ for peer in kea-dhcp4:kea-dhcp4-server unbound:unbound; do
   command -v "${peer%%:*}" >/dev/null || PATH="$PATH:/usr/sbin" command -v "${peer%%:*}" >/dev/null ||
     echo "bench: ${peer%%:*} is not installed, that peer is skipped (apt-get install ${peer#*:})" >&2
 done
+# issue 17: the name router is compared with HAProxy (skipped with a note when it is missing)
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null ||
+  echo "bench: haproxy is not installed, the name router runs without it (apt-get install haproxy)" >&2
 
 npm run --silent build
 npx tsc -p bench/tsconfig.json

@@ -10,7 +10,7 @@ declare -A PACKAGES=(
   [dig]=dnsutils [tcpdump]=tcpdump [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf [ping]=iputils-ping
   [nc]=netcat-openbsd [socat]=socat [ethtool]=ethtool [make]=make [g++]=g++ [python3]=python3 [systemd-analyze]=systemd
   [qemu-system-x86_64]=qemu-system-x86 [scapy]=python3-scapy [man]=man-db [named]=bind9
-  [tftp]=tftp-hpa [atftp]=atftp [curl]=curl [rdisc6]=ndisc6 [openssl]=openssl
+  [tftp]=tftp-hpa [atftp]=atftp [curl]=curl [rdisc6]=ndisc6 [openssl]=openssl [haproxy]=haproxy
 )
 missing=()
 for tool in "${!PACKAGES[@]}"; do

@@ -9,6 +9,8 @@ import type { ServerRunResult } from './server-run.js';
 import { CAPABILITIES, KIND_LABEL, type BenchKind, type Capabilities } from './servers.js';
 import { median } from './stats.js';
 import { barChart, lineChart, PALETTE, type BarSeries } from './svg.js';
+// issue 17: the name router chart
+import { ROUTER_LABEL, type RouterKind, type RouterRunResult } from './router-bench.js';
 
 export interface Chart {
   file: string;
@@ -101,4 +103,22 @@ export function writeCharts(runs: ServerRunResult[], dir: string, seedLeases: nu
     })),
   }));
   return charts;
+}
+
+/** issue 17: natd's name router next to HAProxy (medians of the runs), one log-scale bar chart. */
+export function writeRouterChart(results: readonly RouterRunResult[], dir: string, s: { concurrency: number; latencyClients: number; bulkBytes: number }): Chart {
+  const file = 'chart-router.svg';
+  const med = (router: RouterKind, pick: (r: RouterRunResult) => number) => median(results.filter((r) => r.router === router).map(pick));
+  const metrics: ((r: RouterRunResult) => number)[] = [(r) => r.conns.perSecond, (r) => r.latency.perSecond, (r) => r.latency.p99Ms, (r) => r.bulk.MBps, (r) => r.cpuUsPerConn];
+  writeFileSync(path.join(dir, file), barChart({
+    title: 'Name router: natd vs HAProxy, TLS SNI passthrough (median of runs)',
+    unit: 'value (see each group)', log: true,
+    groups: [`conn/s, ${s.concurrency} in flight`, `conn/s, ${s.latencyClients} in flight`, `p99 ms, ${s.latencyClients} clients`, `MB/s, ${(s.bulkBytes / 1048576).toFixed(0)} MiB`, 'CPU µs per conn'],
+    series: (['natd', 'engine', 'haproxy'] as const).filter((k) => k !== 'engine' || results.some((r) => r.router === k)).map((router) => ({
+      name: ROUTER_LABEL[router],
+      color: PALETTE[router === 'natd' ? 0 : router === 'engine' ? 2 : 4]!,
+      values: metrics.map((m) => (results.some((r) => r.router === router) ? med(router, m) : undefined)),
+    })),
+  }));
+  return { file, title: 'Name router: natd vs HAProxy' };
 }
