@@ -12,7 +12,7 @@
  *      dhcp-script (which hears the journal's leases as 'old'); the guest names that follow leases and
  *      reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
- *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
+ *   6. DHCP socket and transport, expiry sweep; DHCPv6 (with IPv6); TFTP server  (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
  *   8. control socket, metrics listener                                          (metrics: when configured)
  *   9. systemd-resolved registration                                             (with DNS on, when it runs)
@@ -60,6 +60,8 @@ import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
+// issue 14: DHCPv6
+import { dhcp6Plan, startDhcp6, type Dhcp6Service } from './dhcp6.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -105,6 +107,8 @@ interface Running {
   startedAt: number;
   /** issue 14: IPv6 on the bridge (with --subnet6 / --ipv6 auto) */
   ipv6: Ipv6Service | undefined;
+  /** issue 14: DHCPv6 on the bridge (with IPv6) */
+  dhcp6: Dhcp6Service | undefined;
 }
 
 interface Context {
@@ -157,11 +161,12 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
+  const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6) : undefined;
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, dhcp6,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -184,8 +189,9 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
+  const dhcp6 = dhcp6Plan(config); // the RA's M/O/A flags follow DHCPv6's mode
   const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
-    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}) });
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}), ...(dhcp6 ? { dhcp6: dhcp6.mode } : {}) });
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
 }
@@ -376,6 +382,17 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
   return dhcp;
 }
 
+/** issue 14: DHCPv6 on the lease journal, after the DHCPv4 transport; closed before the journal. */
+async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeInfo, state: State, { sys, logger, stack }: Context): Promise<Dhcp6Service | undefined> {
+  const plan = dhcp6Plan(config);
+  if (!plan) return undefined;
+  const openSocket = sys.sockets.openDhcp6;
+  if (!openSocket) throw configError(['dhcp6: this system has no DHCPv6 socket']);
+  const dhcp6 = await startDhcp6(config, plan, ipv6.served, { logger, now: sys.now, store: state.store, bridgeMac: bridge.mac, openSocket: (name) => openSocket(name) });
+  stack.push('dhcp6', () => dhcp6.close());
+  return dhcp6;
+}
+
 async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
@@ -398,6 +415,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
+    dhcp6: running.dhcp6, // issue 14
   })), ctx.logger);
   await control.start();
   ctx.stack.push('control socket', () => control.close());
@@ -419,11 +437,13 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   const previousTftp = running.config.tftp;
+  const previousDhcp6 = dhcp6Plan(running.config); // issue 14
   running.config = config;
   running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart
   if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
   running.script.configure(config);
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
+  reloadDhcp6(running, config, previousDhcp6, ctx.logger); // issue 14
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
   running.ddns?.reload(config);
@@ -432,6 +452,13 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
     reloadDnsKnobs(running.dns, config);
   }
   ctx.logger.info('reloaded', { reservations: reservations.length });
+}
+
+/** issue 14: DHCPv6 reservations follow the config; the mode and range take effect at the next start. */
+function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof dhcp6Plan>, logger: Logger): void {
+  const plan = dhcp6Plan(config);
+  if (JSON.stringify([plan?.mode, plan?.range]) !== JSON.stringify([before?.mode, before?.range])) logger.warn('DHCPv6 mode or range changed: it takes effect when natd restarts', { bridge: config.bridge });
+  running.dhcp6?.setReservations(plan?.reservations ?? []);
 }
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */
@@ -449,8 +476,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, dhcp6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, dhcp6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

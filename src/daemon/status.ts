@@ -24,6 +24,7 @@ import type { RecordBook } from './record-book.js';
 import type { DdnsService } from './ddns.js';
 import { ddnsMetrics } from './metrics.js';
 import type { Ipv6Service } from '../ipv6/service.js';
+import type { Dhcp6Service, Dhcp6Status } from './dhcp6.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -61,6 +62,8 @@ export interface Observed {
   ddns?: DdnsService | undefined;
   /** issue 14: IPv6 on the bridge */
   ipv6?: Ipv6Service | undefined;
+  /** issue 14: DHCPv6 */
+  dhcp6?: Dhcp6Service | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -77,7 +80,13 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.ddns ? { ddns: ddnsMetrics(o.ddns.status()) } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
+    ...(o.dhcp6 ? { dhcp6: dhcp6Metrics(o.dhcp6.status()) } : {}),
   };
+}
+
+/** issue 14 */
+function dhcp6Metrics(d: Dhcp6Status): NonNullable<MetricsInput['dhcp6']> {
+  return { received: d.receivedByType, sent: d.sent, dropped: d.dropped, outcomes: d.outcomes, leasesActive: d.leases, declined: d.declined, sendFailures: d.sendFailures };
 }
 
 function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog }: DnsParts): NonNullable<MetricsInput['dns']> {
@@ -116,6 +125,8 @@ export interface StatusReport {
   tftp?: ReturnType<TftpServer['stats']>;
   /** issue 14: IPv6 on the bridge */
   ipv6?: ReturnType<Ipv6Service['status']>;
+  /** issue 14: DHCPv6 (with IPv6 on) */
+  dhcp6?: Dhcp6Status;
   /** the configuration in effect (after the last reload) */
   config?: Config;
 }
@@ -150,6 +161,7 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.ddns ? { ddns: o.ddns.status() } : {}),
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
+    ...(o.dhcp6 ? { dhcp6: o.dhcp6.status() } : {}),
     kernelDrops: o.kernelDrops,
     config: o.config,
   };

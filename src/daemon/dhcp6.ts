@@ -1,0 +1,148 @@
+/**
+ * issue 14: DHCPv6 on the bridge, as the daemon runs it: the server DUID (kept in the state dir), the pure core
+ * (dhcp6/core.ts) on the lease journal the DHCPv4 side uses, the socket and transport (dhcp6/transport.ts), and the
+ * expiry sweep. Started after the lease journal and the IPv6 step, closed before the journal (the transport's
+ * close waits for the Replies whose journal writes are still under way).
+ *
+ * The mode decides the RA flags (ipv6/service.ts): 'stateful' with --dhcp6-range (IA_NA addresses), else
+ * 'stateless' (Information-request: DNS server and search list; Solicits are told NoAddrsAvail).
+ * The DNS server given is natd's own on the IPv6 gateway, with DNS on (the daemon's DNS listens there, issue 14).
+ */
+import type dgram from 'node:dgram';
+import type { Config } from '../config.js';
+import type { LeaseRow } from '../control/protocol.js';
+import { Dhcp6Core, type Dhcp6Reservation, type Lease6, type Lease6Change, type Lease6Journal } from '../dhcp6/core.js';
+import { loadOrCreateServerDuid } from '../dhcp6/duid.js';
+import { Dhcp6Transport, type Dhcp6Stats } from '../dhcp6/transport.js';
+import { formatIpv6 } from '../ipv6/address.js';
+import type { Dhcp6Mode } from '../ipv6/service.js';
+import type { Ipv6Served } from '../ipv6/settings.js';
+import type { Logger } from '../log.js';
+
+const SWEEP_MS = 30_000;
+
+/** What the daemon serves over DHCPv6, from the config (config.dhcp6, resolved by dhcp6/settings.ts). */
+export interface Dhcp6Plan {
+  mode: Dhcp6Mode;
+  range?: { start: string; end: string };
+  reservations: readonly Dhcp6Reservation[];
+  leaseTimeSeconds: number;
+  rapidCommit: boolean;
+}
+
+export interface Dhcp6Deps {
+  logger: Logger;
+  now: () => number;
+  store: Lease6Journal;
+  bridgeMac: string;
+  openSocket(bridge: string): Promise<dgram.Socket>;
+  /** the lease changes of a handled request, once durable */
+  onChanges?(changes: readonly Lease6Change[]): void;
+}
+
+export interface Dhcp6Status extends Dhcp6Stats {
+  mode: Dhcp6Mode;
+  serverDuid: string;
+  range: string | undefined;
+  leases: number;
+  offers: number;
+  declined: number;
+  reservations: number;
+}
+
+export interface Dhcp6Service {
+  mode: Dhcp6Mode;
+  status(): Dhcp6Status;
+  leases(): Lease6[];
+  rows(now: number): LeaseRow[];
+  setReservations(list: readonly Dhcp6Reservation[]): void;
+  close(): Promise<void>;
+}
+
+/** config.dhcp6 → the plan; undefined when DHCPv6 is off (no IPv6, or DHCP switched off). */
+export function dhcp6Plan(config: Config): Dhcp6Plan | undefined {
+  const settings = (config as { dhcp6?: { range?: { start: string; end: string }; reservations?: readonly Dhcp6Reservation[]; leaseTimeSeconds?: number } }).dhcp6;
+  if (!config.ipv6 || !settings) return undefined;
+  return {
+    mode: settings.range ? 'stateful' : 'stateless',
+    ...(settings.range ? { range: settings.range } : {}),
+    reservations: settings.reservations ?? [],
+    leaseTimeSeconds: settings.leaseTimeSeconds ?? config.leaseTimeSeconds,
+    rapidCommit: config.dhcpRapidCommit,
+  };
+}
+
+export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Served, deps: Dhcp6Deps): Promise<Dhcp6Service> {
+  const { logger, now } = deps;
+  const serverDuid = await loadOrCreateServerDuid(config.stateDir, deps.bridgeMac, now(), (why) => logger.warn('new DHCPv6 server DUID', { why }));
+  const gateway = formatIpv6(served.gateway);
+  const domains = [...new Set([...(config.domain ? [config.domain] : []), ...config.searchDomains])];
+  let reservations = plan.reservations;
+  const core = new Dhcp6Core({
+    serverDuid,
+    prefix: gateway,
+    serverAddress: gateway,
+    ...(plan.range ? { range: plan.range } : {}),
+    reservations,
+    store: deps.store,
+    // dnsmasq gives preferred = valid = the lease time
+    preferredLifetime: plan.leaseTimeSeconds,
+    validLifetime: plan.leaseTimeSeconds,
+    ...(config.dns ? { dnsServers: [gateway] } : {}),
+    ...(domains.length ? { domainSearch: domains } : {}),
+    rapidCommit: plan.rapidCommit,
+    now,
+    logger,
+  });
+  const transport = new Dhcp6Transport({
+    socket: await deps.openSocket(config.bridge),
+    bridge: config.bridge,
+    core,
+    logger,
+    now,
+    onChanges: (changes) => deps.onChanges?.(changes as readonly Lease6Change[]),
+  });
+  transport.start();
+  const sweep = setInterval(() => {
+    const ended = core.sweep(now());
+    if (ended.length) deps.onChanges?.(ended);
+  }, SWEEP_MS);
+  sweep.unref();
+  logger.info('serving DHCPv6', { bridge: config.bridge, mode: plan.mode, ...(plan.range ? { range: `${plan.range.start}-${plan.range.end}` } : {}), leases: core.leases().length });
+  return {
+    mode: plan.mode,
+    status: () => {
+      const s = core.stats(now());
+      return {
+        ...transport.stats(), mode: plan.mode, serverDuid: core.duid, range: plan.range ? `${plan.range.start}-${plan.range.end}` : undefined,
+        leases: s.leases, offers: s.offers, declined: s.declined, reservations: reservations.length,
+      };
+    },
+    leases: () => core.leases(now()),
+    rows: (at) => [
+      ...core.leases(at).sort((a, b) => compareIpv6(a.address, b.address)).map((l): LeaseRow => ({
+        address: l.address, mac: l.mac ?? '', hostname: l.hostname, expiresAt: l.expiresAt, clientId: l.duid, iaid: l.iaid,
+      })),
+      ...core.declined(at).map((d): LeaseRow => ({ address: d.address, mac: '', hostname: undefined, expiresAt: d.until, clientId: '', state: 'declined' })),
+    ],
+    setReservations: (list) => {
+      core.setReservations(list);
+      reservations = list;
+    },
+    close: async () => {
+      clearInterval(sweep);
+      await transport.close();
+    },
+  };
+}
+
+/** numeric order of two RFC 5952 addresses (for the lease table) */
+function compareIpv6(a: string, b: string): number {
+  const key = (s: string) => {
+    const [head = '', tail] = s.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+    return [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t].map((g) => g.padStart(4, '0')).join('');
+  };
+  return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
+}
