@@ -1,7 +1,7 @@
 /**
  * issue 14: the DHCPv6 scenario (`npm run bench -- --scenario dhcp6`, and one round in the full run): natd against
  * dnsmasq, both stateful and durable, alternating, `runs` times each on fresh namespaces. The load is
- * dhcp6-load.ts's closed loop (Solicit/Advertise/Request/Reply, a new DUID per exchange) over 64 link-local sources.
+ * test/support/dhcp6-load.mjs's closed loop (Solicit/Advertise/Request/Reply, a new DUID per exchange) over 64 link-local sources.
  *
  *   natd     --subnet6 fd77:0:0:1::1/64 --dhcp6-range fd77:0:0:1::100-fd77:0:0:1::ffff (its journal fdatasyncs
  *            before each Reply)
@@ -12,14 +12,15 @@
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Load6Result } from './dhcp6-load.js';
+import type { Load6Result } from '../../test/support/dhcp6-load.mjs';
 import { cpuSeconds } from './proc.js';
 import { startServer, type ServerKind } from './servers.js';
 import { fmt, median, ratio } from './stats.js';
 import type { Table } from './report.js';
 import { BenchNetwork, BRIDGE, PROJECT_ROOT } from './topology.js';
 
-const DHCP6_LOAD = path.join(PROJECT_ROOT, 'build', 'bench', 'lib', 'dhcp6-load.js');
+/** plain JS in the source tree (no build step), shared with the kill -9 test */
+const DHCP6_LOAD = path.join(PROJECT_ROOT, 'test', 'support', 'dhcp6-load.mjs');
 export const PREFIX6 = 'fd77:0:0:1';
 
 export interface Dhcp6BenchSettings {

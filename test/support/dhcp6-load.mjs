@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * issue 14: the DHCPv6 load generator (our own: perfdhcp is not on this host and an own closed loop is simpler to
+ * issue 14: the DHCPv6 load generator and client simulator (our own: perfdhcp is not on this host and an own closed loop is simpler to
  * bound). Runs inside a client namespace and plays many clients, each with its own DUID-LL (MAC 02:b6 + 32 bits)
  * and IAID 1, through Solicit → Advertise → Request → Reply for one IA_NA, the exchange the issue measures.
  *
@@ -10,17 +10,37 @@
  * in flight until `count` completed or `maxMs` passed; an exchange not finished within `timeoutMs` is a drop and a
  * new client takes its slot. Messages are built by hand here (a few fixed bytes), so the generator costs little.
  *
- *   node build/bench/lib/dhcp6-load.js --device eth0 --sources 64 --concurrency 64 --count 20000 --max-ms 30000
+ * Plain JS (typed by dhcp6-load.d.mts) so namespaces run it without a build, as dhcp-clients.mjs: the benchmark
+ * (bench/lib/dhcp6-bench.ts) and the kill -9 test (93-dhcp6-crash) both run it. With --log FILE every Reply that
+ * bound an address is appended there as "reply <duid> <address>" before the exchange counts as done (the crash
+ * test's record of what clients were promised).
+ *
+ *   node test/support/dhcp6-load.mjs --device eth0 --sources 64 --concurrency 64 --count 20000 --max-ms 30000
  * prints one JSON line (Load6Result).
  */
 import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { appendFileSync, realpathSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { isEntryPoint } from '../../src/entrypoint.js';
-import { assertInsideNamespace } from './netns-guard.js';
-import { percentileSorted } from './stats.js';
+
+/** Refuses to run outside a named network namespace (it adds addresses and multicasts). */
+function assertInsideNamespace(what) {
+  let name = '';
+  try {
+    name = execFileSync('ip', ['netns', 'identify', String(process.pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    /* no named namespace */
+  }
+  if (!name) throw new Error(`${what}: refusing to run outside a named network namespace; start it with ip netns exec`);
+}
+
+function percentileSorted(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
 
 const CLIENT_PORT = 546;
 const SERVER_PORT = 547;
@@ -30,44 +50,20 @@ const TICK_MS = 2;
 const SOLICIT = 1, ADVERTISE = 2, REQUEST = 3, REPLY = 7;
 const OPT_CLIENTID = 1, OPT_SERVERID = 2, OPT_IA_NA = 3, OPT_IAADDR = 5, OPT_ORO = 6, OPT_ELAPSED = 8, OPT_STATUS = 13;
 
-export interface Load6Options {
-  device: string;
-  sources: number;
-  concurrency: number;
-  count: number;
-  maxMs: number;
-  timeoutMs: number;
-  /** index of the first client; each run takes its own range so DUIDs never repeat */
-  firstClient: number;
-}
-
-export interface Load6Result {
-  started: number;
-  completed: number;
-  dropped: number;
-  /** Replies (or Advertises) without an address: NoAddrsAvail and the like */
-  refused: number;
-  elapsedSeconds: number;
-  /** Solicit→Reply exchanges per second */
-  completedPerSecond: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
-  sendErrors: number;
-}
-
 /** The source addresses the generator uses: fe80::b6:<n>. */
-export function sourceAddress(n: number): string {
+export function sourceAddress(n) {
   return `fe80::b6:${(n + 1).toString(16)}`;
 }
 
 /** Adds the generator's link-local sources to `device` (nodad: usable at once). Inside a namespace only. */
-export function addSources(device: string, sources: number): void {
+export function addSources(device, sources) {
   assertInsideNamespace('dhcp6-load');
-  const lines: string[] = [];
+  const lines = [];
   for (let n = 0; n < sources; n++) lines.push(`addr replace ${sourceAddress(n)}/64 dev ${device} nodad`);
   execFileSync('ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
 }
 
-function option(code: number, body: Uint8Array): Buffer {
+function option(code, body) {
   const out = Buffer.alloc(4 + body.length);
   out.writeUInt16BE(code, 0);
   out.writeUInt16BE(body.length, 2);
@@ -75,7 +71,7 @@ function option(code: number, body: Uint8Array): Buffer {
   return out;
 }
 
-function duidOf(index: number): Buffer {
+function duidOf(index) {
   let h = index >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x045d9f3b);
   h = Math.imul(h ^ (h >>> 16), 0x045d9f3b);
@@ -89,14 +85,14 @@ const IA_EMPTY = option(OPT_IA_NA, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
 const ELAPSED = option(OPT_ELAPSED, Buffer.from([0, 0]));
 const ORO = option(OPT_ORO, Buffer.from([0, 23, 0, 24]));
 
-function message(type: number, tid: number, options: Buffer[]): Buffer {
+function message(type, tid, options) {
   const head = Buffer.from([type, (tid >>> 16) & 0xff, (tid >>> 8) & 0xff, tid & 0xff]);
   return Buffer.concat([head, ...options]);
 }
 
 /** The options of a message as code → first body. */
-function optionsOf(msg: Buffer): Map<number, Buffer> | undefined {
-  const out = new Map<number, Buffer>();
+function optionsOf(msg) {
+  const out = new Map();
   let at = 4;
   while (at + 4 <= msg.length) {
     const code = msg.readUInt16BE(at);
@@ -108,41 +104,48 @@ function optionsOf(msg: Buffer): Map<number, Buffer> | undefined {
   return out;
 }
 
-/** Whether an IA_NA body holds an address with a valid lifetime > 0 and no error status. */
-function iaHasAddress(ia: Buffer): boolean {
+/** The address an IA_NA body binds (valid lifetime > 0, no error status), as text; undefined when none. */
+function iaAddress(ia) {
   let at = 12;
-  let address = false;
+  let address;
   while (at + 4 <= ia.length) {
     const code = ia.readUInt16BE(at);
     const len = ia.readUInt16BE(at + 2);
-    if (code === OPT_STATUS && len >= 2 && ia.readUInt16BE(at + 4) !== 0) return false;
-    if (code === OPT_IAADDR && len >= 24 && ia.readUInt32BE(at + 4 + 20) > 0) address = true;
+    if (code === OPT_STATUS && len >= 2 && ia.readUInt16BE(at + 4) !== 0) return undefined;
+    if (code === OPT_IAADDR && len >= 24 && ia.readUInt32BE(at + 4 + 20) > 0) address = ipv6Text(ia.subarray(at + 4, at + 20));
     at += 4 + len;
   }
   return address;
 }
 
-interface Exchange {
-  index: number;
-  socket: number;
-  duid: Buffer;
-  tid: number;
-  startedAt: number;
-  stage: 'solicit' | 'request';
-}
+const ipv6Text = (b) => {
+  const groups = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((b[i] << 8) | b[i + 1]).toString(16));
+  // RFC 5952: the longest run of two or more zero groups becomes ::
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+};
+const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
-export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
+/** Runs the load; resolves with its numbers (Load6Result). Junk from the server is ignored. */
+export async function runLoad6(opts) {
   assertInsideNamespace('dhcp6-load');
   addSources(opts.device, opts.sources);
-  const sockets: dgram.Socket[] = [];
-  const byTid = new Map<number, Exchange>();
-  const latencies: number[] = [];
+  const sockets = [];
+  const byTid = new Map();
+  const latencies = [];
   let started = 0, completed = 0, dropped = 0, refused = 0, sendErrors = 0, lastCompletion = 0;
   let nextTid = randomBytes(3).readUIntBE(0, 3);
   const t0 = performance.now();
 
-  const send = (ex: Exchange, msg: Buffer) =>
-    sockets[ex.socket]!.send(msg, SERVER_PORT, `${ALL_SERVERS}%${opts.device}`, (err) => void (err && sendErrors++));
+  const send = (ex, msg) =>
+    sockets[ex.socket].send(msg, SERVER_PORT, `${ALL_SERVERS}%${opts.device}`, (err) => void (err && sendErrors++));
   const newTid = () => {
     do nextTid = (nextTid + 1) & 0xffffff;
     while (byTid.has(nextTid));
@@ -150,7 +153,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
   };
   const startOne = () => {
     const index = opts.firstClient + started;
-    const ex: Exchange = { index, socket: started % opts.sources, duid: duidOf(index), tid: newTid(), startedAt: performance.now(), stage: 'solicit' };
+    const ex = { index, socket: started % opts.sources, duid: duidOf(index), tid: newTid(), startedAt: performance.now(), stage: 'solicit' };
     started++;
     byTid.set(ex.tid, ex);
     send(ex, message(SOLICIT, ex.tid, [option(OPT_CLIENTID, ex.duid), ELAPSED, IA_EMPTY, ORO]));
@@ -159,7 +162,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
   const refill = () => {
     while (!done() && byTid.size < opts.concurrency && completed + byTid.size < opts.count) startOne();
   };
-  const onMessage = (msg: Buffer) => {
+  const onMessage = (msg) => {
     if (msg.length < 4) return;
     const tid = msg.readUIntBE(1, 3);
     const ex = byTid.get(tid);
@@ -169,7 +172,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
     const serverId = options?.get(OPT_SERVERID);
     if (ex.stage === 'solicit' && msg[0] === ADVERTISE && ia && serverId) {
       byTid.delete(tid);
-      if (!iaHasAddress(ia)) {
+      if (!iaAddress(ia)) {
         refused++;
         return refill();
       }
@@ -181,7 +184,9 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
     }
     if (ex.stage === 'request' && msg[0] === REPLY) {
       byTid.delete(tid);
-      if (ia && iaHasAddress(ia)) {
+      const bound = ia && iaAddress(ia);
+      if (bound) {
+        if (opts.log) appendFileSync(opts.log, `reply ${hex(ex.duid)} ${bound}\n`);
         const now = performance.now();
         completed++;
         lastCompletion = now;
@@ -196,7 +201,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
       const socket = dgram.createSocket({ type: 'udp6', reuseAddr: true });
       socket.on('message', onMessage);
       socket.on('error', () => sendErrors++);
-      await new Promise<void>((resolve, reject) => {
+      await new Promise((resolve, reject) => {
         socket.once('error', reject);
         socket.bind(CLIENT_PORT, `${sourceAddress(n)}%${opts.device}`, () => {
           socket.off('error', reject);
@@ -210,7 +215,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
       }
       sockets.push(socket);
     }
-    await new Promise<void>((resolve) => {
+    await new Promise((resolve) => {
       refill();
       const timer = setInterval(() => {
         const now = performance.now();
@@ -242,7 +247,7 @@ export async function runLoad6(opts: Load6Options): Promise<Load6Result> {
   };
 }
 
-function parseCli(argv: string[]): Load6Options {
+function parseCli(argv) {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -253,24 +258,25 @@ function parseCli(argv: string[]): Load6Options {
       'max-ms': { type: 'string', default: '30000' },
       'timeout-ms': { type: 'string', default: '2000' },
       'first-client': { type: 'string', default: '0' },
+      log: { type: 'string' },
     },
   });
-  const num = (name: keyof typeof values): number => {
+  const num = (name) => {
     const n = Number(values[name]);
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: not a non-negative number (got "${String(values[name])}")`);
     return n;
   };
   return {
-    device: values.device!, sources: Math.max(1, num('sources')), concurrency: Math.max(1, num('concurrency')), count: num('count'),
-    maxMs: num('max-ms'), timeoutMs: num('timeout-ms'), firstClient: num('first-client'),
+    device: values.device, sources: Math.max(1, num('sources')), concurrency: Math.max(1, num('concurrency')), count: num('count'),
+    maxMs: num('max-ms'), timeoutMs: num('timeout-ms'), firstClient: num('first-client'), ...(values.log ? { log: values.log } : {}),
   };
 }
 
-if (isEntryPoint(import.meta.url)) {
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
   runLoad6(parseCli(process.argv.slice(2))).then(
     (result) => process.stdout.write(JSON.stringify(result) + '\n'),
-    (err: unknown) => {
-      process.stderr.write(`dhcp6-load: ${(err as Error).message}\n`);
+    (err) => {
+      process.stderr.write(`dhcp6-load: ${err.message}\n`);
       process.exit(1);
     },
   );
