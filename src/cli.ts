@@ -28,7 +28,7 @@ async function loadConfigModule(): Promise<ConfigModule> {
 export const DAEMON_OPTIONS = {
   bridge: { type: 'string' },
   subnet: { type: 'string' },
-  'dhcp-range': { type: 'string' },
+  'dhcp-range': { type: 'string', multiple: true }, // an IPv6 one is the dhcp6Range (issue 14), as in dnsmasq
   'lease-time': { type: 'string' },
   domain: { type: 'string' },
   upstream: { type: 'string', multiple: true },
@@ -98,6 +98,8 @@ export const DAEMON_OPTIONS = {
   // issue 14: IPv6 for the guests
   subnet6: { type: 'string' },
   ipv6: { type: 'string' },
+  'dhcp6-range': { type: 'string', multiple: true },
+  'dhcp-host': { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -217,6 +219,13 @@ IPv6 for the guests (issue 14; off unless one of these is given; config file: su
                            the prefix (NAT66, libvirt <nat ipv6='yes'/>); turns on net.ipv6.conf.all.forwarding
   --ipv6 auto|off          auto: the same, with a stable unique-local fdXX:XXXX:XXXX::1/64 derived from the bridge
                            name and /etc/machine-id (RFC 4193)
+  --dhcp6-range START-END[,LEASETIME]  stateful DHCPv6 (IA_NA) from the range, e.g. fd00:10:10::100-fd00:10:10::1ff
+                           or ::100-::1ff (an interface id in the served /64); also dnsmasq's
+                           --dhcp-range=START6,END6[,64][,LEASETIME] (config: dhcp6Range). Without it: stateless
+                           DHCPv6 (DNS servers, search list) and SLAAC. Rapid Commit follows --dhcp-rapid-commit
+  --dhcp-host SPEC         dnsmasq's dhcp-host: id:DUID or MAC, [IPv6] (or [::5] in the served /64) and/or IPv4,
+                           name, lease time, e.g. id:00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc,[fd00::5],db or
+                           52:54:00:aa:bb:cc,10.10.0.5,[::5],web (config: dhcpHost; repeatable)
 
 Examples:
   natd --bridge virbr10
@@ -255,7 +264,8 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
   return {
     bridge: v.bridge,
     subnet: v.subnet,
-    dhcpRange: v['dhcp-range'],
+    // issue 14: dnsmasq takes the IPv4 and the IPv6 range on the same option; the last IPv4 one counts, as before
+    dhcpRange: v['dhcp-range']?.filter((r) => !r.includes(':')).at(-1),
     leaseTime: v['lease-time'],
     domain: v.domain,
     upstreams: v.upstream,
@@ -287,6 +297,16 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     // issue 14
     subnet6: v.subnet6,
     ipv6: v.ipv6,
+    ...dhcp6FromFlags(v),
+  };
+}
+
+/** Issue 14: DHCPv6 (--dhcp6-range, or an IPv6 --dhcp-range; --dhcp-host lines). */
+function dhcp6FromFlags(v: DaemonValues): RawSettings {
+  const ranges = [...(v['dhcp6-range'] ?? []), ...(v['dhcp-range']?.filter((r) => r.includes(':')) ?? [])];
+  return {
+    dhcp6Range: ranges.length === 0 ? undefined : ranges.length === 1 ? ranges[0] : ranges,
+    dhcpHost: v['dhcp-host'],
   };
 }
 

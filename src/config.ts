@@ -31,6 +31,7 @@ import type { DdnsConfig } from './ddns/settings.js';
 import type { BootSettings } from './tftp/settings.js';
 // issue 14: IPv6 for the guests
 import type { Ipv6Setting } from './ipv6/settings.js';
+import { dhcp6Setting, splitDhcpFamilies, type Dhcp6Setting } from './dhcp6/settings.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -119,6 +120,9 @@ export interface RawSettings {
   // issue 14: IPv6 for the guests: the gateway/64 (as subnet), or 'auto' for a ULA /64 derived from the bridge name
   subnet6?: unknown;
   ipv6?: unknown;
+  /** issue 14, DHCPv6 (dhcp6/settings.ts): the IA_NA range; dnsmasq dhcp-host lines (by DUID or MAC, [IPv6] and/or IPv4) */
+  dhcp6Range?: unknown;
+  dhcpHost?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -227,6 +231,9 @@ const settingsSchema = z
     // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
     subnet6: z.string().optional(),
     ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
+    // issue 14, DHCPv6 (checked in resolveParts by dhcp6/settings.ts)
+    dhcp6Range: z.union([z.string(), z.array(z.string())]).optional(),
+    dhcpHost: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -312,6 +319,8 @@ export interface Config {
   readonly ddns: DdnsConfig | undefined;
   /** issue 14: IPv6 on the bridge (address, RAs, NAT66); undefined: IPv4 only */
   readonly ipv6: Ipv6Setting | undefined;
+  /** issue 14: DHCPv6 on the bridge, whenever IPv6 is (range undefined: stateless only); undefined: IPv4 only */
+  readonly dhcp6: Dhcp6Setting | undefined;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -334,7 +343,9 @@ type Parts = ReturnType<typeof resolveParts>;
 /** The structured values, each problem pushed with its field named (config/parts.ts, config/served-subnet.ts). */
 function resolveParts(s: Settings, problems: string[]) {
   const served = s.subnet ? parseSubnet(s.subnet, problems) : undefined;
-  const range = s.dhcpRange === undefined ? undefined : parseDhcpRange(s.dhcpRange, problems);
+  // issue 14: an IPv6 dhcpRange is the dhcp6Range (dnsmasq's form); dhcpHost lines hold v6 and v4 reservations
+  const families = splitDhcpFamilies(s, problems);
+  const range = families.dhcpRange === undefined ? undefined : parseDhcpRange(families.dhcpRange, problems);
   // issue 16: dnsmasq's START,END,NETMASK,LEASETIME; its lease time is the range's (wins over leaseTime)
   const leaseTimeSeconds = range?.leaseSeconds ?? s.leaseTime;
   if (range && served && range.mask !== undefined && range.mask !== served.subnet.mask >>> 0)
@@ -342,7 +353,7 @@ function resolveParts(s: Settings, problems: string[]) {
   if (range && range.start > range.end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
   const dhcpRange = range && range.start <= range.end ? Object.freeze({ start: range.start, end: range.end }) : undefined;
   const routes = parseRoutes(s.routes, problems);
-  const reservations = parseReservations(s.reservations, s.domain, problems);
+  const reservations = parseReservations([...s.reservations, ...families.v4Reservations], s.domain, problems);
   checkForwards(s.forwards, problems);
   const searchDomains = searchDomainsOf(s.searchDomains, s.domain);
   problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
@@ -352,11 +363,12 @@ function resolveParts(s: Settings, problems: string[]) {
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
   const boot = parseBootSettings(s, problems);
   const features = featureParts(s, reservations, problems);
-  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features };
+  const dhcp6 = dhcp6Setting({ ipv6: features.ipv6, dhcp6Range: families.dhcp6Range, hosts: families.hosts, leaseSeconds: s.leaseTime, rapidCommit: s.dhcpRapidCommit }, problems);
+  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features, dhcp6 };
 }
 
 /** The frozen Config from valid settings: every setting lands here, by its Config name. */
-function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f }: Parts, configFile: string | undefined): Config {
+function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, dhcp6 }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -409,5 +421,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     listenAddresses: f.listenAddresses,
     ddns: f.ddns,
     ipv6: f.ipv6, // issue 14
+    dhcp6,
   });
 }
