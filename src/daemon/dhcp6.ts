@@ -13,6 +13,8 @@ import type { Config } from '../config.js';
 import type { LeaseRow } from '../control/protocol.js';
 import { Dhcp6Core, type Dhcp6Reservation, type Lease6, type Lease6Change, type Lease6Journal } from '../dhcp6/core.js';
 import { loadOrCreateServerDuid } from '../dhcp6/duid.js';
+import { dhcp6CoreSettings, lifetimesFor, type Dhcp6Resolved, type Dhcp6Setting } from '../dhcp6/settings.js';
+import { configError } from '../config/served-subnet.js';
 import { Dhcp6Transport, type Dhcp6Stats } from '../dhcp6/transport.js';
 import { formatIpv6 } from '../ipv6/address.js';
 import type { Dhcp6Mode } from '../ipv6/service.js';
@@ -21,13 +23,10 @@ import type { Logger } from '../log.js';
 
 const SWEEP_MS = 30_000;
 
-/** What the daemon serves over DHCPv6, from the config (config.dhcp6, resolved by dhcp6/settings.ts). */
+/** What the daemon serves over DHCPv6 (config.dhcp6, placed in the served /64 by dhcp6/settings.ts at start). */
 export interface Dhcp6Plan {
   mode: Dhcp6Mode;
-  range?: { start: string; end: string };
-  reservations: readonly Dhcp6Reservation[];
-  leaseTimeSeconds: number;
-  rapidCommit: boolean;
+  setting: Dhcp6Setting;
 }
 
 export interface Dhcp6Deps {
@@ -59,38 +58,45 @@ export interface Dhcp6Service {
   close(): Promise<void>;
 }
 
-/** config.dhcp6 → the plan; undefined when DHCPv6 is off (no IPv6, or DHCP switched off). */
+/** config.dhcp6 → the plan; undefined when DHCPv6 is off (IPv6 off). Stateless unless a range is given. */
 export function dhcp6Plan(config: Config): Dhcp6Plan | undefined {
-  const settings = (config as { dhcp6?: { range?: { start: string; end: string }; reservations?: readonly Dhcp6Reservation[]; leaseTimeSeconds?: number } }).dhcp6;
-  if (!config.ipv6 || !settings) return undefined;
-  return {
-    mode: settings.range ? 'stateful' : 'stateless',
-    ...(settings.range ? { range: settings.range } : {}),
-    reservations: settings.reservations ?? [],
-    leaseTimeSeconds: settings.leaseTimeSeconds ?? config.leaseTimeSeconds,
-    rapidCommit: config.dhcpRapidCommit,
-  };
+  if (!config.ipv6 || !config.dhcp6) return undefined;
+  return { mode: config.dhcp6.range ? 'stateful' : 'stateless', setting: config.dhcp6 };
+}
+
+/** The reservations of a config for the served prefix (reload); throws a config error naming the field. */
+export function dhcp6Reservations(config: Config, served: Ipv6Served): Dhcp6Reservation[] {
+  return config.dhcp6 ? placed(config.dhcp6, served).reservations : [];
+}
+
+function placed(setting: Dhcp6Setting, served: Ipv6Served): Dhcp6Resolved {
+  try {
+    return dhcp6CoreSettings(setting, served);
+  } catch (err) {
+    throw configError([(err as Error).message]);
+  }
 }
 
 export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Served, deps: Dhcp6Deps): Promise<Dhcp6Service> {
   const { logger, now } = deps;
+  const resolved = placed(plan.setting, served);
+  const range = resolved.range;
   const serverDuid = await loadOrCreateServerDuid(config.stateDir, deps.bridgeMac, now(), (why) => logger.warn('new DHCPv6 server DUID', { why }));
   const gateway = formatIpv6(served.gateway);
   const domains = [...new Set([...(config.domain ? [config.domain] : []), ...config.searchDomains])];
-  let reservations = plan.reservations;
+  let reservations: readonly Dhcp6Reservation[] = resolved.reservations;
   const core = new Dhcp6Core({
     serverDuid,
     prefix: gateway,
     serverAddress: gateway,
-    ...(plan.range ? { range: plan.range } : {}),
+    ...(range ? { range } : {}),
     reservations,
     store: deps.store,
     // dnsmasq gives preferred = valid = the lease time
-    preferredLifetime: plan.leaseTimeSeconds,
-    validLifetime: plan.leaseTimeSeconds,
+    ...lifetimesFor(resolved.leaseSeconds),
     ...(config.dns ? { dnsServers: [gateway] } : {}),
     ...(domains.length ? { domainSearch: domains } : {}),
-    rapidCommit: plan.rapidCommit,
+    rapidCommit: resolved.rapidCommit,
     now,
     logger,
   });
@@ -108,13 +114,13 @@ export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Se
     if (ended.length) deps.onChanges?.(ended);
   }, SWEEP_MS);
   sweep.unref();
-  logger.info('serving DHCPv6', { bridge: config.bridge, mode: plan.mode, ...(plan.range ? { range: `${plan.range.start}-${plan.range.end}` } : {}), leases: core.leases().length });
+  logger.info('serving DHCPv6', { bridge: config.bridge, mode: plan.mode, ...(range ? { range: `${range.start}-${range.end}` } : {}), leases: core.leases().length });
   return {
     mode: plan.mode,
     status: () => {
       const s = core.stats(now());
       return {
-        ...transport.stats(), mode: plan.mode, serverDuid: core.duid, range: plan.range ? `${plan.range.start}-${plan.range.end}` : undefined,
+        ...transport.stats(), mode: plan.mode, serverDuid: core.duid, range: range ? `${range.start}-${range.end}` : undefined,
         leases: s.leases, offers: s.offers, declined: s.declined, reservations: reservations.length,
       };
     },

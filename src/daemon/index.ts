@@ -61,7 +61,8 @@ import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 // issue 14: DHCPv6
-import { dhcp6Plan, startDhcp6, type Dhcp6Service } from './dhcp6.js';
+import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
+import type { Dhcp6Reservation } from '../dhcp6/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -434,6 +435,8 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // issue 14: the IPv6 prefix is set up once at start
   if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
+  // issue 14: v6 reservations checked against the served /64 before anything changes
+  const reservations6 = running.dhcp6 && running.ipv6 ? dhcp6Reservations(config, running.ipv6.served) : [];
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName));
   const previousTftp = running.config.tftp;
@@ -443,7 +446,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
   running.script.configure(config);
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
-  reloadDhcp6(running, config, previousDhcp6, ctx.logger); // issue 14
+  reloadDhcp6(running, config, previousDhcp6, reservations6, ctx.logger); // issue 14
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
   running.ddns?.reload(config);
@@ -455,10 +458,11 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
 }
 
 /** issue 14: DHCPv6 reservations follow the config; the mode and range take effect at the next start. */
-function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof dhcp6Plan>, logger: Logger): void {
+function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof dhcp6Plan>, reservations: Dhcp6Reservation[], logger: Logger): void {
   const plan = dhcp6Plan(config);
-  if (JSON.stringify([plan?.mode, plan?.range]) !== JSON.stringify([before?.mode, before?.range])) logger.warn('DHCPv6 mode or range changed: it takes effect when natd restarts', { bridge: config.bridge });
-  running.dhcp6?.setReservations(plan?.reservations ?? []);
+  if (JSON.stringify([plan?.mode, plan?.setting.range, plan?.setting.leaseSeconds]) !== JSON.stringify([before?.mode, before?.setting.range, before?.setting.leaseSeconds]))
+    logger.warn('DHCPv6 mode, range or lease time changed: it takes effect when natd restarts', { bridge: config.bridge });
+  running.dhcp6?.setReservations(reservations);
 }
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */

@@ -38,7 +38,6 @@ interface LeaseRow {
 }
 
 type ClientKind = 'dhclient' | 'dhcpcd' | 'networkd' | 'dhclient-duid' | 'dhcpcd-mac' | 'dhclient-stateless';
-const STEPS = ['obtain', 'renew', 'release'] as const;
 
 /** The DUID-LL (type 3, hardware type 1) of a MAC, in natd's colon hex. */
 function duidLl(mac: string): string {
