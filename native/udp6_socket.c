@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #define UDP6_RCVBUF (4 * 1024 * 1024)
+#define UDP6_SNDBUF (4 * 1024 * 1024)
 
 static napi_value open_udp6_socket(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -58,6 +59,11 @@ static napi_value open_udp6_socket(napi_env env, napi_callback_info info) {
   /* best effort, as the DHCPv4 socket: room for a burst of Solicits */
   int rcvbuf = UDP6_RCVBUF;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  /* a reply to a source that does not answer neighbour solicitation (a spoofed link-local) waits in the kernel's
+   * neighbour queue, charged to this socket, for the ~3 s resolution takes: room for many such, so the socket stays
+   * writable for real clients (the transport also stops answering Solicits while sends back up) */
+  int sndbuf = UDP6_SNDBUF;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   struct sockaddr_in6 addr;
   memset(&addr, 0, sizeof addr);
   addr.sin6_family = AF_INET6;

@@ -46,6 +46,13 @@ const MIN_MESSAGE = 4;
 const MAX_MESSAGE = 1500;
 /** requests waiting for the core (the journal) at once; more are dropped as 'busy' (the client retransmits) */
 export const MAX_IN_FLIGHT = 1024;
+/**
+ * Replies queued in the process because the socket is not writable. That happens when many replies wait in the
+ * kernel's neighbour queue for sources that never answer neighbour solicitation (a guest spoofing link-local
+ * sources): then Advertises are dropped ('send-backlog') and only Replies (which carry journaled state) queue, so
+ * real clients' Renews are not stuck behind the attacker's Solicits.
+ */
+export const MAX_SEND_BACKLOG = 64;
 
 export interface RateLimit {
   /** messages per second a source may send on average */
@@ -79,7 +86,7 @@ export interface Dhcp6Stats {
   received: number;
   /** client messages by type name (solicit, request, …) */
   receivedByType: Record<string, number>;
-  /** by reason: short, oversize, server-message, unknown-type, rate-limited, busy, core-error, closed */
+  /** by reason: short, oversize, server-message, unknown-type, rate-limited, busy, send-backlog, core-error, closed */
   dropped: Record<string, number>;
   /** advertise / reply */
   sent: Record<string, number>;
@@ -213,6 +220,7 @@ export class Dhcp6Transport {
       return;
     }
     if (!outcome.reply || this.closed) return;
+    if (outcome.kind === 'advertise' && this.sendBacklog() > MAX_SEND_BACKLOG) return this.drop('send-backlog', address);
     this.send(Buffer.from(outcome.reply.buffer, outcome.reply.byteOffset, outcome.reply.byteLength), address, outcome.kind);
   }
 
@@ -229,6 +237,12 @@ export class Dhcp6Transport {
       this.counters.sendFailures++;
       this.opts.logger.warnLimited('dhcp6:send', 'cannot send DHCPv6 reply', { to: address, error: (err as Error).message });
     }
+  }
+
+  /** datagrams dgram still holds because the socket was not writable (0 where dgram cannot tell) */
+  private sendBacklog(): number {
+    const socket = this.opts.socket as { getSendQueueCount?: () => number };
+    return typeof socket.getSendQueueCount === 'function' ? socket.getSendQueueCount() : 0;
   }
 
   /** token bucket per source address */

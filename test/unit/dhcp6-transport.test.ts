@@ -162,3 +162,20 @@ describe('macFromLinkLocal', () => {
     );
   });
 });
+
+describe('DHCPv6 transport send backlog', () => {
+  it('drops Advertises (not Replies) while dgram holds a backlog of unsent datagrams', async () => {
+    const { socket, sent, emitter } = fakeSocket();
+    let backlog = 100;
+    Object.assign(socket, { getSendQueueCount: () => backlog });
+    const kinds: ('advertise' | 'reply')[] = ['advertise', 'reply'];
+    const transport = new Dhcp6Transport({ socket, bridge: 'br0', logger: recordingLogger(), core: { handle: async () => ({ kind: kinds.shift()!, reply: Buffer.from([2, 0, 0, 1]) }) } });
+    transport.start();
+    emitter.emit('message', solicit(), { address: 'fe80::1', port: 546 });
+    emitter.emit('message', Buffer.from([3, 0, 0, 2]), { address: 'fe80::2', port: 546 });
+    await flush();
+    expect(sent).toHaveLength(1);
+    expect(transport.stats().dropped['send-backlog']).toBe(1);
+    backlog = 0;
+  });
+});
