@@ -111,7 +111,7 @@ export function dhcp6Table(results: Dhcp6BenchResult[], s: Pick<Dhcp6BenchSettin
       row('p50 latency ms', (r) => r.load.latencyMs.p50, false),
       row('p99 latency ms', (r) => r.load.latencyMs.p99, false),
       row('CPU µs per exchange', (r) => r.cpuUsPerExchange, false),
-      ['dropped (median)', fmt(of('natd', (r) => r.load.dropped)), fmt(of('dnsmasq', (r) => r.load.dropped)), ''],
+      ['dropped (median)', String(of('natd', (r) => r.load.dropped)), String(of('dnsmasq', (r) => r.load.dropped)), ''],
     ],
   };
 }
