@@ -1,9 +1,9 @@
 /**
  * issue 14: DHCPv6 with real clients in namespaces. natd serves fd77:14::/64 statefully (--dhcp6-range, 20 s
  * leases: T1 10 s, T2 16 s) with DNS on; its RA says M=1 O=1 and no SLAAC. Clients, each in its own vm:
- *   dhclient -6 (ISC, DUID-LLT)  obtain → renew (at T1) → release (-r)
- *   dhcpcd -6 (IA_NA)            obtain → renew → release (-k)
- *   systemd-networkd (DHCPv6)    obtain → renew → release (SendRelease on stop)
+ *   dhclient -6 (ISC, DUID-LLT)  obtain → renew (at T1) → rebind (at T2, Renews dropped in the guest) → release (-r)
+ *   dhcpcd -6 (IA_NA)            obtain → renew → rebind → release (-k)
+ *   systemd-networkd (DHCPv6)    obtain → renew → rebind → release (SendRelease on stop)
  *   dhclient -6 -D LL            reservation by DUID (id:…)
  *   dhcpcd -6                    reservation by MAC (the MAC in its DUID / its EUI-64 link-local)
  *   dhclient -6 -S               stateless: Information-request → DNS server and search list, no address
@@ -200,7 +200,7 @@ describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
 
   afterAll(async () => {
     for (const c of clients.values()) await c.cleanup().catch(() => undefined);
-    const cols = ['obtain', 'renew', 'release', 'reservation', 'stateless'];
+    const cols = ['obtain', 'renew', 'rebind', 'release', 'reservation', 'stateless'];
     const rows = [...matrix].map(([name, steps]) => `${name.padEnd(19)} ${cols.map((s) => `${s}=${(steps[s] ?? '-').slice(0, 60)}`).join(' | ')}`);
     console.log(`DHCPv6 client matrix:\n${rows.join('\n')}`);
     await topo?.destroy();
@@ -242,6 +242,29 @@ describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
       expect(await c.addresses()).toContain(address);
       return `ok ${address}`;
     })));
+  }, 60_000);
+
+  it('rebind: with its Renews dropped (nft in the guest), each client rebinds at T2 and natd extends the lease', async () => {
+    const kinds: ClientKind[] = ['dhclient', 'dhcpcd', 'networkd'];
+    const rebinds = async () => Number(/natd_dhcp6_received_total\{bridge="br0",type="rebind"\} (\d+)/.exec(await cli('metrics'))?.[1] ?? 0);
+    const rebindsBefore = await rebinds();
+    // the first byte of the UDP payload is the DHCPv6 message type: 5 = Renew
+    const rule = 'table inet norenew { chain out { type filter hook output priority 0; udp dport 547 @th,64,8 5 drop; } }';
+    for (const k of kinds) await topo.runOk(clients.get(k)!.vm.ns, ['sh', '-c', `echo '${rule}' | nft -f -`]);
+    try {
+      const blockedAt = Date.now();
+      await Promise.all(kinds.map((k) => step(k, 'rebind', async () => {
+        const c = clients.get(k)!;
+        const [address] = await c.addresses();
+        // a lease extended well after the block began can only come from a Rebind (T2 = 16 s)
+        await until(`${k} lease extended by a Rebind`, leases, (ls) => ls.some((l) => l.address === address && l.expiresAt > blockedAt + 20_000 + 5_000), 40_000);
+        expect(await c.addresses()).toContain(address);
+        return `ok ${address}`;
+      })));
+      expect(await rebinds()).toBeGreaterThanOrEqual(rebindsBefore + kinds.length);
+    } finally {
+      for (const k of kinds) await topo.run(clients.get(k)!.vm.ns, ['nft', 'delete', 'table', 'inet', 'norenew']);
+    }
   }, 60_000);
 
   it('reservation: by DUID (dhclient -D LL) and by MAC (dhcpcd) give the reserved addresses', async () => {
