@@ -1,5 +1,5 @@
 /** issue 14: the DHCPv6 core's state machine, message by message (RFC 8415 §16, §18.3). */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
