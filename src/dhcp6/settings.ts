@@ -20,6 +20,7 @@ import { normalizeMac, parseIpv4 } from '../net/ipv4.js';
 import { sanitizeHostname } from '../net/hostname.js';
 import { formatDuid, parseDuidText } from './duid.js';
 import type { Dhcp6Reservation } from './types.js';
+import type { Dhcp6CoreOptions } from './core.js';
 
 /** An address as configured: a full one, or an interface identifier in the served /64 (upper 64 bits zero). */
 export type Dhcp6AddressSpec = { readonly kind: 'full'; readonly address: string } | { readonly kind: 'suffix'; readonly address: string };
@@ -317,4 +318,29 @@ export function splitDhcpFamilies(
     }
   });
   return { dhcpRange, dhcp6Range: v6Ranges.length === 1 ? v6Ranges[0] : undefined, hosts, v4Reservations };
+}
+
+/**
+ * Everything the core needs, from the config and the served /64 (the daemon's one call; throws like
+ * dhcp6CoreSettings). `dnsServers`: where guests should send DNS over IPv6 (natd's own DNS on the bridge's IPv6
+ * gateway when it listens there; empty: none sent).
+ */
+export function dhcp6CoreOptions(
+  config: { readonly dhcp6: Dhcp6Setting; readonly searchDomains: readonly string[] },
+  served: Pick<Ipv6Served, 'gateway' | 'network'>,
+  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger'> & { dnsServers: readonly string[] },
+): Dhcp6CoreOptions {
+  const resolved = dhcp6CoreSettings(config.dhcp6, served);
+  const options: Dhcp6CoreOptions = {
+    ...deps,
+    prefix: formatIpv6(served.network),
+    serverAddress: formatIpv6(served.gateway),
+    reservations: resolved.reservations,
+    ...lifetimesFor(resolved.leaseSeconds),
+    dnsServers: deps.dnsServers,
+    domainSearch: config.searchDomains,
+    rapidCommit: resolved.rapidCommit,
+  };
+  if (resolved.range) options.range = resolved.range;
+  return options;
 }

@@ -112,3 +112,20 @@ describe('dhcp6 settings, pure parts', () => {
     expect(lifetimesFor(0xffffffff)).toEqual({ preferredLifetime: 0xffffffff, validLifetime: 0xffffffff });
   });
 });
+
+describe('dhcp6CoreOptions', () => {
+  it('builds a working core from the config and the served /64', async () => {
+    const { Dhcp6Core } = await import('../../src/dhcp6/core.js');
+    const { duidLl } = await import('../../src/dhcp6/duid.js');
+    const { TestClient6, T, liveAddresses, replyOf } = await import('../support/dhcp6-client.js');
+    const config = resolveConfig({ bridge: 'virbr10', ipv6: 'auto', dhcp6Range: '::100-::100,2h', dhcpHost: ['52:54:00:aa:bb:cc,[::5],db'], domain: 'vm' });
+    const served = { gateway: parseIpv6('fd12:3456:789a::1')!, network: parseIpv6('fd12:3456:789a::')! };
+    const { dhcp6CoreOptions } = await import('../../src/dhcp6/settings.js');
+    const options = dhcp6CoreOptions({ dhcp6: config.dhcp6!, searchDomains: config.searchDomains }, served, { serverDuid: duidLl('02:00:00:00:00:01'), dnsServers: ['fd12:3456:789a::1'] });
+    expect(options).toMatchObject({ prefix: 'fd12:3456:789a::', serverAddress: 'fd12:3456:789a::1', range: { start: 'fd12:3456:789a::100', end: 'fd12:3456:789a::100' }, preferredLifetime: 7200, validLifetime: 7200, domainSearch: ['vm'], rapidCommit: true });
+    const core = new Dhcp6Core(options);
+    const reply = replyOf((await core.handle(new TestClient6('52:54:00:aa:bb:cc').bytes(T.SOLICIT, { rapidCommit: true }), { address: 'fe80::1' })).reply);
+    expect(liveAddresses(reply)).toEqual(['fd12:3456:789a::5']);
+    expect(reply.domainList).toEqual(['vm']);
+  });
+});
