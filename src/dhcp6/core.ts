@@ -39,6 +39,7 @@ import {
   type Dhcp6StatusValue,
 } from './codec.js';
 import { formatDuid, macFromDuid } from './duid.js';
+import { sanitizeHostname } from '../net/hostname.js';
 import type { Dhcp6Reservation, Lease6, Lease6Change, Lease6Journal } from './types.js';
 
 export type { Dhcp6Reservation, Lease6, Lease6Change, Lease6Journal } from './types.js';
@@ -82,6 +83,24 @@ export interface Dhcp6CoreOptions {
   offerHoldSeconds?: number;
   now?: () => number;
   logger?: Logger;
+  /**
+   * Whether a client may have the host name it sends (Client FQDN, RFC 4704: its first label), as the DHCPv4 core's
+   * CoreDeps.nameAllowed: a refused name is left off the lease. Absent: every sanitised name is taken. A
+   * reservation's name always wins over the client's.
+   */
+  nameAllowed?: (name: string, claimant: { duid: string; mac?: string; address: string }, binding: boolean) => boolean;
+}
+
+/** OPTION_CLIENT_FQDN (RFC 4704) */
+const OPTION_CLIENT_FQDN = 39;
+
+/** The first label of a Client FQDN option's name, sanitised; undefined when there is none usable. */
+export function clientFqdnLabel(data: Uint8Array): string | undefined {
+  // flags (1 byte), then a name in DNS wire format, possibly partial (no root label)
+  if (data.length < 3) return undefined;
+  const len = data[1]!;
+  if (len === 0 || len > 63 || 2 + len > data.length) return undefined;
+  return sanitizeHostname(Buffer.from(data.subarray(2, 2 + len)).toString('latin1'));
 }
 
 /** The link-layer facts the transport has about the sender. */
@@ -367,7 +386,9 @@ export class Dhcp6Core {
     const duid = msg.clientId ? formatDuid(msg.clientId) : '';
     const mac = (msg.clientId ? macFromDuid(msg.clientId) : undefined) ?? normalizeMac(peer.mac);
     const reservation = this.reservationsByDuid.get(duid) ?? (mac !== undefined ? this.reservationsByMac.get(mac) : undefined);
-    return { duid, mac, reservation };
+    const fqdn = msg.other.find((o) => o.code === OPTION_CLIENT_FQDN);
+    const name = fqdn ? clientFqdnLabel(fqdn.data) : undefined;
+    return { duid, mac, reservation, name };
   }
 
   /** The reply skeleton: server and client ids, DNS and search list. */
@@ -662,12 +683,19 @@ export class Dhcp6Core {
     const { valid } = this.lifetimes();
     const lease: Lease6 = { duid: client.duid, iaid, address, expiresAt: valid === INFINITY ? INFINITE_EXPIRES_AT : now + valid * 1000 };
     if (client.mac !== undefined) lease.mac = client.mac;
-    const name = this.reservedAddresses.get(address)?.hostname;
+    const name = this.reservedAddresses.get(address)?.hostname ?? this.clientName(client, address);
     if (name !== undefined) lease.hostname = name;
     this.unoffer(key);
     this.put(lease);
     changes.push({ kind: 'bind6', lease });
     return this.iaWith(iaid, [this.liveAddress(address)]);
+  }
+
+  private clientName(client: Client, address: string): string | undefined {
+    if (client.name === undefined) return undefined;
+    const claimant: { duid: string; mac?: string; address: string } = { duid: client.duid, address };
+    if (client.mac !== undefined) claimant.mac = client.mac;
+    return !this.opts.nameAllowed || this.opts.nameAllowed(client.name, claimant, true) ? client.name : undefined;
   }
 
   private drop(key: string, lease: Lease6, changes: Lease6Change[]): void {
@@ -700,6 +728,8 @@ interface Client {
   duid: string;
   mac: string | undefined;
   reservation: Dhcp6Reservation | undefined;
+  /** the Client FQDN's first label, sanitised */
+  name: string | undefined;
 }
 
 function normalizeMac(mac: string | undefined): string | undefined {
