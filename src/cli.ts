@@ -446,6 +446,9 @@ export async function main(argv: string[]): Promise<number> {
     const { checkBeforeStart } = await import('./config/served-subnet.js');
     const { readBridgeCidr } = await import('./net/bridge.js');
     const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
+    // issue 14: DHCPv6 addresses against the /64 the daemon will serve (--ipv6 auto: the ULA it derives)
+    const { checkDhcp6BeforeStart } = await import('./dhcp6/settings.js');
+    checkDhcp6BeforeStart(config, (await import('./ipv6/ula.js')).readMachineId());
     process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }

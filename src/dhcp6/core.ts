@@ -21,7 +21,6 @@
  * Renew, Release and Decline must carry ours; a message for another server is 'ignored'. Relay messages are
  * 'ignored' (natd serves its bridge only). Reconfigure is not used (the RFC does not require it).
  */
-import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { INFINITE_EXPIRES_AT } from '../dhcp/types.js';
 import { formatIpv6, networkOf, parseIpv6, sameBytes, type Ipv6Bytes } from '../ipv6/address.js';
@@ -32,12 +31,15 @@ import {
   Dhcp6Option,
   Dhcp6Status,
   encodeDhcp6,
+  encodeDomainNames,
   type Dhcp6IaAddress,
+  type Dhcp6RawOption,
   type Dhcp6IaNa,
   type Dhcp6Message,
   type Dhcp6StatusValue,
 } from './codec.js';
 import { formatDuid, macFromDuid } from './duid.js';
+import { sanitizeHostname } from '../net/hostname.js';
 import type { Dhcp6Reservation, Lease6, Lease6Change, Lease6Journal } from './types.js';
 
 export type { Dhcp6Reservation, Lease6, Lease6Change, Lease6Journal } from './types.js';
@@ -81,6 +83,24 @@ export interface Dhcp6CoreOptions {
   offerHoldSeconds?: number;
   now?: () => number;
   logger?: Logger;
+  /**
+   * Whether a client may have the host name it sends (Client FQDN, RFC 4704: its first label), as the DHCPv4 core's
+   * CoreDeps.nameAllowed: a refused name is left off the lease. Absent: every sanitised name is taken. A
+   * reservation's name always wins over the client's.
+   */
+  nameAllowed?: (name: string, claimant: { duid: string; mac?: string; address: string }, binding: boolean) => boolean;
+}
+
+/** OPTION_CLIENT_FQDN (RFC 4704) */
+const OPTION_CLIENT_FQDN = 39;
+
+/** The first label of a Client FQDN option's name, sanitised; undefined when there is none usable. */
+export function clientFqdnLabel(data: Uint8Array): string | undefined {
+  // flags (1 byte), then a name in DNS wire format, possibly partial (no root label)
+  if (data.length < 3) return undefined;
+  const len = data[1]!;
+  if (len === 0 || len > 63 || 2 + len > data.length) return undefined;
+  return sanitizeHostname(Buffer.from(data.subarray(2, 2 + len)).toString('latin1'));
 }
 
 /** The link-layer facts the transport has about the sender. */
@@ -154,7 +174,8 @@ export class Dhcp6Core {
   private readonly now: () => number;
   private readonly store: Lease6Journal | undefined;
   private readonly dnsServers: Uint8Array[] | undefined;
-  private readonly domainSearch: string[] | undefined;
+  /** DOMAIN_LIST's value, encoded once (it is the same in every reply) */
+  private readonly domainListOption: Dhcp6RawOption | undefined;
   private readonly maxDeclined: number;
 
   /** key (duid|iaid) → lease */
@@ -167,6 +188,9 @@ export class Dhcp6Core {
   private readonly offers = new Map<string, { address: string; until: number }>();
   /** advertised address → key (the index of `offers`) */
   private readonly offerHolders = new Map<string, string>();
+
+  /** text → bytes of the addresses the core works with (parsing is the hot path's largest cost otherwise) */
+  private readonly parsed = new Map<string, Ipv6Bytes | undefined>();
 
   private reservationsByDuid = new Map<string, Dhcp6Reservation>();
   private reservationsByMac = new Map<string, Dhcp6Reservation>();
@@ -191,7 +215,7 @@ export class Dhcp6Core {
     const share = opts.maxDeclinedShare ?? 0.1;
     this.maxDeclined = Math.max(1, Math.min(4096, Number(rangeSize > 1_000_000n ? 1_000_000n : rangeSize) * share) | 0);
     this.dnsServers = opts.dnsServers?.length ? opts.dnsServers.map((s) => parseOrThrow(s, 'DNS server')) : undefined;
-    this.domainSearch = opts.domainSearch?.length ? [...opts.domainSearch] : undefined;
+    this.domainListOption = opts.domainSearch?.length ? { code: Dhcp6Option.DOMAIN_LIST, data: encodeDomainNames(opts.domainSearch) } : undefined;
     this.setReservations(opts.reservations ?? []);
     if (this.store) {
       const loaded = this.store.load6(this.now());
@@ -362,7 +386,9 @@ export class Dhcp6Core {
     const duid = msg.clientId ? formatDuid(msg.clientId) : '';
     const mac = (msg.clientId ? macFromDuid(msg.clientId) : undefined) ?? normalizeMac(peer.mac);
     const reservation = this.reservationsByDuid.get(duid) ?? (mac !== undefined ? this.reservationsByMac.get(mac) : undefined);
-    return { duid, mac, reservation };
+    const fqdn = msg.other.find((o) => o.code === OPTION_CLIENT_FQDN);
+    const name = fqdn ? clientFqdnLabel(fqdn.data) : undefined;
+    return { duid, mac, reservation, name };
   }
 
   /** The reply skeleton: server and client ids, DNS and search list. */
@@ -370,7 +396,7 @@ export class Dhcp6Core {
     const reply: Dhcp6Message = { type, transactionId: msg.transactionId, serverId: this.serverDuid, iaNa: [], other: [] };
     if (msg.clientId) reply.clientId = msg.clientId;
     if (this.dnsServers) reply.dnsServers = this.dnsServers;
-    if (this.domainSearch) reply.domainList = this.domainSearch;
+    if (this.domainListOption) reply.other.push(this.domainListOption);
     return reply;
   }
 
@@ -520,7 +546,7 @@ export class Dhcp6Core {
 
   /** Whether `address` may be bound to this client's IA `key` now. */
   private mayHold(client: Client, key: string, address: string, now: number): boolean {
-    const bytes = parseIpv6(address);
+    const bytes = this.bytesOf(address);
     if (!bytes || !this.onLink(bytes) || address === this.serverAddress) return false;
     const reserved = this.reservedAddresses.get(address);
     if (reserved) {
@@ -572,17 +598,27 @@ export class Dhcp6Core {
     const start = hash64(key, 0) % range.size;
     if (range.size <= SMALL_RANGE) {
       for (let i = 0n; i < range.size; i++) {
-        const text = formatIpv6(withLow64(this.network, range.start + ((start + i) % range.size)));
+        const text = this.remember(withLow64(this.network, range.start + ((start + i) % range.size)));
         if (this.mayHold(client, key, text, now)) return text;
       }
       return undefined;
     }
     for (let probe = 0; probe < HASH_PROBES; probe++) {
       const offset = probe === 0 ? start : hash64(key, probe) % range.size;
-      const text = formatIpv6(withLow64(this.network, range.start + offset));
+      const text = this.remember(withLow64(this.network, range.start + offset));
       if (this.mayHold(client, key, text, now)) return text;
     }
     return undefined;
+  }
+
+  /** The text of bytes the core made, with the bytes remembered for bytesOf. */
+  private remember(bytes: Ipv6Bytes): string {
+    const text = formatIpv6(bytes);
+    if (!this.parsed.has(text)) {
+      if (this.parsed.size >= 16_384) this.parsed.clear();
+      this.parsed.set(text, bytes);
+    }
+    return text;
   }
 
   private offer(key: string, address: string, now: number): void {
@@ -622,7 +658,18 @@ export class Dhcp6Core {
 
   private liveAddress(address: string): Dhcp6IaAddress {
     const { preferred, valid } = this.lifetimes();
-    return { address: parseIpv6(address)!, preferredLifetime: preferred, validLifetime: valid };
+    return { address: this.bytesOf(address)!, preferredLifetime: preferred, validLifetime: valid };
+  }
+
+  /** parseIpv6, remembered (bounded: the cache starts over when full). Callers never modify the bytes. */
+  private bytesOf(text: string): Ipv6Bytes | undefined {
+    let bytes = this.parsed.get(text);
+    if (bytes === undefined && !this.parsed.has(text)) {
+      if (this.parsed.size >= 16_384) this.parsed.clear();
+      bytes = parseIpv6(text);
+      this.parsed.set(text, bytes);
+    }
+    return bytes;
   }
 
   private iaWith(iaid: number, addresses: Dhcp6IaAddress[]): Dhcp6IaNa {
@@ -636,12 +683,19 @@ export class Dhcp6Core {
     const { valid } = this.lifetimes();
     const lease: Lease6 = { duid: client.duid, iaid, address, expiresAt: valid === INFINITY ? INFINITE_EXPIRES_AT : now + valid * 1000 };
     if (client.mac !== undefined) lease.mac = client.mac;
-    const name = this.reservedAddresses.get(address)?.hostname;
+    const name = this.reservedAddresses.get(address)?.hostname ?? this.clientName(client, address);
     if (name !== undefined) lease.hostname = name;
     this.unoffer(key);
     this.put(lease);
     changes.push({ kind: 'bind6', lease });
     return this.iaWith(iaid, [this.liveAddress(address)]);
+  }
+
+  private clientName(client: Client, address: string): string | undefined {
+    if (client.name === undefined) return undefined;
+    const claimant: { duid: string; mac?: string; address: string } = { duid: client.duid, address };
+    if (client.mac !== undefined) claimant.mac = client.mac;
+    return !this.opts.nameAllowed || this.opts.nameAllowed(client.name, claimant, true) ? client.name : undefined;
   }
 
   private drop(key: string, lease: Lease6, changes: Lease6Change[]): void {
@@ -674,6 +728,8 @@ interface Client {
   duid: string;
   mac: string | undefined;
   reservation: Dhcp6Reservation | undefined;
+  /** the Client FQDN's first label, sanitised */
+  name: string | undefined;
 }
 
 function normalizeMac(mac: string | undefined): string | undefined {
@@ -690,7 +746,18 @@ function zeroLifetimes(address: Uint8Array): Dhcp6IaAddress {
   return { address: Uint8Array.from(address), preferredLifetime: 0, validLifetime: 0 };
 }
 
-/** 64 bits of SHA-256 of the key and probe number: the same key always probes the same addresses. */
+/**
+ * A 64-bit hash of the key and probe number (two 32-bit FNV-1a lanes): the same key always probes the same
+ * addresses. Not cryptographic, and need not be: a guest choosing its DUID can choose its address anyway (it may
+ * ask for one), and reservations and bindings are checked whatever the hash says.
+ */
 function hash64(key: string, probe: number): bigint {
-  return createHash('sha256').update(`${key}#${probe}`).digest().readBigUInt64BE(0);
+  let a = 0x811c9dc5 ^ probe;
+  let b = 0x01000193 ^ Math.imul(probe + 1, 0x9e3779b1);
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  return (BigInt(a >>> 0) << 32n) | BigInt((b ^ (a >>> 13)) >>> 0);
 }

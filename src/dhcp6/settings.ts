@@ -13,13 +13,15 @@
  * - Rapid Commit follows `--dhcp-rapid-commit` / `--no-dhcp-rapid-commit`, as dnsmasq's one option does for both.
  */
 import { formatIpv6, networkOf, parseIpv6, sameBytes, type Ipv6Bytes } from '../ipv6/address.js';
-import type { Ipv6Served, Ipv6Setting } from '../ipv6/settings.js';
+import { servedIpv6, type Ipv6Served, type Ipv6Setting } from '../ipv6/settings.js';
+import { configError } from '../config/served-subnet.js';
 import { LEASE_TIME_HINT, parseLeaseTime } from '../dhcp/option-config.js';
 import { INFINITE_LEASE_SECONDS } from '../dhcp/types.js';
 import { normalizeMac, parseIpv4 } from '../net/ipv4.js';
 import { sanitizeHostname } from '../net/hostname.js';
 import { formatDuid, parseDuidText } from './duid.js';
 import type { Dhcp6Reservation } from './types.js';
+import type { Dhcp6CoreOptions } from './core.js';
 
 /** An address as configured: a full one, or an interface identifier in the served /64 (upper 64 bits zero). */
 export type Dhcp6AddressSpec = { readonly kind: 'full'; readonly address: string } | { readonly kind: 'suffix'; readonly address: string };
@@ -30,6 +32,8 @@ export interface Dhcp6HostSpec {
   readonly mac?: string;
   readonly address: Dhcp6AddressSpec;
   readonly hostname?: string;
+  /** where it was configured ("dhcpHost.2"), for problems found at start */
+  readonly field?: string;
 }
 
 /** Config.dhcp6: DHCPv6 on the bridge (defined whenever IPv6 is). */
@@ -187,8 +191,8 @@ export function dhcp6Setting(
     return undefined;
   }
   const parsed = input.dhcp6Range === undefined ? undefined : parseDhcp6Range(input.dhcp6Range, 'dhcp6Range', problems);
-  const reservations: Dhcp6HostSpec[] = v6Hosts.map(({ line }) => {
-    const spec: { -readonly [K in keyof Dhcp6HostSpec]: Dhcp6HostSpec[K] } = { address: line.ipv6! };
+  const reservations: Dhcp6HostSpec[] = v6Hosts.map(({ line, field }) => {
+    const spec: { -readonly [K in keyof Dhcp6HostSpec]: Dhcp6HostSpec[K] } = { address: line.ipv6!, field };
     if (line.duid !== undefined) spec.duid = line.duid;
     if (line.mac !== undefined) spec.mac = line.mac;
     if (line.hostname !== undefined) spec.hostname = line.hostname;
@@ -260,7 +264,7 @@ function servedProblems(s: Dhcp6Setting, gateway: Ipv6Bytes | undefined, fields:
  * served prefix the daemon would derive.
  */
 export function dhcp6CoreSettings(s: Dhcp6Setting, served: Pick<Ipv6Served, 'gateway' | 'network'>): Dhcp6Resolved {
-  const problems = servedProblems(s, served.gateway, s.reservations.map((_, i) => `dhcpHost (reservation ${i + 1})`));
+  const problems = servedProblems(s, served.gateway, s.reservations.map((r, i) => r.field ?? `dhcpHost (reservation ${i + 1})`));
   if (problems.length) throw new RangeError(problems.join('; '));
   const range = s.range ? { start: formatIpv6(place(s.range.start, served.network)), end: formatIpv6(place(s.range.end, served.network)) } : undefined;
   const reservations = s.reservations.map((r) => {
@@ -317,4 +321,43 @@ export function splitDhcpFamilies(
     }
   });
   return { dhcpRange, dhcp6Range: v6Ranges.length === 1 ? v6Ranges[0] : undefined, hosts, v4Reservations };
+}
+
+/**
+ * Everything the core needs, from the config and the served /64 (the daemon's one call; throws like
+ * dhcp6CoreSettings). `dnsServers`: where guests should send DNS over IPv6 (natd's own DNS on the bridge's IPv6
+ * gateway when it listens there; empty: none sent).
+ */
+export function dhcp6CoreOptions(
+  config: { readonly dhcp6: Dhcp6Setting; readonly searchDomains: readonly string[] },
+  served: Pick<Ipv6Served, 'gateway' | 'network'>,
+  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger'> & { dnsServers: readonly string[] },
+): Dhcp6CoreOptions {
+  const resolved = dhcp6CoreSettings(config.dhcp6, served);
+  const options: Dhcp6CoreOptions = {
+    ...deps,
+    prefix: formatIpv6(served.network),
+    serverAddress: formatIpv6(served.gateway),
+    reservations: resolved.reservations,
+    ...lifetimesFor(resolved.leaseSeconds),
+    dnsServers: deps.dnsServers,
+    domainSearch: config.searchDomains,
+    rapidCommit: resolved.rapidCommit,
+  };
+  if (resolved.range) options.range = resolved.range;
+  return options;
+}
+
+/**
+ * check-config's DHCPv6 check: the settings against the /64 the daemon will serve (with `--ipv6 auto`, the ULA it
+ * derives from the bridge name and the machine-id), so check-config rejects what the daemon's start would.
+ * Throws NatdError(CONFIG).
+ */
+export function checkDhcp6BeforeStart(config: { readonly bridge: string; readonly ipv6: Ipv6Setting | undefined; readonly dhcp6: Dhcp6Setting | undefined }, machineId: string | undefined): void {
+  if (!config.ipv6 || !config.dhcp6) return;
+  try {
+    dhcp6CoreSettings(config.dhcp6, servedIpv6(config.ipv6, config.bridge, machineId));
+  } catch (err) {
+    throw configError([(err as Error).message]);
+  }
 }

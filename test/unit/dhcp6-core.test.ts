@@ -1,10 +1,10 @@
 /** issue 14: the DHCPv6 core's state machine, message by message (RFC 8415 §16, §18.3). */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Dhcp6Core, type Dhcp6CoreOptions } from '../../src/dhcp6/core.js';
-import { Dhcp6Option, Dhcp6Status } from '../../src/dhcp6/codec.js';
+import { clientFqdnLabel, Dhcp6Core, type Dhcp6CoreOptions } from '../../src/dhcp6/core.js';
+import { Dhcp6Option, Dhcp6Status, encodeDhcp6 } from '../../src/dhcp6/codec.js';
 import { duidLl, duidLlt, formatDuid } from '../../src/dhcp6/duid.js';
 import { Replay6State } from '../../src/dhcp6/journal6.js';
 import type { Lease6Change, Lease6Journal } from '../../src/dhcp6/types.js';
@@ -352,6 +352,24 @@ describe('Dhcp6Core: reservations', () => {
     expect(ia.addresses.find((a) => a.validLifetime === 0)).toBeDefined();
     expect(liveAddresses(reply)).not.toContain(taken);
     expect(await obtain(c, owner)).toBe(taken);
+  });
+
+  it('takes the host name from the Client FQDN option (RFC 4704), subject to nameAllowed; a reservation\'s name wins', async () => {
+    const refused: string[] = [];
+    const c = core({ nameAllowed: (name, claimant) => (name === 'gateway' ? (refused.push(claimant.duid), false) : true), reservations: [{ mac: '52:54:00:00:00:03', address: 'fd00:10::9', hostname: 'db' }] });
+    const fqdn = (name: string) => ({ code: 39, data: Uint8Array.from([0x01, ...name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)]), 0]) });
+    const ask = async (mac: string, name: string): Promise<string | undefined> => {
+      const client = new TestClient6(mac);
+      const m = client.message(T.SOLICIT, { rapidCommit: true, serverId: null });
+      m.other.push(fqdn(name));
+      await c.handle(encodeDhcp6(m), PEER);
+      return c.leases().find((l) => l.mac === mac)?.hostname;
+    };
+    expect(await ask('52:54:00:00:00:01', 'Web_1.example.org')).toBe('web-1');
+    expect(await ask('52:54:00:00:00:02', 'gateway')).toBeUndefined();
+    expect(refused).toHaveLength(1);
+    expect(await ask('52:54:00:00:00:03', 'other')).toBe('db');
+    expect(clientFqdnLabel(Uint8Array.from([0, 200, 1]))).toBeUndefined();
   });
 
   it('rejects a reservation outside the served /64', () => {

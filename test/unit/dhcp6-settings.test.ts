@@ -4,8 +4,9 @@ import { parseArgs } from 'node:util';
 import { resolveConfig } from '../../src/config.js';
 import { DAEMON_OPTIONS, HELP, settingsFromFlags } from '../../src/cli.js';
 import { ErrorCodes, NatdError } from '../../src/errors.js';
-import { dhcp6CoreSettings, lifetimesFor, parseDhcp6Range, parseDhcpHostLine } from '../../src/dhcp6/settings.js';
-import { parseIpv6 } from '../../src/ipv6/address.js';
+import { checkDhcp6BeforeStart, dhcp6CoreSettings, lifetimesFor, parseDhcp6Range, parseDhcpHostLine } from '../../src/dhcp6/settings.js';
+import { formatIpv6, parseIpv6 } from '../../src/ipv6/address.js';
+import { deriveUla } from '../../src/ipv6/ula.js';
 
 function problemOf(flags: Record<string, unknown>): string {
   try {
@@ -43,8 +44,8 @@ describe('Config.dhcp6', () => {
       '--dhcp-host', '52:54:00:aa:bb:dd,10.10.0.6,[::6],web',
       '--dhcp-host', '52:54:00:aa:bb:ee,10.10.0.7,mail'));
     expect(c.dhcp6?.reservations).toEqual([
-      { duid: '00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc', address: { kind: 'full', address: 'fd00:10::5' }, hostname: 'db' },
-      { mac: '52:54:00:aa:bb:dd', address: { kind: 'suffix', address: '::6' }, hostname: 'web' },
+      { duid: '00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc', address: { kind: 'full', address: 'fd00:10::5' }, hostname: 'db', field: 'dhcpHost.0' },
+      { mac: '52:54:00:aa:bb:dd', address: { kind: 'suffix', address: '::6' }, hostname: 'web', field: 'dhcpHost.1' },
     ]);
     expect(c.reservations.map((r) => [r.mac, r.hostname])).toEqual([['52:54:00:aa:bb:dd', 'web'], ['52:54:00:aa:bb:ee', 'mail']]);
   });
@@ -107,8 +108,36 @@ describe('dhcp6 settings, pure parts', () => {
     expect(() => dhcp6CoreSettings(full.dhcp6!, served)).toThrow(/dhcp6Range: .*outside the served fd12:3456:789a::\/64/);
   });
 
+  it('check-config checks full addresses against the ULA --ipv6 auto will derive, as the daemon\'s start does', () => {
+    const machineId = '0123456789abcdef0123456789abcdef';
+    const ula = deriveUla('virbr10', machineId).gateway;
+    const inside = formatIpv6(ula).replace(/::1$/, '::5');
+    const good = resolveConfig({ bridge: 'virbr10', ipv6: 'auto', dhcpHost: [`52:54:00:aa:bb:cc,[${inside}]`] });
+    expect(() => checkDhcp6BeforeStart(good, machineId)).not.toThrow();
+    const bad = resolveConfig({ bridge: 'virbr10', ipv6: 'auto', dhcpHost: ['52:54:00:aa:bb:cc,[fd00:99::5]'] });
+    expect(() => checkDhcp6BeforeStart(bad, machineId)).toThrow(expect.objectContaining({ code: ErrorCodes.CONFIG, message: expect.stringMatching(/dhcpHost\.0: \[fd00:99::5\] is outside the served/) }));
+    expect(() => checkDhcp6BeforeStart(resolveConfig({ bridge: 'virbr10' }), machineId)).not.toThrow();
+  });
+
   it('maps lease times to lifetimes, infinite to infinity', () => {
     expect(lifetimesFor(3600)).toEqual({ preferredLifetime: 3600, validLifetime: 3600 });
     expect(lifetimesFor(0xffffffff)).toEqual({ preferredLifetime: 0xffffffff, validLifetime: 0xffffffff });
+  });
+});
+
+describe('dhcp6CoreOptions', () => {
+  it('builds a working core from the config and the served /64', async () => {
+    const { Dhcp6Core } = await import('../../src/dhcp6/core.js');
+    const { duidLl } = await import('../../src/dhcp6/duid.js');
+    const { TestClient6, T, liveAddresses, replyOf } = await import('../support/dhcp6-client.js');
+    const config = resolveConfig({ bridge: 'virbr10', ipv6: 'auto', dhcp6Range: '::100-::100,2h', dhcpHost: ['52:54:00:aa:bb:cc,[::5],db'], domain: 'vm' });
+    const served = { gateway: parseIpv6('fd12:3456:789a::1')!, network: parseIpv6('fd12:3456:789a::')! };
+    const { dhcp6CoreOptions } = await import('../../src/dhcp6/settings.js');
+    const options = dhcp6CoreOptions({ dhcp6: config.dhcp6!, searchDomains: config.searchDomains }, served, { serverDuid: duidLl('02:00:00:00:00:01'), dnsServers: ['fd12:3456:789a::1'] });
+    expect(options).toMatchObject({ prefix: 'fd12:3456:789a::', serverAddress: 'fd12:3456:789a::1', range: { start: 'fd12:3456:789a::100', end: 'fd12:3456:789a::100' }, preferredLifetime: 7200, validLifetime: 7200, domainSearch: ['vm'], rapidCommit: true });
+    const core = new Dhcp6Core(options);
+    const reply = replyOf((await core.handle(new TestClient6('52:54:00:aa:bb:cc').bytes(T.SOLICIT, { rapidCommit: true }), { address: 'fe80::1' })).reply);
+    expect(liveAddresses(reply)).toEqual(['fd12:3456:789a::5']);
+    expect(reply.domainList).toEqual(['vm']);
   });
 });
