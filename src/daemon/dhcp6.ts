@@ -13,7 +13,7 @@ import type { Config } from '../config.js';
 import type { LeaseRow } from '../control/protocol.js';
 import { Dhcp6Core, type Dhcp6Reservation, type Lease6, type Lease6Change, type Lease6Journal } from '../dhcp6/core.js';
 import { loadOrCreateServerDuid } from '../dhcp6/duid.js';
-import { dhcp6CoreSettings, lifetimesFor, type Dhcp6Resolved, type Dhcp6Setting } from '../dhcp6/settings.js';
+import { dhcp6CoreOptions, dhcp6CoreSettings, type Dhcp6Resolved, type Dhcp6Setting } from '../dhcp6/settings.js';
 import { configError } from '../config/served-subnet.js';
 import { Dhcp6Transport, type Dhcp6Stats } from '../dhcp6/transport.js';
 import { formatIpv6 } from '../ipv6/address.js';
@@ -83,23 +83,11 @@ export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Se
   const range = resolved.range;
   const serverDuid = await loadOrCreateServerDuid(config.stateDir, deps.bridgeMac, now(), (why) => logger.warn('new DHCPv6 server DUID', { why }));
   const gateway = formatIpv6(served.gateway);
-  const domains = [...new Set([...(config.domain ? [config.domain] : []), ...config.searchDomains])];
   let reservations: readonly Dhcp6Reservation[] = resolved.reservations;
-  const core = new Dhcp6Core({
-    serverDuid,
-    prefix: gateway,
-    serverAddress: gateway,
-    ...(range ? { range } : {}),
-    reservations,
-    store: deps.store,
-    // dnsmasq gives preferred = valid = the lease time
-    ...lifetimesFor(resolved.leaseSeconds),
-    ...(config.dns ? { dnsServers: [gateway] } : {}),
-    ...(domains.length ? { domainSearch: domains } : {}),
-    rapidCommit: resolved.rapidCommit,
-    now,
-    logger,
-  });
+  // the one place the core's options are built (dhcp6/settings.ts); DNS: natd's own on the IPv6 gateway, with DNS on
+  const core = new Dhcp6Core(dhcp6CoreOptions({ dhcp6: plan.setting, searchDomains: config.searchDomains }, served, {
+    serverDuid, store: deps.store, now, logger, dnsServers: config.dns ? [gateway] : [],
+  }));
   const transport = new Dhcp6Transport({
     socket: await deps.openSocket(config.bridge),
     bridge: config.bridge,
