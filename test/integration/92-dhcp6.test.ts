@@ -249,8 +249,8 @@ describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
     const rebinds = async () => Number(/natd_dhcp6_received_total\{bridge="br0",type="rebind"\} (\d+)/.exec(await cli('metrics'))?.[1] ?? 0);
     const rebindsBefore = await rebinds();
     // the first byte of the UDP payload is the DHCPv6 message type: 5 = Renew
-    const rule = 'table inet norenew { chain out { type filter hook output priority 0; udp dport 547 @th,64,8 5 drop; } }';
-    for (const k of kinds) await topo.runOk(clients.get(k)!.vm.ns, ['sh', '-c', `echo '${rule}' | nft -f -`]);
+    const block = "nft add table inet norenew && nft add chain inet norenew out '{ type filter hook output priority 0; }' && nft add rule inet norenew out udp dport 547 @th,64,8 5 drop";
+    for (const k of kinds) await topo.runOk(clients.get(k)!.vm.ns, ['sh', '-c', block]);
     try {
       const blockedAt = Date.now();
       await Promise.all(kinds.map((k) => step(k, 'rebind', async () => {
