@@ -427,12 +427,24 @@ export class Dhcp6Core {
     return { reply, kind: commit ? 'reply' : 'advertise' };
   }
 
-  /** Request (RFC 8415 §18.3.2): bind an address to each IA, or NoAddrsAvail in that IA. */
+  /**
+   * Request (RFC 8415 §18.3.2): bind an address to each IA, or NoAddrsAvail in that IA. Addresses the client asked
+   * for and does not get (another's, off the link, a stale one from another network) come back with lifetimes 0,
+   * so it stops using them.
+   */
   private request(msg: Dhcp6Message, client: Client, now: number, changes: Lease6Change[]): Dhcp6Message {
     const reply = this.replyTo(msg, Dhcp6MessageType.REPLY);
     for (const ia of msg.iaNa) {
       const address = this.allocate(client, ia, now);
-      reply.iaNa.push(address === undefined ? noAddrs(ia.iaid) : this.bind(client, ia.iaid, address, now, changes));
+      if (address === undefined) {
+        reply.iaNa.push(noAddrs(ia.iaid));
+        continue;
+      }
+      const out = this.bind(client, ia.iaid, address, now, changes);
+      const refused = new Set(ia.addresses.map((a) => formatIpv6(a.address)));
+      refused.delete(address);
+      for (const text of refused) out.addresses.push(zeroLifetimes(parseIpv6(text)!));
+      reply.iaNa.push(out);
     }
     return reply;
   }

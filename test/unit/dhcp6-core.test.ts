@@ -301,6 +301,16 @@ describe('Dhcp6Core: stateful', () => {
     expect(iaStatus(outside)).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
   });
 
+  it('a Request for an address it cannot have gets another, and the asked-for one with lifetimes 0', async () => {
+    const c = core();
+    const client = new TestClient6('52:54:00:00:00:01');
+    client.serverId = SERVER;
+    const reply = replyOf((await c.handle(client.bytes(T.REQUEST, { addresses: ['fd00:99::5'] }), PEER)).reply);
+    const ia = reply.iaNa[0]!;
+    expect(liveAddresses(reply)).toHaveLength(1);
+    expect(ia.addresses.filter((a) => a.validLifetime === 0).map((a) => Buffer.from(a.address).toString('hex'))).toEqual(['fd000099000000000000000000000005']);
+  });
+
   it('serves a huge range by hashing (no scan), with distinct addresses', async () => {
     const c = core({ range: { start: 'fd00:10::1:0', end: 'fd00:10::ffff:ffff:ffff:ffff' }, store: undefined });
     const seen = new Set<string>();
