@@ -401,7 +401,7 @@ export class Dhcp6Core {
   }
 
   private solicit(msg: Dhcp6Message, client: Client, now: number, changes: Lease6Change[]): { reply: Dhcp6Message; kind: 'reply' | 'advertise' } {
-    const commit = this.opts.rapidCommit === true && msg.rapidCommit === true && this.range !== undefined;
+    const commit = this.opts.rapidCommit === true && msg.rapidCommit === true;
     const reply = this.replyTo(msg, commit ? Dhcp6MessageType.REPLY : Dhcp6MessageType.ADVERTISE);
     let assigned = 0;
     for (const ia of msg.iaNa) {
@@ -467,7 +467,10 @@ export class Dhcp6Core {
         else reply.iaNa.push({ iaid: ia.iaid, t1: 0, t2: 0, addresses: ia.addresses.map((a) => zeroLifetimes(a.address)) });
         continue;
       }
-      const address = this.mayHold(client, key, held, now) ? held : this.allocate(client, ia, now);
+      // a reservation made since moves the client to its address; else it keeps what it holds while natd approves
+      const reserved = client.reservation?.address;
+      const moveTo = reserved !== undefined && reserved !== held && this.mayHold(client, key, reserved, now) && !this.heldByOtherIa(client, key, reserved, now) ? reserved : undefined;
+      const address = moveTo ?? (this.mayHold(client, key, held, now) ? held : this.allocate(client, ia, now));
       if (address === undefined) {
         reply.iaNa.push({ ...noAddrs(ia.iaid), addresses: [zeroLifetimes(parseIpv6(held)!)] });
         if (lease) this.drop(key, lease, changes);

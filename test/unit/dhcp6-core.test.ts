@@ -382,6 +382,17 @@ describe('Dhcp6Core: reservations', () => {
     expect(clientFqdnLabel(Uint8Array.from([0, 200, 1]))).toBeUndefined();
   });
 
+  it('a client given a reservation at runtime moves to it at its next Renew, the old address with lifetimes 0', async () => {
+    const c = core();
+    const client = new TestClient6('52:54:00:00:00:01');
+    const dynamic = await obtain(c, client);
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::42', hostname: 'web' }]);
+    const reply = replyOf((await c.handle(client.bytes(T.RENEW, { addresses: [dynamic] }), PEER)).reply);
+    expect(liveAddresses(reply)).toEqual(['fd00:10::42']);
+    expect(reply.iaNa[0]!.addresses.filter((a) => a.validLifetime === 0)).toHaveLength(1);
+    expect(c.leases()).toMatchObject([{ address: 'fd00:10::42', hostname: 'web' }]);
+  });
+
   it('rejects a reservation outside the served /64', () => {
     expect(() => core({ reservations: [{ mac: '52:54:00:00:00:01', address: 'fd00:99::5' }] })).toThrow(/outside the served/);
   });
