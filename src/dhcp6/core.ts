@@ -189,6 +189,8 @@ export class Dhcp6Core {
   /** advertised address → key (the index of `offers`) */
   private readonly offerHolders = new Map<string, string>();
 
+  /** leases an internal sweep ended, for the next sweep() to report */
+  private readonly endedUnreported: Lease6Change[] = [];
   /** text → bytes of the addresses the core works with (parsing is the hot path's largest cost otherwise) */
   private readonly parsed = new Map<string, Ipv6Bytes | undefined>();
 
@@ -262,7 +264,8 @@ export class Dhcp6Core {
    * DNS and lease events; committing them is optional: an expired bind is dropped when the journal loads).
    */
   sweep(now = this.now()): Lease6Change[] {
-    const ended: Lease6Change[] = [];
+    // ended by an internal sweep, unless the same binding was made again since
+    const ended = this.endedUnreported.splice(0).filter((c) => c.kind !== 'release6' || this.byKey.get(keyOf(c.duid, c.iaid))?.address !== c.address);
     for (const [key, lease] of this.byKey) {
       if (lease.expiresAt > now) continue;
       this.remove(key);
@@ -590,7 +593,7 @@ export class Dhcp6Core {
     if (lease && this.mayHold(client, key, lease.address, now)) return lease.address;
     if (!this.range) return undefined;
     if (this.byKey.size >= (this.opts.maxLeases ?? 65_536) && !lease) {
-      this.sweep(now);
+      this.endedUnreported.push(...this.sweep(now)); // reported by the next sweep()
       if (this.byKey.size >= (this.opts.maxLeases ?? 65_536)) return undefined;
     }
     const offer = this.offers.get(key);

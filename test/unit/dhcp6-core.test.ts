@@ -325,6 +325,16 @@ describe('Dhcp6Core: stateful', () => {
     late.serverId = SERVER;
     expect(iaStatus(replyOf((await c.handle(late.bytes(T.REQUEST), PEER)).reply))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
   });
+
+  it('at the bindings bound, expired ones make room, and the next sweep still reports them', async () => {
+    const c = core({ range: { start: 'fd00:10::1:0', end: 'fd00:10::1:ffff' }, maxLeases: 2, store: undefined });
+    const first = await obtain(c, new TestClient6('52:54:00:00:00:01'));
+    await obtain(c, new TestClient6('52:54:00:00:00:02'));
+    now += 3_600_001;
+    await obtain(c, new TestClient6('52:54:00:00:00:03'));
+    expect(c.sweep(now).map((e) => (e.kind === 'release6' ? e.address : '')).sort()).toContain(first);
+    expect(c.leases()).toHaveLength(1);
+  });
 });
 
 describe('Dhcp6Core: reservations', () => {
