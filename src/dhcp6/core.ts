@@ -189,6 +189,8 @@ export class Dhcp6Core {
   /** advertised address → key (the index of `offers`) */
   private readonly offerHolders = new Map<string, string>();
 
+  /** leases an internal sweep ended, for the next sweep() to report */
+  private readonly endedUnreported: Lease6Change[] = [];
   /** text → bytes of the addresses the core works with (parsing is the hot path's largest cost otherwise) */
   private readonly parsed = new Map<string, Ipv6Bytes | undefined>();
 
@@ -262,7 +264,8 @@ export class Dhcp6Core {
    * DNS and lease events; committing them is optional: an expired bind is dropped when the journal loads).
    */
   sweep(now = this.now()): Lease6Change[] {
-    const ended: Lease6Change[] = [];
+    // ended by an internal sweep, unless the same binding was made again since
+    const ended = this.endedUnreported.splice(0).filter((c) => c.kind !== 'release6' || this.byKey.get(keyOf(c.duid, c.iaid))?.address !== c.address);
     for (const [key, lease] of this.byKey) {
       if (lease.expiresAt > now) continue;
       this.remove(key);
@@ -401,7 +404,7 @@ export class Dhcp6Core {
   }
 
   private solicit(msg: Dhcp6Message, client: Client, now: number, changes: Lease6Change[]): { reply: Dhcp6Message; kind: 'reply' | 'advertise' } {
-    const commit = this.opts.rapidCommit === true && msg.rapidCommit === true && this.range !== undefined;
+    const commit = this.opts.rapidCommit === true && msg.rapidCommit === true;
     const reply = this.replyTo(msg, commit ? Dhcp6MessageType.REPLY : Dhcp6MessageType.ADVERTISE);
     let assigned = 0;
     for (const ia of msg.iaNa) {
@@ -427,12 +430,24 @@ export class Dhcp6Core {
     return { reply, kind: commit ? 'reply' : 'advertise' };
   }
 
-  /** Request (RFC 8415 §18.3.2): bind an address to each IA, or NoAddrsAvail in that IA. */
+  /**
+   * Request (RFC 8415 §18.3.2): bind an address to each IA, or NoAddrsAvail in that IA. Addresses the client asked
+   * for and does not get (another's, off the link, a stale one from another network) come back with lifetimes 0,
+   * so it stops using them.
+   */
   private request(msg: Dhcp6Message, client: Client, now: number, changes: Lease6Change[]): Dhcp6Message {
     const reply = this.replyTo(msg, Dhcp6MessageType.REPLY);
     for (const ia of msg.iaNa) {
       const address = this.allocate(client, ia, now);
-      reply.iaNa.push(address === undefined ? noAddrs(ia.iaid) : this.bind(client, ia.iaid, address, now, changes));
+      if (address === undefined) {
+        reply.iaNa.push(noAddrs(ia.iaid));
+        continue;
+      }
+      const out = this.bind(client, ia.iaid, address, now, changes);
+      const refused = new Set(ia.addresses.map((a) => formatIpv6(a.address)));
+      refused.delete(address);
+      for (const text of refused) out.addresses.push(zeroLifetimes(parseIpv6(text)!));
+      reply.iaNa.push(out);
     }
     return reply;
   }
@@ -455,7 +470,10 @@ export class Dhcp6Core {
         else reply.iaNa.push({ iaid: ia.iaid, t1: 0, t2: 0, addresses: ia.addresses.map((a) => zeroLifetimes(a.address)) });
         continue;
       }
-      const address = this.mayHold(client, key, held, now) ? held : this.allocate(client, ia, now);
+      // a reservation made since moves the client to its address; else it keeps what it holds while natd approves
+      const reserved = client.reservation?.address;
+      const moveTo = reserved !== undefined && reserved !== held && this.mayHold(client, key, reserved, now) && !this.heldByOtherIa(client, key, reserved, now) ? reserved : undefined;
+      const address = moveTo ?? (this.mayHold(client, key, held, now) ? held : this.allocate(client, ia, now));
       if (address === undefined) {
         reply.iaNa.push({ ...noAddrs(ia.iaid), addresses: [zeroLifetimes(parseIpv6(held)!)] });
         if (lease) this.drop(key, lease, changes);
@@ -575,7 +593,7 @@ export class Dhcp6Core {
     if (lease && this.mayHold(client, key, lease.address, now)) return lease.address;
     if (!this.range) return undefined;
     if (this.byKey.size >= (this.opts.maxLeases ?? 65_536) && !lease) {
-      this.sweep(now);
+      this.endedUnreported.push(...this.sweep(now)); // reported by the next sweep()
       if (this.byKey.size >= (this.opts.maxLeases ?? 65_536)) return undefined;
     }
     const offer = this.offers.get(key);

@@ -301,6 +301,16 @@ describe('Dhcp6Core: stateful', () => {
     expect(iaStatus(outside)).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
   });
 
+  it('a Request for an address it cannot have gets another, and the asked-for one with lifetimes 0', async () => {
+    const c = core();
+    const client = new TestClient6('52:54:00:00:00:01');
+    client.serverId = SERVER;
+    const reply = replyOf((await c.handle(client.bytes(T.REQUEST, { addresses: ['fd00:99::5'] }), PEER)).reply);
+    const ia = reply.iaNa[0]!;
+    expect(liveAddresses(reply)).toHaveLength(1);
+    expect(ia.addresses.filter((a) => a.validLifetime === 0).map((a) => Buffer.from(a.address).toString('hex'))).toEqual(['fd000099000000000000000000000005']);
+  });
+
   it('serves a huge range by hashing (no scan), with distinct addresses', async () => {
     const c = core({ range: { start: 'fd00:10::1:0', end: 'fd00:10::ffff:ffff:ffff:ffff' }, store: undefined });
     const seen = new Set<string>();
@@ -314,6 +324,16 @@ describe('Dhcp6Core: stateful', () => {
     const late = new TestClient6('52:54:00:00:00:09');
     late.serverId = SERVER;
     expect(iaStatus(replyOf((await c.handle(late.bytes(T.REQUEST), PEER)).reply))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+  });
+
+  it('at the bindings bound, expired ones make room, and the next sweep still reports them', async () => {
+    const c = core({ range: { start: 'fd00:10::1:0', end: 'fd00:10::1:ffff' }, maxLeases: 2, store: undefined });
+    const first = await obtain(c, new TestClient6('52:54:00:00:00:01'));
+    await obtain(c, new TestClient6('52:54:00:00:00:02'));
+    now += 3_600_001;
+    await obtain(c, new TestClient6('52:54:00:00:00:03'));
+    expect(c.sweep(now).map((e) => (e.kind === 'release6' ? e.address : '')).sort()).toContain(first);
+    expect(c.leases()).toHaveLength(1);
   });
 });
 
@@ -370,6 +390,17 @@ describe('Dhcp6Core: reservations', () => {
     expect(refused).toHaveLength(1);
     expect(await ask('52:54:00:00:00:03', 'other')).toBe('db');
     expect(clientFqdnLabel(Uint8Array.from([0, 200, 1]))).toBeUndefined();
+  });
+
+  it('a client given a reservation at runtime moves to it at its next Renew, the old address with lifetimes 0', async () => {
+    const c = core();
+    const client = new TestClient6('52:54:00:00:00:01');
+    const dynamic = await obtain(c, client);
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::42', hostname: 'web' }]);
+    const reply = replyOf((await c.handle(client.bytes(T.RENEW, { addresses: [dynamic] }), PEER)).reply);
+    expect(liveAddresses(reply)).toEqual(['fd00:10::42']);
+    expect(reply.iaNa[0]!.addresses.filter((a) => a.validLifetime === 0)).toHaveLength(1);
+    expect(c.leases()).toMatchObject([{ address: 'fd00:10::42', hostname: 'web' }]);
   });
 
   it('rejects a reservation outside the served /64', () => {
