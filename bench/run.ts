@@ -7,6 +7,7 @@
  *
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
+ *   --scenario dhcp6        only DHCPv6 (issue 14): Solicit/Advertise/Request/Reply exchanges, natd vs dnsmasq, --runs times
  *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
@@ -51,6 +52,8 @@ import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
 // issue 17: the name router against HAProxy
 import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
+// issue 14: DHCPv6 exchanges, natd vs dnsmasq
+import { dhcp6Bench, dhcp6Table, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -108,6 +111,9 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
     log,
   };
 }
+
+/** issue 14: the DHCPv6 closed loop */
+const DHCP6: Omit<Dhcp6BenchSettings, 'log' | 'runs'> = { count: 20_000, concurrency: 64, sources: 64, maxMs: 20_000 };
 
 const BOOT_STORM: Omit<BootStormSettings, 'log'> = { clients: 200, timeoutMs: 60_000 };
 /** issue 16: one 50 MiB file to 10 TFTP clients at once */
@@ -312,7 +318,7 @@ async function main(): Promise<void> {
       'router-engine': { type: 'boolean', default: false },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -388,6 +394,13 @@ async function main(): Promise<void> {
       `CPU ratio ${v6.cpuRatio.toFixed(3)} (target <= 1.10: ${v6.cpuRatio <= 1.1 ? 'met' : 'MISSED'}); ${v6.seconds.toFixed(0)} s\n`);
     return;
   }
+  if (values.scenario === 'dhcp6') {
+    const dhcp6 = await dhcp6Bench({ ...DHCP6, runs, log }, budgetMs);
+    process.stdout.write(`\n${renderText([dhcp6Table(dhcp6.results, DHCP6)])}`);
+    if (dhcp6.skipped.length) process.stdout.write(`\nskipped: ${dhcp6.skipped.join('; ')}\n`);
+    log(`\nDHCPv6 only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   if (values.scenario === 'tftp') {
     const tftp = await tftpThroughput({ ...TFTP, runs, log }, budgetMs);
     process.stdout.write(`\n${renderText([tftpTable(tftp.results, TFTP)])}`);
@@ -416,11 +429,14 @@ async function main(): Promise<void> {
   // issue 16: one round of TFTP throughput with what is left of the budget
   const tftp = await tftpThroughput({ ...TFTP, runs: 1, log }, budgetMs - (performance.now() - t0));
   skipped.push(...tftp.skipped);
-  const tftpTables = [tftpTable(tftp.results, TFTP)];
   // issue 17: one round of the name router (natd and HAProxy) with what is left of the budget
   const rs = routerSettings(values.quick!, 1);
   const router = await routerBench(rs, budgetMs - (performance.now() - t0));
   skipped.push(...router.notes.filter((n) => n.includes('skipped')));
+  // issue 14: one round of DHCPv6 with what is left
+  const dhcp6 = await dhcp6Bench({ ...DHCP6, runs: 1, log }, budgetMs - (performance.now() - t0));
+  skipped.push(...dhcp6.skipped);
+  const tftpTables = [tftpTable(tftp.results, TFTP), ...(dhcp6.results.length ? [dhcp6Table(dhcp6.results, DHCP6)] : [])];
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = ([...SERVER_KINDS, ...peers.peers] as BenchKind[]).filter((k) => CAPABILITIES[k].dhcp).map((k) => ladderTable(results, k));
   const targets = [...checkTargets(results), bootStormTarget(storms.storms), ...(router.results.length ? routerTargets(router.results) : [])];

@@ -346,6 +346,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_peer_cred(env, exports);
   register_arp_probe(env, exports);
   register_icmp6_socket(env, exports); /* issue 14 */
+  register_udp6_socket(env, exports); /* issue 14: DHCPv6 */
   register_socket_drops(env, exports);
   return exports;
 }

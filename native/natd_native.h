@@ -27,5 +27,7 @@ void register_arp_probe(napi_env env, napi_value exports);
 void register_socket_drops(napi_env env, napi_value exports);
 /* issue 14: icmp6_socket.c: icmp6Open, icmp6Send, icmp6Close (Router Solicitations in, Router Advertisements out) */
 void register_icmp6_socket(napi_env env, napi_value exports);
+/* issue 14: udp6_socket.c: openUdp6Socket (the DHCPv6 server socket, bound to the bridge) */
+void register_udp6_socket(napi_env env, napi_value exports);
 
 #endif

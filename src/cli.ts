@@ -28,7 +28,7 @@ async function loadConfigModule(): Promise<ConfigModule> {
 export const DAEMON_OPTIONS = {
   bridge: { type: 'string' },
   subnet: { type: 'string' },
-  'dhcp-range': { type: 'string' },
+  'dhcp-range': { type: 'string', multiple: true }, // an IPv6 one is the dhcp6Range (issue 14), as in dnsmasq
   'lease-time': { type: 'string' },
   domain: { type: 'string' },
   upstream: { type: 'string', multiple: true },
@@ -107,6 +107,8 @@ export const DAEMON_OPTIONS = {
   'expose-max-conns-per-client': { type: 'string' },
   'expose-head-timeout': { type: 'string' },
   'expose-idle-timeout': { type: 'string' },
+  'dhcp6-range': { type: 'string', multiple: true },
+  'dhcp-host': { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -249,6 +251,13 @@ Many guests on one port 80/443 (issue 17; config file: expose, exposeListen, exp
   --expose-max-conns-per-client N  of them from one client address (default 256)
   --expose-head-timeout T  time to send the ClientHello / HTTP head (default 5s)
   --expose-idle-timeout T  a routed connection with no traffic either way is closed after T (default 300s)
+  --dhcp6-range START-END[,LEASETIME]  stateful DHCPv6 (IA_NA) from the range, e.g. fd00:10:10::100-fd00:10:10::1ff
+                           or ::100-::1ff (an interface id in the served /64); also dnsmasq's
+                           --dhcp-range=START6,END6[,64][,LEASETIME] (config: dhcp6Range). Without it: stateless
+                           DHCPv6 (DNS servers, search list) and SLAAC. Rapid Commit follows --dhcp-rapid-commit
+  --dhcp-host SPEC         dnsmasq's dhcp-host: id:DUID or MAC, [IPv6] (or [::5] in the served /64) and/or IPv4,
+                           name, lease time, e.g. id:00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc,[fd00::5],db or
+                           52:54:00:aa:bb:cc,10.10.0.5,[::5],web (config: dhcpHost; repeatable)
 
 Examples:
   natd --bridge virbr10
@@ -287,7 +296,8 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
   return {
     bridge: v.bridge,
     subnet: v.subnet,
-    dhcpRange: v['dhcp-range'],
+    // issue 14: dnsmasq takes the IPv4 and the IPv6 range on the same option; the last IPv4 one counts, as before
+    dhcpRange: v['dhcp-range']?.filter((r) => !r.includes(':')).at(-1),
     leaseTime: v['lease-time'],
     domain: v.domain,
     upstreams: v.upstream,
@@ -328,6 +338,16 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     exposeMaxConnsPerClient: numberOrText(v['expose-max-conns-per-client']),
     exposeHeadTimeout: v['expose-head-timeout'],
     exposeIdleTimeout: v['expose-idle-timeout'],
+    ...dhcp6FromFlags(v),
+  };
+}
+
+/** Issue 14: DHCPv6 (--dhcp6-range, or an IPv6 --dhcp-range; --dhcp-host lines). */
+function dhcp6FromFlags(v: DaemonValues): RawSettings {
+  const ranges = [...(v['dhcp6-range'] ?? []), ...(v['dhcp-range']?.filter((r) => r.includes(':')) ?? [])];
+  return {
+    dhcp6Range: ranges.length === 0 ? undefined : ranges.length === 1 ? ranges[0] : ranges,
+    dhcpHost: v['dhcp-host'],
   };
 }
 
@@ -467,6 +487,9 @@ export async function main(argv: string[]): Promise<number> {
     const { checkBeforeStart } = await import('./config/served-subnet.js');
     const { readBridgeCidr } = await import('./net/bridge.js');
     const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
+    // issue 14: DHCPv6 addresses against the /64 the daemon will serve (--ipv6 auto: the ULA it derives)
+    const { checkDhcp6BeforeStart } = await import('./dhcp6/settings.js');
+    checkDhcp6BeforeStart(config, (await import('./ipv6/ula.js')).readMachineId());
     process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }

@@ -34,6 +34,7 @@ import type { Ipv6Setting } from './ipv6/settings.js';
 import { ipv6ForwardProblems, ipv6ModeProblems, type Ipv6Mode } from './ipv6/egress-config.js'; // issue 14
 // issue 17: the name router for shared ports 80/443
 import { exposeSchemaFields, parseExposeSettings, type ExposeConfig } from './config/expose.js';
+import { dhcp6Setting, splitDhcpFamilies, type Dhcp6Setting } from './dhcp6/settings.js';
 
 // kept importable from here for the modules that always took them from config.js
 export { DEFAULT_LEASE_SECONDS, DEFAULT_RUN_ROOT, DEFAULT_STATE_ROOT, DEFAULT_SUBNET } from './defaults.js';
@@ -132,6 +133,9 @@ export interface RawSettings {
   exposeMaxConnsPerClient?: unknown;
   exposeHeadTimeout?: unknown;
   exposeIdleTimeout?: unknown;
+  /** issue 14, DHCPv6 (dhcp6/settings.ts): the IA_NA range; dnsmasq dhcp-host lines (by DUID or MAC, [IPv6] and/or IPv4) */
+  dhcp6Range?: unknown;
+  dhcpHost?: unknown;
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
@@ -243,6 +247,9 @@ const settingsSchema = z
     ipv6Mode: z.enum(['nat', 'routed'], { error: "expected 'nat' or 'routed'" }).default('nat'),
     // issue 17: the name router (checked further in resolveConfig by config/expose.ts)
     ...exposeSchemaFields,
+    // issue 14, DHCPv6 (checked in resolveParts by dhcp6/settings.ts)
+    dhcp6Range: z.union([z.string(), z.array(z.string())]).optional(),
+    dhcpHost: z.array(z.string()).default([]),
   })
   .strict();
 
@@ -337,6 +344,8 @@ export interface Config {
   readonly ipv6Mode: Ipv6Mode;
   /** issue 17: the name router's configured routes, listen address, TLS fallback and limits */
   readonly expose: ExposeConfig;
+  /** issue 14: DHCPv6 on the bridge, whenever IPv6 is (range undefined: stateless only); undefined: IPv4 only */
+  readonly dhcp6: Dhcp6Setting | undefined;
 }
 
 export type { ConfigReservation } from './config/parts.js';
@@ -359,7 +368,9 @@ type Parts = ReturnType<typeof resolveParts>;
 /** The structured values, each problem pushed with its field named (config/parts.ts, config/served-subnet.ts). */
 function resolveParts(s: Settings, problems: string[]) {
   const served = s.subnet ? parseSubnet(s.subnet, problems) : undefined;
-  const range = s.dhcpRange === undefined ? undefined : parseDhcpRange(s.dhcpRange, problems);
+  // issue 14: an IPv6 dhcpRange is the dhcp6Range (dnsmasq's form); dhcpHost lines hold v6 and v4 reservations
+  const families = splitDhcpFamilies(s, problems);
+  const range = families.dhcpRange === undefined ? undefined : parseDhcpRange(families.dhcpRange, problems);
   // issue 16: dnsmasq's START,END,NETMASK,LEASETIME; its lease time is the range's (wins over leaseTime)
   const leaseTimeSeconds = range?.leaseSeconds ?? s.leaseTime;
   if (range && served && range.mask !== undefined && range.mask !== served.subnet.mask >>> 0)
@@ -367,7 +378,7 @@ function resolveParts(s: Settings, problems: string[]) {
   if (range && range.start > range.end) problems.push(`dhcpRange: start is after end (got "${s.dhcpRange}")`);
   const dhcpRange = range && range.start <= range.end ? Object.freeze({ start: range.start, end: range.end }) : undefined;
   const routes = parseRoutes(s.routes, problems);
-  const reservations = parseReservations(s.reservations, s.domain, problems);
+  const reservations = parseReservations([...s.reservations, ...families.v4Reservations], s.domain, problems);
   checkForwards(s.forwards, problems);
   const searchDomains = searchDomainsOf(s.searchDomains, s.domain);
   problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
@@ -381,11 +392,12 @@ function resolveParts(s: Settings, problems: string[]) {
   ipv6ModeProblems(s.ipv6Mode, features.ipv6, problems);
   ipv6ForwardProblems(s.forwards, features.ipv6, problems);
   const expose = parseExposeSettings(s, served, problems); // issue 17
-  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features, expose };
+  const dhcp6 = dhcp6Setting({ ipv6: features.ipv6, dhcp6Range: families.dhcp6Range, hosts: families.hosts, leaseSeconds: s.leaseTime, rapidCommit: s.dhcpRapidCommit }, problems);
+  return { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features, expose, dhcp6 };
 }
 
 /** The frozen Config from valid settings: every setting lands here, by its Config name. */
-function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, expose }: Parts, configFile: string | undefined): Config {
+function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, expose, dhcp6 }: Parts, configFile: string | undefined): Config {
   return Object.freeze({
     bridge: s.bridge,
     subnetCidr: s.subnet,
@@ -440,5 +452,6 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     ipv6: f.ipv6, // issue 14
     ipv6Mode: s.ipv6Mode,
     expose, // issue 17
+    dhcp6,
   });
 }

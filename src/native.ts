@@ -33,6 +33,8 @@ interface NativeAddon {
   icmp6Open(device: string, onPacket: (data: Buffer | number, source?: Buffer | boolean, hopLimit?: number) => void): Icmp6Handle;
   icmp6Send(handle: Icmp6Handle, destination: Buffer, message: Buffer): number;
   icmp6Close(handle: Icmp6Handle): void;
+  // issue 14: native/udp6_socket.c (DHCPv6)
+  openUdp6Socket(device: string, port: number, group?: string): number;
 }
 
 /** issue 14: opaque handle of the router-advertisement ICMPv6 socket (an N-API external). */
@@ -261,4 +263,17 @@ export function openIcmp6Socket(
       native.icmp6Close(handle);
     },
   };
+}
+
+/**
+ * issue 14: a UDP socket on [::]:port bound to `device` (SO_BINDTODEVICE), IPv6 only, joined to `group` on it (the
+ * DHCPv6 server socket: port 547, ff02::1:2); the fd is for a dgram 'udp6' socket. Throws a NatdError naming the cause.
+ */
+export function openDeviceUdp6Socket(device: string, port: number, group?: string): number {
+  try {
+    return loadNative().openUdp6Socket(device, port, group);
+  } catch (err) {
+    if (err instanceof NatdError) throw err;
+    throw explain(err, `UDP [::]:${port}${group ? ` (group ${group})` : ''}`, device);
+  }
 }

@@ -61,7 +61,7 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** natd only: extra flags for node itself (e.g. heap sizing experiments) */
   nodeFlags?: string[];
-  /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off) */
+  /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off; issue 14: DHCPv6 for both) */
   extraArgs?: string[];
   /** each server's default conflict check (dnsmasq without --no-ping; natd gets no extraArgs for it anyway) */
   defaults?: boolean;
@@ -141,7 +141,7 @@ export async function startServer(net: BenchNetwork, kind: BenchKind, options: S
   const stateDir = path.join(dir, 'state');
   if (options.seed && kind === 'natd') await writeNatdLeases(stateDir, options.seed);
   if (options.seed && kind === 'dnsmasq') writeDnsmasqLeases(leaseFile, options.seed);
-  const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : dnsmasqArgv(dir, leaseFile, options.defaults);
+  const argv = kind === 'natd' ? natdArgv(stateDir, controlSocket, options) : [...dnsmasqArgv(dir, leaseFile, options.defaults), ...(options.extraArgs ?? [])];
   // watchOutput keeps only a tail: a chatty server must not grow our memory, and a full pipe would block it
   const started = await net.topology.start(net.hostNs, argv);
   const { child } = started;

@@ -55,7 +55,7 @@ export function formatLeases(rows: LeaseRow[], now = Date.now()): string {
   return formatTable(['ADDRESS', 'MAC', 'HOSTNAME', 'EXPIRES IN', 'CLIENT ID'],
     rows.map((l) => l.state === 'declined'
       ? [l.address, '-', '(declined)', left(l.expiresAt), '-']
-      : [l.address, l.mac, l.hostname ?? '-', left(l.expiresAt), l.clientId]));
+      : [l.address, l.mac || '-', l.hostname ?? '-', left(l.expiresAt), l.iaid === undefined ? l.clientId : `${l.clientId} iaid ${l.iaid}`]));
 }
 
 export function formatReservations(rows: ReservationRow[]): string {
@@ -118,6 +118,15 @@ function upstreamTable(d: Dns): string {
   return table.split('\n').map((l) => (l ? `  ${l}` : l)).join('\n');
 }
 
+/** issue 14: the DHCPv6 lines of `natd status` */
+function dhcp6Rows(d: NonNullable<StatusReport['dhcp6']>): string[][] {
+  return [
+    ['dhcpv6', `${d.mode}${d.range ? ` ${d.range}` : ''}: ${d.leases} leases, ${d.offers} advertised, ${d.declined} declined; ${d.reservations} reservations`],
+    ['dhcpv6 in', `${d.received} messages (${counts(d.receivedByType)}); dropped: ${counts(d.dropped)}; outcomes: ${counts(d.outcomes)}`],
+    ['dhcpv6 out', `${counts(d.sent)}; failed: ${d.sendFailures} sends`],
+  ];
+}
+
 /** `natd status` for people: the state of each part in a line or a table; `--json` has everything. */
 export function formatStatus(s: StatusReport): string {
   const up = s.state === 'starting' ? 'starting' : `up ${formatDuration(s.uptimeSeconds ?? 0)}`;
@@ -133,6 +142,7 @@ export function formatStatus(s: StatusReport): string {
   }
   if (s.control) tail.push(['control', `${s.control.refusedPeers} peers refused`]);
   if (s.kernelDrops) tail.push(['kernel drops', counts(s.kernelDrops)]);
+  if (s.dhcp6) rows.push(...dhcp6Rows(s.dhcp6)); // issue 14
   const width = Math.max(0, ...[...rows, ...tail].map(([k]) => k!.length));
   const line = ([k, v]: string[]) => `${k!.padEnd(width)}  ${v}\n`;
   return `natd on ${s.bridge}, pid ${s.pid}, ${up}\n` + rows.map(line).join('') + (s.dns ? upstreamTable(s.dns) : '') + tail.map(line).join('');

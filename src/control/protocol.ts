@@ -31,6 +31,8 @@ export interface LeaseRow {
   clientId: string;
   /** 'declined': a quarantined address (a probe confirmed the conflict) */
   state?: 'declined';
+  /** issue 14: a DHCPv6 lease (address is IPv6, clientId the DUID): its IA_NA's IAID */
+  iaid?: number;
 }
 
 export type ReservationSource = 'config' | 'hostsfile' | 'runtime';

@@ -30,6 +30,8 @@ export interface ControlTargets {
   status(): StatusReport;
   reload(): Promise<void>;
   metrics(): string;
+  /** issue 14: DHCPv6 leases (after the v4 ones in `natd leases`) */
+  dhcp6?: { rows(now: number): LeaseRow[] } | undefined;
 }
 
 /** Live leases by address, then the quarantined (declined) addresses. */
@@ -52,7 +54,7 @@ export function controlHandlers(t: ControlTargets): ControlHandlers {
   };
   return {
     status: () => t.status(),
-    leases: () => leaseRows(t.core, t.now()),
+    leases: () => [...leaseRows(t.core, t.now()), ...(t.dhcp6?.rows(t.now()) ?? [])], // issue 14: v6 after v4
     // the live leases as 'old', then add/old/del/renew as they are journaled
     'leases.watch': () => new ControlStream((send) => t.events.watch(send)),
     'reservations.list': () => t.reservations.rows(),

@@ -12,7 +12,7 @@
  *      dhcp-script (which hears the journal's leases as 'old'); the guest names that follow leases and
  *      reservations; DDNS publisher and its resync (with --ddns-server, issue 15)
  *   5. DNS: upstream client, UDP and TCP sockets, server, resolv.conf watch        (with DNS on)
- *   6. DHCP socket and transport, expiry sweep; TFTP server                     (TFTP: with --enable-tftp)
+ *   6. DHCP socket and transport, expiry sweep; DHCPv6 (with IPv6); TFTP server  (TFTP: with --enable-tftp)
  *   7. nftables table                                                            (with the firewall on)
  *      then the name router on its routed ports (issue 17; its routes are loaded before the table, which opens them)
  *   8. control socket, metrics listener                                          (metrics: when configured)
@@ -66,6 +66,9 @@ import { startDns6 } from './dns6.js';
 import { formatIpv6 } from '../ipv6/address.js';
 // issue 17: the name router for shared ports 80/443
 import { ExposeService } from './expose.js';
+// issue 14: DHCPv6
+import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
+import type { Dhcp6Reservation } from '../dhcp6/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -113,6 +116,8 @@ interface Running {
   ipv6: Ipv6Service | undefined;
   /** issue 17: the name router (always there, so routes can be added at runtime; listens only on routed ports) */
   expose: ExposeService;
+  /** issue 14: DHCPv6 on the bridge (with IPv6) */
+  dhcp6: Dhcp6Service | undefined;
 }
 
 interface Context {
@@ -165,13 +170,14 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
+  const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose) : undefined;
   await startExpose(expose, firewall, ctx);
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6,
   };
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
@@ -194,8 +200,9 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
+  const dhcp6 = dhcp6Plan(config); // the RA's M/O/A flags follow DHCPv6's mode
   const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
-    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}),
+    ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}), ...(dhcp6 ? { dhcp6: dhcp6.mode } : {}),
     dnsOnGateway: config.dns }); // RDNSS/DNSSL: DNS answers on the IPv6 gateway (startDns, next)
   if (ipv6) stack.push('ipv6', () => ipv6.close());
   return ipv6;
@@ -391,6 +398,17 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
   return dhcp;
 }
 
+/** issue 14: DHCPv6 on the lease journal, after the DHCPv4 transport; closed before the journal. */
+async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeInfo, state: State, { sys, logger, stack }: Context): Promise<Dhcp6Service | undefined> {
+  const plan = dhcp6Plan(config);
+  if (!plan) return undefined;
+  const openSocket = sys.sockets.openDhcp6;
+  if (!openSocket) throw configError(['dhcp6: this system has no DHCPv6 socket']);
+  const dhcp6 = await startDhcp6(config, plan, ipv6.served, { logger, now: sys.now, store: state.store, bridgeMac: bridge.mac, openSocket: (name) => openSocket(name) });
+  stack.push('dhcp6', () => dhcp6.close());
+  return dhcp6;
+}
+
 async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service, expose?: ExposeService): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
@@ -429,6 +447,7 @@ async function startControl(running: Running, ctx: Context): Promise<ControlServ
     status: () => statusOf(observe(running, now())),
     reload: () => reloadComponents(running, ctx),
     metrics: () => formatPrometheus(metricsInput(observe(running, now()))),
+    dhcp6: running.dhcp6, // issue 14
   })), ctx.logger);
   await control.start();
   ctx.stack.push('control socket', () => control.close());
@@ -447,14 +466,18 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // issue 14: the IPv6 prefix is set up once at start
   if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
+  // issue 14: v6 reservations checked against the served /64 before anything changes
+  const reservations6 = running.dhcp6 && running.ipv6 ? dhcp6Reservations(config, running.ipv6.served) : [];
   const book = running.reservations;
   await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, guestIpv6Resolver(config.reservations))); // issue 14: IPv6 names
   const previousTftp = running.config.tftp;
+  const previousDhcp6 = dhcp6Plan(running.config); // issue 14
   running.config = config;
   running.core.setBoot(config.boot); // issue 16: boot entries and tag rules follow the config; the TFTP server needs a restart
   if (!sameTftp(config.tftp, previousTftp)) ctx.logger.warn('TFTP settings changed: they apply at the next restart');
   running.script.configure(config);
   running.core.setOptions(config.dhcpOptions); // issue 16: --dhcp-option changes apply on reload
+  reloadDhcp6(running, config, previousDhcp6, reservations6, ctx.logger); // issue 14
   await running.names?.loadStatic(config, ctx.logger);
   await running.records?.reload(config); // issue 15
   await running.expose.reload(config); // issue 17
@@ -465,6 +488,14 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
     reloadDnsKnobs(running.dns, config);
   }
   ctx.logger.info('reloaded', { reservations: reservations.length });
+}
+
+/** issue 14: DHCPv6 reservations follow the config; the mode and range take effect at the next start. */
+function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof dhcp6Plan>, reservations: Dhcp6Reservation[], logger: Logger): void {
+  const plan = dhcp6Plan(config);
+  if (JSON.stringify([plan?.mode, plan?.setting.range, plan?.setting.leaseSeconds]) !== JSON.stringify([before?.mode, before?.setting.range, before?.setting.leaseSeconds]))
+    logger.warn('DHCPv6 mode, range or lease time changed: it takes effect when natd restarts', { bridge: config.bridge });
+  running.dhcp6?.setReservations(reservations);
 }
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */
@@ -483,8 +514,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

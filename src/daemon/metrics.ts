@@ -128,6 +128,20 @@ export interface MetricsInput {
     targetsRefused: number;
     routes: Readonly<Record<string, { active: number; total: number; bytesIn: number; bytesOut: number }>>;
   };
+  /** issue 14: DHCPv6 (absent without IPv6) */
+  dhcp6?: {
+    /** client messages by type (solicit, request, renew, …) */
+    received: Readonly<Record<string, number>>;
+    /** advertise / reply */
+    sent: Readonly<Record<string, number>>;
+    /** datagrams dropped before the core, by reason (rate-limited, short, server-message, busy, …) */
+    dropped: Readonly<Record<string, number>>;
+    /** the core's outcome (reply, advertise, ignored, invalid) */
+    outcomes: Readonly<Record<string, number>>;
+    leasesActive: number;
+    declined: number;
+    sendFailures: number;
+  };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -379,6 +393,19 @@ function hostFamilies(m: MetricsInput, one: One): Family[] {
           { labels: { bridge: m.bridge, outcome: 'invalid' }, value: r.solicitationsInvalid },
           { labels: { bridge: m.bridge, outcome: 'rate-limited' }, value: r.solicitationsRateLimited },
         ] },
+    );
+  }
+  // issue 14: DHCPv6
+  if (m.dhcp6) {
+    const d = m.dhcp6;
+    out.push(
+      { name: 'natd_dhcp6_received_total', help: 'DHCPv6 client messages received, by type (solicit, request, renew, rebind, release, decline, confirm, information-request).', type: 'counter', samples: byKey(m.bridge, 'type', d.received) },
+      { name: 'natd_dhcp6_sent_total', help: 'DHCPv6 messages sent, by type (advertise, reply).', type: 'counter', samples: byKey(m.bridge, 'type', d.sent) },
+      { name: 'natd_dhcp6_dropped_total', help: 'DHCPv6 datagrams dropped before the server core, by reason (rate-limited, short, server-message, unknown-type, busy, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', d.dropped) },
+      { name: 'natd_dhcp6_outcomes_total', help: 'What the DHCPv6 core decided, by outcome (reply, advertise, ignored, invalid).', type: 'counter', samples: byKey(m.bridge, 'outcome', d.outcomes) },
+      { name: 'natd_dhcp6_leases_active', help: 'Unexpired DHCPv6 leases (IA_NA bindings).', type: 'gauge', samples: one(d.leasesActive) },
+      { name: 'natd_dhcp6_declined_addresses', help: 'IPv6 addresses in quarantine after a Decline.', type: 'gauge', samples: one(d.declined) },
+      { name: 'natd_dhcp6_send_failures_total', help: 'DHCPv6 replies that could not be sent.', type: 'counter', samples: one(d.sendFailures) },
     );
   }
   if (m.control) {

@@ -26,6 +26,7 @@ import { ddnsMetrics } from './metrics.js';
 import type { Ipv6Service } from '../ipv6/service.js';
 import type { Dns6Parts } from './dns6.js';
 import type { ExposeService, ExposeStatus } from './expose.js'; // issue 17
+import type { Dhcp6Service, Dhcp6Status } from './dhcp6.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -67,6 +68,8 @@ export interface Observed {
   ipv6?: Ipv6Service | undefined;
   /** issue 17: the name router */
   expose?: ExposeService | undefined;
+  /** issue 14: DHCPv6 */
+  dhcp6?: Dhcp6Service | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -84,7 +87,13 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
     ...(o.expose ? { expose: { ...o.expose.stats(), unresolved: o.expose.status().unresolved, targetsRefused: o.expose.status().targetsRefused } } : {}), // issue 17
+    ...(o.dhcp6 ? { dhcp6: dhcp6Metrics(o.dhcp6.status()) } : {}),
   };
+}
+
+/** issue 14 */
+function dhcp6Metrics(d: Dhcp6Status): NonNullable<MetricsInput['dhcp6']> {
+  return { received: d.receivedByType, sent: d.sent, dropped: d.dropped, outcomes: d.outcomes, leasesActive: d.leases, declined: d.declined, sendFailures: d.sendFailures };
 }
 
 function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog, ipv6 }: DnsParts): NonNullable<MetricsInput['dns']> {
@@ -126,6 +135,8 @@ export interface StatusReport {
   ipv6?: ReturnType<Ipv6Service['status']>;
   /** issue 17: the name router */
   expose?: ExposeStatus;
+  /** issue 14: DHCPv6 (with IPv6 on) */
+  dhcp6?: Dhcp6Status;
   /** the configuration in effect (after the last reload) */
   config?: Config;
 }
@@ -163,6 +174,8 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: { ...o.ipv6.status(), mode: o.config.ipv6Mode } } : {}), // issue 14: the egress mode (--ipv6-mode) too
     ...(o.expose ? { expose: o.expose.status() } : {}), // issue 17
+    ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
+    ...(o.dhcp6 ? { dhcp6: o.dhcp6.status() } : {}),
     kernelDrops: o.kernelDrops,
     config: o.config,
   };

@@ -65,7 +65,7 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
     else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd matches hosts by MAC only)`);
     else if (/^id:/i.test(field)) notes.push(`client id '${field}' ignored; the reservation is keyed by MAC only`);
     else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes };
-    else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored (natd serves DHCPv4 only)`);
+    else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored in a hostsfile (IPv6 reservations are given with --dhcp-host)`);
     else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) names.push(field);
     else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes };
   }

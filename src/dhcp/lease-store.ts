@@ -13,6 +13,12 @@
  *   replaced atomically by its readable part, so a crash during the repair never leaves natd to start empty.
  *
  * Addresses are dotted strings in the file so an operator can read it.
+ *
+ * issue 14: DHCPv6 bindings go in the same journal as records bind6/release6/decline6 (dhcp6/journal6.ts), not in a
+ * second file: one lock, one writer and one group commit, so a v4 ACK and a v6 Reply arriving together share one
+ * fdatasync, and one compaction and one recovery cover both. A v4-only journal has no such lines and loads exactly
+ * as before. (An older natd reading a journal with v6 lines treats them as damage: it keeps the file aside and
+ * continues with the lines before the first one — a downgrade loses leases made after IPv6 was turned on.)
  */
 import { access, link, mkdir, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -23,6 +29,12 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
 import { storedLease } from './lease-table.js';
+// issue 14: v6 records
+import type { Lease6Change, Loaded6State } from '../dhcp6/types.js';
+import { isLease6Change, parseRecord6, Replay6State, toRecord6, V6_OPS, type Journal6Record } from '../dhcp6/journal6.js';
+
+/** A change the journal takes: a DHCPv4 one (types.ts) or a DHCPv6 one (dhcp6/types.ts). */
+export type JournalChange = LeaseChange | Lease6Change;
 
 export const JOURNAL_FILE = STATE_FILES.journal;
 export const LOCK_FILE = STATE_FILES.lock;
@@ -59,9 +71,11 @@ export interface LoadedState {
 type JournalRecord =
   | { op: 'bind'; clientId: string; mac: string; address: string; hostname?: string; expiresAt: number }
   | { op: 'release'; clientId: string; address: string }
-  | { op: 'decline'; address: string; until: number };
+  | { op: 'decline'; address: string; until: number }
+  | Journal6Record;
 
-function toRecord(change: LeaseChange): JournalRecord {
+function toRecord(change: JournalChange): JournalRecord {
+  if (isLease6Change(change)) return toRecord6(change);
   switch (change.kind) {
     case 'bind': {
       const l = change.lease;
@@ -84,7 +98,7 @@ function isTime(v: unknown): v is number {
 }
 
 /** Parses one journal line back into a change; undefined when the line is not a record natd wrote. */
-export function parseJournalLine(line: string): LeaseChange | undefined {
+export function parseJournalLine(line: string): JournalChange | undefined {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -93,6 +107,7 @@ export function parseJournalLine(line: string): LeaseChange | undefined {
   }
   if (typeof value !== 'object' || value === null) return undefined;
   const r = value as Record<string, unknown>;
+  if (typeof r.op === 'string' && V6_OPS.has(r.op)) return parseRecord6(r);
   const address = typeof r.address === 'string' ? parseIpv4(r.address) : undefined;
   if (address === undefined) return undefined;
   switch (r.op) {
@@ -115,7 +130,7 @@ export function parseJournalLine(line: string): LeaseChange | undefined {
 }
 
 /** Serialises a change to its journal line (with newline); throws on a change that would not load back. */
-function encodeChange(change: LeaseChange): string {
+function encodeChange(change: JournalChange): string {
   const line = JSON.stringify(toRecord(change));
   if (parseJournalLine(line) === undefined) {
     throw new NatdError(ErrorCodes.STATE, `refusing to journal an invalid lease change: ${line.slice(0, 200)}`);
@@ -130,8 +145,14 @@ class ReplayState {
   readonly byClient = new Map<string, Lease>();
   readonly byAddress = new Map<number, string>();
   readonly declined = new Map<number, number>();
+  /** issue 14 */
+  readonly v6 = new Replay6State();
 
-  apply(change: LeaseChange): void {
+  apply(change: JournalChange): void {
+    if (isLease6Change(change)) {
+      this.v6.apply(change);
+      return;
+    }
     switch (change.kind) {
       case 'bind': {
         const { lease } = change;
@@ -174,6 +195,7 @@ class ReplayState {
   prune(now: number): void {
     for (const [clientId, lease] of this.byClient) if (lease.expiresAt <= now) this.removeClient(clientId);
     for (const [address, until] of this.declined) if (until <= now) this.declined.delete(address);
+    this.v6.prune(now);
   }
 
   /** The live state as journal lines, for compaction. */
@@ -182,12 +204,13 @@ class ReplayState {
     let out = '';
     for (const lease of leases) out += encodeChange({ kind: 'bind', lease });
     for (const d of declined) out += encodeChange({ kind: 'decline', ...d });
+    for (const change of this.v6.snapshot(now)) out += encodeChange(change);
     return out;
   }
 
   /** Rough size of the live set in journal bytes (drives the compaction threshold without serialising). */
   approximateBytes(): number {
-    return this.byClient.size * 140 + this.declined.size * 50;
+    return this.byClient.size * 140 + this.declined.size * 50 + this.v6.size * 160;
   }
 }
 
@@ -294,7 +317,7 @@ async function releaseLock(path: string): Promise<void> {
 
 interface PendingCommit {
   data: string;
-  changes: LeaseChange[];
+  changes: JournalChange[];
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -340,8 +363,13 @@ export class LeaseStore {
     return this.state.live(now);
   }
 
-  /** Persists the changes; resolves once they are on disk. An empty list resolves at once. */
-  commit(changes: readonly LeaseChange[]): Promise<void> {
+  /** issue 14: the unexpired DHCPv6 bindings and quarantined v6 addresses at `now`. */
+  load6(now: number): Loaded6State {
+    return this.state.v6.live(now);
+  }
+
+  /** Persists the changes (v4, v6 or both); resolves once they are on disk. An empty list resolves at once. */
+  commit(changes: readonly JournalChange[]): Promise<void> {
     if (this.closing) return Promise.reject(new NatdError(ErrorCodes.STATE, 'lease store is closed'));
     if (changes.length === 0) return Promise.resolve();
     let data: string;

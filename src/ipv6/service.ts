@@ -3,11 +3,14 @@
  * natd's Router Advertisements (ra-server.ts). Closing sends the final RA (router lifetime 0); the address and
  * forwarding stay, as the IPv4 ones do.
  *
- * What the advertisement says: the /64 on-link and for SLAAC (L+A), natd as default router (lifetime 1800 s), the
- * bridge's MTU and MAC; M and O both 0, as natd has no DHCPv6 server (yet). RDNSS/DNSSL (RFC 8106) are sent when
- * natd's DNS answers on the IPv6 gateway (`dnsOnGateway`, with DNS on: daemon/dns6.ts): RDNSS the gateway, DNSSL
- * the search domains (the --domain by default, as DHCPv4 option 119), both with lifetime 1800 s (RFC 8106 5.1:
- * at least 3 x MaxRtrAdvInterval) and 0 in the final advertisement.
+ * What the advertisement says: the /64 on-link, natd as default router (lifetime 1800 s), the bridge's MTU and MAC.
+ * The flags follow DHCPv6 (`dhcp6`) as dnsmasq's do: without DHCPv6, SLAAC only (A=1, M=O=0, dnsmasq `ra-only`);
+ * stateless DHCPv6 (no --dhcp6-range): SLAAC plus Information-request for DNS (A=1, O=1, M=0, dnsmasq
+ * `ra-stateless`); stateful (--dhcp6-range): addresses from DHCPv6 only (M=1, O=1, A=0: dnsmasq's plain
+ * `dhcp-range=::…` and libvirt's `<dhcp><range/>`), so each guest has the one address natd leased and names.
+ * RDNSS/DNSSL (RFC 8106) are sent when natd's DNS answers on the IPv6 gateway (`dnsOnGateway`, with DNS on:
+ * daemon/dns6.ts): RDNSS the gateway, DNSSL the search domains (the --domain by default, as DHCPv4 option 119), both
+ * with lifetime 1800 s (RFC 8106 5.1: at least 3 x MaxRtrAdvInterval) and 0 in the final advertisement.
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -39,7 +42,12 @@ export interface Ipv6Deps {
   dnsServer?: Ipv6Bytes;
   /** natd's DNS answers on the IPv6 gateway itself (daemon/dns6.ts, started right after): RDNSS is the gateway */
   dnsOnGateway?: boolean;
+  /** DHCPv6 on the bridge: 'stateful' with a --dhcp6-range, else 'stateless' (the RA's M/O/A flags) */
+  dhcp6?: Dhcp6Mode;
 }
+
+/** issue 14: what DHCPv6 serves on the bridge (the RA's flags follow it) */
+export type Dhcp6Mode = 'stateful' | 'stateless';
 
 export interface Ipv6Service {
   served: Ipv6Served;
@@ -49,19 +57,19 @@ export interface Ipv6Service {
 }
 
 /** The advertisement's content; final: router lifetime 0 and DNS lifetimes 0 (natd is going away). */
-export function advertisementFor(served: Ipv6Served, opts: { mac: string; mtu: number | undefined; dnsServer?: Ipv6Bytes; domains: readonly string[] }, final: boolean): Buffer {
+export function advertisementFor(served: Ipv6Served, opts: { mac: string; mtu: number | undefined; dnsServer?: Ipv6Bytes; domains: readonly string[]; dhcp6?: Dhcp6Mode }, final: boolean): Buffer {
   const mac = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(opts.mac) ? Uint8Array.from(opts.mac.split(':').map((h) => parseInt(h, 16))) : undefined;
   const dnsLifetime = final ? 0 : ROUTER_LIFETIME_S;
   return buildRouterAdvertisement({
     curHopLimit: CUR_HOP_LIMIT,
-    managed: false,
-    other: false,
+    managed: opts.dhcp6 === 'stateful',
+    other: opts.dhcp6 !== undefined,
     routerLifetime: final ? 0 : ROUTER_LIFETIME_S,
     reachableTime: 0,
     retransTimer: 0,
     ...(mac ? { sourceLinkLayer: mac } : {}),
     ...(opts.mtu !== undefined && opts.mtu >= 1280 ? { mtu: opts.mtu } : {}),
-    prefixes: [{ network: served.network, length: served.prefix, validLifetime: PREFIX_VALID_S, preferredLifetime: PREFIX_PREFERRED_S, onLink: true, autonomous: true }],
+    prefixes: [{ network: served.network, length: served.prefix, validLifetime: PREFIX_VALID_S, preferredLifetime: PREFIX_PREFERRED_S, onLink: true, autonomous: opts.dhcp6 !== 'stateful' }],
     ...(opts.dnsServer ? { rdnss: { servers: [opts.dnsServer], lifetime: dnsLifetime } } : {}),
     ...(opts.dnsServer && opts.domains.length ? { dnssl: { domains: [...opts.domains], lifetime: dnsLifetime } } : {}),
   });
@@ -86,14 +94,14 @@ export async function startIpv6(config: Config, deps: Ipv6Deps): Promise<Ipv6Ser
   const dnsServer = deps.dnsServer ?? (deps.dnsOnGateway ? served.gateway : undefined);
   const ra = new RaServer({
     open: (onSolicitation) => deps.openRaSocket(config.bridge, onSolicitation, logger),
-    advertisement: (final) => advertisementFor(served, { mac: deps.bridgeMac, mtu: deps.linkMtu(config.bridge), ...(dnsServer ? { dnsServer } : {}), domains }, final),
+    advertisement: (final) => advertisementFor(served, { mac: deps.bridgeMac, mtu: deps.linkMtu(config.bridge), ...(dnsServer ? { dnsServer } : {}), ...(deps.dhcp6 ? { dhcp6: deps.dhcp6 } : {}), domains }, final),
     logger,
   });
   ra.start();
   logger.info('serving IPv6', { bridge: config.bridge, gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source });
   return {
     served,
-    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, raGuard: guarded, routerAdvertisements: ra.stats(),
+    status: () => ({ gateway: served.gatewayCidr, prefix: served.networkCidr, source: served.source, raGuard: guarded, dhcp6: deps.dhcp6 ?? 'off', routerAdvertisements: ra.stats(),
       ...(dnsServer ? { rdnss: formatIpv6(dnsServer), dnssl: [...domains] } : {}) }),
     raStats: () => ra.stats(),
     close: async () => {

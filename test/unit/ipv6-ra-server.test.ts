@@ -117,6 +117,15 @@ describe('advertisementFor', () => {
     const withDns = parseRouterAdvertisement(advertisementFor(served, { mac: '52:54:00:aa:bb:cc', mtu: 1450, domains: ['vm'], dnsServer: served.gateway }, true))!;
     expect(withDns).toMatchObject({ routerLifetime: 0, rdnss: { servers: [served.gateway], lifetime: 0 }, dnssl: { domains: ['vm'], lifetime: 0 } });
   });
+  it('issue 14: the flags follow DHCPv6 as dnsmasq\'s do: stateless O=1 with SLAAC, stateful M=O=1 without SLAAC', () => {
+    const flags = (dhcp6?: 'stateful' | 'stateless') => {
+      const ra = parseRouterAdvertisement(advertisementFor(served, { mac: '52:54:00:aa:bb:cc', mtu: 1500, domains: [], ...(dhcp6 ? { dhcp6 } : {}) }, false))!;
+      return { managed: ra.managed, other: ra.other, autonomous: ra.prefixes[0]!.autonomous, onLink: ra.prefixes[0]!.onLink };
+    };
+    expect(flags()).toEqual({ managed: false, other: false, autonomous: true, onLink: true });
+    expect(flags('stateless')).toEqual({ managed: false, other: true, autonomous: true, onLink: true });
+    expect(flags('stateful')).toEqual({ managed: true, other: true, autonomous: false, onLink: true });
+  });
 });
 
 describe('startIpv6 (the daemon step)', () => {

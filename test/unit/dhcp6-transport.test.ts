@@ -1,0 +1,181 @@
+import { EventEmitter } from 'node:events';
+import type dgram from 'node:dgram';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Dhcp6Transport, macFromLinkLocal, MAX_IN_FLIGHT, type Dhcp6CoreLike, type Dhcp6OutcomeLike } from '../../src/dhcp6/transport.js';
+import { recordingLogger } from '../support/recording-logger.js';
+
+interface Sent {
+  data: Buffer;
+  port: number;
+  address: string;
+}
+
+function fakeSocket(): { socket: dgram.Socket; sent: Sent[]; emitter: EventEmitter } {
+  const emitter = new EventEmitter();
+  const sent: Sent[] = [];
+  const socket = Object.assign(emitter, {
+    send: (data: Buffer, port: number, address: string, cb: (err: Error | null) => void) => {
+      sent.push({ data, port, address });
+      cb(null);
+    },
+    close: (cb: () => void) => cb(),
+  }) as unknown as dgram.Socket;
+  return { socket, sent, emitter };
+}
+
+function setUp(core: Dhcp6CoreLike, opts: { now?: () => number } = {}) {
+  const { socket, sent, emitter } = fakeSocket();
+  const logger = recordingLogger();
+  const changes: unknown[] = [];
+  const transport = new Dhcp6Transport({ socket, bridge: 'natd-br0', core, logger, ...opts, onChanges: (c) => changes.push(...c) });
+  transport.start();
+  const receive = (msg: Buffer, from = 'fe80::5054:ff:fe12:3456%natd-br0') => emitter.emit('message', msg, { address: from, port: 546 });
+  return { transport, sent, receive, logger, changes };
+}
+
+const flush = () => new Promise((r) => setTimeout(r, 0));
+const solicit = (tid = 1) => Buffer.from([1, 0, 0, tid, 0, 8, 0, 2, 0, 0]);
+
+describe('DHCPv6 transport', () => {
+  it('hands client messages to the core with the EUI-64 MAC and sends the reply to the link-local source on 546, scoped to the bridge', async () => {
+    const peers: { address: string; mac?: string }[] = [];
+    const core: Dhcp6CoreLike = {
+      handle: async (packet, peer) => {
+        peers.push(peer);
+        return { kind: 'advertise', reply: Buffer.from([2, ...packet.subarray(1, 4)]), changes: [{ add: 'x' }] };
+      },
+    };
+    const { transport, sent, receive, changes } = setUp(core);
+    receive(solicit(7));
+    await flush();
+    expect(peers).toEqual([{ address: 'fe80::5054:ff:fe12:3456', mac: '52:54:00:12:34:56' }]);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.port).toBe(546);
+    expect(sent[0]!.address).toBe('fe80::5054:ff:fe12:3456%natd-br0');
+    expect([...sent[0]!.data]).toEqual([2, 0, 0, 7]);
+    expect(changes).toEqual([{ add: 'x' }]);
+    expect(transport.stats()).toMatchObject({ received: 1, receivedByType: { solicit: 1 }, sent: { advertise: 1 }, outcomes: { advertise: 1 } });
+  });
+
+  it('sends nothing for ignored and invalid outcomes, and counts them', async () => {
+    const outcomes: Dhcp6OutcomeLike[] = [{ kind: 'ignored', reason: 'not for us' }, { kind: 'invalid', reason: 'no client id' }];
+    const { transport, sent, receive } = setUp({ handle: async () => outcomes.shift()! });
+    receive(solicit());
+    receive(solicit());
+    await flush();
+    expect(sent).toHaveLength(0);
+    expect(transport.stats().outcomes).toEqual({ ignored: 1, invalid: 1 });
+  });
+
+  it('drops short, oversize, server and unknown messages before the core and counts each', async () => {
+    let calls = 0;
+    const { transport, receive, sent } = setUp({ handle: async () => (calls++, { kind: 'ignored' }) });
+    receive(Buffer.from([1, 0]));
+    receive(Buffer.alloc(2000, 1));
+    receive(Buffer.from([2, 0, 0, 1])); // advertise from a "client"
+    receive(Buffer.from([7, 0, 0, 1])); // reply
+    receive(Buffer.from([12, 0, 0, 1])); // relay-forw: no relays on the bridge
+    receive(Buffer.from([200, 0, 0, 1]));
+    await flush();
+    expect(calls).toBe(0);
+    expect(sent).toHaveLength(0);
+    expect(transport.stats().dropped).toEqual({ short: 1, oversize: 1, 'server-message': 2, 'unknown-type': 2 });
+  });
+
+  it('rate-limits per source: a flooding source is dropped while another is still served', async () => {
+    let t = 0;
+    let calls = 0;
+    const { transport, receive } = setUp({ handle: async () => (calls++, { kind: 'ignored' }) }, { now: () => t });
+    for (let i = 0; i < 500; i++) receive(solicit(i & 0xff), 'fe80::1%natd-br0');
+    receive(solicit(), 'fe80::2%natd-br0');
+    await flush();
+    const stats = transport.stats();
+    expect(stats.dropped['rate-limited']).toBe(500 - 100);
+    expect(calls).toBe(101);
+    t += 1000; // a second later: 50 more from the flooder
+    for (let i = 0; i < 100; i++) receive(solicit(), 'fe80::1%natd-br0');
+    await flush();
+    expect(calls).toBe(151);
+  });
+
+  it('forgets idle sources rather than growing without bound', () => {
+    const { transport, receive } = setUp({ handle: async () => ({ kind: 'ignored' }) });
+    for (let i = 0; i < 20_000; i++) receive(solicit(), `fe80::${(i + 1).toString(16)}%natd-br0`);
+    expect(transport.stats().trackedSources).toBeLessThanOrEqual(4096);
+  });
+
+  it('caps the requests waiting for the core; close waits for them', async () => {
+    const waiting: (() => void)[] = [];
+    const core: Dhcp6CoreLike = { handle: () => new Promise((resolve) => waiting.push(() => resolve({ kind: 'reply', reply: Buffer.from([7, 0, 0, 1]) }))) };
+    const { transport, receive, sent } = setUp(core);
+    for (let i = 0; i < MAX_IN_FLIGHT + 10; i++) receive(solicit(), `fe80::${(i + 1).toString(16)}%natd-br0`);
+    expect(transport.stats().inFlight).toBe(MAX_IN_FLIGHT);
+    expect(transport.stats().dropped.busy).toBe(10);
+    let closed = false;
+    const closing = transport.close().then(() => (closed = true));
+    await flush();
+    expect(closed).toBe(false);
+    for (const w of waiting) w();
+    await closing;
+    expect(sent).toHaveLength(0); // closed: the socket is gone, nothing is sent
+  });
+
+  it('a core that throws (journal failure) sends no reply and is counted', async () => {
+    const { transport, receive, sent } = setUp({ handle: async () => { throw new Error('EIO'); } });
+    receive(solicit());
+    await flush();
+    expect(sent).toHaveLength(0);
+    expect(transport.stats().dropped['core-error']).toBe(1);
+  });
+
+  it('never throws on junk from any source', async () => {
+    const { transport, receive } = setUp({ handle: async () => ({ kind: 'invalid' }) });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1600 }), fc.string({ maxLength: 60 }), (bytes, from) => {
+        receive(Buffer.from(bytes), from);
+      }),
+      { numRuns: 2000 },
+    );
+    await flush();
+    expect(transport.stats().received).toBeGreaterThanOrEqual(2000);
+  });
+});
+
+describe('macFromLinkLocal', () => {
+  it('decodes modified EUI-64 link-locals only', () => {
+    expect(macFromLinkLocal('fe80::5054:ff:fe12:3456')).toBe('52:54:00:12:34:56');
+    expect(macFromLinkLocal('fe80::200:ff:fe00:1%br0')).toBe('00:00:00:00:00:01');
+    expect(macFromLinkLocal('fe80::1')).toBeUndefined();
+    expect(macFromLinkLocal('fe80::a1b2:c3d4:e5f6:789')).toBeUndefined(); // stable-privacy (RFC 7217)
+    expect(macFromLinkLocal('fd00::5054:ff:fe12:3456')).toBeUndefined();
+    expect(macFromLinkLocal('garbage')).toBeUndefined();
+  });
+
+  it('inverts the EUI-64 encoding for every MAC', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, maxLength: 6 }), (m) => {
+        const g = (a: number, b: number) => ((a << 8) | b).toString(16);
+        const address = `fe80::${g(m[0]! ^ 2, m[1]!)}:${g(m[2]!, 0xff)}:${g(0xfe, m[3]!)}:${g(m[4]!, m[5]!)}`;
+        expect(macFromLinkLocal(address)).toBe(m.map((b) => b.toString(16).padStart(2, '0')).join(':'));
+      }),
+    );
+  });
+});
+
+describe('DHCPv6 transport send backlog', () => {
+  it('drops Advertises (not Replies) while dgram holds a backlog of unsent datagrams', async () => {
+    const { socket, sent, emitter } = fakeSocket();
+    let backlog = 100;
+    Object.assign(socket, { getSendQueueCount: () => backlog });
+    const kinds: ('advertise' | 'reply')[] = ['advertise', 'reply'];
+    const transport = new Dhcp6Transport({ socket, bridge: 'br0', logger: recordingLogger(), core: { handle: async () => ({ kind: kinds.shift()!, reply: Buffer.from([2, 0, 0, 1]) }) } });
+    transport.start();
+    emitter.emit('message', solicit(), { address: 'fe80::1', port: 546 });
+    emitter.emit('message', Buffer.from([3, 0, 0, 2]), { address: 'fe80::2', port: 546 });
+    await flush();
+    expect(sent).toHaveLength(1);
+    expect(transport.stats().dropped['send-backlog']).toBe(1);
+    backlog = 0;
+  });
+});
