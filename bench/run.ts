@@ -43,6 +43,7 @@ import { splitDomain, SPLIT_DOMAINS } from './lib/split-domain.js';
 import { writeCharts, type Chart } from './lib/charts.js';
 import { parsePeers, PEERS, peerVersion, type PeerKind } from './lib/peers/index.js';
 import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
+import { hitCost, hitCostTable, leaseLadder, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -271,13 +272,32 @@ async function main(): Promise<void> {
       'compare-dist': { type: 'string' },
       peers: { type: 'string', default: 'all' },
       'peer-runs': { type: 'string', default: '1' },
+      'lease-counts': { type: 'string' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'lease-ladder', 'hit-cost'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
+  // issue 18: natd against Kea as the lease count grows, natd against Unbound on cache hits (--profile: natd profiled)
+  if (values.scenario === 'lease-ladder' || values.scenario === 'hit-cost') {
+    const runs = Math.max(1, Number(values.runs) || 3);
+    const peerSpec = values.peers === 'none' ? [] : parsePeers(values.peers!).filter((k) => peerVersion(k));
+    const peer = values.scenario === 'lease-ladder' ? peerSpec.find((k) => k === 'kea') : peerSpec.find((k) => k === 'unbound');
+    const leaseCounts = values['lease-counts']?.split(',').map((n) => Number(n));
+    if (leaseCounts?.some((n) => !Number.isInteger(n) || n < 0 || n > 45_000)) throw new Error('--lease-counts: a comma list of lease counts from 0 to 45000');
+    const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
+    log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
+    if (values.scenario === 'hit-cost') {
+      process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5 }))}`);
+      return;
+    }
+    const points = await leaseLadder(common);
+    process.stdout.write(`\n${leaseLadderTable(points)}`);
+    if (!values.profile) writeLeaseLadder(points, path.dirname(values.out!), { machine: describeMachine(), peers: peer ? [peerVersion(peer)] : [] });
+    return;
+  }
   if (values.profile) return profileNatd(natdArgs);
 
   const t0 = performance.now();

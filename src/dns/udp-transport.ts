@@ -20,6 +20,8 @@ export interface UdpHandlers {
   dropped(): void;
   /** a socket error or an answer that could not be sent; the transport carries on */
   warn(what: string, detail: string): void;
+  /** `count` datagrams given to reply() could not be sent (also told through warn) */
+  sendFailed?(count: number): void;
 }
 
 export interface DnsUdpTransport {
@@ -47,8 +49,11 @@ export class BatchUdpTransport implements DnsUdpTransport {
   private delivering = false;
   private closed = false;
 
-  /** `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. */
-  constructor(private readonly fd: number) {}
+  /**
+   * `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. `label` names
+   * the socket in log lines (the DHCP server uses this transport too).
+   */
+  constructor(private readonly fd: number, private readonly label = 'DNS') {}
 
   start(handlers: UdpHandlers): void {
     if (this.receiver || this.closed) return;
@@ -78,7 +83,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
   private readonly onBatch = (count: number, rearmed?: boolean): void => {
     const handlers = this.handlers!;
     if (count < 0) {
-      handlers.warn('dns-udp-poll', `DNS UDP socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      handlers.warn(`${this.label.toLowerCase()}-udp-poll`, `${this.label} UDP socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
       return;
     }
     const { meta, slab } = this;
@@ -105,9 +110,13 @@ export class BatchUdpTransport implements DnsUdpTransport {
     if (count === 0) return;
     try {
       const result = udpBatch.send(this.fd, this.outgoing, this.outgoingMeta, count);
-      if (result) this.handlers?.warn('dns-udp-send', `${result.failed} DNS UDP answer(s) not sent: ${errnoName(result.errno)}`);
+      if (result) {
+        this.handlers?.sendFailed?.(result.failed);
+        this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${result.failed} ${this.label} UDP answer(s) not sent: ${errnoName(result.errno)}`);
+      }
     } catch (err) {
-      this.handlers?.warn('dns-udp-send', `DNS UDP answers not sent: ${String(err)}`);
+      this.handlers?.sendFailed?.(count);
+      this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${this.label} UDP answers not sent: ${String(err)}`);
     } finally {
       this.outgoing.length = 0;
     }
@@ -117,7 +126,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
 export class DgramUdpTransport implements DnsUdpTransport {
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly socket: dgram.Socket) {}
+  constructor(private readonly socket: dgram.Socket, private readonly label = 'DNS') {}
 
   start(handlers: UdpHandlers): void {
     this.socket.on('message', (message, rinfo) => {
@@ -125,8 +134,13 @@ export class DgramUdpTransport implements DnsUdpTransport {
       const text = rinfo.address.startsWith('::ffff:') ? rinfo.address.slice(7) : rinfo.address;
       handlers.message(message, parseIpv4(text) ?? NOT_IPV4, rinfo.port);
     });
-    this.socket.on('error', (err) => handlers.warn('dns-udp', `DNS UDP socket error, ignoring: ${String(err)}`));
-    this.onSendError = (err) => err && handlers.warn('dns-udp-send', `DNS UDP answer not sent: ${String(err)}`);
+    const tag = this.label.toLowerCase();
+    this.socket.on('error', (err) => handlers.warn(`${tag}-udp`, `${this.label} UDP socket error, ignoring: ${String(err)}`));
+    this.onSendError = (err) => {
+      if (!err) return;
+      handlers.sendFailed?.(1);
+      handlers.warn(`${tag}-udp-send`, `${this.label} UDP answer not sent: ${String(err)}`);
+    };
   }
 
   reply(message: Buffer, address: number, port: number): void {
