@@ -21,7 +21,7 @@
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -237,6 +237,9 @@ ${peers.peers.includes('kea') ? `- Kea appends each lease to its memfile without
 ` : ''}`;
 }
 
+/** PROFILE.md from this line on is hand-written and kept when --profile rewrites the generated part above it */
+const ANALYSIS_MARKER = '<!-- analysis: kept by npm run bench -- --profile -->';
+
 async function profileNatd(natdArgs: string[]): Promise<void> {
   // the profiles are megabytes each: kept in the temp dir, not in the tree
   const dir = path.join(tmpdir(), `natd-bench-profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -256,7 +259,11 @@ async function profileNatd(natdArgs: string[]): Promise<void> {
     `hits/local/misses with 100 leases, C 10,000 leases (DHCP, hits, cache fill, CLI forwards), E the heap-capped ` +
     `memory run. Self time per function; "(idle)" is the event loop waiting, "(program)" native code outside JS. ` +
     `Raw profiles: ${dir}.\n\n${sections.join('\n')}`;
-  writeFileSync(path.join(BENCH_DIR, 'PROFILE.md'), md);
+  // issue 18: the hand-written analysis after ANALYSIS_MARKER survives a regeneration
+  const file = path.join(BENCH_DIR, 'PROFILE.md');
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const kept = old.includes(ANALYSIS_MARKER) ? old.slice(old.indexOf(ANALYSIS_MARKER)) : '';
+  writeFileSync(file, kept ? `${md}\n${kept}` : md);
   log(`wrote bench/PROFILE.md`);
 }
 
@@ -384,6 +391,10 @@ async function main(): Promise<void> {
     return;
   }
   const charts = writeCharts(results, path.dirname(values.out!), s.seedLeases);
+  // issue 18: the lease-count ladder is its own scenario (it does not fit the 10-minute run); linked when written
+  for (const [file, title] of [['chart-dhcp-lease-count.svg', 'DHCP rate as the lease count grows (--scenario lease-ladder)'], ['chart-dhcp-lease-count-cpu.svg', 'CPU per DORA as the lease count grows']]) {
+    if (existsSync(path.join(path.dirname(values.out!), file!))) charts.push({ file: file!, title: title! });
+  }
   writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts));
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);

@@ -135,11 +135,11 @@ export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: 
   }));
   const file = 'chart-dhcp-lease-count.svg';
   writeFileSync(path.join(dir, file), lineChart({
-    title: `DHCP rate as the lease count grows (closed loop, ${CONCURRENCY} in flight; leftmost point: empty table)`,
+    title: `DHCP DORA/s by leases held (${CONCURRENCY} in flight; the point at 100: empty table)`,
     xLabel: 'leases held', yLabel: 'completed DORA/s', logX: true, logY: false, series: series((p) => p.perSecond),
   }));
   writeFileSync(path.join(dir, 'chart-dhcp-lease-count-cpu.svg'), lineChart({
-    title: 'Server CPU per DORA as the lease count grows, µs (lower is better)',
+    title: 'Server CPU µs per DORA by leases held (lower is better; 100: empty table)',
     xLabel: 'leases held', yLabel: 'µs CPU per DORA', logX: true, logY: false, series: series((p) => p.cpuUsPerOp),
   }));
   writeFileSync(path.join(dir, 'lease-ladder.json'), JSON.stringify({ ...meta, points }, null, 1) + '\n');
