@@ -11,11 +11,9 @@
  *
  * `--profile` runs natd under `node --cpu-prof` in either and prints the top frames per natd process.
  */
-import { writeFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { hotSpots } from './cpu-profile.js';
 import { runDnsperf, writeQueryFile } from './dnsperf.js';

@@ -10,7 +10,7 @@
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
-import { DgramUdpTransport, type DnsUdpTransport as UdpPort } from '../dns/udp-transport.js';
+import { DgramUdpTransport, type UdpPort } from '../dns/udp-transport.js';
 import type { Logger } from '../log.js';
 import { formatIpv4, NOT_IPV4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';

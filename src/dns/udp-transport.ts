@@ -1,5 +1,6 @@
 /**
- * How the DNS server takes UDP queries in and sends answers out. Two implementations of one small interface:
+ * How the DNS server takes UDP queries in and sends answers out (and, since issue 18, the DHCP server its requests
+ * and replies: the same batching, a `label` for its log lines). Two implementations of one small interface:
  *
  * - BatchUdpTransport: the daemon's. The addon reads with recvmmsg() and calls JS once per batch; answers given
  *   while a batch is delivered leave together with one sendmmsg(). Node's dgram costs a syscall, a JS callback and
@@ -32,7 +33,13 @@ export interface DnsUdpTransport {
   close(): Promise<void>;
 }
 
-/** Largest query accepted over UDP: queries are a header, one question and an OPT record, far below this. */
+/** The interface under its protocol-neutral name, for the DHCP server. */
+export type UdpPort = DnsUdpTransport;
+
+/**
+ * Largest datagram accepted: queries are a header, one question and an OPT record, far below this; DHCP requests are
+ * a few hundred bytes (a larger one is counted as dropped, 'too-large').
+ */
 const SLOT_SIZE = 2048;
 /** Datagrams per recvmmsg()/sendmmsg(). */
 const BATCH = 64;
