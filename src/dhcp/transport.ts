@@ -112,7 +112,10 @@ export class DhcpTransport {
     this.port.start({
       // `msg` may be a view of a reused receive buffer: the decoder copies what the request keeps
       message: (msg, address) => this.onMessage(msg, address),
-      dropped: () => this.drop('too-large', NOT_IPV4),
+      dropped: () => {
+        this.counters.received++;
+        this.drop('too-large', NOT_IPV4);
+      },
       warn: (what, detail) => this.opts.logger.warnLimited(`dhcp:${what}`, detail),
       sendFailed: (count) => (this.counters.sendFailures += count),
     });
