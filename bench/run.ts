@@ -54,6 +54,8 @@ import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
 import { dhcp6Bench, dhcp6Table, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
+// issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
+import { hitCost, hitCostTable, leaseLadder, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -260,6 +262,9 @@ ${peers.peers.includes('kea') ? `- Kea appends each lease to its memfile without
 ` : ''}`;
 }
 
+/** PROFILE.md from this line on is hand-written and kept when --profile rewrites the generated part above it */
+const ANALYSIS_MARKER = '<!-- analysis: kept by npm run bench -- --profile -->';
+
 async function profileNatd(natdArgs: string[]): Promise<void> {
   // the profiles are megabytes each: kept in the temp dir, not in the tree
   const dir = path.join(tmpdir(), `natd-bench-profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -279,7 +284,11 @@ async function profileNatd(natdArgs: string[]): Promise<void> {
     `hits/local/misses with 100 leases, C 10,000 leases (DHCP, hits, cache fill, CLI forwards), E the heap-capped ` +
     `memory run. Self time per function; "(idle)" is the event loop waiting, "(program)" native code outside JS. ` +
     `Raw profiles: ${dir}.\n\n${sections.join('\n')}`;
-  writeFileSync(path.join(BENCH_DIR, 'PROFILE.md'), md);
+  // issue 18: the hand-written analysis after ANALYSIS_MARKER survives a regeneration
+  const file = path.join(BENCH_DIR, 'PROFILE.md');
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const kept = old.includes(ANALYSIS_MARKER) ? old.slice(old.indexOf(ANALYSIS_MARKER)) : '';
+  writeFileSync(file, kept ? `${md}\n${kept}` : md);
   log(`wrote bench/PROFILE.md`);
 }
 
@@ -316,14 +325,33 @@ async function main(): Promise<void> {
       'peer-runs': { type: 'string', default: '1' },
       // issue 17: --scenario router also measures natd's NameRouter class alone (bench/lib/router-engine.ts)
       'router-engine': { type: 'boolean', default: false },
+      'lease-counts': { type: 'string' },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
   if (values.profile && values.scenario === 'router') return profileRouter(values['router-engine']!);
+  // issue 18: natd against Kea as the lease count grows, natd against Unbound on cache hits (--profile: natd profiled)
+  if (values.scenario === 'lease-ladder' || values.scenario === 'hit-cost') {
+    const runs = Math.max(1, Number(values.runs) || 3);
+    const peerSpec = values.peers === 'none' ? [] : parsePeers(values.peers!).filter((k) => peerVersion(k));
+    const peer = values.scenario === 'lease-ladder' ? peerSpec.find((k) => k === 'kea') : peerSpec.find((k) => k === 'unbound');
+    const leaseCounts = values['lease-counts']?.split(',').map((n) => Number(n));
+    if (leaseCounts?.some((n) => !Number.isInteger(n) || n < 0 || n > 45_000)) throw new Error('--lease-counts: a comma list of lease counts from 0 to 45000');
+    const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
+    log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
+    if (values.scenario === 'hit-cost') {
+      process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5 }))}`);
+      return;
+    }
+    const points = await leaseLadder(common);
+    process.stdout.write(`\n${leaseLadderTable(points)}`);
+    if (!values.profile) writeLeaseLadder(points, path.dirname(values.out!), { machine: describeMachine(), peers: peer ? [peerVersion(peer)] : [] });
+    return;
+  }
   if (values.profile) return profileNatd(natdArgs);
 
   const t0 = performance.now();
@@ -448,6 +476,10 @@ async function main(): Promise<void> {
     return;
   }
   const charts = writeCharts(results, path.dirname(values.out!), s.seedLeases);
+  // issue 18: the lease-count ladder is its own scenario (it does not fit the 10-minute run); linked when written
+  for (const [file, title] of [['chart-dhcp-lease-count.svg', 'DHCP rate as the lease count grows (--scenario lease-ladder)'], ['chart-dhcp-lease-count-cpu.svg', 'CPU per DORA as the lease count grows']]) {
+    if (existsSync(path.join(path.dirname(values.out!), file!))) charts.push({ file: file!, title: title! });
+  }
   writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts) +
     `\n${routerMarkdown(router, rs, values.out!)}`);
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');

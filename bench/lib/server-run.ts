@@ -202,7 +202,7 @@ function names(prefix: string, count: number, suffix: string): Iterable<string> 
  * Waits until the server has used under 10% of a CPU for 300 ms (dnsmasq works for seconds after loading
  * 10,000 named leases, and after an overload it still answers the backlog); gives up after maxMs.
  */
-async function waitIdle(server: RunningServer, maxMs = 20_000): Promise<void> {
+export async function waitIdle(server: RunningServer, maxMs = 20_000): Promise<void> {
   const deadline = performance.now() + maxMs;
   while (performance.now() < deadline) {
     const before = cpuSeconds(server.pid);

@@ -39,8 +39,8 @@ export interface BridgeSetup {
 
 /** Opens the sockets natd serves on; each returned object is owned (and closed) by the daemon. */
 export interface DaemonSockets {
-  /** 0.0.0.0:67 bound to the bridge, zero UDP checksum, broadcast allowed */
-  openDhcp(bridge: string): Promise<dgram.Socket>;
+  /** 0.0.0.0:67 bound to the bridge, zero UDP checksum, broadcast allowed (the daemon's: batched, as DNS) */
+  openDhcp(bridge: string): Promise<dgram.Socket | DnsUdpTransport>;
   /** gateway:53 bound to the bridge (issue 14: the IPv6 gateway too) */
   openDnsUdp(bridge: string, address: string): DnsUdpTransport;
   openDnsTcp(bridge: string, address: string): Promise<net.Server>;
@@ -88,11 +88,10 @@ export function realSockets(): DaemonSockets {
   /** the DHCP and DNS sockets' fds, for the kernel's drop counts */
   const udpFds: Record<string, number> = {};
   return {
+    // issue 18: batched through the addon like DNS (recvmmsg/sendmmsg, one JS call per batch of requests)
     async openDhcp(bridge) {
-      const socket = dgram.createSocket({ type: 'udp4' });
       udpFds.dhcp = openDeviceUdpSocket(bridge, '0.0.0.0', DHCP_SERVER_PORT, true, true);
-      await bindFd(socket, udpFds.dhcp);
-      return socket;
+      return new BatchUdpTransport(udpFds.dhcp, 'DHCP');
     },
     // batched recvmmsg/sendmmsg through the addon: cache hits cost half the CPU they cost through dgram
     openDnsUdp(bridge, address) {

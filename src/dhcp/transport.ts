@@ -10,8 +10,9 @@
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
+import { DgramUdpTransport, type UdpPort } from '../dns/udp-transport.js';
 import type { Logger } from '../log.js';
-import { formatIpv4 } from '../net/ipv4.js';
+import { formatIpv4, NOT_IPV4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';
 import type { ConflictStats, ProbeVerdict } from './probe.js';
 import { decodeAndParse } from './request.js';
@@ -39,7 +40,11 @@ export interface ConflictCheck {
 }
 
 export interface DhcpTransportOptions {
-  socket: dgram.Socket;
+  /**
+   * The daemon's: a batched port (BatchUdpTransport, recvmmsg/sendmmsg through the addon: one JS call per batch of
+   * requests, no per-datagram Buffer, rinfo or send request); a node:dgram socket is wrapped (tests).
+   */
+  socket: dgram.Socket | UdpPort;
   bridge: string;
   core: DhcpCoreLike;
   /** resolves once the changes are durable (every lease change goes through it: requests' and expiries') */
@@ -63,6 +68,7 @@ export interface DhcpStats {
   receivedByType: Record<string, number>;
   /** by reason; 'probe-busy': a DISCOVER left unanswered because its probe gave no verdict */
   dropped: Record<string, number>;
+  /** replies handed to the socket, by type name (those the kernel then refused are in sendFailures too) */
   sent: Record<string, number>;
   /** the core's decision per request; a request that waited for a probe counts once, with the decision after it */
   outcomes: Record<string, number>;
@@ -78,7 +84,8 @@ export interface DhcpStats {
 /** A request whose answer waits for a conflict probe, and where it came from. */
 interface Waiting {
   request: DhcpRequest;
-  from: string;
+  /** IPv4 source as a number (formatted only for a log line) */
+  from: number;
 }
 
 function bump(counter: Record<string, number>, key: string): void {
@@ -93,14 +100,25 @@ export class DhcpTransport {
   /** clientId -> the DECLINE waiting for its verifying probe (a retransmission while it runs is dropped) */
   private readonly pendingDeclines = new Map<string, Waiting>();
   private readonly now: () => number;
+  private readonly port: UdpPort;
 
   constructor(private readonly opts: DhcpTransportOptions) {
     this.now = opts.now ?? Date.now;
+    const socket = opts.socket;
+    this.port = 'reply' in socket ? socket : new DgramUdpTransport(socket, 'DHCP');
   }
 
   start(): void {
-    this.opts.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address));
-    this.opts.socket.on('error', (err) => this.opts.logger.warnLimited('dhcp:socket', 'DHCP socket error, ignoring', { error: err.message }));
+    this.port.start({
+      // `msg` may be a view of a reused receive buffer: the decoder copies what the request keeps
+      message: (msg, address) => this.onMessage(msg, typeof address === 'number' ? address : NOT_IPV4), // an IPv4 socket: always a number
+      dropped: () => {
+        this.counters.received++;
+        this.drop('too-large', NOT_IPV4);
+      },
+      warn: (what, detail) => this.opts.logger.warnLimited(`dhcp:${what}`, detail),
+      sendFailed: (count) => (this.counters.sendFailures += count),
+    });
   }
 
   stats(): DhcpStats {
@@ -115,22 +133,17 @@ export class DhcpTransport {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
-    return new Promise((resolve) => {
-      try {
-        this.opts.socket.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+    return this.port.close();
   }
 
-  private drop(reason: string, from: string): void {
+  private drop(reason: string, source: number): void {
     bump(this.counters.dropped, reason);
+    const from = source === NOT_IPV4 ? 'unknown' : formatIpv4(source);
     dropChannel.publish({ reason, from });
     this.opts.logger.warnLimited(`dhcp:drop:${reason}`, 'dropped DHCP packet', { reason, from });
   }
 
-  private onMessage(msg: Buffer, from: string): void {
+  private onMessage(msg: Buffer, from: number): void {
     if (this.closed) return;
     this.counters.received++;
     const parsed = decodeAndParse(msg);
@@ -143,13 +156,13 @@ export class DhcpTransport {
   }
 
   /** Core → persist → reply, or core → probe → core → … when the core asks for a conflict probe first. */
-  private process(request: DhcpRequest, from: string): void {
+  private process(request: DhcpRequest, from: number): void {
     const result = this.runCore(from, () => this.opts.core.handle(request, this.now()));
     if (result) this.settle(request, from, result);
   }
 
   /** A core bug must not take the server down with it; the fuzz tests are there so this never fires. */
-  private runCore(from: string, decide: () => CoreResult): CoreResult | undefined {
+  private runCore(from: number, decide: () => CoreResult): CoreResult | undefined {
     try {
       return decide();
     } catch (err) {
@@ -160,7 +173,7 @@ export class DhcpTransport {
   }
 
   /** Acts on the core's decision: probe first, or persist the changes and then send the reply. */
-  private settle(request: DhcpRequest, from: string, result: CoreResult): void {
+  private settle(request: DhcpRequest, from: number, result: CoreResult): void {
     if (result.probe) {
       // the reply waits for the probe, but leases that ran out (handle expires first) are persisted now
       if (result.changes.length > 0) void this.persist(result.changes, 'expiry not journaled');
@@ -221,7 +234,7 @@ export class DhcpTransport {
    * DISCOVER the newest retransmission (it replaced the waiting one), for a DECLINE the first. Always a fresh probe:
    * the core asks only when no remembered verdict will do.
    */
-  private probe(request: DhcpRequest, from: string, address: number): void {
+  private probe(request: DhcpRequest, from: number, address: number): void {
     const conflicts = this.opts.conflicts;
     if (!conflicts) {
       this.verdict({ request, from }, address, 'skipped');
@@ -266,34 +279,30 @@ export class DhcpTransport {
     }
     const target = this.targetOf(reply.destination);
     if (!target) return;
-    this.opts.socket.send(bytes, target.port, target.address, (err) => {
-      if (err) {
-        this.counters.sendFailures++;
-        this.opts.logger.warnLimited('dhcp:send', 'cannot send DHCP reply', { error: err.message, to: target.address });
-        return;
-      }
-      bump(this.counters.sent, name);
-      if (type === 5) ackChannel.publish({ address: formatIpv4(reply.packet.yiaddr), mac: reply.packet.chaddr });
-    });
+    // sent at once (sendmmsg of one, or dgram's send): a send error is reported through the port's warn
+    this.port.reply(bytes, target.address, target.port);
+    bump(this.counters.sent, name);
+    if (type === 5 && ackChannel.hasSubscribers) ackChannel.publish({ address: formatIpv4(reply.packet.yiaddr), mac: reply.packet.chaddr });
   }
 
-  private targetOf(destination: ReplyDestination): { address: string; port: number } | undefined {
+  private targetOf(destination: ReplyDestination): { address: number; port: number } | undefined {
     switch (destination.kind) {
       case 'broadcast':
-        return { address: '255.255.255.255', port: destination.port };
+        return { address: BROADCAST, port: destination.port };
       case 'unicast-new': {
-        const address = formatIpv4(destination.address);
         try {
-          this.opts.setNeighbour(this.opts.bridge, address, destination.mac);
+          this.opts.setNeighbour(this.opts.bridge, formatIpv4(destination.address), destination.mac);
         } catch (err) {
           // Without the neighbour entry the kernel would ARP for an address nobody holds yet: broadcast instead.
           this.opts.logger.warnLimited('dhcp:neighbour', 'cannot seed neighbour entry; broadcasting reply', { error: (err as Error).message });
-          return { address: '255.255.255.255', port: destination.port };
+          return { address: BROADCAST, port: destination.port };
         }
-        return { address, port: destination.port };
+        return { address: destination.address >>> 0, port: destination.port };
       }
       case 'unicast':
-        return { address: formatIpv4(destination.address), port: destination.port };
+        return { address: destination.address >>> 0, port: destination.port };
     }
   }
 }
+
+const BROADCAST = 0xffff_ffff;

@@ -76,6 +76,8 @@ export const DEFAULT_CACHE_MAX_BYTES = SETTING_DEFAULTS.cacheMaxBytes;
  */
 const ENTRY_OVERHEAD_BYTES = 150;
 
+/** Responses up to this long are copied out by a loop rather than TypedArray#set (which needs a view). */
+const COPY_LOOP_MAX = 256;
 /** A hit moves its entry to the most recently used end at most this often. */
 const TOUCH_INTERVAL_MS = 1000;
 /** Size of one slab of stored responses, in bytes. */
@@ -90,7 +92,7 @@ interface CacheEntry {
    * The upstream response, with every TTL (OPT excepted) lowered by agedSeconds and floored at 0, is bytes
    * [offset, offset + length) of `slab`: a slab, or a buffer of its own for a long response.
    */
-  slab: ArrayBuffer;
+  slab: Uint8Array;
   offset: number;
   length: number;
   agedSeconds: number;
@@ -109,6 +111,7 @@ interface CacheEntry {
  * not ask for, and CD=1 may get data a validating upstream would have refused.
  */
 export function cacheKey(query: ParsedQuery): string {
+  if (query.cacheKey !== undefined) return query.cacheKey;
   const edns = query.hasEdns ? (query.dnssecOk ? 'd' : 'e') : '-';
   const cd = (query.flags & FLAG_CD) !== 0 ? 'c' : '-';
   return `${query.key}|${edns}${cd}`;
@@ -191,10 +194,10 @@ export class DnsCache {
   /** oldest-first walk over the keys, kept across evictions (see evictOldest) */
   private evictionCursor: IterableIterator<string> | undefined;
   /** the slab new responses are copied into, and how much of it is taken */
-  private slab: ArrayBuffer | undefined;
+  private slab: Uint8Array | undefined;
   private slabUsed = 0;
   /** live entries per slab; a slab counts toward heldBytes while it is the current one or has any */
-  private readonly slabEntries = new Map<ArrayBuffer, number>();
+  private readonly slabEntries = new Map<Uint8Array, number>();
   /**
    * Bytes held, honestly counted: every slab that is alive (whole SLAB_BYTES, even when partly freed: the slab
    * stays allocated until its last entry goes), each long response's own buffer, and ENTRY_OVERHEAD_BYTES plus the
@@ -263,8 +266,12 @@ export class DnsCache {
       lowerTtls(bytesOf(entry), elapsed - entry.agedSeconds);
       entry.agedSeconds = elapsed;
     }
-    const out = Buffer.allocUnsafe(entry.length);
-    out.set(bytesOf(entry));
+    // copied byte by byte from the slab: a typed-array view per hit (for set()) cost more than the copy of a short
+    // answer itself
+    const { slab, offset, length } = entry;
+    const out = Buffer.allocUnsafe(length);
+    if (length <= COPY_LOOP_MAX) for (let i = 0; i < length; i++) out[i] = slab[offset + i]!;
+    else out.set(slab.subarray(offset, offset + length));
     setId(out, id);
     if (query) copyQuestionSpelling(query, out);
     return out;
@@ -303,13 +310,13 @@ export class DnsCache {
   private place(entry: CacheEntry, response: Uint8Array): void {
     const length = response.length;
     if (length > SLAB_MAX_RESPONSE) {
-      entry.slab = new ArrayBuffer(length);
+      entry.slab = new Uint8Array(length);
       entry.offset = 0;
       this.heldBytes += length;
     } else {
       if (!this.slab || this.slabUsed + length > SLAB_BYTES) {
         const previous = this.slab;
-        this.slab = new ArrayBuffer(SLAB_BYTES);
+        this.slab = new Uint8Array(SLAB_BYTES);
         this.slabUsed = 0;
         this.slabEntries.set(this.slab, 0);
         this.heldBytes += SLAB_BYTES;
@@ -321,7 +328,7 @@ export class DnsCache {
       this.slabEntries.set(this.slab, this.slabEntries.get(this.slab)! + 1);
     }
     entry.length = length;
-    new Uint8Array(entry.slab, entry.offset, length).set(response);
+    entry.slab.set(response, entry.offset);
   }
 
   /**
@@ -350,7 +357,7 @@ export class DnsCache {
   }
 
   /** The response bytes [.., length) of `slab` are no longer used by any entry. */
-  private release(slab: ArrayBuffer, length: number): void {
+  private release(slab: Uint8Array, length: number): void {
     if (length > SLAB_MAX_RESPONSE) {
       this.heldBytes -= length;
       return;
@@ -360,7 +367,7 @@ export class DnsCache {
     else this.dropSlab(slab);
   }
 
-  private dropSlab(slab: ArrayBuffer): void {
+  private dropSlab(slab: Uint8Array): void {
     if (this.slabEntries.delete(slab)) this.heldBytes -= SLAB_BYTES;
   }
 
@@ -388,11 +395,11 @@ function entryBytes(key: string, length: number): number {
   return ENTRY_OVERHEAD_BYTES + key.length + (length > SLAB_MAX_RESPONSE ? length : SLAB_BYTES);
 }
 
-const NO_SLAB = new ArrayBuffer(0);
+const NO_SLAB = new Uint8Array(0);
 
 /** The entry's response, in place (a view: changes go to the stored copy). */
 function bytesOf(entry: CacheEntry): Uint8Array {
-  return new Uint8Array(entry.slab, entry.offset, entry.length);
+  return entry.slab.subarray(entry.offset, entry.offset + entry.length);
 }
 
 /** --min-cache-ttl: answer-section TTLs below `seconds` are raised to it, so clients see the time the entry is kept. */

@@ -386,7 +386,9 @@ export class LocalNames {
   /** A top-level domain, or an ancestor of the local domain (`com` or `example.com` when it is `vm.example.com`). */
   private isTldOrAboveDomain(name: string): boolean {
     if (!name.includes('.')) return isTopLevelDomain(name) || (name === this.domain && this.apexIsTld);
-    return this.domain !== undefined && this.domain.endsWith(`.${name}`);
+    // `domain` ends with "." + name, without building that string on every query
+    const domain = this.domain;
+    return domain !== undefined && domain.length > name.length && domain.endsWith(name) && domain.charCodeAt(domain.length - name.length - 1) === 0x2e;
   }
 
   /** Table key: normalized, with the local domain stripped so "vm1" and "vm1.<domain>" are one host. */

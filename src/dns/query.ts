@@ -2,8 +2,13 @@
  * Turns a received DNS message into a validated query or a rejection that says what to answer. Pure and
  * total: any byte string gets a result, nothing throws (network input must never stop the server).
  */
-import { DNS_CLASS_IN, DnsRcode, DnsType, type QueryParseResult, type RejectedQuery } from './types.js';
-import { DnsWireError, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRecord, plainNameEnd, questionKey, readLowerPlainName, readName, readU16 } from './wire.js';
+import { DNS_CLASS_IN, DnsRcode, DnsType, type ParsedQuery, type QueryParseResult, type RejectedQuery } from './types.js';
+import { DnsWireError, FLAG_CD, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_SHIFT, forEachRecord, lastPlainNameKey, plainNameEnd, questionKey, readLowerPlainName, readName, readU16 } from './wire.js';
+
+const CHAR_D = 0x64;
+const CHAR_E = 0x65;
+const CHAR_C = 0x63;
+const CHAR_DASH = 0x2d;
 
 /** RFC 1035's limit when the client sends no OPT record. */
 export const MIN_UDP_PAYLOAD = 512;
@@ -82,20 +87,28 @@ function parseValidated(buf: Uint8Array): QueryParseResult {
   if (qclass !== DNS_CLASS_IN) return reject('class', id, DnsRcode.REFUSED);
 
   const edns = readEdns(buf, end); // bytes after the last record are tolerated
-  return {
-    ok: true,
-    query: {
-      id,
-      flags,
-      recursionDesired: (flags & FLAG_RD) !== 0,
-      question: { name: lowerName, type, class: qclass },
-      key: questionKey(lowerName, type, qclass),
-      udpPayloadSize: edns.udpPayloadSize,
-      hasEdns: edns.hasEdns,
-      dnssecOk: edns.dnssecOk,
-      raw: buf,
-    },
+  let key: string;
+  let cacheKey: string | undefined;
+  if (plain) {
+    // cache.ts cacheKey's format, built flat from the name still in readLowerPlainName's scratch (readEdns reads none)
+    const flavour1 = edns.hasEdns ? (edns.dnssecOk ? CHAR_D : CHAR_E) : CHAR_DASH;
+    const flavour2 = (flags & FLAG_CD) !== 0 ? CHAR_C : CHAR_DASH;
+    cacheKey = lastPlainNameKey(type, qclass, flavour1, flavour2);
+    key = cacheKey.slice(0, -3);
+  } else key = questionKey(lowerName, type, qclass);
+  const query: ParsedQuery = {
+    id,
+    flags,
+    recursionDesired: (flags & FLAG_RD) !== 0,
+    question: { name: lowerName, type, class: qclass },
+    key,
+    udpPayloadSize: edns.udpPayloadSize,
+    hasEdns: edns.hasEdns,
+    dnssecOk: edns.dnssecOk,
+    raw: buf,
   };
+  if (cacheKey !== undefined) query.cacheKey = cacheKey;
+  return { ok: true, query };
 }
 
 /**

@@ -24,6 +24,8 @@ export interface ParsedQuery {
   question: DnsQuestion;
   /** `${name}|${type}|${class}` — the cache and pending-table key */
   key: string;
+  /** cacheKey(query) as one flat string, when the parser built it (a plainly written name: the usual query) */
+  cacheKey?: string;
   /** EDNS(0) UDP payload size the client advertised (512 when no OPT record) */
   udpPayloadSize: number;
   hasEdns: boolean;

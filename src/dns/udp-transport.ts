@@ -1,5 +1,6 @@
 /**
- * How the DNS server takes UDP queries in and sends answers out. Two implementations of one small interface:
+ * How the DNS server takes UDP queries in and sends answers out (and, since issue 18, the DHCP server its requests
+ * and replies: the same batching, a `label` for its log lines). Two implementations of one small interface:
  *
  * - BatchUdpTransport: the daemon's. The addon reads with recvmmsg() and calls JS once per batch; answers given
  *   while a batch is delivered leave together with one sendmmsg(). Node's dgram costs a syscall, a JS callback and
@@ -23,6 +24,8 @@ export interface UdpHandlers {
   dropped(): void;
   /** a socket error or an answer that could not be sent; the transport carries on */
   warn(what: string, detail: string): void;
+  /** `count` datagrams given to reply() could not be sent (also told through warn) */
+  sendFailed?(count: number): void;
 }
 
 export interface DnsUdpTransport {
@@ -33,7 +36,13 @@ export interface DnsUdpTransport {
   close(): Promise<void>;
 }
 
-/** Largest query accepted over UDP: queries are a header, one question and an OPT record, far below this. */
+/** The interface under its protocol-neutral name, for the DHCP server. */
+export type UdpPort = DnsUdpTransport;
+
+/**
+ * Largest datagram accepted: queries are a header, one question and an OPT record, far below this; DHCP requests are
+ * a few hundred bytes (a larger one is counted as dropped, 'too-large').
+ */
 const SLOT_SIZE = 2048;
 /** Datagrams per recvmmsg()/sendmmsg(). */
 const BATCH = 64;
@@ -50,8 +59,11 @@ export class BatchUdpTransport implements DnsUdpTransport {
   private delivering = false;
   private closed = false;
 
-  /** `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. */
-  constructor(private readonly fd: number) {}
+  /**
+   * `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. `label` names
+   * the socket in log lines (the DHCP server uses this transport too).
+   */
+  constructor(private readonly fd: number, private readonly label = 'DNS') {}
 
   start(handlers: UdpHandlers): void {
     if (this.receiver || this.closed) return;
@@ -81,7 +93,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
   private readonly onBatch = (count: number, rearmed?: boolean): void => {
     const handlers = this.handlers!;
     if (count < 0) {
-      handlers.warn('dns-udp-poll', `DNS UDP socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      handlers.warn(`${this.label.toLowerCase()}-udp-poll`, `${this.label} UDP socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
       return;
     }
     const { meta, slab } = this;
@@ -108,9 +120,13 @@ export class BatchUdpTransport implements DnsUdpTransport {
     if (count === 0) return;
     try {
       const result = udpBatch.send(this.fd, this.outgoing, this.outgoingMeta, count);
-      if (result) this.handlers?.warn('dns-udp-send', `${result.failed} DNS UDP answer(s) not sent: ${errnoName(result.errno)}`);
+      if (result) {
+        this.handlers?.sendFailed?.(result.failed);
+        this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${result.failed} ${this.label} UDP answer(s) not sent: ${errnoName(result.errno)}`);
+      }
     } catch (err) {
-      this.handlers?.warn('dns-udp-send', `DNS UDP answers not sent: ${String(err)}`);
+      this.handlers?.sendFailed?.(count);
+      this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${this.label} UDP answers not sent: ${String(err)}`);
     } finally {
       this.outgoing.length = 0;
     }
@@ -120,7 +136,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
 export class DgramUdpTransport implements DnsUdpTransport {
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly socket: dgram.Socket) {}
+  constructor(private readonly socket: dgram.Socket, private readonly label = 'DNS') {}
 
   start(handlers: UdpHandlers): void {
     this.socket.on('message', (message, rinfo) => {
@@ -128,8 +144,13 @@ export class DgramUdpTransport implements DnsUdpTransport {
       const text = rinfo.address.startsWith('::ffff:') ? rinfo.address.slice(7) : rinfo.address;
       handlers.message(message, parseIpv4(text) ?? NOT_IPV4, rinfo.port);
     });
-    this.socket.on('error', (err) => handlers.warn('dns-udp', `DNS UDP socket error, ignoring: ${String(err)}`));
-    this.onSendError = (err) => err && handlers.warn('dns-udp-send', `DNS UDP answer not sent: ${String(err)}`);
+    const tag = this.label.toLowerCase();
+    this.socket.on('error', (err) => handlers.warn(`${tag}-udp`, `${this.label} UDP socket error, ignoring: ${String(err)}`));
+    this.onSendError = (err) => {
+      if (!err) return;
+      handlers.sendFailed?.(1);
+      handlers.warn(`${tag}-udp-send`, `${this.label} UDP answer not sent: ${String(err)}`);
+    };
   }
 
   reply(message: Buffer, address: ClientAddress, port: number): void {

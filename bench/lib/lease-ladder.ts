@@ -1,0 +1,198 @@
+/**
+ * Issue 18's cost scenarios, natd against the strongest peer for each protocol, CPU per operation first:
+ *
+ *   --scenario lease-ladder   DHCP closed loop (4 exchanges in flight, at most 4 s or `count` exchanges) with
+ *                             0, 1,000, 10,000 and 40,000 named leases already held, natd and Kea alternating on one
+ *                             namespace set, each on a fresh server seeded with the same leases; exchanges/s and the
+ *                             server's CPU µs per DORA. Writes bench/chart-dhcp-lease-count.svg and
+ *                             bench/lease-ladder.json ("DHCP rate as the lease count grows"). 40,000 and not 50,000:
+ *                             the bench pool holds 51,441 addresses and the loop needs free ones.
+ *   --scenario hit-cost       DNS cache hits (100 warmed names, dnsperf) natd against Unbound: CPU µs per answer.
+ *
+ * `--profile` runs natd under `node --cpu-prof` in either and prints the top frames per natd process.
+ */
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { hotSpots } from './cpu-profile.js';
+import { runDnsperf, writeQueryFile } from './dnsperf.js';
+import { cpuSeconds } from './proc.js';
+import { makeSeedLeases } from './seed-leases.js';
+import { dhcpLoad, waitIdle } from './server-run.js';
+import { KIND_LABEL, startServer, type BenchKind } from './servers.js';
+import { fmt, median, textTable } from './stats.js';
+import { lineChart, PALETTE } from './svg.js';
+import { BenchNetwork, PROJECT_ROOT } from './topology.js';
+
+export const LEASE_COUNTS = [0, 1_000, 10_000, 40_000];
+const LOOP_MS = 4000;
+const MAX_EXCHANGES = 8000;
+const CONCURRENCY = 4;
+
+export interface CostSettings {
+  runs: number;
+  /** the peer to measure against; undefined: natd alone */
+  peer?: BenchKind;
+  natdArgs: string[];
+  profile: boolean;
+  leaseCounts?: number[];
+  log(line: string): void;
+}
+
+export interface LeaseLadderPoint {
+  kind: BenchKind;
+  run: number;
+  leases: number;
+  perSecond: number;
+  p50Ms: number;
+  failed: number;
+  cpuUsPerOp: number;
+}
+
+function profileDir(on: boolean): string | undefined {
+  return on ? mkdtempSync(path.join(tmpdir(), 'natd-cost-profile-')) : undefined;
+}
+
+function printProfiles(dir: string | undefined, labels: string[], log: (line: string) => void): void {
+  if (!dir) return;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  files.forEach((f, i) => {
+    const { totalMs, spots } = hotSpots(path.join(dir, f), 25, PROJECT_ROOT);
+    log(`\nprofile ${labels[i] ?? f} (${totalMs.toFixed(0)} ms sampled, ${path.join(dir, f)})`);
+    for (const s of spots) log(`  ${s.selfMs.toFixed(1).padStart(8)} ms ${(s.share * 100).toFixed(1).padStart(5)}%  ${s.function}  ${s.location}`);
+  });
+}
+
+export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> {
+  const counts = s.leaseCounts ?? LEASE_COUNTS;
+  const points: LeaseLadderPoint[] = [];
+  const prof = profileDir(s.profile);
+  const labels: string[] = [];
+  const net = await BenchNetwork.create();
+  try {
+    let client = 1_000_000;
+    for (let run = 1; run <= s.runs; run++) {
+      for (const leases of counts) {
+        const kinds: BenchKind[] = s.peer ? (run % 2 === 1 ? ['natd', s.peer] : [s.peer, 'natd']) : ['natd'];
+        const seed = makeSeedLeases(leases, 's', Date.now());
+        for (const kind of kinds) {
+          const server = await startServer(net, kind, {
+            instance: `ladder-${run}-${leases}`, seed, extraArgs: kind === 'natd' ? s.natdArgs : [],
+            ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+          });
+          if (kind === 'natd') labels.push(`natd, ${leases} leases, run ${run}`);
+          try {
+            await waitIdle(server, 60_000);
+            const before = cpuSeconds(server.pid);
+            const r = await dhcpLoad(net, {
+              device: 'eth0', mode: 'closed', concurrency: CONCURRENCY, count: MAX_EXCHANGES, 'max-ms': LOOP_MS,
+              'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'c',
+            }, LOOP_MS + 5000 + 30_000);
+            const cpu = cpuSeconds(server.pid) - before;
+            client += r.started;
+            const p: LeaseLadderPoint = {
+              kind, run, leases, perSecond: r.completedPerSecond, p50Ms: r.latencyMs.p50, failed: r.dropped + r.naks,
+              cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN,
+            };
+            s.log(`  run ${run} ${KIND_LABEL[kind]} with ${leases} leases: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA, ` +
+              `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed`);
+            points.push(p);
+          } finally {
+            await server.stop();
+          }
+        }
+      }
+    }
+  } finally {
+    await net.destroy();
+  }
+  printProfiles(prof, labels, s.log);
+  return points;
+}
+
+export function leaseLadderTable(points: LeaseLadderPoint[]): string {
+  const kinds = [...new Set(points.map((p) => p.kind))];
+  const counts = [...new Set(points.map((p) => p.leases))].sort((a, b) => a - b);
+  const med = (k: BenchKind, n: number, pick: (p: LeaseLadderPoint) => number) =>
+    median(points.filter((p) => p.kind === k && p.leases === n).map(pick));
+  const rows = counts.map((n) => [n.toLocaleString('en'), ...kinds.flatMap((k) => [fmt(med(k, n, (p) => p.perSecond)), fmt(med(k, n, (p) => p.cpuUsPerOp))])]);
+  return `DHCP closed loop (${CONCURRENCY} in flight, ${LOOP_MS / 1000} s or ${MAX_EXCHANGES} exchanges) by leases held, medians of runs:\n` +
+    textTable(['leases held', ...kinds.flatMap((k) => [`${KIND_LABEL[k]} DORA/s`, `${KIND_LABEL[k]} µs CPU/DORA`])], rows) + '\n';
+}
+
+/** chart-dhcp-lease-count.svg and lease-ladder.json next to RESULTS.md */
+export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: object): string {
+  const kinds = [...new Set(points.map((p) => p.kind))];
+  const color: Partial<Record<BenchKind, string>> = { natd: PALETTE[0]!, dnsmasq: PALETTE[1]!, kea: PALETTE[2]! };
+  const counts = [...new Set(points.map((p) => p.leases))].sort((a, b) => a - b);
+  const series = (pick: (p: LeaseLadderPoint) => number) => kinds.map((k) => ({
+    name: KIND_LABEL[k], color: color[k] ?? PALETTE[4]!,
+    // a log axis has no 0: the empty table is drawn at 100 leases (the table says 0)
+    points: counts.map((n) => [Math.max(n, 100), median(points.filter((p) => p.kind === k && p.leases === n).map(pick))] as [number, number]),
+  }));
+  const file = 'chart-dhcp-lease-count.svg';
+  writeFileSync(path.join(dir, file), lineChart({
+    title: `DHCP DORA/s by leases held (${CONCURRENCY} in flight; the point at 100: empty table)`,
+    xLabel: 'leases held', yLabel: 'completed DORA/s', logX: true, logY: false, series: series((p) => p.perSecond),
+  }));
+  writeFileSync(path.join(dir, 'chart-dhcp-lease-count-cpu.svg'), lineChart({
+    title: 'Server CPU µs per DORA by leases held (lower is better; 100: empty table)',
+    xLabel: 'leases held', yLabel: 'µs CPU per DORA', logX: true, logY: false, series: series((p) => p.cpuUsPerOp),
+  }));
+  writeFileSync(path.join(dir, 'lease-ladder.json'), JSON.stringify({ ...meta, points }, null, 1) + '\n');
+  return file;
+}
+
+export interface HitCostPoint {
+  kind: BenchKind;
+  run: number;
+  qps: number;
+  cpuUsPerOp: number;
+  lost: number;
+}
+
+export async function hitCost(s: CostSettings & { seconds: number }): Promise<HitCostPoint[]> {
+  const points: HitCostPoint[] = [];
+  const prof = profileDir(s.profile);
+  const labels: string[] = [];
+  const t0 = performance.now();
+  const net = await BenchNetwork.create();
+  try {
+    const hitFile = writeQueryFile(net, 'cost-hit.txt', Array.from({ length: 100 }, (_, i) => `h${i}.bench.test`));
+    for (let run = 1; run <= s.runs; run++) {
+      const kinds: BenchKind[] = s.peer ? (run % 2 === 1 ? ['natd', s.peer] : [s.peer, 'natd']) : ['natd'];
+      for (const kind of kinds) {
+        const server = await startServer(net, kind, {
+          instance: `hit-${run}`, extraArgs: kind === 'natd' ? s.natdArgs : [], ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+        });
+        if (kind === 'natd') labels.push(`natd hits, run ${run}`);
+        try {
+          await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm
+          const before = cpuSeconds(server.pid);
+          const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000 });
+          const cpu = cpuSeconds(server.pid) - before;
+          const p: HitCostPoint = { kind, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
+          s.log(`  run ${run} ${KIND_LABEL[kind]} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
+          points.push(p);
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+  } finally {
+    await net.destroy();
+  }
+  printProfiles(prof, labels, s.log);
+  s.log(`hit-cost: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  return points;
+}
+
+export function hitCostTable(points: HitCostPoint[]): string {
+  const kinds = [...new Set(points.map((p) => p.kind))];
+  const rows = kinds.map((k) => {
+    const mine = points.filter((p) => p.kind === k);
+    return [KIND_LABEL[k], fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), String(Math.max(...mine.map((p) => p.lost)))];
+  });
+  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'lost (max)'], rows)}\n`;
+}
