@@ -174,7 +174,6 @@ export function statusOf(o: Observed): StatusReport {
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: { ...o.ipv6.status(), mode: o.config.ipv6Mode } } : {}), // issue 14: the egress mode (--ipv6-mode) too
     ...(o.expose ? { expose: o.expose.status() } : {}), // issue 17
-    ...(o.ipv6 ? { ipv6: o.ipv6.status() } : {}), // issue 14
     ...(o.dhcp6 ? { dhcp6: o.dhcp6.status() } : {}),
     kernelDrops: o.kernelDrops,
     config: o.config,
