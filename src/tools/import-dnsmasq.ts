@@ -19,7 +19,7 @@ import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE } from '../dhcp/lease-store.js';
 import type { Lease, Reservation } from '../dhcp/types.js';
 import { reservedAddressProblem } from '../dhcp/reservation-rules.js';
-import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
+import { checkTargets, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeImportedConfig, writeLeases } from './import-writer.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 // issue 15: custom DNS records carry over
 import { formatRecordSpec, OPTION_OF, parseRecordSpec, RECORD_KINDS, type RecordKind } from '../dns/record-specs.js';
@@ -605,7 +605,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   await checkTargets(opts.force, opts.configOut, reservationsFile, journal);
   await writeLeases(outDir, leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
-  await writeFileAtomic(opts.configOut, JSON.stringify(settings, null, 2) + '\n');
+  await writeImportedConfig(opts.configOut, settings);
 
   return {
     configFile: opts.configOut,

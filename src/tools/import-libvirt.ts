@@ -22,7 +22,7 @@ import { JOURNAL_FILE } from '../dhcp/lease-store.js';
 import { INFINITE_LEASE_SECONDS, type Lease, type Reservation } from '../dhcp/types.js';
 import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
-import { checkTargets, exists, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeLeases } from './import-writer.js';
+import { checkTargets, exists, mergeReservations, readOptional, RESERVATIONS_FILE, settingsSubnet, writeImportedConfig, writeLeases } from './import-writer.js';
 import { subnet6Problem } from '../ipv6/settings.js'; // issue 14
 import { importDhcp6Range, importIpv6Mode } from './libvirt-v6.js';
 import { dropUnknownV6Fields } from './import-dnsmasq-v6.js';
@@ -487,7 +487,7 @@ export async function importLibvirt(opts: LibvirtImportOptions): Promise<Libvirt
   await checkTargets(opts.force, configOut, reservationsFile, journal);
   await writeLeases(outDir, status.leases, opts.force === true, now);
   await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
-  await writeFileAtomic(configOut, JSON.stringify(settings, null, 2) + '\n');
+  await writeImportedConfig(configOut, settings);
   return {
     ...(parsed.name !== undefined ? { network: parsed.name } : {}),
     configFile: configOut, reservationsFile, leaseJournal: journal, settings, reservations,

@@ -3,7 +3,9 @@
  * operator's state, checking reservations against the subnet, and writing natd's state dir (reservations file,
  * lease journal through LeaseStore) and config — the config last, so a half-done import is never started.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../state/atomic-file.js';
 import type { RawSettings } from '../config.js';
 import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
@@ -44,6 +46,12 @@ export async function checkTargets(force: boolean | undefined, configOut: string
   if (taken.length) {
     throw new NatdError(ErrorCodes.STATE, `import would overwrite ${taken.join(', ')}; move them away or pass --force`);
   }
+}
+
+/** Writes the imported config, creating its directory (e.g. /etc/natd on a host that never ran natd). */
+export async function writeImportedConfig(configOut: string, settings: unknown): Promise<void> {
+  await mkdir(dirname(configOut), { recursive: true });
+  await writeFileAtomic(configOut, JSON.stringify(settings, null, 2) + '\n');
 }
 
 /** The subnet the settings describe, to check reservations and leases against. */

@@ -202,6 +202,13 @@ describe('importDnsmasq', () => {
     expect(report.unknown).toEqual([{ file: t.conf, line: 41, option: 'enable-dbus' }]);
   });
 
+  it('creates the config file's directory (an /etc/natd that does not exist yet)', async () => {
+    const t = await recipeCopy();
+    const configOut = join(t.dir, 'etc', 'natd', 'virbr10.json');
+    await importDnsmasq({ confFile: t.conf, outDir: t.outDir, configOut, now: NOW });
+    expect(resolveConfig({}, readConfigFile(configOut), configOut).bridge).toBe('virbr10');
+  });
+
   it('refuses to overwrite earlier results unless forced, and a forced run replaces the leases', async () => {
     const t = await recipeCopy();
     await importDnsmasq({ confFile: t.conf, outDir: t.outDir, configOut: t.configOut, now: NOW });
