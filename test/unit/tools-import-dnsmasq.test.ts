@@ -202,7 +202,7 @@ describe('importDnsmasq', () => {
     expect(report.unknown).toEqual([{ file: t.conf, line: 41, option: 'enable-dbus' }]);
   });
 
-  it('creates the config file's directory (an /etc/natd that does not exist yet)', async () => {
+  it('creates the directory of the config file (an /etc/natd that does not exist yet)', async () => {
     const t = await recipeCopy();
     const configOut = join(t.dir, 'etc', 'natd', 'virbr10.json');
     await importDnsmasq({ confFile: t.conf, outDir: t.outDir, configOut, now: NOW });
