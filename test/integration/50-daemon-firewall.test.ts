@@ -109,7 +109,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
   it('the UDP forward reaches the vm, which sees the wan source address', async () => {
     topo.spawn(topo.vm(1).ns, ['socat', 'UDP-RECVFROM:53,fork', 'SYSTEM:echo $SOCAT_PEERADDR']);
     await waitFor('udp listener', async () => (await topo.run(topo.vm(1).ns, ['ss', '-Hlun', 'sport = :53'])).stdout.trim() !== '', 10_000, 100);
-    const r = await topo.run(topo.wan, ['socat', '-t', '3', '-T', '3', '-', `UDP:${UPLINK_HOST}:5353`], { input: 'ping\n', timeoutMs: 8000 });
+    const r = await topo.run(topo.wan, ['socat', '-t', '8', '-T', '8', '-', `UDP:${UPLINK_HOST}:5353`], { input: 'ping\n', timeoutMs: 15_000 });
     expect(r.stdout.trim(), r.stderr).toBe(UPLINK_WAN);
   });
 
