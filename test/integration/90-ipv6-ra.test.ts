@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, isRoot, Topology, UPLINK6_HOST, UPLINK6_WAN } from '../support/netns.js';
+import { waitUntil } from '../support/wait.js';
 import { NATD_CLI, startNatd, type NatdHandle } from '../support/natd-process.js';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -66,15 +67,7 @@ describe.skipIf(!isRoot())('IPv6: router advertisements, SLAAC and NAT66 (issue 
     (await ipJson(ns, ['-6', 'addr', 'show', 'dev', dev, 'scope', 'global', '-tentative'])).flatMap((l) => ((l.addr_info ?? []) as { local?: string }[]).flatMap((a) => (a.local ? [a.local] : [])));
   const defaultRoutes = async (ns: string): Promise<string[]> =>
     (await ipJson(ns, ['-6', 'route', 'show', 'default'])).map((r) => `${String(r.gateway)} ${String(r.dev)} ${String(r.protocol)}`);
-  async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await read();
-      if (ok(v)) return v;
-      if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  const until = <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> => waitUntil(what, read, ok, timeoutMs, 250);
   async function hostState(): Promise<unknown> {
     const addrs = (await ipJson(topo.host, ['-6', 'addr', 'show'])).map((l) => [l.ifname, ((l.addr_info ?? []) as { local: string }[]).map((a) => a.local).sort()]);
     return { addrs, routes: (await ipJson(topo.host, ['-6', 'route', 'show'])).map((r) => `${String(r.dst)} ${String(r.gateway)} ${String(r.dev)}`).sort() };

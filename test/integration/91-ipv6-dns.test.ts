@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BRIDGE, isRoot, Topology, UPLINK6_HOST, UPLINK6_WAN } from '../support/netns.js';
+import { waitUntil } from '../support/wait.js';
 import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
@@ -66,15 +67,7 @@ describe.skipIf(!isRoot())('IPv6: DNS on the bridge\'s IPv6 gateway, AAAA/PTR fo
     JSON.parse((await topo.runOk(ns, ['ip', '-j', ...args])) || '[]') as Record<string, unknown>[];
   const globalAddresses = async (ns: string): Promise<string[]> =>
     (await ipJson(ns, ['-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global', '-tentative'])).flatMap((l) => ((l.addr_info ?? []) as { local?: string }[]).flatMap((a) => (a.local ? [a.local] : [])));
-  async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 25_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await read();
-      if (ok(v)) return v;
-      if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+  const until = <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 25_000): Promise<T> => waitUntil(what, read, ok, timeoutMs, 500);
   const metrics = () => topo.runOk(topo.host, [process.execPath, NATD_CLI, 'metrics', '--control-socket', natd.controlSocket]);
   const metric = (text: string, series: string): number => {
     const line = text.split('\n').find((l) => l.startsWith(`${series} `));
