@@ -248,7 +248,7 @@ export class RoutedConnection {
     upstream.on('error', this.onUpstreamError);
     upstream.on('close', this.onUpstreamClose);
     this.deadline = performance.now() + limits.connectTimeoutMs;
-    upstream.once('connect', () => this.startSplice(target));
+    upstream.once('connect', this.onUpstreamConnect);
   }
 
   private connectFailed(target: RouteTarget, reason: string): void {
@@ -263,16 +263,19 @@ export class RoutedConnection {
     this.reject(this.protocol === 'tls' ? ALERT_INTERNAL_ERROR : HTTP_502);
   }
 
-  private startSplice(target: RouteTarget): void {
+  private readonly onUpstreamConnect = (): void => {
     if (this.phase !== 'connecting') return;
     this.clearTimer();
     this.phase = 'splice';
     this.router.counters.routed++;
     const upstream = this.upstream!;
+    const target = this.target!;
     const head = this.head.view();
     this.head.clear();
-    upstream.cork();
-    if (target.proxyProtocol) {
+    // cork only to send the PROXY header and the head in one segment; without a header the head is one write anyway
+    const corked = Boolean(target.proxyProtocol);
+    if (corked) {
+      upstream.cork();
       const endpoints = {
         sourceAddress: this.socket.remoteAddress ?? '',
         sourcePort: this.socket.remotePort ?? 0,
@@ -284,14 +287,14 @@ export class RoutedConnection {
     this.router.counters.bytesIn += head.length;
     this.route!.bytesIn += head.length;
     upstream.write(head);
-    upstream.uncork();
+    if (corked) upstream.uncork();
     upstream.on('end', this.onUpstreamEnd);
     upstream.on('drain', this.onUpstreamDrain);
     this.socket.on('drain', this.onClientDrain);
     this.lastActive = this.router.clock;
     if (this.socket.readableEnded) upstream.end(); // the client's FIN came while connecting
     else this.socket.resume();
-  }
+  };
 
   // --- splice ---
 
