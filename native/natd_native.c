@@ -331,8 +331,14 @@ static napi_value init(napi_env env, napi_value exports) {
 #ifdef __GLIBC__
   /* A fixed trim threshold (setting it also stops glibc from raising it by itself) hands memory freed at the top of
    * an arena back to the kernel. Without it V8's compiler threads keep several MiB freed but resident in their
-   * arenas: about 6 MiB of natd's peak RSS with 10,000 leases (issue 7), for no measurable CPU cost. */
+   * arenas: about 6 MiB of natd's peak RSS with 10,000 leases (issue 7), for no measurable CPU cost.
+   * Setting either threshold also freezes the other one: glibc stops raising the mmap threshold (128 KiB) as well, so
+   * every allocation of 128 KiB or more, such as the name router's 128 KiB socket reads (issue 17), became an
+   * mmap + page faults + munmap (20,000 such Buffers: 0.5 s instead of 0.05 s). 1 MiB keeps those on the heap, where
+   * the trim threshold still returns freed memory at the top; larger blocks are still mapped and unmapped at free.
+   * (glibc's own dynamic threshold would go up to 32 MiB.) */
   mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 #endif
   napi_property_descriptor props[] = {
     {"openUdpSocket", NULL, open_udp_socket, NULL, NULL, NULL, napi_default, NULL},

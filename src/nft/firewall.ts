@@ -32,6 +32,7 @@ import { resolveFamilies } from './forward6.js';
 import { buildExposePortsChange, buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
 import { startHealer, type Healer } from './healer.js';
+import { nftMonitor } from './ruleset-watch.js';
 import type { NftOptions } from './runner.js';
 
 export type NameResolver = (name: string) => number | undefined;
@@ -205,6 +206,8 @@ export class Firewall {
       check: () => this.serial(() => tableIntact(this.applied!.input, this.nft)),
       reapply: () => this.serial(() => this.applyFull('heal', this.applied!)),
       ...(this.opts.healIntervalMs ? { intervalMs: this.opts.healIntervalMs } : {}),
+      // issue 17: checks follow `nft monitor` events instead of an nft child every 2 s; not with an injected exec
+      ...(this.nft.exec === undefined ? { watch: nftMonitor(this.nft.nft) } : {}),
       logger: this.opts.logger,
     });
   }

@@ -465,4 +465,68 @@ describe('startHealer', () => {
     await vi.advanceTimersByTimeAsync(1000);
     expect(check.mock.calls.length).toBe(before);
   });
+
+  // issue 17: with a watch (nft monitor) checks follow change events and the periodic check slows down
+  function fakeWatch() {
+    const w = { events: undefined as undefined | { changed(): void; lost(): void }, stopped: false };
+    const watch = (events: { changed(): void; lost(): void }) => {
+      w.events = events;
+      return { stop: () => void (w.stopped = true) };
+    };
+    return { w, watch };
+  }
+
+  it('with a watch: checks once at start, then only after change events (settled) and every slowIntervalMs', async () => {
+    vi.useFakeTimers();
+    let intact = true;
+    const check = vi.fn(async () => intact);
+    const reapply = vi.fn(async () => {
+      intact = true;
+    });
+    const { w, watch } = fakeWatch();
+    const healer = startHealer({ check, reapply, intervalMs: 100, slowIntervalMs: 10_000, settleMs: 20, watch, logger: recordingLogger() });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(check).toHaveBeenCalledTimes(1); // the start check
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(check).toHaveBeenCalledTimes(1); // no polling at intervalMs
+    intact = false;
+    for (let i = 0; i < 5; i++) w.events!.changed(); // a burst of events: one check
+    await vi.advanceTimersByTimeAsync(19);
+    expect(check).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(check).toHaveBeenCalledTimes(2);
+    expect(reapply).toHaveBeenCalledTimes(1);
+    expect(healer.heals()).toBe(1);
+    await vi.advanceTimersByTimeAsync(9999);
+    expect(check).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(check).toHaveBeenCalledTimes(3); // the slow backstop
+    healer.stop();
+    expect(w.stopped).toBe(true);
+  });
+
+  it('with a watch: an event during a check gets a check after it; a lost watch falls back to intervalMs', async () => {
+    vi.useFakeTimers();
+    let release: (() => void) | undefined;
+    const check = vi.fn(() => new Promise<boolean>((resolve) => (release = () => resolve(true))));
+    const { w, watch } = fakeWatch();
+    const logger = recordingLogger();
+    const healer = startHealer({ check, reapply: async () => {}, intervalMs: 100, slowIntervalMs: 10_000, settleMs: 20, watch, logger });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(check).toHaveBeenCalledTimes(1);
+    w.events!.changed(); // while the check runs
+    release!();
+    await vi.advanceTimersByTimeAsync(20);
+    expect(check).toHaveBeenCalledTimes(2);
+    release!();
+    w.events!.lost();
+    expect(logger.messages('warn')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(check).toHaveBeenCalledTimes(3);
+    release!();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(check).toHaveBeenCalledTimes(4);
+    release!();
+    healer.stop();
+  });
 });

@@ -69,10 +69,18 @@ function lookup(name: string | undefined, port: number, protocol: RouterProtocol
   if (name === 'b.test' || name?.endsWith('.wild.test')) return at('httpB', 'b');
   if (name === 'proxy.test') return at('proxy', 'proxy', { proxyProtocol: 'v2' });
   if (name === 'big.test') return at('big', 'big');
+  if (name === 'pattern.test') return at('pattern', 'pattern');
   if (name === 'half.test') return at('half', 'half');
   if (name === 'down.test') return at('closed', 'down');
   if (name === 'badport.test') return { address: '127.0.0.1', port: 70_000, route: 'badport' };
   return undefined;
+}
+
+const PATTERN_BYTES = 24 * 1024 * 1024;
+function patternBytes(offset: number, length: number): Buffer {
+  const b = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) b[i] = ((offset + i) * 31 + ((offset + i) >>> 16)) & 0xff;
+  return b;
 }
 
 function startRouter(limits: Partial<RouterLimits> = {}) {
@@ -130,6 +138,29 @@ beforeAll(async () => {
       socket.once('data', pump);
     }),
     'big',
+  );
+  // issue 17: PATTERN_BYTES of a position-dependent pattern in writes of varying size, to check the bulk read
+  // buffers the router reuses are never overwritten while a write to the client still holds them
+  await listenOn(
+    net.createServer((socket) => {
+      socket.on('error', () => {});
+      let sent = 0;
+      let size = 1000;
+      const pump = () => {
+        while (sent < PATTERN_BYTES) {
+          size = (size * 7 + 4093) % (200 * 1024) + 1;
+          const chunk = patternBytes(sent, Math.min(size, PATTERN_BYTES - sent));
+          sent += chunk.length;
+          if (!socket.write(chunk)) {
+            socket.once('drain', pump);
+            return;
+          }
+        }
+        socket.end();
+      };
+      socket.once('data', pump);
+    }),
+    'pattern',
   );
   // half-close: answers with everything it got once the client's FIN arrives, and keeps reading after its own FIN
   await listenOn(
@@ -399,6 +430,37 @@ describe('name router: HTTP by Host', () => {
     await waitFor('guest got the late bytes', () => halfCloseLateBytes.endsWith('late bytes after the guest FIN\n'));
     await closed;
     await waitFor('connection released', () => router.stats().routes.half!.active === 0);
+  });
+
+  it('bulk downloads to a stalled and to fast clients at once arrive byte for byte (reused read buffers)', async () => {
+    const download = (stall?: Promise<unknown>) =>
+      new Promise<{ bytes: number; bad: number }>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let bytes = 0;
+        let bad = -1;
+        socket.on('data', (d: Buffer) => {
+          if (bad < 0 && !d.equals(patternBytes(bytes, d.length))) bad = bytes;
+          bytes += d.length;
+          if (stall && bytes > 1024 * 1024) {
+            // stop reading until the others are done: the router's write to this client waits, holding its buffer
+            socket.pause();
+            void stall.then(() => socket.resume());
+            stall = undefined;
+          }
+        });
+        socket.on('end', () => resolve({ bytes, bad }));
+        socket.on('error', reject);
+        socket.write('GET /pattern HTTP/1.1\r\nHost: pattern.test\r\n\r\n');
+      });
+    let others!: () => void;
+    const othersDone = new Promise<void>((resolve) => (others = resolve));
+    const stalled = download(othersDone);
+    // the stalled client's kernel buffers are full once the router has to queue a write to it
+    await waitFor('a write to the stalled client queued in the router', () => router.stats().bufferedBytes > 0, 20_000, 20);
+    const fast = await Promise.all([download(), download()]);
+    others();
+    for (const r of [...fast, await stalled]) expect(r).toEqual({ bytes: PATTERN_BYTES, bad: -1 });
+    await waitFor('connections released', () => router.stats().routes.pattern!.active === 0);
   });
 
   it('a client that never reads cannot make the router buffer the guest data', async () => {
