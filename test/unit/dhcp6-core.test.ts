@@ -472,3 +472,57 @@ describe('Dhcp6Core: message validation (RFC 8415 §16)', () => {
     expect((await c.handle(Buffer.from([1, 0, 0, 0, 0, 1, 0, 200]), PEER)).kind).toBe('invalid');
   });
 });
+
+describe('Dhcp6Core: a full range (Solicit flood)', () => {
+  const mac = (i: number) => `52:54:00:01:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+  const solicit = async (c: Dhcp6Core, client: TestClient6) => replyOf((await c.handle(client.bytes(T.SOLICIT, { serverId: null }), PEER)).reply);
+
+  it('answers NoAddrsAvail without scanning the range again; bound clients still renew; freed and expired addresses come back', async () => {
+    // 256 addresses, offers held 60 s: 4 real clients bind, a flood of random DUIDs takes the rest as offers
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::1ff' }, rapidCommit: false, offerHoldSeconds: 60 });
+    const real = [1, 2, 3, 4].map((i) => new TestClient6(mac(i)));
+    const bound = [];
+    for (const client of real) bound.push(await obtain(c, client));
+    for (let i = 100; i < 100 + 252; i++) expect(liveAddresses(await solicit(c, new TestClient6(mac(i))))).toHaveLength(1);
+    expect(c.stats().offers).toBe(252);
+
+    // the first Solicit past the end scans the range once; the next 1000 examine nothing
+    expect(iaStatus(await solicit(c, new TestClient6(mac(1000))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    const afterScan = c.stats().rangeExamined;
+    for (let i = 1001; i < 2001; i++) expect(iaStatus(await solicit(c, new TestClient6(mac(i))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    expect(c.stats().rangeExamined).toBe(afterScan);
+
+    // a real client renews its binding meanwhile
+    now += 1000;
+    const renewed = replyOf((await c.handle(real[0]!.bytes(T.RENEW, { addresses: [bound[0]!] }), PEER)).reply);
+    expect(liveAddresses(renewed)).toEqual([bound[0]]);
+
+    // a released address is found at once (examined: the freed one only)
+    const rel = await c.handle(real[1]!.bytes(T.RELEASE, { addresses: [bound[1]!] }), PEER);
+    expect(rel.kind).toBe('reply');
+    const before = c.stats().rangeExamined;
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(3000))))).toEqual([bound[1]]);
+    expect(c.stats().rangeExamined - before).toBeLessThanOrEqual(2);
+    expect(iaStatus(await solicit(c, new TestClient6(mac(3001))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+
+    // offers end: the flood does not pin the range; a new client gets an address, examining only the ended offers
+    now += 61_000;
+    const late = c.stats().rangeExamined;
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(4000))))).toHaveLength(1);
+    expect(c.stats().rangeExamined - late).toBeLessThanOrEqual(256);
+    // every other client of the flood's size finds one too, without a scan each
+    const mid = c.stats().rangeExamined;
+    let served = 0;
+    for (let i = 4001; iaStatus(await solicit(c, new TestClient6(mac(i)))) !== Dhcp6Status.NO_ADDRS_AVAIL; i++) served++;
+    expect(served).toBe(252 + 1 - 1); // the flood's offers and the released address's offer ended; 4000 took one
+    expect(c.stats().rangeExamined - mid).toBeLessThan(2 * 256);
+  });
+
+  it('a reservation change forgets what it knew: an address reserved away from the range is given again', async () => {
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::101' }, rapidCommit: false, reservations: [{ mac: '52:54:00:00:00:99', address: 'fd00:10::101' }] });
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(1))))).toHaveLength(1);
+    expect(iaStatus(await solicit(c, new TestClient6(mac(2))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    c.setReservations([]);
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(2))))).toEqual(['fd00:10::101']);
+  });
+});
