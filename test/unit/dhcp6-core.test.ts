@@ -403,6 +403,25 @@ describe('Dhcp6Core: reservations', () => {
     expect(c.leases()).toMatchObject([{ address: 'fd00:10::42', hostname: 'web' }]);
   });
 
+  it('a reservation moved by reload (RFC 8415 §18.3.4): Renew and Rebind get the old address with lifetimes 0 and the new one', async () => {
+    const c = core({ reservations: [{ mac: '52:54:00:00:00:01', address: 'fd00:10::42', hostname: 'web' }] });
+    const client = new TestClient6('52:54:00:00:00:01');
+    expect(await obtain(c, client)).toBe('fd00:10::42');
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::43', hostname: 'web' }]);
+    const reply = replyOf((await c.handle(client.bytes(T.RENEW, { addresses: ['fd00:10::42'] }), PEER)).reply);
+    expect(liveAddresses(reply)).toEqual(['fd00:10::43']);
+    expect(reply.iaNa[0]!.addresses.filter((a) => a.validLifetime === 0 && a.preferredLifetime === 0).map((a) => a.address.join())).toHaveLength(1);
+    expect(c.leases()).toMatchObject([{ address: 'fd00:10::43', hostname: 'web' }]);
+    expect(journal.commits.at(-1)).toMatchObject([{ kind: 'bind6', lease: { address: 'fd00:10::43' } }]);
+    // moved again, now into the range; a Rebind (no server id) moves it too
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::105', hostname: 'web' }]);
+    const rebound = replyOf((await c.handle(client.bytes(T.REBIND, { addresses: ['fd00:10::43'], serverId: null }), PEER)).reply);
+    expect(liveAddresses(rebound)).toEqual(['fd00:10::105']);
+    expect(rebound.iaNa[0]!.addresses.some((a) => a.validLifetime === 0)).toBe(true);
+    // the old reserved address is free again for anyone (::43 is outside the range: no one else gets it)
+    expect(c.leases().map((l) => l.address)).toEqual(['fd00:10::105']);
+  });
+
   it('rejects a reservation outside the served /64', () => {
     expect(() => core({ reservations: [{ mac: '52:54:00:00:00:01', address: 'fd00:99::5' }] })).toThrow(/outside the served/);
   });
