@@ -8,11 +8,22 @@
 import type { NameResolver6 } from '../nft/forward6.js';
 import { formatIpv6, parseIpv6 } from '../ipv6/address.js';
 
-export function guestIpv6Resolver(reservations: readonly object[]): NameResolver6 {
+/**
+ * issue 14: the order (dhcp6-names.ts feeds the second): a reservation's IPv6 address, then the address of a DHCPv6
+ * lease of that name, then the guest table's (`guests`: the addresses AAAA answers for the name, DHCPv6 and SLAAC;
+ * the first in the /64). The firewall evaluates it at start, on reload, and when a DHCPv6 lease change changes the
+ * answer for a name a forward uses (daemon/index.ts refreshForwards6).
+ */
+export interface GuestIpv6Sources {
+  dhcp6Lease?: (name: string) => string | undefined;
+  guests?: (name: string) => readonly string[];
+}
+
+export function guestIpv6Resolver(reservations: readonly object[], sources: GuestIpv6Sources = {}): NameResolver6 {
   const byName = new Map<string, string>();
   for (const r of reservations as readonly { hostname?: unknown; ipv6?: unknown }[]) {
     const address = typeof r.ipv6 === 'string' ? parseIpv6(r.ipv6.replace(/^\[|\]$/g, '')) : undefined;
     if (typeof r.hostname === 'string' && address) byName.set(r.hostname.toLowerCase(), formatIpv6(address));
   }
-  return (name) => byName.get(name.toLowerCase());
+  return (name) => byName.get(name.toLowerCase()) ?? sources.dhcp6Lease?.(name) ?? sources.guests?.(name)[0];
 }
