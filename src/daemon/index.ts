@@ -411,11 +411,18 @@ async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeI
   if (!plan) return undefined;
   const openSocket = sys.sockets.openDhcp6;
   if (!openSocket) throw configError(['dhcp6: this system has no DHCPv6 socket']);
-  names6?.restore(state.store.load6(sys.now()).leases); // the journal's leases, as the core loads them
+  const journaled = state.store.load6(sys.now()).leases; // the journal's leases, as the core loads them
+  names6?.restore(journaled);
   const dhcp6 = await startDhcp6(config, plan, ipv6.served, {
     logger, now: sys.now, store: state.store, bridgeMac: bridge.mac, openSocket: (name) => openSocket(name),
-    ...(names6 ? { onChanges: (changes) => names6.apply(changes), nameAllowed: names6.nameAllowed } : {}),
+    onChanges: (changes) => {
+      names6?.apply(changes);
+      state.events.committed6(changes); // leases --watch, --dhcp-script
+    },
+    ...(names6 ? { nameAllowed: names6.nameAllowed } : {}),
   });
+  state.events.setServerDuid(dhcp6.status().serverDuid);
+  state.events.loadLeases6(journaled);
   stack.push('dhcp6', () => dhcp6.close());
   return dhcp6;
 }

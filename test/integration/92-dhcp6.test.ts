@@ -288,6 +288,17 @@ describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
     ]);
   }, 60_000);
 
+  it('names: a DHCPv6 guest with a reservation name answers dig AAAA and dig -x from another guest over IPv6', async () => {
+    const asker = clients.get('dhclient')!; // has a DHCPv6 address: the query goes from the /64, over IPv6
+    const dig = async (...args: string[]) => (await topo.runOk(asker.vm.ns, ['dig', `@${PREFIX}1`, '+short', '+time=2', '+tries=2', ...args], { timeoutMs: 15_000 })).trim();
+    for (const [name, address] of [['by-duid', RESERVED_BY_DUID], ['by-mac', RESERVED_BY_MAC]] as const) {
+      expect(await until(`AAAA ${name}`, () => dig('AAAA', `${name}.vm.test`), (out) => out === address, 10_000)).toBe(address);
+      expect(await dig('-x', address)).toBe(`${name}.vm.test.`);
+    }
+    // a name no guest holds is not invented
+    expect(await dig('AAAA', 'nobody.vm.test')).toBe('');
+  }, 40_000);
+
   it('stateless: dhclient -6 -S gets natd\'s DNS server and search domain, and no address', async () => {
     const c = clients.get('dhclient-stateless')!;
     const leasesBefore = (await leases()).length;
