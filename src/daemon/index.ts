@@ -71,6 +71,7 @@ import { ExposeService } from './expose.js';
 import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
 import type { Dhcp6Reservation } from '../dhcp6/types.js';
 import { Dhcp6Names } from './dhcp6-names.js'; // issue 14: DHCPv6 leases → AAAA/PTR and forwards
+import { forwards6Refresher } from './forwards6.js';
 import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
@@ -185,7 +186,10 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
   };
-  if (names6 && firewall) names6.onChanged = forwards6Refresher(running, ctx.logger); // issue 14
+  if (names6 && firewall) names6.onChanged = forwards6Refresher({ // issue 14: v6 forwards follow DHCPv6 leases
+    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
+    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
+  });
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -546,43 +550,6 @@ function resolver6(config: Config, names6: Dhcp6Names | undefined, guestNames: G
   });
 }
 
-/**
- * DHCPv6 lease changes re-resolve the names the forwards use (IPv4 forwards name reservations only, re-resolved on
- * reload; an IPv6 forward may name a DHCPv6 lease, whose address comes and goes): when one answers differently, the
- * firewall reloads with the current config (coalesced: one reload at a time, another after it if needed).
- */
-function forwards6Refresher(running: Running, logger: Logger): () => void {
-  const answers = (): string => {
-    const resolve = resolver6(running.config, running.names6, running.names);
-    return JSON.stringify([...(running.firewall?.guestNames() ?? [])].sort().map((n) => [n, resolve(n)]));
-  };
-  let last = answers();
-  let busy = false;
-  let again = false;
-  const run = async (): Promise<void> => {
-    busy = true;
-    try {
-      do {
-        again = false;
-        const now = answers();
-        if (now === last) continue;
-        try {
-          await running.firewall?.reload(running.config, running.reservations.resolveName, resolver6(running.config, running.names6, running.names));
-          last = now;
-        } catch (err) {
-          logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a DHCPv6 lease change', { error: (err as Error).message });
-          last = now;
-        }
-      } while (again);
-    } finally {
-      busy = false;
-    }
-  };
-  return () => {
-    if (busy) again = true;
-    else void run();
-  };
-}
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */
 function reloadDnsKnobs(dns: DnsParts, config: Config): void {
