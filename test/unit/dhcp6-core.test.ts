@@ -537,6 +537,28 @@ describe('Dhcp6Core: a full range (Solicit flood)', () => {
     expect(c.stats().rangeExamined - mid).toBeLessThan(2 * 256);
   });
 
+  it('an address taken while the range is known full is seen when its new lease ends (no address lost to the memo)', async () => {
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::103' }, rapidCommit: true, preferredLifetime: 30, validLifetime: 40 });
+    const commit = async (i: number) => liveAddresses(replyOf((await c.handle(new TestClient6(mac(i)).bytes(T.SOLICIT, { serverId: null, rapidCommit: true }), PEER)).reply));
+    const first = [];
+    for (let i = 1; i <= 4; i++) first.push((await commit(i))[0]!);
+    expect(await commit(5)).toEqual([]); // full: the memo is set
+    const one = new TestClient6(mac(1));
+    one.serverId = SERVER;
+    await c.handle(one.bytes(T.RELEASE, { addresses: [first[0]!] }), PEER);
+    expect(await commit(5)).toEqual([first[0]]); // the freed address, bound again while the range is known full
+    now += 41_000; // every lease has ended, the one bound after the memo too
+    const again = [];
+    for (let i = 6; i <= 9; i++) again.push((await commit(i))[0]);
+    expect(again.sort()).toEqual([...first].sort());
+    expect(await commit(10)).toEqual([]);
+    // and again: the addresses bound from the memo's list end too
+    now += 41_000;
+    const third = [];
+    for (let i = 11; i <= 14; i++) third.push((await commit(i))[0]);
+    expect(third.sort()).toEqual([...first].sort());
+  });
+
   it('a reservation change forgets what it knew: an address reserved away from the range is given again', async () => {
     const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::101' }, rapidCommit: false, reservations: [{ mac: '52:54:00:00:00:99', address: 'fd00:10::101' }] });
     expect(liveAddresses(await solicit(c, new TestClient6(mac(1))))).toHaveLength(1);
