@@ -61,8 +61,8 @@ import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
-import { guestIpv6Resolver } from './guest-ipv6.js';
-import type { NameResolver6 } from '../nft/forward6.js'; // issue 14: guest name → IPv6 address for v6 forwards
+import { guestIpv6Resolver } from './guest-ipv6.js'; // issue 14: guest name → IPv6 address for v6 forwards
+import type { NameResolver6 } from '../nft/forward6.js';
 import { startDns6 } from './dns6.js';
 import { formatIpv6 } from '../ipv6/address.js';
 // issue 17: the name router for shared ports 80/443
@@ -549,7 +549,6 @@ function resolver6(config: Config, names6: Dhcp6Names | undefined, guestNames: G
     ...(local ? { guests: (name: string) => (local.lookup({ name: name.toLowerCase(), type: DnsType.AAAA, class: DNS_CLASS_IN })?.records ?? []).filter((r) => r.type === DnsType.AAAA).map((r) => String(r.data)) } : {}),
   });
 }
-
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */
 function reloadDnsKnobs(dns: DnsParts, config: Config): void {
