@@ -1,18 +1,16 @@
 /**
- * issue 14: the one place a guest's name becomes its IPv6 address, for port forwards over IPv6 (nft/forward6.ts).
- * Today: a reservation's IPv6 address when the configuration carries one (`ipv6` on a reservation, which the
- * DHCPv6 work adds with dnsmasq's `dhcp-host=...,[fd00::5]`); otherwise a forward names its IPv6 guest by address
- * (`tcp:2222=[fd00::5]:22`). The lead re-points this at the IPv6 guest table (DHCPv6 leases, SLAAC neighbours)
- * once that exists: the firewall takes whatever function this returns, at start and on every reload.
+ * issue 14: the one place a guest's name becomes its IPv6 address, for port forwards over IPv6 (nft/forward6.ts):
+ * a reservation's IPv6 address (`ipv6` on a reservation, dnsmasq's `dhcp-host=...,[fd00::5]`), else a DHCPv6 lease
+ * of that name (daemon/dhcp6-names.ts), else what AAAA answers for it (the guest table: DHCPv6 and SLAAC addresses).
+ * A forward may also name its IPv6 guest by address (`tcp:2222=[fd00::5]:22`).
  */
 import type { NameResolver6 } from '../nft/forward6.js';
 import { formatIpv6, parseIpv6 } from '../ipv6/address.js';
 
 /**
- * issue 14: the order (dhcp6-names.ts feeds the second): a reservation's IPv6 address, then the address of a DHCPv6
- * lease of that name, then the guest table's (`guests`: the addresses AAAA answers for the name, DHCPv6 and SLAAC;
- * the first in the /64). The firewall evaluates it at start, on reload, and when a DHCPv6 lease change changes the
- * answer for a name a forward uses (daemon/index.ts refreshForwards6).
+ * The later sources, in order: `dhcp6Lease` (a DHCPv6 lease's address), `guests` (the addresses AAAA answers for the
+ * name; the first is taken). The firewall evaluates the lookup at start, on reload, and when a DHCPv6 lease change
+ * changes the answer for a name a forward uses (daemon/forwards6.ts).
  */
 export interface GuestIpv6Sources {
   dhcp6Lease?: (name: string) => string | undefined;
