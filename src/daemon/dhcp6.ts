@@ -11,7 +11,7 @@
 import type dgram from 'node:dgram';
 import type { Config } from '../config.js';
 import type { LeaseRow } from '../control/protocol.js';
-import { Dhcp6Core, type Dhcp6Reservation, type Lease6, type Lease6Change, type Lease6Journal } from '../dhcp6/core.js';
+import { Dhcp6Core, type Dhcp6CoreOptions, type Dhcp6Reservation, type Lease6, type Lease6Change, type Lease6Journal } from '../dhcp6/core.js';
 import { loadOrCreateServerDuid } from '../dhcp6/duid.js';
 import { dhcp6CoreOptions, dhcp6CoreSettings, type Dhcp6Resolved, type Dhcp6Setting } from '../dhcp6/settings.js';
 import { configError } from '../config/served-subnet.js';
@@ -37,6 +37,8 @@ export interface Dhcp6Deps {
   openSocket(bridge: string): Promise<dgram.Socket>;
   /** the lease changes of a handled request, once durable */
   onChanges?(changes: readonly Lease6Change[]): void;
+  /** whether a client may have the name of its Client FQDN option (daemon/dhcp6-names.ts) */
+  nameAllowed?: Dhcp6CoreOptions['nameAllowed'];
 }
 
 export interface Dhcp6Status extends Dhcp6Stats {
@@ -87,7 +89,7 @@ export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Se
   // the one place the core's options are built (dhcp6/settings.ts); DNS: natd's own on the IPv6 gateway, with DNS on
   const core = new Dhcp6Core(dhcp6CoreOptions({ dhcp6: plan.setting, searchDomains: config.searchDomains }, served, {
     serverDuid, store: deps.store, now, logger, dnsServers: config.dns ? [gateway] : [],
-  }));
+  }, deps.nameAllowed));
   const transport = new Dhcp6Transport({
     socket: await deps.openSocket(config.bridge),
     bridge: config.bridge,

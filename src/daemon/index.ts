@@ -62,6 +62,7 @@ import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
 import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 import { guestIpv6Resolver } from './guest-ipv6.js'; // issue 14: guest name → IPv6 address for v6 forwards
+import type { NameResolver6 } from '../nft/forward6.js';
 import { startDns6 } from './dns6.js';
 import { formatIpv6 } from '../ipv6/address.js';
 // issue 17: the name router for shared ports 80/443
@@ -69,6 +70,9 @@ import { ExposeService } from './expose.js';
 // issue 14: DHCPv6
 import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
 import type { Dhcp6Reservation } from '../dhcp6/types.js';
+import { Dhcp6Names } from './dhcp6-names.js'; // issue 14: DHCPv6 leases → AAAA/PTR and forwards
+import { forwards6Refresher } from './forwards6.js';
+import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -118,6 +122,8 @@ interface Running {
   expose: ExposeService;
   /** issue 14: DHCPv6 on the bridge (with IPv6) */
   dhcp6: Dhcp6Service | undefined;
+  /** issue 14: DHCPv6 leases' names (with DHCPv6) */
+  names6: Dhcp6Names | undefined;
 }
 
 interface Context {
@@ -170,15 +176,20 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
-  const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx) : undefined; // issue 14
+  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, dhcp6Reservations(config, ipv6.served)) : undefined; // issue 14
+  const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx, names6) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
-  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose) : undefined;
+  const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose, resolver6(config, names6, state.names)) : undefined;
   await startExpose(expose, firewall, ctx);
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
-    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6,
+    events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
   };
+  if (names6 && firewall) names6.onChanged = forwards6Refresher({ // issue 14: v6 forwards follow DHCPv6 leases
+    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
+    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
+  });
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -399,20 +410,31 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
 }
 
 /** issue 14: DHCPv6 on the lease journal, after the DHCPv4 transport; closed before the journal. */
-async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeInfo, state: State, { sys, logger, stack }: Context): Promise<Dhcp6Service | undefined> {
+async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeInfo, state: State, { sys, logger, stack }: Context, names6?: Dhcp6Names): Promise<Dhcp6Service | undefined> {
   const plan = dhcp6Plan(config);
   if (!plan) return undefined;
   const openSocket = sys.sockets.openDhcp6;
   if (!openSocket) throw configError(['dhcp6: this system has no DHCPv6 socket']);
-  const dhcp6 = await startDhcp6(config, plan, ipv6.served, { logger, now: sys.now, store: state.store, bridgeMac: bridge.mac, openSocket: (name) => openSocket(name) });
+  const journaled = state.store.load6(sys.now()).leases; // the journal's leases, as the core loads them
+  names6?.restore(journaled);
+  const dhcp6 = await startDhcp6(config, plan, ipv6.served, {
+    logger, now: sys.now, store: state.store, bridgeMac: bridge.mac, openSocket: (name) => openSocket(name),
+    onChanges: (changes) => {
+      names6?.apply(changes);
+      state.events.committed6(changes); // leases --watch, --dhcp-script
+    },
+    ...(names6 ? { nameAllowed: names6.nameAllowed } : {}),
+  });
+  state.events.setServerDuid(dhcp6.status().serverDuid);
+  state.events.loadLeases6(journaled);
   stack.push('dhcp6', () => dhcp6.close());
   return dhcp6;
 }
 
-async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service, expose?: ExposeService): Promise<Firewall> {
+async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service, expose?: ExposeService, resolveName6?: NameResolver6): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
-    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served), resolveName6: guestIpv6Resolver(config.reservations) } : {}), // issue 14
+    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served), resolveName6: resolveName6 ?? guestIpv6Resolver(config.reservations) } : {}), // issue 14
     ...(expose ? { expose: { conflicts: expose.forwardConflicts } } : {}), // issue 17
   });
   await firewall.start(expose?.ports);
@@ -469,7 +491,7 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // issue 14: v6 reservations checked against the served /64 before anything changes
   const reservations6 = running.dhcp6 && running.ipv6 ? dhcp6Reservations(config, running.ipv6.served) : [];
   const book = running.reservations;
-  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, guestIpv6Resolver(config.reservations))); // issue 14: IPv6 names
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, resolver6(config, running.names6, running.names))); // issue 14: IPv6 names
   const previousTftp = running.config.tftp;
   const previousDhcp6 = dhcp6Plan(running.config); // issue 14
   running.config = config;
@@ -496,6 +518,36 @@ function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof
   if (JSON.stringify([plan?.mode, plan?.setting.range, plan?.setting.leaseSeconds]) !== JSON.stringify([before?.mode, before?.setting.range, before?.setting.leaseSeconds]))
     logger.warn('DHCPv6 mode, range or lease time changed: it takes effect when natd restarts', { bridge: config.bridge });
   running.dhcp6?.setReservations(reservations);
+  running.names6?.setReservations(reservations);
+}
+
+// ---- issue 14: DHCPv6 leases → names (dhcp6-names.ts), and the IPv6 forwards that follow them
+function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: readonly Dhcp6Reservation[]): Dhcp6Names {
+  const local = state.names?.local;
+  const names6 = new Dhcp6Names({
+    table: dns?.ipv6?.guests,
+    ...(local ? {
+      namesByMac: () => local.namesByMac(),
+      v4HolderMac: (name: string) => {
+        const holder = local.holderOf(name);
+        if (!holder) return undefined;
+        return holder.mac && (holder.source === 'lease' || holder.source === 'reservation') ? holder.mac : null;
+      },
+      publishable: (name: string) => local.refusalOf(name) === undefined,
+    } : {}),
+  });
+  names6.setReservations(reservations);
+  return names6;
+}
+
+/** A guest name → IPv6: a reservation's, a DHCPv6 lease's, then what AAAA answers (guest-ipv6.ts). */
+function resolver6(config: Config, names6: Dhcp6Names | undefined, guestNames: GuestNames | undefined): NameResolver6 {
+  const local = guestNames?.local;
+  return guestIpv6Resolver(config.reservations, {
+    ...(names6 ? { dhcp6Lease: (name: string) => names6.addressOf(name) } : {}),
+    // what AAAA answers (DHCPv6 and SLAAC addresses), when DNS serves IPv6 names
+    ...(local ? { guests: (name: string) => (local.lookup({ name: name.toLowerCase(), type: DnsType.AAAA, class: DNS_CLASS_IN })?.records ?? []).filter((r) => r.type === DnsType.AAAA).map((r) => String(r.data)) } : {}),
+  });
 }
 
 /** Issue 15: routes, --strict-order, --min-cache-ttl, --no-negcache, --log-queries take effect on reload. */

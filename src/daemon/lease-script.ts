@@ -41,13 +41,17 @@ export function scriptEnvironment(event: LeaseEvent, bridge: string, domain: str
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     NATD_BRIDGE: bridge,
     DNSMASQ_INTERFACE: bridge,
-    DNSMASQ_CLIENT_ID: event.clientId,
+    ...(event.iaid === undefined ? { DNSMASQ_CLIENT_ID: event.clientId } : {}),
     DNSMASQ_LEASE_EXPIRES: String(Math.floor(event.expiresAt / 1000)),
     DNSMASQ_TIME_REMAINING: String(Math.max(0, Math.floor((event.expiresAt - now) / 1000))),
   };
   if (domain) env.DNSMASQ_DOMAIN = domain;
   if (event.hostname) env.DNSMASQ_SUPPLIED_HOSTNAME = event.hostname;
   if (event.oldHostname) env.DNSMASQ_OLD_HOSTNAME = event.oldHostname;
+  // issue 14: DHCPv6, as dnsmasq (the DUID is the MAC argument)
+  if (event.iaid !== undefined) env.DNSMASQ_IAID = String(event.iaid);
+  if (event.serverDuid !== undefined) env.DNSMASQ_SERVER_DUID = event.serverDuid; // colon hex, as dnsmasq prints it
+  if (event.hwaddr !== undefined) env.DNSMASQ_MAC = event.hwaddr;
   return env;
 }
 

@@ -128,6 +128,22 @@ export interface Dhcp6CoreStats {
   offers: number;
   /** addresses in the range (0: stateless) */
   rangeSize: bigint;
+  /** range addresses examined to find a free one, since start (the allocation's work; grows by the range's size
+   * only when it is scanned whole: at most once per fill, see FullRange) */
+  rangeExamined: number;
+}
+
+/**
+ * What the core knows about a small range it found full (every address leased, offered, declined, reserved or the
+ * gateway's): a Solicit then costs O(1) amortised instead of a scan of the whole range, so a flood of Solicits from
+ * random DUIDs cannot starve real clients. Addresses that become free come back as `freed` (release, decline end,
+ * offer dropped, lease replaced) or through `expiring`, a min-heap of (until, address) of every holder's end, kept
+ * from the failed scan on and fed by every new holder; an address popped while still held (a renewed lease) goes back
+ * in at its new end. setReservations and overflow drop the memo: the next allocation scans the range again.
+ */
+interface FullRange {
+  freed: string[];
+  expiring: { until: number; address: string }[];
 }
 
 const MAX_OFFERS = 4096;
@@ -197,6 +213,9 @@ export class Dhcp6Core {
   private reservationsByDuid = new Map<string, Dhcp6Reservation>();
   private reservationsByMac = new Map<string, Dhcp6Reservation>();
   private reservedAddresses = new Map<string, Dhcp6Reservation>();
+  /** set while a small range is known full (see FullRange) */
+  private full: FullRange | undefined;
+  private rangeExamined = 0;
 
   constructor(private readonly opts: Dhcp6CoreOptions) {
     this.serverDuid = Uint8Array.from(opts.serverDuid);
@@ -271,7 +290,7 @@ export class Dhcp6Core {
       this.remove(key);
       ended.push({ kind: 'release6', duid: lease.duid, iaid: lease.iaid, address: lease.address });
     }
-    for (const [address, until] of this.declinedUntil) if (until <= now) this.declinedUntil.delete(address);
+    for (const [address, until] of this.declinedUntil) if (until <= now) this.unquarantine(address);
     for (const [key, offer] of this.offers) if (offer.until <= now) this.unoffer(key);
     return ended;
   }
@@ -301,11 +320,12 @@ export class Dhcp6Core {
     this.reservationsByDuid = byDuid;
     this.reservationsByMac = byMac;
     this.reservedAddresses = byAddress;
+    this.full = undefined; // reserved addresses left or joined the range: scan it again
     for (const [key, offer] of this.offers) if (byAddress.has(offer.address)) this.unoffer(key);
   }
 
   stats(now = this.now()): Dhcp6CoreStats {
-    return { leases: this.leases(now).length, declined: this.declined(now).length, offers: this.offers.size, rangeSize: this.range?.size ?? 0n };
+    return { leases: this.leases(now).length, declined: this.declined(now).length, offers: this.offers.size, rangeSize: this.range?.size ?? 0n, rangeExamined: this.rangeExamined };
   }
 
   /** natd's server DUID, as the transport may log it. */
@@ -610,23 +630,90 @@ export class Dhcp6Core {
     return holder !== undefined && holder !== key && holder.startsWith(`${client.duid}|`) && (this.byKey.get(holder)?.expiresAt ?? 0) > now;
   }
 
-  /** A hash of the key into the range, then the next free ones (a small range is scanned whole). */
+  /**
+   * A hash of the key into the range, then the next free ones (a small range is scanned whole, but only while it
+   * is not known full: see FullRange).
+   */
   private fromRange(client: Client, key: string, now: number): string | undefined {
     const range = this.range!;
     const start = hash64(key, 0) % range.size;
     if (range.size <= SMALL_RANGE) {
+      if (this.full) return this.fromFull(this.full, client, key, now);
+      const ends: { until: number; address: string }[] = [];
+      let known = true;
       for (let i = 0n; i < range.size; i++) {
+        this.rangeExamined++;
         const text = this.remember(withLow64(this.network, range.start + ((start + i) % range.size)));
         if (this.mayHold(client, key, text, now)) return text;
+        const until = this.heldUntil(text, now);
+        if (until <= now) known = false; // free for another client only: no memo (cannot happen today; stay exact)
+        else if (until !== Infinity) ends.push({ until, address: text });
       }
+      if (known) this.full = { freed: [], expiring: heapify(ends) };
       return undefined;
     }
     for (let probe = 0; probe < HASH_PROBES; probe++) {
+      this.rangeExamined++;
       const offset = probe === 0 ? start : hash64(key, probe) % range.size;
       const text = this.remember(withLow64(this.network, range.start + offset));
       if (this.mayHold(client, key, text, now)) return text;
     }
     return undefined;
+  }
+
+  /** fromRange on a range known full: the addresses freed since, then those whose holder's time is up. */
+  private fromFull(full: FullRange, client: Client, key: string, now: number): string | undefined {
+    while (full.freed.length) {
+      const text = full.freed.pop()!;
+      this.rangeExamined++;
+      if (this.mayHold(client, key, text, now)) return text;
+      // still (or again) held: its holder's end is in `expiring` (noteHeld)
+    }
+    const heap = full.expiring;
+    while (heap.length && heap[0]!.until <= now) {
+      const { address } = heapPop(heap);
+      this.rangeExamined++;
+      if (this.mayHold(client, key, address, now)) return address;
+      const until = this.heldUntil(address, now);
+      if (until > now && until !== Infinity) heapPush(heap, { until, address });
+    }
+    return undefined;
+  }
+
+  /** When `address` stops being held by anyone (lease, offer, quarantine); Infinity: reserved or the gateway's. */
+  private heldUntil(address: string, now: number): number {
+    if (this.reservedAddresses.has(address) || address === this.serverAddress) return Infinity;
+    let until = now;
+    const holder = this.byAddress.get(address);
+    const lease = holder !== undefined ? this.byKey.get(holder) : undefined;
+    if (lease && lease.expiresAt > until) until = lease.expiresAt;
+    const offerKey = this.offerHolders.get(address);
+    const offer = offerKey !== undefined ? this.offers.get(offerKey) : undefined;
+    if (offer && offer.until > until) until = offer.until;
+    const declined = this.declinedUntil.get(address);
+    if (declined !== undefined && declined > until) until = declined;
+    return until;
+  }
+
+  /** An address of the range got a holder until `until` (a known-full range must see it end). */
+  private noteHeld(address: string, until: number): void {
+    const full = this.full;
+    if (!full) return;
+    heapPush(full.expiring, { until, address });
+    if (full.expiring.length > this.fullLimit()) this.full = undefined;
+  }
+
+  /** An address may have become free (a known-full range tries it first). */
+  private noteFreed(address: string): void {
+    const full = this.full;
+    if (!full) return;
+    full.freed.push(address);
+    if (full.freed.length > this.fullLimit()) this.full = undefined;
+  }
+
+  /** Bound of the memo's lists: past it the memo is dropped and the range scanned again (at most once per fill). */
+  private fullLimit(): number {
+    return 2 * Number(this.range?.size ?? 0n) + 1024;
   }
 
   /** The text of bytes the core made, with the bytes remembered for bytesOf. */
@@ -641,8 +728,10 @@ export class Dhcp6Core {
 
   private offer(key: string, address: string, now: number): void {
     this.unoffer(key);
-    this.offers.set(key, { address, until: now + (this.opts.offerHoldSeconds ?? 60) * 1000 });
+    const until = now + (this.opts.offerHoldSeconds ?? 60) * 1000;
+    this.offers.set(key, { address, until });
     this.offerHolders.set(address, key);
+    this.noteHeld(address, until);
     while (this.offers.size > MAX_OFFERS) this.unoffer(this.offers.keys().next().value!);
   }
 
@@ -652,17 +741,23 @@ export class Dhcp6Core {
     if (!offer) return;
     this.offers.delete(key);
     if (this.offerHolders.get(offer.address) === key) this.offerHolders.delete(offer.address);
+    this.noteFreed(offer.address);
+  }
+
+  private unquarantine(address: string): void {
+    if (this.declinedUntil.delete(address)) this.noteFreed(address);
   }
 
   private quarantine(address: string, until: number): void {
     this.declinedUntil.delete(address);
     this.declinedUntil.set(address, until);
+    this.noteHeld(address, until);
     while (this.declinedUntil.size > this.maxDeclined) {
       // the one that ends first goes first
       let oldest: string | undefined;
       let oldestUntil = Infinity;
       for (const [a, u] of this.declinedUntil) if (u < oldestUntil) [oldest, oldestUntil] = [a, u];
-      this.declinedUntil.delete(oldest!);
+      this.unquarantine(oldest!);
     }
   }
 
@@ -731,6 +826,7 @@ export class Dhcp6Core {
     this.declinedUntil.delete(lease.address);
     this.byKey.set(key, Object.freeze({ ...lease }));
     this.byAddress.set(lease.address, key);
+    this.noteHeld(lease.address, lease.expiresAt);
   }
 
   private remove(key: string): void {
@@ -738,6 +834,7 @@ export class Dhcp6Core {
     if (!old) return;
     this.byKey.delete(key);
     if (this.byAddress.get(old.address) === key) this.byAddress.delete(old.address);
+    this.noteFreed(old.address);
   }
 }
 
@@ -758,6 +855,48 @@ function normalizeMac(mac: string | undefined): string | undefined {
 
 function noAddrs(iaid: number): Dhcp6IaNa {
   return { iaid, t1: 0, t2: 0, addresses: [], status: { code: Dhcp6Status.NO_ADDRS_AVAIL, message: 'no addresses available' } satisfies Dhcp6StatusValue };
+}
+
+/** A binary min-heap on `until` (FullRange.expiring). */
+type Ending = { until: number; address: string };
+
+function heapify(items: Ending[]): Ending[] {
+  for (let i = (items.length >> 1) - 1; i >= 0; i--) siftDown(items, i);
+  return items;
+}
+
+function heapPush(heap: Ending[], item: Ending): void {
+  heap.push(item);
+  let i = heap.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent]!.until <= heap[i]!.until) break;
+    [heap[parent], heap[i]] = [heap[i]!, heap[parent]!];
+    i = parent;
+  }
+}
+
+function heapPop(heap: Ending[]): Ending {
+  const top = heap[0]!;
+  const last = heap.pop()!;
+  if (heap.length) {
+    heap[0] = last;
+    siftDown(heap, 0);
+  }
+  return top;
+}
+
+function siftDown(heap: Ending[], i: number): void {
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < heap.length && heap[l]!.until < heap[m]!.until) m = l;
+    if (r < heap.length && heap[r]!.until < heap[m]!.until) m = r;
+    if (m === i) return;
+    [heap[m], heap[i]] = [heap[i]!, heap[m]!];
+    i = m;
+  }
 }
 
 function zeroLifetimes(address: Uint8Array): Dhcp6IaAddress {

@@ -332,6 +332,7 @@ export function dhcp6CoreOptions(
   config: { readonly dhcp6: Dhcp6Setting; readonly searchDomains: readonly string[] },
   served: Pick<Ipv6Served, 'gateway' | 'network'>,
   deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger'> & { dnsServers: readonly string[] },
+  nameAllowed?: Dhcp6CoreOptions['nameAllowed'],
 ): Dhcp6CoreOptions {
   const resolved = dhcp6CoreSettings(config.dhcp6, served);
   const options: Dhcp6CoreOptions = {
@@ -345,6 +346,7 @@ export function dhcp6CoreOptions(
     rapidCommit: resolved.rapidCommit,
   };
   if (resolved.range) options.range = resolved.range;
+  if (nameAllowed) options.nameAllowed = nameAllowed;
   return options;
 }
 

@@ -9,7 +9,8 @@
  * How names follow (local-names.ts): a name held by a lease or reservation (IPv4 side, with its MAC) answers AAAA
  * with the addresses of that MAC, from every source; so a guest gets AAAA only under the name its own MAC holds and
  * can never add addresses to another guest's name without spoofing that guest's MAC. An entry with no MAC (a DHCPv6
- * client whose DUID carries none) answers only for a name no IPv4 lease or reservation holds. PTR answers the
+ * client whose DUID carries none), and a DHCPv6 entry (its name vetted by natd), answer only for a name no IPv4
+ * lease or reservation holds. PTR answers the
  * address's entry's name, and only when that name's AAAA answer contains the address (forward-confirmed).
  *
  * Hostile guests: what one guest and all of them can put here is bounded (PER_GUEST addresses per guest and
@@ -113,9 +114,13 @@ export class GuestAddresses {
     return (this.byMac.get(mac.toLowerCase()) ?? []).flatMap((e) => e.addresses);
   }
 
-  /** The addresses of entries that have no MAC and this name. */
+  /**
+   * The addresses of entries that have no MAC, or come from DHCPv6 (whose name is the lease's: a reservation's or
+   * one natd allowed, daemon/dhcp6-names.ts), and this name. LocalNames asks only for a name no IPv4 lease or
+   * reservation holds.
+   */
   addressesOfName(name: string): string[] {
-    return (this.byName.get(name.toLowerCase()) ?? []).filter((e) => e.mac === undefined).flatMap((e) => e.addresses);
+    return (this.byName.get(name.toLowerCase()) ?? []).filter((e) => e.mac === undefined || e.source === 'dhcpv6').flatMap((e) => e.addresses);
   }
 
   /** Who holds the address (16 bytes or text), or undefined. */

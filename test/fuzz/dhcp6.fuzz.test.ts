@@ -185,6 +185,51 @@ describe('DHCPv6 core under random input', () => {
     );
   });
 
+  it('a small range filled and emptied at random: NoAddrsAvail exactly when no address is free (the full-range memo)', async () => {
+    const step = fc.record({
+      client: fc.integer({ min: 0, max: 11 }),
+      type: fc.constantFrom(1, 1, 1, 3, 5, 8, 9),
+      address: fc.integer({ min: 0x100, max: 0x103 }).map((n) => `fd00:10::${n.toString(16)}`),
+      rapidCommit: fc.boolean(),
+      advance: fc.constantFrom(0, 0, 0, 1000, 20_000, 35_000, 61_000),
+    });
+    let fullSeen = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 120 }), async (steps) => {
+        let now = T0;
+        const core = new Dhcp6Core({
+          serverDuid: SERVER, prefix: 'fd00:10::1', range: { start: 'fd00:10::100', end: 'fd00:10::103' }, preferredLifetime: 30, validLifetime: 40,
+          rapidCommit: true, offerHoldSeconds: 60, declineSeconds: 50, maxDeclinedShare: 0.5, now: () => now,
+        });
+        const probe = { duid: 'probe', mac: undefined, reservation: undefined, name: undefined };
+        const mayHold = (core as unknown as { mayHold(c: object, k: string, a: string, n: number): boolean }).mayHold.bind(core);
+        const free = () => [0x100, 0x101, 0x102, 0x103].map((n) => `fd00:10::${n.toString(16)}`).filter((a) => mayHold(probe, 'probe|1', a, now));
+        let xid = 1;
+        for (const st of steps) {
+          now += st.advance;
+          const m: Dhcp6Message = {
+            type: st.type, transactionId: xid++, clientId: duidLl(`52:54:00:00:01:${st.client.toString(16).padStart(2, '0')}`),
+            iaNa: [{ iaid: 1, t1: 0, t2: 0, addresses: st.type === 1 ? [] : [{ address: parseIpv6(st.address)!, preferredLifetime: 0, validLifetime: 0 }] }], other: [],
+          };
+          if (st.type !== 1) m.serverId = SERVER;
+          if (st.rapidCommit) m.rapidCommit = true;
+          const freeBefore = free();
+          const out = await core.handle(encodeDhcp6(m), { address: 'fe80::1' });
+          if (st.type !== 1) continue;
+          const reply = decodeDhcp6(out.reply!);
+          if (!reply.ok) throw new Error('reply does not decode');
+          const refused = reply.message.iaNa.some((ia) => ia.status?.code === 2);
+          if (refused) fullSeen++;
+          // a Solicit is refused exactly when nothing was free for a new client (its own lease or offer aside)
+          if (refused) expect(freeBefore).toEqual([]);
+          if (freeBefore.length > 0) expect(refused).toBe(false);
+        }
+      }),
+      { numRuns: 600 },
+    );
+    expect(fullSeen).toBeGreaterThan(10);
+  });
+
   it('random bytes never reach the state', async () => {
     let now = T0;
     const journal = new MemoryJournal();

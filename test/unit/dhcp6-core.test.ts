@@ -403,6 +403,25 @@ describe('Dhcp6Core: reservations', () => {
     expect(c.leases()).toMatchObject([{ address: 'fd00:10::42', hostname: 'web' }]);
   });
 
+  it('a reservation moved by reload (RFC 8415 §18.3.4): Renew and Rebind get the old address with lifetimes 0 and the new one', async () => {
+    const c = core({ reservations: [{ mac: '52:54:00:00:00:01', address: 'fd00:10::42', hostname: 'web' }] });
+    const client = new TestClient6('52:54:00:00:00:01');
+    expect(await obtain(c, client)).toBe('fd00:10::42');
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::43', hostname: 'web' }]);
+    const reply = replyOf((await c.handle(client.bytes(T.RENEW, { addresses: ['fd00:10::42'] }), PEER)).reply);
+    expect(liveAddresses(reply)).toEqual(['fd00:10::43']);
+    expect(reply.iaNa[0]!.addresses.filter((a) => a.validLifetime === 0 && a.preferredLifetime === 0).map((a) => a.address.join())).toHaveLength(1);
+    expect(c.leases()).toMatchObject([{ address: 'fd00:10::43', hostname: 'web' }]);
+    expect(journal.commits.at(-1)).toMatchObject([{ kind: 'bind6', lease: { address: 'fd00:10::43' } }]);
+    // moved again, now into the range; a Rebind (no server id) moves it too
+    c.setReservations([{ mac: '52:54:00:00:00:01', address: 'fd00:10::105', hostname: 'web' }]);
+    const rebound = replyOf((await c.handle(client.bytes(T.REBIND, { addresses: ['fd00:10::43'], serverId: null }), PEER)).reply);
+    expect(liveAddresses(rebound)).toEqual(['fd00:10::105']);
+    expect(rebound.iaNa[0]!.addresses.some((a) => a.validLifetime === 0)).toBe(true);
+    // the old reserved address is free again for anyone (::43 is outside the range: no one else gets it)
+    expect(c.leases().map((l) => l.address)).toEqual(['fd00:10::105']);
+  });
+
   it('rejects a reservation outside the served /64', () => {
     expect(() => core({ reservations: [{ mac: '52:54:00:00:00:01', address: 'fd00:99::5' }] })).toThrow(/outside the served/);
   });
@@ -470,5 +489,81 @@ describe('Dhcp6Core: message validation (RFC 8415 §16)', () => {
     expect((await c.handle(relay, PEER)).kind).toBe('ignored');
     expect((await c.handle(Buffer.from([1, 2]), PEER)).kind).toBe('invalid');
     expect((await c.handle(Buffer.from([1, 0, 0, 0, 0, 1, 0, 200]), PEER)).kind).toBe('invalid');
+  });
+});
+
+describe('Dhcp6Core: a full range (Solicit flood)', () => {
+  const mac = (i: number) => `52:54:00:01:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+  const solicit = async (c: Dhcp6Core, client: TestClient6) => replyOf((await c.handle(client.bytes(T.SOLICIT, { serverId: null }), PEER)).reply);
+
+  it('answers NoAddrsAvail without scanning the range again; bound clients still renew; freed and expired addresses come back', async () => {
+    // 256 addresses, offers held 60 s: 4 real clients bind, a flood of random DUIDs takes the rest as offers
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::1ff' }, rapidCommit: false, offerHoldSeconds: 60 });
+    const real = [1, 2, 3, 4].map((i) => new TestClient6(mac(i)));
+    const bound = [];
+    for (const client of real) bound.push(await obtain(c, client));
+    for (let i = 100; i < 100 + 252; i++) expect(liveAddresses(await solicit(c, new TestClient6(mac(i))))).toHaveLength(1);
+    expect(c.stats().offers).toBe(252);
+
+    // the first Solicit past the end scans the range once; the next 1000 examine nothing
+    expect(iaStatus(await solicit(c, new TestClient6(mac(1000))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    const afterScan = c.stats().rangeExamined;
+    for (let i = 1001; i < 2001; i++) expect(iaStatus(await solicit(c, new TestClient6(mac(i))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    expect(c.stats().rangeExamined).toBe(afterScan);
+
+    // a real client renews its binding meanwhile
+    now += 1000;
+    const renewed = replyOf((await c.handle(real[0]!.bytes(T.RENEW, { addresses: [bound[0]!] }), PEER)).reply);
+    expect(liveAddresses(renewed)).toEqual([bound[0]]);
+
+    // a released address is found at once (examined: the freed one only)
+    const rel = await c.handle(real[1]!.bytes(T.RELEASE, { addresses: [bound[1]!] }), PEER);
+    expect(rel.kind).toBe('reply');
+    const before = c.stats().rangeExamined;
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(3000))))).toEqual([bound[1]]);
+    expect(c.stats().rangeExamined - before).toBeLessThanOrEqual(2);
+    expect(iaStatus(await solicit(c, new TestClient6(mac(3001))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+
+    // offers end: the flood does not pin the range; a new client gets an address, examining only the ended offers
+    now += 61_000;
+    const late = c.stats().rangeExamined;
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(4000))))).toHaveLength(1);
+    expect(c.stats().rangeExamined - late).toBeLessThanOrEqual(256);
+    // every other client of the flood's size finds one too, without a scan each
+    const mid = c.stats().rangeExamined;
+    let served = 0;
+    for (let i = 4001; iaStatus(await solicit(c, new TestClient6(mac(i)))) !== Dhcp6Status.NO_ADDRS_AVAIL; i++) served++;
+    expect(served).toBe(252 + 1 - 1); // the flood's offers and the released address's offer ended; 4000 took one
+    expect(c.stats().rangeExamined - mid).toBeLessThan(2 * 256);
+  });
+
+  it('an address taken while the range is known full is seen when its new lease ends (no address lost to the memo)', async () => {
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::103' }, rapidCommit: true, preferredLifetime: 30, validLifetime: 40 });
+    const commit = async (i: number) => liveAddresses(replyOf((await c.handle(new TestClient6(mac(i)).bytes(T.SOLICIT, { serverId: null, rapidCommit: true }), PEER)).reply));
+    const first = [];
+    for (let i = 1; i <= 4; i++) first.push((await commit(i))[0]!);
+    expect(await commit(5)).toEqual([]); // full: the memo is set
+    const one = new TestClient6(mac(1));
+    one.serverId = SERVER;
+    await c.handle(one.bytes(T.RELEASE, { addresses: [first[0]!] }), PEER);
+    expect(await commit(5)).toEqual([first[0]]); // the freed address, bound again while the range is known full
+    now += 41_000; // every lease has ended, the one bound after the memo too
+    const again = [];
+    for (let i = 6; i <= 9; i++) again.push((await commit(i))[0]);
+    expect(again.sort()).toEqual([...first].sort());
+    expect(await commit(10)).toEqual([]);
+    // and again: the addresses bound from the memo's list end too
+    now += 41_000;
+    const third = [];
+    for (let i = 11; i <= 14; i++) third.push((await commit(i))[0]);
+    expect(third.sort()).toEqual([...first].sort());
+  });
+
+  it('a reservation change forgets what it knew: an address reserved away from the range is given again', async () => {
+    const c = core({ range: { start: 'fd00:10::100', end: 'fd00:10::101' }, rapidCommit: false, reservations: [{ mac: '52:54:00:00:00:99', address: 'fd00:10::101' }] });
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(1))))).toHaveLength(1);
+    expect(iaStatus(await solicit(c, new TestClient6(mac(2))))).toBe(Dhcp6Status.NO_ADDRS_AVAIL);
+    c.setReservations([]);
+    expect(liveAddresses(await solicit(c, new TestClient6(mac(2))))).toEqual(['fd00:10::101']);
   });
 });

@@ -40,14 +40,18 @@ describe('GuestAddresses', () => {
     expect(t.ownerOf('fd00:10:10::1')?.mac).toBe(MAC_A);
   });
 
-  it('keeps sources apart: a DHCPv6 entry without a MAC is found by name', () => {
+  it('keeps sources apart: a DHCPv6 entry (with or without a MAC) is found by name, a SLAAC one with a MAC is not', () => {
     const t = new GuestAddresses(NET);
     t.set('slaac', MAC_A, 'a', ['fd00:10:10::a']);
     t.set('dhcpv6', undefined, 'v6only', ['fd00:10:10::100']);
     t.set('dhcpv6', MAC_A, 'a', ['fd00:10:10::101']);
     expect(t.addressesOfMac(MAC_A).sort()).toEqual(['fd00:10:10::101', 'fd00:10:10::a']);
     expect(t.addressesOfName('v6only')).toEqual(['fd00:10:10::100']);
-    expect(t.addressesOfName('a')).toEqual([]); // entries with a MAC are found by MAC
+    // SLAAC entries with a MAC are found by MAC only; a DHCPv6 entry by its (vetted) name too, for a name no IPv4
+    // lease or reservation holds (LocalNames asks only then)
+    expect(t.addressesOfName('a')).toEqual(['fd00:10:10::101']);
+    t.set('slaac', MAC_B, 'b', ['fd00:10:10::b']);
+    expect(t.addressesOfName('b')).toEqual([]);
     t.clearSource('slaac');
     expect(t.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::101']);
     expect(t.set('dhcpv6', undefined, undefined, ['fd00:10:10::1'])).toEqual([]);

@@ -177,3 +177,38 @@ describe('LeaseScript at daemon stop', () => {
     }
   });
 });
+
+describe('LeaseEvents: DHCPv6 (issue 14)', () => {
+  const DUID = '00:03:00:01:52:54:00:00:00:0a';
+  const l6 = (address: string, hostname?: string) => ({ duid: DUID, iaid: 7, address, mac: '52:54:00:00:00:0a', expiresAt: 5_000_000, ...(hostname ? { hostname } : {}) });
+
+  it('bind6/release6 → add, renew, old, del (a move: del then add); the DUID in the MAC\'s place; watchers get the live ones', () => {
+    const bus = new LeaseEvents(() => 1000);
+    bus.setServerDuid('00:01:00:01:aa:bb');
+    const events = recorder(bus);
+    bus.committed6([{ kind: 'bind6', lease: l6('fd00::105') }]);
+    bus.committed6([{ kind: 'bind6', lease: l6('fd00::105') }]);
+    bus.committed6([{ kind: 'bind6', lease: l6('fd00::105', 'web') }]);
+    bus.committed6([{ kind: 'bind6', lease: l6('fd00::42', 'web') }]);
+    bus.committed6([{ kind: 'release6', duid: DUID, iaid: 7, address: 'fd00::99' }]); // not its address: nothing
+    const watched: LeaseEvent[] = [];
+    bus.watch((e) => watched.push(e));
+    bus.committed6([{ kind: 'release6', duid: DUID, iaid: 7, address: 'fd00::42' }]);
+    expect(events.map((e) => `${e.action} ${e.address} ${e.hostname ?? '-'}`)).toEqual([
+      'add fd00::105 -', 'renew fd00::105 -', 'old fd00::105 web', 'del fd00::105 web', 'add fd00::42 web', 'del fd00::42 web',
+    ]);
+    expect(events[0]).toMatchObject({ mac: DUID, clientId: DUID, iaid: 7, serverDuid: '00:01:00:01:aa:bb', hwaddr: '52:54:00:00:00:0a' });
+    expect(watched.map((e) => e.action)).toEqual(['old', 'del']);
+  });
+
+  it('the script hears a DHCPv6 lease as dnsmasq tells it: DNSMASQ_IAID, DNSMASQ_SERVER_DUID, DNSMASQ_MAC, no client id', () => {
+    const bus = new LeaseEvents(() => 1000);
+    bus.setServerDuid('00:01:00:01:aa:bb');
+    const events = recorder(bus);
+    bus.loadLeases6([l6('fd00::105', 'web')]);
+    expect(events[0]!.action).toBe('old');
+    const env = scriptEnvironment(events[0]!, 'br7', 'vm', 1000);
+    expect(env).toMatchObject({ DNSMASQ_IAID: '7', DNSMASQ_SERVER_DUID: '00:01:00:01:aa:bb', DNSMASQ_MAC: '52:54:00:00:00:0a', DNSMASQ_SUPPLIED_HOSTNAME: 'web' });
+    expect(env.DNSMASQ_CLIENT_ID).toBeUndefined();
+  });
+});
