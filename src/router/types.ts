@@ -41,21 +41,35 @@ export interface RouteStats {
   bytesOut: number;
 }
 
-/** global counters of a router (RouterStats without the computed fields) */
+/** global counters of a router (name-router.ts RouterStats adds the computed fields) */
 export interface RouterCounters {
+  /** connections accepted (refused ones not included) */
   accepted: number;
+  /** connections that reached a guest */
   routed: number;
+  /** client → guest, the replayed head included */
   bytesIn: number;
+  /** guest → client */
   bytesOut: number;
+  /** lookups that found no route (answered with alert 112 / 421) */
   unknownNames: number;
+  /** heads without a name (no SNI, HTTP/1.0 without Host) */
   noName: number;
+  /** ClientHellos with an encrypted_client_hello extension */
   ech: number;
+  /** heads not complete within headTimeoutMs */
   headTimeouts: number;
+  /** routed connections closed after idleTimeoutMs without traffic */
   idleTimeouts: number;
+  /** connections closed at accept: maxConnections or maxConnectionsPerClient */
   refusedByLimit: number;
+  /** heads that are neither a valid ClientHello nor a valid HTTP/1.x head (alert 50 / 400) */
   invalid: number;
+  /** heads larger than maxHeadBytes */
   tooLarge: number;
+  /** guests that could not be reached (alert 80 / 502) */
   connectFailed: number;
+  /** connections ended by a socket error (reset, …) */
   socketErrors: number;
 }
 

@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BRIDGE, isRoot, Topology, type Vm } from '../support/netns.js';
+import { waitUntil } from '../support/wait.js';
 import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -139,15 +140,7 @@ class Client {
   }
 }
 
-async function until<T>(what: string, read: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v).slice(0, 600)} after ${timeoutMs} ms`);
-    await sleep(300);
-  }
-}
+const until = <T>(what: string, read: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> => waitUntil(what, read, ok, timeoutMs, 300);
 
 describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
   let topo: Topology;

@@ -24,12 +24,12 @@ export async function waitFor<T>(
  * Reads `read()` every intervalMs until `ok(value)` and resolves with that value; throws `<what>: still <last value>
  * after <timeoutMs> ms` after, so a failing test says what it last saw (waitFor's probe form for a value to check).
  */
-export async function waitUntil<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 20_000, intervalMs = 250): Promise<T> {
+export async function waitUntil<T>(what: string, read: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 20_000, intervalMs = 250): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await read();
     if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)?.slice(0, 600)} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
