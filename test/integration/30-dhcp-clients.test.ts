@@ -9,8 +9,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { writeNetworkdScript } from '../support/networkd.js';
 import { GATEWAY, isRoot, Topology, type Vm } from '../support/netns.js';
 import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { readCapture, startCapture, type CapturedDhcp } from '../support/dhcp-sim.js';
@@ -60,27 +61,12 @@ class ClientRun {
    * file, random per vm as each VM has its own machine id: nothing depends on the host's /etc/machine-id.
    */
   private prepareNetworkd(): void {
-    const networkFile = path.join(this.dir, '00-natd-test.network');
     const duid = [...randomBytes(16)].map((b) => b.toString(16).padStart(2, '0')).join(':');
-    writeFileSync(networkFile, [
+    writeNetworkdScript(this.dir, this.script, '00-natd-test.network', [
       '[Match]', `Name=${this.iface}`, '',
       '[Network]', 'DHCP=ipv4', 'LinkLocalAddressing=no', 'IPv6AcceptRA=no', '',
       '[DHCPv4]', 'UseHostname=no', 'UseDNS=no', 'SendRelease=yes', 'DUIDType=uuid', `DUIDRawData=${duid}`, '',
-    ].join('\n'));
-    const hidden = path.join(this.dir, 'empty');
-    mkdirSync(hidden);
-    writeFileSync(this.script, [
-      '#!/bin/sh', 'set -e',
-      'mount -t tmpfs -o mode=0755 tmpfs /run',
-      'mkdir -p /run/systemd/netif /run/systemd/network',
-      'chown systemd-network:systemd-network /run/systemd/netif',
-      `cp ${networkFile} /run/systemd/network/`,
-      `if [ -d /etc/systemd/network ]; then mount --bind ${hidden} /etc/systemd/network; fi`,
-      'mount -o remount,ro /sys',
-      'exec env SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL=debug /lib/systemd/systemd-networkd',
-      '',
-    ].join('\n'));
-    chmodSync(this.script, 0o755);
+    ]);
   }
 
   get script(): string {

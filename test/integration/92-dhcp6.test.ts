@@ -14,9 +14,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { writeNetworkdScript } from '../support/networkd.js';
 import { BRIDGE, isRoot, Topology, type Vm } from '../support/netns.js';
 import { waitUntil } from '../support/wait.js';
 import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
@@ -70,26 +71,12 @@ class Client {
 
   /** networkd as test 30 runs it (private /run, the host's .network files hidden), DHCPv6 only, M flag from natd's RA */
   private prepareNetworkd(): void {
-    const networkFile = path.join(this.dir, '00-natd-test6.network');
-    writeFileSync(networkFile, [
+    writeNetworkdScript(this.dir, this.script, '00-natd-test6.network', [
       '[Match]', `Name=${this.iface}`, '',
       '[Network]', 'DHCP=ipv6', 'IPv6AcceptRA=yes', 'LinkLocalAddressing=ipv6', '',
       '[DHCPv6]', 'UseDNS=yes', 'SendRelease=yes', 'DUIDType=link-layer', '',
       '[IPv6AcceptRA]', 'DHCPv6Client=yes', '',
-    ].join('\n'));
-    const hidden = path.join(this.dir, 'empty');
-    mkdirSync(hidden);
-    writeFileSync(this.script, [
-      '#!/bin/sh', 'set -e',
-      'mount -t tmpfs -o mode=0755 tmpfs /run',
-      'mkdir -p /run/systemd/netif /run/systemd/network',
-      'chown systemd-network:systemd-network /run/systemd/netif',
-      `cp ${networkFile} /run/systemd/network/`,
-      `if [ -d /etc/systemd/network ]; then mount --bind ${hidden} /etc/systemd/network; fi`,
-      'mount -o remount,ro /sys',
-      'exec env SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL=debug /lib/systemd/systemd-networkd',
-      '',
-    ].join('\n'), { mode: 0o755 });
+    ]);
   }
 
   /**
