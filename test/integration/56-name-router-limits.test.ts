@@ -7,12 +7,15 @@
  *   - `--expose-listen ADDR`: the routed ports listen on that address only; the same port on another host address
  *     (the gateway, loopback) routes nothing;
  *   - `--expose-fallback GUEST`: a ClientHello without SNI (curl to an IP address) reaches the fallback guest; after
- *     a reload without it, the same client gets the unrecognized_name alert and a clean close (a FIN, no reset).
+ *     a reload without it, the same client gets the unrecognized_name alert and a clean close (a FIN, no reset);
+ *   - a stop while clients hold stalled downloads is clean (exit 0 within natd's 2 s);
+ *   - the per-client limit counts an IPv6 client by its /64: a second address of the same /64 is refused once the
+ *     first holds the limit, an address of another /64 gets in.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from '../support/netns.js';
+import { GATEWAY, isRoot, Topology, UPLINK6_HOST, UPLINK_HOST, UPLINK_WAN, type RunResult } from '../support/netns.js';
 import { buildClientHelloMessage, toRecords } from '../support/tls-records.js';
 import { waitFor } from '../support/wait.js';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
@@ -30,6 +33,8 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
   let natd: NatdHandle;
   let certs: string;
   let configFile: string;
+  let stateDir: string;
+  let natdArgs: string[];
 
   const cli = (args: string[]): Promise<RunResult> => topo.run(topo.host, [process.execPath, NATD_CLI, ...args, '--control-socket', natd.controlSocket]);
   const cacert = (guest: 'a' | 'b') => path.join(certs, `${guest}.pem`);
@@ -60,8 +65,8 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
   };
 
   beforeAll(async () => {
-    topo = Topology.create({ vms: 2 });
-    const stateDir = tempDir('natd-router56-state-');
+    topo = Topology.create({ vms: 2, ipv6: true });
+    stateDir = tempDir('natd-router56-state-');
     certs = tempDir('natd-router56-certs-');
     for (const [guest, names] of [['a', 'DNS:a.example.test'], ['b', 'DNS:b.example.test']] as const) {
       await topo.runOk(topo.host, ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
@@ -72,10 +77,10 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
     writeFileSync(hostsfile, `${topo.vm(1).mac},${ALPHA},alpha\n`);
     configFile = path.join(tempDir('natd-router56-config-'), 'natd.json');
     writeFileSync(configFile, JSON.stringify({ exposeFallback: 'beta' }));
-    natd = await startNatd(topo, ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--hostsfile', hostsfile, '--config', configFile,
+    natdArgs = ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--hostsfile', hostsfile, '--config', configFile,
       '--expose', 'a.example.test=alpha', '--expose', 'b.example.test=beta',
-      '--expose', 'big.example.test:9100=alpha:9100', '--expose', 'stall.example.test:9100=alpha:9100',
-      '--expose-listen', UPLINK_HOST], { stateDir });
+      '--expose', 'big.example.test:9100=alpha:9100', '--expose', 'stall.example.test:9100=alpha:9100'];
+    natd = await startNatd(topo, [...natdArgs, '--expose-listen', UPLINK_HOST], { stateDir });
     // the process whose RSS is measured is natd itself (ip netns exec replaces itself with it)
     expect(readFileSync(`/proc/${natd.child.pid}/cmdline`, 'utf8')).toContain(NATD_CLI);
 
@@ -182,5 +187,46 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
     // names still route
     const named = await curl(topo.wan, 'https://a.example.test/', UPLINK_HOST, ['--cacert', cacert('a')]);
     expect(named.stdout.trim(), named.stderr).toMatch(/^alpha tls /);
+  });
+
+  it('a stop while clients hold stalled downloads is clean: exit 0 within the 2 s natd promises', async () => {
+    const stalled = await topo.start(topo.wan, [process.execPath, CLIENT_SCRIPT, 'stall', UPLINK_HOST, '9100', 'stall.example.test', String(STALLED_MIB),
+      '2', '30000'], { ready: /"opened":/ });
+    try {
+      await waitFor('stalled connections routed', async () => (await routeRow('stall.example.test')).active === 2, 10_000, 100);
+      const old = natd;
+      const started = Date.now();
+      const code = await topo.stop(old.child, 5000);
+      const tookMs = Date.now() - started;
+      expect(code, `${old.stderr()} ${JSON.stringify(old.logs.slice(-5))}`).toBe(0);
+      expect(tookMs).toBeLessThan(2500);
+      expect(old.logs.some((l) => l.msg === 'stop did not finish in time; exiting')).toBe(false);
+    } finally {
+      await stalled.stop();
+      // the next test's natd: all addresses (IPv6 too), a sink route, two connections per client
+      natd = await startNatd(topo, [...natdArgs, '--expose', 'hold.example.test:9000=alpha:9000', '--expose-max-conns-per-client', '2'], { stateDir });
+    }
+  });
+
+  it('per-client limit: an IPv6 client is its /64 (another address of it is refused, another /64 gets in)', async () => {
+    const [first, second, otherNet] = ['2001:db8:51::3', '2001:db8:51::4', '2001:db8:99::5'];
+    for (const address of [first, second]) await topo.runOk(topo.wan, ['ip', 'addr', 'add', `${address}/64`, 'dev', 'eth0', 'nodad']);
+    await topo.runOk(topo.wan, ['ip', 'addr', 'add', `${otherNet}/128`, 'dev', 'eth0', 'nodad']); // the host routes it back via wan
+    // two connections from ::3 hold the limit; one more from ::4 (the same /64) is closed at once
+    const holder = await topo.start(topo.wan, [process.execPath, CLIENT_SCRIPT, 'hold', UPLINK6_HOST, '9000', 'hold.example.test', '2', '6000', first, second],
+      { ready: /"held":/, timeoutMs: 10_000 });
+    try {
+      const result = JSON.parse(holder.stdout().trim().split('\n')[0]!) as { held: number; extraClosedAt: number | null };
+      expect(result.held).toBe(2);
+      expect(result.extraClosedAt).not.toBeNull();
+      expect(result.extraClosedAt!).toBeLessThan(1500);
+      expect((await status()).refusedByLimit).toBe(1);
+      // meanwhile a client of another /64 is routed
+      const other = await topo.run(topo.wan, ['curl', '-sS', '--max-time', '5', '-g', '--interface', otherNet, '-H', 'Host: a.example.test', `http://[${UPLINK6_HOST}]/`], { timeoutMs: 8000 });
+      expect(other.stdout.trim(), other.stderr).toMatch(/^alpha http a\.example\.test /);
+      expect((await status()).refusedByLimit).toBe(1);
+    } finally {
+      await holder.stop();
+    }
   });
 });
