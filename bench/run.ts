@@ -344,7 +344,7 @@ async function main(): Promise<void> {
     const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
     log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
     if (values.scenario === 'hit-cost') {
-      process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5 }))}`);
+      process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5, ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}) }))}`);
       return;
     }
     const points = await leaseLadder(common);

@@ -146,13 +146,19 @@ export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: 
 
 export interface HitCostPoint {
   kind: BenchKind;
+  /** the server as the table names it (natd of the compared build: "natd (DIR)") */
+  label: string;
   run: number;
   qps: number;
   cpuUsPerOp: number;
   lost: number;
 }
 
-export async function hitCost(s: CostSettings & { seconds: number }): Promise<HitCostPoint[]> {
+/**
+ * `compareDist`: another build's dist/ directory; its natd runs in every round too ("natd (DIR)"), the order of the
+ * servers rotating round by round, so two builds are compared on the same namespaces at the same machine load.
+ */
+export async function hitCost(s: CostSettings & { seconds: number; compareDist?: string }): Promise<HitCostPoint[]> {
   const points: HitCostPoint[] = [];
   const prof = profileDir(s.profile);
   const labels: string[] = [];
@@ -160,20 +166,27 @@ export async function hitCost(s: CostSettings & { seconds: number }): Promise<Hi
   const net = await BenchNetwork.create();
   try {
     const hitFile = writeQueryFile(net, 'cost-hit.txt', Array.from({ length: 100 }, (_, i) => `h${i}.bench.test`));
+    const other = s.compareDist ? path.resolve(s.compareDist, 'src', 'cli.js') : undefined;
+    const servers: { kind: BenchKind; label: string; cli?: string }[] = [
+      { kind: 'natd', label: 'natd' },
+      ...(other ? [{ kind: 'natd' as const, label: `natd (${s.compareDist})`, cli: other }] : []),
+      ...(s.peer ? [{ kind: s.peer, label: KIND_LABEL[s.peer] }] : []),
+    ];
     for (let run = 1; run <= s.runs; run++) {
-      const kinds: BenchKind[] = s.peer ? (run % 2 === 1 ? ['natd', s.peer] : [s.peer, 'natd']) : ['natd'];
-      for (const kind of kinds) {
+      const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]!);
+      for (const { kind, label, cli } of order) {
         const server = await startServer(net, kind, {
-          instance: `hit-${run}`, extraArgs: kind === 'natd' ? s.natdArgs : [], ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+          instance: `hit-${run}-${servers.findIndex((x) => x.label === label)}`, extraArgs: kind === 'natd' ? s.natdArgs : [],
+          ...(cli ? { natdCli: cli } : {}), ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
         });
-        if (kind === 'natd') labels.push(`natd hits, run ${run}`);
+        if (kind === 'natd') labels.push(`${label} hits, run ${run}`);
         try {
           await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm
           const before = cpuSeconds(server.pid);
           const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000 });
           const cpu = cpuSeconds(server.pid) - before;
-          const p: HitCostPoint = { kind, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
-          s.log(`  run ${run} ${KIND_LABEL[kind]} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
+          const p: HitCostPoint = { kind, label, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
+          s.log(`  run ${run} ${label} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
           points.push(p);
         } finally {
           await server.stop();
@@ -189,10 +202,10 @@ export async function hitCost(s: CostSettings & { seconds: number }): Promise<Hi
 }
 
 export function hitCostTable(points: HitCostPoint[]): string {
-  const kinds = [...new Set(points.map((p) => p.kind))];
-  const rows = kinds.map((k) => {
-    const mine = points.filter((p) => p.kind === k);
-    return [KIND_LABEL[k], fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), String(Math.max(...mine.map((p) => p.lost)))];
+  const labels = [...new Set(points.map((p) => p.label))];
+  const rows = labels.map((l) => {
+    const mine = points.filter((p) => p.label === l);
+    return [l, fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), mine.map((p) => p.cpuUsPerOp.toFixed(2)).join(' '), String(Math.max(...mine.map((p) => p.lost)))];
   });
-  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'lost (max)'], rows)}\n`;
+  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'µs CPU/query by run', 'lost (max)'], rows)}\n`;
 }
