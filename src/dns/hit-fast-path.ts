@@ -28,7 +28,7 @@ const MAX_LABEL_LENGTH = 63;
 
 export interface FastQuestion {
   id: number;
-  /** FNV-1a over the lower-cased question (name, type, class) and the flavour */
+  /** FNV-1a over the lower-cased question (name, type, class) and the flavour, cut to 30 bits */
   hash: number;
   /** FLAVOUR_* bits */
   flavour: number;
@@ -93,7 +93,7 @@ export function readFastQuestion(buf: Uint8Array): FastQuestion | undefined {
   hash = Math.imul(hash ^ buf[nameEnd + 1]!, FNV_PRIME);
   hash = Math.imul(hash ^ flavour, FNV_PRIME);
   result.id = (buf[0]! << 8) | buf[1]!;
-  result.hash = hash >>> 0;
+  result.hash = hash & 0x3fff_ffff; // 30 bits: a small integer to V8, so Map keys need no heap number
   result.flavour = flavour;
   result.end = end;
   result.udpLimit = udpLimit;
