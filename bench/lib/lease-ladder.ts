@@ -209,3 +209,45 @@ export function hitCostTable(points: HitCostPoint[]): string {
   });
   return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'µs CPU/query by run', 'lost (max)'], rows)}\n`;
 }
+
+const HIT_SECTION_BEGIN = '<!-- hit-cost bench: begin (npm run bench -- --scenario hit-cost rewrites this part) -->';
+const HIT_SECTION_END = '<!-- hit-cost bench: end -->';
+
+/** The hit-cost part of RESULTS.md, between markers so `--scenario hit-cost` can replace it alone. */
+export function hitCostSection(points: HitCostPoint[], meta: { loadAtStart: string; loadAtEnd: string; peer?: string }): string {
+  const runs = Math.max(0, ...points.map((p) => p.run));
+  const natd = median(points.filter((p) => p.label === 'natd').map((p) => p.cpuUsPerOp));
+  const peer = meta.peer ? median(points.filter((p) => p.label === meta.peer).map((p) => p.cpuUsPerOp)) : NaN;
+  const verdict = Number.isFinite(peer)
+    ? `\nTarget (issue 18): natd's CPU per cached answer <= ${meta.peer}'s in the same run: ${fmt(natd)} vs ${fmt(peer)} µs (${(natd / peer).toFixed(2)}x), ${natd <= peer ? 'met' : 'MISSED'}.\n`
+    : '';
+  return `${HIT_SECTION_BEGIN}
+## DNS cache hits: CPU per answer (issue 18, \`--scenario hit-cost\`)
+
+Measured ${new Date().toISOString()} by \`npm run bench -- --scenario hit-cost --runs ${runs}\` (bench/lib/lease-ladder.ts): 100 names
+warmed at 1,000 q/s for 10 s, then dnsperf (100 queries outstanding) for 5 s per server; CPU µs per answered query =
+the server's utime + stime (/proc/PID/stat, every thread) over the 5 s ÷ answered queries. The servers take turns on
+one namespace set, the order rotating round by round. Load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end
+(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison).
+${verdict}
+\`\`\`
+${hitCostTable(points).trimEnd()}
+\`\`\`
+${HIT_SECTION_END}
+`;
+}
+
+/** `md` with its hit-cost section replaced by `section` (appended when it has none). */
+export function spliceHitCostSection(md: string, section: string): string {
+  const a = md.indexOf(HIT_SECTION_BEGIN);
+  const b = md.indexOf(HIT_SECTION_END);
+  if (a >= 0 && b > a) return md.slice(0, a) + section.trimEnd() + md.slice(b + HIT_SECTION_END.length);
+  return `${md.trimEnd()}\n\n${section}`;
+}
+
+/** The hit-cost section of `md` as it is, or '' (a full run rewrites RESULTS.md and keeps this part). */
+export function existingHitCostSection(md: string): string {
+  const a = md.indexOf(HIT_SECTION_BEGIN);
+  const b = md.indexOf(HIT_SECTION_END);
+  return a >= 0 && b > a ? `${md.slice(a, b + HIT_SECTION_END.length)}\n` : '';
+}
