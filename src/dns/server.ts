@@ -12,6 +12,10 @@
  * miss. A cache hit never needs it: a name under a --local route is never cached, and the cache is emptied when the
  * routes change (reload), so the hot path pays nothing for routes.
  *
+ * Issue 18: a UDP question the pipeline has already answered from the cache is answered again straight from the
+ * received bytes (tryFastHit), as long as local names, records and routes are unchanged since; the answer is the
+ * same bytes the pipeline would send (test/fuzz/dns-hit-fast-path.fuzz.test.ts).
+ *
  * natd is never an open resolver: only sources inside the bridge subnet are served (not even 127.0.0.1, since the
  * sockets are bound to the bridge; a host-local client has the host's own resolver). Identical questions in flight
  * share one upstream query. Nothing a peer sends can throw out of here: bad input is counted and answered or
