@@ -71,7 +71,7 @@ import { ExposeService } from './expose.js';
 import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
 import type { Dhcp6Reservation } from '../dhcp6/types.js';
 import { Dhcp6Names } from './dhcp6-names.js'; // issue 14: DHCPv6 leases → AAAA/PTR and forwards
-import { forwards6Refresher } from './forwards6.js';
+import { forwards6Refresher, type Forwards6Refresher } from './forwards6.js';
 import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
@@ -124,6 +124,8 @@ interface Running {
   dhcp6: Dhcp6Service | undefined;
   /** issue 14: DHCPv6 leases' names (with DHCPv6) */
   names6: Dhcp6Names | undefined;
+  /** issue 14: IPv6 forwards following guest addresses (with IPv6 and the firewall) */
+  forwards6?: Forwards6Refresher | undefined;
 }
 
 interface Context {
@@ -186,10 +188,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
   };
-  if (names6 && firewall) names6.onChanged = forwards6Refresher({ // issue 14: v6 forwards follow DHCPv6 leases
-    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
-    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
-  });
+  if (ipv6 && firewall) running.forwards6 = followGuests6(running, firewall, ctx); // issue 14: v6 forwards follow guest addresses
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -540,6 +539,18 @@ function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: re
   return names6;
 }
 
+/** IPv6 forwards re-resolve after DHCPv6 lease changes and guest address table changes (rate-limited, forwards6.ts). */
+function followGuests6(running: Running, firewall: Firewall, ctx: Context): Forwards6Refresher {
+  const refresher = forwards6Refresher({
+    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
+    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
+  });
+  if (running.names6) running.names6.onChanged = refresher.refresh;
+  if (running.dns?.ipv6) running.dns.ipv6.guests.onChanged = refresher.refresh;
+  ctx.stack.push('ipv6 forwards refresher', () => refresher.close());
+  return refresher;
+}
+
 /** A guest name → IPv6: a reservation's, a DHCPv6 lease's, then what AAAA answers (guest-ipv6.ts). */
 function resolver6(config: Config, names6: Dhcp6Names | undefined, guestNames: GuestNames | undefined): NameResolver6 {
   const local = guestNames?.local;
@@ -566,8 +577,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

@@ -27,6 +27,7 @@ import type { Ipv6Service } from '../ipv6/service.js';
 import type { Dns6Parts } from './dns6.js';
 import type { ExposeService, ExposeStatus } from './expose.js'; // issue 17
 import type { Dhcp6Service, Dhcp6Status } from './dhcp6.js';
+import type { Forwards6Stats } from './forwards6.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -70,6 +71,8 @@ export interface Observed {
   expose?: ExposeService | undefined;
   /** issue 14: DHCPv6 */
   dhcp6?: Dhcp6Service | undefined;
+  /** issue 14: IPv6 forwards' re-resolves */
+  forwards6?: { stats(): Forwards6Stats } | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -88,6 +91,7 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
     ...(o.expose ? { expose: { ...o.expose.stats(), unresolved: o.expose.status().unresolved, targetsRefused: o.expose.status().targetsRefused } } : {}), // issue 17
     ...(o.dhcp6 ? { dhcp6: dhcp6Metrics(o.dhcp6.status()) } : {}),
+    ...(o.forwards6 ? { forwards6: o.forwards6.stats() } : {}), // issue 14
   };
 }
 

@@ -29,6 +29,22 @@ describe('GuestAddresses', () => {
     expect(t.ownerOf('fd00:10:10::5')).toBeUndefined();
   });
 
+  it('tells onChanged only when a guest\'s addresses or name change (the learner repeats itself every poll)', () => {
+    const t = new GuestAddresses(NET);
+    let changes = 0;
+    t.onChanged = () => changes++;
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::5']);
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::5']); // the same again: no change
+    t.set('slaac', MAC_B, undefined, []); // nothing about an unknown guest: no change
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10:0::5']);
+    expect(changes).toBe(1);
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::6']);
+    t.set('slaac', MAC_A, 'web', ['fd00:10:10::6']);
+    t.set('slaac', MAC_A, 'web', []);
+    t.set('slaac', MAC_A, 'web', []);
+    expect(changes).toBe(4);
+  });
+
   it('caps each guest and the total, and the first holder of an address keeps it', () => {
     const t = new GuestAddresses(NET, { perGuest: 3, total: 5 });
     const many = Array.from({ length: 10 }, (_, i) => `fd00:10:10::${i + 1}`);
