@@ -331,7 +331,7 @@ export function splitDhcpFamilies(
 export function dhcp6CoreOptions(
   config: { readonly dhcp6: Dhcp6Setting; readonly searchDomains: readonly string[] },
   served: Pick<Ipv6Served, 'gateway' | 'network'>,
-  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger'> & { dnsServers: readonly string[] },
+  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger' | 'fqdn'> & { dnsServers: readonly string[] },
   nameAllowed?: Dhcp6CoreOptions['nameAllowed'],
 ): Dhcp6CoreOptions {
   const resolved = dhcp6CoreSettings(config.dhcp6, served);
