@@ -72,6 +72,8 @@ import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './d
 import type { Dhcp6Reservation } from '../dhcp6/types.js';
 import { Dhcp6Names } from './dhcp6-names.js'; // issue 14: DHCPv6 leases → AAAA/PTR and forwards
 import { forwards6Refresher, type Forwards6Refresher } from './forwards6.js';
+import { checkNewReservation6, loadReservations6, withHostReservations6 } from './reservations6.js'; // issue 14: v6 in the hostsfile and at runtime
+import type { Ipv6Served } from '../ipv6/settings.js';
 import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
@@ -178,7 +180,8 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
-  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, dhcp6Reservations(config, ipv6.served)) : undefined; // issue 14
+  const reservations6 = ipv6 && dhcp6Plan(config) ? allReservations6(config, ipv6.served, state.reservations, ctx.logger) : []; // issue 14
+  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, reservations6) : undefined; // issue 14
   const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx, names6) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
@@ -189,6 +192,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
   };
   if (ipv6 && firewall) running.forwards6 = followGuests6(running, firewall, ctx); // issue 14: v6 forwards follow guest addresses
+  if (ipv6 && dhcp6) reservations6Follow(running, ipv6, dhcp6, reservations6, ctx.logger); // issue 14: hostsfile/runtime v6 reservations
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -266,6 +270,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
   const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
+  const initialReservations6 = await loadReservations6(config, logger); // issue 14
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
@@ -275,7 +280,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
       names?.setReservations(list);
       ddns?.reservationsChanged();
     },
-  });
+  }, initialReservations6);
   reservationBook = reservations;
   // issue 15: resync (every named lease, owned names without one removed) before the first lease change
   if (ddns) {
@@ -487,10 +492,11 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // issue 14: the IPv6 prefix is set up once at start
   if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
-  // issue 14: v6 reservations checked against the served /64 before anything changes
-  const reservations6 = running.dhcp6 && running.ipv6 ? dhcp6Reservations(config, running.ipv6.served) : [];
+  // issue 14: v6 reservations checked against the served /64 before anything changes; the hostsfile's and runtime ones after them
+  const extra6 = await loadReservations6(config, ctx.logger);
+  const reservations6 = running.dhcp6 && running.ipv6 ? withHostReservations6(dhcp6Reservations(config, running.ipv6.served), extra6, running.ipv6.served, ctx.logger) : [];
   const book = running.reservations;
-  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, resolver6(config, running.names6, running.names))); // issue 14: IPv6 names
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, resolver6(config, running.names6, running.names)), extra6); // issue 14: IPv6 names
   const previousTftp = running.config.tftp;
   const previousDhcp6 = dhcp6Plan(running.config); // issue 14
   running.config = config;
@@ -549,6 +555,26 @@ function followGuests6(running: Running, firewall: Firewall, ctx: Context): Forw
   if (running.dns?.ipv6) running.dns.ipv6.guests.onChanged = refresher.refresh;
   ctx.stack.push('ipv6 forwards refresher', () => refresher.close());
   return refresher;
+}
+
+/** issue 14: the DHCPv6 reservations: the config's (--dhcp-host), then the hostsfile's and runtime ones that fit. */
+function allReservations6(config: Config, served: Ipv6Served, book: ReservationBook, logger: Logger): Dhcp6Reservation[] {
+  return withHostReservations6(dhcp6Reservations(config, served), book.all6(), served, logger);
+}
+
+/** issue 14: `natd reservations add` with an IPv6 address; the DHCPv6 core and the names follow every change. */
+function reservations6Follow(running: Running, ipv6: Ipv6Service, dhcp6: Dhcp6Service, initial: readonly Dhcp6Reservation[], logger: Logger): void {
+  const served = ipv6.served;
+  const apply = (): void => {
+    const list = allReservations6(running.config, served, running.reservations, logger);
+    dhcp6.setReservations(list);
+    running.names6?.setReservations(list);
+  };
+  running.reservations.ipv6 = {
+    check: (spec, others) => checkNewReservation6(spec, dhcp6Reservations(running.config, served), others, served, (address) => dhcp6.leases().find((l) => l.address === address)),
+    changed: apply,
+  };
+  dhcp6.setReservations(initial); // the hostsfile's and runtime ones too (startDhcp6 starts with the config's)
 }
 
 /** A guest name → IPv6: a reservation's, a DHCPv6 lease's, then what AAAA answers (guest-ipv6.ts). */

@@ -64,7 +64,7 @@ export interface DhcpHostLine {
   leaseSeconds?: number;
 }
 
-function addressSpec(text: string): Dhcp6AddressSpec | undefined {
+export function addressSpec(text: string): Dhcp6AddressSpec | undefined {
   const bytes = parseIpv6(text.trim());
   if (!bytes) return undefined;
   const suffix = bytes.subarray(0, 8).every((b) => b === 0);
