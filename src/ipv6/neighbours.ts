@@ -10,7 +10,8 @@
  * has no AAAA until it does.
  *
  * What counts: an entry with a link-layer address, not FAILED or INCOMPLETE, whose address is in the served /64
- * (never link-local). An (address, MAC) pair not seen usable for GRACE_MS is dropped, so a guest that is gone
+ * (never link-local). An (address, MAC) pair not seen usable for GRACE_MS is dropped (at once when the kernel marks
+ * the address FAILED: the host tried it and nobody answered), so a guest that is gone
  * loses its addresses after the grace time, and another guest cannot take an address over while its holder is
  * still there (GuestAddresses keeps the first holder). The pairs tracked are capped (MAX_TRACKED); every refusal
  * and unreadable line is counted.
@@ -156,7 +157,13 @@ export class NeighbourLearner {
         this.counts.linesInvalid++;
         continue;
       }
-      if (!isUsable(entry) || (entry.dev !== undefined && entry.dev !== this.opts.bridge)) continue;
+      if (entry.dev !== undefined && entry.dev !== this.opts.bridge) continue;
+      if (!isUsable(entry)) {
+        // issue 14: the host tried the address and nobody answered: it is gone now (a guest that changed its SLAAC
+        // address), so forwards and AAAA stop pointing at it without waiting out the grace time
+        if (entry.states.includes('FAILED')) for (const [key, pair] of this.pairs) if (pair.address === entry.address) this.pairs.delete(key);
+        continue;
+      }
       const bytes = parseIpv6(entry.address)!;
       if (isLinkLocal(bytes) || !sameBytes(networkOf(bytes, 64), this.opts.network)) continue;
       const key = `${entry.address}|${entry.mac!}`;

@@ -120,6 +120,18 @@ describe('NeighbourLearner', () => {
     expect(table.stats().addresses).toBe(0);
   });
 
+  it('an address the kernel marks FAILED (the guest moved to a new SLAAC address) is dropped at once', () => {
+    const now = { t: 0 };
+    const { table, l } = learner(now);
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a STALE');
+    now.t = 100;
+    l.learn('fd00:10:10::1 dev br0 FAILED\nfd00:10:10::5 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::5']);
+    // INCOMPLETE (being resolved) is not proof of anything: the pair stays until the grace time
+    l.learn('fd00:10:10::5 dev br0 INCOMPLETE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::5']);
+  });
+
   it('caps the pairs tracked, and another MAC never takes an address its holder still has', () => {
     const now = { t: 0 };
     const { table, l } = learner(now);
