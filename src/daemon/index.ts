@@ -181,7 +181,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
   const reservations6 = ipv6 && dhcp6Plan(config) ? allReservations6(config, ipv6.served, state.reservations, ctx.logger) : []; // issue 14
-  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, reservations6) : undefined; // issue 14
+  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, reservations6, ctx.logger) : undefined; // issue 14
   const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx, names6) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
@@ -527,10 +527,10 @@ function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof
 }
 
 // ---- issue 14: DHCPv6 leases → names (dhcp6-names.ts), and the IPv6 forwards that follow them
-function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: readonly Dhcp6Reservation[]): Dhcp6Names {
+function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: readonly Dhcp6Reservation[], logger: Logger): Dhcp6Names {
   const local = state.names?.local;
   const names6 = new Dhcp6Names({
-    table: dns?.ipv6?.guests,
+    table: dns?.ipv6?.guests, logger,
     ...(local ? {
       namesByMac: () => local.namesByMac(),
       v4HolderMac: (name: string) => {
@@ -603,8 +603,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {
