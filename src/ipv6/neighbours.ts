@@ -87,6 +87,8 @@ export interface NeighbourLearnerOptions {
   now?: () => number;
   pollMs?: number;
   graceMs?: number;
+  /** default FRESH_MS */
+  freshMs?: number;
   maxTracked?: number;
 }
 
@@ -95,7 +97,13 @@ interface Pair {
   mac: string;
   firstSeen: number;
   lastSeen: number;
+  /** the last poll that saw it confirmed (REACHABLE, DELAY, PROBE, PERMANENT): the guest used it lately */
+  lastConfirmed: number;
 }
+
+/** issue 14: how long a confirmation keeps an address "in use" for the ordering below */
+export const FRESH_MS = 60_000;
+const CONFIRMED = ['REACHABLE', 'DELAY', 'PROBE', 'PERMANENT'];
 
 export class NeighbourLearner {
   private readonly pairs = new Map<string, Pair>();
@@ -168,9 +176,13 @@ export class NeighbourLearner {
       if (isLinkLocal(bytes) || !sameBytes(networkOf(bytes, 64), this.opts.network)) continue;
       const key = `${entry.address}|${entry.mac!}`;
       const pair = this.pairs.get(key);
-      if (pair) pair.lastSeen = now;
+      const confirmed = entry.states.some((st) => CONFIRMED.includes(st)) ? now : -Infinity;
+      if (pair) {
+        pair.lastSeen = now;
+        pair.lastConfirmed = Math.max(pair.lastConfirmed, confirmed);
+      }
       else if (this.pairs.size >= maxTracked) this.counts.trackedRefused++;
-      else this.pairs.set(key, { address: entry.address, mac: entry.mac!, firstSeen: now, lastSeen: now });
+      else this.pairs.set(key, { address: entry.address, mac: entry.mac!, firstSeen: now, lastSeen: now, lastConfirmed: confirmed });
     }
     const grace = this.opts.graceMs ?? GRACE_MS;
     const byMac = new Map<string, Pair[]>();
@@ -181,9 +193,14 @@ export class NeighbourLearner {
     const names = this.opts.namesByMac();
     // guests that are gone first, so their addresses are free for the rest
     for (const mac of this.macs) if (!byMac.has(mac)) this.opts.table.set('slaac', mac, undefined, []);
-    // the oldest pairs first: a guest's long-standing addresses keep their place under the per-guest cap
+    // the addresses in use (confirmed within FRESH_MS) first, then those seen in this dump, the oldest first within
+    // each: a guest's long-standing addresses keep their place under the per-guest cap while it uses them, and the
+    // first address (the one IPv6 forwards by name take, issue 14) moves to a guest's new address within about a
+    // minute once the old one is no longer used (a STALE entry can outlive the address by far: GRACE_MS and beyond)
+    const freshMs = this.opts.freshMs ?? FRESH_MS;
+    const fresh = (p: Pair): number => (now - p.lastConfirmed <= freshMs ? 1 : 0);
     for (const [mac, list] of byMac) {
-      list.sort((a, b) => a.firstSeen - b.firstSeen);
+      list.sort((a, b) => fresh(b) - fresh(a) || b.lastSeen - a.lastSeen || a.firstSeen - b.firstSeen);
       this.opts.table.set('slaac', mac, names.get(mac), list.map((p) => p.address));
     }
     this.macs.clear();

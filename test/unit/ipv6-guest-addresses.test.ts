@@ -91,7 +91,7 @@ describe('neighbour lines', () => {
 describe('NeighbourLearner', () => {
   function learner(now: { t: number }, names = new Map([[MAC_A, 'a']])) {
     const table = new GuestAddresses(NET, { perGuest: 2, total: 100 });
-    const l = new NeighbourLearner({ bridge: 'br0', network: NET, table, namesByMac: () => names, read: () => Promise.resolve(''), logger: recordingLogger(), now: () => now.t, graceMs: 1000, maxTracked: 4 });
+    const l = new NeighbourLearner({ bridge: 'br0', network: NET, table, namesByMac: () => names, read: () => Promise.resolve(''), logger: recordingLogger(), now: () => now.t, graceMs: 1000, freshMs: 100, maxTracked: 4 });
     return { table, l };
   }
 
@@ -110,14 +110,29 @@ describe('NeighbourLearner', () => {
     expect(table.ownerOf('fd00:10:10::1')?.name).toBe('a');
     expect(l.stats()).toMatchObject({ linesInvalid: 1, tracked: 1 });
     now.t = 500;
+    l.learn('fd00:10:10::1 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::3 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::4 lladdr 52:54:00:00:00:0a STALE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::3']); // the oldest of those seen now
+    now.t = 600;
     l.learn('fd00:10:10::3 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::4 lladdr 52:54:00:00:00:0a STALE');
-    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::3']);
-    now.t = 1200; // ::1 last seen at 0: gone; ::3 and ::4 still within the grace time
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::3', 'fd00:10:10::4']); // ::1 left the table: last (capped)
+    now.t = 1550; // ::1 last seen at 500: gone; ::3 and ::4 still within the grace time
     l.learn('');
     expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::3', 'fd00:10:10::4']);
     now.t = 5000;
     l.learn('');
     expect(table.stats().addresses).toBe(0);
+  });
+
+  it('an address in use (REACHABLE lately) comes before a STALE one: forwards follow a guest to its new address', () => {
+    const now = { t: 0 };
+    const { table, l } = learner(now);
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    now.t = 200;
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::2', 'fd00:10:10::1']);
+    now.t = 250; // both in use: the older first (a stable address before a temporary one)
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a DELAY\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::2']);
   });
 
   it('an address the kernel marks FAILED (the guest moved to a new SLAAC address) is dropped at once', () => {
