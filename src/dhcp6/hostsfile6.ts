@@ -96,7 +96,8 @@ export function placeHostReservations6(specs: readonly Dhcp6HostSpec[], served: 
     try {
       placed = placeHostReservation6(spec, served);
     } catch (err) {
-      skip(spec.field ?? '?', (err as Error).message);
+      const field = spec.field ?? '?';
+      skip(field, (err as Error).message.replace(`${field}: `, '')); // the message names the field already
       continue;
     }
     const clash = out.map((r) => reservation6Clash(placed, r)).find((c) => c !== undefined);
@@ -114,4 +115,14 @@ export function placedAddressText(spec: Dhcp6HostSpec, served: Pick<Ipv6Served, 
   } catch {
     return spec.address.address;
   }
+}
+
+/**
+ * check-config: the hostsfile's IPv6 lines the daemon would skip once placed in the served /64 (after the config's
+ * reservations), as `hostsfile: FILE:LINE: why` problems. Parse problems are hostsfileProblems' (served-subnet.ts).
+ */
+export function hostsfile6PlacementProblems(text: string, file: string, served: Pick<Ipv6Served, 'gateway' | 'network'>, fromConfig: readonly Dhcp6Reservation[]): string[] {
+  const problems: string[] = [];
+  placeHostReservations6(parseHostsfile6(text, file).reservations, served, fromConfig, (field, why) => problems.push(`hostsfile: ${field}: ${why}`));
+  return problems;
 }

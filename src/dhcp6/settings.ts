@@ -355,11 +355,15 @@ export function dhcp6CoreOptions(
  * derives from the bridge name and the machine-id), so check-config rejects what the daemon's start would.
  * Throws NatdError(CONFIG).
  */
-export function checkDhcp6BeforeStart(config: { readonly bridge: string; readonly ipv6: Ipv6Setting | undefined; readonly dhcp6: Dhcp6Setting | undefined }, machineId: string | undefined): void {
+export function checkDhcp6BeforeStart(config: { readonly bridge: string; readonly ipv6: Ipv6Setting | undefined; readonly dhcp6: Dhcp6Setting | undefined }, machineId: string | undefined, hostsfile6?: (served: Ipv6Served, fromConfig: readonly Dhcp6Reservation[]) => string[]): void {
   if (!config.ipv6 || !config.dhcp6) return;
+  let resolved: Dhcp6Resolved;
+  const served = servedIpv6(config.ipv6, config.bridge, machineId);
   try {
-    dhcp6CoreSettings(config.dhcp6, servedIpv6(config.ipv6, config.bridge, machineId));
+    resolved = dhcp6CoreSettings(config.dhcp6, served);
   } catch (err) {
     throw configError([(err as Error).message]);
   }
+  const problems = hostsfile6?.(served, resolved.reservations) ?? []; // issue 14: the hostsfile's IPv6 lines
+  if (problems.length) throw configError(problems);
 }
