@@ -144,3 +144,20 @@ describe('runtime IPv6 reservations (natd reservations add)', () => {
     await expect(b.add(reservationAddArgs(['52:54:00:00:00:01', '[::5]']))).rejects.toThrow(/ipv6: natd serves no DHCPv6/);
   });
 });
+
+describe('check-config and the hostsfile\'s IPv6 lines (issue 14)', () => {
+  it('reports the lines the daemon would skip: unparsable ones, and ones that do not fit the served /64', async () => {
+    const { hostsfileProblems } = await import('../../src/config/served-subnet.js');
+    const { hostsfile6PlacementProblems } = await import('../../src/dhcp6/hostsfile6.js');
+    const { checkDhcp6BeforeStart } = await import('../../src/dhcp6/settings.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'natd-cc6-'));
+    const file = path.join(dir, 'hosts');
+    const text = '52:54:00:00:00:01,[::5],db\n52:54:00:00:00:02,[zz]\n52:54:00:00:00:03,[fd99::5]\n52:54:00:00:00:04,[::5]\n';
+    writeFileSync(file, text);
+    expect(await hostsfileProblems(file, { subnet: bridge.subnet, gateway: bridge.gateway }, undefined)).toEqual([expect.stringMatching(/hosts:2: "\[zz\]" is not an IPv6 address/)]);
+    const config = resolveConfig({ bridge: 'br0', subnet6: 'fd00:14::1/64', hostsfile: file });
+    expect(() => checkDhcp6BeforeStart(config, undefined, (served, fromConfig) => hostsfile6PlacementProblems(text, file, served, fromConfig))).toThrow(
+      /hosts:3: \[fd99::5\] is outside the served fd00:14::\/64.*hosts:4: address fd00:14::5 is already reserved/s,
+    );
+  });
+});
