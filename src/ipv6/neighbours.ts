@@ -97,13 +97,14 @@ interface Pair {
   mac: string;
   firstSeen: number;
   lastSeen: number;
-  /** the last poll that saw it confirmed (REACHABLE, DELAY, PROBE, PERMANENT): the guest used it lately */
+  /** the last poll that saw it confirmed (REACHABLE, PERMANENT): the guest answered for it lately (DELAY and PROBE
+   *  are the kernel checking a STALE entry, not an answer) */
   lastConfirmed: number;
 }
 
 /** issue 14: how long a confirmation keeps an address "in use" for the ordering below */
 export const FRESH_MS = 60_000;
-const CONFIRMED = ['REACHABLE', 'DELAY', 'PROBE', 'PERMANENT'];
+const CONFIRMED = ['REACHABLE', 'PERMANENT'];
 
 export class NeighbourLearner {
   private readonly pairs = new Map<string, Pair>();

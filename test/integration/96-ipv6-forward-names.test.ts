@@ -420,7 +420,7 @@ describe.skipIf(!isRoot())('IPv6 forwards by name to a SLAAC guest learnt from t
     await topo.run(topo.host, ['ping', '-6', '-c', '3', '-W', '1', first!], { timeoutMs: 15_000 });
     // the old address's entry may stay STALE for minutes: the address in use (REACHABLE) wins within FRESH_MS (60 s)
     const started = Date.now();
-    await until('the forward at the new address', () => topo.runOk(topo.host, ['nft', 'list', 'map', 'inet', `natd-${BRIDGE}`, 'fwd6_bound_addr']), (t) => t.includes(second) && !t.includes(first!), 100_000).catch(async (err: Error) => {
+    await until('the forward at the new address', () => topo.runOk(topo.host, ['nft', 'list', 'map', 'inet', `natd-${BRIDGE}`, 'fwd6_bound_addr']), (t) => t.includes(second) && !t.includes(first!), 120_000).catch(async (err: Error) => {
       throw new Error(`${err.message}; host neighbours: ${await topo.runOk(topo.host, ['ip', '-6', 'neigh', 'show', 'dev', BRIDGE])}; AAAA: ${await aaaa('slaac6.vm.test')}`);
     });
     console.log(`SLAAC forward followed the guest ${((Date.now() - started) / 1000).toFixed(1)} s after its old address went out of use`);
@@ -430,5 +430,5 @@ describe.skipIf(!isRoot())('IPv6 forwards by name to a SLAAC guest learnt from t
     const metrics = await cli('metrics');
     expect(metric(metrics, 'natd_ipv6_forward_reloads_total', `{bridge="${BRIDGE}",result="ok"}`)).toBeGreaterThanOrEqual(1);
     await topo.stop(talker, 1000);
-  }, 180_000);
+  }, 200_000);
 });

@@ -131,8 +131,11 @@ describe('NeighbourLearner', () => {
     l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
     expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::2', 'fd00:10:10::1']);
     now.t = 250; // both in use: the older first (a stable address before a temporary one)
-    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a DELAY\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a REACHABLE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
     expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::2']);
+    now.t = 400; // the kernel checking ::1 (DELAY, PROBE) is no answer from the guest: ::2 first again
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a PROBE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::2', 'fd00:10:10::1']);
   });
 
   it('an address the kernel marks FAILED (the guest moved to a new SLAAC address) is dropped at once', () => {
