@@ -37,6 +37,7 @@ export const DAEMON_OPTIONS = {
   config: { type: 'string' },
   forward: { type: 'string', multiple: true },
   hostsfile: { type: 'string' },
+  'dhcp-hostsfile': { type: 'string' }, // issue 14: dnsmasq's name for --hostsfile
   'addn-hosts': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   'bridge-mac': { type: 'string' },
@@ -151,7 +152,8 @@ Daemon options:
   --search-domain NAME     DHCP domain search list (repeatable; default: the --domain)
   --route NET/LEN=ROUTER   extra classless static route for the guests (repeatable), e.g. 192.168.50.0/24=10.10.0.2
   --forward SPEC           port forward [tcp|udp:][HOSTADDR:]HOSTPORT=GUEST:PORT (repeatable; IPv6 in [brackets])
-  --hostsfile FILE         dnsmasq-style reservations: MAC,IP[,NAME] per line (re-read on SIGHUP)
+  --hostsfile FILE         dnsmasq-style reservations: MAC,IP[,NAME] per line, IPv6 as --dhcp-host (id:DUID,[::5]) (re-read on SIGHUP)
+                           (--dhcp-hostsfile FILE: the same, dnsmasq's name)
   --addn-hosts FILE        extra DNS names in /etc/hosts format (repeatable; re-read on SIGHUP)
   --state-dir DIR          leases and runtime state (default /var/lib/natd/BRIDGE)
   --config FILE            JSON config file (same names, camelCase); flags win
@@ -304,7 +306,7 @@ export function settingsFromFlags(v: DaemonValues): RawSettings {
     stateDir: v['state-dir'],
     controlSocket: v['control-socket'],
     forwards: v.forward,
-    hostsfile: v.hostsfile,
+    hostsfile: v.hostsfile ?? v['dhcp-hostsfile'],
     addnHosts: v['addn-hosts'],
     logLevel: v['log-level'],
     bridgeMac: v['bridge-mac'],
@@ -489,7 +491,9 @@ export async function main(argv: string[]): Promise<number> {
     const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
     // issue 14: DHCPv6 addresses against the /64 the daemon will serve (--ipv6 auto: the ULA it derives)
     const { checkDhcp6BeforeStart } = await import('./dhcp6/settings.js');
-    checkDhcp6BeforeStart(config, (await import('./ipv6/ula.js')).readMachineId());
+    const hostsText = config.hostsfile ? await (await import('node:fs/promises')).readFile(config.hostsfile, 'utf8').catch(() => '') : '';
+    const { hostsfile6PlacementProblems } = await import('./dhcp6/hostsfile6.js'); // issue 14: IPv6 hostsfile lines
+    checkDhcp6BeforeStart(config, (await import('./ipv6/ula.js')).readMachineId(), (served, fromConfig) => hostsfile6PlacementProblems(hostsText, config.hostsfile ?? '', served, fromConfig));
     process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }

@@ -96,7 +96,9 @@ export async function hostsfileProblems(file: string | undefined, served: Served
     return [`hostsfile: cannot read ${file}: ${(err as Error).message}`];
   }
   const parsed = parseHostsfile(text, file, served.subnet, domain, served.gateway);
-  return parsed.problems.filter((p) => p.skipped).map((p) => `hostsfile: ${p.file}:${p.line}: ${p.message}`);
+  const { parseHostsfile6 } = await import('../dhcp6/hostsfile6.js'); // (lazy: dhcp6/settings.ts imports this module)
+  const v6 = parseHostsfile6(text, file); // issue 14: the IPv6 lines (placed in the /64 by check-config's DHCPv6 check)
+  return [...parsed.problems, ...v6.problems].filter((p) => p.skipped).map((p) => `hostsfile: ${p.file}:${p.line}: ${p.message}`);
 }
 
 

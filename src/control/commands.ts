@@ -88,6 +88,23 @@ export function formatLeaseEvent(e: WatchedEvent): string {
   return `${new Date(e.at).toISOString()}  ${e.action.padEnd(5)}  ${e.address.padEnd(15)}  ${e.mac}  ${e.hostname ?? '-'}${left}\n`;
 }
 
+/**
+ * `natd reservations add` arguments, dnsmasq dhcp-host style (issue 14): MAC or id:DUID first, then an IPv4 address,
+ * an IPv6 address (`[fd00::5]`, `[::5]`; brackets optional) and a name, in any order.
+ */
+export function reservationAddArgs(rest: readonly string[]): { mac?: string; duid?: string; address?: string; ipv6?: string; hostname?: string } {
+  const [id, ...fields] = rest;
+  const out: { mac?: string; duid?: string; address?: string; ipv6?: string; hostname?: string } = /^id:/i.test(id!) ? { duid: id!.slice(3) } : { mac: id! };
+  for (const f of fields) {
+    if (/^\d{1,3}(\.\d{1,3}){3}$/.test(f) && out.address === undefined) out.address = f;
+    else if ((f.startsWith('[') || f.includes(':')) && out.ipv6 === undefined) out.ipv6 = f;
+    else if (out.hostname === undefined && !f.includes(':')) out.hostname = f;
+    else throw usage(`natd reservations add: unexpected "${f}" (MAC|id:DUID [IPV4] [[IPV6]] [NAME])`);
+  }
+  if (out.address === undefined && out.ipv6 === undefined) throw usage('natd reservations add MAC|id:DUID [IPV4] [[IPV6]] [NAME]: give an IPv4 and/or an [IPv6] address');
+  return out;
+}
+
 /** `reservations` and `forwards`: list, add, remove, each with its own arguments. */
 function subcommand(command: 'reservations' | 'forwards', positionals: string[], socketPath: string, json: boolean | undefined): Promise<number> {
   const allowed = SUBCOMMANDS[command]!;
@@ -98,10 +115,10 @@ function subcommand(command: 'reservations' | 'forwards', positionals: string[],
   if (command === 'reservations') {
     if (sub === 'list') return run(socketPath, json, 'reservations.list', {}, formatReservations);
     if (sub === 'add') {
-      if (rest.length < 2 || rest.length > 3) throw usage('natd reservations add MAC ADDRESS [NAME]');
-      return run(socketPath, json, 'reservations.add', { mac: rest[0]!, address: rest[1]!, ...(rest[2] !== undefined ? { hostname: rest[2] } : {}) }, done);
+      if (rest.length < 2 || rest.length > 4) throw usage('natd reservations add MAC|id:DUID [IPV4] [[IPV6]] [NAME]');
+      return run(socketPath, json, 'reservations.add', reservationAddArgs(rest), done);
     }
-    if (rest.length !== 1) throw usage('natd reservations remove MAC|ADDRESS|NAME');
+    if (rest.length !== 1) throw usage('natd reservations remove MAC|ADDRESS|[IPV6]|id:DUID|NAME');
     return run(socketPath, json, 'reservations.remove', { key: rest[0]! }, done);
   }
   if (sub === 'list') return run(socketPath, json, 'forwards.list', {}, formatForwards);

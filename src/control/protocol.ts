@@ -45,10 +45,15 @@ export interface ReservationRow {
 }
 
 export interface AddReservationArgs {
-  mac: string;
-  address: string;
+  /** required for an IPv4 reservation; an IPv6 one needs a MAC or a DUID */
+  mac?: string | undefined;
+  /** IPv4 */
+  address?: string | undefined;
   /** null is taken as no name (older clients sent it) */
   hostname?: string | null | undefined;
+  /** issue 14: an IPv6 reservation (`fd00::5`, `[::5]`) and the client's DUID (hex bytes) */
+  ipv6?: string | undefined;
+  duid?: string | undefined;
 }
 
 export interface ForwardArgs {
@@ -61,7 +66,7 @@ export interface ControlCommands {
   status: { args: NoArgs; result: StatusReport };
   leases: { args: NoArgs; result: LeaseRow[] };
   'reservations.list': { args: NoArgs; result: ReservationRow[] };
-  'reservations.add': { args: AddReservationArgs; result: { mac: string; address: string; hostname: string | undefined } };
+  'reservations.add': { args: AddReservationArgs; result: { mac: string; address: string; hostname: string | undefined; ipv6?: string } };
   'reservations.remove': { args: { key: string }; result: { mac: string; address: string } };
   'forwards.list': { args: NoArgs; result: ForwardRow[] };
   'forwards.add': { args: ForwardArgs; result: void };

@@ -16,7 +16,7 @@ export const ARG_SCHEMAS = {
   status: none,
   leases: none,
   'reservations.list': none,
-  'reservations.add': z.object({ mac: z.string(), address: z.string(), hostname: z.string().nullish() }).strict(),
+  'reservations.add': z.object({ mac: z.string().optional(), address: z.string().optional(), hostname: z.string().nullish(), ipv6: z.string().optional(), duid: z.string().optional() }).strict(), // issue 14: ipv6, duid
   'reservations.remove': z.object({ key: z.string().min(1, 'a MAC, address or name') }).strict(),
   'forwards.list': none,
   'forwards.add': forward,

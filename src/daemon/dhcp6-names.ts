@@ -23,6 +23,7 @@
  */
 import type { Dhcp6Reservation, Lease6, Lease6Change } from '../dhcp6/types.js';
 import type { GuestAddresses } from '../ipv6/guest-addresses.js';
+import type { Logger } from '../log.js';
 
 export interface Dhcp6NamesDeps {
   /** the guests' IPv6 address table (with DNS on); absent: only the forward lookup is kept */
@@ -33,6 +34,8 @@ export interface Dhcp6NamesDeps {
   v4HolderMac?: (name: string) => string | undefined | null;
   /** whether `name` may be published at all (LocalNames.refusalOf === undefined) */
   publishable?: (name: string) => boolean;
+  /** refused names are logged (rate-limited) */
+  logger?: Logger;
 }
 
 interface Held {
@@ -114,20 +117,36 @@ export class Dhcp6Names {
   }
 
   /** The DHCPv6 core's name policy for a client's FQDN name (see the header). */
-  nameAllowed = (name: string, claimant: { duid: string; mac?: string }): boolean => {
+  nameAllowed = (name: string, claimant: { duid: string; mac?: string }, binding = true): boolean => {
+    const refusal = this.refusalOf(name, claimant);
+    if (refusal && binding) {
+      this.refusedCounts[refusal] = (this.refusedCounts[refusal] ?? 0) + 1; // issue 14: counted once per binding
+      this.deps.logger?.warnLimited('dhcp6:name-refused', 'DHCPv6 client FQDN name refused', { name, reason: refusal, duid: claimant.duid });
+    }
+    return refusal === undefined;
+  };
+
+  /** Client FQDN names refused when binding, by reason (denied, held-v4, reserved, held-v6). */
+  refused(): Readonly<Record<string, number>> {
+    return { ...this.refusedCounts };
+  }
+
+  private readonly refusedCounts: Record<string, number> = {};
+
+  private refusalOf(name: string, claimant: { duid: string; mac?: string }): 'denied' | 'held-v4' | 'reserved' | 'held-v6' | undefined {
     const n = name.toLowerCase();
-    if (this.deps.publishable && !this.deps.publishable(n)) return false;
+    if (this.deps.publishable && !this.deps.publishable(n)) return 'denied';
     const mac = claimant.mac?.toLowerCase();
     const v4 = this.deps.v4HolderMac?.(n);
-    if (v4 === null || (v4 !== undefined && v4.toLowerCase() !== mac)) return false; // null: held, but not by a guest
+    if (v4 === null || (v4 !== undefined && v4.toLowerCase() !== mac)) return 'held-v4'; // null: held, but not by a guest
     const reserved = this.reservedNames.get(n);
-    if (reserved && reserved.duid !== claimant.duid.toLowerCase() && (reserved.mac === undefined || reserved.mac !== mac)) return false;
+    if (reserved && reserved.duid !== claimant.duid.toLowerCase() && (reserved.mac === undefined || reserved.mac !== mac)) return 'reserved';
     for (const key of this.named.get(n) ?? []) {
       const held = this.leases.get(key)!;
-      if (held.duid !== claimant.duid && (held.mac === undefined || held.mac !== mac)) return false;
+      if (held.duid !== claimant.duid && (held.mac === undefined || held.mac !== mac)) return 'held-v6';
     }
-    return true;
-  };
+    return undefined;
+  }
 
   /** Writes one guest's addresses into the table (an empty list forgets it). */
   private publish(g: string): void {

@@ -89,6 +89,7 @@ export async function startDhcp6(config: Config, plan: Dhcp6Plan, served: Ipv6Se
   // the one place the core's options are built (dhcp6/settings.ts); DNS: natd's own on the IPv6 gateway, with DNS on
   const core = new Dhcp6Core(dhcp6CoreOptions({ dhcp6: plan.setting, searchDomains: config.searchDomains }, served, {
     serverDuid, store: deps.store, now, logger, dnsServers: config.dns ? [gateway] : [],
+    fqdn: { publish: config.dns, domain: config.domain }, // RFC 4704 reply: natd's DNS answers the leases' names
   }, deps.nameAllowed));
   const transport = new Dhcp6Transport({
     socket: await deps.openSocket(config.bridge),

@@ -1,13 +1,20 @@
 /**
- * issue 14: IPv6 port forwards that name a guest follow its DHCPv6 lease. IPv4 forwards name reservations only
- * (re-resolved on reload); an IPv6 forward may name a DHCPv6 lease (or a SLAAC guest), whose address comes and goes.
- * After each DHCPv6 lease change the names the forwards use are resolved again (guest-ipv6.ts); when one answers
- * differently the firewall reloads with the current config. Coalesced: one reload at a time, and one more after it
- * when changes came meanwhile. A reload that fails (a v6-only forward whose name lost its address) is logged
- * (rate-limited) and the table stays as it was.
+ * issue 14: IPv6 port forwards that name a guest follow its address. IPv4 forwards name reservations only
+ * (re-resolved on reload); an IPv6 forward may name a DHCPv6 lease or a SLAAC guest, whose address comes and goes.
+ * After each DHCPv6 lease change, and each change of the guests' IPv6 address table (the neighbour learner's SLAAC
+ * addresses), the names the forwards use are resolved again (guest-ipv6.ts); when one answers differently the
+ * firewall reloads with the current config. A reload that fails (a v6-only forward whose name lost its address) is
+ * logged (rate-limited) and the table stays as it was.
+ *
+ * Rate limit: both triggers come from guests (a guest churning DHCPv6 leases, or answering neighbour solicitations
+ * with ever new addresses), and each reload runs `nft`. So requests are coalesced: one reload at a time, at most one
+ * start per `minIntervalMs` (default 1 s); requests meanwhile are folded into one check after the interval, which
+ * reloads with the answers current then. Requests, reloads, failures and coalesced requests are counted (metrics).
  */
 import type { Logger } from '../log.js';
 import type { NameResolver6 } from '../nft/forward6.js';
+
+export const FORWARDS6_MIN_INTERVAL_MS = 1000;
 
 export interface Forwards6Deps {
   /** the guest names the forwards use (Firewall.guestNames) */
@@ -17,35 +24,87 @@ export interface Forwards6Deps {
   /** re-applies the forwards with this lookup (Firewall.reload with the running config) */
   reload: (resolver: NameResolver6) => Promise<void>;
   logger: Logger;
+  /** least time between two reload starts (default FORWARDS6_MIN_INTERVAL_MS) */
+  minIntervalMs?: number;
+  now?: () => number;
 }
 
-/** Returns the function to call after lease changes. */
-export function forwards6Refresher(deps: Forwards6Deps): () => void {
+export interface Forwards6Stats {
+  /** re-resolve requests (lease or address-table changes) */
+  requests: number;
+  /** requests folded into a check already pending or running */
+  coalesced: number;
+  /** checks whose answers changed: firewall reloads started */
+  reloads: number;
+  /** reloads that failed (the table stayed as it was) */
+  failures: number;
+}
+
+export interface Forwards6Refresher {
+  /** asks for a re-resolve (cheap; never runs nft more than once per interval) */
+  refresh(): void;
+  stats(): Forwards6Stats;
+  /** no further checks (shutdown) */
+  close(): void;
+}
+
+export function forwards6Refresher(deps: Forwards6Deps): Forwards6Refresher {
+  const now = deps.now ?? Date.now;
+  const interval = deps.minIntervalMs ?? FORWARDS6_MIN_INTERVAL_MS;
   const answers = (resolve: NameResolver6): string => JSON.stringify([...deps.names()].sort().map((n) => [n, resolve(n) ?? null]));
+  const stats: Forwards6Stats = { requests: 0, coalesced: 0, reloads: 0, failures: 0 };
   let last = answers(deps.resolver());
+  let lastStart = -Infinity;
+  let timer: NodeJS.Timeout | undefined;
   let busy = false;
   let again = false;
-  const run = async (): Promise<void> => {
+  let closed = false;
+
+  const check = async (): Promise<void> => {
+    timer = undefined;
+    if (closed) return;
     busy = true;
+    again = false;
     try {
-      do {
-        again = false;
-        const resolve = deps.resolver();
-        const now = answers(resolve);
-        if (now === last) continue;
-        last = now;
-        try {
-          await deps.reload(resolve);
-        } catch (err) {
-          deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a DHCPv6 lease change', { error: (err as Error).message });
-        }
-      } while (again);
+      const resolve = deps.resolver();
+      const current = answers(resolve);
+      if (current === last) return;
+      last = current;
+      lastStart = now();
+      stats.reloads++;
+      try {
+        await deps.reload(resolve);
+      } catch (err) {
+        stats.failures++;
+        deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a guest address change', { error: (err as Error).message });
+      }
     } finally {
       busy = false;
+      if (again) schedule();
     }
   };
-  return () => {
-    if (busy) again = true;
-    else void run();
+
+  function schedule(): void {
+    if (closed || timer !== undefined) return;
+    const wait = Math.max(0, lastStart + interval - now());
+    timer = setTimeout(() => void check(), wait);
+    timer.unref?.();
+  }
+
+  return {
+    refresh: () => {
+      stats.requests++;
+      if (busy) {
+        again = true;
+        stats.coalesced++;
+      } else if (timer !== undefined) stats.coalesced++;
+      else schedule();
+    },
+    stats: () => ({ ...stats }),
+    close: () => {
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+    },
   };
 }

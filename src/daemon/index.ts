@@ -71,7 +71,9 @@ import { ExposeService } from './expose.js';
 import { dhcp6Plan, dhcp6Reservations, startDhcp6, type Dhcp6Service } from './dhcp6.js';
 import type { Dhcp6Reservation } from '../dhcp6/types.js';
 import { Dhcp6Names } from './dhcp6-names.js'; // issue 14: DHCPv6 leases → AAAA/PTR and forwards
-import { forwards6Refresher } from './forwards6.js';
+import { forwards6Refresher, type Forwards6Refresher } from './forwards6.js';
+import { checkNewReservation6, loadReservations6, withHostReservations6 } from './reservations6.js'; // issue 14: v6 in the hostsfile and at runtime
+import type { Ipv6Served } from '../ipv6/settings.js';
 import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
@@ -124,6 +126,8 @@ interface Running {
   dhcp6: Dhcp6Service | undefined;
   /** issue 14: DHCPv6 leases' names (with DHCPv6) */
   names6: Dhcp6Names | undefined;
+  /** issue 14: IPv6 forwards following guest addresses (with IPv6 and the firewall) */
+  forwards6?: Forwards6Refresher | undefined;
 }
 
 interface Context {
@@ -176,7 +180,8 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const state = await startState(config, bridge, range, ctx);
   const dns = config.dns && state.names ? await startDns(config, bridge, state.names, ctx, state.records, ipv6) : undefined;
   const dhcp = await startDhcp(config, state, ctx);
-  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, dhcp6Reservations(config, ipv6.served)) : undefined; // issue 14
+  const reservations6 = ipv6 && dhcp6Plan(config) ? allReservations6(config, ipv6.served, state.reservations, ctx.logger) : []; // issue 14
+  const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, reservations6, ctx.logger) : undefined; // issue 14
   const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx, names6) : undefined; // issue 14
   const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
@@ -186,10 +191,8 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
   };
-  if (names6 && firewall) names6.onChanged = forwards6Refresher({ // issue 14: v6 forwards follow DHCPv6 leases
-    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
-    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
-  });
+  if (ipv6 && firewall) running.forwards6 = followGuests6(running, firewall, ctx); // issue 14: v6 forwards follow guest addresses
+  if (ipv6 && dhcp6) reservations6Follow(running, ipv6, dhcp6, reservations6, ctx.logger); // issue 14: hostsfile/runtime v6 reservations
   running.control = await startControl(running, ctx);
   if (config.metricsListen) await startMetrics(config.metricsListen, running, ctx);
   if (config.dns) await registerDns(config, bridge, ctx);
@@ -267,6 +270,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
   const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
+  const initialReservations6 = await loadReservations6(config, logger); // issue 14
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
     leaseAt: (address) => core.leases.getByAddress(address),
@@ -276,7 +280,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
       names?.setReservations(list);
       ddns?.reservationsChanged();
     },
-  });
+  }, initialReservations6);
   reservationBook = reservations;
   // issue 15: resync (every named lease, owned names without one removed) before the first lease change
   if (ddns) {
@@ -488,10 +492,11 @@ async function reloadComponents(running: Running, ctx: Context, newConfig?: Conf
   // issue 14: the IPv6 prefix is set up once at start
   if (JSON.stringify(config.ipv6) !== JSON.stringify(running.config.ipv6)) ctx.logger.warn('ipv6/subnet6 changed: it takes effect when natd restarts', { bridge: config.bridge });
   const reservations = await loadReservations(config, running.bridge, ctx.logger);
-  // issue 14: v6 reservations checked against the served /64 before anything changes
-  const reservations6 = running.dhcp6 && running.ipv6 ? dhcp6Reservations(config, running.ipv6.served) : [];
+  // issue 14: v6 reservations checked against the served /64 before anything changes; the hostsfile's and runtime ones after them
+  const extra6 = await loadReservations6(config, ctx.logger);
+  const reservations6 = running.dhcp6 && running.ipv6 ? withHostReservations6(dhcp6Reservations(config, running.ipv6.served), extra6, running.ipv6.served, ctx.logger) : [];
   const book = running.reservations;
-  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, resolver6(config, running.names6, running.names))); // issue 14: IPv6 names
+  await book.replace(config, reservations, async () => running.firewall?.reload(config, book.resolveName, resolver6(config, running.names6, running.names)), extra6); // issue 14: IPv6 names
   const previousTftp = running.config.tftp;
   const previousDhcp6 = dhcp6Plan(running.config); // issue 14
   running.config = config;
@@ -522,10 +527,10 @@ function reloadDhcp6(running: Running, config: Config, before: ReturnType<typeof
 }
 
 // ---- issue 14: DHCPv6 leases → names (dhcp6-names.ts), and the IPv6 forwards that follow them
-function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: readonly Dhcp6Reservation[]): Dhcp6Names {
+function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: readonly Dhcp6Reservation[], logger: Logger): Dhcp6Names {
   const local = state.names?.local;
   const names6 = new Dhcp6Names({
-    table: dns?.ipv6?.guests,
+    table: dns?.ipv6?.guests, logger,
     ...(local ? {
       namesByMac: () => local.namesByMac(),
       v4HolderMac: (name: string) => {
@@ -538,6 +543,38 @@ function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: re
   });
   names6.setReservations(reservations);
   return names6;
+}
+
+/** IPv6 forwards re-resolve after DHCPv6 lease changes and guest address table changes (rate-limited, forwards6.ts). */
+function followGuests6(running: Running, firewall: Firewall, ctx: Context): Forwards6Refresher {
+  const refresher = forwards6Refresher({
+    names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
+    reload: (resolve) => firewall.reload(running.config, running.reservations.resolveName, resolve),
+  });
+  if (running.names6) running.names6.onChanged = refresher.refresh;
+  if (running.dns?.ipv6) running.dns.ipv6.guests.onChanged = refresher.refresh;
+  ctx.stack.push('ipv6 forwards refresher', () => refresher.close());
+  return refresher;
+}
+
+/** issue 14: the DHCPv6 reservations: the config's (--dhcp-host), then the hostsfile's and runtime ones that fit. */
+function allReservations6(config: Config, served: Ipv6Served, book: ReservationBook, logger: Logger): Dhcp6Reservation[] {
+  return withHostReservations6(dhcp6Reservations(config, served), book.all6(), served, logger);
+}
+
+/** issue 14: `natd reservations add` with an IPv6 address; the DHCPv6 core and the names follow every change. */
+function reservations6Follow(running: Running, ipv6: Ipv6Service, dhcp6: Dhcp6Service, initial: readonly Dhcp6Reservation[], logger: Logger): void {
+  const served = ipv6.served;
+  const apply = (): void => {
+    const list = allReservations6(running.config, served, running.reservations, logger);
+    dhcp6.setReservations(list);
+    running.names6?.setReservations(list);
+  };
+  running.reservations.ipv6 = {
+    check: (spec, others) => checkNewReservation6(spec, dhcp6Reservations(running.config, served), others, served, (address) => dhcp6.leases().find((l) => l.address === address)),
+    changed: apply,
+  };
+  dhcp6.setReservations(initial); // the hostsfile's and runtime ones too (startDhcp6 starts with the config's)
 }
 
 /** A guest name → IPv6: a reservation's, a DHCPv6 lease's, then what AAAA answers (guest-ipv6.ts). */
@@ -566,8 +603,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

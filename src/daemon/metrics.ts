@@ -141,7 +141,11 @@ export interface MetricsInput {
     leasesActive: number;
     declined: number;
     sendFailures: number;
+    /** issue 14: Client FQDN names refused, by reason (denied, held-v4, reserved, held-v6) */
+    namesRefused?: Readonly<Record<string, number>>;
   };
+  /** issue 14: IPv6 forwards re-resolved after guest address changes (daemon/forwards6.ts) */
+  forwards6?: { requests: number; coalesced: number; reloads: number; failures: number };
   /** the control socket (absent before it is open) */
   control?: {
     /** connections refused by the peer-credential check (not root, not natd's own uid) */
@@ -406,6 +410,17 @@ function hostFamilies(m: MetricsInput, one: One): Family[] {
       { name: 'natd_dhcp6_leases_active', help: 'Unexpired DHCPv6 leases (IA_NA bindings).', type: 'gauge', samples: one(d.leasesActive) },
       { name: 'natd_dhcp6_declined_addresses', help: 'IPv6 addresses in quarantine after a Decline.', type: 'gauge', samples: one(d.declined) },
       { name: 'natd_dhcp6_send_failures_total', help: 'DHCPv6 replies that could not be sent.', type: 'counter', samples: one(d.sendFailures) },
+      { name: 'natd_dhcp6_names_refused_total', help: 'Client FQDN names (RFC 4704) left off a DHCPv6 lease, by reason (denied, held-v4: another MAC\'s IPv4 name, reserved: another client\'s reservation, held-v6: another client\'s lease).', type: 'counter', samples: byKey(m.bridge, 'reason', d.namesRefused ?? {}) },
+    );
+  }
+  // issue 14: IPv6 forwards following guest addresses
+  if (m.forwards6) {
+    const f = m.forwards6;
+    out.push(
+      { name: 'natd_ipv6_forward_refresh_requests_total', help: 'Guest IPv6 address changes (DHCPv6 leases, neighbour table) that asked IPv6 port forwards to re-resolve their names; coalesced: folded into a pending check.', type: 'counter',
+        samples: [{ labels: { bridge: m.bridge, kind: 'all' }, value: f.requests }, { labels: { bridge: m.bridge, kind: 'coalesced' }, value: f.coalesced }] },
+      { name: 'natd_ipv6_forward_reloads_total', help: 'Firewall reloads because a forwarded guest name changed its IPv6 address (at most one per second), by result.', type: 'counter',
+        samples: [{ labels: { bridge: m.bridge, result: 'ok' }, value: f.reloads - f.failures }, { labels: { bridge: m.bridge, result: 'failed' }, value: f.failures }] },
     );
   }
   if (m.control) {

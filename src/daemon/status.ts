@@ -27,6 +27,7 @@ import type { Ipv6Service } from '../ipv6/service.js';
 import type { Dns6Parts } from './dns6.js';
 import type { ExposeService, ExposeStatus } from './expose.js'; // issue 17
 import type { Dhcp6Service, Dhcp6Status } from './dhcp6.js';
+import type { Forwards6Stats } from './forwards6.js';
 
 export interface DnsParts {
   server: DnsServer;
@@ -70,6 +71,10 @@ export interface Observed {
   expose?: ExposeService | undefined;
   /** issue 14: DHCPv6 */
   dhcp6?: Dhcp6Service | undefined;
+  /** issue 14: IPv6 forwards' re-resolves */
+  forwards6?: { stats(): Forwards6Stats } | undefined;
+  /** issue 14: DHCPv6 leases' names (refused Client FQDN names) */
+  names6?: { refused(): Readonly<Record<string, number>> } | undefined;
 }
 
 export function metricsInput(o: Observed): MetricsInput {
@@ -87,7 +92,8 @@ export function metricsInput(o: Observed): MetricsInput {
     ...(o.tftp ? { tftp: o.tftp.stats() } : {}),
     ...(o.ipv6 ? { ipv6: o.ipv6.raStats() } : {}), // issue 14
     ...(o.expose ? { expose: { ...o.expose.stats(), unresolved: o.expose.status().unresolved, targetsRefused: o.expose.status().targetsRefused } } : {}), // issue 17
-    ...(o.dhcp6 ? { dhcp6: dhcp6Metrics(o.dhcp6.status()) } : {}),
+    ...(o.dhcp6 ? { dhcp6: { ...dhcp6Metrics(o.dhcp6.status()), ...(o.names6 ? { namesRefused: o.names6.refused() } : {}) } } : {}),
+    ...(o.forwards6 ? { forwards6: o.forwards6.stats() } : {}), // issue 14
   };
 }
 

@@ -39,6 +39,8 @@ interface ParsedLine {
   error?: string;
   /** the line still loads */
   notes: string[];
+  /** issue 14: an IPv6-only line, for dhcp6/hostsfile6.ts (no IPv4 reservation, nothing wrong) */
+  v6Only?: true;
 }
 
 /** Classifies the fields of one (comment-free, non-blank) line. */
@@ -49,6 +51,8 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
   const names: string[] = [];
   const tags: string[] = [];
   let leaseSeconds: number | undefined;
+  const duids: string[] = [];
+  let v6 = false;
 
   for (const raw of text.split(',')) {
     const field = raw.trim();
@@ -63,13 +67,16 @@ function parseLine(text: string, domain: string | undefined): ParsedLine {
     } else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes };
     else if (/^set:[A-Za-z0-9_.-]{1,64}$/i.test(field)) tags.push(field.slice(4).toLowerCase());
     else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd matches hosts by MAC only)`);
-    else if (/^id:/i.test(field)) notes.push(`client id '${field}' ignored; the reservation is keyed by MAC only`);
+    else if (/^id:/i.test(field)) duids.push(field);
     else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes };
-    else if (field.startsWith('[')) notes.push(`IPv6 field '${field}' ignored in a hostsfile (IPv6 reservations are given with --dhcp-host)`);
+    else if (field.startsWith('[')) v6 = true; // issue 14: the line's IPv6 part is dhcp6/hostsfile6.ts's
     else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) names.push(field);
     else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes };
   }
 
+  // issue 14: an IPv6 line without an IPv4 address is an IPv6 reservation only (hostsfile6.ts); its id: is the DUID
+  if (v6 && addresses.length === 0) return { notes, v6Only: true };
+  if (!v6) for (const id of duids) notes.push(`client id '${id}' ignored; the reservation is keyed by MAC only`);
   if (macs.length !== 1) {
     const error = macs.length === 0 ? 'no MAC address' : 'more than one MAC address (not supported by natd)';
     return { error, notes };
@@ -148,6 +155,7 @@ export function parseHostsfile(text: string, file: string, subnet?: Subnet, doma
     const parsed = parseLine(content, domain);
     for (const note of parsed.notes) report(note);
     const r = parsed.reservation;
+    if (parsed.v6Only) continue;
     if (!r) {
       skip(`${parsed.error ?? 'malformed'}; line skipped`);
       continue;

@@ -39,6 +39,7 @@ import {
   type Dhcp6StatusValue,
 } from './codec.js';
 import { formatDuid, macFromDuid } from './duid.js';
+import { fqdnReplyData, fqdnWanted, OPTION_CLIENT_FQDN } from './fqdn.js';
 import { sanitizeHostname } from '../net/hostname.js';
 import type { Dhcp6Reservation, Lease6, Lease6Change, Lease6Journal } from './types.js';
 
@@ -89,10 +90,12 @@ export interface Dhcp6CoreOptions {
    * reservation's name always wins over the client's.
    */
   nameAllowed?: (name: string, claimant: { duid: string; mac?: string; address: string }, binding: boolean) => boolean;
+  /**
+   * issue 14: whether natd answers the leases' names in its DNS (AAAA/PTR), and under which domain: the Client FQDN
+   * option natd sends back says so (fqdn.ts). Absent: natd publishes nothing (N=1).
+   */
+  fqdn?: { publish: boolean; domain?: string | undefined };
 }
-
-/** OPTION_CLIENT_FQDN (RFC 4704) */
-const OPTION_CLIENT_FQDN = 39;
 
 /** The first label of a Client FQDN option's name, sanitised; undefined when there is none usable. */
 export function clientFqdnLabel(data: Uint8Array): string | undefined {
@@ -373,7 +376,25 @@ export class Dhcp6Core {
       default:
         return { outcome: { kind: 'ignored', reason: `${messageType} is not a client message`, messageType }, changes };
     }
+    if (client.fqdn && fqdnWanted(msg.oro, true) && msg.type !== Dhcp6MessageType.RELEASE && msg.type !== Dhcp6MessageType.DECLINE && msg.type !== Dhcp6MessageType.INFORMATION_REQUEST)
+      reply.other.push({ code: OPTION_CLIENT_FQDN, data: fqdnReplyData(client.fqdn, this.publishedName(client, reply, changes), client.name, this.opts.fqdn?.domain) });
     return { outcome: { kind, reply: encodeDhcp6(reply), messageType }, changes };
+  }
+
+  /** The name natd answers in DNS for this client after this reply (RFC 4704 reply, fqdn.ts); undefined: none. */
+  private publishedName(client: Client, reply: Dhcp6Message, changes: readonly Lease6Change[]): string | undefined {
+    if (!this.opts.fqdn?.publish) return undefined;
+    const bound = changes.find((c): c is Extract<Lease6Change, { kind: 'bind6' }> => c.kind === 'bind6' && c.lease.duid === client.duid);
+    if (bound) return bound.lease.hostname;
+    if (reply.type !== Dhcp6MessageType.ADVERTISE) return undefined;
+    // an Advertise binds nothing: the name a binding of the advertised address would get
+    const address = reply.iaNa.flatMap((ia) => ia.addresses).map((a) => formatIpv6(a.address))[0];
+    if (address === undefined) return undefined;
+    const reserved = this.reservedAddresses.get(address)?.hostname;
+    if (reserved !== undefined || client.name === undefined) return reserved;
+    const claimant: { duid: string; mac?: string; address: string } = { duid: client.duid, address };
+    if (client.mac !== undefined) claimant.mac = client.mac;
+    return !this.opts.nameAllowed || this.opts.nameAllowed(client.name, claimant, false) ? client.name : undefined;
   }
 
   /** RFC 8415 §16: what each message must and must not carry. undefined: go on. */
@@ -411,7 +432,7 @@ export class Dhcp6Core {
     const reservation = this.reservationsByDuid.get(duid) ?? (mac !== undefined ? this.reservationsByMac.get(mac) : undefined);
     const fqdn = msg.other.find((o) => o.code === OPTION_CLIENT_FQDN);
     const name = fqdn ? clientFqdnLabel(fqdn.data) : undefined;
-    return { duid, mac, reservation, name };
+    return { duid, mac, reservation, name, fqdn: fqdn?.data };
   }
 
   /** The reply skeleton: server and client ids, DNS and search list. */
@@ -845,6 +866,8 @@ interface Client {
   reservation: Dhcp6Reservation | undefined;
   /** the Client FQDN's first label, sanitised */
   name: string | undefined;
+  /** the Client FQDN option's data, when the client sent one */
+  fqdn: Uint8Array | undefined;
 }
 
 function normalizeMac(mac: string | undefined): string | undefined {

@@ -64,7 +64,7 @@ export interface DhcpHostLine {
   leaseSeconds?: number;
 }
 
-function addressSpec(text: string): Dhcp6AddressSpec | undefined {
+export function addressSpec(text: string): Dhcp6AddressSpec | undefined {
   const bytes = parseIpv6(text.trim());
   if (!bytes) return undefined;
   const suffix = bytes.subarray(0, 8).every((b) => b === 0);
@@ -331,7 +331,7 @@ export function splitDhcpFamilies(
 export function dhcp6CoreOptions(
   config: { readonly dhcp6: Dhcp6Setting; readonly searchDomains: readonly string[] },
   served: Pick<Ipv6Served, 'gateway' | 'network'>,
-  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger'> & { dnsServers: readonly string[] },
+  deps: Pick<Dhcp6CoreOptions, 'serverDuid' | 'store' | 'now' | 'logger' | 'fqdn'> & { dnsServers: readonly string[] },
   nameAllowed?: Dhcp6CoreOptions['nameAllowed'],
 ): Dhcp6CoreOptions {
   const resolved = dhcp6CoreSettings(config.dhcp6, served);
@@ -355,11 +355,15 @@ export function dhcp6CoreOptions(
  * derives from the bridge name and the machine-id), so check-config rejects what the daemon's start would.
  * Throws NatdError(CONFIG).
  */
-export function checkDhcp6BeforeStart(config: { readonly bridge: string; readonly ipv6: Ipv6Setting | undefined; readonly dhcp6: Dhcp6Setting | undefined }, machineId: string | undefined): void {
+export function checkDhcp6BeforeStart(config: { readonly bridge: string; readonly ipv6: Ipv6Setting | undefined; readonly dhcp6: Dhcp6Setting | undefined }, machineId: string | undefined, hostsfile6?: (served: Ipv6Served, fromConfig: readonly Dhcp6Reservation[]) => string[]): void {
   if (!config.ipv6 || !config.dhcp6) return;
+  let resolved: Dhcp6Resolved;
+  const served = servedIpv6(config.ipv6, config.bridge, machineId);
   try {
-    dhcp6CoreSettings(config.dhcp6, servedIpv6(config.ipv6, config.bridge, machineId));
+    resolved = dhcp6CoreSettings(config.dhcp6, served);
   } catch (err) {
     throw configError([(err as Error).message]);
   }
+  const problems = hostsfile6?.(served, resolved.reservations) ?? []; // issue 14: the hostsfile's IPv6 lines
+  if (problems.length) throw configError(problems);
 }

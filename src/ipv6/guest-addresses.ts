@@ -62,6 +62,8 @@ export class GuestAddresses {
   private readonly byMac = new Map<string, Entry[]>();
   private readonly byName = new Map<string, Entry[]>();
   private readonly counts = { refusedOutsidePrefix: 0, refusedPerGuest: 0, refusedTotal: 0, refusedConflict: 0 };
+  /** called after a set() that changed a guest's addresses or name (IPv6 forwards re-resolve, daemon/forwards6.ts) */
+  onChanged: (() => void) | undefined;
 
   constructor(private readonly network: Ipv6Bytes, private readonly limits: { perGuest: number; total: number } = { perGuest: PER_GUEST, total: TOTAL }) {}
 
@@ -101,6 +103,7 @@ export class GuestAddresses {
       kept.push(canonical);
     }
     if (kept.length > 0) this.attach({ key, source, mac: macKey, name: nameKey, addresses: kept });
+    if (previous ? previous.name !== nameKey || previous.addresses.join() !== kept.join() : kept.length > 0) this.onChanged?.();
     return kept;
   }
 

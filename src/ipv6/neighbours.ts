@@ -10,7 +10,8 @@
  * has no AAAA until it does.
  *
  * What counts: an entry with a link-layer address, not FAILED or INCOMPLETE, whose address is in the served /64
- * (never link-local). An (address, MAC) pair not seen usable for GRACE_MS is dropped, so a guest that is gone
+ * (never link-local). An (address, MAC) pair not seen usable for GRACE_MS is dropped (at once when the kernel marks
+ * the address FAILED: the host tried it and nobody answered), so a guest that is gone
  * loses its addresses after the grace time, and another guest cannot take an address over while its holder is
  * still there (GuestAddresses keeps the first holder). The pairs tracked are capped (MAX_TRACKED); every refusal
  * and unreadable line is counted.
@@ -86,6 +87,8 @@ export interface NeighbourLearnerOptions {
   now?: () => number;
   pollMs?: number;
   graceMs?: number;
+  /** default FRESH_MS */
+  freshMs?: number;
   maxTracked?: number;
 }
 
@@ -94,7 +97,14 @@ interface Pair {
   mac: string;
   firstSeen: number;
   lastSeen: number;
+  /** the last poll that saw it confirmed (REACHABLE, PERMANENT): the guest answered for it lately (DELAY and PROBE
+   *  are the kernel checking a STALE entry, not an answer) */
+  lastConfirmed: number;
 }
+
+/** issue 14: how long a confirmation keeps an address "in use" for the ordering below */
+export const FRESH_MS = 60_000;
+const CONFIRMED = ['REACHABLE', 'PERMANENT'];
 
 export class NeighbourLearner {
   private readonly pairs = new Map<string, Pair>();
@@ -156,14 +166,24 @@ export class NeighbourLearner {
         this.counts.linesInvalid++;
         continue;
       }
-      if (!isUsable(entry) || (entry.dev !== undefined && entry.dev !== this.opts.bridge)) continue;
+      if (entry.dev !== undefined && entry.dev !== this.opts.bridge) continue;
+      if (!isUsable(entry)) {
+        // issue 14: the host tried the address and nobody answered: it is gone now (a guest that changed its SLAAC
+        // address), so forwards and AAAA stop pointing at it without waiting out the grace time
+        if (entry.states.includes('FAILED')) for (const [key, pair] of this.pairs) if (pair.address === entry.address) this.pairs.delete(key);
+        continue;
+      }
       const bytes = parseIpv6(entry.address)!;
       if (isLinkLocal(bytes) || !sameBytes(networkOf(bytes, 64), this.opts.network)) continue;
       const key = `${entry.address}|${entry.mac!}`;
       const pair = this.pairs.get(key);
-      if (pair) pair.lastSeen = now;
+      const confirmed = entry.states.some((st) => CONFIRMED.includes(st)) ? now : -Infinity;
+      if (pair) {
+        pair.lastSeen = now;
+        pair.lastConfirmed = Math.max(pair.lastConfirmed, confirmed);
+      }
       else if (this.pairs.size >= maxTracked) this.counts.trackedRefused++;
-      else this.pairs.set(key, { address: entry.address, mac: entry.mac!, firstSeen: now, lastSeen: now });
+      else this.pairs.set(key, { address: entry.address, mac: entry.mac!, firstSeen: now, lastSeen: now, lastConfirmed: confirmed });
     }
     const grace = this.opts.graceMs ?? GRACE_MS;
     const byMac = new Map<string, Pair[]>();
@@ -174,9 +194,14 @@ export class NeighbourLearner {
     const names = this.opts.namesByMac();
     // guests that are gone first, so their addresses are free for the rest
     for (const mac of this.macs) if (!byMac.has(mac)) this.opts.table.set('slaac', mac, undefined, []);
-    // the oldest pairs first: a guest's long-standing addresses keep their place under the per-guest cap
+    // the addresses in use (confirmed within FRESH_MS) first, then those seen in this dump, the oldest first within
+    // each: a guest's long-standing addresses keep their place under the per-guest cap while it uses them, and the
+    // first address (the one IPv6 forwards by name take, issue 14) moves to a guest's new address within about a
+    // minute once the old one is no longer used (a STALE entry can outlive the address by far: GRACE_MS and beyond)
+    const freshMs = this.opts.freshMs ?? FRESH_MS;
+    const fresh = (p: Pair): number => (now - p.lastConfirmed <= freshMs ? 1 : 0);
     for (const [mac, list] of byMac) {
-      list.sort((a, b) => a.firstSeen - b.firstSeen);
+      list.sort((a, b) => fresh(b) - fresh(a) || b.lastSeen - a.lastSeen || a.firstSeen - b.firstSeen);
       this.opts.table.set('slaac', mac, names.get(mac), list.map((p) => p.address));
     }
     this.macs.clear();

@@ -14,6 +14,8 @@ import { isKnownSetting, resolveConfig, type RawSettings } from '../config.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4, makeSubnet, subnetContains, type Subnet } from '../net/ipv4.js';
 import { formatHostsfile, parseHostsfile, type FileProblem } from '../dhcp/hostsfile.js';
+import { formatHostsfile6, parseHostsfile6 } from '../dhcp6/hostsfile6.js'; // issue 14
+import type { Dhcp6HostSpec } from '../dhcp6/settings.js';
 import { parseClassRule, parseDhcpBoot, parseDhcpMatch } from '../dhcp/boot.js';
 import { parseDnsmasqLeases } from '../dhcp/dnsmasq-leases.js';
 import { JOURNAL_FILE } from '../dhcp/lease-store.js';
@@ -545,12 +547,17 @@ async function importReservations(conf: ReturnType<typeof parseDnsmasqConf>, con
   let reservations = mergeReservations([], inSubnet, confFile, skipped);
   const hostsfile = conf.hostsfile === undefined ? undefined : resolve(baseDir, conf.hostsfile);
   const hostsText = hostsfile === undefined ? undefined : await readOptional(hostsfile, skipped, 'dhcp-hostsfile');
+  let reservations6: Dhcp6HostSpec[] = [];
   if (hostsfile !== undefined && hostsText !== undefined) {
     const parsed = parseHostsfile(hostsText, hostsfile, subnet);
     skipped.push(...parsed.problems);
     reservations = mergeReservations(reservations, parsed.reservations, hostsfile, skipped);
+    // issue 14: the hostsfile's IPv6 lines (dhcp-host syntax) go into natd's hostsfile as they are
+    const parsed6 = parseHostsfile6(hostsText, hostsfile);
+    skipped.push(...parsed6.problems);
+    reservations6 = parsed6.reservations;
   }
-  return { hostsfile, reservations };
+  return { hostsfile, reservations, reservations6 };
 }
 
 /** The dhcp-leasefile's unexpired IPv4 leases. */
@@ -590,7 +597,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
   }
   const subnet = settingsSubnet(conf.settings);
 
-  const { hostsfile, reservations } = await importReservations(conf, opts.confFile, baseDir, subnet, skipped);
+  const { hostsfile, reservations, reservations6 } = await importReservations(conf, opts.confFile, baseDir, subnet, skipped);
   const { leasefile, leases, expiredLeases } = await importLeases(conf.leasefile, baseDir, now, subnet, skipped);
 
   const settings: RawSettings = { ...conf.settings, stateDir: outDir, hostsfile: reservationsFile };
@@ -604,7 +611,7 @@ export async function importDnsmasq(opts: ImportOptions): Promise<ImportReport> 
 
   await checkTargets(opts.force, opts.configOut, reservationsFile, journal);
   await writeLeases(outDir, leases, opts.force === true, now);
-  await writeFileAtomic(reservationsFile, formatHostsfile(reservations));
+  await writeFileAtomic(reservationsFile, formatHostsfile(reservations) + formatHostsfile6(reservations6)); // issue 14: + IPv6 lines
   await writeImportedConfig(opts.configOut, settings);
 
   return {

@@ -266,3 +266,22 @@ describe('DHCPv6 settings parsers under random text', () => {
     );
   });
 });
+
+// issue 14: the server's Client FQDN option (RFC 4704) from whatever the client sent
+describe('Client FQDN reply under random client options', () => {
+  it('never throws; N=1 only without a published name, and then S=0; O says S differs from the client\'s', async () => {
+    const { fqdnReplyData } = await import('../../src/dhcp6/fqdn.js');
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.option(fc.stringMatching(/^[a-z0-9-]{1,63}$/), { nil: undefined }), fc.option(fc.constantFrom('vm', 'example.org'), { nil: undefined }), (client, published, domain) => {
+        const out = fqdnReplyData(client, published, published, domain);
+        const flags = out[0]!;
+        const clientS = client.length > 0 && (client[0]! & 1) === 1;
+        expect(flags & 0xf8).toBe(0);
+        if (published !== undefined) expect(flags & 0x05).toBe(0x01);
+        else expect(flags & 0x05).toBe(0x04);
+        expect(Boolean(flags & 0x02)).toBe(Boolean(flags & 0x01) !== clientS);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -77,6 +77,10 @@ describe('Dhcp6Names', () => {
     expect(names.nameAllowed('mine', { duid: 'd1' })).toBe(true);
     expect(names.nameAllowed('gateway', { duid: 'd2' })).toBe(false);
     expect(names.nameAllowed('free', { duid: 'd2' })).toBe(true);
+    // counted by reason when binding (an Advertise's check, binding=false, is not)
+    expect(names.refused()).toEqual({ 'held-v4': 1, reserved: 1, 'held-v6': 1, denied: 1 });
+    expect(names.nameAllowed('db', { duid: 'd2', mac: MAC_A }, false)).toBe(false);
+    expect(names.refused()['held-v4']).toBe(1);
   });
 
   it('the forwards\' lookup: a reservation\'s IPv6 first, then a DHCPv6 lease, then what AAAA answers', () => {

@@ -392,6 +392,49 @@ describe('Dhcp6Core: reservations', () => {
     expect(clientFqdnLabel(Uint8Array.from([0, 200, 1]))).toBeUndefined();
   });
 
+  it('answers the Client FQDN option as RFC 4704 says: only when asked for in the ORO; S/O/N flags; the name natd publishes', async () => {
+    const c = core({ fqdn: { publish: true, domain: 'vm.test' }, nameAllowed: (name) => name !== 'taken', reservations: [{ mac: '52:54:00:00:00:03', address: 'fd00:10::9', hostname: 'db' }] });
+    const fqdnOf = (flags: number, name: string) => ({ code: 39, data: Uint8Array.from([flags, ...name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)])]) });
+    const exchange = async (mac: string, flags: number, name: string, oro: number[] | undefined, rapidCommit = true) => {
+      const client = new TestClient6(mac);
+      const m = client.message(T.SOLICIT, { rapidCommit, serverId: null });
+      m.other.push(fqdnOf(flags, name));
+      if (oro) m.oro = oro;
+      const reply = replyOf((await c.handle(encodeDhcp6(m), PEER)).reply);
+      const opt = reply.other.find((o) => o.code === 39);
+      if (!opt) return undefined;
+      const labels: string[] = [];
+      let i = 1;
+      while (i < opt.data.length && opt.data[i]! > 0) {
+        labels.push(Buffer.from(opt.data.subarray(i + 1, i + 1 + opt.data[i]!)).toString());
+        i += 1 + opt.data[i]!;
+      }
+      return { flags: opt.data[0], name: labels.join('.'), rooted: i < opt.data.length && opt.data[i] === 0 };
+    };
+    // not asked for in the ORO: not sent (§6)
+    expect(await exchange('52:54:00:00:00:01', 0x01, 'web', [23, 24])).toBeUndefined();
+    // client S=1: natd publishes: S=1, O=0, N=0, the fully qualified name
+    expect(await exchange('52:54:00:00:00:01', 0x01, 'web', [39])).toEqual({ flags: 0x01, name: 'web.vm.test', rooted: true });
+    // client S=0 (it would update AAAA itself): natd overrides: S=1, O=1
+    expect(await exchange('52:54:00:00:00:02', 0x00, 'app', [23, 39])).toEqual({ flags: 0x03, name: 'app.vm.test', rooted: true });
+    // a refused name: N=1, S=0, O=1 (the client asked for S), its own label back as a partial name
+    expect(await exchange('52:54:00:00:00:04', 0x01, 'taken', [39])).toEqual({ flags: 0x06, name: 'taken', rooted: false });
+    // a reservation's name wins over the client's
+    expect(await exchange('52:54:00:00:00:03', 0x01, 'other', [39])).toEqual({ flags: 0x01, name: 'db.vm.test', rooted: true });
+    // an Advertise says the name a Request would get
+    expect(await exchange('52:54:00:00:00:05', 0x01, 'adv', [39], false)).toEqual({ flags: 0x01, name: 'adv.vm.test', rooted: true });
+    expect(c.leases().find((l) => l.mac === '52:54:00:00:00:05')).toBeUndefined();
+    // DNS off: natd publishes nothing: N=1
+    const off = core({ fqdn: { publish: false } });
+    const client = new TestClient6('52:54:00:00:00:06');
+    const m = client.message(T.SOLICIT, { rapidCommit: false, serverId: null });
+    m.other.push(fqdnOf(0x01, 'quiet'));
+    m.oro = [39];
+    const adv = replyOf((await off.handle(encodeDhcp6(m), PEER)).reply);
+    expect(adv.type).toBe(T.ADVERTISE);
+    expect(adv.other.find((o) => o.code === 39)?.data[0]).toBe(0x06);
+  });
+
   it('a client given a reservation at runtime moves to it at its next Renew, the old address with lifetimes 0', async () => {
     const c = core();
     const client = new TestClient6('52:54:00:00:00:01');

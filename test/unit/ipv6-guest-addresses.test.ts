@@ -29,6 +29,22 @@ describe('GuestAddresses', () => {
     expect(t.ownerOf('fd00:10:10::5')).toBeUndefined();
   });
 
+  it('tells onChanged only when a guest\'s addresses or name change (the learner repeats itself every poll)', () => {
+    const t = new GuestAddresses(NET);
+    let changes = 0;
+    t.onChanged = () => changes++;
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::5']);
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::5']); // the same again: no change
+    t.set('slaac', MAC_B, undefined, []); // nothing about an unknown guest: no change
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10:0::5']);
+    expect(changes).toBe(1);
+    t.set('slaac', MAC_A, 'a', ['fd00:10:10::6']);
+    t.set('slaac', MAC_A, 'web', ['fd00:10:10::6']);
+    t.set('slaac', MAC_A, 'web', []);
+    t.set('slaac', MAC_A, 'web', []);
+    expect(changes).toBe(4);
+  });
+
   it('caps each guest and the total, and the first holder of an address keeps it', () => {
     const t = new GuestAddresses(NET, { perGuest: 3, total: 5 });
     const many = Array.from({ length: 10 }, (_, i) => `fd00:10:10::${i + 1}`);
@@ -75,7 +91,7 @@ describe('neighbour lines', () => {
 describe('NeighbourLearner', () => {
   function learner(now: { t: number }, names = new Map([[MAC_A, 'a']])) {
     const table = new GuestAddresses(NET, { perGuest: 2, total: 100 });
-    const l = new NeighbourLearner({ bridge: 'br0', network: NET, table, namesByMac: () => names, read: () => Promise.resolve(''), logger: recordingLogger(), now: () => now.t, graceMs: 1000, maxTracked: 4 });
+    const l = new NeighbourLearner({ bridge: 'br0', network: NET, table, namesByMac: () => names, read: () => Promise.resolve(''), logger: recordingLogger(), now: () => now.t, graceMs: 1000, freshMs: 100, maxTracked: 4 });
     return { table, l };
   }
 
@@ -94,14 +110,44 @@ describe('NeighbourLearner', () => {
     expect(table.ownerOf('fd00:10:10::1')?.name).toBe('a');
     expect(l.stats()).toMatchObject({ linesInvalid: 1, tracked: 1 });
     now.t = 500;
+    l.learn('fd00:10:10::1 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::3 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::4 lladdr 52:54:00:00:00:0a STALE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::3']); // the oldest of those seen now
+    now.t = 600;
     l.learn('fd00:10:10::3 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::4 lladdr 52:54:00:00:00:0a STALE');
-    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::3']);
-    now.t = 1200; // ::1 last seen at 0: gone; ::3 and ::4 still within the grace time
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::3', 'fd00:10:10::4']); // ::1 left the table: last (capped)
+    now.t = 1550; // ::1 last seen at 500: gone; ::3 and ::4 still within the grace time
     l.learn('');
     expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::3', 'fd00:10:10::4']);
     now.t = 5000;
     l.learn('');
     expect(table.stats().addresses).toBe(0);
+  });
+
+  it('an address in use (REACHABLE lately) comes before a STALE one: forwards follow a guest to its new address', () => {
+    const now = { t: 0 };
+    const { table, l } = learner(now);
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    now.t = 200;
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a STALE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::2', 'fd00:10:10::1']);
+    now.t = 250; // both in use: the older first (a stable address before a temporary one)
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a REACHABLE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::1', 'fd00:10:10::2']);
+    now.t = 400; // the kernel checking ::1 (DELAY, PROBE) is no answer from the guest: ::2 first again
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a PROBE\nfd00:10:10::2 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::2', 'fd00:10:10::1']);
+  });
+
+  it('an address the kernel marks FAILED (the guest moved to a new SLAAC address) is dropped at once', () => {
+    const now = { t: 0 };
+    const { table, l } = learner(now);
+    l.learn('fd00:10:10::1 dev br0 lladdr 52:54:00:00:00:0a STALE');
+    now.t = 100;
+    l.learn('fd00:10:10::1 dev br0 FAILED\nfd00:10:10::5 dev br0 lladdr 52:54:00:00:00:0a REACHABLE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::5']);
+    // INCOMPLETE (being resolved) is not proof of anything: the pair stays until the grace time
+    l.learn('fd00:10:10::5 dev br0 INCOMPLETE');
+    expect(table.addressesOfMac(MAC_A)).toEqual(['fd00:10:10::5']);
   });
 
   it('caps the pairs tracked, and another MAC never takes an address its holder still has', () => {

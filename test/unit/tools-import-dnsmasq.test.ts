@@ -237,6 +237,17 @@ describe('importDnsmasq', () => {
     expect(report.skipped.filter((s) => /clashes with 52:54:00:be:0a:f3 10.10.0.50/.test(s.message))).toHaveLength(2);
   });
 
+  it('issue 14: carries the hostsfile\'s IPv6 lines (dhcp-host syntax) into natd\'s hostsfile', async () => {
+    const t = await recipeCopy();
+    await writeFile(join(t.dir, 'hostsfile'), 'id:00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc,[fd00::5],db6\n52:54:00:be:0a:f4,10.10.0.60,[::60],both\n52:54:00:be:0a:f5,[zz]\n');
+    const report = await importDnsmasq({ confFile: t.conf, outDir: t.outDir, configOut: t.configOut, now: NOW });
+    expect(report.reservations.map((r) => r.hostname)).toContain('both');
+    const written = await readFile(report.reservationsFile, 'utf8');
+    expect(written).toContain('id:00:01:00:01:2b:3c:4d:5e:52:54:00:aa:bb:cc,[fd00::5],db6');
+    expect(written).toContain('52:54:00:be:0a:f4,[::60],both');
+    expect(report.skipped.some((s) => s.line === 3 && /"\[zz\]" is not an IPv6 address/.test(s.message))).toBe(true);
+  });
+
   it('still imports when the hostsfile and leases file are missing, and says so', async () => {
     const t = await recipeCopy();
     await rm(join(t.dir, 'leases'));
