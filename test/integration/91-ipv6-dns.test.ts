@@ -213,11 +213,16 @@ describe.skipIf(!isRoot())('IPv6: DNS on the bridge\'s IPv6 gateway, AAAA/PTR fo
     // go astray until the kernel's neighbour unreachability detection finds the victim again: ask until answered
     const answered = (args: string[]) => until(`answer to ${args.join(' ')}`, () => dig(topo.vm(1).ns, gw6, args), (d) => d.status !== undefined, 40_000);
     const beta = await answered(['AAAA', `${BETA}.${DOMAIN}`]);
+    // the spammed addresses never answer the host's neighbour probes: once the kernel marks them FAILED natd drops
+    // them (a guest that moved on), so beta may hold none by now; never more than the cap
     expect(beta.answers.length).toBeLessThanOrEqual(8);
-    expect(beta.answers.length).toBeGreaterThan(0);
     expect(beta.answers).not.toContain(alphaSlaac);
-    expect((await answered(['AAAA', `${ALPHA}.${DOMAIN}`])).answers).toEqual([alphaSlaac]);
-    expect((await answered(['-x', alphaSlaac])).answers).toEqual([`${ALPHA}.${DOMAIN}.`]);
+    // the stolen entry fails the kernel's probes (FAILED: natd drops the address); the victim's own next packets
+    // teach the host its real MAC again and the name comes back to the victim, never to the attacker
+    const alphaBack = (args: string[], want: string) =>
+      until(`${args.join(' ')} answers ${want}`, () => dig(topo.vm(1).ns, gw6, args), (d) => d.answers.length === 1 && d.answers[0] === want, 40_000);
+    expect((await alphaBack(['AAAA', `${ALPHA}.${DOMAIN}`], alphaSlaac)).answers).toEqual([alphaSlaac]);
+    expect((await alphaBack(['-x', alphaSlaac], `${ALPHA}.${DOMAIN}.`)).answers).toEqual([`${ALPHA}.${DOMAIN}.`]);
     const m = await metrics();
     expect(metric(m, 'natd_ipv6_guest_addresses_refused_total{bridge="br0",reason="per-guest"}')).toBeGreaterThan(0);
     expect(natd.child.exitCode).toBeNull();
