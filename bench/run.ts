@@ -326,6 +326,8 @@ async function main(): Promise<void> {
       // issue 17: --scenario router also measures natd's NameRouter class alone (bench/lib/router-engine.ts)
       'router-engine': { type: 'boolean', default: false },
       'lease-counts': { type: 'string' },
+      // issue 18, lease-ladder: closed-loop concurrencies (default 4; e.g. 4,16)
+      'in-flight': { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -341,7 +343,12 @@ async function main(): Promise<void> {
     const peer = values.scenario === 'lease-ladder' ? peerSpec.find((k) => k === 'kea') : peerSpec.find((k) => k === 'unbound');
     const leaseCounts = values['lease-counts']?.split(',').map((n) => Number(n));
     if (leaseCounts?.some((n) => !Number.isInteger(n) || n < 0 || n > 45_000)) throw new Error('--lease-counts: a comma list of lease counts from 0 to 45000');
-    const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
+    const inFlight = values['in-flight']?.split(',').map((n) => Number(n));
+    if (inFlight?.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) throw new Error('--in-flight: a comma list of concurrencies from 1 to 256');
+    const common = {
+      runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}),
+      ...(inFlight ? { inFlight } : {}), ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
+    };
     log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
     if (values.scenario === 'hit-cost') {
       process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5 }))}`);

@@ -61,6 +61,8 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** natd only: extra flags for node itself (e.g. heap sizing experiments) */
   nodeFlags?: string[];
+  /** natd only: run another build's cli.js (A/B of two builds on one namespace set, e.g. --compare-dist) */
+  natdCli?: string;
   /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off; issue 14: DHCPv6 for both) */
   extraArgs?: string[];
   /** each server's default conflict check (dnsmasq without --no-ping; natd gets no extraArgs for it anyway) */
@@ -97,7 +99,7 @@ export function conflictChecks(): Record<ServerKind, ConflictCheck> {
 function natdArgv(stateDir: string, controlSocket: string, options: StartOptions): string[] {
   const nodeFlags = [...(options.nodeFlags ?? []), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
   return [
-    process.execPath, ...nodeFlags, NATD_CLI,
+    process.execPath, ...nodeFlags, options.natdCli ?? NATD_CLI,
     '--bridge', BRIDGE,
     '--subnet', `${GATEWAY}/${BENCH_PREFIX}`,
     '--dhcp-range', `${POOL_START}-${POOL_END}`,

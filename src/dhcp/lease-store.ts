@@ -29,6 +29,7 @@ import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
+import { errnoName, journalAppender } from '../native.js';
 import { storedLease } from './lease-table.js';
 // issue 14: v6 records
 import type { Lease6Change, Loaded6State } from '../dhcp6/types.js';
@@ -162,9 +163,34 @@ function encodeChange(change: JournalChange): string {
   return line + '\n';
 }
 
-/** fdatasync(2) on libuv's thread pool: the callback API, one request and no FileHandle promise machinery. */
-function datasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+/** issue 18: the addon's write + fdatasync job, looked up once (null: not available, node:fs is used) */
+let nativeAppend: ReturnType<typeof journalAppender> | null | undefined;
+
+/**
+ * Appends `buffer` to the journal and fdatasyncs it; resolves once both are done. With the addon this is one job on
+ * libuv's thread pool (native/journal_append.c: write + fdatasync, one callback back); without it the write is a
+ * writeSync into the page cache on the loop and the sync a thread-pool request (the callback API: no FileHandle).
+ */
+function appendAndSync(fd: number, buffer: Buffer): Promise<void> {
+  if (nativeAppend === undefined) nativeAppend = journalAppender() ?? null;
+  const append = nativeAppend;
+  return new Promise((resolve, reject) => {
+    if (append) {
+      append(fd, buffer, (errno) => {
+        if (errno === 0) resolve();
+        else reject(Object.assign(new Error(`${errnoName(errno)}: journal write/fdatasync failed`), { errno: -errno, code: errnoName(errno) }));
+      });
+      return;
+    }
+    let written = 0;
+    try {
+      while (written < buffer.length) written += writeSync(fd, buffer, written, buffer.length - written);
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    fdatasync(fd, (err) => (err ? reject(err) : resolve()));
+  });
 }
 
 // ---- in-memory replay ------------------------------------------------------------------------------------------
@@ -474,12 +500,8 @@ export class LeaseStore {
     if (this.broken) throw this.broken;
     const buffer = Buffer.from(writes.length === 1 ? writes[0]!.data : writes.map((p) => p.data).join(''), 'utf8');
     try {
-      // The write only copies into the page cache (microseconds: done here, on the loop, rather than as a second
-      // thread-pool round trip per batch); the sync that waits for the disk goes to the thread pool.
-      const fd = this.handle.fd;
-      let written = 0;
-      while (written < buffer.length) written += writeSync(fd, buffer, written, buffer.length - written);
-      await datasync(fd);
+      // one write + fdatasync (issue 18: a single thread-pool job through the addon); nothing is acknowledged before
+      await appendAndSync(this.handle.fd, buffer);
     } catch (err) {
       await this.rollBack(err);
       throw new NatdError(ErrorCodes.STATE, `lease journal write failed: ${(err as Error).message}`, { cause: err });
