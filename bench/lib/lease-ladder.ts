@@ -17,7 +17,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hotSpots } from './cpu-profile.js';
 import { runDnsperf, writeQueryFile } from './dnsperf.js';
-import { cpuSeconds } from './proc.js';
+import { cpuSeconds, cpuTimes } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
 import { dhcpLoad, waitIdle } from './server-run.js';
 import { KIND_LABEL, startServer, type BenchKind } from './servers.js';
@@ -53,6 +53,10 @@ export interface LeaseLadderPoint {
   leases: number;
   inFlight: number;
   perSecond: number;
+  /** of cpuUsPerOp, the kernel's part (system time) */
+  systemUsPerOp: number;
+  /** 1-minute load average when the point was taken */
+  loadAverage: number;
   p50Ms: number;
   failed: number;
   cpuUsPerOp: number;
@@ -99,19 +103,23 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
             if (kind === 'natd') labels.push(`${label}, ${leases} leases, ${inFlight} in flight, run ${run}`);
             try {
               await waitIdle(server, 60_000);
-              const before = cpuSeconds(server.pid);
+              const before = cpuTimes(server.pid);
               const r = await dhcpLoad(net, {
                 device: 'eth0', mode: 'closed', concurrency: inFlight, count: MAX_EXCHANGES, 'max-ms': LOOP_MS,
                 'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'c',
               }, LOOP_MS + 5000 + 30_000);
-              const cpu = cpuSeconds(server.pid) - before;
+              const after = cpuTimes(server.pid);
+              const cpu = after.user + after.system - before.user - before.system;
               client += r.started;
               const p: LeaseLadderPoint = {
                 kind, label, run, leases, inFlight, perSecond: r.completedPerSecond, p50Ms: r.latencyMs.p50, failed: r.dropped + r.naks,
                 cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN,
+                systemUsPerOp: r.completed ? ((after.system - before.system) / r.completed) * 1e6 : NaN,
+                loadAverage: loadavg()[0]!,
               };
-              s.log(`  run ${run} ${label} with ${leases} leases, ${inFlight} in flight: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA, ` +
-                `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed, load ${loadavg()[0]!.toFixed(1)}`);
+              s.log(`  run ${run} ${label} with ${leases} leases, ${inFlight} in flight: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA ` +
+                `(${p.systemUsPerOp.toFixed(0)} system), ` +
+                `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed, load ${p.loadAverage.toFixed(1)}`);
               points.push(p);
             } finally {
               await server.stop();
