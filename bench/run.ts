@@ -328,6 +328,8 @@ async function main(): Promise<void> {
       'lease-counts': { type: 'string' },
       // issue 18, lease-ladder: closed-loop concurrencies (default 4; e.g. 4,16)
       'in-flight': { type: 'string' },
+      // issue 18, lease-ladder: an unmeasured closed loop of this many ms first, for every server (steady state)
+      'warmup-ms': { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -348,6 +350,7 @@ async function main(): Promise<void> {
     const common = {
       runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}),
       ...(inFlight ? { inFlight } : {}), ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
+      ...(values['warmup-ms'] ? { warmupMs: Math.max(0, Number(values['warmup-ms']) || 0) } : {}),
     };
     log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
     if (values.scenario === 'hit-cost') {
@@ -355,7 +358,7 @@ async function main(): Promise<void> {
       return;
     }
     const points = await leaseLadder(common);
-    process.stdout.write(`\n${leaseLadderTable(points)}`);
+    process.stdout.write(`\n${leaseLadderTable(points, common.warmupMs)}`);
     if (!values.profile) writeLeaseLadder(points, path.dirname(values.out!), { machine: describeMachine(), peers: peer ? [peerVersion(peer)] : [] });
     return;
   }
