@@ -167,8 +167,8 @@ export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: 
   const flights = [...new Set(points.map((p) => p.inFlight))].sort((a, b) => a - b);
   const color: Record<string, string> = { natd: PALETTE[0]!, dnsmasq: PALETTE[1]!, Kea: PALETTE[2]!, 'natd base': PALETTE[3]! };
   const counts = [...new Set(points.map((p) => p.leases))].sort((a, b) => a - b);
-  const series = (pick: (p: LeaseLadderPoint) => number) => flights.flatMap((f) => labels.map((l) => ({
-    name: flights.length > 1 ? `${l}, ${f} in flight` : l, color: color[l] ?? PALETTE[4]!,
+  const series = (pick: (p: LeaseLadderPoint) => number) => flights.flatMap((f, fi) => labels.map((l) => ({
+    name: flights.length > 1 ? `${l}, ${f} in flight` : l, color: color[l] ?? PALETTE[4]!, ...(fi > 0 ? { dash: '6 4' } : {}),
     // a log axis has no 0: the empty table is drawn at 100 leases (the table says 0)
     points: counts.map((n) => [Math.max(n, 100), median(points.filter((p) => p.label === l && p.inFlight === f && p.leases === n).map(pick))] as [number, number]),
   })));
