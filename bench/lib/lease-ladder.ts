@@ -20,10 +20,10 @@ import { runDnsperf, writeQueryFile } from './dnsperf.js';
 import { cpuSeconds, cpuTimes } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
 import { dhcpLoad, waitIdle } from './server-run.js';
-import { KIND_LABEL, startServer, type BenchKind } from './servers.js';
+import { KIND_LABEL, startServer, type BenchKind, type RunningServer } from './servers.js';
 import { fmt, median, textTable } from './stats.js';
 import { lineChart, PALETTE } from './svg.js';
-import { BenchNetwork, PROJECT_ROOT } from './topology.js';
+import { BenchNetwork, NATD_CLI, PROJECT_ROOT } from './topology.js';
 
 export const LEASE_COUNTS = [0, 1_000, 10_000, 40_000];
 const LOOP_MS = 4000;
@@ -63,6 +63,9 @@ export interface LeaseLadderPoint {
   systemUsPerOp: number;
   /** 1-minute load average when the point was taken */
   loadAverage: number;
+  /** natd (issue 18): lease commits per journal fdatasync, and the mean wall ms of one write + fdatasync */
+  commitsPerSync?: number;
+  msPerSync?: number;
   p50Ms: number;
   failed: number;
   cpuUsPerOp: number;
@@ -80,6 +83,19 @@ function printProfiles(dir: string | undefined, labels: string[], log: (line: st
     log(`\nprofile ${labels[i] ?? f} (${totalMs.toFixed(0)} ms sampled, ${path.join(dir, f)})`);
     for (const s of spots) log(`  ${s.selfMs.toFixed(1).padStart(8)} ms ${(s.share * 100).toFixed(1).padStart(5)}%  ${s.function}  ${s.location}`);
   });
+}
+
+/** issue 18: natd's journal counters (status dhcp.journal); undefined for other servers and builds without them */
+async function journalOf(net: BenchNetwork, server: RunningServer): Promise<{ syncs: number; commits: number; syncSeconds: number } | undefined> {
+  if (server.kind !== 'natd' || !server.controlSocket) return undefined;
+  const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', server.controlSocket]);
+  if (r.code !== 0) return undefined;
+  try {
+    const j = (JSON.parse(r.stdout) as { dhcp?: { journal?: { syncs: number; commits: number; syncSeconds?: number } } }).dhcp?.journal;
+    return j && typeof j.syncSeconds === 'number' ? { syncs: j.syncs, commits: j.commits, syncSeconds: j.syncSeconds } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> {
@@ -116,12 +132,14 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
                 }, s.warmupMs + 5000 + 30_000);
                 client += warm.started;
               }
+              const journalBefore = await journalOf(net, server);
               const before = cpuTimes(server.pid);
               const r = await dhcpLoad(net, {
                 device: 'eth0', mode: 'closed', concurrency: inFlight, count: MAX_EXCHANGES, 'max-ms': LOOP_MS,
                 'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'c',
               }, LOOP_MS + 5000 + 30_000);
               const after = cpuTimes(server.pid);
+              const journalAfter = journalBefore && (await journalOf(net, server));
               const cpu = after.user + after.system - before.user - before.system;
               client += r.started;
               const p: LeaseLadderPoint = {
@@ -130,8 +148,14 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
                 systemUsPerOp: r.completed ? ((after.system - before.system) / r.completed) * 1e6 : NaN,
                 loadAverage: loadavg()[0]!,
               };
+              if (journalBefore && journalAfter && journalAfter.syncs > journalBefore.syncs) {
+                const syncs = journalAfter.syncs - journalBefore.syncs;
+                p.commitsPerSync = (journalAfter.commits - journalBefore.commits) / syncs;
+                p.msPerSync = ((journalAfter.syncSeconds - journalBefore.syncSeconds) / syncs) * 1000;
+              }
               s.log(`  run ${run} ${label} with ${leases} leases, ${inFlight} in flight: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA ` +
                 `(${p.systemUsPerOp.toFixed(0)} system), ` +
+                (p.msPerSync !== undefined ? `${p.commitsPerSync!.toFixed(1)} commits per fdatasync of ${p.msPerSync.toFixed(2)} ms, ` : '') +
                 `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed, load ${p.loadAverage.toFixed(1)}`);
               points.push(p);
             } finally {

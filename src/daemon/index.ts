@@ -26,7 +26,7 @@ import { defaultDhcpRange, describeRange } from '../config.js';
 import { checkServedSubnet, configError, subnetProblems } from '../config/served-subnet.js';
 import { DEFAULT_SUBNET } from '../defaults.js';
 import { ControlServer } from '../control/server.js';
-import { LeaseStore } from '../dhcp/lease-store.js';
+import { LeaseStore, type LeaseStoreStats } from '../dhcp/lease-store.js';
 import { ConflictDetector } from '../dhcp/probe.js';
 import { DhcpServerCore } from '../dhcp/server-core.js';
 import { DhcpTransport } from '../dhcp/transport.js';
@@ -124,6 +124,8 @@ interface Running {
   dhcp6: Dhcp6Service | undefined;
   /** issue 14: DHCPv6 leases' names (with DHCPv6) */
   names6: Dhcp6Names | undefined;
+  /** issue 18: the lease journal's counters (group commits, fdatasync count and time) for status */
+  journal: () => LeaseStoreStats;
 }
 
 interface Context {
@@ -185,6 +187,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
+    journal: () => state.store.stats(), // issue 18
   };
   if (names6 && firewall) names6.onChanged = forwards6Refresher({ // issue 14: v6 forwards follow DHCPv6 leases
     names: () => firewall.guestNames(), resolver: () => resolver6(running.config, running.names6, running.names), logger: ctx.logger,
@@ -566,8 +569,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, journal } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, journal: journal() };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {
