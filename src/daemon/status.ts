@@ -81,7 +81,7 @@ export function metricsInput(o: Observed): MetricsInput {
   return {
     bridge: o.config.bridge,
     dhcp: { received: d.receivedByType, sent: d.sent, dropped: d.dropped, leasesActive: c.leases, freeAddresses: c.free, outcomes: d.outcomes, quarantined: c.quarantined,
-      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}) },
+      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}), ...(o.journal ? { journal: o.journal } : {}) },
     kernelDrops: o.kernelDrops,
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
