@@ -328,6 +328,10 @@ async function main(): Promise<void> {
       // issue 17: --scenario router also measures natd's NameRouter class alone (bench/lib/router-engine.ts)
       'router-engine': { type: 'boolean', default: false },
       'lease-counts': { type: 'string' },
+      // issue 18, lease-ladder: closed-loop concurrencies (default 4; e.g. 4,16)
+      'in-flight': { type: 'string' },
+      // issue 18, lease-ladder: an unmeasured closed loop of this many ms first, for every server (steady state)
+      'warmup-ms': { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -343,7 +347,13 @@ async function main(): Promise<void> {
     const peer = values.scenario === 'lease-ladder' ? peerSpec.find((k) => k === 'kea') : peerSpec.find((k) => k === 'unbound');
     const leaseCounts = values['lease-counts']?.split(',').map((n) => Number(n));
     if (leaseCounts?.some((n) => !Number.isInteger(n) || n < 0 || n > 45_000)) throw new Error('--lease-counts: a comma list of lease counts from 0 to 45000');
-    const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
+    const inFlight = values['in-flight']?.split(',').map((n) => Number(n));
+    if (inFlight?.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) throw new Error('--in-flight: a comma list of concurrencies from 1 to 256');
+    const common = {
+      runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}),
+      ...(inFlight ? { inFlight } : {}), ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
+      ...(values['warmup-ms'] ? { warmupMs: Math.max(0, Number(values['warmup-ms']) || 0) } : {}),
+    };
     const loadAtStart = describeMachine().loadAverageAtStart;
     log(`[${values.scenario}] load average ${loadAtStart}`);
     if (values.scenario === 'hit-cost') {
@@ -358,7 +368,7 @@ async function main(): Promise<void> {
       return;
     }
     const points = await leaseLadder(common);
-    process.stdout.write(`\n${leaseLadderTable(points)}`);
+    process.stdout.write(`\n${leaseLadderTable(points, common.warmupMs)}`);
     if (!values.profile) writeLeaseLadder(points, path.dirname(values.out!), { machine: describeMachine(), peers: peer ? [peerVersion(peer)] : [] });
     return;
   }

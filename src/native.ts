@@ -35,6 +35,8 @@ interface NativeAddon {
   icmp6Close(handle: Icmp6Handle): void;
   // issue 14: native/udp6_socket.c (DHCPv6)
   openUdp6Socket(device: string, port: number, group?: string): number;
+  // issue 18: native/journal_append.c (absent from an addon built before it: callers fall back to node:fs)
+  journalAppend?(fd: number, data: Buffer, done: (errno: number) => void): void;
 }
 
 /** issue 14: opaque handle of the router-advertisement ICMPv6 socket (an N-API external). */
@@ -176,6 +178,22 @@ export const udpClient = {
   groupRemove: (handle: UdpGroupHandle, fd: number): void => loadNative().udpGroupRemove(handle, fd),
   groupStop: (handle: UdpGroupHandle): void => loadNative().udpGroupStop(handle),
 };
+
+/**
+ * issue 18: the lease journal's group commit as one thread-pool job (native/journal_append.c): writes `data` to `fd`
+ * and fdatasyncs it off the loop, then done(0), or done(errno) on the first failure. undefined when the addon is not
+ * built or predates the job (the journal then uses node:fs).
+ */
+export function journalAppender(): ((fd: number, data: Buffer, done: (errno: number) => void) => void) | undefined {
+  let native: NativeAddon;
+  try {
+    native = loadNative();
+  } catch {
+    return undefined;
+  }
+  const append = native.journalAppend;
+  return typeof append === 'function' ? append.bind(native) : undefined;
+}
 
 /** The name of an errno the addon returned (ECONNREFUSED...), for log lines. */
 export function errnoName(errno: number): string {

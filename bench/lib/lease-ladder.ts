@@ -12,22 +12,23 @@
  * `--profile` runs natd under `node --cpu-prof` in either and prints the top frames per natd process.
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hotSpots } from './cpu-profile.js';
 import { runDnsperf, writeQueryFile } from './dnsperf.js';
-import { cpuSeconds } from './proc.js';
+import { cpuSeconds, cpuTimes } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
 import { dhcpLoad, waitIdle } from './server-run.js';
-import { KIND_LABEL, startServer, type BenchKind } from './servers.js';
+import { KIND_LABEL, startServer, type BenchKind, type RunningServer } from './servers.js';
 import { fmt, median, textTable } from './stats.js';
 import { lineChart, PALETTE } from './svg.js';
-import { BenchNetwork, PROJECT_ROOT } from './topology.js';
+import { BenchNetwork, NATD_CLI, PROJECT_ROOT } from './topology.js';
 
 export const LEASE_COUNTS = [0, 1_000, 10_000, 40_000];
 const LOOP_MS = 4000;
 const MAX_EXCHANGES = 8000;
+/** the default closed-loop concurrency (--in-flight takes a list: the issue's own table used 16) */
 const CONCURRENCY = 4;
 
 export interface CostSettings {
@@ -37,14 +38,34 @@ export interface CostSettings {
   natdArgs: string[];
   profile: boolean;
   leaseCounts?: number[];
+  /** lease-ladder: exchanges in flight, one ladder per value (default [4]) */
+  inFlight?: number[];
+  /**
+   * lease-ladder: a closed loop this long (same concurrency, not measured) before the measured one, for every server
+   * alike: the steady state of a long-running daemon (natd's JIT compiles its DHCP path in the first seconds of a fresh
+   * process; Kea is compiled ahead). 0 (the default): the measured window starts cold.
+   */
+  warmupMs?: number;
+  /** lease-ladder: another build's dist/ to run as a third server, "natd base" (A/B on the same namespaces) */
+  compareDist?: string;
   log(line: string): void;
 }
 
 export interface LeaseLadderPoint {
   kind: BenchKind;
+  /** the column: KIND_LABEL, or "natd base" for --compare-dist's build */
+  label: string;
   run: number;
   leases: number;
+  inFlight: number;
   perSecond: number;
+  /** of cpuUsPerOp, the kernel's part (system time) */
+  systemUsPerOp: number;
+  /** 1-minute load average when the point was taken */
+  loadAverage: number;
+  /** natd (issue 18): lease commits per journal fdatasync, and the mean wall ms of one write + fdatasync */
+  commitsPerSync?: number;
+  msPerSync?: number;
   p50Ms: number;
   failed: number;
   cpuUsPerOp: number;
@@ -64,6 +85,19 @@ function printProfiles(dir: string | undefined, labels: string[], log: (line: st
   });
 }
 
+/** issue 18: natd's journal counters (status dhcp.journal); undefined for other servers and builds without them */
+async function journalOf(net: BenchNetwork, server: RunningServer): Promise<{ syncs: number; commits: number; syncSeconds: number } | undefined> {
+  if (server.kind !== 'natd' || !server.controlSocket) return undefined;
+  const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', server.controlSocket]);
+  if (r.code !== 0) return undefined;
+  try {
+    const j = (JSON.parse(r.stdout) as { dhcp?: { journal?: { syncs: number; commits: number; syncSeconds?: number } } }).dhcp?.journal;
+    return j && typeof j.syncSeconds === 'number' ? { syncs: j.syncs, commits: j.commits, syncSeconds: j.syncSeconds } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> {
   const counts = s.leaseCounts ?? LEASE_COUNTS;
   const points: LeaseLadderPoint[] = [];
@@ -72,34 +106,61 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
   const net = await BenchNetwork.create();
   try {
     let client = 1_000_000;
+    const baseCli = s.compareDist ? path.join(path.resolve(s.compareDist), 'src', 'cli.js') : undefined;
     for (let run = 1; run <= s.runs; run++) {
-      for (const leases of counts) {
-        const kinds: BenchKind[] = s.peer ? (run % 2 === 1 ? ['natd', s.peer] : [s.peer, 'natd']) : ['natd'];
-        const seed = makeSeedLeases(leases, 's', Date.now());
-        for (const kind of kinds) {
-          const server = await startServer(net, kind, {
-            instance: `ladder-${run}-${leases}`, seed, extraArgs: kind === 'natd' ? s.natdArgs : [],
-            ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
-          });
-          if (kind === 'natd') labels.push(`natd, ${leases} leases, run ${run}`);
-          try {
-            await waitIdle(server, 60_000);
-            const before = cpuSeconds(server.pid);
-            const r = await dhcpLoad(net, {
-              device: 'eth0', mode: 'closed', concurrency: CONCURRENCY, count: MAX_EXCHANGES, 'max-ms': LOOP_MS,
-              'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'c',
-            }, LOOP_MS + 5000 + 30_000);
-            const cpu = cpuSeconds(server.pid) - before;
-            client += r.started;
-            const p: LeaseLadderPoint = {
-              kind, run, leases, perSecond: r.completedPerSecond, p50Ms: r.latencyMs.p50, failed: r.dropped + r.naks,
-              cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN,
-            };
-            s.log(`  run ${run} ${KIND_LABEL[kind]} with ${leases} leases: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA, ` +
-              `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed`);
-            points.push(p);
-          } finally {
-            await server.stop();
+      for (const inFlight of s.inFlight ?? [CONCURRENCY]) {
+        for (const leases of counts) {
+          // natd, its --compare-dist build and the peer take turns (the order flips every run)
+          const order: { kind: BenchKind; label: string; cli?: string }[] = [{ kind: 'natd', label: 'natd' }];
+          if (baseCli) order.push({ kind: 'natd', label: 'natd base', cli: baseCli });
+          if (s.peer) order.push({ kind: s.peer, label: KIND_LABEL[s.peer] });
+          if (run % 2 === 0) order.reverse();
+          const seed = makeSeedLeases(leases, 's', Date.now());
+          for (const { kind, label, cli } of order) {
+            const server = await startServer(net, kind, {
+              instance: `ladder-${run}-${inFlight}-${leases}-${label.replace(/\W/g, '')}`, seed, extraArgs: kind === 'natd' ? s.natdArgs : [],
+              ...(cli ? { natdCli: cli } : {}),
+              ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+            });
+            if (kind === 'natd') labels.push(`${label}, ${leases} leases, ${inFlight} in flight, run ${run}`);
+            try {
+              await waitIdle(server, 60_000);
+              if (s.warmupMs) {
+                const warm = await dhcpLoad(net, {
+                  device: 'eth0', mode: 'closed', concurrency: inFlight, count: 1_000_000, 'max-ms': s.warmupMs,
+                  'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'w',
+                }, s.warmupMs + 5000 + 30_000);
+                client += warm.started;
+              }
+              const journalBefore = await journalOf(net, server);
+              const before = cpuTimes(server.pid);
+              const r = await dhcpLoad(net, {
+                device: 'eth0', mode: 'closed', concurrency: inFlight, count: MAX_EXCHANGES, 'max-ms': LOOP_MS,
+                'timeout-ms': 5000, 'first-client': client, 'hostname-prefix': 'c',
+              }, LOOP_MS + 5000 + 30_000);
+              const after = cpuTimes(server.pid);
+              const journalAfter = journalBefore && (await journalOf(net, server));
+              const cpu = after.user + after.system - before.user - before.system;
+              client += r.started;
+              const p: LeaseLadderPoint = {
+                kind, label, run, leases, inFlight, perSecond: r.completedPerSecond, p50Ms: r.latencyMs.p50, failed: r.dropped + r.naks,
+                cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN,
+                systemUsPerOp: r.completed ? ((after.system - before.system) / r.completed) * 1e6 : NaN,
+                loadAverage: loadavg()[0]!,
+              };
+              if (journalBefore && journalAfter && journalAfter.syncs > journalBefore.syncs) {
+                const syncs = journalAfter.syncs - journalBefore.syncs;
+                p.commitsPerSync = (journalAfter.commits - journalBefore.commits) / syncs;
+                p.msPerSync = ((journalAfter.syncSeconds - journalBefore.syncSeconds) / syncs) * 1000;
+              }
+              s.log(`  run ${run} ${label} with ${leases} leases, ${inFlight} in flight: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA ` +
+                `(${p.systemUsPerOp.toFixed(0)} system), ` +
+                (p.msPerSync !== undefined ? `${p.commitsPerSync!.toFixed(1)} commits per fdatasync of ${p.msPerSync.toFixed(2)} ms, ` : '') +
+                `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed, load ${p.loadAverage.toFixed(1)}`);
+              points.push(p);
+            } finally {
+              await server.stop();
+            }
           }
         }
       }
@@ -111,29 +172,33 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
   return points;
 }
 
-export function leaseLadderTable(points: LeaseLadderPoint[]): string {
-  const kinds = [...new Set(points.map((p) => p.kind))];
+export function leaseLadderTable(points: LeaseLadderPoint[], warmupMs = 0): string {
+  const labels = [...new Set(points.map((p) => p.label))];
   const counts = [...new Set(points.map((p) => p.leases))].sort((a, b) => a - b);
-  const med = (k: BenchKind, n: number, pick: (p: LeaseLadderPoint) => number) =>
-    median(points.filter((p) => p.kind === k && p.leases === n).map(pick));
-  const rows = counts.map((n) => [n.toLocaleString('en'), ...kinds.flatMap((k) => [fmt(med(k, n, (p) => p.perSecond)), fmt(med(k, n, (p) => p.cpuUsPerOp))])]);
-  return `DHCP closed loop (${CONCURRENCY} in flight, ${LOOP_MS / 1000} s or ${MAX_EXCHANGES} exchanges) by leases held, medians of runs:\n` +
-    textTable(['leases held', ...kinds.flatMap((k) => [`${KIND_LABEL[k]} DORA/s`, `${KIND_LABEL[k]} µs CPU/DORA`])], rows) + '\n';
+  const flights = [...new Set(points.map((p) => p.inFlight))].sort((a, b) => a - b);
+  const med = (l: string, f: number, n: number, pick: (p: LeaseLadderPoint) => number) =>
+    median(points.filter((p) => p.label === l && p.inFlight === f && p.leases === n).map(pick));
+  const rows = flights.flatMap((f) => counts.map((n) => [String(f), n.toLocaleString('en'),
+    ...labels.flatMap((l) => [fmt(med(l, f, n, (p) => p.perSecond)), fmt(med(l, f, n, (p) => p.cpuUsPerOp))])]));
+  const warm = warmupMs > 0 ? `, after an unmeasured ${warmupMs / 1000}-s warm-up loop` : ', each on a fresh server (cold)';
+  return `DHCP closed loop (${LOOP_MS / 1000} s or ${MAX_EXCHANGES} exchanges${warm}) by exchanges in flight and leases held, medians of runs:\n` +
+    textTable(['in flight', 'leases held', ...labels.flatMap((l) => [`${l} DORA/s`, `${l} µs CPU/DORA`])], rows) + '\n';
 }
 
 /** chart-dhcp-lease-count.svg and lease-ladder.json next to RESULTS.md */
 export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: object): string {
-  const kinds = [...new Set(points.map((p) => p.kind))];
-  const color: Partial<Record<BenchKind, string>> = { natd: PALETTE[0]!, dnsmasq: PALETTE[1]!, kea: PALETTE[2]! };
+  const labels = [...new Set(points.map((p) => p.label))];
+  const flights = [...new Set(points.map((p) => p.inFlight))].sort((a, b) => a - b);
+  const color: Record<string, string> = { natd: PALETTE[0]!, dnsmasq: PALETTE[1]!, Kea: PALETTE[2]!, 'natd base': PALETTE[3]! };
   const counts = [...new Set(points.map((p) => p.leases))].sort((a, b) => a - b);
-  const series = (pick: (p: LeaseLadderPoint) => number) => kinds.map((k) => ({
-    name: KIND_LABEL[k], color: color[k] ?? PALETTE[4]!,
+  const series = (pick: (p: LeaseLadderPoint) => number) => flights.flatMap((f, fi) => labels.map((l) => ({
+    name: flights.length > 1 ? `${l}, ${f} in flight` : l, color: color[l] ?? PALETTE[4]!, ...(fi > 0 ? { dash: '6 4' } : {}),
     // a log axis has no 0: the empty table is drawn at 100 leases (the table says 0)
-    points: counts.map((n) => [Math.max(n, 100), median(points.filter((p) => p.kind === k && p.leases === n).map(pick))] as [number, number]),
-  }));
+    points: counts.map((n) => [Math.max(n, 100), median(points.filter((p) => p.label === l && p.inFlight === f && p.leases === n).map(pick))] as [number, number]),
+  })));
   const file = 'chart-dhcp-lease-count.svg';
   writeFileSync(path.join(dir, file), lineChart({
-    title: `DHCP DORA/s by leases held (${CONCURRENCY} in flight; the point at 100: empty table)`,
+    title: `DHCP DORA/s by leases held (${flights.join(' and ')} in flight; the point at 100: empty table)`,
     xLabel: 'leases held', yLabel: 'completed DORA/s', logX: true, logY: false, series: series((p) => p.perSecond),
   }));
   writeFileSync(path.join(dir, 'chart-dhcp-lease-count-cpu.svg'), lineChart({

@@ -59,10 +59,10 @@ export interface StartOptions {
   seed?: readonly SeedLease[];
   /** natd only: write a V8 CPU profile into this directory on exit */
   cpuProfileDir?: string;
-  /** natd only: another build's cli.js (issue 18: A/B rounds of two builds, `--compare-dist`) */
-  natdCli?: string;
   /** natd only: extra flags for node itself (e.g. heap sizing experiments) */
   nodeFlags?: string[];
+  /** natd only: run another build's cli.js (A/B of two builds on one namespace set, e.g. --compare-dist) */
+  natdCli?: string;
   /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off; issue 14: DHCPv6 for both) */
   extraArgs?: string[];
   /** each server's default conflict check (dnsmasq without --no-ping; natd gets no extraArgs for it anyway) */

@@ -24,6 +24,8 @@ export interface BarChart {
 export interface LineSeries {
   name: string;
   color?: string;
+  /** stroke-dasharray (e.g. "6 4"): a second series of the same server, such as another concurrency */
+  dash?: string;
   points: [number, number][];
 }
 
@@ -90,10 +92,17 @@ function yAxis(y: { at(v: number): number; ticks: number[] }, label: string): st
 
 const colorOf = (s: { color?: string }, i: number) => s.color ?? PALETTE[i % PALETTE.length]!;
 
-function legend(series: { name: string; color?: string }[], y: number): string[] {
+/** One entry per series, 150 px each (wider for long names), wrapping onto more rows 16 px apart. */
+function legend(series: { name: string; color?: string; dash?: string }[], y: number): string[] {
+  const width = Math.max(150, 24 + 7 * Math.max(...series.map((s) => s.name.length)));
+  const perRow = Math.max(1, Math.floor((W - M.left - M.right) / width));
   return series.map((s, i) => {
-    const x = M.left + i * 150;
-    return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${colorOf(s, i)}"/><text x="${x + 18}" y="${y}">${esc(s.name)}</text>`;
+    const x = M.left + (i % perRow) * width;
+    const row = y + 16 * Math.floor(i / perRow);
+    const mark = s.dash
+      ? `<line x1="${x}" y1="${row - 4}" x2="${x + 14}" y2="${row - 4}" stroke="${colorOf(s, i)}" stroke-width="2" stroke-dasharray="${s.dash}"/>`
+      : `<rect x="${x}" y="${row - 10}" width="12" height="12" fill="${colorOf(s, i)}"/>`;
+    return `${mark}<text x="${x + 18}" y="${row}">${esc(s.name)}</text>`;
   });
 }
 
@@ -142,7 +151,7 @@ export function lineChart(c: LineChart): string {
     const color = colorOf(s, si);
     const pts = s.points.filter(([px, py]) => Number.isFinite(px) && Number.isFinite(py) && (!c.logY || py > 0));
     if (!pts.length) return;
-    body.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([px, py]) => `${x.at(px).toFixed(1)},${y.at(py).toFixed(1)}`).join(' ')}"/>`);
+    body.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} points="${pts.map(([px, py]) => `${x.at(px).toFixed(1)},${y.at(py).toFixed(1)}`).join(' ')}"/>`);
     for (const [px, py] of pts) body.push(`<circle cx="${x.at(px).toFixed(1)}" cy="${y.at(py).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.name}: ${short(px)} → ${short(py)}`)}</title></circle>`);
   });
   body.push(...legend(c.series, H - 24));

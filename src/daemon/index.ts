@@ -26,7 +26,7 @@ import { defaultDhcpRange, describeRange } from '../config.js';
 import { checkServedSubnet, configError, subnetProblems } from '../config/served-subnet.js';
 import { DEFAULT_SUBNET } from '../defaults.js';
 import { ControlServer } from '../control/server.js';
-import { LeaseStore } from '../dhcp/lease-store.js';
+import { LeaseStore, type LeaseStoreStats } from '../dhcp/lease-store.js';
 import { ConflictDetector } from '../dhcp/probe.js';
 import { DhcpServerCore } from '../dhcp/server-core.js';
 import { DhcpTransport } from '../dhcp/transport.js';
@@ -128,6 +128,8 @@ interface Running {
   names6: Dhcp6Names | undefined;
   /** issue 14: IPv6 forwards following guest addresses (with IPv6 and the firewall) */
   forwards6?: Forwards6Refresher | undefined;
+  /** issue 18: the lease journal's counters (group commits, fdatasync count and time) for status */
+  journal: () => LeaseStoreStats;
 }
 
 interface Context {
@@ -190,6 +192,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const running: Running = {
     config, bridge, core: state.core, names: state.names, reservations: state.reservations, records: state.records, dns, dhcp, firewall, control: undefined,
     events: state.events, script: state.script, ddns: state.ddns, kernelDrops: () => ctx.sys.sockets.kernelDrops(), tftp, startedAt, ipv6, expose, dhcp6, names6,
+    journal: () => state.store.stats(), // issue 18
   };
   if (ipv6 && firewall) running.forwards6 = followGuests6(running, firewall, ctx); // issue 14: v6 forwards follow guest addresses
   if (ipv6 && dhcp6) reservations6Follow(running, ipv6, dhcp6, reservations6, ctx.logger); // issue 14: hostsfile/runtime v6 reservations
@@ -603,8 +606,8 @@ function reloadDnsKnobs(dns: DnsParts, config: Config): void {
 }
 
 function observe(running: Running, now: number): Observed {
-  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 } = running;
-  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6 };
+  const { config, bridge, core, dhcp, dns, firewall, control, kernelDrops, script, ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6, journal } = running;
+  return { config, bridge, core, dhcp, dns, firewall, control, now, kernelDrops: kernelDrops(), script: script.stats(), ddns, tftp, startedAt, ipv6, expose, dhcp6, forwards6, names6, journal: journal() };
 }
 
 function sameTftp(a: Config['tftp'], b: Config['tftp']): boolean {

@@ -27,6 +27,8 @@ export interface MetricsInput {
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
     /** the lease script (--dhcp-script), when one is configured (issue 16) */
     script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
+    /** issue 18: the lease journal (every ACK waits for its write + fdatasync) */
+    journal?: { commits: number; syncs: number; syncSeconds: number };
   };
   /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
   kernelDrops?: Readonly<Record<string, number>>;
@@ -309,6 +311,15 @@ function dhcpFamilies(m: MetricsInput, one: One): Family[] {
         samples: byKey(m.bridge, 'result', { started: sc.runs, failed: sc.failures, timeout: sc.timeouts, dropped: sc.dropped }),
       },
       { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
+    );
+  }
+  // issue 18: how long ACKs wait for the disk (÷ syncs: one group commit's write + fdatasync)
+  if (m.dhcp.journal) {
+    const j = m.dhcp.journal;
+    out.push(
+      { name: 'natd_lease_journal_commits_total', help: 'Lease changes made durable (DHCPv4 and DHCPv6).', type: 'counter', samples: one(j.commits) },
+      { name: 'natd_lease_journal_syncs_total', help: 'Group commits: one write + fdatasync of the lease journal each.', type: 'counter', samples: one(j.syncs) },
+      { name: 'natd_lease_journal_sync_seconds_total', help: 'Seconds spent waiting for lease journal write + fdatasync (ACKs wait for it).', type: 'counter', samples: one(j.syncSeconds) },
     );
   }
   return out;

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { ControlServer } from '../control/server.js';
 import type { DhcpServerCore } from '../dhcp/server-core.js';
 import type { DhcpTransport } from '../dhcp/transport.js';
+import type { LeaseStoreStats } from '../dhcp/lease-store.js'; // issue 18
 import type { DnsCache } from '../dns/cache.js';
 import type { DnsServer } from '../dns/server.js';
 import type { UpstreamClient } from '../dns/upstream.js';
@@ -67,6 +68,8 @@ export interface Observed {
   ddns?: DdnsService | undefined;
   /** issue 14: IPv6 on the bridge */
   ipv6?: Ipv6Service | undefined;
+  /** issue 18: the lease journal's counters */
+  journal?: LeaseStoreStats | undefined;
   /** issue 17: the name router */
   expose?: ExposeService | undefined;
   /** issue 14: DHCPv6 */
@@ -83,7 +86,7 @@ export function metricsInput(o: Observed): MetricsInput {
   return {
     bridge: o.config.bridge,
     dhcp: { received: d.receivedByType, sent: d.sent, dropped: d.dropped, leasesActive: c.leases, freeAddresses: c.free, outcomes: d.outcomes, quarantined: c.quarantined,
-      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}) },
+      ...(d.probes ? { probes: d.probes } : {}), ...(o.script ? { script: o.script } : {}), ...(o.journal ? { journal: o.journal } : {}) },
     kernelDrops: o.kernelDrops,
     ...(o.dns ? { dns: dnsMetrics(o.dns) } : {}),
     ...(o.firewall ? { firewall: o.firewall.counters() } : {}),
@@ -127,7 +130,7 @@ export interface StatusReport {
   uptimeSeconds?: number;
   subnet?: string;
   gateway?: string;
-  dhcp?: DhcpStats & CoreStats & { range: string; leaseTimeSeconds: number; script?: LeaseScriptStats };
+  dhcp?: DhcpStats & CoreStats & { range: string; leaseTimeSeconds: number; script?: LeaseScriptStats; journal?: LeaseStoreStats };
   dns?: DnsStatus;
   /** undefined with --no-firewall */
   firewall?: FirewallStatus;
@@ -172,7 +175,7 @@ export function statusOf(o: Observed): StatusReport {
     uptimeSeconds: Math.max(0, Math.floor((o.now - o.startedAt) / 1000)),
     subnet: formatSubnet(o.bridge.subnet),
     gateway: formatIpv4(o.bridge.gateway),
-    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), range: describeRange(range), leaseTimeSeconds: o.config.leaseTimeSeconds, ...(o.script ? { script: o.script } : {}) },
+    dhcp: { ...o.dhcp.stats(), ...o.core.stats(o.now), range: describeRange(range), leaseTimeSeconds: o.config.leaseTimeSeconds, ...(o.script ? { script: o.script } : {}), ...(o.journal ? { journal: o.journal } : {}) },
     ...(o.dns ? { dns: dnsStatus(o.dns, o.config) } : {}),
     ...(o.firewall ? { firewall: o.firewall.status() } : {}),
     ...(o.control ? { control: o.control.stats() } : {}),

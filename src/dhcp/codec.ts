@@ -57,17 +57,17 @@ export function decodeDhcpPacket(buf: Uint8Array): DhcpPacket {
   if (hlen > MAX_HLEN) throw new DhcpDecodeError('bad-hlen', `hlen ${hlen}`);
   if (ipv4FromBytes(buf, COOKIE_OFFSET) !== DHCP_MAGIC_COOKIE) throw new DhcpDecodeError('bad-cookie');
 
-  const chunks = new Map<number, Uint8Array[]>();
-  const counter = { instances: 0 };
-  readOptionArea(buf, OPTIONS_OFFSET, buf.length, chunks, counter, false);
+  // issue 18: one Map and one copy per option (repeated instances, rare, are collected aside and joined at the end)
+  const area: OptionArea = { options: new Map(), repeats: undefined, instances: 0 };
+  readOptionArea(buf, OPTIONS_OFFSET, buf.length, area, false);
 
   // Option overload (RFC 2132 §9.3): the options continue in `file`, then `sname` (RFC 2131 §4.1 order).
-  const overload = overloadValue(chunks);
-  if (overload & OVERLOAD_FILE) readOptionArea(buf, FILE_OFFSET, FILE_OFFSET + FILE_SIZE, chunks, counter, true);
-  if (overload & OVERLOAD_SNAME) readOptionArea(buf, SNAME_OFFSET, SNAME_OFFSET + SNAME_SIZE, chunks, counter, true);
+  const overload = overloadValue(area);
+  if (overload & OVERLOAD_FILE) readOptionArea(buf, FILE_OFFSET, FILE_OFFSET + FILE_SIZE, area, true);
+  if (overload & OVERLOAD_SNAME) readOptionArea(buf, SNAME_OFFSET, SNAME_OFFSET + SNAME_SIZE, area, true);
 
-  const options = new Map<number, Uint8Array>();
-  for (const [code, parts] of chunks) options.set(code, concat(parts));
+  const options = area.options;
+  if (area.repeats) for (const [code, parts] of area.repeats) options.set(code, concat(parts));
 
   return {
     op: buf[0]!,
@@ -81,25 +81,35 @@ export function decodeDhcpPacket(buf: Uint8Array): DhcpPacket {
     yiaddr: ipv4FromBytes(buf, 16),
     siaddr: ipv4FromBytes(buf, 20),
     giaddr: ipv4FromBytes(buf, 24),
-    chaddr: new Uint8Array(buf.subarray(28, 28 + 16)),
+    chaddr: copyOf(buf, 28, 16),
     sname: overload & OVERLOAD_SNAME ? '' : readCString(buf, SNAME_OFFSET, SNAME_SIZE),
     file: overload & OVERLOAD_FILE ? '' : readCString(buf, FILE_OFFSET, FILE_SIZE),
     options,
   };
 }
 
+/** The options read so far: single instances copied into `options`; a repeated code's instances in `repeats`. */
+interface OptionArea {
+  options: Map<number, Uint8Array>;
+  /** code -> every instance in order (RFC 3396), only for codes seen more than once */
+  repeats: Map<number, Uint8Array[]> | undefined;
+  instances: number;
+}
+
+/** A copy of buf[start, start+length): the decoded packet never aliases the receive buffer. */
+function copyOf(buf: Uint8Array, start: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  // a short value (almost every option) by hand: no subarray view to allocate for set()
+  if (length <= 32) for (let k = 0; k < length; k++) out[k] = buf[start + k]!;
+  else out.set(buf.subarray(start, start + length));
+  return out;
+}
+
 /**
- * Reads code/length/value triples from [start, end) into `chunks` (repeated options kept in order, RFC 3396).
+ * Reads code/length/value triples from [start, end) into `area` (repeated options kept in order, RFC 3396).
  * PAD is skipped; END stops the area; a missing END at the exact end of the area is tolerated.
  */
-function readOptionArea(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  chunks: Map<number, Uint8Array[]>,
-  counter: { instances: number },
-  inOverloadedField: boolean,
-): void {
+function readOptionArea(buf: Uint8Array, start: number, end: number, area: OptionArea, inOverloadedField: boolean): void {
   let i = start;
   while (i < end) {
     const code = buf[i]!;
@@ -114,27 +124,30 @@ function readOptionArea(
     if (valueStart + length > end) throw new DhcpDecodeError('option-overrun', `option ${code} length ${length}`);
     // An overload option inside the overloaded fields would point back at themselves: never follow it.
     if (code === DhcpOption.OVERLOAD && inOverloadedField) throw new DhcpDecodeError('overload-loop');
-    if (++counter.instances > MAX_OPTION_INSTANCES) throw new DhcpDecodeError('too-many-options');
-    const list = chunks.get(code);
-    const value = buf.subarray(valueStart, valueStart + length);
-    if (list) list.push(value);
-    else chunks.set(code, [value]);
+    if (++area.instances > MAX_OPTION_INSTANCES) throw new DhcpDecodeError('too-many-options');
+    const value = copyOf(buf, valueStart, length);
+    const first = area.options.get(code);
+    if (first === undefined) area.options.set(code, value);
+    else {
+      area.repeats ??= new Map();
+      const parts = area.repeats.get(code);
+      if (parts) parts.push(value);
+      else area.repeats.set(code, [first, value]);
+    }
     i = valueStart + length;
   }
 }
 
-function overloadValue(chunks: Map<number, Uint8Array[]>): number {
-  const parts = chunks.get(DhcpOption.OVERLOAD);
-  if (!parts) return 0;
-  const value = concat(parts);
+function overloadValue(area: OptionArea): number {
+  const parts = area.repeats?.get(DhcpOption.OVERLOAD);
+  const value = parts ? concat(parts) : area.options.get(DhcpOption.OVERLOAD);
+  if (!value) return 0;
   if (value.length !== 1 || value[0]! < 1 || value[0]! > 3) throw new DhcpDecodeError('bad-overload');
   return value[0]!;
 }
 
-/** Always copies, so the decoded packet never aliases the receive buffer. */
+/** The instances of a repeated option joined (their own copies already). */
 function concat(parts: Uint8Array[]): Uint8Array {
-  // new Uint8Array(view) copies; Buffer#slice would not.
-  if (parts.length === 1) return new Uint8Array(parts[0]!);
   let total = 0;
   for (const p of parts) total += p.length;
   const out = new Uint8Array(total);
@@ -186,8 +199,57 @@ function wireRank(code: number): number {
 }
 
 /**
+ * Scratch of the encoder's fast path: the value to write per option code (issue 18: no [code, value] tuples, no sort
+ * per reply). Filled and emptied within one encodeDhcpPacket call (no await in between), so sharing it is safe.
+ */
+const byCode: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(256).fill(undefined);
+
+/** Message type first and server id second (some clients look only there); wireRank's order. */
+const FIRST_ON_WIRE = [DhcpOption.MESSAGE_TYPE, DhcpOption.SERVER_ID] as const;
+
+/** Checks the codes, fills `byCode` and returns the options' wire length (the caller empties byCode). */
+function fillByCode(packet: DhcpPacket): number {
+  let optionsLength = 0;
+  let bad: number | undefined;
+  // forEach: no [code, value] entry array per option, as for..of over the Map makes
+  packet.options.forEach((value, code) => {
+    // PAD/END are framing, and natd never overloads sname/file, so a stray 52 would corrupt the reply.
+    if (code === DhcpOption.PAD || code === DhcpOption.END || code === DhcpOption.OVERLOAD) return;
+    if (!Number.isInteger(code) || code < 0 || code > 255) {
+      bad ??= code;
+      return;
+    }
+    byCode[code] = value;
+    optionsLength += optionWireLength(value);
+  });
+  if (bad !== undefined) {
+    byCode.fill(undefined);
+    throw new RangeError(`invalid DHCP option code ${bad}`);
+  }
+  return optionsLength;
+}
+
+/** Writes the options in `byCode` in wire order (message type, server id, then ascending codes), emptying it. */
+function writeByCode(buf: Buffer, offset: number): number {
+  for (const code of FIRST_ON_WIRE) {
+    const value = byCode[code];
+    if (value === undefined) continue;
+    offset = writeOption(buf, offset, code, value);
+    byCode[code] = undefined;
+  }
+  for (let code = 1; code < 255; code++) {
+    const value = byCode[code];
+    if (value === undefined) continue;
+    offset = writeOption(buf, offset, code, value);
+    byCode[code] = undefined;
+  }
+  return offset;
+}
+
+/**
  * Decides which options fit. Priority is the Map's insertion order (the server core inserts in the order the client
  * asked for them in option 55), so the options dropped first are the ones inserted last; essentials always stay.
+ * The slow path, for a reply that does not fit whole (encodeDhcpPacket tries everything first).
  */
 function planEncoding(packet: DhcpPacket, maxSize: number): EncodePlan {
   const limit = maxSize - IP_UDP_HEADER_SIZE;
@@ -233,8 +295,35 @@ function isInWireOrder(options: Array<[number, Uint8Array]>): boolean {
  * Throws RangeError only for programming errors (header fields out of range, essentials larger than maxSize).
  */
 export function encodeDhcpPacket(packet: DhcpPacket, maxSize: number = DEFAULT_MAX_MESSAGE_SIZE): Buffer {
-  const plan = planEncoding(packet, maxSize);
-  const buf = Buffer.alloc(plan.length);
+  const limit = maxSize - IP_UDP_HEADER_SIZE;
+  if (!(limit >= OPTIONS_OFFSET + 1)) throw new RangeError(`DHCP max message size ${maxSize} is too small`);
+  // the usual case: everything fits, written in wire order straight from the code table
+  const optionsLength = fillByCode(packet);
+  const total = OPTIONS_OFFSET + optionsLength + 1;
+  if (total > limit) {
+    byCode.fill(undefined);
+    const plan = planEncoding(packet, maxSize);
+    const buf = encodeHeader(packet, plan.length);
+    let offset = OPTIONS_OFFSET;
+    for (const [code, value] of plan.options) offset = writeOption(buf, offset, code, value);
+    buf[offset] = DhcpOption.END;
+    return buf;
+  }
+  let buf: Buffer;
+  try {
+    buf = encodeHeader(packet, Math.min(limit, Math.max(BOOTP_MIN_SIZE, total)));
+  } catch (err) {
+    byCode.fill(undefined);
+    throw err;
+  }
+  buf[writeByCode(buf, OPTIONS_OFFSET)] = DhcpOption.END;
+  return buf;
+}
+
+/** A zeroed buffer of `length` with the fixed BOOTP header and the magic cookie written. */
+function encodeHeader(packet: DhcpPacket, length: number): Buffer {
+  // from Node's pool (no ArrayBuffer of its own per reply), zeroed: the padding and unused fields must be 0
+  const buf = Buffer.allocUnsafe(length).fill(0);
   buf.writeUInt8(packet.op, 0);
   buf.writeUInt8(packet.htype, 1);
   buf.writeUInt8(packet.hlen, 2);
@@ -246,14 +335,10 @@ export function encodeDhcpPacket(packet: DhcpPacket, maxSize: number = DEFAULT_M
   buf.writeUInt32BE(packet.yiaddr, 16);
   buf.writeUInt32BE(packet.siaddr, 20);
   buf.writeUInt32BE(packet.giaddr, 24);
-  buf.set(packet.chaddr.subarray(0, 16), 28);
-  writeFixedString(buf, packet.sname, SNAME_OFFSET, SNAME_SIZE);
-  writeFixedString(buf, packet.file, FILE_OFFSET, FILE_SIZE);
+  buf.set(packet.chaddr.length <= 16 ? packet.chaddr : packet.chaddr.subarray(0, 16), 28);
+  if (packet.sname !== '') writeFixedString(buf, packet.sname, SNAME_OFFSET, SNAME_SIZE);
+  if (packet.file !== '') writeFixedString(buf, packet.file, FILE_OFFSET, FILE_SIZE);
   buf.writeUInt32BE(DHCP_MAGIC_COOKIE, COOKIE_OFFSET);
-
-  let offset = OPTIONS_OFFSET;
-  for (const [code, value] of plan.options) offset = writeOption(buf, offset, code, value);
-  buf[offset] = DhcpOption.END;
   return buf;
 }
 
@@ -305,9 +390,9 @@ export function readU16(v: Uint8Array): number | undefined {
 
 /** Throws RangeError for values outside 0..2^32-1 (a programming error, never network input). */
 export function encodeU32(n: number): Uint8Array {
-  const out = new Uint8Array(4);
-  Buffer.from(out.buffer).writeUInt32BE(n);
-  return out;
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`u32 out of range: ${n}`);
+  // issue 18: bytes by hand, no Buffer view per value (replies carry four of these)
+  return Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }
 
 /** Throws RangeError for values outside 0..65535. */

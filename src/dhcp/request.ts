@@ -122,15 +122,20 @@ function optionalAddress(packet: DhcpPacket, code: number): number | undefined |
   return readU32(value) ?? null;
 }
 
+/** Codes already taken into the list being built (issue 18: a reused bitmap instead of a Set per request). */
+const seenCodes = new Uint32Array(8);
+
 function parameterRequestList(value: Uint8Array | undefined): number[] {
   if (!value) return [];
-  const seen = new Set<number>();
   const list: number[] = [];
   for (const code of value) {
-    if (code === DhcpOption.PAD || code === DhcpOption.END || seen.has(code)) continue;
-    seen.add(code);
+    const word = code >>> 5;
+    const bit = 1 << (code & 31);
+    if (code === DhcpOption.PAD || code === DhcpOption.END || (seenCodes[word]! & bit) !== 0) continue;
+    seenCodes[word]! |= bit;
     list.push(code);
   }
+  seenCodes.fill(0);
   return list;
 }
 

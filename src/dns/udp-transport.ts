@@ -77,8 +77,21 @@ export class BatchUdpTransport implements DnsUdpTransport {
     this.outgoing.push(message);
     this.outgoingMeta[2 * index] = address;
     this.outgoingMeta[2 * index + 1] = port;
-    if (!this.delivering || this.outgoing.length === BATCH) this.flush();
+    if (this.outgoing.length === BATCH) this.flush();
+    else if (!this.delivering && !this.flushQueued) {
+      // issue 18: a reply given outside a batch (a DHCP ACK released by a group commit, a forwarded DNS answer) goes
+      // at the end of the current microtask run, so the replies released together (every ACK of one fdatasync)
+      // leave in one sendmmsg instead of one each. Still before the loop does any other I/O.
+      this.flushQueued = true;
+      queueMicrotask(this.flushQueuedReplies);
+    }
   }
+
+  private flushQueued = false;
+  private readonly flushQueuedReplies = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
 
   close(): Promise<void> {
     if (!this.closed) {

@@ -30,7 +30,7 @@ function parseExposition(text: string): Exposition {
 const input: MetricsInput = {
   bridge: 'virbr10',
   dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184,
-    outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1 },
+    outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1, journal: { commits: 21, syncs: 8, syncSeconds: 0.0125 } },
   dns: { queries: 5000, cacheHits: 3100, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
   firewall: { applies: 3, heals: 1 },
 };
@@ -54,6 +54,9 @@ describe('formatPrometheus', () => {
     expect(value(e, 'natd_dhcp_outcomes_total', { outcome: 'ignore:decline-unconfirmed' })).toEqual([5]);
     expect(value(e, 'natd_dhcp_outcomes_total', { outcome: 'ignore:relayed' })).toEqual([2]);
     expect(value(e, 'natd_dhcp_quarantined_addresses')).toEqual([1]);
+    expect(value(e, 'natd_lease_journal_commits_total')).toEqual([21]); // issue 18
+    expect(value(e, 'natd_lease_journal_syncs_total')).toEqual([8]);
+    expect(value(e, 'natd_lease_journal_sync_seconds_total')).toEqual([0.0125]);
     expect(value(e, 'natd_dns_queries_total')).toEqual([5000]);
     expect(value(e, 'natd_dns_cache_hits_total')).toEqual([3100]);
     expect(value(e, 'natd_dns_cache_entries')).toEqual([420]);

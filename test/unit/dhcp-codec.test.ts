@@ -268,6 +268,25 @@ describe('encodeDhcpPacket', () => {
     expect(wire.subarray(endOffset(wire) + 1).every((b) => b === 0)).toBe(true);
   });
 
+  it('pads only up to the client limit when that is below 300 bytes (maxSize 310: 282 bytes of payload)', () => {
+    const wire = encodeDhcpPacket(offerPacket(), 310);
+    expect(wire.length).toBe(310 - 28);
+    expect(wire.length).toBe(encodingLength(offerPacket(), 310));
+    expect(normalize(decodeDhcpPacket(wire))).toEqual(normalize(offerPacket()));
+  });
+
+  it('writes the same bytes whatever order the options were inserted in, when all fit (issue 18: the code table)', () => {
+    const forward = offerPacket();
+    const backward = offerPacket();
+    backward.options = new Map([...forward.options].reverse());
+    backward.options.set(DhcpOption.DOMAIN_NAME, encodeString('a.test'));
+    forward.options.set(DhcpOption.DOMAIN_NAME, encodeString('a.test'));
+    expect(encodeDhcpPacket(backward, 1500).equals(encodeDhcpPacket(forward, 1500))).toBe(true);
+    expect(wireCodes(encodeDhcpPacket(backward, 1500))).toEqual([53, 54, 1, 3, 6, 15, 51, 255]);
+    // the shared table is left empty: a packet with fewer options encodes only its own
+    expect(wireCodes(encodeDhcpPacket(emptyPacket(BOOTREPLY), 1500))).toEqual([255]);
+  });
+
   it('splits values longer than 255 bytes into consecutive instances (RFC 3396)', () => {
     const p = offerPacket();
     const long = Uint8Array.from({ length: 600 }, (_, i) => i & 255);

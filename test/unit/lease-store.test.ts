@@ -102,6 +102,7 @@ describe('LeaseStore group commit', () => {
     expect(commits).toBe(200);
     expect(syncs).toBeLessThanOrEqual(5);
     expect(bytes).toBe((await stat(join(dir, JOURNAL_FILE))).size);
+    expect(store.stats().syncSeconds).toBeGreaterThan(0); // issue 18: the time ACKs waited for the disk, for status
     await store.close();
     const reopened = await open();
     expect(reopened.load(NOW).leases).toHaveLength(200);

@@ -113,6 +113,22 @@ describe('BatchUdpTransport', () => {
     expect(String(peer.received[0])).toBe('late answer');
   });
 
+  it('sends the replies given outside a batch in one tick with one sendmmsg (issue 18: the ACKs of one group commit)', async () => {
+    const { transport, port } = batchTransport();
+    const peer = await client();
+    const later: { address: ClientAddress; port: number }[] = [];
+    transport.start({ message: (_msg, address, p) => void later.push({ address, port: p }), dropped: () => {}, warn: () => {} });
+    await send(peer.socket, 'hello', port);
+    await vi.waitFor(() => expect(later).toHaveLength(1));
+    const sendBatch = vi.spyOn(native.udpBatch, 'send');
+    // as a group commit's callback releases its ACKs: several promise chains settle in the same microtask run
+    const released = Promise.resolve();
+    for (let i = 0; i < 5; i++) void released.then(() => transport.reply(Buffer.from(`ack ${i}`), later[0]!.address, later[0]!.port));
+    await peer.waitFor(5);
+    expect(peer.received.map(String)).toEqual(['ack 0', 'ack 1', 'ack 2', 'ack 3', 'ack 4']);
+    expect(sendBatch.mock.calls.map((call) => call[3])).toEqual([5]);
+  });
+
   it('drops a datagram larger than a receive slot and carries on', async () => {
     const { transport, port } = batchTransport();
     const peer = await client();
