@@ -8,6 +8,7 @@
  *   --quick    one run each with shorter steps (a smoke test of the benchmark itself; RESULTS.md is not written)
  *   --scenario boot-storm   only the boot storm (200 clients at once, default settings), --runs times per server
  *   --scenario dhcp6        only DHCPv6 (issue 14): Solicit/Advertise/Request/Reply exchanges, natd vs dnsmasq, --runs times
+ *                          (with --profile: one natd run under node --cpu-prof, hot spots to the terminal)
  *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
@@ -53,7 +54,7 @@ import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
 import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
-import { dhcp6Bench, dhcp6Table, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
+import { dhcp6Bench, dhcp6Run, dhcp6Table, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
 import { hitCost, hitCostTable, leaseLadder, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
@@ -311,6 +312,19 @@ async function profileRouter(withEngine: boolean): Promise<void> {
   }
 }
 
+/** issue 14: one natd DHCPv6 run under `node --cpu-prof`; hot spots to the terminal. */
+async function profileDhcp6(): Promise<void> {
+  const dir = path.join(tmpdir(), `natd-dhcp6-profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(dir, { recursive: true });
+  log(`profiling natd's DHCPv6: V8 CPU profiles go to ${dir}`);
+  await dhcp6Run('natd', 1, { ...DHCP6, runs: 1, cpuProfileDir: dir, log });
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
+    const { totalMs, spots } = hotSpots(path.join(dir, file), 30, PROJECT_ROOT);
+    const rows = spots.map((h) => [h.function, h.location, fmt(h.selfMs), `${(h.share * 100).toFixed(1)}%`]);
+    process.stdout.write(`\n${file} (${fmt(totalMs)} ms sampled)\n${textTable(['function', 'where', 'self ms', 'share'], rows)}\n`);
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -334,6 +348,7 @@ async function main(): Promise<void> {
   const checks = conflictChecks();
   const natdArgs = checks.natd.flag ? [checks.natd.flag] : [];
   if (values.profile && values.scenario === 'router') return profileRouter(values['router-engine']!);
+  if (values.profile && values.scenario === 'dhcp6') return profileDhcp6();
   // issue 18: natd against Kea as the lease count grows, natd against Unbound on cache hits (--profile: natd profiled)
   if (values.scenario === 'lease-ladder' || values.scenario === 'hit-cost') {
     const runs = Math.max(1, Number(values.runs) || 3);

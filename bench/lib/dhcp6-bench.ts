@@ -30,6 +30,8 @@ export interface Dhcp6BenchSettings {
   concurrency: number;
   sources: number;
   maxMs: number;
+  /** natd only: write a V8 CPU profile into this directory (`--profile --scenario dhcp6`) */
+  cpuProfileDir?: string;
   log(line: string): void;
 }
 
@@ -53,7 +55,8 @@ export async function dhcp6Run(kind: ServerKind, run: number, s: Dhcp6BenchSetti
   try {
     // dnsmasq serves the prefix of an address the interface has; natd adds its gateway itself
     if (kind === 'dnsmasq') await net.topology.runOk(net.hostNs, ['ip', '-6', 'addr', 'add', `${PREFIX6}::1/64`, 'dev', BRIDGE, 'nodad']);
-    const server = await startServer(net, kind, { instance: `dhcp6-${run}`, extraArgs: serverArgs(kind) });
+    const profile = kind === 'natd' && s.cpuProfileDir ? { cpuProfileDir: s.cpuProfileDir } : {};
+    const server = await startServer(net, kind, { instance: `dhcp6-${run}`, extraArgs: serverArgs(kind), ...profile });
     try {
       const cpuBefore = cpuSeconds(server.pid);
       const args = ['--device', 'eth0', '--sources', String(s.sources), '--concurrency', String(s.concurrency), '--count', String(s.count),

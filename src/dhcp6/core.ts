@@ -249,6 +249,14 @@ export class Dhcp6Core {
 
   /** Decodes, validates and answers one message; resolves after the changes it made are durable. Never rejects. */
   async handle(packet: Uint8Array, peer: Dhcp6Peer): Promise<Dhcp6Outcome> {
+    return this.handleNow(packet, peer);
+  }
+
+  /**
+   * handle(), but the outcome itself when the message changed no lease (an Advertise, a rejected message: nothing to
+   * wait for), else the promise that resolves once the changes are durable. Keeps no view of `packet`.
+   */
+  handleNow(packet: Uint8Array, peer: Dhcp6Peer): Dhcp6Outcome | Promise<Dhcp6Outcome> {
     let decided: { outcome: Dhcp6Outcome; changes: Lease6Change[] };
     try {
       decided = this.decide(packet, peer, this.now());
@@ -258,14 +266,20 @@ export class Dhcp6Core {
       return { kind: 'invalid', reason: `internal error: ${(err as Error).message}` };
     }
     const { outcome, changes } = decided;
-    if (changes.length === 0 || !this.store) return changes.length ? { ...outcome, changes } : outcome;
+    if (changes.length === 0) return outcome;
+    if (!this.store) return { ...outcome, changes };
+    return this.commit(this.store, outcome, changes);
+  }
+
+  private async commit(store: Lease6Journal, outcome: Dhcp6Outcome, changes: Lease6Change[]): Promise<Dhcp6Outcome> {
     try {
-      await this.store.commit(changes);
+      await store.commit(changes);
     } catch (err) {
       this.opts.logger?.warnLimited('dhcp6:commit', 'cannot persist DHCPv6 lease change; no reply sent', { error: (err as Error).message });
       return { kind: 'ignored', reason: `lease store: ${(err as Error).message}`, messageType: outcome.messageType };
     }
-    return { ...outcome, changes };
+    outcome.changes = changes;
+    return outcome;
   }
 
   /** The unexpired bindings. */
