@@ -21,8 +21,14 @@ export interface Forwards6Deps {
 
 /** Returns the function to call after lease changes. */
 export function forwards6Refresher(deps: Forwards6Deps): () => void {
-  const answers = (resolve: NameResolver6): string => JSON.stringify([...deps.names()].sort().map((n) => [n, resolve(n) ?? null]));
-  let last = answers(deps.resolver());
+  // without forwards naming guests (the usual case) a lease change costs no lookup at all
+  const answers = (names: string[], resolve: () => NameResolver6): string =>
+    names.length === 0 ? '[]' : JSON.stringify(names.sort().map((n) => [n, resolve()(n) ?? null]));
+  const lookup = (): (() => NameResolver6) => {
+    let resolver: NameResolver6 | undefined;
+    return () => (resolver ??= deps.resolver());
+  };
+  let last = answers([...deps.names()], lookup());
   let busy = false;
   let again = false;
   const run = async (): Promise<void> => {
@@ -30,12 +36,12 @@ export function forwards6Refresher(deps: Forwards6Deps): () => void {
     try {
       do {
         again = false;
-        const resolve = deps.resolver();
-        const now = answers(resolve);
+        const resolve = lookup();
+        const now = answers([...deps.names()], resolve);
         if (now === last) continue;
         last = now;
         try {
-          await deps.reload(resolve);
+          await deps.reload(resolve());
         } catch (err) {
           deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a DHCPv6 lease change', { error: (err as Error).message });
         }
@@ -46,6 +52,11 @@ export function forwards6Refresher(deps: Forwards6Deps): () => void {
   };
   return () => {
     if (busy) again = true;
-    else void run();
+    else if (last !== '[]' || !isEmpty(deps.names())) void run();
   };
+}
+
+function isEmpty(names: Iterable<string>): boolean {
+  for (const _ of names) return false;
+  return true;
 }
