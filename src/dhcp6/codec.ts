@@ -364,8 +364,9 @@ class Writer {
     if (len > 0xffff) throw new RangeError(`DHCPv6 option ${code} longer than 65535 bytes`);
     this.buf.writeUInt16BE(len, start - 2);
   }
+  /** The bytes written (a view: the writer is not used after this, so no copy is made). */
   done(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.length));
+    return this.buf.subarray(0, this.length);
   }
 }
 

@@ -158,17 +158,24 @@ interface Verdict {
 
 /** The low 64 bits of an address (the interface identifier) as a bigint. */
 function low64(a: Ipv6Bytes): bigint {
-  let v = 0n;
-  for (let i = 8; i < 16; i++) v = (v << 8n) | BigInt(a[i]!);
-  return v;
+  const hi = ((a[8]! << 24) | (a[9]! << 16) | (a[10]! << 8) | a[11]!) >>> 0;
+  const lo = ((a[12]! << 24) | (a[13]! << 16) | (a[14]! << 8) | a[15]!) >>> 0;
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 function withLow64(prefix: Ipv6Bytes, v: bigint): Ipv6Bytes {
-  const out = Uint8Array.from(prefix);
-  for (let i = 15; i >= 8; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
+  const out = new Uint8Array(16);
+  out.set(prefix.subarray(0, 8));
+  const hi = Number((v >> 32n) & 0xffffffffn);
+  const lo = Number(v & 0xffffffffn);
+  out[8] = hi >>> 24;
+  out[9] = (hi >>> 16) & 0xff;
+  out[10] = (hi >>> 8) & 0xff;
+  out[11] = hi & 0xff;
+  out[12] = lo >>> 24;
+  out[13] = (lo >>> 16) & 0xff;
+  out[14] = (lo >>> 8) & 0xff;
+  out[15] = lo & 0xff;
   return out;
 }
 
@@ -581,8 +588,11 @@ export class Dhcp6Core {
 
   // ---- addresses ------------------------------------------------------------------------------------------------
 
+  /** in the served /64: the first 8 bytes are the network's (compared in place: this runs per candidate address) */
   private onLink(a: Ipv6Bytes): boolean {
-    return sameBytes(networkOf(a, 64), this.network);
+    const n = this.network;
+    for (let i = 0; i < 8; i++) if (a[i] !== n[i]) return false;
+    return a.length === 16;
   }
 
   private inRange(a: Ipv6Bytes): boolean {

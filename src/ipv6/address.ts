@@ -130,7 +130,9 @@ export function networkOf(address: Ipv6Bytes, prefix: number): Ipv6Bytes {
 }
 
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** fe80::/10 */
