@@ -410,12 +410,20 @@ function writeIaNa(w: Writer, ia: Dhcp6IaNa): void {
   });
 }
 
+/** Options → their bytes (code, length, value each), for encodeDhcp6's `planned`. */
+export function encodeOptions(options: readonly Dhcp6RawOption[]): Buffer {
+  const w = new Writer();
+  for (const o of options) w.option(o.code, () => w.bytes(o.data));
+  return w.done();
+}
+
 /**
  * Message → bytes. Options go out in a fixed order (SERVERID, CLIENTID, IA_NA..., STATUS_CODE, PREFERENCE,
- * RAPID_COMMIT, ORO, ELAPSED_TIME, DNS_SERVERS, DOMAIN_LIST, INFORMATION_REFRESH_TIME, then `other`), which
- * clients do not care about and tests can rely on.
+ * RAPID_COMMIT, ORO, ELAPSED_TIME, DNS_SERVERS, DOMAIN_LIST, INFORMATION_REFRESH_TIME, then `other`, then
+ * `planned`), which clients do not care about and tests can rely on. `planned`: options encoded once (encodeOptions:
+ * what a server puts in every reply of a configuration), copied in as they are.
  */
-export function encodeDhcp6(message: Dhcp6Message): Buffer {
+export function encodeDhcp6(message: Dhcp6Message, planned?: Uint8Array): Buffer {
   const w = new Writer();
   w.u8(message.type);
   w.u8(message.transactionId >>> 16);
@@ -432,5 +440,6 @@ export function encodeDhcp6(message: Dhcp6Message): Buffer {
   if (message.domainList) w.option(Dhcp6Option.DOMAIN_LIST, () => w.bytes(encodeDomainNames(message.domainList!)));
   if (message.informationRefreshTime !== undefined) w.option(Dhcp6Option.INFORMATION_REFRESH_TIME, () => w.u32(message.informationRefreshTime!));
   for (const o of message.other) w.option(o.code, () => w.bytes(o.data));
+  if (planned) w.bytes(planned);
   return w.done();
 }

@@ -32,6 +32,7 @@ import {
   Dhcp6Status,
   encodeDhcp6,
   encodeDomainNames,
+  encodeOptions,
   type Dhcp6IaAddress,
   type Dhcp6RawOption,
   type Dhcp6IaNa,
@@ -196,9 +197,8 @@ export class Dhcp6Core {
   private readonly range: { start: bigint; end: bigint; size: bigint } | undefined;
   private readonly now: () => number;
   private readonly store: Lease6Journal | undefined;
-  private readonly dnsServers: Uint8Array[] | undefined;
-  /** DOMAIN_LIST's value, encoded once (it is the same in every reply) */
-  private readonly domainListOption: Dhcp6RawOption | undefined;
+  /** the options every reply carries (DNS_SERVERS, DOMAIN_LIST), encoded once per configuration */
+  private readonly plannedOptions: Buffer;
   private readonly maxDeclined: number;
 
   /** key (duid|iaid) → lease */
@@ -242,8 +242,10 @@ export class Dhcp6Core {
     const rangeSize = this.range ? this.range.size : 0n;
     const share = opts.maxDeclinedShare ?? 0.1;
     this.maxDeclined = Math.max(1, Math.min(4096, Number(rangeSize > 1_000_000n ? 1_000_000n : rangeSize) * share) | 0);
-    this.dnsServers = opts.dnsServers?.length ? opts.dnsServers.map((s) => parseOrThrow(s, 'DNS server')) : undefined;
-    this.domainListOption = opts.domainSearch?.length ? { code: Dhcp6Option.DOMAIN_LIST, data: encodeDomainNames(opts.domainSearch) } : undefined;
+    const planned: Dhcp6RawOption[] = [];
+    if (opts.dnsServers?.length) planned.push({ code: Dhcp6Option.DNS_SERVERS, data: Buffer.concat(opts.dnsServers.map((s) => parseOrThrow(s, 'DNS server'))) });
+    if (opts.domainSearch?.length) planned.push({ code: Dhcp6Option.DOMAIN_LIST, data: encodeDomainNames(opts.domainSearch) });
+    this.plannedOptions = encodeOptions(planned);
     this.setReservations(opts.reservations ?? []);
     if (this.store) {
       const loaded = this.store.load6(this.now());
@@ -394,7 +396,7 @@ export class Dhcp6Core {
       default:
         return { outcome: { kind: 'ignored', reason: `${messageType} is not a client message`, messageType }, changes };
     }
-    return { outcome: { kind, reply: encodeDhcp6(reply), messageType }, changes };
+    return { outcome: { kind, reply: encodeDhcp6(reply, this.plannedOptions), messageType }, changes };
   }
 
   /** RFC 8415 §16: what each message must and must not carry. undefined: go on. */
@@ -435,12 +437,10 @@ export class Dhcp6Core {
     return { duid, mac, reservation, name };
   }
 
-  /** The reply skeleton: server and client ids, DNS and search list. */
+  /** The reply skeleton: server and client ids (DNS and the search list are plannedOptions, added by the encoder). */
   private replyTo(msg: Dhcp6Message, type: number): Dhcp6Message {
     const reply: Dhcp6Message = { type, transactionId: msg.transactionId, serverId: this.serverDuid, iaNa: [], other: [] };
     if (msg.clientId) reply.clientId = msg.clientId;
-    if (this.dnsServers) reply.dnsServers = this.dnsServers;
-    if (this.domainListOption) reply.other.push(this.domainListOption);
     return reply;
   }
 
