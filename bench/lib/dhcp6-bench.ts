@@ -2,7 +2,7 @@
  * issue 14: the DHCPv6 scenario (`npm run bench -- --scenario dhcp6`, and one round in the full run): natd against
  * dnsmasq, both stateful and durable, alternating, `runs` times each on fresh namespaces, at each concurrency. The
  * load is test/support/dhcp6-load.mjs's closed loop (Solicit/Advertise/Request/Reply, a new DUID per exchange) over
- * 256 link-local sources (so natd's per-source rate limit, 50 messages/s, does not cap it), the same load for both.
+ * 64 link-local sources (bench/run.ts says why 64), the same load for both.
  *
  *   natd     --subnet6 fd77:0:0:1::1/64 --dhcp6-range fd77:0:0:1::100-fd77:0:0:1::ffff (its journal fdatasyncs
  *            before each Reply; concurrent Replies share one fdatasync, group commit)
