@@ -19,6 +19,8 @@
  *                           storm with DDNS off and on (bench/lib/ddns-bench.ts); RESULTS.md untouched
  *   --scenario router       only the name router (issue 17), natd vs HAProxy (TLS SNI passthrough), --runs times each;
  *                           rewrites only the router section of RESULTS.md and chart-router.svg (not with --quick)
+ *   --scenario hit-cost     DNS cache hits, natd vs Unbound (issue 18), CPU µs per answer, --runs rounds; rewrites only
+ *                           its section of RESULTS.md (not with --profile); --compare-dist OTHER/dist adds that build
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
@@ -55,9 +57,9 @@ import { CAPABILITIES, KIND_LABEL } from './lib/servers.js';
 import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
-import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
+import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, existingDhcp6Section, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
-import { hitCost, hitCostTable, leaseLadder, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
+import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -363,9 +365,17 @@ async function main(): Promise<void> {
     const leaseCounts = values['lease-counts']?.split(',').map((n) => Number(n));
     if (leaseCounts?.some((n) => !Number.isInteger(n) || n < 0 || n > 45_000)) throw new Error('--lease-counts: a comma list of lease counts from 0 to 45000');
     const common = { runs, natdArgs, profile: values.profile!, log, ...(peer ? { peer } : {}), ...(leaseCounts ? { leaseCounts } : {}) };
-    log(`[${values.scenario}] load average ${describeMachine().loadAverageAtStart}`);
+    const loadAtStart = describeMachine().loadAverageAtStart;
+    log(`[${values.scenario}] load average ${loadAtStart}`);
     if (values.scenario === 'hit-cost') {
-      process.stdout.write(`\n${hitCostTable(await hitCost({ ...common, seconds: 5 }))}`);
+      const points = await hitCost({ ...common, seconds: 5, ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}) });
+      process.stdout.write(`\n${hitCostTable(points)}`);
+      if (!values.profile) {
+        const out = values.out!;
+        const section = hitCostSection(points, { loadAtStart: loadAtStart, loadAtEnd: describeMachine().loadAverageAtStart, ...(peer ? { peer: KIND_LABEL[peer] } : {}) });
+        writeFileSync(out, spliceHitCostSection(existsSync(out) ? readFileSync(out, 'utf8') : '', section));
+        log(`hit-cost: section written to ${out}`);
+      }
       return;
     }
     const points = await leaseLadder(common);
@@ -508,8 +518,12 @@ async function main(): Promise<void> {
   for (const [file, title] of [['chart-dhcp-lease-count.svg', 'DHCP rate as the lease count grows (--scenario lease-ladder)'], ['chart-dhcp-lease-count-cpu.svg', 'CPU per DORA as the lease count grows']]) {
     if (existsSync(path.join(path.dirname(values.out!), file!))) charts.push({ file: file!, title: title! });
   }
+  // issue 18: the hit-cost section (written by --scenario hit-cost) is kept as it was
+  const hitCostPart = existingHitCostSection(existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '');
+  // issue 14: this run's DHCPv6 round, else the section --scenario dhcp6 wrote, as it was
+  const dhcp6Part = dhcp6.results.length ? dhcp6Section(dhcp6.results, DHCP6) : existingDhcp6Section(existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '');
   writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts) +
-    `\n${routerMarkdown(router, rs, values.out!)}` + (dhcp6.results.length ? `\n${dhcp6Section(dhcp6.results, DHCP6)}` : ''));
+    `\n${routerMarkdown(router, rs, values.out!)}${hitCostPart ? `\n${hitCostPart}` : ''}${dhcp6Part ? `\n${dhcp6Part}` : ''}`);
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }

@@ -248,7 +248,7 @@ Many guests on one port 80/443 (issue 17; config file: expose, exposeListen, exp
   --expose-listen ADDR     the host address routed ports listen on (default: every address)
   --expose-fallback GUEST[:PORT]  where TLS without a server name goes (default: closed)
   --expose-max-conns N     routed connections at once (default 4096)
-  --expose-max-conns-per-client N  of them from one client address (default 256)
+  --expose-max-conns-per-client N  of them from one client: an IPv4 address or IPv6 /64 (default 256)
   --expose-head-timeout T  time to send the ClientHello / HTTP head (default 5s)
   --expose-idle-timeout T  a routed connection with no traffic either way is closed after T (default 300s)
   --dhcp6-range START-END[,LEASETIME]  stateful DHCPv6 (IA_NA) from the range, e.g. fd00:10:10::100-fd00:10:10::1ff

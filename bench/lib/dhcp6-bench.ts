@@ -182,3 +182,10 @@ export function spliceDhcp6Section(md: string, section: string): string {
   if (a >= 0 && b > a) return md.slice(0, a) + section.trimEnd() + md.slice(b + SECTION_END.length);
   return `${md.trimEnd()}\n\n${section}`;
 }
+
+/** The DHCPv6 section `md` holds (markers included), or '' (a full run keeps it when it measured no DHCPv6). */
+export function existingDhcp6Section(md: string): string {
+  const a = md.indexOf(SECTION_BEGIN);
+  const b = md.indexOf(SECTION_END);
+  return a >= 0 && b > a ? `${md.slice(a, b + SECTION_END.length)}\n` : '';
+}

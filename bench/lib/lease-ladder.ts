@@ -146,13 +146,19 @@ export function writeLeaseLadder(points: LeaseLadderPoint[], dir: string, meta: 
 
 export interface HitCostPoint {
   kind: BenchKind;
+  /** the server as the table names it (natd of the compared build: "natd (DIR)") */
+  label: string;
   run: number;
   qps: number;
   cpuUsPerOp: number;
   lost: number;
 }
 
-export async function hitCost(s: CostSettings & { seconds: number }): Promise<HitCostPoint[]> {
+/**
+ * `compareDist`: another build's dist/ directory; its natd runs in every round too ("natd (DIR)"), the order of the
+ * servers rotating round by round, so two builds are compared on the same namespaces at the same machine load.
+ */
+export async function hitCost(s: CostSettings & { seconds: number; compareDist?: string }): Promise<HitCostPoint[]> {
   const points: HitCostPoint[] = [];
   const prof = profileDir(s.profile);
   const labels: string[] = [];
@@ -160,20 +166,27 @@ export async function hitCost(s: CostSettings & { seconds: number }): Promise<Hi
   const net = await BenchNetwork.create();
   try {
     const hitFile = writeQueryFile(net, 'cost-hit.txt', Array.from({ length: 100 }, (_, i) => `h${i}.bench.test`));
+    const other = s.compareDist ? path.resolve(s.compareDist, 'src', 'cli.js') : undefined;
+    const servers: { kind: BenchKind; label: string; cli?: string }[] = [
+      { kind: 'natd', label: 'natd' },
+      ...(other ? [{ kind: 'natd' as const, label: `natd (${s.compareDist})`, cli: other }] : []),
+      ...(s.peer ? [{ kind: s.peer, label: KIND_LABEL[s.peer] }] : []),
+    ];
     for (let run = 1; run <= s.runs; run++) {
-      const kinds: BenchKind[] = s.peer ? (run % 2 === 1 ? ['natd', s.peer] : [s.peer, 'natd']) : ['natd'];
-      for (const kind of kinds) {
+      const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]!);
+      for (const { kind, label, cli } of order) {
         const server = await startServer(net, kind, {
-          instance: `hit-${run}`, extraArgs: kind === 'natd' ? s.natdArgs : [], ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+          instance: `hit-${run}-${servers.findIndex((x) => x.label === label)}`, extraArgs: kind === 'natd' ? s.natdArgs : [],
+          ...(cli ? { natdCli: cli } : {}), ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
         });
-        if (kind === 'natd') labels.push(`natd hits, run ${run}`);
+        if (kind === 'natd') labels.push(`${label} hits, run ${run}`);
         try {
           await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm
           const before = cpuSeconds(server.pid);
           const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000 });
           const cpu = cpuSeconds(server.pid) - before;
-          const p: HitCostPoint = { kind, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
-          s.log(`  run ${run} ${KIND_LABEL[kind]} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
+          const p: HitCostPoint = { kind, label, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
+          s.log(`  run ${run} ${label} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
           points.push(p);
         } finally {
           await server.stop();
@@ -189,10 +202,52 @@ export async function hitCost(s: CostSettings & { seconds: number }): Promise<Hi
 }
 
 export function hitCostTable(points: HitCostPoint[]): string {
-  const kinds = [...new Set(points.map((p) => p.kind))];
-  const rows = kinds.map((k) => {
-    const mine = points.filter((p) => p.kind === k);
-    return [KIND_LABEL[k], fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), String(Math.max(...mine.map((p) => p.lost)))];
+  const labels = [...new Set(points.map((p) => p.label))];
+  const rows = labels.map((l) => {
+    const mine = points.filter((p) => p.label === l);
+    return [l, fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), mine.map((p) => p.cpuUsPerOp.toFixed(2)).join(' '), String(Math.max(...mine.map((p) => p.lost)))];
   });
-  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'lost (max)'], rows)}\n`;
+  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'µs CPU/query by run', 'lost (max)'], rows)}\n`;
+}
+
+const HIT_SECTION_BEGIN = '<!-- hit-cost bench: begin (npm run bench -- --scenario hit-cost rewrites this part) -->';
+const HIT_SECTION_END = '<!-- hit-cost bench: end -->';
+
+/** The hit-cost part of RESULTS.md, between markers so `--scenario hit-cost` can replace it alone. */
+export function hitCostSection(points: HitCostPoint[], meta: { loadAtStart: string; loadAtEnd: string; peer?: string }): string {
+  const runs = Math.max(0, ...points.map((p) => p.run));
+  const natd = median(points.filter((p) => p.label === 'natd').map((p) => p.cpuUsPerOp));
+  const peer = meta.peer ? median(points.filter((p) => p.label === meta.peer).map((p) => p.cpuUsPerOp)) : NaN;
+  const verdict = Number.isFinite(peer)
+    ? `\nTarget (issue 18): natd's CPU per cached answer <= ${meta.peer}'s in the same run: ${fmt(natd)} vs ${fmt(peer)} µs (${(natd / peer).toFixed(2)}x), ${natd <= peer ? 'met' : 'MISSED'}.\n`
+    : '';
+  return `${HIT_SECTION_BEGIN}
+## DNS cache hits: CPU per answer (issue 18, \`--scenario hit-cost\`)
+
+Measured ${new Date().toISOString()} by \`npm run bench -- --scenario hit-cost --runs ${runs}\` (bench/lib/lease-ladder.ts): 100 names
+warmed at 1,000 q/s for 10 s, then dnsperf (100 queries outstanding) for 5 s per server; CPU µs per answered query =
+the server's utime + stime (/proc/PID/stat, every thread) over the 5 s ÷ answered queries. The servers take turns on
+one namespace set, the order rotating round by round. Load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end
+(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison).
+${verdict}
+\`\`\`
+${hitCostTable(points).trimEnd()}
+\`\`\`
+${HIT_SECTION_END}
+`;
+}
+
+/** `md` with its hit-cost section replaced by `section` (appended when it has none). */
+export function spliceHitCostSection(md: string, section: string): string {
+  const a = md.indexOf(HIT_SECTION_BEGIN);
+  const b = md.indexOf(HIT_SECTION_END);
+  if (a >= 0 && b > a) return md.slice(0, a) + section.trimEnd() + md.slice(b + HIT_SECTION_END.length);
+  return `${md.trimEnd()}\n\n${section}`;
+}
+
+/** The hit-cost section of `md` as it is, or '' (a full run rewrites RESULTS.md and keeps this part). */
+export function existingHitCostSection(md: string): string {
+  const a = md.indexOf(HIT_SECTION_BEGIN);
+  const b = md.indexOf(HIT_SECTION_END);
+  return a >= 0 && b > a ? `${md.slice(a, b + HIT_SECTION_END.length)}\n` : '';
 }

@@ -59,6 +59,8 @@ export interface StartOptions {
   seed?: readonly SeedLease[];
   /** natd only: write a V8 CPU profile into this directory on exit */
   cpuProfileDir?: string;
+  /** natd only: another build's cli.js (issue 18: A/B rounds of two builds, `--compare-dist`) */
+  natdCli?: string;
   /** natd only: extra flags for node itself (e.g. heap sizing experiments) */
   nodeFlags?: string[];
   /** extra daemon flags (natd: e.g. a flag that turns the ICMP conflict probe off; issue 14: DHCPv6 for both) */
@@ -97,7 +99,7 @@ export function conflictChecks(): Record<ServerKind, ConflictCheck> {
 function natdArgv(stateDir: string, controlSocket: string, options: StartOptions): string[] {
   const nodeFlags = [...(options.nodeFlags ?? []), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
   return [
-    process.execPath, ...nodeFlags, NATD_CLI,
+    process.execPath, ...nodeFlags, options.natdCli ?? NATD_CLI,
     '--bridge', BRIDGE,
     '--subnet', `${GATEWAY}/${BENCH_PREFIX}`,
     '--dhcp-range', `${POOL_START}-${POOL_END}`,

@@ -56,6 +56,7 @@ export async function startDns6(
     addressesOfMac: (mac) => guests.addressesOfMac(mac),
     addressesOfName: (name) => guests.addressesOfName(name),
     ownerOf: (address) => guests.ownerOf(address),
+    version: () => guests.version, // issue 18: the DNS cache-hit fast path
   });
   const learner = new NeighbourLearner({
     bridge: config.bridge, network: served.network, table: guests, logger,

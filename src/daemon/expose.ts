@@ -104,6 +104,12 @@ export interface ExposeStatus {
 }
 
 const LOG_EVERY_MS = 60_000;
+/**
+ * How long open routed connections get at stop to finish after their FINs before they are cut: natd promises to be
+ * gone within 1.8 s (cli.ts), and the closes after the router's (nft table, DHCP, DNS, lease store) need the rest. A
+ * client that never reads would otherwise hold the stop past that promise.
+ */
+const ROUTER_CLOSE_GRACE_MS = 800;
 
 export class ExposeService {
   private config: Config;
@@ -125,7 +131,9 @@ export class ExposeService {
     this.store = opts.store ?? exposeFile(opts.config.stateDir);
     this.now = opts.now ?? Date.now;
     const lookup = this.lookup;
-    this.engine = opts.engine ? opts.engine(lookup) : new NameRouter({ logger: opts.logger, limits: { ...opts.config.expose.limits }, lookup });
+    this.engine = opts.engine
+      ? opts.engine(lookup)
+      : new NameRouter({ logger: opts.logger, limits: { ...opts.config.expose.limits }, lookup, closeGraceMs: ROUTER_CLOSE_GRACE_MS });
   }
 
   /** The routed ports now (the configured ones until start() loaded the runtime routes). */

@@ -17,6 +17,8 @@
  */
 import { DnsRcode, DnsType, type ParsedQuery } from './types.js';
 import { SETTING_DEFAULTS } from '../defaults.js';
+// issue 18: the hit fast path
+import { sameQuestion, type FastQuestion } from './hit-fast-path.js';
 import {
   DnsWireError,
   FLAG_CD,
@@ -103,6 +105,8 @@ interface CacheEntry {
   lifetimeMs: number;
   /** when, after storedAt, the entry last moved to the most recently used end */
   touchedMs: number;
+  /** issue 18: set while the entry is in wireIndex (see vet); absent on entries never hit */
+  vet?: { token: object; hash: number; flavour: number } | undefined;
 }
 
 /**
@@ -189,6 +193,8 @@ type Limits = Required<Omit<DnsCacheOptions, 'now'>>;
 
 export class DnsCache {
   private readonly entries = new Map<string, CacheEntry>();
+  /** issue 18: vetted entries by the hash of their question and flavour (see vet and getVetted) */
+  private readonly wireIndex = new Map<number, CacheEntry>();
   private readonly limits: Limits;
   private readonly now: () => number;
   /** oldest-first walk over the keys, kept across evictions (see evictOldest) */
@@ -240,12 +246,56 @@ export class DnsCache {
   get(key: string, id: number, query?: Uint8Array): Buffer | undefined {
     const entry = this.entries.get(key);
     const now = this.now();
-    const age = entry ? now - entry.storedAt : 0;
-    if (!entry || age >= entry.lifetimeMs) {
+    if (!entry || now - entry.storedAt >= entry.lifetimeMs) {
       if (entry) this.remove(entry);
       this.misses++;
       return undefined;
     }
+    return this.serve(entry, now, id, query);
+  }
+
+  /**
+   * issue 18, the hit fast path (hit-fast-path.ts): the entry `vettedBy` marked as answerable for the question
+   * bytes [HEADER_LENGTH, question.end) of `query` with `question.flavour`, served as get() serves it; undefined
+   * (nothing counted, nothing removed) when there is none, it is not vetted by that token, or it has expired: the
+   * caller then takes its normal path, which does what get() does.
+   */
+  getVetted(question: FastQuestion, vettedBy: object, query: Uint8Array): Buffer | undefined {
+    const entry = this.wireIndex.get(question.hash);
+    if (!entry) return undefined;
+    const vet = entry.vet!;
+    if (vet.token !== vettedBy || vet.flavour !== question.flavour) return undefined;
+    if (!sameQuestion(query, question.end, entry.slab, entry.offset, entry.length)) return undefined;
+    const now = this.now();
+    if (now - entry.storedAt >= entry.lifetimeMs) return undefined;
+    return this.serve(entry, now, question.id, query);
+  }
+
+  /**
+   * issue 18: marks the entry under `key`, just served for `query` by the normal path, as answerable from the bytes
+   * of a query whose question equals the stored one (up to letter case) with the same flavour, for holders of
+   * `token` (a server's token stands for the state its pipeline decided on: local names, records, routes). Only when
+   * the query's question is the stored response's question: then any query getVetted matches has this cache key.
+   */
+  vet(key: string, question: FastQuestion, token: object, query: Uint8Array): void {
+    const entry = this.entries.get(key);
+    if (!entry || !sameQuestion(query, question.end, entry.slab, entry.offset, entry.length)) return;
+    if (entry.vet) {
+      if (entry.vet.token === token && entry.vet.hash === question.hash && this.wireIndex.get(question.hash) === entry) return;
+      this.unindex(entry);
+    }
+    entry.vet = { token, hash: question.hash, flavour: question.flavour };
+    this.wireIndex.set(question.hash, entry); // a colliding entry loses its place (its hits take the normal path)
+  }
+
+  private unindex(entry: CacheEntry): void {
+    if (entry.vet && this.wireIndex.get(entry.vet.hash) === entry) this.wireIndex.delete(entry.vet.hash);
+    entry.vet = undefined;
+  }
+
+  /** A hit on a live entry: LRU touch, aging, and the copy for the client. */
+  private serve(entry: CacheEntry, now: number, id: number, query: Uint8Array | undefined): Buffer {
+    const age = now - entry.storedAt;
     // re-insert: most recently used goes last. At most once a second per entry: a Map delete + set costs more than
     // the rest of a hit, and LRU order to the second is all eviction needs.
     if (age - entry.touchedMs >= TOUCH_INTERVAL_MS) {
@@ -293,7 +343,7 @@ export class DnsCache {
     }
     const now = this.now();
     const stored = flatKey(key);
-    const entry: CacheEntry = { key: stored, slab: NO_SLAB, offset: 0, length: 0, agedSeconds: 0, storedAt: now, lifetimeMs: seconds * 1000, touchedMs: 0 };
+    const entry: CacheEntry = { key: stored, slab: NO_SLAB, offset: 0, length: 0, agedSeconds: 0, storedAt: now, lifetimeMs: seconds * 1000, touchedMs: 0, vet: undefined };
     this.place(entry, response);
     clampHighBitTtls(bytesOf(entry)); // e.g. an authority record's: aging must not start from 2^31
     if (this.limits.minTtlSeconds > 0 && getRcode(response) === DnsRcode.NOERROR) raiseAnswerTtls(bytesOf(entry), this.limits.minTtlSeconds);
@@ -351,6 +401,7 @@ export class DnsCache {
 
   /** Takes an entry out of the map and its bytes out of the count. */
   private remove(entry: CacheEntry): void {
+    if (entry.vet) this.unindex(entry);
     this.entries.delete(entry.key);
     this.heldBytes -= ENTRY_OVERHEAD_BYTES + entry.key.length;
     this.release(entry.slab, entry.length);
@@ -383,6 +434,7 @@ export class DnsCache {
   /** Drops every entry (the counters keep counting). */
   clear(): void {
     this.entries.clear();
+    this.wireIndex.clear();
     this.evictionCursor = undefined;
     this.slab = undefined;
     this.slabEntries.clear();

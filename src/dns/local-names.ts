@@ -28,6 +28,8 @@ export interface Ipv6Names {
   addressesOfMac(mac: string): readonly string[];
   addressesOfName(name: string): readonly string[];
   ownerOf(address: Uint8Array): { name?: string | undefined } | undefined;
+  /** issue 18: grows whenever the answers above may change (LocalNames.version) */
+  version?(): number;
 }
 
 export type HostSource = 'lease' | 'reservation' | 'static';
@@ -196,6 +198,8 @@ export class LocalNames {
   private readonly apexIsTld: boolean;
   /** issue 14: the guests' IPv6 addresses (undefined: IPv4 only) */
   private ipv6: Ipv6Names | undefined;
+  /** issue 18: counts changes of the names (see version) */
+  private changes = 0;
 
   constructor(opts: LocalNamesOptions) {
     this.domain = normalizeDomain(opts.domain);
@@ -210,6 +214,17 @@ export class LocalNames {
   /** issue 14: AAAA and ip6.arpa answers from the guests' IPv6 addresses; undefined turns them off. */
   setIpv6(ipv6: Ipv6Names | undefined): void {
     this.ipv6 = ipv6;
+    this.changes++;
+  }
+
+  /**
+   * issue 18: a number that changes whenever what lookup() answers for some name may have changed (names added or
+   * removed here or on the IPv6 side), for the DNS server's cache-hit fast path. NaN (equal to nothing, so nothing is
+   * ever taken as unchanged) when the IPv6 side does not count its changes.
+   */
+  get version(): number {
+    if (!this.ipv6) return this.changes;
+    return this.ipv6.version ? this.changes + this.ipv6.version() : NaN;
   }
 
   /** issue 14: the name each MAC's lease or reservation holds now (the winner of its name), for the SLAAC learner. */
@@ -402,6 +417,7 @@ export class LocalNames {
   }
 
   private add(entry: HostEntry): void {
+    this.changes++;
     append(this.byName, entry.name, entry);
     append(this.byAddress, entry.address, entry);
   }
@@ -409,6 +425,7 @@ export class LocalNames {
   /** Removes the matching entries among `candidates` (all entries when omitted) from both indexes. */
   private removeWhere(matches: (entry: HostEntry) => boolean, candidates?: readonly HostEntry[]): void {
     for (const entry of (candidates ?? [...this.byName.values()].flat()).filter(matches)) {
+      this.changes++;
       detach(this.byName, entry.name, entry);
       detach(this.byAddress, entry.address, entry);
     }

@@ -12,6 +12,10 @@
  * miss. A cache hit never needs it: a name under a --local route is never cached, and the cache is emptied when the
  * routes change (reload), so the hot path pays nothing for routes.
  *
+ * Issue 18: a UDP question the pipeline has already answered from the cache is answered again straight from the
+ * received bytes (tryFastHit), as long as local names, records and routes are unchanged since; the answer is the
+ * same bytes the pipeline would send (test/fuzz/dns-hit-fast-path.fuzz.test.ts).
+ *
  * natd is never an open resolver: only sources inside the bridge subnet are served (not even 127.0.0.1, since the
  * sockets are bound to the bridge; a host-local client has the host's own resolver). Identical questions in flight
  * share one upstream query. Nothing a peer sends can throw out of here: bad input is counted and answered or
@@ -33,6 +37,8 @@ import { buildAnyAnswer, buildErrorResponse, buildLocalAnswer, truncateForUdp } 
 import { cacheKey, clampHighBitTtls, type DnsCache } from './cache.js';
 import { namePolicy, type LocalNames, type NamePolicy } from './local-names.js';
 import { parseQuery } from './query.js';
+// issue 18: repeated cache hits answered from the received bytes
+import { readFastQuestion } from './hit-fast-path.js';
 // issue 15: custom records (host-record, cname, srv-host, txt-record, mx-host, ptr-record, address)
 import { resolveLocally } from './local-resolver.js';
 import { buildRecordZone, type RecordZone } from './record-zone.js';
@@ -76,6 +82,8 @@ export interface DnsServerOptions {
   /** issue 15: per-domain routes (setRoutes replaces them) and --log-queries */
   routes?: DomainRouteTable<UpstreamGroup | undefined>;
   queryLog?: QueryLog;
+  /** issue 18: answer repeated cache hits straight from the received bytes (tryFastHit; default true) */
+  hitFastPath?: boolean;
 }
 
 export interface DnsServerStats {
@@ -148,6 +156,15 @@ export class DnsServer {
   private readonly records: { readonly zone: RecordZone };
   private started = false;
   private closing: Promise<void> | undefined;
+  // issue 18: the cache-hit fast path (tryFastHit)
+  private readonly fastPath: boolean;
+  /** stands for the state the pipeline decided on when it vetted a cache entry; a new one when that state changes */
+  private vetToken: object = {};
+  private vetNamesVersion = NaN;
+  private vetZone: RecordZone | undefined;
+  private vetRoutes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
+  /** UDP queries answered by the fast path (also counted as cacheHits) */
+  fastHits = 0;
   private readonly udpHandlers: UdpHandlers = {
     message: (msg, address, port) => this.handleDatagram(msg, address, port),
     dropped: () => {
@@ -188,6 +205,7 @@ export class DnsServer {
     this.ipv6Prefix = opts.ipv6Network ? v6PrefixKey(opts.ipv6Network) : undefined;
     this.records = opts.records ?? { zone: buildRecordZone([], { domain: opts.domain, subnet: opts.subnet, ttl: 0, serverName: 'gateway' }).zone };
     this.routes = opts.routes;
+    this.fastPath = opts.hitFastPath ?? true;
   }
 
   /** New domain routes (reload); queries in flight finish on the old ones. */
@@ -217,6 +235,7 @@ export class DnsServer {
   // ---- UDP ----
 
   private handleDatagram(msg: Buffer, address: ClientAddress, port: number): void {
+    if (this.fastPath && this.tryFastHit(msg, address, port)) return;
     this.counters.udp++;
     if (port === 0 || !this.isUnicastSource(address)) {
       // spoofed or broken: an answer would be broadcast, multicast, or make the whole send batch fail (port 0)
@@ -232,6 +251,43 @@ export class DnsServer {
     if (response === undefined) return;
     if (response instanceof Promise) void response.then((ready) => this.sendUdp(ready, udpLimit, address, port));
     else this.sendUdp(response, udpLimit, address, port);
+  }
+
+  /**
+   * issue 18: the cache-hit fast path. A query from a source this server answers, whose question (the name's bytes
+   * lower-cased, type, class) and flavour (EDNS, DO, CD) match a cache entry that the normal pipeline below already
+   * answered from the cache under the same state (vetToken: local names, records and routes unchanged since), is
+   * answered with exactly what that pipeline would send (cache.get's copy: id, aged TTLs, the client's spelling of
+   * the name; cut to the client's UDP limit), without parsing into objects, name strings or the local-name, policy
+   * and route lookups. Everything else returns false and takes the normal path: sources not served (REFUSED there),
+   * bad sources, anything readFastQuestion does not take, entries not vetted or expired, and every query while the
+   * query log is on (it records each query).
+   */
+  private tryFastHit(msg: Buffer, address: ClientAddress, port: number): boolean {
+    if (port === 0 || this.opts.queryLog?.enabled || !this.isUnicastSource(address) || !this.mayServe(address)) return false;
+    const question = readFastQuestion(msg);
+    if (!question) return false;
+    const response = this.opts.cache.getVetted(question, this.currentVetToken(), msg);
+    if (!response) return false;
+    this.counters.udp++;
+    this.counters.queries++;
+    this.counters.cacheHits++;
+    this.fastHits++;
+    this.sendUdp(response, question.udpLimit, address, port);
+    return true;
+  }
+
+  /** The token for the state the pipeline decides on now (a new one when it changed). */
+  private currentVetToken(): object {
+    const version = this.opts.localNames.version;
+    const zone = this.records.zone;
+    if (version !== this.vetNamesVersion || zone !== this.vetZone || this.routes !== this.vetRoutes) {
+      this.vetToken = {};
+      this.vetNamesVersion = version;
+      this.vetZone = zone;
+      this.vetRoutes = this.routes;
+    }
+    return this.vetToken;
   }
 
   private sendUdp(response: Buffer, udpLimit: number, address: ClientAddress, port: number): void {
@@ -292,6 +348,11 @@ export class DnsServer {
     if (cached) {
       this.counters.cacheHits++;
       this.source = 'cache';
+      // issue 18: this question, in this flavour, gets this entry until the state behind this answer changes
+      if (this.fastPath && !this.opts.queryLog?.enabled) {
+        const question = readFastQuestion(query.raw);
+        if (question) this.opts.cache.vet(key, question, this.currentVetToken(), query.raw);
+      }
       return cached;
     }
     const route = this.routes?.lookup(query.question.name);

@@ -139,7 +139,15 @@ export class GuestAddresses {
     return { addresses: this.byAddress.size, guests: this.entries.size, ...this.counts };
   }
 
+  /** issue 18: counts every change of the table (LocalNames.version) */
+  get version(): number {
+    return this.changes;
+  }
+
+  private changes = 0;
+
   private attach(entry: Entry): void {
+    this.changes++;
     this.entries.set(entry.key, entry);
     for (const a of entry.addresses) this.byAddress.set(a, entry);
     if (entry.mac) push(this.byMac, entry.mac, entry);
@@ -147,6 +155,7 @@ export class GuestAddresses {
   }
 
   private detach(entry: Entry): void {
+    this.changes++;
     this.entries.delete(entry.key);
     for (const a of entry.addresses) if (this.byAddress.get(a) === entry) this.byAddress.delete(a);
     if (entry.mac) pull(this.byMac, entry.mac, entry);

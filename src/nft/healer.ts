@@ -37,83 +37,107 @@ export interface Healer {
 }
 
 export function startHealer(options: HealerOptions): Healer {
-  const intervalMs = options.intervalMs ?? 2000;
-  const slowIntervalMs = options.slowIntervalMs ?? 30_000;
-  const settleMs = options.settleMs ?? 100;
-  const { logger } = options;
-  let healed = 0;
-  let stopped = false;
-  let running = false;
+  const healer = new TableHealer(options);
+  healer.start();
+  return healer;
+}
+
+/** The check loop: one timer, never two checks at once, a change during a check asks for one more. */
+class TableHealer implements Healer {
+  private readonly intervalMs: number;
+  private readonly slowIntervalMs: number;
+  private readonly settleMs: number;
+  private healed = 0;
+  private stopped = false;
+  private running = false;
   /** a change event came while a check ran: check again after it */
-  let again = false;
-  let watching = false;
-  let timer: NodeJS.Timeout | undefined;
-  let dueAt = Infinity;
+  private again = false;
+  private watching = false;
+  private timer: NodeJS.Timeout | undefined;
+  private dueAt = Infinity;
+  private watch: { stop(): void } | undefined;
 
-  const tick = async (): Promise<void> => {
+  constructor(private readonly options: HealerOptions) {
+    this.intervalMs = options.intervalMs ?? 2000;
+    this.slowIntervalMs = options.slowIntervalMs ?? 30_000;
+    this.settleMs = options.settleMs ?? 100;
+  }
+
+  start(): void {
+    if (this.options.watch) this.subscribe(this.options.watch);
+    this.schedule(this.intervalMs); // also with a watch: covers a change made before the monitor subscribed
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.watch?.stop();
+  }
+
+  heals(): number {
+    return this.healed;
+  }
+
+  private subscribe(watcher: RulesetWatcher): void {
+    const { logger } = this.options;
+    this.watching = true;
     try {
-      if (await options.check()) return;
-      if (stopped) return;
-      logger.warn('nft table missing or changed by another program, re-applying');
-      await options.reapply();
-      healed++;
-      logger.info('nft table re-applied', { heals: healed });
-    } catch (err) {
-      logger.error('nft table check or re-apply failed, retrying', { error: err instanceof Error ? err.message : String(err) });
-    }
-  };
-
-  /** the next check in `ms` (an earlier one already planned stays) */
-  const schedule = (ms: number): void => {
-    if (stopped || running) return;
-    const at = Date.now() + ms;
-    if (timer && at >= dueAt) return;
-    if (timer) clearTimeout(timer);
-    dueAt = at;
-    timer = setTimeout(run, ms);
-    timer.unref(); // the daemon's sockets keep the process alive, not the healer
-  };
-
-  const run = (): void => {
-    timer = undefined;
-    dueAt = Infinity;
-    running = true;
-    again = false;
-    void tick().finally(() => {
-      running = false;
-      schedule(again ? settleMs : watching ? slowIntervalMs : intervalMs);
-    });
-  };
-
-  let watch: { stop(): void } | undefined;
-  if (options.watch) {
-    watching = true;
-    try {
-      watch = options.watch({
-        changed() {
-          if (stopped || !watching) return;
-          if (running) again = true;
-          else schedule(settleMs);
+      this.watch = watcher({
+        changed: () => {
+          if (this.stopped || !this.watching) return;
+          if (this.running) this.again = true;
+          else this.schedule(this.settleMs);
         },
-        lost() {
-          if (stopped || !watching) return;
-          watching = false;
-          logger.warn('nft ruleset monitor ended; checking natd\'s table periodically', { intervalMs });
-          schedule(intervalMs);
+        lost: () => {
+          if (this.stopped || !this.watching) return;
+          this.watching = false;
+          logger.warn('nft ruleset monitor ended; checking natd\'s table periodically', { intervalMs: this.intervalMs });
+          this.schedule(this.intervalMs);
         },
       });
     } catch (err) {
-      watching = false;
-      logger.warn('cannot monitor the nft ruleset; checking natd\'s table periodically', { error: err instanceof Error ? err.message : String(err) });
+      this.watching = false;
+      logger.warn('cannot monitor the nft ruleset; checking natd\'s table periodically', { error: errorText(err) });
     }
   }
-  schedule(intervalMs); // also with a watch: covers a change made before the monitor subscribed
-  return {
-    stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      watch?.stop();
-    },
-    heals: () => healed,
-  };
+
+  /** the next check in `ms` (an earlier one already planned stays) */
+  private schedule(ms: number): void {
+    if (this.stopped || this.running) return;
+    const at = Date.now() + ms;
+    if (this.timer && at >= this.dueAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.dueAt = at;
+    this.timer = setTimeout(() => this.run(), ms);
+    this.timer.unref(); // the daemon's sockets keep the process alive, not the healer
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    this.dueAt = Infinity;
+    this.running = true;
+    this.again = false;
+    void this.checkAndHeal().finally(() => {
+      this.running = false;
+      this.schedule(this.again ? this.settleMs : this.watching ? this.slowIntervalMs : this.intervalMs);
+    });
+  }
+
+  private async checkAndHeal(): Promise<void> {
+    const { logger } = this.options;
+    try {
+      if (await this.options.check()) return;
+      if (this.stopped) return;
+      logger.warn('nft table missing or changed by another program, re-applying');
+      await this.options.reapply();
+      this.healed++;
+      logger.info('nft table re-applied', { heals: this.healed });
+    } catch (err) {
+      logger.error('nft table check or re-apply failed, retrying', { error: errorText(err) });
+    }
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -2,7 +2,7 @@
  * The name router's data path (issue 17): many guests behind one host port, chosen per connection by the TLS
  * ClientHello's server name or the HTTP/1.x Host, without terminating TLS.
  *
- * Per connection: accept (limits: all connections, connections per client address), read the head (bounded by
+ * Per connection: accept (limits: all connections, connections per client: an IPv4 address or an IPv6 /64), read the head (bounded by
  * maxHeadBytes and headTimeoutMs, parsed incrementally), ask `lookup` where the name goes, connect (bounded by
  * connectTimeoutMs), write the optional PROXY header and the head bytes, then splice both ways. Unknown names get a
  * fatal TLS alert unrecognized_name(112) or an HTTP 421; a guest that cannot be reached gets internal_error(80) or
@@ -19,6 +19,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
+import { clientLimitKey } from './client-key.js';
 import { unmapIpv4 } from './proxy-protocol.js';
 import { RoutedConnection } from './routed-connection.js';
 import type { RoutedPort, RouterCounters, RouterHost, RouterLimits, RouterProtocol, RouteStats, RouteTarget } from './types.js';
@@ -250,24 +251,25 @@ export class NameRouter implements RouterHost {
       return;
     }
     const client = unmapIpv4(remote);
-    const held = this.perClient.get(client) ?? 0;
+    const key = clientLimitKey(client);
+    const held = this.perClient.get(key) ?? 0;
     if (this.connections.size >= this.limits.maxConnections || held >= this.limits.maxConnectionsPerClient) {
       this.counters.refusedByLimit++;
       socket.destroy();
       return;
     }
-    this.perClient.set(client, held + 1);
+    this.perClient.set(key, held + 1);
     this.counters.accepted++;
-    const connection = new RoutedConnection(this, socket, client, port);
+    const connection = new RoutedConnection(this, socket, client, port, key);
     this.connections.add(connection);
   }
 
   /** called by RoutedConnection once both of its sockets are closed */
   released(connection: RoutedConnection): void {
     if (!this.connections.delete(connection)) return;
-    const held = (this.perClient.get(connection.client) ?? 1) - 1;
-    if (held <= 0) this.perClient.delete(connection.client);
-    else this.perClient.set(connection.client, held);
+    const held = (this.perClient.get(connection.clientKey) ?? 1) - 1;
+    if (held <= 0) this.perClient.delete(connection.clientKey);
+    else this.perClient.set(connection.clientKey, held);
     if (connection.route) connection.route.active--;
     this.onConnectionGone?.();
   }

@@ -73,6 +73,8 @@ export class RoutedConnection {
     private readonly socket: net.Socket,
     readonly client: string,
     private readonly port: number,
+    /** what the per-client limit counts this connection against (client-key.ts) */
+    readonly clientKey: string,
   ) {
     socket.on('data', this.onClientData);
     socket.on('end', this.onClientEnd);

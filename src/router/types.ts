@@ -14,7 +14,7 @@ export interface RouteTarget {
 export interface RouterLimits {
   /** open connections at most; past it new ones are closed at once (counted in refusedByLimit) */
   maxConnections: number;
-  /** open connections one client address may hold (counted in refusedByLimit) */
+  /** open connections one client may hold: an IPv4 address, an IPv6 /64 (client-key.ts; counted in refusedByLimit) */
   maxConnectionsPerClient: number;
   /** the ClientHello / HTTP head must be complete this long after accept */
   headTimeoutMs: number;
@@ -84,5 +84,5 @@ export interface RouterHost {
   routeCounters(key: string): RouteStats;
   warn(key: string, msg: string, fields: Record<string, unknown>): void;
   /** both sockets of the connection are closed */
-  released(connection: { readonly client: string; readonly route: RouteStats | undefined }): void;
+  released(connection: { readonly clientKey: string; readonly route: RouteStats | undefined }): void;
 }
