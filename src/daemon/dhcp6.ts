@@ -15,7 +15,7 @@ import { Dhcp6Core, type Dhcp6CoreOptions, type Dhcp6Reservation, type Lease6, t
 import { loadOrCreateServerDuid } from '../dhcp6/duid.js';
 import { dhcp6CoreOptions, dhcp6CoreSettings, type Dhcp6Resolved, type Dhcp6Setting } from '../dhcp6/settings.js';
 import { configError } from '../config/served-subnet.js';
-import { Dhcp6Transport, type Dhcp6Stats } from '../dhcp6/transport.js';
+import { Dhcp6Transport, type Dhcp6Port, type Dhcp6Stats } from '../dhcp6/transport.js';
 import { formatIpv6 } from '../ipv6/address.js';
 import type { Dhcp6Mode } from '../ipv6/service.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
@@ -34,7 +34,7 @@ export interface Dhcp6Deps {
   now: () => number;
   store: Lease6Journal;
   bridgeMac: string;
-  openSocket(bridge: string): Promise<dgram.Socket>;
+  openSocket(bridge: string): Promise<dgram.Socket | Dhcp6Port>;
   /** the lease changes of a handled request, once durable */
   onChanges?(changes: readonly Lease6Change[]): void;
   /** whether a client may have the name of its Client FQDN option (daemon/dhcp6-names.ts) */

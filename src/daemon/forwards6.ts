@@ -51,9 +51,15 @@ export interface Forwards6Refresher {
 export function forwards6Refresher(deps: Forwards6Deps): Forwards6Refresher {
   const now = deps.now ?? Date.now;
   const interval = deps.minIntervalMs ?? FORWARDS6_MIN_INTERVAL_MS;
-  const answers = (resolve: NameResolver6): string => JSON.stringify([...deps.names()].sort().map((n) => [n, resolve(n) ?? null]));
+  // without forwards naming guests (the usual case) a change costs no lookup at all
+  const answers = (resolve: () => NameResolver6): string => {
+    const names = [...deps.names()];
+    if (names.length === 0) return '[]';
+    const lookup = resolve();
+    return JSON.stringify(names.sort().map((n) => [n, lookup(n) ?? null]));
+  };
   const stats: Forwards6Stats = { requests: 0, coalesced: 0, reloads: 0, failures: 0 };
-  let last = answers(deps.resolver());
+  let last = answers(deps.resolver);
   let lastStart = -Infinity;
   let timer: NodeJS.Timeout | undefined;
   let busy = false;
@@ -66,14 +72,15 @@ export function forwards6Refresher(deps: Forwards6Deps): Forwards6Refresher {
     busy = true;
     again = false;
     try {
-      const resolve = deps.resolver();
+      let resolver: NameResolver6 | undefined;
+      const resolve = (): NameResolver6 => (resolver ??= deps.resolver());
       const current = answers(resolve);
       if (current === last) return;
       last = current;
       lastStart = now();
       stats.reloads++;
       try {
-        await deps.reload(resolve);
+        await deps.reload(resolve());
       } catch (err) {
         stats.failures++;
         deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a guest address change', { error: (err as Error).message });

@@ -24,7 +24,7 @@ import { raGuard, type RaGuard } from '../ipv6/ra-guard.js';
 import { openIcmp6Socket } from '../native.js';
 import { readFileSync } from 'node:fs';
 import { openDeviceUdp6Socket } from '../native.js';
-import { ALL_DHCP_SERVERS, DHCP6_SERVER_PORT } from '../dhcp6/transport.js';
+import { ALL_DHCP_SERVERS, DHCP6_SERVER_PORT, type Dhcp6Port } from '../dhcp6/transport.js';
 
 const DHCP_SERVER_PORT = 67;
 const DNS_PORT = 53;
@@ -49,7 +49,7 @@ export interface DaemonSockets {
   /** issue 16: address:port bound to the bridge for the TFTP server (69, or 0 for a transfer's ephemeral port) */
   openTftp?(bridge: string, address: string, port: number): Promise<dgram.Socket>;
   /** issue 14: [::]:547 bound to the bridge, joined to ff02::1:2 there (the DHCPv6 server) */
-  openDhcp6?(bridge: string): Promise<dgram.Socket>;
+  openDhcp6?(bridge: string): Promise<dgram.Socket | Dhcp6Port>;
 }
 
 export interface DaemonSystem {
@@ -114,12 +114,11 @@ export function realSockets(): DaemonSockets {
       await bindFd(socket, fd);
       return socket;
     },
-    // issue 14: DHCPv6 (native/udp6_socket.c binds to the bridge and joins ff02::1:2)
+    // issue 14: DHCPv6 (native/udp6_socket.c binds to the bridge and joins ff02::1:2), batched through the addon
+    // like DHCPv4 and DNS (recvmmsg/sendmmsg, one JS call per batch of requests)
     async openDhcp6(bridge) {
-      const socket = dgram.createSocket({ type: 'udp6' });
       udpFds.dhcp6 = openDeviceUdp6Socket(bridge, DHCP6_SERVER_PORT, ALL_DHCP_SERVERS);
-      await bindFd(socket, udpFds.dhcp6);
-      return socket;
+      return new BatchUdp6Transport(udpFds.dhcp6, 'DHCPv6');
     },
     kernelDrops() {
       const drops: Record<string, number> = {};

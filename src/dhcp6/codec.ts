@@ -220,83 +220,93 @@ export function decodeDomainNames(data: Uint8Array): string[] {
   return names;
 }
 
+/** One message: the header, then each option in order (readOption). */
 function decodeMessage(b: Uint8Array): Dhcp6Message {
+  const message = decodeHeader(b);
+  let seen = 0; // bits of the single options read so far (SINGLE_OPTIONS' order)
+  for (const opt of readOptions(b, 4, b.length, 'message')) seen = readOption(message, opt, seen);
+  return message;
+}
+
+/** type (never 0) and the 24-bit transaction id; the options come after */
+function decodeHeader(b: Uint8Array): Dhcp6Message {
   if (b.length < 4) fail('shorter than the 4-byte header');
   const type = b[0]!;
   if (type === 0) fail('message type 0');
-  const message: Dhcp6Message = { type, transactionId: (b[1]! << 16) | (b[2]! << 8) | b[3]!, iaNa: [], other: [] };
-  const seen = new Set<number>();
-  for (const opt of readOptions(b, 4, b.length, 'message')) {
-    const single = (name: string): void => {
-      if (seen.has(opt.code)) fail(`${name} appears twice`);
-      seen.add(opt.code);
-    };
-    const d = opt.data;
-    switch (opt.code) {
-      case Dhcp6Option.CLIENTID:
-        single('CLIENTID');
-        message.clientId = decodeDuidOption(d, 'CLIENTID');
-        break;
-      case Dhcp6Option.SERVERID:
-        single('SERVERID');
-        message.serverId = decodeDuidOption(d, 'SERVERID');
-        break;
-      case Dhcp6Option.IA_NA: {
-        const ia = decodeIaNa(d);
-        if (message.iaNa.some((other) => other.iaid === ia.iaid)) fail(`IA_NA ${ia.iaid} appears twice`);
-        message.iaNa.push(ia);
-        break;
-      }
-      case Dhcp6Option.ORO: {
-        single('ORO');
-        if (d.length % 2 !== 0) fail('ORO of odd length');
-        const codes: number[] = [];
-        for (let i = 0; i < d.length; i += 2) codes.push(u16(d, i));
-        message.oro = codes;
-        break;
-      }
-      case Dhcp6Option.PREFERENCE:
-        single('PREFERENCE');
-        if (d.length !== 1) fail('PREFERENCE not 1 byte');
-        message.preference = d[0]!;
-        break;
-      case Dhcp6Option.ELAPSED_TIME:
-        single('ELAPSED_TIME');
-        if (d.length !== 2) fail('ELAPSED_TIME not 2 bytes');
-        message.elapsedTime = u16(d, 0);
-        break;
-      case Dhcp6Option.STATUS_CODE:
-        single('STATUS_CODE');
-        message.status = decodeStatus(d);
-        break;
-      case Dhcp6Option.RAPID_COMMIT:
-        single('RAPID_COMMIT');
-        if (d.length !== 0) fail('RAPID_COMMIT with a value');
-        message.rapidCommit = true;
-        break;
-      case Dhcp6Option.DNS_SERVERS: {
-        single('DNS_SERVERS');
-        if (d.length % 16 !== 0 || d.length / 16 > MAX_LIST) fail('DNS_SERVERS not a short list of 16-byte addresses');
-        const servers: Uint8Array[] = [];
-        for (let i = 0; i < d.length; i += 16) servers.push(Uint8Array.from(d.subarray(i, i + 16)));
-        message.dnsServers = servers;
-        break;
-      }
-      case Dhcp6Option.DOMAIN_LIST:
-        single('DOMAIN_LIST');
-        message.domainList = decodeDomainNames(d);
-        break;
-      case Dhcp6Option.INFORMATION_REFRESH_TIME:
-        single('INFORMATION_REFRESH_TIME');
-        if (d.length !== 4) fail('INFORMATION_REFRESH_TIME not 4 bytes');
-        message.informationRefreshTime = u32(d, 0);
-        break;
-      default:
-        message.other.push({ code: opt.code, data: Uint8Array.from(d) });
-    }
-  }
-  return message;
+  return { type, transactionId: (b[1]! << 16) | (b[2]! << 8) | b[3]!, iaNa: [], other: [] };
 }
+
+/** Puts one option into `message`; returns `seen` with this option's bit when it may appear once only. */
+function readOption(message: Dhcp6Message, opt: Dhcp6RawOption, seen: number): number {
+  if (opt.code === Dhcp6Option.IA_NA) {
+    addIaNa(message, decodeIaNa(opt.data));
+    return seen;
+  }
+  const index = SINGLE_INDEX.get(opt.code);
+  if (index === undefined) {
+    message.other.push({ code: opt.code, data: Uint8Array.from(opt.data) });
+    return seen;
+  }
+  const single = SINGLE_OPTIONS[index]!;
+  const bit = 1 << index;
+  if (seen & bit) fail(`${single.name} appears twice`);
+  single.read(message, opt.data);
+  return seen | bit;
+}
+
+function addIaNa(message: Dhcp6Message, ia: Dhcp6IaNa): void {
+  if (message.iaNa.some((other) => other.iaid === ia.iaid)) fail(`IA_NA ${ia.iaid} appears twice`);
+  message.iaNa.push(ia);
+}
+
+function decodeOro(d: Uint8Array): number[] {
+  if (d.length % 2 !== 0) fail('ORO of odd length');
+  const codes: number[] = [];
+  for (let i = 0; i < d.length; i += 2) codes.push(u16(d, i));
+  return codes;
+}
+
+/** a fixed-size option's value: its bytes must be exactly `size` */
+function sized(d: Uint8Array, size: number, name: string): Uint8Array {
+  if (d.length !== size) fail(`${name} not ${size} byte${size === 1 ? '' : 's'}`);
+  return d;
+}
+
+function decodeRapidCommit(d: Uint8Array): true {
+  if (d.length !== 0) fail('RAPID_COMMIT with a value');
+  return true;
+}
+
+function decodeDnsServers(d: Uint8Array): Uint8Array[] {
+  if (d.length % 16 !== 0 || d.length / 16 > MAX_LIST) fail('DNS_SERVERS not a short list of 16-byte addresses');
+  const servers: Uint8Array[] = [];
+  for (let i = 0; i < d.length; i += 16) servers.push(Uint8Array.from(d.subarray(i, i + 16)));
+  return servers;
+}
+
+/** The options natd decodes that a message may carry once each (a second one makes the message malformed). */
+interface SingleOption {
+  code: number;
+  name: string;
+  read(message: Dhcp6Message, data: Uint8Array): void;
+}
+
+const SINGLE_OPTIONS: readonly SingleOption[] = [
+  { code: Dhcp6Option.CLIENTID, name: 'CLIENTID', read: (m, d) => void (m.clientId = decodeDuidOption(d, 'CLIENTID')) },
+  { code: Dhcp6Option.SERVERID, name: 'SERVERID', read: (m, d) => void (m.serverId = decodeDuidOption(d, 'SERVERID')) },
+  { code: Dhcp6Option.ORO, name: 'ORO', read: (m, d) => void (m.oro = decodeOro(d)) },
+  { code: Dhcp6Option.PREFERENCE, name: 'PREFERENCE', read: (m, d) => void (m.preference = sized(d, 1, 'PREFERENCE')[0]!) },
+  { code: Dhcp6Option.ELAPSED_TIME, name: 'ELAPSED_TIME', read: (m, d) => void (m.elapsedTime = u16(sized(d, 2, 'ELAPSED_TIME'), 0)) },
+  { code: Dhcp6Option.STATUS_CODE, name: 'STATUS_CODE', read: (m, d) => void (m.status = decodeStatus(d)) },
+  { code: Dhcp6Option.RAPID_COMMIT, name: 'RAPID_COMMIT', read: (m, d) => void (m.rapidCommit = decodeRapidCommit(d)) },
+  { code: Dhcp6Option.DNS_SERVERS, name: 'DNS_SERVERS', read: (m, d) => void (m.dnsServers = decodeDnsServers(d)) },
+  { code: Dhcp6Option.DOMAIN_LIST, name: 'DOMAIN_LIST', read: (m, d) => void (m.domainList = decodeDomainNames(d)) },
+  {
+    code: Dhcp6Option.INFORMATION_REFRESH_TIME, name: 'INFORMATION_REFRESH_TIME',
+    read: (m, d) => void (m.informationRefreshTime = u32(sized(d, 4, 'INFORMATION_REFRESH_TIME'), 0)),
+  },
+];
+const SINGLE_INDEX = new Map(SINGLE_OPTIONS.map((o, i) => [o.code, i] as const));
 
 /** Bytes → message, or the reason they are not one. Never throws. */
 export function decodeDhcp6(packet: Uint8Array): Dhcp6Decoded {
@@ -354,8 +364,9 @@ class Writer {
     if (len > 0xffff) throw new RangeError(`DHCPv6 option ${code} longer than 65535 bytes`);
     this.buf.writeUInt16BE(len, start - 2);
   }
+  /** The bytes written (a view: the writer is not used after this, so no copy is made). */
   done(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.length));
+    return this.buf.subarray(0, this.length);
   }
 }
 
@@ -399,12 +410,20 @@ function writeIaNa(w: Writer, ia: Dhcp6IaNa): void {
   });
 }
 
+/** Options → their bytes (code, length, value each), for encodeDhcp6's `planned`. */
+export function encodeOptions(options: readonly Dhcp6RawOption[]): Buffer {
+  const w = new Writer();
+  for (const o of options) w.option(o.code, () => w.bytes(o.data));
+  return w.done();
+}
+
 /**
  * Message → bytes. Options go out in a fixed order (SERVERID, CLIENTID, IA_NA..., STATUS_CODE, PREFERENCE,
- * RAPID_COMMIT, ORO, ELAPSED_TIME, DNS_SERVERS, DOMAIN_LIST, INFORMATION_REFRESH_TIME, then `other`), which
- * clients do not care about and tests can rely on.
+ * RAPID_COMMIT, ORO, ELAPSED_TIME, DNS_SERVERS, DOMAIN_LIST, INFORMATION_REFRESH_TIME, then `other`, then
+ * `planned`), which clients do not care about and tests can rely on. `planned`: options encoded once (encodeOptions:
+ * what a server puts in every reply of a configuration), copied in as they are.
  */
-export function encodeDhcp6(message: Dhcp6Message): Buffer {
+export function encodeDhcp6(message: Dhcp6Message, planned?: Uint8Array): Buffer {
   const w = new Writer();
   w.u8(message.type);
   w.u8(message.transactionId >>> 16);
@@ -421,5 +440,6 @@ export function encodeDhcp6(message: Dhcp6Message): Buffer {
   if (message.domainList) w.option(Dhcp6Option.DOMAIN_LIST, () => w.bytes(encodeDomainNames(message.domainList!)));
   if (message.informationRefreshTime !== undefined) w.option(Dhcp6Option.INFORMATION_REFRESH_TIME, () => w.u32(message.informationRefreshTime!));
   for (const o of message.other) w.option(o.code, () => w.bytes(o.data));
+  if (planned) w.bytes(planned);
   return w.done();
 }

@@ -32,6 +32,7 @@ import {
   Dhcp6Status,
   encodeDhcp6,
   encodeDomainNames,
+  encodeOptions,
   type Dhcp6IaAddress,
   type Dhcp6RawOption,
   type Dhcp6IaNa,
@@ -161,17 +162,24 @@ interface Verdict {
 
 /** The low 64 bits of an address (the interface identifier) as a bigint. */
 function low64(a: Ipv6Bytes): bigint {
-  let v = 0n;
-  for (let i = 8; i < 16; i++) v = (v << 8n) | BigInt(a[i]!);
-  return v;
+  const hi = ((a[8]! << 24) | (a[9]! << 16) | (a[10]! << 8) | a[11]!) >>> 0;
+  const lo = ((a[12]! << 24) | (a[13]! << 16) | (a[14]! << 8) | a[15]!) >>> 0;
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 function withLow64(prefix: Ipv6Bytes, v: bigint): Ipv6Bytes {
-  const out = Uint8Array.from(prefix);
-  for (let i = 15; i >= 8; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
+  const out = new Uint8Array(16);
+  out.set(prefix.subarray(0, 8));
+  const hi = Number((v >> 32n) & 0xffffffffn);
+  const lo = Number(v & 0xffffffffn);
+  out[8] = hi >>> 24;
+  out[9] = (hi >>> 16) & 0xff;
+  out[10] = (hi >>> 8) & 0xff;
+  out[11] = hi & 0xff;
+  out[12] = lo >>> 24;
+  out[13] = (lo >>> 16) & 0xff;
+  out[14] = (lo >>> 8) & 0xff;
+  out[15] = lo & 0xff;
   return out;
 }
 
@@ -192,9 +200,8 @@ export class Dhcp6Core {
   private readonly range: { start: bigint; end: bigint; size: bigint } | undefined;
   private readonly now: () => number;
   private readonly store: Lease6Journal | undefined;
-  private readonly dnsServers: Uint8Array[] | undefined;
-  /** DOMAIN_LIST's value, encoded once (it is the same in every reply) */
-  private readonly domainListOption: Dhcp6RawOption | undefined;
+  /** the options every reply carries (DNS_SERVERS, DOMAIN_LIST), encoded once per configuration */
+  private readonly plannedOptions: Buffer;
   private readonly maxDeclined: number;
 
   /** key (duid|iaid) → lease */
@@ -238,8 +245,10 @@ export class Dhcp6Core {
     const rangeSize = this.range ? this.range.size : 0n;
     const share = opts.maxDeclinedShare ?? 0.1;
     this.maxDeclined = Math.max(1, Math.min(4096, Number(rangeSize > 1_000_000n ? 1_000_000n : rangeSize) * share) | 0);
-    this.dnsServers = opts.dnsServers?.length ? opts.dnsServers.map((s) => parseOrThrow(s, 'DNS server')) : undefined;
-    this.domainListOption = opts.domainSearch?.length ? { code: Dhcp6Option.DOMAIN_LIST, data: encodeDomainNames(opts.domainSearch) } : undefined;
+    const planned: Dhcp6RawOption[] = [];
+    if (opts.dnsServers?.length) planned.push({ code: Dhcp6Option.DNS_SERVERS, data: Buffer.concat(opts.dnsServers.map((s) => parseOrThrow(s, 'DNS server'))) });
+    if (opts.domainSearch?.length) planned.push({ code: Dhcp6Option.DOMAIN_LIST, data: encodeDomainNames(opts.domainSearch) });
+    this.plannedOptions = encodeOptions(planned);
     this.setReservations(opts.reservations ?? []);
     if (this.store) {
       const loaded = this.store.load6(this.now());
@@ -252,6 +261,14 @@ export class Dhcp6Core {
 
   /** Decodes, validates and answers one message; resolves after the changes it made are durable. Never rejects. */
   async handle(packet: Uint8Array, peer: Dhcp6Peer): Promise<Dhcp6Outcome> {
+    return this.handleNow(packet, peer);
+  }
+
+  /**
+   * handle(), but the outcome itself when the message changed no lease (an Advertise, a rejected message: nothing to
+   * wait for), else the promise that resolves once the changes are durable. Keeps no view of `packet`.
+   */
+  handleNow(packet: Uint8Array, peer: Dhcp6Peer): Dhcp6Outcome | Promise<Dhcp6Outcome> {
     let decided: { outcome: Dhcp6Outcome; changes: Lease6Change[] };
     try {
       decided = this.decide(packet, peer, this.now());
@@ -261,14 +278,20 @@ export class Dhcp6Core {
       return { kind: 'invalid', reason: `internal error: ${(err as Error).message}` };
     }
     const { outcome, changes } = decided;
-    if (changes.length === 0 || !this.store) return changes.length ? { ...outcome, changes } : outcome;
+    if (changes.length === 0) return outcome;
+    if (!this.store) return { ...outcome, changes };
+    return this.commit(this.store, outcome, changes);
+  }
+
+  private async commit(store: Lease6Journal, outcome: Dhcp6Outcome, changes: Lease6Change[]): Promise<Dhcp6Outcome> {
     try {
-      await this.store.commit(changes);
+      await store.commit(changes);
     } catch (err) {
       this.opts.logger?.warnLimited('dhcp6:commit', 'cannot persist DHCPv6 lease change; no reply sent', { error: (err as Error).message });
       return { kind: 'ignored', reason: `lease store: ${(err as Error).message}`, messageType: outcome.messageType };
     }
-    return { ...outcome, changes };
+    outcome.changes = changes;
+    return outcome;
   }
 
   /** The unexpired bindings. */
@@ -378,7 +401,7 @@ export class Dhcp6Core {
     }
     if (client.fqdn && fqdnWanted(msg.oro, true) && msg.type !== Dhcp6MessageType.RELEASE && msg.type !== Dhcp6MessageType.DECLINE && msg.type !== Dhcp6MessageType.INFORMATION_REQUEST)
       reply.other.push({ code: OPTION_CLIENT_FQDN, data: fqdnReplyData(client.fqdn, this.publishedName(client, reply, changes), client.name, this.opts.fqdn?.domain) });
-    return { outcome: { kind, reply: encodeDhcp6(reply), messageType }, changes };
+    return { outcome: { kind, reply: encodeDhcp6(reply, this.plannedOptions), messageType }, changes };
   }
 
   /** The name natd answers in DNS for this client after this reply (RFC 4704 reply, fqdn.ts); undefined: none. */
@@ -435,12 +458,10 @@ export class Dhcp6Core {
     return { duid, mac, reservation, name, fqdn: fqdn?.data };
   }
 
-  /** The reply skeleton: server and client ids, DNS and search list. */
+  /** The reply skeleton: server and client ids (DNS and the search list are plannedOptions, added by the encoder). */
   private replyTo(msg: Dhcp6Message, type: number): Dhcp6Message {
     const reply: Dhcp6Message = { type, transactionId: msg.transactionId, serverId: this.serverDuid, iaNa: [], other: [] };
     if (msg.clientId) reply.clientId = msg.clientId;
-    if (this.dnsServers) reply.dnsServers = this.dnsServers;
-    if (this.domainListOption) reply.other.push(this.domainListOption);
     return reply;
   }
 
@@ -588,8 +609,11 @@ export class Dhcp6Core {
 
   // ---- addresses ------------------------------------------------------------------------------------------------
 
+  /** in the served /64: the first 8 bytes are the network's (compared in place: this runs per candidate address) */
   private onLink(a: Ipv6Bytes): boolean {
-    return sameBytes(networkOf(a, 64), this.network);
+    const n = this.network;
+    for (let i = 0; i < 8; i++) if (a[i] !== n[i]) return false;
+    return a.length === 16;
   }
 
   private inRange(a: Ipv6Bytes): boolean {

@@ -52,10 +52,13 @@ export function parseDuid(bytes: Uint8Array): Duid | undefined {
   }
 }
 
+/** two lower-case hex digits per byte value (formatDuid and macFromDuid run once per DHCPv6 message) */
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 /** "00:01:00:01:..." */
 export function formatDuid(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i++) out += (i ? ':' : '') + bytes[i]!.toString(16).padStart(2, '0');
+  let out = bytes.length ? HEX2[bytes[0]!]! : '';
+  for (let i = 1; i < bytes.length; i++) out += ':' + HEX2[bytes[i]!]!;
   return out;
 }
 
@@ -72,9 +75,11 @@ export function parseDuidText(text: string): Uint8Array | undefined {
 
 /** The Ethernet MAC in a DUID-LL or DUID-LLT of hardware type 1; undefined for EN, UUID and other link types. */
 export function macFromDuid(bytes: Uint8Array): string | undefined {
-  const duid = parseDuid(bytes);
-  if (!duid || (duid.type !== 'll' && duid.type !== 'llt') || duid.hwType !== HW_ETHERNET || duid.linkLayer.length !== 6) return undefined;
-  return [...duid.linkLayer].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  // read in place (no parseDuid object): LL is type 3 + hw type + the address, LLT type 1 + hw type + time + it
+  const type = bytes.length >= 2 ? (bytes[0]! << 8) | bytes[1]! : -1;
+  const at = type === DuidType.LL ? 4 : type === DuidType.LLT ? 8 : -1;
+  if (at < 0 || bytes.length !== at + 6 || ((bytes[2]! << 8) | bytes[3]!) !== HW_ETHERNET) return undefined;
+  return `${HEX2[bytes[at]!]}:${HEX2[bytes[at + 1]!]}:${HEX2[bytes[at + 2]!]}:${HEX2[bytes[at + 3]!]}:${HEX2[bytes[at + 4]!]}:${HEX2[bytes[at + 5]!]}`;
 }
 
 function macBytes(mac: string): Uint8Array {

@@ -2,9 +2,17 @@
  * issue 14: the thin I/O shell around the pure DHCPv6 core (core.ts): socket → limits → core → reply.
  *
  * The socket is [::]:547 bound to the bridge and joined to ff02::1:2 there (native/udp6_socket.c; Node's dgram
- * cannot bind to a device). A reply goes to the client's source address with the bridge as scope and to port 546
- * (RFC 8415 7.2), once the core has resolved, which it does after the journal synced the lease change: a Reply
- * never promises an address the journal does not hold.
+ * cannot bind to a device). The daemon reads and writes it in batches through the addon (BatchUdp6Transport:
+ * recvmmsg/sendmmsg, one JS call per batch, no Buffer, rinfo or send request per datagram: the same as the DHCPv4
+ * and DNS sockets); a node:dgram socket is wrapped (tests). Sources are IPv6 client keys (dns/client-address.ts:
+ * 32 hex digits), turned into text once per source, not per datagram. A reply goes to the client's source address
+ * on the bridge (the socket is bound to it, so a link-local peer needs no scope id) and to port 546 (RFC 8415 7.2).
+ *
+ * An Advertise (and any answer that changes no lease) is decided and sent at once, within the batch it came in, so
+ * the Advertises of a batch leave in one sendmmsg. A Reply that binds, extends or ends a lease is sent once the
+ * core has resolved, which it does after the journal synced the change (the lease store's group commit: the
+ * Replies of concurrent clients share one fdatasync, and the Replies that one sync released leave together): a
+ * Reply never promises an address the journal does not hold.
  *
  * Guests are hostile: nothing a peer sends stops the server. Before the core sees a datagram it must be a client
  * message type (Solicit, Request, Confirm, Renew, Rebind, Release, Decline, Information-request) of a sane size, its
@@ -16,7 +24,10 @@
  * (the daemon's neighbour-table cache, neighbour-mac.ts). The core also reads the MAC of a DUID-LL/LLT itself.
  */
 import type dgram from 'node:dgram';
+import { formatIpv6, parseIpv6 } from '../ipv6/address.js';
 import type { Logger } from '../log.js';
+import { isLinkLocalV6Client, v6ClientBytes, v6ClientFromBytes, type ClientAddress } from '../dns/client-address.js';
+import type { UdpHandlers, UdpPort } from '../dns/udp-transport.js';
 
 export const DHCP6_SERVER_PORT = 547;
 export const DHCP6_CLIENT_PORT = 546;
@@ -32,6 +43,12 @@ export interface Dhcp6OutcomeLike {
 
 export interface Dhcp6CoreLike {
   handle(packet: Buffer, peer: { address: string; mac?: string }): Promise<Dhcp6OutcomeLike>;
+  /**
+   * The same, but the outcome at once when nothing waits for the journal (an Advertise, a rejected message): the
+   * reply then leaves with the batch it answers. The core must not keep views of `packet` past the call (the batched
+   * socket reuses its receive buffer).
+   */
+  handleNow?(packet: Buffer, peer: { address: string; mac?: string }): Dhcp6OutcomeLike | Promise<Dhcp6OutcomeLike>;
 }
 
 /** RFC 8415 7.3 message types a client sends to a server (relays are not supported: natd serves its own bridge) */
@@ -47,10 +64,11 @@ const MAX_MESSAGE = 1500;
 /** requests waiting for the core (the journal) at once; more are dropped as 'busy' (the client retransmits) */
 export const MAX_IN_FLIGHT = 1024;
 /**
- * Replies queued in the process because the socket is not writable. That happens when many replies wait in the
- * kernel's neighbour queue for sources that never answer neighbour solicitation (a guest spoofing link-local
- * sources): then Advertises are dropped ('send-backlog') and only Replies (which carry journaled state) queue, so
- * real clients' Renews are not stuck behind the attacker's Solicits.
+ * Replies the socket still holds unsent (a dgram socket that is not writable: the port's sendBacklog). That happens
+ * when many replies wait in the kernel's neighbour queue for sources that never answer neighbour solicitation (a
+ * guest spoofing link-local sources): then Advertises are dropped ('send-backlog') and only Replies (which carry
+ * journaled state) queue, so real clients' Renews are not stuck behind the attacker's Solicits. The batched port
+ * holds nothing in the process: a full socket buffer is waited out briefly and the datagram dropped (udp_batch.c).
  */
 export const MAX_SEND_BACKLOG = 64;
 
@@ -69,8 +87,12 @@ export interface RateLimit {
  */
 export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 50, burst: 100, maxSources: 4096 };
 
+/** A UDP port with the IPv6 clients of dns/client-address.ts; `sendBacklog`: datagrams it holds unsent, when it can tell. */
+export type Dhcp6Port = UdpPort & { sendBacklog?(): number; batch?(send: () => void): void };
+
 export interface Dhcp6TransportOptions {
-  socket: dgram.Socket;
+  /** the daemon's: a batched port (BatchUdp6Transport); a node:dgram 'udp6' socket is wrapped (tests) */
+  socket: dgram.Socket | Dhcp6Port;
   bridge: string;
   core: Dhcp6CoreLike;
   logger: Logger;
@@ -86,82 +108,149 @@ export interface Dhcp6Stats {
   received: number;
   /** client messages by type name (solicit, request, …) */
   receivedByType: Record<string, number>;
-  /** by reason: short, oversize, server-message, unknown-type, rate-limited, busy, send-backlog, core-error, closed */
+  /** by reason: short, oversize, bad-source, server-message, unknown-type, rate-limited, busy, send-backlog,
+   * core-error, closed */
   dropped: Record<string, number>;
-  /** advertise / reply */
+  /** advertise / reply handed to the socket */
   sent: Record<string, number>;
   /** the core's outcome kind: reply, advertise, ignored, invalid */
   outcomes: Record<string, number>;
+  /** replies the kernel refused */
   sendFailures: number;
   inFlight: number;
   /** sources the rate limiter tracks now */
   trackedSources: number;
 }
 
-interface Bucket {
+/** What the transport keeps per source address: its token bucket, its text and the MAC of its EUI-64 id. */
+interface Source {
   tokens: number;
   at: number;
+  /** RFC 5952 text, for the core and logs */
+  address: string;
+  eui64Mac: string | undefined;
 }
 
 function bump(counter: Record<string, number>, key: string): void {
   counter[key] = (counter[key] ?? 0) + 1;
 }
 
-/** The MAC inside a modified EUI-64 interface id (RFC 4291 appendix A) of an fe80::/64 address, else undefined. */
-export function macFromLinkLocal(address: string): string | undefined {
-  const bare = address.split('%')[0]!.toLowerCase();
-  if (!bare.startsWith('fe80:')) return undefined;
-  const groups = expandIpv6(bare);
-  if (!groups || groups[1] !== 0 || groups[2] !== 0 || groups[3] !== 0) return undefined;
-  const [g4, g5, g6, g7] = [groups[4]!, groups[5]!, groups[6]!, groups[7]!];
-  if ((g5 & 0xff) !== 0xff || g6 >> 8 !== 0xfe) return undefined;
-  const bytes = [(g4 >> 8) ^ 0x02, g4 & 0xff, g5 >> 8, g6 & 0xff, g7 >> 8, g7 & 0xff];
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** The MAC inside the modified EUI-64 interface id (RFC 4291 appendix A) of an fe80::/64 client key, else undefined. */
+export function macFromClientKey(key: string): string | undefined {
+  if (key.length !== 32 || !key.startsWith('fe80000000000000') || key[22] !== 'f' || key[23] !== 'f' || key[24] !== 'f' || key[25] !== 'e') return undefined;
+  const byte = (at: number) => parseInt(key.slice(at, at + 2), 16);
+  return [HEX2[byte(16) ^ 0x02], key.slice(18, 20), key.slice(20, 22), key.slice(26, 28), key.slice(28, 30), key.slice(30, 32)].join(':');
 }
 
-/** eight 16-bit groups of a textual IPv6 address (no embedded IPv4), or undefined */
-function expandIpv6(text: string): number[] | undefined {
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const part = (s: string): number[] | undefined => {
-    if (s === '') return [];
-    const out: number[] = [];
-    for (const g of s.split(':')) {
-      if (!/^[0-9a-f]{1,4}$/.test(g)) return undefined;
-      out.push(parseInt(g, 16));
+/** The MAC inside a modified EUI-64 interface id (RFC 4291 appendix A) of an fe80::/64 address, else undefined. */
+export function macFromLinkLocal(address: string): string | undefined {
+  const bytes = parseIpv6(address.split('%')[0]!);
+  return bytes ? macFromClientKey(v6ClientFromBytes(bytes)) : undefined;
+}
+
+/** A node:dgram 'udp6' socket as a Dhcp6Port (tests, sockets natd did not open itself). */
+class Dgram6Port implements Dhcp6Port {
+  private closing: Promise<void> | undefined;
+  private handlers: UdpHandlers | undefined;
+
+  constructor(private readonly socket: dgram.Socket, private readonly bridge: string) {}
+
+  start(handlers: UdpHandlers): void {
+    this.handlers = handlers;
+    this.socket.on('message', (message, rinfo) => {
+      const bytes = parseIpv6(rinfo.address.split('%')[0]!);
+      handlers.message(message, bytes ? v6ClientFromBytes(bytes) : -1, rinfo.port);
+    });
+    this.socket.on('error', (err) => handlers.warn('dhcp6:socket', `DHCPv6 socket error, ignoring: ${err.message}`));
+  }
+
+  reply(message: Buffer, address: ClientAddress, port: number): void {
+    if (this.closing || typeof address !== 'string') return;
+    const text = formatIpv6(v6ClientBytes(address));
+    // link-local (and multicast) destinations need the bridge as scope; a global source is reachable as it is
+    const scoped = isLinkLocalV6Client(address) || address.startsWith('ff') ? `${text}%${this.bridge}` : text;
+    const failed = (err: Error | null) => {
+      if (!err) return;
+      this.handlers?.sendFailed?.(1);
+      this.handlers?.warn('dhcp6:send', `cannot send DHCPv6 reply to ${text}: ${err.message}`);
+    };
+    try {
+      this.socket.send(message, port, scoped, failed);
+    } catch (err) {
+      failed(err as Error);
     }
-    return out;
-  };
-  const head = part(halves[0]!);
-  const tail = halves.length === 2 ? part(halves[1]!) : [];
-  if (!head || !tail) return undefined;
-  if (halves.length === 1) return head.length === 8 ? head : undefined;
-  const fill = 8 - head.length - tail.length;
-  return fill >= 1 ? [...head, ...new Array<number>(fill).fill(0), ...tail] : undefined;
+  }
+
+  sendBacklog(): number {
+    const socket = this.socket as { getSendQueueCount?: () => number };
+    return typeof socket.getSendQueueCount === 'function' ? socket.getSendQueueCount() : 0;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+    return this.closing;
+  }
+}
+
+interface Outgoing {
+  reply: Buffer;
+  to: string;
+  kind: string;
 }
 
 export class Dhcp6Transport {
   private readonly counters: Dhcp6Stats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, sendFailures: 0, inFlight: 0, trackedSources: 0 };
-  private readonly buckets = new Map<string, Bucket>();
+  /** per source, in order of last use (the rate limiter forgets the idlest first) */
+  private readonly sources = new Map<string, Source>();
   private readonly pending = new Set<Promise<void>>();
   private readonly limit: RateLimit;
   private readonly now: () => number;
+  private readonly port: Dhcp6Port;
+  /** Replies released outside a batch (by a journal sync), sent together in a microtask */
+  private readonly outbox: Outgoing[] = [];
+  private delivering = false;
   private closed = false;
 
   constructor(private readonly opts: Dhcp6TransportOptions) {
     this.now = opts.now ?? Date.now;
     this.limit = opts.rateLimit ?? DEFAULT_RATE_LIMIT;
+    const socket = opts.socket;
+    this.port = 'reply' in socket ? socket : new Dgram6Port(socket, opts.bridge);
   }
 
   start(): void {
-    this.opts.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address));
-    this.opts.socket.on('error', (err) => this.opts.logger.warnLimited('dhcp6:socket', 'DHCPv6 socket error, ignoring', { error: err.message }));
+    this.port.start({
+      message: (msg, from) => {
+        this.delivering = true;
+        try {
+          this.onMessage(msg, from);
+        } finally {
+          this.delivering = false;
+        }
+      },
+      dropped: () => {
+        this.counters.received++;
+        this.drop('oversize', 'unknown');
+      },
+      warn: (what, detail) => this.opts.logger.warnLimited(what, detail),
+      sendFailed: (count) => {
+        this.counters.sendFailures += count;
+      },
+    });
   }
 
   stats(): Dhcp6Stats {
     const stats = structuredClone(this.counters);
     stats.inFlight = this.pending.size;
-    stats.trackedSources = this.buckets.size;
+    stats.trackedSources = this.sources.size;
     return stats;
   }
 
@@ -169,44 +258,44 @@ export class Dhcp6Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await new Promise<void>((resolve) => {
-      try {
-        this.opts.socket.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+    this.outbox.length = 0;
+    await this.port.close();
     await Promise.allSettled([...this.pending]);
   }
 
-  /** One datagram from the bridge; `from` is the source address as dgram reports it (maybe with "%scope"). */
-  onMessage(msg: Buffer, from: string): void {
+  /** One datagram from the bridge; `from`: its source as a client key (32 hex digits), anything else is dropped. */
+  onMessage(msg: Buffer, from: ClientAddress): void {
     this.counters.received++;
     if (this.closed) return this.drop('closed', from);
     if (msg.length < MIN_MESSAGE) return this.drop('short', from);
     if (msg.length > MAX_MESSAGE) return this.drop('oversize', from);
+    if (typeof from !== 'string' || from.length !== 32) return this.drop('bad-source', from);
     const type = msg[0]!;
     const name = CLIENT_MESSAGES[type];
     if (!name) return this.drop(SERVER_MESSAGES[type] ? 'server-message' : 'unknown-type', from, { type });
-    const address = from.split('%')[0]!;
-    if (!this.admit(address)) return this.drop('rate-limited', from);
+    const source = this.admit(from);
+    if (!source) return this.drop('rate-limited', from);
     if (this.pending.size >= MAX_IN_FLIGHT) return this.drop('busy', from);
     bump(this.counters.receivedByType, name);
-    const mac = macFromLinkLocal(address) ?? this.opts.lookupMac?.(address);
-    const work = this.serve(msg, address, mac);
+    const mac = source.eui64Mac ?? this.opts.lookupMac?.(source.address);
+    const peer = mac ? { address: source.address, mac } : { address: source.address };
+    let outcome: Dhcp6OutcomeLike | Promise<Dhcp6OutcomeLike>;
+    try {
+      outcome = this.opts.core.handleNow ? this.opts.core.handleNow(msg, peer) : this.opts.core.handle(msg, peer);
+    } catch (err) {
+      return this.drop('core-error', from, { error: (err as Error).message });
+    }
+    if (!(outcome instanceof Promise)) return this.settle(outcome, from, source.address);
+    const work = outcome.then(
+      (o) => this.settle(o, from, source.address),
+      // a journal write that failed lands here too: no Reply is sent for a lease that is not durable
+      (err: Error) => this.drop('core-error', from, { error: err.message }),
+    );
     this.pending.add(work);
     void work.finally(() => this.pending.delete(work));
   }
 
-  private async serve(msg: Buffer, address: string, mac: string | undefined): Promise<void> {
-    let outcome: Dhcp6OutcomeLike;
-    try {
-      outcome = await this.opts.core.handle(msg, { address, ...(mac ? { mac } : {}) });
-    } catch (err) {
-      // a journal write that failed lands here too: no Reply is sent for a lease that is not durable
-      this.drop('core-error', address, { error: (err as Error).message });
-      return;
-    }
+  private settle(outcome: Dhcp6OutcomeLike, to: string, address: string): void {
     bump(this.counters.outcomes, outcome.kind);
     if (outcome.changes?.length) {
       try {
@@ -220,60 +309,56 @@ export class Dhcp6Transport {
       return;
     }
     if (!outcome.reply || this.closed) return;
-    if (outcome.kind === 'advertise' && this.sendBacklog() > MAX_SEND_BACKLOG) return this.drop('send-backlog', address);
-    this.send(Buffer.from(outcome.reply.buffer, outcome.reply.byteOffset, outcome.reply.byteLength), address, outcome.kind);
+    if (outcome.kind === 'advertise' && (this.port.sendBacklog?.() ?? 0) > MAX_SEND_BACKLOG) return this.drop('send-backlog', to);
+    const r = outcome.reply;
+    const reply = Buffer.isBuffer(r) ? r : Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+    bump(this.counters.sent, outcome.kind);
+    // inside a batch the port sends with the batch; a Reply released by a journal sync waits for the others it released
+    if (this.delivering) return this.port.reply(reply, to, DHCP6_CLIENT_PORT);
+    this.outbox.push({ reply, to, kind: outcome.kind });
+    if (this.outbox.length === 1) queueMicrotask(this.flushOutbox);
   }
 
-  private send(reply: Buffer, address: string, kind: string): void {
-    // link-local (and multicast) destinations need the bridge as scope; a global source is reachable as it is
-    const scoped = /^fe[89ab]/i.test(address) || /^ff/i.test(address) ? `${address}%${this.opts.bridge}` : address;
-    try {
-      this.opts.socket.send(reply, DHCP6_CLIENT_PORT, scoped, (err) => {
-        if (!err) return bump(this.counters.sent, kind);
-        this.counters.sendFailures++;
-        this.opts.logger.warnLimited('dhcp6:send', 'cannot send DHCPv6 reply', { to: address, error: err.message });
-      });
-    } catch (err) {
-      this.counters.sendFailures++;
-      this.opts.logger.warnLimited('dhcp6:send', 'cannot send DHCPv6 reply', { to: address, error: (err as Error).message });
-    }
-  }
+  private readonly flushOutbox = (): void => {
+    const out = this.outbox.splice(0);
+    if (this.closed || out.length === 0) return;
+    const send = () => {
+      for (const o of out) this.port.reply(o.reply, o.to, DHCP6_CLIENT_PORT);
+    };
+    if (this.port.batch) this.port.batch(send);
+    else send();
+  };
 
-  /** datagrams dgram still holds because the socket was not writable (0 where dgram cannot tell) */
-  private sendBacklog(): number {
-    const socket = this.opts.socket as { getSendQueueCount?: () => number };
-    return typeof socket.getSendQueueCount === 'function' ? socket.getSendQueueCount() : 0;
-  }
-
-  /** token bucket per source address */
-  private admit(address: string): boolean {
+  /** token bucket per source address; the source's facts, or undefined when it is over its rate */
+  private admit(key: string): Source | undefined {
     const now = this.now();
-    let bucket = this.buckets.get(address);
-    if (!bucket) {
-      if (this.buckets.size >= this.limit.maxSources) this.forgetIdle();
-      bucket = { tokens: this.limit.burst, at: now };
+    let source = this.sources.get(key);
+    if (!source) {
+      if (this.sources.size >= this.limit.maxSources) this.forgetIdle();
+      source = { tokens: this.limit.burst, at: now, address: formatIpv6(v6ClientBytes(key)), eui64Mac: macFromClientKey(key) };
     } else {
-      this.buckets.delete(address); // re-inserted below: the map stays in order of last use
-      bucket.tokens = Math.min(this.limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.limit.perSecond);
-      bucket.at = now;
+      this.sources.delete(key); // re-inserted below: the map stays in order of last use
+      source.tokens = Math.min(this.limit.burst, source.tokens + ((now - source.at) / 1000) * this.limit.perSecond);
+      source.at = now;
     }
-    this.buckets.set(address, bucket);
-    if (bucket.tokens < 1) return false;
-    bucket.tokens -= 1;
-    return true;
+    this.sources.set(key, source);
+    if (source.tokens < 1) return undefined;
+    source.tokens -= 1;
+    return source;
   }
 
   /** forgets the half of the tracked sources idle longest (the map is in order of last use) */
   private forgetIdle(): void {
-    let toForget = Math.max(1, this.buckets.size >> 1);
-    for (const key of this.buckets.keys()) {
+    let toForget = Math.max(1, this.sources.size >> 1);
+    for (const key of this.sources.keys()) {
       if (toForget-- <= 0) break;
-      this.buckets.delete(key);
+      this.sources.delete(key);
     }
   }
 
-  private drop(reason: string, from: string, detail: Record<string, unknown> = {}): void {
+  private drop(reason: string, from: ClientAddress, detail: Record<string, unknown> = {}): void {
     bump(this.counters.dropped, reason);
-    this.opts.logger.warnLimited(`dhcp6:drop:${reason}`, 'dropped a DHCPv6 datagram', { reason, from, ...detail });
+    const text = typeof from === 'string' && from.length === 32 ? (this.sources.get(from)?.address ?? formatIpv6(v6ClientBytes(from))) : String(from);
+    this.opts.logger.warnLimited(`dhcp6:drop:${reason}`, 'dropped a DHCPv6 datagram', { reason, from: text, ...detail });
   }
 }

@@ -3,7 +3,8 @@
  * udp-transport.ts for an IPv6 socket (the addon sees the socket's family). Clients are IPv6 keys (client-address.ts):
  * 32 hex digits built from the 4 address words the addon writes per datagram, turned back into words to answer.
  * Same contract as BatchUdpTransport: a `message` view is valid during the call only; answers given while a batch
- * is delivered leave together.
+ * is delivered leave together, and so do answers given inside batch() (DHCPv6: the Replies one journal sync
+ * released). `label` names the socket in log lines (DNS, DHCPv6).
  */
 import { closeSync } from 'node:fs';
 import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
@@ -33,7 +34,7 @@ export class BatchUdp6Transport implements DnsUdpTransport {
   private readonly lastWords = new Uint32Array(4);
 
   /** `fd`: a bound IPv6 UDP socket (openDeviceUdpSocket with an IPv6 address); owned from here on. */
-  constructor(private readonly fd: number) {}
+  constructor(private readonly fd: number, private readonly label = 'DNS') {}
 
   start(handlers: UdpHandlers): void {
     if (this.receiver || this.closed) return;
@@ -51,6 +52,18 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     if (!this.delivering || this.outgoing.length === BATCH) this.flush();
   }
 
+  /** Runs `send`; the answers it gives leave together, in one sendmmsg per BATCH. */
+  batch(send: () => void): void {
+    if (this.delivering) return send();
+    this.delivering = true;
+    try {
+      send();
+    } finally {
+      this.delivering = false;
+      this.flush();
+    }
+  }
+
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
@@ -64,7 +77,7 @@ export class BatchUdp6Transport implements DnsUdpTransport {
   private readonly onBatch = (count: number, rearmed?: boolean): void => {
     const handlers = this.handlers!;
     if (count < 0) {
-      handlers.warn('dns-udp6-poll', `DNS UDP (IPv6) socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
+      handlers.warn(`${this.tag}-udp6-poll`, `${this.label} UDP (IPv6) socket reported ${errnoName(-count)}; ${rearmed ? 'still receiving' : 'receiving STOPPED after repeated errors'}`);
       return;
     }
     const { meta, slab } = this;
@@ -86,6 +99,10 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     }
   };
 
+  private get tag(): string {
+    return this.label.toLowerCase();
+  }
+
   /** The client key of the address words at meta[at..at+3]. */
   private clientAt(at: number): string {
     const { meta, lastWords } = this;
@@ -104,9 +121,13 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     if (count === 0) return;
     try {
       const result = udpBatch.send6(this.fd, this.outgoing, this.outgoingMeta, count);
-      if (result) this.handlers?.warn('dns-udp6-send', `${result.failed} DNS UDP (IPv6) answer(s) not sent: ${errnoName(result.errno)}`);
+      if (result) {
+        this.handlers?.sendFailed?.(result.failed);
+        this.handlers?.warn(`${this.tag}-udp6-send`, `${result.failed} ${this.label} UDP (IPv6) answer(s) not sent: ${errnoName(result.errno)}`);
+      }
     } catch (err) {
-      this.handlers?.warn('dns-udp6-send', `DNS UDP (IPv6) answers not sent: ${String(err)}`);
+      this.handlers?.sendFailed?.(count);
+      this.handlers?.warn(`${this.tag}-udp6-send`, `${this.label} UDP (IPv6) answers not sent: ${String(err)}`);
     } finally {
       this.outgoing.length = 0;
     }

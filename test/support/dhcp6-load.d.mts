@@ -27,6 +27,9 @@ export interface Load6Result {
   completedPerSecond: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   sendErrors: number;
+  /** the generator's own CPU (user + system) per completed exchange: when it nears the server's, the load measures
+   * the generator as much as the server */
+  generatorCpuUsPerExchange: number;
 }
 
 export function sourceAddress(n: number): string;

@@ -142,6 +142,7 @@ export async function runLoad6(opts) {
   const latencies = [];
   let started = 0, completed = 0, dropped = 0, refused = 0, sendErrors = 0, lastCompletion = 0;
   let nextTid = randomBytes(3).readUIntBE(0, 3);
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
 
   const send = (ex, msg) =>
@@ -238,12 +239,13 @@ export async function runLoad6(opts) {
     for (const s of sockets) s.close();
   }
   dropped += byTid.size;
+  const cpu = process.cpuUsage(cpu0);
   latencies.sort((a, b) => a - b);
   const elapsedSeconds = Math.max(1e-3, ((lastCompletion || performance.now()) - t0) / 1000);
   return {
     started, completed, dropped, refused, elapsedSeconds, completedPerSecond: completed / elapsedSeconds,
     latencyMs: { p50: percentileSorted(latencies, 50), p90: percentileSorted(latencies, 90), p99: percentileSorted(latencies, 99), max: latencies.at(-1) ?? 0 },
-    sendErrors,
+    sendErrors, generatorCpuUsPerExchange: completed ? (cpu.user + cpu.system) / completed : NaN,
   };
 }
 

@@ -2,7 +2,9 @@ import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Dhcp6Transport, macFromLinkLocal, MAX_IN_FLIGHT, type Dhcp6CoreLike, type Dhcp6OutcomeLike } from '../../src/dhcp6/transport.js';
+import type { ClientAddress } from '../../src/dns/client-address.js';
+import type { UdpHandlers } from '../../src/dns/udp-transport.js';
+import { Dhcp6Transport, macFromClientKey, macFromLinkLocal, MAX_IN_FLIGHT, type Dhcp6CoreLike, type Dhcp6OutcomeLike, type Dhcp6Port } from '../../src/dhcp6/transport.js';
 import { recordingLogger } from '../support/recording-logger.js';
 
 interface Sent {
@@ -177,5 +179,74 @@ describe('DHCPv6 transport send backlog', () => {
     expect(sent).toHaveLength(1);
     expect(transport.stats().dropped['send-backlog']).toBe(1);
     backlog = 0;
+  });
+});
+
+describe('DHCPv6 transport on a batched port (issue 14: the daemon\'s BatchUdp6Transport)', () => {
+  /** a port that records what leaves in which batch, as BatchUdp6Transport groups its sendmmsg calls */
+  function fakePort() {
+    let handlers: UdpHandlers | undefined;
+    const batches: { to: ClientAddress; first: number }[][] = [];
+    let open: { to: ClientAddress; first: number }[] | undefined;
+    const port: Dhcp6Port = {
+      start: (h) => void (handlers = h),
+      reply: (message, to) => {
+        if (open) open.push({ to, first: message[0]! });
+        else batches.push([{ to, first: message[0]! }]);
+      },
+      batch: (send) => {
+        open = [];
+        send();
+        batches.push(open);
+        open = undefined;
+      },
+      close: async () => undefined,
+    };
+    /** one recvmmsg batch: every datagram delivered, then what was answered meanwhile leaves as one batch */
+    const deliver = (datagrams: [Buffer, ClientAddress][]) => {
+      open = [];
+      for (const [msg, from] of datagrams) handlers!.message(msg, from, 546);
+      if (open.length) batches.push(open);
+      open = undefined;
+    };
+    return { port, batches, deliver };
+  }
+  const key = (n: number) => `fe800000000000000000000000000${n.toString(16).padStart(3, '0')}`;
+
+  it('answers Advertises within their batch, and sends the Replies one journal sync released together', async () => {
+    let sync: (() => void) | undefined;
+    const synced = new Promise<void>((r) => (sync = r));
+    const core: Dhcp6CoreLike = {
+      handle: async () => ({ kind: 'ignored' }),
+      handleNow: (packet) => packet[0] === 1
+        ? { kind: 'advertise', reply: Buffer.from([2, 0, 0, packet[3]!]) }
+        : synced.then(() => ({ kind: 'reply' as const, reply: Buffer.from([7, 0, 0, packet[3]!]), changes: [packet[3]] })),
+    };
+    const { port, batches, deliver } = fakePort();
+    const changes: unknown[] = [];
+    const transport = new Dhcp6Transport({ socket: port, bridge: 'br0', core, logger: recordingLogger(), onChanges: (c) => changes.push(...c) });
+    transport.start();
+    deliver([[solicit(1), key(1)], [solicit(2), key(2)], [Buffer.from([3, 0, 0, 3]), key(3)], [Buffer.from([3, 0, 0, 4]), key(4)]]);
+    expect(batches).toEqual([[{ to: key(1), first: 2 }, { to: key(2), first: 2 }]]); // the Advertises, in the receive batch
+    expect(transport.stats().inFlight).toBe(2);
+    sync!();
+    await flush();
+    expect(batches[1]).toEqual([{ to: key(3), first: 7 }, { to: key(4), first: 7 }]); // both Replies in one send batch
+    expect(changes).toEqual([3, 4]);
+    expect(transport.stats()).toMatchObject({ sent: { advertise: 2, reply: 2 }, inFlight: 0 });
+  });
+
+  it('drops sources that are not IPv6 client keys, and reads the MAC of an EUI-64 key once per source', async () => {
+    const peers: { address: string; mac?: string }[] = [];
+    const { port, deliver } = fakePort();
+    const transport = new Dhcp6Transport({ socket: port, bridge: 'br0', logger: recordingLogger(), core: { handle: async (_p, peer) => (peers.push(peer), { kind: 'ignored' }) } });
+    transport.start();
+    const eui64 = 'fe80000000000000505400fffe123456';
+    deliver([[solicit(1), 7], [solicit(2), 'zz'], [solicit(3), eui64], [solicit(4), eui64]]);
+    await flush();
+    expect(transport.stats().dropped).toEqual({ 'bad-source': 2 });
+    expect(peers).toEqual([{ address: 'fe80::5054:ff:fe12:3456', mac: '52:54:00:12:34:56' }, { address: 'fe80::5054:ff:fe12:3456', mac: '52:54:00:12:34:56' }]);
+    expect(macFromClientKey(eui64)).toBe('52:54:00:12:34:56');
+    expect(macFromClientKey(key(1))).toBeUndefined();
   });
 });
