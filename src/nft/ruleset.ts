@@ -49,6 +49,9 @@ export const CHAIN = {
   postrouting: 'postrouting',
   forward: 'forward',
   input: 'input',
+  // UDP DNS with the guests untracked (dns-notrack block below)
+  rawPrerouting: 'raw_prerouting',
+  rawOutput: 'raw_output',
 } as const;
 
 /** Integer priorities (the named ones written as strings make hook-less chains in nft 1.0.6 JSON). */
@@ -56,6 +59,8 @@ export const PRIORITY = {
   dstnat: -100,
   srcnat: 100,
   filter: 0,
+  /** before conntrack (-200): where notrack must run */
+  raw: -300,
 } as const;
 
 export const MAP = {
@@ -213,7 +218,7 @@ function baseChain(input: RulesetInput, name: string, type: NftChain['type'], ho
   return { family: TABLE_FAMILY, table: input.table, name, type, hook, prio, policy: 'accept' };
 }
 
-/** The five base chains, all `policy accept`: natd decides nothing about traffic that does not touch its bridge. */
+/** The seven base chains, all `policy accept`: natd decides nothing about traffic that does not touch its bridge. */
 export function buildChains(input: RulesetInput): NftChain[] {
   return [
     baseChain(input, CHAIN.prerouting, 'nat', 'prerouting', PRIORITY.dstnat),
@@ -221,6 +226,8 @@ export function buildChains(input: RulesetInput): NftChain[] {
     baseChain(input, CHAIN.postrouting, 'nat', 'postrouting', PRIORITY.srcnat),
     baseChain(input, CHAIN.forward, 'filter', 'forward', PRIORITY.filter),
     baseChain(input, CHAIN.input, 'filter', 'input', PRIORITY.filter),
+    baseChain(input, CHAIN.rawPrerouting, 'filter', 'prerouting', PRIORITY.raw),
+    baseChain(input, CHAIN.rawOutput, 'filter', 'output', PRIORITY.raw),
   ];
 }
 
@@ -459,6 +466,35 @@ function acceptHostService(input: RulesetInput, service: HostService): RuleBody 
   };
 }
 
+// ---- UDP DNS between the guests and the gateway is not connection-tracked
+//
+// Every query from a new source port would otherwise make a conntrack entry (UDP timeouts 30 s unreplied, 120 s
+// replied): a guest sending queries from random ports fills the host's nf_conntrack table, after which the host drops
+// new connections for everyone; and conntrack costs CPU on every cached answer. Nothing needs the state: the input
+// chain accepts DNS by address and port (acceptDns, ipv6Input), not by ct state, and the IPv6 spoof guard is
+// stateless. The raw chains run at priority -300, before conntrack (-200), so untracked packets also skip the nat
+// chains. TCP DNS stays tracked: its connections are few, and the input chain needs no change for them.
+
+/** iifname "br0" ip daddr 10.77.0.1 udp dport 53 notrack   (raw_prerouting; and ip6 daddr GW6 with IPv6) */
+function notrackDnsQueries(input: RulesetInput): RuleBody[] {
+  const dport: NftExpression = { payload: { protocol: 'udp', field: 'dport' } };
+  const v6 = input.ipv6;
+  return [
+    { expr: [eq(iifname, input.bridge), eq(ipDaddr, formatIpv4(input.gateway)), eq(dport, 53), { notrack: null }], comment: 'natd: DNS queries from guests untracked' },
+    ...(v6 ? [{ expr: [eq(iifname, input.bridge), eq({ payload: { protocol: 'ip6', field: 'daddr' } }, v6.gateway), eq(dport, 53), { notrack: null }], comment: 'natd: IPv6 DNS queries from guests untracked' } satisfies RuleBody] : []),
+  ];
+}
+
+/** oifname "br0" ip saddr 10.77.0.1 udp sport 53 notrack   (raw_output: natd's answers; and ip6 saddr GW6) */
+function notrackDnsAnswers(input: RulesetInput): RuleBody[] {
+  const sport: NftExpression = { payload: { protocol: 'udp', field: 'sport' } };
+  const v6 = input.ipv6;
+  return [
+    { expr: [eq(oifname, input.bridge), eq(ipSaddr, formatIpv4(input.gateway)), eq(sport, 53), { notrack: null }], comment: 'natd: DNS answers to guests untracked' },
+    ...(v6 ? [{ expr: [eq(oifname, input.bridge), eq({ payload: { protocol: 'ip6', field: 'saddr' } }, v6.gateway), eq(sport, 53), { notrack: null }], comment: 'natd: IPv6 DNS answers to guests untracked' } satisfies RuleBody] : []),
+  ];
+}
+
 // ---- issue 17: the name router's routed ports
 
 export const EXPOSE_SET = 'expose_ports';
@@ -533,6 +569,9 @@ export function buildRules(input: RulesetInput): Record<(typeof CHAIN)[keyof typ
       ...acceptRoutedPorts(input), // issue 17
       ...(input.guestToHost === 'all' ? [] : [...(input.guestToHost ?? []).map((service) => acceptHostService(input, service)), rejectToHost(input)]),
     ],
+    // UDP DNS with the guests skips conntrack (see notrackDnsQueries)
+    raw_prerouting: notrackDnsQueries(input),
+    raw_output: notrackDnsAnswers(input),
   };
 }
 

@@ -140,7 +140,12 @@ export interface NftDrop {
   drop: null;
 }
 
-export type NftStatement = NftMatch | NftAccept | NftReject | NftMasquerade | NftDnat | NftDrop;
+/** DNS to and from the gateway skips connection tracking (raw_prerouting / raw_output in ruleset.ts) */
+export interface NftNotrack {
+  notrack: null;
+}
+
+export type NftStatement = NftMatch | NftAccept | NftReject | NftMasquerade | NftDnat | NftDrop | NftNotrack;
 
 export interface NftRule {
   family: NftFamily;

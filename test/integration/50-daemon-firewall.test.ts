@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GATEWAY, isRoot, Topology, UPLINK_HOST, UPLINK_WAN, type RunResult } from '../support/netns.js';
-import { NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
+import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir, waitForListener, type NatdHandle } from '../support/natd-process.js';
 import { waitFor } from '../support/wait.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
@@ -227,6 +227,26 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect(remove.code, remove.stderr).toBe(0);
     expect((await cli(['forwards', 'list'])).stdout).not.toContain('9090');
   });
+
+  // UDP DNS with the guests is not connection-tracked (raw_prerouting/raw_output): a guest spraying queries from new
+  // source ports cannot fill the host's conntrack table (before: one entry per query, +~5,000 here)
+  it('a guest sending 5,000 DNS queries from new source ports adds no conntrack entries; UDP and TCP DNS still answer', async () => {
+    const conntrackCount = async () => Number((await topo.runOk(topo.host, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
+    const dig = (args: string[]) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, ...args]);
+    expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/); // cached from now on
+    const before = await conntrackCount();
+    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', GATEWAY, '5000', 'spray.example.test'], { timeoutMs: 45_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const spray = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sent: number; answered: number; sourcePorts: number };
+    const after = await conntrackCount();
+    console.log('dns notrack: spray', spray, 'conntrack entries before', before, 'after', after);
+    expect(spray.sent).toBe(5000);
+    expect(spray.sourcePorts).toBeGreaterThan(2000);
+    expect(spray.answered).toBeGreaterThan(4500); // accepted by the input chain although untracked
+    expect(after - before).toBeLessThan(100);
+    expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
+    expect((await dig(['+tcp', 'spray-tcp.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
+  }, 60_000);
 
   it('rejects IPv6 routed through the bridge while it runs (ping6 and TCP)', async () => {
     const ping = await topo.run(topo.vm(1).ns, ['ping', '-6', '-c', '1', '-w', '2', V6.wan]);

@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BRIDGE, isRoot, Topology, UPLINK6_HOST, UPLINK6_WAN } from '../support/netns.js';
 import { waitUntil } from '../support/wait.js';
-import { NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
+import { FIXTURES, NATD_CLI, startNatd, tempDir, type NatdHandle } from '../support/natd-process.js';
 import { startFakeUpstreamIn } from '../support/fake-upstream-ns.js';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -130,6 +130,21 @@ describe.skipIf(!isRoot())('IPv6: DNS on the bridge\'s IPv6 gateway, AAAA/PTR fo
     expect(tcp.status).toBe('NOERROR');
     expect(tcp.answers).toEqual([alphaSlaac]);
   });
+
+  // UDP DNS on the IPv6 gateway is not connection-tracked either (raw_prerouting/raw_output; 50-daemon-firewall has IPv4)
+  it('2,000 queries from new source ports over IPv6 add no conntrack entries and are all answered', async () => {
+    const conntrackCount = async () => Number((await topo.runOk(topo.host, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
+    const before = await conntrackCount();
+    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', gw6, '2000', `${ALPHA}.${DOMAIN}`, 'udp6'], { timeoutMs: 45_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const spray = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sent: number; answered: number; sourcePorts: number };
+    const after = await conntrackCount();
+    console.log('dns notrack (IPv6): spray', spray, 'conntrack entries before', before, 'after', after);
+    expect(spray.sent).toBe(2000);
+    expect(spray.answered).toBeGreaterThan(1800);
+    expect(after - before).toBeLessThan(100);
+    expect((await dig(topo.vm(1).ns, gw6, ['+tcp', 'A', `${ALPHA}.${DOMAIN}`])).answers).toEqual([ALPHA_V4]);
+  }, 60_000);
 
   it('forwards over IPv6 to an upstream given as [addr]:port, and a --server route given as addr#port', async () => {
     const vm = topo.vm(1).ns;

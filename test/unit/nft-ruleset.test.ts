@@ -63,7 +63,7 @@ describe('buildRuleset content', () => {
     expect(batch.nftables.slice(3).every((c) => 'add' in c && !('table' in c.add))).toBe(true);
   });
 
-  it('creates five base chains with integer priorities and policy accept', () => {
+  it('creates seven base chains with integer priorities and policy accept', () => {
     const chains = batch.nftables.flatMap((c) => ('add' in c && 'chain' in c.add ? [c.add.chain] : []));
     expect(chains.map((c) => [c.name, c.type, c.hook, c.prio])).toEqual([
       [CHAIN.prerouting, 'nat', 'prerouting', PRIORITY.dstnat],
@@ -71,7 +71,10 @@ describe('buildRuleset content', () => {
       [CHAIN.postrouting, 'nat', 'postrouting', PRIORITY.srcnat],
       [CHAIN.forward, 'filter', 'forward', PRIORITY.filter],
       [CHAIN.input, 'filter', 'input', PRIORITY.filter],
+      [CHAIN.rawPrerouting, 'filter', 'prerouting', PRIORITY.raw],
+      [CHAIN.rawOutput, 'filter', 'output', PRIORITY.raw],
     ]);
+    expect(PRIORITY.raw).toBeLessThan(-200); // notrack must run before conntrack (NF_IP_PRI_CONNTRACK)
     for (const c of chains) {
       expect(Number.isInteger(c.prio)).toBe(true);
       expect(c.policy).toBe('accept');
@@ -416,7 +419,7 @@ describe('verifyTable', () => {
     const broken = fakeNft((args) => (args[1] === 'list' ? ok(JSON.stringify(edited((items) => items.pop()))) : ok()));
     await expect(applyAndVerify(EXAMPLE_INPUT, { exec: broken.exec })).rejects.toMatchObject({
       code: ErrorCodes.NFT_VERIFY,
-      message: expect.stringContaining('chain input has 6 rules, expected 7'),
+      message: expect.stringContaining('chain raw_output has 0 rules, expected 1'),
     });
     expect(await tableIntact(EXAMPLE_INPUT, { exec: fakeNft(() => missing).exec })).toBe(false);
   });
