@@ -6,21 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { emptyPacket, encodeDhcpPacket, encodeIpv4List, encodeString, encodeU16 } from '../../src/dhcp/codec.js';
 import { decodeAndParse } from '../../src/dhcp/request.js';
 import { DHCP_MAGIC_COOKIE, DhcpOption } from '../../src/dhcp/types.js';
+import { prng } from '../support/prng.js';
 
 const RUNS = 100_000;
 const SEED = Number(process.env.NATD_FUZZ_SEED ?? 0x5eed1234);
 
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rng = () => number;
 const int = (rng: Rng, max: number): number => Math.floor(rng() * max);

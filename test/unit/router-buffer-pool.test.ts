@@ -26,6 +26,7 @@ import { NameRouter, type RouterLimits } from '../../src/router/name-router.js';
 import { recordingLogger } from '../support/recording-logger.js';
 import { FIXTURES } from '../support/paths.js';
 import { waitFor } from '../support/wait.js';
+import { prng } from '../support/prng.js';
 
 const run = promisify(execFile);
 const CLIENT = path.join(FIXTURES, 'router-pool-client.py');
@@ -43,17 +44,6 @@ const CONNECTIONS = 16;
 const ROUNDS = 2;
 const BYTES_PER_CONNECTION = 4 * 1024 * 1024;
 
-/** a small deterministic PRNG (mulberry32), so a failure can be rerun */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** byte i of connection `seed`'s download: differs between connections at almost every offset */
 function patternByte(seed: number, i: number): number {
