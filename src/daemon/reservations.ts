@@ -173,8 +173,10 @@ export class ReservationBook {
     if (!match) return this.remove6(key, forwardedNames); // issue 14
     if (match.source !== 'runtime') throw configError(`the reservation for ${match.mac} comes from the ${match.source}; remove it there and reload`);
     if (match.hostname && forwardedNames.has(match.hostname)) throw configError(`port forwards name "${match.hostname}"; remove them first (natd forwards list)`);
-    await this.commit(this.list.filter((r) => r !== match));
-    this.opts.logger.info('reservation removed', { mac: match.mac, address: formatIpv4(match.address) });
+    // `reservations add MAC IPV4 [IPV6] NAME` made one reservation for both families: it goes as one
+    const with6 = this.list6.filter((r) => r.source === 'runtime' && (r.mac === match.mac || (match.hostname !== undefined && r.hostname === match.hostname)));
+    await this.commit(this.list.filter((r) => r !== match), with6.length ? this.list6.filter((r) => !with6.includes(r)) : this.list6);
+    this.opts.logger.info('reservation removed', { mac: match.mac, address: formatIpv4(match.address), ...(with6.length ? { ipv6: with6.map((r) => r.address.address) } : {}) });
     return { mac: match.mac, address: formatIpv4(match.address) };
   }
 

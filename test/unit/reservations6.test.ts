@@ -117,6 +117,10 @@ describe('runtime IPv6 reservations (natd reservations add)', () => {
     expect(await again.remove('[::5]', new Set())).toEqual({ mac: `id:${DUID}`, address: '[::5]' });
     await expect(again.remove('[::5]', new Set())).rejects.toThrow('no reservation matches');
     expect(readFileSync(path.join(stateDir, 'runtime-reservations'), 'utf8')).not.toContain(DUID);
+    // one `reservations add MAC IPV4 [IPV6] NAME` is one reservation: removing it by MAC takes both families
+    expect(await again.remove('52:54:00:00:00:07', new Set())).toEqual({ mac: '52:54:00:00:00:07', address: '10.14.0.7' });
+    expect(again.rows().filter((r) => r.source === 'runtime')).toEqual([]);
+    expect(readFileSync(path.join(stateDir, 'runtime-reservations'), 'utf8')).not.toContain('52:54:00:00:00:07');
   });
 
   it('refuses bad ones, naming the field, and changes nothing', async () => {
