@@ -49,69 +49,86 @@ export interface Forwards6Refresher {
 }
 
 export function forwards6Refresher(deps: Forwards6Deps): Forwards6Refresher {
-  const now = deps.now ?? Date.now;
-  const interval = deps.minIntervalMs ?? FORWARDS6_MIN_INTERVAL_MS;
-  // without forwards naming guests (the usual case) a change costs no lookup at all
-  const answers = (resolve: () => NameResolver6): string => {
-    const names = [...deps.names()];
+  return new CoalescingRefresher(deps);
+}
+
+/** One check at a time, at most one reload start per interval; the answers last applied decide whether to reload. */
+class CoalescingRefresher implements Forwards6Refresher {
+  private readonly now: () => number;
+  private readonly interval: number;
+  private readonly counts: Forwards6Stats = { requests: 0, coalesced: 0, reloads: 0, failures: 0 };
+  private last: string;
+  private lastStart = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  private again = false;
+  private closed = false;
+
+  constructor(private readonly deps: Forwards6Deps) {
+    this.now = deps.now ?? Date.now;
+    this.interval = deps.minIntervalMs ?? FORWARDS6_MIN_INTERVAL_MS;
+    this.last = this.answers(deps.resolver);
+  }
+
+  // arrow properties: callers hand these on as plain callbacks (lease and address-table listeners)
+  readonly refresh = (): void => {
+    this.counts.requests++;
+    if (this.busy) {
+      this.again = true;
+      this.counts.coalesced++;
+    } else if (this.timer !== undefined) this.counts.coalesced++;
+    else this.schedule();
+  };
+
+  readonly stats = (): Forwards6Stats => ({ ...this.counts });
+
+  readonly close = (): void => {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  };
+
+  /** Every forward name with its answer; without forwards naming guests (the usual case) no lookup at all. */
+  private answers(resolve: () => NameResolver6): string {
+    const names = [...this.deps.names()];
     if (names.length === 0) return '[]';
     const lookup = resolve();
     return JSON.stringify(names.sort().map((n) => [n, lookup(n) ?? null]));
-  };
-  const stats: Forwards6Stats = { requests: 0, coalesced: 0, reloads: 0, failures: 0 };
-  let last = answers(deps.resolver);
-  let lastStart = -Infinity;
-  let timer: NodeJS.Timeout | undefined;
-  let busy = false;
-  let again = false;
-  let closed = false;
-
-  const check = async (): Promise<void> => {
-    timer = undefined;
-    if (closed) return;
-    busy = true;
-    again = false;
-    try {
-      let resolver: NameResolver6 | undefined;
-      const resolve = (): NameResolver6 => (resolver ??= deps.resolver());
-      const current = answers(resolve);
-      if (current === last) return;
-      last = current;
-      lastStart = now();
-      stats.reloads++;
-      try {
-        await deps.reload(resolve());
-      } catch (err) {
-        stats.failures++;
-        deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a guest address change', { error: (err as Error).message });
-      }
-    } finally {
-      busy = false;
-      if (again) schedule();
-    }
-  };
-
-  function schedule(): void {
-    if (closed || timer !== undefined) return;
-    const wait = Math.max(0, lastStart + interval - now());
-    timer = setTimeout(() => void check(), wait);
-    timer.unref?.();
   }
 
-  return {
-    refresh: () => {
-      stats.requests++;
-      if (busy) {
-        again = true;
-        stats.coalesced++;
-      } else if (timer !== undefined) stats.coalesced++;
-      else schedule();
-    },
-    stats: () => ({ ...stats }),
-    close: () => {
-      closed = true;
-      clearTimeout(timer);
-      timer = undefined;
-    },
-  };
+  private schedule(): void {
+    if (this.closed || this.timer !== undefined) return;
+    const wait = Math.max(0, this.lastStart + this.interval - this.now());
+    this.timer = setTimeout(() => void this.check(), wait);
+    this.timer.unref?.();
+  }
+
+  private async check(): Promise<void> {
+    this.timer = undefined;
+    if (this.closed) return;
+    this.busy = true;
+    this.again = false;
+    try {
+      let resolver: NameResolver6 | undefined;
+      const resolve = (): NameResolver6 => (resolver ??= this.deps.resolver());
+      const current = this.answers(resolve);
+      if (current === this.last) return;
+      this.last = current;
+      this.lastStart = this.now();
+      await this.reload(resolve());
+    } finally {
+      this.busy = false;
+      if (this.again) this.schedule();
+    }
+  }
+
+  private async reload(resolver: NameResolver6): Promise<void> {
+    this.counts.reloads++;
+    try {
+      await this.deps.reload(resolver);
+    } catch (err) {
+      this.counts.failures++;
+      this.deps.logger.warnLimited('dhcp6:forwards', 'cannot re-resolve IPv6 port forwards after a guest address change', { error: (err as Error).message });
+    }
+  }
 }
