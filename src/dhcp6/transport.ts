@@ -88,7 +88,7 @@ export interface RateLimit {
 export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 50, burst: 100, maxSources: 4096 };
 
 /** A UDP port with the IPv6 clients of dns/client-address.ts; `sendBacklog`: datagrams it holds unsent, when it can tell. */
-export type Dhcp6Port = UdpPort & { sendBacklog?(): number; batch?(send: () => void): void };
+export type Dhcp6Port = UdpPort & { sendBacklog?(): number };
 
 export interface Dhcp6TransportOptions {
   /** the daemon's: a batched port (BatchUdp6Transport); a node:dgram 'udp6' socket is wrapped (tests) */
@@ -200,12 +200,6 @@ class Dgram6Port implements Dhcp6Port {
   }
 }
 
-interface Outgoing {
-  reply: Buffer;
-  to: string;
-  kind: string;
-}
-
 export class Dhcp6Transport {
   private readonly counters: Dhcp6Stats = { received: 0, receivedByType: {}, dropped: {}, sent: {}, outcomes: {}, sendFailures: 0, inFlight: 0, trackedSources: 0 };
   /** per source, in order of last use (the rate limiter forgets the idlest first) */
@@ -214,9 +208,6 @@ export class Dhcp6Transport {
   private readonly limit: RateLimit;
   private readonly now: () => number;
   private readonly port: Dhcp6Port;
-  /** Replies released outside a batch (by a journal sync), sent together in a microtask */
-  private readonly outbox: Outgoing[] = [];
-  private delivering = false;
   private closed = false;
 
   constructor(private readonly opts: Dhcp6TransportOptions) {
@@ -228,14 +219,7 @@ export class Dhcp6Transport {
 
   start(): void {
     this.port.start({
-      message: (msg, from) => {
-        this.delivering = true;
-        try {
-          this.onMessage(msg, from);
-        } finally {
-          this.delivering = false;
-        }
-      },
+      message: (msg, from) => this.onMessage(msg, from),
       dropped: () => {
         this.counters.received++;
         this.drop('oversize', 'unknown');
@@ -258,7 +242,6 @@ export class Dhcp6Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.outbox.length = 0;
     await this.port.close();
     await Promise.allSettled([...this.pending]);
   }
@@ -313,21 +296,10 @@ export class Dhcp6Transport {
     const r = outcome.reply;
     const reply = Buffer.isBuffer(r) ? r : Buffer.from(r.buffer, r.byteOffset, r.byteLength);
     bump(this.counters.sent, outcome.kind);
-    // inside a batch the port sends with the batch; a Reply released by a journal sync waits for the others it released
-    if (this.delivering) return this.port.reply(reply, to, DHCP6_CLIENT_PORT);
-    this.outbox.push({ reply, to, kind: outcome.kind });
-    if (this.outbox.length === 1) queueMicrotask(this.flushOutbox);
+    // the batched port sends with the batch it answers, or (a Reply released by a journal sync) with the others that
+    // sync released, in one sendmmsg at the end of the microtask run (BatchUdp6Transport.reply)
+    this.port.reply(reply, to, DHCP6_CLIENT_PORT);
   }
-
-  private readonly flushOutbox = (): void => {
-    const out = this.outbox.splice(0);
-    if (this.closed || out.length === 0) return;
-    const send = () => {
-      for (const o of out) this.port.reply(o.reply, o.to, DHCP6_CLIENT_PORT);
-    };
-    if (this.port.batch) this.port.batch(send);
-    else send();
-  };
 
   /** token bucket per source address; the source's facts, or undefined when it is over its rate */
   private admit(key: string): Source | undefined {

@@ -49,20 +49,20 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     if (address === this.lastKey) this.outgoingMeta.set(this.lastWords, OUT_STRIDE * index);
     else v6ClientWords(address, this.outgoingMeta, OUT_STRIDE * index);
     this.outgoingMeta[OUT_STRIDE * index + 4] = port;
-    if (!this.delivering || this.outgoing.length === BATCH) this.flush();
-  }
-
-  /** Runs `send`; the answers it gives leave together, in one sendmmsg per BATCH. */
-  batch(send: () => void): void {
-    if (this.delivering) return send();
-    this.delivering = true;
-    try {
-      send();
-    } finally {
-      this.delivering = false;
-      this.flush();
+    if (this.outgoing.length === BATCH) this.flush();
+    else if (!this.delivering && !this.flushQueued) {
+      // as BatchUdpTransport: answers given outside a receive batch (the DHCPv6 Replies one journal sync releases, a
+      // forwarded DNS answer) leave together at the end of the current microtask run, in one sendmmsg
+      this.flushQueued = true;
+      queueMicrotask(this.flushQueuedReplies);
     }
   }
+
+  private flushQueued = false;
+  private readonly flushQueuedReplies = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
 
   close(): Promise<void> {
     if (!this.closed) {

@@ -183,22 +183,27 @@ describe('DHCPv6 transport send backlog', () => {
 });
 
 describe('DHCPv6 transport on a batched port (issue 14: the daemon\'s BatchUdp6Transport)', () => {
-  /** a port that records what leaves in which batch, as BatchUdp6Transport groups its sendmmsg calls */
+  /**
+   * a port that records what leaves in which batch, as BatchUdp6Transport groups its sendmmsg calls: the answers given
+   * while a receive batch is delivered leave with it, the others together at the end of the microtask run
+   */
   function fakePort() {
     let handlers: UdpHandlers | undefined;
     const batches: { to: ClientAddress; first: number }[][] = [];
     let open: { to: ClientAddress; first: number }[] | undefined;
+    let queued: { to: ClientAddress; first: number }[] | undefined;
     const port: Dhcp6Port = {
       start: (h) => void (handlers = h),
       reply: (message, to) => {
-        if (open) open.push({ to, first: message[0]! });
-        else batches.push([{ to, first: message[0]! }]);
-      },
-      batch: (send) => {
-        open = [];
-        send();
-        batches.push(open);
-        open = undefined;
+        if (open) return void open.push({ to, first: message[0]! });
+        if (!queued) {
+          const batch: { to: ClientAddress; first: number }[] = (queued = []);
+          queueMicrotask(() => {
+            batches.push(batch);
+            queued = undefined;
+          });
+        }
+        queued.push({ to, first: message[0]! });
       },
       close: async () => undefined,
     };
