@@ -4,6 +4,7 @@
  * stats and this renders it. Counters end in `_total`; every sample carries the `bridge` label, so several natd
  * instances on one host can be scraped into one series set.
  */
+import type { RouterCounters } from '../router/types.js'; // issue 17: the router's counters, documented there once
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -113,18 +114,8 @@ export interface MetricsInput {
     sendFailures: number;
   };
   /** issue 17: the name router (router/name-router.ts stats, per route by `name:port`) */
-  expose?: {
+  expose?: Pick<RouterCounters, 'accepted' | 'routed' | 'unknownNames' | 'noName' | 'headTimeouts' | 'idleTimeouts' | 'refusedByLimit' | 'invalid' | 'tooLarge' | 'connectFailed'> & {
     active: number;
-    accepted: number;
-    routed: number;
-    unknownNames: number;
-    noName: number;
-    headTimeouts: number;
-    idleTimeouts: number;
-    refusedByLimit: number;
-    invalid: number;
-    tooLarge: number;
-    connectFailed: number;
     bufferedBytes: number;
     unresolved: number;
     targetsRefused: number;
