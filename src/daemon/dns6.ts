@@ -21,7 +21,9 @@ import type { BridgeInfo } from '../net/bridge.js';
 import { runIp } from '../net/ip-command.js';
 import { formatIpv6 } from '../ipv6/address.js';
 import { GuestAddresses } from '../ipv6/guest-addresses.js';
-import { NeighbourLearner } from '../ipv6/neighbours.js';
+import { NeighbourLearner, RESYNC_MS } from '../ipv6/neighbours.js';
+import { NeighbourMonitor } from '../ipv6/neigh-monitor.js';
+import { NeighbourProber } from '../ipv6/neigh-prober.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
 import type { RouteTable } from './dns-routes.js';
 import type { ShutdownStack } from './shutdown.js';
@@ -33,6 +35,9 @@ export interface Dns6Parts {
   server: DnsServer;
   guests: GuestAddresses;
   learner: NeighbourLearner;
+  /** the `ip -6 monitor neigh` child; absent with a stand-in neighbour table */
+  monitor: NeighbourMonitor | undefined;
+  prober: NeighbourProber | undefined;
 }
 
 export interface Dns6Shared {
@@ -58,13 +63,24 @@ export async function startDns6(
     ownerOf: (address) => guests.ownerOf(address),
     version: () => guests.version, // issue 18: the DNS cache-hit fast path
   });
+  // issue 14: neighbour changes as they happen (`ip -6 monitor neigh`, ipv6/neigh-monitor.ts), the full read kept
+  // as a slower resync; a stand-in table (readNeighbours, tests) is polled only, at the old pace
+  const watch = !readNeighbours;
+  const prober = watch ? new NeighbourProber({ bridge: config.bridge, logger }) : undefined;
   const learner = new NeighbourLearner({
     bridge: config.bridge, network: served.network, table: guests, logger,
     namesByMac: () => localNames.namesByMac(),
     read: () => (readNeighbours ? readNeighbours(config.bridge) : runIp(['-6', 'neigh', 'show', 'dev', config.bridge])),
+    ...(prober ? { probe: (address: string, mac: string) => prober.request(address, mac), pollMs: RESYNC_MS } : {}),
   });
+  const monitor = watch ? new NeighbourMonitor({ bridge: config.bridge, logger, onLine: (line) => learner.observeLine(line), onStart: () => void learner.poll() }) : undefined;
   learner.start();
-  stack.push('ipv6 neighbours', () => learner.close());
+  monitor?.start();
+  stack.push('ipv6 neighbours', async () => {
+    prober?.close();
+    await monitor?.close();
+    learner.close();
+  });
 
   const address = formatIpv6(served.gateway);
   const udp = sockets.openDnsUdp(config.bridge, address);
@@ -82,5 +98,5 @@ export async function startDns6(
   server.start();
   stack.push('dns ipv6', () => server.close());
   logger.info('DNS on the IPv6 gateway', { listen: `[${address}]:53` });
-  return { address, server, guests, learner };
+  return { address, server, guests, learner, monitor, prober };
 }

@@ -69,6 +69,9 @@ export interface MetricsInput {
       dropped: number;
       guestAddresses: number;
       guestAddressesRefused: Readonly<Record<string, number>>;
+      /** the neighbour learner's events by kind, and the `ip -6 monitor neigh` child when it is used */
+      neighbourEvents?: Readonly<Record<string, number>>;
+      neighbourMonitor?: { running: boolean; restarts: number };
     };
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
@@ -366,6 +369,16 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
       { name: 'natd_ipv6_guest_addresses_refused_total', help: "Guests' IPv6 addresses not published, by reason (outside-prefix, per-guest, total, conflict).", type: 'counter',
         samples: byKey(m.bridge, 'reason', v6.guestAddressesRefused) },
     );
+    if (v6.neighbourEvents) {
+      out.push({ name: 'natd_ipv6_neighbour_events_total', help: 'Neighbour-table changes on the bridge seen by the SLAAC learner, by kind (new, deleted, miss, failed: an address dropped at once, ignored, invalid).', type: 'counter',
+        samples: byKey(m.bridge, 'kind', v6.neighbourEvents) });
+    }
+    if (v6.neighbourMonitor) {
+      out.push(
+        { name: 'natd_ipv6_neighbour_monitor_up', help: 'Whether the `ip -6 monitor neigh` child runs (1) or is being restarted (0).', type: 'gauge', samples: one(v6.neighbourMonitor.running ? 1 : 0) },
+        { name: 'natd_ipv6_neighbour_monitor_restarts_total', help: 'Times the `ip -6 monitor neigh` child was started again after it exited.', type: 'counter', samples: one(v6.neighbourMonitor.restarts) },
+      );
+    }
   }
   return out;
 }

@@ -162,7 +162,7 @@ export type DnsStatus = DnsServerStats & {
   queryLogSuppressed?: number | undefined;
   listeners?: ({ address: string } & DnsServerStats)[] | undefined;
   /** issue 14: the listener on the IPv6 gateway, the guests' IPv6 addresses and the neighbour learner */
-  ipv6?: ({ address: string } & DnsServerStats & { guestAddresses: ReturnType<Dns6Parts['guests']['stats']>; neighbours: ReturnType<Dns6Parts['learner']['stats']> }) | undefined;
+  ipv6?: ({ address: string } & DnsServerStats & { guestAddresses: ReturnType<Dns6Parts['guests']['stats']>; neighbours: ReturnType<Dns6Parts['learner']['stats']> & NeighbourWatch }) | undefined;
 };
 
 export function statusOf(o: Observed): StatusReport {
@@ -200,17 +200,29 @@ function dnsStatus({ server, cache, upstream, leaseNames, records, routes, query
     routes: routes?.(),
     queryLogSuppressed: queryLog?.dropped,
     listeners: listeners?.map((l) => ({ address: l.address, ...l.server.stats() })),
-    ...(ipv6 ? { ipv6: { address: ipv6.address, ...ipv6.server.stats(), guestAddresses: ipv6.guests.stats(), neighbours: ipv6.learner.stats() } } : {}),
+    ...(ipv6 ? { ipv6: { address: ipv6.address, ...ipv6.server.stats(), guestAddresses: ipv6.guests.stats(), neighbours: neighbourStatus(ipv6) } } : {}),
   };
 }
 
+/** issue 14: the `ip -6 monitor neigh` child (absent: polled only) and the probes asked of the kernel */
+interface NeighbourWatch {
+  monitor?: ReturnType<NonNullable<Dns6Parts['monitor']>['stats']>;
+  prober?: ReturnType<NonNullable<Dns6Parts['prober']>['stats']>;
+}
+
+function neighbourStatus({ learner, monitor, prober }: Dns6Parts): ReturnType<Dns6Parts['learner']['stats']> & NeighbourWatch {
+  return { ...learner.stats(), ...(monitor ? { monitor: monitor.stats() } : {}), ...(prober ? { prober: prober.stats() } : {}) };
+}
+
 /** issue 14: the IPv6 listener's counts and the guests' IPv6 addresses, for metrics.ts */
-function dns6Metrics({ server, guests }: Dns6Parts): NonNullable<NonNullable<MetricsInput['dns']>['ipv6']> {
+function dns6Metrics({ server, guests, learner, monitor }: Dns6Parts): NonNullable<NonNullable<MetricsInput['dns']>['ipv6']> {
   const s = server.stats();
   const g = guests.stats();
   return {
     queries: s.queries, cacheHits: s.cacheHits, refused: s.refused, badSource: s.badSource, dropped: s.dropped,
     guestAddresses: g.addresses,
     guestAddressesRefused: { 'outside-prefix': g.refusedOutsidePrefix, 'per-guest': g.refusedPerGuest, total: g.refusedTotal, conflict: g.refusedConflict },
+    neighbourEvents: learner.stats().events,
+    ...(monitor ? { neighbourMonitor: monitor.stats() } : {}),
   };
 }

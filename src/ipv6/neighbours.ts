@@ -19,6 +19,7 @@
 import type { Logger } from '../log.js';
 import { formatIpv6, isLinkLocal, networkOf, parseIpv6, sameBytes, type Ipv6Bytes } from './address.js';
 import type { GuestAddresses } from './guest-addresses.js';
+import { parseMonitorLine, type NeighbourEvent } from './neigh-monitor-line.js';
 
 export const POLL_MS = 5_000;
 export const GRACE_MS = 120_000;
@@ -72,6 +73,15 @@ export interface NeighbourStats {
   tracked: number;
   /** pairs not tracked: MAX_TRACKED reached */
   trackedRefused: number;
+  /** pairs dropped to make room for a newer one of the same MAC (MAX_PER_MAC) */
+  trackedEvicted: number;
+  /** neighbour monitor events, by kind: new (a new entry or a change), deleted, miss, failed (an address dropped at
+   *  once), ignored (not usable, outside the /64, another device), invalid (not a neighbour line) */
+  events: Record<'new' | 'deleted' | 'miss' | 'failed' | 'ignored' | 'invalid', number>;
+  /** event batches applied to the address table (at most one per FLUSH_MS) */
+  flushes: number;
+  /** probes asked of the kernel (NeighbourProber) */
+  probes: number;
 }
 
 export interface NeighbourLearnerOptions {
@@ -79,17 +89,23 @@ export interface NeighbourLearnerOptions {
   /** the served /64 */
   network: Ipv6Bytes;
   table: GuestAddresses;
-  /** the names lease and reservations give MACs (LocalNames.namesByMac), read once per poll */
+  /** the names lease and reservations give MACs (LocalNames.namesByMac), read once per poll or event batch */
   namesByMac: () => ReadonlyMap<string, string>;
   /** the neighbour table as text; default `ip -6 neigh show dev <bridge>` */
   read: () => Promise<string>;
+  /** asks the kernel to check an address now (NeighbourProber.request); none: no probes */
+  probe?: (address: string, mac: string) => void;
   logger: Logger;
   now?: () => number;
+  /** the full read's interval: POLL_MS alone, RESYNC_MS beside the monitor */
   pollMs?: number;
   graceMs?: number;
   /** default FRESH_MS */
   freshMs?: number;
   maxTracked?: number;
+  maxPerMac?: number;
+  /** events are applied in batches, at most one per flushMs (default FLUSH_MS) */
+  flushMs?: number;
 }
 
 interface Pair {
@@ -97,23 +113,45 @@ interface Pair {
   mac: string;
   firstSeen: number;
   lastSeen: number;
-  /** the last poll that saw it confirmed (REACHABLE, PERMANENT): the guest answered for it lately (DELAY and PROBE
-   *  are the kernel checking a STALE entry, not an answer) */
+  /** the last poll or event that saw it confirmed (REACHABLE, PERMANENT): the guest answered for it lately (DELAY
+   *  and PROBE are the kernel checking a STALE entry, not an answer) */
   lastConfirmed: number;
+  /** the last probe asked for it */
+  lastProbed: number;
 }
 
 /** issue 14: how long a confirmation keeps an address "in use" for the ordering below */
 export const FRESH_MS = 60_000;
+/** the full read beside the monitor: catches what the events missed, and keeps present entries' lastSeen fresh
+ *  (well within GRACE_MS) */
+export const RESYNC_MS = 30_000;
+/** pairs tracked per MAC (a guest with ever new addresses churns its own pairs, not everybody's) */
+export const MAX_PER_MAC = 32;
+/** event batches: at most one table update per this */
+export const FLUSH_MS = 100;
+/** one probe per (address, MAC) per this at most */
+export const PROBE_EVERY_MS = 30_000;
 const CONFIRMED = ['REACHABLE', 'PERMANENT'];
 
 export class NeighbourLearner {
   private readonly pairs = new Map<string, Pair>();
+  /** mac → address → pair */
+  private readonly byMac = new Map<string, Map<string, Pair>>();
+  /** address → the pairs holding it (usually one) */
+  private readonly byAddress = new Map<string, Pair[]>();
+  /** MACs published to the table */
   private readonly macs = new Set<string>();
+  /** MACs whose pairs changed since the last flush */
+  private readonly dirty = new Set<string>();
+  private flushTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
   private closed = false;
+  /** when the last full dump was read: pairs seen since are "present" */
+  private lastDump = -Infinity;
   private readonly now: () => number;
-  private readonly counts = { polls: 0, pollFailures: 0, linesInvalid: 0, trackedRefused: 0 };
+  private readonly counts = { polls: 0, pollFailures: 0, linesInvalid: 0, trackedRefused: 0, trackedEvicted: 0, flushes: 0, probes: 0 };
+  private readonly events = { new: 0, deleted: 0, miss: 0, failed: 0, ignored: 0, invalid: 0 };
 
   constructor(private readonly opts: NeighbourLearnerOptions) {
     this.now = opts.now ?? Date.now;
@@ -128,11 +166,12 @@ export class NeighbourLearner {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.flushTimer);
     this.opts.table.clearSource('slaac');
   }
 
   stats(): NeighbourStats {
-    return { ...this.counts, tracked: this.pairs.size };
+    return { ...this.counts, tracked: this.pairs.size, events: { ...this.events } };
   }
 
   /** One read of the table (a poll already running is joined). */
@@ -158,7 +197,6 @@ export class NeighbourLearner {
   /** Updates the pairs from one table dump and hands every guest's addresses to the table. */
   learn(text: string): void {
     const now = this.now();
-    const maxTracked = this.opts.maxTracked ?? MAX_TRACKED;
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
       const entry = parseNeighbourLine(line);
@@ -166,45 +204,174 @@ export class NeighbourLearner {
         this.counts.linesInvalid++;
         continue;
       }
-      if (entry.dev !== undefined && entry.dev !== this.opts.bridge) continue;
-      if (!isUsable(entry)) {
-        // issue 14: the host tried the address and nobody answered: it is gone now (a guest that changed its SLAAC
-        // address), so forwards and AAAA stop pointing at it without waiting out the grace time
-        if (entry.states.includes('FAILED')) for (const [key, pair] of this.pairs) if (pair.address === entry.address) this.pairs.delete(key);
-        continue;
-      }
-      const bytes = parseIpv6(entry.address)!;
-      if (isLinkLocal(bytes) || !sameBytes(networkOf(bytes, 64), this.opts.network)) continue;
-      const key = `${entry.address}|${entry.mac!}`;
-      const pair = this.pairs.get(key);
-      const confirmed = entry.states.some((st) => CONFIRMED.includes(st)) ? now : -Infinity;
-      if (pair) {
-        pair.lastSeen = now;
-        pair.lastConfirmed = Math.max(pair.lastConfirmed, confirmed);
-      }
-      else if (this.pairs.size >= maxTracked) this.counts.trackedRefused++;
-      else this.pairs.set(key, { address: entry.address, mac: entry.mac!, firstSeen: now, lastSeen: now, lastConfirmed: confirmed });
+      this.apply(entry, now);
     }
+    this.lastDump = now;
     const grace = this.opts.graceMs ?? GRACE_MS;
-    const byMac = new Map<string, Pair[]>();
-    for (const [key, pair] of this.pairs) {
-      if (now - pair.lastSeen > grace) this.pairs.delete(key);
-      else byMac.set(pair.mac, [...(byMac.get(pair.mac) ?? []), pair]);
+    for (const pair of [...this.pairs.values()]) if (now - pair.lastSeen > grace) this.remove(pair);
+    for (const mac of this.byMac.keys()) this.dirty.add(mac);
+    this.flush();
+  }
+
+  /**
+   * One line of `ip -6 monitor neigh` (neigh-monitor-line.ts); applied to the address table in a batch at most
+   * FLUSH_MS later, so a burst of events costs one table update per guest concerned.
+   */
+  observeLine(line: string): void {
+    if (line.trim() === '') return;
+    const event = parseMonitorLine(line);
+    if (!event) {
+      this.events.invalid++;
+      return;
     }
-    const names = this.opts.namesByMac();
-    // guests that are gone first, so their addresses are free for the rest
-    for (const mac of this.macs) if (!byMac.has(mac)) this.opts.table.set('slaac', mac, undefined, []);
-    // the addresses in use (confirmed within FRESH_MS) first, then those seen in this dump, the oldest first within
-    // each: a guest's long-standing addresses keep their place under the per-guest cap while it uses them, and the
-    // first address (the one IPv6 forwards by name take, issue 14) moves to a guest's new address within about a
-    // minute once the old one is no longer used (a STALE entry can outlive the address by far: GRACE_MS and beyond)
+    this.observe(event);
+  }
+
+  observe(event: NeighbourEvent): void {
+    if (this.closed) return;
+    // a deleted entry that was usable is gone from the table the way a vanished line is in a dump: it ages out over
+    // GRACE_MS (the kernel's garbage collector removes unused STALE entries of guests still there); a FAILED one is
+    // dropped now
+    if (event.kind === 'miss' || (event.kind === 'deleted' && !event.entry.states.includes('FAILED'))) {
+      this.events[event.kind]++;
+      return;
+    }
+    this.events[event.kind]++;
+    this.apply(event.entry, this.now());
+    if (this.dirty.size > 0 && !this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        this.flush();
+      }, this.opts.flushMs ?? FLUSH_MS);
+      this.flushTimer.unref();
+    }
+  }
+
+  /** One entry (from a dump or an event) into the pairs; the MACs concerned are marked for the next flush. */
+  private apply(entry: NeighbourEntry, now: number): void {
+    if (entry.dev !== undefined && entry.dev !== this.opts.bridge) {
+      this.events.ignored++;
+      return;
+    }
+    if (!isUsable(entry)) {
+      // issue 14: the host tried the address and nobody answered: it is gone now (a guest that changed its SLAAC
+      // address), so forwards and AAAA stop pointing at it without waiting out the grace time
+      if (entry.states.includes('FAILED')) {
+        const held = this.byAddress.get(entry.address);
+        if (held) {
+          this.events.failed++;
+          for (const pair of [...held]) this.remove(pair);
+        }
+      } else this.events.ignored++;
+      return;
+    }
+    const bytes = parseIpv6(entry.address)!;
+    if (isLinkLocal(bytes) || !sameBytes(networkOf(bytes, 64), this.opts.network)) {
+      this.events.ignored++;
+      return;
+    }
+    const mac = entry.mac!;
+    const confirmed = entry.states.some((st) => CONFIRMED.includes(st)) ? now : -Infinity;
+    const ofMac = this.byMac.get(mac);
+    const pair = ofMac?.get(entry.address);
+    if (pair) {
+      pair.lastSeen = now;
+      if (confirmed > pair.lastConfirmed) {
+        pair.lastConfirmed = confirmed;
+        this.dirty.add(mac);
+      } else if (entry.states.includes('STALE')) this.checkFirstWentStale(pair, now);
+      // a present pair unchanged: its place only moves with time (the next flush of a dump sorts it again)
+      return;
+    }
+    if (ofMac && ofMac.size >= (this.opts.maxPerMac ?? MAX_PER_MAC)) {
+      this.counts.trackedEvicted++;
+      this.remove(this.sorted([...ofMac.values()], now).at(-1)!);
+    } else if (this.pairs.size >= (this.opts.maxTracked ?? MAX_TRACKED)) {
+      this.counts.trackedRefused++;
+      return;
+    }
+    // a guest showing a new address: are the ones published for it still its own? (a SLAAC guest that moved on)
+    for (const address of this.opts.table.addressesOfMac(mac)) {
+      const old = this.byMac.get(mac)?.get(address);
+      if (old) this.probe(old, now);
+    }
+    this.add({ address: entry.address, mac, firstSeen: now, lastSeen: now, lastConfirmed: confirmed, lastProbed: -Infinity });
+  }
+
+  /** A guest's first (published) address went STALE while another of its addresses is in use: still there? */
+  private checkFirstWentStale(pair: Pair, now: number): void {
+    if (this.opts.table.addressesOfMac(pair.mac)[0] !== pair.address) return;
+    const freshMs = this.opts.freshMs ?? FRESH_MS;
+    for (const other of this.byMac.get(pair.mac)?.values() ?? []) {
+      if (other !== pair && now - other.lastConfirmed <= freshMs) {
+        this.probe(pair, now);
+        return;
+      }
+    }
+  }
+
+  private probe(pair: Pair, now: number): void {
+    if (!this.opts.probe || now - pair.lastProbed < PROBE_EVERY_MS) return;
+    pair.lastProbed = now;
+    this.counts.probes++;
+    this.opts.probe(pair.address, pair.mac);
+  }
+
+  private add(pair: Pair): void {
+    this.pairs.set(`${pair.address}|${pair.mac}`, pair);
+    let ofMac = this.byMac.get(pair.mac);
+    if (!ofMac) this.byMac.set(pair.mac, (ofMac = new Map()));
+    ofMac.set(pair.address, pair);
+    this.byAddress.set(pair.address, [...(this.byAddress.get(pair.address) ?? []), pair]);
+    this.dirty.add(pair.mac);
+  }
+
+  private remove(pair: Pair): void {
+    this.pairs.delete(`${pair.address}|${pair.mac}`);
+    const ofMac = this.byMac.get(pair.mac);
+    ofMac?.delete(pair.address);
+    if (ofMac?.size === 0) this.byMac.delete(pair.mac);
+    const rest = (this.byAddress.get(pair.address) ?? []).filter((p) => p !== pair);
+    if (rest.length) this.byAddress.set(pair.address, rest);
+    else this.byAddress.delete(pair.address);
+    this.dirty.add(pair.mac);
+  }
+
+  /**
+   * The addresses in use (confirmed within FRESH_MS) first, then those present (seen in the last dump or an event
+   * since), the oldest first within each: a guest's long-standing addresses keep their place under the per-guest cap
+   * while it uses them, and the first address (the one IPv6 forwards by name take, issue 14) moves to a guest's new
+   * address once the old one is gone (FAILED: at once; the learner probes the old one when the new one shows up, so
+   * that takes seconds) or no longer used (FRESH_MS).
+   */
+  private sorted(list: Pair[], now: number): Pair[] {
     const freshMs = this.opts.freshMs ?? FRESH_MS;
     const fresh = (p: Pair): number => (now - p.lastConfirmed <= freshMs ? 1 : 0);
-    for (const [mac, list] of byMac) {
-      list.sort((a, b) => fresh(b) - fresh(a) || b.lastSeen - a.lastSeen || a.firstSeen - b.firstSeen);
-      this.opts.table.set('slaac', mac, names.get(mac), list.map((p) => p.address));
+    const present = (p: Pair): number => (p.lastSeen >= this.lastDump ? 1 : 0);
+    return list.sort((a, b) => fresh(b) - fresh(a) || present(b) - present(a) || a.firstSeen - b.firstSeen);
+  }
+
+  /** Hands the addresses of every MAC marked since the last flush to the table. */
+  flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.dirty.size === 0 || this.closed) return;
+    this.counts.flushes++;
+    const now = this.now();
+    const names = this.opts.namesByMac();
+    const dirty = [...this.dirty];
+    this.dirty.clear();
+    // guests that are gone first, so their addresses are free for the rest
+    for (const mac of dirty) {
+      if (this.byMac.has(mac) || !this.macs.has(mac)) continue;
+      this.opts.table.set('slaac', mac, undefined, []);
+      this.macs.delete(mac);
     }
-    this.macs.clear();
-    for (const mac of byMac.keys()) this.macs.add(mac);
+    for (const mac of dirty) {
+      const ofMac = this.byMac.get(mac);
+      if (!ofMac) continue;
+      this.opts.table.set('slaac', mac, names.get(mac), this.sorted([...ofMac.values()], now).map((p) => p.address));
+      this.macs.add(mac);
+    }
   }
 }
