@@ -11,7 +11,9 @@
  *
  * The child is restarted when it exits, after a backoff doubling from minBackoffMs to maxBackoffMs (reset once a
  * child has run stableMs); every start after the first is counted as a restart, and onStart asks for a resync.
- * close() ends the child (SIGTERM, SIGKILL after killAfterMs) and waits for its exit: no orphan on stop or reload.
+ * close() ends the child (its stdin closed, SIGTERM, SIGKILL after killAfterMs) and waits for its exit: no orphan
+ * on stop or reload (natd's reload keeps the child: the bridge does not change), nor when natd is killed (the sh
+ * wrapper below).
  * Lines longer than maxLine are not iproute2's: dropped and counted; stderr lines are logged (rate-limited).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -68,7 +70,13 @@ export class NeighbourMonitor {
     const args = this.opts.args ?? ['-6', 'monitor', 'neigh', 'dev', this.opts.bridge];
     let child: ChildProcess;
     try {
-      child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // through sh, as the nft monitor (nft/ruleset-watch.ts), so that the child ends with natd even when natd is
+      // killed (SIGKILL, a crash): the subshell reads the stdin pipe (as fd 3), gets EOF when natd's end closes, and
+      // kills the command; sh exits when the command does
+      child = spawn('sh', ['-c', 'exec 3<&0; "$0" "$@" </dev/null 3<&- & p=$!; (read -r _ <&3; kill "$p" 2>/dev/null) & exec 3<&-; wait "$p"', command, ...args], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      child.stdin!.on('error', () => undefined);
     } catch (err) {
       this.opts.logger.warnLimited('ipv6-neigh-monitor', 'cannot start the neighbour monitor; polling only', { error: String(err) });
       this.scheduleRestart();
@@ -150,9 +158,19 @@ export class NeighbourMonitor {
     clearTimeout(this.timer);
     const child = this.child;
     if (!child) return;
+    child.stdin?.end(); // the subshell kills the command
     child.kill('SIGTERM');
-    const kill = setTimeout(() => child.kill('SIGKILL'), this.opts.killAfterMs ?? 1000);
-    await this.exited;
+    const after = this.opts.killAfterMs ?? 1000;
+    let kill: NodeJS.Timeout | undefined;
+    let giveUp: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.exited,
+      new Promise<void>((resolve) => {
+        kill = setTimeout(() => child.kill('SIGKILL'), after);
+        giveUp = setTimeout(resolve, 3 * after); // never hold up natd's shutdown
+      }),
+    ]);
     clearTimeout(kill);
+    clearTimeout(giveUp);
   }
 }

@@ -261,8 +261,10 @@ export class NeighbourLearner {
         if (held) {
           this.events.failed++;
           for (const pair of [...held]) this.remove(pair);
+          return;
         }
-      } else this.events.ignored++;
+      }
+      this.events.ignored++;
       return;
     }
     const bytes = parseIpv6(entry.address)!;

@@ -21,7 +21,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BRIDGE, isRoot, Topology, UPLINK6_HOST, UPLINK6_WAN, type Vm } from '../support/netns.js';
@@ -446,4 +446,87 @@ describe.skipIf(!isRoot())('IPv6 forwards by name to a SLAAC guest learnt from t
     expect(metric(metrics, 'natd_ipv6_forward_reloads_total', `{bridge="${BRIDGE}",result="ok"}`)).toBeGreaterThanOrEqual(1);
     await topo.stop(talker, 1000);
   }, 200_000);
+
+  it('attack: a guest spraying neighbour solicitations from 3,000 random addresses in its /64 does not make natd spin', async () => {
+    type Neigh = { events: Record<string, number>; flushes: number; tracked: number; trackedEvicted: number; monitor?: { running: boolean; restarts: number }; prober?: { runs: number; dropped: number } };
+    const state = async () => JSON.parse(await cli('status', '--json')) as { pid: number; dns: { ipv6: { neighbours: Neigh; guestAddresses: { addresses: number } } } };
+    const reloads = async () => metric(await cli('metrics'), 'natd_ipv6_forward_reloads_total', `{bridge="${BRIDGE}",result="ok"}`);
+    const cpuTicks = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+    const vm1 = topo.vm(1);
+    const attacker = topo.vm(2);
+    const before = await state();
+    const reloadsBefore = await reloads();
+    const ticksBefore = cpuTicks(before.pid);
+    const started = Date.now();
+    // unsolicited solicitations to the gateway, each from a new random address with the attacker's MAC: each makes
+    // the host's kernel create a STALE entry (an event), then probe it (DELAY, PROBE, FAILED, Deleted: more events)
+    const spray = [
+      'import random',
+      'from scapy.all import Ether, IPv6, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, sendp',
+      'random.seed(96)',
+      `gw = "${PREFIX}1"`,
+      `pkts = [Ether(src="${attacker.mac}", dst="33:33:ff:00:00:01") / IPv6(src="${PREFIX}%x:%x:%x:%x" % tuple(random.getrandbits(16) for _ in range(4)), dst="ff02::1:ff00:1", hlim=255) / ICMPv6ND_NS(tgt=gw) / ICMPv6NDOptSrcLLAddr(lladdr="${attacker.mac}") for i in range(3000)]`,
+      'sendp(pkts, iface="eth0", verbose=False)',
+    ].join('\n');
+    await topo.runOk(attacker.ns, [SYSTEM_PYTHON, '-c', spray], { timeoutMs: 120_000 });
+    const total = (e: Record<string, number>): number => Object.values(e).reduce((a, b) => a + b, 0);
+    await until('the spray seen', state, (st) => total(st.dns.ipv6.neighbours.events) - total(before.dns.ipv6.neighbours.events) >= 1000, 30_000).catch(async (err: Error) => {
+      throw new Error(`${err.message.slice(0, 100)}; neighbours: ${JSON.stringify((await state()).dns.ipv6.neighbours)}; kernel entries: ${(await topo.runOk(topo.host, ['ip', '-6', 'neigh', 'show', 'dev', BRIDGE])).split('\n').length}`);
+    });
+    // the kernel probes the sprayed entries (the attacker does not answer): FAILED and Deleted events follow
+    await sleep(10_000);
+    const after = await state();
+    const seconds = (Date.now() - started) / 1000;
+    const n = after.dns.ipv6.neighbours;
+    const events = total(n.events) - total(before.dns.ipv6.neighbours.events);
+    const flushes = n.flushes - before.dns.ipv6.neighbours.flushes;
+    const probeRuns = (n.prober?.runs ?? 0) - (before.dns.ipv6.neighbours.prober?.runs ?? 0);
+    const reloadCount = (await reloads()) - reloadsBefore;
+    const ticks = cpuTicks(after.pid) - ticksBefore;
+    console.log(`neighbour spray: ${events} events in ${seconds.toFixed(1)} s -> ${flushes} table updates, ${probeRuns} probe runs, ${reloadCount} nft reloads; natd CPU ${ticks} ticks; tracked ${n.tracked} (evicted ${n.trackedEvicted})`);
+    expect(events).toBeGreaterThan(1000);
+    // work per event is constant; the batches, probe runs and nft reloads are bounded by the clock, not the events
+    expect(flushes).toBeLessThanOrEqual(Math.ceil(seconds * 10) + 2);
+    expect(probeRuns).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
+    expect(reloadCount).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    // caps: the attacker's pairs churn within MAX_PER_MAC, its published addresses within the per-guest cap
+    expect(n.tracked).toBeLessThanOrEqual(2 + 32);
+    expect(after.dns.ipv6.guestAddresses.addresses).toBeLessThanOrEqual(2 + 8);
+    expect(n.monitor).toMatchObject({ running: true, restarts: 0 });
+    expect(natd.child.exitCode).toBeNull();
+    // the real guest's name and forward are untouched
+    const talker = topo.spawn(vm1.ns, ['ping', '-6', '-i', '1', '-I', `${PREFIX}beef`, `${PREFIX}1`]);
+    expect(await aaaa('slaac6.vm.test')).toEqual([`${PREFIX}beef`]);
+    expect(await connect(topo, topo.wan, UPLINK6_HOST, 2225)).toBe(`vm1 ${UPLINK6_WAN}`);
+    await topo.stop(talker, 1000);
+  }, 200_000);
+
+  it('the neighbour monitor: one `ip monitor` child of natd, in status, kept across a reload, gone after stop', async () => {
+    const childrenOf = (pid: number): { pid: number; cmd: string }[] => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+      try {
+        const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        return ppid === pid ? [{ pid: Number(d), cmd: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ').trim() }] : [];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
+    const monitorOf = async () => (JSON.parse(await cli('status', '--json')) as { pid: number; dns: { ipv6: { neighbours: { monitor: { running: boolean; pid: number } } } } });
+    const s = await monitorOf();
+    expect(s.dns.ipv6.neighbours.monitor.running).toBe(true);
+    // natd → sh (the wrapper that ends ip with natd, even on SIGKILL) → ip -6 monitor neigh dev br0
+    const wrapper = s.dns.ipv6.neighbours.monitor.pid;
+    expect(childrenOf(s.pid).filter((c) => c.cmd.includes('monitor neigh')).map((c) => c.pid)).toEqual([wrapper]);
+    const ip = childrenOf(wrapper).filter((c) => c.cmd === `ip -6 monitor neigh dev ${BRIDGE}`).map((c) => c.pid);
+    expect(ip).toHaveLength(1);
+    expect(await cli('reload')).toBeTruthy();
+    const r = await monitorOf();
+    expect(r.dns.ipv6.neighbours.monitor.pid).toBe(wrapper); // a reload keeps the child
+    expect(childrenOf(s.pid).filter((c) => c.cmd.includes('monitor neigh')).map((c) => c.pid)).toEqual([wrapper]);
+    const metrics = await cli('metrics');
+    expect(metric(metrics, 'natd_ipv6_neighbour_monitor_up', `{bridge="${BRIDGE}"}`)).toBe(1);
+    expect(metric(metrics, 'natd_ipv6_neighbour_events_total', `{bridge="${BRIDGE}",kind="new"}`)).toBeGreaterThan(0);
+    await topo.stop(natd.child, 10_000);
+    expect(natd.child.exitCode ?? natd.child.signalCode).not.toBeNull();
+    await until('no monitor process left', () => [wrapper, ip[0]!].filter((pid) => existsSync(`/proc/${pid}`)), (left) => left.length === 0, 5000);
+  }, 60_000);
 });

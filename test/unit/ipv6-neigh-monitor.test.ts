@@ -142,13 +142,15 @@ describe('NeighbourMonitor', () => {
     expect(m.stats().running).toBe(false);
   });
 
-  it('close() ends a running child (SIGTERM, then SIGKILL when ignored)', async () => {
-    const m = new NeighbourMonitor({ bridge: 'br0', logger: recordingLogger(), command: node, args: ['-e', 'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000); console.log("up")'], onLine: () => undefined, killAfterMs: 200 });
+  it('close() ends the running command (through its sh wrapper: stdin closed, SIGTERM)', async () => {
+    const lines: string[] = [];
+    const m = new NeighbourMonitor({ bridge: 'br0', logger: recordingLogger(), command: node, args: ['-e', 'console.log(String(process.pid)); setInterval(() => {}, 1000)'], onLine: (l) => lines.push(l) });
     m.start();
-    await waitUntil('running', () => m.stats().lines, (n) => n >= 1, 10_000, 10);
-    const pid = m.stats().pid!;
+    await waitUntil('running', () => lines.length, (n) => n >= 1, 10_000, 10);
+    const pid = Number(lines[0]);
+    expect(() => process.kill(pid, 0)).not.toThrow();
     await m.close();
-    expect(() => process.kill(pid, 0)).toThrow();
+    await waitUntil('the command gone', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, (gone) => gone, 5000, 20);
   });
 
   it('a command that cannot run is retried, counted, and never throws', async () => {
