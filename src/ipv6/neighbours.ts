@@ -1,6 +1,8 @@
 /**
- * issue 14: the guests' SLAAC addresses, learnt from the kernel's neighbour table on the bridge (`ip -6 neigh show
- * dev <bridge>`, read every POLL_MS) and handed to GuestAddresses as source 'slaac', grouped by MAC.
+ * issue 14: the guests' SLAAC addresses, learnt from the kernel's neighbour table on the bridge and handed to
+ * GuestAddresses as source 'slaac', grouped by MAC: its changes as they happen (`ip -6 monitor neigh` lines through
+ * observeLine, neigh-monitor.ts; applied in batches at most every FLUSH_MS), and a full read (`ip -6 neigh show dev
+ * <bridge>`, learn) every RESYNC_MS beside the monitor, every POLL_MS without it.
  *
  * Why the neighbour table and not EUI-64: a SLAAC address is computed from the MAC (EUI-64) only when the guest
  * uses that scheme; most current systems use stable-privacy (RFC 7217) or temporary (RFC 8981) interface ids,
@@ -14,7 +16,12 @@
  * the address FAILED: the host tried it and nobody answered), so a guest that is gone
  * loses its addresses after the grace time, and another guest cannot take an address over while its holder is
  * still there (GuestAddresses keeps the first holder). The pairs tracked are capped (MAX_TRACKED); every refusal
- * and unreadable line is counted.
+ * and unreadable line is counted. One MAC tracks at most MAX_PER_MAC pairs (a guest spraying addresses evicts its own
+ * least-used ones), so the work per event stays small.
+ *
+ * When a guest shows a new address while others are published for it, or its first address goes STALE while another
+ * is in use, the older one is probed (options.probe, neigh-prober.ts): the kernel marks it FAILED in seconds when the
+ * guest left it, instead of the address lingering "in use" for up to FRESH_MS.
  */
 import type { Logger } from '../log.js';
 import { formatIpv6, isLinkLocal, networkOf, parseIpv6, sameBytes, type Ipv6Bytes } from './address.js';
