@@ -73,7 +73,7 @@ export async function startDns6(
     read: () => (readNeighbours ? readNeighbours(config.bridge) : runIp(['-6', 'neigh', 'show', 'dev', config.bridge])),
     ...(prober ? { probe: (address: string, mac: string) => prober.request(address, mac), pollMs: RESYNC_MS } : {}),
   });
-  const monitor = watch ? new NeighbourMonitor({ bridge: config.bridge, logger, onLine: (line) => learner.observeLine(line), onStart: () => void learner.poll() }) : undefined;
+  const monitor = watch ? new NeighbourMonitor({ bridge: config.bridge, logger, onLine: (line) => learner.observeLine(line), onStart: () => void learner.poll(), onLoss: () => void learner.poll() }) : undefined;
   learner.start();
   monitor?.start();
   stack.push('ipv6 neighbours', async () => {

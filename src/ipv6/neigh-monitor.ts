@@ -40,6 +40,9 @@ export interface NeighbourMonitorOptions {
   onLine: (line: string) => void;
   /** a child started (again): events may have been missed meanwhile */
   onStart?: () => void;
+  /** the child reported an error (ENOBUFS: the kernel dropped events); called at most once per lossEveryMs */
+  onLoss?: () => void;
+  lossEveryMs?: number;
   logger: Logger;
   /** default `ip`, args `-6 monitor neigh dev <bridge>` (tests run a stand-in) */
   command?: string;
@@ -58,6 +61,7 @@ export class NeighbourMonitor {
   private closed = false;
   private backoff: number;
   private startedAt = 0;
+  private lastLoss = -Infinity;
   private readonly counts = { starts: 0, restarts: 0, lines: 0, linesTooLong: 0, errors: 0 };
 
   constructor(private readonly opts: NeighbourMonitorOptions) {
@@ -111,6 +115,11 @@ export class NeighbourMonitor {
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (chunk: string) => {
         this.counts.errors++;
+        const now = Date.now();
+        if (now - this.lastLoss >= (this.opts.lossEveryMs ?? 5000)) {
+          this.lastLoss = now;
+          this.opts.onLoss?.();
+        }
         this.opts.logger.warnLimited('ipv6-neigh-monitor', 'the neighbour monitor reports an error; the next resync catches up', { message: chunk.trim().slice(0, 200) });
       });
       child.on('error', (err) => {

@@ -153,6 +153,17 @@ describe('NeighbourMonitor', () => {
     await waitUntil('the command gone', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, (gone) => gone, 5000, 20);
   });
 
+  it('an error from the child (ENOBUFS) asks for a resync, at most once per lossEveryMs', async () => {
+    let losses = 0;
+    const script = 'for (let i = 0; i < 5; i++) process.stderr.write("netlink receive error No buffer space available (105)\\n"); setTimeout(() => process.stderr.write("again\\n"), 300); setInterval(() => {}, 1000)';
+    const m = new NeighbourMonitor({ bridge: 'br0', logger: recordingLogger(), command: node, args: ['-e', script], onLine: () => undefined, onLoss: () => losses++, lossEveryMs: 200 });
+    m.start();
+    await waitUntil('two losses', () => losses, (n) => n >= 2, 10_000, 10);
+    expect(losses).toBe(2);
+    expect(m.stats().errors).toBeGreaterThanOrEqual(2);
+    await m.close();
+  });
+
   it('a command that cannot run is retried, counted, and never throws', async () => {
     const log = recordingLogger();
     const m = new NeighbourMonitor({ bridge: 'br0', logger: log, command: '/nonexistent/ip', onLine: () => undefined, minBackoffMs: 10, maxBackoffMs: 20 });
