@@ -21,7 +21,7 @@ import type { BridgeInfo } from '../net/bridge.js';
 import { runIp } from '../net/ip-command.js';
 import { formatIpv6 } from '../ipv6/address.js';
 import { GuestAddresses } from '../ipv6/guest-addresses.js';
-import { NeighbourLearner, RESYNC_MS } from '../ipv6/neighbours.js';
+import { NeighbourLearner, POLL_MS, RESYNC_MS } from '../ipv6/neighbours.js';
 import { NeighbourMonitor } from '../ipv6/neigh-monitor.js';
 import { NeighbourProber } from '../ipv6/neigh-prober.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
@@ -73,7 +73,10 @@ export async function startDns6(
     read: () => (readNeighbours ? readNeighbours(config.bridge) : runIp(['-6', 'neigh', 'show', 'dev', config.bridge])),
     ...(prober ? { probe: (address: string, mac: string) => prober.request(address, mac), pollMs: RESYNC_MS } : {}),
   });
-  const monitor = watch ? new NeighbourMonitor({ bridge: config.bridge, logger, onLine: (line) => learner.observeLine(line), onStart: () => void learner.poll(), onLoss: () => void learner.poll() }) : undefined;
+  const monitor = watch ? new NeighbourMonitor({ bridge: config.bridge, logger, onLine: (line) => learner.observeLine(line), onLoss: () => void learner.poll(),
+    // while the child runs the full read is the slow resync; while it is down (restarting) the old pace
+    onStart: () => (learner.setPollMs(RESYNC_MS), void learner.poll()), onStop: () => learner.setPollMs(POLL_MS),
+  }) : undefined;
   learner.start();
   monitor?.start();
   stack.push('ipv6 neighbours', async () => {

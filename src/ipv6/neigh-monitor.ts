@@ -40,6 +40,8 @@ export interface NeighbourMonitorOptions {
   onLine: (line: string) => void;
   /** a child started (again): events may have been missed meanwhile */
   onStart?: () => void;
+  /** the child exited (it is restarted after the backoff): poll faster meanwhile */
+  onStop?: () => void;
   /** the child reported an error (ENOBUFS: the kernel dropped events); called at most once per lossEveryMs */
   onLoss?: () => void;
   lossEveryMs?: number;
@@ -129,6 +131,7 @@ export class NeighbourMonitor {
         if (this.child === child) this.child = undefined;
         resolve();
         if (this.closed) return;
+        this.opts.onStop?.();
         this.opts.logger.warnLimited('ipv6-neigh-monitor', 'the neighbour monitor exited; restarting', { code, signal, inMs: this.backoff });
         this.scheduleRestart();
       });

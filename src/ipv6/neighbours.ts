@@ -153,6 +153,7 @@ export class NeighbourLearner {
   private flushTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
+  private pollMs = POLL_MS;
   private closed = false;
   /** when the last full dump was read: pairs seen since are "present" */
   private lastDump = -Infinity;
@@ -166,7 +167,17 @@ export class NeighbourLearner {
 
   start(): void {
     void this.poll();
-    this.timer = setInterval(() => void this.poll(), this.opts.pollMs ?? POLL_MS);
+    this.pollMs = this.opts.pollMs ?? POLL_MS;
+    this.timer = setInterval(() => void this.poll(), this.pollMs);
+    this.timer.unref();
+  }
+
+  /** The full read's interval from now on (RESYNC_MS while the monitor runs, POLL_MS while it is down). */
+  setPollMs(ms: number): void {
+    if (this.closed || this.pollMs === ms) return;
+    this.pollMs = ms;
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.poll(), ms);
     this.timer.unref();
   }
 

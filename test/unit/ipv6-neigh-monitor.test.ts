@@ -106,6 +106,16 @@ describe('NeighbourLearner events', () => {
     expect(probes).toEqual([`fd00:10:10::1 ${MAC_A}`]);
   });
 
+  it('the full read runs at the pace set (RESYNC_MS beside the monitor, POLL_MS while it is down)', async () => {
+    let reads = 0;
+    const l = new NeighbourLearner({ bridge: 'br0', network: NET, table: new GuestAddresses(NET), namesByMac: () => new Map(), read: () => (reads++, Promise.resolve('')), logger: recordingLogger(), pollMs: 60_000 });
+    l.start();
+    await waitUntil('the first read', () => reads, (n) => n >= 1, 2000, 5);
+    l.setPollMs(20);
+    await waitUntil('reads at the new pace', () => reads, (n) => n >= 4, 2000, 5);
+    l.close();
+  });
+
   it('a MAC spraying addresses churns its own pairs (MAX_PER_MAC), never others\'', () => {
     const now = { t: 0 };
     const { table, l } = learner(now);
@@ -129,11 +139,13 @@ describe('NeighbourMonitor', () => {
     const lines: string[] = [];
     let starts = 0;
     const script = 'process.stdout.write("fd00::1 lladdr 52:54:00:00:00:01 STALE\\nfd00::2 ll"); setTimeout(() => { process.stdout.write("addr 52:54:00:00:00:02 REACHABLE\\n" + "x".repeat(3000) + "\\nfd00::3 FAILED\\n"); process.exit(0) }, 20)';
-    const m = new NeighbourMonitor({ bridge: 'br0', logger: recordingLogger(), command: node, args: ['-e', script], onLine: (l) => lines.push(l), onStart: () => starts++, minBackoffMs: 20, maxBackoffMs: 40 });
+    let stops = 0;
+    const m = new NeighbourMonitor({ bridge: 'br0', logger: recordingLogger(), command: node, args: ['-e', script], onLine: (l) => lines.push(l), onStart: () => starts++, onStop: () => stops++, minBackoffMs: 20, maxBackoffMs: 40 });
     m.start();
     await waitUntil('three starts', () => starts, (n) => n >= 3, 10_000, 10);
     expect(lines.slice(0, 3)).toEqual(['fd00::1 lladdr 52:54:00:00:00:01 STALE', 'fd00::2 lladdr 52:54:00:00:00:02 REACHABLE', 'fd00::3 FAILED']);
     expect(m.stats()).toMatchObject({ restarts: starts - 1 });
+    expect(stops).toBeGreaterThanOrEqual(2); // each exit: the learner polls at the old pace until the next start
     expect(m.stats().linesTooLong).toBeGreaterThanOrEqual(2);
     await m.close();
     const after = starts;
