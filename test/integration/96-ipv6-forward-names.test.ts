@@ -170,13 +170,20 @@ for line in sys.stdin:
         ok, start = 0, time.time()
         for i in range(n):
             s = socks[i % len(socks)]
-            trid += 1
-            r = solicit(s, mac, name, 100 + i, trid)
+            # a Reply slower than the 0.5 s wait (a loaded machine) still bound the address: ask again for the same
+            # IAID (same binding) so that no lease is left behind unreleased
+            for attempt in range(4):
+                trid += 1
+                r = solicit(s, mac, name, 100 + i, trid)
+                if r.get("address"):
+                    break
             if r.get("address"):
                 ok += 1
                 if held:
-                    trid += 1
-                    release(s, mac, r["serverId"], held[0], held[1], trid)
+                    for attempt in range(4):
+                        trid += 1
+                        if release(s, mac, r["serverId"], held[0], held[1], trid).get("type"):
+                            break
                 held = (100 + i, r["address"])
         print(json.dumps({"churned": ok, "seconds": round(time.time() - start, 2)}), flush=True)
 `;
