@@ -12,7 +12,7 @@ import { parseHostsfile } from '../dhcp/hostsfile.js';
 import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseCidr, subnetContains, type Subnet } from '../net/ipv4.js';
-import { parseForwardSpec } from '../nft/forward-spec.js';
+import { parsableForwards } from '../nft/forward-spec.js';
 import { configuredCaptureProblems } from '../nft/forward-services.js';
 import { exposeSubnetProblems } from './expose.js'; // issue 17
 
@@ -46,16 +46,10 @@ export function subnetProblems(c: SubnetBound, served: Served): string[] {
     const problem = reservedAddressProblem(r.address, subnet, gateway);
     if (problem) problems.push(`reservations.${i}.address: ${describeAddressProblem(problem, r.address, subnet)}; not a guest address`);
   });
-  c.forwards.forEach((text, i) => {
-    let spec;
-    try {
-      spec = parseForwardSpec(text);
-    } catch {
-      return; // the syntax is reported by the loader
-    }
+  for (const { index, text, spec } of parsableForwards(c.forwards)) {
     if ('address' in spec.guest && !inside(spec.guest.address))
-      problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
-  });
+      problems.push(`forwards.${index}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
+  }
   // a forward bound to the gateway (or the broadcast) on natd's DNS/DHCP ports would capture the guests' traffic
   problems.push(...configuredCaptureProblems(c.forwards, 'ipv4', { gateway, broadcast: subnet.broadcast }));
   if (c.expose) problems.push(...exposeSubnetProblems(c.expose, served)); // issue 17

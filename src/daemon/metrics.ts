@@ -5,6 +5,8 @@
  * instances on one host can be scraped into one series set.
  */
 import type { RouterCounters } from '../router/types.js'; // issue 17: the router's counters, documented there once
+import type { PublisherStats } from '../ddns/publisher.js'; // issue 15: the DDNS counters, documented there once
+import type { LeaseScriptStats } from './lease-script.js'; // issue 16
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -27,7 +29,7 @@ export interface MetricsInput {
     /** conflict probes before OFFERs and for DECLINEs (issue 13) */
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
     /** the lease script (--dhcp-script), when one is configured (issue 16) */
-    script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
+    script?: LeaseScriptStats;
     /** issue 18: the lease journal (every ACK waits for its write + fdatasync) */
     journal?: { commits: number; syncs: number; syncSeconds: number };
   };
@@ -72,13 +74,7 @@ export interface MetricsInput {
     };
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
-  ddns?: {
-    sent: number;
-    succeeded: number;
-    failed: number;
-    conflicts: number;
-    pending: number;
-    owned: number;
+  ddns?: Pick<PublisherStats, 'sent' | 'succeeded' | 'failed' | 'conflicts' | 'pending' | 'owned'> & {
     /** 1 while the server rejects natd's TSIG key */
     keyRejected: number;
     /** 1 while the server is failing (unreachable, SERVFAIL, key rejected) */
@@ -491,7 +487,7 @@ export function formatPrometheus(metrics: MetricsInput): string {
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** The DDNS publisher's status in MetricsInput's shape (structural: this module stays free of src/ddns). */
-export function ddnsMetrics(s: { state: string; sent: number; succeeded: number; failed: number; conflicts: number; pending: number; owned: number; lastError: { at: string } | undefined }): NonNullable<MetricsInput['ddns']> {
+export function ddnsMetrics(s: Pick<PublisherStats, 'state' | 'sent' | 'succeeded' | 'failed' | 'conflicts' | 'pending' | 'owned' | 'lastError'>): NonNullable<MetricsInput['ddns']> {
   return {
     sent: s.sent, succeeded: s.succeeded, failed: s.failed, conflicts: s.conflicts, pending: s.pending, owned: s.owned,
     keyRejected: s.state === 'key-rejected' ? 1 : 0,

@@ -18,7 +18,7 @@
  * sees the guests' queries, so such a forward would be dead for them and half-live for everything else.
  */
 import { formatIpv4 } from '../net/ipv4.js';
-import { parseForwardSpec, type ForwardProtocol, type PortForwardSpec } from './forward-spec.js';
+import { parsableForwards, type ForwardProtocol, type PortForwardSpec } from './forward-spec.js';
 
 /** Where natd serves the guests on the bridge; a check without an address skips that address's rule. */
 export interface ServiceAddresses {
@@ -84,16 +84,8 @@ export function listenKind(spec: PortForwardSpec): 'any' | 'ipv4' | 'ipv6' {
  * known (config/served-subnet.ts, ipv6/egress-config.ts), so check-config refuses what the daemon's firewall would.
  */
 export function configuredCaptureProblems(texts: readonly string[], listen: 'any' | 'ipv4' | 'ipv6', at: ServiceAddresses): string[] {
-  const problems: string[] = [];
-  texts.forEach((text, i) => {
-    let spec: PortForwardSpec;
-    try {
-      spec = parseForwardSpec(text);
-    } catch {
-      return;
-    }
+  return parsableForwards(texts).flatMap(({ index, text, spec }) => {
     const problem = listenKind(spec) === listen ? serviceCaptureProblem(spec, at) : undefined;
-    if (problem !== undefined) problems.push(`forwards.${i}: "${text.trim()}": ${problem}`);
+    return problem === undefined ? [] : [`forwards.${index}: "${text.trim()}": ${problem}`];
   });
-  return problems;
 }
