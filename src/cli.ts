@@ -486,7 +486,7 @@ export async function main(argv: string[]): Promise<number> {
     await loadConfigModule();
     const config = configFromArgs(values);
     // issue 13: the checks the daemon runs against the subnet it will serve, and the hostsfile, before it starts
-    const { checkBeforeStart } = await import('./config/served-subnet.js');
+    const { checkBeforeStart, configError } = await import('./config/served-subnet.js');
     const { readBridgeCidr } = await import('./net/bridge.js');
     const served = await checkBeforeStart(config, (name) => readBridgeCidr(name));
     // issue 14: DHCPv6 addresses against the /64 the daemon will serve (--ipv6 auto: the ULA it derives)
@@ -494,6 +494,13 @@ export async function main(argv: string[]): Promise<number> {
     const hostsText = config.hostsfile ? await (await import('node:fs/promises')).readFile(config.hostsfile, 'utf8').catch(() => '') : '';
     const { hostsfile6PlacementProblems } = await import('./dhcp6/hostsfile6.js'); // issue 14: IPv6 hostsfile lines
     checkDhcp6BeforeStart(config, (await import('./ipv6/ula.js')).readMachineId(), (served, fromConfig) => hostsfile6PlacementProblems(hostsText, config.hostsfile ?? '', served, fromConfig));
+    // forwards bound to the IPv6 gateway --ipv6 auto derives, on natd's DNS/DHCPv6 ports (nft/forward-services.ts)
+    if (config.ipv6?.mode === 'auto') {
+      const { servedIpv6 } = await import('./ipv6/settings.js');
+      const { forwards6CaptureProblems } = await import('./ipv6/egress-config.js');
+      const problems = forwards6CaptureProblems(config.forwards, servedIpv6(config.ipv6, config.bridge, (await import('./ipv6/ula.js')).readMachineId()).gateway);
+      if (problems.length) throw configError(problems);
+    }
     process.stdout.write(`configuration OK for bridge ${config.bridge} (subnet ${served})\n`);
     return 0;
   }

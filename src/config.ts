@@ -397,8 +397,13 @@ function resolveParts(s: Settings, problems: string[]) {
 }
 
 /** The frozen Config from valid settings: every setting lands here, by its Config name. */
-function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot, features: f, expose, dhcp6 }: Parts, configFile: string | undefined): Config {
-  return Object.freeze({
+function buildConfig(s: Settings, parts: Parts, configFile: string | undefined): Config {
+  return Object.freeze({ ...coreConfig(s, parts, configFile), ...breadthConfig(s, parts) });
+}
+
+/** The bridge, DHCPv4, the DNS forwarder and cache, the firewall, metrics, paths, PXE boot. */
+function coreConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reservations, searchDomains, metricsListen, guestToHost, boot }: Parts, configFile: string | undefined) {
+  return {
     bridge: s.bridge,
     subnetCidr: s.subnet,
     dhcpRange,
@@ -433,6 +438,12 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     dhcpMaxDeclinedPercent: s.dhcpMaxDeclinedPercent,
     dhcpProbeTimeoutMs: s.dhcpProbeTimeoutMs,
     ...boot,
+  } satisfies Partial<Config>;
+}
+
+/** Issues 14-17: the lease script, custom records, DHCP options, split DNS, DDNS, IPv6 and DHCPv6, the name router. */
+function breadthConfig(s: Settings, { features: f, expose, dhcp6 }: Parts) {
+  return {
     // issues 15 and 16 (config/features.ts)
     dhcpScript: s.dhcpScript,
     dhcpScriptTimeoutSeconds: s.dhcpScriptTimeout,
@@ -453,5 +464,5 @@ function buildConfig(s: Settings, { dhcpRange, leaseTimeSeconds, routes, reserva
     ipv6Mode: s.ipv6Mode,
     expose, // issue 17
     dhcp6,
-  });
+  } satisfies Partial<Config>;
 }

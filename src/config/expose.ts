@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { formatIpv4, parseIpv4, subnetContains } from '../net/ipv4.js';
-import { parseForwardSpec } from '../nft/forward-spec.js';
+import { parsableForwards } from '../nft/forward-spec.js';
 import { parseExposeFallback, type ExposeFallback, type ExposeGuest } from '../router/expose-spec.js';
 import { forwardConflicts, parseExposeList, type ExposeEntry } from '../router/route-table.js';
 import type { Served } from './served-subnet.js';
@@ -84,13 +84,7 @@ export function parseExposeSettings(s: ExposeSettings, served: Served | undefine
   }
   const listen = s.exposeListen === undefined ? undefined : parseIpv4(s.exposeListen);
   const ports = [...new Set(entries.flatMap((e) => e.routes.map((r) => r.listenPort)))];
-  const forwards = s.forwards.flatMap((text) => {
-    try {
-      return [{ text, spec: parseForwardSpec(text) }];
-    } catch {
-      return []; // reported under forwards
-    }
-  });
+  const forwards = parsableForwards(s.forwards); // the others are reported under forwards
   problems.push(...forwardConflicts(ports, listen, forwards).map((p) => `forwards/expose: ${p}`));
   if (served) problems.push(...exposeSubnetProblems({ entries, fallback }, served));
   return Object.freeze({

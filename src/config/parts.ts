@@ -5,6 +5,7 @@
 import { reservedNameProblem } from '../dhcp/reservation-rules.js';
 import { formatIpv4, normalizeMac, parseCidr, parseIpv4 } from '../net/ipv4.js';
 import { parseForwardSpec } from '../nft/forward-spec.js';
+import { configuredCaptureProblems } from '../nft/forward-services.js';
 import type { Served } from './served-subnet.js';
 import { reservationOptionSpecs } from '../dhcp/option-config.js';
 import type { OptionSpec } from '../dhcp/option-spec.js';
@@ -80,7 +81,10 @@ export function parseReservations(list: readonly ReservationSettings[], domain: 
   });
 }
 
-/** `forwards`: parsed here too, so check-config rejects a spec before the daemon has touched the bridge or nftables. */
+/**
+ * `forwards`: parsed here too, so check-config rejects a spec before the daemon has touched the bridge or nftables;
+ * and none on every local address may take the guests' DNS/DHCP (the bound ones: served-subnet.ts, egress-config.ts).
+ */
 export function checkForwards(texts: readonly string[], problems: Problems): void {
   texts.forEach((text, i) => {
     try {
@@ -89,6 +93,7 @@ export function checkForwards(texts: readonly string[], problems: Problems): voi
       problems.push(`forwards.${i}: ${(err as Error).message}`);
     }
   });
+  problems.push(...configuredCaptureProblems(texts, 'any', {})); // on every local address: the gateway's too
 }
 
 /** `searchDomains`, lower case; by default the domain alone. */

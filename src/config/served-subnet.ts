@@ -2,8 +2,9 @@
  * The checks that need the subnet natd will serve, in one place. The configuration loader runs them when --subnet
  * is given; `natd check-config` and the daemon (before anything on the system changes) run them against the subnet
  * the bridge step will pick by the same precedence: --subnet, the bridge's current address, the default.
- * So a reservation on the network, broadcast or gateway address, a range or route outside the subnet, or a forward
- * to a guest outside it is refused by check-config exactly when the daemon would refuse to start with it.
+ * So a reservation on the network, broadcast or gateway address, a range or route outside the subnet, a forward
+ * to a guest outside it or one bound to the gateway on natd's DNS/DHCP ports is refused by check-config exactly
+ * when the daemon would refuse to start with it.
  */
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_SUBNET } from '../defaults.js';
@@ -11,7 +12,8 @@ import { parseHostsfile } from '../dhcp/hostsfile.js';
 import { describeAddressProblem, reservedAddressProblem } from '../dhcp/reservation-rules.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseCidr, subnetContains, type Subnet } from '../net/ipv4.js';
-import { parseForwardSpec } from '../nft/forward-spec.js';
+import { parsableForwards } from '../nft/forward-spec.js';
+import { configuredCaptureProblems } from '../nft/forward-services.js';
 import { exposeSubnetProblems } from './expose.js'; // issue 17
 
 /** The parts of the configuration whose validity depends on the served subnet. */
@@ -44,16 +46,12 @@ export function subnetProblems(c: SubnetBound, served: Served): string[] {
     const problem = reservedAddressProblem(r.address, subnet, gateway);
     if (problem) problems.push(`reservations.${i}.address: ${describeAddressProblem(problem, r.address, subnet)}; not a guest address`);
   });
-  c.forwards.forEach((text, i) => {
-    let spec;
-    try {
-      spec = parseForwardSpec(text);
-    } catch {
-      return; // the syntax is reported by the loader
-    }
+  for (const { index, text, spec } of parsableForwards(c.forwards)) {
     if ('address' in spec.guest && !inside(spec.guest.address))
-      problems.push(`forwards.${i}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
-  });
+      problems.push(`forwards.${index}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
+  }
+  // a forward bound to the gateway (or the broadcast) on natd's DNS/DHCP ports would capture the guests' traffic
+  problems.push(...configuredCaptureProblems(c.forwards, 'ipv4', { gateway, broadcast: subnet.broadcast }));
   if (c.expose) problems.push(...exposeSubnetProblems(c.expose, served)); // issue 17
   return problems;
 }

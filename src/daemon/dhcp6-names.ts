@@ -28,7 +28,8 @@ import type { Logger } from '../log.js';
 export interface Dhcp6NamesDeps {
   /** the guests' IPv6 address table (with DNS on); absent: only the forward lookup is kept */
   table?: GuestAddresses | undefined;
-  /** the name the IPv4 lease or reservation of each MAC holds now (LocalNames.namesByMac) */
+  /** the name the IPv4 lease or reservation of each MAC holds now (LocalNames.namesByMac: built once per change of the
+   *  IPv4 names, so asking on every DHCPv6 lease change costs a lookup, not a walk over every IPv4 name) */
   namesByMac?: () => ReadonlyMap<string, string>;
   /** the MAC holding `name` on the IPv4 side (a lease or reservation), undefined when none or not a guest's */
   v4HolderMac?: (name: string) => string | undefined | null;

@@ -9,7 +9,8 @@ import type { Config } from '../config.js';
 import type { DnsCache } from '../dns/cache.js';
 import type { LocalNames } from '../dns/local-names.js';
 import type { QueryLog } from '../dns/query-log.js';
-import { DnsServer } from '../dns/server.js';
+import type { DnsServer } from '../dns/server.js';
+import { startDnsServer } from './dns-server-start.js';
 import type { UpstreamClient } from '../dns/upstream.js';
 import type { Logger } from '../log.js';
 import { makeSubnet, parseIpv4 } from '../net/ipv4.js';
@@ -35,20 +36,7 @@ export interface SharedDns {
 export async function startDnsListeners(config: Config, shared: SharedDns, sockets: DaemonSockets, logger: Logger, stack: ShutdownStack): Promise<DnsListener[]> {
   const listeners: DnsListener[] = [];
   for (const address of config.listenAddresses) {
-    const udp = sockets.openDnsUdp('lo', address);
-    let tcp;
-    try {
-      tcp = await sockets.openDnsTcp('lo', address);
-    } catch (err) {
-      await udp.close();
-      throw err;
-    }
-    const server = new DnsServer({
-      udp, tcp, subnet: LOOPBACK_NET, ...shared, ...(config.domain ? { domain: config.domain } : {}), logger,
-      maxPendingPerClient: config.dnsMaxPendingPerClient, maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
-    });
-    server.start();
-    stack.push(`dns ${address}`, () => server.close());
+    const server = await startDnsServer(config, { device: 'lo', address, name: `dns ${address}` }, { subnet: LOOPBACK_NET, ...shared }, { sockets, logger, stack });
     listeners.push({ address, server });
     logger.info('DNS for the host itself', { listen: `${address}:53` });
   }

@@ -10,12 +10,9 @@
  * (ipv6/neighbours.ts), for AAAA and ip6.arpa answers on both servers.
  */
 import type { Config } from '../config.js';
-import type { DnsCache } from '../dns/cache.js';
-import type { LocalNames } from '../dns/local-names.js';
-import type { QueryLog } from '../dns/query-log.js';
 import type { RecordZone } from '../dns/record-zone.js';
-import { DnsServer } from '../dns/server.js';
-import type { UpstreamClient } from '../dns/upstream.js';
+import type { DnsServer } from '../dns/server.js';
+import { startDnsServer } from './dns-server-start.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
 import { runIp } from '../net/ip-command.js';
@@ -25,9 +22,9 @@ import { NeighbourLearner, POLL_MS, RESYNC_MS } from '../ipv6/neighbours.js';
 import { NeighbourMonitor } from '../ipv6/neigh-monitor.js';
 import { NeighbourProber } from '../ipv6/neigh-prober.js';
 import type { Ipv6Served } from '../ipv6/settings.js';
-import type { RouteTable } from './dns-routes.js';
 import type { ShutdownStack } from './shutdown.js';
 import type { DaemonSockets } from './system.js';
+import type { SharedDns } from './dns-listeners.js';
 
 export interface Dns6Parts {
   /** the IPv6 gateway natd's DNS listens on */
@@ -40,12 +37,8 @@ export interface Dns6Parts {
   prober: NeighbourProber | undefined;
 }
 
-export interface Dns6Shared {
-  localNames: LocalNames;
-  cache: DnsCache;
-  upstream: UpstreamClient;
-  routes: RouteTable;
-  queryLog: QueryLog;
+/** What the IPv6 server shares with the bridge's IPv4 one: the listeners' shared parts and the operator's records. */
+export interface Dns6Shared extends SharedDns {
   records?: { readonly zone: RecordZone } | undefined;
 }
 
@@ -86,20 +79,7 @@ export async function startDns6(
   });
 
   const address = formatIpv6(served.gateway);
-  const udp = sockets.openDnsUdp(config.bridge, address);
-  let tcp;
-  try {
-    tcp = await sockets.openDnsTcp(config.bridge, address);
-  } catch (err) {
-    await udp.close();
-    throw err;
-  }
-  const server = new DnsServer({
-    udp, tcp, subnet: bridge.subnet, ipv6Network: served.network, ...shared, ...(config.domain ? { domain: config.domain } : {}), logger,
-    maxPendingPerClient: config.dnsMaxPendingPerClient, maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
-  });
-  server.start();
-  stack.push('dns ipv6', () => server.close());
+  const server = await startDnsServer(config, { device: config.bridge, address, name: 'dns ipv6' }, { subnet: bridge.subnet, ipv6Network: served.network, ...shared }, { sockets, logger, stack });
   logger.info('DNS on the IPv6 gateway', { listen: `[${address}]:53` });
   return { address, server, guests, learner, monitor, prober };
 }

@@ -23,7 +23,7 @@ import type { Logger } from '../log.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import type { ForwardEntry } from '../nft/forward-set.js';
 import type { Firewall } from '../nft/firewall.js';
-import { readJsonArray, writeFileAtomic } from '../state/atomic-file.js';
+import { specListFile, type SpecListStore } from '../state/spec-list-file.js';
 import { formatGuest, type ExposeGuest } from '../router/expose-spec.js';
 import { exposeEntry, forwardConflicts, RouteTable, type ExposeEntry } from '../router/route-table.js';
 import { NameRouter, type RouterStats, type RouteTarget } from '../router/name-router.js';
@@ -31,21 +31,10 @@ import { NameRouter, type RouterStats, type RouteTarget } from '../router/name-r
 export const RUNTIME_EXPOSE_FILE = 'expose.json';
 
 /** Where the runtime routes survive a restart: spec texts, as forwards.json holds forwards. */
-export interface ExposeStore {
-  load(): Promise<string[]>;
-  save(specs: readonly string[]): Promise<void>;
-}
+export type ExposeStore = SpecListStore;
 
 export function exposeFile(stateDir: string): ExposeStore {
-  const file = path.join(stateDir, RUNTIME_EXPOSE_FILE);
-  return {
-    async load() {
-      const parsed = await readJsonArray(file);
-      if (parsed && parsed.every((s) => typeof s === 'string')) return parsed as string[];
-      throw new NatdError(ErrorCodes.STATE, `${file}: not a JSON list of expose specs; fix or remove it`);
-    },
-    save: (specs) => writeFileAtomic(file, JSON.stringify(specs, null, 2) + '\n'),
-  };
+  return specListFile(path.join(stateDir, RUNTIME_EXPOSE_FILE), 'expose specs');
 }
 
 /** What the service needs of the engine (NameRouter); tests may hand in another. */

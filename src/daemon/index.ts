@@ -32,7 +32,7 @@ import { DhcpServerCore } from '../dhcp/server-core.js';
 import { DhcpTransport } from '../dhcp/transport.js';
 import type { Reservation } from '../dhcp/types.js';
 import { DnsCache } from '../dns/cache.js';
-import { DnsServer } from '../dns/server.js';
+import { startDnsServer } from './dns-server-start.js';
 import { UpstreamClient } from '../dns/upstream.js';
 import type { Logger } from '../log.js';
 import type { BridgeInfo } from '../net/bridge.js';
@@ -354,32 +354,16 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
   const queryLog = new QueryLog(logger, config.logQueries, sys.now);
   stack.push('dns upstream', () => upstream.close());
 
-  const udp = sys.sockets.openDnsUdp(config.bridge, gatewayText);
-  let tcp;
-  try {
-    tcp = await sys.sockets.openDnsTcp(config.bridge, gatewayText);
-  } catch (err) {
-    await udp.close();
-    throw err;
-  }
-  const server = new DnsServer({
-    udp,
-    tcp,
+  const server = await startDnsServer(config, { device: config.bridge, address: gatewayText, name: 'dns' }, {
     subnet: bridge.subnet,
     localNames: names.local,
     cache,
     upstream,
-    ...(config.domain ? { domain: config.domain } : {}),
-    logger,
-    maxPendingPerClient: config.dnsMaxPendingPerClient,
-    maxTcpConnectionsPerClient: config.dnsMaxTcpPerClient,
     ...(records ? { records } : {}),
     routes,
     queryLog,
     ...(ipv6 ? { ipv6Network: ipv6.served.network } : {}), // issue 14: the /64's reverse zone is local
-  });
-  server.start();
-  stack.push('dns', () => server.close());
+  }, { sockets: sys.sockets, logger, stack });
   // issue 14: DNS on the IPv6 gateway, AAAA/PTR for the guests' IPv6 addresses
   const ipv6Dns = ipv6 ? await startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
 

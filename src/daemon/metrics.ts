@@ -5,6 +5,8 @@
  * instances on one host can be scraped into one series set.
  */
 import type { RouterCounters } from '../router/types.js'; // issue 17: the router's counters, documented there once
+import type { PublisherStats } from '../ddns/publisher.js'; // issue 15: the DDNS counters, documented there once
+import type { LeaseScriptStats } from './lease-script.js'; // issue 16
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -27,7 +29,7 @@ export interface MetricsInput {
     /** conflict probes before OFFERs and for DECLINEs (issue 13) */
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
     /** the lease script (--dhcp-script), when one is configured (issue 16) */
-    script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
+    script?: LeaseScriptStats;
     /** issue 18: the lease journal (every ACK waits for its write + fdatasync) */
     journal?: { commits: number; syncs: number; syncSeconds: number };
   };
@@ -75,13 +77,7 @@ export interface MetricsInput {
     };
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
-  ddns?: {
-    sent: number;
-    succeeded: number;
-    failed: number;
-    conflicts: number;
-    pending: number;
-    owned: number;
+  ddns?: Pick<PublisherStats, 'sent' | 'succeeded' | 'failed' | 'conflicts' | 'pending' | 'owned'> & {
     /** 1 while the server rejects natd's TSIG key */
     keyRejected: number;
     /** 1 while the server is failing (unreachable, SERVFAIL, key rejected) */
@@ -282,41 +278,50 @@ function dhcpFamilies(m: MetricsInput, one: One): Family[] {
   if (m.dhcp.quarantined !== undefined) {
     out.push({ name: 'natd_dhcp_quarantined_addresses', help: 'Declined addresses in quarantine (a probe confirmed a conflict).', type: 'gauge', samples: one(m.dhcp.quarantined) });
   }
-  if (m.dhcp.probes) {
-    const p = m.dhcp.probes;
-    out.push(
-      {
-        name: 'natd_dhcp_probes_total',
-        help: 'Conflict probes by result (in-use: another host answered; busy: no verdict, the OFFER waited for the client to retransmit; skipped: the probe could not run).',
-        type: 'counter',
-        samples: byKey(m.bridge, 'result', { started: p.probes, 'in-use': p.inUse, busy: p.busy, skipped: p.skipped, error: p.errors }),
-      },
-      { name: 'natd_dhcp_probes_running', help: 'Conflict probes waiting for an answer now.', type: 'gauge', samples: one(p.running) },
-      { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
-    );
-  }
-  if (m.dhcp.script) {
-    const sc = m.dhcp.script;
-    out.push(
-      {
-        name: 'natd_dhcp_script_runs_total',
-        help: 'Lease script runs by result (failed includes timeouts; dropped: events never run, queue full or natd stopping).',
-        type: 'counter',
-        samples: byKey(m.bridge, 'result', { started: sc.runs, failed: sc.failures, timeout: sc.timeouts, dropped: sc.dropped }),
-      },
-      { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
-    );
-  }
-  // issue 18: how long ACKs wait for the disk (÷ syncs: one group commit's write + fdatasync)
-  if (m.dhcp.journal) {
-    const j = m.dhcp.journal;
-    out.push(
-      { name: 'natd_lease_journal_commits_total', help: 'Lease changes made durable (DHCPv4 and DHCPv6).', type: 'counter', samples: one(j.commits) },
-      { name: 'natd_lease_journal_syncs_total', help: 'Group commits: one write + fdatasync of the lease journal each.', type: 'counter', samples: one(j.syncs) },
-      { name: 'natd_lease_journal_sync_seconds_total', help: 'Seconds spent waiting for lease journal write + fdatasync (ACKs wait for it).', type: 'counter', samples: one(j.syncSeconds) },
-    );
-  }
+  out.push(...probeFamilies(m, one), ...leaseScriptFamilies(m, one), ...leaseJournalFamilies(m, one));
   return out;
+}
+
+/** The ARP conflict probe before an OFFER. */
+function probeFamilies(m: MetricsInput, one: One): Family[] {
+  if (!m.dhcp.probes) return [];
+  const p = m.dhcp.probes;
+  return [
+    {
+      name: 'natd_dhcp_probes_total',
+      help: 'Conflict probes by result (in-use: another host answered; busy: no verdict, the OFFER waited for the client to retransmit; skipped: the probe could not run).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'result', { started: p.probes, 'in-use': p.inUse, busy: p.busy, skipped: p.skipped, error: p.errors }),
+    },
+    { name: 'natd_dhcp_probes_running', help: 'Conflict probes waiting for an answer now.', type: 'gauge', samples: one(p.running) },
+    { name: 'natd_dhcp_probes_queued', help: 'Conflict probes waiting for a free probe slot now.', type: 'gauge', samples: one(p.queued) },
+  ];
+}
+
+/** The lease script (--dhcp-script). */
+function leaseScriptFamilies(m: MetricsInput, one: One): Family[] {
+  if (!m.dhcp.script) return [];
+  const sc = m.dhcp.script;
+  return [
+    {
+      name: 'natd_dhcp_script_runs_total',
+      help: 'Lease script runs by result (failed includes timeouts; dropped: events never run, queue full or natd stopping).',
+      type: 'counter',
+      samples: byKey(m.bridge, 'result', { started: sc.runs, failed: sc.failures, timeout: sc.timeouts, dropped: sc.dropped }),
+    },
+    { name: 'natd_dhcp_script_queued', help: 'Lease events waiting for the lease script now.', type: 'gauge', samples: one(sc.queued) },
+  ];
+}
+
+/** issue 18: how long ACKs wait for the disk (÷ syncs: one group commit's write + fdatasync). */
+function leaseJournalFamilies(m: MetricsInput, one: One): Family[] {
+  if (!m.dhcp.journal) return [];
+  const j = m.dhcp.journal;
+  return [
+    { name: 'natd_lease_journal_commits_total', help: 'Lease changes made durable (DHCPv4 and DHCPv6).', type: 'counter', samples: one(j.commits) },
+    { name: 'natd_lease_journal_syncs_total', help: 'Group commits: one write + fdatasync of the lease journal each.', type: 'counter', samples: one(j.syncs) },
+    { name: 'natd_lease_journal_sync_seconds_total', help: 'Seconds spent waiting for lease journal write + fdatasync (ACKs wait for it).', type: 'counter', samples: one(j.syncSeconds) },
+  ];
 }
 
 function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }, one: One): Family[] {
@@ -383,8 +388,24 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
   return out;
 }
 
-/** The sockets, the firewall and the control socket. */
+/** The sockets, the firewall, IPv6 on the bridge and the control socket. */
 function hostFamilies(m: MetricsInput, one: One): Family[] {
+  return [
+    ...socketFamilies(m, one),
+    ...routerAdvertisementFamilies(m),
+    ...dhcp6Families(m, one),
+    ...forwards6Families(m),
+    ...(m.control ? [{
+      name: 'natd_control_refused_peers_total',
+      help: 'Control socket connections refused because the peer was neither root nor natd\'s own user.',
+      type: 'counter' as const,
+      samples: one(m.control.refusedPeers),
+    }] : []),
+  ];
+}
+
+/** Kernel drops at natd's UDP sockets, and the nftables table's applies and heals. */
+function socketFamilies(m: MetricsInput, one: One): Family[] {
   const out: Family[] = [];
   if (m.kernelDrops && Object.keys(m.kernelDrops).length) {
     out.push({
@@ -400,53 +421,51 @@ function hostFamilies(m: MetricsInput, one: One): Family[] {
       { name: 'natd_ruleset_heals_total', help: "Re-applies after another program removed or changed natd's table.", type: 'counter', samples: one(m.firewall.heals) },
     );
   }
-  // issue 14
-  if (m.ipv6) {
-    const r = m.ipv6;
-    out.push(
-      { name: 'natd_ipv6_router_advertisements_total', help: 'Router advertisements sent on the bridge (result="error": the send failed, e.g. no carrier yet).', type: 'counter',
-        samples: [{ labels: { bridge: m.bridge, result: 'sent' }, value: r.advertisementsSent }, { labels: { bridge: m.bridge, result: 'error' }, value: r.sendFailures }] },
-      { name: 'natd_ipv6_router_solicitations_total', help: 'Router solicitations from guests, by outcome (invalid: dropped per RFC 4861 6.1.1; rate-limited: not answered).', type: 'counter',
-        samples: [
-          { labels: { bridge: m.bridge, outcome: 'answered' }, value: r.solicitationsReceived - r.solicitationsInvalid - r.solicitationsRateLimited },
-          { labels: { bridge: m.bridge, outcome: 'invalid' }, value: r.solicitationsInvalid },
-          { labels: { bridge: m.bridge, outcome: 'rate-limited' }, value: r.solicitationsRateLimited },
-        ] },
-    );
-  }
-  // issue 14: DHCPv6
-  if (m.dhcp6) {
-    const d = m.dhcp6;
-    out.push(
-      { name: 'natd_dhcp6_received_total', help: 'DHCPv6 client messages received, by type (solicit, request, renew, rebind, release, decline, confirm, information-request).', type: 'counter', samples: byKey(m.bridge, 'type', d.received) },
-      { name: 'natd_dhcp6_sent_total', help: 'DHCPv6 messages sent, by type (advertise, reply).', type: 'counter', samples: byKey(m.bridge, 'type', d.sent) },
-      { name: 'natd_dhcp6_dropped_total', help: 'DHCPv6 datagrams dropped before the server core, by reason (rate-limited, short, server-message, unknown-type, busy, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', d.dropped) },
-      { name: 'natd_dhcp6_outcomes_total', help: 'What the DHCPv6 core decided, by outcome (reply, advertise, ignored, invalid).', type: 'counter', samples: byKey(m.bridge, 'outcome', d.outcomes) },
-      { name: 'natd_dhcp6_leases_active', help: 'Unexpired DHCPv6 leases (IA_NA bindings).', type: 'gauge', samples: one(d.leasesActive) },
-      { name: 'natd_dhcp6_declined_addresses', help: 'IPv6 addresses in quarantine after a Decline.', type: 'gauge', samples: one(d.declined) },
-      { name: 'natd_dhcp6_send_failures_total', help: 'DHCPv6 replies that could not be sent.', type: 'counter', samples: one(d.sendFailures) },
-      { name: 'natd_dhcp6_names_refused_total', help: 'Client FQDN names (RFC 4704) left off a DHCPv6 lease, by reason (denied, held-v4: another MAC\'s IPv4 name, reserved: another client\'s reservation, held-v6: another client\'s lease).', type: 'counter', samples: byKey(m.bridge, 'reason', d.namesRefused ?? {}) },
-    );
-  }
-  // issue 14: IPv6 forwards following guest addresses
-  if (m.forwards6) {
-    const f = m.forwards6;
-    out.push(
-      { name: 'natd_ipv6_forward_refresh_requests_total', help: 'Guest IPv6 address changes (DHCPv6 leases, neighbour table) that asked IPv6 port forwards to re-resolve their names; coalesced: folded into a pending check.', type: 'counter',
-        samples: [{ labels: { bridge: m.bridge, kind: 'all' }, value: f.requests }, { labels: { bridge: m.bridge, kind: 'coalesced' }, value: f.coalesced }] },
-      { name: 'natd_ipv6_forward_reloads_total', help: 'Firewall reloads because a forwarded guest name changed its IPv6 address (at most one per second), by result.', type: 'counter',
-        samples: [{ labels: { bridge: m.bridge, result: 'ok' }, value: f.reloads - f.failures }, { labels: { bridge: m.bridge, result: 'failed' }, value: f.failures }] },
-    );
-  }
-  if (m.control) {
-    out.push({
-      name: 'natd_control_refused_peers_total',
-      help: 'Control socket connections refused because the peer was neither root nor natd\'s own user.',
-      type: 'counter',
-      samples: one(m.control.refusedPeers),
-    });
-  }
   return out;
+}
+
+/** issue 14: router advertisements sent and solicitations answered on the bridge. */
+function routerAdvertisementFamilies(m: MetricsInput): Family[] {
+  if (!m.ipv6) return [];
+  const r = m.ipv6;
+  return [
+    { name: 'natd_ipv6_router_advertisements_total', help: 'Router advertisements sent on the bridge (result="error": the send failed, e.g. no carrier yet).', type: 'counter',
+      samples: [{ labels: { bridge: m.bridge, result: 'sent' }, value: r.advertisementsSent }, { labels: { bridge: m.bridge, result: 'error' }, value: r.sendFailures }] },
+    { name: 'natd_ipv6_router_solicitations_total', help: 'Router solicitations from guests, by outcome (invalid: dropped per RFC 4861 6.1.1; rate-limited: not answered).', type: 'counter',
+      samples: [
+        { labels: { bridge: m.bridge, outcome: 'answered' }, value: r.solicitationsReceived - r.solicitationsInvalid - r.solicitationsRateLimited },
+        { labels: { bridge: m.bridge, outcome: 'invalid' }, value: r.solicitationsInvalid },
+        { labels: { bridge: m.bridge, outcome: 'rate-limited' }, value: r.solicitationsRateLimited },
+      ] },
+  ];
+}
+
+/** issue 14: the DHCPv6 server. */
+function dhcp6Families(m: MetricsInput, one: One): Family[] {
+  if (!m.dhcp6) return [];
+  const d = m.dhcp6;
+  return [
+    { name: 'natd_dhcp6_received_total', help: 'DHCPv6 client messages received, by type (solicit, request, renew, rebind, release, decline, confirm, information-request).', type: 'counter', samples: byKey(m.bridge, 'type', d.received) },
+    { name: 'natd_dhcp6_sent_total', help: 'DHCPv6 messages sent, by type (advertise, reply).', type: 'counter', samples: byKey(m.bridge, 'type', d.sent) },
+    { name: 'natd_dhcp6_dropped_total', help: 'DHCPv6 datagrams dropped before the server core, by reason (rate-limited, short, server-message, unknown-type, busy, ...).', type: 'counter', samples: byKey(m.bridge, 'reason', d.dropped) },
+    { name: 'natd_dhcp6_outcomes_total', help: 'What the DHCPv6 core decided, by outcome (reply, advertise, ignored, invalid).', type: 'counter', samples: byKey(m.bridge, 'outcome', d.outcomes) },
+    { name: 'natd_dhcp6_leases_active', help: 'Unexpired DHCPv6 leases (IA_NA bindings).', type: 'gauge', samples: one(d.leasesActive) },
+    { name: 'natd_dhcp6_declined_addresses', help: 'IPv6 addresses in quarantine after a Decline.', type: 'gauge', samples: one(d.declined) },
+    { name: 'natd_dhcp6_send_failures_total', help: 'DHCPv6 replies that could not be sent.', type: 'counter', samples: one(d.sendFailures) },
+    { name: 'natd_dhcp6_names_refused_total', help: 'Client FQDN names (RFC 4704) left off a DHCPv6 lease, by reason (denied, held-v4: another MAC\'s IPv4 name, reserved: another client\'s reservation, held-v6: another client\'s lease).', type: 'counter', samples: byKey(m.bridge, 'reason', d.namesRefused ?? {}) },
+  ];
+}
+
+/** issue 14: IPv6 forwards following guest addresses. */
+function forwards6Families(m: MetricsInput): Family[] {
+  if (!m.forwards6) return [];
+  const f = m.forwards6;
+  return [
+    { name: 'natd_ipv6_forward_refresh_requests_total', help: 'Guest IPv6 address changes (DHCPv6 leases, neighbour table) that asked IPv6 port forwards to re-resolve their names; coalesced: folded into a pending check.', type: 'counter',
+      samples: [{ labels: { bridge: m.bridge, kind: 'all' }, value: f.requests }, { labels: { bridge: m.bridge, kind: 'coalesced' }, value: f.coalesced }] },
+    { name: 'natd_ipv6_forward_reloads_total', help: 'Firewall reloads because a forwarded guest name changed its IPv6 address (at most one per second), by result.', type: 'counter',
+      samples: [{ labels: { bridge: m.bridge, result: 'ok' }, value: f.reloads - f.failures }, { labels: { bridge: m.bridge, result: 'failed' }, value: f.failures }] },
+  ];
 }
 
 /**
@@ -481,7 +500,7 @@ export function formatPrometheus(metrics: MetricsInput): string {
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** The DDNS publisher's status in MetricsInput's shape (structural: this module stays free of src/ddns). */
-export function ddnsMetrics(s: { state: string; sent: number; succeeded: number; failed: number; conflicts: number; pending: number; owned: number; lastError: { at: string } | undefined }): NonNullable<MetricsInput['ddns']> {
+export function ddnsMetrics(s: Pick<PublisherStats, 'state' | 'sent' | 'succeeded' | 'failed' | 'conflicts' | 'pending' | 'owned' | 'lastError'>): NonNullable<MetricsInput['ddns']> {
   return {
     sent: s.sent, succeeded: s.succeeded, failed: s.failed, conflicts: s.conflicts, pending: s.pending, owned: s.owned,
     keyRejected: s.state === 'key-rejected' ? 1 : 0,

@@ -80,22 +80,45 @@ export interface WatchedOutput {
 
 const DEFAULT_TAIL = 256 * 1024;
 
-/** Captures a child's output (a bounded tail: a chatty process must not grow our memory, and must not block). */
-export function watchOutput(child: ChildProcess, tailChars = DEFAULT_TAIL): WatchedOutput {
-  const text = { stdout: '', stderr: '', both: '' };
+type Stream = 'stdout' | 'stderr' | 'both';
+
+/** The bounded tails of a child's streams (each, and both interleaved), and how far the waits have read into each. */
+class OutputTails {
+  readonly text = { stdout: '', stderr: '', both: '' };
   /** how much of each stream earlier waits have consumed (offsets into the untrimmed text) */
-  const seen = { stdout: 0, stderr: 0, both: 0 };
-  const trimmed = { stdout: 0, stderr: 0, both: 0 };
-  const listeners = new Set<() => void>();
-  const append = (stream: 'stdout' | 'stderr', chunk: string) => {
+  private readonly seen = { stdout: 0, stderr: 0, both: 0 };
+  private readonly trimmed = { stdout: 0, stderr: 0, both: 0 };
+
+  constructor(private readonly tailChars: number) {}
+
+  append(stream: 'stdout' | 'stderr', chunk: string): void {
     for (const key of [stream, 'both'] as const) {
-      text[key] += chunk;
-      if (text[key].length > tailChars) {
-        const cut = text[key].length - tailChars;
-        text[key] = text[key].slice(cut);
-        trimmed[key] += cut;
+      this.text[key] += chunk;
+      if (this.text[key].length > this.tailChars) {
+        const cut = this.text[key].length - this.tailChars;
+        this.text[key] = this.text[key].slice(cut);
+        this.trimmed[key] += cut;
       }
     }
+  }
+
+  /** Finds `match` in the output no earlier wait consumed, and consumes up to its end; false when it is not there. */
+  consume(stream: Stream, match: string | RegExp): boolean {
+    const rest = this.text[stream].slice(Math.max(0, this.seen[stream] - this.trimmed[stream]));
+    const m = typeof match === 'string' ? rest.indexOf(match) : rest.search(match);
+    if (m < 0) return false;
+    const length = typeof match === 'string' ? match.length : (rest.slice(m).match(match)?.[0].length ?? 0);
+    this.seen[stream] = Math.max(this.seen[stream], this.trimmed[stream]) + m + length;
+    return true;
+  }
+}
+
+/** Captures a child's output (a bounded tail: a chatty process must not grow our memory, and must not block). */
+export function watchOutput(child: ChildProcess, tailChars = DEFAULT_TAIL): WatchedOutput {
+  const tails = new OutputTails(tailChars);
+  const listeners = new Set<() => void>();
+  const append = (stream: 'stdout' | 'stderr', chunk: string) => {
+    tails.append(stream, chunk);
     for (const l of [...listeners]) l();
   };
   child.stdout?.setEncoding('utf8');
@@ -105,38 +128,39 @@ export function watchOutput(child: ChildProcess, tailChars = DEFAULT_TAIL): Watc
 
   const waitForOutput = (match: string | RegExp, options: WaitOptions = {}): Promise<void> => {
     const stream = options.stream ?? 'both';
-    const timeoutMs = options.timeoutMs ?? 15_000;
-    const what = options.what ?? child.spawnargs.join(' ');
-    const unseen = () => text[stream].slice(Math.max(0, seen[stream] - trimmed[stream]));
-    const found = (): boolean => {
-      const rest = unseen();
-      const m = typeof match === 'string' ? rest.indexOf(match) : rest.search(match);
-      if (m < 0) return false;
-      const length = typeof match === 'string' ? match.length : (rest.slice(m).match(match)?.[0].length ?? 0);
-      seen[stream] = Math.max(seen[stream], trimmed[stream]) + m + length;
-      return true;
-    };
+    const found = () => tails.consume(stream, match);
     if (found()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        listeners.delete(check);
-        child.off('exit', onExit);
-        if (err) reject(err);
-        else resolve();
-      };
-      const check = () => {
-        if (found()) done();
-      };
-      const onExit = (code: number | null) => done(new Error(`${what} exited (${code}) before printing ${String(match)}: ${text.both.slice(-2000)}`));
-      const timer = setTimeout(() => done(new Error(`${what} did not print ${String(match)} within ${timeoutMs} ms: ${text.both.slice(-2000)}`)), timeoutMs);
-      listeners.add(check);
-      child.once('exit', onExit);
-      if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode);
-    });
+    const what = options.what ?? child.spawnargs.join(' ');
+    return untilFound(child, listeners, found, { timeoutMs: options.timeoutMs ?? 15_000, describe: (problem) => `${what} ${problem} ${String(match)}`, tail: () => tails.text.both.slice(-2000) });
   };
 
-  return { output: () => text.both, stdout: () => text.stdout, stderr: () => text.stderr, waitForOutput };
+  return { output: () => tails.text.both, stdout: () => tails.text.stdout, stderr: () => tails.text.stderr, waitForOutput };
+}
+
+/** Re-runs `found` on each new chunk (a listener) until it is true; rejects when the child exits first or on timeout. */
+function untilFound(
+  child: ChildProcess,
+  listeners: Set<() => void>,
+  found: () => boolean,
+  o: { timeoutMs: number; describe: (problem: string) => string; tail: () => string },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      listeners.delete(check);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = () => {
+      if (found()) done();
+    };
+    const onExit = (code: number | null) => done(new Error(`${o.describe(`exited (${code}) before printing`)}: ${o.tail()}`));
+    const timer = setTimeout(() => done(new Error(`${o.describe('did not print')} within ${o.timeoutMs} ms: ${o.tail()}`)), o.timeoutMs);
+    listeners.add(check);
+    child.once('exit', onExit);
+    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode);
+  });
 }
 
 /** Stops a child by PID: SIGTERM, then SIGKILL after graceMs; resolves with its exit code. */

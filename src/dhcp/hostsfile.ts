@@ -43,65 +43,86 @@ interface ParsedLine {
   v6Only?: true;
 }
 
+/** The fields of one line sorted by kind (dnsmasq takes them in any order). */
+interface LineFields {
+  macs: string[];
+  addresses: number[];
+  names: string[];
+  tags: string[];
+  /** `id:` fields: a DUID on an IPv6 line, ignored on an IPv4 one */
+  duids: string[];
+  leaseSeconds?: number;
+  /** issue 14: the line has an IPv6 part (dhcp6/hostsfile6.ts's) */
+  v6: boolean;
+}
+
 /** Classifies the fields of one (comment-free, non-blank) line. */
 function parseLine(text: string, domain: string | undefined): ParsedLine {
   const notes: string[] = [];
-  const macs: string[] = [];
-  const addresses: number[] = [];
-  const names: string[] = [];
-  const tags: string[] = [];
-  let leaseSeconds: number | undefined;
-  const duids: string[] = [];
-  let v6 = false;
+  const fields = sortFields(text, notes);
+  if ('error' in fields) return { error: fields.error, notes };
+  // issue 14: an IPv6 line without an IPv4 address is an IPv6 reservation only (hostsfile6.ts); its id: is the DUID
+  if (fields.v6 && fields.addresses.length === 0) return { notes, v6Only: true };
+  if (!fields.v6) for (const id of fields.duids) notes.push(`client id '${id}' ignored; the reservation is keyed by MAC only`);
+  const error = notOneReservation(fields);
+  if (error !== undefined) return { error, notes };
 
+  const reservation: Reservation = { mac: fields.macs[0]!, address: fields.addresses[0]! };
+  if (fields.tags.length > 0) reservation.tags = fields.tags;
+  if (fields.leaseSeconds !== undefined) reservation.leaseSeconds = fields.leaseSeconds;
+  const name = fields.names[0];
+  const hostname = name === undefined ? undefined : reservationName(name, domain, notes);
+  if (hostname !== undefined) reservation.hostname = hostname;
+  return { reservation, notes };
+}
+
+/** Sorts each comma-separated field by what it looks like; a field no line may have is the line's error. */
+function sortFields(text: string, notes: string[]): LineFields | { error: string } {
+  const f: LineFields = { macs: [], addresses: [], names: [], tags: [], duids: [], v6: false };
   for (const raw of text.split(',')) {
     const field = raw.trim();
     if (field === '') continue;
     const mac = normalizeMac(field);
     const address = mac === undefined ? parseIpv4(field) : undefined;
-    if (mac !== undefined) macs.push(mac);
-    else if (address !== undefined) addresses.push(address);
+    if (mac !== undefined) f.macs.push(mac);
+    else if (address !== undefined) f.addresses.push(address);
     else if (LEASE_TIME.test(field)) {
-      leaseSeconds = parseLeaseTime(field);
-      if (leaseSeconds === undefined) return { error: `invalid lease time '${field.slice(0, 40)}'`, notes };
-    } else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped", notes };
-    else if (/^set:[A-Za-z0-9_.-]{1,64}$/i.test(field)) tags.push(field.slice(4).toLowerCase());
+      f.leaseSeconds = parseLeaseTime(field);
+      if (f.leaseSeconds === undefined) return { error: `invalid lease time '${field.slice(0, 40)}'` };
+    } else if (field === 'ignore') return { error: "'ignore' entries are not supported; line skipped" };
+    else if (/^set:[A-Za-z0-9_.-]{1,64}$/i.test(field)) f.tags.push(field.slice(4).toLowerCase());
     else if (/^id:\*$/i.test(field) || /^(?:set|tag):/i.test(field)) notes.push(`field '${field}' ignored (natd matches hosts by MAC only)`);
-    else if (/^id:/i.test(field)) duids.push(field);
-    else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'`, notes };
-    else if (field.startsWith('[')) v6 = true; // issue 14: the line's IPv6 part is dhcp6/hostsfile6.ts's
-    else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) names.push(field);
-    else return { error: `unrecognised field '${field.slice(0, 80)}'`, notes };
+    else if (/^id:/i.test(field)) f.duids.push(field);
+    else if (/^[\d.]+$/.test(field)) return { error: `invalid IPv4 address '${field.slice(0, 80)}'` };
+    else if (field.startsWith('[')) f.v6 = true; // issue 14: the line's IPv6 part is dhcp6/hostsfile6.ts's
+    else if (/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(field)) f.names.push(field);
+    else return { error: `unrecognised field '${field.slice(0, 80)}'` };
   }
+  return f;
+}
 
-  // issue 14: an IPv6 line without an IPv4 address is an IPv6 reservation only (hostsfile6.ts); its id: is the DUID
-  if (v6 && addresses.length === 0) return { notes, v6Only: true };
-  if (!v6) for (const id of duids) notes.push(`client id '${id}' ignored; the reservation is keyed by MAC only`);
-  if (macs.length !== 1) {
-    const error = macs.length === 0 ? 'no MAC address' : 'more than one MAC address (not supported by natd)';
-    return { error, notes };
-  }
-  if (addresses.length !== 1) {
-    const error = addresses.length === 0 ? 'no IPv4 address (natd reservations need one)' : 'more than one IPv4 address';
-    return { error, notes };
-  }
-  if (names.length > 1) return { error: 'more than one host name', notes };
+/** Why the fields are not one IPv4 reservation (exactly one MAC and one address, at most one name), or undefined. */
+function notOneReservation(f: LineFields): string | undefined {
+  if (f.macs.length !== 1) return f.macs.length === 0 ? 'no MAC address' : 'more than one MAC address (not supported by natd)';
+  if (f.addresses.length !== 1) return f.addresses.length === 0 ? 'no IPv4 address (natd reservations need one)' : 'more than one IPv4 address';
+  if (f.names.length > 1) return 'more than one host name';
+  return undefined;
+}
 
-  const reservation: Reservation = { mac: macs[0]!, address: addresses[0]! };
-  if (tags.length > 0) reservation.tags = tags;
-  if (leaseSeconds !== undefined) reservation.leaseSeconds = leaseSeconds;
-  const name = names[0];
-  if (name !== undefined) {
-    const label = sanitizeHostname(name);
-    const denied = label === undefined ? undefined : reservedNameProblem(label, domain);
-    if (label === undefined) notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
-    else if (denied) notes.push(`host name '${name}' is ${denied}, which natd never publishes; reservation loaded without a name`);
-    else {
-      if (label !== name.toLowerCase()) notes.push(`host name '${name}' used as '${label}'`);
-      reservation.hostname = label;
-    }
+/** The host name as the reservation's DNS label, or undefined (noted) when natd cannot publish it. */
+function reservationName(name: string, domain: string | undefined, notes: string[]): string | undefined {
+  const label = sanitizeHostname(name);
+  if (label === undefined) {
+    notes.push(`host name '${name}' has no usable characters; reservation loaded without a name`);
+    return undefined;
   }
-  return { reservation, notes };
+  const denied = reservedNameProblem(label, domain);
+  if (denied) {
+    notes.push(`host name '${name}' is ${denied}, which natd never publishes; reservation loaded without a name`);
+    return undefined;
+  }
+  if (label !== name.toLowerCase()) notes.push(`host name '${name}' used as '${label}'`);
+  return label;
 }
 
 /** Removes a comment: '#' at the start of the line or after whitespace. */

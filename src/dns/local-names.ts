@@ -227,8 +227,19 @@ export class LocalNames {
     return this.ipv6.version ? this.changes + this.ipv6.version() : NaN;
   }
 
-  /** issue 14: the name each MAC's lease or reservation holds now (the winner of its name), for the SLAAC learner. */
-  namesByMac(): Map<string, string> {
+  /**
+   * issue 14: the name each MAC's lease or reservation holds now (the winner of its name), for the SLAAC learner and
+   * the DHCPv6 lease names. Built once per change of the names (`changes`), not per call: DHCPv6 asks on every lease
+   * change, and building it walks every name.
+   */
+  namesByMac(): ReadonlyMap<string, string> {
+    if (this.byMac?.at !== this.changes) this.byMac = { at: this.changes, names: this.buildNamesByMac() };
+    return this.byMac.names;
+  }
+
+  private byMac: { at: number; names: ReadonlyMap<string, string> } | undefined;
+
+  private buildNamesByMac(): Map<string, string> {
     const out = new Map<string, string>();
     for (const slot of this.byName.values()) {
       for (const e of this.winners(slot)) if (e.mac && (e.source === 'lease' || e.source === 'reservation')) out.set(e.mac.toLowerCase(), e.name);

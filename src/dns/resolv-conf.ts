@@ -73,18 +73,8 @@ export function watchResolvConf(
   let closed = false;
 
   const reload = async (): Promise<void> => {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-      // follow a symlink to its target's directory (systemd-resolved rewrites the target, not the link)
-      const target = await realpath(path);
-      names.add(basename(target));
-      watchDir(dirname(target));
-    } catch (err) {
-      logger.debug('resolv.conf not readable, keeping the last upstreams', { path, error: String(err) });
-      return;
-    }
-    if (closed) return;
+    const text = await readFollowingLink(path, names, watchDir, logger);
+    if (text === undefined || closed) return;
     const conf = withoutOwnAddresses(parseResolvConf(text), own);
     const fingerprint = JSON.stringify(conf);
     if (fingerprint === last) return;
@@ -112,6 +102,23 @@ export function watchResolvConf(
     if (poll) clearInterval(poll);
     dirs.close();
   };
+}
+
+/**
+ * The file's text, its symlink target's directory watched too (systemd-resolved rewrites the target, not the link);
+ * undefined when it cannot be read (the last known content stays).
+ */
+async function readFollowingLink(path: string, names: Set<string>, watchDir: (dir: string) => void, logger: Logger): Promise<string | undefined> {
+  try {
+    const text = await readFile(path, 'utf8');
+    const target = await realpath(path);
+    names.add(basename(target));
+    watchDir(dirname(target));
+    return text;
+  } catch (err) {
+    logger.debug('resolv.conf not readable, keeping the last upstreams', { path, error: String(err) });
+    return undefined;
+  }
 }
 
 /** fs.watch on the directories that may hold the file (its own, a symlink target's); events for `names` only. */

@@ -28,6 +28,7 @@ import {
   resolveForwards, type ActiveForward, type ForwardEntry, type ForwardRow,
 } from './forward-set.js';
 import { forwardsFile, type ForwardsStore } from './forwards-file.js';
+import type { ServiceAddresses } from './forward-services.js';
 import { resolveFamilies } from './forward6.js';
 import { buildExposePortsChange, buildForwardChange, buildRuleset, TABLE_FAMILY, type RulesetInput } from './ruleset.js';
 import { applyAndVerify, applyBatch, deleteTable, tableIntact } from './apply.js';
@@ -121,6 +122,12 @@ export class Firewall {
     return { v4: resolveName, ...(network ? { v6: { network, lookup: resolveName6 ?? (() => undefined) } } : {}) };
   }
 
+  /** Where natd serves the guests' DNS and DHCP: a forward there would capture them (forward-services.ts). */
+  private serviceAddresses(): ServiceAddresses {
+    const { gateway, subnet } = this.opts.bridge;
+    return { gateway, broadcast: subnet.broadcast, ...(this.opts.ipv6 ? { gateway6: this.opts.ipv6.gateway } : {}) };
+  }
+
   /** issue 14: the configured mode, but never routed for the unique-local prefix natd started with (a reload that
    *  changes the prefix takes effect at restart, so the running prefix decides) */
   private ipv6Mode(config: Config): 'nat' | 'routed' {
@@ -190,8 +197,8 @@ export class Firewall {
   /** `routedPorts`: issue 17, the name router's ports at start. */
   async start(routedPorts: readonly number[] = []): Promise<void> {
     this.routedPorts = Object.freeze([...routedPorts]);
-    this.configured = parseConfiguredForwards(this.config.forwards);
-    const stored = parseStoredForwards(await this.store.load());
+    this.configured = parseConfiguredForwards(this.config.forwards, this.serviceAddresses());
+    const stored = parseStoredForwards(await this.store.load(), this.serviceAddresses());
     for (const { text, reason } of stored.rejected) {
       this.opts.logger.warn('runtime port forward left out of the table', { forward: text, error: reason });
     }
@@ -215,7 +222,7 @@ export class Firewall {
   /** New config or names: everything is parsed and resolved first, then one full apply; on error nothing changes. */
   reload(config: Config, resolveName: NameResolver, resolveName6?: NameResolver6): Promise<void> {
     return this.serial(async () => {
-      const configured = parseConfiguredForwards(config.forwards);
+      const configured = parseConfiguredForwards(config.forwards, this.serviceAddresses());
       this.checkRouted(configured, config); // issue 17
       const previous6 = this.resolveName6;
       if (resolveName6) this.resolveName6 = resolveName6;
@@ -248,7 +255,7 @@ export class Firewall {
   /** Adds a runtime forward with one element batch (no rebuild): applied, then persisted (see the header). */
   addForward(text: string): Promise<void> {
     return this.serial(async () => {
-      const entry = parseForwardEntry(text, 'runtime');
+      const entry = parseForwardEntry(text, 'runtime', this.serviceAddresses());
       const taken = this.entries().find((e) => e.hostKey === entry.hostKey);
       if (taken) throw alreadyForwarded(entry.text, entry.hostKey);
       this.checkRouted([entry], this.config); // issue 17

@@ -11,6 +11,7 @@ import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4 } from '../net/ipv4.js';
 import { formatForwardSpec, parseForwardSpec, type PortForwardSpec } from './forward-spec.js';
 import { forwardKey } from './ruleset.js';
+import { serviceCaptureProblem, type ServiceAddresses } from './forward-services.js';
 // issue 14: a forward's rules per address family
 import { resolveFamilies, type GuestResolvers, type ResolvedFamilies } from './forward6.js';
 
@@ -56,18 +57,14 @@ function hostKeyOf(spec: PortForwardSpec): string {
   return forwardKey({ protocol: spec.protocol, hostPort: spec.hostPort, guestAddress: 0, guestPort: spec.guestPort, ...(spec.hostAddress !== undefined ? { hostAddress: spec.hostAddress } : {}) });
 }
 
-/** Ports whose capture on every local address would swallow the guests' own DNS/DHCP traffic to the gateway. */
-function checkNotServicePort(spec: PortForwardSpec, text: string): void {
-  const service = spec.hostPort === 53 || (spec.protocol === 'udp' && (spec.hostPort === 67 || spec.hostPort === 547));
-  if (service && spec.hostAddress === undefined && spec.hostAddress6 === undefined) {
-    throw new NatdError(ErrorCodes.CONFIG, `forward "${text}": port ${spec.hostPort} on every local address would capture the guests' DNS/DHCP; give a host address (e.g. udp:198.51.100.1:53=web:53)`);
-  }
-}
-
-/** Parses and checks one spec (syntax, no DNS/DHCP capture); NatdError(CONFIG) naming the spec. */
-export function parseForwardEntry(text: string, source: ForwardSource): ForwardEntry {
+/**
+ * Parses and checks one spec (syntax, no capture of the guests' DNS/DHCP at `at`: forward-services.ts);
+ * NatdError(CONFIG) naming the spec.
+ */
+export function parseForwardEntry(text: string, source: ForwardSource, at: ServiceAddresses = {}): ForwardEntry {
   const spec = parseForwardSpec(text);
-  checkNotServicePort(spec, text.trim());
+  const problem = serviceCaptureProblem(spec, at);
+  if (problem !== undefined) throw new NatdError(ErrorCodes.CONFIG, `forward "${text.trim()}": ${problem}`);
   return { text: formatForwardSpec(spec), spec, hostKey: hostKeyOf(spec), source };
 }
 
@@ -76,12 +73,12 @@ export function alreadyForwarded(text: string, hostKey: string): NatdError {
 }
 
 /** Configured specs: every problem (syntax, service port, a host side given twice) reported in one error. */
-export function parseConfiguredForwards(texts: readonly string[]): ForwardEntry[] {
+export function parseConfiguredForwards(texts: readonly string[], at: ServiceAddresses = {}): ForwardEntry[] {
   const problems: string[] = [];
   const entries: ForwardEntry[] = [];
   for (const text of texts) {
     try {
-      const entry = parseForwardEntry(text, 'config');
+      const entry = parseForwardEntry(text, 'config', at);
       if (entries.some((e) => e.hostKey === entry.hostKey)) throw alreadyForwarded(text.trim(), entry.hostKey);
       entries.push(entry);
     } catch (err) {
@@ -93,12 +90,12 @@ export function parseConfiguredForwards(texts: readonly string[]): ForwardEntry[
 }
 
 /** Stored runtime specs: one that no longer parses is reported and dropped, the rest kept. */
-export function parseStoredForwards(texts: readonly string[]): { entries: ForwardEntry[]; rejected: { text: string; reason: string }[] } {
+export function parseStoredForwards(texts: readonly string[], at: ServiceAddresses = {}): { entries: ForwardEntry[]; rejected: { text: string; reason: string }[] } {
   const entries: ForwardEntry[] = [];
   const rejected: { text: string; reason: string }[] = [];
   for (const text of texts) {
     try {
-      entries.push(parseForwardEntry(text, 'runtime'));
+      entries.push(parseForwardEntry(text, 'runtime', at));
     } catch (err) {
       rejected.push({ text, reason: (err as Error).message });
     }

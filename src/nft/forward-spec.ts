@@ -162,6 +162,21 @@ function parseForwardSpec6(spec: string, hostSide: string, guestSide: string): P
   return hostAddress6 === undefined ? { protocol, hostPort, guest, guestPort } : { protocol, hostAddress6, hostPort, guest, guestPort };
 }
 
+/**
+ * The configured specs that parse, each with its index (`forwards.N`) and text as written: the checks beyond syntax
+ * (subnet, IPv6 prefix, service ports, name routes) look at these; the syntax errors are reported by the loader's own
+ * check (config/parts.ts checkForwards).
+ */
+export function parsableForwards(texts: readonly string[]): { index: number; text: string; spec: PortForwardSpec }[] {
+  return texts.flatMap((text, index) => {
+    try {
+      return [{ index, text, spec: parseForwardSpec(text) }];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** issue 14: whether a spec or forward is over IPv6 only (an IPv6 host or guest address). */
 export function isIpv6Only(spec: PortForwardSpec): boolean {
   return spec.hostAddress6 !== undefined || 'address6' in spec.guest;

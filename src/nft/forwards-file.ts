@@ -4,26 +4,13 @@
  */
 import path from 'node:path';
 import { STATE_FILES } from '../defaults.js';
-import { ErrorCodes, NatdError } from '../errors.js';
-import { readJsonArray, writeFileAtomic } from '../state/atomic-file.js';
+import { specListFile, type SpecListStore } from '../state/spec-list-file.js';
 
 export const RUNTIME_FORWARDS_FILE = STATE_FILES.runtimeForwards;
 
 /** The runtime forwards as stored; the firewall takes one, so tests can store in memory or fail on purpose. */
-export interface ForwardsStore {
-  /** The stored spec texts; [] when nothing was stored yet. */
-  load(): Promise<string[]>;
-  save(specs: readonly string[]): Promise<void>;
-}
+export type ForwardsStore = SpecListStore;
 
 export function forwardsFile(stateDir: string): ForwardsStore {
-  const file = path.join(stateDir, RUNTIME_FORWARDS_FILE);
-  return {
-    async load() {
-      const parsed = await readJsonArray(file);
-      if (parsed && parsed.every((s) => typeof s === 'string')) return parsed as string[];
-      throw new NatdError(ErrorCodes.STATE, `${file}: not a JSON list of forward specs; fix or remove it`);
-    },
-    save: (specs) => writeFileAtomic(file, JSON.stringify(specs, null, 2) + '\n'),
-  };
+  return specListFile(path.join(stateDir, RUNTIME_FORWARDS_FILE), 'forward specs');
 }

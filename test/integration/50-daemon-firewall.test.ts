@@ -1,7 +1,7 @@
 /**
  * The firewall as operators get it: through the running daemon (issue 5). Port forwards given as flags (one by
  * reservation name, one by address), added and removed at runtime with the CLI, persisted across a restart;
- * invalid specs refused without touching the table; `nft flush ruleset` healed; SIGHUP applies a new hostsfile
+ * invalid specs (and ones capturing the guests' DNS/DHCP on the gateway) refused without touching the table; `nft flush ruleset` healed; SIGHUP applies a new hostsfile
  * reservation keeping leases and the DNS cache; SIGTERM removes only natd's table; IPv6 routed through the bridge
  * is rejected; an unrelated table is never touched.
  */
@@ -149,6 +149,12 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
       ['tcp:8081=nosuch:80', /no reservation named "nosuch"/],
       ['sctp:8082=web:80', /unknown protocol "sctp"/],
       ['tcp:2222=web:22', /already forwarded/],
+      // the guests' own DNS/DHCP to natd: on the gateway, or a broadcast address for DHCP
+      [`udp:${GATEWAY}:53=web:53`, /host address 10\.77\.0\.1 is the bridge's gateway, where natd serves the guests' DNS \(udp 53\)/],
+      [`tcp:${GATEWAY}:53=web:53`, /bridge's gateway, where natd serves the guests' DNS \(tcp 53\)/],
+      [`udp:${GATEWAY}:67=web:67`, /bridge's gateway, where natd serves the guests' DHCP \(udp 67\)/],
+      ['udp:10.77.0.255:67=web:67', /broadcast address the guests' DHCP requests go to/],
+      ['udp:53=web:53', /on every local address would capture the guests' DNS\/DHCP/],
     ];
     for (const [spec, message] of cases) {
       const r = await cli(['forwards', 'add', spec]);
@@ -160,6 +166,16 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect(await natdTable()).toBe(before);
     expect((await cli(['forwards', 'remove', 'tcp:2222=web:22'])).stderr).toMatch(/comes from the configuration/);
     expect(await natdTable()).toBe(before);
+    // check-config refuses the same against the bridge's address, naming the field
+    const check = await topo.run(topo.host, [process.execPath, NATD_CLI, 'check-config', '--bridge', 'br0', '--forward', 'tcp:2222=web:22', '--forward', `tcp:${GATEWAY}:53=web:53`]);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toMatch(/forwards\.1: "tcp:10\.77\.0\.1:53=web:53": host address 10\.77\.0\.1 is the bridge's gateway/);
+    // DNAT from the uplink address to a guest's DNS server is a forward like any other
+    const uplinkDns = `udp:${UPLINK_HOST}:53=web:53`;
+    const add = await cli(['forwards', 'add', uplinkDns]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(await natdTable()).toContain(UPLINK_HOST);
+    expect((await cli(['forwards', 'remove', uplinkDns])).code).toBe(0);
   });
 
   it('heals `nft flush ruleset` within a few seconds, leaving the (flushed) unrelated table to its owner', async () => {

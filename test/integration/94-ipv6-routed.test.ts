@@ -8,7 +8,7 @@
  *      here added in the wan namespace).
  *   3. IPv6 port forwards: a configured `tcp:[HOST6]:2222=[GUEST6]:22` reaches the guest from wan (seeing the wan
  *      address) and from the other guest (hairpin: seen from the gateway); one added over the control socket works
- *      at once and stops when removed.
+ *      at once and stops when removed; one on the gateway's DNS or DHCPv6 port is refused, the table unchanged.
  *   4. Attacks: a guest reaches no host service beyond what is open (the uplink and gateway addresses), and IPv6
  *      with a spoofed source from outside the prefix does not leave the bridge.
  *   5. Host safety: an uplink with accept_ra=1 that learnt its default route from real RAs (scapy in the upstream
@@ -107,6 +107,20 @@ describe.skipIf(!isRoot())('IPv6 egress: NAT66 and routed mode, IPv6 port forwar
     const remove = await cli(['forwards', 'remove', spec]);
     expect(remove.code, remove.stderr).toBe(0);
     expect((await tcpConnect(topo.wan, UPLINK6_HOST, 2223)).ok).toBe(false);
+  });
+
+  it('refuses an IPv6 forward bound to the gateway on DNS or DHCPv6, leaving the running table as it was', async () => {
+    const table = () => topo.runOk(topo.host, ['nft', '-j', 'list', 'table', 'inet', `natd-${BRIDGE}`]);
+    const before = await table();
+    for (const [spec, message] of [
+      [`udp:[${V6.gateway}]:547=[${V6.vm1}]:547`, /host address \[2001:db8:77::1\] is the bridge's IPv6 gateway, where natd serves the guests' DHCPv6 \(udp 547\)/],
+      [`tcp:[${V6.gateway}]:53=[${V6.vm1}]:53`, /IPv6 gateway, where natd serves the guests' DNS \(tcp 53\)/],
+    ] as const) {
+      const r = await cli(['forwards', 'add', spec]);
+      expect(r.code, spec).not.toBe(0);
+      expect(r.stderr, spec).toMatch(message);
+    }
+    expect(await table()).toBe(before);
   });
 
   it('attack: a guest reaches no host service beyond the open ones, on the uplink or the gateway address', async () => {

@@ -1,4 +1,5 @@
 /** issue 14: DHCPv6 leases → the guests' IPv6 table, AAAA/PTR answers and the forwards' name lookup (daemon/dhcp6-names.ts). */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Dhcp6Names } from '../../src/daemon/dhcp6-names.js';
 import { guestIpv6Resolver } from '../../src/daemon/guest-ipv6.js';
@@ -95,4 +96,54 @@ describe('Dhcp6Names', () => {
     expect(noReservation('slaacy')).toBe('fd00:10:10::77');
     expect(noReservation('nobody')).toBeUndefined();
   });
+
+  it('property: with namesByMac built once per IPv4 name change, the names published are those of a fresh build each time', () => {
+    type V4Op = { kind: 'lease' | 'reservation'; name: string; at: number; mac: string } | { kind: 'remove'; name: string };
+    type Op = { v4: V4Op } | { v6: { duid: string; mac: string; at: number; release: boolean } };
+    const macs = [MAC_A, MAC_B, '52:54:00:00:00:0c', '52:54:00:00:00:0d'];
+    const hostNames = ['web', 'db', 'files', 'cache'];
+    const v4Op: fc.Arbitrary<V4Op> = fc.oneof(
+      fc.record({ kind: fc.constantFrom('lease' as const, 'reservation' as const), name: fc.constantFrom(...hostNames), at: fc.integer({ min: 10, max: 20 }), mac: fc.constantFrom(...macs) }),
+      fc.record({ kind: fc.constant('remove' as const), name: fc.constantFrom(...hostNames) }),
+    );
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      v4Op.map((v4) => ({ v4 })),
+      fc.record({ duid: fc.constantFrom('d1', 'd2', 'd3'), mac: fc.constantFrom(...macs), at: fc.integer({ min: 1, max: 9 }), release: fc.boolean() }).map((v6) => ({ v6 })),
+    );
+    const subnet = makeSubnet(parseIpv4('10.10.0.0')!, 24);
+    const playV4 = (local: LocalNames, o: V4Op) => {
+      if (o.kind === 'remove') local.removeHost(o.name);
+      else local.setHost(o.name, parseIpv4(`10.10.0.${o.at}`)!, o.kind, { mac: o.mac, ...(o.kind === 'lease' ? { clientId: o.mac } : {}) });
+    };
+    fc.assert(fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const cachedTable = new GuestAddresses(NET);
+      const freshTable = new GuestAddresses(NET);
+      const local = new LocalNames({ domain: 'vm', subnet, gatewayAddress: parseIpv4('10.10.0.1')! });
+      const v4Log: V4Op[] = [];
+      // the reference: a LocalNames rebuilt from the IPv4 history on every call, so nothing is remembered between calls
+      const freshNamesByMac = () => {
+        const fresh = new LocalNames({ domain: 'vm', subnet, gatewayAddress: parseIpv4('10.10.0.1')! });
+        for (const o of v4Log) playV4(fresh, o);
+        return fresh.namesByMac();
+      };
+      const cached = new Dhcp6Names({ table: cachedTable, namesByMac: () => local.namesByMac() });
+      const reference = new Dhcp6Names({ table: freshTable, namesByMac: freshNamesByMac });
+      for (const o of ops) {
+        if ('v4' in o) {
+          playV4(local, o.v4);
+          v4Log.push(o.v4);
+          continue;
+        }
+        const { duid, mac, at, release } = o.v6;
+        const address = `fd00:10:10::${at}`;
+        const change = release ? { kind: 'release6' as const, duid, iaid: 1, address } : { kind: 'bind6' as const, lease: lease(duid, address, { mac }) };
+        cached.apply([change]);
+        reference.apply([change]);
+        expect(cachedTable.list()).toEqual(freshTable.list());
+        expect(local.namesByMac()).toEqual(freshNamesByMac());
+        for (const n of hostNames) expect(cached.addressOf(n)).toBe(reference.addressOf(n));
+      }
+    }), { numRuns: 300 });
+  });
 });
+

@@ -71,6 +71,16 @@ describe('firewall with IPv6', () => {
     expect(JSON.stringify(nft.batches[1])).toContain('"delete"');
   });
 
+  it('refuses a forward bound to the IPv6 gateway on DNS or DHCPv6 without running nft; the uplink address is fine', async () => {
+    const { firewall, nft, store } = await started();
+    nft.calls = [];
+    await expect(firewall.addForward('udp:[2001:db8:77::1]:547=[2001:db8:77::9]:547')).rejects.toThrow(/host address \[2001:db8:77::1\] is the bridge's IPv6 gateway, where natd serves the guests' DHCPv6 \(udp 547\)/);
+    await expect(firewall.addForward('tcp:[2001:db8:77::1]:53=web:53')).rejects.toThrow(/IPv6 gateway, where natd serves the guests' DNS \(tcp 53\)/);
+    expect(nft.calls).toEqual([]);
+    await firewall.addForward('udp:[2001:db8:51::1]:53=web:53');
+    expect(store.specs).toEqual(['udp:[2001:db8:51::1]:53=web:53']);
+  });
+
   it('a forward on every address takes the port in both families once', async () => {
     const { firewall } = await started({ forwards: ['tcp:2222=web:22'] });
     await expect(firewall.addForward('tcp:2222=[2001:db8:77::9]:22')).rejects.toThrow(/host side tcp \. 2222 is already forwarded/);

@@ -149,6 +149,29 @@ describe('addForward / removeForward', () => {
     expect(store.saves).toBe(0);
   });
 
+  it('refuses a forward bound to the gateway or the broadcast on DNS/DHCP; the uplink address is fine', async () => {
+    const { firewall, nft, store } = await started();
+    const listed = firewall.listForwards();
+    await expect(firewall.addForward('udp:10.77.0.1:53=web:53')).rejects.toMatchObject({ code: ErrorCodes.CONFIG, message: expect.stringMatching(/^forward "udp:10\.77\.0\.1:53=web:53": host address 10\.77\.0\.1 is the bridge's gateway/) });
+    await expect(firewall.addForward('tcp:10.77.0.1:53=web:53')).rejects.toThrow(/DNS \(tcp 53\)/);
+    await expect(firewall.addForward('udp:10.77.0.255:67=web:67')).rejects.toThrow(/broadcast address the guests' DHCP requests go to/);
+    expect(nft.calls).toEqual([]);
+    expect(store.saves).toBe(0);
+    expect(firewall.listForwards()).toEqual(listed);
+    await firewall.addForward('udp:198.51.100.1:53=web:53');
+    expect(store.specs).toEqual(['udp:198.51.100.1:53=web:53']);
+  });
+
+  it('a stored forward on the gateway\'s DNS is left out with the reason; a configured one stops the start', async () => {
+    const { logger } = await started({ stored: ['udp:10.77.0.1:53=web:53'] });
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'runtime port forward left out of the table', fields: expect.objectContaining({ forward: 'udp:10.77.0.1:53=web:53', error: expect.stringMatching(/bridge's gateway/) }) }));
+    const nft = new FakeNft();
+    const config = { ...configWith([]), forwards: ['tcp:10.77.0.1:53=web:53'] };
+    const firewall = new Firewall({ config, bridge: BRIDGE, logger: recordingLogger(), resolveName, nft: { exec: nft.exec }, store: new MemoryStore() });
+    await expect(firewall.start()).rejects.toThrow(/forward "tcp:10\.77\.0\.1:53=web:53": host address 10\.77\.0\.1 is the bridge's gateway/);
+    expect(nft.calls).toEqual([]);
+  });
+
   it('refuses to remove a configured forward or one that does not exist', async () => {
     const { firewall, nft } = await started();
     await expect(firewall.removeForward('2222=web:22')).rejects.toThrow(/forward tcp:2222=web:22 comes from the configuration/);
