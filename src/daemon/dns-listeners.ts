@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import type { DnsCache } from '../dns/cache.js';
 import type { LocalNames } from '../dns/local-names.js';
 import type { QueryLog } from '../dns/query-log.js';
+import type { RecordZone } from '../dns/record-zone.js';
 import type { DnsServer } from '../dns/server.js';
 import { startDnsServer } from './dns-server-start.js';
 import type { UpstreamClient } from '../dns/upstream.js';
@@ -31,6 +32,10 @@ export interface SharedDns {
   upstream: UpstreamClient;
   routes: RouteTable;
   queryLog: QueryLog;
+  /** the operator's records: the host asking 127.0.0.1 gets the same answers as the guests */
+  records?: { readonly zone: RecordZone } | undefined;
+  /** issue 14: the /64's reverse zone is local here too */
+  ipv6Network?: Uint8Array;
 }
 
 export async function startDnsListeners(config: Config, shared: SharedDns, sockets: DaemonSockets, logger: Logger, stack: ShutdownStack): Promise<DnsListener[]> {

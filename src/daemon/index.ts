@@ -369,7 +369,10 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
 
   const stopWatch = followResolvConf(config, ownAddresses, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
-  const listeners = await startDnsListeners(config, { localNames: names.local, cache, upstream, routes, queryLog }, sys.sockets, logger, stack);
+  const listeners = await startDnsListeners(config, {
+    localNames: names.local, cache, upstream, routes, queryLog,
+    ...(records ? { records } : {}), ...(ipv6 ? { ipv6Network: ipv6.served.network } : {}),
+  }, sys.sockets, logger, stack);
   return { server, cache, upstream, leaseNames: names.leases, records, queryLog, routes: () => describeRoutes(routes, config), listeners, ipv6: ipv6Dns };
 }
 

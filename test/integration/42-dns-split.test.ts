@@ -81,6 +81,7 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
     natd = await startNatd(topo, [
       '--bridge', 'br0', '--subnet', `${GATEWAY}/24`, '--upstream', UPLINK_WAN, '--domain', 'vm', '--config', configFile,
       '--dns-max-pending-per-client', String(MAX_PENDING), '--log-queries', '--no-firewall', '--listen-address', '127.0.0.1',
+      '--host-record', 'hostrec.vm,10.77.0.99',
     ]);
     for (const vm of [topo.vm(1), topo.vm(2)]) {
       await topo.runOk(vm.ns, ['ip', 'addr', 'add', `10.77.0.${vm === topo.vm(1) ? 21 : 22}/24`, 'dev', 'eth0']);
@@ -167,6 +168,14 @@ describe.skipIf(needsRoot)('split DNS: --server=/domain/ip, --local, ports, IPv6
     expect(grew(before)).toEqual({ split: 1 });
     const status = JSON.parse(await natdCli(['status', '--json'])) as { dns: { listeners: { address: string; queries: number }[] } };
     expect(status.dns.listeners).toEqual([expect.objectContaining({ address: '127.0.0.1', queries: 2 })]);
+  });
+
+  it('--listen-address 127.0.0.1: the host gets the operator\'s records as the guests do', async () => {
+    for (const [ns, server] of [[topo.vm(1).ns, GATEWAY], [topo.host, '127.0.0.1']] as const) {
+      const r = await dig(['hostrec.vm', 'A'], ns, server);
+      expect(r.status).toBe('NOERROR');
+      expect(r.answers.some((a) => a.endsWith('A 10.77.0.99'))).toBe(true);
+    }
   });
 
   it('takes route changes on reload (config file + natd reload), and drops answers cached for the old route', async () => {
