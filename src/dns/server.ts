@@ -119,6 +119,8 @@ export interface DnsServerStats {
   any: number;
   /** questions sent to a --server=/domain/ route's servers (also counted in forwarded) */
   routed: number;
+  /** issue 18: UDP cache hits answered by the fast path from the received bytes (also counted in cacheHits) */
+  fastHits: number;
 }
 
 /** RFC 1035: the UDP limit for a client without EDNS. */
@@ -143,7 +145,7 @@ export class DnsServer {
   private readonly counters: DnsServerStats = {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0,
-    tcpOutputClosed: 0, any: 0, routed: 0,
+    tcpOutputClosed: 0, any: 0, routed: 0, fastHits: 0,
   };
   private routes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
   /** issue 14: the served /64 as a client-key prefix (client-address.ts) */
@@ -163,8 +165,6 @@ export class DnsServer {
   private vetNamesVersion = NaN;
   private vetZone: RecordZone | undefined;
   private vetRoutes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
-  /** UDP queries answered by the fast path (also counted as cacheHits) */
-  fastHits = 0;
   private readonly udpHandlers: UdpHandlers = {
     message: (msg, address, port) => this.handleDatagram(msg, address, port),
     dropped: () => {
@@ -272,7 +272,7 @@ export class DnsServer {
     this.counters.udp++;
     this.counters.queries++;
     this.counters.cacheHits++;
-    this.fastHits++;
+    this.counters.fastHits++;
     this.sendUdp(response, question.udpLimit, address, port);
     return true;
   }
