@@ -59,7 +59,7 @@ import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTa
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
 import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, existingDhcp6Section, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
-import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
+import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, type HitSetup, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -352,6 +352,10 @@ async function main(): Promise<void> {
       'in-flight': { type: 'string' },
       // issue 18, lease-ladder: an unmeasured closed loop of this many ms first, for every server (steady state)
       'warmup-ms': { type: 'string' },
+      // issue 18, hit-cost: the full run's phase-B set-up (hit-setup phase-b), perf stat / perf record of each server
+      'hit-setup': { type: 'string', default: 'hit-cost' },
+      'perf-stat': { type: 'boolean', default: false },
+      'perf-record': { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -378,9 +382,15 @@ async function main(): Promise<void> {
     const loadAtStart = describeMachine().loadAverageAtStart;
     log(`[${values.scenario}] load average ${loadAtStart}`);
     if (values.scenario === 'hit-cost') {
-      const points = await hitCost({ ...common, seconds: 5, ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}) });
+      const setup = values['hit-setup']!.split(',') as HitSetup[];
+      if (!setup.length || setup.some((x) => x !== 'hit-cost' && x !== 'phase-b')) throw new Error(`--hit-setup: hit-cost, phase-b or both (got "${values['hit-setup']}")`);
+      const points = await hitCost({
+        ...common, seconds: 5, setup, perfStat: values['perf-stat']!, ...(values['perf-record'] ? { perfRecordDir: path.resolve(values['perf-record']) } : {}),
+        ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
+      });
       process.stdout.write(`\n${hitCostTable(points)}`);
-      if (!values.profile) {
+      // RESULTS.md's section is the hit-cost set-up's; phase-b (a diagnosis of the full run's figure) only prints
+      if (!values.profile && setup.length === 1 && setup[0] === 'hit-cost') {
         const out = values.out!;
         const section = hitCostSection(points, { loadAtStart: loadAtStart, loadAtEnd: describeMachine().loadAverageAtStart, ...(peer ? { peer: KIND_LABEL[peer] } : {}) });
         writeFileSync(out, spliceHitCostSection(existsSync(out) ? readFileSync(out, 'utf8') : '', section));
