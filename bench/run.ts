@@ -356,6 +356,7 @@ async function main(): Promise<void> {
       'hit-setup': { type: 'string', default: 'hit-cost' },
       'perf-stat': { type: 'boolean', default: false },
       'perf-record': { type: 'string' },
+      outstanding: { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -385,12 +386,12 @@ async function main(): Promise<void> {
       const setup = values['hit-setup']!.split(',') as HitSetup[];
       if (!setup.length || setup.some((x) => x !== 'hit-cost' && x !== 'phase-b')) throw new Error(`--hit-setup: hit-cost, phase-b or both (got "${values['hit-setup']}")`);
       const points = await hitCost({
-        ...common, seconds: 5, setup, perfStat: values['perf-stat']!, ...(values['perf-record'] ? { perfRecordDir: path.resolve(values['perf-record']) } : {}),
+        ...common, seconds: 5, setup, perfStat: values['perf-stat']!, ...(values.outstanding ? { outstanding: Math.max(1, Number(values.outstanding) || 100) } : {}), ...(values['perf-record'] ? { perfRecordDir: path.resolve(values['perf-record']) } : {}),
         ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
       });
       process.stdout.write(`\n${hitCostTable(points)}`);
       // RESULTS.md's section is the hit-cost set-up's; phase-b (a diagnosis of the full run's figure) only prints
-      if (!values.profile && setup.length === 1 && setup[0] === 'hit-cost') {
+      if (!values.profile && setup.length === 1 && setup[0] === 'hit-cost' && !values.outstanding) {
         const out = values.out!;
         const section = hitCostSection(points, { loadAtStart: loadAtStart, loadAtEnd: describeMachine().loadAverageAtStart, ...(peer ? { peer: KIND_LABEL[peer] } : {}) });
         writeFileSync(out, spliceHitCostSection(existsSync(out) ? readFileSync(out, 'utf8') : '', section));

@@ -242,6 +242,9 @@ export interface HitCostSettings extends CostSettings {
   setup?: HitSetup | HitSetup[];
   /** count the server's syscalls per answered query with `perf stat -p PID` while dnsperf runs */
   perfStat?: boolean;
+  /** dnsperf -q for the measured window (default 100): fewer queries outstanding make natd's receive batches smaller,
+   * as a machine with idle cores does (natd drains its socket as soon as a few datagrams are there) */
+  outstanding?: number;
   /** `perf record -g -p PID` of every measured window into this directory (perf-<label>-<run>.data) */
   perfRecordDir?: string;
 }
@@ -253,7 +256,7 @@ const PERF_EVENTS = ['context-switches', 'syscalls:sys_enter_recvmmsg', 'syscall
 /** `perf stat` or `perf record` attached to `pid` for `seconds`; resolves with perf's CSV output (stat) or ''. */
 function perfAttach(pid: number, seconds: number, mode: 'stat' | 'record', out: string): Promise<string> {
   const argv = mode === 'stat'
-    ? ['stat', '-x', ',', '-e', PERF_EVENTS.join(','), '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)]
+    ? ['stat', '-x', ',', '-e', process.env.NATD_BENCH_PERF_EVENTS ?? PERF_EVENTS.join(','), '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)]
     : ['record', '-g', '-F', '999', '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)];
   return new Promise((resolve) => {
     const child = spawn('perf', argv, { stdio: 'ignore' });
@@ -338,7 +341,7 @@ export async function hitCost(s: HitCostSettings): Promise<HitCostPoint[]> {
           const watch = Math.max(1, s.seconds - 1);
           const perf = s.perfStat ? perfAttach(server.pid, watch, 'stat', path.join(net.workDir, `perf-stat-${tag}.csv`)) : undefined;
           const rec = s.perfRecordDir ? perfAttach(server.pid, watch, 'record', path.join(s.perfRecordDir, `perf-${tag}.data`)) : undefined;
-          const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000 });
+          const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000, ...(s.outstanding ? { outstanding: s.outstanding } : {}) });
           const after = cpuTimes(server.pid);
           const hitsAfter = hitsBefore && (await dnsHitsOf(net, server));
           const cpu = after.user + after.system - before.user - before.system;
