@@ -21,6 +21,12 @@ import type { ClientAddress } from './client-address.js';
 export interface UdpHandlers {
   /** one datagram; `message` is valid during the call only (it may be a view of a reused receive buffer) */
   message(message: Buffer, address: ClientAddress, port: number): void;
+  /**
+   * issue 18: the same datagram in place, bytes [start, start + length) of the transport's receive slab, valid
+   * during the call only; a batch transport calls this instead of message() when the handlers have it (no Buffer
+   * view per datagram). Optional: other handlers and transports use message().
+   */
+  messageAt?(slab: Buffer, start: number, length: number, address: ClientAddress, port: number): void;
   /** a datagram was dropped before it reached `message` (too large for a receive slot) */
   dropped(): void;
   /** a socket error or an answer that could not be sent; the transport carries on */
@@ -114,8 +120,9 @@ export class BatchUdpTransport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        // a view, not a copy: most queries are answered at once; the server copies the few it must keep
-        handlers.message(slab.subarray(start, start + length), meta[3 * i + 1]!, meta[3 * i + 2]!);
+        // in place or a view, not a copy: most queries are answered at once; the server copies the few it must keep
+        if (handlers.messageAt) handlers.messageAt(slab, start, length, meta[3 * i + 1]!, meta[3 * i + 2]!);
+        else handlers.message(slab.subarray(start, start + length), meta[3 * i + 1]!, meta[3 * i + 2]!);
       }
     } finally {
       this.sender.endBatch();

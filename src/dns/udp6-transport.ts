@@ -87,7 +87,8 @@ export class BatchUdp6Transport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        handlers.message(slab.subarray(start, start + length), this.clientAt(m + 2), meta[m + 1]!);
+        if (handlers.messageAt) handlers.messageAt(slab, start, length, this.clientAt(m + 2), meta[m + 1]!);
+        else handlers.message(slab.subarray(start, start + length), this.clientAt(m + 2), meta[m + 1]!);
       }
     } finally {
       this.sender.endBatch();

@@ -42,9 +42,12 @@ class CaptureTransport implements DnsUdpTransport {
   close(): Promise<void> {
     return Promise.resolve();
   }
+  /** as the batch transports deliver: in place in the slab at a slot's offset when the handlers take that, else a view */
   deliver(message: Buffer, address: ClientAddress, port: number): void {
-    message.copy(slot);
-    this.handlers.message(slot.subarray(0, message.length), address, port);
+    const at = 2048 - message.length - (message[0]! & 7); // anywhere in the slot, junk after it when not at the end
+    message.copy(slot, at);
+    if (this.handlers.messageAt) this.handlers.messageAt(slot, at, message.length, address, port);
+    else this.handlers.message(slot.subarray(at, at + message.length), address, port);
     slot.fill(0xa5);
   }
 }
