@@ -24,8 +24,9 @@
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
- *   --peer-runs N  runs per peer (default 1: four servers times 3 runs do not fit the 10-minute bound); they run
- *              after natd and dnsmasq in the first N runs
+ *   --peer-runs N  runs of Kea (default 1: four servers times 3 runs do not fit the 10-minute bound), after natd and
+ *              dnsmasq in the first N runs. Unbound (about 14 s a run) runs in every run, right after natd, so natd's
+ *              DNS figures and its are medians over the same moments of the machine (issue 18)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
  */
@@ -158,7 +159,12 @@ async function runAll(runs: number, s: RunSettings, budgetMs: number, peers: Pee
   const skipped: string[] = [];
   const longest: Record<BenchKind, number> = { natd: 0, dnsmasq: 0, kea: 0, unbound: 0 };
   for (let run = 1; run <= runs; run++) {
-    for (const kind of [...orderFor(run), ...(run <= peers.runs ? peers.peers : [])] as BenchKind[]) {
+    // issue 18: Unbound in every run, next to natd (natd's DNS numbers are medians of runs: a single Unbound run at
+    // another moment of this shared machine compared a median with one sample); Kea in the first --peer-runs runs
+    const everyRun = peers.peers.filter((k) => k === 'unbound');
+    const firstRuns = run <= peers.runs ? peers.peers.filter((k) => k !== 'unbound') : [];
+    const order: BenchKind[] = [...orderFor(run).flatMap((k): BenchKind[] => (k === 'natd' ? ['natd', ...everyRun] : [k])), ...firstRuns];
+    for (const kind of order) {
       const left = budgetMs - (performance.now() - start);
       if (longest[kind] * 1000 * 1.2 > left) {
         skipped.push(`run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left, a run took up to ${longest[kind].toFixed(0)} s)`);
@@ -267,7 +273,8 @@ ${skipped.length ? `\nSkipped to stay inside the time budget: ${skipped.join('; 
 ${peers.peers.includes('kea') ? `- Kea appends each lease to its memfile without an fsync, natd fdatasyncs its journal before every ACK: with 4 exchanges
   in flight (the 10,000-lease closed loop) natd waits on the disk where Kea does not. Kea's ladder and natd's move a
   lot between runs on this shared machine; compare the CPU rows.
-` : ''}${peers.peers.length ? `- The peers ran ${peers.runs} time(s) (\`--peer-runs\`), natd and dnsmasq up to ${runs}: a peer's number is one run, not a median of several.
+` : ''}${peers.peers.includes('kea') ? `- Kea ran ${peers.runs} time(s) (\`--peer-runs\`), natd and dnsmasq up to ${runs}: with one run, Kea's number is one run, not a median of several.
+` : ''}${peers.peers.includes('unbound') ? `- Unbound runs in every run, right after natd (issue 18: its DNS numbers and natd's are medians over the same moments).
 ` : ''}`;
 }
 
