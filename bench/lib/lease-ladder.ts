@@ -406,7 +406,9 @@ Measured ${new Date().toISOString()} by \`npm run bench -- --scenario hit-cost -
 warmed at 1,000 q/s for 10 s, then dnsperf (100 queries outstanding) for 5 s per server; CPU µs per answered query =
 the server's utime + stime (/proc/PID/stat, every thread) over the 5 s ÷ answered queries. The servers take turns on
 one namespace set, the order rotating round by round. Load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end
-(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison).
+(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison). natd's cost
+depends on how many answers share one wakeup (a loaded machine gives it large batches; with idle cores, as in the full
+run, batches are small and it costs more, see bench/PROFILE.md and \`--outstanding\`); Unbound's hardly moves.
 ${verdict}
 \`\`\`
 ${hitCostTable(points).trimEnd()}
