@@ -253,7 +253,10 @@ export interface HitCostSettings extends CostSettings {
 const PERF_EVENTS = ['context-switches', 'syscalls:sys_enter_recvmmsg', 'syscalls:sys_enter_sendmmsg', 'syscalls:sys_enter_recvfrom',
   'syscalls:sys_enter_sendto', 'syscalls:sys_enter_recvmsg', 'syscalls:sys_enter_sendmsg', 'syscalls:sys_enter_epoll_wait', 'syscalls:sys_enter_epoll_pwait'];
 
-/** `perf stat` or `perf record` attached to `pid` for `seconds`; resolves with perf's CSV output (stat) or ''. */
+/**
+ * `perf stat` or `perf record` attached to `pid` for `seconds`; resolves with perf's CSV output (stat) or ''.
+ * NATD_BENCH_PERF_EVENTS replaces the stat event list (a diagnosis aid, e.g. every syscall: 'syscalls:sys_enter_*').
+ */
 function perfAttach(pid: number, seconds: number, mode: 'stat' | 'record', out: string): Promise<string> {
   const argv = mode === 'stat'
     ? ['stat', '-x', ',', '-e', process.env.NATD_BENCH_PERF_EVENTS ?? PERF_EVENTS.join(','), '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)]
