@@ -68,6 +68,16 @@ describe('formatPrometheus', () => {
     expect(e.type.get('natd_dns_upstream_latency_avg_seconds')).toBe('gauge');
   });
 
+  it('shows the fast path\'s part of the cache hits over IPv6 too, and no such family from a build without it (issue 18)', () => {
+    const ipv6 = { queries: 40, cacheHits: 30, cacheFastHits: 25, refused: 0, badSource: 0, dropped: 0, guestAddresses: 2, guestAddressesRefused: {} };
+    const e = parseExposition(formatPrometheus({ ...input, dns: { ...input.dns!, ipv6 } }));
+    expect(value(e, 'natd_dns6_cache_hits_total')).toEqual([30]);
+    expect(value(e, 'natd_dns6_cache_fast_hits_total')).toEqual([25]);
+    const { cacheFastHits: _fast, ...withoutFast } = input.dns!;
+    const plain = formatPrometheus({ ...input, dns: { ...withoutFast, ipv6: { ...ipv6, cacheFastHits: undefined } } });
+    expect(plain).not.toMatch(/fast_hits/);
+  });
+
   it('leaves out the DNS and firewall families when those parts are off, and is stable in order', () => {
     const { dns: _dns, firewall: _fw, ...dhcpOnly } = input;
     const e = parseExposition(formatPrometheus(dhcpOnly));
