@@ -24,8 +24,9 @@
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
- *   --peer-runs N  runs per peer (default 1: four servers times 3 runs do not fit the 10-minute bound); they run
- *              after natd and dnsmasq in the first N runs
+ *   --peer-runs N  runs of Kea (default 1: four servers times 3 runs do not fit the 10-minute bound), after natd and
+ *              dnsmasq in the first N runs. Unbound (about 14 s a run) runs in every run, right after natd, so natd's
+ *              DNS figures and its are medians over the same moments of the machine (issue 18)
  *
  * The whole run stays inside a time budget (default 540 s): a run that would not fit is skipped and the report says so.
  */
@@ -59,7 +60,7 @@ import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTa
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
 import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, existingDhcp6Section, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
-import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
+import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, type HitSetup, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
 interface PeerPlan {
   /** installed and asked for */
@@ -158,7 +159,12 @@ async function runAll(runs: number, s: RunSettings, budgetMs: number, peers: Pee
   const skipped: string[] = [];
   const longest: Record<BenchKind, number> = { natd: 0, dnsmasq: 0, kea: 0, unbound: 0 };
   for (let run = 1; run <= runs; run++) {
-    for (const kind of [...orderFor(run), ...(run <= peers.runs ? peers.peers : [])] as BenchKind[]) {
+    // issue 18: Unbound in every run, next to natd (natd's DNS numbers are medians of runs: a single Unbound run at
+    // another moment of this shared machine compared a median with one sample); Kea in the first --peer-runs runs
+    const everyRun = peers.peers.filter((k) => k === 'unbound');
+    const firstRuns = run <= peers.runs ? peers.peers.filter((k) => k !== 'unbound') : [];
+    const order: BenchKind[] = [...orderFor(run).flatMap((k): BenchKind[] => (k === 'natd' ? ['natd', ...everyRun] : [k])), ...firstRuns];
+    for (const kind of order) {
       const left = budgetMs - (performance.now() - start);
       if (longest[kind] * 1000 * 1.2 > left) {
         skipped.push(`run ${run} ${kind} (${(left / 1000).toFixed(0)} s of the budget left, a run took up to ${longest[kind].toFixed(0)} s)`);
@@ -267,7 +273,8 @@ ${skipped.length ? `\nSkipped to stay inside the time budget: ${skipped.join('; 
 ${peers.peers.includes('kea') ? `- Kea appends each lease to its memfile without an fsync, natd fdatasyncs its journal before every ACK: with 4 exchanges
   in flight (the 10,000-lease closed loop) natd waits on the disk where Kea does not. Kea's ladder and natd's move a
   lot between runs on this shared machine; compare the CPU rows.
-` : ''}${peers.peers.length ? `- The peers ran ${peers.runs} time(s) (\`--peer-runs\`), natd and dnsmasq up to ${runs}: a peer's number is one run, not a median of several.
+` : ''}${peers.peers.includes('kea') ? `- Kea ran ${peers.runs} time(s) (\`--peer-runs\`), natd and dnsmasq up to ${runs}: with one run, Kea's number is one run, not a median of several.
+` : ''}${peers.peers.includes('unbound') ? `- Unbound runs in every run, right after natd (issue 18: its DNS numbers and natd's are medians over the same moments).
 ` : ''}`;
 }
 
@@ -352,6 +359,11 @@ async function main(): Promise<void> {
       'in-flight': { type: 'string' },
       // issue 18, lease-ladder: an unmeasured closed loop of this many ms first, for every server (steady state)
       'warmup-ms': { type: 'string' },
+      // issue 18, hit-cost: the full run's phase-B set-up (hit-setup phase-b), perf stat / perf record of each server
+      'hit-setup': { type: 'string', default: 'hit-cost' },
+      'perf-stat': { type: 'boolean', default: false },
+      'perf-record': { type: 'string' },
+      outstanding: { type: 'string' },
     },
   });
   const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
@@ -378,9 +390,15 @@ async function main(): Promise<void> {
     const loadAtStart = describeMachine().loadAverageAtStart;
     log(`[${values.scenario}] load average ${loadAtStart}`);
     if (values.scenario === 'hit-cost') {
-      const points = await hitCost({ ...common, seconds: 5, ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}) });
+      const setup = values['hit-setup']!.split(',') as HitSetup[];
+      if (!setup.length || setup.some((x) => x !== 'hit-cost' && x !== 'phase-b')) throw new Error(`--hit-setup: hit-cost, phase-b or both (got "${values['hit-setup']}")`);
+      const points = await hitCost({
+        ...common, seconds: 5, setup, perfStat: values['perf-stat']!, ...(values.outstanding ? { outstanding: Math.max(1, Number(values.outstanding) || 100) } : {}), ...(values['perf-record'] ? { perfRecordDir: path.resolve(values['perf-record']) } : {}),
+        ...(values['compare-dist'] ? { compareDist: values['compare-dist'] } : {}),
+      });
       process.stdout.write(`\n${hitCostTable(points)}`);
-      if (!values.profile) {
+      // RESULTS.md's section is the hit-cost set-up's; phase-b (a diagnosis of the full run's figure) only prints
+      if (!values.profile && setup.length === 1 && setup[0] === 'hit-cost' && !values.outstanding) {
         const out = values.out!;
         const section = hitCostSection(points, { loadAtStart: loadAtStart, loadAtEnd: describeMachine().loadAverageAtStart, ...(peer ? { peer: KIND_LABEL[peer] } : {}) });
         writeFileSync(out, spliceHitCostSection(existsSync(out) ? readFileSync(out, 'utf8') : '', section));

@@ -11,13 +11,14 @@
  *
  * `--profile` runs natd under `node --cpu-prof` in either and prints the top frames per natd process.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hotSpots } from './cpu-profile.js';
 import { runDnsperf, writeQueryFile } from './dnsperf.js';
-import { cpuSeconds, cpuTimes } from './proc.js';
+import { cpuTimes } from './proc.js';
 import { makeSeedLeases } from './seed-leases.js';
 import { dhcpLoad, waitIdle } from './server-run.js';
 import { KIND_LABEL, startServer, type BenchKind, type RunningServer } from './servers.js';
@@ -216,53 +217,167 @@ export interface HitCostPoint {
   run: number;
   qps: number;
   cpuUsPerOp: number;
+  /** of cpuUsPerOp, the kernel's part (system time) */
+  systemUsPerOp: number;
   lost: number;
+  /** 1-minute load average when the point was taken */
+  loadAverage: number;
+  /** natd (issue 18): the share of the answers the cache-hit fast path gave (status dns.fastHits) */
+  fastShare?: number;
+  /** --perf-stat: the server's syscalls and context switches per answered query (perf stat -p PID) */
+  perQuery?: Record<string, number>;
+}
+
+/**
+ * How a round sets the servers up. 'hit-cost': one namespace set for all rounds, each server fresh with an empty
+ * lease table. 'phase-b': as the full run's phase B (server-run.ts), a fresh namespace set per server and round, natd
+ * holding 100 named leases, waitIdle before the warm-up: to tell a set-up difference from a load difference.
+ */
+export type HitSetup = 'hit-cost' | 'phase-b';
+
+export interface HitCostSettings extends CostSettings {
+  seconds: number;
+  compareDist?: string;
+  /** one or both set-ups; with both, every server runs in each per round (labels "natd [phase-b]", …) */
+  setup?: HitSetup | HitSetup[];
+  /** count the server's syscalls per answered query with `perf stat -p PID` while dnsperf runs */
+  perfStat?: boolean;
+  /** dnsperf -q for the measured window (default 100): fewer queries outstanding make natd's receive batches smaller,
+   * as a machine with idle cores does (natd drains its socket as soon as a few datagrams are there) */
+  outstanding?: number;
+  /** `perf record -g -p PID` of every measured window into this directory (perf-<label>-<run>.data) */
+  perfRecordDir?: string;
+}
+
+/** what --perf-stat counts: the syscalls each server answers with (natd: recvmmsg/sendmmsg; Unbound: recvfrom/sendto) */
+const PERF_EVENTS = ['context-switches', 'syscalls:sys_enter_recvmmsg', 'syscalls:sys_enter_sendmmsg', 'syscalls:sys_enter_recvfrom',
+  'syscalls:sys_enter_sendto', 'syscalls:sys_enter_recvmsg', 'syscalls:sys_enter_sendmsg', 'syscalls:sys_enter_epoll_wait', 'syscalls:sys_enter_epoll_pwait'];
+
+/**
+ * `perf stat` or `perf record` attached to `pid` for `seconds`; resolves with perf's CSV output (stat) or ''.
+ * NATD_BENCH_PERF_EVENTS replaces the stat event list (a diagnosis aid, e.g. every syscall: 'syscalls:sys_enter_*').
+ */
+function perfAttach(pid: number, seconds: number, mode: 'stat' | 'record', out: string): Promise<string> {
+  const argv = mode === 'stat'
+    ? ['stat', '-x', ',', '-e', process.env.NATD_BENCH_PERF_EVENTS ?? PERF_EVENTS.join(','), '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)]
+    : ['record', '-g', '-F', '999', '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)];
+  return new Promise((resolve) => {
+    const child = spawn('perf', argv, { stdio: 'ignore' });
+    child.on('error', () => resolve(''));
+    child.on('exit', () => {
+      if (mode === 'record') return resolve('');
+      try {
+        resolve(readFileSync(out, 'utf8'));
+      } catch {
+        resolve('');
+      }
+    });
+  });
+}
+
+/** perf stat -x, lines ("count,,event,...") → counts by short event name */
+function perfCounts(csv: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of csv.split('\n')) {
+    const f = line.split(',');
+    if (f.length < 3 || !/^\d+$/.test(f[0]!)) continue;
+    out[f[2]!.replace('syscalls:sys_enter_', '')] = Number(f[0]);
+  }
+  return out;
+}
+
+/** natd's DNS fastHits and cacheHits (status --json), or undefined (another server, or a build without fastHits) */
+async function dnsHitsOf(net: BenchNetwork, server: RunningServer): Promise<{ fast: number; hits: number } | undefined> {
+  if (server.kind !== 'natd' || !server.controlSocket) return undefined;
+  const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', server.controlSocket]);
+  if (r.code !== 0) return undefined;
+  try {
+    const d = (JSON.parse(r.stdout) as { dns?: { fastHits?: number; cacheHits: number } }).dns;
+    return d && typeof d.fastHits === 'number' ? { fast: d.fastHits, hits: d.cacheHits } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * `compareDist`: another build's dist/ directory; its natd runs in every round too ("natd (DIR)"), the order of the
  * servers rotating round by round, so two builds are compared on the same namespaces at the same machine load.
  */
-export async function hitCost(s: CostSettings & { seconds: number; compareDist?: string }): Promise<HitCostPoint[]> {
+export async function hitCost(s: HitCostSettings): Promise<HitCostPoint[]> {
   const points: HitCostPoint[] = [];
   const prof = profileDir(s.profile);
   const labels: string[] = [];
   const t0 = performance.now();
-  const net = await BenchNetwork.create();
+  const setups = Array.isArray(s.setup) ? s.setup : [s.setup ?? 'hit-cost'];
+  const names = Array.from({ length: 100 }, (_, i) => `h${i}.bench.test`);
+  // 'hit-cost': one namespace set for every round; 'phase-b': a set per server and round (created below), as
+  // server-run.ts's benchServer does
+  let shared: BenchNetwork | undefined;
   try {
-    const hitFile = writeQueryFile(net, 'cost-hit.txt', Array.from({ length: 100 }, (_, i) => `h${i}.bench.test`));
     const other = s.compareDist ? path.resolve(s.compareDist, 'src', 'cli.js') : undefined;
-    const servers: { kind: BenchKind; label: string; cli?: string }[] = [
+    const plain: { kind: BenchKind; label: string; cli?: string }[] = [
       { kind: 'natd', label: 'natd' },
       ...(other ? [{ kind: 'natd' as const, label: `natd (${s.compareDist})`, cli: other }] : []),
       ...(s.peer ? [{ kind: s.peer, label: KIND_LABEL[s.peer] }] : []),
     ];
+    const servers = setups.flatMap((setup) => plain.map((x) => ({ ...x, setup, label: setups.length > 1 ? `${x.label} [${setup}]` : x.label })));
     for (let run = 1; run <= s.runs; run++) {
       const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]!);
-      for (const { kind, label, cli } of order) {
+      for (const { kind, label, cli, setup } of order) {
+        if (setup === 'hit-cost') shared ??= await BenchNetwork.create();
+        const net = setup === 'hit-cost' ? shared! : await BenchNetwork.create();
+        const hitFile = writeQueryFile(net, 'cost-hit.txt', names);
+        // phase B: 100 named leases for natd (Unbound knows no lease names), as in the full run
+        const seed = setup === 'phase-b' && kind === 'natd' ? makeSeedLeases(100, 's', Date.now()) : undefined;
         const server = await startServer(net, kind, {
           instance: `hit-${run}-${servers.findIndex((x) => x.label === label)}`, extraArgs: kind === 'natd' ? s.natdArgs : [],
-          ...(cli ? { natdCli: cli } : {}), ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
+          ...(seed ? { seed } : {}), ...(cli ? { natdCli: cli } : {}), ...(kind === 'natd' && prof ? { cpuProfileDir: prof } : {}),
         });
         if (kind === 'natd') labels.push(`${label} hits, run ${run}`);
         try {
+          if (setup === 'phase-b') await waitIdle(server);
           await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm
-          const before = cpuSeconds(server.pid);
-          const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000 });
-          const cpu = cpuSeconds(server.pid) - before;
-          const p: HitCostPoint = { kind, label, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN, lost: r.lost };
-          s.log(`  run ${run} ${label} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query, lost ${p.lost}`);
+          const hitsBefore = await dnsHitsOf(net, server);
+          const before = cpuTimes(server.pid);
+          const tag = `${label.replace(/\W/g, '')}-${run}`;
+          // perf watches the middle of the window (dnsperf starts and stops around it)
+          const watch = Math.max(1, s.seconds - 1);
+          const perf = s.perfStat ? perfAttach(server.pid, watch, 'stat', path.join(net.workDir, `perf-stat-${tag}.csv`)) : undefined;
+          const rec = s.perfRecordDir ? perfAttach(server.pid, watch, 'record', path.join(s.perfRecordDir, `perf-${tag}.data`)) : undefined;
+          const r = await runDnsperf(net, { queryFile: hitFile, seconds: s.seconds, maxQps: 250_000, ...(s.outstanding ? { outstanding: s.outstanding } : {}) });
+          const after = cpuTimes(server.pid);
+          const hitsAfter = hitsBefore && (await dnsHitsOf(net, server));
+          const cpu = after.user + after.system - before.user - before.system;
+          const p: HitCostPoint = {
+            kind, label, run, qps: r.qps, cpuUsPerOp: r.completed ? (cpu / r.completed) * 1e6 : NaN,
+            systemUsPerOp: r.completed ? ((after.system - before.system) / r.completed) * 1e6 : NaN, lost: r.lost, loadAverage: loadavg()[0]!,
+          };
+          if (hitsBefore && hitsAfter && hitsAfter.hits > hitsBefore.hits) p.fastShare = (hitsAfter.fast - hitsBefore.fast) / (hitsAfter.hits - hitsBefore.hits);
+          if (perf) {
+            const counts = perfCounts(await perf);
+            const queries = r.qps * watch;
+            p.perQuery = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0).map(([k, n]) => [k, n / queries]));
+          }
+          await rec;
+          const extra = [
+            p.fastShare !== undefined ? `fast path ${(p.fastShare * 100).toFixed(1)}% of hits` : '',
+            p.perQuery ? Object.entries(p.perQuery).map(([k, v]) => `${k} ${v < 0.1 ? v.toFixed(4) : v.toFixed(2)}`).join(' ') + ' per query' : '',
+          ].filter(Boolean).join(', ');
+          s.log(`  run ${run} ${label} hits: ${p.qps.toFixed(0)} q/s, ${p.cpuUsPerOp.toFixed(2)} µs CPU/query (${p.systemUsPerOp.toFixed(2)} system), lost ${p.lost}, ` +
+            `load ${p.loadAverage.toFixed(1)}${extra ? `, ${extra}` : ''}`);
           points.push(p);
         } finally {
           await server.stop();
+          if (net !== shared) await net.destroy();
         }
       }
     }
   } finally {
-    await net.destroy();
+    await shared?.destroy();
+    shared = undefined;
   }
   printProfiles(prof, labels, s.log);
-  s.log(`hit-cost: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  s.log(`hit-cost (${setups.join(', ')}): ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return points;
 }
 
@@ -270,9 +385,10 @@ export function hitCostTable(points: HitCostPoint[]): string {
   const labels = [...new Set(points.map((p) => p.label))];
   const rows = labels.map((l) => {
     const mine = points.filter((p) => p.label === l);
-    return [l, fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), mine.map((p) => p.cpuUsPerOp.toFixed(2)).join(' '), String(Math.max(...mine.map((p) => p.lost)))];
+    return [l, fmt(median(mine.map((p) => p.qps))), fmt(median(mine.map((p) => p.cpuUsPerOp))), fmt(median(mine.map((p) => p.systemUsPerOp))),
+      mine.map((p) => p.cpuUsPerOp.toFixed(2)).join(' '), String(Math.max(...mine.map((p) => p.lost)))];
   });
-  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'µs CPU/query by run', 'lost (max)'], rows)}\n`;
+  return `DNS cache hits (100 names, dnsperf), medians of runs:\n${textTable(['server', 'q/s', 'µs CPU/query', 'of it system', 'µs CPU/query by run', 'lost (max)'], rows)}\n`;
 }
 
 const HIT_SECTION_BEGIN = '<!-- hit-cost bench: begin (npm run bench -- --scenario hit-cost rewrites this part) -->';
@@ -293,7 +409,9 @@ Measured ${new Date().toISOString()} by \`npm run bench -- --scenario hit-cost -
 warmed at 1,000 q/s for 10 s, then dnsperf (100 queries outstanding) for 5 s per server; CPU µs per answered query =
 the server's utime + stime (/proc/PID/stat, every thread) over the 5 s ÷ answered queries. The servers take turns on
 one namespace set, the order rotating round by round. Load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end
-(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison).
+(2 cores shared with other work: the rate is what dnsperf gets, the CPU per answer is the comparison). natd's cost
+depends on how many answers share one wakeup (a loaded machine gives it large batches; with idle cores, as in the full
+run, batches are small and it costs more, see bench/PROFILE.md and \`--outstanding\`); Unbound's hardly moves.
 ${verdict}
 \`\`\`
 ${hitCostTable(points).trimEnd()}

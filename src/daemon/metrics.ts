@@ -39,6 +39,8 @@ export interface MetricsInput {
   dns?: {
     queries: number;
     cacheHits: number;
+    /** issue 18: of cacheHits, those the fast path answered straight from the received bytes (UDP) */
+    cacheFastHits?: number;
     /** current number of cached responses */
     cacheEntries: number;
     /** questions sent to upstream servers */
@@ -66,6 +68,7 @@ export interface MetricsInput {
     ipv6?: {
       queries: number;
       cacheHits: number;
+      cacheFastHits?: number;
       refused: number;
       badSource: number;
       dropped: number;
@@ -339,6 +342,10 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
       samples: one(m.dns.upstreamLatencyAvgSeconds),
     },
   );
+  // issue 18: the cache-hit fast path (a part of natd_dns_cache_hits_total, not added to it)
+  if (m.dns.cacheFastHits !== undefined) {
+    out.push({ name: 'natd_dns_cache_fast_hits_total', help: 'DNS cache hits answered by the fast path straight from the received bytes (included in natd_dns_cache_hits_total).', type: 'counter', samples: one(m.dns.cacheFastHits) });
+  }
   if (m.dns.cacheBytes !== undefined) out.push({ name: 'natd_dns_cache_bytes', help: 'Bytes held by the DNS cache.', type: 'gauge', samples: one(m.dns.cacheBytes) });
   if (m.dns.cacheEvictions !== undefined) {
     out.push({ name: 'natd_dns_cache_evictions_total', help: 'DNS cache entries evicted to stay within the entry and byte limits.', type: 'counter', samples: one(m.dns.cacheEvictions) });
@@ -367,6 +374,9 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
     out.push(
       { name: 'natd_dns6_queries_total', help: "DNS queries received on natd's IPv6 gateway address.", type: 'counter', samples: one(v6.queries) },
       { name: 'natd_dns6_cache_hits_total', help: 'DNS queries over IPv6 answered from the cache.', type: 'counter', samples: one(v6.cacheHits) },
+      ...(v6.cacheFastHits !== undefined ? [{
+        name: 'natd_dns6_cache_fast_hits_total', help: 'DNS cache hits over IPv6 answered by the fast path (included in natd_dns6_cache_hits_total).', type: 'counter' as const, samples: one(v6.cacheFastHits),
+      }] : []),
       { name: 'natd_dns6_refused_total', help: 'DNS queries over IPv6 refused: source outside the served /64 and link-local.', type: 'counter', samples: one(v6.refused) },
       { name: 'natd_dns6_dropped_total', help: 'DNS messages over IPv6 dropped unanswered, by reason.', type: 'counter',
         samples: byKey(m.bridge, 'reason', { 'bad-source': v6.badSource, malformed: v6.dropped }) },

@@ -109,7 +109,7 @@ function dnsMetrics({ server, cache, upstream, leaseNames, records, queryLog, ip
   const s = server.stats();
   const up = upstream.stats();
   return {
-    queries: s.queries, cacheHits: s.cacheHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
+    queries: s.queries, cacheHits: s.cacheHits, cacheFastHits: s.fastHits, cacheEntries: cache.size, upstreamQueries: up.sent, upstreamFailures: up.failures + up.timeouts,
     upstreamLatencyAvgSeconds: up.latencyMsAvg / 1000, ...dnsLimitMetrics(s, cache.stats(), up), ...(leaseNames ? { namesRefused: leaseNames.refusals } : {}),
     ...(records ? { records: records.countsByKind() } : {}),
     routed: s.routed, ...(queryLog?.enabled ? { queryLogSuppressed: queryLog.dropped } : {}),
@@ -219,7 +219,7 @@ function dns6Metrics({ server, guests, learner, monitor }: Dns6Parts): NonNullab
   const s = server.stats();
   const g = guests.stats();
   return {
-    queries: s.queries, cacheHits: s.cacheHits, refused: s.refused, badSource: s.badSource, dropped: s.dropped,
+    queries: s.queries, cacheHits: s.cacheHits, cacheFastHits: s.fastHits, refused: s.refused, badSource: s.badSource, dropped: s.dropped,
     guestAddresses: g.addresses,
     guestAddressesRefused: { 'outside-prefix': g.refusedOutsidePrefix, 'per-guest': g.refusedPerGuest, total: g.refusedTotal, conflict: g.refusedConflict },
     neighbourEvents: learner.stats().events,

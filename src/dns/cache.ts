@@ -251,24 +251,32 @@ export class DnsCache {
       this.misses++;
       return undefined;
     }
-    return this.serve(entry, now, id, query);
+    const out = this.serve(entry, now, id);
+    if (query) copyQuestionSpelling(query, out);
+    return out;
   }
 
   /**
    * issue 18, the hit fast path (hit-fast-path.ts): the entry `vettedBy` marked as answerable for the question
-   * bytes [HEADER_LENGTH, question.end) of `query` with `question.flavour`, served as get() serves it; undefined
-   * (nothing counted, nothing removed) when there is none, it is not vetted by that token, or it has expired: the
-   * caller then takes its normal path, which does what get() does.
+   * bytes [HEADER_LENGTH, question.end) of the query at `queryBase` in `query` (a receive slot: no view per
+   * datagram) with `question.flavour`, served as get() serves it; undefined (nothing counted, nothing removed) when
+   * there is none, it is not vetted by that token, or it has expired: the caller then takes its normal path, which
+   * does what get() does.
    */
-  getVetted(question: FastQuestion, vettedBy: object, query: Uint8Array): Buffer | undefined {
+  getVetted(question: FastQuestion, vettedBy: object, query: Uint8Array, queryBase = 0): Buffer | undefined {
     const entry = this.wireIndex.get(question.hash);
     if (!entry) return undefined;
     const vet = entry.vet!;
     if (vet.token !== vettedBy || vet.flavour !== question.flavour) return undefined;
-    if (!sameQuestion(query, question.end, entry.slab, entry.offset, entry.length)) return undefined;
+    if (!sameQuestion(query, queryBase, question.end, entry.slab, entry.offset, entry.length)) return undefined;
     const now = this.now();
     if (now - entry.storedAt >= entry.lifetimeMs) return undefined;
-    return this.serve(entry, now, question.id, query);
+    const out = this.serve(entry, now, question.id);
+    // the client's spelling of the name (what get()'s copyQuestionSpelling gives here: the name is plain and equal up
+    // to letter case, sameQuestion said so): bytes [HEADER_LENGTH, end - 4) of the query, the type and class after it
+    const nameEnd = question.end - 4;
+    for (let i = HEADER_LENGTH; i < nameEnd; i++) out[i] = query[queryBase + i]!;
+    return out;
   }
 
   /**
@@ -279,7 +287,7 @@ export class DnsCache {
    */
   vet(key: string, question: FastQuestion, token: object, query: Uint8Array): void {
     const entry = this.entries.get(key);
-    if (!entry || !sameQuestion(query, question.end, entry.slab, entry.offset, entry.length)) return;
+    if (!entry || !sameQuestion(query, 0, question.end, entry.slab, entry.offset, entry.length)) return;
     if (entry.vet) {
       if (entry.vet.token === token && entry.vet.hash === question.hash && this.wireIndex.get(question.hash) === entry) return;
       this.unindex(entry);
@@ -293,8 +301,8 @@ export class DnsCache {
     entry.vet = undefined;
   }
 
-  /** A hit on a live entry: LRU touch, aging, and the copy for the client. */
-  private serve(entry: CacheEntry, now: number, id: number, query: Uint8Array | undefined): Buffer {
+  /** A hit on a live entry: LRU touch, aging, and the copy for the client (the stored spelling of the name). */
+  private serve(entry: CacheEntry, now: number, id: number): Buffer {
     const age = now - entry.storedAt;
     // re-insert: most recently used goes last. At most once a second per entry: a Map delete + set costs more than
     // the rest of a hit, and LRU order to the second is all eviction needs.
@@ -323,7 +331,6 @@ export class DnsCache {
     if (length <= COPY_LOOP_MAX) for (let i = 0; i < length; i++) out[i] = slab[offset + i]!;
     else out.set(slab.subarray(offset, offset + length));
     setId(out, id);
-    if (query) copyQuestionSpelling(query, out);
     return out;
   }
 

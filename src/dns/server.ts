@@ -119,6 +119,8 @@ export interface DnsServerStats {
   any: number;
   /** questions sent to a --server=/domain/ route's servers (also counted in forwarded) */
   routed: number;
+  /** issue 18: UDP cache hits answered by the fast path from the received bytes (also counted in cacheHits) */
+  fastHits: number;
 }
 
 /** RFC 1035: the UDP limit for a client without EDNS. */
@@ -143,7 +145,7 @@ export class DnsServer {
   private readonly counters: DnsServerStats = {
     queries: 0, udp: 0, tcp: 0, cacheHits: 0, forwarded: 0, local: 0, refused: 0, formerr: 0, notimp: 0, dropped: 0,
     servfail: 0, coalesced: 0, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0,
-    tcpOutputClosed: 0, any: 0, routed: 0,
+    tcpOutputClosed: 0, any: 0, routed: 0, fastHits: 0,
   };
   private routes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
   /** issue 14: the served /64 as a client-key prefix (client-address.ts) */
@@ -163,10 +165,13 @@ export class DnsServer {
   private vetNamesVersion = NaN;
   private vetZone: RecordZone | undefined;
   private vetRoutes: DomainRouteTable<UpstreamGroup | undefined> | undefined;
-  /** UDP queries answered by the fast path (also counted as cacheHits) */
-  fastHits = 0;
   private readonly udpHandlers: UdpHandlers = {
     message: (msg, address, port) => this.handleDatagram(msg, address, port),
+    // issue 18: a batch transport's datagram in place (no view per datagram); a view only past the fast path
+    messageAt: (slab, start, length, address, port) => {
+      if (this.fastPath && this.tryFastHit(slab, start, length, address, port)) return;
+      this.handleSlowDatagram(slab.subarray(start, start + length), address, port);
+    },
     dropped: () => {
       this.counters.udp++;
       this.counters.queries++;
@@ -235,7 +240,12 @@ export class DnsServer {
   // ---- UDP ----
 
   private handleDatagram(msg: Buffer, address: ClientAddress, port: number): void {
-    if (this.fastPath && this.tryFastHit(msg, address, port)) return;
+    if (this.fastPath && this.tryFastHit(msg, 0, msg.length, address, port)) return;
+    this.handleSlowDatagram(msg, address, port);
+  }
+
+  /** A datagram through the pipeline (the fast path did not take it). */
+  private handleSlowDatagram(msg: Buffer, address: ClientAddress, port: number): void {
     this.counters.udp++;
     if (port === 0 || !this.isUnicastSource(address)) {
       // spoofed or broken: an answer would be broadcast, multicast, or make the whole send batch fail (port 0)
@@ -261,18 +271,18 @@ export class DnsServer {
    * the name; cut to the client's UDP limit), without parsing into objects, name strings or the local-name, policy
    * and route lookups. Everything else returns false and takes the normal path: sources not served (REFUSED there),
    * bad sources, anything readFastQuestion does not take, entries not vetted or expired, and every query while the
-   * query log is on (it records each query).
+   * query log is on (it records each query). The datagram is bytes [start, start + length) of `buf`.
    */
-  private tryFastHit(msg: Buffer, address: ClientAddress, port: number): boolean {
+  private tryFastHit(buf: Buffer, start: number, length: number, address: ClientAddress, port: number): boolean {
     if (port === 0 || this.opts.queryLog?.enabled || !this.isUnicastSource(address) || !this.mayServe(address)) return false;
-    const question = readFastQuestion(msg);
+    const question = readFastQuestion(buf, start, length);
     if (!question) return false;
-    const response = this.opts.cache.getVetted(question, this.currentVetToken(), msg);
+    const response = this.opts.cache.getVetted(question, this.currentVetToken(), buf, start);
     if (!response) return false;
     this.counters.udp++;
     this.counters.queries++;
     this.counters.cacheHits++;
-    this.fastHits++;
+    this.counters.fastHits++;
     this.sendUdp(response, question.udpLimit, address, port);
     return true;
   }

@@ -15,11 +15,18 @@ import type dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
 import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
 import { formatIpv4, NOT_IPV4, parseIpv4 } from '../net/ipv4.js';
+import { BatchSender } from './batch-sender.js';
 import type { ClientAddress } from './client-address.js';
 
 export interface UdpHandlers {
   /** one datagram; `message` is valid during the call only (it may be a view of a reused receive buffer) */
   message(message: Buffer, address: ClientAddress, port: number): void;
+  /**
+   * issue 18: the same datagram in place, bytes [start, start + length) of the transport's receive slab, valid
+   * during the call only; a batch transport calls this instead of message() when the handlers have it (no Buffer
+   * view per datagram). Optional: other handlers and transports use message().
+   */
+  messageAt?(slab: Buffer, start: number, length: number, address: ClientAddress, port: number): void;
   /** a datagram was dropped before it reached `message` (too large for a receive slot) */
   dropped(): void;
   /** a socket error or an answer that could not be sent; the transport carries on */
@@ -52,11 +59,18 @@ export class BatchUdpTransport implements DnsUdpTransport {
   // allocUnsafeSlow: a buffer of its own (not a slice of Node's shared pool), as the addon holds on to it
   private readonly slab = Buffer.allocUnsafeSlow(SLOT_SIZE * BATCH);
   private readonly meta = new Uint32Array(3 * BATCH);
-  private readonly outgoing: Buffer[] = [];
-  private readonly outgoingMeta = new Uint32Array(2 * BATCH);
+  /** answers: address, port per datagram; one sendmmsg per receive batch or per microtask run (batch-sender.ts) */
+  private readonly sender = new BatchSender({
+    stride: 2,
+    batch: BATCH,
+    send: (datagrams, meta, count) => udpBatch.send(this.fd, datagrams, meta, count),
+    failed: (count, why) => {
+      this.handlers?.sendFailed?.(count);
+      this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${count} ${this.label} UDP answer(s) not sent: ${'errno' in why ? errnoName(why.errno) : String(why.error)}`);
+    },
+  });
   private handlers: UdpHandlers | undefined;
   private receiver: UdpReceiverHandle | undefined;
-  private delivering = false;
   private closed = false;
 
   /**
@@ -73,30 +87,17 @@ export class BatchUdpTransport implements DnsUdpTransport {
 
   reply(message: Buffer, address: ClientAddress, port: number): void {
     if (this.closed || typeof address !== 'number' || address === NOT_IPV4 || port === 0) return;
-    const index = this.outgoing.length;
-    this.outgoing.push(message);
-    this.outgoingMeta[2 * index] = address;
-    this.outgoingMeta[2 * index + 1] = port;
-    if (this.outgoing.length === BATCH) this.flush();
-    else if (!this.delivering && !this.flushQueued) {
-      // issue 18: a reply given outside a batch (a DHCP ACK released by a group commit, a forwarded DNS answer) goes
-      // at the end of the current microtask run, so the replies released together (every ACK of one fdatasync)
-      // leave in one sendmmsg instead of one each. Still before the loop does any other I/O.
-      this.flushQueued = true;
-      queueMicrotask(this.flushQueuedReplies);
-    }
+    const { sender } = this;
+    const at = sender.metaOffset();
+    sender.meta[at] = address;
+    sender.meta[at + 1] = port;
+    sender.push(message);
   }
-
-  private flushQueued = false;
-  private readonly flushQueuedReplies = (): void => {
-    this.flushQueued = false;
-    this.flush();
-  };
 
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.outgoing.length = 0;
+      this.sender.close();
       if (this.receiver) udpBatch.stop(this.receiver);
       else closeSync(this.fd);
     }
@@ -110,7 +111,7 @@ export class BatchUdpTransport implements DnsUdpTransport {
       return;
     }
     const { meta, slab } = this;
-    this.delivering = true;
+    this.sender.beginBatch();
     try {
       for (let i = 0; i < count && !this.closed; i++) {
         const length = meta[3 * i]!;
@@ -119,31 +120,14 @@ export class BatchUdpTransport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        // a view, not a copy: most queries are answered at once; the server copies the few it must keep
-        handlers.message(slab.subarray(start, start + length), meta[3 * i + 1]!, meta[3 * i + 2]!);
+        // in place or a view, not a copy: most queries are answered at once; the server copies the few it must keep
+        if (handlers.messageAt) handlers.messageAt(slab, start, length, meta[3 * i + 1]!, meta[3 * i + 2]!);
+        else handlers.message(slab.subarray(start, start + length), meta[3 * i + 1]!, meta[3 * i + 2]!);
       }
     } finally {
-      this.delivering = false;
-      this.flush();
+      this.sender.endBatch();
     }
   };
-
-  private flush(): void {
-    const count = this.outgoing.length;
-    if (count === 0) return;
-    try {
-      const result = udpBatch.send(this.fd, this.outgoing, this.outgoingMeta, count);
-      if (result) {
-        this.handlers?.sendFailed?.(result.failed);
-        this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${result.failed} ${this.label} UDP answer(s) not sent: ${errnoName(result.errno)}`);
-      }
-    } catch (err) {
-      this.handlers?.sendFailed?.(count);
-      this.handlers?.warn(`${this.label.toLowerCase()}-udp-send`, `${this.label} UDP answers not sent: ${String(err)}`);
-    } finally {
-      this.outgoing.length = 0;
-    }
-  }
 }
 
 export class DgramUdpTransport implements DnsUdpTransport {

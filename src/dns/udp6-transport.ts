@@ -8,6 +8,7 @@
  */
 import { closeSync } from 'node:fs';
 import { errnoName, udpBatch, type UdpReceiverHandle } from '../native.js';
+import { BatchSender } from './batch-sender.js';
 import { v6ClientFromWords, v6ClientWords, type ClientAddress } from './client-address.js';
 import type { DnsUdpTransport, UdpHandlers } from './udp-transport.js';
 
@@ -22,11 +23,18 @@ const OUT_STRIDE = 5;
 export class BatchUdp6Transport implements DnsUdpTransport {
   private readonly slab = Buffer.allocUnsafeSlow(SLOT_SIZE * BATCH);
   private readonly meta = new Uint32Array(IN_STRIDE * BATCH);
-  private readonly outgoing: Buffer[] = [];
-  private readonly outgoingMeta = new Uint32Array(OUT_STRIDE * BATCH);
+  /** answers, as BatchUdpTransport's (batch-sender.ts) */
+  private readonly sender = new BatchSender({
+    stride: OUT_STRIDE,
+    batch: BATCH,
+    send: (datagrams, meta, count) => udpBatch.send6(this.fd, datagrams, meta, count),
+    failed: (count, why) => {
+      this.handlers?.sendFailed?.(count);
+      this.handlers?.warn(`${this.tag}-udp6-send`, `${count} ${this.label} UDP (IPv6) answer(s) not sent: ${'errno' in why ? errnoName(why.errno) : String(why.error)}`);
+    },
+  });
   private handlers: UdpHandlers | undefined;
   private receiver: UdpReceiverHandle | undefined;
-  private delivering = false;
   private closed = false;
   /** the last client's key and address words: a guest sends its queries from one address, so most datagrams
    * reuse them instead of building the key (and parsing it back for the answer) again */
@@ -44,30 +52,18 @@ export class BatchUdp6Transport implements DnsUdpTransport {
 
   reply(message: Buffer, address: ClientAddress, port: number): void {
     if (this.closed || typeof address !== 'string' || address.length !== 32 || port === 0) return;
-    const index = this.outgoing.length;
-    this.outgoing.push(message);
-    if (address === this.lastKey) this.outgoingMeta.set(this.lastWords, OUT_STRIDE * index);
-    else v6ClientWords(address, this.outgoingMeta, OUT_STRIDE * index);
-    this.outgoingMeta[OUT_STRIDE * index + 4] = port;
-    if (this.outgoing.length === BATCH) this.flush();
-    else if (!this.delivering && !this.flushQueued) {
-      // as BatchUdpTransport: answers given outside a receive batch (the DHCPv6 Replies one journal sync releases, a
-      // forwarded DNS answer) leave together at the end of the current microtask run, in one sendmmsg
-      this.flushQueued = true;
-      queueMicrotask(this.flushQueuedReplies);
-    }
+    const { sender } = this;
+    const at = sender.metaOffset();
+    if (address === this.lastKey) sender.meta.set(this.lastWords, at);
+    else v6ClientWords(address, sender.meta, at);
+    sender.meta[at + 4] = port;
+    sender.push(message);
   }
-
-  private flushQueued = false;
-  private readonly flushQueuedReplies = (): void => {
-    this.flushQueued = false;
-    this.flush();
-  };
 
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.outgoing.length = 0;
+      this.sender.close();
       if (this.receiver) udpBatch.stop(this.receiver);
       else closeSync(this.fd);
     }
@@ -81,7 +77,7 @@ export class BatchUdp6Transport implements DnsUdpTransport {
       return;
     }
     const { meta, slab } = this;
-    this.delivering = true;
+    this.sender.beginBatch();
     try {
       for (let i = 0; i < count && !this.closed; i++) {
         const m = IN_STRIDE * i;
@@ -91,11 +87,11 @@ export class BatchUdp6Transport implements DnsUdpTransport {
           continue;
         }
         const start = i * SLOT_SIZE;
-        handlers.message(slab.subarray(start, start + length), this.clientAt(m + 2), meta[m + 1]!);
+        if (handlers.messageAt) handlers.messageAt(slab, start, length, this.clientAt(m + 2), meta[m + 1]!);
+        else handlers.message(slab.subarray(start, start + length), this.clientAt(m + 2), meta[m + 1]!);
       }
     } finally {
-      this.delivering = false;
-      this.flush();
+      this.sender.endBatch();
     }
   };
 
@@ -114,22 +110,5 @@ export class BatchUdp6Transport implements DnsUdpTransport {
     lastWords[3] = w3;
     this.lastKey = v6ClientFromWords(w0, w1, w2, w3);
     return this.lastKey;
-  }
-
-  private flush(): void {
-    const count = this.outgoing.length;
-    if (count === 0) return;
-    try {
-      const result = udpBatch.send6(this.fd, this.outgoing, this.outgoingMeta, count);
-      if (result) {
-        this.handlers?.sendFailed?.(result.failed);
-        this.handlers?.warn(`${this.tag}-udp6-send`, `${result.failed} ${this.label} UDP (IPv6) answer(s) not sent: ${errnoName(result.errno)}`);
-      }
-    } catch (err) {
-      this.handlers?.sendFailed?.(count);
-      this.handlers?.warn(`${this.tag}-udp6-send`, `${this.label} UDP (IPv6) answers not sent: ${String(err)}`);
-    } finally {
-      this.outgoing.length = 0;
-    }
   }
 }

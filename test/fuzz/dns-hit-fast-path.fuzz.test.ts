@@ -42,9 +42,12 @@ class CaptureTransport implements DnsUdpTransport {
   close(): Promise<void> {
     return Promise.resolve();
   }
+  /** as the batch transports deliver: in place in the slab at a slot's offset when the handlers take that, else a view */
   deliver(message: Buffer, address: ClientAddress, port: number): void {
-    message.copy(slot);
-    this.handlers.message(slot.subarray(0, message.length), address, port);
+    const at = 2048 - message.length - (message[0]! & 7); // anywhere in the slot, junk after it when not at the end
+    message.copy(slot, at);
+    if (this.handlers.messageAt) this.handlers.messageAt(slot, at, message.length, address, port);
+    else this.handlers.message(slot.subarray(at, at + message.length), address, port);
     slot.fill(0xa5);
   }
 }
@@ -214,10 +217,11 @@ describe('DNS cache-hit fast path', () => {
           if (a === undefined || b === undefined) expect(a).toBe(b);
           else expect(a.toString('hex')).toBe(b.toString('hex'));
         }
-        expect(fast.server.stats()).toEqual(slow.server.stats());
+        // the same counts, but for which path answered the hits
+        expect({ ...fast.server.stats(), fastHits: 0 }).toEqual(slow.server.stats());
         expect(fast.cache.stats()).toEqual(slow.cache.stats());
-        expect(slow.server.fastHits).toBe(0);
-        fastHits += fast.server.fastHits;
+        expect(slow.server.stats().fastHits).toBe(0);
+        fastHits += fast.server.stats().fastHits;
         await Promise.all([fast.server.close(), slow.server.close()]);
       }),
       { numRuns: 150, seed: 18 },
@@ -236,7 +240,7 @@ describe('DNS cache-hit fast path', () => {
     fast.udp.deliver(ask(3), CLIENT, 40_000);
     clock.now += 5000;
     fast.udp.deliver(ask(4), CLIENT, 40_000);
-    expect(fast.server.fastHits).toBe(2);
+    expect(fast.server.stats().fastHits).toBe(2);
     expect(calls()).toBe(1);
     const last = dnsPacket.decode(fast.udp.replies.at(-1)!) as unknown as { id: number; answers: { ttl: number }[] };
     const first = dnsPacket.decode(fast.udp.replies[0]!) as unknown as { answers: { ttl: number }[] };
@@ -245,7 +249,7 @@ describe('DNS cache-hit fast path', () => {
 
     localNames.setHost('h0.example.com', parseIpv4('10.9.0.61')!, 'static');
     fast.udp.deliver(ask(5), CLIENT, 40_000);
-    expect(fast.server.fastHits).toBe(2);
+    expect(fast.server.stats().fastHits).toBe(2);
     const local = dnsPacket.decode(fast.udp.replies.at(-1)!) as unknown as { answers: { data: string }[] };
     expect(local.answers.map((a) => a.data)).toEqual(['10.9.0.61']);
 
@@ -253,7 +257,7 @@ describe('DNS cache-hit fast path', () => {
     localNames.removeHost('h0.example.com');
     fast.udp.deliver(ask(6), CLIENT, 40_000); // re-vetted
     fast.udp.deliver(ask(7), OUTSIDER, 40_000);
-    expect(fast.server.fastHits).toBe(0 + 2);
+    expect(fast.server.stats().fastHits).toBe(0 + 2);
     expect((dnsPacket.decode(fast.udp.replies.at(-1)!) as unknown as { rcode: string }).rcode).toBe('REFUSED');
     await fast.server.close();
   });

@@ -167,11 +167,20 @@ describe.skipIf(needsRoot)('natd DNS in namespaces', () => {
   it('serves the second identical query from the cache: the upstream sees one query for two', async () => {
     const name = `cached-${process.pid}.example.test`;
     const before = upstreamQueries().length;
+    const fastBefore = (await natdStatus()).dns.fastHits as number;
     const first = await vmDig([name, 'A']);
     const second = await vmDig([name, 'A']);
+    // issue 18: the second is a hit through the pipeline, which vets the entry; the third and later come from the
+    // fast path (straight from the received bytes), the same answer, and status and metrics show how many did
+    const third = await vmDig([name, 'A']);
     expect(first.status).toBe('NOERROR');
     expect(rdata(second)).toEqual(rdata(first));
+    expect(rdata(third)).toEqual(rdata(first));
     expect(upstreamQueries().slice(before)).toEqual([`udp ${name} A`]);
+    const status = (await natdStatus()).dns;
+    expect(status.fastHits as number).toBe(fastBefore + 1);
+    const metrics = await topo.runOk(topo.host, [process.execPath, NATD_CLI, 'metrics', '--control-socket', natd.controlSocket]);
+    expect(metrics).toContain(`natd_dns_cache_fast_hits_total{bridge="br0"} ${status.fastHits as number}\n`);
   });
 
   it('does not forward single-label names (domain-needed) nor private reverse lookups (bogus-priv)', async () => {

@@ -17,7 +17,7 @@ function running(over: Partial<StatusReport> = {}): StatusReport {
     },
     dns: {
       queries: 1000, udp: 990, tcp: 10, cacheHits: 700, forwarded: 250, local: 40, refused: 3, formerr: 0, notimp: 0, dropped: 1,
-      servfail: 6, coalesced: 4, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0, tcpOutputClosed: 0, any: 0,
+      servfail: 6, coalesced: 4, badSource: 0, limitedClientPending: 0, limitedClientTcp: 0, limitedTcpFull: 0, tcpOutputClosed: 0, any: 0, fastHits: 650,
       cache: { hits: 700, misses: 300, evictions: 5, bytes: 1_572_864, tooLarge: 0, maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 },
       cacheEntries: 280,
       upstream: {

@@ -31,7 +31,7 @@ const input: MetricsInput = {
   bridge: 'virbr10',
   dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184,
     outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1, journal: { commits: 21, syncs: 8, syncSeconds: 0.0125 } },
-  dns: { queries: 5000, cacheHits: 3100, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
+  dns: { queries: 5000, cacheHits: 3100, cacheFastHits: 2900, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
   firewall: { applies: 3, heals: 1 },
 };
 
@@ -59,12 +59,23 @@ describe('formatPrometheus', () => {
     expect(value(e, 'natd_lease_journal_sync_seconds_total')).toEqual([0.0125]);
     expect(value(e, 'natd_dns_queries_total')).toEqual([5000]);
     expect(value(e, 'natd_dns_cache_hits_total')).toEqual([3100]);
+    expect(value(e, 'natd_dns_cache_fast_hits_total')).toEqual([2900]); // issue 18: a part of the hits, its own family
     expect(value(e, 'natd_dns_cache_entries')).toEqual([420]);
     expect(value(e, 'natd_dns_upstream_failures_total')).toEqual([4]);
     expect(value(e, 'natd_dns_upstream_latency_avg_seconds')).toEqual([0.0123]);
     expect(value(e, 'natd_ruleset_applies_total')).toEqual([3]);
     expect(value(e, 'natd_ruleset_heals_total')).toEqual([1]);
     expect(e.type.get('natd_dns_upstream_latency_avg_seconds')).toBe('gauge');
+  });
+
+  it('shows the fast path\'s part of the cache hits over IPv6 too, and no such family from a build without it (issue 18)', () => {
+    const ipv6 = { queries: 40, cacheHits: 30, cacheFastHits: 25, refused: 0, badSource: 0, dropped: 0, guestAddresses: 2, guestAddressesRefused: {} };
+    const e = parseExposition(formatPrometheus({ ...input, dns: { ...input.dns!, ipv6 } }));
+    expect(value(e, 'natd_dns6_cache_hits_total')).toEqual([30]);
+    expect(value(e, 'natd_dns6_cache_fast_hits_total')).toEqual([25]);
+    const { cacheFastHits: _fast, ...withoutFast } = input.dns!;
+    const plain = formatPrometheus({ ...input, dns: { ...withoutFast, ipv6: { ...ipv6, cacheFastHits: undefined } } });
+    expect(plain).not.toMatch(/fast_hits/);
   });
 
   it('leaves out the DNS and firewall families when those parts are off, and is stable in order', () => {
