@@ -5,6 +5,7 @@
  * instances on one host can be scraped into one series set.
  */
 import type { RouterCounters } from '../router/types.js'; // issue 17: the router's counters, documented there once
+import { WAIT_BUCKETS } from '../dhcp/lease-store.js'; // issue 18: the commit wait histogram's bounds
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -28,8 +29,10 @@ export interface MetricsInput {
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
     /** the lease script (--dhcp-script), when one is configured (issue 16) */
     script?: { runs: number; failures: number; timeouts: number; dropped: number; queued: number };
-    /** issue 18: the lease journal (every ACK waits for its write + fdatasync) */
-    journal?: { commits: number; syncs: number; syncSeconds: number };
+    /** issue 18: the lease journal (every ACK waits for its write + fdatasync). waitSeconds: commit() until durable
+     *  and its ACK sent, summed; waitBuckets: commits that waited at most waitBucketBounds[i] s (cumulative);
+     *  repliesSent: ACKs sent by the journal's writer thread right after their fdatasync */
+    journal?: { commits: number; syncs: number; syncSeconds: number; waitSeconds?: number; waitBuckets?: readonly number[]; repliesSent?: number };
   };
   /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
   kernelDrops?: Readonly<Record<string, number>>;
@@ -151,8 +154,9 @@ type Labels = Readonly<Record<string, string>>;
 interface Family {
   name: string;
   help: string;
-  type: 'counter' | 'gauge';
-  samples: { labels: Labels; value: number }[];
+  type: 'counter' | 'gauge' | 'histogram';
+  /** suffix: a histogram's _bucket, _sum or _count */
+  samples: { labels: Labels; value: number; suffix?: string }[];
 }
 
 /** Label values escape backslash, double quote and newline. */
@@ -180,7 +184,7 @@ function formatLabels(labels: Labels): string {
 
 function renderFamily(f: Family): string {
   const lines = [`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`];
-  for (const s of f.samples) lines.push(`${f.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
+  for (const s of f.samples) lines.push(`${f.name}${s.suffix ?? ''}${formatLabels(s.labels)} ${formatValue(s.value)}`);
   return lines.join('\n');
 }
 
@@ -312,6 +316,23 @@ function dhcpFamilies(m: MetricsInput, one: One): Family[] {
       { name: 'natd_lease_journal_syncs_total', help: 'Group commits: one write + fdatasync of the lease journal each.', type: 'counter', samples: one(j.syncs) },
       { name: 'natd_lease_journal_sync_seconds_total', help: 'Seconds spent waiting for lease journal write + fdatasync (ACKs wait for it).', type: 'counter', samples: one(j.syncSeconds) },
     );
+    if (j.waitSeconds !== undefined && j.waitBuckets) {
+      const bridge = m.bridge;
+      out.push({
+        name: 'natd_lease_journal_commit_wait_seconds',
+        help: 'Time from a lease change to its durable commit (and its ACK sent by the journal writer): what an ACK waits for the disk.',
+        type: 'histogram',
+        samples: [
+          ...WAIT_BUCKETS.map((le, i) => ({ labels: { bridge, le: String(le) }, value: j.waitBuckets![i] ?? 0, suffix: '_bucket' })),
+          { labels: { bridge, le: '+Inf' }, value: j.commits, suffix: '_bucket' },
+          { labels: { bridge }, value: j.waitSeconds, suffix: '_sum' },
+          { labels: { bridge }, value: j.commits, suffix: '_count' },
+        ],
+      });
+    }
+    if (j.repliesSent !== undefined) {
+      out.push({ name: 'natd_lease_journal_replies_sent_total', help: 'DHCP ACKs sent by the lease journal writer right after the fdatasync that made them durable.', type: 'counter', samples: one(j.repliesSent) });
+    }
   }
   return out;
 }

@@ -50,8 +50,11 @@ export interface LeaseStoreOptions {
   now?: () => number;
   /** Journal size below which compaction never runs (default 1 MiB; tests lower it). */
   compactMinBytes?: number;
-  /** issue 18: false: no writer thread even when the addon has one (node:fs; tests of that path) */
-  nativeWriter?: boolean;
+  /**
+   * issue 18: opens the group commit's writer thread on the journal's fd (default: the addon's, openJournalWriter);
+   * returning undefined means node:fs, one batch at a time. Tests use it for that path and to inject failures.
+   */
+  openWriter?: (fd: number) => JournalWriter | undefined;
 }
 
 export interface LeaseStoreStats {
@@ -433,9 +436,9 @@ export class LeaseStore {
     private readonly logger: Logger,
     private readonly now: () => number,
     private readonly compactMinBytes: number,
-    nativeWriter: boolean,
+    openWriter: (fd: number) => JournalWriter | undefined,
   ) {
-    this.writer = nativeWriter ? openJournalWriter(handle.fd) : undefined;
+    this.writer = openWriter(handle.fd);
   }
 
   static async open(dir: string, opts: LeaseStoreOptions): Promise<LeaseStore> {
@@ -447,7 +450,7 @@ export class LeaseStore {
       const state = new ReplayState();
       const journalBytes = await recoverJournal(journalPath, state, opts.logger, now);
       const handle = await open(journalPath, 'a', 0o640);
-      return new LeaseStore(journalPath, lockPath, handle, journalBytes, state, opts.logger, now, opts.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES, opts.nativeWriter ?? true);
+      return new LeaseStore(journalPath, lockPath, handle, journalBytes, state, opts.logger, now, opts.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES, opts.openWriter ?? openJournalWriter);
     } catch (err) {
       await releaseLock(lockPath);
       throw err;
