@@ -4,7 +4,9 @@
  * - Nothing acknowledged is lost: commit() resolves only after write + fdatasync, and the DHCP transport sends
  *   the ACK after that.
  * - Group commit: changes that arrive while a sync is in flight wait and go out together in the next single
- *   write + fdatasync, so N concurrent clients share one sync instead of paying N.
+ *   write + fdatasync, so N concurrent clients share one sync instead of paying N. issue 18: with the addon the group
+ *   commit runs on its own thread (native/journal_writer.c), which starts the next group as soon as a sync ends and
+ *   sends the replies (DHCP ACKs) it made durable itself, before the loop hears of it.
  * - Compaction rewrites the live set through writeFileAtomic (temp + fsync + rename); it runs inside the same queue
  *   as commits, so a commit racing with it is simply written to the new file afterwards.
  * - Recovery: only newline-terminated lines count. A torn tail (crash mid-write) is truncated away with a warning;
@@ -438,7 +440,13 @@ export class LeaseStore {
     private readonly compactMinBytes: number,
     openWriter: (fd: number) => JournalWriter | undefined,
   ) {
-    this.writer = openWriter(handle.fd);
+    let writer: JournalWriter | undefined;
+    try {
+      writer = openWriter(handle.fd);
+    } catch (err) {
+      logger.warn('lease journal writer thread unavailable, using node:fs', { error: String(err) });
+    }
+    this.writer = writer;
   }
 
   static async open(dir: string, opts: LeaseStoreOptions): Promise<LeaseStore> {
