@@ -106,6 +106,7 @@ function settings(quick: boolean, natdArgs: string[], cpuProfileDir?: string): R
     seedLeases: 10_000,
     loadedDhcpMs: quick ? 2000 : 4000,
     loadedDhcpConcurrency: 4,
+    loadedDhcpHighConcurrency: 16, // issue 18: the issue's own table
     loadedDhcpTimeoutMs: 5000,
     dnsSeconds: quick ? 2 : 5,
     dnsMaxQps: { hit: 250_000, local: 250_000, miss: 50_000 },

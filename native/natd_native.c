@@ -354,7 +354,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_icmp6_socket(env, exports); /* issue 14 */
   register_udp6_socket(env, exports); /* issue 14: DHCPv6 */
   register_socket_drops(env, exports);
-  register_journal_append(env, exports); /* issue 18 */
+  register_journal_writer(env, exports); /* issue 18 */
   return exports;
 }
 

@@ -29,7 +29,8 @@ void register_socket_drops(napi_env env, napi_value exports);
 void register_icmp6_socket(napi_env env, napi_value exports);
 /* issue 14: udp6_socket.c: openUdp6Socket (the DHCPv6 server socket, bound to the bridge) */
 void register_udp6_socket(napi_env env, napi_value exports);
-/* issue 18: journal_append.c: journalAppend (the lease journal's write + fdatasync as one thread-pool job) */
-void register_journal_append(napi_env env, napi_value exports);
+/* issue 18: journal_writer.c: journalWriterOpen/Submit/Reset/Close (the lease journal's group commit on its own
+ * thread: write + fdatasync, then the replies it made durable sent from there) */
+void register_journal_writer(napi_env env, napi_value exports);
 
 #endif

@@ -35,9 +35,23 @@ interface NativeAddon {
   icmp6Close(handle: Icmp6Handle): void;
   // issue 14: native/udp6_socket.c (DHCPv6)
   openUdp6Socket(device: string, port: number, group?: string): number;
-  // issue 18: native/journal_append.c (absent from an addon built before it: callers fall back to node:fs)
-  journalAppend?(fd: number, data: Buffer, done: (errno: number) => void): void;
+  // issue 18: native/journal_writer.c (absent from an addon built before it: the journal falls back to node:fs)
+  journalWriterOpen?(fd: number): JournalWriterHandle;
+  journalWriterSubmit(handle: JournalWriterHandle, data: Buffer, replies: Buffer[] | undefined, meta: Uint32Array | undefined, done: JournalBatchDone): void;
+  journalWriterReset(handle: JournalWriterHandle, fd: number): void;
+  journalWriterClose(handle: JournalWriterHandle): void;
 }
+
+/** issue 18: opaque handle of the lease journal's writer thread (an N-API external). */
+export type JournalWriterHandle = { readonly __journalWriter: unique symbol };
+
+/**
+ * issue 18: a journal batch's outcome, on the loop, in submission order: errno 0 when its lines (and every line before
+ * them) are fdatasync'd; syncMicros the write + fdatasync of its group (0 unless it is the group's first batch, so a
+ * sum over batches counts each sync once); waitMicros from submission until its replies left (or it was durable);
+ * replyErrnos per reply (0: sent), only when errno is 0 and the batch had replies.
+ */
+export type JournalBatchDone = (errno: number, syncMicros: number, waitMicros: number, replyErrnos: number[] | undefined) => void;
 
 /** issue 14: opaque handle of the router-advertisement ICMPv6 socket (an N-API external). */
 export type Icmp6Handle = { readonly __icmp6: unique symbol };
@@ -180,19 +194,33 @@ export const udpClient = {
 };
 
 /**
- * issue 18: the lease journal's group commit as one thread-pool job (native/journal_append.c): writes `data` to `fd`
- * and fdatasyncs it off the loop, then done(0), or done(errno) on the first failure. undefined when the addon is not
- * built or predates the job (the journal then uses node:fs).
+ * issue 18: the lease journal's writer thread (native/journal_writer.c): batches submitted to it are appended to `fd`
+ * in order, each group of queued batches with one writev + fdatasync, and the replies a batch carries (IPv4 UDP:
+ * fd, address, port per reply in `meta`) are sent from that thread once it is durable. undefined when the addon is
+ * not built or predates it (the journal then uses node:fs).
  */
-export function journalAppender(): ((fd: number, data: Buffer, done: (errno: number) => void) => void) | undefined {
+export interface JournalWriter {
+  submit(data: Buffer, replies: Buffer[] | undefined, meta: Uint32Array | undefined, done: JournalBatchDone): void;
+  /** after a failure was rolled back, or compaction reopened the journal; only with nothing outstanding */
+  reset(fd: number): void;
+  /** only with nothing outstanding; the fd stays open */
+  close(): void;
+}
+
+export function openJournalWriter(fd: number): JournalWriter | undefined {
   let native: NativeAddon;
   try {
     native = loadNative();
   } catch {
     return undefined;
   }
-  const append = native.journalAppend;
-  return typeof append === 'function' ? append.bind(native) : undefined;
+  if (typeof native.journalWriterOpen !== 'function') return undefined;
+  const handle = native.journalWriterOpen(fd);
+  return {
+    submit: (data, replies, meta, done) => native.journalWriterSubmit(handle, data, replies, meta, done),
+    reset: (newFd) => native.journalWriterReset(handle, newFd),
+    close: () => native.journalWriterClose(handle),
+  };
 }
 
 /** The name of an errno the addon returned (ECONNREFUSED...), for log lines. */

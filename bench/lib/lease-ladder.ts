@@ -67,6 +67,8 @@ export interface LeaseLadderPoint {
   /** natd (issue 18): lease commits per journal fdatasync, and the mean wall ms of one write + fdatasync */
   commitsPerSync?: number;
   msPerSync?: number;
+  /** natd since issue 18's writer thread: mean ms from a lease change to durable and its ACK sent */
+  msWaitPerCommit?: number;
   p50Ms: number;
   failed: number;
   cpuUsPerOp: number;
@@ -87,13 +89,15 @@ function printProfiles(dir: string | undefined, labels: string[], log: (line: st
 }
 
 /** issue 18: natd's journal counters (status dhcp.journal); undefined for other servers and builds without them */
-async function journalOf(net: BenchNetwork, server: RunningServer): Promise<{ syncs: number; commits: number; syncSeconds: number } | undefined> {
+async function journalOf(net: BenchNetwork, server: RunningServer): Promise<{ syncs: number; commits: number; syncSeconds: number; waitSeconds?: number } | undefined> {
   if (server.kind !== 'natd' || !server.controlSocket) return undefined;
   const r = await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', server.controlSocket]);
   if (r.code !== 0) return undefined;
   try {
-    const j = (JSON.parse(r.stdout) as { dhcp?: { journal?: { syncs: number; commits: number; syncSeconds?: number } } }).dhcp?.journal;
-    return j && typeof j.syncSeconds === 'number' ? { syncs: j.syncs, commits: j.commits, syncSeconds: j.syncSeconds } : undefined;
+    const j = (JSON.parse(r.stdout) as { dhcp?: { journal?: { syncs: number; commits: number; syncSeconds?: number; waitSeconds?: number } } }).dhcp?.journal;
+    return j && typeof j.syncSeconds === 'number'
+      ? { syncs: j.syncs, commits: j.commits, syncSeconds: j.syncSeconds, ...(typeof j.waitSeconds === 'number' ? { waitSeconds: j.waitSeconds } : {}) }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -153,10 +157,14 @@ export async function leaseLadder(s: CostSettings): Promise<LeaseLadderPoint[]> 
                 const syncs = journalAfter.syncs - journalBefore.syncs;
                 p.commitsPerSync = (journalAfter.commits - journalBefore.commits) / syncs;
                 p.msPerSync = ((journalAfter.syncSeconds - journalBefore.syncSeconds) / syncs) * 1000;
+                if (journalAfter.waitSeconds !== undefined && journalBefore.waitSeconds !== undefined && journalAfter.commits > journalBefore.commits) {
+                  p.msWaitPerCommit = ((journalAfter.waitSeconds - journalBefore.waitSeconds) / (journalAfter.commits - journalBefore.commits)) * 1000;
+                }
               }
               s.log(`  run ${run} ${label} with ${leases} leases, ${inFlight} in flight: ${p.perSecond.toFixed(0)}/s, ${p.cpuUsPerOp.toFixed(0)} µs CPU/DORA ` +
                 `(${p.systemUsPerOp.toFixed(0)} system), ` +
                 (p.msPerSync !== undefined ? `${p.commitsPerSync!.toFixed(1)} commits per fdatasync of ${p.msPerSync.toFixed(2)} ms, ` : '') +
+                (p.msWaitPerCommit !== undefined ? `ACK waits ${p.msWaitPerCommit.toFixed(2)} ms for the disk, ` : '') +
                 `p50 ${p.p50Ms.toFixed(2)} ms, ${p.failed} failed, load ${p.loadAverage.toFixed(1)}`);
               points.push(p);
             } finally {

@@ -383,11 +383,13 @@ async function startDhcp(config: Config, { core, store, names, conflicts, events
     core,
     // names are decided before the journal write, so a refused name is not journaled with the lease (issue 12);
     // lease events and DDNS (queued, never waited for) get exactly what was journaled, once it is durable
-    commit: async (changes) => {
+    // issue 18: `reply` (the encoded ACK) leaves from the journal's writer thread right after the fdatasync
+    commit: async (changes, reply) => {
       const settled = names ? names.settle(changes) : changes;
-      await store.commit(settled);
+      const sent = await store.commit(settled, reply);
       events.committed(settled);
       ddns?.leaseChanges(settled);
+      return sent;
     },
     setNeighbour: sys.setNeighbour,
     logger,

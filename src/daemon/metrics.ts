@@ -7,6 +7,7 @@
 import type { RouterCounters } from '../router/types.js'; // issue 17: the router's counters, documented there once
 import type { PublisherStats } from '../ddns/publisher.js'; // issue 15: the DDNS counters, documented there once
 import type { LeaseScriptStats } from './lease-script.js'; // issue 16
+import { WAIT_BUCKETS } from '../dhcp/lease-store.js'; // issue 18: the commit wait histogram's bounds
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -30,8 +31,10 @@ export interface MetricsInput {
     probes?: { probes: number; inUse: number; busy: number; skipped: number; errors: number; running: number; queued: number };
     /** the lease script (--dhcp-script), when one is configured (issue 16) */
     script?: LeaseScriptStats;
-    /** issue 18: the lease journal (every ACK waits for its write + fdatasync) */
-    journal?: { commits: number; syncs: number; syncSeconds: number };
+    /** issue 18: the lease journal (every ACK waits for its write + fdatasync). waitSeconds: commit() until durable
+     *  and its ACK sent, summed; waitBuckets: commits that waited at most waitBucketBounds[i] s (cumulative);
+     *  repliesSent: ACKs sent by the journal's writer thread right after their fdatasync */
+    journal?: { commits: number; syncs: number; syncSeconds: number; waitSeconds?: number; waitBuckets?: readonly number[]; repliesSent?: number };
   };
   /** datagrams the kernel dropped at natd's UDP sockets since they opened (a full receive buffer), by socket */
   kernelDrops?: Readonly<Record<string, number>>;
@@ -153,8 +156,9 @@ type Labels = Readonly<Record<string, string>>;
 interface Family {
   name: string;
   help: string;
-  type: 'counter' | 'gauge';
-  samples: { labels: Labels; value: number }[];
+  type: 'counter' | 'gauge' | 'histogram';
+  /** suffix: a histogram's _bucket, _sum or _count */
+  samples: { labels: Labels; value: number; suffix?: string }[];
 }
 
 /** Label values escape backslash, double quote and newline. */
@@ -182,7 +186,7 @@ function formatLabels(labels: Labels): string {
 
 function renderFamily(f: Family): string {
   const lines = [`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`];
-  for (const s of f.samples) lines.push(`${f.name}${formatLabels(s.labels)} ${formatValue(s.value)}`);
+  for (const s of f.samples) lines.push(`${f.name}${s.suffix ?? ''}${formatLabels(s.labels)} ${formatValue(s.value)}`);
   return lines.join('\n');
 }
 
@@ -324,7 +328,26 @@ function leaseJournalFamilies(m: MetricsInput, one: One): Family[] {
     { name: 'natd_lease_journal_commits_total', help: 'Lease changes made durable (DHCPv4 and DHCPv6).', type: 'counter', samples: one(j.commits) },
     { name: 'natd_lease_journal_syncs_total', help: 'Group commits: one write + fdatasync of the lease journal each.', type: 'counter', samples: one(j.syncs) },
     { name: 'natd_lease_journal_sync_seconds_total', help: 'Seconds spent waiting for lease journal write + fdatasync (ACKs wait for it).', type: 'counter', samples: one(j.syncSeconds) },
+    ...(j.waitSeconds !== undefined && j.waitBuckets ? [commitWaitHistogram(m.bridge, j.commits, j.waitSeconds, j.waitBuckets)] : []),
+    ...(j.repliesSent !== undefined
+      ? [{ name: 'natd_lease_journal_replies_sent_total', help: 'DHCP ACKs sent by the lease journal writer right after the fdatasync that made them durable.', type: 'counter' as const, samples: one(j.repliesSent) }]
+      : []),
   ];
+}
+
+/** What an ACK waits for the disk: from a lease change to its durable commit (and its ACK sent by the writer). */
+function commitWaitHistogram(bridge: string, commits: number, waitSeconds: number, waitBuckets: readonly number[]): Family {
+  return {
+    name: 'natd_lease_journal_commit_wait_seconds',
+    help: 'Time from a lease change to its durable commit (and its ACK sent by the journal writer): what an ACK waits for the disk.',
+    type: 'histogram',
+    samples: [
+      ...WAIT_BUCKETS.map((le, i) => ({ labels: { bridge, le: String(le) }, value: waitBuckets[i] ?? 0, suffix: '_bucket' })),
+      { labels: { bridge, le: '+Inf' }, value: commits, suffix: '_bucket' },
+      { labels: { bridge }, value: waitSeconds, suffix: '_sum' },
+      { labels: { bridge }, value: commits, suffix: '_count' },
+    ],
+  };
 }
 
 function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }, one: One): Family[] {

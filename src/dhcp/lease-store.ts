@@ -4,7 +4,9 @@
  * - Nothing acknowledged is lost: commit() resolves only after write + fdatasync, and the DHCP transport sends
  *   the ACK after that.
  * - Group commit: changes that arrive while a sync is in flight wait and go out together in the next single
- *   write + fdatasync, so N concurrent clients share one sync instead of paying N.
+ *   write + fdatasync, so N concurrent clients share one sync instead of paying N. issue 18: with the addon the group
+ *   commit runs on its own thread (native/journal_writer.c), which starts the next group as soon as a sync ends and
+ *   sends the replies (DHCP ACKs) it made durable itself, before the loop hears of it.
  * - Compaction rewrites the live set through writeFileAtomic (temp + fsync + rename); it runs inside the same queue
  *   as commits, so a commit racing with it is simply written to the new file afterwards.
  * - Recovery: only newline-terminated lines count. A torn tail (crash mid-write) is truncated away with a warning;
@@ -30,7 +32,7 @@ import { STATE_FILES } from '../defaults.js';
 import { ErrorCodes, NatdError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
-import { errnoName, journalAppender } from '../native.js';
+import { errnoName, openJournalWriter, type JournalWriter } from '../native.js';
 import { storedLease } from './lease-table.js';
 // issue 14: v6 records
 import type { Lease6Change, Loaded6State } from '../dhcp6/types.js';
@@ -50,6 +52,11 @@ export interface LeaseStoreOptions {
   now?: () => number;
   /** Journal size below which compaction never runs (default 1 MiB; tests lower it). */
   compactMinBytes?: number;
+  /**
+   * issue 18: opens the group commit's writer thread on the journal's fd (default: the addon's, openJournalWriter);
+   * returning undefined means node:fs, one batch at a time. Tests use it for that path and to inject failures.
+   */
+  openWriter?: (fd: number) => JournalWriter | undefined;
 }
 
 export interface LeaseStoreStats {
@@ -60,6 +67,13 @@ export interface LeaseStoreStats {
   /** issue 18: seconds spent waiting for the journal's write + fdatasync, in all (÷ syncs: the disk's flush time as
    * an ACK waits for it) */
   syncSeconds: number;
+  /** issue 18: seconds from commit() until the change was durable and its reply (if the writer sent it) had left,
+   * summed over commits (÷ commits: the mean time an ACK waits for the disk) */
+  waitSeconds: number;
+  /** issue 18: commits whose wait was at most WAIT_BUCKETS[i] seconds (cumulative, as a Prometheus histogram) */
+  waitBuckets: number[];
+  /** issue 18: replies sent by the journal's writer thread right after their sync (no hand-off back to the loop) */
+  repliesSent: number;
   /** bytes appended to the journal */
   bytes: number;
   compactions: number;
@@ -168,25 +182,35 @@ function encodeChange(change: JournalChange): string {
   return line + '\n';
 }
 
-/** issue 18: the addon's write + fdatasync job, looked up once (null: not available, node:fs is used) */
-let nativeAppend: ReturnType<typeof journalAppender> | null | undefined;
+/** issue 18: upper bounds (seconds) of the commit wait histogram (LeaseStoreStats.waitBuckets) */
+export const WAIT_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
 /**
- * Appends `buffer` to the journal and fdatasyncs it; resolves once both are done. With the addon this is one job on
- * libuv's thread pool (native/journal_append.c: write + fdatasync, one callback back); without it the write is a
- * writeSync into the page cache on the loop and the sync a thread-pool request (the callback API: no FileHandle).
+ * issue 18: a reply to send once the commit that carries it is durable: a DHCP ACK, encoded before the commit, which
+ * the journal's writer thread sends on `fd` (an IPv4 UDP socket the caller keeps open until the commit settles) right
+ * after the fdatasync, instead of handing the result back to the loop first.
+ */
+export interface DurableReply {
+  fd: number;
+  message: Buffer;
+  /** IPv4 address as a number, and port (1-65535) */
+  address: number;
+  port: number;
+}
+
+/** What commit() resolves with when it sent no reply (none given, or the journal has no writer thread): send it yourself. */
+export const REPLY_NOT_SENT = -1;
+
+function journalError(errno: number): Error {
+  return Object.assign(new Error(`${errnoName(errno)}: journal write/fdatasync failed`), { errno: -errno, code: errnoName(errno) });
+}
+
+/**
+ * Appends `buffer` to the journal and fdatasyncs it; resolves once both are done. The fallback when the addon has no
+ * writer thread: the write is a writeSync into the page cache on the loop and the sync a thread-pool request.
  */
 function appendAndSync(fd: number, buffer: Buffer): Promise<void> {
-  if (nativeAppend === undefined) nativeAppend = journalAppender() ?? null;
-  const append = nativeAppend;
   return new Promise((resolve, reject) => {
-    if (append) {
-      append(fd, buffer, (errno) => {
-        if (errno === 0) resolve();
-        else reject(Object.assign(new Error(`${errnoName(errno)}: journal write/fdatasync failed`), { errno: -errno, code: errnoName(errno) }));
-      });
-      return;
-    }
     let written = 0;
     try {
       while (written < buffer.length) written += writeSync(fd, buffer, written, buffer.length - written);
@@ -378,7 +402,11 @@ async function releaseLock(path: string): Promise<void> {
 interface PendingCommit {
   data: string;
   changes: JournalChange[];
-  resolve: () => void;
+  /** issue 18: sent by the writer thread once durable */
+  reply: DurableReply | undefined;
+  /** performance.now() at commit() */
+  queuedAt: number;
+  resolve: (replyErrno: number) => void;
   reject: (err: unknown) => void;
 }
 
@@ -389,7 +417,17 @@ export class LeaseStore {
   /** set when the journal may hold bytes we could not roll back: no further commit may be acknowledged */
   private broken: Error | undefined;
   private compactBlockedUntil = 0;
-  private readonly counters = { commits: 0, syncs: 0, syncSeconds: 0, bytes: 0, compactions: 0 };
+  private readonly counters = { commits: 0, syncs: 0, syncSeconds: 0, waitSeconds: 0, waitBuckets: WAIT_BUCKETS.map(() => 0), repliesSent: 0, bytes: 0, compactions: 0 };
+  /**
+   * issue 18: the group commit's own thread (native/journal_writer.c), or undefined (no addon: node:fs, one batch at a
+   * time). With it, batches are submitted as they come and the thread groups what queued during a sync.
+   */
+  private readonly writer: JournalWriter | undefined;
+  /** batches submitted to the writer and not yet done */
+  private outstanding = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  /** the first failure reported by the writer: every later batch failed too; rolled back once none is outstanding */
+  private failure: Error | undefined;
 
   private constructor(
     private readonly journalPath: string,
@@ -400,7 +438,16 @@ export class LeaseStore {
     private readonly logger: Logger,
     private readonly now: () => number,
     private readonly compactMinBytes: number,
-  ) {}
+    openWriter: (fd: number) => JournalWriter | undefined,
+  ) {
+    let writer: JournalWriter | undefined;
+    try {
+      writer = openWriter(handle.fd);
+    } catch (err) {
+      logger.warn('lease journal writer thread unavailable, using node:fs', { error: String(err) });
+    }
+    this.writer = writer;
+  }
 
   static async open(dir: string, opts: LeaseStoreOptions): Promise<LeaseStore> {
     const now = opts.now ?? Date.now;
@@ -411,7 +458,7 @@ export class LeaseStore {
       const state = new ReplayState();
       const journalBytes = await recoverJournal(journalPath, state, opts.logger, now);
       const handle = await open(journalPath, 'a', 0o640);
-      return new LeaseStore(journalPath, lockPath, handle, journalBytes, state, opts.logger, now, opts.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES);
+      return new LeaseStore(journalPath, lockPath, handle, journalBytes, state, opts.logger, now, opts.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES, opts.openWriter ?? openJournalWriter);
     } catch (err) {
       await releaseLock(lockPath);
       throw err;
@@ -428,18 +475,24 @@ export class LeaseStore {
     return this.state.v6.live(now);
   }
 
-  /** Persists the changes (v4, v6 or both); resolves once they are on disk. An empty list resolves at once. */
-  commit(changes: readonly JournalChange[]): Promise<void> {
+  /**
+   * Persists the changes (v4, v6 or both); resolves once they are on disk. An empty list resolves at once.
+   * issue 18: `reply` is sent by the journal's writer thread right after the sync that made the changes durable;
+   * the promise then resolves with 0 (sent) or the send's errno. It resolves with REPLY_NOT_SENT when there was no
+   * reply or the store has no writer thread: the caller sends it. A failed commit sends nothing.
+   */
+  commit(changes: readonly JournalChange[], reply?: DurableReply): Promise<number> {
     if (this.closing) return Promise.reject(new NatdError(ErrorCodes.STATE, 'lease store is closed'));
-    if (changes.length === 0) return Promise.resolve();
+    if (changes.length === 0) return Promise.resolve(REPLY_NOT_SENT);
     let data: string;
     try {
       data = changes.map(encodeChange).join('');
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ data, changes: [...changes], resolve, reject });
+    const sendable = reply && this.writer && reply.fd >= 0 && reply.port >= 1 && reply.port <= 65535 ? reply : undefined;
+    return new Promise<number>((resolve, reject) => {
+      this.pending.push({ data, changes: [...changes], reply: sendable, queuedAt: performance.now(), resolve, reject });
       this.draining ??= this.drain();
     });
   }
@@ -448,19 +501,21 @@ export class LeaseStore {
   compact(): Promise<void> {
     if (this.closing) return Promise.reject(new NatdError(ErrorCodes.STATE, 'lease store is closed'));
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ data: '', changes: [], resolve, reject });
+      this.pending.push({ data: '', changes: [], reply: undefined, queuedAt: 0, resolve: () => resolve(), reject });
       this.draining ??= this.drain();
     });
   }
 
   stats(): LeaseStoreStats {
-    return { ...this.counters, journalBytes: this.journalBytes };
+    return { ...this.counters, waitBuckets: [...this.counters.waitBuckets], journalBytes: this.journalBytes };
   }
 
   /** Flushes pending commits, closes the journal and releases the lock. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       while (this.draining) await this.draining;
+      await this.settleWriter();
+      this.writer?.close();
       await this.handle.close().catch(() => undefined);
       await releaseLock(this.lockPath);
     })();
@@ -481,19 +536,25 @@ export class LeaseStore {
 
   private async drainQueue(): Promise<void> {
     while (this.pending.length > 0) {
+      // after a failure the writer fails everything until the file is rolled back: do that before submitting more
+      if (this.failure) await this.settleWriter();
       const batch = this.pending.splice(0);
       const writes = batch.filter((p) => p.data !== '');
       const compactors = batch.filter((p) => p.data === ''); // compact() calls
       try {
-        if (writes.length > 0) await this.appendDurably(writes);
+        if (writes.length > 0) {
+          if (this.writer) this.submit(this.writer, writes);
+          else await this.appendDurably(writes);
+        }
       } catch (err) {
         for (const p of batch) p.reject(err);
         continue;
       }
       if (compactors.length > 0 || this.shouldCompact()) {
+        await this.settleWriter(); // the file is replaced: nothing may be in flight to the old one
         try {
           await this.compactNow();
-          for (const p of compactors) p.resolve();
+          for (const p of compactors) p.resolve(REPLY_NOT_SENT);
         } catch (err) {
           for (const p of compactors) p.reject(err);
         }
@@ -501,11 +562,11 @@ export class LeaseStore {
     }
   }
 
+  /** node:fs: one write + fdatasync for the batch, awaited; nothing is acknowledged before. */
   private async appendDurably(writes: PendingCommit[]): Promise<void> {
     if (this.broken) throw this.broken;
-    const buffer = Buffer.from(writes.length === 1 ? writes[0]!.data : writes.map((p) => p.data).join(''), 'utf8');
+    const buffer = batchBuffer(writes);
     try {
-      // one write + fdatasync (issue 18: a single thread-pool job through the addon); nothing is acknowledged before
       const started = performance.now();
       await appendAndSync(this.handle.fd, buffer);
       this.counters.syncSeconds += (performance.now() - started) / 1000;
@@ -514,13 +575,76 @@ export class LeaseStore {
       throw new NatdError(ErrorCodes.STATE, `lease journal write failed: ${(err as Error).message}`, { cause: err });
     }
     this.counters.syncs++;
-    this.counters.bytes += buffer.length;
-    this.journalBytes += buffer.length;
+    this.durable(writes, buffer.length, performance.now(), undefined);
+  }
+
+  /**
+   * issue 18: hands the batch to the writer thread and returns: batches queued while a sync runs go out together in
+   * the next one, which starts as soon as that sync ends, and the replies leave from that thread (writer.done).
+   */
+  private submit(writer: JournalWriter, writes: PendingCommit[]): void {
+    if (this.broken) throw this.broken;
+    const buffer = batchBuffer(writes);
+    let replies: Buffer[] | undefined;
+    let meta: Uint32Array | undefined;
+    const withReply = writes.filter((p) => p.reply !== undefined);
+    if (withReply.length > 0) {
+      replies = [];
+      meta = new Uint32Array(3 * withReply.length);
+      for (const { reply } of withReply) {
+        meta.set([reply!.fd, reply!.address >>> 0, reply!.port], 3 * replies.length);
+        replies.push(reply!.message);
+      }
+    }
+    const submittedAt = performance.now();
+    writer.submit(buffer, replies, meta, (errno, syncMicros, waitMicros, replyErrnos) => {
+      this.outstanding--;
+      if (errno !== 0) {
+        const err = journalError(errno);
+        this.failure ??= err;
+        for (const p of writes) p.reject(new NatdError(ErrorCodes.STATE, `lease journal write failed: ${err.message}`, { cause: err }));
+      } else {
+        if (syncMicros > 0) {
+          this.counters.syncs++;
+          this.counters.syncSeconds += syncMicros / 1e6;
+        }
+        this.durable(writes, buffer.length, submittedAt + waitMicros / 1000, replyErrnos);
+      }
+      if (this.outstanding === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    });
+    this.outstanding++;
+  }
+
+  /** The batch is on disk (`doneAt`: when, in performance.now() time): state, counters, and each commit resolved. */
+  private durable(writes: PendingCommit[], bytes: number, doneAt: number, replyErrnos: number[] | undefined): void {
+    this.counters.bytes += bytes;
+    this.journalBytes += bytes;
+    let r = 0;
     for (const p of writes) {
       for (const change of p.changes) this.state.apply(change);
       this.counters.commits++;
-      p.resolve();
+      const wait = Math.max(0, doneAt - p.queuedAt) / 1000;
+      this.counters.waitSeconds += wait;
+      for (let i = WAIT_BUCKETS.length - 1; i >= 0 && wait <= WAIT_BUCKETS[i]!; i--) this.counters.waitBuckets[i]!++;
+      if (p.reply && replyErrnos) {
+        const errno = replyErrnos[r++] ?? REPLY_NOT_SENT;
+        if (errno === 0) this.counters.repliesSent++;
+        p.resolve(errno);
+      } else {
+        p.resolve(REPLY_NOT_SENT);
+      }
     }
+  }
+
+  /** issue 18: waits until every submitted batch is done; after a failure, rolls the file back and re-arms the writer. */
+  private async settleWriter(): Promise<void> {
+    if (!this.writer) return;
+    if (this.outstanding > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const failure = this.failure;
+    if (!failure) return;
+    this.failure = undefined;
+    await this.rollBack(failure);
+    if (!this.broken) this.writer.reset(this.handle.fd);
   }
 
   /** A failed append may have left part of a line: cut it off so later records do not follow garbage. */
@@ -557,6 +681,7 @@ export class LeaseStore {
     const old = this.handle;
     try {
       this.handle = await open(this.journalPath, 'a', 0o640);
+      this.writer?.reset(this.handle.fd); // nothing is outstanding (settleWriter ran first)
     } catch (err) {
       this.broken = new NatdError(ErrorCodes.STATE, `cannot reopen lease journal ${this.journalPath} after compaction`, { cause: err });
       throw this.broken;
@@ -567,6 +692,11 @@ export class LeaseStore {
     this.counters.compactions++;
     this.logger.info('lease journal compacted', { path: this.journalPath, beforeBytes: before, afterBytes: snapshot.length });
   }
+}
+
+/** The lines of a batch of commits as one buffer. */
+function batchBuffer(writes: PendingCommit[]): Buffer {
+  return Buffer.from(writes.length === 1 ? writes[0]!.data : writes.map((p) => p.data).join(''), 'utf8');
 }
 
 /** `base`, or `base-1`, `base-2`, ... so an earlier damaged file is never overwritten. */

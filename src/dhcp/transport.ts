@@ -10,13 +10,15 @@
  */
 import type dgram from 'node:dgram';
 import diagnostics from 'node:diagnostics_channel';
-import { DgramUdpTransport, type UdpPort } from '../dns/udp-transport.js';
+import { BatchUdpTransport, DgramUdpTransport, type UdpPort } from '../dns/udp-transport.js';
 import type { Logger } from '../log.js';
 import { formatIpv4, NOT_IPV4 } from '../net/ipv4.js';
 import { encodeDhcpPacket } from './codec.js';
+import type { DurableReply } from './lease-store.js';
 import type { ConflictStats, ProbeVerdict } from './probe.js';
 import { decodeAndParse } from './request.js';
-import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
+import { DhcpMessageType, DhcpOption, type CoreResult, type DhcpPacket, type DhcpRequest, type LeaseChange, type ReplyDestination } from './types.js';
+import { errnoName } from '../native.js';
 
 const ackChannel = diagnostics.channel('natd:dhcp:ack');
 const dropChannel = diagnostics.channel('natd:dhcp:drop');
@@ -47,8 +49,12 @@ export interface DhcpTransportOptions {
   socket: dgram.Socket | UdpPort;
   bridge: string;
   core: DhcpCoreLike;
-  /** resolves once the changes are durable (every lease change goes through it: requests' and expiries') */
-  commit(changes: LeaseChange[]): Promise<void>;
+  /**
+   * resolves once the changes are durable (every lease change goes through it: requests' and expiries'). issue 18:
+   * `reply` is the encoded answer the lease journal's writer thread may send itself right after the sync; the value
+   * is then 0 (sent) or the send's errno, and anything else (REPLY_NOT_SENT, undefined) means: send it here.
+   */
+  commit(changes: LeaseChange[], reply?: DurableReply): Promise<number | void>;
   /** called after a commit succeeded (DNS names follow leases) */
   onCommitted?(changes: LeaseChange[]): void;
   /** seeds the neighbour table before a unicast to a client that has no address yet */
@@ -101,11 +107,17 @@ export class DhcpTransport {
   private readonly pendingDeclines = new Map<string, Waiting>();
   private readonly now: () => number;
   private readonly port: UdpPort;
+  /** issue 18: the batched port's socket, which the journal's writer sends ACKs on (undefined: a dgram socket) */
+  private readonly sendFd: number | undefined;
+  /** commits carrying a reply for the writer thread: the socket stays open until they are settled */
+  private repliesInFlight = 0;
+  private portClosed: (() => void) | undefined;
 
   constructor(private readonly opts: DhcpTransportOptions) {
     this.now = opts.now ?? Date.now;
     const socket = opts.socket;
     this.port = 'reply' in socket ? socket : new DgramUdpTransport(socket, 'DHCP');
+    this.sendFd = this.port instanceof BatchUdpTransport ? this.port.fd : undefined;
   }
 
   start(): void {
@@ -129,11 +141,15 @@ export class DhcpTransport {
     return stats;
   }
 
-  /** Stops taking packets; in-flight commits still finish (the store flushes them on close). */
+  /**
+   * Stops taking packets; in-flight commits still finish (the store flushes them on close). The socket closes once
+   * no commit's reply may still be sent from the journal's writer thread on it.
+   */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
-    return this.port.close();
+    if (this.repliesInFlight === 0) return this.port.close();
+    return new Promise<void>((resolve) => (this.portClosed = resolve)).then(() => this.port.close());
   }
 
   private drop(reason: string, source: number): void {
@@ -187,12 +203,25 @@ export class DhcpTransport {
     }
     const maxSize = request.maxMessageSize;
     if (result.changes.length === 0) {
-      this.send(result, maxSize);
+      const out = this.prepare(result, maxSize);
+      if (out) this.transmit(out);
       return;
     }
+    // issue 18: the reply is encoded now, so the journal's writer thread can send it right after the sync
+    const out = this.prepare(result, maxSize);
+    const durable = out && this.sendFd !== undefined ? { fd: this.sendFd, message: out.bytes, address: out.address, port: out.port } : undefined;
+    if (durable) this.repliesInFlight++;
     // Not durable, so not acknowledged: the client retries and we answer once the disk works again.
-    void this.persist(result.changes, 'reply withheld').then((durable) => {
-      if (durable) this.send(result, maxSize);
+    void this.persist(result.changes, 'reply withheld', durable).then((outcome) => {
+      if (durable && --this.repliesInFlight === 0) this.portClosed?.();
+      if (outcome === false || !out) return;
+      if (outcome === true) {
+        if (!this.closed) this.transmit(out);
+      } else if (outcome === 0) this.sentReply(out);
+      else {
+        this.counters.sendFailures++;
+        this.opts.logger.warnLimited('dhcp-udp-send', `DHCP ${out.name} not sent: ${errnoName(outcome)}`);
+      }
     });
   }
 
@@ -214,12 +243,15 @@ export class DhcpTransport {
     return this.persist(changes, 'expiry not journaled').then(() => undefined);
   }
 
-  /** commit → onCommitted; resolves with whether the changes are durable (a failure is counted and logged). */
-  private persist(changes: LeaseChange[], onFailure: string): Promise<boolean> {
-    return this.opts.commit(changes).then(
-      () => {
+  /**
+   * commit → onCommitted; resolves with false when the changes are not durable (a failure is counted and logged),
+   * else true, or (issue 18) the errno of the reply the journal's writer sent (0: sent).
+   */
+  private persist(changes: LeaseChange[], onFailure: string, reply?: DurableReply): Promise<boolean | number> {
+    return this.opts.commit(changes, reply).then(
+      (sent) => {
         this.opts.onCommitted?.(changes);
-        return true;
+        return reply && typeof sent === 'number' && sent >= 0 ? sent : true;
       },
       (err: unknown) => {
         this.counters.commitFailures++;
@@ -263,26 +295,37 @@ export class DhcpTransport {
     if (result) this.settle(request, from, result);
   }
 
-  /** maxSize: the client's option 57 (whole IP datagram), which the encoder respects. */
-  private send(result: CoreResult, maxSize: number): void {
+  /**
+   * The reply encoded and addressed (a unicast to a client without its address yet seeds the neighbour entry now);
+   * undefined when there is none, or it cannot be encoded (counted). maxSize: the client's option 57 (whole IP
+   * datagram), which the encoder respects.
+   */
+  private prepare(result: CoreResult, maxSize: number): OutgoingReply | undefined {
     const reply = result.reply;
-    if (!reply || this.closed) return;
+    if (!reply || this.closed) return undefined;
     const type = reply.packet.options.get(DhcpOption.MESSAGE_TYPE)?.[0] ?? 0;
-    const name = MESSAGE_NAMES[type] ?? `type-${type}`;
     let bytes: Buffer;
     try {
       bytes = encodeDhcpPacket(reply.packet, maxSize);
     } catch (err) {
       this.counters.sendFailures++;
       this.opts.logger.error('cannot encode DHCP reply', { error: (err as Error).message });
-      return;
+      return undefined;
     }
     const target = this.targetOf(reply.destination);
-    if (!target) return;
-    // sent at once (sendmmsg of one, or dgram's send): a send error is reported through the port's warn
-    this.port.reply(bytes, target.address, target.port);
-    bump(this.counters.sent, name);
-    if (type === 5 && ackChannel.hasSubscribers) ackChannel.publish({ address: formatIpv4(reply.packet.yiaddr), mac: reply.packet.chaddr });
+    if (!target) return undefined;
+    return { bytes, address: target.address, port: target.port, type, name: MESSAGE_NAMES[type] ?? `type-${type}`, packet: reply.packet };
+  }
+
+  /** Sends through the port (sendmmsg at the end of the batch or microtask run): a send error comes through its warn. */
+  private transmit(out: OutgoingReply): void {
+    this.port.reply(out.bytes, out.address, out.port);
+    this.sentReply(out);
+  }
+
+  private sentReply(out: OutgoingReply): void {
+    bump(this.counters.sent, out.name);
+    if (out.type === 5 && ackChannel.hasSubscribers) ackChannel.publish({ address: formatIpv4(out.packet.yiaddr), mac: out.packet.chaddr });
   }
 
   private targetOf(destination: ReplyDestination): { address: number; port: number } | undefined {
@@ -306,3 +349,13 @@ export class DhcpTransport {
 }
 
 const BROADCAST = 0xffff_ffff;
+
+/** A reply encoded and addressed, waiting for its commit or going out at once. */
+interface OutgoingReply {
+  bytes: Buffer;
+  address: number;
+  port: number;
+  type: number;
+  name: string;
+  packet: DhcpPacket;
+}

@@ -31,8 +31,8 @@ export interface Loaded6State {
 
 /** What the core needs from the lease journal (src/dhcp/lease-store.ts's LeaseStore is one). */
 export interface Lease6Journal {
-  /** resolves once the changes are durable (write + fdatasync) */
-  commit(changes: readonly Lease6Change[]): Promise<void>;
+  /** resolves once the changes are durable (write + fdatasync); the value (issue 18: the v4 journal's reply outcome) is not used */
+  commit(changes: readonly Lease6Change[]): Promise<unknown>;
   /** the unexpired v6 leases and quarantined addresses at `now` */
   load6(now: number): Loaded6State;
 }

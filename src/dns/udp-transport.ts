@@ -77,7 +77,11 @@ export class BatchUdpTransport implements DnsUdpTransport {
    * `fd`: a bound UDP socket (openDeviceUdpSocket); the transport owns it from here on and closes it. `label` names
    * the socket in log lines (the DHCP server uses this transport too).
    */
-  constructor(private readonly fd: number, private readonly label = 'DNS') {}
+  constructor(
+    /** issue 18: public for the DHCP transport, whose lease journal sends ACKs on it from its writer thread */
+    readonly fd: number,
+    private readonly label = 'DNS',
+  ) {}
 
   start(handlers: UdpHandlers): void {
     if (this.receiver || this.closed) return;

@@ -77,7 +77,10 @@ function run(kind: BenchKind, dhcp: number, hit: number): ServerRunResult {
   const dns = kind === 'kea' ? { hit: NONE, local: NONE, miss: NONE } : { hit: dnsResult(hit, 0.1), local: kind === 'unbound' ? NONE : dnsResult(hit, 0.1), miss: dnsResult(hit / 4, 0.4) };
   return {
     kind, run: 1, ladder: [], dhcpSustained: dhcp, dhcpPeak: dhcp, dhcpSustainedP50Ms: 1, dhcpSustainedP99Ms: 2, dhcpCpuPer10k: 2.5,
-    loaded: { perSecond: dhcp, p50Ms: 1, p99Ms: 2, loss: 0, cpuPer10k: 2.5 }, dns, fullHit: kind === 'unbound' ? NONE : dnsResult(hit, 0.1),
+    loaded: { perSecond: dhcp, p50Ms: 1, p99Ms: 2, loss: 0, cpuPer10k: 2.5 },
+    // issue 18: the 16-in-flight loop runs for natd and Kea only
+    loadedHigh: kind === 'dnsmasq' || kind === 'unbound' ? { perSecond: NaN, p50Ms: NaN, p99Ms: NaN, loss: NaN, cpuPer10k: NaN } : { perSecond: 2 * dhcp, p50Ms: 3, p99Ms: 5, loss: 0, cpuPer10k: 2 },
+    dns, fullHit: kind === 'unbound' ? NONE : dnsResult(hit, 0.1),
     cacheFillCompleted: 10_000, peakRssMiB: 20, rssMiB: 20, afterDhcp: { peakRssMiB: 21, leases: 10_000 }, seconds: 30,
   };
 }
@@ -98,6 +101,9 @@ describe('bench report with peers', () => {
       ['sustained exchanges/s (<=1% failed, kept pace)', '3000', '100', '400', NOT_DONE, '30.00x', '7.50x', NOT_DONE]);
     expect(row(/^DNS/, 'cache hits: queries/s')).toEqual(['cache hits: queries/s', '100000', '90000', NOT_DONE, '20000', '1.11x', NOT_DONE, '5.00x']);
     expect(row(/^DNS/, 'local VM names: queries/s').slice(3)).toEqual([NOT_DONE, NOT_DONE, '1.11x', NOT_DONE, NOT_DONE]);
+    // issue 18: the closed loop at 16 in flight, natd against Kea; dnsmasq not run there
+    expect(row(/16 exchanges in flight/, 'completed exchanges/s')).toEqual(['completed exchanges/s', '6000', '-', '800', NOT_DONE, '-', '7.50x', NOT_DONE]);
+    expect(row(/16 exchanges in flight/, 'CPU µs per exchange (DORA)').slice(1, 4)).toEqual(['200', '-', '200']);
   });
 
   it('reports CPU per operation in µs (seconds per 10,000 × 100)', () => {

@@ -13,14 +13,15 @@ function parseExposition(text: string): Exposition {
   for (const line of text.slice(0, -1).split('\n')) {
     let m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (m) { out.help.set(m[1]!, m[2]!); continue; }
-    m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
+    m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$/.exec(line);
     if (m) { out.type.set(m[1]!, m[2]!); continue; }
     m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? (\S+)$/.exec(line);
     if (!m) throw new Error(`not an exposition line: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = unescape(l[2]!);
     const name = m[1]!;
-    expect(out.type.has(name), `${name} has a TYPE line before its samples`).toBe(true);
+    const family = /^(.*)_(?:bucket|sum|count)$/.exec(name)?.[1]; // a histogram's series (issue 18)
+    expect(out.type.has(name) || (family !== undefined && out.type.get(family) === 'histogram'), `${name} has a TYPE line before its samples`).toBe(true);
     const text = m[3]!;
     out.samples.push({ name, labels, value: text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text) });
   }
@@ -30,7 +31,8 @@ function parseExposition(text: string): Exposition {
 const input: MetricsInput = {
   bridge: 'virbr10',
   dhcp: { received: { discover: 12, request: 10, release: 1 }, sent: { offer: 12, ack: 9, nak: 1 }, dropped: { 'not-bootrequest': 3 }, leasesActive: 7, freeAddresses: 184,
-    outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1, journal: { commits: 21, syncs: 8, syncSeconds: 0.0125 } },
+    outcomes: { offer: 12, 'ignore:decline-unconfirmed': 5, 'ignore:relayed': 2 }, quarantined: 1, journal: { commits: 21, syncs: 8, syncSeconds: 0.0125,
+      waitSeconds: 0.05, waitBuckets: [0, 3, 10, 18, 20, 21, 21, 21, 21, 21], repliesSent: 17 } },
   dns: { queries: 5000, cacheHits: 3100, cacheFastHits: 2900, cacheEntries: 420, upstreamQueries: 1900, upstreamFailures: 4, upstreamLatencyAvgSeconds: 0.0123 },
   firewall: { applies: 3, heals: 1 },
 };
@@ -57,6 +59,13 @@ describe('formatPrometheus', () => {
     expect(value(e, 'natd_lease_journal_commits_total')).toEqual([21]); // issue 18
     expect(value(e, 'natd_lease_journal_syncs_total')).toEqual([8]);
     expect(value(e, 'natd_lease_journal_sync_seconds_total')).toEqual([0.0125]);
+    // the ACKs' wait for the disk as a histogram (cumulative buckets, +Inf = all commits), and the writer's sends
+    expect(e.type.get('natd_lease_journal_commit_wait_seconds')).toBe('histogram');
+    expect(value(e, 'natd_lease_journal_commit_wait_seconds_bucket', { le: '0.001' })).toEqual([3]);
+    expect(value(e, 'natd_lease_journal_commit_wait_seconds_bucket', { le: '+Inf' })).toEqual([21]);
+    expect(value(e, 'natd_lease_journal_commit_wait_seconds_sum')).toEqual([0.05]);
+    expect(value(e, 'natd_lease_journal_commit_wait_seconds_count')).toEqual([21]);
+    expect(value(e, 'natd_lease_journal_replies_sent_total')).toEqual([17]);
     expect(value(e, 'natd_dns_queries_total')).toEqual([5000]);
     expect(value(e, 'natd_dns_cache_hits_total')).toEqual([3100]);
     expect(value(e, 'natd_dns_cache_fast_hits_total')).toEqual([2900]); // issue 18: a part of the hits, its own family

@@ -3,7 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JOURNAL_FILE, LOCK_FILE, LeaseStore } from '../../src/dhcp/lease-store.js';
+import dgram from 'node:dgram';
+import { appendFileSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import { JOURNAL_FILE, LOCK_FILE, LeaseStore, REPLY_NOT_SENT } from '../../src/dhcp/lease-store.js';
+import { openDeviceUdpSocket, openJournalWriter, type JournalWriter } from '../../src/native.js';
+import { waitFor } from '../support/wait.js';
 import { silentLogger } from '../../src/log.js';
 import { NatdError } from '../../src/errors.js';
 import { makeSubnet } from '../../src/net/ipv4.js';
@@ -352,5 +357,74 @@ describe('LeaseStore lock', () => {
     const store = await open();
     expect(await readFile(join(dir, LOCK_FILE), 'utf8')).toBe(`${process.pid}\n`);
     await store.close();
+  });
+});
+
+// issue 18: the writer thread (native/journal_writer.c) as the store drives it: replies sent only once durable, and a
+// failed batch rolled back before anything after it is acknowledged
+describe('LeaseStore writer thread (issue 18)', () => {
+  it('sends a commit\'s reply from the writer once durable, and counts the wait', async () => {
+    const receiver = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+    const received: string[] = [];
+    receiver.on('message', (m) => received.push(m.toString()));
+    const fd = openDeviceUdpSocket('lo', '127.0.0.1', 0);
+    try {
+      const store = await open();
+      const reply = { fd, message: Buffer.from('ack'), address: ip('127.0.0.1'), port: receiver.address().port };
+      const [sent, plain] = await Promise.all([store.commit([bind(lease(1))], reply), store.commit([bind(lease(2))])]);
+      expect(sent).toBe(0);
+      expect(plain).toBe(REPLY_NOT_SENT);
+      const stats = store.stats();
+      expect(stats).toMatchObject({ commits: 2, repliesSent: 1 });
+      expect(stats.waitSeconds).toBeGreaterThan(0);
+      expect(stats.waitBuckets.at(-1)).toBe(2); // both waited less than the last bucket's second
+      await store.close();
+      await waitFor('the ACK', () => received.length === 1);
+      expect(received).toEqual(['ack']);
+    } finally {
+      closeSync(fd);
+      receiver.close();
+    }
+  });
+
+  it('without a writer thread (node:fs) the caller sends the reply', async () => {
+    const store = await open({ openWriter: () => undefined });
+    expect(await store.commit([bind(lease(1))], { fd: 0, message: Buffer.from('ack'), address: 1, port: 68 })).toBe(REPLY_NOT_SENT);
+    expect(store.stats()).toMatchObject({ commits: 1, syncs: 1, repliesSent: 0 });
+    await store.close();
+    expect((await readFile(join(dir, JOURNAL_FILE), 'utf8')).trim().split('\n')).toHaveLength(1);
+  });
+
+  it('rolls a failed batch back (torn bytes and all) before acknowledging the commits after it', async () => {
+    let failNext = false;
+    const journal = join(dir, JOURNAL_FILE);
+    // the real writer, except that one batch writes half a line and then reports EIO, as a full disk would
+    const openWriter = (fd: number): JournalWriter => {
+      const real = openJournalWriter(fd)!;
+      return {
+        submit: (data, replies, meta, done) => {
+          if (!failNext) return real.submit(data, replies, meta, done);
+          failNext = false;
+          appendFileSync(journal, data.subarray(0, 10));
+          setTimeout(() => done(os.constants.errno.EIO, 0, 0, undefined), 5);
+        },
+        reset: (newFd) => real.reset(newFd),
+        close: () => real.close(),
+      };
+    };
+    const store = await open({ openWriter });
+    await store.commit([bind(lease(1))]);
+    failNext = true;
+    const failed = store.commit([bind(lease(2))], { fd: 0, message: Buffer.from('never'), address: 1, port: 68 });
+    await expect(failed).rejects.toBeInstanceOf(NatdError);
+    await store.commit([bind(lease(3))]);
+    expect(store.stats().commits).toBe(2);
+    await store.close();
+    const lines = (await readFile(journal, 'utf8')).split('\n');
+    expect(lines).toHaveLength(3); // two records and the final newline: the torn bytes were cut before lease 3
+    const reopened = await open();
+    expect(byClient(reopened.load(NOW).leases).map((l) => l.address)).toEqual([lease(1).address, lease(3).address]);
+    await reopened.close();
   });
 });
