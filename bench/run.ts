@@ -21,6 +21,8 @@
  *                           rewrites only the router section of RESULTS.md and chart-router.svg (not with --quick)
  *   --scenario hit-cost     DNS cache hits, natd vs Unbound (issue 18), CPU µs per answer, --runs rounds; rewrites only
  *                           its section of RESULTS.md (not with --profile); --compare-dist OTHER/dist adds that build
+ *   --scenario memory       natd only: phase C's memory part (10,000 leases, 10,000 cached answers), --runs times; each
+ *                           stage's RSS; --compare-dist A/dist,B/dist: other builds in turns; --mem-probe: V8 heap parts
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
@@ -58,6 +60,9 @@ import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
 import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, existingDhcp6Section, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
+// issue 7: the memory part of phase C alone, for one or more builds
+import { memoryBench, memoryTable } from './lib/memory-bench.js';
+import { RSS_TARGET_MIB } from './lib/report.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
 import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
@@ -352,9 +357,11 @@ async function main(): Promise<void> {
       'in-flight': { type: 'string' },
       // issue 18, lease-ladder: an unmeasured closed loop of this many ms first, for every server (steady state)
       'warmup-ms': { type: 'string' },
+      // issue 7, --scenario memory: process.memoryUsage() of natd at the peak (a preload of the bench's, not natd's)
+      'mem-probe': { type: 'boolean', default: false },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost', 'memory'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -401,6 +408,13 @@ async function main(): Promise<void> {
   const s = settings(values.quick!, natdArgs);
   const budgetMs = Number(values['budget-s']) * 1000;
   log(`natd vs dnsmasq: ${runs} run(s) each on ${machine.nproc} CPUs (${machine.cpu}), load average ${machine.loadAverageAtStart}`);
+  if (values.scenario === 'memory') {
+    const builds = [{ label: 'natd' }, ...(values['compare-dist']?.split(',').filter(Boolean) ?? []).map((d) => ({ label: d, cli: path.resolve(d, 'src', 'cli.js') }))];
+    const points = await memoryBench({ runs, builds, natdArgs, memProbe: values['mem-probe']!, run: s, log });
+    process.stdout.write(`\n${memoryTable(points, RSS_TARGET_MIB)}`);
+    log(`\nmemory only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   if (values.scenario === 'local-records') {
     // issue 15: natd against itself, so no alternation with dnsmasq; each run alternates plain/records order
     const done: LocalRecordsRun[] = [];
