@@ -10,7 +10,8 @@
  *   --scenario dhcp6        only DHCPv6 (issue 14): Solicit/Advertise/Request/Reply exchanges, natd vs dnsmasq, --runs times
  *                          at 4 and 64 in flight; writes the DHCPv6 section of RESULTS.md (with --profile: one natd run
  *                          at 64 under node --cpu-prof, hot spots to the terminal)
- *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server
+ *   --scenario tftp         only TFTP throughput, natd vs tftpd-hpa (10 clients x 50 MiB), --runs times per server; rewrites
+ *                           only the TFTP section of RESULTS.md (not with --quick)
  *   --scenario local-records  natd only: cache hits plain and with 1,000 custom DNS records configured (issue 15)
  *   --scenario dhcp-options natd only: the DHCP closed loop as today and with 50 options + 1,000 reservations (issue 16)
  *   --scenario split-domain natd only: cache hits with 100 --server=/domain/ routes against none (issue 15), --runs times
@@ -21,6 +22,8 @@
  *                           rewrites only the router section of RESULTS.md and chart-router.svg (not with --quick)
  *   --scenario hit-cost     DNS cache hits, natd vs Unbound (issue 18), CPU µs per answer, --runs rounds; rewrites only
  *                           its section of RESULTS.md (not with --profile); --compare-dist OTHER/dist adds that build
+ *   --scenario memory       natd only: phase C's memory part (10,000 leases, 10,000 cached answers), --runs times; each
+ *                           stage's RSS; --compare-dist A/dist,B/dist: other builds in turns; --mem-probe: V8 heap parts
  *   --profile  natd only, once, under `node --cpu-prof`; writes bench/PROFILE.md with the hot spots (raw profiles in the temp dir)
  *   --peers all|none|kea,unbound   the other servers measured (issue 18): Kea for DHCP, Unbound for DNS; default all
  *              that are installed (one skipped with a line saying how to install it otherwise)
@@ -59,6 +62,11 @@ import { writeRouterChart } from './lib/charts.js';
 import { routerBench, routerSection, routerTable, routerTargets, routerTargetsTable, spliceRouterSection, type RouterBenchOutcome, type RouterBenchSettings } from './lib/router-bench.js';
 // issue 14: DHCPv6 exchanges, natd vs dnsmasq
 import { dhcp6Bench, dhcp6Run, dhcp6Section, dhcp6Table, dhcp6Targets, existingDhcp6Section, spliceDhcp6Section, type Dhcp6BenchSettings } from './lib/dhcp6-bench.js';
+// a scenario the full run's budget skipped keeps its earlier section of RESULTS.md (bench/lib/sections.ts)
+import { keepSkippedSections, findSection, markSection, skippedScenario, skippedSummary, spliceSection, type SkippedScenario } from './lib/sections.js';
+// issue 7: the memory part of phase C alone, for one or more builds
+import { memoryBench, memoryTable } from './lib/memory-bench.js';
+import { RSS_TARGET_MIB } from './lib/report.js';
 // issue 18: the lease-count ladder against Kea, cache-hit cost against Unbound
 import { existingHitCostSection, hitCost, hitCostSection, hitCostTable, type HitSetup, leaseLadder, spliceHitCostSection, leaseLadderTable, writeLeaseLadder } from './lib/lease-ladder.js';
 
@@ -148,6 +156,9 @@ function routerMarkdown(outcome: RouterBenchOutcome, s: RouterBenchSettings, out
  * clients' 60 s timeout overruns the budget by at most 25 s, inside the hard bound's margin (scripts/bench.sh).
  */
 const BOOT_STORM_FIRST_S = 40;
+/** what rewrites the boot-storm and TFTP sections of RESULTS.md (their begin markers say it) */
+const BOOT_STORM_HOW = 'a full npm run bench rewrites this part when it measured a storm';
+const TFTP_HOW = 'npm run bench -- --scenario tftp, or a full run that measured TFTP, rewrites this part';
 
 /** natd first in odd runs, dnsmasq first in even ones, so drift on a shared machine hits both alike. */
 function orderFor(run: number): ServerKind[] {
@@ -217,8 +228,10 @@ function machineTable(m: Machine, peers?: PeerPlan): Table {
   };
 }
 
-function targetsTable(targets: Target[]): Table {
-  return { title: 'Targets (issue 7), checked against the medians', headers: ['target', 'natd', 'met?'], rows: targets.map((t) => [t.name, t.value, t.met ? 'yes' : 'MISSED']) };
+/** `notMeasured`: targets of scenarios this run skipped (not checked, so neither met nor MISSED) */
+function targetsTable(targets: Target[], notMeasured: string[] = []): Table {
+  return { title: 'Targets (issue 7), checked against the medians', headers: ['target', 'natd', 'met?'],
+    rows: [...targets.map((t) => [t.name, t.value, t.met ? 'yes' : 'MISSED']), ...notMeasured.map((name) => [name, 'not measured in this run', '–'])] };
 }
 
 function missedNotes(targets: Target[]): string {
@@ -227,7 +240,8 @@ function missedNotes(targets: Target[]): string {
   return `### Why natd misses ${missed.length === 1 ? 'a target' : 'these targets'}\n\n${missed.map((t) => `- **${t.name}** (${t.value}): ${t.whyMissed}`).join('\n')}\n`;
 }
 
-function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number, storms: BootStormResult[], peers: PeerPlan, charts: Chart[]): string {
+function resultsMarkdown(m: Machine, runs: number, tables: Table[], ladders: Table[], targets: Target[], skipped: string[], results: ServerRunResult[], totalSeconds: number, storms: BootStormResult[], peers: PeerPlan, charts: Chart[],
+  scenarios: { skipped: SkippedScenario[]; summary: string; tftp: Table }): string {
   const cell = (ok: boolean, v: number) => (ok ? fmt(v) : '–');
   const perRun = results.map((r) => {
     const can = CAPABILITIES[r.kind];
@@ -244,11 +258,13 @@ ratios are natd/other (above 1 means natd's number is higher: better for rates, 
 CPU per operation (µs of the server's user + system time per DORA exchange or per DNS query, from /proc/<pid>/stat
 around each measurement) moves less than the rates on a shared machine. How the benchmark works and how to read it: bench/README.md.
 ${peers.notes.length ? `\n${peers.notes.map((n) => `- ${n}`).join('\n')}\n` : ''}${charts.length ? `\nCharts: ${charts.map((c) => `[${c.title}](${c.file})`).join(' · ')}\n\n${charts.map((c) => `![${c.title}](${c.file})`).join('\n')}\n` : ''}
+${scenarios.summary ? `\n${scenarios.summary}\n` : ''}
 ${renderMarkdown([machineTable(m, peers)])}
-${renderMarkdown([targetsTable(targets)])}
+${renderMarkdown([targetsTable(targets, scenarios.skipped.some((x) => x.name === 'boot-storm') ? [bootStormTarget([]).name] : [])])}
 ${missedNotes(targets)}
 ${renderMarkdown(tables)}
-${renderMarkdown([bootStormTable(storms)])}
+${markSection('boot-storm', renderMarkdown([bootStormTable(storms)]), BOOT_STORM_HOW)}
+${markSection('tftp', renderMarkdown([scenarios.tftp]), TFTP_HOW)}
 ${renderMarkdown(ladders)}
 ### Every run
 
@@ -365,9 +381,11 @@ async function main(): Promise<void> {
       'perf-stat': { type: 'boolean', default: false },
       'perf-record': { type: 'string' },
       outstanding: { type: 'string' },
+      // issue 7, --scenario memory: process.memoryUsage() of natd at the peak (a preload of the bench's, not natd's)
+      'mem-probe': { type: 'boolean', default: false },
     },
   });
-  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost'];
+  const SCENARIOS = ['all', 'boot-storm', 'local-records', 'dhcp-options', 'split-domain', 'ddns', 'tftp', 'dns-ipv6', 'router', 'dhcp6', 'lease-ladder', 'hit-cost', 'memory'];
   if (!SCENARIOS.includes(values.scenario!)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')} (got "${values.scenario}")`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) throw new Error('the benchmark needs root (it builds network namespaces)');
   const checks = conflictChecks();
@@ -420,6 +438,13 @@ async function main(): Promise<void> {
   const s = settings(values.quick!, natdArgs);
   const budgetMs = Number(values['budget-s']) * 1000;
   log(`natd vs dnsmasq: ${runs} run(s) each on ${machine.nproc} CPUs (${machine.cpu}), load average ${machine.loadAverageAtStart}`);
+  if (values.scenario === 'memory') {
+    const builds = [{ label: 'natd' }, ...(values['compare-dist']?.split(',').filter(Boolean) ?? []).map((d) => ({ label: d, cli: path.resolve(d, 'src', 'cli.js') }))];
+    const points = await memoryBench({ runs, builds, natdArgs, memProbe: values['mem-probe']!, run: s, log });
+    process.stdout.write(`\n${memoryTable(points, RSS_TARGET_MIB)}`);
+    log(`\nmemory only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    return;
+  }
   if (values.scenario === 'local-records') {
     // issue 15: natd against itself, so no alternation with dnsmasq; each run alternates plain/records order
     const done: LocalRecordsRun[] = [];
@@ -500,7 +525,13 @@ async function main(): Promise<void> {
     const tftp = await tftpThroughput({ ...TFTP, runs, log }, budgetMs);
     process.stdout.write(`\n${renderText([tftpTable(tftp.results, TFTP)])}`);
     if (tftp.skipped.length) process.stdout.write(`\nskipped: ${tftp.skipped.join('; ')}\n`);
-    log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+    if (values.quick || !tftp.results.length) {
+      log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; RESULTS.md left alone`);
+      return;
+    }
+    const out = values.out!;
+    writeFileSync(out, spliceSection(existsSync(out) ? readFileSync(out, 'utf8') : '# Benchmark results\n', 'tftp', markSection('tftp', renderMarkdown([tftpTable(tftp.results, TFTP)]), TFTP_HOW)));
+    log(`\nTFTP only: ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote the TFTP section of ${path.relative(process.cwd(), out)}`);
     return;
   }
   if (values.scenario === 'router') {
@@ -532,11 +563,23 @@ async function main(): Promise<void> {
   const dhcp6 = await dhcp6Bench({ ...DHCP6, runs: 1, log }, budgetMs - (performance.now() - t0));
   skipped.push(...dhcp6.skipped);
   const tftpTables = [tftpTable(tftp.results, TFTP)];
+  const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
+  // a scenario with no result at all keeps the section of the last run that measured it (and says so)
+  const skippedScenarios = [
+    skippedScenario('boot-storm', 'boot storm', storms.storms.length, storms.skipped),
+    skippedScenario('tftp', 'TFTP throughput', tftp.results.length, tftp.skipped),
+    skippedScenario('router', 'name router', router.results.length, router.notes.filter((n) => /run \d+ skipped/.test(n))),
+    skippedScenario('dhcp6', 'DHCPv6', dhcp6.results.length, dhcp6.skipped),
+  ].filter((x): x is SkippedScenario => x !== undefined);
+  const keptNames = skippedScenarios.filter((x) => findSection(previous, x.name) !== undefined).map((x) => x.name);
+  const scenarioSummary = skippedSummary(skippedScenarios, keptNames);
   const tables = buildTables(results, { checks, smallHostLeases: s.smallHostLeases, seedLeases: s.seedLeases, heapCaps: s.natdHeapCaps.join(' ') });
   const ladders = ([...SERVER_KINDS, ...peers.peers] as BenchKind[]).filter((k) => CAPABILITIES[k].dhcp).map((k) => ladderTable(results, k));
-  const targets = [...checkTargets(results), bootStormTarget(storms.storms), ...(router.results.length ? routerTargets(router.results) : [])];
-  process.stdout.write(`\n${renderText([...tables, bootStormTable(storms.storms), ...tftpTables, routerTable(router.results, rs), ...ladders, targetsTable(targets)])}`);
+  const targets = [...checkTargets(results), ...(storms.storms.length ? [bootStormTarget(storms.storms)] : []), ...(router.results.length ? routerTargets(router.results) : [])];
+  const shown = [...tables, ...(storms.storms.length ? [bootStormTable(storms.storms)] : []), ...(tftp.results.length ? tftpTables : []), ...(router.results.length ? [routerTable(router.results, rs)] : [])];
+  process.stdout.write(`\n${renderText([...shown, ...ladders, targetsTable(targets)])}`);
   if (skipped.length) process.stdout.write(`\nskipped: ${skipped.join('; ')}\n`);
+  if (scenarioSummary) process.stdout.write(`\n${scenarioSummary}\n`);
   const totalSeconds = (performance.now() - t0) / 1000;
   if (values.quick) {
     log(`\nquick run: ${totalSeconds.toFixed(0)} s; RESULTS.md left alone`);
@@ -548,11 +591,12 @@ async function main(): Promise<void> {
     if (existsSync(path.join(path.dirname(values.out!), file!))) charts.push({ file: file!, title: title! });
   }
   // issue 18: the hit-cost section (written by --scenario hit-cost) is kept as it was
-  const hitCostPart = existingHitCostSection(existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '');
+  const hitCostPart = existingHitCostSection(previous);
   // issue 14: this run's DHCPv6 round, else the section --scenario dhcp6 wrote, as it was
-  const dhcp6Part = dhcp6.results.length ? dhcp6Section(dhcp6.results, DHCP6) : existingDhcp6Section(existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '');
-  writeFileSync(values.out!, resultsMarkdown(machine, runs, [...tables, ...tftpTables], ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts) +
-    `\n${routerMarkdown(router, rs, values.out!)}${hitCostPart ? `\n${hitCostPart}` : ''}${dhcp6Part ? `\n${dhcp6Part}` : ''}`);
+  const dhcp6Part = dhcp6.results.length ? dhcp6Section(dhcp6.results, DHCP6) : existingDhcp6Section(previous);
+  const fresh = resultsMarkdown(machine, runs, tables, ladders, targets, skipped, results, totalSeconds, storms.storms, peers, charts, { skipped: skippedScenarios, summary: scenarioSummary, tftp: tftpTables[0]! }) +
+    `\n${routerMarkdown(router, rs, values.out!)}${hitCostPart ? `\n${hitCostPart}` : ''}${dhcp6Part ? `\n${dhcp6Part}` : ''}`;
+  writeFileSync(values.out!, keepSkippedSections(fresh, previous, skippedScenarios.map((x) => x.name)).md);
   writeFileSync(path.join(path.dirname(values.out!), 'results.json'), JSON.stringify({ machine, peers: peers.versions, results, bootStorms: storms.storms }, null, 1) + '\n');
   log(`\nwrote ${path.relative(process.cwd(), values.out!)} (${totalSeconds.toFixed(0)} s in all)`);
 }

@@ -8,14 +8,14 @@
  * served-subnet.ts (checks against the served subnet, shared with check-config and the daemon), metrics-listen.ts,
  * guest-to-host.ts, file.ts (the config file, problem text), range.ts (the default DHCP range).
  */
-import { z } from 'zod';
+import { z } from 'zod/v3'; // zod's v3 API, for memory (issue 7): config/values.ts says why
 import { formatIpv4, normalizeMac, parseCidr } from './net/ipv4.js';
 import type { LogLevel } from './log.js';
 import type { HostService } from './nft/ruleset.js';
 import { dhcpOptionProblems } from './dhcp/configured-options.js';
 import { configError, subnetProblems } from './config/served-subnet.js';
 import { DEFAULT_LEASE_SECONDS, DEFAULT_RESOLV_CONF, SETTING_DEFAULTS as D, defaultControlSocket, defaultStateDir } from './defaults.js';
-import { DOMAIN_RE, reservationSchema as baseReservation, sizeBytes } from './config/values.js';
+import { DOMAIN_RE, hint, reservationSchema as baseReservation, sizeBytes } from './config/values.js';
 import { parseMetricsListen, type MetricsListen } from './config/metrics-listen.js';
 import { parseGuestToHost } from './config/guest-to-host.js';
 import { mergeSettings, schemaProblems } from './config/file.js';
@@ -139,7 +139,7 @@ export interface RawSettings {
 }
 
 // issue 16: dnsmasq's lease time (a duration or infinite)
-const leaseTime = z.union([z.number(), z.string()], { error: LEASE_TIME_HINT }).transform((v, ctx) => {
+const leaseTime = z.union([z.number(), z.string()], hint(LEASE_TIME_HINT)).transform((v, ctx) => {
   const seconds = parseLeaseTime(v);
   if (seconds === undefined) ctx.addIssue({ code: 'custom', message: LEASE_TIME_HINT });
   return seconds ?? z.NEVER;
@@ -199,9 +199,9 @@ const settingsSchema = z
     metricsAllowRemote: z.boolean().default(false),
     guestToHost: z.array(z.string()).default([]),
     // issue 12: share of the DHCP range that confirmed DECLINEs may quarantine at once
-    dhcpMaxDeclinedPercent: z.number({ error: 'expected a percentage from 0 to 100' }).int().min(0).max(100).default(D.dhcpMaxDeclinedPercent),
+    dhcpMaxDeclinedPercent: z.number(hint('expected a percentage from 0 to 100')).int().min(0).max(100).default(D.dhcpMaxDeclinedPercent),
     // issue 13: the ARP conflict probe's wait (Kea's ping check waits 100 ms per echo, dnsmasq 3 s)
-    dhcpProbeTimeoutMs: z.number({ error: 'expected milliseconds from 10 to 5000' }).int().min(10).max(5000).default(D.dhcpProbeTimeoutMs),
+    dhcpProbeTimeoutMs: z.number(hint('expected milliseconds from 10 to 5000')).int().min(10).max(5000).default(D.dhcpProbeTimeoutMs),
     // issue 16: PXE boot and TFTP (parsed further by tftp/settings.ts)
     dhcpBoot: z.array(z.string()).default([]),
     dhcpMatch: z.array(z.string()).default([]),
@@ -209,7 +209,7 @@ const settingsSchema = z
     dhcpVendorclass: z.array(z.string()).default([]),
     enableTftp: z.boolean().default(false),
     tftpRoot: z.string().min(1).optional(),
-    tftpMax: z.number({ error: 'expected a number of transfers from 1 to 1000' }).int().min(1).max(1000).default(50),
+    tftpMax: z.number(hint('expected a number of transfers from 1 to 1000')).int().min(1).max(1000).default(50),
     // issue 16: the lease script (dnsmasq's dhcp-script): an absolute path, checked to be an executable file
     dhcpScript: z.string().refine((p) => p.startsWith('/'), { message: 'expected an absolute path' }).optional(),
     dhcpScriptTimeout: leaseTime.pipe(z.number().max(3600, 'at most 1h')).default(10), // a duration, as lease times are written
@@ -221,20 +221,20 @@ const settingsSchema = z
     mxHost: z.array(z.string()).default([]),
     ptrRecord: z.array(z.string()).default([]),
     address: z.array(z.string()).default([]),
-    localTtl: z.number({ error: 'expected seconds from 0 to 2147483647' }).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
+    localTtl: z.number(hint('expected seconds from 0 to 2147483647')).int().min(0).max(2_147_483_647).default(DEFAULT_LOCAL_TTL),
     // issue 16
     dhcpOptions: z.array(z.string()).default([]),
     dhcpOptionsForce: z.array(z.string()).default([]),
     dhcpDns: z.union([z.array(z.string()), z.string().transform((v) => [v])]).optional(),
-    mtu: z.number({ error: 'expected an MTU from 68 to 65535' }).int().min(68).max(65535).optional(),
+    mtu: z.number(hint('expected an MTU from 68 to 65535')).int().min(68).max(65535).optional(),
     dhcpRapidCommit: z.boolean().default(true),
     // issue 15: split DNS (--server, --local) and dnsmasq's DNS knobs; dnsmasq caps min-cache-ttl at one hour too
     server: z.array(z.string()).default([]),
     local: z.array(z.string()).default([]),
     strictOrder: z.boolean().default(false),
-    minCacheTtl: z.number({ error: 'expected seconds from 0 to 3600' }).int().min(0).max(3600).default(0),
+    minCacheTtl: z.number(hint('expected seconds from 0 to 3600')).int().min(0).max(3600).default(0),
     noNegcache: z.boolean().default(false),
-    logQueries: z.union([z.boolean(), z.literal('extra')], { error: 'expected true, false or "extra"' }).default(false),
+    logQueries: z.union([z.boolean(), z.literal('extra')], hint('expected true, false or "extra"')).default(false),
     listenAddress: z.array(z.string()).default([]),
     // issue 15, DDNS: checked further (server address, key file) by resolveDdns
     ddnsServer: z.string().min(1).optional(),
@@ -243,8 +243,8 @@ const settingsSchema = z
     ddnsKeyFile: z.string().min(1).optional(),
     // issue 14: IPv6 (checked in resolveConfig by ipv6/settings.ts)
     subnet6: z.string().optional(),
-    ipv6: z.enum(['auto', 'off'], { error: "expected 'auto' or 'off'" }).optional(),
-    ipv6Mode: z.enum(['nat', 'routed'], { error: "expected 'nat' or 'routed'" }).default('nat'),
+    ipv6: z.enum(['auto', 'off'], hint("expected 'auto' or 'off'")).optional(),
+    ipv6Mode: z.enum(['nat', 'routed'], hint("expected 'nat' or 'routed'")).default('nat'),
     // issue 17: the name router (checked further in resolveConfig by config/expose.ts)
     ...exposeSchemaFields,
     // issue 14, DHCPv6 (checked in resolveParts by dhcp6/settings.ts)

@@ -195,14 +195,6 @@ async function cliForwardTimes(net: BenchNetwork, server: RunningServer, repeat:
   return { add: median(add), remove: median(remove) };
 }
 
-function names(prefix: string, count: number, suffix: string): Iterable<string> {
-  return {
-    *[Symbol.iterator]() {
-      for (let i = 0; i < count; i++) yield `${prefix}${i}${suffix}`;
-    },
-  };
-}
-
 /**
  * Waits until the server has used under 10% of a CPU for 300 ms (dnsmasq works for seconds after loading
  * 10,000 named leases, and after an overload it still answers the backlog); gives up after maxMs.
@@ -214,6 +206,37 @@ export async function waitIdle(server: RunningServer, maxMs = 20_000): Promise<v
     await new Promise((resolve) => setTimeout(resolve, 300));
     if (cpuSeconds(server.pid) - before < 0.03) return;
   }
+}
+
+/**
+ * Phase C's memory measurement on a started server that holds the seeded leases: the 100 hit names warmed, cache
+ * hits (servers that hold lease names), a cache fill of `s.cacheFill` new answers, then VmHWM and VmRSS. The
+ * memory scenario (bench/lib/memory-bench.ts) runs exactly this too. `step` hears each stage's reading.
+ */
+export async function fullCacheMemory(net: BenchNetwork, server: RunningServer, s: RunSettings, files: { hitFile: string; fillFile: string },
+  step?: (stage: string) => Promise<void> | void): Promise<{ fullHit: DnsScenarioResult; fill: { completed: number }; peakRssMiB: number; rssMiB: number }> {
+  const can = CAPABILITIES[server.kind];
+  let fullHit = NOT_RUN;
+  let fill = { completed: NaN };
+  await step?.('started');
+  if (can.dns) {
+    await runDnsperf(net, { queryFile: files.hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
+    await step?.('warmed');
+    // hits with the leases' names held: only for a server that holds lease names (Unbound would repeat phase B)
+    if (can.leaseNames) fullHit = await dnsScenario(net, server, s, 'hit', files.hitFile);
+    await step?.('hits');
+    fill = await runDnsperf(net, { queryFile: files.fillFile, seconds: 60, maxQps: 20_000, passes: 1 });
+  }
+  return { fullHit, fill, peakRssMiB: statusMiB(server.pid, 'VmHWM'), rssMiB: statusMiB(server.pid, 'VmRSS') };
+}
+
+/** `count` query names `<prefix><i><suffix>` */
+export function names(prefix: string, count: number, suffix: string): Iterable<string> {
+  return {
+    *[Symbol.iterator]() {
+      for (let i = 0; i < count; i++) yield `${prefix}${i}${suffix}`;
+    },
+  };
 }
 
 /** A DNS scenario a server does not do (Kea: no DNS; Unbound: no lease names) */
@@ -268,17 +291,8 @@ export async function benchServer(kind: BenchKind, run: number, s: RunSettings):
     const seed = makeSeedLeases(s.seedLeases, 's', now);
     server = await startServer(net, kind, { instance: 'loaded', seed, ...common });
     await waitIdle(server);
-    let fullHit = NOT_RUN;
-    let fill = { completed: NaN };
     const fillFile = writeQueryFile(net, 'fill.txt', names('f', s.cacheFill, '.bench.test'));
-    if (can.dns) {
-      await runDnsperf(net, { queryFile: hitFile, seconds: 10, maxQps: 1000, passes: 1 }); // warm the 100 hit names
-      // hits with the leases' names held: only for a server that holds lease names (Unbound would repeat phase B)
-      if (can.leaseNames) fullHit = await dnsScenario(net, server, s, 'hit', hitFile);
-      fill = await runDnsperf(net, { queryFile: fillFile, seconds: 60, maxQps: 20_000, passes: 1 });
-    }
-    const peakRssMiB = statusMiB(server.pid, 'VmHWM');
-    const rssMiB = statusMiB(server.pid, 'VmRSS');
+    const { fullHit, fill, peakRssMiB, rssMiB } = await fullCacheMemory(net, server, s, { hitFile, fillFile });
     if (can.dns) s.log(`  ${kind} cache fill ${fill.completed}/${s.cacheFill} answered; peak RSS ${peakRssMiB.toFixed(1)} MiB`);
     const { value: loaded, cpu: loadedCpu } = can.dhcp ? await withCpu(server, () => dhcpLoad(net, {
       device: 'eth0', mode: 'closed', concurrency: s.loadedDhcpConcurrency, count: 1_000_000, 'max-ms': s.loadedDhcpMs,

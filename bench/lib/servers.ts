@@ -151,7 +151,7 @@ export async function startServer(net: BenchNetwork, kind: BenchKind, options: S
 
   if (kind === 'natd') {
     // natd logs at warn here, so wait for its control socket to answer instead of the "natd ready" info line
-    await waitForNatdControl(net, child, controlSocket, output);
+    await waitForNatdControl(net, child, controlSocket, output, options.natdCli ?? NATD_CLI);
   } else {
     await started.waitForOutput(/started, version/, { what: 'dnsmasq' });
   }
@@ -168,10 +168,11 @@ export async function startServer(net: BenchNetwork, kind: BenchKind, options: S
   };
 }
 
-async function waitForNatdControl(net: BenchNetwork, child: ChildProcess, controlSocket: string, output: () => string): Promise<void> {
+/** `cli`: the build's own CLI (an older build's control protocol may differ from this tree's) */
+async function waitForNatdControl(net: BenchNetwork, child: ChildProcess, controlSocket: string, output: () => string, cli: string): Promise<void> {
   await waitFor('natd ready (its control socket answers)', async () => {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`natd exited before it was ready: ${output().slice(-2000)}`);
-    return (await net.topology.run(net.hostNs, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', controlSocket])).code === 0;
+    return (await net.topology.run(net.hostNs, [process.execPath, cli, 'status', '--json', '--control-socket', controlSocket])).code === 0;
   }, 20_000, 200).catch((err: Error) => {
     throw err.message.startsWith('natd exited') ? err : new Error(`${err.message}: ${output().slice(-2000)}`);
   });

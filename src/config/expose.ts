@@ -2,12 +2,13 @@
  * Issue 17: the name router's settings (`expose`, `exposeListen`, `exposeFallback`, the limits), parsed after the
  * schema passed, each problem pushed with its field named. The spec grammar is router/expose-spec.ts.
  */
-import { z } from 'zod';
+import { z } from 'zod/v3'; // zod's v3 API, for memory (issue 7): config/values.ts says why
 import { formatIpv4, parseIpv4, subnetContains } from '../net/ipv4.js';
 import { parsableForwards } from '../nft/forward-spec.js';
 import { parseExposeFallback, type ExposeFallback, type ExposeGuest } from '../router/expose-spec.js';
 import { forwardConflicts, parseExposeList, type ExposeEntry } from '../router/route-table.js';
 import type { Served } from './served-subnet.js';
+import { hint } from './values.js';
 
 /** Defaults: bounded so one host cannot be made to hold unbounded sockets; a client (guest) gets a share of them. */
 export const EXPOSE_DEFAULTS = {
@@ -22,7 +23,7 @@ export const EXPOSE_DEFAULTS = {
 
 const MS_HINT = 'expected a duration like 5s, 500ms, 5m (a bare number is seconds)';
 /** A duration in ms: 500ms, 5s, 5m, 1h, or a bare number of seconds. */
-export const durationMs = z.union([z.number().positive(), z.string()], { error: MS_HINT }).transform((v, ctx) => {
+export const durationMs = z.union([z.number().positive(), z.string()], hint(MS_HINT)).transform((v, ctx) => {
   if (typeof v === 'number') return Math.round(v * 1000);
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(v.trim());
   if (!m || Number(m[1]) <= 0) {
@@ -34,13 +35,14 @@ export const durationMs = z.union([z.number().positive(), z.string()], { error: 
 
 /** The schema's fields (merged into config.ts's settings schema). */
 export const exposeSchemaFields = {
+  // a default is parsed as an input is (zod 3): hence the durations' defaults as text with their unit
   expose: z.array(z.string()).default([]),
   exposeListen: z.string().refine((s) => parseIpv4(s) !== undefined, { message: 'not an IPv4 address' }).optional(),
   exposeFallback: z.string().optional(),
-  exposeMaxConns: z.number({ error: 'expected a number from 1 to 1000000' }).int().min(1).max(1_000_000).default(EXPOSE_DEFAULTS.maxConnections),
-  exposeMaxConnsPerClient: z.number({ error: 'expected a number from 1 to 1000000' }).int().min(1).max(1_000_000).default(EXPOSE_DEFAULTS.maxConnectionsPerClient),
-  exposeHeadTimeout: durationMs.pipe(z.number().min(10, 'at least 10ms').max(300_000, 'at most 5m')).default(EXPOSE_DEFAULTS.headTimeoutMs),
-  exposeIdleTimeout: durationMs.pipe(z.number().min(100, 'at least 100ms').max(86_400_000, 'at most 24h')).default(EXPOSE_DEFAULTS.idleTimeoutMs),
+  exposeMaxConns: z.number(hint('expected a number from 1 to 1000000')).int().min(1).max(1_000_000).default(EXPOSE_DEFAULTS.maxConnections),
+  exposeMaxConnsPerClient: z.number(hint('expected a number from 1 to 1000000')).int().min(1).max(1_000_000).default(EXPOSE_DEFAULTS.maxConnectionsPerClient),
+  exposeHeadTimeout: durationMs.pipe(z.number().min(10, 'at least 10ms').max(300_000, 'at most 5m')).default(`${EXPOSE_DEFAULTS.headTimeoutMs}ms`),
+  exposeIdleTimeout: durationMs.pipe(z.number().min(100, 'at least 100ms').max(86_400_000, 'at most 24h')).default(`${EXPOSE_DEFAULTS.idleTimeoutMs}ms`),
 };
 
 export interface ExposeSettings {

@@ -1,6 +1,6 @@
 /** The config file and how validation problems are written: each names its field and quotes the value. */
 import { readFileSync } from 'node:fs';
-import type { z } from 'zod';
+import type { z } from 'zod/v3'; // zod's v3 API, for memory (issue 7): config/values.ts says why
 import type { RawSettings } from '../config.js';
 import { configError } from './served-subnet.js';
 
@@ -37,7 +37,7 @@ function describeValue(raw: Record<string, unknown>, path: PropertyKey[]): strin
 }
 
 /** zod's issues as `field: problem (got value)` lines. */
-export function schemaProblems(issues: readonly z.core.$ZodIssue[], merged: Record<string, unknown>): string[] {
+export function schemaProblems(issues: readonly z.ZodIssue[], merged: Record<string, unknown>): string[] {
   return issues.map((i) => {
     const field = i.path.length ? i.path.join('.') : 'config';
     const message = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message;

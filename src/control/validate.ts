@@ -3,7 +3,7 @@
  * (protocol.ts). A request with arguments that do not fit is answered with NATD_ERR_COMMAND naming the argument,
  * never handed to a handler. Objects are strict: a misspelt argument is an error, not silently ignored.
  */
-import { z } from 'zod';
+import { z } from 'zod/v3'; // zod's v3 API, for memory (issue 7): config/values.ts says why
 import { ErrorCodes, NatdError } from '../errors.js';
 import type { ArgsOf, CommandName, ControlHandlers } from './protocol.js';
 import type { ControlHandler } from './server.js';

@@ -39,10 +39,8 @@ import type { BridgeInfo } from '../net/bridge.js';
 import { formatIpv4, formatSubnet } from '../net/ipv4.js';
 import { Firewall } from '../nft/firewall.js';
 import { formatPrometheus } from './metrics.js';
-import { startTftp } from './tftp.js';
 import type { TftpServer } from '../tftp/server.js';
 import { controlHandlers } from './control-handlers.js';
-import { DdnsService } from './ddns.js';
 import { GuestNames } from './guest-names.js';
 import { startMetricsListener } from './metrics-http.js';
 import { loadReservations, ReservationBook } from './reservations.js';
@@ -60,10 +58,8 @@ import { QueryLog } from '../dns/query-log.js';
 import { buildRouteTable, describeRoutes } from './dns-routes.js';
 import { startDnsListeners } from './dns-listeners.js';
 // issue 14: IPv6 for the guests
-import { ipv6RulesetInput, startIpv6, type Ipv6Service } from '../ipv6/service.js';
 import { guestIpv6Resolver } from './guest-ipv6.js'; // issue 14: guest name → IPv6 address for v6 forwards
 import type { NameResolver6 } from '../nft/forward6.js';
-import { startDns6 } from './dns6.js';
 import { formatIpv6 } from '../ipv6/address.js';
 // issue 17: the name router for shared ports 80/443
 import { ExposeService } from './expose.js';
@@ -75,6 +71,10 @@ import { forwards6Refresher, type Forwards6Refresher } from './forwards6.js';
 import { checkNewReservation6, loadReservations6, withHostReservations6 } from './reservations6.js'; // issue 14: v6 in the hostsfile and at runtime
 import type { Ipv6Served } from '../ipv6/settings.js';
 import { DNS_CLASS_IN, DnsType } from '../dns/types.js';
+// issue 7 (memory): the code of features that are off is not loaded (a loaded module stays in the heap for the
+// process's life): TFTP, DDNS, the IPv6 service and DNS on the IPv6 gateway are imported when configured.
+import type { DdnsService } from './ddns.js';
+import type { Ipv6Service } from '../ipv6/service.js';
 
 export type { ReservationSource, SourcedReservation } from './reservations.js';
 export type { BridgeSetup, DaemonSockets, DaemonSystem } from './system.js';
@@ -185,7 +185,7 @@ async function startComponents(config: Config, ctx: Context): Promise<Running> {
   const reservations6 = ipv6 && dhcp6Plan(config) ? allReservations6(config, ipv6.served, state.reservations, ctx.logger) : []; // issue 14
   const names6 = ipv6 && dhcp6Plan(config) ? dhcp6NamesFor(state, dns, reservations6, ctx.logger) : undefined; // issue 14
   const dhcp6 = ipv6 ? await startDhcp6Step(config, ipv6, bridge, state, ctx, names6) : undefined; // issue 14
-  const tftp = config.tftp ? await startTftp(config.bridge, bridge, config.tftp, ctx) : undefined;
+  const tftp = config.tftp ? await (await import('./tftp.js')).startTftp(config.bridge, bridge, config.tftp, ctx) : undefined; // issue 7: loaded when on
   const expose = await loadExpose(config, bridge, state, ctx); // issue 17: configured routes first, the firewall opens their ports
   const firewall = config.firewall ? await startFirewall(config, bridge, state.reservations, ctx, ipv6, expose, resolver6(config, names6, state.names)) : undefined;
   await startExpose(expose, firewall, ctx);
@@ -218,6 +218,8 @@ async function setUpBridge(config: Config, { sys, logger }: Context): Promise<Br
 /** issue 14: the IPv6 address, forwarding and router advertisements on the bridge (with --subnet6 / --ipv6 auto). */
 async function setUpIpv6(config: Config, bridge: BridgeInfo, { sys, logger, stack }: Context): Promise<Ipv6Service | undefined> {
   const dhcp6 = dhcp6Plan(config); // the RA's M/O/A flags follow DHCPv6's mode
+  if (!config.ipv6) return undefined; // issue 7: the IPv6 service's code is loaded only when IPv6 is on
+  const { startIpv6 } = await import('../ipv6/service.js');
   const ipv6 = await startIpv6(config, { logger, ipv6Host: sys.ipv6Host, machineId: sys.machineId, openRaSocket: sys.openRaSocket, linkMtu: sys.linkMtu, bridgeMac: bridge.mac,
     ...(config.firewall ? { raGuard: sys.raGuard(config.bridge) } : {}), ...(dhcp6 ? { dhcp6: dhcp6.mode } : {}),
     dnsOnGateway: config.dns }); // RDNSS/DNSSL: DNS answers on the IPv6 gateway (startDns, next)
@@ -272,7 +274,7 @@ async function startState(config: Config, bridge: BridgeInfo, range: { start: nu
   logger.info('leases restored', { leases: restored.leases.length, range: describeRange(range) });
   names?.attachCore(core, initialReservations);
   await names?.loadStatic(config, logger);
-  const ddns = config.ddns && names ? new DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
+  const ddns = config.ddns && names ? new (await import('./ddns.js')).DdnsService({ ...config, ddns: config.ddns }, bridge, names, core, { logger, now: sys.now }) : undefined;
   const initialReservations6 = await loadReservations6(config, logger); // issue 14
   const reservations = new ReservationBook(config, initialReservations, {
     bridge, logger, now: sys.now,
@@ -365,7 +367,7 @@ async function startDns(config: Config, bridge: BridgeInfo, names: GuestNames, c
     ...(ipv6 ? { ipv6Network: ipv6.served.network } : {}), // issue 14: the /64's reverse zone is local
   }, { sockets: sys.sockets, logger, stack });
   // issue 14: DNS on the IPv6 gateway, AAAA/PTR for the guests' IPv6 addresses
-  const ipv6Dns = ipv6 ? await startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
+  const ipv6Dns = ipv6 ? await (await import('./dns6.js')).startDns6(config, bridge, ipv6.served, { localNames: names.local, cache, upstream, routes, queryLog, records }, sys.sockets, logger, stack, sys.readNeighbours) : undefined;
 
   const stopWatch = followResolvConf(config, ownAddresses, (servers) => upstream.setServers(servers), logger);
   if (stopWatch) stack.push('resolv.conf watch', stopWatch);
@@ -430,7 +432,7 @@ async function startDhcp6Step(config: Config, ipv6: Ipv6Service, bridge: BridgeI
 async function startFirewall(config: Config, bridge: BridgeInfo, reservations: ReservationBook, ctx: Context, ipv6?: Ipv6Service, expose?: ExposeService, resolveName6?: NameResolver6): Promise<Firewall> {
   const firewall = new Firewall({
     config, bridge, logger: ctx.logger, resolveName: reservations.resolveName, ...(ctx.sys.nftExec ? { nft: { exec: ctx.sys.nftExec } } : {}),
-    ...(ipv6 ? { ipv6: ipv6RulesetInput(ipv6.served), resolveName6: resolveName6 ?? guestIpv6Resolver(config.reservations) } : {}), // issue 14
+    ...(ipv6 ? { ipv6: (await import('../ipv6/service.js')).ipv6RulesetInput(ipv6.served), resolveName6: resolveName6 ?? guestIpv6Resolver(config.reservations) } : {}), // issue 14
     ...(expose ? { expose: { conflicts: expose.forwardConflicts } } : {}), // issue 17
   });
   await firewall.start(expose?.ports);

@@ -206,7 +206,7 @@ describe.skipIf(!isRoot())('natd operations', () => {
         const file = path.join(tempDir('natd-ops-cfg-'), 'natd.json');
         writeFileSync(file, JSON.stringify({ bridge: 'br9', upstreams: '192.0.2.53' }));
         return ['--config', file];
-      }, /upstreams: .*expected array.*192\.0\.2\.53/],
+      }, /upstreams: .*expected array.*192\.0\.2\.53/i],
     ];
     for (const [name, args, message] of cases) {
       it(name, async () => {
