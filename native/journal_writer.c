@@ -23,7 +23,6 @@
 #include "natd_native.h"
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,9 +33,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* a full socket send buffer is waited out this long, this many times (as udp_batch.c does), then the reply is lost */
-#define SEND_WAIT_MS 5
-#define SEND_WAIT_TRIES 4
 /* iovecs per writev (IOV_MAX is 1024 on Linux) */
 #define WRITE_IOV 256
 
@@ -111,13 +107,6 @@ static int write_group(int fd, batch_t *first) {
   return 0;
 }
 
-static void wait_writable(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
-  int rc;
-  do rc = poll(&p, 1, SEND_WAIT_MS);
-  while (rc < 0 && errno == EINTR);
-}
-
 /* Sends the replies of one batch (IPv4, one sendmmsg per run of the same socket); a reply that cannot go is
  * skipped with its errno, the rest still go. */
 static void send_replies(batch_t *b) {
@@ -142,24 +131,8 @@ static void send_replies(batch_t *b) {
         msgs[k].msg_hdr.msg_iov = &b->reply_iov[i + k];
         msgs[k].msg_hdr.msg_iovlen = 1;
       }
-      uint32_t done = 0;
-      int waits = 0;
-      while (done < n) {
-        int sent = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (sent > 0) {
-          done += (uint32_t)sent;
-          continue;
-        }
-        int err = errno;
-        if (err == EINTR) continue;
-        if ((err == EAGAIN || err == EWOULDBLOCK) && waits < SEND_WAIT_TRIES) {
-          waits++;
-          wait_writable(fd);
-          continue;
-        }
-        b->reply_errno[i + done] = err; /* this one cannot go: skip it, send the rest */
-        done++;
-      }
+      int last_error = 0, gone = 0;
+      send_all(fd, msgs, n, b->reply_errno + i, &last_error, &gone);
     }
     free(msgs);
     free(to);

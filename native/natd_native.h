@@ -16,6 +16,14 @@ void report_poll_error_to_js(napi_env env, napi_async_context async, napi_ref ca
  * errs would otherwise spin the loop); JS then hears rearmed=false and logs that receiving stopped. */
 #define POLL_ERRORS_MAX 1000
 
+/* send_all.c: sends msgs[0, n) on a non-blocking UDP socket with sendmmsg. A full send buffer is waited out (a few
+ * short polls, then the datagram counts as failed); a datagram the kernel refuses (ENETUNREACH, EMSGSIZE...) is skipped
+ * and the rest still go; errnos[i], when given, is set for each skipped one. EBADF/ENOTSOCK (the socket is gone) stop
+ * at once, failing what is left, and set *gone. Returns how many failed; *last_error is the last failure's errno. No
+ * napi: also called from the journal's writer thread. */
+struct mmsghdr;
+unsigned send_all(int fd, struct mmsghdr *msgs, unsigned n, int *errnos, int *last_error, int *gone);
+
 /* udp_batch.c: udpReceiverStart, udpReceiverStop, udpSendBatch */
 void register_udp_batch(napi_env env, napi_value exports);
 /* udp_client.c: openUdpClientSocket, udpSendQuery, udpGroupStart/Add/Remove/Stop (the forwarder's upstream sockets) */

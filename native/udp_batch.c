@@ -20,7 +20,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,8 +34,6 @@
 #define TRUNCATED_LENGTH 0xffffffffu
 /* A full send buffer (EAGAIN) is waited out this long, this many times, before answers are given up (dnsmasq
  * retries a blocked send in the same way rather than dropping it at once). */
-#define SEND_WAIT_MS 5
-#define SEND_WAIT_TRIES 4
 
 typedef struct {
   uv_poll_t poll;
@@ -226,14 +223,6 @@ static napi_value receiver_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static int wait_writable(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
-  int rc;
-  do rc = poll(&p, 1, SEND_WAIT_MS);
-  while (rc < 0 && errno == EINTR);
-  return rc > 0;
-}
-
 /* udpSendBatch(fd, datagrams: Buffer[], meta: Uint32Array (address, port per datagram), count)
  * -> undefined when every datagram went out, else { failed, errno } (errno: the last failure's).
  * A datagram the kernel refuses (ENETUNREACH, EMSGSIZE...) is skipped and the rest still go. */
@@ -307,26 +296,9 @@ static napi_value send_batch_family(napi_env env, napi_callback_info info, int f
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
 
-  uint32_t done = 0;
-  int waits = 0;
-  while (done < kept) {
-    int n = sendmmsg(fd, msgs + done, kept - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      done += (uint32_t)n;
-      continue;
-    }
-    int err = errno;
-    if (err == EINTR) continue;
-    if ((err == EAGAIN || err == EWOULDBLOCK) && waits < SEND_WAIT_TRIES) {
-      waits++;
-      wait_writable(fd);
-      continue;
-    }
-    if (err == EBADF || err == ENOTSOCK) return throw_errno(env, "sendmmsg", "udp", err);
-    last_error = err; /* this datagram cannot go (or the buffer stayed full): skip it, send the rest */
-    failed++;
-    done++;
-  }
+  int gone = 0;
+  failed += send_all(fd, msgs, kept, NULL, &last_error, &gone);
+  if (gone) return throw_errno(env, "sendmmsg", "udp", last_error);
   if (failed == 0) return NULL;
   napi_value result, failed_value, code;
   napi_create_object(env, &result);

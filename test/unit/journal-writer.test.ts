@@ -103,6 +103,30 @@ describe('journal writer thread (issue 18)', () => {
     expect(received.sort()).toEqual(['ack-1', 'ack-2']);
   });
 
+  it('a reply whose socket is gone fails alone: the batch is durable, the other socket\'s reply still goes', async () => {
+    const receiver = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+    cleanups.push(() => receiver.close());
+    const received: string[] = [];
+    receiver.on('message', (m) => received.push(m.toString()));
+    const sendFd = openDeviceUdpSocket('lo', '127.0.0.1', 0);
+    cleanups.push(() => closeSync(sendFd));
+    const notSocket = openSync('/dev/null', 'r');
+    cleanups.push(() => closeSync(notSocket));
+    const local = parseIpv4('127.0.0.1')!;
+    const port = receiver.address().port;
+    const file = tempFile();
+    const fd = openSync(file, 'a');
+    cleanups.push(() => closeSync(fd));
+    const writer = open(fd);
+    const done = await submit(writer, 'bind\n', [Buffer.from('x'), Buffer.from('y'), Buffer.from('ack')],
+      Uint32Array.from([notSocket, local, port, notSocket, local, port, sendFd, local, port]));
+    expect(done).toMatchObject({ errno: 0, replies: [os.constants.errno.ENOTSOCK, os.constants.errno.ENOTSOCK, 0] });
+    expect(readFileSync(file, 'utf8')).toBe('bind\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(received).toEqual(['ack']);
+  });
+
   it('rejects bad arguments synchronously (a reply to port 0, too short a meta array)', () => {
     const fd = openSync(tempFile(), 'a');
     cleanups.push(() => closeSync(fd));

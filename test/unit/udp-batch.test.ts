@@ -3,7 +3,7 @@
  * Sockets are opened with the addon on 'lo' (127.0.0.1, random port), the way the daemon opens the bridge's.
  */
 import dgram from 'node:dgram';
-import { fstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import type net from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import dnsPacket from 'dns-packet';
@@ -150,6 +150,16 @@ describe('BatchUdpTransport', () => {
     await peer.waitFor(1);
     expect(peer.received.map(String)).toEqual(['fits']);
     expect(port).toBeGreaterThan(0);
+  });
+
+  it('throws when the descriptor is no socket (EBADF/ENOTSOCK end the batch: nothing else could go)', () => {
+    const notSocket = openSync('/dev/null', 'r');
+    try {
+      expect(() => native.udpBatch.send(notSocket, [Buffer.from('a'), Buffer.from('b')], new Uint32Array([LOCALHOST, 53, LOCALHOST, 53]), 2))
+        .toThrow(expect.objectContaining({ code: 'ENOTSOCK' }));
+    } finally {
+      closeSync(notSocket);
+    }
   });
 
   it('close() stops reading and closes the socket; closing twice is harmless', async () => {
