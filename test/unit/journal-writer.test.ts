@@ -39,6 +39,18 @@ function submit(writer: JournalWriter, data: string | Buffer, replies?: Buffer[]
       resolve({ errno, syncMicros, waitMicros, replies: r, order: order++ })));
 }
 
+/** A UDP receiver on 127.0.0.1 and a device-bound socket to send to it from (closed after the test). */
+async function udpPeer(): Promise<{ received: string[]; port: number; sendFd: number }> {
+  const receiver = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+  cleanups.push(() => receiver.close());
+  const received: string[] = [];
+  receiver.on('message', (m) => received.push(m.toString()));
+  const sendFd = openDeviceUdpSocket('lo', '127.0.0.1', 0);
+  cleanups.push(() => closeSync(sendFd));
+  return { received, port: receiver.address().port, sendFd };
+}
+
 describe('journal writer thread (issue 18)', () => {
   it('appends batches submitted without waiting in submission order, each done once and in order, grouped into fewer syncs', async () => {
     const file = tempFile('first\n');
@@ -78,14 +90,8 @@ describe('journal writer thread (issue 18)', () => {
   });
 
   it('sends a batch\'s replies once it is durable, and none of a failed batch', async () => {
-    const receiver = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
-    cleanups.push(() => receiver.close());
-    const received: string[] = [];
-    receiver.on('message', (m) => received.push(m.toString()));
-    const sendFd = openDeviceUdpSocket('lo', '127.0.0.1', 0);
-    cleanups.push(() => closeSync(sendFd));
-    const to = [sendFd, parseIpv4('127.0.0.1')!, receiver.address().port];
+    const { received, port, sendFd } = await udpPeer();
+    const to = [sendFd, parseIpv4('127.0.0.1')!, port];
 
     const file = tempFile();
     const fd = openSync(file, 'a');
@@ -104,17 +110,10 @@ describe('journal writer thread (issue 18)', () => {
   });
 
   it('a reply whose socket is gone fails alone: the batch is durable, the other socket\'s reply still goes', async () => {
-    const receiver = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
-    cleanups.push(() => receiver.close());
-    const received: string[] = [];
-    receiver.on('message', (m) => received.push(m.toString()));
-    const sendFd = openDeviceUdpSocket('lo', '127.0.0.1', 0);
-    cleanups.push(() => closeSync(sendFd));
+    const { received, port, sendFd } = await udpPeer();
     const notSocket = openSync('/dev/null', 'r');
     cleanups.push(() => closeSync(notSocket));
     const local = parseIpv4('127.0.0.1')!;
-    const port = receiver.address().port;
     const file = tempFile();
     const fd = openSync(file, 'a');
     cleanups.push(() => closeSync(fd));
