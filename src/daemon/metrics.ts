@@ -392,31 +392,35 @@ function dnsFamilies(m: MetricsInput & { dns: NonNullable<MetricsInput['dns']> }
   }
   if (m.dns.records) out.push({ name: 'natd_dns_records', help: 'Custom DNS records configured (config and runtime), by kind.', type: 'gauge', samples: byKey(m.bridge, 'kind', m.dns.records) });
   // issue 14: DNS over IPv6 (the natd_dns_* families above count the IPv4 gateway's server)
-  if (m.dns.ipv6) {
-    const v6 = m.dns.ipv6;
+  if (m.dns.ipv6) out.push(...dns6Families(m.bridge, m.dns.ipv6, one));
+  return out;
+}
+
+/** issue 14: DNS on the IPv6 gateway, the guests' IPv6 addresses and the neighbour monitor that learns them. */
+function dns6Families(bridge: string, v6: NonNullable<NonNullable<MetricsInput['dns']>['ipv6']>, one: One): Family[] {
+  const out: Family[] = [];
+  out.push(
+    { name: 'natd_dns6_queries_total', help: "DNS queries received on natd's IPv6 gateway address.", type: 'counter', samples: one(v6.queries) },
+    { name: 'natd_dns6_cache_hits_total', help: 'DNS queries over IPv6 answered from the cache.', type: 'counter', samples: one(v6.cacheHits) },
+    ...(v6.cacheFastHits !== undefined ? [{
+      name: 'natd_dns6_cache_fast_hits_total', help: 'DNS cache hits over IPv6 answered by the fast path (included in natd_dns6_cache_hits_total).', type: 'counter' as const, samples: one(v6.cacheFastHits),
+    }] : []),
+    { name: 'natd_dns6_refused_total', help: 'DNS queries over IPv6 refused: source outside the served /64 and link-local.', type: 'counter', samples: one(v6.refused) },
+    { name: 'natd_dns6_dropped_total', help: 'DNS messages over IPv6 dropped unanswered, by reason.', type: 'counter',
+      samples: byKey(bridge, 'reason', { 'bad-source': v6.badSource, malformed: v6.dropped }) },
+    { name: 'natd_ipv6_guest_addresses', help: "Guests' IPv6 addresses known for AAAA/PTR answers.", type: 'gauge', samples: one(v6.guestAddresses) },
+    { name: 'natd_ipv6_guest_addresses_refused_total', help: "Guests' IPv6 addresses not published, by reason (outside-prefix, per-guest, total, conflict).", type: 'counter',
+      samples: byKey(bridge, 'reason', v6.guestAddressesRefused) },
+  );
+  if (v6.neighbourEvents) {
+    out.push({ name: 'natd_ipv6_neighbour_events_total', help: 'Neighbour-table changes on the bridge seen by the SLAAC learner, by kind (new, deleted, miss, failed: an address dropped at once, ignored, invalid).', type: 'counter',
+      samples: byKey(bridge, 'kind', v6.neighbourEvents) });
+  }
+  if (v6.neighbourMonitor) {
     out.push(
-      { name: 'natd_dns6_queries_total', help: "DNS queries received on natd's IPv6 gateway address.", type: 'counter', samples: one(v6.queries) },
-      { name: 'natd_dns6_cache_hits_total', help: 'DNS queries over IPv6 answered from the cache.', type: 'counter', samples: one(v6.cacheHits) },
-      ...(v6.cacheFastHits !== undefined ? [{
-        name: 'natd_dns6_cache_fast_hits_total', help: 'DNS cache hits over IPv6 answered by the fast path (included in natd_dns6_cache_hits_total).', type: 'counter' as const, samples: one(v6.cacheFastHits),
-      }] : []),
-      { name: 'natd_dns6_refused_total', help: 'DNS queries over IPv6 refused: source outside the served /64 and link-local.', type: 'counter', samples: one(v6.refused) },
-      { name: 'natd_dns6_dropped_total', help: 'DNS messages over IPv6 dropped unanswered, by reason.', type: 'counter',
-        samples: byKey(m.bridge, 'reason', { 'bad-source': v6.badSource, malformed: v6.dropped }) },
-      { name: 'natd_ipv6_guest_addresses', help: "Guests' IPv6 addresses known for AAAA/PTR answers.", type: 'gauge', samples: one(v6.guestAddresses) },
-      { name: 'natd_ipv6_guest_addresses_refused_total', help: "Guests' IPv6 addresses not published, by reason (outside-prefix, per-guest, total, conflict).", type: 'counter',
-        samples: byKey(m.bridge, 'reason', v6.guestAddressesRefused) },
+      { name: 'natd_ipv6_neighbour_monitor_up', help: 'Whether the `ip -6 monitor neigh` child runs (1) or is being restarted (0).', type: 'gauge', samples: one(v6.neighbourMonitor.running ? 1 : 0) },
+      { name: 'natd_ipv6_neighbour_monitor_restarts_total', help: 'Times the `ip -6 monitor neigh` child was started again after it exited.', type: 'counter', samples: one(v6.neighbourMonitor.restarts) },
     );
-    if (v6.neighbourEvents) {
-      out.push({ name: 'natd_ipv6_neighbour_events_total', help: 'Neighbour-table changes on the bridge seen by the SLAAC learner, by kind (new, deleted, miss, failed: an address dropped at once, ignored, invalid).', type: 'counter',
-        samples: byKey(m.bridge, 'kind', v6.neighbourEvents) });
-    }
-    if (v6.neighbourMonitor) {
-      out.push(
-        { name: 'natd_ipv6_neighbour_monitor_up', help: 'Whether the `ip -6 monitor neigh` child runs (1) or is being restarted (0).', type: 'gauge', samples: one(v6.neighbourMonitor.running ? 1 : 0) },
-        { name: 'natd_ipv6_neighbour_monitor_restarts_total', help: 'Times the `ip -6 monitor neigh` child was started again after it exited.', type: 'counter', samples: one(v6.neighbourMonitor.restarts) },
-      );
-    }
   }
   return out;
 }

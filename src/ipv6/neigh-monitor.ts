@@ -16,7 +16,8 @@
  * wrapper below).
  * Lines longer than maxLine are not iproute2's: dropped and counted; stderr lines are logged (rate-limited).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { lineSplitter, spawnTiedToNatd } from '../tied-child.js';
 import type { Logger } from '../log.js';
 import { MAX_LINE } from './neigh-monitor-line.js';
 
@@ -76,13 +77,7 @@ export class NeighbourMonitor {
     const args = this.opts.args ?? ['-6', 'monitor', 'neigh', 'dev', this.opts.bridge];
     let child: ChildProcess;
     try {
-      // through sh, as the nft monitor (nft/ruleset-watch.ts), so that the child ends with natd even when natd is
-      // killed (SIGKILL, a crash): the subshell reads the stdin pipe (as fd 3), gets EOF when natd's end closes, and
-      // kills the command; sh exits when the command does
-      child = spawn('sh', ['-c', 'exec 3<&0; "$0" "$@" </dev/null 3<&- & p=$!; (read -r _ <&3; kill "$p" 2>/dev/null) & exec 3<&-; wait "$p"', command, ...args], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      child.stdin!.on('error', () => undefined);
+      child = spawnTiedToNatd(command, args, { stdout: 'pipe', stderr: 'pipe' }); // ends with natd, even on kill -9
     } catch (err) {
       this.opts.logger.warnLimited('ipv6-neigh-monitor', 'cannot start the neighbour monitor; polling only', { error: String(err) });
       this.scheduleRestart();
@@ -94,26 +89,8 @@ export class NeighbourMonitor {
     this.startedAt = Date.now();
     const maxLine = this.opts.maxLine ?? MAX_LINE;
     this.exited = new Promise((resolve) => {
-      let pending = '';
-      let skipping = false; // inside an over-long line: drop up to its end
       child.stdout!.setEncoding('utf8');
-      child.stdout!.on('data', (chunk: string) => {
-        const parts = (pending + chunk).split('\n');
-        pending = parts.pop()!;
-        for (const line of parts) {
-          if (skipping) {
-            skipping = false;
-            continue;
-          }
-          if (line.length > maxLine) this.counts.linesTooLong++;
-          else this.line(line);
-        }
-        if (pending.length > maxLine) {
-          if (!skipping) this.counts.linesTooLong++;
-          skipping = true;
-          pending = '';
-        }
-      });
+      child.stdout!.on('data', lineSplitter(maxLine, (line) => this.line(line), () => this.counts.linesTooLong++));
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (chunk: string) => {
         this.counts.errors++;

@@ -5,18 +5,12 @@
  * The child is stopped by closing its stdin (and SIGTERM to its PID); when it ends by itself (nft missing, killed)
  * the healer falls back to polling.
  */
-import { spawn } from 'node:child_process';
+import { spawnTiedToNatd } from '../tied-child.js';
 import type { RulesetWatcher } from './healer.js';
 
 export function nftMonitor(nft = 'nft'): RulesetWatcher {
   return (events) => {
-    // through sh, so that nft ends with natd even when natd is killed (SIGKILL, a crash): the subshell reads the
-    // stdin pipe (as fd 3: a background job's stdin would be /dev/null), gets EOF when natd's end closes, and kills
-    // nft; sh itself exits when nft does (→ lost())
-    const child = spawn('sh', ['-c', 'exec 3<&0; "$0" monitor </dev/null 3<&- & p=$!; (read -r _ <&3; kill "$p" 2>/dev/null) & exec 3<&-; wait "$p"', nft], {
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
-    child.stdin.on('error', () => {});
+    const child = spawnTiedToNatd(nft, ['monitor'], { stdout: 'pipe', stderr: 'ignore' }); // ends with natd, even on kill -9
     let stopped = false;
     const gone = (): void => {
       if (stopped) return;
@@ -25,13 +19,13 @@ export function nftMonitor(nft = 'nft'): RulesetWatcher {
     };
     child.on('error', gone); // not started (ENOENT, …)
     child.on('exit', gone);
-    child.stdout.on('data', () => events.changed());
-    child.stdout.on('error', () => {});
+    child.stdout!.on('data', () => events.changed());
+    child.stdout!.on('error', () => {});
     return {
       stop() {
         stopped = true;
-        child.stdin.end(); // the subshell kills nft
-        child.stdout.destroy();
+        child.stdin!.end(); // the subshell kills nft
+        child.stdout!.destroy();
         if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
           try {
             process.kill(child.pid, 'SIGTERM');
