@@ -36,15 +36,20 @@ function portOf6(fd: number): number {
 
 const key = (text: string): string => v6ClientFromBytes(parseIpv6(text)!);
 
+/** A batch transport on ::1 and a client socket on ::1 (both closed after the test). */
+async function transportAndPeer(): Promise<{ transport: BatchUdp6Transport; port: number; peer: dgram.Socket }> {
+  const fd = native.openDeviceUdpSocket('lo', '::1', 0);
+  const transport = new BatchUdp6Transport(fd);
+  cleanups.push(() => transport.close());
+  const peer = dgram.createSocket('udp6');
+  cleanups.push(() => new Promise<void>((r) => peer.close(() => r())));
+  await new Promise<void>((r) => peer.bind(0, '::1', r));
+  return { transport, port: portOf6(fd), peer };
+}
+
 describe('BatchUdp6Transport', () => {
   it('delivers datagrams with their IPv6 source and sends the answers back in batches', async () => {
-    const fd = native.openDeviceUdpSocket('lo', '::1', 0);
-    const transport = new BatchUdp6Transport(fd);
-    cleanups.push(() => transport.close());
-    const port = portOf6(fd);
-    const peer = dgram.createSocket('udp6');
-    cleanups.push(() => new Promise<void>((r) => peer.close(() => r())));
-    await new Promise<void>((r) => peer.bind(0, '::1', r));
+    const { transport, port, peer } = await transportAndPeer();
     const received: string[] = [];
     const all = new Promise<void>((resolve) => peer.on('message', (m) => received.push(String(m)) >= 100 && resolve()));
     for (let i = 0; i < 100; i++) await new Promise<void>((r, j) => peer.send(`q${i}`, port, '::1', (e) => (e ? j(e) : r())));
@@ -70,13 +75,7 @@ describe('BatchUdp6Transport', () => {
   });
 
   it('sends the answers given outside a batch together, in one sendmmsg (the DHCPv6 Replies one journal sync releases)', async () => {
-    const fd = native.openDeviceUdpSocket('lo', '::1', 0);
-    const transport = new BatchUdp6Transport(fd);
-    cleanups.push(() => transport.close());
-    const port = portOf6(fd);
-    const peer = dgram.createSocket('udp6');
-    cleanups.push(() => new Promise<void>((r) => peer.close(() => r())));
-    await new Promise<void>((r) => peer.bind(0, '::1', r));
+    const { transport, port, peer } = await transportAndPeer();
     const received: string[] = [];
     const five = new Promise<void>((resolve) => peer.on('message', (m) => received.push(String(m)) >= 5 && resolve()));
     const later: { address: ClientAddress; port: number }[] = [];
