@@ -51,11 +51,15 @@ describe.skipIf(needsRoot)('hostile guest: DHCP', () => {
       // scapy takes seconds to import on a busy machine: the fresh VM starts once natd has seen the flood fill the
       // range (more DISCOVERs than addresses), not after a fixed wait
       await waitFor('the DISCOVER flood reaching natd', async () => (await dhcpStatus()).received >= 2 * RANGE_SIZE, 30_000, 200);
-      const fresh = await runUdhcpc(topo, topo.vm(2).ns, [], 25_000);
+      // The flood's OFFERs are broadcast (its DISCOVERs ask for it), so they reach the fresh VM too: on a loaded machine
+      // its packet socket may overflow and lose its own OFFER. A real client keeps trying for a minute; this one tries
+      // 10 times (a CI run once lost all 4 of the default tries).
+      const fresh = await runUdhcpc(topo, topo.vm(2).ns, ['-t', '10'], 25_000);
       const bound = fresh.events.find((e) => e.event === 'bound');
       const counted = await outcomes();
       console.log(`row 5 DISCOVER flood: fresh VM udhcpc exit ${fresh.code}, bound ${bound?.ip ?? 'never'}; ` +
         `outcomes ${JSON.stringify(counted)}`);
+      if (fresh.code !== 0) console.log(`row 5 DISCOVER flood: udhcpc said:\n${fresh.output}\nnatd status: ${JSON.stringify(await dhcpStatus())}`);
       expect(fresh.code).toBe(0);
       expect(bound?.ip).toMatch(/^10\.77\.0\.(1\d|2\d)$/);
     } finally {

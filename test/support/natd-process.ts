@@ -77,7 +77,7 @@ export async function startNatd(topology: Topology, args: string[], options: { s
 }
 
 /** Runs busybox udhcpc once in a vm namespace; returns the parsed event lines. */
-export async function runUdhcpc(topology: Topology, ns: string, extra: string[] = [], timeoutMs = 20_000): Promise<{ code: number; events: Record<string, string>[] }> {
+export async function runUdhcpc(topology: Topology, ns: string, extra: string[] = [], timeoutMs = 20_000): Promise<{ code: number; events: Record<string, string>[]; output: string }> {
   const log = path.join(tempDir('udhcpc-'), 'events.log');
   const r = await topology.run(ns, [
     'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1',
@@ -87,7 +87,7 @@ export async function runUdhcpc(topology: Topology, ns: string, extra: string[] 
     ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) =>
         Object.fromEntries(line.split(' ').map((kv) => { const i = kv.indexOf('='); return [kv.slice(0, i), kv.slice(i + 1)]; })))
     : [];
-  return { code: r.code, events };
+  return { code: r.code, events, output: r.stdout + r.stderr };
 }
 
 /** Polls `ss` in a namespace until something listens on the TCP port (bounded). */
