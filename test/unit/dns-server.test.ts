@@ -314,7 +314,10 @@ describe('DnsServer', () => {
     for (let i = 0; i < samples.length; i += 100) {
       // in batches, so the kernel's receive queue does not simply drop most of them
       await Promise.all(samples.slice(i, i + 100).map((b) => new Promise<void>((resolve) => socket.send(b, h.udpPort, '127.0.0.1', () => resolve()))));
-      await new Promise((r) => setTimeout(r, 5));
+      // and each batch read before the next goes (bounded): on a loaded machine 5 ms was not enough, and 435 of 1000
+      // were counted
+      const sent = i + 100;
+      for (let waited = 0; h.server.stats().udp < sent && waited < 1000; waited += 5) await new Promise((r) => setTimeout(r, 5));
     }
     socket.close();
     let reply: Buffer | undefined;

@@ -288,9 +288,10 @@ describe.each([
     const elapsed = performance.now() - started;
     expect(reply).toBeUndefined();
     expect(elapsed).toBeGreaterThanOrEqual(340);
-    expect(elapsed).toBeLessThan(1500);
-    // attempts at 0, 100, 200 and 300 ms (the last one gets the remaining 50 ms); a late timer may skip the last
-    expect(dead.queries.length).toBeGreaterThanOrEqual(3);
+    expect(elapsed).toBeLessThan(3000);
+    // attempts at 0, 100, 200 and 300 ms (the last one gets the remaining 50 ms); late timers may skip the last two
+    // (seen on a machine at load 12: the bound of 3 failed there)
+    expect(dead.queries.length).toBeGreaterThanOrEqual(2);
     expect(dead.queries.length).toBeLessThanOrEqual(4);
     expect(c.stats()).toMatchObject({ failures: 1, received: 0 });
   });
