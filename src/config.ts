@@ -379,14 +379,14 @@ function resolveParts(s: Settings, problems: string[]) {
   const dhcpRange = range && range.start <= range.end ? Object.freeze({ start: range.start, end: range.end }) : undefined;
   const routes = parseRoutes(s.routes, problems);
   const reservations = parseReservations([...s.reservations, ...families.v4Reservations], s.domain, problems);
-  checkForwards(s.forwards, problems);
+  const boot = parseBootSettings(s, problems); // before the forwards: with TFTP on, UDP 69 on the gateway is natd's
+  checkForwards(s.forwards, problems, boot.tftp !== undefined);
   const searchDomains = searchDomainsOf(s.searchDomains, s.domain);
   problems.push(...dhcpOptionProblems({ searchDomains, routes }, s.searchDomains ? 'searchDomains' : 'domain'));
   // against the subnet: the same checks the daemon and check-config run when the subnet comes from the bridge
-  if (served) problems.push(...subnetProblems({ dhcpRange, routes, reservations, forwards: s.forwards }, served));
+  if (served) problems.push(...subnetProblems({ dhcpRange, routes, reservations, forwards: s.forwards, tftp: boot.tftp }, served));
   const metricsListen = s.metricsListen === undefined ? undefined : parseMetricsListen(s.metricsListen, s.metricsAllowRemote, problems);
   const guestToHost = parseGuestToHost(s.guestToHost, problems);
-  const boot = parseBootSettings(s, problems);
   const features = featureParts(s, reservations, problems);
   // issue 14: the IPv6 egress mode and IPv6 forwards against the prefix
   ipv6ModeProblems(s.ipv6Mode, features.ipv6, problems);

@@ -83,9 +83,10 @@ export function parseReservations(list: readonly ReservationSettings[], domain: 
 
 /**
  * `forwards`: parsed here too, so check-config rejects a spec before the daemon has touched the bridge or nftables;
- * and none on every local address may take the guests' DNS/DHCP (the bound ones: served-subnet.ts, egress-config.ts).
+ * and none on every local address may take the guests' DNS/DHCP, or their TFTP when `tftp` (--enable-tftp) is on
+ * (the bound ones: served-subnet.ts, egress-config.ts).
  */
-export function checkForwards(texts: readonly string[], problems: Problems): void {
+export function checkForwards(texts: readonly string[], problems: Problems, tftp = false): void {
   texts.forEach((text, i) => {
     try {
       parseForwardSpec(text);
@@ -93,7 +94,7 @@ export function checkForwards(texts: readonly string[], problems: Problems): voi
       problems.push(`forwards.${i}: ${(err as Error).message}`);
     }
   });
-  problems.push(...configuredCaptureProblems(texts, 'any', {})); // on every local address: the gateway's too
+  problems.push(...configuredCaptureProblems(texts, 'any', { tftp })); // on every local address: the gateway's too
 }
 
 /** `searchDomains`, lower case; by default the domain alone. */

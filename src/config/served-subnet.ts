@@ -3,7 +3,7 @@
  * is given; `natd check-config` and the daemon (before anything on the system changes) run them against the subnet
  * the bridge step will pick by the same precedence: --subnet, the bridge's current address, the default.
  * So a reservation on the network, broadcast or gateway address, a range or route outside the subnet, a forward
- * to a guest outside it or one bound to the gateway on natd's DNS/DHCP ports is refused by check-config exactly
+ * to a guest outside it or one bound to the gateway on natd's DNS/DHCP (or TFTP) ports is refused by check-config exactly
  * when the daemon would refuse to start with it.
  */
 import { readFile } from 'node:fs/promises';
@@ -15,6 +15,7 @@ import { formatIpv4, parseCidr, subnetContains, type Subnet } from '../net/ipv4.
 import { parsableForwards } from '../nft/forward-spec.js';
 import { configuredCaptureProblems } from '../nft/forward-services.js';
 import { exposeSubnetProblems } from './expose.js'; // issue 17
+import type { TftpSettings } from '../tftp/settings.js';
 
 /** The parts of the configuration whose validity depends on the served subnet. */
 export interface SubnetBound {
@@ -24,6 +25,8 @@ export interface SubnetBound {
   readonly forwards: readonly string[];
   /** issue 17: the name routes (address guests must be guests of the served subnet) */
   readonly expose?: Parameters<typeof exposeSubnetProblems>[0];
+  /** issue 16: natd's TFTP server (--enable-tftp) serves UDP 69 on the gateway, so a forward there is refused too */
+  readonly tftp?: TftpSettings | undefined;
 }
 
 export interface Served {
@@ -50,8 +53,8 @@ export function subnetProblems(c: SubnetBound, served: Served): string[] {
     if ('address' in spec.guest && !inside(spec.guest.address))
       problems.push(`forwards.${index}: "${text}": guest ${formatIpv4(spec.guest.address)} is not inside ${where}`);
   }
-  // a forward bound to the gateway (or the broadcast) on natd's DNS/DHCP ports would capture the guests' traffic
-  problems.push(...configuredCaptureProblems(c.forwards, 'ipv4', { gateway, broadcast: subnet.broadcast }));
+  // a forward bound to the gateway (or the broadcast) on natd's DNS/DHCP (TFTP) ports would capture the guests' traffic
+  problems.push(...configuredCaptureProblems(c.forwards, 'ipv4', { gateway, broadcast: subnet.broadcast, tftp: c.tftp !== undefined }));
   if (c.expose) problems.push(...exposeSubnetProblems(c.expose, served)); // issue 17
   return problems;
 }

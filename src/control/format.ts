@@ -4,6 +4,7 @@
  */
 import { INFINITE_EXPIRES_AT } from '../dhcp/types.js';
 import type { ExposeRow, ForwardRow, LeaseRow, ReservationRow, StatusReport } from './protocol.js';
+import { journalSummary } from './wait-summary.js'; // issue 18
 
 /** Renders rows as an aligned text table with a header. */
 export function formatTable(headers: string[], rows: string[][]): string {
@@ -90,6 +91,7 @@ function dhcpRows(d: Dhcp): string[][] {
     ['dhcp in', `${d.received} messages (${counts(d.receivedByType)}); dropped: ${counts(d.dropped)}`],
     ['dhcp out', `${counts(d.sent)}; failed: ${d.sendFailures} sends, ${d.commitFailures} journal writes`],
   ];
+  if (d.journal) rows.push(['dhcp journal', journalSummary(d.journal)]); // issue 18: what ACKs wait for the disk
   if (d.probes) rows.push(['probes', `${d.probes.probes} sent, ${d.probes.inUse} found in use, ${d.probes.running} running, ${d.probes.queued} queued, ${d.probes.errors} errors`]);
   return rows;
 }

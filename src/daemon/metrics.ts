@@ -8,6 +8,7 @@ import type { RouterCounters } from '../router/types.js'; // issue 17: the route
 import type { PublisherStats } from '../ddns/publisher.js'; // issue 15: the DDNS counters, documented there once
 import type { LeaseScriptStats } from './lease-script.js'; // issue 16
 import { WAIT_BUCKETS } from '../dhcp/lease-store.js'; // issue 18: the commit wait histogram's bounds
+import type { NeighbourProberStats } from '../ipv6/neigh-prober.js'; // issue 14: documented there once
 
 /** What the daemon reports; every count is cumulative since start unless named as a current value. */
 export interface MetricsInput {
@@ -80,6 +81,8 @@ export interface MetricsInput {
       /** the neighbour learner's events by kind, and the `ip -6 monitor neigh` child when it is used */
       neighbourEvents?: Readonly<Record<string, number>>;
       neighbourMonitor?: { running: boolean; restarts: number };
+      /** the re-checks of guest addresses asked of the kernel (ipv6/neigh-prober.ts), with the monitor */
+      neighbourProbes?: NeighbourProberStats;
     };
   };
   /** issue 15: updates to the DNS server (absent without --ddns-server) */
@@ -422,7 +425,18 @@ function dns6Families(bridge: string, v6: NonNullable<NonNullable<MetricsInput['
       { name: 'natd_ipv6_neighbour_monitor_restarts_total', help: 'Times the `ip -6 monitor neigh` child was started again after it exited.', type: 'counter', samples: one(v6.neighbourMonitor.restarts) },
     );
   }
+  if (v6.neighbourProbes) out.push(...neighbourProbeFamilies(bridge, v6.neighbourProbes, one));
   return out;
+}
+
+/** issue 14: the prober's counts (status: dns.ipv6.neighbours.prober). */
+function neighbourProbeFamilies(bridge: string, p: NeighbourProberStats, one: One): Family[] {
+  return [
+    { name: 'natd_ipv6_neighbour_probes_total', help: 'Guest IPv6 addresses natd asked the kernel to re-check at once (a SLAAC guest that moved to a new address is found gone in seconds), by result: queued, or dropped because too many were already waiting (a guest showing ever new addresses).', type: 'counter',
+      samples: byKey(bridge, 'result', { queued: p.requested, dropped: p.dropped }) },
+    { name: 'natd_ipv6_neighbour_probe_runs_total', help: 'Runs of `ip -6 -batch` that sent the queued re-checks to the kernel (at most one a second).', type: 'counter', samples: one(p.runs) },
+    { name: 'natd_ipv6_neighbour_probe_failures_total', help: 'Re-check runs that reported an error; usually harmless (an entry already gone from the neighbour table), worth a look only if it rises with every run.', type: 'counter', samples: one(p.failures) },
+  ];
 }
 
 /** The sockets, the firewall, IPv6 on the bridge and the control socket. */

@@ -215,7 +215,7 @@ function neighbourStatus({ learner, monitor, prober }: Dns6Parts): ReturnType<Dn
 }
 
 /** issue 14: the IPv6 listener's counts and the guests' IPv6 addresses, for metrics.ts */
-function dns6Metrics({ server, guests, learner, monitor }: Dns6Parts): NonNullable<NonNullable<MetricsInput['dns']>['ipv6']> {
+function dns6Metrics({ server, guests, learner, monitor, prober }: Dns6Parts): NonNullable<NonNullable<MetricsInput['dns']>['ipv6']> {
   const s = server.stats();
   const g = guests.stats();
   return {
@@ -224,5 +224,6 @@ function dns6Metrics({ server, guests, learner, monitor }: Dns6Parts): NonNullab
     guestAddressesRefused: { 'outside-prefix': g.refusedOutsidePrefix, 'per-guest': g.refusedPerGuest, total: g.refusedTotal, conflict: g.refusedConflict },
     neighbourEvents: learner.stats().events,
     ...(monitor ? { neighbourMonitor: monitor.stats() } : {}),
+    ...(prober ? { neighbourProbes: prober.stats() } : {}),
   };
 }

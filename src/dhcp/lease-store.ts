@@ -34,6 +34,7 @@ import { formatIpv4, parseIpv4 } from '../net/ipv4.js';
 import { fsyncDirectory, writeFileAtomic } from '../state/atomic-file.js';
 import { errnoName, openJournalWriter, type JournalWriter } from '../native.js';
 import { storedLease } from './lease-table.js';
+import { WAIT_BUCKETS } from './wait-buckets.js';
 // issue 14: v6 records
 import type { Lease6Change, Loaded6State } from '../dhcp6/types.js';
 import { isLease6Change, parseRecord6, Replay6State, toRecord6, V6_OPS, type Journal6Record } from '../dhcp6/journal6.js';
@@ -182,8 +183,8 @@ function encodeChange(change: JournalChange): string {
   return line + '\n';
 }
 
-/** issue 18: upper bounds (seconds) of the commit wait histogram (LeaseStoreStats.waitBuckets) */
-export const WAIT_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+/** issue 18: upper bounds (seconds) of the commit wait histogram (LeaseStoreStats.waitBuckets), in their own module */
+export { WAIT_BUCKETS };
 
 /**
  * issue 18: a reply to send once the commit that carries it is durable: a DHCP ACK, encoded before the commit, which

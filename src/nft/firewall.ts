@@ -122,10 +122,10 @@ export class Firewall {
     return { v4: resolveName, ...(network ? { v6: { network, lookup: resolveName6 ?? (() => undefined) } } : {}) };
   }
 
-  /** Where natd serves the guests' DNS and DHCP: a forward there would capture them (forward-services.ts). */
-  private serviceAddresses(): ServiceAddresses {
+  /** Where natd serves the guests' DNS and DHCP (and TFTP): a forward there would capture them (forward-services.ts). */
+  private serviceAddresses(config = this.config): ServiceAddresses {
     const { gateway, subnet } = this.opts.bridge;
-    return { gateway, broadcast: subnet.broadcast, ...(this.opts.ipv6 ? { gateway6: this.opts.ipv6.gateway } : {}) };
+    return { gateway, broadcast: subnet.broadcast, tftp: config.tftp !== undefined, ...(this.opts.ipv6 ? { gateway6: this.opts.ipv6.gateway } : {}) };
   }
 
   /** issue 14: the configured mode, but never routed for the unique-local prefix natd started with (a reload that
@@ -222,7 +222,7 @@ export class Firewall {
   /** New config or names: everything is parsed and resolved first, then one full apply; on error nothing changes. */
   reload(config: Config, resolveName: NameResolver, resolveName6?: NameResolver6): Promise<void> {
     return this.serial(async () => {
-      const configured = parseConfiguredForwards(config.forwards, this.serviceAddresses());
+      const configured = parseConfiguredForwards(config.forwards, this.serviceAddresses(config));
       this.checkRouted(configured, config); // issue 17
       const previous6 = this.resolveName6;
       if (resolveName6) this.resolveName6 = resolveName6;

@@ -1,7 +1,7 @@
 /**
  * The firewall as operators get it: through the running daemon (issue 5). Port forwards given as flags (one by
  * reservation name, one by address), added and removed at runtime with the CLI, persisted across a restart;
- * invalid specs (and ones capturing the guests' DNS/DHCP on the gateway) refused without touching the table; `nft flush ruleset` healed; SIGHUP applies a new hostsfile
+ * invalid specs (and ones capturing the guests' DNS/DHCP, or TFTP with --enable-tftp, on the gateway) refused without touching the table; `nft flush ruleset` healed; SIGHUP applies a new hostsfile
  * reservation keeping leases and the DNS cache; SIGTERM removes only natd's table; IPv6 routed through the bridge
  * is rejected; an unrelated table is never touched.
  */
@@ -25,6 +25,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
   let hostsfile: string;
   let upstreamLog: string;
   let natdArgs: string[];
+  let tftpRoot: string;
 
   const cli = (args: string[]): Promise<RunResult> =>
     topo.run(topo.host, [process.execPath, NATD_CLI, ...args, '--control-socket', natd.controlSocket]);
@@ -54,6 +55,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
   beforeAll(async () => {
     topo = Topology.create({ vms: 2 });
     stateDir = tempDir('natd-fw-state-');
+    tftpRoot = tempDir('natd-fw-tftp-');
     hostsfile = path.join(tempDir('natd-fw-hosts-'), 'hostsfile');
     writeFileSync(hostsfile, `# reservations\n${topo.vm(1).mac},${WEB},web\n`);
     upstreamLog = path.join(tempDir('natd-fw-upstream-'), 'queries.log');
@@ -86,7 +88,8 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
 
   it('starts with forwards by name and address, turns on ip_forward and says so', async () => {
     natdArgs = ['--bridge', 'br0', '--upstream', UPLINK_WAN, '--domain', 'vm', '--hostsfile', hostsfile,
-      '--forward', 'tcp:2222=web:22', '--forward', `udp:5353=${WEB}:53`];
+      '--forward', 'tcp:2222=web:22', '--forward', `udp:5353=${WEB}:53`,
+      '--enable-tftp', '--tftp-root', tftpRoot]; // natd's TFTP on: its UDP 69 on the gateway is refused as a forward
     natd = await startNatd(topo, natdArgs, { stateDir });
     expect((await topo.runOk(topo.host, ['cat', '/proc/sys/net/ipv4/ip_forward'])).trim()).toBe('1');
     const line = natd.logs.find((l) => l.key === 'net.ipv4.ip_forward');
@@ -155,6 +158,9 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
       [`udp:${GATEWAY}:67=web:67`, /bridge's gateway, where natd serves the guests' DHCP \(udp 67\)/],
       ['udp:10.77.0.255:67=web:67', /broadcast address the guests' DHCP requests go to/],
       ['udp:53=web:53', /on every local address would capture the guests' DNS\/DHCP/],
+      // and with --enable-tftp the PXE clients' TFTP read requests
+      [`udp:${GATEWAY}:69=web:69`, /bridge's gateway, where natd serves the guests' TFTP \(udp 69\)/],
+      ['udp:69=web:69', /port 69 on every local address would capture the guests' TFTP/],
     ];
     for (const [spec, message] of cases) {
       const r = await cli(['forwards', 'add', spec]);
@@ -167,9 +173,13 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect((await cli(['forwards', 'remove', 'tcp:2222=web:22'])).stderr).toMatch(/comes from the configuration/);
     expect(await natdTable()).toBe(before);
     // check-config refuses the same against the bridge's address, naming the field
-    const check = await topo.run(topo.host, [process.execPath, NATD_CLI, 'check-config', '--bridge', 'br0', '--forward', 'tcp:2222=web:22', '--forward', `tcp:${GATEWAY}:53=web:53`]);
+    const check = await topo.run(topo.host, [process.execPath, NATD_CLI, 'check-config', '--bridge', 'br0', '--forward', 'tcp:2222=web:22', '--forward', `tcp:${GATEWAY}:53=web:53`,
+      '--forward', `udp:${GATEWAY}:69=web:69`, '--enable-tftp', '--tftp-root', tftpRoot]);
     expect(check.code).not.toBe(0);
     expect(check.stderr).toMatch(/forwards\.1: "tcp:10\.77\.0\.1:53=web:53": host address 10\.77\.0\.1 is the bridge's gateway/);
+    expect(check.stderr).toMatch(/forwards\.2: "udp:10\.77\.0\.1:69=web:69": host address 10\.77\.0\.1 is the bridge's gateway, where natd serves the guests' TFTP/);
+    const noTftp = await topo.run(topo.host, [process.execPath, NATD_CLI, 'check-config', '--bridge', 'br0', '--forward', `udp:${GATEWAY}:69=${WEB}:69`]);
+    expect(noTftp.code, noTftp.stderr).toBe(0); // without TFTP natd has nothing on port 69
     // DNAT from the uplink address to a guest's DNS server is a forward like any other
     const uplinkDns = `udp:${UPLINK_HOST}:53=web:53`;
     const add = await cli(['forwards', 'add', uplinkDns]);

@@ -89,6 +89,9 @@ describe.skipIf(!isRoot())('natd operations', () => {
       const json = await cliJson<{ address: string; mac: string; hostname: string; expiresAt: number }[]>(['leases']);
       expect(json).toEqual([expect.objectContaining({ address: ip, mac: topo.vm(1).mac, hostname: 'alpha' })]);
       expect(json[0]!.expiresAt).toBeGreaterThan(Date.now() + 3000_000);
+      // issue 18: the lease made the journal commit; status for people sums up what the ACK waited for the disk
+      const wait = '(<=|>) [\\d.]+ m?s';
+      expect((await cli(['status'])).stdout).toMatch(new RegExp(`^dhcp journal\\s+[1-9]\\d* commits in [1-9]\\d* syncs \\([\\d.]+ m?s each\\); ACK wait for the disk: median ${wait}, p99 ${wait}, mean [\\d.]+ m?s; \\d+ ACKs sent by the writer$`, 'm'));
     });
 
     it('reservations add at runtime: the vm with that MAC gets it on its next lease; conflicts are refused', async () => {

@@ -529,9 +529,18 @@ describe.skipIf(!isRoot())('IPv6 forwards by name to a SLAAC guest learnt from t
     const r = await monitorOf();
     expect(r.dns.ipv6.neighbours.monitor.pid).toBe(wrapper); // a reload keeps the child
     expect(childrenOf(s.pid).filter((c) => c.cmd.includes('monitor neigh')).map((c) => c.pid)).toEqual([wrapper]);
+    // the prober asked the kernel to re-check the old SLAAC addresses earlier in this file: its counts as metrics, at
+    // least what status showed just before (counters only grow)
+    const prober = (JSON.parse(await cli('status', '--json')) as { dns: { ipv6: { neighbours: { prober: { requested: number; dropped: number; runs: number; failures: number } } } } }).dns.ipv6.neighbours.prober;
+    expect(prober.requested).toBeGreaterThan(0);
+    expect(prober.runs).toBeGreaterThan(0);
     const metrics = await cli('metrics');
     expect(metric(metrics, 'natd_ipv6_neighbour_monitor_up', `{bridge="${BRIDGE}"}`)).toBe(1);
     expect(metric(metrics, 'natd_ipv6_neighbour_events_total', `{bridge="${BRIDGE}",kind="new"}`)).toBeGreaterThan(0);
+    expect(metric(metrics, 'natd_ipv6_neighbour_probes_total', `{bridge="${BRIDGE}",result="queued"}`)).toBeGreaterThanOrEqual(prober.requested);
+    expect(metric(metrics, 'natd_ipv6_neighbour_probes_total', `{bridge="${BRIDGE}",result="dropped"}`)).toBeGreaterThanOrEqual(prober.dropped);
+    expect(metric(metrics, 'natd_ipv6_neighbour_probe_runs_total', `{bridge="${BRIDGE}"}`)).toBeGreaterThanOrEqual(prober.runs);
+    expect(metric(metrics, 'natd_ipv6_neighbour_probe_failures_total', `{bridge="${BRIDGE}"}`)).toBeGreaterThanOrEqual(prober.failures);
     await topo.stop(natd.child, 10_000);
     expect(natd.child.exitCode ?? natd.child.signalCode).not.toBeNull();
     await until('no monitor process left', () => [wrapper, ip[0]!].filter((pid) => existsSync(`/proc/${pid}`)), (left) => left.length === 0, 5000);

@@ -1,7 +1,10 @@
-/** `natd status` for people: a short readable summary of the typed StatusReport, never [object Object]. */
+/** `natd status` for people: a short readable summary of the typed StatusReport, never [object Object]; issue 18's
+ *  lease journal line with the ACKs' wait read from the histogram (control/wait-summary.ts). */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { formatBytes, formatDuration, formatLeases, formatStatus } from '../../src/control/format.js';
+import { bucketQuantile } from '../../src/control/wait-summary.js';
+import { WAIT_BUCKETS } from '../../src/dhcp/wait-buckets.js';
 import type { StatusReport } from '../../src/control/protocol.js';
 
 function running(over: Partial<StatusReport> = {}): StatusReport {
@@ -58,6 +61,36 @@ describe('natd status for people', () => {
     ]);
   });
 
+  it('issue 18: one line on the lease journal: syncs, the ACKs\' wait for the disk from the histogram, the writer\'s sends', () => {
+    const journal = { commits: 21, syncs: 8, syncSeconds: 0.0128, waitSeconds: 0.0504, waitBuckets: [0, 3, 10, 18, 20, 21, 21, 21, 21, 21], repliesSent: 17, bytes: 4200, compactions: 0, journalBytes: 4200 };
+    const row = (j: Partial<typeof journal>) => formatStatus(running({ dhcp: { ...running().dhcp!, journal: { ...journal, ...j } } })).split('\n').find((l) => l.startsWith('dhcp journal'))!.replace(/^dhcp journal\s+/, '');
+    // 11 of 21 (the median) waited at most 5 ms, all 21 (p99: the 21st) at most 25 ms
+    expect(row({})).toBe('21 commits in 8 syncs (1.6 ms each); ACK wait for the disk: median <= 5 ms, p99 <= 25 ms, mean 2.4 ms; 17 ACKs sent by the writer');
+    // one slow commit beyond the last bucket (1 s) of 200: the p99 is still within 1 ms, the tail shows in no quantile
+    expect(row({ commits: 200, waitSeconds: 1.3, waitBuckets: [150, 199, 199, 199, 199, 199, 199, 199, 199, 199] })).toMatch(/median <= 0\.5 ms, p99 <= 1 ms, mean 6\.5 ms/);
+    // most commits slower than the last bucket
+    expect(row({ commits: 10, waitSeconds: 25, waitBuckets: [0, 0, 0, 0, 0, 0, 0, 0, 0, 4] })).toMatch(/median > 1 s, p99 > 1 s, mean 2\.5 s/);
+    expect(row({ commits: 0, syncs: 0, syncSeconds: 0, waitSeconds: 0, waitBuckets: journal.waitBuckets.map(() => 0), repliesSent: 0 })).toBe('no commits yet');
+    // a daemon from before issue 18's histogram: the syncs only
+    const { waitSeconds: _w, waitBuckets: _b, repliesSent: _r, ...older } = journal;
+    const text = formatStatus(running({ dhcp: { ...running().dhcp!, journal: older as typeof journal } }));
+    expect(text).toMatch(/^dhcp journal +21 commits in 8 syncs \(1\.6 ms each\)$/m);
+    expect(formatStatus(running())).not.toMatch(/dhcp journal/); // no journal figures: no line
+  });
+
+  it('bucketQuantile (property): the bound of the bucket the q-quantile sample falls in, as lease-store counts them', () => {
+    const waits = fc.array(fc.oneof(fc.double({ min: 0, max: 0.002, noNaN: true }), fc.double({ min: 0, max: 2, noNaN: true })), { minLength: 1, maxLength: 300 });
+    fc.assert(fc.property(waits, fc.double({ min: 0.01, max: 1, noNaN: true }), (samples, q) => {
+      const cumulative = WAIT_BUCKETS.map((le) => samples.filter((w) => w <= le).length);
+      const got = bucketQuantile(WAIT_BUCKETS, cumulative, samples.length, q)!;
+      const sorted = [...samples].sort((a, b) => a - b);
+      const sample = sorted[Math.max(1, Math.ceil(q * samples.length)) - 1]!; // the q-quantile, nearest rank
+      const bucket = WAIT_BUCKETS.findIndex((le) => sample <= le);
+      expect(got).toBe(bucket < 0 ? Infinity : WAIT_BUCKETS[bucket]);
+    }));
+    expect(bucketQuantile(WAIT_BUCKETS, [], 0, 0.5)).toBeUndefined();
+  });
+
   it('without DNS or firewall says they are off; while starting, only the first line', () => {
     const text = formatStatus(running({ dns: undefined, firewall: undefined }));
     expect(text).toMatch(/^dns +off \(--no-dns\)$/m);
@@ -72,7 +105,8 @@ describe('natd status for people', () => {
       const base = running();
       const text = formatStatus({
         ...base, uptimeSeconds: a,
-        dhcp: { ...base.dhcp!, leases: a, free: b, rangeSize: c, receivedByType: map, dropped: map, sent: map },
+        dhcp: { ...base.dhcp!, leases: a, free: b, rangeSize: c, receivedByType: map, dropped: map, sent: map,
+          journal: { commits: a, syncs: b, syncSeconds: c / 1e6, waitSeconds: b / 1e3, waitBuckets: [c, a], repliesSent: c, bytes: 0, compactions: 0, journalBytes: 0 } },
         dns: { ...base.dns!, cacheEntries: a, cache: { ...base.dns!.cache, hits: b, misses: c, bytes: a } },
       });
       expect(text).not.toMatch(/\[object Object\]|undefined|NaN/);

@@ -87,6 +87,23 @@ describe('formatPrometheus', () => {
     expect(plain).not.toMatch(/fast_hits/);
   });
 
+  it('shows the IPv6 neighbour prober\'s counts next to the monitor\'s, and nothing of it without the monitor (issue 14)', () => {
+    const ipv6 = { queries: 0, cacheHits: 0, refused: 0, badSource: 0, dropped: 0, guestAddresses: 2, guestAddressesRefused: {},
+      neighbourEvents: { new: 9 }, neighbourMonitor: { running: true, restarts: 1 }, neighbourProbes: { requested: 14, dropped: 3, runs: 6, failures: 2 } };
+    const e = parseExposition(formatPrometheus({ ...input, dns: { ...input.dns!, ipv6 } }));
+    expect(value(e, 'natd_ipv6_neighbour_probes_total', { result: 'queued' })).toEqual([14]);
+    expect(value(e, 'natd_ipv6_neighbour_probes_total', { result: 'dropped' })).toEqual([3]);
+    expect(value(e, 'natd_ipv6_neighbour_probe_runs_total')).toEqual([6]);
+    expect(value(e, 'natd_ipv6_neighbour_probe_failures_total')).toEqual([2]);
+    for (const name of ['natd_ipv6_neighbour_probes_total', 'natd_ipv6_neighbour_probe_runs_total', 'natd_ipv6_neighbour_probe_failures_total']) {
+      expect(e.type.get(name), name).toBe('counter');
+      expect(e.help.get(name), name).toMatch(/re-check/i);
+    }
+    expect(value(e, 'natd_ipv6_neighbour_monitor_restarts_total')).toEqual([1]);
+    const { neighbourProbes: _p, neighbourMonitor: _m, ...polledOnly } = ipv6;
+    expect(formatPrometheus({ ...input, dns: { ...input.dns!, ipv6: polledOnly } })).not.toMatch(/natd_ipv6_neighbour_(probe|monitor)/);
+  });
+
   it('leaves out the DNS and firewall families when those parts are off, and is stable in order', () => {
     const { dns: _dns, firewall: _fw, ...dhcpOnly } = input;
     const e = parseExposition(formatPrometheus(dhcpOnly));

@@ -3,6 +3,7 @@
  * store: what each operation sends to nft, what it persists, and that a failure at any step leaves the kernel,
  * the file and the listing as they were.
  */
+import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveConfig, type Config } from '../../src/config.js';
 import { ErrorCodes } from '../../src/errors.js';
@@ -42,18 +43,20 @@ const names = new Map(Object.entries(RESERVATIONS).map(([name, address]) => [nam
 const resolveName = (name: string): number | undefined => names.get(name);
 const forwardOf = (spec: string) => resolveForward(parseForwardSpec(spec), resolveName);
 
-function configWith(forwards: string[]): Config {
-  return resolveConfig({ bridge: 'br0', subnet: '10.77.0.1/24', stateDir: '/nonexistent/natd-unit', forwards });
+function configWith(forwards: string[], extra: Record<string, unknown> = {}): Config {
+  return resolveConfig({ bridge: 'br0', subnet: '10.77.0.1/24', stateDir: '/nonexistent/natd-unit', forwards, ...extra });
 }
+/** natd's TFTP server on (issue 16): the gateway's UDP 69 is natd's */
+const TFTP_ON = { enableTftp: true, tftpRoot: tmpdir() };
 
 const open: Firewall[] = [];
 
-async function started(opts: { forwards?: string[]; stored?: string[]; timeoutMs?: number; healIntervalMs?: number } = {}) {
+async function started(opts: { forwards?: string[]; stored?: string[]; timeoutMs?: number; healIntervalMs?: number; tftp?: boolean } = {}) {
   const nft = new FakeNft();
   const store = new MemoryStore(opts.stored);
   const logger = recordingLogger();
   const options: FirewallOptions = {
-    config: configWith(opts.forwards ?? ['tcp:2222=web:22']),
+    config: configWith(opts.forwards ?? ['tcp:2222=web:22'], opts.tftp ? TFTP_ON : {}),
     bridge: BRIDGE,
     logger,
     resolveName,
@@ -170,6 +173,32 @@ describe('addForward / removeForward', () => {
     const firewall = new Firewall({ config, bridge: BRIDGE, logger: recordingLogger(), resolveName, nft: { exec: nft.exec }, store: new MemoryStore() });
     await expect(firewall.start()).rejects.toThrow(/forward "tcp:10\.77\.0\.1:53=web:53": host address 10\.77\.0\.1 is the bridge's gateway/);
     expect(nft.calls).toEqual([]);
+  });
+
+  it('with TFTP on: the gateway\'s UDP 69 is refused at runtime, left out when stored, and stops a reload', async () => {
+    const { firewall, nft, store, logger } = await started({ tftp: true, stored: ['udp:10.77.0.1:69=web:69', 'udp:69=db:69'] });
+    for (const text of ['udp:10.77.0.1:69=web:69', 'udp:69=db:69']) {
+      expect(logger.lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'runtime port forward left out of the table', fields: expect.objectContaining({ forward: text, error: expect.stringMatching(/guests' TFTP/) }) }));
+    }
+    const listed = firewall.listForwards();
+    await expect(firewall.addForward('udp:10.77.0.1:69=web:69')).rejects.toMatchObject({ code: ErrorCodes.CONFIG, message: expect.stringMatching(/^forward "udp:10\.77\.0\.1:69=web:69": host address 10\.77\.0\.1 is the bridge's gateway, where natd serves the guests' TFTP \(udp 69\)/) });
+    await expect(firewall.addForward('udp:69=web:69')).rejects.toThrow(/port 69 on every local address would capture the guests' TFTP/);
+    const reloaded = { ...configWith(['tcp:2222=web:22'], TFTP_ON), forwards: ['udp:10.77.0.1:69=web:69'] };
+    await expect(firewall.reload(reloaded, resolveName)).rejects.toThrow(/guests' TFTP \(udp 69\)/);
+    expect(nft.calls).toEqual([]);
+    expect(store.saves).toBe(0);
+    expect(firewall.listForwards()).toEqual(listed);
+    await firewall.addForward('udp:198.51.100.1:69=web:69'); // the uplink's port 69 is not natd's
+    await firewall.addForward('tcp:10.77.0.1:69=web:69'); // nor TCP
+    expect(store.specs).toEqual(['udp:198.51.100.1:69=web:69', 'tcp:10.77.0.1:69=web:69']);
+  });
+
+  it('with TFTP off, the gateway\'s UDP 69 is an ordinary forward; a reload turning TFTP on checks against the new config', async () => {
+    const { firewall, store } = await started();
+    await firewall.addForward('udp:10.77.0.1:69=web:69');
+    expect(store.specs).toEqual(['udp:10.77.0.1:69=web:69']);
+    const configured = (tftp: boolean) => ({ ...configWith(['tcp:2222=web:22'], tftp ? TFTP_ON : {}), forwards: ['udp:10.77.0.1:6969=web:69', 'tcp:2222=web:22', 'udp:10.77.0.1:69=db:69'] });
+    await expect(firewall.reload(configured(true), resolveName)).rejects.toThrow(/forward "udp:10\.77\.0\.1:69=db:69": .*guests' TFTP/);
   });
 
   it('refuses to remove a configured forward or one that does not exist', async () => {
