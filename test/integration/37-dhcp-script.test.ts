@@ -100,7 +100,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     expect(seen.filter((e) => e.action === 'renew').length).toBeGreaterThan(0);
     expect(await topo.stop(natd.child)).toBe(0);
     // the daemon's stop ends the stream: the watcher exits by itself, with status 0
-    await until(() => watcher.exitCode !== null, 'the watcher to end with the daemon', 5000);
+    await until(() => watcher.exitCode !== null, 'the watcher to end with the daemon', 15_000);
     expect(watcher.exitCode).toBe(0);
 
     // a restart announces every lease in the journal once, as old

@@ -142,8 +142,8 @@ describe.skipIf(!isRoot())('hostile guests against the host', () => {
     expect(await tcpConnect(vm, GATEWAY, METRICS_PORT)).not.toBe('connected');
     expect(await tcpConnect(vm, UPLINK_HOST, METRICS_PORT)).not.toBe('connected');
     // what guests need from the host still works: DNS on the gateway (udp and tcp) and ping
-    expect((await topo.runOk(vm, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'www.example.test'])).trim()).not.toBe('');
-    expect((await topo.runOk(vm, ['dig', '+short', '+tcp', '+time=2', '+tries=1', `@${GATEWAY}`, 'www.example.test'])).trim()).not.toBe('');
+    expect((await topo.runOk(vm, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, 'www.example.test'])).trim()).not.toBe('');
+    expect((await topo.runOk(vm, ['dig', '+short', '+tcp', '+time=5', '+tries=1', `@${GATEWAY}`, 'www.example.test'])).trim()).not.toBe('');
     expect((await topo.run(vm, ['ping', '-c', '1', '-W', '2', GATEWAY])).code).toBe(0);
 
     // without the opt-in, an address other than loopback is refused with an error naming the field

@@ -125,7 +125,7 @@ describe.skipIf(!isRoot())('IPv6: router advertisements, SLAAC and NAT66 (issue 
     const sink = topo.spawn(topo.wan, [SYSTEM_PYTHON, '-c', UDP_SINK, UPLINK6_WAN]);
     let seen = '';
     sink.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
-    await until('sink listening', async () => seen, (s) => s.includes('listening'), 5_000);
+    await until('sink listening', async () => seen, (s) => s.includes('listening'), 15_000); // a python start-up
     await topo.runOk(vm, [SYSTEM_PYTHON, '-c', `import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"hello", ("${UPLINK6_WAN}", 7777))`]);
     await until('datagram at the wan side', async () => seen, (s) => s.includes('hello'), 5_000);
     expect(seen).toContain(`from ${UPLINK6_HOST} hello`);
@@ -163,7 +163,7 @@ describe.skipIf(!isRoot())('IPv6: router advertisements, SLAAC and NAT66 (issue 
     const viaNatd = `${NATD_LINK_LOCAL} eth0 ra`;
     await until('default route', () => defaultRoutes(vm), (r) => r.includes(viaNatd));
     await topo.stop(natd.child);
-    await until('default route gone', () => defaultRoutes(vm), (r) => !r.includes(viaNatd), 5_000);
+    await until('default route gone', () => defaultRoutes(vm), (r) => !r.includes(viaNatd), 15_000); // the route would otherwise live 1800 s
     expect((await topo.run(topo.host, ['nft', 'list', 'table', 'bridge', `natd-${BRIDGE}-raguard`])).code).not.toBe(0);
   });
 });

@@ -96,7 +96,7 @@ export async function runUdhcpc(topology: Topology, ns: string, extra: string[] 
   return { code: r.code, events, output: r.stdout + r.stderr };
 }
 
-/** Polls `ss` in a namespace until something listens on the TCP port (bounded). */
-export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 5000): Promise<void> {
+/** Polls `ss` in a namespace until something listens on the TCP port (bounded: 15 s, a node server's start-up on a loaded machine takes seconds). */
+export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 15_000): Promise<void> {
   await waitFor(`a listener on tcp port ${port} in ${ns}`, async () => (await topology.run(ns, ['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '', timeoutMs, 50);
 }
