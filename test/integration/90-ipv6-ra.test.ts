@@ -127,7 +127,7 @@ describe.skipIf(!isRoot())('IPv6: router advertisements, SLAAC and NAT66 (issue 
     sink.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
     await until('sink listening', async () => seen, (s) => s.includes('listening'), 15_000); // a python start-up
     await topo.runOk(vm, [SYSTEM_PYTHON, '-c', `import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"hello", ("${UPLINK6_WAN}", 7777))`]);
-    await until('datagram at the wan side', async () => seen, (s) => s.includes('hello'), 5_000);
+    await until('datagram at the wan side', async () => seen, (s) => s.includes('hello'), 15_000);
     expect(seen).toContain(`from ${UPLINK6_HOST} hello`);
     await topo.stop(sink);
   });

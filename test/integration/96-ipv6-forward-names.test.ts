@@ -534,6 +534,6 @@ describe.skipIf(!isRoot())('IPv6 forwards by name to a SLAAC guest learnt from t
     expect(metric(metrics, 'natd_ipv6_neighbour_events_total', `{bridge="${BRIDGE}",kind="new"}`)).toBeGreaterThan(0);
     await topo.stop(natd.child, 10_000);
     expect(natd.child.exitCode ?? natd.child.signalCode).not.toBeNull();
-    await until('no monitor process left', () => [wrapper, ip[0]!].filter((pid) => existsSync(`/proc/${pid}`)), (left) => left.length === 0, 5000);
+    await until('no monitor process left', () => [wrapper, ip[0]!].filter((pid) => existsSync(`/proc/${pid}`)), (left) => left.length === 0, 15_000);
   }, 60_000);
 });
