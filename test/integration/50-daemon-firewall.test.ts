@@ -251,7 +251,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     const dig = (args: string[]) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, ...args]);
     expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/); // cached from now on
     const before = await conntrackCount();
-    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', GATEWAY, '5000', 'spray.example.test'], { timeoutMs: 45_000 });
+    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', GATEWAY, '5000', 'spray.example.test'], { timeoutMs: 75_000 });
     expect(r.code, r.stderr).toBe(0);
     const spray = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sent: number; answered: number; sourcePorts: number };
     const after = await conntrackCount();
@@ -262,7 +262,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect(after - before).toBeLessThan(100);
     expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
     expect((await dig(['+tcp', 'spray-tcp.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
-  }, 60_000);
+  }, 100_000);
 
   it('rejects IPv6 routed through the bridge while it runs (ping6 and TCP)', async () => {
     const ping = await topo.run(topo.vm(1).ns, ['ping', '-6', '-c', '1', '-w', '2', V6.wan]);
