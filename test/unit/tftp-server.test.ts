@@ -30,7 +30,9 @@ async function startServer(extra: Partial<TftpServerOptions> = {}): Promise<{ se
   const socket = await bindLoopback();
   const logs: Record<string, unknown>[] = [];
   const logger: Logger = createLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) });
-  const server = new TftpServer({ socket, openTransferSocket: bindLoopback, root, logger, defaultTimeoutMs: 100, maxRetries: 3, ...extra });
+  // 2 s per block unless a test is about time-outs (those ask for 100 ms): with 100 ms everywhere a loaded machine's
+  // pause between a DATA and its ACK made the server send again, which the exact packet counts below saw
+  const server = new TftpServer({ socket, openTransferSocket: bindLoopback, root, logger, defaultTimeoutMs: 2000, maxRetries: 3, ...extra });
   server.start();
   servers.push(server);
   return { server, port: socket.address().port, logs };
@@ -109,7 +111,7 @@ describe('read transfers', () => {
   }, 60_000);
 
   it('a lost ACK: the window is sent again after the timeout, and the transfer completes', async () => {
-    const { server, port } = await startServer();
+    const { server, port } = await startServer({ defaultTimeoutMs: 100 });
     const r = await tftpFetch({ host: '127.0.0.1', port, file: 'big.bin', options: { blksize: '1400', windowsize: '4' }, sendAck: (_b, i) => i !== 3 });
     expect(r.data).toEqual(files['big.bin']);
     await new Promise((r) => setTimeout(r, 50));
@@ -117,7 +119,7 @@ describe('read transfers', () => {
   });
 
   it('a client that stops answering: bounded retries, then the transfer ends (timeout) and its slot is free', async () => {
-    const { server, port } = await startServer();
+    const { server, port } = await startServer({ defaultTimeoutMs: 100 });
     const r = await tftpFetch({ host: '127.0.0.1', port, file: 'big.bin', sendAck: (b) => b < 2, timeoutMs: 1500 });
     expect(r.error).toEqual({ code: 0, message: 'timed out' });
     expect(server.stats()).toMatchObject({ active: 0, transfers: { timeout: 1 }, bytesSent: 512 });
