@@ -45,7 +45,13 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}, on
         resolve({ code: err ? (typeof code === 'number' ? code : TIMED_OUT) : 0, stdout, stderr });
       },
     );
-    if (options.input !== undefined) child.stdin?.end(options.input);
+    if (options.input !== undefined) {
+      // a child that exits without reading its input (socat whose connect failed, a refused command) closes the pipe
+      // first: the write's EPIPE is no error of the run (its status and output say what happened), and unhandled it
+      // would end the caller's process; on a loaded machine the child often wins that race (vitest: "write EPIPE")
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(options.input);
+    }
     onStart?.(child);
   });
 }

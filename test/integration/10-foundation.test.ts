@@ -63,20 +63,20 @@ describe.skipIf(needsRoot)('natd end to end in namespaces', () => {
   });
 
   it('does not answer a client on a host interface that is not the bridge', async () => {
-    const r = await runUdhcpc(topo, topo.outsider!, [], 15_000);
+    const r = await runUdhcpc(topo, topo.outsider!, ['-t', '4'], 15_000); // natd answers within milliseconds when it answers
     expect(r.code).not.toBe(0);
     expect(r.events.some((e) => e.event === 'bound')).toBe(false);
   });
 
   it('resolves an upstream name and the first vm\'s hostname with dig from a vm', async () => {
-    const upstreamName = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'www.example.test', 'A']);
+    const upstreamName = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, 'www.example.test', 'A']);
     expect(upstreamName.trim()).toMatch(/^203\.0\.113\.\d+$/);
     const vm1Addr = JSON.parse(await topo.runOk(topo.vm(1).ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0']))[0].addr_info[0].local as string;
-    const local = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'alpha', 'A']);
+    const local = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, 'alpha', 'A']);
     expect(local.trim()).toBe(vm1Addr);
-    const qualified = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'alpha.vm', 'A']);
+    const qualified = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, 'alpha.vm', 'A']);
     expect(qualified.trim()).toBe(vm1Addr);
-    const fromHostsFile = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, 'printer.lan', 'A']);
+    const fromHostsFile = await topo.runOk(topo.vm(2).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, 'printer.lan', 'A']);
     expect(fromHostsFile.trim()).toBe('10.77.0.99');
   });
 

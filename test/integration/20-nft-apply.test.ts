@@ -148,7 +148,7 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     const healer = startHealer({ check: () => tableIntact(input, host), reapply: () => applyAndVerify(input, host), intervalMs: 150, logger: silentLogger });
     try {
       await nft(topo.host, 'flush', 'table', 'inet', input.table);
-      await waitFor('a heal', () => healer.heals() >= 1);
+      await waitFor('a heal', () => healer.heals() >= 1, 15_000); // a check and a re-apply run nft several times: seconds on a loaded machine
       expect(await listText()).toBe(good);
     } finally {
       healer.stop();
@@ -162,7 +162,7 @@ describe.skipIf(!isRoot())('nft apply in a namespace', () => {
     const healer = startHealer({ check: () => tableIntact(input, wan), reapply: () => applyAndVerify(input, wan), intervalMs: 150, logger: silentLogger });
     try {
       await nft(topo.wan, 'flush', 'ruleset');
-      await waitFor('a heal', () => healer.heals() >= 1);
+      await waitFor('a heal', () => healer.heals() >= 1, 15_000); // a check and a re-apply run nft several times: seconds on a loaded machine
       expect(await listText(topo.wan)).toBe(good);
     } finally {
       healer.stop();

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isRoot, Topology } from '../support/netns.js';
 import { FIXTURES, NATD_CLI, runUdhcpc, startNatd, tempDir } from '../support/natd-process.js';
 import { startDhcpSim } from '../support/dhcp-sim.js';
+import { waitUntil } from '../support/wait.js';
 
 const CLIENTS = 40;
 
@@ -66,7 +67,9 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     let watched = '';
     watcher.stdout!.setEncoding('utf8').on('data', (d: string) => (watched += d));
     const watchedEvents = (): { action: string; mac: string; address: string }[] => watched.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { action: string; mac: string; address: string });
-    await sleep(300);
+    // connected, not merely started (a fixed 300 ms was less than a node start-up on a loaded machine)
+    const watchers = async () => (JSON.parse(await topo.runOk(topo.host, [process.execPath, NATD_CLI, 'status', '--json', '--control-socket', natd.controlSocket])) as { control?: { watchers: number } }).control?.watchers;
+    await waitUntil('the lease watcher connected', watchers, (n) => n === 1, 20_000, 100);
 
     const sim = await startDhcpSim(topo, topo.vm(1).ns, { clients: CLIENTS, reconfirmMs: 300 });
     await until(() => sim.acked().size === CLIENTS, `${CLIENTS} simulated clients bound`);
@@ -97,7 +100,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     expect(seen.filter((e) => e.action === 'renew').length).toBeGreaterThan(0);
     expect(await topo.stop(natd.child)).toBe(0);
     // the daemon's stop ends the stream: the watcher exits by itself, with status 0
-    await until(() => watcher.exitCode !== null, 'the watcher to end with the daemon', 5000);
+    await until(() => watcher.exitCode !== null, 'the watcher to end with the daemon', 15_000);
     expect(watcher.exitCode).toBe(0);
 
     // a restart announces every lease in the journal once, as old
@@ -109,7 +112,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     expect(lines(log).filter((l) => l.startsWith('old ')).map((l) => l.split(' ')[1]).sort()).toEqual([...acked.keys()].sort());
     expect(lines(log)).toHaveLength(CLIENTS);
     expect(await topo.stop(again.child)).toBe(0);
-  });
+  }, 90_000);
 
   it('kills a hanging script at its timeout while DHCP keeps answering', async () => {
     const dir = tempDir('natd-script-hang-');
@@ -129,7 +132,7 @@ describe.skipIf(!isRoot() && !process.env.CI)('--dhcp-script (lease events)', ()
     const stopAt = Date.now();
     expect(await topo.stop(natd.child)).toBe(0);
     expect(Date.now() - stopAt).toBeLessThan(8000); // the stop does not wait out the hanging script's timeouts
-  });
+  }, 60_000);
 
   it('check-config names a missing or non-executable script', async () => {
     const dir = tempDir('natd-script-cfg-');

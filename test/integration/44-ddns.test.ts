@@ -160,10 +160,11 @@ zone "${REVERSE_ZONE}" { type primary; file "${dir}/reverse.db"; ${policy} };
   it('a release removes the A, the PTR and the owner TXT', async () => {
     // udhcpc -R sends a RELEASE when it is stopped: run it in the foreground until it is bound, then stop it
     const log = path.join(tempDir('udhcpc-'), 'events.log');
-    const client = topo.spawn(topo.vm(1).ns, ['env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-R', '-T', '1', '-t', '4', '-x', 'hostname:alpha', '-s', path.join(FIXTURES, 'udhcpc-script.sh')]);
+    const client = topo.spawn(topo.vm(1).ns, ['env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-R', '-T', '1', '-t', '4', '-A', '1', '-x', 'hostname:alpha', '-s', path.join(FIXTURES, 'udhcpc-script.sh')]);
     client.stdout!.resume();
     client.stderr!.resume();
-    const deadline = Date.now() + 15_000;
+    // -A 1: after 4 unanswered DISCOVERs it pauses 1 s and tries again (busybox's default pause, 20 s, outlasted this wait)
+    const deadline = Date.now() + 20_000;
     while (!(existsSync(log) && readFileSync(log, 'utf8').includes('event=bound'))) {
       if (Date.now() > deadline) throw new Error('udhcpc -f got no lease');
       await new Promise((r) => setTimeout(r, 100));
@@ -172,7 +173,7 @@ zone "${REVERSE_ZONE}" { type primary; file "${dir}/reverse.db"; ${policy} };
     await expectServed(`alpha.${ZONE}`, 'A', []);
     await expectServed(reverseOf(alphaAddr), 'PTR', []);
     expect((await dig(`alpha.${ZONE}`, 'ANY')).status).toBe('NXDOMAIN');
-  });
+  }, 60_000);
 
   it('survives BIND going away: DHCP goes on, the update arrives once BIND is back', async () => {
     await stopNamed();

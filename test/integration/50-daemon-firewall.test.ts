@@ -202,7 +202,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
   });
 
   it('SIGHUP applies a new hostsfile reservation, keeps the leases and the DNS cache', async () => {
-    const dig = (name: string) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, name, 'A']);
+    const dig = (name: string) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, name, 'A']);
     expect((await dig('cached.example.test')).trim()).toMatch(/^203\.0\.113\.\d+$/);
     const queries = () => readFileSync(upstreamLog, 'utf8').split('\n').filter((l) => l.includes('cached.example.test')).length;
     expect(queries()).toBe(1);
@@ -258,10 +258,10 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
   // source ports cannot fill the host's conntrack table (before: one entry per query, +~5,000 here)
   it('a guest sending 5,000 DNS queries from new source ports adds no conntrack entries; UDP and TCP DNS still answer', async () => {
     const conntrackCount = async () => Number((await topo.runOk(topo.host, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
-    const dig = (args: string[]) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=2', '+tries=1', `@${GATEWAY}`, ...args]);
+    const dig = (args: string[]) => topo.runOk(topo.vm(1).ns, ['dig', '+short', '+time=5', '+tries=1', `@${GATEWAY}`, ...args]);
     expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/); // cached from now on
     const before = await conntrackCount();
-    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', GATEWAY, '5000', 'spray.example.test'], { timeoutMs: 45_000 });
+    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', GATEWAY, '5000', 'spray.example.test'], { timeoutMs: 75_000 });
     expect(r.code, r.stderr).toBe(0);
     const spray = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sent: number; answered: number; sourcePorts: number };
     const after = await conntrackCount();
@@ -272,7 +272,7 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     expect(after - before).toBeLessThan(100);
     expect((await dig(['spray.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
     expect((await dig(['+tcp', 'spray-tcp.example.test', 'A'])).trim()).toMatch(/^203\.0\.113\.\d+$/);
-  }, 60_000);
+  }, 100_000);
 
   it('rejects IPv6 routed through the bridge while it runs (ping6 and TCP)', async () => {
     const ping = await topo.run(topo.vm(1).ns, ['ping', '-6', '-c', '1', '-w', '2', V6.wan]);
@@ -291,7 +291,9 @@ describe.skipIf(!isRoot())('the firewall through the daemon', () => {
     const exited = new Promise<number | null>((resolve) => natd.child.once('exit', (code) => resolve(code)));
     natd.child.kill('SIGTERM');
     const code = await exited;
-    expect(Date.now() - started).toBeLessThan(2000);
+    // exit 0 is the 2 s promise: natd's own timer ends a stop that is not done in 1.8 s with exit 1. What this clock
+    // adds (process exit, our event loop hearing of it) gets a second on a loaded machine, not the 0.2 s it had.
+    expect(Date.now() - started).toBeLessThan(3000);
     expect(code).toBe(0);
     expect((await topo.run(topo.host, ['nft', 'list', 'table', 'inet', TABLE])).code).not.toBe(0);
     expect(await topo.runOk(topo.host, ['nft', 'list', 'tables'])).not.toContain('natd');

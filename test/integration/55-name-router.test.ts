@@ -203,7 +203,7 @@ describe.skipIf(!isRoot())('the name router (issue 17) through the daemon', () =
     expect(other.stdout.trim(), other.stderr).toMatch(/^alpha tls /);
     expect((await status()).refusedByLimit).toBeGreaterThanOrEqual(1);
     // the attacker is gone: its slots are given back
-    await waitFor('the held connections released', async () => (await status()).active === 0, 5000, 100);
+    await waitFor('the held connections released', async () => (await status()).active === 0, 15_000, 100);
   });
 
   it('hostile clients: a slow-loris is cut at the head timeout; junk is counted and closed; natd stays up', async () => {

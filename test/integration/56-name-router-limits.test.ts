@@ -114,13 +114,14 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
     const rssBefore = rssKiB();
     const stalled = await topo.start(topo.wan, [process.execPath, CLIENT_SCRIPT, 'stall', UPLINK_HOST, '9100', 'stall.example.test', String(STALLED_MIB),
       String(STALLED_CLIENTS), '30000'], { ready: /"opened":/ });
+    let during: { size: number; speed: number } | undefined;
+    let context = '';
     try {
       expect(JSON.parse(stalled.stdout().trim().split('\n')[0]!)).toEqual({ opened: STALLED_CLIENTS });
       await waitFor('stalled connections routed', async () => (await routeRow('stall.example.test')).active === STALLED_CLIENTS, 10_000, 100);
       // several seconds with the stalled readers open, sampling RSS, one download of 128 MiB in the middle
       let rssMax = rssBefore;
       const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssKiB())), 200);
-      let during: { size: number; speed: number };
       try {
         await new Promise((resolve) => setTimeout(resolve, 2000));
         during = await download(128);
@@ -129,20 +130,23 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
         clearInterval(sampler);
       }
       const row = await routeRow('stall.example.test');
-      const context = JSON.stringify({ rssBeforeKiB: rssBefore, rssMaxKiB: rssMax, alone, during, stalledRoute: row });
+      context = JSON.stringify({ rssBeforeKiB: rssBefore, rssMaxKiB: rssMax, alone, during, stalledRoute: row });
       expect(rssMax - rssBefore, context).toBeLessThan(RSS_BOUND_KIB);
       expect(row.active, context).toBe(STALLED_CLIENTS); // still open, not cut
       // what reached the stalled clients is what kernel buffers hold, not the downloads' size
       expect(row.bytesOut / STALLED_CLIENTS, context).toBeLessThan(32 * 1024 * 1024);
-      expect(during.size).toBe(128 * 1024 * 1024);
-      // the other download was not held up by the stalled ones (loose: the machine is shared, bench/ measures speed)
-      expect(during.speed, context).toBeGreaterThan(alone.speed / 4);
+      expect(during!.size).toBe(128 * 1024 * 1024);
       expect(natd.child.exitCode).toBeNull();
     } finally {
       await stalled.stop();
     }
     await waitFor('stalled connections released', async () => (await routeRow('stall.example.test')).active === 0, 10_000, 100);
-  });
+    // the other download was not held up by the stalled ones (loose: the machine is shared, bench/ measures speed).
+    // Compared with the slower of two downloads alone, one before and one after: the machine's load changes during a
+    // CI run (other files start and end), and one reading taken in a quiet moment made a busy one look held up.
+    const aloneAfter = await download(64);
+    expect(during!.speed, `${context} alone after: ${JSON.stringify(aloneAfter)}`).toBeGreaterThan(Math.min(alone.speed, aloneAfter.speed) / 4);
+  }, 120_000); // three downloads (up to 60 s each on a loaded machine) and 4 s of sampling
 
   it('--expose-listen: routed ports listen on that address only; the gateway and loopback route nothing', async () => {
     const listeners = await topo.runOk(topo.host, ['ss', '-Hltn', 'sport = :443']);
@@ -199,7 +203,9 @@ describe.skipIf(!isRoot())('the name router (issue 17): trickled ClientHello, st
       const code = await topo.stop(old.child, 5000);
       const tookMs = Date.now() - started;
       expect(code, `${old.stderr()} ${JSON.stringify(old.logs.slice(-5))}`).toBe(0);
-      expect(tookMs).toBeLessThan(2500);
+      // exit 0 (and no "did not finish" line) is the 2 s promise: natd's own timer ends a stop that is not done in
+      // 1.8 s with exit 1; this clock also counts the signal, the exit and our event loop, which a loaded machine slows
+      expect(tookMs).toBeLessThan(3000);
       expect(old.logs.some((l) => l.msg === 'stop did not finish in time; exiting')).toBe(false);
     } finally {
       await stalled.stop();

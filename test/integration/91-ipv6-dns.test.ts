@@ -135,7 +135,7 @@ describe.skipIf(!isRoot())('IPv6: DNS on the bridge\'s IPv6 gateway, AAAA/PTR fo
   it('2,000 queries from new source ports over IPv6 add no conntrack entries and are all answered', async () => {
     const conntrackCount = async () => Number((await topo.runOk(topo.host, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count'])).trim());
     const before = await conntrackCount();
-    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', gw6, '2000', `${ALPHA}.${DOMAIN}`, 'udp6'], { timeoutMs: 45_000 });
+    const r = await topo.run(topo.vm(1).ns, [process.execPath, path.join(FIXTURES, 'dns-attack.mjs'), 'udp-port-spray', gw6, '2000', `${ALPHA}.${DOMAIN}`, 'udp6'], { timeoutMs: 75_000 });
     expect(r.code, r.stderr).toBe(0);
     const spray = JSON.parse(r.stdout.trim().split('\n').pop()!) as { sent: number; answered: number; sourcePorts: number };
     const after = await conntrackCount();
@@ -144,7 +144,7 @@ describe.skipIf(!isRoot())('IPv6: DNS on the bridge\'s IPv6 gateway, AAAA/PTR fo
     expect(spray.answered).toBeGreaterThan(1800);
     expect(after - before).toBeLessThan(100);
     expect((await dig(topo.vm(1).ns, gw6, ['+tcp', 'A', `${ALPHA}.${DOMAIN}`])).answers).toEqual([ALPHA_V4]);
-  }, 60_000);
+  }, 100_000);
 
   it('forwards over IPv6 to an upstream given as [addr]:port, and a --server route given as addr#port', async () => {
     const vm = topo.vm(1).ns;

@@ -160,7 +160,7 @@ describe.skipIf(!isRoot())('IPv6 egress: NAT66 and routed mode, IPv6 port forwar
       'from scapy.all import ICMPv6EchoRequest',
       `sendp(Ether(src="${vm2.mac}", dst="52:54:00:77:00:01") / IPv6(src="2001:db8:99::5", dst="${V6.gateway}") / ICMPv6EchoRequest(), iface="eth0", verbose=False)`,
     ].join('\n')], { timeoutMs: 30_000 });
-    await waitFor('the legitimate datagram', async () => sink.output().includes('legit'), 5000, 100);
+    await waitFor('the legitimate datagram', async () => sink.output().includes('legit'), 15_000, 100);
     await new Promise((r) => setTimeout(r, 500));
     expect(sink.output()).toContain(`from ${V6.vm2} legit`);
     expect(sink.output()).not.toContain('spoofed');

@@ -76,21 +76,27 @@ export async function startNatd(topology: Topology, args: string[], options: { s
   return handle;
 }
 
-/** Runs busybox udhcpc once in a vm namespace; returns the parsed event lines. */
-export async function runUdhcpc(topology: Topology, ns: string, extra: string[] = [], timeoutMs = 20_000): Promise<{ code: number; events: Record<string, string>[]; output: string }> {
+/**
+ * Runs busybox udhcpc once in a vm namespace; returns the parsed event lines and its output. It sends up to 10
+ * DISCOVERs a second apart (a real client keeps trying for a minute; 4 tries were lost on a loaded CI machine), or
+ * as many as the caller's own `-t` says (a test that expects no lease may ask for fewer).
+ */
+export async function runUdhcpc(topology: Topology, ns: string, extra: string[] = [], timeoutMs = 25_000): Promise<{ code: number; events: Record<string, string>[]; output: string }> {
   const log = path.join(tempDir('udhcpc-'), 'events.log');
+  const tries = extra.includes('-t') ? [] : ['-t', '10'];
   const r = await topology.run(ns, [
-    'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '4', '-T', '1', '-A', '1',
+    'env', `UDHCPC_LOG=${log}`, 'busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', ...tries, '-T', '1', '-A', '1',
     '-s', path.join(FIXTURES, 'udhcpc-script.sh'), ...extra,
   ], { timeoutMs });
   const events = existsSync(log)
     ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) =>
         Object.fromEntries(line.split(' ').map((kv) => { const i = kv.indexOf('='); return [kv.slice(0, i), kv.slice(i + 1)]; })))
     : [];
+  if (r.code !== 0) console.log(`udhcpc in ${ns} exited ${r.code} after ${extra.join(' ') || 'no extra flags'}:\n${r.stdout + r.stderr}`);
   return { code: r.code, events, output: r.stdout + r.stderr };
 }
 
-/** Polls `ss` in a namespace until something listens on the TCP port (bounded). */
-export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 5000): Promise<void> {
+/** Polls `ss` in a namespace until something listens on the TCP port (bounded: 15 s, a node server's start-up on a loaded machine takes seconds). */
+export async function waitForListener(topology: Topology, ns: string, port: number, timeoutMs = 15_000): Promise<void> {
   await waitFor(`a listener on tcp port ${port} in ${ns}`, async () => (await topology.run(ns, ['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '', timeoutMs, 50);
 }

@@ -59,10 +59,12 @@ describe('UdpDdnsClient against a hostile server', () => {
 
   it('times out when only forgeries come, saying what was dropped', async () => {
     const srv = await server((req) => [answerTo(req, Rcode.NOERROR, { ...key, secret: Buffer.alloc(32, 4) })]);
-    const client = new UdpDdnsClient({ server: { host: '127.0.0.1', port: srv.port }, key, nowSeconds: () => NOW, timeoutMs: 300 });
+    // 2 s: the forgery must arrive (and be dropped) before the time-out for the message to name it; 300 ms was within
+    // reach of a loaded machine's pause
+    const client = new UdpDdnsClient({ server: { host: '127.0.0.1', port: srv.port }, key, nowSeconds: () => NOW, timeoutMs: 2000 });
     const result = await client.exchange(encodeUpdate(0, 'lab.example', [], []));
     expect(result).toMatchObject({ ok: false, kind: 'network' });
-    expect(!result.ok && result.message).toMatch(/no answer from 127\.0\.0\.1#\d+ in 300 ms \(dropped: an answer with a bad TSIG signature\)/);
+    expect(!result.ok && result.message).toMatch(/no answer from 127\.0\.0\.1#\d+ in 2000 ms \(dropped: an answer with a bad TSIG signature\)/);
   });
 
   it('reports a rejected key (unsigned BADSIG answer) as an auth failure', async () => {

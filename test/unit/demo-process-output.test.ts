@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { stopChild, watchOutput } from '../../src/demo/process.js';
+import { runCommand, stopChild, watchOutput } from '../../src/demo/process.js';
 
 const sh = (script: string) => spawn('/bin/sh', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -35,5 +35,28 @@ describe('watchOutput', () => {
     expect(out.output().length).toBeLessThanOrEqual(100);
     expect(out.output()).toMatch(/line199\nend\n$/);
     await stopChild(child, 500);
+  });
+});
+
+describe('runCommand with input', () => {
+  it('a child that exits without reading its input is an ordinary run, not an EPIPE that ends the caller', async () => {
+    // `true` never reads stdin: the pipe is often closed before the input is written (without the handler a third
+    // of these runs raised an unhandled "write EPIPE", which fails a whole vitest run; seen in test 50 under load)
+    const errors: unknown[] = [];
+    const onError = (err: unknown) => errors.push(err);
+    process.on('uncaughtException', onError);
+    try {
+      const runs = await Promise.all(Array.from({ length: 60 }, (_, i) => runCommand(['true'], { input: i % 2 ? '' : 'x'.repeat(512) })));
+      await new Promise((resolve) => setTimeout(resolve, 50)); // a late 'error' from a pipe would come by now
+      expect(runs.map((r) => r.code)).toEqual(Array.from({ length: 60 }, () => 0));
+      expect(errors).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+  });
+
+  it('a child that reads its input gets all of it', async () => {
+    const r = await runCommand(['cat'], { input: 'line 1\nline 2\n' });
+    expect(r).toEqual({ code: 0, stdout: 'line 1\nline 2\n', stderr: '' });
   });
 });

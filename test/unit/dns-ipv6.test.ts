@@ -81,7 +81,7 @@ describe('BatchUdp6Transport', () => {
     const later: { address: ClientAddress; port: number }[] = [];
     transport.start({ message: (_msg, address, p) => void later.push({ address, port: p }), dropped: () => {}, warn: () => {} });
     await new Promise<void>((r, j) => peer.send('hello', port, '::1', (e) => (e ? j(e) : r())));
-    await vi.waitFor(() => expect(later).toHaveLength(1));
+    await vi.waitFor(() => expect(later).toHaveLength(1), { timeout: 5000 }); // vitest's default 1 s is short for a loaded machine
     const sendBatch = vi.spyOn(native.udpBatch, 'send6');
     const released = Promise.resolve();
     for (let i = 0; i < 5; i++) void released.then(() => transport.reply(Buffer.from(`reply ${i}`), later[0]!.address, later[0]!.port));
@@ -108,7 +108,7 @@ describe('BatchUdp6Transport', () => {
       await new Promise<void>((r, j) => peer.send(`${i % 2}:${i}`, port, '::1', (e) => (e ? j(e) : r())));
     }
     transport.start({ message: (msg, address, p) => transport.reply(Buffer.from(`re ${String(msg)}`), address, p), dropped: () => {}, warn: () => {} });
-    await vi.waitFor(() => expect(peers[0]!.got.length + peers[1]!.got.length).toBe(40));
+    await vi.waitFor(() => expect(peers[0]!.got.length + peers[1]!.got.length).toBe(40), { timeout: 5000 });
     for (const [n, { got }] of peers.entries()) expect(got.every((m) => m.startsWith(`re ${n}:`)), got.join()).toBe(true);
     // the remembered last client never leaks into an answer to another address
     const metas: number[][] = [];

@@ -101,10 +101,14 @@ describe('UpstreamClient route groups and order', () => {
     expect(second.names).toHaveLength(0);
   });
 
+  // how long a query waits for the silent server before it fails over: long enough that the answering server is never
+  // taken for silent during a loaded machine's pause (100 ms was not: a retry to the other server broke the exact lists)
+  const SILENT_SERVER_WAIT_MS = 1000;
+
   it('default order: the server that answered last goes first, and a race every RACE_EVERY_QUERIES queries asks all', async () => {
     const first = track((await responder(4, false))!);
     const second = track((await responder(4, true))!);
-    const c = track(new UpstreamClient({ servers: [first, second].map((r) => ({ address: '127.0.0.1', port: r.port })), logger: silentLogger, strictOrder: false, timeoutMs: 100, failuresBeforeBackoff: 1000 }));
+    const c = track(new UpstreamClient({ servers: [first, second].map((r) => ({ address: '127.0.0.1', port: r.port })), logger: silentLogger, strictOrder: false, timeoutMs: SILENT_SERVER_WAIT_MS, failuresBeforeBackoff: 1000 }));
     // the first query fails over from the silent first server; the second server answered, so it is asked first
     expect(await c.query(query('f0.example'), keyOf('f0.example'))).toBeDefined();
     expect(first.names).toEqual(['f0.example']);
@@ -120,7 +124,7 @@ describe('UpstreamClient route groups and order', () => {
   it('strict order can be switched at run time (reload)', async () => {
     const first = track((await responder(4, false))!);
     const second = track((await responder(4, true))!);
-    const c = track(new UpstreamClient({ servers: [first, second].map((r) => ({ address: '127.0.0.1', port: r.port })), logger: silentLogger, strictOrder: false, timeoutMs: 100, failuresBeforeBackoff: 1000 }));
+    const c = track(new UpstreamClient({ servers: [first, second].map((r) => ({ address: '127.0.0.1', port: r.port })), logger: silentLogger, strictOrder: false, timeoutMs: SILENT_SERVER_WAIT_MS, failuresBeforeBackoff: 1000 }));
     await c.query(query('a.example'), keyOf('a.example'));
     await c.query(query('b.example'), keyOf('b.example'));
     expect(first.names).toEqual(['a.example']);

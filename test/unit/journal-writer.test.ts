@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDeviceUdpSocket, openJournalWriter, type JournalWriter } from '../../src/native.js';
 import { parseIpv4 } from '../../src/net/ipv4.js';
+import { waitFor } from '../support/wait.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -105,6 +106,9 @@ describe('journal writer thread (issue 18)', () => {
     cleanups.push(() => closeSync(readOnly));
     writer.reset(readOnly);
     expect(await submit(writer, 'lost\n', [Buffer.from('never')], Uint32Array.from(to))).toMatchObject({ errno: os.constants.errno.EBADF, replies: undefined });
+    // the replies are in the peer's socket: polled until read (a fixed wait can end first when the machine is loaded),
+    // then 100 ms more for one that should not come
+    await waitFor('the two replies read', () => received.length >= 2, 5000, 10);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(received.sort()).toEqual(['ack-1', 'ack-2']);
   });
@@ -122,6 +126,7 @@ describe('journal writer thread (issue 18)', () => {
       Uint32Array.from([notSocket, local, port, notSocket, local, port, sendFd, local, port]));
     expect(done).toMatchObject({ errno: 0, replies: [os.constants.errno.ENOTSOCK, os.constants.errno.ENOTSOCK, 0] });
     expect(readFileSync(file, 'utf8')).toBe('bind\n');
+    await waitFor('the reply read', () => received.length >= 1, 5000, 10); // then 100 ms for one that should not come
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(received).toEqual(['ack']);
   });

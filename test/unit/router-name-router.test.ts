@@ -622,6 +622,9 @@ describe('name router: limits and lifecycle', () => {
     open.shift()!.destroy();
     await waitFor('slot freed', () => router.stats().active === 2);
     const again = await connect();
+    // the router's accept is polled for (our connect can complete first, and a loaded machine's pause outlasts a fixed
+    // 50 ms); then 50 ms in which a refusal would close it
+    await waitFor('the new connection held', () => router.stats().active === 3, 5000);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(again.destroyed).toBe(false);
     expect(router.stats().active).toBe(3);

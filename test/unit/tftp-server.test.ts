@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { encodeTftpPacket, decodeTftpPacket, TftpErrorCode } from '../../src/tftp/codec.js';
 import { TftpServer, type TftpServerOptions } from '../../src/tftp/server.js';
 import { tftpFetch } from '../support/tftp-client.js';
+import { waitFor } from '../support/wait.js';
 
 let dir: string;
 let root: string;
@@ -29,7 +30,9 @@ async function startServer(extra: Partial<TftpServerOptions> = {}): Promise<{ se
   const socket = await bindLoopback();
   const logs: Record<string, unknown>[] = [];
   const logger: Logger = createLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) });
-  const server = new TftpServer({ socket, openTransferSocket: bindLoopback, root, logger, defaultTimeoutMs: 100, maxRetries: 3, ...extra });
+  // 2 s per block unless a test is about time-outs (those ask for 100 ms): with 100 ms everywhere a loaded machine's
+  // pause between a DATA and its ACK made the server send again, which the exact packet counts below saw
+  const server = new TftpServer({ socket, openTransferSocket: bindLoopback, root, logger, defaultTimeoutMs: 2000, maxRetries: 3, ...extra });
   server.start();
   servers.push(server);
   return { server, port: socket.address().port, logs };
@@ -70,7 +73,9 @@ describe('read transfers', () => {
     const exact = await tftpFetch({ host: '127.0.0.1', port, file: 'exact.bin' });
     expect(exact.data).toEqual(files['exact.bin']);
     expect(exact.dataPackets).toBe(3); // 512 + 512 + 0
-    await new Promise((r) => setTimeout(r, 50));
+    // the last ACK is on its way to the server when the client is done: wait for it to be handled (a fixed 50 ms was
+    // shorter than a loaded machine's pause between the client's resolve and the server's read)
+    await waitFor('the second transfer ended at the server', () => server.stats().active === 0, 5000, 10);
     expect(server.stats()).toMatchObject({ requests: 2, active: 0, transfers: { complete: 2 }, bytesSent: 16 + 1024 });
     expect(logs.filter((l) => l.msg === 'TFTP transfer ended').map((l) => [l.file, l.result, l.bytes])).toEqual([['small.txt', 'complete', 16], ['exact.bin', 'complete', 1024]]);
   });
@@ -106,7 +111,7 @@ describe('read transfers', () => {
   }, 60_000);
 
   it('a lost ACK: the window is sent again after the timeout, and the transfer completes', async () => {
-    const { server, port } = await startServer();
+    const { server, port } = await startServer({ defaultTimeoutMs: 100 });
     const r = await tftpFetch({ host: '127.0.0.1', port, file: 'big.bin', options: { blksize: '1400', windowsize: '4' }, sendAck: (_b, i) => i !== 3 });
     expect(r.data).toEqual(files['big.bin']);
     await new Promise((r) => setTimeout(r, 50));
@@ -114,7 +119,7 @@ describe('read transfers', () => {
   });
 
   it('a client that stops answering: bounded retries, then the transfer ends (timeout) and its slot is free', async () => {
-    const { server, port } = await startServer();
+    const { server, port } = await startServer({ defaultTimeoutMs: 100 });
     const r = await tftpFetch({ host: '127.0.0.1', port, file: 'big.bin', sendAck: (b) => b < 2, timeoutMs: 1500 });
     expect(r.error).toEqual({ code: 0, message: 'timed out' });
     expect(server.stats()).toMatchObject({ active: 0, transfers: { timeout: 1 }, bytesSent: 512 });
@@ -244,6 +249,9 @@ describe('limits and hostile input', () => {
     client.on('message', () => replies++);
     const junk = [Buffer.from([0, 4, 0, 1]), Buffer.from([0, 3, 0, 1, 9]), Buffer.from([0, 5, 0, 0, 0]), Buffer.from([0xff]), Buffer.from([0, 1, 0x41]), Buffer.alloc(70_000 > 65_507 ? 65_000 : 0, 7)];
     for (const j of junk) client.send(j, port, '127.0.0.1');
+    const droppedSum = () => Object.values(server.stats().dropped).reduce((a, b) => a + b, 0);
+    // every datagram handled (polled: a loaded machine can pause longer than a fixed wait), then 100 ms for any reply
+    await waitFor('the junk handled', () => droppedSum() >= junk.length, 5000, 10);
     await new Promise((r) => setTimeout(r, 100));
     client.close();
     expect(replies).toBe(0);
@@ -260,6 +268,8 @@ describe('limits and hostile input', () => {
     client.on('message', (_m, rinfo) => ports.add(rinfo.port));
     client.send(rrq, port, '127.0.0.1');
     client.send(rrq, port, '127.0.0.1');
+    // both requests handled (polled, not a fixed wait a loaded machine can outlast), then 100 ms for a second answer
+    await waitFor('both requests handled', () => server.stats().requests + (server.stats().dropped['duplicate-request'] ?? 0) >= 2, 5000, 10);
     await new Promise((r) => setTimeout(r, 100));
     client.close();
     expect(ports.size).toBe(1);

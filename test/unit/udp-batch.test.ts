@@ -107,7 +107,7 @@ describe('BatchUdpTransport', () => {
       warn: () => {},
     });
     await send(peer.socket, 'hello', port);
-    await vi.waitFor(() => expect(later).toHaveLength(1));
+    await vi.waitFor(() => expect(later).toHaveLength(1), { timeout: 5000 }); // vitest's default 1 s is short for a loaded machine
     transport.reply(Buffer.from('late answer'), later[0]!.address, later[0]!.port);
     await peer.waitFor(1);
     expect(String(peer.received[0])).toBe('late answer');
@@ -119,7 +119,7 @@ describe('BatchUdpTransport', () => {
     const later: { address: ClientAddress; port: number }[] = [];
     transport.start({ message: (_msg, address, p) => void later.push({ address, port: p }), dropped: () => {}, warn: () => {} });
     await send(peer.socket, 'hello', port);
-    await vi.waitFor(() => expect(later).toHaveLength(1));
+    await vi.waitFor(() => expect(later).toHaveLength(1), { timeout: 5000 }); // vitest's default 1 s is short for a loaded machine
     const sendBatch = vi.spyOn(native.udpBatch, 'send');
     // as a group commit's callback releases its ACKs: several promise chains settle in the same microtask run
     const released = Promise.resolve();
