@@ -63,7 +63,8 @@ class Guest {
       '[Match]', `Name=${this.iface}`, '',
       '[Network]', 'DHCP=ipv6', 'IPv6AcceptRA=yes', 'LinkLocalAddressing=ipv6', '',
       '[DHCPv6]', 'UseDNS=yes', ...dhcp6Lines, '',
-      '[IPv6AcceptRA]', 'DHCPv6Client=yes', '',
+      // the RA's RDNSS not used: the DNS server networkd ends up with comes from DHCPv6
+      '[IPv6AcceptRA]', 'DHCPv6Client=yes', 'UseDNS=no', 'UseDomains=no', '',
     ]);
     this.spawn(['unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', `hostname ${hostname} && exec ${this.script}`]);
   }
@@ -79,9 +80,17 @@ class Guest {
     this.spawn(['unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', run]);
   }
 
-  /** the logging fixture as dhcpcd's script (dhclient-style lines in `log`); `then`: a command run after it */
+  /**
+   * the logging fixture as dhcpcd's script (one line of new_/old_ variables per event in `log`), and the RA's variables
+   * dhcpcd passes (nd1_…) as one line per event in `ndLog`; `then`: a command run after them
+   */
   writeLoggingScript(then = ''): void {
-    writeFileSync(this.script, `#!/bin/sh\nDHCP6_LOG=${this.log} DHCP6_CONFIGURE=0 ${CLIENT_SCRIPT} "$@"\n${then}\n`, { mode: 0o755 });
+    const nd = `{ printf 'reason=%s ' "$reason"; env | grep -E '^nd[0-9]+_' | sort | tr '\\n' ' '; echo; } >> ${this.ndLog}`;
+    writeFileSync(this.script, `#!/bin/sh\nDHCP6_LOG=${this.log} DHCP6_CONFIGURE=0 ${CLIENT_SCRIPT} "$@"\n${nd}\n${then}\n`, { mode: 0o755 });
+  }
+
+  get ndLog(): string {
+    return path.join(this.dir, 'nd.log');
   }
 
   private spawn(argv: string[]): void {
@@ -144,7 +153,8 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
   let natd: NatdHandle;
   let api: ReturnType<typeof natdCli>;
   let upstreamLog: string;
-  const guests: Record<'ndDuid' | 'ndMac' | 'fqOne' | 'thief' | 'resThief' | 'wpad', Guest> = {} as never;
+  const STATIC = `${PREFIX}99`;
+  const guests: Record<'ndDuid' | 'ndMac' | 'fqOne' | 'thief' | 'resThief' | 'wpad' | 'recThief', Guest> = {} as never;
 
   const upstreamQueries = (): string[] => (existsSync(upstreamLog) ? readFileSync(upstreamLog, 'utf8').split('\n').filter(Boolean) : []);
   const failWith = (g: Guest, err: unknown): never => {
@@ -152,21 +162,22 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
   };
 
   beforeAll(async () => {
-    topo = Topology.create({ vms: 6, ipv6: true });
-    const [v1, v2, v3, v4, v5, v6] = [1, 2, 3, 4, 5, 6].map((i) => topo.vm(i)) as [Vm, Vm, Vm, Vm, Vm, Vm];
+    topo = Topology.create({ vms: 7, ipv6: true });
+    const [v1, v2, v3, v4, v5, v6, v7] = [1, 2, 3, 4, 5, 6, 7].map((i) => topo.vm(i)) as [Vm, Vm, Vm, Vm, Vm, Vm, Vm];
     const tag = process.pid % 10000;
-    for (const [vm, i] of [[v3, 3], [v4, 4], [v5, 5], [v6, 6]] as const) await renameIface(topo, vm, `q6c${tag}${i}`);
+    for (const [vm, i] of [[v3, 3], [v4, 4], [v5, 5], [v6, 6], [v7, 7]] as const) await renameIface(topo, vm, `q6c${tag}${i}`);
     guests.ndDuid = new Guest(topo, v1, 'eth0', PREFIX);
     guests.ndMac = new Guest(topo, v2, 'eth0', PREFIX);
     guests.fqOne = new Guest(topo, v3, `q6c${tag}3`, PREFIX);
     guests.thief = new Guest(topo, v4, `q6c${tag}4`, PREFIX);
     guests.resThief = new Guest(topo, v5, `q6c${tag}5`, PREFIX);
     guests.wpad = new Guest(topo, v6, `q6c${tag}6`, PREFIX);
+    guests.recThief = new Guest(topo, v7, `q6c${tag}7`, PREFIX);
     upstreamLog = path.join(tempDir('natd-v6client-upstream-'), 'queries.log');
     await startFakeUpstreamIn(topo, { log: upstreamLog, listen: [`[${UPLINK6_WAN}]:5353`] });
     natd = await startNatd(topo, [
       '--bridge', BRIDGE, '--no-firewall', '--subnet6', `${GW}/64`, '--dhcp6-range', `${PREFIX}100-${PREFIX}1ff`,
-      '--domain', DOMAIN, '--upstream', `[${UPLINK6_WAN}]:5353`,
+      '--domain', DOMAIN, '--upstream', `[${UPLINK6_WAN}]:5353`, '--host-record', `static6.${DOMAIN},${STATIC}`,
       '--dhcp-host', `id:${duidLl(v1.mac)},[${RESERVED_DUID}],nd-duid`,
       '--dhcp-host', `${v2.mac},[${RESERVED_MAC}],nd-mac`,
     ]);
@@ -200,9 +211,9 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
         // the guest asks natd's DNS itself, over IPv6 from its reserved address
         expect(await until(`${name}: AAAA`, () => g.dig(GW, 'AAAA', `${name}.${DOMAIN}`), (a) => a.length > 0, 15_000)).toEqual([address]);
         expect(await g.dig(GW, '-x', address)).toEqual([`${name}.${DOMAIN}.`]);
-        // and networkd took natd's DNS server from DHCPv6 (its link state file, in its own /run)
+        // and networkd took natd's DNS server from DHCPv6 (its link state file, in its own /run; RDNSS is off)
         const state = await until(`${name}: networkd link state with DNS`, () => topo.run(topo.host, ['nsenter', '-t', String(g.child!.pid), '-m', 'sh', '-c', 'cat /run/systemd/netif/links/*']).then((r) => r.stdout), (s) => /^DNS=/m.test(s), 15_000);
-        expect(state).toMatch(new RegExp(`^DNS=.*${GW.replace(/:/g, ':')}`, 'm'));
+        expect(/^DNS=(.*)$/m.exec(state)![1]!.trim().split(/\s+/)).toEqual([GW]);
       } catch (err) {
         failWith(g, err);
       }
@@ -223,7 +234,10 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
       const before = upstreamQueries().length;
       expect(await g.dig(GW, 'AAAA', 'Fqdn_One.outside.example.test')).not.toContain(address);
       expect(upstreamQueries().slice(before).join('\n').toLowerCase()).toContain('fqdn_one.outside.example.test');
-      console.log('dhcpcd FQDN events:', g.events().filter((l) => /fqdn/i.test(l)).join('\n'));
+      // natd's Client FQDN reply (RFC 4704): the name it publishes, fully qualified, S=1 (natd updates DNS)
+      const bound = g.events().find((l) => /^reason=BOUND6 /.test(l))!;
+      expect(bound).toContain(`new_dhcp6_fqdn=fqdn-one.${DOMAIN} `);
+      expect(bound).toMatch(/new_dhcp6_fqdn_flags=S /);
     } catch (err) {
       failWith(g, err);
     }
@@ -232,12 +246,15 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
   it('attack: FQDNs taking another guest\'s lease name, a reservation\'s name, or a denied name get no name (each still gets an address)', async () => {
     const owner = guests.fqOne;
     const [ownerAddress] = await owner.addresses();
-    const refusedBefore = async () => Object.fromEntries(await Promise.all(['held-v6', 'reserved', 'denied'].map(async (r) => [r, await api.metric(`natd_dhcp6_names_refused_total{bridge="br0",reason="${r}"}`)] as const)));
+    const refusedBefore = async () => Object.fromEntries(await Promise.all(['held-v6', 'reserved', 'denied', 'record'].map(async (r) => [r, await api.metric(`natd_dhcp6_names_refused_total{bridge="br0",reason="${r}"}`)] as const)));
     const before = await refusedBefore();
     const attacks = [
       { g: guests.thief, fqdn: 'fqdn-one', name: 'fqdn-one', owner: ownerAddress!, reason: 'held-v6' },
-      { g: guests.resThief, fqdn: 'nd-duid.outside.example.test', name: 'nd-duid', owner: RESERVED_DUID, reason: 'reserved' },
+      // the reservation's name in other case, with a foreign domain (natd compares names case-insensitively)
+      { g: guests.resThief, fqdn: 'ND-Duid.outside.example.test', name: 'nd-duid', owner: RESERVED_DUID, reason: 'reserved' },
       { g: guests.wpad, fqdn: 'wpad.outside.example.test', name: 'wpad', owner: undefined, reason: 'denied' },
+      // an operator's record (--host-record, IPv6 only) outranks every guest, as on the DHCPv4 side (issue 15)
+      { g: guests.recThief, fqdn: 'static6', name: 'static6', owner: STATIC, reason: 'record' },
     ];
     for (const a of attacks) {
       a.g.writeLoggingScript();
@@ -251,6 +268,10 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
         // the name still answers its owner only (or nobody), asked from the attacker's own namespace
         expect(await a.g.dig(GW, 'AAAA', `${a.name}.${DOMAIN}`)).toEqual(a.owner ? [a.owner] : []);
         expect(await a.g.dig(GW, '-x', address!)).toEqual([]);
+        // natd's Client FQDN reply tells the client it publishes nothing for it: N=1 (and O, its S overridden), no S
+        const flags = /new_dhcp6_fqdn_flags=(\S*)/.exec(a.g.events().find((l) => /^reason=BOUND6 /.test(l)) ?? '')?.[1];
+        expect(flags).toContain('N');
+        expect(flags).not.toContain('S');
       } catch (err) {
         failWith(a.g, err);
       }
@@ -300,7 +321,7 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateless: dhcpcd SLAAC + DNS fro
       // no ia_na: with the RA's O flag (and M=0) dhcpcd sends an Information-request
       'option dhcp6_name_servers, dhcp6_domain_search',
       // RDNSS/DNSSL from the RA off, so the resolv.conf below can only come from DHCPv6
-      'nooption rdnss, dnssl',
+      'nooption nd_rdnss, nd_dnssl',
       'nohook hostname, ntp-common.conf, chrony.conf, timesyncd.conf, openntpd.conf',
       'slaac hwaddr',
       `script ${guest.script}`,
@@ -311,7 +332,10 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateless: dhcpcd SLAAC + DNS fro
       expect(line).toContain(`new_dhcp6_name_servers=${GW}`);
       expect(line).toMatch(new RegExp(`new_dhcp6_domain_search=${DOMAIN.replace('.', '\\.')}`));
       expect(line).not.toMatch(/new_dhcp6_ia_na|new_ip6_address=\S/);
-      expect(guest.events().join('\n')).not.toMatch(/_rdnss\d*_servers=/); // the RA's DNS options were not used
+      // dhcpcd handled natd's RA (its prefix is in the RA variables) without its DNS options
+      const nd = readFileSync(guest.ndLog, 'utf8');
+      expect(nd).toContain(`_prefix_information1_prefix=${PREFIX}`);
+      expect(nd).not.toMatch(/_(rdnss|dnssl)\d*_/);
       // the SLAAC address (A=1 in natd's stateless RA), and no lease for it in natd
       const [slaac] = await until('SLAAC address', () => guest.addresses(), (a) => a.length > 0, 30_000);
       expect((await api.leases()).length).toBe(0);
