@@ -193,7 +193,8 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateful: networkd reservations a
     const cases = [
       { g: guests.ndDuid, name: 'nd-duid', address: RESERVED_DUID, lines: ['DUIDType=link-layer'], network: [] as string[] },
       // networkd's default DUID (DUID-EN, from the machine id) carries no MAC: natd matches the MAC of the EUI-64
-      // link-local networkd sends from (its default link-local generation mode)
+      // link-local networkd sends from (networkd's default, set explicitly here; with a stable-privacy link-local such
+      // a guest can be reserved by DUID only: natd does not look the MAC up in the neighbour table, README)
       { g: guests.ndMac, name: 'nd-mac', address: RESERVED_MAC, lines: [] as string[], network: ['IPv6LinkLocalAddressGenerationMode=eui64'] },
     ];
     for (const c of cases) c.g.startNetworkd(c.name, c.lines, c.network);
