@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { dhcpcdArgv, renameIface } from '../support/dhcpcd.js';
 import { writeNetworkdScript } from '../support/networkd.js';
 import { BRIDGE, isRoot, Topology, UPLINK6_WAN, type Vm } from '../support/netns.js';
 import { waitUntil } from '../support/wait.js';
@@ -69,15 +70,11 @@ class Guest {
     this.spawn(['unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', `hostname ${hostname} && exec ${this.script}`]);
   }
 
-  /**
-   * dhcpcd -6 in a mount (and uts) namespace of its own: a tmpfs on /var/lib/dhcpcd (its DUID made from this vm's
-   * MAC), and `extraMounts` (shell) before it starts. `conf`: the dhcpcd.conf lines after the common ones.
-   */
-  startDhcpcd(conf: string[], extraMounts = ''): void {
+  /** dhcpcd -6 (test/support/dhcpcd.ts) with these dhcpcd.conf lines after the common ones; `before`: shell run first */
+  startDhcpcd(conf: string[], before = ''): void {
     const file = path.join(this.dir, 'dhcpcd.conf');
     writeFileSync(file, ['ipv6only', 'noipv4', 'ipv6rs', ...conf, ''].join('\n'));
-    const run = `mount -t tmpfs tmpfs /var/lib/dhcpcd && ${extraMounts}exec dhcpcd -B -6 -d -f ${file} ${this.iface}`;
-    this.spawn(['unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', run]);
+    this.spawn(dhcpcdArgv(file, this.iface, before));
   }
 
   /**
@@ -123,13 +120,6 @@ class Guest {
   async stop(): Promise<void> {
     if (this.child) await this.topo.stop(this.child, 3000);
   }
-}
-
-/** dhcpcd needs unique interface names (its pid/control files in /run are per interface name) */
-async function renameIface(topo: Topology, vm: Vm, name: string): Promise<void> {
-  await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'down']);
-  await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'name', name]);
-  await topo.runOk(vm.ns, ['ip', 'link', 'set', name, 'up']);
 }
 
 function natdCli(topo: Topology, natd: NatdHandle) {
@@ -326,7 +316,7 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateless: dhcpcd SLAAC + DNS fro
       'nohook hostname, ntp-common.conf, chrony.conf, timesyncd.conf, openntpd.conf',
       'slaac hwaddr',
       `script ${guest.script}`,
-    ], `mount -t tmpfs tmpfs /run && mount --bind ${resolvConf} /etc/resolv.conf && `);
+    ], `mount -t tmpfs tmpfs /run && mount --bind ${resolvConf} /etc/resolv.conf`);
     try {
       const inform = await until('an INFORM6 event', () => guest.events(), (e) => e.some((l) => /^reason=INFORM6 /.test(l) && /new_dhcp6_name_servers=/.test(l)), 60_000);
       const line = inform.find((l) => /^reason=INFORM6 /.test(l) && /new_dhcp6_name_servers=/.test(l))!;
