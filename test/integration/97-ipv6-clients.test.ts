@@ -348,3 +348,43 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateless: dhcpcd SLAAC + DNS fro
     throw new Error(`${(err as Error).message}\nclient output:\n${g.output().slice(-4000)}\nevents:\n${g.events().join('\n')}`);
   }
 });
+
+describe.skipIf(!isRoot())('natd\'s RAs come only from the bridge\'s link-local address, also while it is tentative (issue 14)', () => {
+  let topo: Topology;
+  let natd: NatdHandle | undefined;
+
+  beforeAll(() => {
+    topo = Topology.create({ vms: 1 });
+  });
+
+  afterAll(async () => {
+    await topo?.destroy();
+  });
+
+  it('natd started during the bridge\'s DAD: no RA leaves from the gateway\'s ULA (guests drop those, RFC 4861 6.1.2); rdisc6 gets one from fe80:: once DAD is done', async () => {
+    // a long DAD (10 probes, about 10 s) on a fresh link-local address of br0: natd starts while it is tentative
+    const ll = (JSON.parse(await topo.runOk(topo.host, ['ip', '-j', '-6', 'addr', 'show', 'dev', BRIDGE, 'scope', 'link'])) as { addr_info: { local: string }[] }[])[0]!.addr_info[0]!.local;
+    await topo.runOk(topo.host, ['sysctl', '-qw', `net.ipv6.conf.${BRIDGE}.dad_transmits=10`]);
+    await topo.runOk(topo.host, ['ip', '-6', 'addr', 'del', `${ll}/64`, 'dev', BRIDGE]);
+    await topo.runOk(topo.host, ['ip', '-6', 'addr', 'add', `${ll}/64`, 'dev', BRIDGE]);
+    const capture = await topo.start(topo.vm(1).ns, ['tcpdump', '-i', 'eth0', '-n', '-l', 'icmp6 and ip6[40] == 134'], { ready: 'listening on', stream: 'stderr', timeoutMs: 15_000 });
+    natd = await startNatd(topo, ['--bridge', BRIDGE, '--no-firewall', '--subnet6', 'fd77:99::1/64']);
+    const api = natdCli(topo, natd);
+    const tentative = async () => (await topo.runOk(topo.host, ['ip', '-6', 'addr', 'show', 'dev', BRIDGE, 'scope', 'link'])).includes('tentative');
+    const startedDuringDad = await tentative();
+    // the guest (its own link-local address ready) solicits until natd answers (rdisc6: up to 30, 1 s apart)
+    await until('the guest\'s link-local address', () => topo.runOk(topo.vm(1).ns, ['ip', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link', '-tentative']), (s) => s.includes('fe80::'), 20_000);
+    const out = await topo.runOk(topo.vm(1).ns, ['rdisc6', '-1', '-w', '1000', '-r', '30', 'eth0'], { timeoutMs: 60_000 });
+    expect(out).toMatch(/from fe80::5054:ff:fe77:1\b/);
+    expect(await tentative()).toBe(false);
+    await until('an RA captured', () => capture.stdout(), (s) => /router advertisement/.test(s), 10_000);
+    await capture.stop(1000);
+    const sources = [...capture.stdout().matchAll(/IP6 (\S+) > \S+: ICMP6, router advertisement/g)].map((m) => m[1]!);
+    expect(sources.length).toBeGreaterThan(0);
+    expect(sources.filter((s) => !s.startsWith('fe80::'))).toEqual([]);
+    console.log(`RA sources seen by the guest: ${[...new Set(sources)].join(', ')} (natd ready while br0's link-local was ${startedDuringDad ? 'tentative' : 'already valid'})`);
+    // natd did try while the address was tentative (the send failed, counted), and retried without waiting for the guest
+    if (startedDuringDad) expect(await api.metric('natd_ipv6_router_advertisements_total{bridge="br0",result="error"}')).toBeGreaterThan(0);
+    expect(await api.metric('natd_ipv6_router_advertisements_total{bridge="br0",result="sent"}')).toBeGreaterThan(0);
+  }, 120_000);
+});
