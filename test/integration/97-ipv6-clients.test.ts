@@ -323,8 +323,9 @@ describe.skipIf(!isRoot())('IPv6 real clients, stateless: dhcpcd SLAAC + DNS fro
       expect(line).toContain(`new_dhcp6_name_servers=${GW}`);
       expect(line).toMatch(new RegExp(`new_dhcp6_domain_search=${DOMAIN.replace('.', '\\.')}`));
       expect(line).not.toMatch(/new_dhcp6_ia_na|new_ip6_address=\S/);
-      // dhcpcd handled natd's RA (its prefix is in the RA variables) without its DNS options
-      const nd = readFileSync(guest.ndLog, 'utf8');
+      // dhcpcd handled natd's RA (its prefix is in the RA variables) without its DNS options (dhcpcd runs its
+      // ROUTERADVERT event once the SLAAC address has done DAD: it may come after INFORM6)
+      const nd = await until('dhcpcd\'s ROUTERADVERT event', () => (existsSync(guest.ndLog) ? readFileSync(guest.ndLog, 'utf8') : ''), (t) => /^reason=ROUTERADVERT .*_prefix_information/m.test(t), 30_000);
       expect(nd).toContain(`_prefix_information1_prefix=${PREFIX}`);
       expect(nd).not.toMatch(/_(rdnss|dnssl)\d*_/);
       // the SLAAC address (A=1 in natd's stateless RA), and no lease for it in natd
