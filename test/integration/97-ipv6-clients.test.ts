@@ -9,13 +9,16 @@
  *                     the sanitised first label under natd's domain (fqdn-one.vm.test: AAAA + PTR, and natd's RFC 4704
  *                     reply tells dhcpcd so); the name outside the domain is not answered by natd (forwarded).
  *   attacks           dhcpcd guests whose FQDN is another guest's lease name (first come keeps it), a reservation's name
- *                     with a foreign domain, and `wpad.outside.example.test` (denied): none gets the name, each still gets an
- *                     address, the names keep answering their owners, and the refusals are counted by reason.
+ *                     in other case with a foreign domain, `wpad.outside.example.test` (denied) and an operator record's
+ *                     name (--host-record): none gets the name (natd's reply says N=1), each still gets an address, the
+ *                     names keep answering their owners, and the refusals are counted by reason.
  * Stateless natd (no range: RA M=0 O=1 A=1):
  *   dhcpcd -6         SLAAC address from the RA, DNS from a DHCPv6 Information-request (RDNSS/DNSSL from the RA turned
  *                     off in dhcpcd, so what it writes comes from DHCPv6): dhcpcd's stock resolv.conf hook writes natd's
  *                     server and domain (into a file bind-mounted over /etc/resolv.conf in its own mount namespace), and
  *                     dig from the guest at that server answers; natd holds no lease for it.
+ * natd started while the bridge's link-local address is tentative (a 10 s DAD): tcpdump in the guest sees RAs only
+ *   from fe80:: (the kernel used to pick the gateway's nodad ULA then, and guests drop such RAs), rdisc6 gets one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
