@@ -4,7 +4,11 @@
  *    never reaches JS), sent to ff02::2 (joined here) or to the bridge's own addresses, each with its IPv6 source and
  *    the hop limit it arrived with (IPV6_RECVHOPLIMIT: RFC 4861 6.1.1 wants 255, i.e. not routed);
  *  - sends Router Advertisements built in TypeScript (src/ipv6/ra.ts), with hop limit 255 for unicast and
- *    multicast; the kernel fills the ICMPv6 checksum and picks the bridge's link-local address as the source.
+ *    multicast, from the bridge's link-local address (RFC 4861 6.1.2: hosts drop RAs from any other source), set
+ *    per message with IPV6_PKTINFO; the kernel fills the ICMPv6 checksum. The kernel's own choice is not enough:
+ *    while the link-local address is tentative (DAD, about 2 s after the bridge gets carrier, so right when natd
+ *    starts) it picks the gateway's (nodad) ULA or global address, and every guest drops that RA. With the
+ *    link-local address tentative or missing, the send fails (EINVAL / EADDRNOTAVAIL) and the caller counts it.
  * Receiving uses uv_poll as arp_probe.c does; each solicitation is one JS call: onPacket(data, source, hopLimit).
  * A poll error is reported as onPacket(negativeErrno, rearmed), as the other receivers do.
  */
@@ -12,6 +16,7 @@
 #include "natd_native.h"
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/icmp6.h>
 #include <netinet/in.h>
@@ -182,6 +187,24 @@ static icmp6_t *get_socket(napi_env env, napi_value value) {
   return s;
 }
 
+/* The first link-local address on interface `ifindex` (tentative ones included: the kernel refuses those as a
+ * source). 0, or -1 with errno (EADDRNOTAVAIL: none). One netlink dump per call: RAs are rare and rate-limited. */
+static int link_local_of(int ifindex, struct in6_addr *out) {
+  struct ifaddrs *list = NULL;
+  if (getifaddrs(&list) != 0) return -1;
+  int found = 0;
+  for (struct ifaddrs *a = list; a != NULL && !found; a = a->ifa_next) {
+    if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET6 || a->ifa_name == NULL) continue;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)a->ifa_addr;
+    if (!IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr) || if_nametoindex(a->ifa_name) != (unsigned)ifindex) continue;
+    *out = sin6->sin6_addr;
+    found = 1;
+  }
+  freeifaddrs(list);
+  if (!found) errno = EADDRNOTAVAIL;
+  return found ? 0 : -1;
+}
+
 /* icmp6Send(handle, destination: Buffer (16 bytes), message: Buffer) -> bytes sent; throws the errno on failure. */
 static napi_value icmp6_send(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -199,10 +222,33 @@ static napi_value icmp6_send(napi_env env, napi_callback_info info) {
   to.sin6_family = AF_INET6;
   memcpy(&to.sin6_addr, dest, 16);
   to.sin6_scope_id = (uint32_t)s->ifindex;
+  struct in6_pktinfo source;
+  memset(&source, 0, sizeof source);
+  if (link_local_of(s->ifindex, &source.ipi6_addr) != 0) return throw_errno(env, "getifaddrs", "icmp6 link-local source", errno);
+  source.ipi6_ifindex = (unsigned)s->ifindex;
+  union {
+    char raw[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct iovec iov = {data, data_len};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &to;
+  msg.msg_namelen = sizeof to;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.raw;
+  msg.msg_controllen = sizeof control.raw;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = IPPROTO_IPV6;
+  c->cmsg_type = IPV6_PKTINFO;
+  c->cmsg_len = CMSG_LEN(sizeof source);
+  memcpy(CMSG_DATA(c), &source, sizeof source);
   ssize_t n;
-  do n = sendto(s->fd, data, data_len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+  do n = sendmsg(s->fd, &msg, MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return throw_errno(env, "sendto", "icmp6", errno);
+  if (n < 0) return throw_errno(env, "sendmsg", "icmp6 from the link-local address", errno);
   napi_value result;
   napi_create_uint32(env, (uint32_t)n, &result);
   return result;

@@ -17,9 +17,10 @@
  * rewritten in the table.
  *
  * Hostile guests: a client's FQDN name is refused (left off its lease) when it is not a valid host name or a denied
- * one (the gateway's, the domain), when an IPv4 lease or reservation of another MAC holds it, when a DHCPv6
- * reservation of another client has it, or when another client's live DHCPv6 lease has it: first come, as the
- * IPv4 lease names. The table bounds what each guest and all of them can hold.
+ * one (the gateway's, the domain), when it is an operator record's (issue 15: `--host-record` and the other custom
+ * records, bare or under the domain, as for the DHCPv4 lease names), when an IPv4 lease or reservation of another MAC
+ * holds it, when a DHCPv6 reservation of another client has it, or when another client's live DHCPv6 lease has it:
+ * first come, as the IPv4 lease names. The table bounds what each guest and all of them can hold.
  */
 import type { Dhcp6Reservation, Lease6, Lease6Change } from '../dhcp6/types.js';
 import type { GuestAddresses } from '../ipv6/guest-addresses.js';
@@ -35,6 +36,8 @@ export interface Dhcp6NamesDeps {
   v4HolderMac?: (name: string) => string | undefined | null;
   /** whether `name` may be published at all (LocalNames.refusalOf === undefined) */
   publishable?: (name: string) => boolean;
+  /** whether `name` is an operator record's (RecordBook.owns): never a guest's, as on the DHCPv4 side */
+  operatorName?: (name: string) => boolean;
   /** refused names are logged (rate-limited) */
   logger?: Logger;
 }
@@ -127,16 +130,17 @@ export class Dhcp6Names {
     return refusal === undefined;
   };
 
-  /** Client FQDN names refused when binding, by reason (denied, held-v4, reserved, held-v6). */
+  /** Client FQDN names refused when binding, by reason (denied, record, held-v4, reserved, held-v6). */
   refused(): Readonly<Record<string, number>> {
     return { ...this.refusedCounts };
   }
 
   private readonly refusedCounts: Record<string, number> = {};
 
-  private refusalOf(name: string, claimant: { duid: string; mac?: string }): 'denied' | 'held-v4' | 'reserved' | 'held-v6' | undefined {
+  private refusalOf(name: string, claimant: { duid: string; mac?: string }): 'denied' | 'record' | 'held-v4' | 'reserved' | 'held-v6' | undefined {
     const n = name.toLowerCase();
     if (this.deps.publishable && !this.deps.publishable(n)) return 'denied';
+    if (this.deps.operatorName?.(n)) return 'record'; // operator records outrank every guest
     const mac = claimant.mac?.toLowerCase();
     const v4 = this.deps.v4HolderMac?.(n);
     if (v4 === null || (v4 !== undefined && v4.toLowerCase() !== mac)) return 'held-v4'; // null: held, but not by a guest

@@ -534,6 +534,7 @@ function dhcp6NamesFor(state: State, dns: DnsParts | undefined, reservations: re
       },
       publishable: (name: string) => local.refusalOf(name) === undefined,
     } : {}),
+    ...(state.records ? { operatorName: state.records.owns } : {}), // an operator record's name is never a guest's
   });
   names6.setReservations(reservations);
   return names6;

@@ -142,7 +142,7 @@ export interface MetricsInput {
     leasesActive: number;
     declined: number;
     sendFailures: number;
-    /** issue 14: Client FQDN names refused, by reason (denied, held-v4, reserved, held-v6) */
+    /** issue 14: Client FQDN names refused, by reason (denied, record, held-v4, reserved, held-v6) */
     namesRefused?: Readonly<Record<string, number>>;
   };
   /** issue 14: IPv6 forwards re-resolved after guest address changes (daemon/forwards6.ts) */
@@ -503,7 +503,7 @@ function dhcp6Families(m: MetricsInput, one: One): Family[] {
     { name: 'natd_dhcp6_leases_active', help: 'Unexpired DHCPv6 leases (IA_NA bindings).', type: 'gauge', samples: one(d.leasesActive) },
     { name: 'natd_dhcp6_declined_addresses', help: 'IPv6 addresses in quarantine after a Decline.', type: 'gauge', samples: one(d.declined) },
     { name: 'natd_dhcp6_send_failures_total', help: 'DHCPv6 replies that could not be sent.', type: 'counter', samples: one(d.sendFailures) },
-    { name: 'natd_dhcp6_names_refused_total', help: 'Client FQDN names (RFC 4704) left off a DHCPv6 lease, by reason (denied, held-v4: another MAC\'s IPv4 name, reserved: another client\'s reservation, held-v6: another client\'s lease).', type: 'counter', samples: byKey(m.bridge, 'reason', d.namesRefused ?? {}) },
+    { name: 'natd_dhcp6_names_refused_total', help: 'Client FQDN names (RFC 4704) left off a DHCPv6 lease, by reason (denied, record: an operator record\'s name, held-v4: another MAC\'s IPv4 name, reserved: another client\'s reservation, held-v6: another client\'s lease).', type: 'counter', samples: byKey(m.bridge, 'reason', d.namesRefused ?? {}) },
   ];
 }
 

@@ -20,8 +20,9 @@
  * the journal. Everything else is counted by reason and logged rate-limited, never answered.
  *
  * The client's MAC (for reservations by MAC, peer.mac): decoded from a modified EUI-64 link-local source (fe80::
- * with ff:fe in the middle of the interface id, the kernel's default addr_gen_mode), otherwise from `lookupMac`
- * (the daemon's neighbour-table cache, neighbour-mac.ts). The core also reads the MAC of a DUID-LL/LLT itself.
+ * with ff:fe in the middle of the interface id, the kernel's default addr_gen_mode), otherwise from `lookupMac` when
+ * one is given (the daemon gives none: a guest whose DUID carries no MAC and whose link-local is not EUI-64 can be
+ * reserved by DUID only, as the README says). The core also reads the MAC of a DUID-LL/LLT itself.
  */
 import type dgram from 'node:dgram';
 import { formatIpv6, parseIpv6 } from '../ipv6/address.js';

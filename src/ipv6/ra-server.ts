@@ -7,6 +7,11 @@
  * per address every 3 s (MIN_DELAY_BETWEEN_RAS), and at most MAX_PENDING_UNICAST answers wait at once; one from
  * the unspecified address (a host without an address yet) gets a multicast answer, at most one every 3 s, which
  * all solicitations meanwhile share. Every other solicitation is counted and dropped; malformed ones too (ra.ts).
+ *
+ * A failed send (the bridge's link-local address still tentative, as right after the bridge gets carrier: natd's
+ * socket sends RAs only from it, RFC 4861 6.1.2; or no carrier yet) is followed by a multicast RA MIN_DELAY_BETWEEN_RAS
+ * later, at most MAX_SEND_RETRIES times in a row, so guests that solicited meanwhile are not left to the next
+ * unsolicited RA (16 s, or up to 600 s later).
  */
 import type { Logger } from '../log.js';
 import { formatIpv6, type Ipv6Bytes } from './address.js';
@@ -19,6 +24,8 @@ export const MAX_INITIAL_RTR_ADVERTISEMENTS = 3;
 export const MAX_RA_DELAY_MS = 500;
 export const MIN_DELAY_BETWEEN_RAS_MS = 3_000;
 const MAX_PENDING_UNICAST = 64;
+/** failed sends in a row followed by a retry (3 s apart: about a minute); then only the regular schedule */
+export const MAX_SEND_RETRIES = 20;
 const MAX_REMEMBERED_SOLICITORS = 4096;
 
 const ALL_NODES = Uint8Array.from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
@@ -57,6 +64,7 @@ export class RaServer {
   private readonly answered = new Map<string, number>();
   private lastMulticastAt = -Infinity;
   private initialSent = 0;
+  private failuresInARow = 0;
   private closed = false;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -107,10 +115,12 @@ export class RaServer {
     try {
       this.socket.send(destination, this.opts.advertisement(final));
       this.counts.advertisementsSent++;
+      this.failuresInARow = 0;
     } catch (err) {
-      // no carrier yet (a bridge without ports), or the link-local address is not there yet: the next one will do
+      // no carrier yet (a bridge without ports), or the link-local address is tentative or missing: retried (header)
       this.counts.sendFailures++;
       this.opts.logger.warnLimited('ipv6-ra-send', 'cannot send a router advertisement', { to: formatIpv6(destination), reason: (err as Error).message });
+      if (!final && ++this.failuresInARow <= MAX_SEND_RETRIES) this.answerMulticast(MIN_DELAY_BETWEEN_RAS_MS);
     }
   }
 

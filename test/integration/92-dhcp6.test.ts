@@ -17,6 +17,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { dhcpcdArgv, renameIface } from '../support/dhcpcd.js';
 import { writeNetworkdScript } from '../support/networkd.js';
 import { BRIDGE, isRoot, Topology, type Vm } from '../support/netns.js';
 import { waitUntil } from '../support/wait.js';
@@ -79,13 +80,9 @@ class Client {
     ]);
   }
 
-  /**
-   * dhcpcd keeps its DUID in /var/lib/dhcpcd, shared by every namespace: each run gets a private tmpfs there (a
-   * mount namespace of its own), so each guest makes its own DUID-LLT from its own MAC, as a VM would.
-   */
+  /** dhcpcd in a mount namespace of its own (test/support/dhcpcd.ts): its own DUID-LLT from its own MAC */
   private dhcpcdArgv(): string[] {
-    const run = `mount -t tmpfs tmpfs /var/lib/dhcpcd && exec dhcpcd -B -6 -d -f ${path.join(this.dir, 'dhcpcd.conf')} ${this.iface}`;
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', run];
+    return dhcpcdArgv(path.join(this.dir, 'dhcpcd.conf'), this.iface);
   }
 
   start(): void {
@@ -156,11 +153,9 @@ describe.skipIf(!isRoot())('DHCPv6 with real clients (issue 14)', () => {
       const vm = topo.vm(i + 1);
       let iface = 'eth0';
       if (kind.startsWith('dhcpcd')) {
-        // dhcpcd keeps its DUID and leases in /var/lib/dhcpcd, shared by all namespaces: a unique interface name
+        // dhcpcd's pid and control files are per interface name, shared by all namespaces: a unique name
         iface = `n6c${process.pid % 10000}${i}`;
-        await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'down']);
-        await topo.runOk(vm.ns, ['ip', 'link', 'set', 'eth0', 'name', iface]);
-        await topo.runOk(vm.ns, ['ip', 'link', 'set', iface, 'up']);
+        await renameIface(topo, vm, iface);
       }
       clients.set(kind, new Client(kind, topo, vm, iface));
     }

@@ -10,13 +10,19 @@ import { ip6ArpaName } from '../../src/dns/reverse6.js';
 import { makeSubnet, parseIpv4 } from '../../src/net/ipv4.js';
 import { DNS_CLASS_IN, DnsRcode, DnsType } from '../../src/dns/types.js';
 import type { Lease6 } from '../../src/dhcp6/types.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveConfig } from '../../src/config.js';
+import { RecordBook } from '../../src/daemon/record-book.js';
+import { silentLogger } from '../../src/log.js';
 
 const NET = parseIpv6('fd00:10:10::')!;
 const MAC_A = '52:54:00:00:00:0a';
 const MAC_B = '52:54:00:00:00:0b';
 const lease = (duid: string, address: string, extra: Partial<Lease6> = {}): Lease6 => ({ duid, iaid: 1, address, expiresAt: Date.now() + 3600_000, ...extra });
 
-function setup() {
+function setup(extra: Partial<ConstructorParameters<typeof Dhcp6Names>[0]> = {}) {
   const table = new GuestAddresses(NET);
   const local = new LocalNames({ domain: 'vm', subnet: makeSubnet(parseIpv4('10.10.0.0')!, 24), gatewayAddress: parseIpv4('10.10.0.1')! });
   local.setIpv6({ network: NET, gateway: parseIpv6('fd00:10:10::1')!, addressesOfMac: (m) => table.addressesOfMac(m), addressesOfName: (x) => table.addressesOfName(x), ownerOf: (a) => table.ownerOf(a) });
@@ -28,6 +34,7 @@ function setup() {
       return h ? (h.mac && (h.source === 'lease' || h.source === 'reservation') ? h.mac : null) : undefined;
     },
     publishable: (name) => local.refusalOf(name) === undefined,
+    ...extra,
   });
   const ask = (name: string, type: number = DnsType.AAAA) => local.lookup({ name, type, class: DNS_CLASS_IN });
   return { table, local, names, ask };
@@ -82,6 +89,24 @@ describe('Dhcp6Names', () => {
     expect(names.refused()).toEqual({ 'held-v4': 1, reserved: 1, 'held-v6': 1, denied: 1 });
     expect(names.nameAllowed('db', { duid: 'd2', mac: MAC_A }, false)).toBe(false);
     expect(names.refused()['held-v4']).toBe(1);
+  });
+
+  it('refuses a client name that is an operator record\'s (bare or under the domain, any case), as the DHCPv4 names do', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'natd-names6-records-'));
+    try {
+      const config = resolveConfig({ bridge: 'br0', domain: 'vm', stateDir: dir, hostRecord: ['static6.vm,fd00:10:10::99', 'api.lab,10.10.0.5'], address: ['/wild.vm/fd00:10:10::98'] });
+      const records = await RecordBook.load(config, { subnet: makeSubnet(parseIpv4('10.10.0.0')!, 24), logger: silentLogger, reservedNames: () => [] });
+      const { names, ask } = setup({ operatorName: records.owns });
+      for (const taken of ['static6', 'STATIC6', 'wild']) expect(names.nameAllowed(taken, { duid: 'd1', mac: MAC_A }), taken).toBe(false);
+      expect(names.nameAllowed('free', { duid: 'd1', mac: MAC_A })).toBe(true);
+      expect(names.refused()).toEqual({ record: 3 });
+      // a lease the core bound without the refused name publishes its address under no record's name
+      names.apply([{ kind: 'bind6', lease: lease('d1', 'fd00:10:10::105', { mac: MAC_A }) }]);
+      expect(ask(ip6ArpaName(parseIpv6('fd00:10:10::105')!), DnsType.PTR)?.records ?? []).toEqual([]);
+      expect(names.addressOf('static6')).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('the forwards\' lookup: a reservation\'s IPv6 first, then a DHCPv6 lease, then what AAAA answers', () => {

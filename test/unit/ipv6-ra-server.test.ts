@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { formatIpv6, parseIpv6 } from '../../src/ipv6/address.js';
 import { parseRouterAdvertisement } from '../../src/ipv6/ra.js';
-import { RaServer } from '../../src/ipv6/ra-server.js';
+import { MAX_SEND_RETRIES, RaServer } from '../../src/ipv6/ra-server.js';
 import { advertisementFor } from '../../src/ipv6/service.js';
 import { servedIpv6 } from '../../src/ipv6/settings.js';
 import { recordingLogger } from '../support/recording-logger.js';
@@ -11,7 +11,7 @@ const served = servedIpv6({ mode: 'subnet', cidr: 'fd00:10:10::1/64' }, 'br0', u
 const guest = parseIpv6('fe80::5054:ff:fe00:1')!;
 const rs = Buffer.from([133, 0, 0, 0, 0, 0, 0, 0]);
 
-function harness(random = 0.5, failSend = false) {
+function harness(random = 0.5, failSend: boolean | (() => boolean) = false) {
   const sent: { to: string; at: number; lifetime: number }[] = [];
   let deliver: (data: Buffer, source: Buffer, hop: number) => void = () => {};
   let closed = false;
@@ -21,7 +21,7 @@ function harness(random = 0.5, failSend = false) {
       deliver = cb;
       return {
         send: (to, msg) => {
-          if (failSend) throw new Error('ENETDOWN');
+          if (failSend === true || (typeof failSend === 'function' && failSend())) throw new Error('EINVAL');
           sent.push({ to: formatIpv6(to), at: Date.now(), lifetime: parseRouterAdvertisement(msg)!.routerLifetime });
         },
         close: () => void (closed = true),
@@ -105,6 +105,46 @@ describe('RaServer', () => {
     failing.server.start();
     expect(failing.server.stats()).toMatchObject({ advertisementsSent: 0, sendFailures: 1 });
     failing.server.close();
+  });
+});
+
+describe('RaServer: failed sends (the bridge\'s link-local address still tentative)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(1_000_000);
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it('a failed send is followed by a multicast RA 3 s later, and so on until one goes out', () => {
+    let failing = true;
+    const h = harness(0.5, () => failing);
+    h.server.start(); // the first unsolicited RA fails
+    h.rs(guest); // and so does the answer to a guest's solicitation
+    vi.advanceTimersByTime(500);
+    expect(h.server.stats()).toMatchObject({ advertisementsSent: 0, sendFailures: 2 });
+    vi.advanceTimersByTime(2_500); // DAD still running: the retry 3 s after the first failure fails too
+    expect(h.server.stats()).toMatchObject({ advertisementsSent: 0, sendFailures: 3 });
+    failing = false; // the link-local address is ready
+    vi.advanceTimersByTime(3_000);
+    expect(h.sent).toEqual([{ to: 'ff02::1', at: 1_006_000, lifetime: 1800 }]);
+    // then only the regular schedule (the second initial RA, 16 s after the first)
+    vi.advanceTimersByTime(16_000 - 6_000);
+    expect(h.sent.map((x) => x.at - 1_000_000)).toEqual([6_000, 16_000]);
+    expect(h.logger.messages('limited').map((m) => m.msg)).toContain('cannot send a router advertisement');
+    h.server.close();
+  });
+
+  it('retries at most MAX_SEND_RETRIES times in a row (a bridge that never gets a link-local address), then keeps the regular schedule', () => {
+    const h = harness(0.5, true);
+    h.server.start();
+    vi.advanceTimersByTime(15_999);
+    expect(h.server.stats().sendFailures).toBe(1 + 5); // every 3 s
+    vi.advanceTimersByTime(10 * 60_000);
+    const failures = h.server.stats().sendFailures;
+    expect(failures).toBeLessThanOrEqual(1 + MAX_SEND_RETRIES + 3); // the retries, and the two unsolicited RAs due
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(h.server.stats().sendFailures - failures).toBeLessThanOrEqual(3); // no retries left: 200-600 s apart
+    h.server.close();
   });
 });
 
