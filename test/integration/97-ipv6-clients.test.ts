@@ -378,7 +378,11 @@ describe.skipIf(!isRoot())('natd\'s RAs come only from the bridge\'s link-local 
     const startedDuringDad = await tentative();
     // the guest (its own link-local address ready) solicits until natd answers (rdisc6: up to 30, 1 s apart)
     await until('the guest\'s link-local address', () => topo.runOk(topo.vm(1).ns, ['ip', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link', '-tentative']), (s) => s.includes('fe80::'), 20_000);
-    const out = await topo.runOk(topo.vm(1).ns, ['rdisc6', '-1', '-w', '1000', '-r', '30', 'eth0'], { timeoutMs: 60_000 });
+    // rdisc6 itself may fail to send ("Invalid argument") while the guest's address is not usable yet: asked again
+    const out = await until('an RA for rdisc6', async () => {
+      const r = await topo.run(topo.vm(1).ns, ['rdisc6', '-1', '-w', '1000', '-r', '30', 'eth0'], { timeoutMs: 60_000 });
+      return r.code === 0 ? r.stdout : `rdisc6 exit ${r.code}: ${r.stderr}`;
+    }, (s) => /from fe80::/.test(s), 90_000);
     expect(out).toMatch(/from fe80::5054:ff:fe77:1\b/);
     expect(await tentative()).toBe(false);
     await until('an RA captured', () => capture.stdout(), (s) => /router advertisement/.test(s), 10_000);
